@@ -1,0 +1,82 @@
+// Shared CLI helpers.
+#include "common.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+
+#include "ncd/output.h"
+
+namespace ncd::cli {
+
+void add_frontend_options(CLI::App &app, FrontendOptions &options) {
+  app.add_option("-I", options.include_dirs, "Add a folder to the import search path")->type_name("DIR");
+  app.add_option("-D", options.defines, "Override an axis size, e.g. -D seq=8192")->type_name("AXIS=N");
+  app.add_flag("--MD,-M", options.dependency_file, "Write a Makefile dependency file of the imported .ncd files");
+  app.add_option("--MF", options.dependency_path, "Dependency file path (default: OUTPUT.d)")->type_name("FILE");
+  app.add_option("--MT", options.dependency_target, "Target named in the dependency file")->type_name("TARGET");
+  app.add_flag("--no-warnings,-w", options.no_warnings, "Do not print warnings");
+  app.add_flag("--Werror", options.warnings_as_errors, "Treat warnings as errors");
+}
+
+bool use_color() {
+  const char *no_color = std::getenv("NO_COLOR");
+  if (no_color && *no_color) return false;
+  return isatty(STDERR_FILENO) != 0;
+}
+
+void print_diagnostics(Compilation &compilation) { compilation.diagnostics.flush(std::cerr, use_color()); }
+
+std::unique_ptr<Compilation> load_program(const std::string &path, const FrontendOptions &options) {
+  auto compilation = std::make_unique<Compilation>();
+  compilation->diagnostics.set_warnings_enabled(!options.no_warnings);
+  CompileOptions compile_options;
+  compile_options.include_dirs = options.include_dirs;
+  compile_options.defines = options.defines;
+  bool ok = compile_file(path, compile_options, *compilation);
+  if (ok && options.warnings_as_errors && compilation->diagnostics.warning_count() > 0) ok = false;
+  print_diagnostics(*compilation);
+  if (!ok) return nullptr;
+  return compilation;
+}
+
+bool write_dependency_file(const FrontendOptions &options, const Compilation &compilation,
+                           const std::string &input, const std::string &output) {
+  if (!options.dependency_file && options.dependency_path.empty()) return true;
+  std::string target = !options.dependency_target.empty() ? options.dependency_target
+                       : (!output.empty() && output != "-") ? output
+                                                            : input;
+  std::string path = !options.dependency_path.empty() ? options.dependency_path : target + ".d";
+  return write_or_report(path, make_dependency_file(target, compilation.dependencies()));
+}
+
+const ir::Diagram *select_diagram(Compilation &compilation, const std::string &name, bool required) {
+  auto diagrams = compilation.program.root_diagrams();
+  if (name.empty()) {
+    if (!required) return nullptr;
+    if (diagrams.size() == 1) return diagrams[0];
+    std::string names;
+    for (const auto *diagram : diagrams) names += (names.empty() ? "" : ", ") + diagram->name;
+    std::cerr << "ncd: error: " << compilation.modules[0].path << " defines "
+              << (diagrams.empty() ? "no diagrams" : "several diagrams (" + names + ")") << "; choose one with --diagram NAME\n";
+    return nullptr;
+  }
+  std::vector<std::string> names;
+  for (const auto *diagram : diagrams) {
+    if (diagram->name == name) return diagram;
+    names.push_back(diagram->name);
+  }
+  std::cerr << "ncd: error: " << compilation.modules[0].path << " has no diagram '" << name << "'"
+            << did_you_mean(name, names) << "\n";
+  return nullptr;
+}
+
+bool write_or_report(const std::string &path, const std::string &content) {
+  std::string error;
+  if (write_output(path, content, error)) return true;
+  std::cerr << "ncd: error: " << error << "\n";
+  return false;
+}
+
+}  // namespace ncd::cli

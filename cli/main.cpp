@@ -1,0 +1,87 @@
+// The `ncd` command: a table of verbs dispatched through CLI11.
+//
+// The real work runs on a thread with a large stack so that deeply nested (but
+// legal) input never overflows it; every exception that escapes a verb is an
+// internal error (exit 3), never a crash.
+#include <pthread.h>
+
+#include <iostream>
+#include <memory>
+
+#include "common.h"
+#include "verbs.h"
+
+#ifndef NCD_VERSION
+#define NCD_VERSION "0.0.0"
+#endif
+
+namespace ncd::cli {
+namespace {
+
+const Verb kVerbs[] = {
+    {"check", "Parse, resolve and shape-check .ncd files", setup_check},
+    {"fmt", "Print .ncd files in canonical form (-i rewrites, --check verifies)", setup_fmt},
+    {"show", "Show the AST, the core IR, or the IR as JSON", setup_show},
+};
+
+int run(int argc, char **argv) {
+  CLI::App app{"ncd: neural circuit diagrams as software", "ncd"};
+  app.set_version_flag("--version", "ncd " NCD_VERSION);
+  app.require_subcommand(1);
+  app.failure_message(CLI::FailureMessage::help);
+  std::vector<std::pair<CLI::App *, Handler>> handlers;
+  for (const Verb &verb : kVerbs) {
+    CLI::App *command = app.add_subcommand(verb.name, verb.help);
+    handlers.push_back({command, verb.setup(*command)});
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError &error) {
+    int code = app.exit(error);
+    return code == 0 ? kSuccess : kUsageError;
+  }
+  for (auto &[command, handler] : handlers)
+    if (command->parsed()) return handler();
+  return kUsageError;
+}
+
+struct ThreadArguments {
+  int argc;
+  char **argv;
+  int result = kInternalError;
+};
+
+void *thread_main(void *raw) {
+  auto *arguments = static_cast<ThreadArguments *>(raw);
+  try {
+    arguments->result = run(arguments->argc, arguments->argv);
+  } catch (const std::exception &error) {
+    std::cerr << "ncd: internal error: " << error.what() << "\n";
+    arguments->result = kInternalError;
+  } catch (...) {
+    std::cerr << "ncd: internal error: unknown exception\n";
+    arguments->result = kInternalError;
+  }
+  return nullptr;
+}
+
+}  // namespace
+}  // namespace ncd::cli
+
+int main(int argc, char **argv) {
+  using namespace ncd::cli;
+  std::ios::sync_with_stdio(false);
+  ThreadArguments arguments{argc, argv};
+  pthread_attr_t attributes;
+  pthread_attr_init(&attributes);
+  pthread_attr_setstacksize(&attributes, size_t{1} << 30);  // reserved, touched only when used
+  pthread_t thread;
+  if (pthread_create(&thread, &attributes, thread_main, &arguments) != 0) {
+    thread_main(&arguments);
+  } else {
+    pthread_join(thread, nullptr);
+  }
+  pthread_attr_destroy(&attributes);
+  std::cout.flush();
+  return arguments.result;
+}

@@ -1,0 +1,50 @@
+// The front end: from a root .ncd file to a verified core IR Program.
+//
+// Loads the root file and its imports through the search path, parses each
+// once, applies -D size overrides, lowers every diagram (sema) and runs the
+// IR verifier. All problems are reported to the compilation's diagnostics.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ncd/ast.h"
+#include "ncd/diagnostics.h"
+#include "ncd/ir.h"
+
+namespace ncd {
+
+struct CompileOptions {
+  std::vector<std::string> include_dirs;  // -I, searched after the importing file's folder
+  std::vector<std::string> defines;       // -D NAME=N, as given
+  bool stop_after_parse = false;          // fmt and show --ast need only the AST
+};
+
+struct ParsedModule {
+  int file_id = -1;
+  std::string path;      // as displayed
+  std::string resolved;  // absolute
+  std::unique_ptr<ast::File> ast;
+  std::vector<int> imports;  // indices into Compilation::modules
+};
+
+struct Compilation {
+  SourceManager sources;
+  DiagnosticEngine diagnostics{sources};
+  std::vector<ParsedModule> modules;  // modules[0] is the root file
+  ir::Program program;
+  // Every file read, root first: for -MD dependency files.
+  std::vector<std::string> dependencies() const;
+};
+
+// The directories searched for imports after -I: NCD_PATH, then the stdlib.
+std::vector<std::string> default_search_path();
+
+// Returns true when the program is free of errors.
+bool compile_file(const std::string &path, const CompileOptions &options, Compilation &out);
+
+// Reads a file for the front end; returns false (with a located-less error) when unreadable.
+bool read_text_file(const std::string &path, std::string &text, std::string &error);
+
+}  // namespace ncd

@@ -1,0 +1,201 @@
+// The front-end driver: reading files, resolving imports through the search
+// path, detecting import cycles, then handing the parsed modules to sema and
+// the verifier.
+#include "ncd/frontend.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "ncd/parser.h"
+#include "ncd/sema.h"
+#include "ncd/verifier.h"
+
+#ifndef NCD_SOURCE_STDLIB_DIR
+#define NCD_SOURCE_STDLIB_DIR ""
+#endif
+
+namespace fs = std::filesystem;
+
+namespace ncd {
+
+bool read_text_file(const std::string &path, std::string &text, std::string &error) {
+  std::error_code code;
+  if (fs::is_directory(path, code)) {
+    error = "'" + path + "' is a directory";
+    return false;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = "cannot open '" + path + "': " + std::strerror(errno);
+    return false;
+  }
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) {
+    error = "cannot read '" + path + "'";
+    return false;
+  }
+  text = buffer.str();
+  return true;
+}
+
+std::vector<std::string> default_search_path() {
+  std::vector<std::string> out;
+  if (const char *env = std::getenv("NCD_PATH")) {
+    std::string list = env;
+    size_t start = 0;
+    while (start <= list.size()) {
+      size_t end = list.find(':', start);
+      if (end == std::string::npos) end = list.size();
+      if (end > start) out.push_back(list.substr(start, end - start));
+      start = end + 1;
+    }
+  }
+  // The installed stdlib sits at <prefix>/share/ncd/stdlib beside <prefix>/bin/ncd.
+  std::error_code code;
+  fs::path self = fs::read_symlink("/proc/self/exe", code);
+  if (!code) {
+    fs::path installed = self.parent_path().parent_path() / "share" / "ncd" / "stdlib";
+    if (fs::is_directory(installed, code)) out.push_back(installed.string());
+  }
+  if (std::string(NCD_SOURCE_STDLIB_DIR).size() > 0) out.push_back(NCD_SOURCE_STDLIB_DIR);
+  return out;
+}
+
+std::vector<std::string> Compilation::dependencies() const {
+  std::vector<std::string> out;
+  for (const auto &module : modules) out.push_back(module.path);
+  return out;
+}
+
+namespace {
+
+class Loader {
+ public:
+  Loader(const CompileOptions &options, Compilation &compilation)
+      : options_(options), c_(compilation) {
+    search_ = options.include_dirs;
+    for (auto &dir : default_search_path()) search_.push_back(dir);
+  }
+
+  // Loads `path` (and, recursively, its imports); returns the module index or -1.
+  int load(const std::string &display_path, const std::string &resolved, SourceLocation importer) {
+    for (size_t i = 0; i < stack_.size(); ++i)
+      if (c_.modules[static_cast<size_t>(stack_[i])].resolved == resolved) {
+        std::string cycle;
+        for (size_t k = i; k < stack_.size(); ++k)
+          cycle += c_.modules[static_cast<size_t>(stack_[k])].path + " -> ";
+        cycle += display_path;
+        c_.diagnostics.error(importer, "import cycle: " + cycle);
+        return -1;
+      }
+    for (size_t i = 0; i < c_.modules.size(); ++i)
+      if (c_.modules[i].resolved == resolved) return static_cast<int>(i);
+
+    std::string text, error;
+    if (!read_text_file(resolved, text, error)) {
+      c_.diagnostics.error(importer, error);
+      return -1;
+    }
+    int file_id = c_.sources.add(display_path, resolved, std::move(text));
+    int index = static_cast<int>(c_.modules.size());
+    c_.modules.push_back({file_id, display_path, resolved, nullptr, {}});
+    auto ast = parse_file(c_.sources, file_id, c_.diagnostics);
+    if (!ast) return index;
+    stack_.push_back(index);
+    std::vector<int> imports;
+    for (const ast::Item &item : ast->items) {
+      if (item.kind != ast::Item::Kind::Import) continue;
+      std::string found = resolve_import(item.import_path, c_.modules[static_cast<size_t>(index)].resolved);
+      if (found.empty()) {
+        report_missing(item);
+        continue;
+      }
+      int imported = load(display_name(item.import_path, found), found, item.location);
+      if (imported >= 0) imports.push_back(imported);
+    }
+    stack_.pop_back();
+    c_.modules[static_cast<size_t>(index)].ast = std::move(ast);
+    c_.modules[static_cast<size_t>(index)].imports = imports;
+    return index;
+  }
+
+  static std::string absolute(const std::string &path) {
+    std::error_code code;
+    fs::path canonical = fs::weakly_canonical(fs::absolute(path), code);
+    return code ? path : canonical.string();
+  }
+
+ private:
+  std::vector<std::string> candidates_for(const std::string &importer_resolved) const {
+    std::vector<std::string> dirs{fs::path(importer_resolved).parent_path().string()};
+    for (const auto &dir : search_) dirs.push_back(dir);
+    return dirs;
+  }
+
+  std::string resolve_import(const std::string &path, const std::string &importer_resolved) const {
+    if (fs::path(path).is_absolute()) return fs::is_regular_file(path) ? absolute(path) : "";
+    std::error_code code;
+    for (const auto &dir : candidates_for(importer_resolved)) {
+      fs::path candidate = fs::path(dir) / path;
+      if (fs::is_regular_file(candidate, code)) return absolute(candidate.string());
+    }
+    return "";
+  }
+
+  // Imports found through the search path are shown as written; others relative to the cwd.
+  static std::string display_name(const std::string &written, const std::string &resolved) {
+    std::error_code code;
+    fs::path relative = fs::relative(resolved, fs::current_path(), code);
+    if (!code && !relative.empty() && relative.string().rfind("..", 0) != 0) return relative.string();
+    return written.rfind("std/", 0) == 0 ? written : resolved;
+  }
+
+  void report_missing(const ast::Item &item) {
+    const std::string &importer = c_.modules.back().resolved;
+    std::vector<std::string> dirs = candidates_for(importer);
+    // Offer the closest existing .ncd file under the same relative folder.
+    std::vector<std::string> known;
+    std::error_code code;
+    fs::path wanted(item.import_path);
+    for (const auto &dir : dirs) {
+      fs::path folder = fs::path(dir) / wanted.parent_path();
+      if (!fs::is_directory(folder, code)) continue;
+      for (const auto &entry : fs::directory_iterator(folder, code))
+        if (entry.path().extension() == ".ncd")
+          known.push_back((wanted.parent_path() / entry.path().filename()).string());
+    }
+    std::string searched;
+    for (size_t i = 0; i < dirs.size(); ++i) searched += (i ? ", " : "") + dirs[i];
+    auto &error = c_.diagnostics.error(
+        item.location, "cannot find import '" + item.import_path + "'" +
+                           did_you_mean(item.import_path, known));
+    error.notes.push_back({{}, "searched: " + searched});
+  }
+
+  const CompileOptions &options_;
+  Compilation &c_;
+  std::vector<std::string> search_;
+  std::vector<int> stack_;
+};
+
+}  // namespace
+
+bool compile_file(const std::string &path, const CompileOptions &options, Compilation &out) {
+  Loader loader(options, out);
+  loader.load(path, Loader::absolute(path), {});
+  if (out.diagnostics.has_errors()) return false;
+  if (options.stop_after_parse) return true;
+  lower_to_ir(out, options.defines);
+  if (out.diagnostics.has_errors()) return false;
+  for (const std::string &violation : verify(out.program))
+    out.diagnostics.error({}, "internal error: IR verifier: " + violation);
+  return !out.diagnostics.has_errors();
+}
+
+}  // namespace ncd

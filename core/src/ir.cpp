@@ -1,0 +1,105 @@
+// Core IR helpers: dtypes, op kind names, and Program lookups.
+#include "ncd/ir.h"
+
+#include <array>
+
+namespace ncd::ir {
+
+namespace {
+struct DTypeInfo {
+  DType dtype;
+  const char *name;
+  int bytes;
+};
+constexpr std::array<DTypeInfo, 8> kDTypes{{{DType::F32, "f32", 4},
+                                           {DType::F16, "f16", 2},
+                                           {DType::BF16, "bf16", 2},
+                                           {DType::F8E4M3, "f8e4m3", 1},
+                                           {DType::F8E5M2, "f8e5m2", 1},
+                                           {DType::I8, "i8", 1},
+                                           {DType::I32, "i32", 4},
+                                           {DType::Bool, "bool", 1}}};
+}  // namespace
+
+std::string_view dtype_name(DType dtype) {
+  for (const auto &info : kDTypes)
+    if (info.dtype == dtype) return info.name;
+  return "f32";
+}
+
+std::optional<DType> parse_dtype(std::string_view name) {
+  for (const auto &info : kDTypes)
+    if (name == info.name) return info.dtype;
+  return std::nullopt;
+}
+
+std::vector<std::string> dtype_names() {
+  std::vector<std::string> out;
+  for (const auto &info : kDTypes) out.push_back(info.name);
+  return out;
+}
+
+int dtype_bytes(DType dtype) {
+  for (const auto &info : kDTypes)
+    if (info.dtype == dtype) return info.bytes;
+  return 4;
+}
+
+bool is_integer(DType dtype) { return dtype == DType::I8 || dtype == DType::I32; }
+
+std::string_view op_kind_name(OpKind kind) {
+  switch (kind) {
+    case OpKind::Constant: return "constant";
+    case OpKind::SizeOf: return "sizeof";
+    case OpKind::AxisIndex: return "axis_index";
+    case OpKind::Access: return "access";
+    case OpKind::Merge: return "merge";
+    case OpKind::Elementwise: return "elementwise";
+    case OpKind::Contract: return "contract";
+    case OpKind::Reduce: return "reduce";
+    case OpKind::Normalize: return "normalize";
+    case OpKind::Call: return "call";
+    case OpKind::Repeat: return "repeat";
+  }
+  return "unknown";
+}
+
+Op *Diagram::producer(int value_id) {
+  int id = value(value_id).producer;
+  if (id < 0) return nullptr;
+  Op *found = nullptr;
+  for_each_op(body, [&](const Op &op) {
+    if (op.id == id) found = const_cast<Op *>(&op);
+  });
+  return found;
+}
+
+Diagram *Program::find_diagram(std::string_view name, std::string_view module) {
+  for (auto &diagram : diagrams)
+    if (diagram->name == name && (module.empty() || diagram->module == module)) return diagram.get();
+  return nullptr;
+}
+
+const Diagram *Program::find_diagram(std::string_view name, std::string_view module) const {
+  return const_cast<Program *>(this)->find_diagram(name, module);
+}
+
+std::vector<const Diagram *> Program::root_diagrams() const {
+  std::vector<const Diagram *> out;
+  if (modules.empty()) return out;
+  for (const auto &diagram : diagrams)
+    if (diagram->module == modules[static_cast<size_t>(root_module)].path) out.push_back(diagram.get());
+  return out;
+}
+
+Poly Program::size_poly(int axis_id) const {
+  const Axis &a = axis(axis_id);
+  return a.derived ? a.definition : Poly::axis(axis_id);
+}
+
+std::string Program::axis_label(int axis_id) const {
+  const Axis &a = axis(axis_id);
+  return a.size ? a.name + "(" + std::to_string(*a.size) + ")" : a.name;
+}
+
+}  // namespace ncd::ir

@@ -1,0 +1,148 @@
+// The IR verifier: checks the invariants documented in ir.h for every op.
+#include "ncd/verifier.h"
+
+#include <algorithm>
+#include <set>
+
+namespace ncd {
+namespace {
+
+class Verifier {
+ public:
+  Verifier(const ir::Program &program, std::vector<std::string> &out) : program_(program), out_(out) {}
+
+  void diagram(const ir::Diagram &d) {
+    d_ = &d;
+    defined_.clear();
+    for (int id : d.inputs) define(id, "input");
+    for (int id : d.params) define(id, "param");
+    region(d.body);
+    for (int id : d.outputs) {
+      if (!defined_.count(id)) fail(nullptr, "output '" + d.value(id).name + "' is never defined");
+      if (d.value(id).role != ir::Value::Role::Output) fail(nullptr, "output '" + d.value(id).name + "' lacks the output role");
+    }
+    for (const ir::Value &value : d.values) {
+      std::set<int> unique(value.axes.begin(), value.axes.end());
+      if (unique.size() != value.axes.size()) fail(nullptr, "value '" + value.name + "' repeats an axis");
+      for (int axis : value.axes)
+        if (axis < 0 || static_cast<size_t>(axis) >= program_.axes.size())
+          fail(nullptr, "value '" + value.name + "' names a nonexistent axis");
+    }
+  }
+
+ private:
+  void define(int id, const char *what) {
+    if (id < 0 || static_cast<size_t>(id) >= d_->values.size()) {
+      fail(nullptr, std::string(what) + " refers to nonexistent value " + std::to_string(id));
+      return;
+    }
+    if (!defined_.insert(id).second) fail(nullptr, "value '" + d_->value(id).name + "' is defined twice");
+  }
+
+  void fail(const ir::Op *op, const std::string &message) {
+    std::string where = "diagram " + d_->name;
+    if (op) where += ", op " + std::to_string(op->id) + " (" + std::string(ir::op_kind_name(op->kind)) + ")";
+    out_.push_back(where + ": " + message);
+  }
+
+  std::set<int> axes_of(int value) const {
+    const auto &axes = d_->value(value).axes;
+    return {axes.begin(), axes.end()};
+  }
+
+  void region(const ir::Region &r) {
+    for (const auto &op : r.ops) {
+      for (int operand : op->operands)
+        if (!defined_.count(operand)) fail(op.get(), "uses value " + std::to_string(operand) + " before it is defined");
+      if (op->kind == ir::OpKind::Repeat) {
+        if (!op->body) {
+          fail(op.get(), "has no body");
+          continue;
+        }
+        if (op->body_arguments.size() != op->operands.size() || op->body_yields.size() != op->operands.size() ||
+            op->results.size() != op->operands.size())
+          fail(op.get(), "carried values, arguments, yields and results differ in number");
+        for (int argument : op->body_arguments) define(argument, "block argument");
+        region(*op->body);
+        for (int yield : op->body_yields)
+          if (!defined_.count(yield)) fail(op.get(), "yields an undefined value");
+      }
+      for (int result : op->results) {
+        define(result, "result");
+        if (d_->value(result).producer != op->id) fail(op.get(), "result's producer is not this op");
+      }
+      check_shapes(*op);
+    }
+  }
+
+  void check_shapes(const ir::Op &op) {
+    std::set<int> operand_union;
+    for (int operand : op.operands) {
+      auto axes = axes_of(operand);
+      operand_union.insert(axes.begin(), axes.end());
+    }
+    auto result_axes = op.results.empty() ? std::set<int>{} : axes_of(op.results[0]);
+    std::set<int> op_axes(op.axes.begin(), op.axes.end());
+    switch (op.kind) {
+      case ir::OpKind::Contract: {
+        std::set<int> expected;
+        for (int axis : operand_union)
+          if (!op_axes.count(axis)) expected.insert(axis);
+        for (int axis : op_axes)
+          if (!operand_union.count(axis)) fail(&op, "sums an axis no operand has");
+        if (expected != result_axes) fail(&op, "result axes are not the operands' minus the summed");
+        break;
+      }
+      case ir::OpKind::Elementwise:
+        for (int axis : operand_union)
+          if (!result_axes.count(axis)) fail(&op, "drops an operand axis");
+        break;
+      case ir::OpKind::Reduce: {
+        std::set<int> expected;
+        for (int axis : operand_union)
+          if (!op_axes.count(axis)) expected.insert(axis);
+        if (expected != result_axes || op.operands.size() != 1) fail(&op, "result axes are not the operand's minus the reduced");
+        break;
+      }
+      case ir::OpKind::Normalize:
+        if (operand_union != result_axes || op.operands.size() != 1) fail(&op, "changes its operand's axes");
+        for (int axis : op_axes)
+          if (!operand_union.count(axis)) fail(&op, "normalises over an axis its operand lacks");
+        break;
+      case ir::OpKind::Access:
+        if (op.operands.empty() || op.access.size() != d_->value(op.operands[0]).axes.size())
+          fail(&op, "has one index per position of its source");
+        break;
+      case ir::OpKind::Merge:
+        if (op.merges.size() != d_->value(op.results[0]).axes.size()) fail(&op, "merge groups differ from result axes");
+        break;
+      case ir::OpKind::Call: {
+        if (op.callee < 0 || static_cast<size_t>(op.callee) >= program_.diagrams.size()) {
+          fail(&op, "calls a nonexistent diagram");
+          break;
+        }
+        const ir::Diagram &callee = *program_.diagrams[static_cast<size_t>(op.callee)];
+        if (callee.inputs.size() != op.operands.size() || callee.outputs.size() != op.results.size())
+          fail(&op, "operand or result count differs from the callee's signature");
+        break;
+      }
+      default: break;
+    }
+  }
+
+  const ir::Program &program_;
+  std::vector<std::string> &out_;
+  const ir::Diagram *d_ = nullptr;
+  std::set<int> defined_;
+};
+
+}  // namespace
+
+std::vector<std::string> verify(const ir::Program &program) {
+  std::vector<std::string> out;
+  Verifier verifier(program, out);
+  for (const auto &diagram : program.diagrams) verifier.diagram(*diagram);
+  return out;
+}
+
+}  // namespace ncd
