@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "ncd/output.h"
+#include "ncd/plugin_loader.h"
 
 namespace ncd::cli {
 
@@ -16,6 +17,7 @@ void add_frontend_options(CLI::App &app, FrontendOptions &options) {
   app.add_flag("--MD,-M", options.dependency_file, "Write a Makefile dependency file of the imported .ncd files");
   app.add_option("--MF", options.dependency_path, "Dependency file path (default: OUTPUT.d)")->type_name("FILE");
   app.add_option("--MT", options.dependency_target, "Target named in the dependency file")->type_name("TARGET");
+  app.add_option("--plugin", options.plugins, "Load this plugin (a shared library) too")->type_name("FILE");
   app.add_flag("--no-warnings,-w", options.no_warnings, "Do not print warnings");
   app.add_flag("--Werror", options.warnings_as_errors, "Treat warnings as errors");
 }
@@ -28,7 +30,24 @@ bool use_color() {
 
 void print_diagnostics(Compilation &compilation) { compilation.diagnostics.flush(std::cerr, use_color()); }
 
+Registry *load_registry(const std::vector<std::string> &extra_plugins) {
+  static std::unique_ptr<Registry> registry;
+  static bool failed = false;
+  if (registry || failed) return failed ? nullptr : registry.get();
+  auto loaded = std::make_unique<Registry>();
+  std::vector<std::string> errors;
+  if (!load_plugins(*loaded, extra_plugins, errors)) {
+    for (const auto &error : errors) std::cerr << "ncd: error: " << error << "\n";
+    failed = true;
+    return nullptr;
+  }
+  registry = std::move(loaded);
+  return registry.get();
+}
+
 std::unique_ptr<Compilation> load_program(const std::string &path, const FrontendOptions &options) {
+  // Plugins named on the command line are loaded (and their errors reported) by every verb.
+  if (!options.plugins.empty() && !load_registry(options.plugins)) return nullptr;
   auto compilation = std::make_unique<Compilation>();
   compilation->diagnostics.set_warnings_enabled(!options.no_warnings);
   CompileOptions compile_options;

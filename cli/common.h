@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ncd/frontend.h"
+#include "ncd/registry.h"
 
 namespace ncd::cli {
 
@@ -22,7 +23,12 @@ struct FrontendOptions {
   std::string dependency_target; // -MT
   bool no_warnings = false;
   bool warnings_as_errors = false;
+  std::vector<std::string> plugins;  // --plugin FILE
 };
+
+// The plugin registry, loaded once (search path plus --plugin files); prints
+// every load error and returns nullptr when any plugin failed to load.
+Registry *load_registry(const std::vector<std::string> &extra_plugins);
 
 void add_frontend_options(CLI::App &app, FrontendOptions &options);
 

@@ -22,6 +22,7 @@ const Verb kVerbs[] = {
     {"check", "Parse, resolve and shape-check .ncd files", setup_check},
     {"fmt", "Print .ncd files in canonical form (-i rewrites, --check verifies)", setup_fmt},
     {"show", "Show the AST, the core IR, or the IR as JSON", setup_show},
+    {"plugins", "List the loaded plugins and what each provides", setup_plugins},
 };
 
 int run(int argc, char **argv) {

@@ -20,5 +20,6 @@ struct Verb {
 Handler setup_check(CLI::App &command);
 Handler setup_fmt(CLI::App &command);
 Handler setup_show(CLI::App &command);
+Handler setup_plugins(CLI::App &command);
 
 }  // namespace ncd::cli

@@ -1,0 +1,118 @@
+// The registry: passes, renderers and backends by name.
+//
+// Plugins fill it through their register callback; verbs look things up by
+// name. Names are unique per kind: a duplicate is refused with both origins
+// named, and a miss lists the known names and the closest one.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ncd/diagnostics.h"
+#include "ncd/ir.h"
+
+namespace ncd {
+
+// ---------------------------------------------------------------- passes
+
+struct PassContext {
+  DiagnosticEngine *diagnostics = nullptr;
+  std::vector<std::string> *explain = nullptr;  // lines for --explain, when asked
+  const void *hardware = nullptr;               // the hardware profile, when the verb has one
+};
+
+struct PassResult {
+  bool changed = false;
+  std::string declined;  // why the pass did not apply where it could have (for --explain)
+};
+
+class Pass {
+ public:
+  virtual ~Pass() = default;
+  virtual std::string name() const = 0;
+  virtual std::string description() const = 0;
+  // Preconditions are stated by each pass; the IR verifier runs after it.
+  virtual PassResult run(ir::Program &program, ir::Diagram &diagram, PassContext &context) = 0;
+};
+
+// ---------------------------------------------------------------- renderers
+
+struct RenderOptions {
+  std::string format = "svg";  // one of the renderer's formats()
+  int depth = -1;              // calls nested deeper than this are folded; -1: unfold all
+  std::string title;
+};
+
+class Renderer {
+ public:
+  virtual ~Renderer() = default;
+  virtual std::string name() const = 0;
+  virtual std::string description() const = 0;
+  virtual std::vector<std::string> formats() const = 0;
+  // Returns false (after setting `error`) when rendering fails.
+  virtual bool render(const ir::Program &program, const ir::Diagram &diagram, const SourceManager &sources,
+                      const RenderOptions &options, std::string &output, std::string &error) const = 0;
+};
+
+// ---------------------------------------------------------------- backends
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual std::string description() const = 0;
+};
+
+// ---------------------------------------------------------------- registry
+
+struct PluginRecord {
+  std::string name;
+  std::string version;
+  std::string description;
+  std::string file;  // the shared library it came from
+  std::vector<std::pair<std::string, std::string>> provides;  // (kind, name)
+};
+
+class Registry {
+ public:
+  // Each returns false (after reporting through last_error()) on a duplicate name.
+  bool add_pass(std::unique_ptr<Pass> pass);
+  bool add_renderer(std::unique_ptr<Renderer> renderer);
+  bool add_backend(std::unique_ptr<Backend> backend);
+
+  Pass *pass(const std::string &name) const;
+  const Renderer *renderer(const std::string &name) const;
+  const Backend *backend(const std::string &name) const;
+  // Renderers able to produce `format`.
+  const Renderer *renderer_for_format(const std::string &format) const;
+
+  std::vector<std::string> pass_names() const;
+  std::vector<std::string> renderer_names() const;
+  std::vector<std::string> backend_names() const;
+
+  // "unknown pass 'fsue'; did you mean 'fuse'? known passes: cse, dce, fuse"
+  std::string describe_miss(const std::string &kind, const std::string &name) const;
+
+  const std::vector<PluginRecord> &plugins() const { return plugins_; }
+  const std::string &last_error() const { return last_error_; }
+
+  // Used by the loader around a plugin's register callback.
+  void begin_plugin(PluginRecord record);
+  void end_plugin();
+  void abandon_plugin();
+
+ private:
+  bool claim(const std::string &kind, const std::string &name);
+  std::map<std::string, std::unique_ptr<Pass>> passes_;
+  std::map<std::string, std::unique_ptr<Renderer>> renderers_;
+  std::map<std::string, std::unique_ptr<Backend>> backends_;
+  std::map<std::pair<std::string, std::string>, std::string> origin_;  // (kind, name) -> plugin
+  std::vector<PluginRecord> plugins_;
+  PluginRecord current_;
+  bool loading_ = false;
+  std::string last_error_;
+};
+
+}  // namespace ncd

@@ -1,0 +1,142 @@
+// Plugin discovery and loading through dlopen.
+#include "ncd/plugin_loader.h"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+
+#include "ncd/plugin.h"
+
+#ifndef NCD_BUILD_PLUGIN_DIR
+#define NCD_BUILD_PLUGIN_DIR ""
+#endif
+
+namespace fs = std::filesystem;
+
+namespace ncd {
+
+std::vector<std::string> plugin_search_path() {
+  std::vector<std::string> out;
+  std::error_code code;
+  fs::path self = fs::read_symlink("/proc/self/exe", code);
+  // A build tree's binary finds the plugins built beside it; an installed one finds <prefix>/lib/ncd/plugins.
+  if (!code) {
+    fs::path beside = self.parent_path().parent_path() / "plugins";
+    if (fs::is_directory(beside, code)) out.push_back(beside.string());
+    fs::path installed = self.parent_path().parent_path() / "lib" / "ncd" / "plugins";
+    if (fs::is_directory(installed, code)) out.push_back(installed.string());
+  }
+  if (const char *env = std::getenv("NCD_PLUGIN_PATH")) {
+    std::string list = env;
+    size_t start = 0;
+    while (start <= list.size()) {
+      size_t end = list.find(':', start);
+      if (end == std::string::npos) end = list.size();
+      if (end > start) out.push_back(list.substr(start, end - start));
+      start = end + 1;
+    }
+  }
+  return out;
+}
+
+bool load_plugin(const std::string &path, Registry &registry, std::string &error) {
+  std::error_code code;
+  if (!fs::exists(path, code)) {
+    error = "cannot load plugin '" + path + "': no such file";
+    return false;
+  }
+  void *handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle) {
+    const char *reason = dlerror();
+    error = "cannot load plugin '" + path + "': " + (reason ? reason : "unknown dlopen error");
+    return false;
+  }
+  dlerror();
+  auto entry = reinterpret_cast<NcdPluginEntry>(dlsym(handle, NCD_PLUGIN_ENTRY_SYMBOL));
+  if (!entry) {
+    error = "plugin '" + path + "' has no entry point '" NCD_PLUGIN_ENTRY_SYMBOL "' (is it an ncd plugin?)";
+    dlclose(handle);
+    return false;
+  }
+  const NcdPluginInfo *info = entry();
+  if (!info) {
+    error = "plugin '" + path + "': its entry point returned no plugin information";
+    dlclose(handle);
+    return false;
+  }
+  if (info->api_version != NCD_PLUGIN_API_VERSION) {
+    error = "plugin '" + path + "' was built for plugin API version " + std::to_string(info->api_version) +
+            ", but this ncd supports version " + std::to_string(NCD_PLUGIN_API_VERSION) + "; rebuild the plugin";
+    dlclose(handle);
+    return false;
+  }
+  if (!info->name || !*info->name || !info->register_plugin) {
+    error = "plugin '" + path + "' has no name or no register function";
+    dlclose(handle);
+    return false;
+  }
+  for (const PluginRecord &loaded : registry.plugins())
+    if (loaded.name == info->name) {
+      // The same file reached twice (search path and --plugin) is not an error.
+      if (fs::equivalent(loaded.file, path, code)) {
+        dlclose(handle);
+        return true;
+      }
+      error = "duplicate plugin '" + std::string(info->name) + "': '" + path + "' and '" + loaded.file + "'";
+      dlclose(handle);
+      return false;
+    }
+  PluginRecord record{info->name, info->version ? info->version : "", info->description ? info->description : "",
+                      fs::absolute(path, code).lexically_normal().string(), {}};
+  registry.begin_plugin(record);
+  int status = 0;
+  try {
+    status = info->register_plugin(&registry);
+  } catch (const std::exception &exception) {
+    registry.abandon_plugin();
+    error = "plugin '" + path + "' failed to register: " + exception.what();
+    return false;
+  }
+  if (status != 0) {
+    registry.abandon_plugin();
+    error = "plugin '" + path + "' failed to register: " +
+            (registry.last_error().empty() ? "status " + std::to_string(status) : registry.last_error());
+    return false;
+  }
+  registry.end_plugin();
+  // The library stays loaded for the life of the process: its objects live in the registry.
+  return true;
+}
+
+bool load_plugins(Registry &registry, const std::vector<std::string> &extra, std::vector<std::string> &errors) {
+  std::vector<std::string> files;
+  std::set<std::string> seen;
+  std::error_code code;
+  for (const std::string &dir : plugin_search_path()) {
+    std::vector<std::string> found;
+    for (const auto &entry : fs::directory_iterator(dir, code)) {
+      std::string name = entry.path().filename().string();
+      if (name.rfind("ncd-plugin-", 0) == 0 && entry.path().extension() == ".so") found.push_back(entry.path().string());
+    }
+    std::sort(found.begin(), found.end());  // a stable order makes duplicate reports deterministic
+    for (const auto &file : found) {
+      // The first folder that provides a plugin file name wins (build tree before install).
+      if (seen.insert(fs::path(file).filename().string()).second) files.push_back(file);
+    }
+  }
+  for (const auto &file : extra) files.push_back(file);
+  bool ok = true;
+  for (const auto &file : files) {
+    std::string error;
+    if (!load_plugin(file, registry, error)) {
+      errors.push_back(error);
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+}  // namespace ncd

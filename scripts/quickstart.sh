@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The main job on the bundled example: set up, build, then run the pipeline
+# on examples/attention.ncd, writing what it produces under out/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh build
+ncd=build/bin/ncd
+example=examples/attention.ncd
+mkdir -p out
+
+echo "== check";  $ncd check "$example" && echo "ok: $example"
+echo "== fmt";    $ncd fmt --check "$example" && echo "ok: canonical"
+echo "== ir";     $ncd show --ir "$example" -o out/attention.ir.txt && cat out/attention.ir.txt
+echo "== json";   $ncd show --json "$example" -o out/attention.ir.json && echo "wrote out/attention.ir.json"
