@@ -41,13 +41,28 @@ const char *severity_color(Severity severity) {
   return "";
 }
 
-// Replaces bytes that would garble a terminal (control characters, invalid
-// UTF-8 is left to the terminal) so a binary file's excerpt stays one line.
+// Replaces bytes that would garble a terminal (control characters and bytes
+// that are not valid UTF-8) with '?', so a binary file's excerpt stays one line.
 std::string printable(std::string_view line) {
   std::string out;
-  for (char c : line) {
-    unsigned char byte = static_cast<unsigned char>(c);
-    out += (byte < 0x20 && c != '\t') || byte == 0x7f ? '?' : c;
+  size_t i = 0;
+  while (i < line.size()) {
+    unsigned char byte = static_cast<unsigned char>(line[i]);
+    if (byte < 0x80) {
+      out += (byte < 0x20 && byte != '\t') || byte == 0x7f ? '?' : static_cast<char>(byte);
+      ++i;
+      continue;
+    }
+    size_t length = byte >= 0xF0 && byte <= 0xF4 ? 4 : byte >= 0xE0 && byte < 0xF0 ? 3 : byte >= 0xC2 && byte < 0xE0 ? 2 : 0;
+    bool ok = length > 0 && i + length <= line.size();
+    for (size_t k = 1; ok && k < length; ++k) ok = (static_cast<unsigned char>(line[i + k]) & 0xC0) == 0x80;
+    if (!ok) {
+      out += '?';
+      ++i;
+      continue;
+    }
+    out.append(line.substr(i, length));
+    i += length;
   }
   return out;
 }
@@ -69,11 +84,16 @@ void DiagnosticEngine::flush(std::ostream &out, bool color) {
     std::string_view line = sources_.file(location.file).line(location.line);
     if (line.size() > 400) return;  // a minified or binary line helps nobody
     out << "  " << printable(line) << "\n  ";
-    int column = std::max(1, location.column);
-    for (int i = 1; i < column && static_cast<size_t>(i - 1) < line.size(); ++i)
-      out << (line[static_cast<size_t>(i - 1)] == '\t' ? '\t' : ' ');
-    int available = static_cast<int>(line.size()) - column + 1;
-    int length = std::clamp(location.length, 1, std::max(1, available));
+    // Columns are bytes; the caret is placed by characters so that UTF-8 text lines up.
+    auto is_continuation = [](char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; };
+    size_t column = static_cast<size_t>(std::max(1, location.column));
+    for (size_t i = 0; i + 1 < column && i < line.size(); ++i)
+      if (!is_continuation(line[i])) out << (line[i] == '\t' ? '\t' : ' ');
+    size_t end = std::min(line.size(), column - 1 + static_cast<size_t>(std::max(1, location.length)));
+    int length = 0;
+    for (size_t i = column - 1; i < end; ++i)
+      if (!is_continuation(line[i])) ++length;
+    length = std::max(1, length);
     out << (color ? "\033[1;32m" : "") << '^' << std::string(static_cast<size_t>(length - 1), '~')
         << reset << "\n";
   };

@@ -140,7 +140,7 @@ class Formatter {
       }
       previous_was_block_ = block;
     }
-    leading(static_cast<int>(source_.line_starts.size()) + 2);
+    leading(static_cast<int>(source_.line_starts.size()) + 2, false);
     return align_trailing_comments(out_);
   }
 
@@ -200,7 +200,7 @@ class Formatter {
       statement(*stmt);
     }
     if (statements.empty()) suppress_blank_ = true;
-    leading(closing_line);
+    leading(closing_line, false);
     suppress_blank_ = true;
     --indent_;
   }
@@ -251,7 +251,7 @@ class Formatter {
       }
     }
     if (s.items.empty()) suppress_blank_ = true;
-    leading(s.end_line);
+    leading(s.end_line, false);
     suppress_blank_ = true;
     --indent_;
     line("}", s.end_line);
@@ -265,15 +265,22 @@ class Formatter {
     return false;
   }
 
-  // Emits the comments that stand before source line `before`.
-  void leading(int before) {
+  // Emits the comments that stand before source line `before`; the blank line
+  // (if any) before `before` itself is kept only when `blank_before_next`.
+  void leading(int before, bool blank_before_next = true) {
     while (next_comment_ < file_.comments.size() && file_.comments[next_comment_].line < before) {
       const ast::Comment &comment = file_.comments[next_comment_++];
       separate(comment.line);
       out_ += std::string(static_cast<size_t>(indent_ * 2), ' ') + comment.text + "\n";
       last_line_ = comment.line;
     }
-    separate(before);
+    if (blank_before_next) {
+      separate(before);
+    } else {
+      force_blank_ = false;
+      suppress_blank_ = false;
+      last_line_ = std::max(last_line_, before - 1);
+    }
   }
 
   // One blank line where the source had any (or where a block asks for one).
@@ -297,6 +304,7 @@ class Formatter {
     }
     out_ += "\n";
     last_line_ = std::max(last_line_, end_line);
+    suppress_blank_ = false;
   }
 
   const ast::File &file_;

@@ -112,8 +112,9 @@ class ErrorListener : public antlr4::BaseErrorListener {
     ++count_;
     if (!offending || diagnostics_.too_many_errors()) return;
     SourceLocation location = locations_.token(offending);
-    // One error per line: ANTLR's recovery often reports the same mistake twice.
-    if (location.line == last_line_) return;
+    // ANTLR's recovery often reports one mistake again on the same or the next
+    // line; an error that close to the previous one is a cascade, not news.
+    if (last_line_ > 0 && location.line <= last_line_ + 1) return;
     last_line_ = location.line;
     std::string message = "unexpected " + describe_found(offending);
     auto *parser = dynamic_cast<antlr4::Parser *>(recognizer);
@@ -223,6 +224,24 @@ bool validate_bytes(const SourceFile &file, int file_id, DiagnosticEngine &diagn
   return true;
 }
 
+// Whether `context` has a direct token child spelled `text` (e.g. "[" or ":").
+// Comparing terminal children only: RuleContext::getText() would rebuild the
+// text of whole subtrees.
+bool has_token(antlr4::ParserRuleContext *context, const char *text) {
+  for (antlr4::tree::ParseTree *child : context->children)
+    if (auto *terminal = dynamic_cast<antlr4::tree::TerminalNode *>(child))
+      if (terminal->getSymbol()->getText() == text) return true;
+  return false;
+}
+
+// The labelled alternative a context is, or nullptr. The generated context
+// classes are final leaves, so an exact type comparison is enough and much
+// cheaper than dynamic_cast, which dominated the builder's time.
+template <typename T, typename Context>
+T *as(Context *context) {
+  return typeid(*context) == typeid(T) ? static_cast<T *>(context) : nullptr;
+}
+
 // The hand-written transformer. Each builder takes one typed context.
 class AstBuilder {
  public:
@@ -232,14 +251,14 @@ class AstBuilder {
   std::unique_ptr<ast::File> file(NcdParser::FileContext *context) {
     auto out = std::make_unique<ast::File>();
     for (auto *item_context : context->item()) {
-      if (item_context->getText() == ";") continue;
+      if (item_context->children.size() == 1 && has_token(item_context, ";")) continue;
       out->items.push_back(item(item_context));
     }
     return out;
   }
 
  private:
-  ast::Name name(NcdParser::NameContext *context) { return {context->getText(), at_.span(context)}; }
+  ast::Name name(NcdParser::NameContext *context) { return {context->getStart()->getText(), at_.token(context->getStart())}; }
 
   int64_t integer(antlr4::tree::TerminalNode *node) {
     const std::string text = node->getText();
@@ -301,18 +320,18 @@ class AstBuilder {
     auto out = std::make_unique<ast::SizeExpr>();
     out->location = at_.span(context);
     if (!guard_depth(depth, out->location)) return out;
-    if (auto *integer_context = dynamic_cast<NcdParser::SizeIntContext *>(context)) {
+    if (auto *integer_context = as<NcdParser::SizeIntContext>(context)) {
       out->kind = ast::SizeExpr::Kind::Integer;
       out->value = integer(integer_context->INT());
-    } else if (auto *axis = dynamic_cast<NcdParser::SizeAxisContext *>(context)) {
+    } else if (auto *axis = as<NcdParser::SizeAxisContext>(context)) {
       out->kind = ast::SizeExpr::Kind::Axis;
       out->axis = name(axis->name());
-    } else if (auto *paren = dynamic_cast<NcdParser::SizeParenContext *>(context)) {
+    } else if (auto *paren = as<NcdParser::SizeParenContext>(context)) {
       out->kind = ast::SizeExpr::Kind::Paren;
       out->lhs = size_expr(paren->sizeExpr(), depth + 1);
-    } else if (auto *mul = dynamic_cast<NcdParser::SizeMulContext *>(context)) {
+    } else if (auto *mul = as<NcdParser::SizeMulContext>(context)) {
       binary_size(*out, mul->op, mul->sizeExpr(0), mul->sizeExpr(1), depth);
-    } else if (auto *add = dynamic_cast<NcdParser::SizeAddContext *>(context)) {
+    } else if (auto *add = as<NcdParser::SizeAddContext>(context)) {
       binary_size(*out, add->op, add->sizeExpr(0), add->sizeExpr(1), depth);
     }
     return out;
@@ -332,9 +351,7 @@ class AstBuilder {
     auto names = context->name();
     out.name = name(names[0]);
     // The dtype, when present, is the last name and follows ':'.
-    bool has_dtype = false;
-    for (auto *child : context->children)
-      if (child->getText() == ":") has_dtype = true;
+    bool has_dtype = has_token(context, ":");
     size_t axis_end = names.size() - (has_dtype ? 1 : 0);
     for (size_t i = 1; i < axis_end; ++i) out.axes.push_back(name(names[i]));
     if (has_dtype) out.dtype = name(names.back());
@@ -355,7 +372,7 @@ class AstBuilder {
   std::vector<std::unique_ptr<ast::Stmt>> block(NcdParser::BlockContext *context, int depth) {
     std::vector<std::unique_ptr<ast::Stmt>> out;
     for (auto *stmt_context : context->stmt()) {
-      if (dynamic_cast<NcdParser::EmptyStmtContext *>(stmt_context)) continue;
+      if (as<NcdParser::EmptyStmtContext>(stmt_context)) continue;
       out.push_back(stmt(stmt_context, depth));
     }
     return out;
@@ -365,17 +382,17 @@ class AstBuilder {
     auto out = std::make_unique<ast::Stmt>();
     out->location = at_.span(context);
     out->end_line = at_.end_line(context);
-    if (auto *param = dynamic_cast<NcdParser::ParamStmtContext *>(context)) {
+    if (auto *param = as<NcdParser::ParamStmtContext>(context)) {
       out->kind = ast::Stmt::Kind::Param;
       for (auto *decl : param->tensorDecl()) out->params.push_back(tensor_decl(decl));
-    } else if (auto *axis = dynamic_cast<NcdParser::AxisStmtContext *>(context)) {
+    } else if (auto *axis = as<NcdParser::AxisStmtContext>(context)) {
       out->kind = ast::Stmt::Kind::Axis;
       out->axes = axis_decl(axis->axisDecl());
-    } else if (auto *assign = dynamic_cast<NcdParser::AssignStmtContext *>(context)) {
+    } else if (auto *assign = as<NcdParser::AssignStmtContext>(context)) {
       out->kind = ast::Stmt::Kind::Assign;
       for (auto *target : assign->lhs()) out->targets.push_back(lhs(target));
       out->value = expr(assign->expr(), 0);
-    } else if (auto *repeat = dynamic_cast<NcdParser::RepeatStmtContext *>(context)) {
+    } else if (auto *repeat = as<NcdParser::RepeatStmtContext>(context)) {
       out->kind = ast::Stmt::Kind::Repeat;
       out->count = integer(repeat->INT());
       out->count_location = at_.token(repeat->INT()->getSymbol());
@@ -389,17 +406,14 @@ class AstBuilder {
     ast::Lhs out;
     out.location = at_.span(context);
     out.name = name(context->name(0));
-    bool has_dtype = false;
-    for (auto *child : context->children) {
-      if (child->getText() == "[") out.has_brackets = true;
-      if (child->getText() == ":") has_dtype = true;
-    }
+    out.has_brackets = has_token(context, "[");
+    bool has_dtype = has_token(context, ":");
     if (has_dtype) out.dtype = name(context->name(1));
     for (auto *index_context : context->lhsIndex()) {
       ast::LhsIndex index;
       index.location = at_.span(index_context);
       for (auto *name_context : index_context->name()) index.names.push_back(name(name_context));
-      index.group = index_context->getStart()->getText() == "(";
+      index.group = has_token(index_context, "(");
       out.indices.push_back(std::move(index));
     }
     return out;
@@ -410,7 +424,7 @@ class AstBuilder {
     if (depth <= kMaxExpressionDepth) return true;
     if (!depth_reported_) diagnostics_.error(location, "expression is nested too deeply (more than " +
                                                            std::to_string(kMaxExpressionDepth) +
-                                                           " levels)");
+                                                           " levels); split it into several statements");
     depth_reported_ = true;
     return false;
   }
@@ -419,25 +433,25 @@ class AstBuilder {
     auto out = std::make_unique<ast::Expr>();
     out->location = at_.span(context);
     if (!guard_depth(depth, out->location)) return out;
-    if (auto *unary = dynamic_cast<NcdParser::UnaryExprContext *>(context)) {
+    if (auto *unary = as<NcdParser::UnaryExprContext>(context)) {
       out->kind = ast::Expr::Kind::Unary;
       out->op = unary->op->getText();
       out->op_location = at_.token(unary->op);
       out->lhs = expr(unary->expr(), depth + 1);
-    } else if (auto *primary = dynamic_cast<NcdParser::PrimaryExprContext *>(context)) {
+    } else if (auto *primary = as<NcdParser::PrimaryExprContext>(context)) {
       return this->primary(primary->primary(), depth);
     } else {
       NcdParser::ExprContext *lhs_context = nullptr, *rhs_context = nullptr;
       antlr4::Token *op = nullptr;
-      if (auto *mul = dynamic_cast<NcdParser::MulExprContext *>(context))
+      if (auto *mul = as<NcdParser::MulExprContext>(context))
         lhs_context = mul->expr(0), rhs_context = mul->expr(1), op = mul->op;
-      else if (auto *add = dynamic_cast<NcdParser::AddExprContext *>(context))
+      else if (auto *add = as<NcdParser::AddExprContext>(context))
         lhs_context = add->expr(0), rhs_context = add->expr(1), op = add->op;
-      else if (auto *compare = dynamic_cast<NcdParser::CompareExprContext *>(context))
+      else if (auto *compare = as<NcdParser::CompareExprContext>(context))
         lhs_context = compare->expr(0), rhs_context = compare->expr(1), op = compare->op;
-      else if (auto *logical_and = dynamic_cast<NcdParser::AndExprContext *>(context))
+      else if (auto *logical_and = as<NcdParser::AndExprContext>(context))
         lhs_context = logical_and->expr(0), rhs_context = logical_and->expr(1), op = logical_and->op;
-      else if (auto *logical_or = dynamic_cast<NcdParser::OrExprContext *>(context))
+      else if (auto *logical_or = as<NcdParser::OrExprContext>(context))
         lhs_context = logical_or->expr(0), rhs_context = logical_or->expr(1), op = logical_or->op;
       out->kind = ast::Expr::Kind::Binary;
       out->op = op->getText();
@@ -452,31 +466,27 @@ class AstBuilder {
     auto out = std::make_unique<ast::Expr>();
     out->location = at_.span(context);
     if (!guard_depth(depth, out->location)) return out;
-    if (auto *number = dynamic_cast<NcdParser::NumberPrimaryContext *>(context)) {
+    if (auto *number = as<NcdParser::NumberPrimaryContext>(context)) {
       out->kind = ast::Expr::Kind::Number;
-      out->literal = number->getText();
+      out->literal = number->getStart()->getText();
       out->number = std::strtod(out->literal.c_str(), nullptr);
       if (!std::isfinite(out->number))
         diagnostics_.error(out->location, "number " + out->literal + " is out of range");
-    } else if (dynamic_cast<NcdParser::InfPrimaryContext *>(context)) {
+    } else if (as<NcdParser::InfPrimaryContext>(context)) {
       out->kind = ast::Expr::Kind::Infinity;
-    } else if (auto *size = dynamic_cast<NcdParser::SizeofPrimaryContext *>(context)) {
+    } else if (auto *size = as<NcdParser::SizeofPrimaryContext>(context)) {
       out->kind = ast::Expr::Kind::SizeOf;
       SourceLocation location = at_.token(size->SIZEOF()->getSymbol());
       // The name starts after '#'.
-      out->name = {size->getText().substr(1),
+      out->name = {size->SIZEOF()->getText().substr(1),
                    {location.file, location.line, location.column + 1, location.length - 1}};
-    } else if (auto *paren = dynamic_cast<NcdParser::ParenPrimaryContext *>(context)) {
+    } else if (auto *paren = as<NcdParser::ParenPrimaryContext>(context)) {
       out->kind = ast::Expr::Kind::Paren;
       out->lhs = expr(paren->expr(), depth + 1);
-    } else if (auto *call = dynamic_cast<NcdParser::CallPrimaryContext *>(context)) {
+    } else if (auto *call = as<NcdParser::CallPrimaryContext>(context)) {
       out->kind = ast::Expr::Kind::Call;
       out->name = name(call->name());
-      for (auto *child : call->children)
-        if (child->getText() == "[") {
-          out->has_brackets = true;
-          break;
-        }
+      out->has_brackets = has_token(call, "[");
       for (auto *item_context : call->bracketItem()) {
         ast::BracketItem item;
         item.name = name(item_context->name(0));
@@ -489,7 +499,7 @@ class AstBuilder {
         argument.value = expr(argument_context->expr(), depth + 1);
         out->arguments.push_back(std::move(argument));
       }
-    } else if (auto *ref = dynamic_cast<NcdParser::RefPrimaryContext *>(context)) {
+    } else if (auto *ref = as<NcdParser::RefPrimaryContext>(context)) {
       out->kind = ast::Expr::Kind::Ref;
       out->ref = tensor_ref(ref->tensorRef(), depth + 1);
     }
@@ -509,27 +519,27 @@ class AstBuilder {
     auto out = std::make_unique<ast::Index>();
     out->location = at_.span(context);
     if (!guard_depth(depth, out->location)) return out;
-    if (auto *integer_context = dynamic_cast<NcdParser::IndexIntContext *>(context)) {
+    if (auto *integer_context = as<NcdParser::IndexIntContext>(context)) {
       out->kind = ast::Index::Kind::Integer;
       out->value = integer(integer_context->INT());
-    } else if (auto *ref = dynamic_cast<NcdParser::IndexRefContext *>(context)) {
+    } else if (auto *ref = as<NcdParser::IndexRefContext>(context)) {
       out->kind = ast::Index::Kind::Ref;
       out->ref = tensor_ref(ref->tensorRef(), depth + 1);
-    } else if (auto *group = dynamic_cast<NcdParser::IndexGroupContext *>(context)) {
+    } else if (auto *group = as<NcdParser::IndexGroupContext>(context)) {
       out->kind = ast::Index::Kind::Group;
       for (auto *name_context : group->name()) out->group.push_back(name(name_context));
-    } else if (auto *paren = dynamic_cast<NcdParser::IndexParenContext *>(context)) {
+    } else if (auto *paren = as<NcdParser::IndexParenContext>(context)) {
       out->kind = ast::Index::Kind::Paren;
       out->lhs = index(paren->index(), depth + 1);
-    } else if (auto *negate = dynamic_cast<NcdParser::IndexNegContext *>(context)) {
+    } else if (auto *negate = as<NcdParser::IndexNegContext>(context)) {
       out->kind = ast::Index::Kind::Negate;
       out->lhs = index(negate->index(), depth + 1);
-    } else if (auto *mul = dynamic_cast<NcdParser::IndexMulContext *>(context)) {
+    } else if (auto *mul = as<NcdParser::IndexMulContext>(context)) {
       out->kind = ast::Index::Kind::Binary;
       out->op = '*';
       out->lhs = index(mul->index(0), depth + 1);
       out->rhs = index(mul->index(1), depth + 1);
-    } else if (auto *add = dynamic_cast<NcdParser::IndexAddContext *>(context)) {
+    } else if (auto *add = as<NcdParser::IndexAddContext>(context)) {
       out->kind = ast::Index::Kind::Binary;
       out->op = add->op->getText()[0];
       out->lhs = index(add->index(0), depth + 1);
@@ -548,21 +558,21 @@ class AstBuilder {
       out->target_location = at_.token(context->STRING()->getSymbol());
     }
     for (auto *item_context : context->scheduleItem()) {
-      if (dynamic_cast<NcdParser::EmptyScheduleItemContext *>(item_context)) continue;
+      if (as<NcdParser::EmptyScheduleItemContext>(item_context)) continue;
       ast::ScheduleItem item;
       item.location = at_.span(item_context);
       item.end_line = at_.end_line(item_context);
-      if (auto *group = dynamic_cast<NcdParser::GroupItemContext *>(item_context)) {
+      if (auto *group = as<NcdParser::GroupItemContext>(item_context)) {
         item.kind = ast::ScheduleItem::Kind::Group;
         item.subject = name(group->name());
         item.amount = integer(group->INT());
         item.amount_location = at_.token(group->INT()->getSymbol());
-      } else if (auto *stream = dynamic_cast<NcdParser::StreamItemContext *>(item_context)) {
+      } else if (auto *stream = as<NcdParser::StreamItemContext>(item_context)) {
         item.kind = ast::ScheduleItem::Kind::Stream;
         item.subject = name(stream->name());
         item.amount = integer(stream->INT());
         item.amount_location = at_.token(stream->INT()->getSymbol());
-      } else if (auto *level = dynamic_cast<NcdParser::LevelItemContext *>(item_context)) {
+      } else if (auto *level = as<NcdParser::LevelItemContext>(item_context)) {
         item.kind = ast::ScheduleItem::Kind::Level;
         auto names = level->name();
         item.subject = name(names[0]);
