@@ -260,7 +260,7 @@ class JsonPrinter {
              {"producer", value.producer},
              {"instances", value.instances},
              {"location", location(value.location)}};
-      v["bytes"] = known ? json(elements * ir::dtype_bytes(value.dtype)) : json(nullptr);
+      v["bytes"] = known ? json(static_cast<int64_t>(elements) * ir::dtype_bytes(value.dtype)) : json(nullptr);
       out["values"].push_back(v);
     }
     out["ops"] = region(d.body);

@@ -76,8 +76,10 @@ struct TypedExpr {
   std::vector<std::vector<int>> output_axes;
   std::vector<DType> output_dtypes;
   int output_index = 0;
-  // Sums placed at this node by the contraction rule.
+  // Sums placed at this node by the contraction rule, and the node's own axes
+  // before they were removed from `axes` (what the node itself produces).
   std::vector<int> sum_axes;
+  std::vector<int> produced_axes;
 };
 
 bool contains(const std::vector<int> &list, int item) {
@@ -121,6 +123,7 @@ class Sema {
     for (size_t i = 0; i < c_.modules.size(); ++i) declare_diagrams(static_cast<int>(i));
     for (size_t i = 0; i < c_.modules.size(); ++i) lower_bodies(static_cast<int>(i));
     for (size_t i = 0; i < c_.modules.size(); ++i) lower_schedules(static_cast<int>(i));
+    report_call_cycles();
     warn_unused_axes();
   }
 
@@ -290,17 +293,24 @@ class Sema {
         bad("the size must be a positive integer");
         continue;
       }
+      // Every base axis of that name, in every loaded file, takes the size;
+      // a derived axis of that name elsewhere keeps its relation.
       bool found = false;
+      const ir::Axis *derived = nullptr;
       for (ir::Axis &axis : p_.axes) {
         if (axis.name != name) continue;
-        found = true;
         if (axis.derived) {
-          bad("axis '" + name + "' is derived (" + name + " = " + p_.size_poly(axis.id).to_string(axis_name_fn()) +
-              "); set the axes it is derived from instead");
-          break;
+          if (!derived) derived = &axis;
+          continue;
         }
+        found = true;
         axis.size = size;
         axis.overridden = true;
+      }
+      if (!found && derived) {
+        bad("axis '" + name + "' is derived (" + name + " = " + derived->definition.to_string(axis_name_fn()) +
+            "); set the axes it is derived from instead");
+        continue;
       }
       if (!found) {
         std::vector<std::string> names;
@@ -520,6 +530,7 @@ class Sema {
   }
 
   void lower_body(const ast::Diagram &decl) {
+    const int errors_before = d_.error_count();
     frames_.clear();
     frames_.push_back({});
     frames_.back().region = &current_->body;
@@ -532,8 +543,9 @@ class Sema {
       if (!assigned_outputs_.count(id))
         d_.error(output.location, "output '" + output.name + "' of diagram '" + current_->name + "' is never assigned");
     }
-    // Unused inputs, params and values.
+    // Unused inputs, params and values (not after errors: a failed statement reads nothing).
     for (const ir::Value &value : current_->values) {
+      if (d_.error_count() > errors_before) break;
       if (value.role == ir::Value::Role::Output || value.role == ir::Value::Role::BlockArgument) continue;
       if (value.name.empty() || value.name[0] == '%' || reads_.count(value.id)) continue;
       if (poisoned_values_.count({current_, value.id})) continue;
@@ -656,9 +668,22 @@ class Sema {
       int result = new_value(outer_value.axes, outer_value.dtype, stmt.location, name);
       current_->value(result).producer = op->id;
       op->results.push_back(result);
-      frames_.back().names[name] = result;
     }
+    std::vector<int> results = op->results;
     frames_.back().region->ops.push_back(std::move(op));
+    // The repeat's results update their names, which an enclosing repeat may carry in turn.
+    for (int result : results) record_update(current_->value(result).name, result);
+  }
+
+  // A new value for a name in the innermost frame; a repeat frame that carries
+  // the name hands it to the next iteration.
+  void record_update(const std::string &name, int value) {
+    Frame &frame = frames_.back();
+    frame.names[name] = value;
+    if (frame.carried.count(name)) {
+      frame.yields[name] = value;
+      reads_.insert(value);
+    }
   }
 
   std::unique_ptr<ir::Op> new_op(ir::OpKind kind, SourceLocation location) {
@@ -772,7 +797,20 @@ class Sema {
           target.merges.push_back(group);
           continue;
         }
-        int merged = find_merged_axis(group);
+        std::vector<int> candidates = merged_axis_candidates(group);
+        int merged = candidates.size() == 1 ? candidates[0] : -1;
+        // A declared output or carried value says which axis it stores.
+        int declared_value = target.output >= 0 ? target.output : existing >= 0 ? existing : -1;
+        if (declared_value >= 0)
+          for (int candidate : candidates)
+            if (contains(current_->value(declared_value).axes, candidate)) merged = candidate;
+        if (merged < 0 && candidates.size() > 1) {
+          std::string names;
+          for (int candidate : candidates) names += (names.empty() ? "'" : ", '") + p_.axis(candidate).name + "'";
+          d_.error(index.location, "the merged axis is ambiguous: " + names + " are all declared as this product");
+          ok = false;
+          continue;
+        }
         if (merged < 0) {
           std::string product;
           for (int axis : group) product += (product.empty() ? "" : " * ") + p_.axis(axis).name;
@@ -832,17 +870,18 @@ class Sema {
     return target;
   }
 
-  // The axis declared as the product of `group` (e.g. model = heads * d).
-  int find_merged_axis(const std::vector<int> &group) {
+  // The axes declared as the product of `group` (e.g. model = heads * d).
+  std::vector<int> merged_axis_candidates(const std::vector<int> &group) {
     Poly product = Poly::constant(1);
     for (int axis : group) product = product * p_.size_poly(axis);
     std::vector<int> scope_axes;
     if (current_scope_)
       for (auto &[name, id] : current_scope_->axes) scope_axes.push_back(id);
     for (auto &[name, id] : modules_[static_cast<size_t>(current_module_)].axes) scope_axes.push_back(id);
+    std::vector<int> out;
     for (int id : scope_axes)
-      if (p_.axis(id).derived && p_.size_poly(id) == product) return id;
-    return -1;
+      if (p_.axis(id).derived && p_.size_poly(id) == product) out.push_back(id);
+    return out;
   }
 
   std::string axes_text(const std::vector<int> &axes) const {
@@ -879,6 +918,10 @@ class Sema {
     }
     if (targets.size() > 1) {
       lower_multi_assign(stmt, targets, std::move(value));
+      return;
+    }
+    if (!check_single_outputs(*value)) {
+      for (const auto &lhs : stmt.targets) poison(lhs);
       return;
     }
     Target &target = targets[0];
@@ -953,14 +996,7 @@ class Sema {
     }
     frames_.back().names[named.name] = final_value;
     if (target.carried >= 0) {
-      for (auto frame = frames_.rbegin(); frame != frames_.rend(); ++frame)
-        if (frame->carried.count(named.name)) {
-          frame->yields[named.name] = final_value;
-          break;
-        }
-      // Inner frames shadow; the carrier frame sees the update.
-      for (auto &frame : frames_)
-        if (frame.carried.count(named.name)) frame.names[named.name] = final_value;
+      record_update(named.name, final_value);
       reads_.insert(final_value);
     }
   }
@@ -1007,6 +1043,18 @@ class Sema {
     }
   }
 
+  // A diagram with several outputs can only be called where each output gets a name.
+  bool check_single_outputs(const TypedExpr &node) {
+    bool ok = true;
+    if (node.kind == TypedExpr::Kind::Call && node.output_axes.size() > 1) {
+      d_.error(node.location, "'" + node.function + "' has " + std::to_string(node.output_axes.size()) +
+                                  " outputs; assign each of them: A[...], B[...] = " + node.function + "(...)");
+      ok = false;
+    }
+    for (const auto &child : node.children) ok = check_single_outputs(*child) && ok;
+    return ok;
+  }
+
   // ------------------------------------------------- contraction placement
 
   static bool has_axis(const TypedExpr &node, int axis) { return contains(node.axes, axis); }
@@ -1034,6 +1082,7 @@ class Sema {
     TypedExpr *place = parent && parent->kind == TypedExpr::Kind::Product && node->kind != TypedExpr::Kind::Product
                            ? parent
                            : node;
+    if (place->sum_axes.empty()) place->produced_axes = place->axes;
     place->sum_axes.push_back(axis);
     // The axis is no longer free above the placement.
     remove_free_axis(root, place, axis);
@@ -1449,6 +1498,12 @@ class Sema {
           node->dtype_fixed = true;
         }
         for (auto &argument : arguments) append_unique(node->axes, argument->axes);
+        if (name == "where" && node->children.empty() && arguments[0]->dtype != DType::Bool) {
+          d_.error(expr.arguments[0].value->location,
+                   "the condition of 'where' must be a comparison or a bool tensor, not " +
+                       std::string(ir::dtype_name(arguments[0]->dtype)));
+          return nullptr;
+        }
         break;
       }
       case Builtin::Kind::Reduce: {
@@ -1530,11 +1585,13 @@ class Sema {
     for (int id : callee.outputs) append_unique(interface_axes, callee.value(id).axes);
     for (int axis : interface_axes) {
       if (binding.count(axis)) continue;
-      if (callee_module == current_module_) {
+      // The same axis when the caller sees it (same file, not local to the callee);
+      // otherwise the caller's axis of the same name.
+      int same = find_axis(p_.axis(axis).name);
+      if (same == axis || (same < 0 && callee_module == current_module_ && !callee_locals.axes.count(p_.axis(axis).name))) {
         binding[axis] = axis;
         continue;
       }
-      int same = find_axis(p_.axis(axis).name);
       if (same < 0) {
         d_.error(expr.name.location, "axis '" + p_.axis(axis).name + "' of '" + name +
                                          "' is not bound and no axis of that name is visible here; bind it: " + name + "[" +
@@ -1656,6 +1713,11 @@ class Sema {
     return result;
   }
 
+  // The axes a node's own op produces (a sum placed at it comes after).
+  static const std::vector<int> &produced(const TypedExpr &node) {
+    return node.sum_axes.empty() ? node.axes : node.produced_axes;
+  }
+
   DType node_dtype(const TypedExpr &node) const { return node.dtype_fixed ? node.dtype : statement_float_dtype(); }
 
   int emit_node(TypedExpr &node) {
@@ -1685,7 +1747,7 @@ class Sema {
           op->operands.push_back(index);
         }
         op->access = node.access;
-        return finish(std::move(op), node.axes, node.dtype, node.location);
+        return finish(std::move(op), produced(node), node.dtype, node.location);
       }
       case TypedExpr::Kind::Elementwise:
       case TypedExpr::Kind::Reduce:
@@ -1803,6 +1865,8 @@ class Sema {
       ir::Diagram &diagram = *p_.diagrams[static_cast<size_t>(index)];
       current_ = &diagram;
       current_scope_ = &diagram_scopes_[ast_of_[index].first];
+      // Axis names in the schedule are the diagram's, which may live in an imported file.
+      current_module_ = ast_of_[index].second;
       ir::Schedule out;
       out.target = schedule.target.value_or("");
       out.location = schedule.location;
@@ -1858,7 +1922,39 @@ class Sema {
         out.directives.push_back(directive);
       }
       diagram.schedules.push_back(std::move(out));
+      current_module_ = module;
     }
+  }
+
+  // Diagrams that call themselves through others (direct self-calls are refused earlier).
+  void report_call_cycles() {
+    const size_t n = p_.diagrams.size();
+    std::vector<std::vector<std::pair<int, SourceLocation>>> calls(n);
+    for (size_t i = 0; i < n; ++i)
+      ir::for_each_op(p_.diagrams[i]->body, [&](const ir::Op &op) {
+        if (op.kind == ir::OpKind::Call) calls[i].push_back({op.callee, op.location});
+      });
+    std::vector<int> state(n, 0);  // 0 unvisited, 1 on the stack, 2 done
+    std::vector<int> stack;
+    std::function<void(int)> visit = [&](int diagram) {
+      state[static_cast<size_t>(diagram)] = 1;
+      stack.push_back(diagram);
+      for (auto &[callee, location] : calls[static_cast<size_t>(diagram)]) {
+        if (state[static_cast<size_t>(callee)] == 1) {
+          std::string path;
+          auto start = std::find(stack.begin(), stack.end(), callee);
+          for (auto it = start; it != stack.end(); ++it) path += "'" + p_.diagrams[static_cast<size_t>(*it)]->name + "' -> ";
+          path += "'" + p_.diagrams[static_cast<size_t>(callee)]->name + "'";
+          d_.error(location, "recursive calls are not allowed: " + path);
+        } else if (state[static_cast<size_t>(callee)] == 0) {
+          visit(callee);
+        }
+      }
+      stack.pop_back();
+      state[static_cast<size_t>(diagram)] = 2;
+    };
+    for (size_t i = 0; i < n; ++i)
+      if (state[i] == 0) visit(static_cast<int>(i));
   }
 
   void warn_unused_axes() {

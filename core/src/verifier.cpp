@@ -109,10 +109,29 @@ class Verifier {
         for (int axis : op_axes)
           if (!operand_union.count(axis)) fail(&op, "normalises over an axis its operand lacks");
         break;
-      case ir::OpKind::Access:
-        if (op.operands.empty() || op.access.size() != d_->value(op.operands[0]).axes.size())
+      case ir::OpKind::Access: {
+        if (op.operands.empty() || op.access.size() != d_->value(op.operands[0]).axes.size()) {
           fail(&op, "has one index per position of its source");
+          break;
+        }
+        // The result's axes are exactly the axes the indices mention.
+        std::set<int> indexed;
+        for (const auto &index : op.access) {
+          if (index.kind == ir::AccessIndex::Kind::Affine)
+            for (auto [axis, coefficient] : index.terms) indexed.insert(axis);
+          if (index.kind == ir::AccessIndex::Kind::Split) indexed.insert(index.split.begin(), index.split.end());
+          if (index.kind == ir::AccessIndex::Kind::Gather) {
+            if (index.gather_operand < 1 || static_cast<size_t>(index.gather_operand) >= op.operands.size()) {
+              fail(&op, "gathers through a nonexistent operand");
+              continue;
+            }
+            auto axes = axes_of(op.operands[static_cast<size_t>(index.gather_operand)]);
+            indexed.insert(axes.begin(), axes.end());
+          }
+        }
+        if (indexed != result_axes) fail(&op, "result axes differ from the axes its indices use");
         break;
+      }
       case ir::OpKind::Merge:
         if (op.merges.size() != d_->value(op.results[0]).axes.size()) fail(&op, "merge groups differ from result axes");
         break;
