@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 build_dir=${1:-build}
 
 packages=(build-essential cmake ninja-build pkg-config antlr4 libantlr4-runtime-dev
-          libyaml-cpp-dev libcli11-dev libgraphviz-dev libgtest-dev nlohmann-json3-dev
+          libyaml-cpp-dev libcli11-dev libmimalloc-dev libgraphviz-dev libgtest-dev nlohmann-json3-dev
           python3 python3-numpy)
 missing=()
 for package in "${packages[@]}"; do

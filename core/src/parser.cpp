@@ -8,6 +8,7 @@
 #include "NcdLexer.h"
 #include "NcdParser.h"
 #include "antlr4-runtime.h"
+#include "lexer.h"
 
 namespace ncd {
 namespace {
@@ -15,8 +16,10 @@ namespace {
 // Maps ANTLR's code-point offsets to byte offsets and then to line/column.
 class LocationMap {
  public:
-  LocationMap(const SourceFile &file, int file_id) : file_(file), file_id_(file_id) {
+  // `byte_offsets`: token indices are already byte offsets (the fast lexer's).
+  LocationMap(const SourceFile &file, int file_id, bool byte_offsets = false) : file_(file), file_id_(file_id) {
     bool ascii = true;
+    if (byte_offsets) return;
     for (unsigned char c : file.text)
       if (c >= 0x80) {
         ascii = false;
@@ -596,27 +599,30 @@ std::unique_ptr<ast::File> parse_file(const SourceManager &sources, int file_id,
   const SourceFile &file = sources.file(file_id);
   const int errors_before = diagnostics.error_count();
   if (!validate_bytes(file, file_id, diagnostics)) return nullptr;
-  LocationMap locations(file, file_id);
 
-  antlr4::ANTLRInputStream input(file.text);
-  NcdLexer lexer(&input);
-  lexer.removeErrorListeners();  // UNKNOWN catches every character, so the lexer never errs
+  LocationMap byte_locations(file, file_id, /*byte_offsets=*/true);
+  const LocationMap &locations = byte_locations;
+  FastLexer lexer(file.text);
   antlr4::CommonTokenStream tokens(&lexer);
   tokens.fill();
 
   // Bracket nesting is checked on tokens, before the recursive-descent parser
   // could run out of stack on `((((...`.
+  static const size_t opening[] = {literal_token_type("("), literal_token_type("["), literal_token_type("{")};
+  static const size_t closing[] = {literal_token_type(")"), literal_token_type("]"), literal_token_type("}")};
+  auto is_one_of = [](size_t type, const size_t(&types)[3]) {
+    return type == types[0] || type == types[1] || type == types[2];
+  };
   int depth = 0;
   for (antlr4::Token *token : tokens.getTokens()) {
-    const std::string text = token->getText();
-    if (token->getChannel() != antlr4::Token::DEFAULT_CHANNEL) continue;
-    if (text == "(" || text == "[" || text == "{") {
+    const size_t type = token->getType();
+    if (is_one_of(type, opening)) {
       if (++depth > kMaxNesting) {
         diagnostics.error(locations.token(token), "brackets are nested too deeply (more than " +
                                                       std::to_string(kMaxNesting) + " levels)");
         return nullptr;
       }
-    } else if (text == ")" || text == "]" || text == "}") {
+    } else if (is_one_of(type, closing)) {
       depth = std::max(0, depth - 1);
     }
   }
