@@ -12,12 +12,20 @@
 namespace ncd::cli {
 
 void add_frontend_options(CLI::App &app, FrontendOptions &options) {
-  app.add_option("-I", options.include_dirs, "Add a folder to the import search path")->type_name("DIR");
-  app.add_option("-D", options.defines, "Override an axis size, e.g. -D seq=8192")->type_name("AXIS=N");
-  app.add_flag("--MD,-M", options.dependency_file, "Write a Makefile dependency file of the imported .ncd files");
+  // Repeatable options take one value per occurrence, so they never swallow the file names after them.
+  app.add_option("-I", options.include_dirs, "Add a folder to the import search path")
+      ->type_name("DIR")
+      ->allow_extra_args(false);
+  app.add_option("-D", options.defines, "Override an axis size, e.g. -D seq=8192")
+      ->type_name("AXIS=N")
+      ->allow_extra_args(false);
+  // -MD, -MF and -MT are also accepted with one dash, as gcc spells them (see main.cpp).
+  app.add_flag("--MD", options.dependency_file, "Write a Makefile dependency file of the imported .ncd files");
   app.add_option("--MF", options.dependency_path, "Dependency file path (default: OUTPUT.d)")->type_name("FILE");
   app.add_option("--MT", options.dependency_target, "Target named in the dependency file")->type_name("TARGET");
-  app.add_option("--plugin", options.plugins, "Load this plugin (a shared library) too")->type_name("FILE");
+  app.add_option("--plugin", options.plugins, "Load this plugin (a shared library) too")
+      ->type_name("FILE")
+      ->allow_extra_args(false);
   app.add_flag("--no-warnings,-w", options.no_warnings, "Do not print warnings");
   app.add_flag("--Werror", options.warnings_as_errors, "Treat warnings as errors");
 }

@@ -5,6 +5,7 @@
 // internal error (exit 3), never a crash.
 #include <pthread.h>
 
+#include <algorithm>
 #include <iostream>
 #include <memory>
 
@@ -22,10 +23,39 @@ const Verb kVerbs[] = {
     {"check", "Parse, resolve and shape-check .ncd files", setup_check},
     {"fmt", "Print .ncd files in canonical form (-i rewrites, --check verifies)", setup_fmt},
     {"show", "Show the AST, the core IR, or the IR as JSON", setup_show},
+    {"render", "Draw a diagram as a neural circuit diagram (SVG, DOT, PNG, PDF)", setup_render},
     {"plugins", "List the loaded plugins and what each provides", setup_plugins},
+    {"cost", "FLOPs, bytes per memory level, roofline time and energy on a hardware profile", setup_cost},
+    {"run", "Run a diagram on the CPU reference backend with .npy/safetensors data", setup_run},
+    {"equiv", "Run two diagrams on the same random data and compare their outputs", setup_equiv},
 };
 
+// gcc spells the dependency-file options with one dash (-MD -MF -MT); CLI11
+// would read "-MD" as the short flags -M -D, so they are renamed before parsing.
+std::vector<std::string> normalise_arguments(int argc, char **argv) {
+  std::vector<std::string> out;
+  for (int i = 1; i < argc; ++i) {
+    std::string argument = argv[i];
+    if (argument == "-MD" || argument == "-MF" || argument == "-MT") argument = "-" + argument;
+    out.push_back(argument);
+  }
+  std::reverse(out.begin(), out.end());  // CLI11 takes the arguments in reverse order
+  return out;
+}
+
 int run(int argc, char **argv) {
+  // An unknown verb deserves its name and the closest known one, not a generic complaint.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::vector<std::string> names;
+    for (const Verb &verb : kVerbs) names.push_back(verb.name);
+    if (std::find(names.begin(), names.end(), argv[1]) == names.end()) {
+      std::string known;
+      for (const auto &name : names) known += (known.empty() ? "" : ", ") + name;
+      std::cerr << "ncd: error: unknown verb '" << argv[1] << "'" << did_you_mean(argv[1], names) << " (verbs: " << known
+                << "; see ncd --help)\n";
+      return kUsageError;
+    }
+  }
   CLI::App app{"ncd: neural circuit diagrams as software", "ncd"};
   app.set_version_flag("--version", "ncd " NCD_VERSION);
   app.require_subcommand(1);
@@ -36,7 +66,8 @@ int run(int argc, char **argv) {
     handlers.push_back({command, verb.setup(*command)});
   }
   try {
-    app.parse(argc, argv);
+    std::vector<std::string> arguments = normalise_arguments(argc, argv);
+    app.parse(arguments);
   } catch (const CLI::ParseError &error) {
     int code = app.exit(error);
     return code == 0 ? kSuccess : kUsageError;

@@ -6,6 +6,12 @@
 namespace ncd {
 
 Diagnostic &DiagnosticEngine::error(SourceLocation location, std::string message) {
+  // Past the limit, errors are counted but not kept: what follows is mostly cascade.
+  if (errors_ >= kMaxErrors) {
+    ++errors_;
+    discarded_ = {};
+    return discarded_;
+  }
   ++errors_;
   diagnostics_.push_back({Severity::Error, location, std::move(message), {}});
   return diagnostics_.back();
@@ -100,6 +106,11 @@ void DiagnosticEngine::flush(std::ostream &out, bool color) {
   for (const Diagnostic &diagnostic : diagnostics_) {
     print_one(diagnostic.severity, diagnostic.location, diagnostic.message);
     for (const auto &note : diagnostic.notes) print_one(Severity::Note, note.location, note.message);
+  }
+  if (errors_ > kMaxErrors && !limit_reported_) {
+    print_one(Severity::Error, {}, "too many errors (" + std::to_string(errors_) + "); only the first " +
+                                       std::to_string(kMaxErrors) + " are shown");
+    limit_reported_ = true;
   }
   diagnostics_.clear();
 }

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 
 #include "ncd/parser.h"
 #include "ncd/sema.h"
@@ -68,8 +69,14 @@ std::vector<std::string> default_search_path() {
 }
 
 std::vector<std::string> Compilation::dependencies() const {
+  // make resolves prerequisites against its working folder: an import found
+  // elsewhere (e.g. "std/nn.ncd" in the stdlib) is listed by its real path.
   std::vector<std::string> out;
-  for (const auto &module : modules) out.push_back(module.path);
+  std::error_code code;
+  for (const auto &module : modules) {
+    bool reachable = fs::exists(module.path, code) && fs::equivalent(module.path, module.resolved, code);
+    out.push_back(reachable ? module.path : module.resolved);
+  }
   return out;
 }
 
@@ -193,9 +200,14 @@ bool compile_file(const std::string &path, const CompileOptions &options, Compil
   if (options.stop_after_parse) return true;
   lower_to_ir(out, options.defines);
   if (out.diagnostics.has_errors()) return false;
-  for (const std::string &violation : verify(out.program))
-    out.diagnostics.error({}, "internal error: IR verifier: " + violation);
-  return !out.diagnostics.has_errors();
+  // A verifier failure is a bug in ncd, not in the input: it ends the run as an internal error.
+  std::vector<std::string> violations = verify(out.program);
+  if (!violations.empty()) {
+    std::string message = "IR verifier failed after lowering:";
+    for (const std::string &violation : violations) message += "\n  " + violation;
+    throw std::logic_error(message);
+  }
+  return true;
 }
 
 }  // namespace ncd

@@ -355,7 +355,8 @@ std::string print_ir(const ir::Program &program, const SourceManager &sources, c
 }
 
 std::string ir_to_json(const ir::Program &program, const SourceManager &sources, const ir::Diagram *only) {
-  return JsonPrinter(program, sources).run(only).dump(2) + "\n";
+  // File names need not be UTF-8; replace what is not rather than fail.
+  return JsonPrinter(program, sources).run(only).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace ncd

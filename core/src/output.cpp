@@ -23,7 +23,15 @@ bool write_output(const std::string &path, const std::string &content, std::stri
     return true;
   }
   namespace fs = std::filesystem;
+  // Rewriting through a symbolic link updates the file it points to and keeps the link.
+  std::error_code code;
   fs::path target(path);
+  if (fs::is_symlink(target, code)) {
+    fs::path resolved = fs::canonical(target, code);
+    if (!code) target = resolved;
+  }
+  struct stat existing {};
+  bool had_file = ::stat(target.c_str(), &existing) == 0;
   fs::path folder = target.has_parent_path() ? target.parent_path() : fs::path(".");
   std::string temporary = (folder / ("." + target.filename().string() + ".tmpXXXXXX")).string();
   std::vector<char> name(temporary.begin(), temporary.end());
@@ -45,11 +53,15 @@ bool write_output(const std::string &path, const std::string &content, std::stri
     }
     written += static_cast<size_t>(n);
   }
-  // Keep the mode a plain create would give (mkstemp makes 0600).
-  mode_t mask = umask(0);
-  umask(mask);
-  fchmod(fd, 0666 & ~mask);
-  if (::close(fd) != 0 || std::rename(name.data(), path.c_str()) != 0) {
+  // Keep the mode of the file being replaced, or the mode a plain create would give (mkstemp makes 0600).
+  if (had_file) {
+    fchmod(fd, existing.st_mode & 07777);
+  } else {
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
+  }
+  if (::close(fd) != 0 || std::rename(name.data(), target.c_str()) != 0) {
     error = "cannot write '" + path + "': " + std::strerror(errno);
     ::unlink(name.data());
     return false;

@@ -52,6 +52,7 @@ class DiagnosticEngine {
   int errors_ = 0;
   int warnings_ = 0;
   bool warnings_enabled_ = true;
+  bool limit_reported_ = false;
 };
 
 // The closest candidate by edit distance, or "" when none is close enough to be
