@@ -1,0 +1,1567 @@
+// The cost model: the unfused baseline and the Napkin model of a schedule.
+//
+// A diagram is first flattened into a graph of "virtual" operations: calls are
+// inlined through their bindings (a callee axis becomes the caller's axis it
+// is bound to, the lifted axes are appended to every value that depends on the
+// callee's inputs), repeat bodies are kept once with a multiplier. Values
+// crossing a call boundary, and repeat arguments and results, are aliases
+// (renamed views of one storage); Access and Merge results are views too. A
+// read of a view resolves to the storage it reads and the extent of that
+// storage it touches (an affine index x + i touches x + i - 1 rows, a gather
+// touches as many rows as it has indices). Every figure is computed as a
+// Formula and a number at once (`Sized`).
+//
+// Preconditions of `price` and `napkin`: the program came out of sema and the
+// verifier without errors; every axis the diagram uses has a concrete size
+// (otherwise a located error says which).
+#include "ncd/cost.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <set>
+
+#include "cost_format.h"
+#include "ncd/schedule_check.h"
+
+namespace ncd {
+namespace {
+
+constexpr int kCapacitySymbol = -1;
+constexpr int kSquareTileSymbol = -2;
+int tile_symbol(int vaxis) { return -1000 - 2 * vaxis; }
+int chunk_symbol(int vaxis) { return -1001 - 2 * vaxis; }
+
+constexpr double kBoltzmann = 1.380649e-23;  // J/K (exact, SI 2019)
+
+struct Sized {
+  Formula f;
+  double v = 0;
+  static Sized of(double x) { return {Formula::constant(x), x}; }
+  Sized operator*(const Sized &o) const { return {f * o.f, v * o.v}; }
+  Sized operator+(const Sized &o) const { return {f + o.f, v + o.v}; }
+  Sized operator-(const Sized &o) const { return {f - o.f, v - o.v}; }
+  Sized &operator+=(const Sized &o) { return *this = *this + o; }
+  Sized scaled(double k) const { return {f.scaled(k), v * k}; }
+  Figure figure() const { return {v, f}; }
+};
+
+Sized divide(const Sized &a, const Sized &b) {
+  auto q = a.f.divide(b.f);
+  return {q ? *q : a.f.scaled(b.v != 0 ? 1.0 / b.v : 0.0), b.v != 0 ? a.v / b.v : 0.0};
+}
+
+bool contains(const std::vector<int> &list, int item) { return std::find(list.begin(), list.end(), item) != list.end(); }
+
+// ------------------------------------------------------------ per-op FLOPs
+//
+// The count of each function (docs/COST.md, "FLOPs"). Transcendentals count as
+// one operation each (GPUs run them on special-function units).
+double elementwise_flops(const std::string &function) {
+  static const std::map<std::string, double> table{
+      {"copy", 0},    {"cast", 0},     {"neg", 1},      {"not", 1},     {"add", 1},      {"sub", 1},
+      {"mul", 1},     {"div", 1},      {"recip", 1},    {"lt", 1},      {"le", 1},       {"gt", 1},
+      {"ge", 1},      {"eq", 1},       {"ne", 1},       {"and", 1},     {"or", 1},       {"where", 1},
+      {"minimum", 1}, {"maximum", 1},  {"abs", 1},      {"relu", 1},    {"square", 1},   {"floor", 1},
+      {"ceil", 1},    {"exp", 1},      {"log", 1},      {"sqrt", 1},    {"rsqrt", 1},    {"tanh", 1},
+      {"sin", 1},     {"cos", 1},      {"erf", 1},      {"log1p", 1},   {"expm1", 1},    {"pow", 3},
+      {"softplus", 3}, {"sigmoid", 4}, {"silu", 5},     {"gelu", 8}};
+  auto it = table.find(function);
+  return it == table.end() ? 1 : it->second;
+}
+
+// ------------------------------------------------------------ the flat graph
+
+struct VAxis {
+  std::string name;
+  Sized size;
+  int program_axis = -1;
+};
+
+struct VValue {
+  std::string name;
+  std::vector<int> axes;
+  ir::DType dtype = ir::DType::F32;
+  enum class Role { Input, Param, Intermediate, Output } role = Role::Intermediate;
+  bool free = false;  // constants, sizes, axis indices and what only they compute: registers
+  int producer = -1;  // vop index
+  int alias_of = -1;  // a renamed view of another value
+  std::vector<std::pair<int, int>> alias_axes;  // (this value's axis, the aliased value's axis)
+  int instance = -1;
+  int ir_value = -1;
+  SourceLocation location;
+};
+
+struct VOp {
+  const ir::Op *op = nullptr;
+  std::vector<int> operands, results, axes;
+  std::vector<ir::AccessIndex> access;
+  std::vector<std::vector<int>> merges;
+  double repeat = 1;
+  int row = -1;
+  int instance = -1;
+  bool view() const { return op->kind == ir::OpKind::Access || op->kind == ir::OpKind::Merge; }
+  bool hidden() const {
+    return view() || op->kind == ir::OpKind::Constant || op->kind == ir::OpKind::SizeOf ||
+           op->kind == ir::OpKind::AxisIndex;
+  }
+};
+
+struct Row {
+  std::string name, what;
+  SourceLocation location;
+  int parent = -1;
+  std::vector<int> children;
+  int vop = -1;  // leaf rows
+  int first = 0, last = 0;
+  const ir::Op *call = nullptr;  // call rows
+  int instance = -1;             // call rows: the callee's instance
+  double repeat = 1;
+};
+
+struct Instance {
+  const ir::Diagram *diagram = nullptr;
+  std::map<int, int> axes;    // program axis → vaxis
+  std::vector<int> lifted;    // vaxes
+  std::map<int, int> values;  // ir value → vvalue
+};
+
+struct Read {
+  int storage;
+  Sized elements;
+  std::vector<double> extents;  // per axis of the storage, what the read touches
+};
+
+using Extents = std::map<int, Sized>;  // vaxis → extent (absent: the whole axis)
+
+class Graph {
+ public:
+  explicit Graph(const ir::Program &program) : p_(program) {
+    for (const ir::Axis &axis : program.axes)
+      vaxes.push_back({axis.name,
+                       {Formula::symbol(axis.id), axis.size ? static_cast<double>(*axis.size) : std::nan("")},
+                       axis.id});
+  }
+
+  void build(const ir::Diagram &diagram) {
+    Instance root;
+    root.diagram = &diagram;
+    instances.push_back(root);
+    for (int id : diagram.inputs) make_value(0, id, VValue::Role::Input, {});
+    for (int id : diagram.params) make_value(0, id, VValue::Role::Param, {});
+    emit_region(0, diagram.body, 1.0, -1);
+    for (int id : diagram.outputs) values[static_cast<size_t>(instances[0].values.at(id))].role = VValue::Role::Output;
+  }
+
+  const ir::Program &p_;
+  std::vector<VAxis> vaxes;
+  std::vector<VValue> values;
+  std::vector<VOp> vops;
+  std::vector<Row> rows;
+  std::vector<int> top_rows;
+  std::vector<Instance> instances;
+
+  double numeric(const Formula &formula) const {
+    auto value = formula.evaluate([&](int symbol) -> std::optional<double> {
+      if (symbol < 0 || symbol >= static_cast<int>(p_.axes.size())) return std::nullopt;
+      auto size = p_.axis(symbol).size;
+      return size ? std::optional<double>(static_cast<double>(*size)) : std::nullopt;
+    });
+    return value ? *value : std::nan("");
+  }
+
+  int vaxis_of(int instance, int axis) {
+    auto &map = instances[static_cast<size_t>(instance)].axes;
+    if (auto it = map.find(axis); it != map.end()) return it->second;
+    if (instance == 0) {
+      map[axis] = axis;
+      return axis;
+    }
+    const ir::Axis &a = p_.axis(axis);
+    Sized size;
+    if (a.derived) {
+      auto formula = Formula::from_poly(a.definition).substitute([&](int base) {
+        return vaxes[static_cast<size_t>(vaxis_of(instance, base))].size.f;
+      });
+      size.f = formula ? *formula : Formula::symbol(axis);
+      size.v = numeric(size.f);
+    } else {
+      size = {Formula::symbol(axis), a.size ? static_cast<double>(*a.size) : std::nan("")};
+    }
+    int id = static_cast<int>(vaxes.size());
+    vaxes.push_back({a.name, size, axis});
+    instances[static_cast<size_t>(instance)].axes[axis] = id;
+    return id;
+  }
+
+  int value_of(int instance, int ir_value) const { return instances[static_cast<size_t>(instance)].values.at(ir_value); }
+
+  int make_value(int instance, int ir_value, VValue::Role role, const std::vector<int> &lifted) {
+    const ir::Diagram &diagram = *instances[static_cast<size_t>(instance)].diagram;
+    const ir::Value &source = diagram.value(ir_value);
+    VValue value;
+    value.name = source.name;
+    for (int axis : source.axes) value.axes.push_back(vaxis_of(instance, axis));
+    for (int axis : lifted)
+      if (!contains(value.axes, axis)) value.axes.push_back(axis);
+    value.dtype = source.dtype;
+    value.role = role;
+    value.instance = instance;
+    value.ir_value = ir_value;
+    value.location = source.location;
+    int id = static_cast<int>(values.size());
+    values.push_back(value);
+    instances[static_cast<size_t>(instance)].values[ir_value] = id;
+    return id;
+  }
+
+  int alias(int instance, int ir_value, int base, std::vector<int> axes, std::vector<std::pair<int, int>> pairs) {
+    int id = make_value(instance, ir_value, VValue::Role::Intermediate, {});
+    VValue &value = values[static_cast<size_t>(id)];
+    value.axes = std::move(axes);
+    value.alias_of = base;
+    value.alias_axes = std::move(pairs);
+    value.free = values[static_cast<size_t>(base)].free;
+    return id;
+  }
+
+  int new_row(int parent, const std::string &name, const std::string &what, SourceLocation location) {
+    Row row;
+    row.parent = parent;
+    row.name = name;
+    row.what = what;
+    row.location = location;
+    row.first = static_cast<int>(vops.size());
+    int id = static_cast<int>(rows.size());
+    rows.push_back(row);
+    if (parent >= 0)
+      rows[static_cast<size_t>(parent)].children.push_back(id);
+    else
+      top_rows.push_back(id);
+    return id;
+  }
+
+  std::string axis_list(const std::vector<int> &axes, int instance) {
+    std::string out;
+    for (int axis : axes) out += (out.empty() ? "" : ", ") + vaxes[static_cast<size_t>(vaxis_of(instance, axis))].name;
+    return out;
+  }
+
+  std::string describe(const ir::Op &op, int instance) {
+    std::string kind(ir::op_kind_name(op.kind));
+    switch (op.kind) {
+      case ir::OpKind::Contract: return "contract sum[" + axis_list(op.axes, instance) + "]";
+      case ir::OpKind::Reduce:
+      case ir::OpKind::Normalize: return kind + " " + op.function + "[" + axis_list(op.axes, instance) + "]";
+      case ir::OpKind::Elementwise: return kind + " " + op.function;
+      default: return kind;
+    }
+  }
+
+  void emit_region(int instance, const ir::Region &region, double repeat, int parent) {
+    for (const auto &op : region.ops) {
+      if (op->kind == ir::OpKind::Call)
+        emit_call(instance, *op, repeat, parent);
+      else if (op->kind == ir::OpKind::Repeat)
+        emit_repeat(instance, *op, repeat, parent);
+      else
+        emit_op(instance, *op, repeat, parent);
+    }
+  }
+
+  void emit_op(int instance, const ir::Op &op, double repeat, int parent) {
+    VOp v;
+    v.op = &op;
+    v.instance = instance;
+    v.repeat = repeat;
+    for (int operand : op.operands) v.operands.push_back(value_of(instance, operand));
+    for (int axis : op.axes) v.axes.push_back(vaxis_of(instance, axis));
+    v.access = op.access;
+    for (auto &index : v.access) {
+      for (auto &term : index.terms) term.first = vaxis_of(instance, term.first);
+      for (int &axis : index.split) axis = vaxis_of(instance, axis);
+    }
+    for (const auto &group : op.merges) {
+      std::vector<int> mapped;
+      for (int axis : group) mapped.push_back(vaxis_of(instance, axis));
+      v.merges.push_back(mapped);
+    }
+    // The lifted axes the operands carry are carried by the results.
+    std::vector<int> lifted;
+    for (int axis : instances[static_cast<size_t>(instance)].lifted)
+      for (int operand : v.operands)
+        if (contains(values[static_cast<size_t>(operand)].axes, axis) && !contains(lifted, axis)) lifted.push_back(axis);
+    bool all_free = true;
+    for (int operand : v.operands) all_free = all_free && values[static_cast<size_t>(operand)].free;
+    bool free = op.kind == ir::OpKind::Constant || op.kind == ir::OpKind::SizeOf || op.kind == ir::OpKind::AxisIndex ||
+                (op.kind == ir::OpKind::Elementwise && all_free);
+    int index = static_cast<int>(vops.size());
+    for (int result : op.results) {
+      int id = make_value(instance, result, VValue::Role::Intermediate, lifted);
+      values[static_cast<size_t>(id)].producer = index;
+      values[static_cast<size_t>(id)].free = free;
+      v.results.push_back(id);
+    }
+    const ir::Diagram &diagram = *instances[static_cast<size_t>(instance)].diagram;
+    std::string name = op.results.empty() ? "" : diagram.value(op.results[0]).name;
+    int row = new_row(parent, name, describe(op, instance), op.location);
+    v.row = row;
+    rows[static_cast<size_t>(row)].vop = index;
+    vops.push_back(v);
+    rows[static_cast<size_t>(row)].last = static_cast<int>(vops.size());
+  }
+
+  void emit_call(int instance, const ir::Op &op, double repeat, int parent) {
+    const ir::Diagram &callee = *p_.diagrams[static_cast<size_t>(op.callee)];
+    Instance inner;
+    inner.diagram = &callee;
+    std::set<int> used;
+    std::map<int, int> caller_axis;  // callee program axis → caller vaxis it is bound to
+    std::string bindings;
+    for (auto [from, to] : op.bindings) {
+      int v = vaxis_of(instance, to);
+      caller_axis[from] = v;
+      if (p_.axis(from).name != p_.axis(to).name || from != to)
+        bindings += (bindings.empty() ? "" : ", ") + p_.axis(from).name + " = " + vaxes[static_cast<size_t>(v)].name;
+      if (!used.insert(v).second) {
+        // Two callee axes bound to one caller axis (Attention[q = s, k = s]): a copy of the same size.
+        int copy = static_cast<int>(vaxes.size());
+        vaxes.push_back({p_.axis(from).name, vaxes[static_cast<size_t>(v)].size, from});
+        v = copy;
+      }
+      inner.axes[from] = v;
+    }
+    inner.lifted = instances[static_cast<size_t>(instance)].lifted;
+    std::string over;
+    for (int axis : op.lifted) {
+      int v = vaxis_of(instance, axis);
+      if (!contains(inner.lifted, v)) inner.lifted.push_back(v);
+      over += (over.empty() ? "" : ", ") + vaxes[static_cast<size_t>(v)].name;
+    }
+    int ci = static_cast<int>(instances.size());
+    instances.push_back(inner);
+    std::string what = "call " + callee.name + (bindings.empty() ? "" : "[" + bindings + "]") +
+                       (over.empty() ? "" : " over " + over);
+    const ir::Diagram &caller = *instances[static_cast<size_t>(instance)].diagram;
+    int row = new_row(parent, op.results.empty() ? "" : caller.value(op.results[0]).name, what, op.location);
+    rows[static_cast<size_t>(row)].call = &op;
+    rows[static_cast<size_t>(row)].instance = ci;
+    rows[static_cast<size_t>(row)].repeat = repeat;
+    const std::vector<int> &lifted = instances[static_cast<size_t>(ci)].lifted;
+    for (size_t k = 0; k < callee.inputs.size(); ++k) {
+      int outer = value_of(instance, op.operands[k]);
+      const ir::Value &input = callee.value(callee.inputs[k]);
+      std::vector<int> axes;
+      std::vector<std::pair<int, int>> pairs;
+      for (int axis : input.axes) {
+        int mine = vaxis_of(ci, axis);
+        axes.push_back(mine);
+        pairs.push_back({mine, caller_axis.count(axis) ? caller_axis[axis] : mine});
+      }
+      for (int axis : lifted)
+        if (contains(values[static_cast<size_t>(outer)].axes, axis)) {
+          axes.push_back(axis);
+          pairs.push_back({axis, axis});
+        }
+      alias(ci, callee.inputs[k], outer, axes, pairs);
+    }
+    for (int id : callee.params) make_value(ci, id, VValue::Role::Param, {});
+    emit_region(ci, callee.body, repeat, row);
+    for (size_t k = 0; k < callee.outputs.size() && k < op.results.size(); ++k) {
+      int inner_value = value_of(ci, callee.outputs[k]);
+      const ir::Value &output = callee.value(callee.outputs[k]);
+      std::vector<int> axes;
+      std::vector<std::pair<int, int>> pairs;
+      for (int axis : output.axes) {
+        int theirs = vaxis_of(ci, axis);
+        int mine = caller_axis.count(axis) ? caller_axis[axis] : theirs;
+        axes.push_back(mine);
+        pairs.push_back({mine, theirs});
+      }
+      for (int axis : values[static_cast<size_t>(inner_value)].axes)
+        if (contains(lifted, axis) && !contains(axes, axis)) {
+          axes.push_back(axis);
+          pairs.push_back({axis, axis});
+        }
+      alias(instance, op.results[k], inner_value, axes, pairs);
+    }
+    rows[static_cast<size_t>(row)].last = static_cast<int>(vops.size());
+  }
+
+  void emit_repeat(int instance, const ir::Op &op, double repeat, int parent) {
+    int row = new_row(parent, "", "repeat " + std::to_string(op.count), op.location);
+    rows[static_cast<size_t>(row)].repeat = repeat * static_cast<double>(op.count);
+    auto identity = [&](int base) {
+      std::vector<std::pair<int, int>> pairs;
+      for (int axis : values[static_cast<size_t>(base)].axes) pairs.push_back({axis, axis});
+      return pairs;
+    };
+    for (size_t k = 0; k < op.body_arguments.size(); ++k) {
+      int outer = value_of(instance, op.operands[k]);
+      alias(instance, op.body_arguments[k], outer, values[static_cast<size_t>(outer)].axes, identity(outer));
+    }
+    emit_region(instance, *op.body, repeat * static_cast<double>(op.count), row);
+    for (size_t k = 0; k < op.results.size(); ++k) {
+      int yield = value_of(instance, op.body_yields[k]);
+      alias(instance, op.results[k], yield, values[static_cast<size_t>(yield)].axes, identity(yield));
+    }
+    rows[static_cast<size_t>(row)].last = static_cast<int>(vops.size());
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  Sized full(int vaxis) const { return vaxes[static_cast<size_t>(vaxis)].size; }
+
+  Sized extent(const Extents &extents, int vaxis) const {
+    auto it = extents.find(vaxis);
+    return it != extents.end() ? it->second : full(vaxis);
+  }
+
+  Sized clamp(const Sized &extent, int vaxis) const {
+    Sized whole = full(vaxis);
+    return extent.v >= whole.v - 1e-9 ? whole : extent;
+  }
+
+  // The storages a read of `value` touches, with the elements of each, when
+  // the reader covers `extents` of the value's axes.
+  void reads(int value_id, const Extents &extents, std::vector<Read> &out, int depth = 0) const {
+    const VValue &value = values[static_cast<size_t>(value_id)];
+    if (value.free || depth > 64) return;
+    if (value.alias_of >= 0) {
+      Extents base;
+      for (auto [mine, theirs] : value.alias_axes) base[theirs] = extent(extents, mine);
+      reads(value.alias_of, base, out, depth + 1);
+      return;
+    }
+    if (value.producer >= 0) {
+      const VOp &op = vops[static_cast<size_t>(value.producer)];
+      if (op.op->kind == ir::OpKind::Access) {
+        const VValue &source = values[static_cast<size_t>(op.operands[0])];
+        Extents inner;
+        for (size_t position = 0; position < source.axes.size(); ++position) {
+          int axis = source.axes[position];
+          if (position >= op.access.size()) {  // a lifted axis: passes through
+            inner[axis] = extent(extents, axis);
+            continue;
+          }
+          const ir::AccessIndex &index = op.access[position];
+          Sized e = Sized::of(1);
+          switch (index.kind) {
+            case ir::AccessIndex::Kind::Affine:
+              for (auto [term, coefficient] : index.terms)
+                e = e + (extent(extents, term) - Sized::of(1)).scaled(std::fabs(static_cast<double>(coefficient)));
+              break;
+            case ir::AccessIndex::Kind::Split:
+              for (int part : index.split) e = e * extent(extents, part);
+              break;
+            case ir::AccessIndex::Kind::Gather: {
+              int gather = op.operands[static_cast<size_t>(index.gather_operand)];
+              for (int part : values[static_cast<size_t>(gather)].axes) e = e * extent(extents, part);
+              reads(gather, extents, out, depth + 1);
+              break;
+            }
+          }
+          inner[axis] = clamp(e, axis);
+        }
+        reads(op.operands[0], inner, out, depth + 1);
+        return;
+      }
+      if (op.op->kind == ir::OpKind::Merge) {
+        Extents inner;
+        for (size_t i = 0; i < value.axes.size(); ++i) {
+          int axis = value.axes[i];
+          Sized e = extent(extents, axis);
+          if (i >= op.merges.size()) {
+            inner[axis] = e;
+            continue;
+          }
+          const auto &group = op.merges[i];
+          if (group.size() == 1 || e.v >= full(axis).v - 1e-9) {
+            for (int part : group) inner[part] = group.size() == 1 ? e : full(part);
+            continue;
+          }
+          Sized rest = Sized::of(1);
+          for (size_t k = 1; k < group.size(); ++k) {
+            rest = rest * full(group[k]);
+            inner[group[k]] = full(group[k]);
+          }
+          inner[group[0]] = clamp(divide(e, rest), group[0]);
+        }
+        reads(op.operands[0], inner, out, depth + 1);
+        return;
+      }
+    }
+    Sized elements = Sized::of(1);
+    std::vector<double> per_axis;
+    for (int axis : value.axes) {
+      Sized e = extent(extents, axis);
+      elements = elements * e;
+      per_axis.push_back(e.v);
+    }
+    out.push_back({value_id, elements, per_axis});
+  }
+
+  int storage(int value_id) const {
+    while (values[static_cast<size_t>(value_id)].alias_of >= 0) value_id = values[static_cast<size_t>(value_id)].alias_of;
+    return value_id;
+  }
+
+  // Reads of one op: each distinct operand once.
+  std::vector<Read> op_reads(const VOp &op, const Extents &extents) const {
+    std::vector<Read> out;
+    std::set<int> seen;
+    for (int operand : op.operands)
+      if (seen.insert(operand).second) reads(operand, extents, out);
+    return out;
+  }
+
+  Sized elements_of(int value_id, const Extents &extents) const {
+    Sized out = Sized::of(1);
+    for (int axis : values[static_cast<size_t>(value_id)].axes) out = out * extent(extents, axis);
+    return out;
+  }
+
+  // ---------------------------------------------------------------- FLOPs
+
+  Sized product(const std::vector<int> &axes, const Extents &extents) const {
+    Sized out = Sized::of(1);
+    for (int axis : axes) out = out * extent(extents, axis);
+    return out;
+  }
+
+  Sized flops(const VOp &op, const Extents &extents) const {
+    auto axes_of = [&](int value) -> const std::vector<int> & { return values[static_cast<size_t>(value)].axes; };
+    switch (op.op->kind) {
+      case ir::OpKind::Elementwise:
+        return product(axes_of(op.results[0]), extents).scaled(elementwise_flops(op.op->function));
+      case ir::OpKind::Contract: {
+        std::vector<int> iteration = axes_of(op.results[0]);
+        int inner = 0, outer = 0;
+        for (int operand : op.operands) {
+          bool summed = false;
+          for (int axis : axes_of(operand)) summed = summed || contains(op.axes, axis);
+          if (summed) {
+            ++inner;
+            for (int axis : axes_of(operand))
+              if (!contains(iteration, axis)) iteration.push_back(axis);
+          } else {
+            ++outer;
+          }
+        }
+        for (int axis : op.axes)
+          if (!contains(iteration, axis)) iteration.push_back(axis);
+        // (inner - 1) multiplies and one add per point of the iteration space:
+        // a multiply-add counts 2; operands without summed axes scale the result.
+        Sized space = product(iteration, extents);
+        Sized out = space.scaled(inner >= 2 ? inner : 1);
+        if (outer > 0) out += product(axes_of(op.results[0]), extents).scaled(outer);
+        return out;
+      }
+      case ir::OpKind::Reduce: {
+        Sized in = product(axes_of(op.operands[0]), extents);
+        Sized out = product(axes_of(op.results[0]), extents);
+        const std::string &f = op.op->function;
+        if (f == "mean") return in + out;
+        if (f == "logsumexp") return in.scaled(4) + out.scaled(2);
+        return in;
+      }
+      case ir::OpKind::Normalize: {
+        Sized x = product(axes_of(op.operands[0]), extents);
+        std::vector<int> kept;
+        for (int axis : axes_of(op.operands[0]))
+          if (!contains(op.axes, axis)) kept.push_back(axis);
+        Sized rows = product(kept, extents);
+        const std::string &f = op.op->function;
+        if (f == "layernorm") return x.scaled(5) + rows.scaled(4);
+        if (f == "rmsnorm") return x.scaled(3) + rows.scaled(3);
+        return x.scaled(5) + rows;  // softmax, logsoftmax
+      }
+      default: return Sized::of(0);
+    }
+  }
+
+  // The dtype an op computes in: a contraction's widest summed operand, else
+  // the widest of its operands and results (free scalars aside).
+  ir::DType compute_dtype(const VOp &op) const {
+    ir::DType best = ir::DType::F32;
+    int best_bytes = 0;
+    auto consider = [&](int value) {
+      const VValue &v = values[static_cast<size_t>(value)];
+      if (v.free) return;
+      if (ir::dtype_bytes(v.dtype) > best_bytes) {
+        best_bytes = ir::dtype_bytes(v.dtype);
+        best = v.dtype;
+      }
+    };
+    if (op.op->kind == ir::OpKind::Contract) {
+      for (int operand : op.operands) {
+        bool summed = false;
+        for (int axis : values[static_cast<size_t>(operand)].axes) summed = summed || contains(op.axes, axis);
+        if (summed) consider(operand);
+      }
+    } else {
+      for (int operand : op.operands) consider(operand);
+      for (int result : op.results) consider(result);
+    }
+    if (best_bytes == 0) {
+      for (int result : op.results) consider(result);
+      if (best_bytes == 0) return ir::DType::F32;
+    }
+    if (best == ir::DType::Bool || best == ir::DType::I32) return best == ir::DType::Bool ? ir::DType::I8 : best;
+    return best;
+  }
+};
+
+// ------------------------------------------------------------ pricing
+
+struct Level {
+  Sized read, write;
+};
+
+std::string shape_text(const Graph &g, int value, const std::vector<double> *extents) {
+  const VValue &v = g.values[static_cast<size_t>(value)];
+  std::string out = "[";
+  for (size_t i = 0; i < v.axes.size(); ++i) {
+    int axis = v.axes[i];
+    out += (i ? ", " : "") + g.vaxes[static_cast<size_t>(axis)].name;
+    if (extents && i < extents->size()) out += ":" + costfmt::number((*extents)[i]);
+  }
+  return out + "] " + std::string(ir::dtype_name(v.dtype));
+}
+
+class Pricer {
+ public:
+  Pricer(const ir::Program &program, const HardwareProfile &hardware, DiagnosticEngine &diagnostics,
+         const CostOptions &options)
+      : p_(program), hw_(hardware), d_(diagnostics), options_(options), g_(program) {}
+
+  bool build(const ir::Diagram &diagram) {
+    g_.build(diagram);
+    // Every axis needs a size.
+    std::set<int> missing;
+    for (const VValue &value : g_.values)
+      for (int axis : value.axes)
+        if (std::isnan(g_.vaxes[static_cast<size_t>(axis)].size.v))
+          for (int symbol : g_.vaxes[static_cast<size_t>(axis)].size.f.symbols())
+            if (symbol >= 0 && !p_.axis(symbol).size) missing.insert(symbol);
+    for (int axis : missing) {
+      const ir::Axis &a = p_.axis(axis);
+      d_.error(a.location, "axis '" + a.name + "' has no size; ncd cost needs every size: give one with -D " + a.name + "=N");
+    }
+    return missing.empty();
+  }
+
+  std::string name_of(int symbol) const {
+    if (symbol >= 0 && symbol < static_cast<int>(p_.axes.size())) return p_.axis(symbol).name;
+    if (symbol == kCapacitySymbol) return "M";
+    if (symbol == kSquareTileSymbol) return "t";
+    int code = -symbol - 1000;
+    if (code >= 0) {
+      int vaxis = code / 2;
+      std::string axis = vaxis < static_cast<int>(g_.vaxes.size()) ? g_.vaxes[static_cast<size_t>(vaxis)].name : "?";
+      return (code % 2 == 0 ? "tile_" : "chunk_") + axis;
+    }
+    return "?";
+  }
+
+  void fill_names(CostReport &report) const {
+    for (const ir::Axis &axis : p_.axes) report.names[axis.id] = axis.name;
+    report.names[kCapacitySymbol] = "M";
+    report.names[kSquareTileSymbol] = "t";
+    for (size_t v = 0; v < g_.vaxes.size(); ++v) {
+      report.names[tile_symbol(static_cast<int>(v))] = name_of(tile_symbol(static_cast<int>(v)));
+      report.names[chunk_symbol(static_cast<int>(v))] = name_of(chunk_symbol(static_cast<int>(v)));
+    }
+  }
+
+  // ------------------------------------------------ unfused baseline
+
+  OpCost leaf(const VOp &op) {
+    OpCost cost;
+    const Row &row = g_.rows[static_cast<size_t>(op.row)];
+    cost.name = row.name;
+    cost.what = row.what;
+    cost.location = row.location;
+    Extents whole;
+    Sized flops = g_.flops(op, whole).scaled(op.repeat);
+    Sized read = Sized::of(0), write = Sized::of(0);
+    if (!op.view()) {
+      for (const Read &r : g_.op_reads(op, whole))
+        read += r.elements.scaled(ir::dtype_bytes(g_.values[static_cast<size_t>(r.storage)].dtype) * op.repeat);
+      for (int result : op.results) {
+        const VValue &value = g_.values[static_cast<size_t>(result)];
+        if (value.free) continue;
+        write += g_.elements_of(result, whole).scaled(ir::dtype_bytes(value.dtype) * op.repeat);
+      }
+    }
+    cost.flops = flops.figure();
+    for (size_t l = 0; l < hw_.levels.size(); ++l) cost.traffic.push_back({read.figure(), write.figure()});
+    ComputeUnit unit = hw_.unit_for(op.op->kind == ir::OpKind::Contract, g_.compute_dtype(op));
+    if (flops.v > 0) cost.unit = unit.label();
+    cost.compute_time = unit.rate.peak > 0 ? flops.v / unit.rate.peak : 0;
+    cost.energy = flops.v * unit.rate.energy_per_flop;
+    cost.erased_bits = flops.v * 8.0 * ir::dtype_bytes(g_.compute_dtype(op));
+    for (size_t l = 0; l < hw_.levels.size(); ++l) cost.energy += (read.v + write.v) * hw_.levels[l].energy_per_byte;
+    energy_formula_ = energy_formula_ + flops.f.scaled(unit.rate.energy_per_flop);
+    bits_formula_ = bits_formula_ + flops.f.scaled(8.0 * ir::dtype_bytes(g_.compute_dtype(op)));
+    for (size_t l = 0; l < hw_.levels.size(); ++l)
+      energy_formula_ = energy_formula_ + (read.f + write.f).scaled(hw_.levels[l].energy_per_byte);
+    // Every level carries the same bytes here: only the slowest can bound.
+    cost.roofline.push_back(unit.rate.peak > 0 ? flops.f.scaled(1.0 / unit.rate.peak) : Formula());
+    double slowest = 0;
+    for (const MemoryLevel &level : hw_.levels)
+      if (level.bandwidth > 0 && (slowest == 0 || level.bandwidth < slowest)) slowest = level.bandwidth;
+    if (slowest > 0) cost.roofline.push_back((read.f + write.f).scaled(1.0 / slowest));
+    finish_roofline(cost);
+    return cost;
+  }
+
+  void finish_roofline(OpCost &cost) const {
+    cost.time = cost.compute_time;
+    cost.bound = "compute";
+    for (size_t l = 0; l < hw_.levels.size() && l < cost.traffic.size(); ++l) {
+      if (hw_.levels[l].bandwidth <= 0) continue;
+      double t = (cost.traffic[l].read.value + cost.traffic[l].write.value) / hw_.levels[l].bandwidth;
+      if (t > cost.time) {
+        cost.time = t;
+        cost.bound = hw_.levels[l].name;
+      }
+    }
+    double top = cost.traffic.empty() ? 0 : cost.traffic[0].read.value + cost.traffic[0].write.value;
+    cost.intensity = top > 0 ? cost.flops.value / top : 0;
+    if (cost.time == 0) cost.bound = "";
+  }
+
+  // Sums children into an aggregate row (sequential kernels).
+  OpCost aggregate(const std::string &name, const std::string &what, SourceLocation location, std::vector<OpCost> children) {
+    OpCost cost;
+    cost.name = name;
+    cost.what = what;
+    cost.location = location;
+    cost.traffic.resize(hw_.levels.size());
+    std::map<std::string, double> bound_time;
+    std::set<std::string> units;
+    for (const OpCost &child : children) {
+      cost.flops.value += child.flops.value;
+      cost.flops.formula += child.flops.formula;
+      for (size_t l = 0; l < cost.traffic.size(); ++l) {
+        cost.traffic[l].read.value += child.traffic[l].read.value;
+        cost.traffic[l].read.formula += child.traffic[l].read.formula;
+        cost.traffic[l].write.value += child.traffic[l].write.value;
+        cost.traffic[l].write.formula += child.traffic[l].write.formula;
+      }
+      cost.compute_time += child.compute_time;
+      cost.time += child.time;
+      cost.energy += child.energy;
+      cost.erased_bits += child.erased_bits;
+      if (!child.bound.empty()) bound_time[child.bound] += child.time;
+      if (!child.unit.empty()) units.insert(child.unit);
+    }
+    double best = -1;
+    for (auto &[bound, t] : bound_time)
+      if (t > best) best = t, cost.bound = bound;
+    cost.unit = units.size() == 1 ? *units.begin() : units.empty() ? "" : "mixed";
+    double top = cost.traffic.empty() ? 0 : cost.traffic[0].read.value + cost.traffic[0].write.value;
+    cost.intensity = top > 0 ? cost.flops.value / top : 0;
+    cost.children = std::move(children);
+    return cost;
+  }
+
+  std::optional<OpCost> price_row(int row_id) {
+    const Row &row = g_.rows[static_cast<size_t>(row_id)];
+    if (row.vop >= 0) {
+      const VOp &op = g_.vops[static_cast<size_t>(row.vop)];
+      if (op.hidden()) return std::nullopt;
+      return leaf(op);
+    }
+    if (row.call && options_.use_schedules) {
+      const ir::Diagram &callee = *p_.diagrams[static_cast<size_t>(row.call->callee)];
+      if (const ir::Schedule *schedule = choose_schedule(callee)) {
+        auto kernel = call_kernel(row, callee, *schedule);
+        if (!kernel) return std::nullopt;
+        OpCost cost;
+        cost.name = row.name;
+        cost.what = row.what + " (fused kernel)";
+        cost.location = row.location;
+        cost.kernel = true;
+        cost.flops = kernel->flops;
+        cost.traffic = kernel->traffic;
+        cost.compute_time = kernel->compute_seconds;
+        cost.time = kernel->time;
+        cost.bound = kernel->bound;
+        cost.energy = kernel->energy;
+        cost.erased_bits = kernel->erased_bits;
+        cost.unit = kernel_unit_;
+        cost.roofline.push_back(kernel->compute_time.scaled(row.repeat));
+        for (size_t l = 0; l < hw_.levels.size(); ++l)
+          if (hw_.levels[l].bandwidth > 0)
+            cost.roofline.push_back((cost.traffic[l].read.formula + cost.traffic[l].write.formula).scaled(1.0 / hw_.levels[l].bandwidth));
+        double top = cost.traffic[0].read.value + cost.traffic[0].write.value;
+        cost.intensity = top > 0 ? cost.flops.value / top : 0;
+        return cost;
+      }
+    }
+    std::vector<OpCost> children;
+    for (int child : row.children)
+      if (auto cost = price_row(child)) children.push_back(std::move(*cost));
+    return aggregate(row.name, row.what, row.location, std::move(children));
+  }
+
+  const ir::Schedule *choose_schedule(const ir::Diagram &diagram) const {
+    const ir::Schedule *untargeted = nullptr;
+    for (const ir::Schedule &schedule : diagram.schedules) {
+      if (!schedule.target.empty() && hw_.answers_to(schedule.target)) return &schedule;
+      if (schedule.target.empty() && !untargeted) untargeted = &schedule;
+    }
+    if (untargeted) return untargeted;
+    return diagram.schedules.empty() ? nullptr : &diagram.schedules.front();
+  }
+
+  // ------------------------------------------------ the Napkin model
+
+  struct Spec {
+    std::map<int, int64_t> groups, streams;  // vaxis → amount
+    std::map<int, SourceLocation> directive;  // vaxis → its directive
+    std::map<int, std::string> accumulator;  // streamed vaxis → kind
+    std::map<int, int> residency;            // storage → level
+    std::map<int, SourceLocation> level_directive;  // level → a `level` directive naming it
+    int tile_level = 1;
+    std::set<const ir::Op *> online;
+    int first = 0, last = 0;
+    std::vector<int> outputs;  // storages written to the top level
+    double runs = 1;           // times the kernel runs (a call inside `repeat N`); figures are per run
+    SourceLocation location;
+    std::string diagram, target;
+  };
+
+  Spec spec_from(const ir::Diagram &diagram, const ir::Schedule &schedule, const ScheduleFacts &facts, int instance,
+                 int first, int last) {
+    Spec spec;
+    spec.first = first;
+    spec.last = last;
+    spec.location = schedule.location;
+    spec.diagram = diagram.name;
+    spec.target = schedule.target;
+    spec.tile_level = facts.tile_level;
+    for (auto [axis, amount] : facts.groups) spec.groups[g_.vaxis_of(instance, axis)] = amount;
+    for (auto [axis, amount] : facts.streams) spec.streams[g_.vaxis_of(instance, axis)] = amount;
+    for (auto [axis, location] : facts.directive) spec.directive[g_.vaxis_of(instance, axis)] = location;
+    for (const auto &accumulator : facts.accumulators) {
+      std::string &kind = spec.accumulator[g_.vaxis_of(instance, accumulator.axis)];
+      if (kind.find(accumulator.kind) == std::string::npos) kind += (kind.empty() ? "" : ", ") + accumulator.kind;
+    }
+    for (auto [value, level] : facts.residency) spec.residency[g_.storage(g_.value_of(instance, value))] = level;
+    for (const ir::ScheduleDirective &directive : schedule.directives)
+      if (directive.kind == ir::ScheduleDirective::Kind::Level) {
+        int level = hw_.level_index(directive.level);
+        if (level >= 0 && !spec.level_directive.count(level)) spec.level_directive[level] = directive.location;
+      }
+    for_each_op(diagram.body, [&](const ir::Op &op) {
+      if (facts.online_softmax.count(op.id)) spec.online.insert(&op);
+    });
+    // Online softmax inside callees reached through calls.
+    for (int i = first; i < last; ++i)
+      if (facts.online_softmax.count(g_.vops[static_cast<size_t>(i)].op->id)) spec.online.insert(g_.vops[static_cast<size_t>(i)].op);
+    return spec;
+  }
+
+  std::optional<KernelCost> call_kernel(const Row &row, const ir::Diagram &callee, const ir::Schedule &schedule) {
+    int instance = row.instance;
+    auto size = [&](int axis) -> std::optional<int64_t> {
+      double v = g_.vaxes[static_cast<size_t>(g_.vaxis_of(instance, axis))].size.v;
+      if (std::isnan(v)) return std::nullopt;
+      return static_cast<int64_t>(std::llround(v));
+    };
+    auto facts = check_schedule(p_, callee, schedule, hw_, size, d_);
+    if (!facts) {
+      failed_ = true;
+      return std::nullopt;
+    }
+    Spec spec = spec_from(callee, schedule, *facts, instance, row.first, row.last);
+    // One kernel per index of the lifted axes: they are grouped by 1.
+    for (int axis : g_.instances[static_cast<size_t>(instance)].lifted)
+      if (!spec.groups.count(axis)) spec.groups[axis] = 1;
+    for (int output : callee.outputs) spec.outputs.push_back(g_.storage(g_.value_of(instance, output)));
+    spec.runs = row.repeat;
+    auto kernel = analyse(spec);
+    if (!kernel.fits) {
+      report_capacity(spec, kernel);
+      failed_ = true;
+      return std::nullopt;
+    }
+    for (size_t l = 0; l < kernel.traffic.size(); ++l) {
+      kernel.traffic[l].read.value *= row.repeat;
+      kernel.traffic[l].read.formula = kernel.traffic[l].read.formula.scaled(row.repeat);
+      kernel.traffic[l].write.value *= row.repeat;
+      kernel.traffic[l].write.formula = kernel.traffic[l].write.formula.scaled(row.repeat);
+    }
+    kernel.flops = {kernel.flops.value * row.repeat, kernel.flops.formula.scaled(row.repeat)};
+    kernel.compute_seconds *= row.repeat;
+    kernel.time *= row.repeat;
+    kernel.energy *= row.repeat;
+    kernel.erased_bits *= row.repeat;
+    energy_formula_ = energy_formula_ + kernel_energy_formula_.scaled(row.repeat);
+    bits_formula_ = bits_formula_ + kernel_bits_formula_.scaled(row.repeat);
+    return kernel;
+  }
+
+  std::string kernel_unit_;
+  Formula kernel_energy_formula_, kernel_bits_formula_;
+
+  KernelCost analyse(const Spec &spec) {
+    KernelCost kernel;
+    kernel.diagram = spec.diagram;
+    kernel.location = spec.location;
+    kernel.target = spec.target;
+    kernel.tile_level = spec.tile_level;
+    size_t levels = hw_.levels.size();
+    int tile = std::clamp(spec.tile_level, 0, static_cast<int>(levels) - 1);
+    Extents total, step;
+    Sized blocks = Sized::of(1);
+    for (const auto &[axis, amount] : spec.groups) {
+      Sized t{Formula::symbol(tile_symbol(axis)), static_cast<double>(amount)};
+      values_[tile_symbol(axis)] = static_cast<double>(amount);
+      total[axis] = t;
+      step[axis] = t;
+      Sized count = divide(g_.full(axis), t);
+      blocks = blocks * count;
+      Partition partition;
+      partition.axis = g_.vaxes[static_cast<size_t>(axis)].name;
+      partition.amount = amount;
+      partition.count = count.figure();
+      partition.symbol = tile_symbol(axis);
+      partition.size = g_.full(axis).v;
+      if (auto it = spec.directive.find(axis); it != spec.directive.end())
+        partition.location = it->second;
+      else
+        partition.implicit = true;
+      kernel.partitions.push_back(partition);
+    }
+    std::map<int, Sized> steps;
+    for (const auto &[axis, amount] : spec.streams) {
+      Sized c{Formula::symbol(chunk_symbol(axis)), static_cast<double>(amount)};
+      values_[chunk_symbol(axis)] = static_cast<double>(amount);
+      step[axis] = c;
+      steps[axis] = divide(g_.full(axis), c);
+      Partition partition;
+      partition.axis = g_.vaxes[static_cast<size_t>(axis)].name;
+      partition.stream = true;
+      partition.amount = amount;
+      partition.count = steps[axis].figure();
+      partition.symbol = chunk_symbol(axis);
+      partition.size = g_.full(axis).v;
+      if (auto it = spec.accumulator.find(axis); it != spec.accumulator.end()) partition.accumulator = it->second;
+      if (auto it = spec.directive.find(axis); it != spec.directive.end()) partition.location = it->second;
+      kernel.partitions.push_back(partition);
+    }
+    kernel.blocks = blocks.figure();
+    auto residency = [&](int storage) {
+      auto it = spec.residency.find(storage);
+      return it != spec.residency.end() ? it->second : tile;
+    };
+    auto bytes_of = [&](int storage) { return static_cast<double>(ir::dtype_bytes(g_.values[static_cast<size_t>(storage)].dtype)); };
+    auto inside = [&](int storage) {
+      int producer = g_.values[static_cast<size_t>(storage)].producer;
+      return producer >= spec.first && producer < spec.last;
+    };
+
+    // FLOPs, with recomputation for operations that lack a grouped axis, and the compute time.
+    Sized flops = Sized::of(0);
+    Formula compute_time, energy, bits;
+    double compute_seconds = 0, energy_value = 0, bits_value = 0;
+    std::set<std::string> units;
+    auto add_flops = [&](const Sized &f, const ComputeUnit &unit, ir::DType dtype) {
+      flops += f;
+      if (unit.rate.peak > 0) {
+        compute_time = compute_time + f.f.scaled(1.0 / unit.rate.peak);
+        compute_seconds += f.v / unit.rate.peak;
+      }
+      energy = energy + f.f.scaled(unit.rate.energy_per_flop);
+      energy_value += f.v * unit.rate.energy_per_flop;
+      bits = bits + f.f.scaled(8.0 * ir::dtype_bytes(dtype));
+      bits_value += f.v * 8.0 * ir::dtype_bytes(dtype);
+      if (f.v > 0) units.insert(unit.label());
+    };
+    std::vector<Level> traffic(levels);
+    Sized top_elements = Sized::of(0);
+    std::map<int, std::vector<Read>> input_reads;  // storage → per-block reads (total extents)
+    std::map<int, std::vector<Read>> input_steps;  // storage → per-block reads (step extents)
+    Sized rescale = Sized::of(0);
+    Sized stats_elements = Sized::of(0);
+    std::map<int, int> last_use;  // storage → index of the last op that reads it
+    for (int i = spec.first; i < spec.last; ++i) {
+      const VOp &op = g_.vops[static_cast<size_t>(i)];
+      bool free = !op.results.empty();
+      for (int result : op.results) free = free && g_.values[static_cast<size_t>(result)].free;
+      double repeat = op.repeat / spec.runs;  // iterations of a repeat inside the kernel
+      Sized multiplier = free ? Sized::of(repeat) : blocks.scaled(repeat);
+      const Extents &extents = free ? empty_ : total;
+      ir::DType dtype = g_.compute_dtype(op);
+      ComputeUnit unit = hw_.unit_for(op.op->kind == ir::OpKind::Contract, dtype);
+      Sized f = g_.flops(op, extents) * multiplier;
+      if (f.v > 0 || !f.f.is_zero()) add_flops(f, unit, dtype);
+      if (op.view() || free) continue;
+      // The online-softmax rescaling: per step, the accumulators of the
+      // contractions it feeds are scaled (1 per element) and the running max
+      // and sum are updated (3 per row).
+      if (spec.online.count(op.op)) {
+        int streamed = -1;
+        for (int axis : op.axes)
+          if (spec.streams.count(axis)) streamed = axis;
+        if (streamed >= 0) {
+          int result = op.results[0];
+          std::vector<int> rows_axes;
+          for (int axis : g_.values[static_cast<size_t>(result)].axes)
+            if (axis != streamed) rows_axes.push_back(axis);
+          Sized rows = g_.product(rows_axes, total);
+          Sized extra = rows.scaled(3);
+          for (int j = spec.first; j < spec.last; ++j) {
+            const VOp &user = g_.vops[static_cast<size_t>(j)];
+            if (contains(user.operands, result)) extra += g_.elements_of(user.results[0], total);
+          }
+          extra = extra * steps[streamed] * blocks.scaled(repeat);
+          rescale += extra;
+          add_flops(extra, hw_.unit_for(false, ir::DType::F32), ir::DType::F32);
+          stats_elements += g_.product(rows_axes, step).scaled(2);
+        }
+      }
+      for (const Read &r : g_.op_reads(op, total)) {
+        last_use[r.storage] = i;
+        if (!inside(r.storage)) {
+          input_reads[r.storage].push_back(r);
+          continue;
+        }
+        int level = residency(r.storage);
+        Sized bytes = r.elements.scaled(bytes_of(r.storage)) * multiplier;
+        traffic[static_cast<size_t>(level)].read += bytes;
+        if (level == 0) top_elements += r.elements * multiplier;
+      }
+      for (const Read &r : g_.op_reads(op, step))
+        if (!inside(r.storage)) input_steps[r.storage].push_back(r);
+      for (int result : op.results) {
+        int storage = g_.storage(result);
+        if (g_.values[static_cast<size_t>(storage)].free) continue;
+        int level = residency(storage);
+        Sized elements = g_.elements_of(storage, total) * multiplier;
+        traffic[static_cast<size_t>(level)].write += elements.scaled(bytes_of(storage));
+        if (level == 0) top_elements += elements;
+      }
+    }
+    kernel.rescale_flops = rescale.figure();
+
+    // Inputs: loaded once per block into their level (the reload multiplicity
+    // is the number of groups of the grouped axes they lack), or read at every
+    // use when they stay in the top level.
+    for (auto &[storage, list] : input_reads) {
+      const VValue &value = g_.values[static_cast<size_t>(storage)];
+      int level = residency(storage);
+      if (level == 0) {
+        for (const Read &r : list) {
+          traffic[0].read += r.elements.scaled(bytes_of(storage)) * blocks;
+          top_elements += r.elements * blocks;
+        }
+        continue;
+      }
+      const Read *widest = &list[0];
+      for (const Read &r : list)
+        if (r.elements.v > widest->elements.v) widest = &r;
+      Sized elements = widest->elements * blocks;
+      Sized bytes = elements.scaled(bytes_of(storage));
+      traffic[0].read += bytes;
+      top_elements += elements;
+      traffic[static_cast<size_t>(level)].write += bytes;  // the fill
+      TileTransfer transfer;
+      transfer.tensor = value.name;
+      transfer.shape = shape_text(g_, storage, nullptr);
+      transfer.bytes = bytes.figure();
+      transfer.reloads = divide(elements, g_.elements_of(storage, empty_)).figure();
+      std::string lacks;
+      for (const auto &[axis, amount] : spec.groups)
+        if (!contains(value.axes, axis) && g_.full(axis).v / static_cast<double>(amount) > 1)
+          lacks += (lacks.empty() ? "" : ", ") + g_.vaxes[static_cast<size_t>(axis)].name;
+      transfer.why = lacks.empty() ? "once" : "once per group of " + lacks;
+      kernel.transfers.push_back(transfer);
+    }
+    // Outputs: written once to the top level, drained from their level.
+    for (int storage : spec.outputs) {
+      Sized elements = g_.elements_of(storage, total) * blocks;
+      Sized bytes = elements.scaled(bytes_of(storage));
+      traffic[0].write += bytes;
+      top_elements += elements;
+      int level = residency(storage);
+      if (level > 0) traffic[static_cast<size_t>(level)].read += bytes;
+    }
+    // Reloaded inputs that an intermediate cache could hold: the model still
+    // counts their reloads at the top level (no reuse across blocks).
+    {
+      double reloaded = 0;
+      std::string names;
+      for (const TileTransfer &transfer : kernel.transfers)
+        if (transfer.reloads.value > 1 + 1e-9) {
+          reloaded += transfer.bytes.value / transfer.reloads.value;
+          names += (names.empty() ? "" : ", ") + transfer.tensor;
+        }
+      for (int l = 1; l < tile && reloaded > 0; ++l) {
+        const MemoryLevel &level = hw_.levels[static_cast<size_t>(l)];
+        if (reloaded > level.capacity * static_cast<double>(level.fanout)) continue;
+        kernel.notes.push_back(names + " (" + costfmt::bytes(reloaded) + ") fit in " + level.name + " (" +
+                               costfmt::memory(level.capacity * static_cast<double>(level.fanout)) +
+                               "): hardware may serve their reloads from " + level.name + ", but this model counts every reload at " +
+                               hw_.levels[0].name + " (no reuse across blocks)");
+        break;
+      }
+    }
+    // Levels between the top and the tile level pass the top level's traffic through.
+    for (int l = 1; l < tile; ++l) {
+      traffic[static_cast<size_t>(l)].read += traffic[0].read;
+      traffic[static_cast<size_t>(l)].write += traffic[0].write;
+    }
+    for (size_t l = 0; l < levels; ++l) kernel.traffic.push_back({traffic[l].read.figure(), traffic[l].write.figure()});
+    kernel.top_elements = top_elements.figure();
+
+    // Memory per block: the widest live set of tiles at each level. Input
+    // tiles and accumulators (results of reductions over a streamed axis, the
+    // online-softmax statistics) live through the whole kernel; every other
+    // tile from the op that writes it to the last op that reads it; outputs
+    // until they are written out. Streamed chunks are single-buffered.
+    struct Live {
+      int level;
+      std::string label;
+      Sized elements;
+      double bytes;
+      int start, end;
+    };
+    std::vector<Live> live;
+    std::map<int, LevelMemory> memory;
+    int end = spec.last - 1;
+    for (auto &[storage, list] : input_steps) {
+      const Read *widest = &list[0];
+      for (const Read &r : list)
+        if (r.elements.v > widest->elements.v) widest = &r;
+      live.push_back({residency(storage), g_.values[static_cast<size_t>(storage)].name + " " + shape_text(g_, storage, &widest->extents),
+                      widest->elements, bytes_of(storage), spec.first, end});
+    }
+    std::set<int> held;
+    for (int i = spec.first; i < spec.last; ++i) {
+      const VOp &op = g_.vops[static_cast<size_t>(i)];
+      if (op.view()) continue;
+      bool accumulates = false;
+      if (op.op->kind == ir::OpKind::Contract || op.op->kind == ir::OpKind::Reduce)
+        for (int axis : op.axes) accumulates = accumulates || spec.streams.count(axis) > 0;
+      for (int result : op.results) {
+        int storage = g_.storage(result);
+        if (g_.values[static_cast<size_t>(storage)].free || !held.insert(storage).second) continue;
+        bool output = contains(spec.outputs, storage);
+        int last = output ? end : last_use.count(storage) ? std::max(last_use[storage], i) : i;
+        std::vector<double> extents;
+        for (int axis : g_.values[static_cast<size_t>(storage)].axes) extents.push_back(g_.extent(step, axis).v);
+        live.push_back({residency(storage), g_.values[static_cast<size_t>(storage)].name + " " + shape_text(g_, storage, &extents),
+                        g_.elements_of(storage, step), bytes_of(storage), accumulates ? spec.first : i, last});
+      }
+    }
+    if (stats_elements.v > 0)
+      live.push_back({tile, "softmax statistics (running max and sum) f32", stats_elements, 4, spec.first, end});
+    std::set<int> held_levels;
+    for (const Live &entry : live)
+      if (entry.level > 0) held_levels.insert(entry.level);
+    for (int level : held_levels) {
+      LevelMemory best;
+      best.level = level;
+      best.bytes.value = -1;
+      for (int i = spec.first; i < spec.last; ++i) {
+        LevelMemory m;
+        m.level = level;
+        for (const Live &entry : live) {
+          if (entry.level != level || entry.start > i || entry.end < i) continue;
+          Sized b = entry.elements.scaled(entry.bytes);
+          m.bytes.value += b.v;
+          m.bytes.formula += b.f;
+          m.elements.value += entry.elements.v;
+          m.elements.formula += entry.elements.f;
+          m.tiles.push_back({entry.label, b.figure()});
+        }
+        if (m.bytes.value > best.bytes.value) best = m;
+      }
+      best.capacity = hw_.levels[static_cast<size_t>(level)].capacity;
+      best.fits = best.bytes.value <= best.capacity;
+      kernel.fits = kernel.fits && best.fits;
+      memory[level] = best;
+      kernel.memory.push_back(best);
+    }
+
+    // Roofline and energy.
+    kernel.flops = flops.figure();
+    kernel.compute_time = compute_time;
+    kernel.compute_seconds = compute_seconds;
+    kernel.time = compute_seconds;
+    kernel.bound = "compute";
+    for (size_t l = 0; l < levels; ++l) {
+      double bytes = kernel.traffic[l].read.value + kernel.traffic[l].write.value;
+      energy_value += bytes * hw_.levels[l].energy_per_byte;
+      energy = energy + (kernel.traffic[l].read.formula + kernel.traffic[l].write.formula).scaled(hw_.levels[l].energy_per_byte);
+      if (hw_.levels[l].bandwidth <= 0) continue;
+      double t = bytes / hw_.levels[l].bandwidth;
+      if (t > kernel.time) kernel.time = t, kernel.bound = hw_.levels[l].name;
+    }
+    double top = kernel.traffic[0].read.value + kernel.traffic[0].write.value;
+    kernel.intensity = top > 0 ? kernel.flops.value / top : 0;
+    kernel.energy = energy_value;
+    kernel.erased_bits = bits_value;
+    kernel_energy_formula_ = energy;
+    kernel_bits_formula_ = bits;
+    kernel_unit_ = units.size() == 1 ? *units.begin() : units.empty() ? "" : "mixed";
+
+    // The Napkin closed form: square tiles t for every grouped axis, sized so
+    // that the leading term of the tile level's memory fills M.
+    int element_bytes = 1;
+    for (auto &[storage, list] : input_reads)
+      element_bytes = std::max(element_bytes, ir::dtype_bytes(g_.values[static_cast<size_t>(storage)].dtype));
+    kernel.element_bytes = element_bytes;
+    kernel.capacity_elements = hw_.levels[static_cast<size_t>(tile)].capacity / element_bytes;
+    values_[kCapacitySymbol] = kernel.capacity_elements;
+    closed_form(kernel, spec, memory.count(tile) ? memory[tile].elements.formula : Formula());
+    for (const ir::Axis &axis : p_.axes)
+      if (axis.size) values_[axis.id] = static_cast<double>(*axis.size);
+    kernel.values = values_;
+    if (kernel.closed_form) {
+      auto value = kernel.closed_form->evaluate([&](int symbol) -> std::optional<double> {
+        auto it = values_.find(symbol);
+        return it == values_.end() ? std::nullopt : std::optional<double>(it->second);
+      });
+      kernel.closed_form_value = value ? *value : 0;
+    }
+    return kernel;
+  }
+
+  void closed_form(KernelCost &kernel, const Spec &spec, const Formula &memory) {
+    if (spec.groups.empty()) return;
+    std::set<int> tiles, chunks;
+    for (const auto &[axis, amount] : spec.groups) tiles.insert(tile_symbol(axis));
+    for (const auto &[axis, amount] : spec.streams) chunks.insert(chunk_symbol(axis));
+    // Axes grouped by 1 (one block per index, like a lifted axis) stay 1.
+    std::map<int, Formula> substitution;
+    for (const auto &[axis, amount] : spec.groups)
+      substitution[tile_symbol(axis)] = amount == 1 ? Formula::constant(1) : Formula::symbol(kSquareTileSymbol);
+    auto square = [&](const Formula &formula) {
+      return formula.substitute([&](int symbol) {
+        auto it = substitution.find(symbol);
+        return it != substitution.end() ? it->second : Formula::symbol(symbol);
+      });
+    };
+    Formula leading = memory.filter([&](const Formula::Monomial &monomial, double) {
+      for (const auto &[symbol, power] : monomial)
+        if (chunks.count(symbol)) return false;
+      return true;
+    });
+    auto squared = square(leading);
+    if (!squared || squared->is_zero()) return;
+    // The leading term: highest power of t, then highest degree in the axis
+    // sizes (a derived axis counts with its definition's degree: model =
+    // heads*d is 2). Several leading terms: no single closed form.
+    std::function<double(int)> degree_of = [&](int symbol) -> double {
+      if (symbol < 0 || symbol >= static_cast<int>(p_.axes.size())) return 0;
+      const ir::Axis &axis = p_.axis(symbol);
+      if (!axis.derived) return 1;
+      double best_degree = 0;
+      for (const auto &[monomial, c] : axis.definition.terms()) {
+        double d = 0;
+        for (auto [base, power] : monomial) d += power * degree_of(base);
+        best_degree = std::max(best_degree, d);
+      }
+      return best_degree;
+    };
+    const Formula::Monomial *best = nullptr;
+    double best_t = 0, best_degree = 0, coefficient = 0;
+    int ties = 0;
+    for (const auto &[monomial, c] : squared->terms()) {
+      double t = Formula::power_of(monomial, kSquareTileSymbol).value();
+      double degree = 0;
+      for (const auto &[symbol, power] : monomial) degree += power.value() * degree_of(symbol);
+      if (!best || t > best_t || (t == best_t && degree > best_degree)) {
+        best = &monomial;
+        best_t = t;
+        best_degree = degree;
+        coefficient = c;
+        ties = 1;
+      } else if (t == best_t && degree == best_degree) {
+        ++ties;
+      }
+    }
+    if (ties != 1) return;
+    if (!best || best_t <= 0) return;
+    // c * X * t^k = M  →  t = (M / (c X))^(1/k)
+    Rational k = Formula::power_of(*best, kSquareTileSymbol);
+    Formula rest = Formula::constant(coefficient);
+    for (const auto &[symbol, power] : *best)
+      if (symbol != kSquareTileSymbol) rest = rest * *Formula::symbol(symbol).power(power);
+    auto ratio = Formula::symbol(kCapacitySymbol).divide(rest);
+    if (!ratio) return;
+    auto t = ratio->power(Rational(k.den, k.num));
+    if (!t) return;
+    auto traffic = square(kernel.top_elements.formula);
+    if (!traffic) return;
+    auto in_m = traffic->substitute([&](int symbol) {
+      return symbol == kSquareTileSymbol ? *t : Formula::symbol(symbol);
+    });
+    if (!in_m) return;
+    kernel.closed_form = *in_m;
+    kernel.tile_for_m = *t;
+  }
+
+  void report_capacity(const Spec &spec, const KernelCost &kernel) {
+    for (const LevelMemory &m : kernel.memory) {
+      if (m.fits) continue;
+      const MemoryLevel &level = hw_.levels[static_cast<size_t>(m.level)];
+      // Point at the `level` directive that placed tiles there, else at the largest group.
+      SourceLocation at = spec.location;
+      if (auto it = spec.level_directive.find(m.level); it != spec.level_directive.end()) at = it->second;
+      else {
+        int64_t largest = 0;
+        for (const auto &[axis, amount] : spec.groups)
+          if (spec.directive.count(axis) && amount > largest) largest = amount, at = spec.directive.at(axis);
+      }
+      std::string tiles;
+      for (const auto &[label, bytes] : m.tiles) tiles += (tiles.empty() ? "" : ", ") + label + " " + costfmt::capacity(bytes.value);
+      std::string hint;
+      if (auto choice = best_tiles(kernel, hw_, false, false)) {
+        for (const auto &[axis, size] : choice->tiles) hint += (hint.empty() ? "" : ", ") + ("group " + axis + " by " + std::to_string(size));
+        hint = "; " + hint + " would fit";
+      }
+      auto &error = d_.error(at, "tile over capacity: a block of this schedule keeps " + costfmt::capacity(m.bytes.value) + " in " +
+                                     level.name + ", which holds " + costfmt::memory(level.capacity) +
+                                     (level.fanout > 1 ? " per instance (" + std::to_string(level.fanout) + " instances)" : "") +
+                                     hint);
+      error.notes.push_back({spec.location, "the tiles: " + tiles});
+    }
+  }
+
+  // ------------------------------------------------ the whole report
+
+  std::optional<CostReport> run(const ir::Diagram &diagram) {
+    CostReport report;
+    report.diagram = diagram.name;
+    report.module = diagram.module;
+    report.location = diagram.location;
+    report.hardware = hw_.name;
+    report.hardware_description = hw_.description;
+    for (const auto &level : hw_.levels) {
+      report.levels.push_back(level.name);
+      report.bandwidths.push_back(level.bandwidth);
+    }
+    // The axes the diagram's values use.
+    std::set<int> used;
+    for (const VValue &value : g_.values)
+      for (int axis : value.axes)
+        for (int symbol : g_.vaxes[static_cast<size_t>(axis)].size.f.symbols())
+          if (symbol >= 0) used.insert(symbol);
+    for (int axis : used)
+      if (auto size = p_.axis(axis).size) report.sizes.push_back({p_.axis(axis).name, *size});
+
+    for (int row : g_.top_rows)
+      if (auto cost = price_row(row)) report.ops.push_back(std::move(*cost));
+    if (failed_) return std::nullopt;
+    report.total = aggregate("total", "", diagram.location, report.ops);
+    report.total.children.clear();
+    report.energy = make_energy(report.total.energy, report.total, energy_formula_, report.total.erased_bits);
+    report.energy.erased_bits_formula = bits_formula_;
+
+    const ir::Schedule *schedule = options_.schedule ? options_.schedule : options_.use_schedules ? choose_schedule(diagram) : nullptr;
+    if (schedule) {
+      auto size = [&](int axis) -> std::optional<int64_t> { return p_.axis(axis).size; };
+      auto facts = check_schedule(p_, diagram, *schedule, hw_, size, d_);
+      if (!facts) return std::nullopt;
+      Spec spec = spec_from(diagram, *schedule, *facts, 0, 0, static_cast<int>(g_.vops.size()));
+      for (int output : diagram.outputs) spec.outputs.push_back(g_.storage(g_.value_of(0, output)));
+      KernelCost kernel = analyse(spec);
+      if (!kernel.fits) {
+        report_capacity(spec, kernel);
+        return std::nullopt;
+      }
+      OpCost as_op;
+      as_op.traffic = kernel.traffic;
+      report.kernel_energy = make_energy(kernel.energy, as_op, kernel_energy_formula_, kernel.erased_bits);
+      report.kernel_energy->erased_bits_formula = kernel_bits_formula_;
+      if (options_.search_tiles)
+        if (auto choice = best_tiles(kernel, hw_, false, false)) {
+          report.best_tiles = choice->tiles;
+          report.best_time = choice->time;
+          report.best_top_bytes = choice->top_bytes;
+        }
+      report.kernel = std::move(kernel);
+    }
+    fill_names(report);
+    return report;
+  }
+
+  Energy make_energy(double total, const OpCost &traffic, const Formula &formula, double erased_bits) const {
+    Energy energy;
+    energy.temperature = hw_.temperature;
+    energy.total = total;
+    energy.formula = formula;
+    double levels_total = 0;
+    for (size_t l = 0; l < hw_.levels.size(); ++l) {
+      double bytes = l < traffic.traffic.size() ? traffic.traffic[l].read.value + traffic.traffic[l].write.value : 0;
+      energy.levels.push_back(bytes * hw_.levels[l].energy_per_byte);
+      levels_total += energy.levels.back();
+    }
+    energy.compute = total - levels_total;
+    energy.erased_bits = erased_bits;
+    energy.landauer = energy.erased_bits * kBoltzmann * hw_.temperature * std::log(2.0);
+    energy.ratio = energy.landauer > 0 ? total / energy.landauer : 0;
+    return energy;
+  }
+
+  const ir::Program &p_;
+  const HardwareProfile &hw_;
+  DiagnosticEngine &d_;
+  CostOptions options_;
+  Graph g_;
+  Extents empty_;
+  bool failed_ = false;
+  Formula energy_formula_, bits_formula_;
+  std::map<int, double> values_;
+};
+
+}  // namespace
+
+std::string CostReport::name_of(int symbol) const {
+  auto it = names.find(symbol);
+  return it == names.end() ? "?" : it->second;
+}
+
+std::string CostReport::text(const Formula &formula) const {
+  return formula.to_string([&](int symbol) { return name_of(symbol); });
+}
+
+std::optional<CostReport> price(const ir::Program &program, const ir::Diagram &diagram, const HardwareProfile &hardware,
+                                DiagnosticEngine &diagnostics, const CostOptions &options) {
+  Pricer pricer(program, hardware, diagnostics, options);
+  if (!pricer.build(diagram)) return std::nullopt;
+  return pricer.run(diagram);
+}
+
+std::optional<CostReport> price(const ir::Program &program, const ir::Diagram &diagram, const HardwareProfile &hardware,
+                                const CostOptions &options) {
+  SourceManager sources;
+  DiagnosticEngine quiet(sources);  // collected and dropped: never printed
+  return price(program, diagram, hardware, quiet, options);
+}
+
+std::optional<KernelCost> napkin(const ir::Program &program, const ir::Diagram &diagram, const ir::Schedule &schedule,
+                                 const HardwareProfile &hardware) {
+  SourceManager sources;
+  DiagnosticEngine quiet(sources);
+  return napkin(program, diagram, schedule, hardware, quiet);
+}
+
+std::optional<KernelCost> napkin(const ir::Program &program, const ir::Diagram &diagram, const ir::Schedule &schedule,
+                                 const HardwareProfile &hardware, DiagnosticEngine &diagnostics) {
+  CostOptions options;
+  options.schedule = &schedule;
+  options.search_tiles = false;
+  auto report = price(program, diagram, hardware, diagnostics, options);
+  if (!report || !report->kernel) return std::nullopt;
+  return report->kernel;
+}
+
+std::optional<TileChoice> best_tiles(const KernelCost &kernel, const HardwareProfile &hardware, bool square, bool traffic) {
+  struct Axis {
+    std::string name;
+    int symbol;
+    std::vector<int64_t> candidates;
+  };
+  std::vector<Axis> axes;
+  for (const Partition &partition : kernel.partitions) {
+    if (partition.stream || partition.implicit) continue;  // lifted axes stay grouped by 1
+    Axis axis{partition.axis, partition.symbol, {}};
+    int64_t size = static_cast<int64_t>(std::llround(partition.size));
+    for (int64_t d = 1; d * d <= size; ++d)
+      if (size % d == 0) {
+        axis.candidates.push_back(d);
+        if (d != size / d) axis.candidates.push_back(size / d);
+      }
+    std::sort(axis.candidates.begin(), axis.candidates.end());
+    axes.push_back(axis);
+  }
+  if (axes.empty()) return std::nullopt;
+  // Keep the search small: powers of two (and the size) when the divisors are many.
+  double combinations = 1;
+  for (const Axis &axis : axes) combinations *= static_cast<double>(axis.candidates.size());
+  if (combinations > 200000)
+    for (Axis &axis : axes) {
+      std::vector<int64_t> kept;
+      for (int64_t c : axis.candidates)
+        if ((c & (c - 1)) == 0 || c == axis.candidates.back()) kept.push_back(c);
+      axis.candidates = kept;
+    }
+  combinations = 1;
+  for (const Axis &axis : axes) combinations *= static_cast<double>(axis.candidates.size());
+  if (combinations > 50000 && !square) return std::nullopt;  // too many to search quickly
+  if (square) {
+    std::vector<int64_t> common = axes[0].candidates;
+    for (const Axis &axis : axes) {
+      std::vector<int64_t> both;
+      std::set_intersection(common.begin(), common.end(), axis.candidates.begin(), axis.candidates.end(), std::back_inserter(both));
+      common = both;
+    }
+    for (Axis &axis : axes) axis.candidates = common;
+  }
+  std::map<int, double> values = kernel.values;
+  auto eval = [&](const Formula &formula) {
+    auto v = formula.evaluate([&](int symbol) -> std::optional<double> {
+      auto it = values.find(symbol);
+      return it == values.end() ? std::nullopt : std::optional<double>(it->second);
+    });
+    return v ? *v : std::numeric_limits<double>::infinity();
+  };
+  std::optional<TileChoice> best;
+  std::vector<size_t> index(axes.size(), 0);
+  while (true) {
+    bool valid = true;
+    for (size_t i = 0; i < axes.size(); ++i) {
+      if (axes[i].candidates.empty()) {
+        valid = false;
+        break;
+      }
+      int64_t pick = square ? axes[0].candidates[index[0]] : axes[i].candidates[index[i]];
+      values[axes[i].symbol] = static_cast<double>(pick);
+    }
+    if (valid) {
+      TileChoice choice;
+      bool fits = true;
+      for (const LevelMemory &m : kernel.memory) {
+        double bytes = eval(m.bytes.formula);
+        choice.memory.push_back(bytes);
+        fits = fits && bytes <= m.capacity;
+      }
+      if (fits) {
+        choice.time = eval(kernel.compute_time);
+        for (size_t l = 0; l < hardware.levels.size() && l < kernel.traffic.size(); ++l) {
+          double bytes = eval(kernel.traffic[l].read.formula) + eval(kernel.traffic[l].write.formula);
+          if (l == 0) choice.top_bytes = bytes;
+          if (hardware.levels[l].bandwidth > 0) choice.time = std::max(choice.time, bytes / hardware.levels[l].bandwidth);
+        }
+        for (const Axis &axis : axes) choice.tiles.push_back({axis.name, static_cast<int64_t>(values[axis.symbol])});
+        auto key = [&](const TileChoice &c) {
+          return traffic ? std::make_pair(c.top_bytes, c.time) : std::make_pair(c.time, c.top_bytes);
+        };
+        if (!best || key(choice).first < key(*best).first * (1 - 1e-12) ||
+            (key(choice).first <= key(*best).first * (1 + 1e-12) && key(choice).second < key(*best).second))
+          best = choice;
+      }
+    }
+    // Next combination (square: only the first axis moves).
+    size_t dims = square ? 1 : axes.size();
+    size_t i = 0;
+    while (i < dims) {
+      if (++index[i] < axes[i].candidates.size()) break;
+      index[i] = 0;
+      ++i;
+    }
+    if (i == dims) break;
+  }
+  return best;
+}
+
+}  // namespace ncd
