@@ -62,8 +62,13 @@ std::unique_ptr<Compilation> load_program(const std::string &path, const Fronten
   compile_options.include_dirs = options.include_dirs;
   compile_options.defines = options.defines;
   bool ok = compile_file(path, compile_options, *compilation);
-  if (ok && options.warnings_as_errors && compilation->diagnostics.warning_count() > 0) ok = false;
+  bool warnings_fail = ok && options.warnings_as_errors && compilation->diagnostics.warning_count() > 0;
   print_diagnostics(*compilation);
+  if (warnings_fail) {
+    std::cerr << "ncd: error: " << path << ": " << compilation->diagnostics.warning_count()
+              << " warning(s) treated as errors (--Werror)\n";
+    ok = false;
+  }
   if (!ok) return nullptr;
   return compilation;
 }

@@ -59,7 +59,13 @@ int run(int argc, char **argv) {
   CLI::App app{"ncd: neural circuit diagrams as software", "ncd"};
   app.set_version_flag("--version", "ncd " NCD_VERSION);
   app.require_subcommand(1);
-  app.failure_message(CLI::FailureMessage::help);
+  // One line in ncd's style, not CLI11's banner and the whole help text.
+  app.failure_message([](const CLI::App *command, const CLI::Error &error) {
+    std::string name = "ncd";
+    for (const CLI::App *verb : command->get_subcommands({}))
+      if (verb->parsed()) name += " " + verb->get_name();
+    return "ncd: error: " + std::string(error.what()) + " (see `" + name + " --help`)\n";
+  });
   std::vector<std::pair<CLI::App *, Handler>> handlers;
   for (const Verb &verb : kVerbs) {
     CLI::App *command = app.add_subcommand(verb.name, verb.help);

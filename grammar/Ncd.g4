@@ -81,9 +81,9 @@ argument    : (name '=')? expr ;
 tensorRef : name ('[' (index (',' index)*)? ']')? ;
 
 index
-  : index op='*' index                 # indexMul
+  : '-' index                          # indexNeg
+  | index op='*' index                 # indexMul
   | index op=('+' | '-') index         # indexAdd
-  | '-' index                          # indexNeg
   | INT                                # indexInt
   | tensorRef                          # indexRef
   | '(' name (',' name)+ ')'           # indexGroup

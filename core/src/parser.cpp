@@ -204,7 +204,7 @@ bool validate_bytes(const SourceFile &file, int file_id, DiagnosticEngine &diagn
       ++i;
       continue;
     }
-    size_t length = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
+    size_t length = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c < 0xF0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
     bool ok = length > 0 && i + length <= text.size();
     for (size_t k = 1; ok && k < length; ++k)
       ok = (static_cast<unsigned char>(text[i + k]) & 0xC0) == 0x80;

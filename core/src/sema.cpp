@@ -12,6 +12,7 @@
 #include <functional>
 #include <limits>
 #include <set>
+#include <sstream>
 #include <unordered_map>
 
 namespace ncd {
@@ -336,6 +337,11 @@ class Sema {
         return size ? std::optional<double>(static_cast<double>(*size)) : std::nullopt;
       });
       if (!value) continue;
+      if (*value > 4.0e18) {
+        d_.error(axis.location, "axis '" + axis.name + "' = " + axis.definition.to_string(axis_name_fn()) +
+                                    " is too large (" + format_size(*value) + ")");
+        continue;
+      }
       if (*value != std::floor(*value) || *value < 1) {
         std::string inputs;
         for (int id : axis.definition.axes())
@@ -350,8 +356,11 @@ class Sema {
   }
 
   static std::string format_size(double value) {
-    if (value == std::floor(value)) return std::to_string(static_cast<long long>(value));
-    return std::to_string(value);
+    if (value == std::floor(value) && std::fabs(value) < 9.0e18) return std::to_string(static_cast<long long>(value));
+    std::ostringstream out;
+    out.precision(6);
+    out << value;
+    return out.str();
   }
 
   std::string size_text(int axis) const {
@@ -1248,7 +1257,8 @@ class Sema {
       return node;
     }
     if (ref.indices.size() != value.axes.size()) {
-      d_.error(ref.location, "'" + name + "' has " + std::to_string(value.axes.size()) + " axes " +
+      d_.error(ref.location, "'" + name + "' has " + std::to_string(value.axes.size()) +
+                                 (value.axes.size() == 1 ? " axis " : " axes ") +
                                  axes_text(value.axes) + " but is indexed with " + std::to_string(ref.indices.size()));
       return nullptr;
     }
@@ -1358,8 +1368,17 @@ class Sema {
   }
 
   bool affine(const ast::Index &index, int64_t scale, std::map<int, int64_t> &terms, int64_t &offset) {
+    auto overflow = [&] {
+      d_.error(index.location, "index arithmetic overflows");
+      return false;
+    };
     switch (index.kind) {
-      case ast::Index::Kind::Integer: offset += scale * index.value; return true;
+      case ast::Index::Kind::Integer: {
+        int64_t product;
+        if (__builtin_mul_overflow(scale, index.value, &product) || __builtin_add_overflow(offset, product, &offset))
+          return overflow();
+        return true;
+      }
       case ast::Index::Kind::Paren: return affine(*index.lhs, scale, terms, offset);
       case ast::Index::Kind::Negate: return affine(*index.lhs, -scale, terms, offset);
       case ast::Index::Kind::Ref: {
@@ -1369,7 +1388,7 @@ class Sema {
         }
         int axis = lookup_axis(index.ref.name);
         if (axis < 0) return false;
-        terms[axis] += scale;
+        if (__builtin_add_overflow(terms[axis], scale, &terms[axis])) return overflow();
         return true;
       }
       case ast::Index::Kind::Group:
@@ -1384,7 +1403,9 @@ class Sema {
             d_.error(index.location, "an index must be affine: multiply axes only by integers");
             return false;
           }
-          return affine(*other, scale * constant->value, terms, offset);
+          int64_t scaled;
+          if (__builtin_mul_overflow(scale, constant->value, &scaled)) return overflow();
+          return affine(*other, scaled, terms, offset);
         }
         if (!affine(*index.lhs, scale, terms, offset)) return false;
         return affine(*index.rhs, index.op == '-' ? -scale : scale, terms, offset);
@@ -1673,7 +1694,14 @@ class Sema {
     }
     for (int id : callee.outputs) {
       std::vector<int> axes;
-      for (int axis : callee.value(id).axes) axes.push_back(binding[axis]);
+      for (int axis : callee.value(id).axes) {
+        if (contains(axes, binding[axis])) {
+          d_.error(expr.name.location, "two axes of output '" + callee.value(id).name + "' of '" + name +
+                                           "' are bound to the same axis '" + p_.axis(binding[axis]).name + "'");
+          return nullptr;
+        }
+        axes.push_back(binding[axis]);
+      }
       append_unique(axes, node->lifted);
       node->output_axes.push_back(axes);
       node->output_dtypes.push_back(callee.value(id).dtype);

@@ -18,6 +18,10 @@ class Verifier {
     for (int id : d.params) define(id, "param");
     region(d.body);
     for (int id : d.outputs) {
+      if (!valid(id)) {
+        fail(nullptr, "an output refers to a nonexistent value");
+        continue;
+      }
       if (!defined_.count(id)) fail(nullptr, "output '" + d.value(id).name + "' is never defined");
       if (d.value(id).role != ir::Value::Role::Output) fail(nullptr, "output '" + d.value(id).name + "' lacks the output role");
     }
@@ -32,7 +36,7 @@ class Verifier {
 
  private:
   void define(int id, const char *what) {
-    if (id < 0 || static_cast<size_t>(id) >= d_->values.size()) {
+    if (!valid(id)) {
       fail(nullptr, std::string(what) + " refers to nonexistent value " + std::to_string(id));
       return;
     }
@@ -45,13 +49,23 @@ class Verifier {
     out_.push_back(where + ": " + message);
   }
 
+  bool valid(int value) const { return value >= 0 && static_cast<size_t>(value) < d_->values.size(); }
+
   std::set<int> axes_of(int value) const {
+    if (!valid(value)) return {};
     const auto &axes = d_->value(value).axes;
     return {axes.begin(), axes.end()};
   }
 
   void region(const ir::Region &r) {
     for (const auto &op : r.ops) {
+      bool ids_valid = true;
+      for (int id : op->operands) ids_valid = ids_valid && valid(id);
+      for (int id : op->results) ids_valid = ids_valid && valid(id);
+      if (!ids_valid) {
+        fail(op.get(), "refers to a nonexistent value");
+        continue;
+      }
       for (int operand : op->operands)
         if (!defined_.count(operand)) fail(op.get(), "uses value " + std::to_string(operand) + " before it is defined");
       if (op->kind == ir::OpKind::Repeat) {
@@ -69,6 +83,7 @@ class Verifier {
       }
       for (int result : op->results) {
         define(result, "result");
+        if (!valid(result)) continue;
         if (d_->value(result).producer != op->id) fail(op.get(), "result's producer is not this op");
       }
       check_shapes(*op);
@@ -133,7 +148,8 @@ class Verifier {
         break;
       }
       case ir::OpKind::Merge:
-        if (op.merges.size() != d_->value(op.results[0]).axes.size()) fail(&op, "merge groups differ from result axes");
+        if (op.results.size() != 1 || op.merges.size() != d_->value(op.results[0]).axes.size())
+          fail(&op, "merge groups differ from result axes");
         break;
       case ir::OpKind::Call: {
         if (op.callee < 0 || static_cast<size_t>(op.callee) >= program_.diagrams.size()) {
