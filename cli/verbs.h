@@ -21,5 +21,6 @@ Handler setup_check(CLI::App &command);
 Handler setup_fmt(CLI::App &command);
 Handler setup_show(CLI::App &command);
 Handler setup_plugins(CLI::App &command);
+Handler setup_cost(CLI::App &command);
 
 }  // namespace ncd::cli

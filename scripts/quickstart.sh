@@ -12,3 +12,6 @@ echo "== check";  $ncd check "$example" && echo "ok: $example"
 echo "== fmt";    $ncd fmt --check "$example" && echo "ok: canonical"
 echo "== ir";     $ncd show --ir "$example" -o out/attention.ir.txt && cat out/attention.ir.txt
 echo "== json";   $ncd show --json "$example" -o out/attention.ir.json && echo "wrote out/attention.ir.json"
+echo "== cost";   $ncd cost "$example" --diagram Attention --hw h100-sxm -D q=8192 -D k=8192
+$ncd cost "$example" --diagram Attention --hw h100-sxm --sweep q,k=1024..16384:*2 --plot out/attention-cost.svg >/dev/null &&
+  echo "wrote out/attention-cost.svg"

@@ -1,0 +1,1 @@
+-D: 1 required AXIS=N missing

@@ -1,0 +1,1 @@
+(?i)\bfiles? is required

@@ -1,0 +1,1 @@
+(?i)a subcommand is required

@@ -1,0 +1,1 @@
+--ast.*--ir.*--json.*2 were given

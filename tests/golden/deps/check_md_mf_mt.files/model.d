@@ -1,0 +1,8 @@
+model.stamp: \
+  model.ncd \
+  lib/layers.ncd \
+  lib/activations.ncd
+
+lib/layers.ncd:
+
+lib/activations.ncd:
