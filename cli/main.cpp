@@ -23,8 +23,11 @@ const Verb kVerbs[] = {
     {"check", "Parse, resolve and shape-check .ncd files", setup_check},
     {"fmt", "Print .ncd files in canonical form (-i rewrites, --check verifies)", setup_fmt},
     {"show", "Show the AST, the core IR, or the IR as JSON", setup_show},
+    {"render", "Draw a diagram as a neural circuit diagram (SVG, DOT, PNG, PDF)", setup_render},
     {"plugins", "List the loaded plugins and what each provides", setup_plugins},
     {"cost", "FLOPs, bytes per memory level, roofline time and energy on a hardware profile", setup_cost},
+    {"run", "Run a diagram on the CPU reference backend with .npy/safetensors data", setup_run},
+    {"equiv", "Run two diagrams on the same random data and compare their outputs", setup_equiv},
 };
 
 // gcc spells the dependency-file options with one dash (-MD -MF -MT); CLI11

@@ -16,15 +16,21 @@ Handler setup_fmt(CLI::App &command) {
     bool in_place = false;
     bool check = false;
     std::string output;
+    std::vector<std::string> plugins;
   };
   auto options = std::make_shared<Options>();
   command.add_option("files", options->files, "The .ncd files to format")->required()->type_name("FILE");
   auto *in_place = command.add_flag("-i,--in-place", options->in_place, "Rewrite the files in place");
   auto *check = command.add_flag("--check", options->check, "Exit 1 and list the files that are not canonical");
   auto *output = command.add_option("-o,--output", options->output, "Write the result here (one input only)")->type_name("FILE");
+  // Every verb takes --plugin (formatting uses none, but a bad plugin is still an error).
+  command.add_option("--plugin", options->plugins, "Load this plugin (a shared library) too")
+      ->type_name("FILE")
+      ->allow_extra_args(false);
   in_place->excludes(check)->excludes(output);
   check->excludes(output);
   return [options]() -> int {
+    if (!options->plugins.empty() && !load_registry(options->plugins)) return kUserError;
     if (!options->output.empty() && options->files.size() != 1) {
       std::cerr << "ncd fmt: error: -o takes exactly one input file\n";
       return kUsageError;

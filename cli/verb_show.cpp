@@ -1,13 +1,54 @@
-// `ncd show --ast|--ir|--json FILE [--diagram NAME]`: the program as the
-// compiler sees it. --json is the versioned interface for external tools.
+// `ncd show --ast|--ir|--json FILE [--diagram NAME] [--passes a,b,c]`: the
+// program as the compiler sees it. --json is the versioned interface for
+// external tools. --passes runs passes from the plugin registry first, in
+// order, on the shown diagram(s), with the IR verifier after each.
 #include <iostream>
 
 #include "common.h"
 #include "ncd/format.h"
 #include "ncd/ir_print.h"
+#include "ncd/verifier.h"
 #include "verbs.h"
 
 namespace ncd::cli {
+namespace {
+
+// Runs `passes` from the registry on `only` (or every diagram of the root file), each pass on
+// each diagram in turn, verifying the IR after each pass.
+int run_passes(Compilation &compilation, const ir::Diagram *only, const std::vector<std::string> &names,
+               const std::vector<std::string> &plugins) {
+  Registry *registry = load_registry(plugins);
+  if (!registry) return kUserError;
+  std::vector<Pass *> passes;
+  for (const auto &name : names) {
+    Pass *pass = registry->pass(name);
+    if (!pass) {
+      std::cerr << "ncd: error: " << registry->describe_miss("pass", name) << "\n";
+      return kUserError;
+    }
+    passes.push_back(pass);
+  }
+  std::vector<ir::Diagram *> diagrams;
+  for (const ir::Diagram *diagram : compilation.program.root_diagrams())
+    if (!only || diagram == only) diagrams.push_back(const_cast<ir::Diagram *>(diagram));
+  PassContext context;
+  context.diagnostics = &compilation.diagnostics;
+  for (Pass *pass : passes) {
+    for (ir::Diagram *diagram : diagrams) pass->run(compilation.program, *diagram, context);
+    auto problems = verify(compilation.program);
+    bool errors = compilation.diagnostics.error_count() > 0;
+    print_diagnostics(compilation);
+    if (!problems.empty()) {
+      std::cerr << "ncd: internal error: pass '" << pass->name() << "' left the IR invalid:\n";
+      for (const auto &problem : problems) std::cerr << "  " << problem << "\n";
+      return kInternalError;
+    }
+    if (errors) return kUserError;
+  }
+  return kSuccess;
+}
+
+}  // namespace
 
 Handler setup_show(CLI::App &command) {
   struct Options {
@@ -15,6 +56,7 @@ Handler setup_show(CLI::App &command) {
     bool ast = false, ir = false, json = false, locations = false;
     std::string diagram;
     std::string output = "-";
+    std::vector<std::string> passes;
     FrontendOptions frontend;
   };
   auto options = std::make_shared<Options>();
@@ -27,8 +69,15 @@ Handler setup_show(CLI::App &command) {
   command.add_flag("--locations", options->locations, "With --ast: print source locations");
   command.add_option("--diagram", options->diagram, "Show only this diagram")->type_name("NAME");
   command.add_option("-o,--output", options->output, "Write here instead of standard output")->type_name("FILE");
+  command.add_option("--passes", options->passes, "With --ir or --json: run these passes (plugins) first, in order")
+      ->delimiter(',')
+      ->type_name("PASS,...");
   add_frontend_options(command, options->frontend);
   return [options]() -> int {
+    if (options->ast && !options->passes.empty()) {
+      std::cerr << "ncd: error: --passes works on the IR; use it with --ir or --json\n";
+      return kUsageError;
+    }
     auto compilation = load_program(options->file, options->frontend);
     if (!compilation) return kUserError;
     std::string text;
@@ -39,6 +88,10 @@ Handler setup_show(CLI::App &command) {
       if (!options->diagram.empty()) {
         only = select_diagram(*compilation, options->diagram, true);
         if (!only) return kUserError;
+      }
+      if (!options->passes.empty()) {
+        int status = run_passes(*compilation, only, options->passes, options->frontend.plugins);
+        if (status != kSuccess) return status;
       }
       text = options->json ? ir_to_json(compilation->program, compilation->sources, only)
                            : print_ir(compilation->program, compilation->sources, only);

@@ -20,7 +20,10 @@ struct Verb {
 Handler setup_check(CLI::App &command);
 Handler setup_fmt(CLI::App &command);
 Handler setup_show(CLI::App &command);
+Handler setup_render(CLI::App &command);
 Handler setup_plugins(CLI::App &command);
 Handler setup_cost(CLI::App &command);
+Handler setup_run(CLI::App &command);
+Handler setup_equiv(CLI::App &command);
 
 }  // namespace ncd::cli

@@ -15,3 +15,7 @@ echo "== json";   $ncd show --json "$example" -o out/attention.ir.json && echo "
 echo "== cost";   $ncd cost "$example" --diagram Attention --hw h100-sxm -D q=8192 -D k=8192
 $ncd cost "$example" --diagram Attention --hw h100-sxm --sweep q,k=1024..16384:*2 --plot out/attention-cost.svg >/dev/null &&
   echo "wrote out/attention-cost.svg"
+echo "== render"; $ncd render "$example" -o out/attention.svg && $ncd render "$example" -o out/attention.png &&
+  echo "wrote out/attention.svg and out/attention.png"
+echo "== run";    $ncd run "$example" --diagram Attention -D q=256 -D k=256 --random 1 --out-dir out/run &&
+  echo "wrote out/run/O.npy (inputs in out/run/inputs/)"

@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 build_dir=${1:-build}
 
 packages=(build-essential cmake ninja-build pkg-config antlr4 libantlr4-runtime-dev
-          libyaml-cpp-dev libcli11-dev libmimalloc-dev libgraphviz-dev libgtest-dev nlohmann-json3-dev
-          python3 python3-numpy)
+          libyaml-cpp-dev libcli11-dev libmimalloc-dev libgraphviz-dev libgvc6 fonts-dejavu-core libgtest-dev nlohmann-json3-dev
+          libopenblas-dev python3 python3-numpy)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

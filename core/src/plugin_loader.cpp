@@ -10,8 +10,8 @@
 
 #include "ncd/plugin.h"
 
-#ifndef NCD_BUILD_PLUGIN_DIR
-#define NCD_BUILD_PLUGIN_DIR ""
+#ifndef NCD_INSTALL_PLUGIN_SUBDIR
+#define NCD_INSTALL_PLUGIN_SUBDIR "lib/ncd/plugins"  // <prefix>-relative; CMake passes ${CMAKE_INSTALL_LIBDIR}/ncd/plugins
 #endif
 
 namespace fs = std::filesystem;
@@ -26,8 +26,10 @@ std::vector<std::string> plugin_search_path() {
   if (!code) {
     fs::path beside = self.parent_path().parent_path() / "plugins";
     if (fs::is_directory(beside, code)) out.push_back(beside.string());
-    fs::path installed = self.parent_path().parent_path() / "lib" / "ncd" / "plugins";
+    fs::path installed = self.parent_path().parent_path() / NCD_INSTALL_PLUGIN_SUBDIR;
     if (fs::is_directory(installed, code)) out.push_back(installed.string());
+    fs::path plain = self.parent_path().parent_path() / "lib" / "ncd" / "plugins";
+    if (plain != installed && fs::is_directory(plain, code)) out.push_back(plain.string());
   }
   if (const char *env = std::getenv("NCD_PLUGIN_PATH")) {
     std::string list = env;

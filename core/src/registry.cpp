@@ -99,9 +99,10 @@ std::string Registry::describe_miss(const std::string &kind, const std::string &
   std::vector<std::string> known = kind == "pass"       ? pass_names()
                                    : kind == "renderer" ? renderer_names()
                                                         : backend_names();
-  std::string out = "unknown " + kind + " '" + name + "'" + did_you_mean(name, known);
+  std::string suggestion = did_you_mean(name, known);  // "; did you mean 'x'?" or ""
+  std::string out = "unknown " + kind + " '" + name + "'" + suggestion;
   if (known.empty()) return out + "; no " + kind + " plugins are loaded (see `ncd plugins`)";
-  out += "; known: ";
+  out += suggestion.empty() ? "; known: " : " known: ";
   for (size_t i = 0; i < known.size(); ++i) out += (i ? ", " : "") + known[i];
   return out;
 }

@@ -7,11 +7,13 @@
 
 #include <map>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
 #include "ncd/diagnostics.h"
 #include "ncd/ir.h"
+#include "ncd/tensor.h"
 
 namespace ncd {
 
@@ -58,11 +60,38 @@ class Renderer {
 
 // ---------------------------------------------------------------- backends
 
+struct ExecuteOptions {
+  int threads = 0;               // worker threads; 0: one per core
+  bool profile = false;          // report the time spent per op kind to `log`
+  std::ostream *log = nullptr;   // where profiles and notes go (nullptr: nowhere)
+};
+
+// A diagram to run with its data. Inputs are keyed by input name, params by
+// their path (ncd/instances.h, docs/RUN.md); each tensor is in its value's
+// declared axis order, with the concrete shape and the declared dtype.
+struct ExecuteRequest {
+  const ir::Program *program = nullptr;
+  const ir::Diagram *diagram = nullptr;
+  const std::map<std::string, Tensor> *inputs = nullptr;
+  const std::map<std::string, Tensor> *params = nullptr;
+  ExecuteOptions options;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
   virtual std::string description() const = 0;
+  // Whether this backend runs diagrams (a code generator does not).
+  virtual bool can_execute() const { return false; }
+  // Runs the request and fills `outputs` by output name (declared axis order
+  // and dtype). Returns false, after setting `error`, on failure.
+  virtual bool execute(const ExecuteRequest &request, std::map<std::string, Tensor> &outputs, std::string &error) const {
+    (void)request;
+    (void)outputs;
+    error = "backend '" + name() + "' does not run diagrams";
+    return false;
+  }
 };
 
 // ---------------------------------------------------------------- registry

@@ -1,0 +1,396 @@
+// Contractions: the product of all operands summed over some axes.
+//
+// Scalars are folded into one factor; axes of size 1 or stride 0 are set aside
+// (they carry nothing of their own and come back as broadcast axes); several
+// operands are contracted pairwise, smallest intermediate first. A pair is a
+// batched matrix product: batch axes (in both, kept), M (first only), N
+// (second only), K (both, summed); axes summed but carried by one operand are
+// summed out of it first. When each operand's M/K (K/N) axes form a strided
+// matrix, OpenBLAS sgemm reads it in place; otherwise the operand is packed
+// (permuted into a dense copy) first. Small problems and batched dot products
+// use a loop kernel with float64 accumulation.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels.h"
+
+namespace ncd::cpu {
+namespace {
+
+bool carries(const RtTensor &t, int axis) { return t.find(axis) >= 0; }
+bool contains(const std::vector<int> &list, int axis) { return std::find(list.begin(), list.end(), axis) != list.end(); }
+
+// t without its size-1 and stride-0 axes.
+RtTensor squeeze(const RtTensor &t) {
+  RtTensor s = t;
+  s.axes.clear();
+  s.sizes.clear();
+  s.strides.clear();
+  for (int d = 0; d < t.rank(); ++d) {
+    if (t.sizes[static_cast<size_t>(d)] == 1 || t.strides[static_cast<size_t>(d)] == 0) continue;
+    s.axes.push_back(t.axes[static_cast<size_t>(d)]);
+    s.sizes.push_back(t.sizes[static_cast<size_t>(d)]);
+    s.strides.push_back(t.strides[static_cast<size_t>(d)]);
+  }
+  return s;
+}
+
+std::vector<int> by_stride(const RtTensor &t, std::vector<int> axes) {
+  std::stable_sort(axes.begin(), axes.end(), [&](int a, int b) { return t.stride_of(a) > t.stride_of(b); });
+  return axes;
+}
+
+int64_t product(const RtTensor &t, const std::vector<int> &axes) {
+  int64_t n = 1;
+  for (int axis : axes) n *= t.sizes[static_cast<size_t>(t.find(axis))];
+  return n;
+}
+
+// The axes (outermost first) as one strided dimension: size and stride, if they collapse.
+struct Block {
+  bool ok = true;
+  int64_t size = 1, stride = 1;
+};
+Block block(const RtTensor &t, const std::vector<int> &axes) {
+  Block b;
+  if (axes.empty()) return b;
+  b.stride = t.stride_of(axes.back());
+  int64_t expected = b.stride;
+  for (size_t i = axes.size(); i-- > 0;) {
+    int d = t.find(axes[i]);
+    if (t.strides[static_cast<size_t>(d)] != expected) b.ok = false;
+    expected = t.strides[static_cast<size_t>(d)] * t.sizes[static_cast<size_t>(d)];
+    b.size *= t.sizes[static_cast<size_t>(d)];
+  }
+  return b;
+}
+
+// `t` read as a row-major matrix [rows, cols] for sgemm.
+struct Matrix {
+  bool ok = false;
+  bool trans = false;
+  int64_t ld = 1;
+};
+Matrix as_matrix(const RtTensor &t, const std::vector<int> &rows, const std::vector<int> &cols) {
+  Matrix m;
+  Block r = block(t, rows), c = block(t, cols);
+  if (!r.ok || !c.ok) return m;
+  if ((c.size == 1 || c.stride == 1) && (r.size == 1 || r.stride >= c.size)) {
+    m.ok = true;
+    m.ld = r.size == 1 ? std::max<int64_t>(c.size, 1) : r.stride;
+    return m;
+  }
+  if ((r.size == 1 || r.stride == 1) && (c.size == 1 || c.stride >= r.size)) {
+    m.ok = true;
+    m.trans = true;
+    m.ld = c.size == 1 ? std::max<int64_t>(r.size, 1) : c.stride;
+    return m;
+  }
+  return m;
+}
+
+RtTensor pack(const RtTensor &t, const std::vector<std::vector<int>> &groups) {
+  std::vector<int> order;
+  std::vector<int64_t> sizes;
+  for (const auto &group : groups)
+    for (int axis : group) {
+      order.push_back(axis);
+      sizes.push_back(t.sizes[static_cast<size_t>(t.find(axis))]);
+    }
+  return materialize(t, order, sizes);
+}
+
+// Iterates over the batch axes: f(offset in a, offset in b, index of the batch).
+template <typename F>
+void for_each_batch(const RtTensor &a, const RtTensor &b, const std::vector<int> &batch, F &&f) {
+  std::vector<int64_t> sizes, sa, sb;
+  int64_t count = 1;
+  for (int axis : batch) {
+    sizes.push_back(a.sizes[static_cast<size_t>(a.find(axis))]);
+    sa.push_back(a.stride_of(axis));
+    sb.push_back(b.stride_of(axis));
+    count *= sizes.back();
+  }
+  std::vector<int64_t> index(batch.size(), 0);
+  int64_t oa = 0, ob = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    f(oa, ob, i);
+    for (size_t d = batch.size(); d-- > 0;) {
+      if (++index[d] < sizes[d]) {
+        oa += sa[d];
+        ob += sb[d];
+        break;
+      }
+      oa -= (sizes[d] - 1) * sa[d];
+      ob -= (sizes[d] - 1) * sb[d];
+      index[d] = 0;
+    }
+  }
+}
+
+RtTensor output_tensor(const RtTensor &a, const RtTensor &b, const std::vector<int> &batch, const std::vector<int> &m,
+                       const std::vector<int> &n) {
+  std::vector<int> axes;
+  std::vector<int64_t> sizes;
+  for (int axis : batch) {
+    axes.push_back(axis);
+    sizes.push_back(a.sizes[static_cast<size_t>(a.find(axis))]);
+  }
+  for (int axis : m) {
+    axes.push_back(axis);
+    sizes.push_back(a.sizes[static_cast<size_t>(a.find(axis))]);
+  }
+  for (int axis : n) {
+    axes.push_back(axis);
+    sizes.push_back(b.sizes[static_cast<size_t>(b.find(axis))]);
+  }
+  return make_tensor(ir::DType::F32, axes, sizes);
+}
+
+// C[batch, m, n] = alpha * sum_k A[batch, m, k] B[batch, k, n] with float64 accumulation.
+RtTensor loop_product(const RtTensor &a0, const RtTensor &b0, const std::vector<int> &batch, const std::vector<int> &m,
+                      const std::vector<int> &n, const std::vector<int> &k, float alpha) {
+  RtTensor a = pack(a0, {batch, m, k});
+  RtTensor b = pack(b0, {batch, n, k});
+  RtTensor c = output_tensor(a, b, batch, m, n);
+  const int64_t bt = product(a, batch), mt = product(a, m), nt = product(b, n), kt = product(a, k);
+  const float *pa = a.fdata(), *pb = b.fdata();
+  float *pc = c.fdata();
+  parallel_for(bt * mt, nt * kt, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t batch_index = row / mt;
+      const float *x = pa + row * kt;
+      const float *yb = pb + batch_index * nt * kt;
+      float *out = pc + row * nt;
+      for (int64_t j = 0; j < nt; ++j) {
+        const float *y = yb + j * kt;
+        double acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t i = 0; i < kt; ++i) acc += static_cast<double>(x[i]) * static_cast<double>(y[i]);
+        out[j] = static_cast<float>(acc * static_cast<double>(alpha));
+      }
+    }
+  });
+  return c;
+}
+
+// Two squeezed operands; `sum` holds axes carried by at least one of them.
+RtTensor contract2(RtTensor a, RtTensor b, const std::vector<int> &sum, float alpha) {
+  std::vector<int> only_a, only_b;
+  for (int axis : sum) {
+    bool in_a = carries(a, axis), in_b = carries(b, axis);
+    if (in_a && !in_b) only_a.push_back(axis);
+    if (in_b && !in_a) only_b.push_back(axis);
+  }
+  if (!only_a.empty()) a = squeeze(reduce(ReduceFn::Sum, a, only_a));
+  if (!only_b.empty()) b = squeeze(reduce(ReduceFn::Sum, b, only_b));
+  std::vector<int> batch, m, n, k;
+  for (int axis : a.axes) {
+    if (!carries(b, axis)) m.push_back(axis);
+    else if (contains(sum, axis)) k.push_back(axis);
+    else batch.push_back(axis);
+  }
+  for (int axis : b.axes)
+    if (!carries(a, axis)) n.push_back(axis);
+  batch = by_stride(a, batch);
+  m = by_stride(a, m);
+  k = by_stride(a, k);
+  n = by_stride(b, n);
+  const int64_t mt = product(a, m), nt = product(b, n), kt = product(a, k);
+  if (mt * nt * kt < 4096 || (mt == 1 && nt == 1)) return loop_product(a, b, batch, m, n, k, alpha);
+
+  Matrix ma = as_matrix(a, m, k);
+  if (!ma.ok) {
+    a = pack(a, {batch, m, k});
+    ma = as_matrix(a, m, k);
+  }
+  Matrix mb = as_matrix(b, k, n);
+  if (!mb.ok) {
+    // Another order of K may suit both operands.
+    std::vector<int> k_b = by_stride(b, k);
+    Matrix ma2 = as_matrix(a, m, k_b), mb2 = as_matrix(b, k_b, n);
+    if (ma2.ok && mb2.ok) {
+      k = k_b;
+      ma = ma2;
+      mb = mb2;
+    } else {
+      b = pack(b, {batch, k, n});
+      mb = as_matrix(b, k, n);
+    }
+  }
+  RtTensor c = output_tensor(a, b, batch, m, n);
+  const float *pa = a.fdata(), *pb = b.fdata();
+  float *pc = c.fdata();
+  // One task per (batch, block of rows): OpenBLAS runs single-threaded inside
+  // each task, and the tasks share the backend's threads, so the elementwise loops
+  // and the matrix products never compete for cores (and results do not
+  // depend on the thread count: each element is summed the same way).
+  struct Task {
+    int64_t a, b, c, rows, cols;
+  };
+  std::vector<Task> tasks;
+  const int threads = thread_count();
+  int64_t batches = 1;
+  for (int axis : batch) batches *= a.sizes[static_cast<size_t>(a.find(axis))];
+  const double flops = 2.0 * static_cast<double>(mt) * static_cast<double>(nt) * static_cast<double>(kt);
+  // Blocks of rows (or of columns, when there are few rows) so that every thread has work.
+  int64_t row_blocks = 1, col_blocks = 1;
+  if (threads > 1 && batches < 2 * threads && flops * static_cast<double>(batches) > 4e6) {
+    // Two blocks per thread and batch, so that a thread that is late (a shared
+    // machine) leaves its second block to the others. Each block re-packs the
+    // operand it shares with the other blocks: split the dimension whose
+    // shared operand is the smaller one (rows share B, columns share A).
+    const int64_t want = (2 * threads + batches - 1) / batches;
+    const bool by_columns = mt * kt < kt * nt ? nt >= 64 * want : mt < 64 * want;
+    if (by_columns && nt >= 16 * want)
+      col_blocks = want;
+    else if (mt >= 16 * want)
+      row_blocks = want;
+    else
+      row_blocks = std::min<int64_t>(want, mt);
+  }
+  const int64_t row_step = (mt + row_blocks - 1) / row_blocks, col_step = (nt + col_blocks - 1) / col_blocks;
+  const int64_t a_row = ma.trans ? 1 : ma.ld;  // distance between rows of op(A)
+  const int64_t b_col = mb.trans ? mb.ld : 1;  // distance between columns of op(B)
+  for_each_batch(a, b, batch, [&](int64_t oa, int64_t ob, int64_t index) {
+    for (int64_t m0 = 0; m0 < mt; m0 += row_step)
+      for (int64_t n0 = 0; n0 < nt; n0 += col_step)
+        tasks.push_back({oa + m0 * a_row, ob + n0 * b_col, index * mt * nt + m0 * nt + n0, std::min(row_step, mt - m0),
+                         std::min(col_step, nt - n0)});
+  });
+  const auto run = [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const Task &t = tasks[static_cast<size_t>(i)];
+      cblas_sgemm(CblasRowMajor, ma.trans ? CblasTrans : CblasNoTrans, mb.trans ? CblasTrans : CblasNoTrans,
+                  static_cast<int>(t.rows), static_cast<int>(t.cols), static_cast<int>(kt), alpha, pa + t.a,
+                  static_cast<int>(ma.ld), pb + t.b, static_cast<int>(mb.ld), 0.0f, pc + t.c, static_cast<int>(nt));
+    }
+  };
+  const int64_t count = static_cast<int64_t>(tasks.size());
+  if (threads <= 1 || count < 2 || flops * static_cast<double>(batches) < 4e6)
+    run(0, count);
+  else
+    run_tasks(count, [&](int64_t i) { run(i, i + 1); });
+  return c;
+}
+
+void scale_in_place(RtTensor &t, float factor) {
+  if (factor == 1.0f) return;
+  float *p = t.fdata();
+  parallel_for(t.numel(), 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) p[i] *= factor;
+  });
+}
+
+}  // namespace
+
+RtTensor contract(const std::vector<RtTensor> &operands, const std::vector<int> &axes,
+                  const std::vector<int64_t> &axis_sizes) {
+  double factor = 1;
+  std::vector<RtTensor> list;
+  std::vector<int> all_axes;
+  std::vector<int64_t> all_sizes;
+  for (const RtTensor &operand : operands) {
+    RtTensor t = as_float(operand);
+    for (int d = 0; d < t.rank(); ++d)
+      if (!contains(all_axes, t.axes[static_cast<size_t>(d)])) {
+        all_axes.push_back(t.axes[static_cast<size_t>(d)]);
+        all_sizes.push_back(t.sizes[static_cast<size_t>(d)]);
+      }
+    RtTensor s = squeeze(t);
+    if (s.rank() == 0)
+      factor *= static_cast<double>(s.fdata()[0]);
+    else
+      list.push_back(s);
+  }
+  // Summed axes that no operand carries (broadcast or of size 1) multiply by their size.
+  std::vector<int> sum;
+  for (size_t i = 0; i < axes.size(); ++i) {
+    bool carried = false;
+    for (const RtTensor &t : list) carried = carried || carries(t, axes[i]);
+    if (carried)
+      sum.push_back(axes[i]);
+    else
+      factor *= static_cast<double>(axis_sizes[i]);
+  }
+  const float alpha = static_cast<float>(factor);
+  RtTensor result;
+  if (list.empty()) {
+    result = make_scalar(alpha, ir::DType::F32);
+  } else if (list.size() == 1) {
+    result = sum.empty() ? materialize(list[0]) : reduce(ReduceFn::Sum, list[0], sum);
+    scale_in_place(result, alpha);
+  } else {
+    while (list.size() > 2) {
+      size_t best_i = 0, best_j = 1;
+      double best = -1;
+      for (size_t i = 0; i < list.size(); ++i)
+        for (size_t j = i + 1; j < list.size(); ++j) {
+          double size = 1;
+          std::vector<int> seen;
+          for (const RtTensor *t : {&list[i], &list[j]})
+            for (int d = 0; d < t->rank(); ++d) {
+              int axis = t->axes[static_cast<size_t>(d)];
+              if (contains(seen, axis)) continue;
+              seen.push_back(axis);
+              bool summed_here = contains(sum, axis);
+              for (size_t o = 0; o < list.size() && summed_here; ++o)
+                if (o != i && o != j && carries(list[o], axis)) summed_here = false;
+              if (!summed_here) size *= static_cast<double>(t->sizes[static_cast<size_t>(d)]);
+            }
+          if (best < 0 || size < best) {
+            best = size;
+            best_i = i;
+            best_j = j;
+          }
+        }
+      std::vector<int> now;
+      for (int axis : sum) {
+        if (!carries(list[best_i], axis) && !carries(list[best_j], axis)) continue;
+        bool elsewhere = false;
+        for (size_t o = 0; o < list.size(); ++o)
+          if (o != best_i && o != best_j && carries(list[o], axis)) elsewhere = true;
+        if (!elsewhere) now.push_back(axis);
+      }
+      RtTensor merged = squeeze(contract2(list[best_i], list[best_j], now, 1.0f));
+      std::vector<int> rest;
+      for (int axis : sum)
+        if (!contains(now, axis)) rest.push_back(axis);
+      sum = rest;
+      list.erase(list.begin() + static_cast<std::ptrdiff_t>(best_j));
+      list[best_i] = merged;
+      if (merged.rank() == 0) {
+        // A full contraction of the pair: a scalar factor for the rest.
+        list.erase(list.begin() + static_cast<std::ptrdiff_t>(best_i));
+        // Re-enter with the scalar folded in (rare: only when every axis of the pair is summed away).
+        std::vector<RtTensor> again = list;
+        RtTensor scalar = make_scalar(merged.fdata()[0] * alpha, ir::DType::F32);
+        again.push_back(scalar);
+        std::vector<int64_t> sizes;
+        sizes.assign(sum.size(), 1);
+        RtTensor inner = contract(again, sum, sizes);
+        result = inner;
+        list.clear();
+        break;
+      }
+    }
+    if (list.size() == 2) result = contract2(list[0], list[1], sum, alpha);
+    else if (list.size() == 1) {
+      result = sum.empty() ? materialize(list[0]) : reduce(ReduceFn::Sum, list[0], sum);
+      scale_in_place(result, alpha);
+    }
+  }
+  // Kept axes the arithmetic set aside come back as broadcast axes.
+  for (size_t i = 0; i < all_axes.size(); ++i) {
+    if (contains(axes, all_axes[i]) || carries(result, all_axes[i])) continue;
+    result.axes.push_back(all_axes[i]);
+    result.sizes.push_back(all_sizes[i]);
+    result.strides.push_back(0);
+  }
+  return result;
+}
+
+}  // namespace ncd::cpu

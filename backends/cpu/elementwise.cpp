@@ -1,0 +1,240 @@
+// Elementwise kernels: one dense result, operands broadcast by axis id.
+//
+// The result is laid out like its largest operand (so that operand streams),
+// dimensions that every operand walks contiguously are merged, and the
+// innermost loop is specialised for contiguous and broadcast operands so that
+// the compiler vectorises it. The function is chosen once per op, never per
+// element.
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "kernels.h"
+#include "ncd/tensor.h"
+#include "vmath.h"
+
+namespace ncd::cpu {
+
+bool parse_fn(const std::string &name, Fn &fn) {
+  static const std::map<std::string, Fn> kNames = {
+      {"exp", Fn::Exp},         {"log", Fn::Log},         {"sqrt", Fn::Sqrt},       {"rsqrt", Fn::Rsqrt},
+      {"tanh", Fn::Tanh},       {"sigmoid", Fn::Sigmoid}, {"relu", Fn::Relu},       {"gelu", Fn::Gelu},
+      {"silu", Fn::Silu},       {"abs", Fn::Abs},         {"sin", Fn::Sin},         {"cos", Fn::Cos},
+      {"erf", Fn::Erf},         {"recip", Fn::Recip},     {"square", Fn::Square},   {"floor", Fn::Floor},
+      {"ceil", Fn::Ceil},       {"log1p", Fn::Log1p},     {"expm1", Fn::Expm1},     {"softplus", Fn::Softplus},
+      {"neg", Fn::Neg},         {"not", Fn::Not},         {"pow", Fn::Pow},         {"minimum", Fn::Minimum},
+      {"maximum", Fn::Maximum}, {"min", Fn::Minimum},     {"max", Fn::Maximum},     {"add", Fn::Add},
+      {"sub", Fn::Sub},         {"mul", Fn::Mul},         {"div", Fn::Div},         {"lt", Fn::Lt},
+      {"le", Fn::Le},           {"gt", Fn::Gt},           {"ge", Fn::Ge},           {"eq", Fn::Eq},
+      {"ne", Fn::Ne},           {"and", Fn::And},         {"or", Fn::Or},           {"where", Fn::Where}};
+  auto it = kNames.find(name);
+  if (it == kNames.end()) return false;
+  fn = it->second;
+  return true;
+}
+
+int fn_arity(Fn fn) {
+  if (fn == Fn::Where) return 3;
+  if (fn >= Fn::Pow) return 2;
+  return 1;
+}
+
+namespace {
+
+template <typename F>
+void unary(const Loop &loop, float *out, const float *a, F f, int64_t cost) {
+  const int64_t sa = loop.inner_stride(1);
+  loop.run(
+      [&](const int64_t *off, int64_t n) {
+        float *__restrict o = out + off[0];
+        const float *__restrict x = a + off[1];
+        if (sa == 1) {
+          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k]);
+        } else if (sa == 0) {
+          const float v = f(x[0]);
+          for (int64_t k = 0; k < n; ++k) o[k] = v;
+        } else {
+          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k * sa]);
+        }
+      },
+      cost);
+}
+
+template <typename F>
+void binary(const Loop &loop, float *out, const float *a, const float *b, F f, int64_t cost) {
+  const int64_t sa = loop.inner_stride(1), sb = loop.inner_stride(2);
+  loop.run(
+      [&](const int64_t *off, int64_t n) {
+        float *__restrict o = out + off[0];
+        const float *__restrict x = a + off[1];
+        const float *__restrict y = b + off[2];
+        if (sa == 1 && sb == 1) {
+          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k], y[k]);
+        } else if (sa == 1 && sb == 0) {
+          const float v = y[0];
+          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k], v);
+        } else if (sa == 0 && sb == 1) {
+          const float v = x[0];
+          for (int64_t k = 0; k < n; ++k) o[k] = f(v, y[k]);
+        } else {
+          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k * sa], y[k * sb]);
+        }
+      },
+      cost);
+}
+
+template <typename F>
+void ternary(const Loop &loop, float *out, const float *a, const float *b, const float *c, F f, int64_t cost) {
+  const int64_t sa = loop.inner_stride(1), sb = loop.inner_stride(2), sc = loop.inner_stride(3);
+  loop.run(
+      [&](const int64_t *off, int64_t n) {
+        float *__restrict o = out + off[0];
+        const float *__restrict x = a + off[1];
+        const float *__restrict y = b + off[2];
+        const float *__restrict z = c + off[3];
+        if (sa == 1 && sb == 1 && sc == 1) {
+          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k], y[k], z[k]);
+        } else if (sa == 1 && sb == 1 && sc == 0) {
+          const float w = z[0];
+          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k], y[k], w);
+        } else if (sa == 1 && sb == 0 && sc == 1) {
+          const float w = y[0];
+          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k], w, z[k]);
+        } else {
+          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k * sa], y[k * sb], z[k * sc]);
+        }
+      },
+      cost);
+}
+
+// Functions computed in float64 (vmath.h) and rounded once to float32.
+inline float exp_f(float x) { return static_cast<float>(exp_d(x)); }
+inline float tanh_f(float x) { return static_cast<float>(tanh_d(x)); }
+inline float sigmoid_f(float x) { return static_cast<float>(sigmoid_d(x)); }
+inline float silu_f(float x) { return static_cast<float>(static_cast<double>(x) * sigmoid_d(x)); }
+inline float erf_f(float x) { return static_cast<float>(erf_d(x)); }
+// x Phi(x) = x/2 erfc(-x/sqrt(2)): accurate for large negative x, where 1 + erf(.) cancels.
+inline float gelu_f(float x) {
+  const double v = x;
+  const double g = 0.5 * v * erfc_d(v * -0.70710678118654752440);
+  return static_cast<float>(v < -40.0 ? -0.0 : g);
+}
+
+}  // namespace
+
+RtTensor elementwise(Fn fn, const std::vector<RtTensor> &operands, ir::DType dtype, const std::vector<int> &order) {
+  std::vector<RtTensor> in;
+  in.reserve(operands.size());
+  for (const RtTensor &t : operands) in.push_back(as_float(t));
+  // Layout: the largest operand's memory order when it carries every axis of the
+  // result (it then streams); otherwise the result's own order (`order`).
+  size_t big = 0;
+  for (size_t i = 1; i < in.size(); ++i)
+    if (in[i].numel() > in[big].numel()) big = i;
+  std::vector<int> all;
+  std::vector<int64_t> all_sizes;
+  for (const RtTensor &t : in)
+    for (int d = 0; d < t.rank(); ++d)
+      if (std::find(all.begin(), all.end(), t.axes[static_cast<size_t>(d)]) == all.end()) {
+        all.push_back(t.axes[static_cast<size_t>(d)]);
+        all_sizes.push_back(t.sizes[static_cast<size_t>(d)]);
+      }
+  const RtTensor &b = in[big];
+  bool covers = true;
+  for (int axis : all) covers = covers && b.stride_of(axis) != 0;
+  std::vector<int> axes;
+  std::vector<int64_t> sizes;
+  auto add = [&](int axis) {
+    if (std::find(axes.begin(), axes.end(), axis) != axes.end()) return;
+    size_t at = static_cast<size_t>(std::find(all.begin(), all.end(), axis) - all.begin());
+    if (at == all.size()) return;
+    axes.push_back(axis);
+    sizes.push_back(all_sizes[at]);
+  };
+  if (covers) {
+    std::vector<int> dims;
+    for (int d = 0; d < b.rank(); ++d) dims.push_back(d);
+    std::stable_sort(dims.begin(), dims.end(),
+                     [&](int x, int y) { return b.strides[static_cast<size_t>(x)] > b.strides[static_cast<size_t>(y)]; });
+    for (int d : dims) add(b.axes[static_cast<size_t>(d)]);
+  } else {
+    // Axes outside `order` (lifted batch axes) outermost, then the result's order.
+    for (int axis : all)
+      if (std::find(order.begin(), order.end(), axis) == order.end()) add(axis);
+    for (int axis : order) add(axis);
+  }
+  const bool int_result = dtype == ir::DType::I32;
+  RtTensor out = make_tensor(int_result ? ir::DType::F32 : dtype, axes, sizes);
+  Loop loop;
+  loop.sizes = sizes;
+  loop.strides.assign(1 + in.size(), std::vector<int64_t>(axes.size(), 0));
+  for (size_t d = 0; d < axes.size(); ++d) {
+    loop.strides[0][d] = out.strides[d];
+    for (size_t i = 0; i < in.size(); ++i) loop.strides[1 + i][d] = in[i].stride_of(axes[d]);
+  }
+  loop.collapse();
+  float *o = out.fdata();
+  const float *x = in[0].fdata();
+  const float *y = in.size() > 1 ? in[1].fdata() : nullptr;
+  const float *z = in.size() > 2 ? in[2].fdata() : nullptr;
+  constexpr int64_t kCheap = 1, kMath = 8;
+  switch (fn) {
+    case Fn::Exp: unary(loop, o, x, [](float v) { return exp_f(v); }, kMath); break;
+    case Fn::Log: unary(loop, o, x, [](float v) { return std::log(v); }, kMath); break;
+    case Fn::Sqrt: unary(loop, o, x, [](float v) { return std::sqrt(v); }, kCheap); break;
+    case Fn::Rsqrt:
+      unary(loop, o, x, [](float v) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(v))); }, kMath);
+      break;
+    case Fn::Tanh: unary(loop, o, x, [](float v) { return tanh_f(v); }, kMath); break;
+    case Fn::Sigmoid: unary(loop, o, x, [](float v) { return sigmoid_f(v); }, kMath); break;
+    case Fn::Relu: unary(loop, o, x, [](float v) { return v < 0.0f ? 0.0f : v; }, kCheap); break;
+    case Fn::Gelu: unary(loop, o, x, [](float v) { return gelu_f(v); }, kMath); break;
+    case Fn::Silu: unary(loop, o, x, [](float v) { return silu_f(v); }, kMath); break;
+    case Fn::Abs: unary(loop, o, x, [](float v) { return std::fabs(v); }, kCheap); break;
+    case Fn::Sin: unary(loop, o, x, [](float v) { return std::sin(v); }, kMath); break;
+    case Fn::Cos: unary(loop, o, x, [](float v) { return std::cos(v); }, kMath); break;
+    case Fn::Erf: unary(loop, o, x, [](float v) { return erf_f(v); }, kMath); break;
+    case Fn::Recip: unary(loop, o, x, [](float v) { return 1.0f / v; }, kCheap); break;
+    case Fn::Square: unary(loop, o, x, [](float v) { return v * v; }, kCheap); break;
+    case Fn::Floor: unary(loop, o, x, [](float v) { return std::floor(v); }, kCheap); break;
+    case Fn::Ceil: unary(loop, o, x, [](float v) { return std::ceil(v); }, kCheap); break;
+    case Fn::Log1p: unary(loop, o, x, [](float v) { return std::log1p(v); }, kMath); break;
+    case Fn::Expm1: unary(loop, o, x, [](float v) { return std::expm1(v); }, kMath); break;
+    case Fn::Softplus:
+      unary(loop, o, x, [](float v) { return (v > 0.0f ? v : 0.0f) + std::log1p(std::exp(-std::fabs(v))); }, kMath);
+      break;
+    case Fn::Neg: unary(loop, o, x, [](float v) { return -v; }, kCheap); break;
+    case Fn::Not: unary(loop, o, x, [](float v) { return v == 0.0f ? 1.0f : 0.0f; }, kCheap); break;
+    case Fn::Pow: binary(loop, o, x, y, [](float a, float b) { return std::pow(a, b); }, kMath); break;
+    case Fn::Minimum:
+      binary(loop, o, x, y, [](float a, float b) { return (a != a || a < b) ? a : b; }, kCheap);
+      break;
+    case Fn::Maximum:
+      binary(loop, o, x, y, [](float a, float b) { return (a != a || a > b) ? a : b; }, kCheap);
+      break;
+    case Fn::Add: binary(loop, o, x, y, [](float a, float b) { return a + b; }, kCheap); break;
+    case Fn::Sub: binary(loop, o, x, y, [](float a, float b) { return a - b; }, kCheap); break;
+    case Fn::Mul: binary(loop, o, x, y, [](float a, float b) { return a * b; }, kCheap); break;
+    case Fn::Div: binary(loop, o, x, y, [](float a, float b) { return a / b; }, kCheap); break;
+    case Fn::Lt: binary(loop, o, x, y, [](float a, float b) { return a < b ? 1.0f : 0.0f; }, kCheap); break;
+    case Fn::Le: binary(loop, o, x, y, [](float a, float b) { return a <= b ? 1.0f : 0.0f; }, kCheap); break;
+    case Fn::Gt: binary(loop, o, x, y, [](float a, float b) { return a > b ? 1.0f : 0.0f; }, kCheap); break;
+    case Fn::Ge: binary(loop, o, x, y, [](float a, float b) { return a >= b ? 1.0f : 0.0f; }, kCheap); break;
+    case Fn::Eq: binary(loop, o, x, y, [](float a, float b) { return a == b ? 1.0f : 0.0f; }, kCheap); break;
+    case Fn::Ne: binary(loop, o, x, y, [](float a, float b) { return a != b ? 1.0f : 0.0f; }, kCheap); break;
+    case Fn::And:
+      binary(loop, o, x, y, [](float a, float b) { return (a != 0.0f && b != 0.0f) ? 1.0f : 0.0f; }, kCheap);
+      break;
+    case Fn::Or:
+      binary(loop, o, x, y, [](float a, float b) { return (a != 0.0f || b != 0.0f) ? 1.0f : 0.0f; }, kCheap);
+      break;
+    case Fn::Where:
+      ternary(loop, o, x, y, z, [](float c, float a, float b) { return c != 0.0f ? a : b; }, kCheap);
+      break;
+  }
+  if (int_result) return convert(out, ir::DType::I32);
+  round_in_place(out);
+  return out;
+}
+
+}  // namespace ncd::cpu

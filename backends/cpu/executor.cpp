@@ -1,0 +1,493 @@
+// The CPU backend's interpreter of the core IR (see executor.h).
+#include "executor.h"
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <set>
+
+#include "ncd/tensor.h"
+
+namespace ncd::cpu {
+namespace {
+
+bool contains(const std::vector<int> &list, int item) { return std::find(list.begin(), list.end(), item) != list.end(); }
+
+std::string role_name(const ir::Value &value) {
+  switch (value.role) {
+    case ir::Value::Role::Input: return "input";
+    case ir::Value::Role::Param: return "param";
+    case ir::Value::Role::Output: return "output";
+    default: return "value";
+  }
+}
+
+}  // namespace
+
+Executor::Executor(const ExecuteRequest &request) : request_(request), program_(*request.program) {}
+
+const ParamNaming &Executor::naming(const ir::Diagram &diagram) {
+  auto &slot = naming_[&diagram];
+  if (!slot) slot = std::make_unique<ParamNaming>(diagram);
+  return *slot;
+}
+
+int Executor::rt_axis(Frame &frame, int axis) {
+  auto it = frame.rt.find(axis);
+  if (it != frame.rt.end()) return it->second;
+  auto size = frame.sizes->size(axis);
+  if (!size) throw RunError("diagram '" + frame.diagram->name + "': " + frame.sizes->missing_message(axis));
+  int id = static_cast<int>(axis_sizes_.size());
+  axis_sizes_.push_back(*size);
+  frame.rt[axis] = id;
+  return id;
+}
+
+RtTensor Executor::wrap(Frame &frame, const ir::Value &value, const Tensor &tensor, const std::string &what) {
+  std::vector<int> axes;
+  std::vector<int64_t> sizes;
+  for (int axis : value.axes) {
+    axes.push_back(rt_axis(frame, axis));
+    sizes.push_back(axis_sizes_[static_cast<size_t>(axes.back())]);
+  }
+  if (tensor.shape != sizes)
+    throw RunError(what + " has shape " + shape_text(tensor.shape) + ", expected " + shape_text(sizes));
+  if (tensor.dtype != value.dtype)
+    throw RunError(what + " has dtype " + std::string(ir::dtype_name(tensor.dtype)) + ", expected " +
+                   std::string(ir::dtype_name(value.dtype)));
+  RtTensor t;
+  t.dtype = value.dtype;
+  t.axes = axes;
+  t.sizes = sizes;
+  t.strides.assign(axes.size(), 1);
+  int64_t stride = 1;
+  for (size_t i = axes.size(); i-- > 0;) {
+    t.strides[i] = stride;
+    stride *= sizes[i];
+  }
+  t.buffer = tensor.is_int() ? Buffer::wrap(tensor.ints.data(), stride) : Buffer::wrap(tensor.values.data(), stride);
+  return t;
+}
+
+std::string Executor::path_prefix(const Frame &frame, const ir::Op &op) const {
+  std::string path = frame.prefix;
+  for (const ir::Op *repeat : frame.naming->enclosing_repeats(&op))
+    path += frame.naming->repeat_segment(repeat, frame.iteration.at(repeat)) + ".";
+  return path;
+}
+
+RtTensor Executor::load_param(Frame &frame, int id) {
+  const ir::Value &value = frame.diagram->value(id);
+  std::string path = frame.prefix;
+  for (const ir::Op *repeat : frame.naming->param_repeats(id))
+    path += frame.naming->repeat_segment(repeat, frame.iteration.at(repeat)) + ".";
+  path += value.name;
+  auto it = request_.params ? request_.params->find(path) : decltype(request_.params->end()){};
+  if (!request_.params || it == request_.params->end()) throw RunError("param '" + path + "' was not given");
+  return wrap(frame, value, it->second, "param '" + path + "'");
+}
+
+RtTensor Executor::get(Frame &frame, int id) {
+  if (frame.defined[static_cast<size_t>(id)]) return frame.values[static_cast<size_t>(id)];
+  const ir::Value &value = frame.diagram->value(id);
+  if (value.role == ir::Value::Role::Param) {
+    RtTensor t = load_param(frame, id);
+    // A param shared by every iteration is looked up once; per-iteration params on every use.
+    if (frame.naming->param_repeats(id).empty()) set(frame, id, t);
+    return t;
+  }
+  throw RunError("internal: " + role_name(value) + " '" + value.name + "' of '" + frame.diagram->name +
+                 "' is read before it is computed");
+}
+
+void Executor::set(Frame &frame, int id, RtTensor tensor) {
+  frame.values[static_cast<size_t>(id)] = std::move(tensor);
+  frame.defined[static_cast<size_t>(id)] = 1;
+}
+
+// `repeat` is the op whose body `region` is (nullptr for a diagram's body): its
+// yields must survive the iteration.
+const Executor::RegionPlan &Executor::plan(const ir::Diagram &diagram, const ir::Region &region, const ir::Op *repeat) {
+  const bool top = repeat == nullptr;
+  auto it = plans_.find(&region);
+  if (it != plans_.end()) return it->second;
+  RegionPlan p;
+  p.release.resize(region.ops.size());
+  std::set<int> owned;
+  std::set<int> keep(diagram.outputs.begin(), diagram.outputs.end());
+  for (int id : diagram.params) keep.insert(id);
+  if (repeat) keep.insert(repeat->body_yields.begin(), repeat->body_yields.end());
+  if (top)
+    for (int id : diagram.inputs) owned.insert(id);
+  for (const auto &op : region.ops)
+    for (int r : op->results) owned.insert(r);
+  std::function<void(const ir::Op &, std::set<int> &)> uses = [&](const ir::Op &op, std::set<int> &out) {
+    out.insert(op.operands.begin(), op.operands.end());
+    if (op.body) {
+      for (const auto &inner : op.body->ops) uses(*inner, out);
+      out.insert(op.body_yields.begin(), op.body_yields.end());
+    }
+  };
+  std::map<int, size_t> last;
+  for (size_t i = 0; i < region.ops.size(); ++i) {
+    for (int r : region.ops[i]->results) last[r] = i;  // an unused result is freed at once
+    std::set<int> used;
+    uses(*region.ops[i], used);
+    for (int v : used)
+      if (owned.count(v)) last[v] = i;
+  }
+  if (top)
+    for (int id : diagram.inputs)
+      if (!last.count(id) && !region.ops.empty()) last[id] = 0;
+  for (auto &[v, i] : last)
+    if (!keep.count(v)) p.release[i].push_back(v);
+  return plans_.emplace(&region, std::move(p)).first->second;
+}
+
+void Executor::run_region(Frame &frame, const ir::Region &region, const ir::Op *repeat) {
+  const RegionPlan &p = plan(*frame.diagram, region, repeat);
+  for (size_t i = 0; i < region.ops.size(); ++i) {
+    const ir::Op &op = *region.ops[i];
+    run_op(frame, op);
+    for (int v : p.release[i]) {
+      frame.values[static_cast<size_t>(v)] = RtTensor{};
+      frame.defined[static_cast<size_t>(v)] = 0;
+    }
+  }
+}
+
+RtTensor Executor::finish(RtTensor t, ir::DType dtype) {
+  if (t.dtype == dtype) return t;
+  if (dtype != ir::DType::I32 && !t.is_int() && t.dtype == ir::DType::F32 && t.is_contiguous() &&
+      t.buffer.use_count() == 1 && t.buffer->owned && t.offset == 0) {
+    t.dtype = dtype;
+    round_in_place(t);
+    return t;
+  }
+  return convert(t, dtype);
+}
+
+void Executor::run_op(Frame &frame, const ir::Op &op) {
+  const ir::Diagram &diagram = *frame.diagram;
+  if (op.kind == ir::OpKind::Call) return run_call(frame, op);
+  if (op.kind == ir::OpKind::Repeat) return run_repeat(frame, op);
+  auto start = std::chrono::steady_clock::now();
+  const ir::Value &result = diagram.value(op.results.at(0));
+  RtTensor out;
+  switch (op.kind) {
+    case ir::OpKind::Constant: out = make_scalar(static_cast<float>(op.constant), result.dtype); break;
+    case ir::OpKind::SizeOf:
+      out = make_scalar(static_cast<float>(axis_sizes_[static_cast<size_t>(rt_axis(frame, op.axes.at(0)))]), result.dtype);
+      break;
+    case ir::OpKind::AxisIndex: {
+      int axis = rt_axis(frame, op.axes.at(0));
+      int64_t n = axis_sizes_[static_cast<size_t>(axis)];
+      out = make_tensor(ir::DType::I32, {axis}, {n});
+      int32_t *p = out.idata();
+      for (int64_t i = 0; i < n; ++i) p[i] = static_cast<int32_t>(i);
+      out = finish(out, result.dtype);
+      break;
+    }
+    case ir::OpKind::Elementwise: {
+      if (op.function == "copy" || op.function == "cast") {
+        RtTensor t = get(frame, op.operands.at(0));
+        for (int axis : result.axes) {
+          int r = rt_axis(frame, axis);
+          if (t.find(r) >= 0) continue;
+          t.axes.push_back(r);
+          t.sizes.push_back(axis_sizes_[static_cast<size_t>(r)]);
+          t.strides.push_back(0);
+        }
+        out = convert(t, result.dtype);
+        break;
+      }
+      Fn fn;
+      if (!parse_fn(op.function, fn)) throw RunError("the cpu backend has no elementwise function '" + op.function + "'");
+      if (static_cast<int>(op.operands.size()) != fn_arity(fn))
+        throw RunError("elementwise '" + op.function + "' takes " + std::to_string(fn_arity(fn)) + " operands");
+      std::vector<RtTensor> operands;
+      for (int id : op.operands) operands.push_back(get(frame, id));
+      std::vector<int> order;
+      for (int axis : result.axes) order.push_back(rt_axis(frame, axis));
+      out = elementwise(fn, operands, result.dtype, order);
+      break;
+    }
+    case ir::OpKind::Contract: {
+      std::vector<RtTensor> operands;
+      for (int id : op.operands) operands.push_back(get(frame, id));
+      std::vector<int> axes;
+      std::vector<int64_t> sizes;
+      for (int axis : op.axes) {
+        axes.push_back(rt_axis(frame, axis));
+        sizes.push_back(axis_sizes_[static_cast<size_t>(axes.back())]);
+      }
+      out = finish(contract(operands, axes, sizes), result.dtype);
+      break;
+    }
+    case ir::OpKind::Reduce: {
+      ReduceFn fn;
+      if (!parse_reduce(op.function, fn)) throw RunError("the cpu backend has no reduction '" + op.function + "'");
+      const RtTensor t = get(frame, op.operands.at(0));
+      std::vector<int> axes;
+      int64_t missing = 1;
+      for (int axis : op.axes) {
+        int r = rt_axis(frame, axis);
+        if (t.find(r) >= 0)
+          axes.push_back(r);
+        else
+          missing *= axis_sizes_[static_cast<size_t>(r)];
+      }
+      out = finish(reduce(fn, t, axes, missing), result.dtype);
+      break;
+    }
+    case ir::OpKind::Normalize: {
+      NormFn fn;
+      if (!parse_norm(op.function, fn)) throw RunError("the cpu backend has no normalisation '" + op.function + "'");
+      RtTensor t = get(frame, op.operands.at(0));
+      std::vector<int> axes;
+      for (int axis : op.axes) {
+        int r = rt_axis(frame, axis);
+        axes.push_back(r);
+        if (t.find(r) < 0) {  // normalised along an axis it does not vary on: make it explicit
+          t.axes.push_back(r);
+          t.sizes.push_back(axis_sizes_[static_cast<size_t>(r)]);
+          t.strides.push_back(0);
+        }
+      }
+      double eps = op.options.count("eps") ? op.options.at("eps") : (op.function == "rmsnorm" ? 1e-6 : 1e-5);
+      out = finish(normalize(fn, t, axes, eps), result.dtype);
+      break;
+    }
+    case ir::OpKind::Access: out = finish(run_access(frame, op), result.dtype); break;
+    case ir::OpKind::Merge: out = finish(run_merge(frame, op), result.dtype); break;
+    default: throw RunError("internal: unexpected op kind");
+  }
+  // Every IR axis of the result is present (a broadcast axis as stride 0).
+  for (int axis : result.axes) {
+    int r = rt_axis(frame, axis);
+    if (out.find(r) >= 0) continue;
+    out.axes.push_back(r);
+    out.sizes.push_back(axis_sizes_[static_cast<size_t>(r)]);
+    out.strides.push_back(0);
+  }
+  set(frame, op.results[0], std::move(out));
+  if (request_.options.profile) {
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::string key = std::string(ir::op_kind_name(op.kind));
+    if (op.kind == ir::OpKind::Elementwise || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize)
+      key += " " + op.function;
+    profile_seconds_[key] += seconds;
+    profile_counts_[key] += 1;
+  }
+}
+
+RtTensor Executor::run_access(Frame &frame, const ir::Op &op) {
+  const ir::Diagram &diagram = *frame.diagram;
+  const RtTensor source = get(frame, op.operands.at(0));
+  const ir::Value &source_value = diagram.value(op.operands[0]);
+  const ir::Value &result = diagram.value(op.results[0]);
+  if (op.access.size() != source_value.axes.size()) throw RunError("internal: access with the wrong number of indices");
+  std::vector<int> positions;
+  std::vector<RtIndex> indices;
+  for (size_t i = 0; i < op.access.size(); ++i) {
+    const ir::AccessIndex &index = op.access[i];
+    positions.push_back(rt_axis(frame, source_value.axes[i]));
+    RtIndex rt;
+    switch (index.kind) {
+      case ir::AccessIndex::Kind::Affine:
+        for (auto [axis, coefficient] : index.terms) rt.terms.push_back({rt_axis(frame, axis), coefficient});
+        rt.offset = index.offset;
+        break;
+      case ir::AccessIndex::Kind::Split: {
+        int64_t weight = 1;
+        for (size_t j = index.split.size(); j-- > 0;) {
+          int r = rt_axis(frame, index.split[j]);
+          rt.terms.insert(rt.terms.begin(), {r, weight});
+          weight *= axis_sizes_[static_cast<size_t>(r)];
+        }
+        break;
+      }
+      case ir::AccessIndex::Kind::Gather:
+        rt.gather = true;
+        rt.index = get(frame, op.operands.at(static_cast<size_t>(index.gather_operand)));
+        break;
+    }
+    indices.push_back(std::move(rt));
+  }
+  std::vector<int> axes;
+  std::vector<int64_t> sizes;
+  auto add = [&](int axis, int64_t size) {
+    if (contains(axes, axis)) return;
+    axes.push_back(axis);
+    sizes.push_back(size);
+  };
+  for (int axis : result.axes) {
+    int r = rt_axis(frame, axis);
+    add(r, axis_sizes_[static_cast<size_t>(r)]);
+  }
+  for (int d = 0; d < source.rank(); ++d)
+    if (!contains(positions, source.axes[static_cast<size_t>(d)])) add(source.axes[static_cast<size_t>(d)], source.sizes[static_cast<size_t>(d)]);
+  for (const RtIndex &index : indices)
+    if (index.gather)
+      for (int d = 0; d < index.index.rank(); ++d) add(index.index.axes[static_cast<size_t>(d)], index.index.sizes[static_cast<size_t>(d)]);
+  return access(source, positions, indices, axes, sizes);
+}
+
+RtTensor Executor::run_merge(Frame &frame, const ir::Op &op) {
+  const ir::Diagram &diagram = *frame.diagram;
+  const RtTensor source = get(frame, op.operands.at(0));
+  const ir::Value &result = diagram.value(op.results[0]);
+  std::vector<std::vector<int>> groups;
+  std::vector<int> merged;
+  for (size_t j = 0; j < op.merges.size() && j < result.axes.size(); ++j) {
+    int target = rt_axis(frame, result.axes[j]);
+    std::vector<int> group;
+    for (int axis : op.merges[j]) group.push_back(rt_axis(frame, axis));
+    if (group.size() == 1 && group[0] == target) continue;  // passes through
+    groups.push_back(group);
+    merged.push_back(target);
+  }
+  return merge(source, groups, merged);
+}
+
+void Executor::run_call(Frame &frame, const ir::Op &op) {
+  const ir::Diagram &callee = *program_.diagrams.at(static_cast<size_t>(op.callee));
+  Frame inner;
+  inner.diagram = &callee;
+  inner.sizes = std::make_unique<AxisSizes>(program_, op, *frame.sizes);
+  inner.naming = &naming(callee);
+  inner.prefix = path_prefix(frame, op) + frame.naming->call_label(&op) + ".";
+  inner.values.resize(callee.values.size());
+  inner.defined.assign(callee.values.size(), 0);
+  std::map<int, int> binding(op.bindings.begin(), op.bindings.end());
+  auto caller_axis = [&](int callee_axis) {
+    auto it = binding.find(callee_axis);
+    if (it == binding.end())
+      throw RunError("internal: axis '" + program_.axis(callee_axis).name + "' of '" + callee.name + "' is not bound");
+    return rt_axis(frame, it->second);
+  };
+  for (size_t k = 0; k < callee.inputs.size(); ++k) {
+    RtTensor t = get(frame, op.operands.at(k));
+    const ir::Value &input = callee.value(callee.inputs[k]);
+    for (int axis : input.axes) {
+      int from = caller_axis(axis);
+      int to = rt_axis(inner, axis);
+      int d = t.find(from);
+      if (d < 0) {
+        // A broadcast (stride 0) axis: the argument does not vary along it.
+        t.axes.push_back(to);
+        t.sizes.push_back(axis_sizes_[static_cast<size_t>(to)]);
+        t.strides.push_back(0);
+        continue;
+      }
+      if (t.sizes[static_cast<size_t>(d)] != axis_sizes_[static_cast<size_t>(to)])
+        throw RunError("axis sizes disagree at a call of '" + callee.name + "': '" + program_.axis(axis).name + "'");
+      t.axes[static_cast<size_t>(d)] = to;
+    }
+    set(inner, callee.inputs[k], std::move(t));
+  }
+  run_region(inner, callee.body);
+  for (size_t k = 0; k < callee.outputs.size(); ++k) {
+    RtTensor t = get(inner, callee.outputs[k]);
+    const ir::Value &output = callee.value(callee.outputs[k]);
+    for (int axis : output.axes) {
+      int from = rt_axis(inner, axis);
+      int to = caller_axis(axis);
+      int d = t.find(from);
+      if (d >= 0) t.axes[static_cast<size_t>(d)] = to;
+    }
+    const ir::Value &result = frame.diagram->value(op.results.at(k));
+    for (int axis : result.axes) {
+      int r = rt_axis(frame, axis);
+      if (t.find(r) >= 0) continue;
+      t.axes.push_back(r);
+      t.sizes.push_back(axis_sizes_[static_cast<size_t>(r)]);
+      t.strides.push_back(0);
+    }
+    set(frame, op.results[k], finish(std::move(t), result.dtype));
+  }
+}
+
+void Executor::run_repeat(Frame &frame, const ir::Op &op) {
+  std::vector<RtTensor> carried;
+  for (int id : op.operands) carried.push_back(get(frame, id));
+  // The body's yields must survive to the end of each iteration.
+  for (int64_t i = 0; i < op.count; ++i) {
+    frame.iteration[&op] = i;
+    for (size_t k = 0; k < op.body_arguments.size(); ++k) set(frame, op.body_arguments[k], carried[k]);
+    run_region(frame, *op.body, &op);
+    for (size_t k = 0; k < op.body_yields.size(); ++k) carried[k] = get(frame, op.body_yields[k]);
+    // Clear what the iteration left behind.
+    ir::for_each_op(*op.body, [&](const ir::Op &inner) {
+      for (int r : inner.results) {
+        frame.values[static_cast<size_t>(r)] = RtTensor{};
+        frame.defined[static_cast<size_t>(r)] = 0;
+      }
+    });
+    for (int id : op.body_arguments) {
+      frame.values[static_cast<size_t>(id)] = RtTensor{};
+      frame.defined[static_cast<size_t>(id)] = 0;
+    }
+  }
+  for (size_t k = 0; k < op.results.size(); ++k) set(frame, op.results[k], carried[k]);
+}
+
+void Executor::run(std::map<std::string, Tensor> &outputs) {
+  const ir::Diagram &diagram = *request_.diagram;
+  Frame root;
+  root.diagram = &diagram;
+  root.sizes = std::make_unique<AxisSizes>(program_);
+  root.naming = &naming(diagram);
+  root.values.resize(diagram.values.size());
+  root.defined.assign(diagram.values.size(), 0);
+  for (int id : diagram.inputs) {
+    const ir::Value &value = diagram.value(id);
+    auto it = request_.inputs ? request_.inputs->find(value.name) : decltype(request_.inputs->end()){};
+    if (!request_.inputs || it == request_.inputs->end()) throw RunError("input '" + value.name + "' was not given");
+    set(root, id, wrap(root, value, it->second, "input '" + value.name + "'"));
+  }
+  run_region(root, diagram.body);
+  for (int id : diagram.outputs) {
+    const ir::Value &value = diagram.value(id);
+    RtTensor t = convert(get(root, id), value.dtype);
+    std::vector<int> axes;
+    std::vector<int64_t> sizes;
+    for (int axis : value.axes) {
+      axes.push_back(rt_axis(root, axis));
+      sizes.push_back(axis_sizes_[static_cast<size_t>(axes.back())]);
+    }
+    const bool in_order = t.axes == axes && t.is_contiguous();
+    RtTensor dense = in_order ? t : materialize(t, axes, sizes);
+    Tensor out;
+    out.dtype = value.dtype;
+    out.shape = sizes;
+    const int64_t n = dense.numel();
+    if (out.is_int())
+      out.ints.assign(dense.idata(), dense.idata() + n);
+    else
+      out.values.assign(dense.fdata(), dense.fdata() + n);
+    outputs[value.name] = std::move(out);
+  }
+  if (request_.options.profile && request_.options.log) {
+    std::vector<std::pair<double, std::string>> rows;
+    double total = 0;
+    for (auto &[key, seconds] : profile_seconds_) {
+      rows.push_back({seconds, key});
+      total += seconds;
+    }
+    std::sort(rows.rbegin(), rows.rend());
+    std::ostream &log = *request_.options.log;
+    char line[160];
+    std::snprintf(line, sizeof line, "%-28s %8s %10s %6s\n", "op", "count", "ms", "%");
+    log << line;
+    for (auto &[seconds, key] : rows) {
+      std::snprintf(line, sizeof line, "%-28s %8lld %10.3f %6.1f\n", key.c_str(),
+                    static_cast<long long>(profile_counts_[key]), seconds * 1e3, total > 0 ? 100 * seconds / total : 0.0);
+      log << line;
+    }
+    std::snprintf(line, sizeof line, "%-28s %8s %10.3f\n", "total", "", total * 1e3);
+    log << line;
+  }
+}
+
+}  // namespace ncd::cpu

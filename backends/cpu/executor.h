@@ -1,0 +1,71 @@
+// The CPU backend's interpreter of the core IR.
+//
+// Each diagram instance (the root, every call, every iteration's calls) runs
+// in a Frame that maps the IR axes it uses to fresh runtime axes. A call is
+// run once for all positions of its lifted axes: the arguments keep their
+// lifted axes, which every kernel treats as batch axes, so a layer lifted over
+// a sequence is one matrix product, not one per position. Values are freed
+// after their last use.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kernels.h"
+#include "ncd/instances.h"
+#include "ncd/registry.h"
+
+namespace ncd::cpu {
+
+class Executor {
+ public:
+  explicit Executor(const ExecuteRequest &request);
+  // Throws RunError on bad input (missing or mis-shaped tensors, sizes).
+  void run(std::map<std::string, Tensor> &outputs);
+
+ private:
+  struct Frame {
+    const ir::Diagram *diagram = nullptr;
+    std::unique_ptr<AxisSizes> sizes;
+    const ParamNaming *naming = nullptr;
+    std::unordered_map<int, int> rt;  // IR axis -> runtime axis
+    std::vector<RtTensor> values;
+    std::vector<char> defined;
+    std::string prefix;  // param path prefix, "" or "...Callee."
+    std::map<const ir::Op *, int64_t> iteration;
+  };
+  struct RegionPlan {
+    std::vector<std::vector<int>> release;  // values to free after op i
+  };
+
+  int rt_axis(Frame &frame, int axis);
+  RtTensor get(Frame &frame, int value);
+  void set(Frame &frame, int value, RtTensor tensor);
+  RtTensor load_param(Frame &frame, int value);
+  RtTensor wrap(Frame &frame, const ir::Value &value, const Tensor &tensor, const std::string &what);
+  std::string path_prefix(const Frame &frame, const ir::Op &op) const;
+
+  void run_region(Frame &frame, const ir::Region &region, const ir::Op *repeat = nullptr);
+  void run_op(Frame &frame, const ir::Op &op);
+  void run_call(Frame &frame, const ir::Op &op);
+  void run_repeat(Frame &frame, const ir::Op &op);
+  RtTensor run_access(Frame &frame, const ir::Op &op);
+  RtTensor run_merge(Frame &frame, const ir::Op &op);
+  RtTensor finish(RtTensor tensor, ir::DType dtype);
+  const RegionPlan &plan(const ir::Diagram &diagram, const ir::Region &region, const ir::Op *repeat);
+  const ParamNaming &naming(const ir::Diagram &diagram);
+
+  const ExecuteRequest &request_;
+  const ir::Program &program_;
+  std::vector<int64_t> axis_sizes_;  // by runtime axis
+  std::map<const ir::Region *, RegionPlan> plans_;
+  std::map<const ir::Diagram *, std::unique_ptr<ParamNaming>> naming_;
+  std::map<std::string, double> profile_seconds_;
+  std::map<std::string, int64_t> profile_counts_;
+};
+
+}  // namespace ncd::cpu

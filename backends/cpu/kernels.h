@@ -1,0 +1,76 @@
+// The CPU backend's kernels, on runtime tensors (rt.h). Every kernel reads
+// strided views and writes a fresh dense float32 result (int32 for i32);
+// rounding to the result's dtype is the caller's job (executor.cpp), except
+// where a kernel takes the dtype.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "rt.h"
+
+namespace ncd::cpu {
+
+// ---------------------------------------------------------------- elementwise
+
+enum class Fn {
+  Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, Gelu, Silu, Abs, Sin, Cos, Erf, Recip, Square, Floor, Ceil,
+  Log1p, Expm1, Softplus, Neg, Not,
+  Pow, Minimum, Maximum, Add, Sub, Mul, Div, Lt, Le, Gt, Ge, Eq, Ne, And, Or,
+  Where,
+};
+// Parses an elementwise function name as sema emits it; false when unknown
+// (copy and cast are not kernels: the executor converts).
+bool parse_fn(const std::string &name, Fn &fn);
+int fn_arity(Fn fn);
+
+// The pointwise function of the operands, broadcast by runtime axis id, with
+// the result rounded/converted to `dtype`. `order` (the result's axes in its
+// declared order) is the layout used when no operand carries every axis.
+RtTensor elementwise(Fn fn, const std::vector<RtTensor> &operands, ir::DType dtype, const std::vector<int> &order);
+
+// ---------------------------------------------------------------- reductions
+
+enum class ReduceFn { Sum, Max, Min, Mean, LogSumExp, Prod };
+bool parse_reduce(const std::string &name, ReduceFn &fn);
+// Reduces `axes` of t (float64 accumulation for sums). `missing` is the number
+// of positions of reduced axes that t does not carry (1 when it has them all).
+RtTensor reduce(ReduceFn fn, const RtTensor &t, const std::vector<int> &axes, int64_t missing = 1);
+
+enum class NormFn { Softmax, LogSoftmax, LayerNorm, RMSNorm };
+bool parse_norm(const std::string &name, NormFn &fn);
+// Normalises t along `axes`, independently for every position of its other axes.
+RtTensor normalize(NormFn fn, const RtTensor &t, const std::vector<int> &axes, double eps);
+
+// ---------------------------------------------------------------- contraction
+
+// The product of all operands summed over `axes` (runtime ids). `axis_sizes`
+// gives the size of every summed axis (for axes no operand carries), indexed
+// like `axes`. float32 result; BLAS sgemm where the contraction is a (batched)
+// matrix product, loops otherwise.
+RtTensor contract(const std::vector<RtTensor> &operands, const std::vector<int> &axes,
+                  const std::vector<int64_t> &axis_sizes);
+
+// ---------------------------------------------------------------- data movement
+
+// One position of an accessed tensor, in runtime terms: an affine form of the
+// result's axes (splits are affine too), or a gather through an index tensor.
+struct RtIndex {
+  bool gather = false;
+  std::vector<std::pair<int, int64_t>> terms;  // (runtime axis, coefficient)
+  int64_t offset = 0;
+  RtTensor index;  // gather: integer positions over some of the result's axes
+};
+// Reads `source` through one index per `positions` axis; positions out of range
+// read zero. The result has the axes `axes` (sizes `sizes`); the source's
+// other axes must be among them. A strided view when nothing can fall out of
+// range and no gather is involved; a dense copy otherwise.
+RtTensor access(const RtTensor &source, const std::vector<int> &positions, const std::vector<RtIndex> &indices,
+                const std::vector<int> &axes, const std::vector<int64_t> &sizes);
+
+// Merges groups of axes of `source` into single axes: group g (outermost first)
+// becomes axis `merged[g]`. The other axes pass through. A view when each group
+// is laid out contiguously, a dense copy otherwise.
+RtTensor merge(const RtTensor &source, const std::vector<std::vector<int>> &groups, const std::vector<int> &merged);
+
+}  // namespace ncd::cpu

@@ -1,0 +1,262 @@
+// Reductions and normalisations along named axes.
+//
+// The axes acted on are brought into one contiguous innermost run (a dense
+// copy only when the input is not already laid out that way); each run is
+// then reduced or normalised with float64 accumulation, runs in parallel.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <vector>
+
+#include "kernels.h"
+#include "vmath.h"
+
+namespace ncd::cpu {
+
+bool parse_reduce(const std::string &name, ReduceFn &fn) {
+  static const std::map<std::string, ReduceFn> kNames = {{"sum", ReduceFn::Sum},   {"max", ReduceFn::Max},
+                                                         {"min", ReduceFn::Min},   {"mean", ReduceFn::Mean},
+                                                         {"logsumexp", ReduceFn::LogSumExp}, {"prod", ReduceFn::Prod}};
+  auto it = kNames.find(name);
+  if (it == kNames.end()) return false;
+  fn = it->second;
+  return true;
+}
+
+bool parse_norm(const std::string &name, NormFn &fn) {
+  static const std::map<std::string, NormFn> kNames = {{"softmax", NormFn::Softmax},
+                                                       {"logsoftmax", NormFn::LogSoftmax},
+                                                       {"layernorm", NormFn::LayerNorm},
+                                                       {"rmsnorm", NormFn::RMSNorm}};
+  auto it = kNames.find(name);
+  if (it == kNames.end()) return false;
+  fn = it->second;
+  return true;
+}
+
+namespace {
+
+// t arranged so that `axes` form one contiguous innermost run of `length`
+// elements; `kept` are t's other axes, in memory order.
+struct Runs {
+  RtTensor t;
+  std::vector<int> kept;
+  std::vector<int64_t> kept_sizes;
+  std::vector<int> acted;  // the acted-on axes, outermost first, as laid out
+  std::vector<int64_t> acted_sizes;
+  int64_t length = 1;
+};
+
+Runs runs_of(const RtTensor &t, const std::vector<int> &axes) {
+  Runs r;
+  std::vector<int> acted_dims, kept_dims;
+  for (int d = 0; d < t.rank(); ++d) {
+    bool is_acted = std::find(axes.begin(), axes.end(), t.axes[static_cast<size_t>(d)]) != axes.end();
+    (is_acted ? acted_dims : kept_dims).push_back(d);
+  }
+  auto by_stride = [&](int a, int b) { return t.strides[static_cast<size_t>(a)] > t.strides[static_cast<size_t>(b)]; };
+  std::stable_sort(acted_dims.begin(), acted_dims.end(), by_stride);
+  std::stable_sort(kept_dims.begin(), kept_dims.end(), by_stride);
+  // Contiguous when the acted axes (size > 1) step 1, n1, n1*n2, ... from the inside out.
+  bool contiguous = true;
+  int64_t expected = 1;
+  for (size_t i = acted_dims.size(); i-- > 0;) {
+    int d = acted_dims[i];
+    if (t.sizes[static_cast<size_t>(d)] == 1) continue;
+    if (t.strides[static_cast<size_t>(d)] != expected) contiguous = false;
+    expected *= t.sizes[static_cast<size_t>(d)];
+  }
+  for (int d : kept_dims) {
+    r.kept.push_back(t.axes[static_cast<size_t>(d)]);
+    r.kept_sizes.push_back(t.sizes[static_cast<size_t>(d)]);
+  }
+  for (int d : acted_dims) {
+    r.acted.push_back(t.axes[static_cast<size_t>(d)]);
+    r.acted_sizes.push_back(t.sizes[static_cast<size_t>(d)]);
+    r.length *= t.sizes[static_cast<size_t>(d)];
+  }
+  if (contiguous) {
+    r.t = t;
+  } else {
+    std::vector<int> order = r.kept;
+    std::vector<int64_t> sizes = r.kept_sizes;
+    order.insert(order.end(), r.acted.begin(), r.acted.end());
+    sizes.insert(sizes.end(), r.acted_sizes.begin(), r.acted_sizes.end());
+    r.t = materialize(t, order, sizes);
+  }
+  return r;
+}
+
+// Calls run(out_offset, in_pointer) for every position of the kept axes.
+template <typename F>
+void for_each_run(const Runs &r, const RtTensor &out, int64_t cost, F &&run) {
+  Loop loop;
+  loop.sizes = r.kept_sizes;
+  loop.strides.assign(2, std::vector<int64_t>(r.kept.size(), 0));
+  for (size_t d = 0; d < r.kept.size(); ++d) {
+    loop.strides[0][d] = out.stride_of(r.kept[d]);
+    loop.strides[1][d] = r.t.stride_of(r.kept[d]);
+  }
+  loop.collapse();
+  const int64_t so = loop.inner_stride(0), si = loop.inner_stride(1);
+  const float *in = r.t.fdata();
+  loop.run(
+      [&](const int64_t *off, int64_t n) {
+        for (int64_t k = 0; k < n; ++k) run(off[0] + k * so, in + off[1] + k * si);
+      },
+      cost);
+}
+
+double sum_run(const float *x, int64_t n) {
+  double acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(x[i]);
+  return acc;
+}
+
+float max_run(const float *x, int64_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+  int nan = 0;
+#pragma omp simd reduction(max : m) reduction(| : nan)
+  for (int64_t i = 0; i < n; ++i) {
+    m = x[i] > m ? x[i] : m;
+    nan |= x[i] != x[i];
+  }
+  return nan ? std::numeric_limits<float>::quiet_NaN() : m;
+}
+
+float min_run(const float *x, int64_t n) {
+  float m = std::numeric_limits<float>::infinity();
+  int nan = 0;
+#pragma omp simd reduction(min : m) reduction(| : nan)
+  for (int64_t i = 0; i < n; ++i) {
+    m = x[i] < m ? x[i] : m;
+    nan |= x[i] != x[i];
+  }
+  return nan ? std::numeric_limits<float>::quiet_NaN() : m;
+}
+
+// Σ exp(x - m) in float64.
+double sum_exp_run(const float *x, int64_t n, float m) {
+  double acc = 0;
+  const double md = m;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i) acc += exp_d(static_cast<double>(x[i]) - md);
+  return acc;
+}
+
+double logsumexp_run(const float *x, int64_t n) {
+  float m = max_run(x, n);
+  if (std::isnan(m)) return m;
+  if (std::isinf(m)) return m;  // all -inf gives -inf; any +inf gives +inf
+  return static_cast<double>(m) + std::log(sum_exp_run(x, n, m));
+}
+
+}  // namespace
+
+RtTensor reduce(ReduceFn fn, const RtTensor &input, const std::vector<int> &axes, int64_t missing) {
+  RtTensor t = as_float(input);
+  Runs r = runs_of(t, axes);
+  RtTensor out = make_tensor(ir::DType::F32, r.kept, r.kept_sizes);
+  float *o = out.fdata();
+  const int64_t n = r.length;
+  const double m = static_cast<double>(missing);
+  switch (fn) {
+    case ReduceFn::Sum:
+      for_each_run(r, out, n, [&](int64_t k, const float *x) { o[k] = static_cast<float>(sum_run(x, n) * m); });
+      break;
+    case ReduceFn::Mean:
+      for_each_run(r, out, n, [&](int64_t k, const float *x) {
+        o[k] = static_cast<float>(sum_run(x, n) / static_cast<double>(n));
+      });
+      break;
+    case ReduceFn::Max: for_each_run(r, out, n, [&](int64_t k, const float *x) { o[k] = max_run(x, n); }); break;
+    case ReduceFn::Min: for_each_run(r, out, n, [&](int64_t k, const float *x) { o[k] = min_run(x, n); }); break;
+    case ReduceFn::LogSumExp:
+      for_each_run(r, out, 8 * n, [&](int64_t k, const float *x) {
+        double v = logsumexp_run(x, n);
+        if (missing > 1 && std::isfinite(v)) v += std::log(m);
+        o[k] = static_cast<float>(v);
+      });
+      break;
+    case ReduceFn::Prod:
+      for_each_run(r, out, n, [&](int64_t k, const float *x) {
+        double p = 1;
+        for (int64_t i = 0; i < n; ++i) p *= static_cast<double>(x[i]);
+        if (missing > 1) p = std::pow(p, m);
+        o[k] = static_cast<float>(p);
+      });
+      break;
+  }
+  return out;
+}
+
+RtTensor normalize(NormFn fn, const RtTensor &input, const std::vector<int> &axes, double eps) {
+  RtTensor t = as_float(input);
+  Runs r = runs_of(t, axes);
+  std::vector<int> order = r.kept;
+  std::vector<int64_t> sizes = r.kept_sizes;
+  order.insert(order.end(), r.acted.begin(), r.acted.end());
+  sizes.insert(sizes.end(), r.acted_sizes.begin(), r.acted_sizes.end());
+  RtTensor out = make_tensor(ir::DType::F32, order, sizes);
+  float *o = out.fdata();
+  const int64_t n = r.length;
+  // Runs are contiguous in `out` as well: kept axes outermost, acted innermost.
+  switch (fn) {
+    case NormFn::Softmax:
+      for_each_run(r, out, 10 * n, [&](int64_t k, const float *x) {
+        float *y = o + k;
+        const double m = max_run(x, n);
+        static thread_local std::vector<double> scratch;
+        if (static_cast<int64_t>(scratch.size()) < n) scratch.resize(static_cast<size_t>(n));
+        double *e = scratch.data();
+        double s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < n; ++i) {
+          e[i] = exp_d(static_cast<double>(x[i]) - m);
+          s += e[i];
+        }
+        const double inv = 1.0 / s;
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(e[i] * inv);
+      });
+      break;
+    case NormFn::LogSoftmax:
+      for_each_run(r, out, 10 * n, [&](int64_t k, const float *x) {
+        float *y = o + k;
+        const double lse = logsumexp_run(x, n);
+        for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(static_cast<double>(x[i]) - lse);
+      });
+      break;
+    case NormFn::LayerNorm:
+      for_each_run(r, out, 4 * n, [&](int64_t k, const float *x) {
+        float *y = o + k;
+        const double mean = sum_run(x, n) / static_cast<double>(n);
+        double var = 0;
+#pragma omp simd reduction(+ : var)
+        for (int64_t i = 0; i < n; ++i) {
+          double d = static_cast<double>(x[i]) - mean;
+          var += d * d;
+        }
+        var /= static_cast<double>(n);
+        const double inv = 1.0 / std::sqrt(var + eps);
+        for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>((static_cast<double>(x[i]) - mean) * inv);
+      });
+      break;
+    case NormFn::RMSNorm:
+      for_each_run(r, out, 3 * n, [&](int64_t k, const float *x) {
+        float *y = o + k;
+        double ms = 0;
+#pragma omp simd reduction(+ : ms)
+        for (int64_t i = 0; i < n; ++i) ms += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+        ms /= static_cast<double>(n);
+        const double inv = 1.0 / std::sqrt(ms + eps);
+        for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(static_cast<double>(x[i]) * inv);
+      });
+      break;
+  }
+  return out;
+}
+
+}  // namespace ncd::cpu

@@ -1,0 +1,56 @@
+// What `ncd run` and `ncd equiv` share: the data a diagram needs (inputs by
+// name, params by path), read from .npy/safetensors files or generated from a
+// seed, and running it on a backend. Every problem is reported as
+// "ncd: error: FILE: message" naming the file and the expected shape.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ncd/instances.h"
+#include "ncd/registry.h"
+#include "ncd/tensor.h"
+
+namespace ncd::cli {
+
+// A tensor the diagram needs: an input of the root diagram or a param instance.
+struct Slot {
+  std::string name;  // input name or param path
+  bool param = false;
+  ir::DType dtype = ir::DType::F32;
+  std::vector<std::string> axis_names;
+  std::vector<int64_t> shape;
+  RandomSpec random;  // how --random fills it
+  // "input 'X' [seq=8, model=16] f32"
+  std::string describe() const;
+};
+
+// The inputs and param instances of `diagram`; false (after printing) when a size is unknown.
+bool list_slots(const ir::Program &program, const ir::Diagram &diagram, std::vector<Slot> &inputs,
+                std::vector<Slot> &params);
+
+struct RunData {
+  std::map<std::string, Tensor> inputs;
+  std::map<std::string, Tensor> params;
+  std::vector<std::string> generated_inputs, generated_params;
+};
+
+// Reads `path` (a .npy file) as the tensor `slot` needs; prints an error naming the file.
+bool read_slot_npy(const std::string &path, const Slot &slot, Tensor &out);
+
+// Fills `data` from --in NAME=PATH, --params DIR|FILE.safetensors and, for what
+// is still missing, --random SEED. Prints every problem; returns false if any.
+bool gather_data(const std::vector<Slot> &inputs, const std::vector<Slot> &params,
+                 const std::vector<std::string> &in_options, const std::string &params_option,
+                 std::optional<uint64_t> seed, RunData &data, bool &usage_error);
+
+// The backend that runs diagrams (`name`, default "cpu"); prints why when absent.
+const Backend *find_executor(const std::string &name, const std::vector<std::string> &plugins);
+
+// Writes a tensor as .npy (bf16/f8 as float32), atomically; prints on failure.
+bool write_npy(const std::string &path, const Tensor &tensor);
+
+}  // namespace ncd::cli

@@ -1,0 +1,1173 @@
+// A core-IR diagram as a neural circuit diagram in DOT (see diagram_graph.h).
+//
+// Every node is an HTML-like table of lanes, one lane per axis: wires enter a
+// lane's left port cell and leave its right one. The glyph cell in the middle
+// spans the lanes an operation acts on; lanes it is lifted over are straight
+// lines that pass by the glyph. Contractions draw no box: the wires of a
+// summed axis end in one join dot. Scalars computed from constants, sizes and
+// axis indices (rsqrt(#d), -inf, a causal mask) are folded into the glyph of
+// the operation that uses them, as text.
+#include "diagram_graph.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <string_view>
+#include <vector>
+
+namespace ncd::render {
+namespace {
+
+using ir::OpKind;
+
+// ---------------------------------------------------------------- text
+
+std::string html_escape(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string dot_quote(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string format_number(double value) {
+  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+  if (std::isnan(value)) return "nan";
+  if (value == std::floor(value) && std::fabs(value) < 1e15) return std::to_string(static_cast<long long>(value));
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%g", value);
+  return buffer;
+}
+
+// Characters that display as one column (UTF-8 continuation bytes do not count).
+size_t display_width(std::string_view text) {
+  size_t width = 0;
+  for (unsigned char c : text)
+    if ((c & 0xC0) != 0x80) ++width;
+  return width;
+}
+
+// Breaks long text at spaces (or anywhere, for a long word) into lines of at most `width` columns,
+// so that a long label makes its node taller, never wider than the drawing can hold.
+std::vector<std::string> wrap(const std::string &text, size_t width) {
+  std::vector<std::string> lines;
+  std::string current;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(' ', start);
+    if (end == std::string::npos) end = text.size();
+    std::string word = text.substr(start, end - start);
+    start = end + 1;
+    while (display_width(word) > width) {
+      if (!current.empty()) {
+        lines.push_back(current);
+        current.clear();
+      }
+      // Cut at a character boundary.
+      size_t cut = 0, columns = 0;
+      while (cut < word.size() && columns < width) {
+        ++cut;
+        while (cut < word.size() && (static_cast<unsigned char>(word[cut]) & 0xC0) == 0x80) ++cut;
+        ++columns;
+      }
+      lines.push_back(word.substr(0, cut));
+      word = word.substr(cut);
+    }
+    if (word.empty()) continue;
+    if (!current.empty() && display_width(current) + 1 + display_width(word) > width) {
+      lines.push_back(current);
+      current.clear();
+    }
+    current += (current.empty() ? "" : " ") + word;
+  }
+  if (!current.empty() || lines.empty()) lines.push_back(current);
+  return lines;
+}
+
+constexpr size_t kWrapWidth = 28;  // columns of a glyph's text line
+const char *const kFont = "Helvetica";
+const char *const kWireColor = "#333333";
+
+// ---------------------------------------------------------------- schedules
+
+// Memory levels get fixed colours by their usual names, others a palette in order of appearance.
+struct LevelColor {
+  const char *fill, *stroke;
+};
+LevelColor level_color(const std::string &level, int order) {
+  std::string name;
+  for (char c : level) name += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (name == "hbm" || name == "gmem" || name == "global" || name == "dram" || name == "mem") return {"#e0ecff", "#1d4ed8"};
+  if (name == "l2") return {"#f3e8ff", "#7e22ce"};
+  if (name == "smem" || name == "shared" || name == "sram" || name == "l1") return {"#dcfce7", "#15803d"};
+  if (name == "rmem" || name == "reg" || name == "regs" || name == "registers" || name == "rf") return {"#ffedd5", "#c2410c"};
+  static const LevelColor palette[] = {{"#fef9c3", "#a16207"}, {"#cffafe", "#0e7490"}, {"#fce7f3", "#be185d"},
+                                       {"#e2e8f0", "#334155"}};
+  return palette[static_cast<size_t>(order) % (sizeof palette / sizeof palette[0])];
+}
+
+// ---------------------------------------------------------------- glyphs and nodes
+
+struct Glyph {
+  std::vector<std::string> lines;  // plain text, escaped when drawn; line 0 is the main one
+  std::vector<std::string> notes;  // smaller text under the lines
+  const char *fill = "#ffffff";
+  const char *stroke = "#333333";
+  int border = 1;        // 0: no box
+  bool rounded = false;  // STYLE="rounded"
+  bool dashed = false;
+  bool bold = false;
+  int font_size = 12;
+  const char *outline = nullptr;  // a dashed outline around the whole node (contractions)
+};
+
+struct Lane {
+  enum Role { Pass, Acted, Join };
+  int axis = -1;
+  bool in = false, out = false;
+  Role role = Pass;
+  std::string label;  // in lane-label mode: the wire's axis(size), written where it enters
+};
+
+struct Endpoint {
+  std::string node, port;
+};
+
+std::string glyph_cell(const Glyph &glyph, int rowspan, const std::string &port, const char *level_fill) {
+  std::string cell = "<TD PORT=\"" + port + "\"";
+  if (rowspan > 1) cell += " ROWSPAN=\"" + std::to_string(rowspan) + "\"";
+  const char *fill = level_fill ? level_fill : glyph.fill;
+  if (glyph.border > 0) {
+    cell += " BORDER=\"" + std::to_string(glyph.border) + "\" COLOR=\"" + glyph.stroke + "\"";
+    if (std::string_view(fill) != "none") cell += " BGCOLOR=\"" + std::string(fill) + "\"";
+    if (glyph.rounded) cell += " STYLE=\"rounded\"";
+    if (glyph.dashed) cell += " STYLE=\"dashed\"";
+  }
+  cell += " CELLPADDING=\"4\">";
+  std::string text;
+  for (size_t i = 0; i < glyph.lines.size(); ++i) {
+    if (i) text += "<BR/>";
+    text += html_escape(glyph.lines[i]);
+  }
+  if (text.empty()) text = " ";
+  if (glyph.bold) text = "<B>" + text + "</B>";
+  std::string body = "<FONT POINT-SIZE=\"" + std::to_string(glyph.font_size) + "\">" + text + "</FONT>";
+  for (const auto &note : glyph.notes) body += "<BR/><FONT POINT-SIZE=\"9\" COLOR=\"#555555\">" + html_escape(note) + "</FONT>";
+  return cell + body + "</TD>";
+}
+
+// Keeps lanes in order but gathers the acted ones into one block where the first of them is,
+// so that one glyph cell can span them.
+void gather_acted(std::vector<Lane> &lanes) {
+  auto first = std::find_if(lanes.begin(), lanes.end(), [](const Lane &lane) { return lane.role == Lane::Acted; });
+  if (first == lanes.end()) return;
+  std::vector<Lane> before(lanes.begin(), first), acted, after;
+  for (auto it = first; it != lanes.end(); ++it) (it->role == Lane::Acted ? acted : after).push_back(*it);
+  lanes = before;
+  lanes.insert(lanes.end(), acted.begin(), acted.end());
+  lanes.insert(lanes.end(), after.begin(), after.end());
+}
+
+// The HTML label of a node: a glyph and its lanes, on a grid of four columns (in port, two
+// middle halves, out port). A pass-by lane is two half-height rows, and its wire inside the node
+// is the bottom border of the upper one, so it runs straight through at the height where the
+// edges attach; a summed lane's wire stops in a join dot. Acted lanes are one row each beside
+// the glyph, which spans them; with no acted lane the glyph sits on top of the lanes.
+std::string node_table(std::vector<Lane> lanes, const Glyph &glyph, const char *level_fill, const char *line_color) {
+  const char *outline = glyph.outline;
+  gather_acted(lanes);
+  size_t acted_count = 0;
+  for (const auto &lane : lanes) acted_count += lane.role == Lane::Acted;
+  const std::string color = line_color;
+  auto port_cell = [&](const char *side, const Lane &lane, bool present, bool beside_glyph) {
+    std::string cell = beside_glyph ? "<TD HEIGHT=\"14\" WIDTH=\"1\"" : "<TD ROWSPAN=\"2\" WIDTH=\"1\"";
+    if (!present) return cell + "></TD>";
+    cell += " PORT=\"" + std::string(side) + std::to_string(lane.axis) + "\"";
+    if (*side == 'i' && !lane.label.empty())
+      return cell + " ALIGN=\"LEFT\"><FONT POINT-SIZE=\"8\" COLOR=\"#444444\">" + html_escape(lane.label) + " </FONT></TD>";
+    return cell + "></TD>";
+  };
+  const std::string wire_half = "<TD HEIGHT=\"7\" WIDTH=\"12\" BORDER=\"1\" SIDES=\"B\" COLOR=\"" + color + "\"></TD>";
+  const std::string empty_half = "<TD HEIGHT=\"7\" WIDTH=\"12\"></TD>";
+  std::string glyph_html = glyph_cell(glyph, static_cast<int>(std::max<size_t>(acted_count, 1)), "g", level_fill);
+  glyph_html.insert(3, " COLSPAN=\"2\"");
+  std::string out = "<TABLE BORDER=\"" + std::string(outline ? "1" : "0") + "\"";
+  if (outline) out += " STYLE=\"rounded,dashed\" COLOR=\"" + std::string(outline) + "\"";
+  out += " CELLBORDER=\"0\" CELLSPACING=\"0\" CELLPADDING=\"0\">";
+  if (acted_count == 0) out += "<TR><TD></TD>" + glyph_html + "<TD></TD></TR>";  // on top of the lanes
+  bool glyph_drawn = false;
+  for (const Lane &lane : lanes) {
+    if (lane.role == Lane::Acted) {
+      out += "<TR>" + port_cell("i", lane, lane.in, true);
+      if (!glyph_drawn) out += glyph_html;
+      glyph_drawn = true;
+      out += port_cell("o", lane, lane.out, true) + "</TR>";
+      continue;
+    }
+    out += "<TR>" + port_cell("i", lane, lane.in, false);
+    if (lane.role == Lane::Join) {
+      // The summed wires meet in a dot and end there.
+      out += wire_half + "<TD ROWSPAN=\"2\" ALIGN=\"LEFT\"><FONT POINT-SIZE=\"13\" COLOR=\"#000000\">\u25CF</FONT></TD>";
+    } else {
+      out += wire_half + wire_half;
+    }
+    out += port_cell("o", lane, lane.out, false) + "</TR><TR>" + empty_half +
+           (lane.role == Lane::Join ? "" : empty_half) + "</TR>";
+  }
+  return out + "</TABLE>";
+}
+
+// ---------------------------------------------------------------- scopes
+
+struct AxisView {
+  std::string name, size;
+};
+
+// One diagram being drawn: the top diagram, or a callee inside a call cluster.
+struct Scope {
+  const ir::Diagram *diagram = nullptr;
+  std::string prefix;  // of node names
+  int depth = 0;       // calls between the top diagram and this one
+  std::map<int, AxisView> axes;                    // callee axes bound to a caller's
+  std::map<int, std::map<int, Endpoint>> sources;  // value -> axis (-1: scalar) -> where its wire starts
+  std::map<int, std::string> level_of;             // value -> memory level
+  std::map<std::string, int> level_order;
+  std::map<int, std::string> axis_mark;  // axis -> "group 128", "stream 64"
+  std::set<int> pure;                    // values computed from constants, sizes and axis indices only
+  std::map<int, std::string> pure_text;
+  std::set<int> pure_infix;  // pure values whose text is an operator expression (parenthesised as operands)
+  std::set<int> needs_node;  // pure values some consumer cannot fold
+};
+
+class Drawer {
+ public:
+  Drawer(const ir::Program &program, const DrawOptions &options) : program_(program), options_(options) {}
+
+  // Graphviz lays edge labels out as nodes of their own on extra ranks, which makes layout time grow
+  // quadratically with the number of wires; past this many wires, each wire's label is written
+  // inside the node where the wire enters (lane-label mode) and edges carry none.
+  static constexpr size_t kMaxEdgeLabels = 2000;
+
+  std::string draw(const ir::Diagram &diagram) {
+    std::string out = draw_once(diagram);
+    if (edges_.size() <= kMaxEdgeLabels) return out;
+    body_.clear();
+    edges_.clear();
+    legend_rows_.clear();
+    legend_done_.clear();
+    sources_rank_.clear();
+    sinks_rank_.clear();
+    lane_labels_ = true;
+    return draw_once(diagram);
+  }
+
+ private:
+  std::string draw_once(const ir::Diagram &diagram) {
+    Scope top;
+    top.diagram = &diagram;
+    prepare(top);
+    indent_ = 1;
+    draw_scope_values(top, true);
+    draw_region(top, diagram.body, true);
+    draw_outputs(top, true);
+    std::string title = options_.title.empty() ? diagram.name : options_.title;
+    std::string out = "digraph " + dot_quote(diagram.name) + " {\n";
+    out += "  graph [rankdir=LR, newrank=true, fontname=" + dot_quote(kFont) +
+           ", fontsize=16, labelloc=t, labeljust=l, nodesep=0.18, ranksep=0.3, pad=0.25, bgcolor=\"white\", label=" +
+           dot_quote(title) + "];\n";
+    out += "  node [shape=plain, fontname=" + dot_quote(kFont) + ", fontsize=12];\n";
+    out += "  edge [arrowhead=none, fontname=" + dot_quote(kFont) + ", fontsize=10, color=\"" + kWireColor +
+           "\", fontcolor=\"" + kWireColor + "\"];\n";
+    out += body_;
+    if (!legend_rows_.empty()) {
+      out += "  legend [label=<<TABLE BORDER=\"1\" COLOR=\"#999999\" CELLBORDER=\"0\" CELLSPACING=\"0\" CELLPADDING=\"3\">";
+      for (const auto &row : legend_rows_) out += row;
+      out += "</TABLE>>];\n";
+    }
+    if (!sources_rank_.empty()) out += "  { rank=min; " + join(sources_rank_, "; ") + "; }\n";
+    if (!sinks_rank_.empty()) out += "  { rank=max; " + join(sinks_rank_, "; ") + "; }\n";
+    for (const auto &edge : edges_) out += "  " + edge + "\n";
+    out += "}\n";
+    return out;
+  }
+
+  static std::string join(const std::vector<std::string> &items, const std::string &separator) {
+    std::string out;
+    for (size_t i = 0; i < items.size(); ++i) out += (i ? separator : "") + items[i];
+    return out;
+  }
+
+  // A node with an HTML label, one table row per line so that DOT diffs read row by row.
+  std::string html_node(const std::string &name, const std::string &label) const {
+    std::string pad = "\n" + std::string(static_cast<size_t>(indent_) * 2 + 4, ' ');
+    std::string text = name + " [label=<";
+    size_t start = 0;
+    for (size_t at = label.find("<TR>"); at != std::string::npos; at = label.find("<TR>", at + 4)) {
+      text += label.substr(start, at - start) + pad;
+      start = at;
+    }
+    return text + label.substr(start) + ">];";
+  }
+
+  void line(const std::string &text) { body_ += std::string(static_cast<size_t>(indent_) * 2, ' ') + text + "\n"; }
+
+  // ------------------------------------------------------------ analysis
+
+  void prepare(Scope &scope) {
+    const ir::Diagram &d = *scope.diagram;
+    // Pure values, in dependency order.
+    ir::for_each_op(d.body, [&](const ir::Op &op) {
+      bool pure = false;
+      switch (op.kind) {
+        case OpKind::Constant:
+        case OpKind::SizeOf:
+        case OpKind::AxisIndex: pure = true; break;
+        case OpKind::Elementwise:
+          pure = !op.operands.empty() &&
+                 std::all_of(op.operands.begin(), op.operands.end(), [&](int v) { return scope.pure.count(v) > 0; });
+          break;
+        default: break;
+      }
+      if (!pure || op.results.size() != 1) return;
+      scope.pure.insert(op.results[0]);
+      scope.pure_text[op.results[0]] = expression(scope, op);
+      if (op.kind == OpKind::Elementwise && op.operands.size() == 2 && infix(op.function))
+        scope.pure_infix.insert(op.results[0]);
+    });
+    // Which pure values need a node of their own.
+    ir::for_each_op(d.body, [&](const ir::Op &op) {
+      if (!op.results.empty() && scope.pure.count(op.results[0])) return;
+      for (size_t i = 0; i < op.operands.size(); ++i)
+        if (scope.pure.count(op.operands[i]) && !folds(scope, op, i)) scope.needs_node.insert(op.operands[i]);
+      for (int yield : op.body_yields)
+        if (scope.pure.count(yield)) scope.needs_node.insert(yield);
+    });
+    for (int output : d.outputs)
+      if (scope.pure.count(output)) scope.needs_node.insert(output);
+    // The first schedule colours levels and marks axes; all are listed in the legend.
+    if (!d.schedules.empty()) {
+      const ir::Schedule &schedule = d.schedules.front();
+      for (const auto &directive : schedule.directives) {
+        switch (directive.kind) {
+          case ir::ScheduleDirective::Kind::Group:
+            scope.axis_mark[directive.axis] = "group " + std::to_string(directive.amount);
+            break;
+          case ir::ScheduleDirective::Kind::Stream:
+            scope.axis_mark[directive.axis] = "stream " + std::to_string(directive.amount);
+            break;
+          case ir::ScheduleDirective::Kind::Level:
+            if (!scope.level_order.count(directive.level))
+              scope.level_order[directive.level] = static_cast<int>(scope.level_order.size());
+            for (int value : directive.values) scope.level_of[value] = directive.level;
+            break;
+        }
+      }
+      add_legend(scope);
+    }
+  }
+
+  // The legend lists every schedule of the drawn diagrams: one line per directive, each level
+  // with a square of its colour.
+  void add_legend(const Scope &scope) {
+    const ir::Diagram &d = *scope.diagram;
+    if (!legend_done_.insert(&d).second) return;  // a callee drawn twice is listed once
+    for (size_t index = 0; index < d.schedules.size(); ++index) {
+      const ir::Schedule &schedule = d.schedules[index];
+      std::string head = "schedule " + d.name + (schedule.target.empty() ? "" : " for \"" + schedule.target + "\"");
+      if (index > 0) head += " (not drawn)";
+      legend_rows_.push_back("<TR><TD ALIGN=\"LEFT\"><B>" + html_escape(head) + "</B></TD></TR>");
+      for (const auto &directive : schedule.directives) {
+        std::string symbol, text;
+        switch (directive.kind) {
+          case ir::ScheduleDirective::Kind::Group:
+            text = "group " + axis_name(scope, directive.axis) + " by " + std::to_string(directive.amount) +
+                   " (thick wires)";
+            symbol = "<FONT COLOR=\"#333333\">\u2501</FONT>";
+            break;
+          case ir::ScheduleDirective::Kind::Stream:
+            text = "stream " + axis_name(scope, directive.axis) + " by " + std::to_string(directive.amount) +
+                   " (thick dashed wires)";
+            symbol = "<FONT COLOR=\"#333333\">\u254D</FONT>";
+            break;
+          case ir::ScheduleDirective::Kind::Level: {
+            text = "level " + directive.level + ":";
+            for (size_t i = 0; i < directive.values.size(); ++i)
+              text += (i ? ", " : " ") + value_name(d, directive.values[i]);
+            auto it = scope.level_order.find(directive.level);
+            LevelColor color = level_color(directive.level, it == scope.level_order.end() ? 0 : it->second);
+            symbol = index == 0 ? std::string("<FONT COLOR=\"") + color.stroke + "\">\u25A0</FONT>" : "\u25A1";
+            break;
+          }
+        }
+        legend_rows_.push_back("<TR><TD ALIGN=\"LEFT\">" + symbol + " " + html_escape(text) + "</TD></TR>");
+      }
+    }
+  }
+
+  static std::string value_name(const ir::Diagram &d, int id) {
+    const ir::Value &value = d.value(id);
+    return value.name.empty() ? "%" + std::to_string(id) : value.name;
+  }
+
+  std::string axis_name(const Scope &scope, int axis) const {
+    auto it = scope.axes.find(axis);
+    return it != scope.axes.end() ? it->second.name : program_.axis(axis).name;
+  }
+
+  AxisView axis_view(const Scope &scope, int axis) const {
+    auto it = scope.axes.find(axis);
+    if (it != scope.axes.end()) return it->second;
+    const ir::Axis &a = program_.axis(axis);
+    return {a.name, a.size ? std::to_string(*a.size) : ""};
+  }
+
+  std::string wire_label(const Scope &scope, int axis) const {
+    AxisView view = axis_view(scope, axis);
+    std::string label = view.size.empty() ? view.name : view.name + "(" + view.size + ")";
+    auto mark = scope.axis_mark.find(axis);
+    if (mark != scope.axis_mark.end()) label += "\n" + mark->second;
+    return label;
+  }
+
+  // In lane-label mode, writes each wire's label where it enters the node.
+  void label_lanes(const Scope &scope, std::vector<Lane> &lanes) const {
+    if (!lane_labels_) return;
+    for (auto &lane : lanes) {
+      if (!lane.in) continue;
+      lane.label = wire_label(scope, lane.axis);
+      for (char &c : lane.label)
+        if (c == '\n') c = ' ';
+    }
+  }
+
+  // A strip row's text for a wire: its name, or in lane-label mode its full label.
+  std::string strip_text(const Scope &scope, int axis) const {
+    if (!lane_labels_) return axis_view(scope, axis).name;
+    std::string label = wire_label(scope, axis);
+    for (char &c : label)
+      if (c == '\n') c = ' ';
+    return label;
+  }
+
+  // Whether operand `index` of `op` is drawn as text inside op's glyph instead of as a wire.
+  static bool folds(const Scope &scope, const ir::Op &op, size_t index) {
+    int value = op.operands[index];
+    if (!scope.pure.count(value)) return false;
+    switch (op.kind) {
+      case OpKind::Elementwise:
+        if (op.function == "where" && index == 0) return true;  // the mask condition
+        [[fallthrough]];
+      case OpKind::Contract:
+      case OpKind::Reduce:
+      case OpKind::Normalize:
+        return scope.diagram->value(value).axes.empty();
+      default: return false;
+    }
+  }
+
+  static const char *infix(const std::string &function) {
+    static const std::map<std::string, const char *> table{
+        {"add", "+"},     {"sub", "\u2212"}, {"mul", "\u00D7"}, {"div", "/"},   {"lt", "<"},
+        {"le", "\u2264"}, {"gt", ">"},       {"ge", "\u2265"},  {"eq", "=="},   {"ne", "\u2260"},
+        {"and", "&&"},    {"or", "||"},      {"pow", "^"}};
+    auto it = table.find(function);
+    return it == table.end() ? nullptr : it->second;
+  }
+
+  std::string operand_text(const Scope &scope, int value, bool parenthesize) const {
+    auto it = scope.pure_text.find(value);
+    if (it == scope.pure_text.end()) return "\u00B7";  // a wire: ·
+    const std::string &text = it->second;
+    if (parenthesize && scope.pure_infix.count(value)) return "(" + text + ")";
+    return text;
+  }
+
+  // Text of a pure op: #d, rsqrt(#d), q ≥ k, -inf.
+  std::string expression(const Scope &scope, const ir::Op &op) const {
+    switch (op.kind) {
+      case OpKind::Constant: return format_number(op.constant);
+      case OpKind::SizeOf: return "#" + axis_name(scope, op.axes.empty() ? -1 : op.axes[0]);
+      case OpKind::AxisIndex: return axis_name(scope, op.axes.empty() ? -1 : op.axes[0]);
+      default: break;
+    }
+    const std::string &f = op.function;
+    if (op.operands.size() == 1 && (f == "neg" || f == "not"))
+      return std::string(f == "neg" ? "-" : "!") + operand_text(scope, op.operands[0], true);
+    if (op.operands.size() == 2)
+      if (const char *symbol = infix(f))
+        return operand_text(scope, op.operands[0], true) + " " + symbol + " " + operand_text(scope, op.operands[1], true);
+    if (f == "copy" && op.operands.size() == 1) return operand_text(scope, op.operands[0], false);
+    std::string text = f + "(";
+    for (size_t i = 0; i < op.operands.size(); ++i) text += (i ? ", " : "") + operand_text(scope, op.operands[i], false);
+    return text + ")";
+  }
+
+  // ------------------------------------------------------------ edges
+
+  void wire(Scope &scope, int value, int axis, const std::string &node, const std::string &port,
+            const std::string &extra = "") {
+    auto value_it = scope.sources.find(value);
+    if (value_it == scope.sources.end()) return;
+    auto it = value_it->second.find(axis);
+    if (it == value_it->second.end()) it = value_it->second.find(-1);
+    if (it == value_it->second.end()) return;
+    const Endpoint &from = it->second;
+    std::string attributes;
+    if (axis >= 0) {
+      attributes = lane_labels_ ? "penwidth=1" : "label=" + dot_quote(wire_label(scope, axis));
+      auto mark = scope.axis_mark.find(axis);
+      if (mark != scope.axis_mark.end())
+        attributes += mark->second.rfind("group", 0) == 0 ? ", penwidth=2.2" : ", penwidth=2.2, style=dashed";
+    } else {
+      attributes = "style=dotted";
+    }
+    auto level = scope.level_of.find(value);
+    if (level != scope.level_of.end()) {
+      LevelColor color = level_color(level->second, scope.level_order[level->second]);
+      attributes += std::string(", color=\"") + color.stroke + "\", fontcolor=\"" + color.stroke + "\"";
+    }
+    if (!extra.empty()) attributes += ", " + extra;
+    edges_.push_back(endpoint(from, "e") + " -> " + endpoint({node, port}, "w") + " [" + attributes + "];");
+  }
+
+  static std::string endpoint(const Endpoint &at, const char *side) {
+    if (at.port.empty()) return at.node;
+    return at.node + ":" + at.port + ":" + side;
+  }
+
+  // Wires every axis of `value` into node `node` at ports prefix+axis (or `scalar_port` for a scalar).
+  void wire_value(Scope &scope, int value, const std::string &node, const std::string &prefix) {
+    const auto &axes = scope.diagram->value(value).axes;
+    if (axes.empty()) {
+      wire(scope, value, -1, node, "g");
+      return;
+    }
+    for (int axis : axes) wire(scope, value, axis, node, prefix + std::to_string(axis));
+  }
+
+  // ------------------------------------------------------------ nodes
+
+  // Emits a node, inside its memory level's cluster when the schedule puts `value` at a level.
+  void emit_node(Scope &scope, const std::string &name, const std::string &label, int value, bool top) {
+    std::string text = html_node(name, label);
+    auto level = value >= 0 ? scope.level_of.find(value) : scope.level_of.end();
+    if (!top || level == scope.level_of.end()) {
+      line(text);
+      return;
+    }
+    open_level(scope, level->second);
+    line(text);
+    close_cluster();
+  }
+
+  void open_level(Scope &scope, const std::string &level) {
+    LevelColor color = level_color(level, scope.level_order[level]);
+    line("subgraph " + dot_quote("cluster_" + scope.prefix + "level_" + level) + " {");
+    ++indent_;
+    line(std::string("style=\"rounded,filled\"; fillcolor=\"") + color.fill + "\"; color=\"" + color.stroke +
+         "\"; fontcolor=\"" + color.stroke + "\"; fontsize=11; label=" + dot_quote(level) + ";");
+  }
+
+  void close_cluster() {
+    --indent_;
+    line("}");
+  }
+
+  const char *level_fill(const Scope &scope, int value) const {
+    auto level = scope.level_of.find(value);
+    if (level == scope.level_of.end()) return nullptr;
+    auto order = scope.level_order.find(level->second);
+    return level_color(level->second, order == scope.level_order.end() ? 0 : order->second).fill;
+  }
+
+  void draw_scope_values(Scope &scope, bool top) {
+    const ir::Diagram &d = *scope.diagram;
+    if (top) {
+      for (int id : d.inputs) draw_source_value(scope, id, false, top);
+    }
+    for (int id : d.params) draw_source_value(scope, id, true, top);
+  }
+
+  // An input or a param: a name with one wire leaving per axis.
+  void draw_source_value(Scope &scope, int id, bool param, bool top) {
+    const ir::Value &value = scope.diagram->value(id);
+    std::string node = scope.prefix + "v" + std::to_string(id);
+    Glyph glyph;
+    glyph.lines = wrap(value.name, kWrapWidth);
+    glyph.notes.push_back(std::string(ir::dtype_name(value.dtype)) +
+                          (value.instances > 1 ? "  \u00D7" + std::to_string(value.instances) : ""));
+    if (param) {
+      glyph.border = 3;
+      glyph.bold = true;
+      glyph.fill = "#fff2cc";
+      glyph.stroke = "#1f1f1f";
+    } else {
+      glyph.rounded = true;
+    }
+    std::vector<Lane> lanes;
+    for (int axis : source_order(scope, id)) lanes.push_back({axis, false, true, Lane::Acted});
+    emit_node(scope, node, node_table(lanes, glyph, level_fill(scope, id), kWireColor), id, top);
+    if (top && !param) sources_rank_.push_back(node);
+    set_sources(scope, id, node, "o");
+  }
+
+  // The axes of an input or param in the order its first consumer's lanes have them, so that
+  // its wires leave without crossing each other.
+  std::vector<int> source_order(const Scope &scope, int value) const {
+    std::vector<int> axes = scope.diagram->value(value).axes;
+    const ir::Op *consumer = nullptr;
+    ir::for_each_op(scope.diagram->body, [&](const ir::Op &op) {
+      if (consumer || op.kind == OpKind::Call || op.kind == OpKind::Repeat) return;
+      if (!op.results.empty() && scope.pure.count(op.results[0])) return;
+      if (std::find(op.operands.begin(), op.operands.end(), value) != op.operands.end()) consumer = &op;
+    });
+    if (!consumer) return axes;
+    std::vector<Lane> lanes;
+    glyph_for(scope, *consumer, lanes);
+    gather_acted(lanes);
+    std::map<int, size_t> position;
+    for (size_t i = 0; i < lanes.size(); ++i) position[lanes[i].axis] = i;
+    std::stable_sort(axes.begin(), axes.end(), [&](int a, int b) {
+      size_t pa = position.count(a) ? position[a] : lanes.size(), pb = position.count(b) ? position[b] : lanes.size();
+      return pa < pb;
+    });
+    return axes;
+  }
+
+  void set_sources(Scope &scope, int value, const std::string &node, const std::string &prefix) {
+    const auto &axes = scope.diagram->value(value).axes;
+    auto &map = scope.sources[value];
+    if (axes.empty()) map[-1] = {node, "g"};
+    for (int axis : axes) map[axis] = {node, prefix + std::to_string(axis)};
+  }
+
+  void draw_outputs(Scope &scope, bool top) {
+    const ir::Diagram &d = *scope.diagram;
+    for (int id : d.outputs) {
+      const ir::Value &value = d.value(id);
+      std::string node = scope.prefix + "out" + std::to_string(id);
+      Glyph glyph;
+      glyph.lines = wrap(value.name, kWrapWidth);
+      glyph.notes.push_back(std::string(ir::dtype_name(value.dtype)));
+      glyph.rounded = true;
+      std::vector<Lane> lanes;
+      for (int axis : value.axes) lanes.push_back({axis, true, false, Lane::Acted});
+      label_lanes(scope, lanes);
+      emit_node(scope, node, node_table(lanes, glyph, nullptr, kWireColor), -1, top);
+      if (top) sinks_rank_.push_back(node);
+      wire_value(scope, id, node, "i");
+    }
+  }
+
+  void draw_region(Scope &scope, const ir::Region &region, bool top) {
+    for (const auto &op : region.ops) draw_op(scope, *op, top);
+  }
+
+  void draw_op(Scope &scope, const ir::Op &op, bool top) {
+    const ir::Diagram &d = *scope.diagram;
+    if (!op.results.empty() && scope.pure.count(op.results[0])) {
+      if (scope.needs_node.count(op.results[0])) draw_pure(scope, op.results[0], top);
+      return;
+    }
+    switch (op.kind) {
+      case OpKind::Call: {
+        bool expand = options_.depth < 0 || scope.depth < options_.depth;
+        if (expand && scope.depth < 64) {
+          int level_value = op.results.empty() ? -1 : op.results[0];
+          auto level = scope.level_of.find(level_value);
+          bool in_level = top && level != scope.level_of.end();
+          if (in_level) open_level(scope, level->second);
+          draw_call(scope, op);
+          if (in_level) close_cluster();
+          return;
+        }
+        break;
+      }
+      case OpKind::Repeat: draw_repeat(scope, op); return;
+      default: break;
+    }
+    // Every other op is one node.
+    std::string node = scope.prefix + "n" + std::to_string(op.id);
+    std::vector<Lane> lanes;
+    Glyph glyph = glyph_for(scope, op, lanes);
+    label_lanes(scope, lanes);
+    int result = op.results.empty() ? -1 : op.results[0];
+    emit_node(scope, node, node_table(lanes, glyph, result >= 0 ? level_fill(scope, result) : nullptr, kWireColor),
+              result, top);
+    for (size_t i = 0; i < op.operands.size(); ++i) {
+      if (folds(scope, op, i)) continue;
+      wire_value(scope, op.operands[i], node, "i");
+    }
+    for (int r : op.results) set_sources(scope, r, node, "o");
+    (void)d;
+  }
+
+  // A pure value drawn as a source: its expression with a wire per axis.
+  void draw_pure(Scope &scope, int id, bool top) {
+    std::string node = scope.prefix + "v" + std::to_string(id);
+    Glyph glyph;
+    glyph.lines = wrap(scope.pure_text[id], kWrapWidth);
+    glyph.notes.push_back("index expression");
+    glyph.fill = "#f8fafc";
+    glyph.dashed = true;
+    glyph.font_size = 11;
+    std::vector<Lane> lanes;
+    for (int axis : scope.diagram->value(id).axes) lanes.push_back({axis, false, true, Lane::Acted});
+    emit_node(scope, node, node_table(lanes, glyph, level_fill(scope, id), kWireColor), id, top);
+    set_sources(scope, id, node, "o");
+  }
+
+  // Lanes in order of first appearance: drawn operands, then the results.
+  void collect_lanes(const Scope &scope, const ir::Op &op, std::vector<Lane> &lanes) const {
+    std::map<int, size_t> index;
+    auto touch = [&](int axis) -> Lane & {
+      auto it = index.find(axis);
+      if (it != index.end()) return lanes[it->second];
+      index[axis] = lanes.size();
+      lanes.push_back({axis, false, false, Lane::Pass});
+      return lanes.back();
+    };
+    for (size_t i = 0; i < op.operands.size(); ++i) {
+      if (folds(scope, op, i)) continue;
+      for (int axis : scope.diagram->value(op.operands[i]).axes) touch(axis).in = true;
+    }
+    for (int result : op.results)
+      for (int axis : scope.diagram->value(result).axes) touch(axis).out = true;
+    for (auto &lane : lanes) lane.role = lane.in && lane.out ? Lane::Pass : Lane::Acted;
+  }
+
+  // Text of the folded operands of an op, for its glyph.
+  std::vector<std::string> folded_texts(const Scope &scope, const ir::Op &op, size_t skip_first = 0) const {
+    std::vector<std::string> out;
+    for (size_t i = skip_first; i < op.operands.size(); ++i)
+      if (folds(scope, op, i)) out.push_back(operand_text(scope, op.operands[i], false));
+    return out;
+  }
+
+  Glyph glyph_for(const Scope &scope, const ir::Op &op, std::vector<Lane> &lanes) const {
+    collect_lanes(scope, op, lanes);
+    std::set<int> op_axes(op.axes.begin(), op.axes.end());
+    Glyph glyph;
+    switch (op.kind) {
+      case OpKind::Contract: {
+        // No box: summed wires join in a dot; the rest pass through. A scalar factor is written above.
+        for (auto &lane : lanes)
+          if (op_axes.count(lane.axis) && lane.in && !lane.out) lane.role = Lane::Join;
+        glyph.border = 0;
+        glyph.outline = "#9ca3af";
+        std::string factors;
+        for (const auto &text : folded_texts(scope, op)) factors += " \u00D7 " + text;
+        glyph.lines = {factors.empty() ? "\u03A3" : "\u03A3" + factors};  // Σ × rsqrt(#d)
+        glyph.font_size = 11;
+        if (glyph.lines[0].size() > kWrapWidth) glyph.lines = wrap(glyph.lines[0], kWrapWidth);
+        break;
+      }
+      case OpKind::Normalize: {
+        for (auto &lane : lanes) lane.role = op_axes.count(lane.axis) ? Lane::Acted : lane.role;
+        glyph.lines = {op.function};
+        for (const auto &[key, value] : op.options) glyph.notes.push_back(key + " " + format_number(value));
+        glyph.fill = "#fde2c8";
+        glyph.stroke = "#9a3412";
+        glyph.rounded = true;
+        glyph.border = 2;
+        break;
+      }
+      case OpKind::Reduce: {
+        for (auto &lane : lanes) lane.role = op_axes.count(lane.axis) ? Lane::Acted : lane.role;
+        static const std::map<std::string, std::string> symbols{{"sum", "\u03A3"}, {"prod", "\u03A0"}};
+        auto it = symbols.find(op.function);
+        glyph.lines = {it != symbols.end() ? it->second : op.function};
+        glyph.notes.push_back("reduce");
+        glyph.fill = "#dcfce7";
+        glyph.stroke = "#166534";
+        break;
+      }
+      case OpKind::Elementwise: elementwise_glyph(scope, op, glyph); break;
+      case OpKind::Access: access_glyph(scope, op, lanes, glyph); break;
+      case OpKind::Merge: {
+        std::set<int> acted;
+        for (size_t r = 0; r < op.merges.size(); ++r) {
+          const auto &group = op.merges[r];
+          int result_axis = scope.diagram->value(op.results[0]).axes.at(r);
+          if (group.size() == 1 && group[0] == result_axis) continue;
+          std::string text = "(";
+          for (size_t i = 0; i < group.size(); ++i) text += (i ? ", " : "") + axis_name(scope, group[i]);
+          glyph.lines.push_back(text + ") \u2192 " + axis_name(scope, result_axis));
+          acted.insert(group.begin(), group.end());
+          acted.insert(result_axis);
+        }
+        for (auto &lane : lanes)
+          if (acted.count(lane.axis)) lane.role = Lane::Acted;
+        if (glyph.lines.empty()) glyph.lines = {"merge"};
+        glyph.notes.push_back("merge");
+        glyph.fill = "#ede9fe";
+        glyph.stroke = "#5b21b6";
+        break;
+      }
+      case OpKind::Call: {
+        // Folded: one box for the whole callee; lifted axes pass by.
+        std::set<int> lifted(op.lifted.begin(), op.lifted.end());
+        for (auto &lane : lanes)
+          lane.role = lifted.count(lane.axis) && lane.in && lane.out ? Lane::Pass : Lane::Acted;
+        glyph.lines = wrap(op.function, kWrapWidth);
+        glyph.notes.push_back("folded call");
+        glyph.fill = "#f1f5f9";
+        glyph.stroke = "#0f172a";
+        glyph.border = 2;
+        glyph.bold = true;
+        break;
+      }
+      default: {
+        glyph.lines = {std::string(ir::op_kind_name(op.kind))};
+        break;
+      }
+    }
+    return glyph;
+  }
+
+  void elementwise_glyph(const Scope &scope, const ir::Op &op, Glyph &glyph) const {
+    const std::string &f = op.function;
+    static const std::map<std::string, const char *> circled{
+        {"add", "\u2295"}, {"sub", "\u2296"}, {"mul", "\u2299"}, {"div", "\u2298"}};
+    std::vector<std::string> folded = folded_texts(scope, op);
+    if (f == "where") {
+      // A mask: the condition and the fill value are text, the data passes through.
+      std::string condition = operand_text(scope, op.operands.at(0), false);
+      glyph.lines = {"mask"};
+      for (const auto &piece : wrap(condition, kWrapWidth)) glyph.lines.push_back(piece);
+      std::string otherwise;
+      if (op.operands.size() == 3 && folds(scope, op, 2)) otherwise = operand_text(scope, op.operands[2], false);
+      if (op.operands.size() == 3 && folds(scope, op, 1))
+        glyph.notes.push_back("then " + operand_text(scope, op.operands[1], false));
+      if (!otherwise.empty()) glyph.notes.push_back("else " + otherwise);
+      glyph.fill = "#e5e7eb";
+      glyph.stroke = "#374151";
+      glyph.dashed = true;
+      glyph.font_size = 11;
+      return;
+    }
+    auto circle = circled.find(f);
+    if (circle != circled.end() && folded.empty()) {
+      // Additions and products of tensors: a circled operator, no box.
+      glyph.lines = {circle->second};
+      glyph.border = 0;
+      glyph.font_size = 20;
+      return;
+    }
+    if (f == "cast") {
+      glyph.lines = {"\u2192 " + std::string(ir::dtype_name(scope.diagram->value(op.results.at(0)).dtype))};
+      glyph.notes.push_back("cast");
+    } else if (f == "copy") {
+      glyph.lines = {"copy"};
+    } else if (const char *symbol = infix(f); symbol && op.operands.size() == 2) {
+      // `· × 0.5`: the dot stands for the wires.
+      glyph.lines = wrap(operand_text(scope, op.operands[0], true) + " " + symbol + " " +
+                             operand_text(scope, op.operands[1], true),
+                         kWrapWidth);
+    } else if (folded.empty()) {
+      glyph.lines = {f};
+    } else {
+      std::string text = f + "(";
+      for (size_t i = 0; i < op.operands.size(); ++i)
+        text += (i ? ", " : "") + operand_text(scope, op.operands[i], false);
+      glyph.lines = wrap(text + ")", kWrapWidth);
+    }
+    glyph.fill = "#dbeafe";
+    glyph.stroke = "#1e3a8a";
+  }
+
+  std::string affine_text(const Scope &scope, const ir::AccessIndex &index) const {
+    std::string text;
+    for (const auto &[axis, coefficient] : index.terms) {
+      std::string term = axis_name(scope, axis);
+      if (coefficient == -1) term = "-" + term;
+      else if (coefficient != 1) term = std::to_string(coefficient) + "\u00B7" + term;
+      if (text.empty()) text = term;
+      else if (term[0] == '-') text += " - " + term.substr(1);
+      else text += " + " + term;
+    }
+    if (index.offset != 0 || text.empty()) {
+      if (text.empty()) text = std::to_string(index.offset);
+      else text += (index.offset < 0 ? " - " : " + ") + std::to_string(std::llabs(index.offset));
+    }
+    return text;
+  }
+
+  void access_glyph(const Scope &scope, const ir::Op &op, std::vector<Lane> &lanes, Glyph &glyph) const {
+    const ir::Diagram &d = *scope.diagram;
+    const auto &source_axes = d.value(op.operands.at(0)).axes;
+    const auto &result_axes = d.value(op.results.at(0)).axes;
+    std::set<int> results(result_axes.begin(), result_axes.end());
+    std::set<int> identity;
+    bool gather = false;
+    for (size_t i = 0; i < op.access.size() && i < source_axes.size(); ++i) {
+      const ir::AccessIndex &index = op.access[i];
+      int source = source_axes[i];
+      switch (index.kind) {
+        case ir::AccessIndex::Kind::Affine:
+          if (index.terms.size() == 1 && index.terms[0].first == source && index.terms[0].second == 1 &&
+              index.offset == 0 && results.count(source)) {
+            identity.insert(source);
+            continue;
+          }
+          glyph.lines.push_back(axis_name(scope, source) + " \u2190 " + affine_text(scope, index));
+          break;
+        case ir::AccessIndex::Kind::Split: {
+          std::string text = axis_name(scope, source) + " \u2192 (";
+          for (size_t k = 0; k < index.split.size(); ++k) text += (k ? ", " : "") + axis_name(scope, index.split[k]);
+          glyph.lines.push_back(text + ")");
+          break;
+        }
+        case ir::AccessIndex::Kind::Gather: {
+          gather = true;
+          int operand = index.gather_operand >= 0 && static_cast<size_t>(index.gather_operand) < op.operands.size()
+                            ? op.operands[static_cast<size_t>(index.gather_operand)]
+                            : -1;
+          glyph.lines.push_back(axis_name(scope, source) + " \u2190 " +
+                                (operand >= 0 ? value_name(d, operand) : std::string("?")));
+          break;
+        }
+      }
+    }
+    for (auto &lane : lanes) lane.role = identity.count(lane.axis) ? Lane::Pass : Lane::Acted;
+    if (glyph.lines.empty()) glyph.lines = {"access"};
+    glyph.notes.push_back(gather ? "gather" : "index");
+    glyph.fill = "#ede9fe";
+    glyph.stroke = "#5b21b6";
+    glyph.font_size = 11;
+  }
+
+  // ------------------------------------------------------------ calls and repeats
+
+  // A call unfolded: a cluster with an entry strip (the callee's inputs, each axis bound to the
+  // caller's), the callee's body, and an exit strip. Lifted axes run from entry to exit.
+  void draw_call(Scope &scope, const ir::Op &op) {
+    const ir::Diagram &callee = *program_.diagrams.at(static_cast<size_t>(op.callee));
+    const ir::Diagram &d = *scope.diagram;
+    std::string base = scope.prefix + "n" + std::to_string(op.id);
+    std::map<int, int> bound;  // callee axis -> caller axis
+    for (const auto &[callee_axis, caller_axis] : op.bindings) bound[callee_axis] = caller_axis;
+
+    Scope inner;
+    inner.diagram = &callee;
+    inner.prefix = base + "_";
+    inner.depth = scope.depth + 1;
+    for (const auto &[callee_axis, caller_axis] : bound) {
+      AxisView view = axis_view(scope, caller_axis);
+      inner.axes[callee_axis] = {program_.axis(callee_axis).name, view.size};
+    }
+    prepare(inner);
+
+    std::string title = callee.name;
+    if (!op.lifted.empty()) {
+      title += "  lifted over ";
+      for (size_t i = 0; i < op.lifted.size(); ++i) title += (i ? ", " : "") + wire_label(scope, op.lifted[i]);
+    }
+    line("subgraph " + dot_quote("cluster_" + base) + " {");
+    ++indent_;
+    bool odd = scope.depth % 2 == 0;
+    line(std::string("style=\"rounded,filled\"; fillcolor=\"") + (odd ? "#f8fafc" : "#eef2f7") +
+         "\"; color=\"#64748b\"; fontsize=12; label=" + dot_quote(title) + ";");
+
+    // Entry strip.
+    std::string entry = base + "_in";
+    std::string rows;
+    for (size_t k = 0; k < callee.inputs.size(); ++k) {
+      const ir::Value &input = callee.value(callee.inputs[k]);
+      rows += "<TR><TD PORT=\"i" + std::to_string(k) + "\" BGCOLOR=\"#e2e8f0\"><B>" + html_escape(input.name) + "</B></TD></TR>";
+      for (int axis : input.axes) {
+        std::string text = program_.axis(axis).name;
+        auto it = bound.find(axis);
+        if (it != bound.end() && (lane_labels_ || axis_view(scope, it->second).name != text))
+          text += " \u2190 " + strip_text(scope, it->second);
+        rows += "<TR><TD PORT=\"i" + std::to_string(k) + "_" + std::to_string(axis) + "\">" + html_escape(text) + "</TD></TR>";
+      }
+    }
+    for (int axis : op.lifted)
+      rows += "<TR><TD PORT=\"L" + std::to_string(axis) + "\"><I>" + html_escape(strip_text(scope, axis)) +
+              " (lifted)</I></TD></TR>";
+    line(html_node(entry, strip(rows)));
+    // Caller wires into the entry strip.
+    for (size_t k = 0; k < op.operands.size() && k < callee.inputs.size(); ++k) {
+      int operand = op.operands[k];
+      const auto &callee_axes = callee.value(callee.inputs[k]).axes;
+      const auto &axes = d.value(operand).axes;
+      if (axes.empty()) {
+        wire(scope, operand, -1, entry, "i" + std::to_string(k));
+        continue;
+      }
+      for (int axis : axes) {
+        std::string port = "i" + std::to_string(k);
+        for (int c : callee_axes) {
+          auto it = bound.find(c);
+          if (it != bound.end() && it->second == axis) {
+            port += "_" + std::to_string(c);
+            break;
+          }
+        }
+        if (port == "i" + std::to_string(k) &&
+            std::find(op.lifted.begin(), op.lifted.end(), axis) != op.lifted.end())
+          port = "L" + std::to_string(axis);
+        wire(scope, operand, axis, entry, port);
+      }
+      inner.sources[callee.inputs[k]][-1] = {entry, "i" + std::to_string(k)};
+      for (int c : callee_axes) inner.sources[callee.inputs[k]][c] = {entry, "i" + std::to_string(k) + "_" + std::to_string(c)};
+    }
+
+    // The body.
+    draw_scope_values(inner, false);
+    draw_region(inner, callee.body, false);
+
+    // Exit strip.
+    std::string exit = base + "_out";
+    rows.clear();
+    for (size_t k = 0; k < callee.outputs.size(); ++k) {
+      const ir::Value &output = callee.value(callee.outputs[k]);
+      rows += "<TR><TD PORT=\"r" + std::to_string(k) + "\" BGCOLOR=\"#e2e8f0\"><B>" + html_escape(output.name) + "</B></TD></TR>";
+      for (int axis : output.axes) {
+        std::string text = lane_labels_ ? strip_text(inner, axis) : program_.axis(axis).name;
+        auto it = bound.find(axis);
+        if (it != bound.end() && axis_view(scope, it->second).name != program_.axis(axis).name)
+          text += " \u2192 " + axis_view(scope, it->second).name;
+        rows += "<TR><TD PORT=\"r" + std::to_string(k) + "_" + std::to_string(axis) + "\">" + html_escape(text) + "</TD></TR>";
+      }
+    }
+    for (int axis : op.lifted)
+      rows += "<TR><TD PORT=\"L" + std::to_string(axis) + "\"><I>" + html_escape(strip_text(scope, axis)) +
+              " (lifted)</I></TD></TR>";
+    line(html_node(exit, strip(rows)));
+    for (size_t k = 0; k < callee.outputs.size(); ++k) {
+      int output = callee.outputs[k];
+      const auto &axes = callee.value(output).axes;
+      if (axes.empty()) wire(inner, output, -1, exit, "r" + std::to_string(k));
+      for (int axis : axes) wire(inner, output, axis, exit, "r" + std::to_string(k) + "_" + std::to_string(axis));
+    }
+    // Lifted axes pass by the callee's body.
+    for (int axis : op.lifted) {
+      std::string port = "L" + std::to_string(axis);
+      std::string label = lane_labels_ ? "" : "label=" + dot_quote(wire_label(scope, axis)) + ", ";
+      edges_.push_back(endpoint({entry, port}, "e") + " -> " + endpoint({exit, port}, "w") + " [" + label +
+                       "style=dashed, color=\"#64748b\", fontcolor=\"#64748b\"];");
+    }
+    close_cluster();
+
+    // Results leave from the exit strip.
+    for (size_t k = 0; k < op.results.size() && k < callee.outputs.size(); ++k) {
+      int result = op.results[k];
+      auto &map = scope.sources[result];
+      map[-1] = {exit, "r" + std::to_string(k)};
+      const auto &callee_axes = callee.value(callee.outputs[k]).axes;
+      for (int axis : d.value(result).axes) {
+        std::string port = "r" + std::to_string(k);
+        for (int c : callee_axes) {
+          auto it = bound.find(c);
+          if (it != bound.end() && it->second == axis) {
+            port += "_" + std::to_string(c);
+            break;
+          }
+        }
+        if (port == "r" + std::to_string(k) &&
+            std::find(op.lifted.begin(), op.lifted.end(), axis) != op.lifted.end())
+          port = "L" + std::to_string(axis);
+        map[axis] = {exit, port};
+      }
+    }
+  }
+
+  static std::string strip(const std::string &rows) {
+    return "<TABLE BORDER=\"1\" COLOR=\"#64748b\" CELLBORDER=\"0\" CELLSPACING=\"0\" CELLPADDING=\"2\" BGCOLOR=\"#ffffff\">"
+           + rows + "</TABLE>";
+  }
+
+  // `repeat N`: the body drawn once in a cluster marked ×N, carried values entering and leaving
+  // through strips, a dashed wire from the end back to the start.
+  void draw_repeat(Scope &scope, const ir::Op &op) {
+    const ir::Diagram &d = *scope.diagram;
+    std::string base = scope.prefix + "n" + std::to_string(op.id);
+    line("subgraph " + dot_quote("cluster_" + base) + " {");
+    ++indent_;
+    line("style=\"rounded,dashed,bold\"; color=\"#7c3aed\"; fontcolor=\"#7c3aed\"; fontsize=14; label=" +
+         dot_quote("repeat \u00D7" + std::to_string(op.count)) + ";");
+    std::string entry = base + "_in", exit = base + "_out";
+    std::string rows;
+    for (size_t k = 0; k < op.body_arguments.size(); ++k) {
+      const ir::Value &argument = d.value(op.body_arguments[k]);
+      rows += "<TR><TD PORT=\"i" + std::to_string(k) + "\" BGCOLOR=\"#ede9fe\"><B>" + html_escape(argument.name) + "</B></TD></TR>";
+      for (int axis : argument.axes)
+        rows += "<TR><TD PORT=\"i" + std::to_string(k) + "_" + std::to_string(axis) + "\">" +
+                html_escape(strip_text(scope, axis)) + "</TD></TR>";
+    }
+    line(html_node(entry, strip(rows)));
+    for (size_t k = 0; k < op.operands.size() && k < op.body_arguments.size(); ++k) {
+      int operand = op.operands[k];
+      const auto &axes = d.value(operand).axes;
+      if (axes.empty()) wire(scope, operand, -1, entry, "i" + std::to_string(k));
+      for (int axis : axes) wire(scope, operand, axis, entry, "i" + std::to_string(k) + "_" + std::to_string(axis));
+      set_sources(scope, op.body_arguments[k], entry, "i" + std::to_string(k) + "_");
+      scope.sources[op.body_arguments[k]][-1] = {entry, "i" + std::to_string(k)};
+    }
+    draw_region(scope, *op.body, false);
+    rows.clear();
+    for (size_t k = 0; k < op.body_yields.size(); ++k) {
+      const ir::Value &yield = d.value(op.body_yields[k]);
+      rows += "<TR><TD PORT=\"r" + std::to_string(k) + "\" BGCOLOR=\"#ede9fe\"><B>" + html_escape(yield.name) + "</B></TD></TR>";
+      for (int axis : yield.axes)
+        rows += "<TR><TD PORT=\"r" + std::to_string(k) + "_" + std::to_string(axis) + "\">" +
+                html_escape(strip_text(scope, axis)) + "</TD></TR>";
+    }
+    line(html_node(exit, strip(rows)));
+    for (size_t k = 0; k < op.body_yields.size(); ++k) {
+      int yield = op.body_yields[k];
+      const auto &axes = d.value(yield).axes;
+      if (axes.empty()) wire(scope, yield, -1, exit, "r" + std::to_string(k));
+      for (int axis : axes) wire(scope, yield, axis, exit, "r" + std::to_string(k) + "_" + std::to_string(axis));
+    }
+    close_cluster();
+    edges_.push_back(exit + " -> " + entry + " [constraint=false, style=dashed, color=\"#7c3aed\", fontcolor=\"#7c3aed\"" +
+                     (lane_labels_ ? std::string() : ", label=" + dot_quote("next of " + std::to_string(op.count))) + "];");
+    for (size_t k = 0; k < op.results.size() && k < op.body_yields.size(); ++k) {
+      set_sources(scope, op.results[k], exit, "r" + std::to_string(k) + "_");
+      scope.sources[op.results[k]][-1] = {exit, "r" + std::to_string(k)};
+    }
+  }
+
+  const ir::Program &program_;
+  DrawOptions options_;
+  bool lane_labels_ = false;
+  std::set<const ir::Diagram *> legend_done_;
+  std::string body_;
+  int indent_ = 1;
+  std::vector<std::string> edges_;
+  std::vector<std::string> legend_rows_;
+  std::vector<std::string> sources_rank_, sinks_rank_;
+};
+
+}  // namespace
+
+std::string diagram_to_dot(const ir::Program &program, const ir::Diagram &diagram, const DrawOptions &options) {
+  Drawer drawer(program, options);
+  return drawer.draw(diagram);
+}
+
+}  // namespace ncd::render

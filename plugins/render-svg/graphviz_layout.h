@@ -1,0 +1,18 @@
+// Laying out and rendering DOT text with Graphviz's C libraries (cgraph + gvc),
+// in process: no `dot` subprocess.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace ncd::render {
+
+// Renders `dot` with the dot layout engine to `format` (svg, png, pdf, or any
+// Graphviz output format). Returns false with `error` set when the format is
+// unavailable in this Graphviz, the DOT text is invalid, or layout fails.
+bool graphviz_render(const std::string &dot, const std::string &format, std::string &output, std::string &error);
+
+// Whether Graphviz can produce `format` here, and the formats it can.
+bool graphviz_has_format(const std::string &format, std::vector<std::string> *available = nullptr);
+
+}  // namespace ncd::render

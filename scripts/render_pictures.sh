@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Regenerates the pictures in docs/ that README.md and docs/RENDER.md show.
+# Usage: scripts/render_pictures.sh [NCD]   (default: build/bin/ncd)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ncd=${1:-build/bin/ncd}
+"$ncd" render examples/attention.ncd -o docs/attention.png
+"$ncd" render examples/multihead.ncd -o docs/multihead.png
+"$ncd" render stdlib/std/transformer.ncd --diagram GPT2Block -o docs/gpt2_block.png
+"$ncd" render stdlib/std/conv.ncd --diagram Conv2d -o docs/conv2d.png
+"$ncd" render tests/render/golden/attention_schedule.ncd --title "Causal attention, scheduled" -o docs/attention_schedule.png

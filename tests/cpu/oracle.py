@@ -1,0 +1,382 @@
+"""Independent NumPy implementations of every diagram in stdlib/std/*.ncd and examples/*.ncd.
+
+This is the numerical oracle of the CPU backend: each function computes, from
+the language's specification (docs/LANGUAGE.md) and the diagram's source, the
+same function that `ncd run` computes, on the same inputs and params (read
+from the .npy files `ncd run --random` writes). It never calls ncd code.
+
+Each function takes `x` (inputs by name), `p` (params by path, docs/RUN.md)
+and `r`, the rounding of a statement's intermediates to its dtype (the
+identity in float32 for f32 files, round-to-nearest-even bfloat16 for bf16
+files: "every intermediate the statement computes is held in that dtype").
+Arithmetic is float64; `r` rounds through float32 as the backend stores it.
+"""
+
+import numpy as np
+
+# ---------------------------------------------------------------- dtypes
+
+
+def round_bf16(a):
+    """Rounds float32 values to bfloat16 (round to nearest, ties to even), as float32."""
+    a = np.asarray(a, dtype=np.float32)
+    bits = a.view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+    out = (rounded & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
+    return np.where(np.isnan(a), a, out)
+
+
+def rounder(dtype):
+    if dtype == "bf16":
+        return lambda a: round_bf16(np.asarray(a, dtype=np.float64).astype(np.float32)).astype(np.float64)
+    return lambda a: np.asarray(a, dtype=np.float64).astype(np.float32).astype(np.float64)
+
+
+F32 = rounder("f32")  # statements annotated f32 in a bf16 file
+
+# ---------------------------------------------------------------- building blocks
+
+
+def softmax(s, axis):
+    m = np.max(s, axis=axis, keepdims=True)
+    e = np.exp(s - m)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def layernorm(x, axis=-1, eps=1e-5):
+    mean = np.mean(x, axis=axis, keepdims=True)
+    var = np.mean((x - mean) ** 2, axis=axis, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps)
+
+
+def rmsnorm(x, axis=-1, eps=1e-6):
+    return x / np.sqrt(np.mean(x * x, axis=axis, keepdims=True) + eps)
+
+
+def erf(x):
+    # math.erf elementwise: NumPy has no erf of its own.
+    import math
+
+    return np.vectorize(math.erf, otypes=[np.float64])(x)
+
+
+def gelu(x):
+    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+
+
+def silu(x):
+    return x / (1.0 + np.exp(-x))
+
+
+def shift(x, offset, axis):
+    """x read at position i + offset along `axis`; positions outside read zero."""
+    out = np.zeros_like(x)
+    n = x.shape[axis]
+    src = [slice(None)] * x.ndim
+    dst = [slice(None)] * x.ndim
+    if offset >= 0:
+        src[axis] = slice(offset, n)
+        dst[axis] = slice(0, n - offset)
+    else:
+        src[axis] = slice(0, n + offset)
+        dst[axis] = slice(-offset, n)
+    out[tuple(dst)] = x[tuple(src)]
+    return out
+
+
+# ---------------------------------------------------------------- std/attention.ncd
+# Cores on one head: Q[q, d], K[k, d], V[k, d]; leading axes of Q are lifted (batched).
+
+
+def attention_core(Q, K, V, r, mask=None):
+    """Q[..., q, d], K[..., k, d], V[..., k, d] -> O[..., q, d]; S is an f32 statement."""
+    d = Q.shape[-1]
+    S = F32(np.einsum("...qd,...kd->...qk", Q, K) * (1.0 / np.sqrt(d)))
+    if mask is not None:
+        S = np.where(mask, S, -np.inf)
+    P = r(softmax(S, -1))
+    return r(np.einsum("...qk,...kd->...qd", P, V))
+
+
+def causal_mask(nq, nk):
+    return np.arange(nq)[:, None] >= np.arange(nk)[None, :]
+
+
+def window_mask(nq, nk, window):
+    q = np.arange(nq)[:, None]
+    k = np.arange(nk)[None, :]
+    return (q >= k) & (q - k < window)
+
+
+def Attention(x, p, r, sizes):
+    return {"O": attention_core(x["Q"], x["K"], x["V"], r)}
+
+
+def CausalAttention(x, p, r, sizes):
+    Q, K = x["Q"], x["K"]
+    return {"O": attention_core(Q, K, x["V"], r, causal_mask(Q.shape[0], K.shape[0]))}
+
+
+def SlidingWindowAttention(x, p, r, sizes):
+    Q, K = x["Q"], x["K"]
+    return {"O": attention_core(Q, K, x["V"], r, window_mask(Q.shape[0], K.shape[0], sizes["window"]))}
+
+
+def mha(X, p, r, causal, pre=""):
+    """X[seq, model] -> Y[seq, model]; Wq[model, heads, d] etc.; heads lifted."""
+    g = lambda name: p[pre + name]
+    Q = r(r(np.einsum("sm,mhd->shd", X, g("Wq"))) + g("bq"))
+    K = r(r(np.einsum("sm,mhd->shd", X, g("Wk"))) + g("bk"))
+    V = r(r(np.einsum("sm,mhd->shd", X, g("Wv"))) + g("bv"))
+    n = X.shape[0]
+    mask = causal_mask(n, n) if causal else None
+    # Heads first for the core, then back to [seq, heads, d].
+    O = attention_core(Q.transpose(1, 0, 2), K.transpose(1, 0, 2), V.transpose(1, 0, 2), r, mask).transpose(1, 0, 2)
+    return r(r(np.einsum("shd,hdm->sm", O, g("Wo"))) + g("bo"))
+
+
+def MultiHeadAttention(x, p, r, sizes):
+    return {"Y": mha(x["X"], p, r, causal=False)}
+
+
+def CausalMultiHeadAttention(x, p, r, sizes):
+    return {"Y": mha(x["X"], p, r, causal=True)}
+
+
+def rope(X, r):
+    """X[..., seq, d] -> Y[..., seq, d]: interleaved pairs rotated by seq * 10000^(-2i/d)."""
+    n, d = X.shape[-2], X.shape[-1]
+    seq = np.arange(n, dtype=np.float64)[:, None]
+    dd = np.arange(d, dtype=np.float64)[None, :]
+    A = F32(seq * np.exp(np.floor(dd / 2) * (-2.0 * np.log(10000.0) / d)))  # an f32 statement
+    even = (np.arange(d) % 2) == 0
+    R = np.where(even, -shift(X, 1, -1), shift(X, -1, -1))
+    return r(r(X * r(np.cos(A))) + r(R * r(np.sin(A))))
+
+
+def RoPE(x, p, r, sizes):
+    return {"Y": rope(x["X"], r)}
+
+
+def gqa(X, p, r, pre=""):
+    g = lambda name: p[pre + name]
+    Qp = r(np.einsum("sm,mkgd->skgd", X, g("Wq")))
+    Kp = r(np.einsum("sm,mkd->skd", X, g("Wk")))
+    # RoPE acts on [seq, d], lifted over kv_heads and group.
+    Q = rope(Qp.transpose(1, 2, 0, 3), r)  # [kv, group, seq, d]
+    K = rope(Kp.transpose(1, 0, 2), r)  # [kv, seq, d]
+    V = r(np.einsum("sm,mkd->skd", X, g("Wv"))).transpose(1, 0, 2)  # [kv, seq, d]
+    n = X.shape[0]
+    O = attention_core(Q, K[:, None], V[:, None], r, causal_mask(n, n))  # [kv, group, seq, d]
+    return r(np.einsum("kgsd,kgdm->sm", O, g("Wo")))
+
+
+def GroupedQueryAttention(x, p, r, sizes):
+    return {"Y": gqa(x["X"], p, r)}
+
+
+def CrossAttention(x, p, r, sizes):
+    X, M = x["X"], x["M"]
+    Q = r(np.einsum("qm,mhd->hqd", X, p["Wq"]))
+    K = r(np.einsum("km,mhd->hkd", M, p["Wk"]))
+    V = r(np.einsum("km,mhd->hkd", M, p["Wv"]))
+    O = attention_core(Q, K, V, r)  # [heads, q, d]
+    return {"Y": r(np.einsum("hqd,hdm->qm", O, p["Wo"]))}
+
+
+# ---------------------------------------------------------------- std/conv.ncd
+
+
+def windows(X, kernel, axis, offset):
+    """Stack of X read at position i + j + offset along `axis`, j < kernel: a new last axis j."""
+    return np.stack([shift(X, j + offset, axis) for j in range(kernel)], axis=-1)
+
+
+def Conv1d(x, p, r, sizes):
+    X, W, b = x["X"], p["W"], p["b"]  # X[t, c], W[kw, c, o]
+    kw = W.shape[0]
+    nx = X.shape[0] - kw + 1
+    Xw = windows(X, kw, 0, 0)[:nx]  # [x, c, kw]
+    return {"Y": r(r(np.einsum("xcj,jco->xo", Xw, W)) + b)}
+
+
+def Conv1dSame(x, p, r, sizes):
+    X, W, b = x["X"], p["W"], p["b"]
+    kw = W.shape[0]
+    Xw = windows(X, kw, 0, -1)  # X[t + kw - 1]: the literal offset -1
+    return {"Y": r(r(np.einsum("tcj,jco->to", Xw, W)) + b)}
+
+
+def conv2d(X, W, offset, valid):
+    kh, kw = W.shape[0], W.shape[1]
+    rows = np.stack([shift(X, i + offset, 0) for i in range(kh)], axis=0)  # [kh, h, w, c]
+    both = np.stack([shift(rows, j + offset, 2) for j in range(kw)], axis=1)  # [kh, kw, h, w, c]
+    if valid:
+        both = both[:, :, : X.shape[0] - kh + 1, : X.shape[1] - kw + 1]
+    return both
+
+
+def Conv2d(x, p, r, sizes):
+    X, W, b = x["X"], p["W"], p["b"]
+    P = conv2d(X, W, 0, True)
+    return {"Y": r(r(np.einsum("ijyzc,ijco->yzo", P, W)) + b)}
+
+
+def Conv2dSame(x, p, r, sizes):
+    X, W, b = x["X"], p["W"], p["b"]
+    P = conv2d(X, W, -1, False)
+    return {"Y": r(r(np.einsum("ijhwc,ijco->hwo", P, W)) + b)}
+
+
+def DepthwiseConv2d(x, p, r, sizes):
+    X, W, b = x["X"], p["W"], p["b"]
+    P = conv2d(X, W, -1, False)
+    return {"Y": r(r(np.einsum("ijhwc,ijc->hwc", P, W)) + b)}
+
+
+# ---------------------------------------------------------------- std/nn.ncd
+
+
+def Linear(x, p, r, sizes):
+    return {"Y": r(r(x["X"] @ p["W"]) + p["b"])}
+
+
+def ffn(X, p, r, pre=""):
+    H = r(gelu(r(r(X @ p[pre + "W1"]) + p[pre + "b1"])))
+    return r(r(H @ p[pre + "W2"]) + p[pre + "b2"])
+
+
+def FFN(x, p, r, sizes):
+    return {"Y": ffn(x["X"], p, r)}
+
+
+def swiglu(X, p, r, pre=""):
+    G = r(X @ p[pre + "Wg"])
+    U = r(X @ p[pre + "Wu"])
+    return r((r(silu(G)) * U) @ p[pre + "Wd"])  # one contraction of three factors
+
+
+def SwiGLU(x, p, r, sizes):
+    return {"Y": swiglu(x["X"], p, r)}
+
+
+def layer_norm(X, p, r, pre=""):
+    return r(r(r(layernorm(X, -1, 1e-5)) * p[pre + "gamma"]) + p[pre + "beta"])
+
+
+def rms_norm(X, p, r, pre=""):
+    return r(r(rmsnorm(X, -1, 1e-6)) * p[pre + "gamma"])
+
+
+def LayerNorm(x, p, r, sizes):
+    return {"Y": layer_norm(x["X"], p, r)}
+
+
+def RMSNorm(x, p, r, sizes):
+    return {"Y": rms_norm(x["X"], p, r)}
+
+
+def gather_rows(table, ids):
+    ids = np.asarray(ids).astype(np.int64)
+    ok = (ids >= 0) & (ids < table.shape[0])
+    return np.where(ok[..., None], table[np.clip(ids, 0, table.shape[0] - 1)], 0.0)
+
+
+def Embedding(x, p, r, sizes):
+    return {"E": gather_rows(p["table"], x["tokens"])}
+
+
+# ---------------------------------------------------------------- std/transformer.ncd
+
+
+def gpt2_block(X, p, r, pre=""):
+    A = r(X + mha(layer_norm(X, p, r, pre + "LayerNorm@0."), p, r, True, pre + "CausalMultiHeadAttention."))
+    return r(A + ffn(layer_norm(A, p, r, pre + "LayerNorm@1."), p, r, pre + "FFN."))
+
+
+def GPT2Block(x, p, r, sizes):
+    return {"Y": gpt2_block(x["X"], p, r)}
+
+
+def LlamaBlock(x, p, r, sizes):
+    X = x["X"]
+    A = r(X + gqa(rms_norm(X, p, r, "RMSNorm@0."), p, r, "GroupedQueryAttention."))
+    return {"Y": r(A + swiglu(rms_norm(A, p, r, "RMSNorm@1."), p, r, "SwiGLU."))}
+
+
+def gpt2(tokens, p, r, pre=""):
+    H = r(gather_rows(p[pre + "wte"], tokens) + p[pre + "wpe"])
+    for i in range(12):
+        H = gpt2_block(H, p, r, pre + f"{i}.GPT2Block.")
+    N = layer_norm(H, p, r, pre + "LayerNorm.")
+    return F32(N @ p[pre + "wte"].T)  # logits is declared f32
+
+
+def GPT2(x, p, r, sizes):
+    return {"logits": gpt2(x["tokens"], p, r)}
+
+
+# ---------------------------------------------------------------- examples
+
+
+def example_Block(x, p, r, sizes):
+    X = x["X"]  # [batch, ctx, width]: GPT2Block lifted over batch
+    return {"Y": np.stack([gpt2_block(X[b], p, r, "GPT2Block.") for b in range(X.shape[0])])}
+
+
+def example_Model(x, p, r, sizes):
+    ids = x["ids"]  # [batch, ctx]
+    return {"logits": np.stack([gpt2(ids[b], p, r, "GPT2.") for b in range(ids.shape[0])])}
+
+
+def example_MultiHead(x, p, r, sizes):
+    X = x["X"]
+    heads, d = sizes["heads"], sizes["d"]
+    QKV = r(r(X @ p["Wqkv"]) + p["bqkv"])  # [seq, qkv]
+    P = QKV.reshape(X.shape[0], 3, heads, d)  # split (three, heads, d), first outermost
+    Q, K, V = (P[:, i].transpose(1, 0, 2) for i in range(3))  # [heads, seq, d]
+    O = attention_core(Q, K, V, r)  # [heads, seq, d]
+    M = O.transpose(1, 0, 2).reshape(X.shape[0], heads * d)  # merge (heads, d)
+    return {"Y": r(r(M @ p["Wo"]) + p["bo"])}
+
+
+# (file relative to the repository root, diagram) -> oracle
+ORACLES = {
+    ("stdlib/std/attention.ncd", "Attention"): Attention,
+    ("stdlib/std/attention.ncd", "CausalAttention"): CausalAttention,
+    ("stdlib/std/attention.ncd", "SlidingWindowAttention"): SlidingWindowAttention,
+    ("stdlib/std/attention.ncd", "MultiHeadAttention"): MultiHeadAttention,
+    ("stdlib/std/attention.ncd", "CausalMultiHeadAttention"): CausalMultiHeadAttention,
+    ("stdlib/std/attention.ncd", "RoPE"): RoPE,
+    ("stdlib/std/attention.ncd", "GroupedQueryAttention"): GroupedQueryAttention,
+    ("stdlib/std/attention.ncd", "CrossAttention"): CrossAttention,
+    ("stdlib/std/conv.ncd", "Conv1d"): Conv1d,
+    ("stdlib/std/conv.ncd", "Conv1dSame"): Conv1dSame,
+    ("stdlib/std/conv.ncd", "Conv2d"): Conv2d,
+    ("stdlib/std/conv.ncd", "Conv2dSame"): Conv2dSame,
+    ("stdlib/std/conv.ncd", "DepthwiseConv2d"): DepthwiseConv2d,
+    ("stdlib/std/nn.ncd", "Linear"): Linear,
+    ("stdlib/std/nn.ncd", "FFN"): FFN,
+    ("stdlib/std/nn.ncd", "SwiGLU"): SwiGLU,
+    ("stdlib/std/nn.ncd", "LayerNorm"): LayerNorm,
+    ("stdlib/std/nn.ncd", "RMSNorm"): RMSNorm,
+    ("stdlib/std/nn.ncd", "Embedding"): Embedding,
+    ("stdlib/std/transformer.ncd", "GPT2Block"): GPT2Block,
+    ("stdlib/std/transformer.ncd", "LlamaBlock"): LlamaBlock,
+    ("stdlib/std/transformer.ncd", "GPT2"): GPT2,
+    ("examples/attention.ncd", "Attention"): Attention,
+    ("examples/gpt2.ncd", "Block"): example_Block,
+    ("examples/gpt2.ncd", "Model"): example_Model,
+    ("examples/multihead.ncd", "MultiHead"): example_MultiHead,
+}
+
+# Small sizes per file (-D), so that the whole suite runs in seconds.
+SIZES = {
+    "stdlib/std/attention.ncd": dict(q=8, k=6, d=4, seq=8, heads=2, window=3, kv_heads=2, group=2),
+    "stdlib/std/conv.ncd": dict(c=3, o=4, t=10, kw=3, h=6, w=5, kh=3),
+    "stdlib/std/nn.ncd": dict(d_in=6, d_out=5, model=8, hidden=12, vocab=20, seq=5),
+    "stdlib/std/transformer.ncd": dict(seq=8, heads=2, d=4, hidden=12, vocab=20, kv_heads=2, group=2, ffn=10),
+    "examples/attention.ncd": dict(q=8, k=6, d=4),
+    "examples/gpt2.ncd": dict(batch=2, ctx=8, nh=2, hd=4, vocab=20),
+    "examples/multihead.ncd": dict(seq=8, model=8, heads=2, d=4),
+}

@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""Tensor file tests of `ncd run`: .npy variants in and out, repeatable runs, safetensors.
+
+    test_io.py --ncd BUILD/bin/ncd --root SRC SECTION
+
+Sections: npy_formats (versions 1-3, both byte orders, C and Fortran order,
+every dtype, read and written back exactly), outputs (the dtypes and headers
+of the files ncd writes), repeatable (a --random run repeated from the files
+it wrote gives the same outputs; the same seed the same bytes), safetensors
+(params from a safetensors file written here independently), threads (results
+do not depend on the thread count).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import semantics_oracle  # noqa: E402  (bf16/f8 rounding written from the formats)
+
+FAILURES = []
+
+
+def check(condition, message):
+    if not condition:
+        FAILURES.append(message)
+        print("FAIL:", message)
+
+
+def run(ncd, args, cwd):
+    result = subprocess.run([ncd] + args, capture_output=True, text=True, cwd=cwd, timeout=300)
+    return result.returncode, result.stdout, result.stderr
+
+
+def save(path, array, version=None):
+    with open(path, "wb") as f:
+        if version is None:
+            np.save(f, array)
+        else:
+            np.lib.format.write_array(f, array, version=version)
+
+
+def header_of(path):
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+    return version, shape, fortran, dtype
+
+
+def npy_formats(ncd, root, work):
+    io_ncd = os.path.join(root, "tests/cpu/io.ncd")
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((3, 4))
+    cases = [
+        ("CopyF32", base.astype(np.float32), None),
+        ("CopyF16", (base * 100).astype(np.float16), None),
+        ("CopyBF16", (base * 3).astype(np.float32), lambda a: semantics_oracle.round_bf16(a)),
+        ("CopyI8", (base * 40).astype(np.int8), None),
+        ("CopyI32", (base * 1e6).astype(np.int32), None),
+        ("CopyI32", (base * 1e6).astype(np.int64), lambda a: a.astype(np.int32)),
+        ("CopyBool", base > 0, None),
+    ]
+    variants = [
+        ("v1", lambda a: a, None),
+        ("fortran", lambda a: np.asfortranarray(a), None),
+        ("big_endian", lambda a: a.astype(a.dtype.newbyteorder(">")), None),
+        ("big_endian_fortran", lambda a: np.asfortranarray(a.astype(a.dtype.newbyteorder(">"))), None),
+        ("v2", lambda a: a, (2, 0)),
+        ("v3", lambda a: a, (3, 0)),
+    ]
+    for diagram, array, expect in cases:
+        for name, transform, version in variants:
+            stored = transform(array)
+            path = os.path.join(work, f"{diagram}_{array.dtype.name}_{name}.npy")
+            save(path, stored, version)
+            out = os.path.join(work, f"out_{diagram}_{array.dtype.name}_{name}")
+            code, _, err = run(ncd, ["run", io_ncd, "--diagram", diagram, "--in", "X=" + path, "--out-dir", out], work)
+            label = f"{diagram} from {array.dtype.name} ({name})"
+            check(code == 0, f"{label}: exit {code}: {err}")
+            if code:
+                continue
+            got = np.load(os.path.join(out, "Y.npy"))
+            want = expect(array) if expect else array
+            check(got.shape == want.shape and np.array_equal(got, want), f"{label}: values differ: {got} vs {want}")
+    # float8 (both formats in one diagram) from float32, rounded on the way in.
+    x = (base * 50).astype(np.float32)
+    z = (base * 5000).astype(np.float32)
+    save(os.path.join(work, "x8.npy"), x)
+    save(os.path.join(work, "z8.npy"), z.astype(">f4"), (2, 0))
+    out = os.path.join(work, "out_f8")
+    code, _, err = run(ncd, ["run", io_ncd, "--diagram", "CopyF8", "--in", "X=x8.npy", "--in", "Z=z8.npy",
+                             "--out-dir", out], work)
+    check(code == 0, f"CopyF8: exit {code}: {err}")
+    if code == 0:
+        check(np.array_equal(np.load(os.path.join(out, "Y.npy")), semantics_oracle.e4m3(x).astype(np.float32)),
+              "CopyF8: e4m3 values")
+        check(np.array_equal(np.load(os.path.join(out, "W.npy")), semantics_oracle.e5m2(z).astype(np.float32)),
+              "CopyF8: e5m2 values")
+    # A 0-d array.
+    save(os.path.join(work, "scalar.npy"), np.array(1.5, dtype=np.float32))
+    code, _, err = run(ncd, ["run", io_ncd, "--diagram", "Scalar", "--in", "X=scalar.npy", "--out-dir", "out_scalar"],
+                       work)
+    check(code == 0 and float(np.load(os.path.join(work, "out_scalar", "Y.npy"))) == 3.0, f"Scalar: {code} {err}")
+
+
+def outputs(ncd, root, work):
+    io_ncd = os.path.join(root, "tests/cpu/io.ncd")
+    expected = {"CopyF32": "<f4", "CopyF16": "<f2", "CopyBF16": "<f4", "CopyI8": "|i1", "CopyI32": "<i4",
+                "CopyBool": "|b1"}
+    for diagram, descr in expected.items():
+        out = os.path.join(work, "out_" + diagram)
+        code, _, err = run(ncd, ["run", io_ncd, "--diagram", diagram, "--random", "2", "--out-dir", out], work)
+        check(code == 0, f"{diagram}: exit {code}: {err}")
+        if code:
+            continue
+        for path in (os.path.join(out, "Y.npy"), os.path.join(out, "inputs", "X.npy")):
+            version, shape, fortran, dtype = header_of(path)
+            check(version == (1, 0), f"{path}: version {version}")
+            check(shape == (3, 4) and not fortran, f"{path}: shape {shape} fortran {fortran}")
+            check(dtype.str == descr, f"{path}: dtype {dtype.str}, expected {descr}")
+        x = np.load(os.path.join(out, "inputs", "X.npy"))
+        y = np.load(os.path.join(out, "Y.npy"))
+        check(np.array_equal(x, y), f"{diagram}: the copy differs from its input")
+        if diagram == "CopyBF16":
+            check(np.array_equal(x, semantics_oracle.round_bf16(x)), "bf16 values written are not exact bf16 values")
+        with open(os.path.join(out, "Y.npy"), "rb") as f:
+            preamble = f.read(10)
+            header_length = preamble[8] | (preamble[9] << 8)
+            check((10 + header_length) % 64 == 0, f"{path}: the data does not start 64-byte aligned")
+    # No stray files next to the outputs (atomic writes leave no temporaries).
+    listing = sorted(os.listdir(os.path.join(work, "out_CopyF32")))
+    check(listing == ["Y.npy", "inputs"], f"output folder holds {listing}")
+
+
+def repeatable(ncd, root, work):
+    file = os.path.join(root, "stdlib/std/transformer.ncd")
+    sizes = ["-D", "seq=6", "-D", "heads=2", "-D", "d=4", "-D", "hidden=8", "-D", "vocab=11"]
+    code, _, err = run(ncd, ["run", file, "--diagram", "GPT2", "--random", "3", "--out-dir", "a"] + sizes, work)
+    check(code == 0, f"GPT2 --random: exit {code}: {err}")
+    code, _, err = run(ncd, ["run", file, "--diagram", "GPT2", "--random", "3", "--out-dir", "b"] + sizes, work)
+    check(code == 0, f"GPT2 --random again: exit {code}: {err}")
+    code, _, err = run(ncd, ["run", file, "--diagram", "GPT2", "--params", "a/params", "--in", "tokens=a/inputs/tokens.npy",
+                             "--out-dir", "c"] + sizes, work)
+    check(code == 0, f"GPT2 from the files: exit {code}: {err}")
+    code, _, err = run(ncd, ["run", file, "--diagram", "GPT2", "--random", "4", "--out-dir", "d"] + sizes, work)
+    check(code == 0, f"GPT2 --random 4: exit {code}: {err}")
+    read = lambda folder, name: open(os.path.join(work, folder, name), "rb").read()
+    check(read("a", "logits.npy") == read("b", "logits.npy"), "the same seed gives different outputs")
+    check(read("a", "logits.npy") == read("c", "logits.npy"), "the run repeated from its files differs")
+    check(read("a", "logits.npy") != read("d", "logits.npy"), "another seed gives the same outputs")
+    params = sorted(os.listdir(os.path.join(work, "a", "params")))
+    check(len(params) == 3 + 12 * 16 + 2 - 1, f"{len(params)} param files")
+    for name in ["wte.npy", "wpe.npy", "0.GPT2Block.LayerNorm@0.gamma.npy", "11.GPT2Block.FFN.b2.npy",
+                 "5.GPT2Block.CausalMultiHeadAttention.Wq.npy", "LayerNorm.beta.npy"]:
+        check(name in params, f"param file {name} missing: {params[:8]}...")
+    tokens = np.load(os.path.join(work, "a", "inputs", "tokens.npy"))
+    check(tokens.dtype == np.int32 and tokens.min() >= 0 and tokens.max() < 11, f"tokens {tokens}")
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """tensors: name -> (dtype code, shape, raw bytes)."""
+    header = {}
+    if metadata:
+        header["__metadata__"] = metadata
+    offset = 0
+    for name, (code, shape, data) in tensors.items():
+        header[name] = {"dtype": code, "shape": list(shape), "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for code, shape, data in tensors.values():
+            f.write(data)
+
+
+def safetensors(ncd, root, work):
+    io_ncd = os.path.join(root, "tests/cpu/io.ncd")
+    code, _, err = run(ncd, ["run", io_ncd, "--diagram", "Affine", "--random", "9", "--out-dir", "a"], work)
+    check(code == 0, f"Affine --random: exit {code}: {err}")
+    W = np.load(os.path.join(work, "a", "params", "W.npy"))
+    c = np.load(os.path.join(work, "a", "params", "c.npy"))
+    bf16_bits = (c.astype(np.float32).view(np.uint32) >> 16).astype("<u2").tobytes()  # exact bf16 values
+    write_safetensors(os.path.join(work, "p.safetensors"),
+                      {"W": ("F32", W.shape, W.astype("<f4").tobytes()), "c": ("BF16", c.shape, bf16_bits)},
+                      {"format": "pt"})
+    code, _, err = run(ncd, ["run", io_ncd, "--diagram", "Affine", "--params", "p.safetensors", "--in",
+                             "X=a/inputs/X.npy", "--out-dir", "b"], work)
+    check(code == 0 and err == "", f"Affine from safetensors: exit {code}: {err}")
+    same = lambda x, y: open(os.path.join(work, x, "Y.npy"), "rb").read() == open(os.path.join(work, y, "Y.npy"), "rb").read()
+    check(code == 0 and same("a", "b"), "safetensors params give other outputs than the .npy params")
+    # float32 data for a bf16 param is accepted (rounded), an extra tensor draws a warning.
+    write_safetensors(os.path.join(work, "q.safetensors"),
+                      {"c": ("F32", c.shape, c.astype("<f4").tobytes()), "W": ("F32", W.shape, W.astype("<f4").tobytes()),
+                       "unused": ("I64", (2,), np.arange(2, dtype="<i8").tobytes())})
+    code, _, err = run(ncd, ["run", io_ncd, "--diagram", "Affine", "--params", "q.safetensors", "--in",
+                             "X=a/inputs/X.npy", "--out-dir", "c"], work)
+    check(code == 0 and same("a", "c"), f"Affine from F32 safetensors: exit {code}: {err}")
+    check("ncd: warning: q.safetensors: tensor 'unused' matches no param of this diagram" in err, f"no warning: {err}")
+    # An empty safetensors file (header {}) for a diagram without params.
+    write_safetensors(os.path.join(work, "empty.safetensors"), {})
+    code, _, err = run(ncd, ["run", io_ncd, "--diagram", "Scalar", "--random", "1", "--params", "empty.safetensors",
+                             "--out-dir", "d"], work)
+    check(code == 0, f"empty safetensors: exit {code}: {err}")
+
+
+def threads(ncd, root, work):
+    # Large enough for the matrix products to be split into blocks across threads.
+    file = os.path.join(root, "stdlib/std/transformer.ncd")
+    sizes = ["-D", "seq=128", "-D", "heads=4", "-D", "d=32", "-D", "hidden=512", "-D", "ffn=384"]
+    outs = []
+    for t in ("1", "2", "3"):
+        code, _, err = run(ncd, ["run", file, "--diagram", "LlamaBlock", "--random", "1", "--threads", t, "--out-dir",
+                                 "t" + t] + sizes, work)
+        check(code == 0, f"--threads {t}: exit {code}: {err}")
+        outs.append(open(os.path.join(work, "t" + t, "Y.npy"), "rb").read() if code == 0 else b"")
+    check(outs[0] == outs[1] == outs[2], "results depend on the thread count")
+
+
+SECTIONS = {"npy_formats": npy_formats, "outputs": outputs, "repeatable": repeatable, "safetensors": safetensors,
+            "threads": threads}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ncd", required=True)
+    parser.add_argument("--root", required=True)
+    parser.add_argument("section", choices=sorted(SECTIONS))
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="ncd-io-")
+    try:
+        SECTIONS[args.section](os.path.abspath(args.ncd), os.path.abspath(args.root), work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{args.section}: {len(FAILURES)} failure(s)")
+    return 1 if FAILURES else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

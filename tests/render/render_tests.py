@@ -1,0 +1,208 @@
+#!/usr/bin/python3
+"""Tests of `ncd render` (the render-dot and render-svg plugins).
+
+    render_tests.py --ncd NCD golden CASE [--update]
+        CASE.args (arguments after `ncd`, one per line, run in CASE's folder)
+        must print exactly CASE.dot; --update rewrites CASE.dot instead.
+    render_tests.py --ncd NCD svg FILE
+        every diagram of FILE renders to SVG that parses as XML with an <svg>
+        root, twice with byte-identical output, and no text overlaps another
+        element; also folded (--depth 0 and 1) where the diagram has calls.
+    render_tests.py --ncd NCD cli ROOT
+        formats, output rules and errors of the verb.
+
+Standard library only; exit status 0 when the test passes.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import svgcheck  # noqa: E402
+
+
+def run(ncd, args, cwd=None, env=None):
+    full_env = dict(os.environ, NO_COLOR="1")
+    full_env.pop("NCD_PLUGIN_PATH", None)
+    if env:
+        full_env.update(env)
+    return subprocess.run([ncd] + args, cwd=cwd, env=full_env, capture_output=True, timeout=300)
+
+
+class Failure(Exception):
+    pass
+
+
+def expect(condition, message):
+    if not condition:
+        raise Failure(message)
+
+
+# ---------------------------------------------------------------- golden
+
+def golden(ncd, case, update):
+    folder = os.path.dirname(os.path.abspath(case))
+    with open(case + ".args", encoding="utf-8") as handle:
+        args = [line.rstrip("\n") for line in handle if line.strip() and not line.startswith("#")]
+    result = run(ncd, args, cwd=folder)
+    expect(result.returncode == 0, "ncd %s: exit %d\n%s" % (" ".join(args), result.returncode, result.stderr.decode()))
+    expect(not result.stderr, "unexpected stderr:\n" + result.stderr.decode())
+    expected_path = case + ".dot"
+    if update:
+        with open(expected_path, "wb") as handle:
+            handle.write(result.stdout)
+        print("updated", expected_path)
+        return
+    with open(expected_path, "rb") as handle:
+        expected = handle.read()
+    if result.stdout != expected:
+        import difflib
+        diff = difflib.unified_diff(expected.decode().splitlines(), result.stdout.decode().splitlines(),
+                                    expected_path, "ncd output", lineterm="", n=1)
+        raise Failure("DOT differs from %s (rerun with --update to accept):\n%s" % (expected_path, "\n".join(list(diff)[:80])))
+    # The golden DOT must also lay out.
+    svg = run(ncd, [a if a != "dot" else "svg" for a in args], cwd=folder)
+    expect(svg.returncode == 0, "the golden drawing does not render as svg: " + svg.stderr.decode())
+
+
+# ---------------------------------------------------------------- svg
+
+def diagrams_of(ncd, path):
+    result = run(ncd, ["show", "--json", path])
+    expect(result.returncode == 0, "ncd show --json %s failed: %s" % (path, result.stderr.decode()))
+    program = json.loads(result.stdout)
+    return [(d["name"], any(op.get("kind") == "call" for op in walk(d["ops"]))) for d in program["diagrams"]]
+
+
+def walk(ops):
+    for op in ops:
+        yield op
+        yield from walk(op.get("body", []) or [])
+
+
+def svg_file(ncd, path):
+    diagrams = diagrams_of(ncd, path)
+    expect(diagrams, "%s defines no diagram" % path)
+    for name, has_calls in diagrams:
+        depths = [None] + ([0, 1] if has_calls else [])
+        for depth in depths:
+            args = ["render", path, "--diagram", name] + ([] if depth is None else ["--depth", str(depth)])
+            first = run(ncd, args)
+            expect(first.returncode == 0, "ncd %s: exit %d\n%s" % (" ".join(args), first.returncode, first.stderr.decode()))
+            problems = svgcheck.check_svg(first.stdout)
+            expect(not problems, "ncd %s:\n  %s" % (" ".join(args), "\n  ".join(problems[:20])))
+            second = run(ncd, args)
+            expect(second.stdout == first.stdout, "ncd %s: two runs gave different SVG" % " ".join(args))
+            print("ok %s %s%s (%d bytes)" % (os.path.basename(path), name, "" if depth is None else " --depth %d" % depth,
+                                              len(first.stdout)))
+
+
+# ---------------------------------------------------------------- cli
+
+def cli(ncd, root):
+    attention = os.path.join(root, "examples", "attention.ncd")
+    stdlib_attention = os.path.join(root, "stdlib", "std", "attention.ncd")
+    with tempfile.TemporaryDirectory() as temp:
+        # Format from -o's extension; PNG and PDF through cairo.
+        for extension, magic in (("svg", b"<?xml"), ("dot", b"digraph"), ("gv", b"digraph"), ("png", b"\x89PNG"),
+                                 ("pdf", b"%PDF")):
+            out = os.path.join(temp, "a." + extension)
+            result = run(ncd, ["render", attention, "-o", out])
+            expect(result.returncode == 0, "-o a.%s: %s" % (extension, result.stderr.decode()))
+            with open(out, "rb") as handle:
+                expect(handle.read().startswith(magic), "a.%s does not start with %r" % (extension, magic))
+        # --format beats the extension.
+        out = os.path.join(temp, "b.txt")
+        result = run(ncd, ["render", attention, "--format", "dot", "-o", out])
+        expect(result.returncode == 0, result.stderr.decode())
+        expect(open(out, "rb").read().startswith(b"digraph"), "--format dot -o b.txt did not write DOT")
+        # Text formats default to standard output; binary ones need -o.
+        result = run(ncd, ["render", attention, "--format", "dot"])
+        expect(result.returncode == 0 and result.stdout.startswith(b"digraph"), "dot to stdout")
+        result = run(ncd, ["render", attention, "--format", "png"])
+        expect(result.returncode == 2, "png without -o: exit %d" % result.returncode)
+        expect(result.stderr.decode() == "ncd: error: format 'png' is binary; name the output file with -o FILE "
+               "(or -o - for standard output)\n", "png without -o: " + result.stderr.decode())
+        result = run(ncd, ["render", attention, "--format", "png", "-o", "-"])
+        expect(result.returncode == 0 and result.stdout.startswith(b"\x89PNG"), "png to -o -")
+        # An unknown format or renderer: did-you-mean and the known names.
+        result = run(ncd, ["render", attention, "--format", "sgv"])
+        expect(result.returncode == 1, "unknown format: exit %d" % result.returncode)
+        expect(result.stderr.decode() == "ncd: error: no renderer writes format 'sgv'; did you mean 'svg'? "
+               "known formats: dot, pdf, png, svg\n", "unknown format: " + result.stderr.decode())
+        result = run(ncd, ["render", attention, "--renderer", "svgg"])
+        expect(result.returncode == 1, "unknown renderer: exit %d" % result.returncode)
+        expect(result.stderr.decode() == "ncd: error: unknown renderer 'svgg'; did you mean 'svg'? known: dot, svg\n",
+               "unknown renderer: " + result.stderr.decode())
+        result = run(ncd, ["render", attention, "--renderer", "dot", "--format", "svg"])
+        expect(result.returncode == 1 and result.stderr.decode() ==
+               "ncd: error: renderer 'dot' cannot write format 'svg'; it writes dot\n",
+               "renderer/format mismatch: " + result.stderr.decode())
+        # Several diagrams and no --diagram; an unknown one.
+        result = run(ncd, ["render", stdlib_attention])
+        expect(result.returncode == 1 and "choose one with --diagram NAME" in result.stderr.decode(),
+               "several diagrams: " + result.stderr.decode())
+        result = run(ncd, ["render", stdlib_attention, "--diagram", "Atention"])
+        expect(result.returncode == 1 and "did you mean 'Attention'?" in result.stderr.decode(),
+               "unknown diagram: " + result.stderr.decode())
+        # A failing run leaves no output file; errors in the input are diagnostics, exit 1.
+        bad = os.path.join(temp, "bad.ncd")
+        with open(bad, "w") as handle:
+            handle.write("axis a = 2\ndiagram D(X[a]) -> Y[a] {\n  Y[a] = X[b]\n}\n")
+        out = os.path.join(temp, "bad.svg")
+        result = run(ncd, ["render", bad, "-o", out])
+        expect(result.returncode == 1 and "error:" in result.stderr.decode(), "bad input: exit %d" % result.returncode)
+        expect(not os.path.exists(out), "a failing render left %s" % out)
+        # -MD writes a dependency file naming the imports.
+        out = os.path.join(temp, "mh.svg")
+        multihead = os.path.join(root, "examples", "multihead.ncd")
+        result = run(ncd, ["render", multihead, "-o", out, "--MD"])
+        expect(result.returncode == 0, result.stderr.decode())
+        deps = open(out + ".d").read()
+        expect(deps.startswith(out + ":") and "attention.ncd" in deps, "dependency file: " + deps)
+        # --depth folds calls into boxes; --title names the drawing.
+        result = run(ncd, ["render", multihead, "--format", "dot", "--depth", "0", "--title", "Fused QKV"])
+        text = result.stdout.decode()
+        expect(result.returncode == 0 and "folded call" in text and "cluster_" not in text and 'label="Fused QKV"' in text,
+               "--depth 0 / --title")
+        result = run(ncd, ["render", multihead, "--format", "dot"])
+        expect("cluster_n" in result.stdout.decode(), "calls are clusters when unfolded")
+        result = run(ncd, ["render", multihead, "--depth", "-1"])
+        expect(result.returncode == 2, "--depth -1 is a usage error: exit %d" % result.returncode)
+        # -D reaches the labels.
+        result = run(ncd, ["render", attention, "--format", "dot", "-D", "q=8192"])
+        expect('label="q(8192)"' in result.stdout.decode(), "-D q=8192 not in the wire labels")
+    print("ok cli")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ncd", required=True)
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("golden")
+    g.add_argument("case")
+    g.add_argument("--update", action="store_true")
+    s = sub.add_parser("svg")
+    s.add_argument("file")
+    c = sub.add_parser("cli")
+    c.add_argument("root")
+    options = parser.parse_args()
+    try:
+        if options.command == "golden":
+            golden(options.ncd, options.case, options.update)
+        elif options.command == "svg":
+            svg_file(options.ncd, options.file)
+        else:
+            cli(options.ncd, options.root)
+    except Failure as failure:
+        print("FAIL:", failure)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
