@@ -28,6 +28,8 @@ const Verb kVerbs[] = {
     {"cost", "FLOPs, bytes per memory level, roofline time and energy on a hardware profile", setup_cost},
     {"run", "Run a diagram on the CPU reference backend with .npy/safetensors data", setup_run},
     {"equiv", "Run two diagrams on the same random data and compare their outputs", setup_equiv},
+    {"optimize", "Run a verified pass pipeline (fusion, online-softmax streaming, tiling) and write the result", setup_optimize},
+    {"emit", "Generate code for a diagram (--cuda: one self-contained .cu file)", setup_emit},
 };
 
 // gcc spells the dependency-file options with one dash (-MD -MF -MT); CLI11

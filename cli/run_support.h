@@ -6,10 +6,12 @@
 
 #include <cstdint>
 #include <map>
+#include <ostream>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "common.h"
 #include "ncd/instances.h"
 #include "ncd/registry.h"
 #include "ncd/tensor.h"
@@ -52,5 +54,19 @@ const Backend *find_executor(const std::string &name, const std::vector<std::str
 
 // Writes a tensor as .npy (bf16/f8 as float32), atomically; prints on failure.
 bool write_npy(const std::string &path, const Tensor &tensor);
+
+// What `ncd equiv` compares (also used by `ncd optimize --verify`).
+struct EquivRequest {
+  std::string a, b, diagram, backend = "cpu";
+  uint64_t seed = 1;
+  double rtol = -1, atol = -1;  // negative: the default of each output's dtype
+  int threads = 0;
+  FrontendOptions frontend;
+};
+
+// Runs the diagram of both files on the same random data and prints the error
+// figures per output to `out`; returns 0 when every output is within tolerance,
+// 1 otherwise (problems with the files go to stderr).
+int run_equiv(const EquivRequest &request, std::ostream &out);
 
 }  // namespace ncd::cli

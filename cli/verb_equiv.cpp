@@ -62,15 +62,190 @@ bool same_slot(const Slot &a, const Slot &b) { return a.shape == b.shape && a.dt
 
 }  // namespace
 
+int run_equiv(const EquivRequest &request, std::ostream &out) {
+  Side sides[2];
+  const std::string files[2] = {request.a, request.b};
+  for (int s = 0; s < 2; ++s) {
+    sides[s].compilation = load_program(files[s], request.frontend);
+    if (!sides[s].compilation) return kUserError;
+    sides[s].diagram = select_diagram(*sides[s].compilation, request.diagram, true);
+    if (!sides[s].diagram) return kUserError;
+    if (!list_slots(sides[s].compilation->program, *sides[s].diagram, sides[s].inputs, sides[s].params))
+      return kUserError;
+  }
+  const Backend *backend = find_executor(request.backend, request.frontend.plugins);
+  if (!backend) return kUserError;
+  // The interfaces must agree: inputs by name, shape and dtype; shared params likewise.
+  bool ok = true;
+  auto &A = sides[0], &B = sides[1];
+  for (const Slot &a : A.inputs) {
+    const Slot *match = nullptr;
+    for (const Slot &b : B.inputs)
+      if (b.name == a.name) match = &b;
+    if (!match) {
+      std::cerr << "ncd: error: " << files[1] << ": '" << B.diagram->name << "' has no input '" << a.name << "' ("
+                << files[0] << " has " << a.describe() << ")\n";
+      ok = false;
+    } else if (!same_slot(a, *match)) {
+      std::cerr << "ncd: error: " << files[1] << ": " << match->describe() << " differs from " << files[0] << "'s "
+                << a.describe() << "\n";
+      ok = false;
+    }
+  }
+  for (const Slot &b : B.inputs) {
+    bool found = false;
+    for (const Slot &a : A.inputs) found = found || a.name == b.name;
+    if (!found) {
+      std::cerr << "ncd: error: " << files[0] << ": '" << A.diagram->name << "' has no input '" << b.name << "' ("
+                << files[1] << " has " << b.describe() << ")\n";
+      ok = false;
+    }
+  }
+  for (const Slot &a : A.params)
+    for (const Slot &b : B.params)
+      if (a.name == b.name && !same_slot(a, b)) {
+        std::cerr << "ncd: error: " << files[1] << ": " << b.describe() << " differs from " << files[0] << "'s "
+                  << a.describe() << "\n";
+        ok = false;
+      }
+  std::vector<std::string> outputs_a, outputs_b;
+  for (int id : A.diagram->outputs) outputs_a.push_back(A.diagram->value(id).name);
+  for (int id : B.diagram->outputs) outputs_b.push_back(B.diagram->value(id).name);
+  {
+    auto sa = outputs_a, sb = outputs_b;
+    std::sort(sa.begin(), sa.end());
+    std::sort(sb.begin(), sb.end());
+    if (sa != sb) {
+      auto join = [](const std::vector<std::string> &v) {
+        std::string out;
+        for (const auto &s : v) out += (out.empty() ? "" : ", ") + s;
+        return out;
+      };
+      std::cerr << "ncd: error: the outputs differ: " << files[0] << " has " << join(outputs_a) << "; " << files[1]
+                << " has " << join(outputs_b) << "\n";
+      ok = false;
+    }
+  }
+  if (!ok) return kUserError;
+
+  std::map<std::string, Tensor> results[2];
+  for (int s = 0; s < 2; ++s) {
+    RunData data;
+    bool usage_error = false;
+    if (!gather_data(sides[s].inputs, sides[s].params, {}, "", request.seed, data, usage_error)) return kUserError;
+    ExecuteRequest execute;
+    execute.program = &sides[s].compilation->program;
+    execute.diagram = sides[s].diagram;
+    execute.inputs = &data.inputs;
+    execute.params = &data.params;
+    execute.options.threads = request.threads;
+    std::string error;
+    if (!backend->execute(execute, results[s], error)) {
+      std::cerr << "ncd: error: " << files[s] << ": running '" << sides[s].diagram->name << "': " << error << "\n";
+      return kUserError;
+    }
+  }
+
+  int differing = 0;
+  for (int id : A.diagram->outputs) {
+    const ir::Value &va = A.diagram->value(id);
+    const ir::Value *vb = nullptr;
+    for (int other : B.diagram->outputs)
+      if (B.diagram->value(other).name == va.name) vb = &B.diagram->value(other);
+    const Tensor &ta = results[0].at(va.name);
+    const Tensor &tb = results[1].at(va.name);
+    auto names = [](const ir::Program &program, const ir::Value &value) {
+      std::vector<std::string> out;
+      for (int axis : value.axes) out.push_back(program.axis(axis).name);
+      return out;
+    };
+    std::vector<std::string> na = names(A.compilation->program, va), nb = names(B.compilation->program, *vb);
+    std::string label = va.name + " [";
+    for (size_t d = 0; d < na.size(); ++d) label += (d ? ", " : "") + na[d] + "=" + std::to_string(ta.shape[d]);
+    label += "] " + std::string(ir::dtype_name(va.dtype));
+    // B's element for each of A's positions: the same axes by name, in any order.
+    std::vector<int64_t> b_stride(na.size(), 0);
+    bool aligned = na.size() == nb.size();
+    if (aligned) {
+      std::vector<int64_t> strides(nb.size(), 1);
+      for (size_t d = nb.size(); d-- > 1;) strides[d - 1] = strides[d] * tb.shape[d];
+      for (size_t d = 0; d < na.size() && aligned; ++d) {
+        auto it = std::find(nb.begin(), nb.end(), na[d]);
+        if (it == nb.end() || tb.shape[static_cast<size_t>(it - nb.begin())] != ta.shape[d]) aligned = false;
+        else b_stride[d] = strides[static_cast<size_t>(it - nb.begin())];
+      }
+    }
+    if (!aligned) {
+      if (tb.shape == ta.shape) {
+        std::vector<int64_t> strides(ta.shape.size(), 1);
+        for (size_t d = ta.shape.size(); d-- > 1;) strides[d - 1] = strides[d] * ta.shape[d];
+        b_stride = strides;
+      } else {
+        out << label << ": shapes differ: " << shape_text(ta.shape) << " vs " << shape_text(tb.shape)
+                  << ": DIFFERS\n";
+        ++differing;
+        continue;
+      }
+    }
+    Tolerance tol = default_tolerance(va.dtype);
+    if (request.rtol >= 0) tol.rtol = request.rtol;
+    if (request.atol >= 0) tol.atol = request.atol;
+    double max_abs = 0, max_rel = 0;
+    int64_t worst = -1, failures = 0;
+    const int64_t n = ta.size();
+    std::vector<int64_t> index(ta.shape.size(), 0);
+    int64_t b_offset = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      double a = ta.get_double(i), b = tb.get_double(b_offset);
+      bool same = (std::isnan(a) && std::isnan(b)) || a == b;
+      double abs_error = same ? 0 : std::fabs(a - b);
+      if (std::isnan(abs_error)) abs_error = std::numeric_limits<double>::infinity();
+      double scale = std::max(std::fabs(a), std::fabs(b));
+      double rel_error = same ? 0 : (scale > 0 ? abs_error / scale : 0);
+      if (!same && !(abs_error <= tol.atol + tol.rtol * std::fabs(a))) {
+        ++failures;
+        if (worst < 0) worst = i;
+      }
+      if (abs_error > max_abs) max_abs = abs_error;
+      if (rel_error > max_rel) max_rel = rel_error;
+      for (size_t d = index.size(); d-- > 0;) {
+        if (++index[d] < ta.shape[d]) {
+          b_offset += b_stride[d];
+          break;
+        }
+        b_offset -= (ta.shape[d] - 1) * b_stride[d];
+        index[d] = 0;
+      }
+    }
+    out << label << ": max abs error " << format_number(max_abs) << ", max rel error " << format_number(max_rel)
+              << " (rtol " << format_number(tol.rtol) << ", atol " << format_number(tol.atol) << "): ";
+    if (failures) {
+      ++differing;
+      out << "DIFFERS at " << failures << " of " << n << " elements, first at " << index_text(worst, ta.shape)
+                << ": " << ta.get_double(worst) << " vs ";
+      // The same position in B.
+      int64_t linear = worst, offset = 0;
+      for (size_t d = ta.shape.size(); d-- > 0;) {
+        offset += (linear % ta.shape[d]) * b_stride[d];
+        linear /= ta.shape[d];
+      }
+      out << tb.get_double(offset) << "\n";
+    } else {
+      out << "ok\n";
+    }
+  }
+  if (differing) {
+    out << "not equivalent: " << differing << " of " << A.diagram->outputs.size() << " output"
+              << (A.diagram->outputs.size() == 1 ? "" : "s") << " of '" << A.diagram->name << "' differ\n";
+    return kUserError;
+  }
+  out << "equivalent: " << A.diagram->outputs.size() << " output" << (A.diagram->outputs.size() == 1 ? "" : "s")
+            << " of '" << A.diagram->name << "' within tolerance (seed " << request.seed << ")\n";
+  return kSuccess;
+}
+
 Handler setup_equiv(CLI::App &command) {
-  struct Options {
-    std::string a, b, diagram, backend = "cpu";
-    uint64_t seed = 1;
-    double rtol = -1, atol = -1;
-    int threads = 0;
-    FrontendOptions frontend;
-  };
-  auto options = std::make_shared<Options>();
+  auto options = std::make_shared<EquivRequest>();
   command.add_option("a", options->a, "The reference .ncd file")->required()->type_name("A.ncd");
   command.add_option("b", options->b, "The .ncd file compared with it")->required()->type_name("B.ncd");
   command.add_option("--diagram", options->diagram, "The diagram to compare (required when a file has several)")
@@ -83,187 +258,7 @@ Handler setup_equiv(CLI::App &command) {
   command.add_option("--backend", options->backend, "The backend that runs both")->type_name("NAME");
   command.add_option("--threads", options->threads, "Worker threads (default: one per core)")->type_name("N");
   add_frontend_options(command, options->frontend);
-  return [options]() -> int {
-    Side sides[2];
-    const std::string files[2] = {options->a, options->b};
-    for (int s = 0; s < 2; ++s) {
-      sides[s].compilation = load_program(files[s], options->frontend);
-      if (!sides[s].compilation) return kUserError;
-      sides[s].diagram = select_diagram(*sides[s].compilation, options->diagram, true);
-      if (!sides[s].diagram) return kUserError;
-      if (!list_slots(sides[s].compilation->program, *sides[s].diagram, sides[s].inputs, sides[s].params))
-        return kUserError;
-    }
-    const Backend *backend = find_executor(options->backend, options->frontend.plugins);
-    if (!backend) return kUserError;
-    // The interfaces must agree: inputs by name, shape and dtype; shared params likewise.
-    bool ok = true;
-    auto &A = sides[0], &B = sides[1];
-    for (const Slot &a : A.inputs) {
-      const Slot *match = nullptr;
-      for (const Slot &b : B.inputs)
-        if (b.name == a.name) match = &b;
-      if (!match) {
-        std::cerr << "ncd: error: " << files[1] << ": '" << B.diagram->name << "' has no input '" << a.name << "' ("
-                  << files[0] << " has " << a.describe() << ")\n";
-        ok = false;
-      } else if (!same_slot(a, *match)) {
-        std::cerr << "ncd: error: " << files[1] << ": " << match->describe() << " differs from " << files[0] << "'s "
-                  << a.describe() << "\n";
-        ok = false;
-      }
-    }
-    for (const Slot &b : B.inputs) {
-      bool found = false;
-      for (const Slot &a : A.inputs) found = found || a.name == b.name;
-      if (!found) {
-        std::cerr << "ncd: error: " << files[0] << ": '" << A.diagram->name << "' has no input '" << b.name << "' ("
-                  << files[1] << " has " << b.describe() << ")\n";
-        ok = false;
-      }
-    }
-    for (const Slot &a : A.params)
-      for (const Slot &b : B.params)
-        if (a.name == b.name && !same_slot(a, b)) {
-          std::cerr << "ncd: error: " << files[1] << ": " << b.describe() << " differs from " << files[0] << "'s "
-                    << a.describe() << "\n";
-          ok = false;
-        }
-    std::vector<std::string> outputs_a, outputs_b;
-    for (int id : A.diagram->outputs) outputs_a.push_back(A.diagram->value(id).name);
-    for (int id : B.diagram->outputs) outputs_b.push_back(B.diagram->value(id).name);
-    {
-      auto sa = outputs_a, sb = outputs_b;
-      std::sort(sa.begin(), sa.end());
-      std::sort(sb.begin(), sb.end());
-      if (sa != sb) {
-        auto join = [](const std::vector<std::string> &v) {
-          std::string out;
-          for (const auto &s : v) out += (out.empty() ? "" : ", ") + s;
-          return out;
-        };
-        std::cerr << "ncd: error: the outputs differ: " << files[0] << " has " << join(outputs_a) << "; " << files[1]
-                  << " has " << join(outputs_b) << "\n";
-        ok = false;
-      }
-    }
-    if (!ok) return kUserError;
-
-    std::map<std::string, Tensor> results[2];
-    for (int s = 0; s < 2; ++s) {
-      RunData data;
-      bool usage_error = false;
-      if (!gather_data(sides[s].inputs, sides[s].params, {}, "", options->seed, data, usage_error)) return kUserError;
-      ExecuteRequest request;
-      request.program = &sides[s].compilation->program;
-      request.diagram = sides[s].diagram;
-      request.inputs = &data.inputs;
-      request.params = &data.params;
-      request.options.threads = options->threads;
-      std::string error;
-      if (!backend->execute(request, results[s], error)) {
-        std::cerr << "ncd: error: " << files[s] << ": running '" << sides[s].diagram->name << "': " << error << "\n";
-        return kUserError;
-      }
-    }
-
-    int differing = 0;
-    for (int id : A.diagram->outputs) {
-      const ir::Value &va = A.diagram->value(id);
-      const ir::Value *vb = nullptr;
-      for (int other : B.diagram->outputs)
-        if (B.diagram->value(other).name == va.name) vb = &B.diagram->value(other);
-      const Tensor &ta = results[0].at(va.name);
-      const Tensor &tb = results[1].at(va.name);
-      auto names = [](const ir::Program &program, const ir::Value &value) {
-        std::vector<std::string> out;
-        for (int axis : value.axes) out.push_back(program.axis(axis).name);
-        return out;
-      };
-      std::vector<std::string> na = names(A.compilation->program, va), nb = names(B.compilation->program, *vb);
-      std::string label = va.name + " [";
-      for (size_t d = 0; d < na.size(); ++d) label += (d ? ", " : "") + na[d] + "=" + std::to_string(ta.shape[d]);
-      label += "] " + std::string(ir::dtype_name(va.dtype));
-      // B's element for each of A's positions: the same axes by name, in any order.
-      std::vector<int64_t> b_stride(na.size(), 0);
-      bool aligned = na.size() == nb.size();
-      if (aligned) {
-        std::vector<int64_t> strides(nb.size(), 1);
-        for (size_t d = nb.size(); d-- > 1;) strides[d - 1] = strides[d] * tb.shape[d];
-        for (size_t d = 0; d < na.size() && aligned; ++d) {
-          auto it = std::find(nb.begin(), nb.end(), na[d]);
-          if (it == nb.end() || tb.shape[static_cast<size_t>(it - nb.begin())] != ta.shape[d]) aligned = false;
-          else b_stride[d] = strides[static_cast<size_t>(it - nb.begin())];
-        }
-      }
-      if (!aligned) {
-        if (tb.shape == ta.shape) {
-          std::vector<int64_t> strides(ta.shape.size(), 1);
-          for (size_t d = ta.shape.size(); d-- > 1;) strides[d - 1] = strides[d] * ta.shape[d];
-          b_stride = strides;
-        } else {
-          std::cout << label << ": shapes differ: " << shape_text(ta.shape) << " vs " << shape_text(tb.shape)
-                    << ": DIFFERS\n";
-          ++differing;
-          continue;
-        }
-      }
-      Tolerance tol = default_tolerance(va.dtype);
-      if (options->rtol >= 0) tol.rtol = options->rtol;
-      if (options->atol >= 0) tol.atol = options->atol;
-      double max_abs = 0, max_rel = 0;
-      int64_t worst = -1, failures = 0;
-      const int64_t n = ta.size();
-      std::vector<int64_t> index(ta.shape.size(), 0);
-      int64_t b_offset = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        double a = ta.get_double(i), b = tb.get_double(b_offset);
-        bool same = (std::isnan(a) && std::isnan(b)) || a == b;
-        double abs_error = same ? 0 : std::fabs(a - b);
-        if (std::isnan(abs_error)) abs_error = std::numeric_limits<double>::infinity();
-        double scale = std::max(std::fabs(a), std::fabs(b));
-        double rel_error = same ? 0 : (scale > 0 ? abs_error / scale : 0);
-        if (!same && !(abs_error <= tol.atol + tol.rtol * std::fabs(a))) {
-          ++failures;
-          if (worst < 0) worst = i;
-        }
-        if (abs_error > max_abs) max_abs = abs_error;
-        if (rel_error > max_rel) max_rel = rel_error;
-        for (size_t d = index.size(); d-- > 0;) {
-          if (++index[d] < ta.shape[d]) {
-            b_offset += b_stride[d];
-            break;
-          }
-          b_offset -= (ta.shape[d] - 1) * b_stride[d];
-          index[d] = 0;
-        }
-      }
-      std::cout << label << ": max abs error " << format_number(max_abs) << ", max rel error " << format_number(max_rel)
-                << " (rtol " << format_number(tol.rtol) << ", atol " << format_number(tol.atol) << "): ";
-      if (failures) {
-        ++differing;
-        std::cout << "DIFFERS at " << failures << " of " << n << " elements, first at " << index_text(worst, ta.shape)
-                  << ": " << ta.get_double(worst) << " vs ";
-        // The same position in B.
-        int64_t linear = worst, offset = 0;
-        for (size_t d = ta.shape.size(); d-- > 0;) {
-          offset += (linear % ta.shape[d]) * b_stride[d];
-          linear /= ta.shape[d];
-        }
-        std::cout << tb.get_double(offset) << "\n";
-      } else {
-        std::cout << "ok\n";
-      }
-    }
-    if (differing) {
-      std::cout << "not equivalent: " << differing << " of " << A.diagram->outputs.size() << " output"
-                << (A.diagram->outputs.size() == 1 ? "" : "s") << " of '" << A.diagram->name << "' differ\n";
-      return kUserError;
-    }
-    std::cout << "equivalent: " << A.diagram->outputs.size() << " output" << (A.diagram->outputs.size() == 1 ? "" : "s")
-              << " of '" << A.diagram->name << "' within tolerance (seed " << options->seed << ")\n";
-    return kSuccess;
-  };
+  return [options]() -> int { return run_equiv(*options, std::cout); };
 }
 
 }  // namespace ncd::cli

@@ -1,49 +1,41 @@
-// `ncd show --ast|--ir|--json FILE [--diagram NAME] [--passes a,b,c]`: the
-// program as the compiler sees it. --json is the versioned interface for
-// external tools. --passes runs passes from the plugin registry first, in
-// order, on the shown diagram(s), with the IR verifier after each.
+// `ncd show --ast|--ir|--json|--source FILE [--diagram NAME] [--passes a,b,c]`:
+// the program as the compiler sees it. --json is the versioned interface for
+// external tools; --source writes the IR back as a self-contained .ncd file (a
+// debugging aid for passes and the source writer). --passes runs passes from
+// the plugin registry first, in order, on the shown diagram(s), with the IR
+// verifier after each.
 #include <iostream>
 
 #include "common.h"
 #include "ncd/format.h"
 #include "ncd/ir_print.h"
-#include "ncd/verifier.h"
+#include "ncd/ir_source.h"
+#include "ncd/pass_manager.h"
 #include "verbs.h"
 
 namespace ncd::cli {
 namespace {
 
-// Runs `passes` from the registry on `only` (or every diagram of the root file), each pass on
-// each diagram in turn, verifying the IR after each pass.
+// Runs `names` through the pass manager on `only` (or on every diagram of the
+// root file), with the IR verifier after each pass.
 int run_passes(Compilation &compilation, const ir::Diagram *only, const std::vector<std::string> &names,
                const std::vector<std::string> &plugins) {
   Registry *registry = load_registry(plugins);
   if (!registry) return kUserError;
-  std::vector<Pass *> passes;
-  for (const auto &name : names) {
-    Pass *pass = registry->pass(name);
-    if (!pass) {
-      std::cerr << "ncd: error: " << registry->describe_miss("pass", name) << "\n";
-      return kUserError;
-    }
-    passes.push_back(pass);
-  }
-  std::vector<ir::Diagram *> diagrams;
-  for (const ir::Diagram *diagram : compilation.program.root_diagrams())
-    if (!only || diagram == only) diagrams.push_back(const_cast<ir::Diagram *>(diagram));
   PassContext context;
   context.diagnostics = &compilation.diagnostics;
-  for (Pass *pass : passes) {
-    for (ir::Diagram *diagram : diagrams) pass->run(compilation.program, *diagram, context);
-    auto problems = verify(compilation.program);
-    bool errors = compilation.diagnostics.error_count() > 0;
+  context.sources = &compilation.sources;
+  PipelineOptions options;
+  for (const ir::Diagram *diagram : compilation.program.root_diagrams()) {
+    if (only && diagram != only) continue;
+    std::string error;
+    int status = run_pipeline(*registry, compilation.program, *const_cast<ir::Diagram *>(diagram), names, context,
+                              options, error);
     print_diagnostics(compilation);
-    if (!problems.empty()) {
-      std::cerr << "ncd: internal error: pass '" << pass->name() << "' left the IR invalid:\n";
-      for (const auto &problem : problems) std::cerr << "  " << problem << "\n";
-      return kInternalError;
+    if (status != 0) {
+      std::cerr << "ncd: " << (status == 3 ? "internal error: " : "error: ") << error << "\n";
+      return status == 3 ? kInternalError : kUserError;
     }
-    if (errors) return kUserError;
   }
   return kSuccess;
 }
@@ -53,7 +45,7 @@ int run_passes(Compilation &compilation, const ir::Diagram *only, const std::vec
 Handler setup_show(CLI::App &command) {
   struct Options {
     std::string file;
-    bool ast = false, ir = false, json = false, locations = false;
+    bool ast = false, ir = false, json = false, source = false, locations = false;
     std::string diagram;
     std::string output = "-";
     std::vector<std::string> passes;
@@ -65,17 +57,20 @@ Handler setup_show(CLI::App &command) {
   group->add_flag("--ast", options->ast, "The syntax tree of the file");
   group->add_flag("--ir", options->ir, "The core IR as text");
   group->add_flag("--json", options->json, "The core IR as JSON (schema: docs/IR_JSON.md)");
+  group->add_flag("--source", options->source, "The core IR written back as a self-contained .ncd file");
   group->require_option(1);
   command.add_flag("--locations", options->locations, "With --ast: print source locations");
   command.add_option("--diagram", options->diagram, "Show only this diagram")->type_name("NAME");
   command.add_option("-o,--output", options->output, "Write here instead of standard output")->type_name("FILE");
-  command.add_option("--passes", options->passes, "With --ir or --json: run these passes (plugins) first, in order")
+  command
+      .add_option("--passes", options->passes,
+                  "With --ir, --json or --source: run these passes (plugins) first, in order")
       ->delimiter(',')
       ->type_name("PASS,...");
   add_frontend_options(command, options->frontend);
   return [options]() -> int {
     if (options->ast && !options->passes.empty()) {
-      std::cerr << "ncd: error: --passes works on the IR; use it with --ir or --json\n";
+      std::cerr << "ncd: error: --passes works on the IR; use it with --ir, --json or --source\n";
       return kUsageError;
     }
     auto compilation = load_program(options->file, options->frontend);
@@ -93,8 +88,19 @@ Handler setup_show(CLI::App &command) {
         int status = run_passes(*compilation, only, options->passes, options->frontend.plugins);
         if (status != kSuccess) return status;
       }
-      text = options->json ? ir_to_json(compilation->program, compilation->sources, only)
-                           : print_ir(compilation->program, compilation->sources, only);
+      if (options->source) {
+        std::vector<const ir::Diagram *> roots =
+            only ? std::vector<const ir::Diagram *>{only} : compilation->program.root_diagrams();
+        SourceWriteOptions write_options{"Written from the core IR by `ncd show --source`."};
+        std::string error;
+        if (!write_ncd_source(compilation->program, roots, write_options, text, error)) {
+          std::cerr << "ncd: error: cannot write the IR as source: " << error << "\n";
+          return kUserError;
+        }
+      } else {
+        text = options->json ? ir_to_json(compilation->program, compilation->sources, only)
+                             : print_ir(compilation->program, compilation->sources, only);
+      }
     }
     if (!write_or_report(options->output, text)) return kUserError;
     if (!write_dependency_file(options->frontend, *compilation, options->file, options->output)) return kUserError;

@@ -25,5 +25,7 @@ Handler setup_plugins(CLI::App &command);
 Handler setup_cost(CLI::App &command);
 Handler setup_run(CLI::App &command);
 Handler setup_equiv(CLI::App &command);
+Handler setup_optimize(CLI::App &command);
+Handler setup_emit(CLI::App &command);
 
 }  // namespace ncd::cli

@@ -19,3 +19,7 @@ echo "== render"; $ncd render "$example" -o out/attention.svg && $ncd render "$e
   echo "wrote out/attention.svg and out/attention.png"
 echo "== run";    $ncd run "$example" --diagram Attention -D q=256 -D k=256 --random 1 --out-dir out/run &&
   echo "wrote out/run/O.npy (inputs in out/run/inputs/)"
+echo "== optimize"; $ncd optimize "$example" --diagram Attention --hw h100-sxm -O2 --explain -o out/attention.opt.ncd
+$ncd cost out/attention.opt.ncd --hw h100-sxm -D q=8192 -D k=8192 | sed -n '/^Schedule/,/memory per block/p'
+echo "== emit";   $ncd emit --cuda out/attention.opt.ncd --diagram Attention --harness -o out/attention.cu &&
+  echo "wrote out/attention.cu (nvcc -O3 -arch=sm_90 out/attention.cu -o out/attention)"

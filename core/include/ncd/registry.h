@@ -19,10 +19,23 @@ namespace ncd {
 
 // ---------------------------------------------------------------- passes
 
+struct HardwareProfile;
+
+// What a pass sees besides the IR. Passes report problems to `diagnostics`,
+// and what they did or declined, with source locations, through `note`.
 struct PassContext {
   DiagnosticEngine *diagnostics = nullptr;
+  const SourceManager *sources = nullptr;
   std::vector<std::string> *explain = nullptr;  // lines for --explain, when asked
-  const void *hardware = nullptr;               // the hardware profile, when the verb has one
+  const HardwareProfile *hardware = nullptr;    // the profile of --hw, when the verb has one
+  std::string pass;                             // the running pass's name, set by the pass manager
+
+  // Adds "FILE:LINE:COL: PASS: message" (or "PASS: message" without a location) to the explain log.
+  void note(const SourceLocation &location, const std::string &message) const {
+    if (!explain) return;
+    std::string where = sources && location.valid() ? sources->describe(location) + ": " : std::string();
+    explain->push_back(where + pass + ": " + message);
+  }
 };
 
 struct PassResult {
@@ -77,6 +90,17 @@ struct ExecuteRequest {
   ExecuteOptions options;
 };
 
+// A diagram (or several, into one file) to generate code for. `options` are
+// the backend's own (the CUDA backend: "harness", "arch"); `notes` collects
+// lines for the user (fallbacks taken), each naming its source location.
+struct EmitRequest {
+  const ir::Program *program = nullptr;
+  std::vector<const ir::Diagram *> diagrams;
+  const SourceManager *sources = nullptr;
+  std::map<std::string, std::string> options;
+  std::vector<std::string> *notes = nullptr;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -90,6 +114,16 @@ class Backend {
     (void)request;
     (void)outputs;
     error = "backend '" + name() + "' does not run diagrams";
+    return false;
+  }
+  // Whether this backend generates source code (ncd emit).
+  virtual bool can_emit() const { return false; }
+  // Writes the generated source to `output`. Returns false, after setting
+  // `error`, on failure (an unknown option value, a diagram it cannot express).
+  virtual bool emit(const EmitRequest &request, std::string &output, std::string &error) const {
+    (void)request;
+    (void)output;
+    error = "backend '" + name() + "' does not generate code";
     return false;
   }
 };

@@ -1,0 +1,36 @@
+// The CUDA code generator: the IR of one or more diagrams to one .cu file
+// (docs/CUDA.md states the file's contract: host functions, layouts, dtypes).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ncd/registry.h"
+
+namespace ncd::cuda {
+
+// Returns false, after setting `error`, when an option is wrong or a diagram
+// cannot be generated (e.g. an axis without a concrete size).
+bool generate(const EmitRequest &request, std::string &output, std::string &error);
+
+// What the harness needs to know of one generated host function.
+struct HarnessTensor {
+  std::string name;  // input or output name, or param path
+  ir::DType dtype = ir::DType::F32;
+  std::vector<int64_t> shape;
+};
+struct HarnessDiagram {
+  std::string name;      // the diagram's name
+  std::string function;  // its extern "C" host function
+  std::vector<HarnessTensor> inputs, params, outputs;
+  double flops = 0;  // ncd's FLOP count (the unfused baseline of `ncd cost`)
+};
+
+// The main() of --harness (harness.cpp), appended after the host functions.
+std::string harness_code(const std::vector<HarnessDiagram> &diagrams);
+
+// The C++ type of a dtype's elements in generated code.
+std::string element_type(ir::DType dtype);
+
+}  // namespace ncd::cuda

@@ -1,0 +1,27 @@
+// Backend `cuda` (plugin cuda): generates one self-contained .cu file per
+// request; it runs nothing (can_execute is false). The generator is codegen.cpp.
+#include <memory>
+
+#include "codegen.h"
+#include "ncd/plugin.h"
+#include "ncd/registry.h"
+
+namespace {
+
+class CudaBackend : public ncd::Backend {
+ public:
+  std::string name() const override { return "cuda"; }
+  std::string description() const override {
+    return "CUDA code generator: tensor-core contractions, streamed attention, a host function per diagram";
+  }
+  bool can_emit() const override { return true; }
+  bool emit(const ncd::EmitRequest &request, std::string &output, std::string &error) const override {
+    return ncd::cuda::generate(request, output, error);
+  }
+};
+
+int register_cuda(ncd::Registry *registry) { return registry->add_backend(std::make_unique<CudaBackend>()) ? 0 : 1; }
+
+}  // namespace
+
+NCD_PLUGIN(cuda, "cuda", "0.1.0", "CUDA backend: generates .cu files (ncd emit --cuda)", register_cuda)

@@ -1,0 +1,115 @@
+// `ncd emit --cuda FILE [--diagram NAME]... [--all] -o OUT.cu [--harness] [--arch sm_80|sm_90] [-D ...]`:
+// generates code for diagrams through a code-generating backend plugin (docs/CUDA.md).
+//
+// Several --diagram (or --all) put several diagrams into one file, so that a
+// test or a build compiles one translation unit per .ncd file. Notes about
+// fallbacks the backend took go to standard error, one line each.
+#include <iostream>
+
+#include "common.h"
+#include "verbs.h"
+
+namespace ncd::cli {
+
+Handler setup_emit(CLI::App &command) {
+  struct Options {
+    std::string file;
+    std::vector<std::string> diagrams;
+    bool all = false;
+    bool cuda = false;
+    std::string backend;
+    std::string output = "-";
+    bool harness = false;
+    std::string arch;
+    FrontendOptions frontend;
+  };
+  auto options = std::make_shared<Options>();
+  command.add_option("file", options->file, "The .ncd file")->required()->type_name("FILE");
+  command.add_flag("--cuda", options->cuda, "Generate CUDA (the backend `cuda`): one self-contained .cu file");
+  command.add_option("--backend", options->backend, "Generate with this backend plugin instead")->type_name("NAME");
+  command.add_option("--diagram", options->diagrams,
+                     "A diagram to generate (repeatable; default: the file's only diagram)")
+      ->type_name("NAME")
+      ->allow_extra_args(false);
+  command.add_flag("--all", options->all, "Generate every diagram of the file");
+  command.add_option("-o,--output", options->output, "Write the code here (default: standard output)")
+      ->type_name("FILE");
+  command.add_flag("--harness", options->harness,
+                   "Add a main() that reads .npy inputs and params, runs, writes .npy outputs and times the run");
+  command.add_option("--arch", options->arch, "Target architecture: sm_80 or sm_90 (default: sm_80)")
+      ->type_name("ARCH");
+  add_frontend_options(command, options->frontend);
+  return [options]() -> int {
+    std::string backend_name = options->backend;
+    if (options->cuda) {
+      if (!backend_name.empty() && backend_name != "cuda") {
+        std::cerr << "ncd emit: error: --cuda and --backend " << backend_name << " disagree; give one\n";
+        return kUsageError;
+      }
+      backend_name = "cuda";
+    }
+    if (backend_name.empty()) {
+      std::cerr << "ncd emit: error: choose a target: --cuda (or --backend NAME)\n";
+      return kUsageError;
+    }
+    if (options->all && !options->diagrams.empty()) {
+      std::cerr << "ncd emit: error: --all and --diagram exclude each other\n";
+      return kUsageError;
+    }
+    if (backend_name == "cuda" && !options->arch.empty() && options->arch != "sm_80" && options->arch != "sm_90") {
+      std::cerr << "ncd emit: error: unknown --arch '" << options->arch << "'; expected sm_80 or sm_90\n";
+      return kUsageError;
+    }
+    Registry *registry = load_registry(options->frontend.plugins);
+    if (!registry) return kUserError;
+    const Backend *backend = registry->backend(backend_name);
+    if (!backend) {
+      std::cerr << "ncd: error: " << registry->describe_miss("backend", backend_name) << "\n";
+      return kUserError;
+    }
+    if (!backend->can_emit()) {
+      std::cerr << "ncd: error: backend '" << backend_name << "' does not generate code\n";
+      return kUserError;
+    }
+    auto compilation = load_program(options->file, options->frontend);
+    if (!compilation) return kUserError;
+    EmitRequest request;
+    request.program = &compilation->program;
+    request.sources = &compilation->sources;
+    if (options->all) {
+      request.diagrams = compilation->program.root_diagrams();
+      if (request.diagrams.empty()) {
+        std::cerr << "ncd: error: " << compilation->modules[0].path << " defines no diagrams\n";
+        return kUserError;
+      }
+    } else if (options->diagrams.empty()) {
+      const ir::Diagram *diagram = select_diagram(*compilation, "", true);
+      if (!diagram) return kUserError;
+      request.diagrams.push_back(diagram);
+    } else {
+      for (const std::string &name : options->diagrams) {
+        const ir::Diagram *diagram = select_diagram(*compilation, name, true);
+        if (!diagram) return kUserError;
+        bool seen = false;
+        for (const ir::Diagram *other : request.diagrams) seen = seen || other == diagram;
+        if (!seen) request.diagrams.push_back(diagram);
+      }
+    }
+    if (options->harness) request.options["harness"] = "1";
+    if (!options->arch.empty()) request.options["arch"] = options->arch;
+    std::vector<std::string> notes;
+    request.notes = &notes;
+    std::string code, error;
+    bool ok = backend->emit(request, code, error);
+    for (const std::string &note : notes) std::cerr << "ncd emit: note: " << note << "\n";
+    if (!ok) {
+      std::cerr << "ncd emit: error: " << error << "\n";
+      return kUserError;
+    }
+    if (!write_or_report(options->output, code)) return kUserError;
+    if (!write_dependency_file(options->frontend, *compilation, options->file, options->output)) return kUserError;
+    return kSuccess;
+  };
+}
+
+}  // namespace ncd::cli

@@ -1,0 +1,44 @@
+// The pass manager: runs a pipeline of passes from the plugin registry.
+//
+// A pipeline is text (`inline,cse,dce`) or a level (-O0, -O1, -O2). Each pass
+// runs on the target diagram and on every diagram it reaches through calls
+// (recomputed before each pass, since `fuse` adds kernel diagrams); the IR
+// verifier runs after every pass when `verify_each` is set (debug builds and
+// the tests set it; `ncd optimize --verify-each` asks for it). Observability
+// follows LLVM: --print-after-all ("unchanged" when a pass changed nothing),
+// --time-passes, and the explain log the passes write through PassContext.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "ncd/ir.h"
+#include "ncd/registry.h"
+
+namespace ncd {
+
+// The passes of an optimization level; false for an unknown level.
+bool pipeline_for_level(int level, std::vector<std::string> &names);
+
+// Splits "a, b,c" into names; false (with `error`) for an empty name.
+bool parse_pipeline(const std::string &text, std::vector<std::string> &names, std::string &error);
+
+struct PipelineOptions {
+  bool print_after_all = false;
+  bool time_passes = false;
+  bool verify_each = true;
+  std::ostream *log = nullptr;  // where --print-after-all and --time-passes write
+};
+
+// Diagrams reachable from `root` through calls (nested repeats included), root first.
+std::vector<ir::Diagram *> reachable_diagrams(ir::Program &program, ir::Diagram &root);
+
+// Runs `names` on `root` and what it reaches. Returns 0, 1 (a pass reported an
+// error, or a name is unknown: `error` says which) or 3 (the IR verifier failed
+// after a pass: `error` lists the problems).
+int run_pipeline(const Registry &registry, ir::Program &program, ir::Diagram &root,
+                 const std::vector<std::string> &names, PassContext &context, const PipelineOptions &options,
+                 std::string &error);
+
+}  // namespace ncd

@@ -1,0 +1,129 @@
+// The pass manager (ncd/pass_manager.h).
+#include "ncd/pass_manager.h"
+
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <set>
+
+#include "ncd/ir_print.h"
+#include "ncd/verifier.h"
+
+namespace ncd {
+
+bool pipeline_for_level(int level, std::vector<std::string> &names) {
+  switch (level) {
+    case 0: names = {}; return true;
+    case 1: names = {"inline", "simplify", "cse", "dce"}; return true;
+    // stream before fuse: fusing a softmax with the contraction that consumes
+    // it is only worth it once the softmax is in its streamed form.
+    case 2: names = {"inline", "simplify", "cse", "dce", "contract-order", "stream", "fuse", "tile"}; return true;
+    default: return false;
+  }
+}
+
+bool parse_pipeline(const std::string &text, std::vector<std::string> &names, std::string &error) {
+  names.clear();
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    std::string name = text.substr(start, comma - start);
+    while (!name.empty() && name.front() == ' ') name.erase(name.begin());
+    while (!name.empty() && name.back() == ' ') name.pop_back();
+    if (name.empty()) {
+      error = "empty pass name in pipeline '" + text + "'";
+      return false;
+    }
+    names.push_back(name);
+    start = comma + 1;
+  }
+  return true;
+}
+
+std::vector<ir::Diagram *> reachable_diagrams(ir::Program &program, ir::Diagram &root) {
+  std::vector<ir::Diagram *> out;
+  std::set<const ir::Diagram *> seen;
+  std::function<void(ir::Diagram &)> visit = [&](ir::Diagram &diagram) {
+    if (!seen.insert(&diagram).second) return;
+    out.push_back(&diagram);
+    ir::for_each_op(diagram.body, [&](const ir::Op &op) {
+      if (op.kind == ir::OpKind::Call && op.callee >= 0 && static_cast<size_t>(op.callee) < program.diagrams.size())
+        visit(*program.diagrams[static_cast<size_t>(op.callee)]);
+    });
+  };
+  visit(root);
+  return out;
+}
+
+namespace {
+
+std::string print_reachable(ir::Program &program, ir::Diagram &root, const SourceManager &sources) {
+  std::string out;
+  for (ir::Diagram *diagram : reachable_diagrams(program, root)) out += print_ir(program, sources, diagram);
+  return out;
+}
+
+}  // namespace
+
+int run_pipeline(const Registry &registry, ir::Program &program, ir::Diagram &root,
+                 const std::vector<std::string> &names, PassContext &context, const PipelineOptions &options,
+                 std::string &error) {
+  std::vector<Pass *> passes;
+  for (const auto &name : names) {
+    Pass *pass = registry.pass(name);
+    if (!pass) {
+      error = registry.describe_miss("pass", name);
+      return 1;
+    }
+    passes.push_back(pass);
+  }
+  std::vector<std::pair<std::string, double>> times;
+  for (Pass *pass : passes) {
+    context.pass = pass->name();
+    auto start = std::chrono::steady_clock::now();
+    bool changed = false;
+    for (ir::Diagram *diagram : reachable_diagrams(program, root)) {
+      PassResult result = pass->run(program, *diagram, context);
+      changed = changed || result.changed;
+      if (!result.declined.empty()) context.note(diagram->location, result.declined);
+      if (context.diagnostics && context.diagnostics->error_count() > 0) {
+        error = "pass '" + pass->name() + "' reported errors";
+        return 1;
+      }
+    }
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    times.emplace_back(pass->name(), seconds);
+    if (options.verify_each) {
+      auto problems = verify(program);
+      if (!problems.empty()) {
+        error = "pass '" + pass->name() + "' left the IR invalid:";
+        for (const auto &problem : problems) error += "\n  " + problem;
+        return 3;
+      }
+    }
+    if (options.print_after_all && options.log && context.sources) {
+      *options.log << "; IR after " << pass->name();
+      if (!changed)
+        *options.log << ": unchanged\n";
+      else
+        *options.log << "\n" << print_reachable(program, root, *context.sources);
+    }
+  }
+  if (options.time_passes && options.log) {
+    double total = 0;
+    for (const auto &entry : times) total += entry.second;
+    *options.log << "; pass timings (wall clock)\n";
+    char line[160];
+    for (const auto &[name, seconds] : times) {
+      std::snprintf(line, sizeof line, ";   %-16s %10.3f ms  %5.1f%%\n", name.c_str(), seconds * 1e3,
+                    total > 0 ? 100.0 * seconds / total : 0.0);
+      *options.log << line;
+    }
+    std::snprintf(line, sizeof line, ";   %-16s %10.3f ms\n", "total", total * 1e3);
+    *options.log << line;
+  }
+  return 0;
+}
+
+}  // namespace ncd

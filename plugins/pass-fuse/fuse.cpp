@@ -1,0 +1,347 @@
+// Pass `fuse`: groups operations into kernels.
+//
+// Preconditions: a verified diagram; `stream`, when wanted, has run (a
+// contraction joins the kernel of the softmax it consumes only when that
+// softmax's axis is streamed). Greedy, in program order, each operation joins
+// the kernel of one of its operands' producers when
+//   - elementwise: its axes are within the axes of that operand (an epilogue:
+//     bias, activation, residual add, scaling, masks);
+//   - reduction or normalisation: it reads that kernel's value (row-wise
+//     statistics after an elementwise chain or a matmul: fused normalisations);
+//   - contraction: the kernel holds only elementwise work (a prologue such as
+//     Q·rsqrt(#d)), or it consumes a softmax over an axis it sums and the
+//     diagram streams that axis (attention);
+// and joining keeps the kernel convex (no path leaves it and comes back).
+// Calls, repeats, accesses and merges join no kernel; calls, repeats and
+// merges take no epilogue either (an access may: a shifted or gathered read
+// followed by elementwise work is one pass over the data). Operations that read
+// no data (constants, sizes, axis positions) are recomputed where needed.
+// A kernel of two or more operations becomes a diagram `<Diagram>_kernel<N>`
+// with an empty schedule (its tiles come from the `tile` pass) called with the
+// caller's own axes; when one kernel covers the whole diagram, the diagram
+// itself is the kernel and gets the schedule. Params used by a kernel are
+// passed to it as inputs, so their paths (docs/RUN.md) do not change.
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "ncd/hardware.h"
+#include "ncd/ir_edit.h"
+#include "ncd/plugin.h"
+#include "ncd/registry.h"
+
+namespace {
+
+using namespace ncd;
+
+std::set<int> axis_set(const ir::Value &value) { return {value.axes.begin(), value.axes.end()}; }
+
+bool streams(const ir::Diagram &diagram, int axis) {
+  for (const auto &schedule : diagram.schedules)
+    for (const auto &directive : schedule.directives)
+      if (directive.kind == ir::ScheduleDirective::Kind::Stream && directive.axis == axis) return true;
+  return false;
+}
+
+struct Group {
+  std::vector<ir::Op *> ops;
+  bool has_contraction = false;
+  bool has_reduction = false;  // reduce or normalize
+  bool closed = false;         // a call, repeat or merge: nothing joins it
+  std::set<int> upstream;      // groups this one depends on
+};
+
+class Fuse : public Pass {
+ public:
+  std::string name() const override { return "fuse"; }
+  std::string description() const override { return "Group operations into kernels (epilogues, normalisations, attention)"; }
+
+  PassResult run(ir::Program &program, ir::Diagram &diagram, PassContext &context) override {
+    PassResult result;
+    std::vector<Group> groups;
+    std::map<int, int> group_of_op;    // op id → group
+    std::map<int, int> group_of_value; // value id → group of its producer (non-free ops)
+    std::set<int> free_ops;
+    for (auto &entry : diagram.body.ops) {
+      ir::Op &op = *entry;
+      if (ir::is_data_free(diagram, op)) {
+        free_ops.insert(op.id);
+        continue;
+      }
+      std::set<int> upstream;
+      for (int operand : op.operands) {
+        auto it = group_of_value.find(operand);
+        if (it == group_of_value.end()) continue;
+        upstream.insert(it->second);
+        upstream.insert(groups[static_cast<size_t>(it->second)].upstream.begin(),
+                        groups[static_cast<size_t>(it->second)].upstream.end());
+      }
+      int joined = -1;
+      std::string why;
+      if (op.kind != ir::OpKind::Call && op.kind != ir::OpKind::Repeat && op.kind != ir::OpKind::Access &&
+          op.kind != ir::OpKind::Merge) {
+        for (int operand : op.operands) {
+          auto it = group_of_value.find(operand);
+          if (it == group_of_value.end()) continue;
+          int candidate = it->second;
+          if (groups[static_cast<size_t>(candidate)].closed) continue;
+          if (!convex(groups, group_of_value, op, candidate)) continue;
+          if (can_join(program, diagram, groups[static_cast<size_t>(candidate)], op, operand, why)) {
+            joined = candidate;
+            break;
+          }
+        }
+      }
+      if (joined < 0) {
+        joined = static_cast<int>(groups.size());
+        groups.push_back(Group{});
+      } else {
+        upstream.erase(joined);
+      }
+      Group &group = groups[static_cast<size_t>(joined)];
+      group.ops.push_back(&op);
+      group.upstream.insert(upstream.begin(), upstream.end());
+      group.closed = group.closed || op.kind == ir::OpKind::Call || op.kind == ir::OpKind::Repeat ||
+                     op.kind == ir::OpKind::Merge;
+      group.has_contraction = group.has_contraction || op.kind == ir::OpKind::Contract;
+      group.has_reduction = group.has_reduction || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize;
+      group_of_op[op.id] = joined;
+      for (int value : op.results) group_of_value[value] = joined;
+    }
+    std::vector<int> kernels;
+    for (size_t g = 0; g < groups.size(); ++g)
+      if (groups[g].ops.size() >= 2) kernels.push_back(static_cast<int>(g));
+    if (kernels.empty()) return result;
+    size_t non_free = diagram.body.ops.size() - free_ops.size();
+    bool has_nested = false;
+    for (const auto &op : diagram.body.ops) has_nested = has_nested || op->kind == ir::OpKind::Call || op->kind == ir::OpKind::Repeat;
+    if (kernels.size() == 1 && groups[static_cast<size_t>(kernels[0])].ops.size() == non_free && !has_nested) {
+      // The whole diagram is one kernel: schedule it in place.
+      if (diagram.schedules.empty()) {
+        ir::Schedule schedule;
+        schedule.target = context.hardware ? context.hardware->name : "";
+        schedule.location = diagram.location;
+        diagram.schedules.push_back(schedule);
+      }
+      context.note(diagram.location, "'" + diagram.name + "' is one kernel: " + describe(diagram, groups[static_cast<size_t>(kernels[0])]));
+      result.changed = true;
+      return result;
+    }
+    int number = 0;
+    for (int g : kernels) extract(program, diagram, groups[static_cast<size_t>(g)], ++number, context);
+    // Data-free ops the kernels now recompute are left unused here.
+    for (bool removed = true; removed;) {
+      auto used = ir::users(diagram);
+      auto escaping = ir::escaping_values(diagram);
+      std::set<int> unused;
+      for (const auto &op : diagram.body.ops) {
+        if (!ir::is_data_free(diagram, *op)) continue;
+        bool live = false;
+        for (int value : op->results) live = live || used.count(value) || escaping.count(value);
+        if (!live) unused.insert(op->id);
+      }
+      removed = ir::erase_ops(diagram.body, [&](const ir::Op &op) { return unused.count(op.id) > 0; }) > 0;
+    }
+    topological_sort(diagram);
+    // Stream directives move with the kernels that hold their accumulators; the
+    // caller keeps none.
+    diagram.schedules.clear();
+    result.changed = true;
+    return result;
+  }
+
+ private:
+  static std::string describe(const ir::Diagram &diagram, const Group &group) {
+    std::string out;
+    for (const ir::Op *op : group.ops) {
+      std::string what = op->kind == ir::OpKind::Elementwise || op->kind == ir::OpKind::Reduce ||
+                                 op->kind == ir::OpKind::Normalize
+                             ? op->function
+                             : std::string(ir::op_kind_name(op->kind));
+      out += (out.empty() ? "" : ", ") + what + " " + ir::value_label(diagram, op->results[0]);
+    }
+    return out;
+  }
+
+  // Joining `op` to `candidate` keeps it convex: no other operand of `op`
+  // comes from a group downstream of the candidate.
+  static bool convex(const std::vector<Group> &groups, const std::map<int, int> &group_of_value, const ir::Op &op,
+                     int candidate) {
+    for (int operand : op.operands) {
+      auto it = group_of_value.find(operand);
+      if (it == group_of_value.end() || it->second == candidate) continue;
+      if (groups[static_cast<size_t>(it->second)].upstream.count(candidate)) return false;
+    }
+    return true;
+  }
+
+  static bool can_join(const ir::Program &program, const ir::Diagram &diagram, const Group &group, const ir::Op &op,
+                       int operand, std::string &why) {
+    (void)program;
+    const ir::Value &input = diagram.value(operand);
+    const ir::Value &output = diagram.value(op.results[0]);
+    switch (op.kind) {
+      case ir::OpKind::Elementwise: {
+        auto in = axis_set(input);
+        for (int axis : output.axes)
+          if (!in.count(axis)) return false;  // would broadcast the kernel's value: not an epilogue
+        return true;
+      }
+      case ir::OpKind::Reduce:
+      case ir::OpKind::Normalize: return true;
+      case ir::OpKind::Contract: {
+        if (!group.has_contraction && !group.has_reduction) return true;  // a prologue
+        const ir::Op *producer = const_cast<ir::Diagram &>(diagram).producer(operand);
+        if (producer && producer->kind == ir::OpKind::Normalize && producer->function == "softmax" &&
+            producer->axes.size() == 1 &&
+            std::find(op.axes.begin(), op.axes.end(), producer->axes[0]) != op.axes.end()) {
+          if (streams(diagram, producer->axes[0])) return true;
+          why = "not streamed";
+        }
+        return false;
+      }
+      default: return false;
+    }
+  }
+
+  static void extract(ir::Program &program, ir::Diagram &diagram, Group &group, int number, PassContext &context) {
+    std::set<int> members;
+    for (ir::Op *op : group.ops) members.insert(op->id);
+    std::set<int> produced;
+    for (ir::Op *op : group.ops) produced.insert(op->results.begin(), op->results.end());
+    // Inputs: values the group reads that it does not produce; data-free producers are cloned in.
+    std::vector<int> inputs;
+    std::vector<const ir::Op *> cloned_free;
+    std::set<int> seen_inputs, seen_free;
+    std::function<void(int)> need = [&](int value) {
+      if (produced.count(value) || seen_inputs.count(value)) return;
+      const ir::Op *producer = diagram.producer(value);
+      if (producer && ir::is_data_free(diagram, *producer)) {
+        if (!seen_free.insert(producer->id).second) return;
+        for (int operand : producer->operands) need(operand);
+        cloned_free.push_back(producer);
+        return;
+      }
+      seen_inputs.insert(value);
+      inputs.push_back(value);
+    };
+    for (ir::Op *op : group.ops)
+      for (int operand : op->operands) need(operand);
+    // Outputs: values used outside the group or leaving the diagram.
+    auto used = ir::users(diagram);
+    auto escaping = ir::escaping_values(diagram);
+    std::vector<int> outputs;
+    for (ir::Op *op : group.ops)
+      for (int value : op->results) {
+        bool outside = escaping.count(value) > 0;
+        for (ir::Op *user : used[value]) outside = outside || !members.count(user->id);
+        if (outside) outputs.push_back(value);
+      }
+    auto kernel = std::make_unique<ir::Diagram>();
+    kernel->name = ir::fresh_diagram_name(program, diagram.name + "_kernel" + std::to_string(number));
+    kernel->module = diagram.module;
+    kernel->location = group.ops.front()->location;
+    kernel->values = diagram.values;
+    for (auto &value : kernel->values) {
+      value.role = ir::Value::Role::Intermediate;
+      value.instances = 1;
+    }
+    for (int value : inputs) {
+      kernel->value(value).role = ir::Value::Role::Input;
+      kernel->value(value).producer = -1;
+      kernel->inputs.push_back(value);
+    }
+    for (int value : outputs) {
+      kernel->value(value).role = ir::Value::Role::Output;
+      kernel->outputs.push_back(value);
+      // Kernel outputs carry names the caller can bind; temporaries get one.
+      if (kernel->value(value).name.empty() || kernel->value(value).name[0] == '%')
+        kernel->value(value).name = "t" + std::to_string(value);
+    }
+    for (int value : inputs)
+      if (kernel->value(value).name.empty() || kernel->value(value).name[0] == '%')
+        kernel->value(value).name = "t" + std::to_string(value);
+    for (const ir::Op *op : cloned_free) kernel->body.ops.push_back(ir::clone_op(*op));
+    for (ir::Op *op : group.ops) kernel->body.ops.push_back(ir::clone_op(*op));
+    kernel->max_op_id = diagram.max_op_id;
+    // Stream directives whose axis this kernel sums or reduces move here.
+    ir::Schedule schedule;
+    schedule.target = context.hardware ? context.hardware->name : "";
+    schedule.location = kernel->location;
+    for (const auto &parent : diagram.schedules)
+      for (const auto &directive : parent.directives) {
+        if (directive.kind != ir::ScheduleDirective::Kind::Stream) continue;
+        bool consumes = false;
+        for (ir::Op *op : group.ops)
+          consumes = consumes || std::find(op->axes.begin(), op->axes.end(), directive.axis) != op->axes.end();
+        if (consumes) schedule.directives.push_back(directive);
+      }
+    kernel->schedules.push_back(schedule);
+    context.note(kernel->location, "kernel " + kernel->name + ": " + describe(diagram, group));
+    // The caller: one call in place of the group.
+    int callee = static_cast<int>(program.diagrams.size());
+    auto call = ir::make_op(diagram, ir::OpKind::Call, group.ops.front()->location);
+    call->function = kernel->name;
+    call->callee = callee;
+    call->operands = inputs;
+    ir::set_results(diagram, *call, outputs);
+    for (int value : outputs)
+      if (diagram.value(value).name.empty() || diagram.value(value).name[0] == '%')
+        diagram.value(value).name = "t" + std::to_string(value);
+    for (int value : inputs)
+      if (diagram.value(value).name.empty() || diagram.value(value).name[0] == '%')
+        diagram.value(value).name = "t" + std::to_string(value);
+    program.diagrams.push_back(std::move(kernel));
+    size_t position = 0;
+    while (position < diagram.body.ops.size() && !members.count(diagram.body.ops[position]->id)) ++position;
+    ir::erase_ops(diagram.body, [&](const ir::Op &op) { return members.count(op.id) > 0; });
+    diagram.body.ops.insert(diagram.body.ops.begin() + static_cast<std::ptrdiff_t>(position), std::move(call));
+  }
+
+  // Restores dependency order after kernels replaced groups (stable: program order where possible).
+  static void topological_sort(ir::Diagram &diagram) {
+    std::map<int, size_t> producer_position;
+    auto &ops = diagram.body.ops;
+    for (size_t i = 0; i < ops.size(); ++i)
+      for (int value : ops[i]->results) producer_position[value] = i;
+    std::vector<std::vector<size_t>> dependents(ops.size());
+    std::vector<int> pending(ops.size(), 0);
+    for (size_t i = 0; i < ops.size(); ++i) {
+      std::set<size_t> from;
+      std::function<void(const ir::Region &)> operands_of = [&](const ir::Region &region) {
+        for (const auto &inner : region.ops) {
+          for (int operand : inner->operands)
+            if (auto it = producer_position.find(operand); it != producer_position.end() && it->second != i)
+              from.insert(it->second);
+          if (inner->body) operands_of(*inner->body);
+        }
+      };
+      for (int operand : ops[i]->operands)
+        if (auto it = producer_position.find(operand); it != producer_position.end()) from.insert(it->second);
+      if (ops[i]->body) operands_of(*ops[i]->body);
+      for (size_t f : from) {
+        dependents[f].push_back(i);
+        ++pending[i];
+      }
+    }
+    std::set<size_t> ready;
+    for (size_t i = 0; i < ops.size(); ++i)
+      if (!pending[i]) ready.insert(i);
+    std::vector<std::unique_ptr<ir::Op>> sorted;
+    while (!ready.empty()) {
+      size_t i = *ready.begin();
+      ready.erase(ready.begin());
+      sorted.push_back(std::move(ops[i]));
+      for (size_t d : dependents[i])
+        if (--pending[d] == 0) ready.insert(d);
+    }
+    ops = std::move(sorted);
+  }
+};
+
+int register_fuse(Registry *registry) { return registry->add_pass(std::make_unique<Fuse>()) ? 0 : 1; }
+
+}  // namespace
+
+NCD_PLUGIN(pass_fuse, "pass-fuse", "1.0.0", "Pass fuse: kernel fusion", register_fuse)

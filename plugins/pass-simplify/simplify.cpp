@@ -1,0 +1,190 @@
+// Pass `simplify`: constant folding, algebraic identities, and moving scalar
+// factors to the cheaper side of a contraction.
+//
+// Preconditions: a verified diagram. Folding covers literals only: axis sizes
+// (`#d`) stay symbolic so the optimized file still follows `-D`. Identities
+// (x*1, x+0, x-0, x/1, neg(neg x), a copy to the same axes and dtype) forward
+// the operand when it already has the result's axes and dtype. A contraction
+// with scalar operands multiplies every term of its product by them; applying
+// them to its smallest tensor operand instead (in f32) saves
+// |result| - |operand| multiplications, e.g. rsqrt(#d) on Q[q, d] rather than
+// on S[q, k] — when that operand is f32 already: scaling a 16-bit operand
+// would make it f32 and move the contraction off the tensor cores.
+#include <cmath>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "ncd/ir_edit.h"
+#include "ncd/plugin.h"
+#include "ncd/registry.h"
+
+namespace {
+
+using namespace ncd;
+
+std::optional<double> fold(const std::string &function, const std::vector<double> &x) {
+  static const std::map<std::string, std::function<double(double)>> unary{
+      {"neg", [](double a) { return -a; }},         {"rsqrt", [](double a) { return 1.0 / std::sqrt(a); }},
+      {"sqrt", [](double a) { return std::sqrt(a); }}, {"exp", [](double a) { return std::exp(a); }},
+      {"log", [](double a) { return std::log(a); }},   {"recip", [](double a) { return 1.0 / a; }},
+      {"square", [](double a) { return a * a; }},      {"abs", [](double a) { return std::fabs(a); }},
+  };
+  static const std::map<std::string, std::function<double(double, double)>> binary{
+      {"add", [](double a, double b) { return a + b; }}, {"sub", [](double a, double b) { return a - b; }},
+      {"mul", [](double a, double b) { return a * b; }}, {"div", [](double a, double b) { return a / b; }},
+  };
+  if (x.size() == 1)
+    if (auto it = unary.find(function); it != unary.end()) return it->second(x[0]);
+  if (x.size() == 2)
+    if (auto it = binary.find(function); it != binary.end()) return it->second(x[0], x[1]);
+  return std::nullopt;
+}
+
+int64_t elements(const ir::Program &program, const ir::Value &value) {
+  int64_t n = 1;
+  for (int axis : value.axes) n *= program.size(axis).value_or(1);
+  return n;
+}
+
+std::set<int> axis_set(const ir::Value &value) { return {value.axes.begin(), value.axes.end()}; }
+
+class Simplify : public Pass {
+ public:
+  std::string name() const override { return "simplify"; }
+  std::string description() const override {
+    return "Fold constants, apply algebraic identities, move scalar factors to the cheaper side of a contraction";
+  }
+
+  PassResult run(ir::Program &program, ir::Diagram &diagram, PassContext &context) override {
+    PassResult result;
+    std::map<int, double> constants;  // value id → literal
+    std::set<int> forwarded;          // ops whose result was replaced by an operand
+    std::vector<std::pair<size_t, std::unique_ptr<ir::Op>>> inserts;
+    for (size_t position = 0; position < diagram.body.ops.size(); ++position) {
+      ir::Op &op = *diagram.body.ops[position];
+      if (op.kind == ir::OpKind::Constant) {
+        constants[op.results[0]] = op.constant;
+        continue;
+      }
+      if (op.kind == ir::OpKind::Elementwise && op.results.size() == 1) {
+        std::vector<double> literal;
+        for (int operand : op.operands)
+          if (constants.count(operand)) literal.push_back(constants[operand]);
+        if (literal.size() == op.operands.size() && diagram.value(op.results[0]).axes.empty()) {
+          if (auto folded = fold(op.function, literal)) {
+            op.kind = ir::OpKind::Constant;
+            op.constant = *folded;
+            op.operands.clear();
+            op.function.clear();
+            constants[op.results[0]] = *folded;
+            result.changed = true;
+            continue;
+          }
+        }
+        if (auto kept = identity_operand(diagram, op, constants)) {
+          const ir::Value &out = diagram.value(op.results[0]);
+          if (out.role != ir::Value::Role::Output) {
+            context.note(op.location, "removed " + op.function + " by an identity: " +
+                                          ir::value_label(diagram, op.results[0]) + " is " +
+                                          ir::value_label(diagram, *kept));
+            ir::replace_uses(diagram, op.results[0], *kept);
+            forwarded.insert(op.id);
+            result.changed = true;
+          }
+        }
+        continue;
+      }
+      if (op.kind == ir::OpKind::Contract) {
+        if (auto insert = move_scalars(program, diagram, op, context)) {
+          inserts.emplace_back(position, std::move(insert));
+          result.changed = true;
+        }
+      }
+    }
+    for (auto it = inserts.rbegin(); it != inserts.rend(); ++it)
+      diagram.body.ops.insert(diagram.body.ops.begin() + static_cast<std::ptrdiff_t>(it->first), std::move(it->second));
+    if (!forwarded.empty()) ir::erase_ops(diagram.body, [&](const ir::Op &op) { return forwarded.count(op.id) > 0; });
+    return result;
+  }
+
+ private:
+  // The operand an identity reduces `op` to, when it has the result's axes and dtype.
+  static std::optional<int> identity_operand(ir::Diagram &diagram, const ir::Op &op, const std::map<int, double> &constants) {
+    auto literal = [&](size_t i, double x) {
+      auto it = constants.find(op.operands[i]);
+      return it != constants.end() && it->second == x;
+    };
+    std::optional<int> candidate;
+    const std::string &f = op.function;
+    if (op.operands.size() == 2) {
+      if ((f == "mul" && literal(1, 1)) || (f == "add" && literal(1, 0)) || (f == "sub" && literal(1, 0)) ||
+          (f == "div" && literal(1, 1)))
+        candidate = op.operands[0];
+      else if ((f == "mul" && literal(0, 1)) || (f == "add" && literal(0, 0)))
+        candidate = op.operands[1];
+    } else if (op.operands.size() == 1) {
+      if (f == "copy" || f == "cast") candidate = op.operands[0];
+      if (f == "neg") {
+        const ir::Op *inner = diagram.producer(op.operands[0]);
+        if (inner && inner->kind == ir::OpKind::Elementwise && inner->function == "neg") candidate = inner->operands[0];
+      }
+    }
+    if (!candidate) return std::nullopt;
+    const ir::Value &from = diagram.value(*candidate), &to = diagram.value(op.results[0]);
+    if (from.dtype != to.dtype || axis_set(from) != axis_set(to)) return std::nullopt;
+    return candidate;
+  }
+
+  // Applies the scalar operands of a contraction to its smallest tensor operand.
+  static std::unique_ptr<ir::Op> move_scalars(ir::Program &program, ir::Diagram &diagram, ir::Op &op, PassContext &context) {
+    std::vector<int> scalars, tensors;
+    for (int operand : op.operands) (diagram.value(operand).axes.empty() ? scalars : tensors).push_back(operand);
+    // One scalar factor (the usual rsqrt(#d)); several would need folding together first.
+    if (scalars.size() != 1 || tensors.size() < 2) return nullptr;
+    int smallest = tensors[0];
+    for (int t : tensors)
+      if (elements(program, diagram.value(t)) < elements(program, diagram.value(smallest))) smallest = t;
+    int64_t saved = elements(program, diagram.value(op.results[0])) - elements(program, diagram.value(smallest));
+    if (saved <= 0) {
+      context.note(op.location, "kept the scalar factor on " + ir::value_label(diagram, op.results[0]) +
+                                    ": no operand is smaller than the result");
+      return nullptr;
+    }
+    const ir::Value &source = diagram.value(smallest);
+    std::string label = ir::value_label(diagram, smallest);
+    if (source.dtype != ir::DType::F32) {
+      // The scaled copy would be f32: a 16-bit contraction would leave the tensor
+      // cores, and a streamed kernel applies the factor in registers for free.
+      context.note(op.location, "kept the scalar factor on " + ir::value_label(diagram, op.results[0]) + ": moving it onto " +
+                                    label + " (" + std::string(ir::dtype_name(source.dtype)) +
+                                    ") would make that operand f32 and take the contraction off the tensor cores");
+      return nullptr;
+    }
+    int scaled = ir::add_value(diagram, "", source.axes, ir::DType::F32, op.location);
+    diagram.value(scaled).name = "%" + std::to_string(scaled);
+    auto multiply = ir::make_op(diagram, ir::OpKind::Elementwise, op.location);
+    multiply->function = "mul";
+    multiply->operands.push_back(smallest);
+    for (int s : scalars) multiply->operands.push_back(s);
+    ir::set_results(diagram, *multiply, {scaled});
+    std::vector<int> operands;
+    for (int operand : op.operands) {
+      if (operand == smallest)
+        operands.push_back(scaled);
+      else if (!diagram.value(operand).axes.empty())
+        operands.push_back(operand);
+    }
+    op.operands = operands;
+    context.note(op.location, "moved the scalar factor of " + ir::value_label(diagram, op.results[0]) + " onto " +
+                                  label + ": " + std::to_string(saved) + " fewer multiplications");
+    return multiply;
+  }
+};
+
+int register_simplify(Registry *registry) { return registry->add_pass(std::make_unique<Simplify>()) ? 0 : 1; }
+
+}  // namespace
+
+NCD_PLUGIN(pass_simplify, "pass-simplify", "1.0.0", "Pass simplify: constant folding and algebraic identities",
+           register_simplify)

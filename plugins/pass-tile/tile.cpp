@@ -1,0 +1,213 @@
+// Pass `tile`: chooses group and stream sizes for every kernel with the cost
+// model on the target hardware, and writes them into its schedule.
+//
+// Preconditions: a verified diagram; kernels are diagrams with a schedule
+// (made by `fuse`, or `stream`, or written by the user); a hardware profile
+// is given (`--hw`). For each such diagram:
+//   - grouped axes: the axes every output carries that no operation sums,
+//     reduces or normalises over (and that are not streamed);
+//   - streamed axes: those `stream` chose, and, in a kernel with none, the
+//     axis its contraction sums (a matmul streams its inner dimension);
+//   - stream chunks are tried among 16, 32, 64 and 128 (those dividing the
+//     axis), the group tiles searched by `best_tiles` (the Napkin model:
+//     least time, then least traffic, within each level's capacity), then
+//     rounded down to multiples of 16 (the tensor cores' fragment edge) that
+//     divide the axis, and capped at 256 rows (a block's rows map onto at most 16
+//     warps of 16 rows each, the mma fragment height). The choice is re-priced and kept only
+//     if it fits.
+// A kernel with nothing to group keeps an empty schedule (one block per
+// position of the axes it is lifted over).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <set>
+
+#include "ncd/cost.h"
+#include "ncd/hardware.h"
+#include "ncd/ir_edit.h"
+#include "ncd/plugin.h"
+#include "ncd/registry.h"
+
+namespace {
+
+using namespace ncd;
+
+constexpr int64_t kFragment = 16;
+constexpr int64_t kMaxRows = 256;
+
+int64_t round_tile(int64_t tile, int64_t size) {
+  tile = std::min(tile, std::min(size, kMaxRows));
+  for (int64_t t = tile - tile % kFragment; t >= kFragment; t -= kFragment)
+    if (size % t == 0) return t;
+  for (int64_t t = tile; t >= 1; --t)
+    if (size % t == 0) return t;
+  return 1;
+}
+
+class Tile : public Pass {
+ public:
+  std::string name() const override { return "tile"; }
+  std::string description() const override {
+    return "Choose group and stream sizes with the cost model (within capacity, tensor-core multiples)";
+  }
+
+  PassResult run(ir::Program &program, ir::Diagram &diagram, PassContext &context) override {
+    PassResult result;
+    if (diagram.schedules.empty()) return result;
+    if (!context.hardware) {
+      result.declined = "no tiles chosen for '" + diagram.name + "': no hardware profile (give --hw)";
+      return result;
+    }
+    const HardwareProfile &hardware = *context.hardware;
+    ir::Schedule &schedule = diagram.schedules.front();
+    if (schedule.target.empty()) schedule.target = hardware.name;
+    std::set<int> consumed;  // summed, reduced or normalised
+    const ir::Op *contraction = nullptr;
+    ir::for_each_op(diagram.body, [&](const ir::Op &op) {
+      if (op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize)
+        consumed.insert(op.axes.begin(), op.axes.end());
+      if (op.kind == ir::OpKind::Contract && !contraction) contraction = &op;
+    });
+    std::set<int> streamed;
+    for (const auto &directive : schedule.directives)
+      if (directive.kind == ir::ScheduleDirective::Kind::Stream) streamed.insert(directive.axis);
+    if (streamed.empty() && contraction && !contraction->axes.empty()) {
+      ir::ScheduleDirective directive;
+      directive.kind = ir::ScheduleDirective::Kind::Stream;
+      directive.axis = contraction->axes.front();
+      directive.amount = program.size(directive.axis).value_or(1);
+      directive.location = contraction->location;
+      schedule.directives.push_back(directive);
+      streamed.insert(directive.axis);
+    }
+    std::vector<int> grouped;
+    if (!diagram.outputs.empty()) {
+      for (int axis : diagram.value(diagram.outputs[0]).axes) {
+        bool everywhere = true;
+        for (int output : diagram.outputs) {
+          const auto &axes = diagram.value(output).axes;
+          everywhere = everywhere && std::find(axes.begin(), axes.end(), axis) != axes.end();
+        }
+        if (everywhere && !consumed.count(axis) && !streamed.count(axis)) grouped.push_back(axis);
+      }
+    }
+    // Drop group directives the user or an earlier run wrote; this pass owns them.
+    std::erase_if(schedule.directives, [](const ir::ScheduleDirective &d) { return d.kind == ir::ScheduleDirective::Kind::Group; });
+    for (int axis : grouped) {
+      ir::ScheduleDirective directive;
+      directive.kind = ir::ScheduleDirective::Kind::Group;
+      directive.axis = axis;
+      // Start small so the first pricing fits (the model refuses tiles over capacity).
+      directive.amount = round_tile(kFragment, program.size(axis).value_or(1));
+      directive.location = diagram.location;
+      schedule.directives.insert(schedule.directives.begin(), directive);
+    }
+    // Candidate chunks for each streamed axis.
+    struct Priced {
+      ir::Schedule schedule;
+      double time, bytes;
+    };
+    std::vector<Priced> priced;
+    std::vector<int64_t> chunks = {16, 32, 64, 128};
+    std::vector<ir::ScheduleDirective *> streams;
+    for (auto &directive : schedule.directives)
+      if (directive.kind == ir::ScheduleDirective::Kind::Stream) streams.push_back(&directive);
+    std::vector<std::vector<int64_t>> options;
+    for (auto *directive : streams) {
+      int64_t size = program.size(directive->axis).value_or(1);
+      std::vector<int64_t> fitting;
+      for (int64_t c : chunks)
+        if (c <= size && size % c == 0) fitting.push_back(c);
+      if (fitting.empty()) fitting.push_back(size);
+      options.push_back(fitting);
+    }
+    std::vector<size_t> pick(streams.size(), 0);
+    for (;;) {
+      ir::Schedule candidate = schedule;
+      size_t s = 0;
+      for (auto &directive : candidate.directives)
+        if (directive.kind == ir::ScheduleDirective::Kind::Stream) {
+          directive.amount = options[s][pick[s]];
+          ++s;
+        }
+      if (auto first = napkin(program, diagram, candidate, hardware)) {
+        if (!grouped.empty()) {
+          // Without a contraction there is no reuse to buy with bigger tiles:
+          // rows of the fragment-friendly maximum keep blocks few and wide.
+          auto tiles = contraction ? best_tiles(*first, hardware) : std::nullopt;
+          if (tiles) {
+            for (auto &directive : candidate.directives) {
+              if (directive.kind != ir::ScheduleDirective::Kind::Group) continue;
+              for (const auto &[name, tile] : tiles->tiles)
+                if (name == program.axis(directive.axis).name)
+                  directive.amount = round_tile(tile, program.size(directive.axis).value_or(1));
+            }
+          } else {
+            // The widest rows (halving from the maximum) whose tiles fit.
+            for (int64_t rows = kMaxRows; rows >= 1; rows /= 2) {
+              for (auto &directive : candidate.directives)
+                if (directive.kind == ir::ScheduleDirective::Kind::Group)
+                  directive.amount = round_tile(rows, program.size(directive.axis).value_or(1));
+              auto trial = napkin(program, diagram, candidate, hardware);
+              if (trial && trial->fits) break;
+            }
+          }
+        }
+        if (auto final_price = napkin(program, diagram, candidate, hardware); final_price && final_price->fits) {
+          double bytes = final_price->traffic.empty()
+                             ? 0
+                             : final_price->traffic[0].read.value + final_price->traffic[0].write.value;
+          priced.push_back({candidate, final_price->time, bytes});
+        }
+      }
+      size_t i = 0;
+      while (i < pick.size() && ++pick[i] == options[i].size()) pick[i++] = 0;
+      if (i == pick.size()) break;
+    }
+    // Least time; within 1 % of it, least top-level traffic (the model cannot
+    // see L2 absorbing reloads, so fewer is the safer choice), then least time.
+    std::optional<ir::Schedule> best;
+    double best_time = 0;
+    if (!priced.empty()) {
+      double fastest = priced.front().time;
+      for (const auto &p : priced) fastest = std::min(fastest, p.time);
+      const Priced *chosen = nullptr;
+      for (const auto &p : priced)
+        if (p.time <= fastest * 1.01 &&
+            (!chosen || p.bytes < chosen->bytes || (p.bytes == chosen->bytes && p.time < chosen->time)))
+          chosen = &p;
+      best = chosen->schedule;
+      best_time = chosen->time;
+    }
+    if (!best) {
+      // An unscheduled kernel diagram is priced and run operation by operation.
+      diagram.schedules.clear();
+      context.note(diagram.location, "no tiles of '" + diagram.name + "' fit " + hardware.name +
+                                         "; its schedule is dropped (its operations run as separate kernels)");
+      result.changed = true;
+      return result;
+    }
+    schedule = *best;
+    std::string chosen;
+    for (const auto &directive : schedule.directives) {
+      if (directive.kind == ir::ScheduleDirective::Kind::Level) continue;
+      chosen += (chosen.empty() ? "" : ", ") +
+                std::string(directive.kind == ir::ScheduleDirective::Kind::Group ? "group " : "stream ") +
+                program.axis(directive.axis).name + " by " + std::to_string(directive.amount);
+    }
+    char time[64];
+    std::snprintf(time, sizeof time, "%.3g us", best_time * 1e6);
+    context.note(diagram.location, "tiles of '" + diagram.name + "' on " + hardware.name + ": " +
+                                       (chosen.empty() ? "none (one block per lifted position)" : chosen) +
+                                       "; predicted " + time);
+    result.changed = true;
+    return result;
+  }
+};
+
+int register_tile(Registry *registry) { return registry->add_pass(std::make_unique<Tile>()) ? 0 : 1; }
+
+}  // namespace
+
+NCD_PLUGIN(pass_tile, "pass-tile", "1.0.0", "Pass tile: cost-driven tile sizes", register_tile)

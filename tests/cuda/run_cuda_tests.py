@@ -1,0 +1,363 @@
+#!/usr/bin/env python3
+"""Tests of `ncd emit --cuda` that need no GPU (see tests/cuda/CMakeLists.txt).
+
+  compile FILE   emit every diagram of FILE into one .cu (--all) and compile it
+                 with nvcc for sm_80 and sm_90 in one invocation: `-c` for the
+                 plain variant, `-o` (compile and link) for --harness. Exit 77
+                 (skipped) when nvcc is missing.
+  golden         the structure of the attention kernels emitted for
+                 tests/cuda/attention_streamed.ncd (kernel list, launches, masks,
+                 the streamed loop) against attention_streamed.golden; --update
+                 rewrites the expectation.
+  errors         error paths and fallback notes, with their exact messages.
+  optimized      `ncd optimize -O2 --no-verify` of the stdlib layers (OPTIMIZED),
+                 then `ncd emit --cuda --harness`: every scheduled kernel of the
+                 optimized file must be a fused kernel (no fallback note for a
+                 scheduled diagram); the files, with tests/cuda/cases/fused.ncd,
+                 are compiled with one nvcc invocation (sm_80 and sm_90, -c).
+                 A layer the .ncd writer cannot write yet is reported and skipped.
+  golden-fused   the structure of the fused FFN kernels (kernel list, launches,
+                 tiles, epilogue lines) against ffn_fused.golden; --update rewrites it.
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SKIP = 77
+
+
+def run(cmd, cwd=None):
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+
+
+def fail(message):
+    print("FAIL: " + message)
+    sys.exit(1)
+
+
+def nvcc_path(name):
+    if os.path.isabs(name):
+        return name if os.access(name, os.X_OK) else None
+    return shutil.which(name)
+
+
+def compile_file(args):
+    nvcc = nvcc_path(args.nvcc)
+    if not nvcc:
+        print("SKIP: nvcc not found (%s)" % args.nvcc)
+        return SKIP
+    harness = args.variant == "harness"
+    with tempfile.TemporaryDirectory() as tmp:
+        cu = os.path.join(tmp, "out.cu")
+        cmd = [args.ncd, "emit", "--cuda", args.file, "--all", "-o", cu]
+        if harness:
+            cmd.append("--harness")
+        r = run(cmd, cwd=args.root)
+        if r.returncode != 0:
+            fail("%s exited %d:\n%s" % (" ".join(cmd), r.returncode, r.stderr))
+        for note in r.stderr.splitlines():
+            print(note)
+        flags = ["-std=c++17", "-O1", "-Werror", "all-warnings",
+                 "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90"]
+        out = os.path.join(tmp, "prog" if harness else "out.o")
+        cmd = [nvcc] + flags + (["-o", out] if harness else ["-c", "-o", out]) + [cu]
+        r = run(cmd)
+        if r.returncode != 0:
+            fail("nvcc failed on the code for %s:\n%s\n%s" % (args.file, " ".join(cmd), (r.stdout + r.stderr)[-6000:]))
+        if not os.path.exists(out):
+            fail("nvcc wrote no " + out)
+        if harness:
+            r = run([out, "--help"])
+            if r.returncode != 2 or "usage:" not in r.stderr:
+                fail("the harness's --help: status %d, %r" % (r.returncode, r.stderr))
+    print("ok: %s (%s) compiles for sm_80 and sm_90" % (args.file, args.variant))
+    return 0
+
+
+# Lines of the generated file that make up the structure pinned by the golden test.
+STRUCTURE = [
+    (re.compile(r"^// (streamed attention|mask:|GEMM|fallback)"), None),
+    (re.compile(r"^\s*__device__ bool (live|full)\(.*"), None),
+    (re.compile(r"^__global__ void (__launch_bounds__\(\d+\) )?(ncd_k\d+_\w+)\("), lambda m: "kernel " + m.group(2)),
+    (re.compile(r'^extern "C" int (\w+)\('), lambda m: "host " + m.group(1)),
+    (re.compile(r"^\s*(\w+)<<<([^>]*)>>>"), lambda m: "  launch %s<<<%s>>>" % (m.group(1), m.group(2).replace(", stream", ""))),
+    (re.compile(r"^\s*// fallback: .*"), None),
+]
+LOOP = re.compile(r"for \(int64_t kt|kt_begin|kt_end|ncd_cp_async_(commit|wait)|__syncthreads|mask\.(live|full|keep)|"
+                  r"ncd_mma|exp2f|__shfl_xor_sync|store\(|row_max\[h\] = |row_sum\[h\] \*= ")
+
+
+def structure(code):
+    lines = []
+    for line in code.splitlines():
+        for pattern, form in STRUCTURE:
+            m = pattern.match(line)
+            if m:
+                lines.append(form(m) if form else line.strip())
+                break
+    # The streamed loop of the attention block (the prelude's template).
+    start = code.find("__device__ __forceinline__ void ncd_attention_block(")
+    end = code.find("\n}\n", start)
+    if start < 0 or end < 0:
+        lines.append("(no ncd_attention_block)")
+    else:
+        lines.append("ncd_attention_block:")
+        for line in code[start:end].splitlines():
+            if LOOP.search(line):
+                lines.append("  " + line.strip())
+    return "\n".join(lines) + "\n"
+
+
+def golden(args):
+    expected_path = os.path.join(HERE, "attention_streamed.golden")
+    cmd = [args.ncd, "emit", "--cuda", "tests/cuda/attention_streamed.ncd", "--all", "--arch", "sm_90", "-o", "-"]
+    r = run(cmd, cwd=args.root)
+    if r.returncode != 0:
+        fail("%s exited %d:\n%s" % (" ".join(cmd), r.returncode, r.stderr))
+    if r.stderr:
+        fail("unexpected notes (every diagram of the file should be a fused kernel):\n" + r.stderr)
+    got = structure(r.stdout)
+    if args.update:
+        with open(expected_path, "w") as f:
+            f.write(got)
+        print("updated " + expected_path)
+        return 0
+    with open(expected_path) as f:
+        expected = f.read()
+    if got != expected:
+        import difflib
+        diff = "".join(difflib.unified_diff(expected.splitlines(True), got.splitlines(True), "expected", "got"))
+        fail("the attention code's structure changed (run with --update if intended):\n" + diff)
+    print("ok: attention structure matches")
+    return 0
+
+
+# (arguments, exit status, exact stderr, a string stdout must contain or None)
+ERROR_CASES = [
+    (["emit", "--cuda", "examples/attention.ncd", "--diagram", "Atention"], 1,
+     "ncd: error: examples/attention.ncd has no diagram 'Atention'; did you mean 'Attention'?\n", None),
+    (["emit", "--cuda", "stdlib/std/nn.ncd"], 1,
+     "ncd: error: stdlib/std/nn.ncd defines several diagrams (Linear, FFN, SwiGLU, LayerNorm, RMSNorm, Embedding); "
+     "choose one with --diagram NAME\n", None),
+    (["emit", "--cuda", "--arch", "sm_70", "examples/attention.ncd"], 2,
+     "ncd emit: error: unknown --arch 'sm_70'; expected sm_80 or sm_90\n", None),
+    (["emit", "examples/attention.ncd"], 2, "ncd emit: error: choose a target: --cuda (or --backend NAME)\n", None),
+    (["emit", "--cuda", "--all", "--diagram", "Attention", "examples/attention.ncd"], 2,
+     "ncd emit: error: --all and --diagram exclude each other\n", None),
+    (["emit", "--cuda", "tests/cuda/cases/symbolic.ncd"], 1,
+     "ncd emit: error: cannot generate 'Double': axis 'n' has no size; set it with -D n=SIZE\n", None),
+    (["emit", "--cuda", "tests/cuda/cases/symbolic.ncd", "-D", "n=10"], 0, "", 'extern "C" int ncd_Double('),
+    (["emit", "--cuda", "tests/cuda/cases/fallback.ncd", "--all"], 0,
+     "ncd emit: note: tests/cuda/cases/fallback.ncd:8:13: generic kernel for contraction 'Y' in 'Product' "
+     "(operands are f32 and f32; tensor cores take two bf16 or two f16)\n"
+     "ncd emit: note: tests/cuda/cases/fallback.ncd:12:17: 'Scheduled' has a schedule but is not a fused kernel the "
+     "cuda backend knows (it has more than one contraction, reduction or normalisation ('L' and 'M')); its operations "
+     "run as separate kernels\n",
+     "// fallback: generic kernel for contraction 'Y' in 'Product'"),
+    (["emit", "--cuda", "tests/cuda/cases/fused.ncd", "--diagram", "Layer"], 0,
+     "ncd emit: note: tests/cuda/cases/fused.ncd:94:19: 'Other' has a schedule but is not a fused kernel the cuda "
+     "backend knows (it has more than one contraction, reduction or normalisation ('%2' and '%3')); its operations "
+     "run as separate kernels\n",
+     "// fused kernel for 'Up' (group seq by 64, group hidden by 128, stream model by 32): contract %7, add T, gelu %9, "
+     "add H; stores H, T"),
+]
+
+
+# (file, diagram) optimized and emitted by the `optimized` test.
+OPTIMIZED = [
+    ("stdlib/std/nn.ncd", "FFN"), ("stdlib/std/nn.ncd", "SwiGLU"), ("stdlib/std/nn.ncd", "LayerNorm"),
+    ("stdlib/std/nn.ncd", "RMSNorm"), ("stdlib/std/attention.ncd", "MultiHeadAttention"),
+    ("stdlib/std/attention.ncd", "GroupedQueryAttention"), ("stdlib/std/transformer.ncd", "GPT2Block"),
+    ("stdlib/std/transformer.ncd", "LlamaBlock"),
+]
+SCHEDULED = re.compile(r"^schedule (\w+)", re.M)
+WRITER_LIMIT = "cannot write the optimized diagram as .ncd"
+
+
+def optimize_and_emit(args, tmp, path, diagram, harness=True):
+    """Returns (the .cu file or None when the writer cannot write the layer, the scheduled diagrams)."""
+    ncd_file = os.path.join(tmp, diagram + ".ncd")
+    r = run([args.ncd, "optimize", path, "--diagram", diagram, "-O2", "--no-verify", "-o", ncd_file], cwd=args.root)
+    if r.returncode != 0:
+        if WRITER_LIMIT in r.stderr:
+            print("skip: %s %s: %s" % (path, diagram, r.stderr.strip().splitlines()[-1]))
+            return None, []
+        fail("ncd optimize %s --diagram %s exited %d:\n%s" % (path, diagram, r.returncode, r.stderr))
+    with open(ncd_file) as f:
+        scheduled = SCHEDULED.findall(f.read())
+    cu = os.path.join(tmp, diagram + ".cu")
+    cmd = [args.ncd, "emit", "--cuda", ncd_file, "--diagram", diagram, "-o", cu] + (["--harness"] if harness else [])
+    r = run(cmd, cwd=args.root)
+    if r.returncode != 0:
+        fail("%s exited %d:\n%s" % (" ".join(cmd), r.returncode, r.stderr))
+    for note in r.stderr.splitlines():
+        if "has a schedule but is not a fused kernel" in note or "attention kernel" in note:
+            fail("%s %s: a scheduled kernel fell back:\n%s" % (path, diagram, note))
+        print("(note) " + note)
+    with open(cu) as f:
+        code = f.read()
+    for name in scheduled:
+        if "fused kernel for '%s'" % name not in code and "streamed attention '%s'" % name not in code:
+            fail("%s %s: the scheduled kernel '%s' is not one fused kernel in the generated code" % (path, diagram, name))
+    return cu, scheduled
+
+
+def optimized(args):
+    nvcc = nvcc_path(args.nvcc)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for path, diagram in OPTIMIZED:
+            cu, scheduled = optimize_and_emit(args, tmp, path, diagram)
+            if cu:
+                files.append(cu)
+                print("ok: %s %s: %d scheduled kernels, all fused" % (path, diagram, len(scheduled)))
+        cu = os.path.join(tmp, "fused_cases.cu")
+        cmd = [args.ncd, "emit", "--cuda", "tests/cuda/cases/fused.ncd", "--all", "--harness", "-o", cu]
+        r = run(cmd, cwd=args.root)
+        if r.returncode != 0:
+            fail("%s exited %d:\n%s" % (" ".join(cmd), r.returncode, r.stderr))
+        files.append(cu)
+        if not nvcc:
+            print("SKIP: nvcc not found (%s); the code was generated but not compiled" % args.nvcc)
+            return SKIP
+        flags = ["-std=c++17", "-O1", "-Werror", "all-warnings",
+                 "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90"]
+        cmd = [nvcc] + flags + ["-c"] + [os.path.basename(f) for f in files]
+        r = run(cmd, cwd=tmp)
+        if r.returncode != 0:
+            fail("nvcc failed:\n%s\n%s" % (" ".join(cmd), (r.stdout + r.stderr)[-6000:]))
+        for f in files:
+            if not os.path.exists(f[:-3] + ".o"):
+                fail("nvcc wrote no object for " + f)
+    print("ok: %d files compile for sm_80 and sm_90" % len(files))
+    return 0
+
+
+FUSED_STRUCTURE = [
+    (re.compile(r"^// (fused kernel|GEMM|tiles|fallback)"), None),
+    (re.compile(r"^__global__ void (__launch_bounds__\(\d+\) )?(ncd_k\d+_\w+)\("), lambda m: "kernel " + m.group(2)),
+    (re.compile(r'^extern "C" int (\w+)\('), lambda m: "host " + m.group(1)),
+    (re.compile(r"^\s*(\w+)<<<([^>]*)>>>"), lambda m: "  launch %s<<<%s>>>" % (m.group(1), m.group(2).replace(", stream", ""))),
+    (re.compile(r"^\s*// fallback: .*"), None),
+]
+
+
+def fused_structure(code):
+    """The pinned lines, and in each fused GEMM kernel the epilogue (after the bounds test)."""
+    lines = []
+    in_gemm = epilogue = False
+    for line in code.splitlines():
+        if epilogue:
+            if line.strip() == "}":
+                epilogue = False
+            else:
+                lines.append("    " + line.strip())
+            continue
+        if line == "}":
+            in_gemm = False
+        for pattern, form in FUSED_STRUCTURE:
+            m = pattern.match(line)
+            if m:
+                lines.append(form(m) if form else line.strip())
+                if lines[-1].startswith("kernel ") and "_gemm_fused_" in lines[-1]:
+                    in_gemm = True
+                break
+        if in_gemm and "continue;" in line:
+            epilogue = True
+            lines.append("  epilogue:")
+    return "\n".join(lines) + "\n"
+
+
+def golden_fused(args):
+    expected_path = os.path.join(HERE, "ffn_fused.golden")
+    with tempfile.TemporaryDirectory() as tmp:
+        cu, _ = optimize_and_emit(args, tmp, "stdlib/std/nn.ncd", "FFN", harness=False)
+        if not cu:
+            fail("ncd optimize could not write FFN")
+        with open(cu) as f:
+            got = fused_structure(f.read())
+    if args.update:
+        with open(expected_path, "w") as f:
+            f.write(got)
+        print("updated " + expected_path)
+        return 0
+    with open(expected_path) as f:
+        expected = f.read()
+    if got != expected:
+        import difflib
+        diff = "".join(difflib.unified_diff(expected.splitlines(True), got.splitlines(True), "expected", "got"))
+        fail("the fused FFN code's structure changed (run with --update if intended):\n" + diff)
+    print("ok: fused FFN structure matches")
+    return 0
+
+
+def errors(args):
+    failures = 0
+    for arguments, status, stderr, stdout_part in ERROR_CASES:
+        r = run([args.ncd] + arguments + ([] if "-o" in arguments else ["-o", "-"]), cwd=args.root)
+        problems = []
+        if r.returncode != status:
+            problems.append("exit %d, expected %d" % (r.returncode, status))
+        if r.stderr != stderr:
+            problems.append("stderr:\n  got:      %r\n  expected: %r" % (r.stderr, stderr))
+        if stdout_part is not None and stdout_part not in r.stdout:
+            problems.append("stdout lacks %r" % stdout_part)
+        if status != 0 and r.stdout:
+            problems.append("wrote to stdout on failure")
+        if problems:
+            failures += 1
+            print("FAIL: ncd %s\n  %s" % (" ".join(arguments), "\n  ".join(problems)))
+    # A failing emit leaves no file behind.
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "x.cu")
+        run([args.ncd, "emit", "--cuda", "tests/cuda/cases/symbolic.ncd", "-o", out], cwd=args.root)
+        if os.path.exists(out):
+            failures += 1
+            print("FAIL: a failing emit wrote " + out)
+        # Deterministic output.
+        a = run([args.ncd, "emit", "--cuda", "stdlib/std/transformer.ncd", "--all", "--harness", "-o", "-"], cwd=args.root)
+        b = run([args.ncd, "emit", "--cuda", "stdlib/std/transformer.ncd", "--all", "--harness", "-o", "-"], cwd=args.root)
+        if a.returncode != 0 or a.stdout != b.stdout:
+            failures += 1
+            print("FAIL: two emits of transformer.ncd differ (or failed: %s)" % a.stderr)
+    if failures:
+        return 1
+    print("ok: %d error cases" % len(ERROR_CASES))
+    return 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ncd", required=True)
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--nvcc", default="nvcc")
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("compile")
+    c.add_argument("--variant", choices=["plain", "harness"], default="plain")
+    c.add_argument("file")
+    g = sub.add_parser("golden")
+    g.add_argument("--update", action="store_true")
+    sub.add_parser("errors")
+    sub.add_parser("optimized")
+    gf = sub.add_parser("golden-fused")
+    gf.add_argument("--update", action="store_true")
+    args = parser.parse_args()
+    args.ncd = os.path.abspath(args.ncd)
+    if args.command == "compile":
+        return compile_file(args)
+    if args.command == "golden":
+        return golden(args)
+    if args.command == "golden-fused":
+        return golden_fused(args)
+    if args.command == "optimized":
+        return optimized(args)
+    return errors(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
