@@ -48,10 +48,15 @@ std::vector<std::string> reduced_sizes(ir::Program &program, ir::Diagram &root, 
           l = std::lcm(l, directive.amount);
         }
   }
+  // -D names an axis in both files; an axis derived in any file (the written
+  // file merges same-named axes of several files) cannot take one.
+  std::set<std::string> derived, named;
+  for (const ir::Axis &a : program.axes)
+    if (a.derived) derived.insert(a.name);
   std::vector<std::string> out;
   for (int axis : used) {
     const ir::Axis &a = program.axis(axis);
-    if (a.derived || !a.size || user.count(a.name)) continue;
+    if (derived.count(a.name) || !a.size || user.count(a.name) || !named.insert(a.name).second) continue;
     int64_t size = *a.size;
     if (size <= target) continue;
     // Keep the tiles dividing the axis where that stays small (the CPU backend ignores schedules).

@@ -17,8 +17,8 @@
 // followed by elementwise work is one pass over the data). Operations that read
 // no data (constants, sizes, axis positions) are recomputed where needed.
 // A kernel of two or more operations becomes a diagram `<Diagram>_kernel<N>`
-// with an empty schedule (its tiles come from the `tile` pass) called with the
-// caller's own axes; when one kernel covers the whole diagram, the diagram
+// with an empty schedule (its tiles come from the `tile` pass) called with
+// every axis bound to itself (so it runs at the caller's sizes); when one kernel covers the whole diagram, the diagram
 // itself is the kernel and gets the schedule. Params used by a kernel are
 // passed to it as inputs, so their paths (docs/RUN.md) do not change.
 #include <algorithm>
@@ -285,6 +285,20 @@ class Fuse : public Pass {
     call->function = kernel->name;
     call->callee = callee;
     call->operands = inputs;
+    // Every axis of the kernel is bound to itself: without a binding, a callee
+    // axis keeps its file's size, but the kernel must take whatever size the
+    // enclosing diagram runs with (a call binding it, or -D).
+    std::set<int> kernel_axes;
+    for (const ir::Diagram *owner : {&diagram})
+      for (ir::Op *op : group.ops) {
+        for (int value : op->operands) for (int axis : owner->value(value).axes) kernel_axes.insert(axis);
+        for (int value : op->results) for (int axis : owner->value(value).axes) kernel_axes.insert(axis);
+        kernel_axes.insert(op->axes.begin(), op->axes.end());
+      }
+    for (const ir::Op *op : cloned_free)
+      for (int value : op->results) for (int axis : diagram.value(value).axes) kernel_axes.insert(axis);
+    for (const ir::Op *op : cloned_free) kernel_axes.insert(op->axes.begin(), op->axes.end());
+    for (int axis : kernel_axes) call->bindings.emplace_back(axis, axis);
     ir::set_results(diagram, *call, outputs);
     for (int value : outputs)
       if (diagram.value(value).name.empty() || diagram.value(value).name[0] == '%')
