@@ -91,6 +91,20 @@ bool is_data_free(const Diagram &diagram, const Op &op) {
   }
 }
 
+bool reaches_params(const Program &program, const Diagram &diagram) {
+  std::set<const Diagram *> seen;
+  std::function<bool(const Diagram &)> visit = [&](const Diagram &d) {
+    if (!seen.insert(&d).second) return false;
+    if (!d.params.empty()) return true;
+    bool found = false;
+    for_each_op(d.body, [&](const Op &op) {
+      if (op.kind == OpKind::Call && !found) found = visit(*program.diagrams[static_cast<size_t>(op.callee)]);
+    });
+    return found;
+  };
+  return visit(diagram);
+}
+
 std::string value_label(const Diagram &diagram, int value) {
   const std::string &name = diagram.value(value).name;
   return name.empty() || name[0] == '%' ? "%" + std::to_string(value) : name;

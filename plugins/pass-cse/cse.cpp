@@ -20,17 +20,6 @@ namespace {
 
 using namespace ncd;
 
-bool holds_params(const ir::Program &program, const ir::Diagram &diagram, std::set<const ir::Diagram *> &seen) {
-  if (!seen.insert(&diagram).second) return false;
-  if (!diagram.params.empty()) return true;
-  bool found = false;
-  ir::for_each_op(diagram.body, [&](const ir::Op &op) {
-    if (op.kind == ir::OpKind::Call && !found)
-      found = holds_params(program, *program.diagrams[static_cast<size_t>(op.callee)], seen);
-  });
-  return found;
-}
-
 std::string structural_key(const ir::Diagram &diagram, const ir::Op &op) {
   std::ostringstream key;
   key.precision(17);
@@ -82,8 +71,7 @@ class CommonSubexpressionElimination : public Pass {
       const ir::Op &op = *entry;
       if (op.kind == ir::OpKind::Repeat) continue;
       if (op.kind == ir::OpKind::Call) {
-        std::set<const ir::Diagram *> visited;
-        if (holds_params(program, *program.diagrams[static_cast<size_t>(op.callee)], visited)) continue;
+        if (ir::reaches_params(program, *program.diagrams[static_cast<size_t>(op.callee)])) continue;
       }
       // Outputs keep their own op: an output value must be defined by name.
       bool defines_output = false;

@@ -16,17 +16,6 @@ namespace {
 
 using namespace ncd;
 
-bool holds_params(const ir::Program &program, const ir::Diagram &diagram, std::set<const ir::Diagram *> &seen) {
-  if (!seen.insert(&diagram).second) return false;
-  if (!diagram.params.empty()) return true;
-  bool found = false;
-  ir::for_each_op(diagram.body, [&](const ir::Op &op) {
-    if (op.kind == ir::OpKind::Call && !found)
-      found = holds_params(program, *program.diagrams[static_cast<size_t>(op.callee)], seen);
-  });
-  return found;
-}
-
 class DeadCodeElimination : public Pass {
  public:
   std::string name() const override { return "dce"; }
@@ -58,8 +47,7 @@ class DeadCodeElimination : public Pass {
           if (used.count(value) || escaping.count(value)) return false;
         if (op.kind == ir::OpKind::Repeat) return false;
         if (op.kind == ir::OpKind::Call) {
-          std::set<const ir::Diagram *> seen;
-          if (holds_params(program, *program.diagrams[static_cast<size_t>(op.callee)], seen)) {
+          if (ir::reaches_params(program, *program.diagrams[static_cast<size_t>(op.callee)])) {
             if (kept_calls.insert(op.id).second)
               context.note(op.location, "kept the unused call of '" + op.function +
                                             "': removing it would renumber the params of later calls");

@@ -51,6 +51,11 @@ int erase_ops(Region &region, Predicate dead) {
 // elementwise functions of those only. Such ops are free to recompute.
 bool is_data_free(const Diagram &diagram, const Op &op);
 
+// Whether `diagram`, or a diagram it calls (transitively), declares params.
+// Such a call site owns its param instances (their paths name it, docs/RUN.md),
+// so passes must neither merge, remove nor inline it.
+bool reaches_params(const Program &program, const Diagram &diagram);
+
 // The value's display name: its user name, or "%id".
 std::string value_label(const Diagram &diagram, int value);
 
