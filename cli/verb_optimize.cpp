@@ -8,6 +8,8 @@
 // backend at reduced sizes on the same random data and refuses to write the
 // output when they differ: an optimization that changes the function is a bug
 // the user must never receive silently.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -16,7 +18,6 @@
 #include <numeric>
 #include <set>
 #include <sstream>
-#include <unistd.h>
 
 #include "common.h"
 #include "ncd/hardware.h"
@@ -95,7 +96,9 @@ Handler setup_optimize(CLI::App &command) {
   command.add_flag("--explain", options->explain, "Log what each pass did, where, and why it declined (stderr)");
   command.add_flag("--verify,!--no-verify", options->verify,
                    "Check the output against the input on the CPU backend at reduced sizes (default on)");
-  command.add_option("--verify-size", options->verify_size, "Axis size the verification shrinks larger axes to (default 64)")
+  command
+      .add_option("--verify-size", options->verify_size,
+                  "Axis size the verification shrinks larger axes to (default 64)")
       ->type_name("N")
       ->check(CLI::Range(1, 1 << 20));
   command.add_option("--seed", options->seed, "Seed of the verification's random data (default 1)")->type_name("N");
@@ -188,8 +191,8 @@ Handler setup_optimize(CLI::App &command) {
         return kUserError;
       }
       if (options->explain) {
-        std::cerr << "verify: output matches the input on the CPU backend (seed " << options->seed << ", sizes:" << sizes
-                  << ")\n";
+        std::cerr << "verify: output matches the input on the CPU backend (seed " << options->seed
+                  << ", sizes:" << sizes << ")\n";
       }
     }
     if (!write_or_report(options->output, text)) return kUserError;

@@ -46,11 +46,11 @@ std::vector<ir::Diagram *> reachable_diagrams(ir::Program &program, ir::Diagram 
   std::set<const ir::Diagram *> seen;
   std::function<void(ir::Diagram &)> visit = [&](ir::Diagram &diagram) {
     if (!seen.insert(&diagram).second) return;
-    out.push_back(&diagram);
     ir::for_each_op(diagram.body, [&](const ir::Op &op) {
       if (op.kind == ir::OpKind::Call && op.callee >= 0 && static_cast<size_t>(op.callee) < program.diagrams.size())
         visit(*program.diagrams[static_cast<size_t>(op.callee)]);
     });
+    out.push_back(&diagram);
   };
   visit(root);
   return out;

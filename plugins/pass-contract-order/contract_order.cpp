@@ -49,7 +49,8 @@ class ContractOrder : public Pass {
       // Exhaustive search over pairings.
       Plan best;
       std::vector<std::pair<size_t, size_t>> steps;
-      std::function<void(std::vector<std::set<int>>, double)> search = [&](std::vector<std::set<int>> live, double flops) {
+      std::function<void(std::vector<std::set<int>>, double)> search = [&](std::vector<std::set<int>> live,
+                                                                           double flops) {
         if (flops >= best.flops) return;
         if (live.size() == 1) {
           best.flops = flops;

@@ -61,7 +61,9 @@ std::string structural_key(const ir::Diagram &diagram, const ir::Op &op) {
 class CommonSubexpressionElimination : public Pass {
  public:
   std::string name() const override { return "cse"; }
-  std::string description() const override { return "Merge operations that compute the same value (structural hashing)"; }
+  std::string description() const override {
+    return "Merge operations that compute the same value (structural hashing)";
+  }
 
   PassResult run(ir::Program &program, ir::Diagram &diagram, PassContext &context) override {
     PassResult result;
@@ -75,7 +77,8 @@ class CommonSubexpressionElimination : public Pass {
       }
       // Outputs keep their own op: an output value must be defined by name.
       bool defines_output = false;
-      for (int value : op.results) defines_output = defines_output || diagram.value(value).role == ir::Value::Role::Output;
+      for (int value : op.results)
+        defines_output = defines_output || diagram.value(value).role == ir::Value::Role::Output;
       std::string key = structural_key(diagram, op);
       auto found = seen.find(key);
       if (found == seen.end() || defines_output) {

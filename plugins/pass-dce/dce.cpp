@@ -43,21 +43,21 @@ class DeadCodeElimination : public Pass {
   static bool is_dead(const ir::Program &program, const ir::Diagram &diagram, const ir::Op &op,
                       const std::map<int, std::vector<ir::Op *>> &used, const std::set<int> &escaping,
                       std::set<int> &kept_calls, PassContext &context) {
-        for (int value : op.results)
-          if (used.count(value) || escaping.count(value)) return false;
-        if (op.kind == ir::OpKind::Repeat) return false;
-        if (op.kind == ir::OpKind::Call) {
-          if (ir::reaches_params(program, *program.diagrams[static_cast<size_t>(op.callee)])) {
-            if (kept_calls.insert(op.id).second)
-              context.note(op.location, "kept the unused call of '" + op.function +
-                                            "': removing it would renumber the params of later calls");
-            return false;
-          }
-        }
-        if (!ir::is_data_free(diagram, op))
-          context.note(op.location, "removed unused " + std::string(ir::op_kind_name(op.kind)) +
-                                        (op.results.empty() ? "" : " " + ir::value_label(diagram, op.results[0])));
-        return true;
+    for (int value : op.results)
+      if (used.count(value) || escaping.count(value)) return false;
+    if (op.kind == ir::OpKind::Repeat) return false;
+    if (op.kind == ir::OpKind::Call) {
+      if (ir::reaches_params(program, *program.diagrams[static_cast<size_t>(op.callee)])) {
+        if (kept_calls.insert(op.id).second)
+          context.note(op.location, "kept the unused call of '" + op.function +
+                                        "': removing it would renumber the params of later calls");
+        return false;
+      }
+    }
+    if (!ir::is_data_free(diagram, op))
+      context.note(op.location, "removed unused " + std::string(ir::op_kind_name(op.kind)) +
+                                    (op.results.empty() ? "" : " " + ir::value_label(diagram, op.results[0])));
+    return true;
   }
 };
 

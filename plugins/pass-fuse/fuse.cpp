@@ -55,13 +55,15 @@ struct Group {
 class Fuse : public Pass {
  public:
   std::string name() const override { return "fuse"; }
-  std::string description() const override { return "Group operations into kernels (epilogues, normalisations, attention)"; }
+  std::string description() const override {
+    return "Group operations into kernels (epilogues, normalisations, attention)";
+  }
 
   PassResult run(ir::Program &program, ir::Diagram &diagram, PassContext &context) override {
     PassResult result;
     std::vector<Group> groups;
-    std::map<int, int> group_of_op;    // op id → group
-    std::map<int, int> group_of_value; // value id → group of its producer (non-free ops)
+    std::map<int, int> group_of_op;     // op id → group
+    std::map<int, int> group_of_value;  // value id → group of its producer (non-free ops)
     std::set<int> free_ops;
     for (auto &entry : diagram.body.ops) {
       ir::Op &op = *entry;
@@ -102,8 +104,8 @@ class Fuse : public Pass {
       Group &group = groups[static_cast<size_t>(joined)];
       group.ops.push_back(&op);
       group.upstream.insert(upstream.begin(), upstream.end());
-      group.closed = group.closed || op.kind == ir::OpKind::Call || op.kind == ir::OpKind::Repeat ||
-                     op.kind == ir::OpKind::Merge;
+      group.closed =
+          group.closed || op.kind == ir::OpKind::Call || op.kind == ir::OpKind::Repeat || op.kind == ir::OpKind::Merge;
       group.has_contraction = group.has_contraction || op.kind == ir::OpKind::Contract;
       group.has_reduction = group.has_reduction || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize;
       group_of_op[op.id] = joined;
@@ -115,7 +117,8 @@ class Fuse : public Pass {
     if (kernels.empty()) return result;
     size_t non_free = diagram.body.ops.size() - free_ops.size();
     bool has_nested = false;
-    for (const auto &op : diagram.body.ops) has_nested = has_nested || op->kind == ir::OpKind::Call || op->kind == ir::OpKind::Repeat;
+    for (const auto &op : diagram.body.ops)
+      has_nested = has_nested || op->kind == ir::OpKind::Call || op->kind == ir::OpKind::Repeat;
     if (kernels.size() == 1 && groups[static_cast<size_t>(kernels[0])].ops.size() == non_free && !has_nested) {
       // The whole diagram is one kernel: schedule it in place.
       if (diagram.schedules.empty()) {
@@ -124,7 +127,8 @@ class Fuse : public Pass {
         schedule.location = diagram.location;
         diagram.schedules.push_back(schedule);
       }
-      context.note(diagram.location, "'" + diagram.name + "' is one kernel: " + describe(diagram, groups[static_cast<size_t>(kernels[0])]));
+      context.note(diagram.location, "'" + diagram.name + "' is one kernel: " +
+                                         describe(diagram, groups[static_cast<size_t>(kernels[0])]));
       result.changed = true;
       return result;
     }
@@ -155,10 +159,10 @@ class Fuse : public Pass {
   static std::string describe(const ir::Diagram &diagram, const Group &group) {
     std::string out;
     for (const ir::Op *op : group.ops) {
-      std::string what = op->kind == ir::OpKind::Elementwise || op->kind == ir::OpKind::Reduce ||
-                                 op->kind == ir::OpKind::Normalize
-                             ? op->function
-                             : std::string(ir::op_kind_name(op->kind));
+      std::string what =
+          op->kind == ir::OpKind::Elementwise || op->kind == ir::OpKind::Reduce || op->kind == ir::OpKind::Normalize
+              ? op->function
+              : std::string(ir::op_kind_name(op->kind));
       out += (out.empty() ? "" : ", ") + what + " " + ir::value_label(diagram, op->results[0]);
     }
     return out;
@@ -291,12 +295,15 @@ class Fuse : public Pass {
     std::set<int> kernel_axes;
     for (const ir::Diagram *owner : {&diagram})
       for (ir::Op *op : group.ops) {
-        for (int value : op->operands) for (int axis : owner->value(value).axes) kernel_axes.insert(axis);
-        for (int value : op->results) for (int axis : owner->value(value).axes) kernel_axes.insert(axis);
+        for (int value : op->operands)
+          for (int axis : owner->value(value).axes) kernel_axes.insert(axis);
+        for (int value : op->results)
+          for (int axis : owner->value(value).axes) kernel_axes.insert(axis);
         kernel_axes.insert(op->axes.begin(), op->axes.end());
       }
     for (const ir::Op *op : cloned_free)
-      for (int value : op->results) for (int axis : diagram.value(value).axes) kernel_axes.insert(axis);
+      for (int value : op->results)
+        for (int axis : diagram.value(value).axes) kernel_axes.insert(axis);
     for (const ir::Op *op : cloned_free) kernel_axes.insert(op->axes.begin(), op->axes.end());
     for (int axis : kernel_axes) call->bindings.emplace_back(axis, axis);
     ir::set_results(diagram, *call, outputs);

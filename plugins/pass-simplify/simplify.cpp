@@ -25,14 +25,20 @@ using namespace ncd;
 
 std::optional<double> fold(const std::string &function, const std::vector<double> &x) {
   static const std::map<std::string, std::function<double(double)>> unary{
-      {"neg", [](double a) { return -a; }},         {"rsqrt", [](double a) { return 1.0 / std::sqrt(a); }},
-      {"sqrt", [](double a) { return std::sqrt(a); }}, {"exp", [](double a) { return std::exp(a); }},
-      {"log", [](double a) { return std::log(a); }},   {"recip", [](double a) { return 1.0 / a; }},
-      {"square", [](double a) { return a * a; }},      {"abs", [](double a) { return std::fabs(a); }},
+      {"neg", [](double a) { return -a; }},
+      {"rsqrt", [](double a) { return 1.0 / std::sqrt(a); }},
+      {"sqrt", [](double a) { return std::sqrt(a); }},
+      {"exp", [](double a) { return std::exp(a); }},
+      {"log", [](double a) { return std::log(a); }},
+      {"recip", [](double a) { return 1.0 / a; }},
+      {"square", [](double a) { return a * a; }},
+      {"abs", [](double a) { return std::fabs(a); }},
   };
   static const std::map<std::string, std::function<double(double, double)>> binary{
-      {"add", [](double a, double b) { return a + b; }}, {"sub", [](double a, double b) { return a - b; }},
-      {"mul", [](double a, double b) { return a * b; }}, {"div", [](double a, double b) { return a / b; }},
+      {"add", [](double a, double b) { return a + b; }},
+      {"sub", [](double a, double b) { return a - b; }},
+      {"mul", [](double a, double b) { return a * b; }},
+      {"div", [](double a, double b) { return a / b; }},
   };
   if (x.size() == 1)
     if (auto it = unary.find(function); it != unary.end()) return it->second(x[0]);
@@ -85,8 +91,8 @@ class Simplify : public Pass {
         if (auto kept = identity_operand(diagram, op, constants)) {
           const ir::Value &out = diagram.value(op.results[0]);
           if (out.role != ir::Value::Role::Output) {
-            context.note(op.location, "removed " + op.function + " by an identity: " +
-                                          ir::value_label(diagram, op.results[0]) + " is " +
+            context.note(op.location, "removed " + op.function +
+                                          " by an identity: " + ir::value_label(diagram, op.results[0]) + " is " +
                                           ir::value_label(diagram, *kept));
             ir::replace_uses(diagram, op.results[0], *kept);
             forwarded.insert(op.id);
@@ -110,7 +116,8 @@ class Simplify : public Pass {
 
  private:
   // The operand an identity reduces `op` to, when it has the result's axes and dtype.
-  static std::optional<int> identity_operand(ir::Diagram &diagram, const ir::Op &op, const std::map<int, double> &constants) {
+  static std::optional<int> identity_operand(ir::Diagram &diagram, const ir::Op &op,
+                                             const std::map<int, double> &constants) {
     auto literal = [&](size_t i, double x) {
       auto it = constants.find(op.operands[i]);
       return it != constants.end() && it->second == x;
@@ -137,7 +144,8 @@ class Simplify : public Pass {
   }
 
   // Applies the scalar operands of a contraction to its smallest tensor operand.
-  static std::unique_ptr<ir::Op> move_scalars(ir::Program &program, ir::Diagram &diagram, ir::Op &op, PassContext &context) {
+  static std::unique_ptr<ir::Op> move_scalars(ir::Program &program, ir::Diagram &diagram, ir::Op &op,
+                                              PassContext &context) {
     std::vector<int> scalars, tensors;
     for (int operand : op.operands) (diagram.value(operand).axes.empty() ? scalars : tensors).push_back(operand);
     // One scalar factor (the usual rsqrt(#d)); several would need folding together first.
@@ -156,8 +164,8 @@ class Simplify : public Pass {
     if (source.dtype != ir::DType::F32) {
       // The scaled copy would be f32: a 16-bit contraction would leave the tensor
       // cores, and a streamed kernel applies the factor in registers for free.
-      context.note(op.location, "kept the scalar factor on " + ir::value_label(diagram, op.results[0]) + ": moving it onto " +
-                                    label + " (" + std::string(ir::dtype_name(source.dtype)) +
+      context.note(op.location, "kept the scalar factor on " + ir::value_label(diagram, op.results[0]) +
+                                    ": moving it onto " + label + " (" + std::string(ir::dtype_name(source.dtype)) +
                                     ") would make that operand f32 and take the contraction off the tensor cores");
       return nullptr;
     }

@@ -57,9 +57,10 @@ class Stream : public Pass {
         bool sums_axis = user->kind == ir::OpKind::Contract &&
                          std::find(user->axes.begin(), user->axes.end(), axis) != user->axes.end();
         if (!sums_axis) {
-          std::string consumer = user->kind == ir::OpKind::Call ? "a call of " + user->function
-                                                                : std::string(ir::op_kind_name(user->kind)) +
-                                                                      (user->function.empty() ? "" : " " + user->function);
+          std::string consumer =
+              user->kind == ir::OpKind::Call
+                  ? "a call of " + user->function
+                  : std::string(ir::op_kind_name(user->kind)) + (user->function.empty() ? "" : " " + user->function);
           refusal = what + " not streamed: its consumer (" + consumer + ") is not a contraction over " +
                     program.axis(axis).name;
           break;

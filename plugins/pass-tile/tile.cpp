@@ -26,6 +26,7 @@
 #include "ncd/cost.h"
 #include "ncd/hardware.h"
 #include "ncd/ir_edit.h"
+#include "ncd/pass_manager.h"
 #include "ncd/plugin.h"
 #include "ncd/registry.h"
 
@@ -53,6 +54,59 @@ class Tile : public Pass {
   }
 
   PassResult run(ir::Program &program, ir::Diagram &diagram, PassContext &context) override {
+    PassResult result = tile(program, diagram, context);
+    if (context.hardware && fit_in_context(program, diagram, context)) result.changed = true;
+    return result;
+  }
+
+ private:
+  // Tiles chosen at a kernel's own sizes may not fit where it is called (other
+  // sizes through bindings, lifted axes): price `diagram` with everything it
+  // calls, and while the model refuses a kernel's schedule here, halve that
+  // kernel's group tiles, or drop its schedule when they cannot shrink.
+  static bool fit_in_context(ir::Program &program, ir::Diagram &diagram, PassContext &context) {
+    const HardwareProfile &hardware = *context.hardware;
+    bool changed = false;
+    for (int attempt = 0; attempt < 64; ++attempt) {
+      if (price(program, diagram, hardware)) return changed;
+      ir::Diagram *culprit = nullptr;
+      for (ir::Diagram *kernel : reachable_diagrams(program, diagram)) {
+        if (kernel->schedules.empty()) continue;
+        auto saved = std::move(kernel->schedules);
+        kernel->schedules.clear();
+        bool fits = price(program, diagram, hardware).has_value();
+        kernel->schedules = std::move(saved);
+        if (fits) {
+          culprit = kernel;
+          break;
+        }
+      }
+      if (!culprit) return changed;  // something else stops the model; `ncd cost` will say what
+      changed = true;
+      bool shrunk = false;
+      std::string tiles;
+      for (auto &directive : culprit->schedules.front().directives) {
+        if (directive.kind != ir::ScheduleDirective::Kind::Group || directive.amount <= 1) continue;
+        int64_t size = program.size(directive.axis).value_or(1);
+        int64_t smaller = round_tile(std::max<int64_t>(1, directive.amount / 2), size);
+        if (smaller >= directive.amount) continue;
+        directive.amount = smaller;
+        shrunk = true;
+        tiles += (tiles.empty() ? "" : ", ") + program.axis(directive.axis).name + " by " + std::to_string(smaller);
+      }
+      if (!shrunk) {
+        culprit->schedules.clear();
+        context.note(culprit->location, "dropped the schedule of '" + culprit->name + "': no tiles fit where '" +
+                                            diagram.name + "' calls it");
+        continue;
+      }
+      context.note(culprit->location, "re-tiled '" + culprit->name + "' (group " + tiles + ") to fit where '" +
+                                          diagram.name + "' calls it");
+    }
+    return changed;
+  }
+
+  static PassResult tile(ir::Program &program, ir::Diagram &diagram, PassContext &context) {
     PassResult result;
     if (diagram.schedules.empty()) return result;
     if (!context.hardware) {
@@ -93,7 +147,8 @@ class Tile : public Pass {
       }
     }
     // Drop group directives the user or an earlier run wrote; this pass owns them.
-    std::erase_if(schedule.directives, [](const ir::ScheduleDirective &d) { return d.kind == ir::ScheduleDirective::Kind::Group; });
+    std::erase_if(schedule.directives,
+                  [](const ir::ScheduleDirective &d) { return d.kind == ir::ScheduleDirective::Kind::Group; });
     for (int axis : grouped) {
       ir::ScheduleDirective directive;
       directive.kind = ir::ScheduleDirective::Kind::Group;

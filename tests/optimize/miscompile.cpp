@@ -22,9 +22,7 @@ class Miscompile : public ncd::Pass {
   }
 };
 
-int register_miscompile(ncd::Registry *registry) {
-  return registry->add_pass(std::make_unique<Miscompile>()) ? 0 : 1;
-}
+int register_miscompile(ncd::Registry *registry) { return registry->add_pass(std::make_unique<Miscompile>()) ? 0 : 1; }
 
 }  // namespace
 

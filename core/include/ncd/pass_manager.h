@@ -1,7 +1,7 @@
 // The pass manager: runs a pipeline of passes from the plugin registry.
 //
 // A pipeline is text (`inline,cse,dce`) or a level (-O0, -O1, -O2). Each pass
-// runs on the target diagram and on every diagram it reaches through calls
+// runs on every diagram the target reaches through calls, then the target
 // (recomputed before each pass, since `fuse` adds kernel diagrams); the IR
 // verifier runs after every pass when `verify_each` is set (debug builds and
 // the tests set it; `ncd optimize --verify-each` asks for it). Observability
@@ -31,7 +31,10 @@ struct PipelineOptions {
   std::ostream *log = nullptr;  // where --print-after-all and --time-passes write
 };
 
-// Diagrams reachable from `root` through calls (nested repeats included), root first.
+// Diagrams reachable from `root` through calls (nested repeats included),
+// callees before their callers, root last: a pass sees a diagram after
+// everything it calls (inlining flattens bottom-up; tiling can check a
+// caller with its kernels' tiles already chosen).
 std::vector<ir::Diagram *> reachable_diagrams(ir::Program &program, ir::Diagram &root);
 
 // Runs `names` on `root` and what it reaches. Returns 0, 1 (a pass reported an
