@@ -244,20 +244,32 @@ class Generator {
 
   // ------------------------------------------------ host code
   void line(const std::string &text) { body_ += std::string(static_cast<size_t>(indent_ * 2), ' ') + text + "\n"; }
-  Ten alloc(DType dtype, const std::vector<int> &axes) {
+  // A row-major tensor over `axes` at `ptr`.
+  Ten dense(DType dtype, std::vector<int> axes, std::string ptr) {
     Ten t;
     t.dtype = dtype;
-    t.axes = axes;
-    t.strides.assign(axes.size(), 1);
+    t.axes = std::move(axes);
+    t.strides.assign(t.axes.size(), 1);
     int64_t stride = 1;
-    for (size_t i = axes.size(); i-- > 0;) {
+    for (size_t i = t.axes.size(); i-- > 0;) {
       t.strides[i] = stride;
-      stride *= size(axes[i]);
+      stride *= size(t.axes[i]);
     }
-    int64_t bytes = stride * dtype_bytes(dtype);
+    t.ptr = std::move(ptr);
+    return t;
+  }
+  // A row-major tensor holding `value` of `frame`, at `ptr`.
+  Ten dense(Frame &frame, const ir::Value &value, std::string ptr) {
+    std::vector<int> axes;
+    for (int axis : value.axes) axes.push_back(rt_axis(frame, axis));
+    return dense(value.dtype, std::move(axes), std::move(ptr));
+  }
+  Ten alloc(DType dtype, const std::vector<int> &axes) {
+    int64_t elements = 1;
+    for (int axis : axes) elements *= size(axis);
     workspace_ = (workspace_ + 255) / 256 * 256;
-    t.ptr = "reinterpret_cast<" + element_type(dtype) + " *>(ncd_ws + " + str(workspace_) + ")";
-    workspace_ += std::max<int64_t>(bytes, 1);
+    Ten t = dense(dtype, axes, "reinterpret_cast<" + element_type(dtype) + " *>(ncd_ws + " + str(workspace_) + ")");
+    workspace_ += std::max<int64_t>(elements * dtype_bytes(dtype), 1);
     return t;
   }
   std::string add_kernel(const std::string &stem, const std::string &text) {
@@ -487,17 +499,10 @@ Ten Generator::param(Frame &frame, int id) {
   PathPart last;
   last.text = value.name;
   parts.push_back(last);
-  Ten t;
-  t.dtype = value.dtype;
-  for (int axis : value.axes) t.axes.push_back(rt_axis(frame, axis));
-  t.strides.assign(t.axes.size(), 1);
-  int64_t stride = 1;
-  for (size_t i = t.axes.size(); i-- > 0;) {
-    t.strides[i] = stride;
-    stride *= size(t.axes[i]);
-  }
-  t.ptr = param_pointer(frame, parts, value.dtype);
-  return t;
+  std::vector<int> axes;  // before the pointer: both number runtime axes as they first meet them
+  for (int axis : value.axes) axes.push_back(rt_axis(frame, axis));
+  std::string pointer = param_pointer(frame, parts, value.dtype);
+  return dense(value.dtype, std::move(axes), std::move(pointer));
 }
 
 Ten Generator::get(Frame &frame, int id) {
@@ -2315,19 +2320,6 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
     std::string base = name;
     for (int i = 2; !used_names.insert(name).second; ++i) name = base + "_" + std::to_string(i);
     return name;
-  };
-  auto dense = [&](Frame &frame, const ir::Value &value, const std::string &ptr) {
-    Ten t;
-    t.dtype = value.dtype;
-    for (int axis : value.axes) t.axes.push_back(rt_axis(frame, axis));
-    t.strides.assign(t.axes.size(), 1);
-    int64_t stride = 1;
-    for (size_t i = t.axes.size(); i-- > 0;) {
-      t.strides[i] = stride;
-      stride *= size(t.axes[i]);
-    }
-    t.ptr = ptr;
-    return t;
   };
   std::string doc = "// " + diagram.name + ": inputs";
   for (int id : diagram.inputs) {

@@ -105,6 +105,21 @@ bool reaches_params(const Program &program, const Diagram &diagram) {
   return visit(diagram);
 }
 
+bool streams_axis(const Diagram &diagram, int axis) {
+  for (const auto &schedule : diagram.schedules)
+    for (const auto &directive : schedule.directives)
+      if (directive.kind == ScheduleDirective::Kind::Stream && directive.axis == axis) return true;
+  return false;
+}
+
+std::set<int> axis_set(const Value &value) { return {value.axes.begin(), value.axes.end()}; }
+
+void collect_axes(const Diagram &diagram, const Op &op, std::set<int> &axes) {
+  for (int value : op.operands) axes.insert(diagram.value(value).axes.begin(), diagram.value(value).axes.end());
+  for (int value : op.results) axes.insert(diagram.value(value).axes.begin(), diagram.value(value).axes.end());
+  axes.insert(op.axes.begin(), op.axes.end());
+}
+
 std::string value_label(const Diagram &diagram, int value) {
   const std::string &name = diagram.value(value).name;
   return name.empty() || name[0] == '%' ? "%" + std::to_string(value) : name;

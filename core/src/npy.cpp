@@ -275,7 +275,7 @@ bool parse_npy(const std::string &bytes, RawArray &out, std::string &error) {
   return true;
 }
 
-bool read_npy(const std::string &path, RawArray &out, std::string &error) {
+bool read_file_bytes(const std::string &path, std::string &bytes, std::string &error) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     error = path + ": cannot open: " + std::strerror(errno);
@@ -287,8 +287,15 @@ bool read_npy(const std::string &path, RawArray &out, std::string &error) {
     error = path + ": cannot read: " + std::strerror(errno);
     return false;
   }
+  bytes = buffer.str();
+  return true;
+}
+
+bool read_npy(const std::string &path, RawArray &out, std::string &error) {
+  std::string bytes;
+  if (!read_file_bytes(path, bytes, error)) return false;
   std::string problem;
-  if (!parse_npy(buffer.str(), out, problem)) {
+  if (!parse_npy(bytes, out, problem)) {
     error = path + ": " + problem;
     return false;
   }

@@ -5,12 +5,8 @@
 //   the rest  the byte buffer; offsets are relative to its start, and the
 //             tensors cover it entirely, without holes or overlaps.
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "ncd/tensor.h"
 
@@ -180,19 +176,10 @@ bool parse_safetensors(const std::string &bytes, SafetensorsFile &out, std::stri
 }
 
 bool read_safetensors(const std::string &path, SafetensorsFile &out, std::string &error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = path + ": cannot open: " + std::strerror(errno);
-    return false;
-  }
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) {
-    error = path + ": cannot read: " + std::strerror(errno);
-    return false;
-  }
+  std::string bytes;
+  if (!read_file_bytes(path, bytes, error)) return false;
   std::string problem;
-  if (!parse_safetensors(buffer.str(), out, problem)) {
+  if (!parse_safetensors(bytes, out, problem)) {
     error = path + ": " + problem;
     return false;
   }

@@ -5,7 +5,6 @@
 // kept even when dead if their callee holds params: removing one would
 // renumber the param paths of later calls of the same diagram (docs/RUN.md),
 // so the optimized program would no longer read the same weights.
-#include <functional>
 #include <set>
 
 #include "ncd/ir_edit.h"

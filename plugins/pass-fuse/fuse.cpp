@@ -35,15 +35,6 @@ namespace {
 
 using namespace ncd;
 
-std::set<int> axis_set(const ir::Value &value) { return {value.axes.begin(), value.axes.end()}; }
-
-bool streams(const ir::Diagram &diagram, int axis) {
-  for (const auto &schedule : diagram.schedules)
-    for (const auto &directive : schedule.directives)
-      if (directive.kind == ir::ScheduleDirective::Kind::Stream && directive.axis == axis) return true;
-  return false;
-}
-
 struct Group {
   std::vector<ir::Op *> ops;
   bool has_contraction = false;
@@ -80,7 +71,6 @@ class Fuse : public Pass {
                         groups[static_cast<size_t>(it->second)].upstream.end());
       }
       int joined = -1;
-      std::string why;
       if (op.kind != ir::OpKind::Call && op.kind != ir::OpKind::Repeat && op.kind != ir::OpKind::Access &&
           op.kind != ir::OpKind::Merge) {
         for (int operand : op.operands) {
@@ -89,7 +79,7 @@ class Fuse : public Pass {
           int candidate = it->second;
           if (groups[static_cast<size_t>(candidate)].closed) continue;
           if (!convex(groups, group_of_value, op, candidate)) continue;
-          if (can_join(program, diagram, groups[static_cast<size_t>(candidate)], op, operand, why)) {
+          if (can_join(diagram, groups[static_cast<size_t>(candidate)], op, operand)) {
             joined = candidate;
             break;
           }
@@ -180,14 +170,12 @@ class Fuse : public Pass {
     return true;
   }
 
-  static bool can_join(const ir::Program &program, const ir::Diagram &diagram, const Group &group, const ir::Op &op,
-                       int operand, std::string &why) {
-    (void)program;
+  static bool can_join(const ir::Diagram &diagram, const Group &group, const ir::Op &op, int operand) {
     const ir::Value &input = diagram.value(operand);
     const ir::Value &output = diagram.value(op.results[0]);
     switch (op.kind) {
       case ir::OpKind::Elementwise: {
-        auto in = axis_set(input);
+        auto in = ir::axis_set(input);
         for (int axis : output.axes)
           if (!in.count(axis)) return false;  // would broadcast the kernel's value: not an epilogue
         return true;
@@ -197,13 +185,10 @@ class Fuse : public Pass {
       case ir::OpKind::Contract: {
         if (!group.has_contraction && !group.has_reduction) return true;  // a prologue
         const ir::Op *producer = const_cast<ir::Diagram &>(diagram).producer(operand);
-        if (producer && producer->kind == ir::OpKind::Normalize && producer->function == "softmax" &&
-            producer->axes.size() == 1 &&
-            std::find(op.axes.begin(), op.axes.end(), producer->axes[0]) != op.axes.end()) {
-          if (streams(diagram, producer->axes[0])) return true;
-          why = "not streamed";
-        }
-        return false;
+        return producer && producer->kind == ir::OpKind::Normalize && producer->function == "softmax" &&
+               producer->axes.size() == 1 &&
+               std::find(op.axes.begin(), op.axes.end(), producer->axes[0]) != op.axes.end() &&
+               ir::streams_axis(diagram, producer->axes[0]);
       }
       default: return false;
     }
@@ -293,18 +278,7 @@ class Fuse : public Pass {
     // axis keeps its file's size, but the kernel must take whatever size the
     // enclosing diagram runs with (a call binding it, or -D).
     std::set<int> kernel_axes;
-    for (const ir::Diagram *owner : {&diagram})
-      for (ir::Op *op : group.ops) {
-        for (int value : op->operands)
-          for (int axis : owner->value(value).axes) kernel_axes.insert(axis);
-        for (int value : op->results)
-          for (int axis : owner->value(value).axes) kernel_axes.insert(axis);
-        kernel_axes.insert(op->axes.begin(), op->axes.end());
-      }
-    for (const ir::Op *op : cloned_free)
-      for (int value : op->results)
-        for (int axis : diagram.value(value).axes) kernel_axes.insert(axis);
-    for (const ir::Op *op : cloned_free) kernel_axes.insert(op->axes.begin(), op->axes.end());
+    for (const auto &op : kernel->body.ops) ir::collect_axes(*kernel, *op, kernel_axes);
     for (int axis : kernel_axes) call->bindings.emplace_back(axis, axis);
     ir::set_results(diagram, *call, outputs);
     for (int value : outputs)

@@ -53,8 +53,6 @@ int64_t elements(const ir::Program &program, const ir::Value &value) {
   return n;
 }
 
-std::set<int> axis_set(const ir::Value &value) { return {value.axes.begin(), value.axes.end()}; }
-
 class Simplify : public Pass {
  public:
   std::string name() const override { return "simplify"; }
@@ -139,7 +137,7 @@ class Simplify : public Pass {
     }
     if (!candidate) return std::nullopt;
     const ir::Value &from = diagram.value(*candidate), &to = diagram.value(op.results[0]);
-    if (from.dtype != to.dtype || axis_set(from) != axis_set(to)) return std::nullopt;
+    if (from.dtype != to.dtype || ir::axis_set(from) != ir::axis_set(to)) return std::nullopt;
     return candidate;
   }
 

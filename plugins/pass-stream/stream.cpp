@@ -71,7 +71,7 @@ class Stream : public Pass {
         context.note(op.location, refusal);
         continue;
       }
-      if (streams(diagram, axis)) continue;
+      if (ir::streams_axis(diagram, axis)) continue;
       if (diagram.schedules.empty()) {
         ir::Schedule schedule;
         schedule.target = context.hardware ? context.hardware->name : "";
@@ -110,12 +110,6 @@ class Stream : public Pass {
     std::string out;
     for (int axis : axes) out += (out.empty() ? "" : ", ") + program.axis(axis).name;
     return out;
-  }
-  static bool streams(const ir::Diagram &diagram, int axis) {
-    for (const auto &schedule : diagram.schedules)
-      for (const auto &directive : schedule.directives)
-        if (directive.kind == ir::ScheduleDirective::Kind::Stream && directive.axis == axis) return true;
-    return false;
   }
   static std::string first_error(const DiagnosticEngine &diagnostics) {
     for (const auto &diagnostic : diagnostics.all()) return diagnostic.message;

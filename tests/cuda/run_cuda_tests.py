@@ -40,6 +40,23 @@ def fail(message):
     sys.exit(1)
 
 
+def compare_structure(args, expected_path, got, what, short):
+    """Compares `got` with the golden file, or rewrites the file with --update."""
+    if args.update:
+        with open(expected_path, "w") as f:
+            f.write(got)
+        print("updated " + expected_path)
+        return 0
+    with open(expected_path) as f:
+        expected = f.read()
+    if got != expected:
+        import difflib
+        diff = "".join(difflib.unified_diff(expected.splitlines(True), got.splitlines(True), "expected", "got"))
+        fail("the %s structure changed (run with --update if intended):\n" % what + diff)
+    print("ok: %s structure matches" % short)
+    return 0
+
+
 def nvcc_path(name):
     if os.path.isabs(name):
         return name if os.access(name, os.X_OK) else None
@@ -122,19 +139,7 @@ def golden(args):
     if r.stderr:
         fail("unexpected notes (every diagram of the file should be a fused kernel):\n" + r.stderr)
     got = structure(r.stdout)
-    if args.update:
-        with open(expected_path, "w") as f:
-            f.write(got)
-        print("updated " + expected_path)
-        return 0
-    with open(expected_path) as f:
-        expected = f.read()
-    if got != expected:
-        import difflib
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), got.splitlines(True), "expected", "got"))
-        fail("the attention code's structure changed (run with --update if intended):\n" + diff)
-    print("ok: attention structure matches")
-    return 0
+    return compare_structure(args, expected_path, got, "attention code's", "attention")
 
 
 # (arguments, exit status, exact stderr, a string stdout must contain or None)
@@ -281,19 +286,7 @@ def golden_fused(args):
             fail("ncd optimize could not write FFN")
         with open(cu) as f:
             got = fused_structure(f.read())
-    if args.update:
-        with open(expected_path, "w") as f:
-            f.write(got)
-        print("updated " + expected_path)
-        return 0
-    with open(expected_path) as f:
-        expected = f.read()
-    if got != expected:
-        import difflib
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), got.splitlines(True), "expected", "got"))
-        fail("the fused FFN code's structure changed (run with --update if intended):\n" + diff)
-    print("ok: fused FFN structure matches")
-    return 0
+    return compare_structure(args, expected_path, got, "fused FFN code's", "fused FFN")
 
 
 def errors(args):

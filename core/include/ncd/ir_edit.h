@@ -56,6 +56,15 @@ bool is_data_free(const Diagram &diagram, const Op &op);
 // so passes must neither merge, remove nor inline it.
 bool reaches_params(const Program &program, const Diagram &diagram);
 
+// Whether a schedule of the diagram streams `axis`.
+bool streams_axis(const Diagram &diagram, int axis);
+
+// The value's axes as a set (their order is only a storage layout).
+std::set<int> axis_set(const Value &value);
+
+// Every axis an op's operands, results and own axis list mention.
+void collect_axes(const Diagram &diagram, const Op &op, std::set<int> &axes);
+
 // The value's display name: its user name, or "%id".
 std::string value_label(const Diagram &diagram, int value);
 

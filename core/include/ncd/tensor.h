@@ -98,6 +98,8 @@ bool tensor_from_array(const RawArray &array, ir::DType dtype, const std::vector
 // big-endian; C and Fortran order; bool, int8/16/32/64, uint8/16/32/64,
 // float16/32/64). Fortran-ordered data is transposed to C order.
 bool parse_npy(const std::string &bytes, RawArray &out, std::string &error);
+// Reads a whole file; errors read "PATH: cannot open: REASON" (or "cannot read").
+bool read_file_bytes(const std::string &path, std::string &bytes, std::string &error);
 bool read_npy(const std::string &path, RawArray &out, std::string &error);  // errors name the file
 // Version 1.0 (2.0 when the header needs it), little-endian, C order.
 std::string npy_bytes(const RawArray &array);
