@@ -40,6 +40,15 @@ import numpy as np
 import torch
 data, runs, threads, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 torch.set_num_threads(threads)
+# torch.set_num_threads sets PyTorch's own (OpenMP) threads; the BLAS behind its
+# matrix products (Debian: OpenBLAS through libblas.so.3) keeps its own pool,
+# sized by OPENBLAS_NUM_THREADS, which the caller sets: report what it is.
+import ctypes
+try:
+    blas_threads = ctypes.CDLL("libblas.so.3").openblas_get_num_threads()
+except (OSError, AttributeError):
+    blas_threads = -1
+print("threads", torch.get_num_threads(), "blas_threads", blas_threads)
 load = lambda name: torch.from_numpy(np.load(os.path.join(data, name + ".npy")))
 P = lambda name: load("params/" + name)
 X = load("inputs/X")
@@ -78,13 +87,20 @@ print("times_ms", " ".join(f"{t:.3f}" for t in times))
 '''
 
 
+def thread_env(threads):
+    """The environment that holds a process to `threads` threads, its BLAS's included."""
+    env = dict(os.environ)
+    env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    return env
+
+
 def run(command, **kwargs):
     return subprocess.run(command, capture_output=True, text=True, **kwargs)
 
 
-def timed(command):
+def timed(command, env=None):
     """Runs under /usr/bin/time -v; returns (result, peak RSS in KiB)."""
-    result = run(["/usr/bin/time", "-v"] + command)
+    result = run(["/usr/bin/time", "-v"] + command, env=env)
     peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr)
     return result, int(peak.group(1)) if peak else 0
 
@@ -149,6 +165,7 @@ def main():
 
         load_before = os.getloadavg()
         results = {}
+        torch_threads = {}  # thread count -> (PyTorch's threads, its OpenBLAS's threads) as the process reported
         for threads in thread_counts:
             ncd_command = base + ["--params", os.path.join(data, "params"), "--in", "X=" + os.path.join(data, "inputs", "X.npy"),
                                   "--out-dir", os.path.join(work, "o"), "--threads", str(threads), "--bench", str(args.runs)]
@@ -159,10 +176,13 @@ def main():
                 if round_ % 2:
                     order.reverse()
                 for who, command in order:
-                    result, peak = timed(command)
+                    result, peak = timed(command, thread_env(threads))
                     if result.returncode:
                         print(who, "failed:", result.stderr)
                         return 1
+                    if who == "torch":
+                        reported = re.search(r"threads (\d+) blas_threads (-?\d+)", result.stdout)
+                        torch_threads[threads] = (int(reported.group(1)), int(reported.group(2)))
                     match = re.search(r"times_ms ([0-9. ]+)", result.stdout + result.stderr)
                     times = [float(t) for t in match.group(1).split()]
                     (ncd_times if who == "ncd" else torch_times).extend(times)
@@ -190,7 +210,10 @@ def main():
             f"- Load average (1, 5, 15 min) before / after: {' '.join(f'{x:.2f}' for x in load_before)} / "
             f"{' '.join(f'{x:.2f}' for x in load_after)}",
             f"- ncd: `{args.ncd}` ({args.label or 'build of the working tree'}); backend `cpu`",
-            f"- PyTorch {torch_version} (Debian python3-torch, CPU; its BLAS is OpenBLAS through libblas.so.3), `torch.set_num_threads(N)`",
+            f"- PyTorch {torch_version} (Debian python3-torch, CPU; its BLAS is OpenBLAS through libblas.so.3), "
+            "`torch.set_num_threads(N)` and `OPENBLAS_NUM_THREADS=N OMP_NUM_THREADS=N`; as the process reported: "
+            + ", ".join(f"N={t}: {a} PyTorch threads, {b} OpenBLAS threads" for t, (a, b) in sorted(torch_threads.items())),
+            f"- ncd: `--threads N` (its matrix products run on its own N threads, OpenBLAS single-threaded inside each)",
             "",
             "## What runs",
             "",
@@ -209,7 +232,8 @@ def main():
             "",
             f"{args.rounds} rounds per thread count, alternating which goes first; each process times {args.runs} "
             "forwards after one untimed forward; medians over all timed forwards. Both sides use the same number "
-            "of threads.",
+            "of threads, their BLAS included: `torch.set_num_threads` does not size OpenBLAS's own pool, so without "
+            "`OPENBLAS_NUM_THREADS` PyTorch's \"1 thread\" runs its matrix products on every core.",
             "",
             "## Results",
             "",

@@ -107,19 +107,6 @@ void ternary(const Loop &loop, float *out, const float *a, const float *b, const
       cost);
 }
 
-// Functions computed in float64 (vmath.h) and rounded once to float32.
-inline float exp_f(float x) { return static_cast<float>(exp_d(x)); }
-inline float tanh_f(float x) { return static_cast<float>(tanh_d(x)); }
-inline float sigmoid_f(float x) { return static_cast<float>(sigmoid_d(x)); }
-inline float silu_f(float x) { return static_cast<float>(static_cast<double>(x) * sigmoid_d(x)); }
-inline float erf_f(float x) { return static_cast<float>(erf_d(x)); }
-// x Phi(x) = x/2 erfc(-x/sqrt(2)): accurate for large negative x, where 1 + erf(.) cancels.
-inline float gelu_f(float x) {
-  const double v = x;
-  const double g = 0.5 * v * erfc_d(v * -0.70710678118654752440);
-  return static_cast<float>(v < -40.0 ? -0.0 : g);
-}
-
 }  // namespace
 
 RtTensor elementwise(Fn fn, const std::vector<RtTensor> &operands, ir::DType dtype, const std::vector<int> &order) {

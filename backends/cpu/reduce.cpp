@@ -137,12 +137,11 @@ float min_run(const float *x, int64_t n) {
   return nan ? std::numeric_limits<float>::quiet_NaN() : m;
 }
 
-// Σ exp(x - m) in float64.
+// Σ exp(x - m), summed in float64.
 double sum_exp_run(const float *x, int64_t n, float m) {
   double acc = 0;
-  const double md = m;
 #pragma omp simd reduction(+ : acc)
-  for (int64_t i = 0; i < n; ++i) acc += exp_d(static_cast<double>(x[i]) - md);
+  for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(exp_difference_f(x[i], m));
   return acc;
 }
 
@@ -206,20 +205,17 @@ RtTensor normalize(NormFn fn, const RtTensor &input, const std::vector<int> &axe
   switch (fn) {
     case NormFn::Softmax:
       for_each_run(r, out, 10 * n, [&](int64_t k, const float *x) {
-        float *y = o + k;
-        const double m = max_run(x, n);
-        static thread_local std::vector<double> scratch;
-        if (static_cast<int64_t>(scratch.size()) < n) scratch.resize(static_cast<size_t>(n));
-        double *e = scratch.data();
+        float *__restrict y = o + k;
+        const float m = max_run(x, n);
         double s = 0;
 #pragma omp simd reduction(+ : s)
         for (int64_t i = 0; i < n; ++i) {
-          e[i] = exp_d(static_cast<double>(x[i]) - m);
-          s += e[i];
+          y[i] = exp_difference_f(x[i], m);
+          s += static_cast<double>(y[i]);
         }
         const double inv = 1.0 / s;
 #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(e[i] * inv);
+        for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(static_cast<double>(y[i]) * inv);
       });
       break;
     case NormFn::LogSoftmax:

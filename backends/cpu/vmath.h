@@ -1,156 +1,190 @@
-// Vectorisable float64 exp, erf and erfc for the kernels' hot loops.
+// Vectorisable float32 exp, erf, erfc, GELU, tanh and sigmoid for the
+// kernels' hot loops.
 //
-// Written without branches or library calls so that the compiler vectorises
-// the loops that call them (glibc's scalar expf/erfcf are an order of
-// magnitude slower per element). They are computed in float64 with errors
-// near 1e-15, so float32 results rounded from them are the correctly rounded
-// values except in rare near-ties: at least as accurate as glibc's float
-// functions.
+// glibc's scalar float functions cost tens of cycles per element and keep
+// loops from vectorising; these are written without branches or library calls
+// (selects only, every candidate computed) so that a loop calling them runs 16
+// lanes wide on AVX-512. Polynomials are evaluated with fused multiply-adds,
+// written out as std::fma: the result of each is defined (one rounding), so
+// results are the same bits on every machine and every build, with or
+// without hardware FMA (where the CPU has it, -march=native makes each one
+// instruction). Coefficients come from scripts/fit_vmath.py; the largest
+// error of each function over all float32 inputs is measured by
+// bench/vmath_accuracy.cpp (bench/results/vmath_accuracy.md) and bounded in
+// tests/unit/vmath_test.cpp; docs/RUN.md states the bounds. Results smaller
+// than the smallest normal float32 may be flushed to zero (an absolute error
+// below 1.2e-38), so that masked values (e^-inf) never take the slow
+// subnormal path.
 #pragma once
 
+#include <bit>
+#include <cmath>
 #include <cstdint>
-#include <cstring>
 
 namespace ncd::cpu {
 
-inline double bits_to_double(uint64_t bits) {
-  double d;
-  std::memcpy(&d, &bits, 8);
-  return d;
+inline float fma_f(float a, float b, float c) { return std::fma(a, b, c); }
+
+// 2^n for an integer-valued n in [-126, 127].
+inline float exp2_int(float n) {
+  return std::bit_cast<float>(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
 }
 
-// e^x for every double x (NaN propagates). Results below the smallest normal
-// double are 0 (never a subnormal: subnormal arithmetic costs a hundred
-// cycles per operation on x86, and float results that small are 0 anyway);
-// results above the double range saturate at e^709 (+inf once in float).
-inline double exp_d(double x) {
-  double xc = x < -708.0 ? -708.0 : x;
-  xc = xc > 709.0 ? 709.0 : xc;
-  // x = n ln2 + r, |r| <= ln2/2 (Cody-Waite with fdlibm's split of ln2).
-  const double t = xc * 1.4426950408889634;
-  double n = (t + 6755399441055744.0) - 6755399441055744.0;  // round to nearest integer
-  n = n == n ? n : 0.0;
-  const double r = (xc - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
-  // e^r by Taylor to degree 11: truncation error < 7e-15 for |r| <= 0.347.
-  double p = 2.505210838544172e-08;  // 1/11!
-  p = p * r + 2.755731922398589e-07;  // 1/10!
-  p = p * r + 2.7557319223985893e-06;
-  p = p * r + 2.48015873015873e-05;
-  p = p * r + 1.984126984126984e-04;
-  p = p * r + 1.388888888888889e-03;
-  p = p * r + 8.333333333333333e-03;
-  p = p * r + 4.1666666666666664e-02;
-  p = p * r + 1.6666666666666666e-01;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  p = p * r + 1.0;
-  // 2^n in two factors, each a normal double (n in [-1075, 1023]).
-  const int64_t ni = static_cast<int64_t>(n);
-  const int64_t n1 = ni / 2, n2 = ni - n1;
-  const double s1 = bits_to_double(static_cast<uint64_t>(n1 + 1023) << 52);
-  const double s2 = bits_to_double(static_cast<uint64_t>(n2 + 1023) << 52);
-  const double result = p * s1 * s2;
-  const double flushed = x < -708.0 ? 0.0 : result;
-  return x == x ? flushed : x;
+// e^(x + tail) 2^scale for |tail| <= ulp(x) (tail and scale 0: e^x), where
+// the result is a normal float32 (else 0, or +inf above the range); NaN
+// propagates. `scale` (|scale| <= 100) lets callers carry a factor past the
+// end of the normal range.
+inline float exp_f(float x, float tail = 0.0f, int scale = 0) {
+  const float shift = static_cast<float>(scale) * 0.693147182f;
+  const bool overflow = x > 88.72283935546875f - shift;
+  const bool underflow = x < -87.33654022216797f - shift;
+  const float xc = (overflow || underflow || x != x) ? 0.0f : x;
+  // x = n ln2 + r, |r| <= ln2/2: n ln2_hi is exact (ln2_hi has 16 bits, |n| < 256)
+  // and so is x - n ln2_hi (the two are within a factor 2 of each other).
+  const float n = (xc * 1.44269502162933349609f + 12582912.0f) - 12582912.0f;
+  float r = xc - n * 0.693145751953125f;
+  r = fma_f(-n, 1.42860682030941723212e-6f, r);
+  r = r + tail;
+  // e^r = 1 + r + r^2 P(r).
+  float p = 0.0001984473055927083f;
+  p = fma_f(p, r, 0.0013929515844210982f);
+  p = fma_f(p, r, 0.00833337102085352f);
+  p = fma_f(p, r, 0.04166650399565697f);
+  p = fma_f(p, r, 0.1666666716337204f);
+  p = fma_f(p, r, 0.5f);
+  const float er = 1.0f + fma_f(r * r, p, r);
+  // 2^(n + scale) in two factors, each in the normal range.
+  const float total = n + static_cast<float>(scale);
+  const float n1 = static_cast<float>(static_cast<int32_t>(total) / 2);
+  const float result = er * exp2_int(n1) * exp2_int(total - n1);
+  const float bounded = overflow ? INFINITY : (underflow ? 0.0f : result);
+  return x == x ? bounded : x;
 }
 
-// erf(x) (complement false) or erfc(x) (complement true), after W. J. Cody,
-// "Rational Chebyshev approximations for the error function", Math. Comp. 23
-// (1969), with the coefficients of SPECFUN's CALERF. The three intervals'
-// rationals are all evaluated and one is selected (so that loops vectorise);
-// the far interval's rational in 1/x^2 is rewritten as one in x^2, so that a
-// single division serves every interval.
-inline double erf_family(double x, bool complement) {
-  const double y = x < 0 ? -x : x;
-  // |x| <= 0.46875: erf(x) = x P0(x^2) / Q0(x^2).
-  const double s = y * y;
-  double n0 = 1.85777706184603153e-1 * s, d0 = s;
-  n0 = (n0 + 3.16112374387056560e00) * s;
-  d0 = (d0 + 2.36012909523441209e01) * s;
-  n0 = (n0 + 1.13864154151050156e02) * s;
-  d0 = (d0 + 2.44024637934444173e02) * s;
-  n0 = (n0 + 3.77485237685302021e02) * s;
-  d0 = (d0 + 1.28261652607737228e03) * s;
-  n0 = x * (n0 + 3.20937758913846947e03);
-  d0 = d0 + 2.84423683343917062e03;
-  // 0.46875 < |x| <= 4: erfc(|x|) = e^(-x^2) P1(|x|) / Q1(|x|).
-  double n1 = 2.15311535474403846e-8 * y, d1 = y;
-  n1 = (n1 + 5.64188496988670089e-1) * y;
-  d1 = (d1 + 1.57449261107098347e01) * y;
-  n1 = (n1 + 8.88314979438837594e00) * y;
-  d1 = (d1 + 1.17693950891312499e02) * y;
-  n1 = (n1 + 6.61191906371416295e01) * y;
-  d1 = (d1 + 5.37181101862009858e02) * y;
-  n1 = (n1 + 2.98635138197400131e02) * y;
-  d1 = (d1 + 1.62138957456669019e03) * y;
-  n1 = (n1 + 8.81952221241769090e02) * y;
-  d1 = (d1 + 3.29079923573345963e03) * y;
-  n1 = (n1 + 1.71204761263407058e03) * y;
-  d1 = (d1 + 4.36261909014324716e03) * y;
-  n1 = (n1 + 2.05107837782607147e03) * y;
-  d1 = (d1 + 3.43936767414372164e03) * y;
-  n1 = n1 + 1.23033935479799725e03;
-  d1 = d1 + 1.23033935480374942e03;
-  // |x| > 4: erfc(|x|) = e^(-x^2) (1/sqrt(pi) - P2(1/x^2) / (x^2 Q2(1/x^2))) / |x|; with z = x^2,
-  // P2(1/z) z^5 = Pz(z) and Q2(1/z) z^5 = Qz(z), so erfc = e^(-x^2) (z Qz / sqrt(pi) - Pz) / (z Qz |x|).
-  const double yl = y > 4.0 ? (y < 27.0 ? y : 27.0) : 4.0;
-  const double z = yl * yl;
-  double pz = 6.58749161529837803e-4, qz = 2.33520497626869185e-3;
-  pz = pz * z + 1.60837851487422766e-2;
-  qz = qz * z + 6.05183413124413191e-2;
-  pz = pz * z + 1.25781726111229246e-1;
-  qz = qz * z + 5.27905102951428412e-1;
-  pz = pz * z + 3.60344899949804439e-1;
-  qz = qz * z + 1.87295284992346047e00;
-  pz = pz * z + 3.05326634961232344e-1;
-  qz = qz * z + 2.56852019228982242e00;
-  pz = pz * z + 1.63153871373020978e-2;
-  qz = qz * z + 1.0;
-  const double zq = z * qz;
-  const double n2 = zq * 5.6418958354775628695e-1 - pz;
-  const double d2 = zq * yl;
-  // One division for the selected interval.
-  const bool small = y <= 0.46875, middle = y <= 4.0;
-  const double num = small ? n0 : (middle ? n1 : n2);
-  const double den = small ? d0 : (middle ? d1 : d2);
-  const double quotient = num / den;
-  // e^(-y^2) with y^2 split as y16^2 + del for an accurate argument.
-  const double yb = y < 30.0 ? y : 30.0;
-  const double y16 = static_cast<double>(static_cast<int64_t>(16.0 * yb)) * 0.0625;
-  const double del = (y - y16) * (y + y16);
-  const double gauss = exp_d(-y16 * y16 - del);
-  const double erfc_scaled = gauss * quotient;
-  const double erfc_abs = y < 26.543 ? erfc_scaled : 0.0;  // erfc(|x|) for |x| > 0.46875
-  // Only selects below: every candidate is computed above.
-  const double erfc_small = 1.0 - quotient;
-  const double erfc_negative = 2.0 - erfc_abs;
-  const double erf_negative = erfc_abs - 1.0, erf_positive = 1.0 - erfc_abs;
-  const bool negative = x < 0;
-  const double big_c = negative ? erfc_negative : erfc_abs;
-  const double big_e = negative ? erf_negative : erf_positive;
-  const double result = complement ? (small ? erfc_small : big_c) : (small ? quotient : big_e);
+// e^(x - m), with the rounding error of x - m carried into the exponent
+// (TwoSum), so that shifting by a row's maximum costs no accuracy.
+inline float exp_difference_f(float x, float m) {
+  const float d = x - m;
+  const float back = d - x;
+  const float error = (x - (d - back)) + (-m - back);
+  return exp_f(d, std::fabs(d) < INFINITY ? error : 0.0f);
+}
+
+// erfc(y) e^(y^2) for y >= 0.5: a polynomial in y up to 2, R(1/y^2) / y beyond.
+// Callers multiply by e^(-y^2) last, so that a result in the normal range
+// never passes through a subnormal intermediate.
+inline float erfc_scaled(float y) {
+  const float t = y - 1.25f;
+  float q = 6.03038897679653e-05f;
+  q = fma_f(q, t, -0.0001905877434182912f);
+  q = fma_f(q, t, 0.00047240490675903857f);
+  q = fma_f(q, t, -0.0013108544517308474f);
+  q = fma_f(q, t, 0.0035527709405869246f);
+  q = fma_f(q, t, -0.009085067547857761f);
+  q = fma_f(q, t, 0.02201152592897415f);
+  q = fma_f(q, t, -0.05021795630455017f);
+  q = fma_f(q, t, 0.10679555684328079f);
+  q = fma_f(q, t, -0.2088218778371811f);
+  q = fma_f(q, t, 0.36782291531562805f);
+  const float yf = y < 2.0f ? 2.0f : y;
+  const float u = 1.0f / (yf * yf);
+  float s = 33.87412643432617f;
+  s = fma_f(s, u, -44.438926696777344f);
+  s = fma_f(s, u, 26.852331161499023f);
+  s = fma_f(s, u, -10.462458610534668f);
+  s = fma_f(s, u, 3.2756502628326416f);
+  s = fma_f(s, u, -1.038683295249939f);
+  s = fma_f(s, u, 0.4226348400115967f);
+  s = fma_f(s, u, -0.28208795189857483f);
+  s = fma_f(s, u, 0.5641895532608032f);
+  return y < 2.0f ? q : s / yf;
+}
+
+// e^(-y^2) for y^2 = square + square_tail (the tail is the rounding error of square).
+inline float gauss_f(float square, float square_tail) { return exp_f(-square, -square_tail); }
+
+// erf(y) / y = P(y^2) for |y| <= 0.5.
+inline float erf_near(float y) {
+  const float s = y * y;
+  float p = -0.000772752973716706f;
+  p = fma_f(p, s, 0.005202311556786299f);
+  p = fma_f(p, s, -0.026863520964980125f);
+  p = fma_f(p, s, 0.1128377690911293f);
+  p = fma_f(p, s, -0.37612637877464294f);
+  p = fma_f(p, s, 1.128379225730896f);
+  return y * p;
+}
+
+// erfc(|x|) for |x| > 0.5 (|x| clamped to 10, beyond which it is 0 in float32).
+inline float erfc_far(float x) {
+  const float y = std::fabs(x) < 10.0f ? std::fabs(x) : 10.0f;
+  const float square = y * y;
+  return gauss_f(square, fma_f(y, y, -square)) * erfc_scaled(y > 0.5f ? y : 0.5f);
+}
+
+inline float erf_f(float x) {
+  const float far = std::copysign(1.0f - erfc_far(x), x);
+  const float result = std::fabs(x) <= 0.5f ? erf_near(x) : far;
   return x == x ? result : x;
 }
 
-inline double erfc_d(double x) { return erf_family(x, true); }
-inline double erf_d(double x) { return erf_family(x, false); }
-
-// tanh(x) = sign(x) (1 - e^(-2|x|)) / (1 + e^(-2|x|)); a series near 0, where the difference cancels.
-inline double tanh_d(double x) {
-  const double a = x < 0 ? -x : x;
-  const double e = exp_d(-2.0 * a);
-  const double far = (1.0 - e) / (1.0 + e);
-  const double x2 = x * x;
-  const double near = x * (1.0 - x2 * (1.0 / 3.0 - x2 * (2.0 / 15.0)));
-  const double signed_far = x < 0 ? -far : far;
-  return a < 1e-4 ? near : signed_far;
+inline float erfc_f(float x) {
+  const float tail = erfc_far(x);
+  const float near = 1.0f - erf_near(x);
+  const float far = x < 0.0f ? 2.0f - tail : tail;
+  const float result = std::fabs(x) <= 0.5f ? near : far;
+  return x == x ? result : x;
 }
 
-// 1 / (1 + e^(-x)), without overflow.
-inline double sigmoid_d(double x) {
-  const double e = exp_d(x < 0 ? x : -x);  // e^(-|x|) <= 1
-  const double positive = 1.0 / (1.0 + e), negative = e / (1.0 + e);
-  return x < 0 ? negative : positive;
+// GELU, x Phi(x) = x/2 erfc(-x/sqrt(2)). For x < 0 the erfc tail is used
+// directly (1 + erf would cancel), with y^2 = x^2/2 split exactly so that its
+// rounding does not reach the exponent.
+inline float gelu_f(float x) {
+  const float xc = std::fabs(x) < 14.5f ? x : std::copysign(14.5f, x);
+  const float y = std::fabs(xc) * 0.70710678118654752440f;
+  const float square = xc * xc;
+  const float gauss = gauss_f(0.5f * square, 0.5f * fma_f(xc, xc, -square));
+  const float shape = erfc_scaled(y > 0.5f ? y : 0.5f);
+  const float phi_near = 0.5f + 0.5f * erf_near(x * 0.70710678118654752440f);
+  const float result_near = x * phi_near;
+  // x >= 0: x (1 - erfc(y)/2); x < 0: (x/2 Q(y)) e^(-y^2), the small factor last.
+  const float result_positive = x * (1.0f - 0.5f * (gauss * shape));
+  const float result_negative = (0.5f * x * shape) * gauss;
+  const float result = y <= 0.5f ? result_near : (x < 0.0f ? result_negative : result_positive);
+  // Below -14.5 the result is below the float32 normal range; above 14.5 it is x.
+  const float bounded = x < -14.5f ? -0.0f : (x > 14.5f ? x : result);
+  return x == x ? bounded : x;
+}
+
+inline float tanh_f(float x) {
+  const float a = std::fabs(x) < 10.0f ? std::fabs(x) : 10.0f;
+  const float e = exp_f(-2.0f * a);
+  const float far = std::copysign((1.0f - e) / (1.0f + e), x);
+  const float s = x * x;
+  float p = 0.0025620723608881235f;
+  p = fma_f(p, s, -0.00855123158544302f);
+  p = fma_f(p, s, 0.021824467927217484f);
+  p = fma_f(p, s, -0.053965285420417786f);
+  p = fma_f(p, s, 0.1333332657814026f);
+  p = fma_f(p, s, -0.3333333432674408f);
+  const float near = fma_f(x * s, p, x);
+  const float result = std::fabs(x) <= 0.55f ? near : far;
+  return x == x ? result : x;
+}
+
+// 1 / (1 + e^(-x)), with e^(-|x|) <= 1 so that nothing overflows.
+inline float sigmoid_f(float x) {
+  const float e = exp_f(-std::fabs(x));
+  const float d = 1.0f / (1.0f + e);
+  return x < 0.0f ? e * d : d;
+}
+
+// x sigmoid(x). For x < -87 e^x is below the normal range while x e^x is not
+// (down to -92): e^x is carried scaled by 2^64 and the scale is removed last.
+inline float silu_f(float x) {
+  const float scaled = exp_f(-std::fabs(x), 0.0f, 64);
+  const float denominator = 1.0f + scaled * 0x1p-64f;
+  return x < 0.0f ? ((x * scaled) / denominator) * 0x1p-64f : x / denominator;
 }
 
 }  // namespace ncd::cpu
