@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <type_traits>
 
 #include "kernels.h"
 #include "ncd/tensor.h"
@@ -41,70 +42,101 @@ int fn_arity(Fn fn) {
 
 namespace {
 
+// How an operand steps along the innermost loop: not at all (broadcast), by 1, or by its stride.
+enum Step { kBroadcast, kUnit, kStrided };
+Step step_of(int64_t stride) { return stride == 0 ? kBroadcast : (stride == 1 ? kUnit : kStrided); }
+
+template <Step S>
+inline float at(const float *__restrict p, int64_t k, int64_t stride) {
+  if constexpr (S == kBroadcast) return p[0];
+  else if constexpr (S == kUnit) return p[k];
+  else return p[k * stride];
+}
+
+// One innermost row, each operand's step known at compile time. Kept out of
+// line (one small function per combination) so that the vectoriser sees the
+// bare loop, whatever it is inlined into.
+template <Step A, typename F>
+__attribute__((noinline)) void row1(float *__restrict o, const float *__restrict x, int64_t sx, int64_t n, F f) {
+  for (int64_t k = 0; k < n; ++k) o[k] = f(at<A>(x, k, sx));
+}
+template <Step A, Step B, typename F>
+__attribute__((noinline)) void row2(float *__restrict o, const float *__restrict x, int64_t sx,
+                                    const float *__restrict y, int64_t sy, int64_t n, F f) {
+  for (int64_t k = 0; k < n; ++k) o[k] = f(at<A>(x, k, sx), at<B>(y, k, sy));
+}
+template <Step A, Step B, Step C, typename F>
+__attribute__((noinline)) void row3(float *__restrict o, const float *__restrict x, int64_t sx,
+                                    const float *__restrict y, int64_t sy, const float *__restrict z, int64_t sz,
+                                    int64_t n, F f) {
+  for (int64_t k = 0; k < n; ++k) o[k] = f(at<A>(x, k, sx), at<B>(y, k, sy), at<C>(z, k, sz));
+}
+
+// Calls body(std::integral_constant<Step, s>) for the runtime step s.
+template <typename Body>
+void with_step(Step s, Body &&body) {
+  switch (s) {
+    case kBroadcast: return body(std::integral_constant<Step, kBroadcast>{});
+    case kUnit: return body(std::integral_constant<Step, kUnit>{});
+    case kStrided: return body(std::integral_constant<Step, kStrided>{});
+  }
+}
+
+// The steps of several operands: broadcast and unit steps get their own rows
+// when every operand has one of them; otherwise all operands take the general
+// strided row (a stride of 0 or 1 is a stride too), which keeps the number of
+// instantiations down.
+Step common_step(const std::vector<int64_t> &strides, size_t operand) {
+  for (int64_t s : strides)
+    if (step_of(s) == kStrided) return kStrided;
+  return step_of(strides[operand]);
+}
+
 template <typename F>
 void unary(const Loop &loop, float *out, const float *a, F f, int64_t cost) {
   const int64_t sa = loop.inner_stride(1);
-  loop.run(
-      [&](const int64_t *off, int64_t n) {
-        float *__restrict o = out + off[0];
-        const float *__restrict x = a + off[1];
-        if (sa == 1) {
-          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k]);
-        } else if (sa == 0) {
-          const float v = f(x[0]);
-          for (int64_t k = 0; k < n; ++k) o[k] = v;
-        } else {
-          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k * sa]);
-        }
-      },
-      cost);
+  if (sa == 0) {  // a broadcast operand: one value per row
+    loop.run([&](const int64_t *off, int64_t n) { std::fill_n(out + off[0], n, f(a[off[1]])); }, cost);
+    return;
+  }
+  with_step(step_of(sa), [&](auto A) {
+    loop.run([&](const int64_t *off, int64_t n) { row1<A.value>(out + off[0], a + off[1], sa, n, f); }, cost);
+  });
 }
 
 template <typename F>
 void binary(const Loop &loop, float *out, const float *a, const float *b, F f, int64_t cost) {
   const int64_t sa = loop.inner_stride(1), sb = loop.inner_stride(2);
-  loop.run(
-      [&](const int64_t *off, int64_t n) {
-        float *__restrict o = out + off[0];
-        const float *__restrict x = a + off[1];
-        const float *__restrict y = b + off[2];
-        if (sa == 1 && sb == 1) {
-          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k], y[k]);
-        } else if (sa == 1 && sb == 0) {
-          const float v = y[0];
-          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k], v);
-        } else if (sa == 0 && sb == 1) {
-          const float v = x[0];
-          for (int64_t k = 0; k < n; ++k) o[k] = f(v, y[k]);
-        } else {
-          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k * sa], y[k * sb]);
-        }
-      },
-      cost);
+  const std::vector<int64_t> steps = {sa, sb};
+  with_step(common_step(steps, 0), [&](auto A) {
+    with_step(common_step(steps, 1), [&](auto B) {
+      if constexpr ((A.value == kStrided) == (B.value == kStrided))
+        loop.run(
+            [&](const int64_t *off, int64_t n) {
+              row2<A.value, B.value>(out + off[0], a + off[1], sa, b + off[2], sb, n, f);
+            },
+            cost);
+    });
+  });
 }
 
 template <typename F>
 void ternary(const Loop &loop, float *out, const float *a, const float *b, const float *c, F f, int64_t cost) {
   const int64_t sa = loop.inner_stride(1), sb = loop.inner_stride(2), sc = loop.inner_stride(3);
-  loop.run(
-      [&](const int64_t *off, int64_t n) {
-        float *__restrict o = out + off[0];
-        const float *__restrict x = a + off[1];
-        const float *__restrict y = b + off[2];
-        const float *__restrict z = c + off[3];
-        if (sa == 1 && sb == 1 && sc == 1) {
-          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k], y[k], z[k]);
-        } else if (sa == 1 && sb == 1 && sc == 0) {
-          const float w = z[0];
-          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k], y[k], w);
-        } else if (sa == 1 && sb == 0 && sc == 1) {
-          const float w = y[0];
-          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k], w, z[k]);
-        } else {
-          for (int64_t k = 0; k < n; ++k) o[k] = f(x[k * sa], y[k * sb], z[k * sc]);
-        }
-      },
-      cost);
+  const std::vector<int64_t> steps = {sa, sb, sc};
+  with_step(common_step(steps, 0), [&](auto A) {
+    with_step(common_step(steps, 1), [&](auto B) {
+      with_step(common_step(steps, 2), [&](auto C) {
+        constexpr int strided = (A.value == kStrided) + (B.value == kStrided) + (C.value == kStrided);
+        if constexpr (strided == 0 || strided == 3)
+          loop.run(
+              [&](const int64_t *off, int64_t n) {
+                row3<A.value, B.value, C.value>(out + off[0], a + off[1], sa, b + off[2], sb, c + off[3], sc, n, f);
+              },
+              cost);
+      });
+    });
+  });
 }
 
 }  // namespace

@@ -129,31 +129,46 @@ struct Loop {
     return n;
   }
   // row(const int64_t *offsets, int64_t n) for every innermost row; parallel when large.
+  // Rows are split among threads; when there are fewer rows than pieces of work
+  // (a contiguous loop collapses into one row), rows are cut into blocks of
+  // columns (multiples of 16 elements, so that blocks start vector-aligned).
   template <typename F>
   void run(F &&row, int64_t cost_per_element = 1) const {
     const size_t dims = sizes.size();
-    const size_t ops = strides.size();
     if (dims == 0) {
       int64_t offsets[kMaxOperands] = {0};
-      row(offsets, int64_t{1});
+      row(static_cast<const int64_t *>(offsets), int64_t{1});
       return;
     }
     const int64_t n = inner();
     int64_t rows = 1;
     for (size_t d = 0; d + 1 < dims; ++d) rows *= sizes[d];
+    const int threads = thread_count();
+    const int64_t work = rows * n * (cost_per_element < 1 ? 1 : cost_per_element);
+    const int64_t pieces = threads <= 1 ? 1 : std::min<int64_t>(work / kParallelGrain, 4 * static_cast<int64_t>(threads));
+    if (pieces >= 2 && rows < pieces && n >= 128) {
+      const int64_t wanted = std::min<int64_t>((pieces + rows - 1) / rows, n / 64);
+      const int64_t block = ((n + wanted - 1) / wanted + 15) / 16 * 16;
+      const int64_t per_row = (n + block - 1) / block;
+      run_tasks(rows * per_row, [&](int64_t task) {
+        const int64_t column = task % per_row * block;
+        int64_t offsets[kMaxOperands] = {0};
+        first_offsets(task / per_row, offsets);
+        for (size_t o = 0; o < strides.size(); ++o) offsets[o] += column * strides[o].back();
+        row(static_cast<const int64_t *>(offsets), std::min(block, n - column));
+      });
+      return;
+    }
     parallel_for(rows, n * cost_per_element, [&](int64_t begin, int64_t end) {
       std::vector<int64_t> idx(dims, 0);
-      int64_t offsets[kMaxOperands] = {0};
       int64_t rest = begin;
       for (size_t d = dims - 1; d-- > 0;) {
         idx[d] = rest % sizes[d];
         rest /= sizes[d];
       }
-      for (size_t o = 0; o < ops; ++o) {
-        int64_t off = 0;
-        for (size_t d = 0; d + 1 < dims; ++d) off += idx[d] * strides[o][d];
-        offsets[o] = off;
-      }
+      int64_t offsets[kMaxOperands] = {0};
+      first_offsets(begin, offsets);
+      const size_t ops = strides.size();
       for (int64_t r = begin; r < end; ++r) {
         row(static_cast<const int64_t *>(offsets), n);
         for (size_t d = dims - 1; d-- > 0;) {
@@ -166,6 +181,16 @@ struct Loop {
         }
       }
     });
+  }
+
+ private:
+  // Each operand's offset of the first element of row `r` (outer dimensions in row-major order).
+  void first_offsets(int64_t r, int64_t *offsets) const {
+    for (size_t d = sizes.size() - 1; d-- > 0;) {
+      const int64_t index = r % sizes[d];
+      r /= sizes[d];
+      for (size_t o = 0; o < strides.size(); ++o) offsets[o] += index * strides[o][d];
+    }
   }
 };
 

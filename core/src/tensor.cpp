@@ -153,15 +153,20 @@ float convert_float(float x, ir::DType dtype) {
   return x;
 }
 
+// One loop per dtype, so that each inlines its rounding (and the simple ones vectorise).
 void convert_floats(float *data, int64_t n, ir::DType dtype) {
+  auto each = [&](auto round) {
+    for (int64_t i = 0; i < n; ++i) data[i] = round(data[i]);
+  };
   switch (dtype) {
     case ir::DType::F32: return;
-    case ir::DType::BF16:
-      for (int64_t i = 0; i < n; ++i) data[i] = round_to_bf16(data[i]);
-      return;
-    default:
-      for (int64_t i = 0; i < n; ++i) data[i] = convert_float(data[i], dtype);
-      return;
+    case ir::DType::BF16: return each([](float x) { return round_to_bf16(x); });
+    case ir::DType::F16: return each([](float x) { return round_to_f16(x); });
+    case ir::DType::F8E4M3: return each([](float x) { return round_to_f8e4m3(x); });
+    case ir::DType::F8E5M2: return each([](float x) { return round_to_f8e5m2(x); });
+    case ir::DType::Bool: return each([](float x) { return x != 0 ? 1.0f : 0.0f; });
+    case ir::DType::I8:
+    case ir::DType::I32: return each([dtype](float x) { return convert_float(x, dtype); });
   }
 }
 
