@@ -12,6 +12,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <vector>
 
@@ -224,56 +225,33 @@ RtTensor contract2(RtTensor a, RtTensor b, const std::vector<int> &sum, float al
   RtTensor c = output_tensor(a, b, batch, m, n);
   const float *pa = a.fdata(), *pb = b.fdata();
   float *pc = c.fdata();
-  // One task per (batch, block of rows): OpenBLAS runs single-threaded inside
-  // each task, and the tasks share the backend's threads, so the elementwise loops
-  // and the matrix products never compete for cores (and results do not
-  // depend on the thread count: each element is summed the same way).
-  struct Task {
-    int64_t a, b, c, rows, cols;
-  };
-  std::vector<Task> tasks;
+  // Where the product is large and there are threads to spare, OpenBLAS runs
+  // it on its own threads: they share each packed panel of the operands, where
+  // separate single-threaded calls on blocks of the result would each pack
+  // their own copy. (OpenBLAS splits the rows and columns of the result among
+  // its threads, never the summed dimension, so every element is summed the
+  // same way whatever the thread count.) Many independent batches are instead
+  // spread over the backend's threads, OpenBLAS single-threaded inside each.
   const int threads = thread_count();
   int64_t batches = 1;
   for (int axis : batch) batches *= a.sizes[static_cast<size_t>(a.find(axis))];
   const double flops = 2.0 * static_cast<double>(mt) * static_cast<double>(nt) * static_cast<double>(kt);
-  // Blocks of rows (or of columns, when there are few rows) so that every thread has work.
-  int64_t row_blocks = 1, col_blocks = 1;
-  if (threads > 1 && batches < 2 * threads && flops * static_cast<double>(batches) > 4e6) {
-    // Two blocks per thread and batch, so that a thread that is late (a shared
-    // machine) leaves its second block to the others. Each block re-packs the
-    // operand it shares with the other blocks: split the dimension whose
-    // shared operand is the smaller one (rows share B, columns share A).
-    const int64_t want = (2 * threads + batches - 1) / batches;
-    const bool by_columns = mt * kt < kt * nt ? nt >= 64 * want : mt < 64 * want;
-    if (by_columns && nt >= 16 * want)
-      col_blocks = want;
-    else if (mt >= 16 * want)
-      row_blocks = want;
-    else
-      row_blocks = std::min<int64_t>(want, mt);
-  }
-  const int64_t row_step = (mt + row_blocks - 1) / row_blocks, col_step = (nt + col_blocks - 1) / col_blocks;
-  const int64_t a_row = ma.trans ? 1 : ma.ld;  // distance between rows of op(A)
-  const int64_t b_col = mb.trans ? mb.ld : 1;  // distance between columns of op(B)
-  for_each_batch(a, b, batch, [&](int64_t oa, int64_t ob, int64_t index) {
-    for (int64_t m0 = 0; m0 < mt; m0 += row_step)
-      for (int64_t n0 = 0; n0 < nt; n0 += col_step)
-        tasks.push_back({oa + m0 * a_row, ob + n0 * b_col, index * mt * nt + m0 * nt + n0, std::min(row_step, mt - m0),
-                         std::min(col_step, nt - n0)});
-  });
-  const auto run = [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const Task &t = tasks[static_cast<size_t>(i)];
-      cblas_sgemm(CblasRowMajor, ma.trans ? CblasTrans : CblasNoTrans, mb.trans ? CblasTrans : CblasNoTrans,
-                  static_cast<int>(t.rows), static_cast<int>(t.cols), static_cast<int>(kt), alpha, pa + t.a,
-                  static_cast<int>(ma.ld), pb + t.b, static_cast<int>(mb.ld), 0.0f, pc + t.c, static_cast<int>(nt));
-    }
+  std::vector<std::array<int64_t, 3>> offsets;  // a, b, c per batch
+  for_each_batch(a, b, batch, [&](int64_t oa, int64_t ob, int64_t index) { offsets.push_back({oa, ob, index * mt * nt}); });
+  const auto product = [&](int64_t i) {
+    const auto &[oa, ob, oc] = offsets[static_cast<size_t>(i)];
+    cblas_sgemm(CblasRowMajor, ma.trans ? CblasTrans : CblasNoTrans, mb.trans ? CblasTrans : CblasNoTrans,
+                static_cast<int>(mt), static_cast<int>(nt), static_cast<int>(kt), alpha, pa + oa,
+                static_cast<int>(ma.ld), pb + ob, static_cast<int>(mb.ld), 0.0f, pc + oc, static_cast<int>(nt));
   };
-  const int64_t count = static_cast<int64_t>(tasks.size());
-  if (threads <= 1 || count < 2 || flops * static_cast<double>(batches) < 4e6)
-    run(0, count);
-  else
-    run_tasks(count, [&](int64_t i) { run(i, i + 1); });
+  const bool parallel = threads > 1 && flops * static_cast<double>(batches) >= 4e6 && !in_parallel_task();
+  if (parallel && batches >= 2 * threads) {
+    run_tasks(batches, product);
+  } else {
+    if (parallel) openblas_set_num_threads(threads);
+    for (int64_t i = 0; i < batches; ++i) product(i);
+    if (parallel) openblas_set_num_threads(1);
+  }
   return c;
 }
 

@@ -24,8 +24,8 @@ class CpuBackend : public ncd::Backend {
       return false;
     }
     ncd::cpu::set_thread_count(request.options.threads);
-    // Matrix products are split into tasks on the backend's thread pool (contract.cpp);
-    // OpenBLAS itself runs single-threaded inside each task.
+    // OpenBLAS is single-threaded except around the large products that
+    // contract.cpp hands to its threads.
     openblas_set_num_threads(1);
     try {
       ncd::cpu::Executor executor(request);

@@ -141,6 +141,8 @@ int thread_count() {
 
 void set_thread_count(int threads) { g_threads = threads > 0 ? threads : default_threads(); }
 
+bool in_parallel_task() { return t_in_task; }
+
 void run_tasks(int64_t tasks, const std::function<void(int64_t)> &task) {
   if (tasks <= 0) return;
   if (t_in_task || thread_count() <= 1 || tasks == 1) {

@@ -93,6 +93,8 @@ void set_thread_count(int threads);
 // machine a spinning thread takes the core from the one doing the work).
 // Called from inside a task, it runs the tasks serially.
 void run_tasks(int64_t tasks, const std::function<void(int64_t)> &task);
+// Whether the calling thread is running one of run_tasks' tasks.
+bool in_parallel_task();
 
 // Runs f(begin, end) over [0, n) in contiguous chunks on up to
 // thread_count() threads when n * cost_per_item is large enough.

@@ -213,16 +213,20 @@ def safetensors(ncd, root, work):
 
 
 def threads(ncd, root, work):
-    # Large enough for the matrix products to be split into blocks across threads.
+    # Large enough for the loops to be split across threads, for batched products
+    # to be spread over them (heads) and for single products to run on OpenBLAS's
+    # threads (the projections and the feed-forward network of GPT2Block).
     file = os.path.join(root, "stdlib/std/transformer.ncd")
-    sizes = ["-D", "seq=128", "-D", "heads=4", "-D", "d=32", "-D", "hidden=512", "-D", "ffn=384"]
-    outs = []
-    for t in ("1", "2", "3"):
-        code, _, err = run(ncd, ["run", file, "--diagram", "LlamaBlock", "--random", "1", "--threads", t, "--out-dir",
-                                 "t" + t] + sizes, work)
-        check(code == 0, f"--threads {t}: exit {code}: {err}")
-        outs.append(open(os.path.join(work, "t" + t, "Y.npy"), "rb").read() if code == 0 else b"")
-    check(outs[0] == outs[1] == outs[2], "results depend on the thread count")
+    for diagram, sizes in (("LlamaBlock", ["-D", "seq=128", "-D", "heads=4", "-D", "d=32", "-D", "hidden=512", "-D", "ffn=384"]),
+                           ("GPT2Block", ["-D", "seq=512", "-D", "heads=4", "-D", "d=64", "-D", "hidden=1024"])):
+        outs = []
+        for t in ("1", "2", "3"):
+            out_dir = f"{diagram}-t{t}"
+            code, _, err = run(ncd, ["run", file, "--diagram", diagram, "--random", "1", "--threads", t, "--out-dir",
+                                     out_dir] + sizes, work)
+            check(code == 0, f"{diagram} --threads {t}: exit {code}: {err}")
+            outs.append(open(os.path.join(work, out_dir, "Y.npy"), "rb").read() if code == 0 else b"")
+        check(outs[0] == outs[1] == outs[2], f"{diagram}: results depend on the thread count")
 
 
 SECTIONS = {"npy_formats": npy_formats, "outputs": outputs, "repeatable": repeatable, "safetensors": safetensors,
