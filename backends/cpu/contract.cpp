@@ -179,7 +179,9 @@ RtTensor loop_product(const RtTensor &a0, const RtTensor &b0, const std::vector<
 }
 
 // Two squeezed operands; `sum` holds axes carried by at least one of them.
-RtTensor contract2(RtTensor a, RtTensor b, const std::vector<int> &sum, float alpha) {
+// With an addend (contract_add), returns an empty tensor where the product is
+// not one sgemm per batch into a result that can start as the addend.
+RtTensor contract2(RtTensor a, RtTensor b, const std::vector<int> &sum, float alpha, const RtTensor *addend = nullptr) {
   std::vector<int> only_a, only_b;
   for (int axis : sum) {
     bool in_a = carries(a, axis), in_b = carries(b, axis);
@@ -201,7 +203,10 @@ RtTensor contract2(RtTensor a, RtTensor b, const std::vector<int> &sum, float al
   k = by_stride(a, k);
   n = by_stride(b, n);
   const int64_t mt = product(a, m), nt = product(b, n), kt = product(a, k);
-  if (mt * nt * kt < 4096 || (mt == 1 && nt == 1)) return loop_product(a, b, batch, m, n, k, alpha);
+  if (mt * nt * kt < 4096 || (mt == 1 && nt == 1)) {
+    if (addend) return RtTensor{};
+    return loop_product(a, b, batch, m, n, k, alpha);
+  }
 
   Matrix ma = as_matrix(a, m, k);
   if (!ma.ok) {
@@ -223,6 +228,13 @@ RtTensor contract2(RtTensor a, RtTensor b, const std::vector<int> &sum, float al
     }
   }
   RtTensor c = output_tensor(a, b, batch, m, n);
+  float beta = 0.0f;
+  if (addend) {
+    for (int axis : addend->axes)
+      if (addend->stride_of(axis) != 0 && c.find(axis) < 0) return RtTensor{};
+    c = materialize(as_float(*addend), c.axes, c.sizes);
+    beta = 1.0f;
+  }
   const float *pa = a.fdata(), *pb = b.fdata();
   float *pc = c.fdata();
   // Where the product is large and there are threads to spare, OpenBLAS runs
@@ -242,7 +254,7 @@ RtTensor contract2(RtTensor a, RtTensor b, const std::vector<int> &sum, float al
     const auto &[oa, ob, oc] = offsets[static_cast<size_t>(i)];
     cblas_sgemm(CblasRowMajor, ma.trans ? CblasTrans : CblasNoTrans, mb.trans ? CblasTrans : CblasNoTrans,
                 static_cast<int>(mt), static_cast<int>(nt), static_cast<int>(kt), alpha, pa + oa,
-                static_cast<int>(ma.ld), pb + ob, static_cast<int>(mb.ld), 0.0f, pc + oc, static_cast<int>(nt));
+                static_cast<int>(ma.ld), pb + ob, static_cast<int>(mb.ld), beta, pc + oc, static_cast<int>(nt));
   };
   const bool parallel = threads > 1 && flops * static_cast<double>(batches) >= 4e6 && !in_parallel_task();
   if (parallel && batches >= 2 * threads) {
@@ -265,35 +277,75 @@ void scale_in_place(RtTensor &t, float factor) {
 
 }  // namespace
 
-RtTensor contract(const std::vector<RtTensor> &operands, const std::vector<int> &axes,
-                  const std::vector<int64_t> &axis_sizes) {
+namespace {
+
+// A contraction's operands with scalars folded into one factor and axes of
+// size 1 or stride 0 set aside: what is left to multiply, and the summed axes
+// some operand carries.
+struct Folded {
   double factor = 1;
   std::vector<RtTensor> list;
-  std::vector<int> all_axes;
+  std::vector<int> sum;
+  std::vector<int> all_axes;  // every axis of the operands, first seen first
   std::vector<int64_t> all_sizes;
+};
+
+Folded fold(const std::vector<RtTensor> &operands, const std::vector<int> &axes, const std::vector<int64_t> &axis_sizes) {
+  Folded f;
   for (const RtTensor &operand : operands) {
     RtTensor t = as_float(operand);
     for (int d = 0; d < t.rank(); ++d)
-      if (!contains(all_axes, t.axes[static_cast<size_t>(d)])) {
-        all_axes.push_back(t.axes[static_cast<size_t>(d)]);
-        all_sizes.push_back(t.sizes[static_cast<size_t>(d)]);
+      if (!contains(f.all_axes, t.axes[static_cast<size_t>(d)])) {
+        f.all_axes.push_back(t.axes[static_cast<size_t>(d)]);
+        f.all_sizes.push_back(t.sizes[static_cast<size_t>(d)]);
       }
     RtTensor s = squeeze(t);
     if (s.rank() == 0)
-      factor *= static_cast<double>(s.fdata()[0]);
+      f.factor *= static_cast<double>(s.fdata()[0]);
     else
-      list.push_back(s);
+      f.list.push_back(s);
   }
   // Summed axes that no operand carries (broadcast or of size 1) multiply by their size.
-  std::vector<int> sum;
   for (size_t i = 0; i < axes.size(); ++i) {
     bool carried = false;
-    for (const RtTensor &t : list) carried = carried || carries(t, axes[i]);
+    for (const RtTensor &t : f.list) carried = carried || carries(t, axes[i]);
     if (carried)
-      sum.push_back(axes[i]);
+      f.sum.push_back(axes[i]);
     else
-      factor *= static_cast<double>(axis_sizes[i]);
+      f.factor *= static_cast<double>(axis_sizes[i]);
   }
+  return f;
+}
+
+// Kept axes the arithmetic set aside come back as broadcast axes.
+void restore_broadcast_axes(const Folded &f, const std::vector<int> &axes, RtTensor &result) {
+  for (size_t i = 0; i < f.all_axes.size(); ++i) {
+    if (contains(axes, f.all_axes[i]) || carries(result, f.all_axes[i])) continue;
+    result.axes.push_back(f.all_axes[i]);
+    result.sizes.push_back(f.all_sizes[i]);
+    result.strides.push_back(0);
+  }
+}
+
+}  // namespace
+
+bool contract_add(const std::vector<RtTensor> &operands, const std::vector<int> &axes,
+                  const std::vector<int64_t> &axis_sizes, const RtTensor &addend, RtTensor &result) {
+  Folded f = fold(operands, axes, axis_sizes);
+  if (f.list.size() != 2) return false;
+  RtTensor c = contract2(f.list[0], f.list[1], f.sum, static_cast<float>(f.factor), &addend);
+  if (!c.buffer) return false;
+  restore_broadcast_axes(f, axes, c);
+  result = std::move(c);
+  return true;
+}
+
+RtTensor contract(const std::vector<RtTensor> &operands, const std::vector<int> &axes,
+                  const std::vector<int64_t> &axis_sizes) {
+  Folded folded = fold(operands, axes, axis_sizes);
+  double factor = folded.factor;
+  std::vector<RtTensor> list = folded.list;
+  std::vector<int> sum = folded.sum;
   const float alpha = static_cast<float>(factor);
   RtTensor result;
   if (list.empty()) {
@@ -361,13 +413,7 @@ RtTensor contract(const std::vector<RtTensor> &operands, const std::vector<int> 
       scale_in_place(result, alpha);
     }
   }
-  // Kept axes the arithmetic set aside come back as broadcast axes.
-  for (size_t i = 0; i < all_axes.size(); ++i) {
-    if (contains(axes, all_axes[i]) || carries(result, all_axes[i])) continue;
-    result.axes.push_back(all_axes[i]);
-    result.sizes.push_back(all_sizes[i]);
-    result.strides.push_back(0);
-  }
+  restore_broadcast_axes(folded, axes, result);
   return result;
 }
 

@@ -129,6 +129,26 @@ const Executor::RegionPlan &Executor::plan(const ir::Diagram &diagram, const ir:
     }
   };
   std::map<int, size_t> last;
+  std::map<int, int> use_count;
+  for (const auto &op : region.ops) {
+    std::set<int> used;
+    uses(*op, used);
+    for (int v : used) ++use_count[v];
+  }
+  // A contraction into f32 (no rounding before the add) whose only use is an
+  // `add` right after it, of a value already known: the add can ride on the product.
+  p.add_into_product.assign(region.ops.size(), 0);
+  for (size_t i = 0; i + 1 < region.ops.size(); ++i) {
+    const ir::Op &op = *region.ops[i], &next = *region.ops[i + 1];
+    if (op.kind != ir::OpKind::Contract || next.kind != ir::OpKind::Elementwise || next.function != "add" ||
+        next.operands.size() != 2)
+      continue;
+    const int product = op.results.at(0);
+    const int other = next.operands[0] == product ? next.operands[1] : next.operands[0];
+    if (other == product || (next.operands[0] != product && next.operands[1] != product)) continue;
+    if (use_count[product] != 1 || keep.count(product) || diagram.value(product).dtype != ir::DType::F32) continue;
+    p.add_into_product[i] = 1;
+  }
   for (size_t i = 0; i < region.ops.size(); ++i) {
     for (int r : region.ops[i]->results) last[r] = i;  // an unused result is freed at once
     std::set<int> used;
@@ -146,14 +166,59 @@ const Executor::RegionPlan &Executor::plan(const ir::Diagram &diagram, const ir:
 
 void Executor::run_region(Frame &frame, const ir::Region &region, const ir::Op *repeat) {
   const RegionPlan &p = plan(*frame.diagram, region, repeat);
-  for (size_t i = 0; i < region.ops.size(); ++i) {
-    const ir::Op &op = *region.ops[i];
-    run_op(frame, op);
+  auto release = [&](size_t i) {
     for (int v : p.release[i]) {
       frame.values[static_cast<size_t>(v)] = RtTensor{};
       frame.defined[static_cast<size_t>(v)] = 0;
     }
+  };
+  for (size_t i = 0; i < region.ops.size(); ++i) {
+    const ir::Op &op = *region.ops[i];
+    if (p.add_into_product[i] && run_contract_add(frame, op, *region.ops[i + 1])) {
+      release(i);
+      release(++i);
+      continue;
+    }
+    run_op(frame, op);
+    release(i);
   }
+}
+
+bool Executor::run_contract_add(Frame &frame, const ir::Op &contraction, const ir::Op &add) {
+  const ir::Diagram &diagram = *frame.diagram;
+  const int product = contraction.results.at(0);
+  const int other = add.operands[0] == product ? add.operands[1] : add.operands[0];
+  const ir::Value &other_value = diagram.value(other);
+  if (!frame.defined[static_cast<size_t>(other)] && other_value.role != ir::Value::Role::Param) return false;
+  auto start = std::chrono::steady_clock::now();
+  std::vector<RtTensor> operands;
+  for (int id : contraction.operands) operands.push_back(get(frame, id));
+  std::vector<int> axes;
+  std::vector<int64_t> sizes;
+  for (int axis : contraction.axes) {
+    axes.push_back(rt_axis(frame, axis));
+    sizes.push_back(axis_sizes_[static_cast<size_t>(axes.back())]);
+  }
+  RtTensor out;
+  if (!contract_add(operands, axes, sizes, get(frame, other), out)) return false;
+  const ir::Value &result = diagram.value(add.results.at(0));
+  out = finish(std::move(out), result.dtype);
+  for (int axis : result.axes) {
+    int r = rt_axis(frame, axis);
+    if (out.find(r) >= 0) continue;
+    out.axes.push_back(r);
+    out.sizes.push_back(axis_sizes_[static_cast<size_t>(r)]);
+    out.strides.push_back(0);
+  }
+  set(frame, add.results[0], std::move(out));
+  profile("contract+add", start);
+  return true;
+}
+
+void Executor::profile(const std::string &key, std::chrono::steady_clock::time_point start) {
+  if (!request_.options.profile) return;
+  profile_seconds_[key] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  profile_counts_[key] += 1;
 }
 
 RtTensor Executor::finish(RtTensor t, ir::DType dtype) {
@@ -272,12 +337,10 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
   }
   set(frame, op.results[0], std::move(out));
   if (request_.options.profile) {
-    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::string key = std::string(ir::op_kind_name(op.kind));
     if (op.kind == ir::OpKind::Elementwise || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize)
       key += " " + op.function;
-    profile_seconds_[key] += seconds;
-    profile_counts_[key] += 1;
+    profile(key, start);
   }
 }
 

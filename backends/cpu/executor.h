@@ -40,6 +40,7 @@ class Executor {
   };
   struct RegionPlan {
     std::vector<std::vector<int>> release;  // values to free after op i
+    std::vector<char> add_into_product;     // op i is a contraction whose one use, op i + 1, adds a bias to it
   };
 
   int rt_axis(Frame &frame, int axis);
@@ -51,6 +52,10 @@ class Executor {
 
   void run_region(Frame &frame, const ir::Region &region, const ir::Op *repeat = nullptr);
   void run_op(Frame &frame, const ir::Op &op);
+  // Runs `contraction` and the `add` after it as one sgemm with beta = 1; false
+  // (nothing run) when the product cannot take the addend.
+  bool run_contract_add(Frame &frame, const ir::Op &contraction, const ir::Op &add);
+  void profile(const std::string &key, std::chrono::steady_clock::time_point start);
   void run_call(Frame &frame, const ir::Op &op);
   void run_repeat(Frame &frame, const ir::Op &op);
   RtTensor run_access(Frame &frame, const ir::Op &op);

@@ -50,6 +50,13 @@ RtTensor normalize(NormFn fn, const RtTensor &t, const std::vector<int> &axes, d
 // matrix product, loops otherwise.
 RtTensor contract(const std::vector<RtTensor> &operands, const std::vector<int> &axes,
                   const std::vector<int64_t> &axis_sizes);
+// The same contraction plus `addend` (a bias: its axes among the result's),
+// accumulated by the matrix product itself (sgemm with beta = 1, the addend
+// broadcast into the result first) to save a pass over the result. Returns
+// false, computing nothing, when the contraction is not one matrix product
+// into which the addend fits; the caller then contracts and adds.
+bool contract_add(const std::vector<RtTensor> &operands, const std::vector<int> &axes,
+                  const std::vector<int64_t> &axis_sizes, const RtTensor &addend, RtTensor &result);
 
 // ---------------------------------------------------------------- data movement
 
