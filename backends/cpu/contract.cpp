@@ -250,7 +250,7 @@ RtTensor contract2(RtTensor a, RtTensor b, const std::vector<int> &sum, float al
   const double flops = 2.0 * static_cast<double>(mt) * static_cast<double>(nt) * static_cast<double>(kt);
   std::vector<std::array<int64_t, 3>> offsets;  // a, b, c per batch
   for_each_batch(a, b, batch, [&](int64_t oa, int64_t ob, int64_t index) { offsets.push_back({oa, ob, index * mt * nt}); });
-  const auto product = [&](int64_t i) {
+  const auto multiply_batch = [&](int64_t i) {
     const auto &[oa, ob, oc] = offsets[static_cast<size_t>(i)];
     cblas_sgemm(CblasRowMajor, ma.trans ? CblasTrans : CblasNoTrans, mb.trans ? CblasTrans : CblasNoTrans,
                 static_cast<int>(mt), static_cast<int>(nt), static_cast<int>(kt), alpha, pa + oa,
@@ -258,10 +258,10 @@ RtTensor contract2(RtTensor a, RtTensor b, const std::vector<int> &sum, float al
   };
   const bool parallel = threads > 1 && flops * static_cast<double>(batches) >= 4e6 && !in_parallel_task();
   if (parallel && batches >= 2 * threads) {
-    run_tasks(batches, product);
+    run_tasks(batches, multiply_batch);
   } else {
     if (parallel) openblas_set_num_threads(threads);
-    for (int64_t i = 0; i < batches; ++i) product(i);
+    for (int64_t i = 0; i < batches; ++i) multiply_batch(i);
     if (parallel) openblas_set_num_threads(1);
   }
   return c;
@@ -274,10 +274,6 @@ void scale_in_place(RtTensor &t, float factor) {
     for (int64_t i = b; i < e; ++i) p[i] *= factor;
   });
 }
-
-}  // namespace
-
-namespace {
 
 // A contraction's operands with scalars folded into one factor and axes of
 // size 1 or stride 0 set aside: what is left to multiply, and the summed axes
