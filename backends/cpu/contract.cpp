@@ -22,7 +22,9 @@ namespace ncd::cpu {
 namespace {
 
 bool carries(const RtTensor &t, int axis) { return t.find(axis) >= 0; }
-bool contains(const std::vector<int> &list, int axis) { return std::find(list.begin(), list.end(), axis) != list.end(); }
+bool contains(const std::vector<int> &list, int axis) {
+  return std::find(list.begin(), list.end(), axis) != list.end();
+}
 
 // t without its size-1 and stride-0 axes.
 RtTensor squeeze(const RtTensor &t) {
@@ -192,9 +194,12 @@ RtTensor contract2(RtTensor a, RtTensor b, const std::vector<int> &sum, float al
   if (!only_b.empty()) b = squeeze(reduce(ReduceFn::Sum, b, only_b));
   std::vector<int> batch, m, n, k;
   for (int axis : a.axes) {
-    if (!carries(b, axis)) m.push_back(axis);
-    else if (contains(sum, axis)) k.push_back(axis);
-    else batch.push_back(axis);
+    if (!carries(b, axis))
+      m.push_back(axis);
+    else if (contains(sum, axis))
+      k.push_back(axis);
+    else
+      batch.push_back(axis);
   }
   for (int axis : b.axes)
     if (!carries(a, axis)) n.push_back(axis);
@@ -249,7 +254,9 @@ RtTensor contract2(RtTensor a, RtTensor b, const std::vector<int> &sum, float al
   for (int axis : batch) batches *= a.sizes[static_cast<size_t>(a.find(axis))];
   const double flops = 2.0 * static_cast<double>(mt) * static_cast<double>(nt) * static_cast<double>(kt);
   std::vector<std::array<int64_t, 3>> offsets;  // a, b, c per batch
-  for_each_batch(a, b, batch, [&](int64_t oa, int64_t ob, int64_t index) { offsets.push_back({oa, ob, index * mt * nt}); });
+  for_each_batch(a, b, batch, [&](int64_t oa, int64_t ob, int64_t index) {
+    offsets.push_back({oa, ob, index * mt * nt});
+  });
   const auto multiply_batch = [&](int64_t i) {
     const auto &[oa, ob, oc] = offsets[static_cast<size_t>(i)];
     cblas_sgemm(CblasRowMajor, ma.trans ? CblasTrans : CblasNoTrans, mb.trans ? CblasTrans : CblasNoTrans,
@@ -286,7 +293,8 @@ struct Folded {
   std::vector<int64_t> all_sizes;
 };
 
-Folded fold(const std::vector<RtTensor> &operands, const std::vector<int> &axes, const std::vector<int64_t> &axis_sizes) {
+Folded fold(const std::vector<RtTensor> &operands, const std::vector<int> &axes,
+            const std::vector<int64_t> &axis_sizes) {
   Folded f;
   for (const RtTensor &operand : operands) {
     RtTensor t = as_float(operand);
@@ -403,7 +411,8 @@ RtTensor contract(const std::vector<RtTensor> &operands, const std::vector<int> 
         break;
       }
     }
-    if (list.size() == 2) result = contract2(list[0], list[1], sum, alpha);
+    if (list.size() == 2)
+      result = contract2(list[0], list[1], sum, alpha);
     else if (list.size() == 1) {
       result = sum.empty() ? materialize(list[0]) : reduce(ReduceFn::Sum, list[0], sum);
       scale_in_place(result, alpha);

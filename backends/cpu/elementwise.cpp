@@ -18,16 +18,16 @@ namespace ncd::cpu {
 
 bool parse_fn(const std::string &name, Fn &fn) {
   static const std::map<std::string, Fn> kNames = {
-      {"exp", Fn::Exp},         {"log", Fn::Log},         {"sqrt", Fn::Sqrt},       {"rsqrt", Fn::Rsqrt},
-      {"tanh", Fn::Tanh},       {"sigmoid", Fn::Sigmoid}, {"relu", Fn::Relu},       {"gelu", Fn::Gelu},
-      {"silu", Fn::Silu},       {"abs", Fn::Abs},         {"sin", Fn::Sin},         {"cos", Fn::Cos},
-      {"erf", Fn::Erf},         {"recip", Fn::Recip},     {"square", Fn::Square},   {"floor", Fn::Floor},
-      {"ceil", Fn::Ceil},       {"log1p", Fn::Log1p},     {"expm1", Fn::Expm1},     {"softplus", Fn::Softplus},
-      {"neg", Fn::Neg},         {"not", Fn::Not},         {"pow", Fn::Pow},         {"minimum", Fn::Minimum},
-      {"maximum", Fn::Maximum}, {"min", Fn::Minimum},     {"max", Fn::Maximum},     {"add", Fn::Add},
-      {"sub", Fn::Sub},         {"mul", Fn::Mul},         {"div", Fn::Div},         {"lt", Fn::Lt},
-      {"le", Fn::Le},           {"gt", Fn::Gt},           {"ge", Fn::Ge},           {"eq", Fn::Eq},
-      {"ne", Fn::Ne},           {"and", Fn::And},         {"or", Fn::Or},           {"where", Fn::Where}};
+      {"exp", Fn::Exp},         {"log", Fn::Log},         {"sqrt", Fn::Sqrt},     {"rsqrt", Fn::Rsqrt},
+      {"tanh", Fn::Tanh},       {"sigmoid", Fn::Sigmoid}, {"relu", Fn::Relu},     {"gelu", Fn::Gelu},
+      {"silu", Fn::Silu},       {"abs", Fn::Abs},         {"sin", Fn::Sin},       {"cos", Fn::Cos},
+      {"erf", Fn::Erf},         {"recip", Fn::Recip},     {"square", Fn::Square}, {"floor", Fn::Floor},
+      {"ceil", Fn::Ceil},       {"log1p", Fn::Log1p},     {"expm1", Fn::Expm1},   {"softplus", Fn::Softplus},
+      {"neg", Fn::Neg},         {"not", Fn::Not},         {"pow", Fn::Pow},       {"minimum", Fn::Minimum},
+      {"maximum", Fn::Maximum}, {"min", Fn::Minimum},     {"max", Fn::Maximum},   {"add", Fn::Add},
+      {"sub", Fn::Sub},         {"mul", Fn::Mul},         {"div", Fn::Div},       {"lt", Fn::Lt},
+      {"le", Fn::Le},           {"gt", Fn::Gt},           {"ge", Fn::Ge},         {"eq", Fn::Eq},
+      {"ne", Fn::Ne},           {"and", Fn::And},         {"or", Fn::Or},         {"where", Fn::Where}};
   auto it = kNames.find(name);
   if (it == kNames.end()) return false;
   fn = it->second;
@@ -48,9 +48,12 @@ Step step_of(int64_t stride) { return stride == 0 ? kBroadcast : (stride == 1 ? 
 
 template <Step S>
 inline float at(const float *__restrict p, int64_t k, int64_t stride) {
-  if constexpr (S == kBroadcast) return p[0];
-  else if constexpr (S == kUnit) return p[k];
-  else return p[k * stride];
+  if constexpr (S == kBroadcast)
+    return p[0];
+  else if constexpr (S == kUnit)
+    return p[k];
+  else
+    return p[k * stride];
 }
 
 // One innermost row, each operand's step known at compile time. Kept out of
@@ -111,11 +114,9 @@ void binary(const Loop &loop, float *out, const float *a, const float *b, F f, i
   with_step(common_step(steps, 0), [&](auto A) {
     with_step(common_step(steps, 1), [&](auto B) {
       if constexpr ((A.value == kStrided) == (B.value == kStrided))
-        loop.run(
-            [&](const int64_t *off, int64_t n) {
-              row2<A.value, B.value>(out + off[0], a + off[1], sa, b + off[2], sb, n, f);
-            },
-            cost);
+        loop.run([&](const int64_t *off,
+                     int64_t n) { row2<A.value, B.value>(out + off[0], a + off[1], sa, b + off[2], sb, n, f); },
+                 cost);
     });
   });
 }
@@ -173,8 +174,9 @@ RtTensor elementwise(Fn fn, const std::vector<RtTensor> &operands, ir::DType dty
   if (covers) {
     std::vector<int> dims;
     for (int d = 0; d < b.rank(); ++d) dims.push_back(d);
-    std::stable_sort(dims.begin(), dims.end(),
-                     [&](int x, int y) { return b.strides[static_cast<size_t>(x)] > b.strides[static_cast<size_t>(y)]; });
+    std::stable_sort(dims.begin(), dims.end(), [&](int x, int y) {
+      return b.strides[static_cast<size_t>(x)] > b.strides[static_cast<size_t>(y)];
+    });
     for (int d : dims) add(b.axes[static_cast<size_t>(d)]);
   } else {
     // Axes outside `order` (lifted batch axes) outermost, then the result's order.
@@ -198,57 +200,157 @@ RtTensor elementwise(Fn fn, const std::vector<RtTensor> &operands, ir::DType dty
   const float *z = in.size() > 2 ? in[2].fdata() : nullptr;
   constexpr int64_t kCheap = 1, kMath = 8;
   switch (fn) {
-    case Fn::Exp: unary(loop, o, x, [](float v) { return exp_f(v); }, kMath); break;
-    case Fn::Log: unary(loop, o, x, [](float v) { return std::log(v); }, kMath); break;
-    case Fn::Sqrt: unary(loop, o, x, [](float v) { return std::sqrt(v); }, kCheap); break;
+    case Fn::Exp:
+      unary(
+          loop, o, x, [](float v) { return exp_f(v); }, kMath);
+      break;
+    case Fn::Log:
+      unary(
+          loop, o, x, [](float v) { return std::log(v); }, kMath);
+      break;
+    case Fn::Sqrt:
+      unary(
+          loop, o, x, [](float v) { return std::sqrt(v); }, kCheap);
+      break;
     case Fn::Rsqrt:
-      unary(loop, o, x, [](float v) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(v))); }, kMath);
+      unary(
+          loop, o, x, [](float v) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(v))); }, kMath);
       break;
-    case Fn::Tanh: unary(loop, o, x, [](float v) { return tanh_f(v); }, kMath); break;
-    case Fn::Sigmoid: unary(loop, o, x, [](float v) { return sigmoid_f(v); }, kMath); break;
-    case Fn::Relu: unary(loop, o, x, [](float v) { return v < 0.0f ? 0.0f : v; }, kCheap); break;
-    case Fn::Gelu: unary(loop, o, x, [](float v) { return gelu_f(v); }, kMath); break;
-    case Fn::Silu: unary(loop, o, x, [](float v) { return silu_f(v); }, kMath); break;
-    case Fn::Abs: unary(loop, o, x, [](float v) { return std::fabs(v); }, kCheap); break;
-    case Fn::Sin: unary(loop, o, x, [](float v) { return std::sin(v); }, kMath); break;
-    case Fn::Cos: unary(loop, o, x, [](float v) { return std::cos(v); }, kMath); break;
-    case Fn::Erf: unary(loop, o, x, [](float v) { return erf_f(v); }, kMath); break;
-    case Fn::Recip: unary(loop, o, x, [](float v) { return 1.0f / v; }, kCheap); break;
-    case Fn::Square: unary(loop, o, x, [](float v) { return v * v; }, kCheap); break;
-    case Fn::Floor: unary(loop, o, x, [](float v) { return std::floor(v); }, kCheap); break;
-    case Fn::Ceil: unary(loop, o, x, [](float v) { return std::ceil(v); }, kCheap); break;
-    case Fn::Log1p: unary(loop, o, x, [](float v) { return std::log1p(v); }, kMath); break;
-    case Fn::Expm1: unary(loop, o, x, [](float v) { return std::expm1(v); }, kMath); break;
+    case Fn::Tanh:
+      unary(
+          loop, o, x, [](float v) { return tanh_f(v); }, kMath);
+      break;
+    case Fn::Sigmoid:
+      unary(
+          loop, o, x, [](float v) { return sigmoid_f(v); }, kMath);
+      break;
+    case Fn::Relu:
+      unary(
+          loop, o, x, [](float v) { return v < 0.0f ? 0.0f : v; }, kCheap);
+      break;
+    case Fn::Gelu:
+      unary(
+          loop, o, x, [](float v) { return gelu_f(v); }, kMath);
+      break;
+    case Fn::Silu:
+      unary(
+          loop, o, x, [](float v) { return silu_f(v); }, kMath);
+      break;
+    case Fn::Abs:
+      unary(
+          loop, o, x, [](float v) { return std::fabs(v); }, kCheap);
+      break;
+    case Fn::Sin:
+      unary(
+          loop, o, x, [](float v) { return std::sin(v); }, kMath);
+      break;
+    case Fn::Cos:
+      unary(
+          loop, o, x, [](float v) { return std::cos(v); }, kMath);
+      break;
+    case Fn::Erf:
+      unary(
+          loop, o, x, [](float v) { return erf_f(v); }, kMath);
+      break;
+    case Fn::Recip:
+      unary(
+          loop, o, x, [](float v) { return 1.0f / v; }, kCheap);
+      break;
+    case Fn::Square:
+      unary(
+          loop, o, x, [](float v) { return v * v; }, kCheap);
+      break;
+    case Fn::Floor:
+      unary(
+          loop, o, x, [](float v) { return std::floor(v); }, kCheap);
+      break;
+    case Fn::Ceil:
+      unary(
+          loop, o, x, [](float v) { return std::ceil(v); }, kCheap);
+      break;
+    case Fn::Log1p:
+      unary(
+          loop, o, x, [](float v) { return std::log1p(v); }, kMath);
+      break;
+    case Fn::Expm1:
+      unary(
+          loop, o, x, [](float v) { return std::expm1(v); }, kMath);
+      break;
     case Fn::Softplus:
-      unary(loop, o, x, [](float v) { return (v > 0.0f ? v : 0.0f) + std::log1p(std::exp(-std::fabs(v))); }, kMath);
+      unary(
+          loop, o, x, [](float v) { return (v > 0.0f ? v : 0.0f) + std::log1p(std::exp(-std::fabs(v))); }, kMath);
       break;
-    case Fn::Neg: unary(loop, o, x, [](float v) { return -v; }, kCheap); break;
-    case Fn::Not: unary(loop, o, x, [](float v) { return v == 0.0f ? 1.0f : 0.0f; }, kCheap); break;
-    case Fn::Pow: binary(loop, o, x, y, [](float a, float b) { return std::pow(a, b); }, kMath); break;
+    case Fn::Neg:
+      unary(
+          loop, o, x, [](float v) { return -v; }, kCheap);
+      break;
+    case Fn::Not:
+      unary(
+          loop, o, x, [](float v) { return v == 0.0f ? 1.0f : 0.0f; }, kCheap);
+      break;
+    case Fn::Pow:
+      binary(
+          loop, o, x, y, [](float a, float b) { return std::pow(a, b); }, kMath);
+      break;
     case Fn::Minimum:
-      binary(loop, o, x, y, [](float a, float b) { return (a != a || a < b) ? a : b; }, kCheap);
+      binary(
+          loop, o, x, y, [](float a, float b) { return (a != a || a < b) ? a : b; }, kCheap);
       break;
     case Fn::Maximum:
-      binary(loop, o, x, y, [](float a, float b) { return (a != a || a > b) ? a : b; }, kCheap);
+      binary(
+          loop, o, x, y, [](float a, float b) { return (a != a || a > b) ? a : b; }, kCheap);
       break;
-    case Fn::Add: binary(loop, o, x, y, [](float a, float b) { return a + b; }, kCheap); break;
-    case Fn::Sub: binary(loop, o, x, y, [](float a, float b) { return a - b; }, kCheap); break;
-    case Fn::Mul: binary(loop, o, x, y, [](float a, float b) { return a * b; }, kCheap); break;
-    case Fn::Div: binary(loop, o, x, y, [](float a, float b) { return a / b; }, kCheap); break;
-    case Fn::Lt: binary(loop, o, x, y, [](float a, float b) { return a < b ? 1.0f : 0.0f; }, kCheap); break;
-    case Fn::Le: binary(loop, o, x, y, [](float a, float b) { return a <= b ? 1.0f : 0.0f; }, kCheap); break;
-    case Fn::Gt: binary(loop, o, x, y, [](float a, float b) { return a > b ? 1.0f : 0.0f; }, kCheap); break;
-    case Fn::Ge: binary(loop, o, x, y, [](float a, float b) { return a >= b ? 1.0f : 0.0f; }, kCheap); break;
-    case Fn::Eq: binary(loop, o, x, y, [](float a, float b) { return a == b ? 1.0f : 0.0f; }, kCheap); break;
-    case Fn::Ne: binary(loop, o, x, y, [](float a, float b) { return a != b ? 1.0f : 0.0f; }, kCheap); break;
+    case Fn::Add:
+      binary(
+          loop, o, x, y, [](float a, float b) { return a + b; }, kCheap);
+      break;
+    case Fn::Sub:
+      binary(
+          loop, o, x, y, [](float a, float b) { return a - b; }, kCheap);
+      break;
+    case Fn::Mul:
+      binary(
+          loop, o, x, y, [](float a, float b) { return a * b; }, kCheap);
+      break;
+    case Fn::Div:
+      binary(
+          loop, o, x, y, [](float a, float b) { return a / b; }, kCheap);
+      break;
+    case Fn::Lt:
+      binary(
+          loop, o, x, y, [](float a, float b) { return a < b ? 1.0f : 0.0f; }, kCheap);
+      break;
+    case Fn::Le:
+      binary(
+          loop, o, x, y, [](float a, float b) { return a <= b ? 1.0f : 0.0f; }, kCheap);
+      break;
+    case Fn::Gt:
+      binary(
+          loop, o, x, y, [](float a, float b) { return a > b ? 1.0f : 0.0f; }, kCheap);
+      break;
+    case Fn::Ge:
+      binary(
+          loop, o, x, y, [](float a, float b) { return a >= b ? 1.0f : 0.0f; }, kCheap);
+      break;
+    case Fn::Eq:
+      binary(
+          loop, o, x, y, [](float a, float b) { return a == b ? 1.0f : 0.0f; }, kCheap);
+      break;
+    case Fn::Ne:
+      binary(
+          loop, o, x, y, [](float a, float b) { return a != b ? 1.0f : 0.0f; }, kCheap);
+      break;
     case Fn::And:
-      binary(loop, o, x, y, [](float a, float b) { return (a != 0.0f && b != 0.0f) ? 1.0f : 0.0f; }, kCheap);
+      binary(
+          loop, o, x, y, [](float a, float b) { return (a != 0.0f && b != 0.0f) ? 1.0f : 0.0f; }, kCheap);
       break;
     case Fn::Or:
-      binary(loop, o, x, y, [](float a, float b) { return (a != 0.0f || b != 0.0f) ? 1.0f : 0.0f; }, kCheap);
+      binary(
+          loop, o, x, y, [](float a, float b) { return (a != 0.0f || b != 0.0f) ? 1.0f : 0.0f; }, kCheap);
       break;
     case Fn::Where:
-      ternary(loop, o, x, y, z, [](float c, float a, float b) { return c != 0.0f ? a : b; }, kCheap);
+      ternary(
+          loop, o, x, y, z, [](float c, float a, float b) { return c != 0.0f ? a : b; }, kCheap);
       break;
   }
   if (int_result) return convert(out, ir::DType::I32);

@@ -11,7 +11,9 @@
 namespace ncd::cpu {
 namespace {
 
-bool contains(const std::vector<int> &list, int item) { return std::find(list.begin(), list.end(), item) != list.end(); }
+bool contains(const std::vector<int> &list, int item) {
+  return std::find(list.begin(), list.end(), item) != list.end();
+}
 
 std::string role_name(const ir::Value &value) {
   switch (value.role) {
@@ -195,24 +197,32 @@ bool Executor::run_contract_add(Frame &frame, const ir::Op &contraction, const i
   for (int id : contraction.operands) operands.push_back(get(frame, id));
   std::vector<int> axes;
   std::vector<int64_t> sizes;
+  summed_axes(frame, contraction, axes, sizes);
+  RtTensor out;
+  if (!contract_add(operands, axes, sizes, get(frame, other), out)) return false;
+  store_result(frame, add, finish(std::move(out), diagram.value(add.results.at(0)).dtype));
+  profile("contract+add", start);
+  return true;
+}
+
+void Executor::summed_axes(Frame &frame, const ir::Op &contraction, std::vector<int> &axes,
+                           std::vector<int64_t> &sizes) {
   for (int axis : contraction.axes) {
     axes.push_back(rt_axis(frame, axis));
     sizes.push_back(axis_sizes_[static_cast<size_t>(axes.back())]);
   }
-  RtTensor out;
-  if (!contract_add(operands, axes, sizes, get(frame, other), out)) return false;
-  const ir::Value &result = diagram.value(add.results.at(0));
-  out = finish(std::move(out), result.dtype);
-  for (int axis : result.axes) {
+}
+
+void Executor::store_result(Frame &frame, const ir::Op &op, RtTensor out) {
+  // Every IR axis of the result is present (a broadcast axis as stride 0).
+  for (int axis : frame.diagram->value(op.results.at(0)).axes) {
     int r = rt_axis(frame, axis);
     if (out.find(r) >= 0) continue;
     out.axes.push_back(r);
     out.sizes.push_back(axis_sizes_[static_cast<size_t>(r)]);
     out.strides.push_back(0);
   }
-  set(frame, add.results[0], std::move(out));
-  profile("contract+add", start);
-  return true;
+  set(frame, op.results[0], std::move(out));
 }
 
 void Executor::profile(const std::string &key, std::chrono::steady_clock::time_point start) {
@@ -242,7 +252,8 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
   switch (op.kind) {
     case ir::OpKind::Constant: out = make_scalar(static_cast<float>(op.constant), result.dtype); break;
     case ir::OpKind::SizeOf:
-      out = make_scalar(static_cast<float>(axis_sizes_[static_cast<size_t>(rt_axis(frame, op.axes.at(0)))]), result.dtype);
+      out = make_scalar(static_cast<float>(axis_sizes_[static_cast<size_t>(rt_axis(frame, op.axes.at(0)))]),
+                        result.dtype);
       break;
     case ir::OpKind::AxisIndex: {
       int axis = rt_axis(frame, op.axes.at(0));
@@ -267,7 +278,8 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
         break;
       }
       Fn fn;
-      if (!parse_fn(op.function, fn)) throw RunError("the cpu backend has no elementwise function '" + op.function + "'");
+      if (!parse_fn(op.function, fn))
+        throw RunError("the cpu backend has no elementwise function '" + op.function + "'");
       if (static_cast<int>(op.operands.size()) != fn_arity(fn))
         throw RunError("elementwise '" + op.function + "' takes " + std::to_string(fn_arity(fn)) + " operands");
       std::vector<RtTensor> operands;
@@ -282,10 +294,7 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
       for (int id : op.operands) operands.push_back(get(frame, id));
       std::vector<int> axes;
       std::vector<int64_t> sizes;
-      for (int axis : op.axes) {
-        axes.push_back(rt_axis(frame, axis));
-        sizes.push_back(axis_sizes_[static_cast<size_t>(axes.back())]);
-      }
+      summed_axes(frame, op, axes, sizes);
       out = finish(contract(operands, axes, sizes), result.dtype);
       break;
     }
@@ -327,15 +336,7 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
     case ir::OpKind::Merge: out = finish(run_merge(frame, op), result.dtype); break;
     default: throw RunError("internal: unexpected op kind");
   }
-  // Every IR axis of the result is present (a broadcast axis as stride 0).
-  for (int axis : result.axes) {
-    int r = rt_axis(frame, axis);
-    if (out.find(r) >= 0) continue;
-    out.axes.push_back(r);
-    out.sizes.push_back(axis_sizes_[static_cast<size_t>(r)]);
-    out.strides.push_back(0);
-  }
-  set(frame, op.results[0], std::move(out));
+  store_result(frame, op, std::move(out));
   if (request_.options.profile) {
     std::string key = std::string(ir::op_kind_name(op.kind));
     if (op.kind == ir::OpKind::Elementwise || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize)
@@ -389,10 +390,12 @@ RtTensor Executor::run_access(Frame &frame, const ir::Op &op) {
     add(r, axis_sizes_[static_cast<size_t>(r)]);
   }
   for (int d = 0; d < source.rank(); ++d)
-    if (!contains(positions, source.axes[static_cast<size_t>(d)])) add(source.axes[static_cast<size_t>(d)], source.sizes[static_cast<size_t>(d)]);
+    if (!contains(positions, source.axes[static_cast<size_t>(d)]))
+      add(source.axes[static_cast<size_t>(d)], source.sizes[static_cast<size_t>(d)]);
   for (const RtIndex &index : indices)
     if (index.gather)
-      for (int d = 0; d < index.index.rank(); ++d) add(index.index.axes[static_cast<size_t>(d)], index.index.sizes[static_cast<size_t>(d)]);
+      for (int d = 0; d < index.index.rank(); ++d)
+        add(index.index.axes[static_cast<size_t>(d)], index.index.sizes[static_cast<size_t>(d)]);
   return access(source, positions, indices, axes, sizes);
 }
 
@@ -545,7 +548,8 @@ void Executor::run(std::map<std::string, Tensor> &outputs) {
     log << line;
     for (auto &[seconds, key] : rows) {
       std::snprintf(line, sizeof line, "%-28s %8lld %10.3f %6.1f\n", key.c_str(),
-                    static_cast<long long>(profile_counts_[key]), seconds * 1e3, total > 0 ? 100 * seconds / total : 0.0);
+                    static_cast<long long>(profile_counts_[key]), seconds * 1e3,
+                    total > 0 ? 100 * seconds / total : 0.0);
       log << line;
     }
     std::snprintf(line, sizeof line, "%-28s %8s %10.3f\n", "total", "", total * 1e3);

@@ -55,6 +55,10 @@ class Executor {
   // Runs `contraction` and the `add` after it as one sgemm with beta = 1; false
   // (nothing run) when the product cannot take the addend.
   bool run_contract_add(Frame &frame, const ir::Op &contraction, const ir::Op &add);
+  // A contraction's summed axes in runtime terms, with their sizes.
+  void summed_axes(Frame &frame, const ir::Op &contraction, std::vector<int> &axes, std::vector<int64_t> &sizes);
+  // Sets op's result, with the IR axes it does not vary on as broadcast axes.
+  void store_result(Frame &frame, const ir::Op &op, RtTensor out);
   void profile(const std::string &key, std::chrono::steady_clock::time_point start);
   void run_call(Frame &frame, const ir::Op &op);
   void run_repeat(Frame &frame, const ir::Op &op);

@@ -15,9 +15,12 @@
 namespace ncd::cpu {
 
 bool parse_reduce(const std::string &name, ReduceFn &fn) {
-  static const std::map<std::string, ReduceFn> kNames = {{"sum", ReduceFn::Sum},   {"max", ReduceFn::Max},
-                                                         {"min", ReduceFn::Min},   {"mean", ReduceFn::Mean},
-                                                         {"logsumexp", ReduceFn::LogSumExp}, {"prod", ReduceFn::Prod}};
+  static const std::map<std::string, ReduceFn> kNames = {{"sum", ReduceFn::Sum},
+                                                         {"max", ReduceFn::Max},
+                                                         {"min", ReduceFn::Min},
+                                                         {"mean", ReduceFn::Mean},
+                                                         {"logsumexp", ReduceFn::LogSumExp},
+                                                         {"prod", ReduceFn::Prod}};
   auto it = kNames.find(name);
   if (it == kNames.end()) return false;
   fn = it->second;

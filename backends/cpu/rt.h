@@ -8,12 +8,12 @@
 // overlap (a sliding-window view); kernels never write through a view.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
 #include <memory>
 #include <stdexcept>
-#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -47,9 +47,9 @@ struct RtTensor {
   ir::DType dtype = ir::DType::F32;
   std::shared_ptr<Buffer> buffer;
   int64_t offset = 0;
-  std::vector<int> axes;        // runtime axis ids
-  std::vector<int64_t> sizes;   // per axis
-  std::vector<int64_t> strides; // per axis, in elements
+  std::vector<int> axes;         // runtime axis ids
+  std::vector<int64_t> sizes;    // per axis
+  std::vector<int64_t> strides;  // per axis, in elements
 
   int rank() const { return static_cast<int>(axes.size()); }
   int64_t numel() const {
@@ -119,8 +119,8 @@ void parallel_for(int64_t n, int64_t cost_per_item, F &&f) {
 // innermost dimension is handed to a row function with each operand's offset.
 constexpr int kMaxOperands = 5;
 struct Loop {
-  std::vector<int64_t> sizes;                  // outermost first
-  std::vector<std::vector<int64_t>> strides;   // per operand, per dimension
+  std::vector<int64_t> sizes;                 // outermost first
+  std::vector<std::vector<int64_t>> strides;  // per operand, per dimension
   // Drops size-1 dimensions and merges adjacent ones that every operand walks contiguously.
   void collapse();
   int64_t inner() const { return sizes.empty() ? 1 : sizes.back(); }
@@ -147,7 +147,8 @@ struct Loop {
     for (size_t d = 0; d + 1 < dims; ++d) rows *= sizes[d];
     const int threads = thread_count();
     const int64_t work = rows * n * (cost_per_element < 1 ? 1 : cost_per_element);
-    const int64_t pieces = threads <= 1 ? 1 : std::min<int64_t>(work / kParallelGrain, 4 * static_cast<int64_t>(threads));
+    const int64_t pieces =
+        threads <= 1 ? 1 : std::min<int64_t>(work / kParallelGrain, 4 * static_cast<int64_t>(threads));
     if (pieces >= 2 && rows < pieces && n >= 128) {
       const int64_t wanted = std::min<int64_t>((pieces + rows - 1) / rows, n / 64);
       const int64_t block = ((n + wanted - 1) / wanted + 15) / 16 * 16;

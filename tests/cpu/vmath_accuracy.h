@@ -41,9 +41,9 @@ inline const std::vector<Function> &functions() {
 // The error of one function over a set of inputs.
 struct Report {
   uint64_t inputs = 0;
-  double max_ulp = 0;        // over inputs whose exact result is a normal float32 (or 0)
+  double max_ulp = 0;  // over inputs whose exact result is a normal float32 (or 0)
   float worst_input = 0;
-  uint64_t small = 0;        // exact result below the smallest normal float32 (may be flushed)
+  uint64_t small = 0;          // exact result below the smallest normal float32 (may be flushed)
   double max_small_error = 0;  // absolute, over those
   uint64_t wrong_special = 0;  // NaN, infinity or sign where the exact result disagrees
   float first_wrong_special = 0;

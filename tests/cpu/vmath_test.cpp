@@ -64,8 +64,8 @@ TEST_P(VmathBound, EveryInputWhereFormulasMeet) {
   Report report;
   // The interval switches (0.5, 0.55, 2 and their images x sqrt 2 for GELU),
   // the float32 overflow and underflow of exp, and the flush of GELU's tail.
-  for (float edge : {0.5f, 0.55f, 0.70710677f, 1.0f, 2.0f, 2.828427f, 10.0f, 13.2f, 14.5f, 87.33654f, 88.72284f,
-                     103.97208f})
+  for (float edge :
+       {0.5f, 0.55f, 0.70710677f, 1.0f, 2.0f, 2.828427f, 10.0f, 13.2f, 14.5f, 87.33654f, 88.72284f, 103.97208f})
     for (float sign : {1.0f, -1.0f}) {
       const float centre = sign * edge;
       report.merge(dense(f, std::nextafter(centre, -INFINITY) - 1e-3f * std::max(1.0f, edge),
