@@ -8,10 +8,13 @@
 // written out as std::fma: the result of each is defined (one rounding), so
 // results are the same bits on every machine and every build, with or
 // without hardware FMA (where the CPU has it, -march=native makes each one
-// instruction). Coefficients come from scripts/fit_vmath.py; the largest
+// instruction). Each polynomial is written out as its chain of fma_f calls:
+// with a helper (a loop over a coefficient table, or a variadic template)
+// GCC 12 left GELU out of line, one call per element, 12x slower.
+// Coefficients come from scripts/fit_vmath.py; the largest
 // error of each function over all float32 inputs is measured by
 // bench/vmath_accuracy.cpp (bench/results/vmath_accuracy.md) and bounded in
-// tests/unit/vmath_test.cpp; docs/RUN.md states the bounds. Results smaller
+// tests/cpu/vmath_test.cpp; docs/RUN.md states the bounds. Results smaller
 // than the smallest normal float32 may be flushed to zero (an absolute error
 // below 1.2e-38), so that masked values (e^-inf) never take the slow
 // subnormal path.
@@ -24,34 +27,6 @@
 namespace ncd::cpu {
 
 inline float fma_f(float a, float b, float c) { return std::fma(a, b, c); }
-
-// Polynomial coefficients (highest power first), from scripts/fit_vmath.py.
-// (e^r - 1 - r) / r^2 for |r| <= ln2/2.
-inline constexpr float kExpRemainder[] = {0.0001984473055927083f, 0.0013929515844210982f, 0.00833337102085352f,
-                                          0.04166650399565697f,   0.1666666716337204f,    0.5f};
-// erfc(y) e^(y^2) for 0.5 <= y <= 2, in powers of y - 1.25.
-inline constexpr float kErfcNear[] = {6.03038897679653e-05f,   -0.0001905877434182912f, 0.00047240490675903857f,
-                                      -0.0013108544517308474f, 0.0035527709405869246f,  -0.009085067547857761f,
-                                      0.02201152592897415f,    -0.05021795630455017f,   0.10679555684328079f,
-                                      -0.2088218778371811f,    0.36782291531562805f};
-// erfc(y) e^(y^2) y for y >= 2, in powers of u = 1/y^2.
-inline constexpr float kErfcFar[] = {33.87412643432617f,   -44.438926696777344f,  26.852331161499023f,
-                                     -10.462458610534668f, 3.2756502628326416f,   -1.038683295249939f,
-                                     0.4226348400115967f,  -0.28208795189857483f, 0.5641895532608032f};
-// erf(y) / y for |y| <= 0.5, in powers of y^2.
-inline constexpr float kErfNear[] = {-0.000772752973716706f, 0.005202311556786299f, -0.026863520964980125f,
-                                     0.1128377690911293f,    -0.37612637877464294f, 1.128379225730896f};
-// (tanh(x) - x) / x^3 for |x| <= 0.55, in powers of x^2.
-inline constexpr float kTanhNear[] = {0.0025620723608881235f, -0.00855123158544302f, 0.021824467927217484f,
-                                      -0.053965285420417786f, 0.1333332657814026f,   -0.3333333432674408f};
-
-// c[0] x^(N-1) + ... + c[N-1], by Horner's rule with fused multiply-adds.
-template <size_t N>
-inline float polynomial(float x, const float (&c)[N]) {
-  float p = c[0];
-  for (size_t i = 1; i < N; ++i) p = fma_f(p, x, c[i]);
-  return p;
-}
 
 // 2^n for an integer-valued n in [-126, 127].
 inline float exp2_int(float n) {
@@ -74,7 +49,12 @@ inline float exp_f(float x, float tail = 0.0f, int scale = 0) {
   r = fma_f(-n, 1.42860682030941723212e-6f, r);
   r = r + tail;
   // e^r = 1 + r + r^2 P(r).
-  const float p = polynomial(r, kExpRemainder);
+  float p = 0.0001984473055927083f;
+  p = fma_f(p, r, 0.0013929515844210982f);
+  p = fma_f(p, r, 0.00833337102085352f);
+  p = fma_f(p, r, 0.04166650399565697f);
+  p = fma_f(p, r, 0.1666666716337204f);
+  p = fma_f(p, r, 0.5f);
   const float er = 1.0f + fma_f(r * r, p, r);
   // 2^(n + scale) in two factors, each in the normal range.
   const float total = n + static_cast<float>(scale);
@@ -98,10 +78,28 @@ inline float exp_difference_f(float x, float m) {
 // never passes through a subnormal intermediate.
 inline float erfc_scaled(float y) {
   const float t = y - 1.25f;
-  const float q = polynomial(t, kErfcNear);
+  float q = 6.03038897679653e-05f;
+  q = fma_f(q, t, -0.0001905877434182912f);
+  q = fma_f(q, t, 0.00047240490675903857f);
+  q = fma_f(q, t, -0.0013108544517308474f);
+  q = fma_f(q, t, 0.0035527709405869246f);
+  q = fma_f(q, t, -0.009085067547857761f);
+  q = fma_f(q, t, 0.02201152592897415f);
+  q = fma_f(q, t, -0.05021795630455017f);
+  q = fma_f(q, t, 0.10679555684328079f);
+  q = fma_f(q, t, -0.2088218778371811f);
+  q = fma_f(q, t, 0.36782291531562805f);
   const float yf = y < 2.0f ? 2.0f : y;
   const float u = 1.0f / (yf * yf);
-  const float s = polynomial(u, kErfcFar);
+  float s = 33.87412643432617f;
+  s = fma_f(s, u, -44.438926696777344f);
+  s = fma_f(s, u, 26.852331161499023f);
+  s = fma_f(s, u, -10.462458610534668f);
+  s = fma_f(s, u, 3.2756502628326416f);
+  s = fma_f(s, u, -1.038683295249939f);
+  s = fma_f(s, u, 0.4226348400115967f);
+  s = fma_f(s, u, -0.28208795189857483f);
+  s = fma_f(s, u, 0.5641895532608032f);
   return y < 2.0f ? q : s / yf;
 }
 
@@ -111,7 +109,12 @@ inline float gauss_f(float square, float square_tail) { return exp_f(-square, -s
 // erf(y) / y = P(y^2) for |y| <= 0.5.
 inline float erf_near(float y) {
   const float s = y * y;
-  const float p = polynomial(s, kErfNear);
+  float p = -0.000772752973716706f;
+  p = fma_f(p, s, 0.005202311556786299f);
+  p = fma_f(p, s, -0.026863520964980125f);
+  p = fma_f(p, s, 0.1128377690911293f);
+  p = fma_f(p, s, -0.37612637877464294f);
+  p = fma_f(p, s, 1.128379225730896f);
   return y * p;
 }
 
@@ -161,7 +164,12 @@ inline float tanh_f(float x) {
   const float e = exp_f(-2.0f * a);
   const float far = std::copysign((1.0f - e) / (1.0f + e), x);
   const float s = x * x;
-  const float p = polynomial(s, kTanhNear);
+  float p = 0.0025620723608881235f;
+  p = fma_f(p, s, -0.00855123158544302f);
+  p = fma_f(p, s, 0.021824467927217484f);
+  p = fma_f(p, s, -0.053965285420417786f);
+  p = fma_f(p, s, 0.1333332657814026f);
+  p = fma_f(p, s, -0.3333333432674408f);
   const float near = fma_f(x * s, p, x);
   const float result = std::fabs(x) <= 0.55f ? near : far;
   return x == x ? result : x;

@@ -21,7 +21,8 @@ double bound(const std::string &name) {
   if (name == "erfc") return 3.5;
   if (name == "gelu") return 5.0;
   if (name == "silu") return 3.5;
-  return 3.0;  // tanh, sigmoid
+  if (name == "tanh") return 2.0;
+  return 3.0;  // sigmoid
 }
 
 const Function &function(const std::string &name) {
