@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
   report << ".\n\n";
   report << "Inputs: "
          << (stride == 1 ? "every float32 bit pattern (2^32)"
-                         : "every " + std::to_string(stride) + "th float32 bit pattern")
+                         : "one float32 bit pattern in every " + std::to_string(stride))
          << ". Errors are in float32 ulps of the exact result (glibc's double function of the same input); "
             "results whose exact value is below the smallest normal float32 (1.18e-38) are listed apart, "
             "with their largest absolute error (they may be flushed to zero). Special: inputs whose result "
