@@ -213,7 +213,7 @@ def main():
             f"- PyTorch {torch_version} (Debian python3-torch, CPU; its BLAS is OpenBLAS through libblas.so.3), "
             "`torch.set_num_threads(N)` and `OPENBLAS_NUM_THREADS=N OMP_NUM_THREADS=N`; as the process reported: "
             + ", ".join(f"N={t}: {a} PyTorch threads, {b} OpenBLAS threads" for t, (a, b) in sorted(torch_threads.items())),
-            f"- ncd: `--threads N` (its matrix products run on its own N threads, OpenBLAS single-threaded inside each)",
+            f"- ncd: `--threads N` (N threads for its loops; large matrix products on OpenBLAS's own N threads, batches of products spread over the N)",
             "",
             "## What runs",
             "",
