@@ -131,11 +131,15 @@ const Executor::RegionPlan &Executor::plan(const ir::Diagram &diagram, const ir:
     }
   };
   std::map<int, size_t> last;
-  std::map<int, int> use_count;
-  for (const auto &op : region.ops) {
+  std::map<int, int> use_count;  // ops of this region that use the value
+  for (size_t i = 0; i < region.ops.size(); ++i) {
+    for (int r : region.ops[i]->results) last[r] = i;  // an unused result is freed at once
     std::set<int> used;
-    uses(*op, used);
-    for (int v : used) ++use_count[v];
+    uses(*region.ops[i], used);
+    for (int v : used) {
+      ++use_count[v];
+      if (owned.count(v)) last[v] = i;
+    }
   }
   // A contraction into f32 (no rounding before the add) whose only use is an
   // `add` right after it, of a value already known: the add can ride on the product.
@@ -146,17 +150,10 @@ const Executor::RegionPlan &Executor::plan(const ir::Diagram &diagram, const ir:
         next.operands.size() != 2)
       continue;
     const int product = op.results.at(0);
-    const int other = next.operands[0] == product ? next.operands[1] : next.operands[0];
-    if (other == product || (next.operands[0] != product && next.operands[1] != product)) continue;
+    if ((next.operands[0] == product) == (next.operands[1] == product))
+      continue;  // the add of something else, or product + product
     if (use_count[product] != 1 || keep.count(product) || diagram.value(product).dtype != ir::DType::F32) continue;
     p.add_into_product[i] = 1;
-  }
-  for (size_t i = 0; i < region.ops.size(); ++i) {
-    for (int r : region.ops[i]->results) last[r] = i;  // an unused result is freed at once
-    std::set<int> used;
-    uses(*region.ops[i], used);
-    for (int v : used)
-      if (owned.count(v)) last[v] = i;
   }
   if (top)
     for (int id : diagram.inputs)

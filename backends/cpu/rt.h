@@ -164,13 +164,8 @@ struct Loop {
     }
     parallel_for(rows, n * cost_per_element, [&](int64_t begin, int64_t end) {
       std::vector<int64_t> idx(dims, 0);
-      int64_t rest = begin;
-      for (size_t d = dims - 1; d-- > 0;) {
-        idx[d] = rest % sizes[d];
-        rest /= sizes[d];
-      }
       int64_t offsets[kMaxOperands] = {0};
-      first_offsets(begin, offsets);
+      first_offsets(begin, offsets, idx.data());
       const size_t ops = strides.size();
       for (int64_t r = begin; r < end; ++r) {
         row(static_cast<const int64_t *>(offsets), n);
@@ -187,12 +182,14 @@ struct Loop {
   }
 
  private:
-  // Each operand's offset of the first element of row `r` (outer dimensions in row-major order).
-  void first_offsets(int64_t r, int64_t *offsets) const {
+  // Each operand's offset of the first element of row `r` (outer dimensions in
+  // row-major order), and the row's index per outer dimension when asked.
+  void first_offsets(int64_t r, int64_t *offsets, int64_t *index = nullptr) const {
     for (size_t d = sizes.size() - 1; d-- > 0;) {
-      const int64_t index = r % sizes[d];
+      const int64_t position = r % sizes[d];
       r /= sizes[d];
-      for (size_t o = 0; o < strides.size(); ++o) offsets[o] += index * strides[o][d];
+      if (index) index[d] = position;
+      for (size_t o = 0; o < strides.size(); ++o) offsets[o] += position * strides[o][d];
     }
   }
 };
