@@ -180,6 +180,17 @@ RtTensor loop_product(const RtTensor &a0, const RtTensor &b0, const std::vector<
   return c;
 }
 
+// Blocks of a product's result: about `target` rows (or columns), rounded so
+// that the blocks are even and a multiple of 16 (the widest sgemm register
+// tile). Fixed by the problem alone, never by the thread count.
+constexpr int64_t kBlock = 384;
+
+int64_t block_extent(int64_t extent, int64_t target) {
+  if (extent <= target) return extent;
+  const int64_t count = (extent + target - 1) / target;
+  return (extent / count + 15) / 16 * 16;
+}
+
 // Two squeezed operands; `sum` holds axes carried by at least one of them.
 // With an addend (contract_add), returns an empty tensor where the product is
 // not one sgemm per batch into a result that can start as the addend.
@@ -242,35 +253,43 @@ RtTensor contract2(RtTensor a, RtTensor b, const std::vector<int> &sum, float al
   }
   const float *pa = a.fdata(), *pb = b.fdata();
   float *pc = c.fdata();
-  // Where the product is large and there are threads to spare, OpenBLAS runs
-  // it on its own threads: they share each packed panel of the operands, where
-  // separate single-threaded calls on blocks of the result would each pack
-  // their own copy. (OpenBLAS splits the rows and columns of the result among
-  // its threads, never the summed dimension, so every element is summed the
-  // same way whatever the thread count.) Many independent batches are instead
-  // spread over the backend's threads, OpenBLAS single-threaded inside each.
-  const int threads = thread_count();
+  // Determinism by construction: the result is cut into blocks whose shape
+  // depends only on the problem (rows, or columns when there are few rows),
+  // each block is one single-threaded sgemm over the whole summed dimension,
+  // and threads only pick blocks. OpenBLAS's own threading is never used: how
+  // it splits a product, and which kernels and K blocking it then runs,
+  // depends on the thread count and on OPENBLAS_* settings, and so did the
+  // bits of the result.
   int64_t batches = 1;
   for (int axis : batch) batches *= a.sizes[static_cast<size_t>(a.find(axis))];
-  const double flops = 2.0 * static_cast<double>(mt) * static_cast<double>(nt) * static_cast<double>(kt);
   std::vector<std::array<int64_t, 3>> offsets;  // a, b, c per batch
   for_each_batch(a, b, batch, [&](int64_t oa, int64_t ob, int64_t index) {
     offsets.push_back({oa, ob, index * mt * nt});
   });
-  const auto multiply_batch = [&](int64_t i) {
-    const auto &[oa, ob, oc] = offsets[static_cast<size_t>(i)];
+  // Each block's sgemm packs its own copy of the operand it shares with the
+  // other blocks: cut the dimension whose shared operand is the smaller one.
+  const bool by_rows = mt > nt;
+  const int64_t along = by_rows ? mt : nt;
+  const int64_t block = block_extent(along, kBlock);
+  const int64_t blocks = (along + block - 1) / block;
+  const auto multiply = [&](int64_t task) {
+    const auto &[oa, ob, oc] = offsets[static_cast<size_t>(task / blocks)];
+    const int64_t first = (task % blocks) * block, count = std::min(block, along - first);
+    // Offsets of the block's first row of A / first column of B, per storage order.
+    const int64_t da = by_rows ? first * (ma.trans ? 1 : ma.ld) : 0;
+    const int64_t db = by_rows ? 0 : first * (mb.trans ? mb.ld : 1);
+    const int64_t dc = by_rows ? first * nt : first;
     cblas_sgemm(CblasRowMajor, ma.trans ? CblasTrans : CblasNoTrans, mb.trans ? CblasTrans : CblasNoTrans,
-                static_cast<int>(mt), static_cast<int>(nt), static_cast<int>(kt), alpha, pa + oa,
-                static_cast<int>(ma.ld), pb + ob, static_cast<int>(mb.ld), beta, pc + oc, static_cast<int>(nt));
+                static_cast<int>(by_rows ? count : mt), static_cast<int>(by_rows ? nt : count), static_cast<int>(kt),
+                alpha, pa + oa + da, static_cast<int>(ma.ld), pb + ob + db, static_cast<int>(mb.ld), beta,
+                pc + oc + dc, static_cast<int>(nt));
   };
-  const bool parallel = threads > 1 && flops * static_cast<double>(batches) >= 4e6 && !in_parallel_task();
-  if (parallel && batches >= 2 * threads) {
-    run_tasks(batches, multiply_batch);
-  } else {
-    if (parallel) openblas_set_num_threads(threads);
-    for (int64_t i = 0; i < batches; ++i) multiply_batch(i);
-    if (parallel) openblas_set_num_threads(1);
-  }
+  const double flops = 2.0 * static_cast<double>(mt) * static_cast<double>(nt) * static_cast<double>(kt);
+  const int64_t tasks = batches * blocks;
+  if (thread_count() > 1 && tasks > 1 && flops * static_cast<double>(batches) >= 4e6 && !in_parallel_task())
+    run_tasks(tasks, multiply);
+  else
+    for (int64_t i = 0; i < tasks; ++i) multiply(i);
   return c;
 }
 

@@ -212,21 +212,67 @@ def safetensors(ncd, root, work):
     check(code == 0, f"empty safetensors: exit {code}: {err}")
 
 
+DETERMINISM_NCD = """
+default dtype f32
+axis s = 128, m = 128, f = 128, b = 6, n = 300
+diagram Product(X[s, m], W[m, f]) -> Y[s, f] {
+  Y[s, f] = X[s, m] * W[m, f]
+}
+diagram Batched(X[b, s, m], W[b, m, f]) -> Y[b, s, f] {
+  Y[b, s, f] = X[b, s, m] * W[b, m, f]
+}
+diagram Wide(X[m], W[m, n], V[n, s]) -> Y[s] {
+  Y[s] = X[m] * W[m, n] * V[n, s]
+}
+diagram Norms(X[s, n]) -> P[s, n], L[s, n], T[s] {
+  P[s, n] = softmax[n](X[s, n])
+  L[s, n] = layernorm[n](X[s, n], eps = 1e-5)
+  T[s] = X[s, n]
+}
+"""
+
+
 def threads(ncd, root, work):
-    # Large enough for the loops to be split across threads, for batched products
-    # to be spread over them (heads) and for single products to run on OpenBLAS's
-    # threads (the projections and the feed-forward network of GPT2Block).
-    file = os.path.join(root, "stdlib/std/transformer.ncd")
-    for diagram, sizes in (("LlamaBlock", ["-D", "seq=128", "-D", "heads=4", "-D", "d=32", "-D", "hidden=512", "-D", "ffn=384"]),
-                           ("GPT2Block", ["-D", "seq=512", "-D", "heads=4", "-D", "d=64", "-D", "hidden=1024"])):
+    # Every output must be the same bits at any thread count, at f32 (where a
+    # different summation order shows) and bf16, whatever OPENBLAS_* settings the
+    # environment holds. Sizes are large enough for loops to be split across
+    # threads, batched products to be spread over them (heads) and single
+    # products to be cut into blocks (the projections and feed-forward networks).
+    f32 = os.path.join(work, "f32")
+    os.makedirs(os.path.join(f32, "std"), exist_ok=True)
+    for name in ("nn.ncd", "attention.ncd", "transformer.ncd"):
+        with open(os.path.join(root, "stdlib/std", name), encoding="utf-8") as f:
+            text = f.read()
+        check("default dtype bf16" in text, f"stdlib/std/{name} has no 'default dtype bf16' line")
+        with open(os.path.join(f32, "std", name), "w", encoding="utf-8") as f:
+            f.write(text.replace("default dtype bf16", "default dtype f32"))
+    with open(os.path.join(f32, "determinism.ncd"), "w", encoding="utf-8") as f:
+        f.write(DETERMINISM_NCD)
+    blocks = os.path.join(root, "stdlib/std/transformer.ncd")
+    blocks_f32 = os.path.join(f32, "std/transformer.ncd")
+    llama = ["-D", "seq=128", "-D", "heads=4", "-D", "d=32", "-D", "hidden=512", "-D", "ffn=384"]
+    gpt2 = ["-D", "seq=512", "-D", "heads=4", "-D", "d=64", "-D", "hidden=1024"]
+    cases = [(blocks, "LlamaBlock", llama), (blocks, "GPT2Block", gpt2),
+             (blocks_f32, "LlamaBlock", llama), (blocks_f32, "GPT2Block", gpt2)]
+    cases += [(os.path.join(f32, "determinism.ncd"), d, []) for d in ("Product", "Batched", "Wide", "Norms")]
+    for file, diagram, sizes in cases:
+        label = f"{diagram} ({'f32' if file.startswith(f32) else 'bf16'})"
         outs = []
-        for t in ("1", "2", "3"):
-            out_dir = f"{diagram}-t{t}"
+        for t in ("1", "2", "3", "7"):
+            out_dir = os.path.join(work, f"{diagram}-{len(outs)}-t{t}-{'f32' if file.startswith(f32) else 'bf16'}")
             code, _, err = run(ncd, ["run", file, "--diagram", diagram, "--random", "1", "--threads", t, "--out-dir",
-                                     out_dir] + sizes, work)
-            check(code == 0, f"{diagram} --threads {t}: exit {code}: {err}")
-            outs.append(open(os.path.join(work, out_dir, "Y.npy"), "rb").read() if code == 0 else b"")
-        check(outs[0] == outs[1] == outs[2], f"{diagram}: results depend on the thread count")
+                                     out_dir, "-I", f32 if file.startswith(f32) else os.path.join(root, "stdlib")]
+                               + sizes, work)
+            check(code == 0, f"{label} --threads {t}: exit {code}: {err}")
+            if code != 0:
+                outs.append({})
+                continue
+            names = sorted(n for n in os.listdir(out_dir) if n.endswith(".npy"))
+            outs.append({n: open(os.path.join(out_dir, n), "rb").read() for n in names})
+        for t, out in zip(("2", "3", "7"), outs[1:]):
+            differ = [n for n in outs[0] if out.get(n) != outs[0][n]]
+            check(not differ and outs[0], f"{label}: --threads {t} gives other bits than --threads 1 in "
+                                          f"{', '.join(differ) or 'every output'}")
 
 
 SECTIONS = {"npy_formats": npy_formats, "outputs": outputs, "repeatable": repeatable, "safetensors": safetensors,
