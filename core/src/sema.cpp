@@ -1702,8 +1702,13 @@ class Sema {
         }
         axes.push_back(binding[axis]);
       }
-      append_unique(axes, node->lifted);
-      node->output_axes.push_back(axes);
+      // Lifted axes outermost: each instance of the call writes its outputs
+      // contiguously (a row kernel's stores coalesce, a GEMM reads rows), as
+      // batch axes lead in PyTorch. A statement that names the result with
+      // its own axis order still gets that order.
+      std::vector<int> laid_out = node->lifted;
+      append_unique(laid_out, axes);
+      node->output_axes.push_back(laid_out);
       node->output_dtypes.push_back(callee.value(id).dtype);
     }
     node->axes = node->output_axes.empty() ? std::vector<int>{} : node->output_axes[0];
