@@ -264,8 +264,10 @@ class Generator {
     for (int axis : value.axes) axes.push_back(rt_axis(frame, axis));
     return dense(value.dtype, std::move(axes), std::move(ptr));
   }
-  Ten alloc(DType dtype, const std::vector<int> &axes) {
-    int64_t elements = 1;
+  // A dense workspace tensor; with `copies` > 1, room for that many (the
+  // caller spaces them out by scaling the strides).
+  Ten alloc(DType dtype, const std::vector<int> &axes, int64_t copies = 1) {
+    int64_t elements = copies;
     for (int axis : axes) elements *= size(axis);
     workspace_ = (workspace_ + 255) / 256 * 256;
     Ten t = dense(dtype, axes, "reinterpret_cast<" + element_type(dtype) + " *>(ncd_ws + " + str(workspace_) + ")");
@@ -391,6 +393,7 @@ class Generator {
   Ten access(Frame &frame, const ir::Op &op);
   Ten merge(Frame &frame, const ir::Op &op);
   void copy(const Ten &from, const Ten &to, const std::string &what);
+  void split_copy(const Ten &from, const Ten &to, bool split, const std::string &what);
   bool gemm(Frame &frame, const ir::Op &op, const std::vector<Ten> &tensors, const std::vector<Ten> &scalars,
             const Ten &out, std::string &why, const GemmEpilogue *epilogue = nullptr);
   void generic_contract(Frame &frame, const ir::Op &op, const std::vector<Ten> &operands, const std::vector<int> &summed,
@@ -882,6 +885,30 @@ void Generator::copy(const Ten &from, const Ten &to, const std::string &what) {
   launch(name, grid_for(n, 256), 256, args, "copy " + what);
 }
 
+// Writes `from` into the bf16 pairs of `to` (strides spaced by two): with
+// `split`, the pair is hi = bf16(v) and lo = bf16(v - hi), so hi + lo holds
+// about 16 significant bits of v (all of a product of two bf16 values);
+// without, the value twice.
+void Generator::split_copy(const Ten &from, const Ten &to, bool split, const std::string &what) {
+  KernelArgs args;
+  auto index = [](int a) { return x(a); };
+  std::string v = load(args, from, index);
+  std::string r = args.out(to);
+  int64_t n = numel(to.axes);
+  std::string k = "__global__ void @NAME@(" + args.param_list() + ") {\n";
+  k += "  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < " + str(n) +
+       "; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {\n";
+  k += decompose(to.axes, "i", "    ");
+  k += "    const float v = " + v + ";\n";
+  k += "    const __nv_bfloat16 hi = __float2bfloat16_rn(v);\n";
+  k += "    const int64_t o = " + offset(to, index) + ";\n";
+  k += "    " + r + "[o] = hi;\n";
+  k += "    " + r + "[o + 1] = " + (split ? "__float2bfloat16_rn(v - __bfloat162float(hi))" : std::string("hi")) +
+       ";\n  }\n}\n";
+  std::string name = add_kernel(split ? "split" : "twice", k);
+  launch(name, grid_for(n, 256), 256, args, (split ? "split " : "twice ") + what);
+}
+
 // ---------------------------------------------------------------- contractions
 
 Ten Generator::contract(Frame &frame, const ir::Op &o) {
@@ -960,9 +987,15 @@ int64_t merged_stride(const Ten &t, const std::vector<int> &group, const std::ve
 bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tensors, const std::vector<Ten> &scalars,
                      const Ten &final_out, std::string &why, const GemmEpilogue *epilogue) {
   Ten a = tensors[0], b = tensors[1], out = final_out;
-  if (!is_16bit_float(a.dtype) || a.dtype != b.dtype) {
+  // An f32 operand beside a bf16 one (a pairwise step of a longer product
+  // keeps its partial products in f32) is split into bf16 hi + lo terms and
+  // multiplied over twice the summed length, against the other operand
+  // twice: the products are those of the f32 value to about 16 bits (exact
+  // for a product of two bf16 values), still on tensor cores.
+  const bool split = (a.dtype == DType::F32 && b.dtype == DType::BF16) || (a.dtype == DType::BF16 && b.dtype == DType::F32);
+  if (!split && (!is_16bit_float(a.dtype) || a.dtype != b.dtype)) {
     why = std::string("operands are ") + std::string(ir::dtype_name(a.dtype)) + " and " +
-          std::string(ir::dtype_name(b.dtype)) + "; tensor cores take two bf16 or two f16";
+          std::string(ir::dtype_name(b.dtype)) + "; tensor cores take two bf16, two f16, or f32 with bf16";
     return false;
   }
   if (a.kind != Ten::Kind::Buffer || b.kind != Ten::Kind::Buffer) {
@@ -1043,13 +1076,27 @@ bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tens
     sBk = merged_stride(b, k_axes, sizes_of(k_axes));
     sBn = merged_stride(b, n_axes, sizes_of(n_axes));
   }
+  if (split) {
+    // Pairs interleaved along K: A'[.., m, 2k + s], B'[.., n, 2k + s].
+    auto spaced = [&](const Ten &from, const std::vector<int> &rows, bool f32, const char *what) {
+      Ten t = alloc(DType::BF16, concat(batch, rows, k_axes), 2);
+      for (int64_t &stride : t.strides) stride *= 2;
+      split_copy(from, t, f32, std::string(what) + " of " + result_value.name + " for tensor cores");
+      return t;
+    };
+    a = spaced(a, m_axes, a.dtype == DType::F32, a.dtype == DType::F32 ? "f32 operand" : "operand");
+    b = spaced(b, n_axes, b.dtype == DType::F32, b.dtype == DType::F32 ? "f32 operand" : "operand");
+    sAm = merged_stride(a, m_axes, sizes_of(m_axes));  // 2K: one row of pairs
+    sBn = merged_stride(b, n_axes, sizes_of(n_axes));
+    sAk = sBk = 1;
+  }
   bool unpack = !epilogue && (sCm < 0 || sCn < 0);
   if (unpack) {
     out = alloc(out.dtype, concat(batch, m_axes, n_axes));
     sCm = merged_stride(out, m_axes, sizes_of(m_axes));
     sCn = merged_stride(out, n_axes, sizes_of(n_axes));
   }
-  int64_t M = numel(m_axes), N = numel(n_axes), K = numel(k_axes), batches = numel(batch);
+  int64_t M = numel(m_axes), N = numel(n_axes), K = numel(k_axes) * (split ? 2 : 1), batches = numel(batch);
   // Block tiles: 128 x 128, or for a fused kernel the schedule's group tiles
   // of the innermost M and N axes, each the nearest of the supported 64 and 128.
   int64_t BM = 128, BN = 128;
@@ -1112,7 +1159,7 @@ bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tens
                   (batch.empty() ? "" : ", batched over " + axis_list(batch)) + "; A staged " +
                   (la == 1 ? "by cp.async along K" : la == 2 ? "by cp.async along M" : "by element loads") +
                   ", B staged " + (lb == 1 ? "by cp.async along K" : lb == 2 ? "by cp.async along N" : "by element loads") +
-                  "\n";
+                  (split ? "; the f32 operand split into bf16 hi + lo pairs along K" : "") + "\n";
   if (epilogue) k += "// tiles: " + tiles + "\n";
   auto batch_offset = [&](const Ten &t) {
     std::string s;
