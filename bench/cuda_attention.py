@@ -21,7 +21,9 @@ Two steps, so that the GPU machine needs no ncd:
      torch. FLOPs use FlashAttention's convention for both: 4 * bh * seq^2 * d,
      halved when causal; 2 * m * n * k for matmuls.
 
-Exit status 0; 1 when a step fails.
+Exit status 0; 1 when a step fails, times out (--timeout, each nvcc and harness run) or
+when a result is off the float32 reference by more than twice PyTorch's own bf16
+error plus two bf16 ulps of the largest value.
 """
 
 import argparse
@@ -107,6 +109,7 @@ def run(args):
     os.makedirs(work, exist_ok=True)
     device = torch.cuda.get_device_name(0)
     rows = []
+    failures = 0
     rng = np.random.default_rng(1)
     for case in manifest["cases"]:
         if args.only and not re.search(args.only, case["name"]):
@@ -114,7 +117,11 @@ def run(args):
         binary = os.path.join(work, case["name"])
         if not os.path.exists(binary):
             cmd = [nvcc, "-std=c++17", "-O3", "-arch=" + arch, "-o", binary, os.path.join(args.cases, case["file"])]
-            r = subprocess.run(cmd, capture_output=True, text=True)
+            try:
+                r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+            except subprocess.TimeoutExpired:
+                print("error: nvcc timed out after %d s: %s" % (args.timeout, " ".join(cmd)), file=sys.stderr)
+                return 1
             if r.returncode != 0:
                 print("error: %s\n%s" % (" ".join(cmd), r.stderr[-4000:]), file=sys.stderr)
                 return 1
@@ -129,8 +136,12 @@ def run(args):
         gpu = {n: torch.from_numpy(a).cuda().to(torch.bfloat16) for n, a in tensors.items()}
         for n, t in gpu.items():
             write_npy(os.path.join(data, "inputs", n + ".npy"), t.float().cpu().numpy())
-        r = subprocess.run([binary, data, "--runs", str(args.runs), "--warmup", str(args.warmup)],
-                           capture_output=True, text=True)
+        try:
+            r = subprocess.run([binary, data, "--runs", str(args.runs), "--warmup", str(args.warmup)],
+                               capture_output=True, text=True, timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            print("error: %s: the harness timed out after %d s" % (case["name"], args.timeout), file=sys.stderr)
+            return 1
         if r.returncode != 0:
             print("error: %s: %s" % (case["name"], r.stderr.strip()), file=sys.stderr)
             return 1
@@ -141,11 +152,19 @@ def run(args):
         if case["kind"] == "attention":
             q, k, v = (gpu[n].unsqueeze(0) for n in "QKV")
             fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=case["causal"])
+            exact = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=case["causal"]).squeeze(0)
             reference = fn().squeeze(0).float()
         else:
             fn = lambda: torch.matmul(gpu["A"], gpu["B"])
+            exact = torch.matmul(gpu["A"].float(), gpu["B"].float())
             reference = fn().float()
-        error = (ours.float() - reference).abs().max().item()
+        error = (ours.float() - exact).abs().max().item()
+        # Allowed: twice PyTorch's own bf16 error against the float32 result, plus two bf16 ulps of its largest value.
+        tolerance = 2 * (reference - exact).abs().max().item() + 2 ** -7 * exact.abs().max().item()
+        if not error <= tolerance:
+            print("error: %s: max abs error %.3g against the float32 result exceeds the tolerance %.3g" %
+                  (case["name"], error, tolerance), file=sys.stderr)
+            failures += 1
         torch_ms = median_ms(fn, args.runs, args.warmup)
         flops = case["flops"]
         ncd_tf, torch_tf = flops / (ncd_ms * 1e-3) / 1e12, flops / (torch_ms * 1e-3) / 1e12
@@ -167,7 +186,7 @@ def run(args):
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
-    return 0
+    return 1 if failures else 0
 
 
 def main():
@@ -185,6 +204,7 @@ def main():
     r.add_argument("--warmup", type=int, default=3)
     r.add_argument("--only", default=None, help="a regular expression on case names")
     r.add_argument("--out", default=None, help="also write the table here")
+    r.add_argument("--timeout", type=int, default=300, help="seconds for each nvcc and harness run")
     args = parser.parse_args()
     return emit(args) if args.command == "emit" else run(args)
 

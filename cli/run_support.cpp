@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
+#include <new>
 #include <set>
+#include <stdexcept>
 
 #include "common.h"
 #include "ncd/diagnostics.h"
@@ -269,9 +271,36 @@ bool gather_data(const std::vector<Slot> &inputs, const std::vector<Slot> &param
     }
     return false;
   }
+  // Refuse before allocating: with memory overcommit a too-large request is
+  // not refused by the allocator but killed by the system part-way through.
+  double total = 0, largest_bytes = 0;
+  const Slot *largest = nullptr;
   for (const Slot *slot : missing) {
-    Tensor tensor = random_tensor(*seed, (slot->param ? "param/" : "input/") + slot->name, slot->dtype, slot->shape,
-                                  slot->random);
+    double bytes = 4;  // every dtype is held as float32 or int32
+    for (int64_t d : slot->shape) bytes *= static_cast<double>(d);
+    total += bytes;
+    if (bytes > largest_bytes) largest_bytes = bytes, largest = slot;
+  }
+  const uint64_t available = available_memory();
+  if (largest && available && total > static_cast<double>(available)) {
+    std::cerr << "ncd: error: --random: the " << missing.size() << " generated inputs and params need "
+              << bytes_text(total) << ", more than the " << bytes_text(static_cast<double>(available))
+              << " of memory available; the largest is " << largest->describe() << " (" << bytes_text(largest_bytes)
+              << "); choose smaller axis sizes with -D\n";
+    return false;
+  }
+  for (const Slot *slot : missing) {
+    Tensor tensor;
+    try {
+      tensor = random_tensor(*seed, (slot->param ? "param/" : "input/") + slot->name, slot->dtype, slot->shape,
+                             slot->random);
+    } catch (const std::bad_alloc &) {
+      std::cerr << "ncd: error: --random: out of memory generating " << slot->describe() << "\n";
+      return false;
+    } catch (const std::length_error &) {
+      std::cerr << "ncd: error: --random: " << slot->describe() << " is too large to hold in memory\n";
+      return false;
+    }
     if (slot->param) {
       data.params[slot->name] = std::move(tensor);
       data.generated_params.push_back(slot->name);

@@ -352,6 +352,90 @@ void restore_broadcast_axes(const Folded &f, const std::vector<int> &axes, RtTen
 
 }  // namespace
 
+RtTensor contract_exact(const std::vector<RtTensor> &operands, const std::vector<int> &axes,
+                        const std::vector<int64_t> &axis_sizes, ir::DType dtype) {
+  std::vector<int> kept;
+  std::vector<int64_t> kept_sizes;
+  bool integral = true;
+  for (const RtTensor &t : operands) {
+    integral = integral && (t.is_int() || t.dtype == ir::DType::I8 || t.dtype == ir::DType::Bool);
+    for (int d = 0; d < t.rank(); ++d) {
+      const int axis = t.axes[static_cast<size_t>(d)];
+      if (!contains(axes, axis) && !contains(kept, axis)) {
+        kept.push_back(axis);
+        kept_sizes.push_back(t.sizes[static_cast<size_t>(d)]);
+      }
+    }
+  }
+  int64_t outputs = 1, terms = 1;
+  for (int64_t size : kept_sizes) outputs *= size;
+  for (int64_t size : axis_sizes) terms *= size;
+  const size_t n = operands.size(), nk = kept.size(), ns = axes.size();
+  // Strides per operand along the kept and the summed axes (0 where absent).
+  std::vector<int64_t> kept_stride(n * nk), sum_stride(n * ns);
+  for (size_t o = 0; o < n; ++o) {
+    for (size_t i = 0; i < nk; ++i) kept_stride[o * nk + i] = operands[o].stride_of(kept[i]);
+    for (size_t i = 0; i < ns; ++i) sum_stride[o * ns + i] = operands[o].stride_of(axes[i]);
+  }
+  RtTensor out = make_tensor(dtype == ir::DType::I32 ? ir::DType::I32 : ir::DType::F32, kept, kept_sizes);
+  const double low = dtype == ir::DType::I32 ? -2147483648.0 : -128.0, high = dtype == ir::DType::I32 ? 2147483647.0 : 127.0;
+  auto store = [&](int64_t at, double value) {  // truncate toward zero, saturate; NaN to 0
+    value = std::isnan(value) ? 0.0 : std::trunc(std::min(std::max(value, low), high));
+    if (out.is_int())
+      out.idata()[at] = static_cast<int32_t>(value);
+    else
+      out.fdata()[at] = static_cast<float>(value);
+  };
+  parallel_for(outputs, std::max<int64_t>(terms, 1) * static_cast<int64_t>(n), [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> base(n), offset(n), index(ns);
+    for (int64_t e = begin; e < end; ++e) {
+      std::fill(base.begin(), base.end(), 0);
+      for (size_t i = nk, rest = static_cast<size_t>(e); i-- > 0;) {
+        const int64_t position = static_cast<int64_t>(rest) % kept_sizes[i];
+        rest /= static_cast<size_t>(kept_sizes[i]);
+        for (size_t o = 0; o < n; ++o) base[o] += position * kept_stride[o * nk + i];
+      }
+      offset = base;
+      std::fill(index.begin(), index.end(), 0);
+      __int128 exact = 0;
+      double approximate = 0;
+      for (int64_t term = 0; term < terms; ++term) {
+        if (integral) {
+          __int128 p = 1;
+          for (size_t o = 0; o < n; ++o) {
+            const RtTensor &t = operands[o];
+            const int64_t at = t.offset + offset[o];
+            p *= t.is_int() ? static_cast<int64_t>(static_cast<const int32_t *>(t.buffer->data)[at])
+                            : static_cast<int64_t>(static_cast<const float *>(t.buffer->data)[at]);
+          }
+          exact += p;
+        } else {
+          double p = 1;
+          for (size_t o = 0; o < n; ++o) {
+            const RtTensor &t = operands[o];
+            const int64_t at = t.offset + offset[o];
+            p *= t.is_int() ? static_cast<double>(static_cast<const int32_t *>(t.buffer->data)[at])
+                            : static_cast<double>(static_cast<const float *>(t.buffer->data)[at]);
+          }
+          approximate += p;
+        }
+        for (size_t i = ns; i-- > 0;) {  // the next summed index, innermost first
+          for (size_t o = 0; o < n; ++o) offset[o] += sum_stride[o * ns + i];
+          if (++index[i] < axis_sizes[i]) break;
+          for (size_t o = 0; o < n; ++o) offset[o] -= axis_sizes[i] * sum_stride[o * ns + i];
+          index[i] = 0;
+        }
+      }
+      if (integral)
+        store(e, exact > static_cast<__int128>(high) ? high : exact < static_cast<__int128>(low) ? low
+                                                                                                 : static_cast<double>(exact));
+      else
+        store(e, approximate);
+    }
+  });
+  return out;
+}
+
 bool contract_add(const std::vector<RtTensor> &operands, const std::vector<int> &axes,
                   const std::vector<int64_t> &axis_sizes, const RtTensor &addend, RtTensor &result) {
   Folded f = fold(operands, axes, axis_sizes);

@@ -189,6 +189,7 @@ bool Executor::run_contract_add(Frame &frame, const ir::Op &contraction, const i
   const int other = add.operands[0] == product ? add.operands[1] : add.operands[0];
   const ir::Value &other_value = diagram.value(other);
   if (!frame.defined[static_cast<size_t>(other)] && other_value.role != ir::Value::Role::Param) return false;
+  if (ir::is_integer(diagram.value(product).dtype)) return false;  // exact integer products: contract_exact
   auto start = std::chrono::steady_clock::now();
   std::vector<RtTensor> operands;
   for (int id : contraction.operands) operands.push_back(get(frame, id));
@@ -292,7 +293,9 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
       std::vector<int> axes;
       std::vector<int64_t> sizes;
       summed_axes(frame, op, axes, sizes);
-      out = finish(contract(operands, axes, sizes), result.dtype);
+      out = finish(ir::is_integer(result.dtype) ? contract_exact(operands, axes, sizes, result.dtype)
+                                            : contract(operands, axes, sizes),
+                   result.dtype);
       break;
     }
     case ir::OpKind::Reduce: {
@@ -308,7 +311,14 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
         else
           missing *= axis_sizes_[static_cast<size_t>(r)];
       }
-      out = finish(reduce(fn, t, axes, missing), result.dtype);
+      if (fn == ReduceFn::Sum && ir::is_integer(result.dtype)) {
+        std::vector<int> summed;
+        std::vector<int64_t> sizes;
+        summed_axes(frame, op, summed, sizes);
+        out = finish(contract_exact({t}, summed, sizes, result.dtype), result.dtype);
+      } else {
+        out = finish(reduce(fn, t, axes, missing), result.dtype);
+      }
       break;
     }
     case ir::OpKind::Normalize: {

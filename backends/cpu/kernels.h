@@ -50,6 +50,12 @@ RtTensor normalize(NormFn fn, const RtTensor &t, const std::vector<int> &axes, d
 // matrix product, loops otherwise.
 RtTensor contract(const std::vector<RtTensor> &operands, const std::vector<int> &axes,
                   const std::vector<int64_t> &axis_sizes);
+// The contraction into an integer dtype (i32, i8), exactly: operands of
+// integer dtypes multiply and add in 128-bit integers, others in float64; the
+// sum then truncates toward zero and saturates to `dtype` (NaN gives 0). A
+// loop over the result, each element summed in one fixed order.
+RtTensor contract_exact(const std::vector<RtTensor> &operands, const std::vector<int> &axes,
+                        const std::vector<int64_t> &axis_sizes, ir::DType dtype);
 // The same contraction plus `addend` (a bias: its axes among the result's),
 // accumulated by the matrix product itself (sgemm with beta = 1, the addend
 // broadcast into the result first) to save a pass over the result. Returns

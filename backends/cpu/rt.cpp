@@ -210,6 +210,14 @@ std::shared_ptr<Buffer> Buffer::allocate(int64_t count) {
   size_t bytes = static_cast<size_t>(std::max<int64_t>(count, 1)) * 4;
   bytes = bytes >= 65536 ? (bytes + 4095) / 4096 * 4096 : (bytes + 63) / 64 * 64;
   buffer->data = cache().take(bytes);
+  if (!buffer->data && bytes >= (size_t{64} << 20)) {
+    // Large: refuse what the system cannot give, rather than be killed
+    // touching pages that memory overcommit promised.
+    const uint64_t available = available_memory();
+    if (available && bytes > available)
+      throw RunError("out of memory: an intermediate needs " + bytes_text(static_cast<double>(bytes)) + ", " +
+                     bytes_text(static_cast<double>(available)) + " is available");
+  }
   if (!buffer->data) buffer->data = std::aligned_alloc(64, bytes);
   if (!buffer->data) throw RunError("out of memory allocating " + std::to_string(bytes) + " bytes");
   buffer->bytes = bytes;

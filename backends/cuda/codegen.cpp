@@ -961,15 +961,25 @@ void Generator::generic_contract(Frame &frame, const ir::Op &o, const std::vecto
   k += "  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < " + str(n) +
        "; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {\n";
   k += decompose(out.axes, "i", "    ");
-  k += "    float acc = 0.f;\n";
+  // An integer result is summed in float64 (exact for i8 operands and values
+  // below 2^24; docs/CUDA.md), then truncated and saturated once.
+  const bool integer = ir::is_integer(out.dtype);
+  k += integer ? "    double acc = 0.0;\n" : "    float acc = 0.f;\n";
   std::string pad = "    ";
   for (int a : loops) {
     k += pad + "for (int64_t " + x(a) + " = 0; " + x(a) + " < " + str(size(a)) + "; ++" + x(a) + ")\n";
     pad += "  ";
   }
-  k += pad + "acc += " + product + ";\n";
+  if (integer) {
+    std::string factors;
+    for (const Ten &t : operands) factors += (factors.empty() ? "" : " * ") + std::string("static_cast<double>(") + load(args, t, index) + ")";
+    k += pad + "acc += " + (factors.empty() ? std::string("1.0") : factors) + ";\n";
+  } else {
+    k += pad + "acc += " + product + ";\n";
+  }
   std::string value = factor == 1 ? "acc" : "acc * " + flit(static_cast<double>(factor));
-  k += "    " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(" + value + ");\n  }\n}\n";
+  k += "    " + r + "[" + offset(out, index) + "] = " + (integer ? "ncd_to_int<" : "ncd_to<") + element_type(out.dtype) +
+       ">(" + value + ");\n  }\n}\n";
   std::string name = add_kernel("contract_" + result.name, k);
   launch(name, grid_for(n, 256), 256, args, result.name + axis_list(out.axes) + " = contract" + axis_list(summed));
 }

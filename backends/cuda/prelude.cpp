@@ -67,6 +67,17 @@ __host__ __device__ inline int32_t ncd_to<int32_t>(float x) {
 }
 template <>
 __host__ __device__ inline bool ncd_to<bool>(float x) { return x != 0.f; }
+// An exact (float64) integer sum, truncated toward zero and saturated.
+template <typename T>
+__host__ __device__ inline T ncd_to_int(double x);
+template <>
+__host__ __device__ inline int8_t ncd_to_int<int8_t>(double x) {
+  return x != x ? 0 : x >= 127.0 ? 127 : x <= -128.0 ? -128 : static_cast<int8_t>(x);
+}
+template <>
+__host__ __device__ inline int32_t ncd_to_int<int32_t>(double x) {
+  return x != x ? 0 : x >= 2147483647.0 ? INT_MAX : x <= -2147483648.0 ? INT_MIN : static_cast<int32_t>(x);
+}
 
 // ---------------------------------------------------------------- functions (docs/RUN.md)
 __device__ inline float ncd_max(float a, float b) { return (a != a || b != b) ? a + b : fmaxf(a, b); }

@@ -348,7 +348,8 @@ class Graph {
     rows[static_cast<size_t>(row)].call = &op;
     rows[static_cast<size_t>(row)].instance = ci;
     rows[static_cast<size_t>(row)].repeat = repeat;
-    const std::vector<int> &lifted = instances[static_cast<size_t>(ci)].lifted;
+    // A copy: emit_region below adds instances, which may move the vector.
+    const std::vector<int> lifted = instances[static_cast<size_t>(ci)].lifted;
     for (size_t k = 0; k < callee.inputs.size(); ++k) {
       int outer = value_of(instance, op.operands[k]);
       const ir::Value &input = callee.value(callee.inputs[k]);

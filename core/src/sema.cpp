@@ -944,6 +944,17 @@ class Sema {
       for (const auto &lhs : stmt.targets) poison(lhs);
       return;
     }
+    // An integer statement whose value is a contraction or sum holds it in the
+    // statement's dtype: computed exactly, then truncated and saturated once
+    // (an f32 intermediate would round sums beyond 2^24).
+    if (ir::is_integer(statement_dtype_) && value->kind != TypedExpr::Kind::Value) {
+      ir::Value &computed = current_->value(result);
+      const auto &ops = frames_.back().region->ops;
+      const ir::Op *producer = !ops.empty() && ops.back()->id == computed.producer ? ops.back().get() : nullptr;
+      if (producer && (producer->kind == ir::OpKind::Contract ||
+                       (producer->kind == ir::OpKind::Reduce && producer->function == "sum")))
+        computed.dtype = statement_dtype_;
+    }
     bind_target(target, result, stmt.location, /*fresh=*/value->kind != TypedExpr::Kind::Value);
   }
 

@@ -2,8 +2,12 @@
 // between tensors and file arrays, and deterministic random data.
 #include "ncd/tensor.h"
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <limits>
 
 namespace ncd {
@@ -171,6 +175,31 @@ void convert_floats(float *data, int64_t n, ir::DType dtype) {
 }
 
 // ---------------------------------------------------------------- tensors
+
+uint64_t available_memory() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  uint64_t value = 0;
+  std::string unit;
+  while (meminfo >> key >> value) {
+    std::getline(meminfo, unit);
+    if (key == "MemAvailable:") return value * 1024;
+  }
+  long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0;
+}
+
+std::string bytes_text(double bytes) {
+  static const char *units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  int unit = 0;
+  while (bytes >= 1024 && unit < 6) {
+    bytes /= 1024;
+    ++unit;
+  }
+  char text[64];
+  std::snprintf(text, sizeof text, unit == 0 ? "%.0f %s" : "%.2f %s", bytes, units[unit]);
+  return text;
+}
 
 Tensor Tensor::zeros(ir::DType dtype, std::vector<int64_t> shape) {
   Tensor t;

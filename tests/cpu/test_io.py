@@ -8,7 +8,8 @@ every dtype, read and written back exactly), outputs (the dtypes and headers
 of the files ncd writes), repeatable (a --random run repeated from the files
 it wrote gives the same outputs; the same seed the same bytes), safetensors
 (params from a safetensors file written here independently), threads (results
-do not depend on the thread count).
+do not depend on the thread count), integers (integer results are exact), limits
+(sizes beyond the machine's memory are refused with exit 1).
 """
 
 import argparse
@@ -275,8 +276,94 @@ def threads(ncd, root, work):
                                           f"{', '.join(differ) or 'every output'}")
 
 
+INTEGERS_NCD = """
+default dtype f32
+axis m = 5, n = 3, k = 65536
+diagram Dot(A[m, k]: i8, B[k, n]: i8) -> C[m, n]: i32 {
+  C[m, n] = A[m, k] * B[k, n]
+}
+diagram Narrow(A[m, k]: i8, B[k, n]: i8) -> C[m, n]: i8 {
+  C[m, n] = A[m, k] * B[k, n]
+}
+diagram Total(X[m, k]: i32) -> S[m]: i32 {
+  S[m] = sum[k](X[m, k])
+}
+diagram Mixed(A[m, k]: i8, W[k, n]) -> C[m, n]: i32 {
+  C[m, n] = A[m, k] * W[k, n]
+}
+"""
+
+
+def integers(ncd, root, work):
+    # Integer results are exact: i8 x i8 summed into i32 over up to 65,536 terms
+    # (f32 accumulation was off by 2 at k = 4096), i32 sums beyond 2^24 and
+    # saturating at the i32 range, an i8 result saturated; NumPy's int64 is the oracle.
+    path = os.path.join(work, "integers.ncd")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(INTEGERS_NCD)
+    rng = np.random.default_rng(7)
+    for k in (4096, 65536):
+        folder = os.path.join(work, f"int-{k}")
+        os.makedirs(folder, exist_ok=True)
+        a = rng.integers(-128, 128, size=(5, k), dtype=np.int8)
+        a[0] = 127  # large sums (beyond 2^24 already at k = 4096) of odd terms
+        b = rng.integers(-128, 128, size=(k, 3), dtype=np.int8)
+        b[:, 0] = rng.integers(100, 128, size=k)
+        b[:, 1] = rng.integers(-128, -100, size=k)
+        x = rng.integers(-2**30, 2**30, size=(5, k), dtype=np.int32)
+        x[1] = 2**30  # sums beyond the i32 range saturate
+        x[2] = -2**30
+        w = rng.integers(-1000, 1000, size=(k, 3)).astype(np.float32)
+        for name, array in (("A", a), ("B", b), ("X", x), ("W", w)):
+            np.save(os.path.join(folder, name + ".npy"), array)
+        exact = a.astype(np.int64) @ b.astype(np.int64)
+        total = x.astype(np.int64).sum(axis=1)
+        mixed = a.astype(np.int64) @ w.astype(np.int64)
+        cases = (("Dot", ["A", "B"], "C", np.clip(exact, -2**31, 2**31 - 1)),
+                 ("Narrow", ["A", "B"], "C", np.clip(exact, -128, 127)),
+                 ("Total", ["X"], "S", np.clip(total, -2**31, 2**31 - 1)),
+                 ("Mixed", ["A", "W"], "C", np.clip(mixed, -2**31, 2**31 - 1)))
+        for diagram, names, output, expected in cases:
+            out_dir = os.path.join(folder, diagram)
+            args = ["run", path, "--diagram", diagram, "-D", f"k={k}", "--out-dir", out_dir, "--threads", "2"]
+            for name in names:
+                args += ["--in", f"{name}={os.path.join(folder, name + '.npy')}"]
+            code, _, err = run(ncd, args, work)
+            check(code == 0, f"{diagram} k={k}: exit {code}: {err}")
+            if code != 0:
+                continue
+            got = np.load(os.path.join(out_dir, output + ".npy")).astype(np.int64)
+            wrong = int((got != expected).sum())
+            check(wrong == 0, f"{diagram} k={k}: {wrong} of {expected.size} results differ from the exact sums "
+                              f"(first: {got.ravel()[np.argmax(got.ravel() != expected.ravel())]} vs "
+                              f"{expected.ravel()[np.argmax(got.ravel() != expected.ravel())]})")
+
+
+def limits(ncd, root, work):
+    # Sizes beyond the machine's memory: a located error and exit 1 before any
+    # allocation (memory overcommit would otherwise let the system kill ncd part-way),
+    # and no output folder.
+    import re
+    attention = os.path.join(root, "examples/attention.ncd")
+    cases = (
+        (["-D", "q=2000000000", "-D", "k=4"],
+         r"^ncd: error: --random: the 3 generated inputs and params need 476\.84 GiB, more than the [0-9.]+ [KMGT]iB "
+         r"of memory available; the largest is input 'Q' \[q=2000000000, d=64\] bf16 \(476\.84 GiB\); choose smaller "
+         r"axis sizes with -D\n$"),
+        (["-D", "q=1000000", "-D", "k=1000000"],
+         r"^ncd: error: running 'Attention': out of memory: an intermediate needs 3\.64 TiB, [0-9.]+ [KMGT]iB is available\n$"),
+    )
+    for defines, expected in cases:
+        out_dir = os.path.join(work, "limits-out")
+        code, _, err = run(ncd, ["run", attention, "--random", "1", "--out-dir", out_dir] + defines, work)
+        check(code == 1, f"{' '.join(defines)}: exit {code}, expected 1: {err}")
+        check(re.match(expected, err) is not None, f"{' '.join(defines)}: unexpected message: {err!r}")
+        check(not os.path.exists(out_dir), f"{' '.join(defines)}: the output folder was written")
+
+
 SECTIONS = {"npy_formats": npy_formats, "outputs": outputs, "repeatable": repeatable, "safetensors": safetensors,
-            "threads": threads}
+            "threads": threads, "integers": integers,
+            "limits": limits}
 
 
 def main():

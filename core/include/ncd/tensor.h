@@ -65,6 +65,14 @@ struct Tensor {
 // "(8, 64)"
 std::string shape_text(const std::vector<int64_t> &shape);
 
+// The memory the system can still give this process without swapping
+// (MemAvailable), in bytes; 0 when unknown. Allocations larger than this are
+// refused with a message instead of being left to the kernel's OOM killer,
+// which memory overcommit would otherwise invite.
+uint64_t available_memory();
+// "1.50 GiB"-style text of a byte count.
+std::string bytes_text(double bytes);
+
 // ---------------------------------------------------------------- arrays in files
 
 // Element types of tensor files; data are little-endian, row-major.
