@@ -213,7 +213,7 @@ def main():
             f"- PyTorch {torch_version} (Debian python3-torch, CPU; its BLAS is OpenBLAS through libblas.so.3), "
             "`torch.set_num_threads(N)` and `OPENBLAS_NUM_THREADS=N OMP_NUM_THREADS=N`; as the process reported: "
             + ", ".join(f"N={t}: {a} PyTorch threads, {b} OpenBLAS threads" for t, (a, b) in sorted(torch_threads.items())),
-            f"- ncd: `--threads N` (N threads for its loops; large matrix products on OpenBLAS's own N threads, batches of products spread over the N)",
+            f"- ncd: `--threads N` (N threads for its loops; matrix products cut into blocks fixed by the problem, each a single-threaded OpenBLAS sgemm, the N threads picking blocks and batches)",
             "",
             "## What runs",
             "",

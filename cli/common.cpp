@@ -74,13 +74,16 @@ std::unique_ptr<Compilation> load_program(const std::string &path, const Fronten
 }
 
 bool write_dependency_file(const FrontendOptions &options, const Compilation &compilation,
-                           const std::string &input, const std::string &output) {
+                           const std::string &input, const std::string &output,
+                           const std::vector<std::string> &extra) {
   if (!options.dependency_file && options.dependency_path.empty()) return true;
   std::string target = !options.dependency_target.empty() ? options.dependency_target
                        : (!output.empty() && output != "-") ? output
                                                             : input;
   std::string path = !options.dependency_path.empty() ? options.dependency_path : target + ".d";
-  return write_or_report(path, make_dependency_file(target, compilation.dependencies()));
+  std::vector<std::string> dependencies = compilation.dependencies();
+  dependencies.insert(dependencies.end(), extra.begin(), extra.end());
+  return write_or_report(path, make_dependency_file(target, dependencies));
 }
 
 const ir::Diagram *select_diagram(Compilation &compilation, const std::string &name, bool required) {

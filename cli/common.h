@@ -41,9 +41,11 @@ std::unique_ptr<Compilation> load_program(const std::string &path, const Fronten
 // Prints and clears what the compilation collected.
 void print_diagnostics(Compilation &compilation);
 
-// Writes the -MD dependency file when asked; `output` is the verb's -o (or "").
+// Writes the -MD dependency file when asked; `output` is the verb's -o (or "");
+// `extra` lists files read besides the .ncd sources (a hardware profile).
 bool write_dependency_file(const FrontendOptions &options, const Compilation &compilation,
-                           const std::string &input, const std::string &output);
+                           const std::string &input, const std::string &output,
+                           const std::vector<std::string> &extra = {});
 
 // The diagram named `name` in the root file, or the root file's only/first
 // diagram when `name` is empty; prints an error and returns nullptr when absent.

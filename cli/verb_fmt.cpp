@@ -17,6 +17,7 @@ Handler setup_fmt(CLI::App &command) {
     bool check = false;
     std::string output;
     std::vector<std::string> plugins;
+    std::vector<std::string> ignored;
   };
   auto options = std::make_shared<Options>();
   command.add_option("files", options->files, "The .ncd files to format")->required()->type_name("FILE");
@@ -26,6 +27,14 @@ Handler setup_fmt(CLI::App &command) {
   // Every verb takes --plugin (formatting uses none, but a bad plugin is still an error).
   command.add_option("--plugin", options->plugins, "Load this plugin (a shared library) too")
       ->type_name("FILE")
+      ->allow_extra_args(false);
+  // Accepted and ignored (formatting reads no imports and no sizes), so that one
+  // set of flags serves every verb in a Makefile.
+  command.add_option("-I", options->ignored, "Accepted for uniformity with the other verbs; ignored")
+      ->type_name("DIR")
+      ->allow_extra_args(false);
+  command.add_option("-D", options->ignored, "Accepted for uniformity with the other verbs; ignored")
+      ->type_name("AXIS=N")
       ->allow_extra_args(false);
   in_place->excludes(check)->excludes(output);
   check->excludes(output);

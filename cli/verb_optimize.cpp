@@ -196,8 +196,17 @@ Handler setup_optimize(CLI::App &command) {
       }
     }
     if (!write_or_report(options->output, text)) return kUserError;
-    return write_dependency_file(options->frontend, *compilation, options->file, options->output) ? kSuccess
-                                                                                                  : kUserError;
+    // The hardware profile priced the passes' choices: a change to it must remake the output.
+    std::vector<std::string> read;
+    if (!hardware->path.empty()) {
+      std::error_code code;
+      auto relative = std::filesystem::relative(hardware->path, std::filesystem::current_path(), code);
+      read.push_back(!code && !relative.empty() && relative.string().rfind("..", 0) != 0
+                         ? relative.string()
+                         : std::filesystem::absolute(hardware->path, code).string());
+    }
+    return write_dependency_file(options->frontend, *compilation, options->file, options->output, read) ? kSuccess
+                                                                                                        : kUserError;
   };
 }
 

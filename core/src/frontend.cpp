@@ -120,7 +120,7 @@ class Loader {
       if (item.kind != ast::Item::Kind::Import) continue;
       std::string found = resolve_import(item.import_path, c_.modules[static_cast<size_t>(index)].resolved);
       if (found.empty()) {
-        report_missing(item);
+        report_missing(item, c_.modules[static_cast<size_t>(index)].resolved);
         continue;
       }
       int imported = load(display_name(item.import_path, found), found, item.location);
@@ -163,8 +163,7 @@ class Loader {
     return written.rfind("std/", 0) == 0 ? written : resolved;
   }
 
-  void report_missing(const ast::Item &item) {
-    const std::string &importer = c_.modules.back().resolved;
+  void report_missing(const ast::Item &item, const std::string &importer) {
     std::vector<std::string> dirs = candidates_for(importer);
     // Offer the closest existing .ncd file under the same relative folder.
     std::vector<std::string> known;

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <map>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -275,6 +276,7 @@ class Sema {
   }
 
   void apply_defines(const std::vector<std::string> &defines) {
+    std::map<std::string, std::pair<std::string, int64_t>> seen;  // name -> (first -D, its size)
     for (const std::string &define : defines) {
       size_t eq = define.find('=');
       std::string name = define.substr(0, eq);
@@ -292,6 +294,10 @@ class Sema {
       int64_t size = std::stoll(value);
       if (size < 1) {
         bad("the size must be a positive integer");
+        continue;
+      }
+      if (auto [it, fresh] = seen.insert({name, {define, size}}); !fresh) {
+        if (it->second.second != size) bad("axis '" + name + "' is already set by -D " + it->second.first);
         continue;
       }
       // Every base axis of that name, in every loaded file, takes the size;
