@@ -400,25 +400,21 @@ RtTensor contract_exact(const std::vector<RtTensor> &operands, const std::vector
       __int128 exact = 0;
       double approximate = 0;
       for (int64_t term = 0; term < terms; ++term) {
-        if (integral) {
-          __int128 p = 1;
+        // The product of the operands' values at their offsets, in T.
+        auto product = [&](auto one) {
+          using T = decltype(one);
           for (size_t o = 0; o < n; ++o) {
             const RtTensor &t = operands[o];
             const int64_t at = t.offset + offset[o];
-            p *= t.is_int() ? static_cast<int64_t>(static_cast<const int32_t *>(t.buffer->data)[at])
-                            : static_cast<int64_t>(static_cast<const float *>(t.buffer->data)[at]);
+            one *= t.is_int() ? static_cast<T>(static_cast<const int32_t *>(t.buffer->data)[at])
+                              : static_cast<T>(static_cast<const float *>(t.buffer->data)[at]);
           }
-          exact += p;
-        } else {
-          double p = 1;
-          for (size_t o = 0; o < n; ++o) {
-            const RtTensor &t = operands[o];
-            const int64_t at = t.offset + offset[o];
-            p *= t.is_int() ? static_cast<double>(static_cast<const int32_t *>(t.buffer->data)[at])
-                            : static_cast<double>(static_cast<const float *>(t.buffer->data)[at]);
-          }
-          approximate += p;
-        }
+          return one;
+        };
+        if (integral)
+          exact += product(static_cast<__int128>(1));
+        else
+          approximate += product(1.0);
         for (size_t i = ns; i-- > 0;) {  // the next summed index, innermost first
           for (size_t o = 0; o < n; ++o) offset[o] += sum_stride[o * ns + i];
           if (++index[i] < axis_sizes[i]) break;

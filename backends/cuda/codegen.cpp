@@ -274,6 +274,16 @@ class Generator {
     workspace_ += std::max<int64_t>(elements * dtype_bytes(dtype), 1);
     return t;
   }
+  // A kernel's signature and its grid-stride loop over the n positions of
+  // `axes`, each position decomposed into the axes' index variables; the
+  // caller appends the body and closes with "  }\n}\n".
+  std::string grid_stride_loop(int64_t n, const std::vector<int> &axes) {
+    return "  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < " + str(n) +
+           "; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {\n" + decompose(axes, "i", "    ");
+  }
+  std::string grid_stride_kernel(const KernelArgs &args, int64_t n, const std::vector<int> &axes) {
+    return "__global__ void @NAME@(" + args.param_list() + ") {\n" + grid_stride_loop(n, axes);
+  }
   std::string add_kernel(const std::string &stem, const std::string &text) {
     auto it = kernel_names_.find(text);
     if (it != kernel_names_.end()) return it->second;
@@ -632,10 +642,7 @@ Ten Generator::elementwise(Frame &frame, const ir::Op &o) {
   std::string expr = function_expr(o.function, loads, result.dtype);
   std::string r = args.out(out);
   int64_t n = numel(axes);
-  std::string k = "__global__ void @NAME@(" + args.param_list() + ") {\n";
-  k += "  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < " + str(n) +
-       "; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {\n";
-  k += decompose(axes, "i", "    ");
+  std::string k = grid_stride_kernel(args, n, axes);
   k += "    " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(" + expr + ");\n  }\n}\n";
   std::string name = add_kernel(o.function + "_" + result.name, k);
   launch(name, grid_for(n, 256), 256, args, result.name + axis_list(axes) + " = " + o.function);
@@ -810,10 +817,7 @@ Ten Generator::access(Frame &frame, const ir::Op &o) {
   std::string v = load(args, source, source_index);
   std::string r = args.out(out);
   int64_t n = numel(ordered);
-  std::string k = "__global__ void @NAME@(" + args.param_list() + ") {\n";
-  k += "  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < " + str(n) +
-       "; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {\n";
-  k += decompose(ordered, "i", "    ") + body;
+  std::string k = grid_stride_kernel(args, n, ordered) + body;
   k += "    " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(" +
        (valid.empty() ? v : "(" + valid + ") ? " + v + " : 0.f") + ");\n  }\n}\n";
   std::string name = add_kernel("access_" + result.name, k);
@@ -857,10 +861,7 @@ Ten Generator::merge(Frame &frame, const ir::Op &o) {
   std::string v = load(args, source, sindex);
   std::string r = args.out(out);
   int64_t n = numel(axes);
-  std::string k = "__global__ void @NAME@(" + args.param_list() + ") {\n";
-  k += "  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < " + str(n) +
-       "; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {\n";
-  k += decompose(axes, "i", "    ");
+  std::string k = grid_stride_kernel(args, n, axes);
   k += "    " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(" + v + ");\n  }\n}\n";
   std::string name = add_kernel("merge_" + result.name, k);
   launch(name, grid_for(n, 256), 256, args, result.name + axis_list(axes) + " = merge");
@@ -876,10 +877,7 @@ void Generator::copy(const Ten &from, const Ten &to, const std::string &what) {
   std::string v = load(args, from, index);
   std::string r = args.out(to);
   int64_t n = numel(to.axes);
-  std::string k = "__global__ void @NAME@(" + args.param_list() + ") {\n";
-  k += "  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < " + str(n) +
-       "; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {\n";
-  k += decompose(to.axes, "i", "    ");
+  std::string k = grid_stride_kernel(args, n, to.axes);
   k += "    " + r + "[" + offset(to, index) + "] = ncd_to<" + element_type(to.dtype) + ">(" + v + ");\n  }\n}\n";
   std::string name = add_kernel("copy", k);
   launch(name, grid_for(n, 256), 256, args, "copy " + what);
@@ -895,10 +893,7 @@ void Generator::split_copy(const Ten &from, const Ten &to, bool split, const std
   std::string v = load(args, from, index);
   std::string r = args.out(to);
   int64_t n = numel(to.axes);
-  std::string k = "__global__ void @NAME@(" + args.param_list() + ") {\n";
-  k += "  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < " + str(n) +
-       "; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {\n";
-  k += decompose(to.axes, "i", "    ");
+  std::string k = grid_stride_kernel(args, n, to.axes);
   k += "    const float v = " + v + ";\n";
   k += "    const __nv_bfloat16 hi = __float2bfloat16_rn(v);\n";
   k += "    const int64_t o = " + offset(to, index) + ";\n";
@@ -957,10 +952,7 @@ void Generator::generic_contract(Frame &frame, const ir::Op &o, const std::vecto
   if (product.empty()) product = "1.f";
   std::string r = args.out(out);
   int64_t n = numel(out.axes);
-  std::string k = "__global__ void @NAME@(" + args.param_list() + ") {\n";
-  k += "  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < " + str(n) +
-       "; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {\n";
-  k += decompose(out.axes, "i", "    ");
+  std::string k = grid_stride_kernel(args, n, out.axes);
   // An integer result is summed in float64 (exact for i8 operands and values
   // below 2^24; docs/CUDA.md), then truncated and saturated once.
   const bool integer = ir::is_integer(out.dtype);
@@ -2256,9 +2248,7 @@ void Generator::fused(Frame &frame, const ir::Diagram &d, const FusedMatch &m, c
     c.index = identity;
     stores(args, c);
     int64_t n = numel(space);
-    k += "  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < " + str(n) +
-         "; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {\n";
-    k += decompose(space, "i", "    ") + c.code + "  }\n}\n";
+    k += grid_stride_loop(n, space) + c.code + "  }\n}\n";
     work = n;
     launch_what = "pointwise";
   } else {
