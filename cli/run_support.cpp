@@ -129,7 +129,12 @@ bool list_slots(const ir::Program &program, const ir::Diagram &diagram, std::vec
 bool read_slot_npy(const std::string &path, const Slot &slot, Tensor &out) {
   RawArray array;
   std::string error;
-  if (!read_npy(path, array, error)) {
+  // No .npy of the slot's shape is larger than its data at 8 bytes an element
+  // plus a header: a larger file (or an endless one, /dev/zero) is refused early.
+  double elements = 1;
+  for (int64_t d : slot.shape) elements *= static_cast<double>(d);
+  const double most = 8 * elements + (1 << 20);
+  if (!read_npy(path, array, error, most < 1.8e19 ? static_cast<uint64_t>(most) : 0)) {
     std::cerr << "ncd: error: " << error << " (for " << slot.describe() << ")\n";
     return false;
   }
@@ -246,7 +251,11 @@ bool gather_data(const std::vector<Slot> &inputs, const std::vector<Slot> &param
         if (!used.count(name))
           std::cerr << "ncd: warning: " << params_option << ": tensor '" << name << "' matches no param of this diagram\n";
     } else {
-      std::cerr << "ncd: error: " << params_option << ": no such file or folder (--params takes a folder of .npy files or a .safetensors file)\n";
+      std::error_code exists_code;
+      std::cerr << "ncd: error: " << params_option
+                << (fs::exists(params_option, exists_code) ? ": neither a folder nor a .safetensors file"
+                                                           : ": no such file or folder")
+                << " (--params takes a folder of .npy files or a .safetensors file)\n";
       return false;
     }
   }

@@ -14,6 +14,7 @@
 
 #include "ncd/parser.h"
 #include "ncd/sema.h"
+#include "ncd/tensor.h"
 #include "ncd/verifier.h"
 
 #ifndef NCD_SOURCE_STDLIB_DIR
@@ -25,24 +26,19 @@ namespace fs = std::filesystem;
 namespace ncd {
 
 bool read_text_file(const std::string &path, std::string &text, std::string &error) {
+  // One byte over the parser's limit, so that the parser reports a file too large, located.
+  if (read_file_bytes(path, text, error, kMaxSourceBytes + 1)) return true;
+  // The callers' messages name the file themselves: keep the reason only.
   std::error_code code;
-  if (fs::is_directory(path, code)) {
+  if (fs::is_directory(path, code))
     error = "'" + path + "' is a directory";
-    return false;
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = "cannot open '" + path + "': " + std::strerror(errno);
-    return false;
-  }
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) {
+  else if (error.rfind(path + ": cannot open: ", 0) == 0)
+    error = "cannot open '" + path + "': " + error.substr(path.size() + 15);
+  else if (error.rfind(path + ": larger than", 0) == 0)
+    error = "'" + path + "' is larger than " + std::to_string(kMaxSourceBytes >> 20) + " MiB, the limit for a text file";
+  else
     error = "cannot read '" + path + "'";
-    return false;
-  }
-  text = buffer.str();
-  return true;
+  return false;
 }
 
 std::vector<std::string> default_search_path() {

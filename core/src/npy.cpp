@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -275,25 +276,42 @@ bool parse_npy(const std::string &bytes, RawArray &out, std::string &error) {
   return true;
 }
 
-bool read_file_bytes(const std::string &path, std::string &bytes, std::string &error) {
+bool read_file_bytes(const std::string &path, std::string &bytes, std::string &error, uint64_t limit) {
+  std::error_code code;
+  if (std::filesystem::is_directory(path, code)) {
+    error = path + ": is a directory";
+    return false;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     error = path + ": cannot open: " + std::strerror(errno);
     return false;
   }
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
+  if (limit == 0) limit = available_memory();
+  if (limit == 0) limit = std::numeric_limits<uint64_t>::max();
+  bytes.clear();
+  std::string chunk(size_t{1} << 20, '\0');
+  while (in) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    const auto got = static_cast<size_t>(in.gcount());
+    if (bytes.size() + got > limit) {
+      bytes.clear();
+      bytes.shrink_to_fit();
+      error = path + ": larger than the limit of " + bytes_text(static_cast<double>(limit));
+      return false;
+    }
+    bytes.append(chunk.data(), got);
+  }
   if (in.bad()) {
     error = path + ": cannot read: " + std::strerror(errno);
     return false;
   }
-  bytes = buffer.str();
   return true;
 }
 
-bool read_npy(const std::string &path, RawArray &out, std::string &error) {
+bool read_npy(const std::string &path, RawArray &out, std::string &error, uint64_t limit) {
   std::string bytes;
-  if (!read_file_bytes(path, bytes, error)) return false;
+  if (!read_file_bytes(path, bytes, error, limit)) return false;
   std::string problem;
   if (!parse_npy(bytes, out, problem)) {
     error = path + ": " + problem;

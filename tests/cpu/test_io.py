@@ -359,6 +359,22 @@ def limits(ncd, root, work):
         check(code == 1, f"{' '.join(defines)}: exit {code}, expected 1: {err}")
         check(re.match(expected, err) is not None, f"{' '.join(defines)}: unexpected message: {err!r}")
         check(not os.path.exists(out_dir), f"{' '.join(defines)}: the output folder was written")
+    # Endless or special files are read only up to a limit, and named.
+    run_args = ["run", attention, "-D", "q=8", "-D", "k=8", "--random", "1", "--out-dir", os.path.join(work, "special")]
+    specials = (
+        (["check", "/dev/zero"], "ncd: error: '/dev/zero' is larger than 64 MiB, the limit for a text file\n"),
+        (["cost", attention, "--hw", "/dev/zero"],
+         "ncd: error: hardware profile: '/dev/zero' is larger than 64 MiB, the limit for a text file\n"),
+        (run_args + ["--in", "Q=/dev/zero"],
+         "ncd: error: /dev/zero: larger than the limit of 1.00 MiB (for input 'Q' [q=8, d=64] bf16)\n"),
+        (run_args + ["--in", f"Q={work}"], f"ncd: error: {work}: is a directory (for input 'Q' [q=8, d=64] bf16)\n"),
+        (run_args + ["--params", "/dev/zero"],
+         "ncd: error: /dev/zero: neither a folder nor a .safetensors file (--params takes a folder of .npy files or "
+         "a .safetensors file)\n"),
+    )
+    for args, expected in specials:
+        code, _, err = run(ncd, args, work)
+        check(code == 1 and err == expected, f"ncd {' '.join(args[:1] + args[-2:])}: exit {code}, {err!r}")
 
 
 SECTIONS = {"npy_formats": npy_formats, "outputs": outputs, "repeatable": repeatable, "safetensors": safetensors,

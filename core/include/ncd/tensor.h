@@ -106,9 +106,13 @@ bool tensor_from_array(const RawArray &array, ir::DType dtype, const std::vector
 // big-endian; C and Fortran order; bool, int8/16/32/64, uint8/16/32/64,
 // float16/32/64). Fortran-ordered data is transposed to C order.
 bool parse_npy(const std::string &bytes, RawArray &out, std::string &error);
-// Reads a whole file; errors read "PATH: cannot open: REASON" (or "cannot read").
-bool read_file_bytes(const std::string &path, std::string &bytes, std::string &error);
-bool read_npy(const std::string &path, RawArray &out, std::string &error);  // errors name the file
+// Reads a whole file of at most `limit` bytes (0: the memory available), in
+// chunks, so that /dev/zero, a FIFO or a huge file stops at the limit instead
+// of exhausting memory; errors read "PATH: cannot open: REASON", "PATH: is a
+// directory", "PATH: larger than the limit of N" or "PATH: cannot read".
+bool read_file_bytes(const std::string &path, std::string &bytes, std::string &error, uint64_t limit = 0);
+// Errors name the file; `limit` as read_file_bytes.
+bool read_npy(const std::string &path, RawArray &out, std::string &error, uint64_t limit = 0);
 // Version 1.0 (2.0 when the header needs it), little-endian, C order.
 std::string npy_bytes(const RawArray &array);
 
