@@ -200,10 +200,8 @@ Handler setup_optimize(CLI::App &command) {
     std::vector<std::string> read;
     if (!hardware->path.empty()) {
       std::error_code code;
-      auto relative = std::filesystem::relative(hardware->path, std::filesystem::current_path(), code);
-      read.push_back(!code && !relative.empty() && relative.string().rfind("..", 0) != 0
-                         ? relative.string()
-                         : std::filesystem::absolute(hardware->path, code).string());
+      std::string relative = relative_to_cwd(hardware->path);
+      read.push_back(!relative.empty() ? relative : std::filesystem::absolute(hardware->path, code).string());
     }
     return write_dependency_file(options->frontend, *compilation, options->file, options->output, read) ? kSuccess
                                                                                                         : kUserError;

@@ -57,17 +57,8 @@ __host__ __device__ inline __nv_fp8_e5m2 ncd_to<__nv_fp8_e5m2>(float x) {
   r.__x = __nv_cvt_float_to_fp8(x, __NV_NOSAT, __NV_E5M2);
   return r;
 }
-template <>
-__host__ __device__ inline int8_t ncd_to<int8_t>(float x) {
-  return x != x ? 0 : x >= 127.f ? 127 : x <= -128.f ? -128 : static_cast<int8_t>(x);
-}
-template <>
-__host__ __device__ inline int32_t ncd_to<int32_t>(float x) {
-  return x != x ? 0 : x >= 2147483648.f ? INT_MAX : x <= -2147483648.f ? INT_MIN : static_cast<int32_t>(x);
-}
-template <>
-__host__ __device__ inline bool ncd_to<bool>(float x) { return x != 0.f; }
-// An exact (float64) integer sum, truncated toward zero and saturated.
+// To an integer: truncated toward zero and saturated, NaN to 0 (from float64
+// for exact integer sums; every float is exactly a double, so one definition).
 template <typename T>
 __host__ __device__ inline T ncd_to_int(double x);
 template <>
@@ -78,6 +69,12 @@ template <>
 __host__ __device__ inline int32_t ncd_to_int<int32_t>(double x) {
   return x != x ? 0 : x >= 2147483647.0 ? INT_MAX : x <= -2147483648.0 ? INT_MIN : static_cast<int32_t>(x);
 }
+template <>
+__host__ __device__ inline int8_t ncd_to<int8_t>(float x) { return ncd_to_int<int8_t>(x); }
+template <>
+__host__ __device__ inline int32_t ncd_to<int32_t>(float x) { return ncd_to_int<int32_t>(x); }
+template <>
+__host__ __device__ inline bool ncd_to<bool>(float x) { return x != 0.f; }
 
 // ---------------------------------------------------------------- functions (docs/RUN.md)
 __device__ inline float ncd_max(float a, float b) { return (a != a || b != b) ? a + b : fmaxf(a, b); }

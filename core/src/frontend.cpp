@@ -27,17 +27,16 @@ namespace ncd {
 
 bool read_text_file(const std::string &path, std::string &text, std::string &error) {
   // One byte over the parser's limit, so that the parser reports a file too large, located.
-  if (read_file_bytes(path, text, error, kMaxSourceBytes + 1)) return true;
-  // The callers' messages name the file themselves: keep the reason only.
-  std::error_code code;
-  if (fs::is_directory(path, code))
-    error = "'" + path + "' is a directory";
-  else if (error.rfind(path + ": cannot open: ", 0) == 0)
-    error = "cannot open '" + path + "': " + error.substr(path.size() + 15);
-  else if (error.rfind(path + ": larger than", 0) == 0)
-    error = "'" + path + "' is larger than " + std::to_string(kMaxSourceBytes >> 20) + " MiB, the limit for a text file";
-  else
-    error = "cannot read '" + path + "'";
+  std::string reason;
+  switch (read_file_limited(path, kMaxSourceBytes + 1, text, reason)) {
+    case ReadFailure::None: return true;
+    case ReadFailure::Directory: error = "'" + path + "' is a directory"; break;
+    case ReadFailure::Open: error = "cannot open '" + path + "': " + reason; break;
+    case ReadFailure::TooLarge:
+      error = "'" + path + "' is larger than " + std::to_string(kMaxSourceBytes >> 20) + " MiB, the limit for a text file";
+      break;
+    case ReadFailure::Read: error = "cannot read '" + path + "'"; break;
+  }
   return false;
 }
 
@@ -68,12 +67,20 @@ std::vector<std::string> Compilation::dependencies() const {
   // make resolves prerequisites against its working folder: an import found
   // elsewhere (e.g. "std/nn.ncd" in the stdlib) is listed by its real path.
   std::vector<std::string> out;
-  std::error_code code;
-  for (const auto &module : modules) {
-    bool reachable = fs::exists(module.path, code) && fs::equivalent(module.path, module.resolved, code);
-    out.push_back(reachable ? module.path : module.resolved);
-  }
+  for (const auto &module : modules) out.push_back(prerequisite_path(module.path, module.resolved));
   return out;
+}
+
+std::string prerequisite_path(const std::string &as_given, const std::string &resolved) {
+  std::error_code code;
+  return fs::exists(as_given, code) && fs::equivalent(as_given, resolved, code) ? as_given : resolved;
+}
+
+std::string relative_to_cwd(const std::string &path) {
+  std::error_code code;
+  fs::path relative = fs::relative(path, fs::current_path(), code);
+  if (!code && !relative.empty() && relative.string().rfind("..", 0) != 0) return relative.string();
+  return "";
 }
 
 namespace {
@@ -153,9 +160,8 @@ class Loader {
 
   // Imports found through the search path are shown as written; others relative to the cwd.
   static std::string display_name(const std::string &written, const std::string &resolved) {
-    std::error_code code;
-    fs::path relative = fs::relative(resolved, fs::current_path(), code);
-    if (!code && !relative.empty() && relative.string().rfind("..", 0) != 0) return relative.string();
+    std::string relative = relative_to_cwd(resolved);
+    if (!relative.empty()) return relative;
     return written.rfind("std/", 0) == 0 ? written : resolved;
   }
 

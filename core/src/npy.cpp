@@ -276,16 +276,13 @@ bool parse_npy(const std::string &bytes, RawArray &out, std::string &error) {
   return true;
 }
 
-bool read_file_bytes(const std::string &path, std::string &bytes, std::string &error, uint64_t limit) {
+ReadFailure read_file_limited(const std::string &path, uint64_t limit, std::string &bytes, std::string &reason) {
   std::error_code code;
-  if (std::filesystem::is_directory(path, code)) {
-    error = path + ": is a directory";
-    return false;
-  }
+  if (std::filesystem::is_directory(path, code)) return ReadFailure::Directory;
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    error = path + ": cannot open: " + std::strerror(errno);
-    return false;
+    reason = std::strerror(errno);
+    return ReadFailure::Open;
   }
   if (limit == 0) limit = available_memory();
   if (limit == 0) limit = std::numeric_limits<uint64_t>::max();
@@ -297,16 +294,28 @@ bool read_file_bytes(const std::string &path, std::string &bytes, std::string &e
     if (bytes.size() + got > limit) {
       bytes.clear();
       bytes.shrink_to_fit();
-      error = path + ": larger than the limit of " + bytes_text(static_cast<double>(limit));
-      return false;
+      reason = bytes_text(static_cast<double>(limit));
+      return ReadFailure::TooLarge;
     }
     bytes.append(chunk.data(), got);
   }
   if (in.bad()) {
-    error = path + ": cannot read: " + std::strerror(errno);
-    return false;
+    reason = std::strerror(errno);
+    return ReadFailure::Read;
   }
-  return true;
+  return ReadFailure::None;
+}
+
+bool read_file_bytes(const std::string &path, std::string &bytes, std::string &error, uint64_t limit) {
+  std::string reason;
+  switch (read_file_limited(path, limit, bytes, reason)) {
+    case ReadFailure::None: return true;
+    case ReadFailure::Directory: error = path + ": is a directory"; break;
+    case ReadFailure::Open: error = path + ": cannot open: " + reason; break;
+    case ReadFailure::TooLarge: error = path + ": larger than the limit of " + reason; break;
+    case ReadFailure::Read: error = path + ": cannot read: " + reason; break;
+  }
+  return false;
 }
 
 bool read_npy(const std::string &path, RawArray &out, std::string &error, uint64_t limit) {

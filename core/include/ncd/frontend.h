@@ -38,6 +38,12 @@ struct Compilation {
   std::vector<std::string> dependencies() const;
 };
 
+// How a dependency file names a file read: as given when that reaches it from
+// the current folder (make resolves prerequisites there), else its resolved path.
+std::string prerequisite_path(const std::string &as_given, const std::string &resolved);
+// `path` relative to the current folder when it lies below it, else "".
+std::string relative_to_cwd(const std::string &path);
+
 // The directories searched for imports after -I: NCD_PATH, then the stdlib.
 std::vector<std::string> default_search_path();
 

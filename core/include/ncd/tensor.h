@@ -108,8 +108,12 @@ bool tensor_from_array(const RawArray &array, ir::DType dtype, const std::vector
 bool parse_npy(const std::string &bytes, RawArray &out, std::string &error);
 // Reads a whole file of at most `limit` bytes (0: the memory available), in
 // chunks, so that /dev/zero, a FIFO or a huge file stops at the limit instead
-// of exhausting memory; errors read "PATH: cannot open: REASON", "PATH: is a
-// directory", "PATH: larger than the limit of N" or "PATH: cannot read".
+// of exhausting memory. On failure, says why (`reason`: strerror for Open and
+// Read, the limit as text for TooLarge).
+enum class ReadFailure { None, Directory, Open, TooLarge, Read };
+ReadFailure read_file_limited(const std::string &path, uint64_t limit, std::string &bytes, std::string &reason);
+// The same, with errors reading "PATH: cannot open: REASON", "PATH: is a
+// directory", "PATH: larger than the limit of N" or "PATH: cannot read: REASON".
 bool read_file_bytes(const std::string &path, std::string &bytes, std::string &error, uint64_t limit = 0);
 // Errors name the file; `limit` as read_file_bytes.
 bool read_npy(const std::string &path, RawArray &out, std::string &error, uint64_t limit = 0);
