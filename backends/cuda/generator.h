@@ -1,0 +1,428 @@
+// The CUDA generator's shared declarations: the runtime-axis tensor view (`Ten`),
+// frames, kernel arguments, the fusion matches and the Generator class. Its
+// member functions are defined by concern in codegen.cpp (walking the IR, data
+// movement, calls and repeats, host code), codegen_contract.cpp (contractions:
+// tensor-core GEMM and the generic kernel), codegen_attention.cpp (streamed
+// attention) and codegen_fused.cpp (the fused kernels `ncd optimize` writes).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "codegen.h"
+#include "ncd/cost.h"
+#include "ncd/hardware.h"
+#include "ncd/instances.h"
+#include "ncd/tensor.h"
+
+namespace ncd::cuda {
+
+using ir::DType;
+using ir::OpKind;
+
+namespace detail {
+
+
+struct GenError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+inline std::string str(int64_t v) { return std::to_string(v); }
+
+// A float literal that nvcc reads back exactly.
+inline std::string flit(double v) {
+  if (std::isnan(v)) return "NAN";
+  if (std::isinf(v)) return v > 0 ? "INFINITY" : "(-INFINITY)";
+  char text[64];
+  std::snprintf(text, sizeof text, "%.9g", static_cast<double>(static_cast<float>(v)));
+  std::string s = text;
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  s += "f";
+  if (s[0] == '-') s = "(" + s + ")";
+  return s;
+}
+
+inline std::string ident(const std::string &text) {
+  std::string out;
+  for (char c : text) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')
+      out += c;
+    else if (c == '@')
+      out += "_at";
+    else
+      out += '_';
+  }
+  if (out.empty() || (out[0] >= '0' && out[0] <= '9')) out = "_" + out;
+  return out;
+}
+
+inline bool is_16bit_float(DType t) { return t == DType::BF16 || t == DType::F16; }
+
+// A value as generated code sees it: a buffer (strided view), a literal
+// (constants, sizes), or the positions of one axis (axis_index).
+struct Ten {
+  enum class Kind { Buffer, Literal, Index };
+  Kind kind = Kind::Buffer;
+  DType dtype = DType::F32;
+  std::vector<int> axes;  // runtime axes; for Buffer, with strides
+  std::vector<int64_t> strides;
+  std::string ptr;  // Buffer: host expression of the base pointer
+  double literal = 0;
+
+  int find(int axis) const {
+    for (size_t i = 0; i < axes.size(); ++i)
+      if (axes[i] == axis) return static_cast<int>(i);
+    return -1;
+  }
+  bool has(int axis) const { return find(axis) >= 0; }
+  int64_t stride(int axis) const {
+    int d = find(axis);
+    return d < 0 || kind != Kind::Buffer ? 0 : strides[static_cast<size_t>(d)];
+  }
+  bool same_place(const Ten &other) const {
+    if (kind != Kind::Buffer || other.kind != Kind::Buffer || ptr != other.ptr || dtype != other.dtype) return false;
+    std::set<std::pair<int, int64_t>> a, b;
+    for (size_t i = 0; i < axes.size(); ++i) a.insert({axes[i], strides[i]});
+    for (size_t i = 0; i < other.axes.size(); ++i) b.insert({other.axes[i], other.strides[i]});
+    return a == b;
+  }
+};
+
+// One segment of a param path: literal text (with its trailing '.'), or the
+// iteration of a host loop.
+struct PathPart {
+  std::string text;
+  const ParamNaming *naming = nullptr;
+  const ir::Op *repeat = nullptr;
+  std::string var;
+  int64_t count = 0;
+};
+
+struct Frame {
+  const ir::Diagram *diagram = nullptr;
+  std::unique_ptr<AxisSizes> sizes;
+  const ParamNaming *naming = nullptr;
+  std::map<int, int> rt;  // IR axis -> runtime axis
+  std::map<int, Ten> values;
+  std::map<int, Ten> dest;  // where a value must end up (outputs)
+  std::map<int, Ten> hint;  // where a value had best be (a call result in the caller's layout)
+  std::vector<PathPart> prefix;
+  std::map<const ir::Op *, std::pair<std::string, int64_t>> loops;  // repeat -> (host loop variable, count)
+};
+
+// Collects a kernel's parameters and the host expressions passed for them.
+struct KernelArgs {
+  std::vector<std::string> params, args;
+  std::map<std::string, std::string> seen;
+  std::string in(const Ten &t) {
+    std::string key = "in|" + t.ptr + "|" + element_type(t.dtype);
+    if (auto it = seen.find(key); it != seen.end()) return it->second;
+    std::string name = "a" + str(static_cast<int64_t>(params.size()));
+    params.push_back("const " + element_type(t.dtype) + " *__restrict__ " + name);
+    args.push_back(t.ptr);
+    seen[key] = name;
+    return name;
+  }
+  std::string out(const Ten &t) {
+    std::string name = "r" + str(static_cast<int64_t>(params.size()));
+    params.push_back(element_type(t.dtype) + " *__restrict__ " + name);
+    args.push_back(t.ptr);
+    return name;
+  }
+  std::string param_list() const {
+    std::string s;
+    for (size_t i = 0; i < params.size(); ++i) s += (i ? ", " : "") + params[i];
+    return s;
+  }
+  std::string arg_list() const {
+    std::string s;
+    for (size_t i = 0; i < args.size(); ++i) s += (i ? ", " : "") + args[i];
+    return s;
+  }
+};
+
+inline std::string x(int axis) { return "x" + str(axis); }
+
+// Attention pattern found in a scheduled diagram (IR value ids of its diagram).
+struct AttentionMatch {
+  int q_input = -1, k_input = -1, v_input = -1, output = -1;
+  int q_axis = -1, k_axis = -1, d_axis = -1, e_axis = -1;  // IR axes
+  std::vector<int> scale_values;                           // scalar factors of the scores
+  std::vector<int> out_scale_values;                       // scalar factors of the P.V contraction
+  int mask = -1;                                           // condition value, -1: none
+  int64_t bq = 0, bk = 0;
+};
+
+// A GEMM's fused epilogue: code applied to each f32 accumulator in place of the
+// plain store (Generator::fused_gemm builds it).
+struct GemmEpilogue {
+  // Code for one element: the x<axis> of every output axis are declared, and
+  // `acc` is the scaled f32 accumulator. Reads and writes go through `args`.
+  std::function<std::string(KernelArgs &args, const std::string &acc, const std::string &pad)> body;
+  std::map<int, int64_t> groups;  // runtime axis -> the schedule's group tile
+};
+
+// A scheduled diagram that is a fused GEMM + epilogue, a row kernel
+// (normalisation or reduction with elementwise work around it) or a pointwise
+// chain (elementwise and access ops): docs/CUDA.md, "Fused kernels".
+struct FusedMatch {
+  enum class Kind { Gemm, Row, Pointwise };
+  Kind kind = Kind::Pointwise;
+  const ir::Op *main = nullptr;          // the contraction, normalisation or reduction
+  std::vector<const ir::Op *> before;    // scalar arithmetic computed first (folded or tiny kernels)
+  std::set<int> after;                   // values computed from main's result
+};
+
+class Generator {
+ public:
+  Generator(const EmitRequest &request, std::string arch)
+      : request_(request), program_(*request.program), arch_(std::move(arch)) {}
+
+  HarnessDiagram generate_diagram(const ir::Diagram &diagram);
+  std::string kernels() const {
+    std::string s;
+    for (const auto &k : kernel_order_) s += k + "\n";
+    return s;
+  }
+  std::string hosts() const { return hosts_; }
+
+ private:
+  // ------------------------------------------------ runtime axes
+  int rt_axis(Frame &frame, int axis) {
+    auto it = frame.rt.find(axis);
+    if (it != frame.rt.end()) return it->second;
+    auto size = frame.sizes->size(axis);
+    if (!size) throw GenError("diagram '" + frame.diagram->name + "': " + frame.sizes->missing_message(axis));
+    int id = static_cast<int>(axis_sizes_.size());
+    axis_sizes_.push_back(*size);
+    axis_names_.push_back(program_.axis(axis).name);
+    frame.rt[axis] = id;
+    return id;
+  }
+  int64_t size(int rt) const { return axis_sizes_.at(static_cast<size_t>(rt)); }
+  int64_t numel(const std::vector<int> &axes) const {
+    int64_t n = 1;
+    for (int a : axes) n *= size(a);
+    return n;
+  }
+  std::string axis_list(const std::vector<int> &axes) const {
+    std::string s;
+    for (int a : axes) s += (s.empty() ? "" : ", ") + axis_names_[static_cast<size_t>(a)];
+    return "[" + s + "]";
+  }
+
+  // ------------------------------------------------ host code
+  void line(const std::string &text) { body_ += std::string(static_cast<size_t>(indent_ * 2), ' ') + text + "\n"; }
+  // A row-major tensor over `axes` at `ptr`.
+  Ten dense(DType dtype, std::vector<int> axes, std::string ptr) {
+    Ten t;
+    t.dtype = dtype;
+    t.axes = std::move(axes);
+    t.strides.assign(t.axes.size(), 1);
+    int64_t stride = 1;
+    for (size_t i = t.axes.size(); i-- > 0;) {
+      t.strides[i] = stride;
+      stride *= size(t.axes[i]);
+    }
+    t.ptr = std::move(ptr);
+    return t;
+  }
+  // A row-major tensor holding `value` of `frame`, at `ptr`.
+  Ten dense(Frame &frame, const ir::Value &value, std::string ptr) {
+    std::vector<int> axes;
+    for (int axis : value.axes) axes.push_back(rt_axis(frame, axis));
+    return dense(value.dtype, std::move(axes), std::move(ptr));
+  }
+  // A dense workspace tensor; with `copies` > 1, room for that many (the
+  // caller spaces them out by scaling the strides).
+  Ten alloc(DType dtype, const std::vector<int> &axes, int64_t copies = 1) {
+    int64_t elements = copies;
+    for (int axis : axes) elements *= size(axis);
+    workspace_ = (workspace_ + 255) / 256 * 256;
+    Ten t = dense(dtype, axes, "reinterpret_cast<" + element_type(dtype) + " *>(ncd_ws + " + str(workspace_) + ")");
+    workspace_ += std::max<int64_t>(elements * dtype_bytes(dtype), 1);
+    return t;
+  }
+  // A kernel's signature and its grid-stride loop over the n positions of
+  // `axes`, each position decomposed into the axes' index variables; the
+  // caller appends the body and closes with "  }\n}\n".
+  std::string grid_stride_loop(int64_t n, const std::vector<int> &axes) {
+    return "  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < " + str(n) +
+           "; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {\n" + decompose(axes, "i", "    ");
+  }
+  std::string grid_stride_kernel(const KernelArgs &args, int64_t n, const std::vector<int> &axes) {
+    return "__global__ void @NAME@(" + args.param_list() + ") {\n" + grid_stride_loop(n, axes);
+  }
+  std::string add_kernel(const std::string &stem, const std::string &text) {
+    auto it = kernel_names_.find(text);
+    if (it != kernel_names_.end()) return it->second;
+    std::string name = "ncd_k" + str(static_cast<int64_t>(kernel_names_.size())) + "_" + ident(stem);
+    std::string code = text;
+    for (size_t p; (p = code.find("@NAME@")) != std::string::npos;) code.replace(p, 6, name);
+    kernel_names_[text] = name;
+    kernel_order_.push_back(code);
+    return name;
+  }
+  void launch(const std::string &kernel, int64_t blocks, int threads, const KernelArgs &args, const std::string &what) {
+    line("// " + what);
+    line(kernel + "<<<" + str(blocks) + ", " + str(threads) + ", 0, stream>>>(" + args.arg_list() + ");");
+    line("NCD_LAUNCHED();");
+  }
+  static int64_t grid_for(int64_t work, int threads) {
+    return std::max<int64_t>(1, std::min<int64_t>((work + threads - 1) / threads, int64_t{1} << 20));
+  }
+  void note(const ir::Op *op, const std::string &text) {
+    std::string where = op && request_.sources && op->location.valid() ? request_.sources->describe(op->location) + ": " : "";
+    std::string full = where + text;
+    if (notes_seen_.insert(full).second && request_.notes) request_.notes->push_back(full);
+    line("// fallback: " + text);
+  }
+
+  // ------------------------------------------------ device expressions
+  std::string load(KernelArgs &args, const Ten &t, const std::function<std::string(int)> &index) {
+    if (t.kind == Ten::Kind::Literal) return flit(t.literal);
+    if (t.kind == Ten::Kind::Index) return "static_cast<float>(" + index(t.axes.at(0)) + ")";
+    std::string name = args.in(t);
+    return "ncd_f(" + name + "[" + offset(t, index) + "])";
+  }
+  std::string load_int(KernelArgs &args, const Ten &t, const std::function<std::string(int)> &index) {
+    if (t.kind == Ten::Kind::Literal) return str(static_cast<int64_t>(t.literal));
+    if (t.kind == Ten::Kind::Index) return "(" + index(t.axes.at(0)) + ")";
+    if (ir::is_integer(t.dtype) || t.dtype == DType::Bool)
+      return "static_cast<int64_t>(" + args.in(t) + "[" + offset(t, index) + "])";
+    return "static_cast<int64_t>(" + load(args, t, index) + ")";
+  }
+  std::string offset(const Ten &t, const std::function<std::string(int)> &index) const {
+    std::string s;
+    for (size_t i = 0; i < t.axes.size(); ++i) {
+      if (t.strides[i] == 0) continue;
+      s += (s.empty() ? "" : " + ") + ("(" + index(t.axes[i]) + ")") + (t.strides[i] == 1 ? "" : " * " + str(t.strides[i]));
+    }
+    return s.empty() ? "0" : s;
+  }
+  // Declares x<axis> for each axis from the linear index `linear` (first axis outermost).
+  std::string decompose(const std::vector<int> &axes, const std::string &linear, const std::string &pad) const {
+    std::string s;
+    int64_t after = 1;
+    for (size_t i = axes.size(); i-- > 0;) {
+      std::string e = linear;
+      if (after != 1) e = "(" + e + " / " + str(after) + ")";
+      if (i > 0) e += " % " + str(size(axes[i]));
+      s = pad + "const int64_t " + x(axes[i]) + " = " + e + ";\n" + s;
+      after *= size(axes[i]);
+    }
+    return s;
+  }
+  static std::string function_expr(const std::string &fn, const std::vector<std::string> &a, DType result) {
+    auto need = [&](size_t n) {
+      if (a.size() != n) throw GenError("elementwise '" + fn + "' takes " + str(static_cast<int64_t>(n)) + " operands");
+    };
+    static const std::map<std::string, std::string> unary = {
+        {"exp", "expf"},     {"log", "logf"},        {"sqrt", "sqrtf"},        {"rsqrt", "ncd_rsqrt"}, {"tanh", "tanhf"},
+        {"sigmoid", "ncd_sigmoid"}, {"sin", "sinf"}, {"cos", "cosf"},          {"erf", "erff"},        {"relu", "ncd_relu"},
+        {"gelu", "ncd_gelu"}, {"silu", "ncd_silu"},  {"softplus", "ncd_softplus"}, {"abs", "fabsf"},   {"floor", "floorf"},
+        {"ceil", "ceilf"},   {"log1p", "log1pf"},    {"expm1", "expm1f"}};
+    if (auto it = unary.find(fn); it != unary.end()) {
+      need(1);
+      return it->second + "(" + a[0] + ")";
+    }
+    static const std::map<std::string, std::string> binary = {{"add", "+"}, {"sub", "-"}, {"mul", "*"}, {"div", "/"}};
+    if (auto it = binary.find(fn); it != binary.end()) {
+      need(2);
+      return "(" + a[0] + " " + it->second + " " + a[1] + ")";
+    }
+    static const std::map<std::string, std::string> compare = {{"lt", "<"}, {"le", "<="}, {"gt", ">"},
+                                                               {"ge", ">="}, {"eq", "=="}, {"ne", "!="}};
+    if (auto it = compare.find(fn); it != compare.end()) {
+      need(2);
+      return "(" + a[0] + " " + it->second + " " + a[1] + " ? 1.f : 0.f)";
+    }
+    if (fn == "and") return need(2), "((" + a[0] + " != 0.f && " + a[1] + " != 0.f) ? 1.f : 0.f)";
+    if (fn == "or") return need(2), "((" + a[0] + " != 0.f || " + a[1] + " != 0.f) ? 1.f : 0.f)";
+    if (fn == "not") return need(1), "(" + a[0] + " == 0.f ? 1.f : 0.f)";
+    if (fn == "neg") return need(1), "(-" + a[0] + ")";
+    if (fn == "recip") return need(1), "(1.f / " + a[0] + ")";
+    if (fn == "square") return need(1), "(" + a[0] + " * " + a[0] + ")";
+    if (fn == "pow") return need(2), "powf(" + a[0] + ", " + a[1] + ")";
+    if (fn == "minimum" || fn == "min") return need(2), "ncd_min(" + a[0] + ", " + a[1] + ")";
+    if (fn == "maximum" || fn == "max") return need(2), "ncd_max(" + a[0] + ", " + a[1] + ")";
+    if (fn == "where") return need(3), "(" + a[0] + " != 0.f ? " + a[1] + " : " + a[2] + ")";
+    if (fn == "copy" || fn == "cast" || ir::parse_dtype(fn)) return need(1), a[0];
+    (void)result;
+    throw GenError("the cuda backend has no elementwise function '" + fn + "'");
+  }
+
+  // ------------------------------------------------ values
+  Ten get(Frame &frame, int id);
+  Ten param(Frame &frame, int id);
+  std::string param_pointer(Frame &frame, const std::vector<PathPart> &parts, DType dtype);
+  std::vector<int> result_axes(Frame &frame, const ir::Value &result, const std::vector<const Ten *> &operands,
+                               const std::set<int> &drop);
+  Ten output(Frame &frame, int value, DType dtype, const std::vector<int> &axes);
+
+  // ------------------------------------------------ ops
+  void region(Frame &frame, const ir::Region &region);
+  void op(Frame &frame, const ir::Op &op);
+  void call(Frame &frame, const ir::Op &op);
+  void repeat(Frame &frame, const ir::Op &op);
+  Ten elementwise(Frame &frame, const ir::Op &op);
+  Ten contract(Frame &frame, const ir::Op &op);
+  Ten reduce(Frame &frame, const ir::Op &op);
+  Ten normalize(Frame &frame, const ir::Op &op);
+  Ten access(Frame &frame, const ir::Op &op);
+  Ten merge(Frame &frame, const ir::Op &op);
+  void copy(const Ten &from, const Ten &to, const std::string &what);
+  void split_copy(const Ten &from, const Ten &to, bool split, const std::string &what);
+  bool gemm(Frame &frame, const ir::Op &op, const std::vector<Ten> &tensors, const std::vector<Ten> &scalars,
+            const Ten &out, std::string &why, const GemmEpilogue *epilogue = nullptr);
+  void generic_contract(Frame &frame, const ir::Op &op, const std::vector<Ten> &operands, const std::vector<int> &summed,
+                        const Ten &out);
+
+  // ------------------------------------------------ fused kernels
+  bool scheduled(Frame &frame, const ir::Diagram &diagram, const ir::Op *site);
+  bool match_attention(const ir::Diagram &diagram, AttentionMatch &m, std::string &why) const;
+  bool match_fused(const ir::Diagram &diagram, FusedMatch &m, std::string &why) const;
+  void fused(Frame &frame, const ir::Diagram &diagram, const FusedMatch &m, const ir::Op *site);
+  struct ExprCtx;
+  std::string fexpr(Frame &frame, KernelArgs &args, ExprCtx &c, int id);
+  std::vector<int> fused_axes(Frame &frame, int id);
+  void run_rest(Frame &frame, const ir::Diagram &diagram);
+  void attention(Frame &frame, const ir::Diagram &diagram, const AttentionMatch &m, const ir::Op *site);
+
+  const EmitRequest &request_;
+  const ir::Program &program_;
+  std::string arch_;
+  std::vector<int64_t> axis_sizes_;
+  std::vector<std::string> axis_names_;
+  std::map<std::string, std::string> kernel_names_;
+  std::vector<std::string> kernel_order_;
+  std::set<std::string> notes_seen_;
+  std::map<const ir::Diagram *, std::unique_ptr<ParamNaming>> naming_;
+  std::string hosts_;
+  // The diagram being generated.
+  std::string body_;
+  std::vector<std::string> preamble_;
+  int indent_ = 2;
+  int64_t workspace_ = 0;
+  int loop_counter_ = 0;
+  std::map<std::string, std::pair<std::string, DType>> param_args_;  // path -> (host argument, dtype)
+  std::map<std::string, std::string> param_arrays_;                  // array key -> array name
+
+  const ParamNaming &naming(const ir::Diagram &diagram) {
+    auto &slot = naming_[&diagram];
+    if (!slot) slot = std::make_unique<ParamNaming>(diagram);
+    return *slot;
+  }
+};
+
+}  // namespace detail
+}  // namespace ncd::cuda
