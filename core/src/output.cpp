@@ -1,4 +1,7 @@
-// Atomic output files and Makefile dependency files.
+// Output files and Makefile dependency files. A regular file is replaced
+// atomically (temporary file beside it, then rename; an interrupt removes the
+// temporary); a symbolic link is written through to its target; a FIFO or a
+// device node is written in place.
 #include "ncd/output.h"
 
 #include <fcntl.h>
@@ -6,12 +9,99 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
 
 namespace ncd {
+
+namespace {
+
+// The temporary file being written, so that an interrupted run removes it:
+// a fixed buffer, because only async-signal-safe calls may touch it.
+char pending_temporary[4096];
+volatile sig_atomic_t pending_set = 0;
+
+void remove_pending_and_reraise(int signal_number) {
+  if (pending_set) ::unlink(pending_temporary);
+  ::signal(signal_number, SIG_DFL);
+  ::raise(signal_number);
+}
+
+// Installed once, and only over the default disposition: a caller that
+// handles these signals itself keeps its handler.
+void install_cleanup_handlers() {
+  static bool installed = false;
+  if (installed) return;
+  installed = true;
+  for (int signal_number : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
+    struct sigaction current {};
+    if (::sigaction(signal_number, nullptr, &current) != 0 || current.sa_handler != SIG_DFL) continue;
+    struct sigaction action {};
+    action.sa_handler = remove_pending_and_reraise;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(signal_number, &action, nullptr);
+  }
+}
+
+void set_pending(const char *name) {
+  pending_set = 0;
+  if (!name || std::strlen(name) >= sizeof pending_temporary) return;
+  std::memcpy(pending_temporary, name, std::strlen(name) + 1);
+  pending_set = 1;
+}
+
+// Where writing a `path` that does not exist yet lands: through a dangling
+// symbolic link to its target, which is created (as a compiler's -o does).
+std::filesystem::path follow_links(const std::string &path) {
+  namespace fs = std::filesystem;
+  fs::path target(path);
+  for (int hops = 0; hops < 40; ++hops) {
+    std::error_code code;
+    if (!fs::is_symlink(fs::symlink_status(target, code))) break;
+    fs::path next = fs::read_symlink(target, code);
+    if (code) break;
+    target = next.is_absolute() ? next : target.parent_path() / next;
+  }
+  return target;
+}
+
+bool write_all(int fd, const std::string &content) {
+  size_t written = 0;
+  while (written < content.size()) {
+    ssize_t n = ::write(fd, content.data() + written, content.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    written += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// A FIFO, a terminal or a device node is written in place: renaming over it
+// would replace it with a regular file.
+bool write_through(const std::string &path, const std::string &content, std::string &error) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    error = "cannot write '" + path + "': " + std::strerror(errno);
+    return false;
+  }
+  if (!write_all(fd, content)) {
+    error = "cannot write '" + path + "': " + std::strerror(errno);
+    ::close(fd);
+    return false;
+  }
+  if (::close(fd) != 0) {
+    error = "cannot write '" + path + "': " + std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 bool write_output(const std::string &path, const std::string &content, std::string &error) {
   if (path == "-") {
@@ -23,35 +113,34 @@ bool write_output(const std::string &path, const std::string &content, std::stri
     return true;
   }
   namespace fs = std::filesystem;
-  // Rewriting through a symbolic link updates the file it points to and keeps the link.
-  std::error_code code;
-  fs::path target(path);
-  if (fs::is_symlink(target, code)) {
-    fs::path resolved = fs::canonical(target, code);
-    if (!code) target = resolved;
-  }
   struct stat existing {};
-  bool had_file = ::stat(target.c_str(), &existing) == 0;
+  bool had_file = ::stat(path.c_str(), &existing) == 0;
+  if (had_file && S_ISDIR(existing.st_mode)) {
+    error = "cannot write '" + path + "': it is a directory";
+    return false;
+  }
+  // open() follows every kind of link, /dev/stdout's /proc/self/fd/1 included.
+  if (had_file && !S_ISREG(existing.st_mode)) return write_through(path, content, error);
+  std::error_code code;
+  fs::path target = had_file && fs::is_symlink(path, code) ? fs::canonical(path, code) : follow_links(path);
+  if (code) target = path;
   fs::path folder = target.has_parent_path() ? target.parent_path() : fs::path(".");
   std::string temporary = (folder / ("." + target.filename().string() + ".tmpXXXXXX")).string();
   std::vector<char> name(temporary.begin(), temporary.end());
   name.push_back('\0');
+  install_cleanup_handlers();
   int fd = mkstemp(name.data());
+  if (fd >= 0) set_pending(name.data());
   if (fd < 0) {
     error = "cannot write '" + path + "': " + std::strerror(errno);
     return false;
   }
-  size_t written = 0;
-  while (written < content.size()) {
-    ssize_t n = ::write(fd, content.data() + written, content.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      error = "cannot write '" + path + "': " + std::strerror(errno);
-      ::close(fd);
-      ::unlink(name.data());
-      return false;
-    }
-    written += static_cast<size_t>(n);
+  if (!write_all(fd, content)) {
+    error = "cannot write '" + path + "': " + std::strerror(errno);
+    ::close(fd);
+    ::unlink(name.data());
+    pending_set = 0;
+    return false;
   }
   // Keep the mode of the file being replaced, or the mode a plain create would give (mkstemp makes 0600).
   if (had_file) {
@@ -61,12 +150,13 @@ bool write_output(const std::string &path, const std::string &content, std::stri
     umask(mask);
     fchmod(fd, 0666 & ~mask);
   }
-  if (::close(fd) != 0 || std::rename(name.data(), target.c_str()) != 0) {
+  bool ok = ::close(fd) == 0 && std::rename(name.data(), target.c_str()) == 0;
+  if (!ok) {
     error = "cannot write '" + path + "': " + std::strerror(errno);
     ::unlink(name.data());
-    return false;
   }
-  return true;
+  pending_set = 0;
+  return ok;
 }
 
 namespace {

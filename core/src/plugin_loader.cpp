@@ -2,11 +2,16 @@
 #include "ncd/plugin_loader.h"
 
 #include <dlfcn.h>
+#include <elf.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <set>
+#include <vector>
 
 #include "ncd/plugin.h"
 
@@ -44,12 +49,51 @@ std::vector<std::string> plugin_search_path() {
   return out;
 }
 
+namespace {
+
+// dlopen maps a library's segments without checking that the file holds them:
+// a truncated library dies of SIGBUS inside the loader. So the ELF header and
+// every loadable segment are checked against the file's size first.
+bool check_elf(const std::string &path, std::string &error) {
+  auto refuse = [&](const std::string &why) {
+    error = "cannot load plugin '" + path + "': " + why;
+    return false;
+  };
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return refuse(std::strerror(errno));
+  std::error_code code;
+  if (!fs::is_regular_file(path, code)) return refuse("not a regular file");
+  uint64_t size = fs::file_size(path, code);
+  if (code) return refuse(code.message());
+  Elf64_Ehdr header{};
+  if (size < sizeof header || !in.read(reinterpret_cast<char *>(&header), sizeof header) ||
+      std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0)
+    return refuse("not an ELF shared library");
+  if (header.e_ident[EI_CLASS] != ELFCLASS64 || header.e_ident[EI_DATA] != ELFDATA2LSB || header.e_type != ET_DYN)
+    return refuse("not a 64-bit little-endian ELF shared library");
+  if (header.e_phentsize != sizeof(Elf64_Phdr) || header.e_phoff > size ||
+      uint64_t(header.e_phnum) * sizeof(Elf64_Phdr) > size - header.e_phoff)
+    return refuse("truncated or corrupt ELF file (program headers past its end)");
+  std::vector<Elf64_Phdr> segments(header.e_phnum);
+  in.seekg(static_cast<std::streamoff>(header.e_phoff));
+  if (!in.read(reinterpret_cast<char *>(segments.data()), static_cast<std::streamsize>(segments.size() * sizeof(Elf64_Phdr))))
+    return refuse("truncated or corrupt ELF file (program headers unreadable)");
+  for (const auto &segment : segments)
+    if (segment.p_type == PT_LOAD && (segment.p_offset > size || segment.p_filesz > size - segment.p_offset))
+      return refuse("truncated ELF file (" + std::to_string(size) + " bytes; a segment needs " +
+                    std::to_string(segment.p_offset + segment.p_filesz) + ")");
+  return true;
+}
+
+}  // namespace
+
 bool load_plugin(const std::string &path, Registry &registry, std::string &error) {
   std::error_code code;
   if (!fs::exists(path, code)) {
     error = "cannot load plugin '" + path + "': no such file";
     return false;
   }
+  if (!check_elf(path, error)) return false;
   void *handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle) {
     const char *reason = dlerror();
@@ -101,8 +145,12 @@ bool load_plugin(const std::string &path, Registry &registry, std::string &error
     registry.abandon_plugin();
     error = "plugin '" + path + "' failed to register: " + exception.what();
     return false;
+  } catch (...) {
+    registry.abandon_plugin();
+    error = "plugin '" + path + "' failed to register: it threw an exception that is not a std::exception";
+    return false;
   }
-  if (status != 0) {
+  if (status != 0 || !registry.last_error().empty()) {
     registry.abandon_plugin();
     error = "plugin '" + path + "' failed to register: " +
             (registry.last_error().empty() ? "status " + std::to_string(status) : registry.last_error());

@@ -6,6 +6,8 @@ namespace ncd {
 void Registry::begin_plugin(PluginRecord record) {
   current_ = std::move(record);
   loading_ = true;
+  // A refused registration fails the plugin even when its callback ignores the refusal.
+  last_error_.clear();
 }
 
 void Registry::end_plugin() {
@@ -28,6 +30,10 @@ bool Registry::claim(const std::string &kind, const std::string &name) {
   std::string from = loading_ ? current_.name : "ncd";
   auto key = std::make_pair(kind, name);
   auto it = origin_.find(key);
+  if (it != origin_.end() && loading_ && it->second == from) {
+    last_error_ = "duplicate " + kind + " '" + name + "': plugin '" + from + "' registers it twice";
+    return false;
+  }
   if (it != origin_.end()) {
     last_error_ = "duplicate " + kind + " '" + name + "': plugin '" + from + "' registers it, but plugin '" +
                   it->second + "' already did";

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -105,6 +106,12 @@ def test_errors(context):
         (context.fixture("same_renderer"),
          "ncd: error: plugin '%s' failed to register: duplicate renderer 'svg': plugin 'same-renderer' registers it, "
          "but plugin 'render-svg' already did\n" % context.fixture("same_renderer")),
+        (context.fixture("pass_twice"),
+         "ncd: error: plugin '%s' failed to register: duplicate pass 'twin': plugin 'pass-twice' registers it twice\n"
+         % context.fixture("pass_twice")),
+        (context.fixture("throws_int"),
+         "ncd: error: plugin '%s' failed to register: it threw an exception that is not a std::exception\n"
+         % context.fixture("throws_int")),
     ]
     verbs = [["plugins"], ["check", context.attention], ["show", "--ir", context.attention],
              ["render", context.attention], ["fmt", context.attention]]
@@ -116,6 +123,23 @@ def test_errors(context):
     # Not a shared library at all: the loader's message names the file, then dlopen's reason.
     code, out, err = context.run(["plugins", "--plugin", text_file])
     expect(code == 1 and err.startswith("ncd: error: cannot load plugin '%s': " % text_file), "text file: " + err)
+    # A truncated library is refused before dlopen maps it (which would die of SIGBUS).
+    with tempfile.TemporaryDirectory() as folder:
+        whole = open(os.path.join(context.fixtures, "path", "ncd-plugin-greeter.so"), "rb").read()
+        # Where the last loadable segment ends: cuts before it are what dlopen cannot survive.
+        phoff, = struct.unpack_from("<Q", whole, 0x20)
+        phentsize, phnum = struct.unpack_from("<HH", whole, 0x36)
+        load_end = max(offset + filesz for kind, offset, filesz in
+                       (struct.unpack_from("<I4xQ16xQ", whole, phoff + i * phentsize) for i in range(phnum)) if kind == 1)
+        for size in (0, 10, 64, 200, load_end // 2, load_end - 1):
+            cut = os.path.join(folder, "cut%d.so" % size)
+            with open(cut, "wb") as f:
+                f.write(whole[:size])
+            code, out, err = context.run(["plugins", "--plugin", cut])
+            expect(code == 1 and err.startswith("ncd: error: cannot load plugin '%s': " % cut) and err.count("\n") == 1,
+                   "truncated to %d bytes: exit %d\n%s" % (size, code, err))
+        code, out, err = context.run(["plugins", "--plugin", folder])
+        expect(code == 1 and err == "ncd: error: cannot load plugin '%s': not a regular file\n" % folder, "folder: " + err)
     # Every bad plugin is reported, not just the first; nothing half-registered stays behind.
     code, out, err = context.run(["plugins", "--plugin", context.fixture("no_entry"), "--plugin", context.fixture("other_version")])
     expect(code == 1 and err.count("ncd: error: ") == 2, "two bad plugins, two errors:\n" + err)

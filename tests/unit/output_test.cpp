@@ -1,5 +1,6 @@
-// write_output: atomic files (a failed write leaves neither the file nor a
-// temporary), and Makefile dependency files.
+// write_output: atomic files (a failed or interrupted write leaves neither the
+// file nor a temporary), special files and links written through, and
+// Makefile dependency files.
 #include "ncd/output.h"
 
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <thread>
 #include <fstream>
 
 #include "test_support.h"
@@ -126,6 +128,88 @@ TEST_F(WriteOutput, ReadOnlyFolderFailsCleanly) {
   EXPECT_FALSE(write_output(path("ro/out"), "x", error));
   fs::permissions(path("ro"), fs::perms::owner_all);
   EXPECT_TRUE(fs::is_empty(path("ro")));
+}
+
+TEST_F(WriteOutput, FifoIsWrittenInPlace) {
+  ASSERT_EQ(mkfifo(path("pipe").c_str(), 0600), 0);
+  std::string received;
+  std::thread reader([&] {
+    std::ifstream in(path("pipe"));
+    received.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  });
+  std::string error;
+  bool ok = write_output(path("pipe"), "through the pipe\n", error);
+  reader.join();
+  EXPECT_TRUE(ok) << error;
+  EXPECT_EQ(received, "through the pipe\n");
+  struct stat info {};
+  ASSERT_EQ(lstat(path("pipe").c_str(), &info), 0);
+  EXPECT_TRUE(S_ISFIFO(info.st_mode)) << "the FIFO was replaced by a regular file";
+  EXPECT_EQ(entries(), std::vector<std::string>{"pipe"});
+}
+
+TEST_F(WriteOutput, SymlinkToADeviceIsWrittenThrough) {
+  fs::create_symlink("/dev/null", path("sink"));
+  std::string error;
+  EXPECT_TRUE(write_output(path("sink"), "discarded\n", error)) << error;
+  EXPECT_TRUE(fs::is_symlink(path("sink")));
+  struct stat info {};
+  ASSERT_EQ(stat("/dev/null", &info), 0);
+  EXPECT_TRUE(S_ISCHR(info.st_mode));
+  EXPECT_EQ(entries(), std::vector<std::string>{"sink"});
+}
+
+TEST_F(WriteOutput, SymlinkIsKeptAndItsTargetRewritten) {
+  put("real.ncd", "old\n");
+  fs::create_symlink("real.ncd", path("link.ncd"));
+  std::string error;
+  ASSERT_TRUE(write_output(path("link.ncd"), "new\n", error)) << error;
+  EXPECT_TRUE(fs::is_symlink(path("link.ncd")));
+  EXPECT_EQ(test::read_file(path("real.ncd")), "new\n");
+  EXPECT_EQ(entries(), (std::vector<std::string>{"link.ncd", "real.ncd"}));
+}
+
+TEST_F(WriteOutput, DanglingSymlinkCreatesItsTarget) {
+  fs::create_symlink("made.ncd", path("link.ncd"));
+  std::string error;
+  ASSERT_TRUE(write_output(path("link.ncd"), "made\n", error)) << error;
+  EXPECT_TRUE(fs::is_symlink(path("link.ncd")));
+  EXPECT_EQ(test::read_file(path("made.ncd")), "made\n");
+}
+
+TEST_F(WriteOutput, InterruptRemovesTheTemporary) {
+  // SIGTERM while the temporary is being written: neither it nor the target stays.
+  bool caught = false;
+  for (int attempt = 0; attempt < 5 && !caught; ++attempt) {
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      std::string content(size_t(256) << 20, 'x');
+      std::string error;
+      write_output(path("big.npy"), content, error);
+      _exit(0);
+    }
+    // Poll for the temporary, then interrupt.
+    for (int i = 0; i < 200000 && !caught; ++i) {
+      for (const auto &name : entries())
+        if (name.find(".tmp") != std::string::npos) caught = true;
+      if (!caught) usleep(50);
+    }
+    if (caught) kill(child, SIGTERM);
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    if (caught) {
+      if (WIFEXITED(status)) {  // finished before the signal arrived: try again
+        caught = false;
+        fs::remove(path("big.npy"));
+        continue;
+      }
+      ASSERT_TRUE(WIFSIGNALED(status));
+      EXPECT_EQ(WTERMSIG(status), SIGTERM);
+      EXPECT_TRUE(entries().empty()) << "left " << entries().front();
+    }
+  }
+  EXPECT_TRUE(caught) << "never saw the temporary file";
 }
 
 TEST_F(WriteOutput, DashIsStandardOutput) {

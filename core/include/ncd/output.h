@@ -1,6 +1,8 @@
-// Writing outputs the way build tools expect: atomically (temporary file in the
-// same folder, then rename), so a failing run never leaves a partial file and
-// a reader never sees half a file; "-" means standard output.
+// Writing outputs the way build tools expect: a regular file atomically
+// (temporary file in the same folder, then rename), so a failing or
+// interrupted run never leaves a partial file and a reader never sees half a
+// file; through a symbolic link to its target; in place into a FIFO or a
+// device node (`-o /dev/stdout` works); "-" means standard output.
 #pragma once
 
 #include <string>

@@ -140,7 +140,8 @@ struct PluginRecord {
 
 class Registry {
  public:
-  // Each returns false (after reporting through last_error()) on a duplicate name.
+  // Each returns false (after reporting through last_error()) on a duplicate
+  // name, and the plugin being loaded then fails to load.
   bool add_pass(std::unique_ptr<Pass> pass);
   bool add_renderer(std::unique_ptr<Renderer> renderer);
   bool add_backend(std::unique_ptr<Backend> backend);
@@ -159,6 +160,7 @@ class Registry {
   std::string describe_miss(const std::string &kind, const std::string &name) const;
 
   const std::vector<PluginRecord> &plugins() const { return plugins_; }
+  // Set by a refused registration; cleared when a plugin starts loading.
   const std::string &last_error() const { return last_error_; }
 
   // Used by the loader around a plugin's register callback.
