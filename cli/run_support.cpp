@@ -131,6 +131,14 @@ bool read_slot_npy(const std::string &path, const Slot &slot, Tensor &out) {
   std::string error;
   // No .npy of the slot's shape is larger than its data at 8 bytes an element
   // plus a header: a larger file (or an endless one, /dev/zero) is refused early.
+  // The header first: a file of the wrong shape is refused before its data is read
+  // (tensor_from_array checks dtype and shape before it touches the data).
+  RawArray header;
+  if (read_npy_header(path, header, error) && header.shape != slot.shape &&
+      !tensor_from_array(header, slot.dtype, slot.shape, out, error)) {
+    std::cerr << "ncd: error: " << path << ": " << error << " for " << slot.describe() << "\n";
+    return false;
+  }
   double elements = 1;
   for (int64_t d : slot.shape) elements *= static_cast<double>(d);
   const double most = 8 * elements + (1 << 20);

@@ -67,12 +67,15 @@ std::optional<Sweep> parse_sweep(const std::string &text, std::string &error) {
       return std::nullopt;
     }
   }
-  for (int64_t value = from; value <= to; value = multiply ? value * step : value + step) {
+  for (int64_t value = from;;) {
     sweep.values.push_back(value);
     if (sweep.values.size() > 1000) {
       error = "--sweep " + text + ": more than 1000 points";
       return std::nullopt;
     }
+    // The next point, unless it passes TO (checked before the step, which could overflow).
+    if (multiply ? value > to / step : value > to - step) break;
+    value = multiply ? value * step : value + step;
   }
   return sweep;
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks, then configures and builds ncd.
-# Usage: scripts/setup.sh [BUILD_DIR]   (default: build)
+# Usage: scripts/setup.sh [BUILD_DIR [CMAKE_ARGS...]]   (default: build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${1:-build}
+shift || true
 
 packages=(build-essential cmake ninja-build pkg-config antlr4 libantlr4-runtime-dev
           libyaml-cpp-dev libcli11-dev libmimalloc-dev libgraphviz-dev libgvc6 fonts-dejavu-core libgtest-dev nlohmann-json3-dev
@@ -20,5 +21,5 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-RelWithDebInfo}" >/dev/null
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-RelWithDebInfo}" "$@" >/dev/null
 ninja -C "$build_dir"

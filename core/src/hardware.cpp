@@ -239,6 +239,10 @@ class ProfileReader {
       d_.error(where(node), "expected a number, not '" + text + "'");
       return 0;
     }
+    if (!std::isfinite(value)) {
+      d_.error(where(node), "expected a finite number, not '" + text + "'");
+      return 0;
+    }
     std::string unit = text.substr(used);
     unit.erase(0, unit.find_first_not_of(" \t"));
     unit.erase(unit.find_last_not_of(" \t") + 1);
@@ -301,7 +305,10 @@ class ProfileReader {
         double count = number(fanout, Quantity::Count);
         if (count < 1 || count != std::floor(count))
           d_.error(where(fanout), "'fanout' is a whole number of instances (at least 1)");
-        level.fanout = static_cast<int64_t>(count);
+        else if (count > 1e9)
+          d_.error(where(fanout), "'fanout' is at most 1000000000 instances");
+        else
+          level.fanout = static_cast<int64_t>(count);
       }
       if (auto bandwidth = node["bandwidth"]) level.bandwidth = number(bandwidth, Quantity::Bandwidth);
       if (auto energy = node["energy"]) level.energy_per_byte = number(energy, Quantity::EnergyPerByte);

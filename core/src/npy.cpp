@@ -165,7 +165,18 @@ bool parse_descr(const std::string &descr, ElementType &type, bool &big_endian, 
 
 }  // namespace
 
-bool parse_npy(const std::string &bytes, RawArray &out, std::string &error) {
+namespace {
+
+// What a .npy header says: enough to check a file before reading its data.
+struct NpyHeader {
+  ElementType type{};
+  std::vector<int64_t> shape;
+  bool fortran = false, big_endian = false;
+  size_t data_start = 0;
+};
+
+// `bytes` holds at least the preamble and the header (the data may be missing).
+bool parse_npy_header(const std::string &bytes, NpyHeader &out, std::string &error) {
   static const char kMagic[] = "\x93NUMPY";
   if (bytes.size() < 6 || bytes.compare(0, 6, std::string(kMagic, 6)) != 0) {
     error = "not a .npy file (the magic string \\x93NUMPY is missing)";
@@ -219,12 +230,24 @@ bool parse_npy(const std::string &bytes, RawArray &out, std::string &error) {
     error = "malformed header: " + problem;
     return false;
   }
-  ElementType type;
-  bool big_endian = false;
-  if (!parse_descr(descr, type, big_endian, problem)) {
+  if (!parse_descr(descr, out.type, out.big_endian, problem)) {
     error = problem;
     return false;
   }
+  out.shape = shape;
+  out.fortran = fortran;
+  out.data_start = header_start + header_length;
+  return true;
+}
+
+}  // namespace
+
+bool parse_npy(const std::string &bytes, RawArray &out, std::string &error) {
+  NpyHeader parsed;
+  if (!parse_npy_header(bytes, parsed, error)) return false;
+  const ElementType type = parsed.type;
+  const std::vector<int64_t> &shape = parsed.shape;
+  const bool fortran = parsed.fortran, big_endian = parsed.big_endian;
   int64_t count = 1;
   for (int64_t d : shape) {
     if (d != 0 && count > kMaxElements / d) {
@@ -234,7 +257,7 @@ bool parse_npy(const std::string &bytes, RawArray &out, std::string &error) {
     count *= d;
   }
   const int width = element_bytes(type);
-  const size_t data_start = header_start + header_length;
+  const size_t data_start = parsed.data_start;
   const size_t expected = static_cast<size_t>(count) * static_cast<size_t>(width);
   const size_t available = bytes.size() - data_start;
   if (available < expected) {
@@ -316,6 +339,29 @@ bool read_file_bytes(const std::string &path, std::string &bytes, std::string &e
     case ReadFailure::Read: error = path + ": cannot read: " + reason; break;
   }
   return false;
+}
+
+bool read_npy_header(const std::string &path, RawArray &out, std::string &error) {
+  // A header is at most a few hundred bytes in practice; 64 KiB covers any sane one.
+  std::ifstream in(path, std::ios::binary);
+  std::error_code code;
+  if (!in || !std::filesystem::is_regular_file(path, code)) {
+    error = path + ": not a readable regular file";
+    return false;
+  }
+  std::string prefix(size_t{64} << 10, '\0');
+  in.read(prefix.data(), static_cast<std::streamsize>(prefix.size()));
+  prefix.resize(static_cast<size_t>(in.gcount()));
+  NpyHeader parsed;
+  std::string problem;
+  if (!parse_npy_header(prefix, parsed, problem)) {
+    error = path + ": " + problem;
+    return false;
+  }
+  out.type = parsed.type;
+  out.shape = parsed.shape;
+  out.data.clear();
+  return true;
 }
 
 bool read_npy(const std::string &path, RawArray &out, std::string &error, uint64_t limit) {

@@ -50,10 +50,11 @@ bool parse_safetensors(const std::string &bytes, SafetensorsFile &out, std::stri
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_length));
-  } catch (const nlohmann::json::parse_error &e) {
+  } catch (const nlohmann::json::exception &e) {
+    // parse_error for bad syntax, out_of_range for a number no type holds (1e400).
     std::string what = e.what();
-    auto colon = what.find("parse error");
-    error = "malformed header: invalid JSON (" + (colon != std::string::npos ? what.substr(colon) : what) + ")";
+    auto text = what.find("] ");
+    error = "malformed header: invalid JSON (" + (text != std::string::npos ? what.substr(text + 2) : what) + ")";
     return false;
   }
   if (!header.is_object()) {
@@ -116,7 +117,8 @@ bool parse_safetensors(const std::string &bytes, SafetensorsFile &out, std::stri
         return false;
       }
       uint64_t dim = d.get<uint64_t>();
-      if (dim != 0 && count > (uint64_t{1} << 40) / dim) {
+      // Each extent on its own too: beside a 0 extent, any product is 0.
+      if (dim > (uint64_t{1} << 40) || (dim != 0 && count > (uint64_t{1} << 40) / dim)) {
         error = "malformed header: the shape of " + where + " is too large";
         return false;
       }
@@ -209,7 +211,8 @@ std::string safetensors_bytes(const SafetensorsFile &file) {
   uint64_t length = text.size();
   for (int i = 0; i < 8; ++i) out += static_cast<char>((length >> (8 * i)) & 0xff);
   out += text;
-  for (auto &[name, array] : file.tensors) out.append(reinterpret_cast<const char *>(array.data.data()), array.data.size());
+  for (auto &[name, array] : file.tensors)  // an empty tensor's data() may be null: memcpy from null is undefined
+    if (!array.data.empty()) out.append(reinterpret_cast<const char *>(array.data.data()), array.data.size());
   return out;
 }
 

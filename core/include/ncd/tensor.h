@@ -117,6 +117,10 @@ ReadFailure read_file_limited(const std::string &path, uint64_t limit, std::stri
 bool read_file_bytes(const std::string &path, std::string &bytes, std::string &error, uint64_t limit = 0);
 // Errors name the file; `limit` as read_file_bytes.
 bool read_npy(const std::string &path, RawArray &out, std::string &error, uint64_t limit = 0);
+// Only the element type and shape of a regular .npy file (`out.data` stays
+// empty), read from its first bytes: a file of the wrong shape is refused
+// without reading its data.
+bool read_npy_header(const std::string &path, RawArray &out, std::string &error);
 // Version 1.0 (2.0 when the header needs it), little-endian, C order.
 std::string npy_bytes(const RawArray &array);
 
