@@ -172,6 +172,7 @@ std::unique_ptr<TypedExpr> Sema::typed_ref(const ast::TensorRef &ref, SourceLoca
   if (!ref.has_brackets) {
     auto node = make(TypedExpr::Kind::Value, location);
     node->value = value_id;
+    node->ref = &ref;
     node->axes = value.axes;
     node->dtype = value.dtype;
     node->dtype_fixed = true;
@@ -185,6 +186,7 @@ std::unique_ptr<TypedExpr> Sema::typed_ref(const ast::TensorRef &ref, SourceLoca
   }
   auto node = make(TypedExpr::Kind::Access, location);
   node->value = value_id;
+  node->ref = &ref;
   node->dtype = value.dtype;
   node->dtype_fixed = true;
   bool identity = true;

@@ -4,8 +4,9 @@
 // members are defined by concern: sema.cpp (driver, axes and sizes, signatures,
 // lookup, schedules), sema_statements.cpp (bodies, statements, left-hand sides,
 // contraction placement), sema_expr.cpp (typing expressions and indices),
-// sema_call.cpp (diagram calls: bindings and lifting) and sema_emit.cpp
-// (emitting IR).
+// sema_call.cpp (diagram calls: bindings and lifting), sema_emit.cpp
+// (emitting IR) and sema_lint.cpp (warnings about valid but suspicious
+// statements).
 //
 // Each statement is lowered in three steps: the right-hand side is typed into
 // a small tree (TypedExpr) whose nodes know their free axes; the axes that are
@@ -48,6 +49,7 @@ struct TypedExpr {
   DType dtype = DType::F32;
   bool dtype_fixed = false;  // Value/Access/Call/Bool results keep their dtype
   int value = -1;            // Value; Access: the source value
+  const ast::TensorRef *ref = nullptr;  // Value; Access: the read as written (for lints)
   std::string function;
   double constant = 0;
   int axis = -1;                       // SizeOf, AxisIndex
@@ -201,6 +203,10 @@ class Sema {
   int emit_product(TypedExpr &node);
   int emit_elementwise(const std::string &function, const std::vector<int> &operands, DType dtype,
                        SourceLocation location);
+
+  // ------------------------------------------------------ lints (sema_lint.cpp)
+
+  void lint_axis_reads(const TypedExpr &root, const std::vector<Target> &targets);
 
   Compilation &c_;
   ir::Program &p_;

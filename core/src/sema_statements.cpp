@@ -390,6 +390,7 @@ void Sema::lower_assign(const ast::Stmt &stmt) {
     for (const auto &lhs : stmt.targets) poison(lhs);
     return;
   }
+  lint_axis_reads(*value, targets);
   if (targets.size() > 1) {
     lower_multi_assign(stmt, targets, std::move(value));
     return;
