@@ -1,0 +1,178 @@
+// Sema's typing of a diagram call: explicit and implicit axis bindings, the
+// agreement of bound sizes with the callee's derived axes, and lifting: an
+// argument's axes beyond its input's are carried over the call.
+#include "sema_impl.h"
+
+namespace ncd::sema_detail {
+
+std::unique_ptr<TypedExpr> Sema::typed_diagram_call(const ast::Expr &expr, int callee_index) {
+  const ir::Diagram &callee = *p_.diagrams[static_cast<size_t>(callee_index)];
+  const std::string &name = callee.name;
+  int callee_module = ast_of_[callee_index].second;
+  const ModuleScope &callee_scope = modules_[static_cast<size_t>(callee_module)];
+  const DiagramScope &callee_locals = diagram_scopes_[ast_of_[callee_index].first];
+  auto callee_axis = [&](const std::string &axis_name) -> int {
+    auto local = callee_locals.axes.find(axis_name);
+    if (local != callee_locals.axes.end()) return local->second;
+    auto it = callee_scope.axes.find(axis_name);
+    return it == callee_scope.axes.end() ? -1 : it->second;
+  };
+  if (!expr.arguments.empty())
+    for (const ast::Argument &argument : expr.arguments)
+      if (argument.keyword) {
+        d_.error(argument.keyword->location, "diagram arguments are positional; bind axes in brackets instead: " +
+                                                 name + "[" + argument.keyword->text + " = ...]");
+        return nullptr;
+      }
+  if (expr.arguments.size() != callee.inputs.size()) {
+    auto &error = d_.error(expr.name.location, "'" + name + "' takes " + std::to_string(callee.inputs.size()) +
+                                                   " input" + (callee.inputs.size() == 1 ? "" : "s") + ", not " +
+                                                   std::to_string(expr.arguments.size()));
+    error.notes.push_back({callee.location, "'" + name + "' is defined here"});
+    return nullptr;
+  }
+  // Explicit bindings: callee axis = caller axis.
+  std::map<int, int> binding;
+  std::map<int, SourceLocation> binding_location;
+  for (const ast::BracketItem &item : expr.brackets) {
+    if (!item.value) {
+      d_.error(item.name.location, "bindings are written callee_axis = axis, e.g. " + name + "[" + item.name.text +
+                                       " = " + item.name.text + "]");
+      return nullptr;
+    }
+    int from = callee_axis(item.name.text);
+    if (from < 0) {
+      std::vector<std::string> names;
+      for (auto &[axis_name, id] : callee_scope.axes) names.push_back(axis_name);
+      for (auto &[axis_name, id] : callee_locals.axes) names.push_back(axis_name);
+      d_.error(item.name.location, "'" + name + "' has no axis '" + item.name.text + "'" +
+                                       did_you_mean(item.name.text, names));
+      return nullptr;
+    }
+    if (binding.count(from)) {
+      d_.error(item.name.location, "axis '" + item.name.text + "' is bound twice");
+      return nullptr;
+    }
+    int to = lookup_axis(*item.value);
+    if (to < 0) return nullptr;
+    binding[from] = to;
+    binding_location[from] = item.value->location;
+  }
+  // Implicit bindings: the same axis (same file), or the caller's axis of the same name.
+  std::vector<int> interface_axes;
+  for (int id : callee.inputs) append_unique(interface_axes, callee.value(id).axes);
+  for (int id : callee.outputs) append_unique(interface_axes, callee.value(id).axes);
+  for (int axis : interface_axes) {
+    if (binding.count(axis)) continue;
+    // The same axis when the caller sees it (same file, not local to the callee);
+    // otherwise the caller's axis of the same name.
+    int same = find_axis(p_.axis(axis).name);
+    if (same == axis || (same < 0 && callee_module == current_module_ && !callee_locals.axes.count(p_.axis(axis).name))) {
+      binding[axis] = axis;
+      continue;
+    }
+    if (same < 0) {
+      d_.error(expr.name.location, "axis '" + p_.axis(axis).name + "' of '" + name +
+                                       "' is not bound and no axis of that name is visible here; bind it: " + name + "[" +
+                                       p_.axis(axis).name + " = ...]");
+      return nullptr;
+    }
+    used_axes_.insert(same);
+    binding[axis] = same;
+  }
+  // Bound sizes must agree with derived relations inside the callee.
+  for (auto [from, to] : binding) {
+    const ir::Axis &axis = p_.axis(from);
+    if (!axis.derived) continue;
+    Poly expected = axis.definition.substitute([&](int base) {
+      auto it = binding.find(base);
+      return it != binding.end() ? p_.size_poly(it->second) : Poly::axis(base);
+    });
+    auto expected_size = expected.evaluate([&](int id) -> std::optional<double> {
+      auto it = binding.find(id);
+      auto size = it != binding.end() ? p_.axis(it->second).size : p_.axis(id).size;
+      return size ? std::optional<double>(static_cast<double>(*size)) : std::nullopt;
+    });
+    auto actual = p_.axis(to).size;
+    if (expected_size && actual && *expected_size != static_cast<double>(*actual)) {
+      SourceLocation location = binding_location.count(from) ? binding_location[from] : expr.name.location;
+      d_.error(location, "axis sizes disagree at this call: '" + axis.name + "' of '" + name + "' is " +
+                             axis.definition.to_string(axis_name_fn()) + " = " + format_size(*expected_size) +
+                             ", but it is bound to '" + p_.axis(to).name + "' of size " + std::to_string(*actual));
+      return nullptr;
+    }
+  }
+  auto node = make(TypedExpr::Kind::Call, expr.location);
+  node->function = name;
+  node->callee = callee_index;
+  for (auto [from, to] : binding) node->bindings.push_back({from, to});
+  // Arguments: each must carry the mapped axes of its input; the rest are lifted.
+  std::vector<int> mapped_all;
+  for (int axis : interface_axes) mapped_all.push_back(binding[axis]);
+  std::vector<std::pair<int, std::string>> lifted_from;  // axis, argument name
+  for (size_t i = 0; i < expr.arguments.size(); ++i) {
+    auto argument = typed(*expr.arguments[i].value);
+    if (!argument) return nullptr;
+    const ir::Value &input = callee.value(callee.inputs[i]);
+    std::vector<int> wanted;
+    for (int axis : input.axes) {
+      int to = binding[axis];
+      if (contains(wanted, to)) {
+        d_.error(expr.arguments[i].value->location, "two axes of input '" + input.name + "' of '" + name +
+                                                        "' are bound to the same axis '" + p_.axis(to).name + "'");
+        return nullptr;
+      }
+      wanted.push_back(to);
+    }
+    for (size_t k = 0; k < wanted.size(); ++k)
+      if (!contains(argument->axes, wanted[k])) {
+        int from = input.axes[k];
+        std::string via = from == wanted[k] ? "" : " (its axis '" + p_.axis(from).name + "' is bound to '" + p_.axis(wanted[k]).name + "')";
+        auto &error = d_.error(expr.arguments[i].value->location,
+                               "argument " + std::to_string(i + 1) + " of '" + name + "' has axes " + axes_text(argument->axes) +
+                                   " but input '" + input.name + "' needs axis '" + p_.axis(wanted[k]).name + "'" + via);
+        error.notes.push_back({input.location, "input declared here"});
+        return nullptr;
+      }
+    for (int axis : argument->axes) {
+      if (contains(wanted, axis)) continue;
+      if (contains(mapped_all, axis)) {
+        std::string bound_from;
+        for (auto [from, to] : binding)
+          if (to == axis && contains(interface_axes, from)) bound_from = p_.axis(from).name;
+        d_.error(expr.arguments[i].value->location,
+                 "lifting conflict: axis '" + p_.axis(axis).name + "' of argument " + std::to_string(i + 1) +
+                     " is not an axis of input '" + input.name + "', so the call is lifted over it, but it is also bound to axis '" +
+                     bound_from + "' of '" + name + "'");
+        return nullptr;
+      }
+      if (!contains(node->lifted, axis)) node->lifted.push_back(axis);
+    }
+    node->children.push_back(std::move(argument));
+  }
+  for (int id : callee.outputs) {
+    std::vector<int> axes;
+    for (int axis : callee.value(id).axes) {
+      if (contains(axes, binding[axis])) {
+        d_.error(expr.name.location, "two axes of output '" + callee.value(id).name + "' of '" + name +
+                                         "' are bound to the same axis '" + p_.axis(binding[axis]).name + "'");
+        return nullptr;
+      }
+      axes.push_back(binding[axis]);
+    }
+    // Lifted axes outermost: each instance of the call writes its outputs
+    // contiguously (a row kernel's stores coalesce, a GEMM reads rows), as
+    // batch axes lead in PyTorch. A statement that names the result with
+    // its own axis order still gets that order.
+    std::vector<int> laid_out = node->lifted;
+    append_unique(laid_out, axes);
+    node->output_axes.push_back(laid_out);
+    node->output_dtypes.push_back(callee.value(id).dtype);
+  }
+  node->axes = node->output_axes.empty() ? std::vector<int>{} : node->output_axes[0];
+  node->dtype = node->output_dtypes.empty() ? DType::F32 : node->output_dtypes[0];
+  node->dtype_fixed = true;
+  return node;
+}
+
+}  // namespace ncd::sema_detail
