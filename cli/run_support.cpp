@@ -155,7 +155,7 @@ bool read_slot_npy(const std::string &path, const Slot &slot, Tensor &out) {
 
 bool gather_data(const std::vector<Slot> &inputs, const std::vector<Slot> &params,
                  const std::vector<std::string> &in_options, const std::string &params_option,
-                 std::optional<uint64_t> seed, RunData &data, bool &usage_error) {
+                 std::optional<uint64_t> seed, RunData &data, bool &usage_error, const std::string &random_label) {
   bool ok = true;
   usage_error = false;
   std::map<std::string, const Slot *> by_name;
@@ -300,7 +300,8 @@ bool gather_data(const std::vector<Slot> &inputs, const std::vector<Slot> &param
   }
   const uint64_t available = available_memory();
   if (largest && available && total > static_cast<double>(available)) {
-    std::cerr << "ncd: error: --random: the " << missing.size() << " generated inputs and params need "
+    data.out_of_memory = true;
+    std::cerr << "ncd: error: " << random_label << ": the " << missing.size() << " generated inputs and params need "
               << bytes_text(total) << ", more than the " << bytes_text(static_cast<double>(available))
               << " of memory available; the largest is " << largest->describe() << " (" << bytes_text(largest_bytes)
               << "); choose smaller axis sizes with -D\n";
@@ -312,10 +313,12 @@ bool gather_data(const std::vector<Slot> &inputs, const std::vector<Slot> &param
       tensor = random_tensor(*seed, (slot->param ? "param/" : "input/") + slot->name, slot->dtype, slot->shape,
                              slot->random);
     } catch (const std::bad_alloc &) {
-      std::cerr << "ncd: error: --random: out of memory generating " << slot->describe() << "\n";
+      data.out_of_memory = true;
+      std::cerr << "ncd: error: " << random_label << ": out of memory generating " << slot->describe() << "\n";
       return false;
     } catch (const std::length_error &) {
-      std::cerr << "ncd: error: --random: " << slot->describe() << " is too large to hold in memory\n";
+      data.out_of_memory = true;
+      std::cerr << "ncd: error: " << random_label << ": " << slot->describe() << " is too large to hold in memory\n";
       return false;
     }
     if (slot->param) {

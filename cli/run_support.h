@@ -38,16 +38,19 @@ struct RunData {
   std::map<std::string, Tensor> inputs;
   std::map<std::string, Tensor> params;
   std::vector<std::string> generated_inputs, generated_params;
+  bool out_of_memory = false;  // set when generating failed for lack of memory
 };
 
 // Reads `path` (a .npy file) as the tensor `slot` needs; prints an error naming the file.
 bool read_slot_npy(const std::string &path, const Slot &slot, Tensor &out);
 
 // Fills `data` from --in NAME=PATH, --params DIR|FILE.safetensors and, for what
-// is still missing, --random SEED. Prints every problem; returns false if any.
+// is still missing, --random SEED. Prints every problem (those of random data
+// prefixed with `random_label`); returns false if any.
 bool gather_data(const std::vector<Slot> &inputs, const std::vector<Slot> &params,
                  const std::vector<std::string> &in_options, const std::string &params_option,
-                 std::optional<uint64_t> seed, RunData &data, bool &usage_error);
+                 std::optional<uint64_t> seed, RunData &data, bool &usage_error,
+                 const std::string &random_label = "--random");
 
 // The backend that runs diagrams (`name`, default "cpu"); prints why when absent.
 const Backend *find_executor(const std::string &name, const std::vector<std::string> &plugins);
@@ -68,5 +71,22 @@ struct EquivRequest {
 // figures per output to `out`; returns 0 when every output is within tolerance,
 // 1 otherwise (problems with the files go to stderr).
 int run_equiv(const EquivRequest &request, std::ostream &out);
+
+// One side of a comparison: a compiled program and the diagram to run.
+struct EquivSide {
+  std::string file;  // names the side in messages
+  const ir::Program *program = nullptr;
+  const ir::Diagram *diagram = nullptr;
+};
+
+enum class EquivVerdict { Equivalent, Differs, Failed, OutOfMemory };
+
+// What run_equiv does after compiling (request.a, .b and .frontend are not
+// used): the random data is drawn once, from side 0's slots, and shared with
+// side 1 (the interfaces must agree; params of the same path are the same
+// tensor). Failed and OutOfMemory are printed to stderr, prefixed with
+// `random_label` where the data could not be made.
+EquivVerdict compare_diagrams(const EquivSide (&sides)[2], const EquivRequest &request, std::ostream &out,
+                              const std::string &random_label = "--random");
 
 }  // namespace ncd::cli

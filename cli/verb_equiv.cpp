@@ -53,8 +53,7 @@ std::string index_text(int64_t linear, const std::vector<int64_t> &shape) {
 }
 
 struct Side {
-  std::unique_ptr<Compilation> compilation;
-  const ir::Diagram *diagram = nullptr;
+  const EquivSide *side = nullptr;
   std::vector<Slot> inputs, params;
 };
 
@@ -63,18 +62,31 @@ bool same_slot(const Slot &a, const Slot &b) { return a.shape == b.shape && a.dt
 }  // namespace
 
 int run_equiv(const EquivRequest &request, std::ostream &out) {
-  Side sides[2];
+  std::unique_ptr<Compilation> compilations[2];
+  EquivSide sides[2];
   const std::string files[2] = {request.a, request.b};
   for (int s = 0; s < 2; ++s) {
-    sides[s].compilation = load_program(files[s], request.frontend);
-    if (!sides[s].compilation) return kUserError;
-    sides[s].diagram = select_diagram(*sides[s].compilation, request.diagram, true);
+    compilations[s] = load_program(files[s], request.frontend);
+    if (!compilations[s]) return kUserError;
+    sides[s].file = files[s];
+    sides[s].program = &compilations[s]->program;
+    sides[s].diagram = select_diagram(*compilations[s], request.diagram, true);
     if (!sides[s].diagram) return kUserError;
-    if (!list_slots(sides[s].compilation->program, *sides[s].diagram, sides[s].inputs, sides[s].params))
-      return kUserError;
+  }
+  return compare_diagrams(sides, request, out) == EquivVerdict::Equivalent ? kSuccess : kUserError;
+}
+
+EquivVerdict compare_diagrams(const EquivSide (&given)[2], const EquivRequest &request, std::ostream &out,
+                              const std::string &random_label) {
+  Side sides[2];
+  std::string files[2];
+  for (int s = 0; s < 2; ++s) {
+    sides[s].side = &given[s];
+    files[s] = given[s].file;
+    if (!list_slots(*given[s].program, *given[s].diagram, sides[s].inputs, sides[s].params)) return EquivVerdict::Failed;
   }
   const Backend *backend = find_executor(request.backend, request.frontend.plugins);
-  if (!backend) return kUserError;
+  if (!backend) return EquivVerdict::Failed;
   // The interfaces must agree: inputs by name, shape and dtype; shared params likewise.
   bool ok = true;
   auto &A = sides[0], &B = sides[1];
@@ -83,7 +95,7 @@ int run_equiv(const EquivRequest &request, std::ostream &out) {
     for (const Slot &b : B.inputs)
       if (b.name == a.name) match = &b;
     if (!match) {
-      std::cerr << "ncd: error: " << files[1] << ": '" << B.diagram->name << "' has no input '" << a.name << "' ("
+      std::cerr << "ncd: error: " << files[1] << ": '" << B.side->diagram->name << "' has no input '" << a.name << "' ("
                 << files[0] << " has " << a.describe() << ")\n";
       ok = false;
     } else if (!same_slot(a, *match)) {
@@ -96,7 +108,7 @@ int run_equiv(const EquivRequest &request, std::ostream &out) {
     bool found = false;
     for (const Slot &a : A.inputs) found = found || a.name == b.name;
     if (!found) {
-      std::cerr << "ncd: error: " << files[0] << ": '" << A.diagram->name << "' has no input '" << b.name << "' ("
+      std::cerr << "ncd: error: " << files[0] << ": '" << A.side->diagram->name << "' has no input '" << b.name << "' ("
                 << files[1] << " has " << b.describe() << ")\n";
       ok = false;
     }
@@ -109,8 +121,8 @@ int run_equiv(const EquivRequest &request, std::ostream &out) {
         ok = false;
       }
   std::vector<std::string> outputs_a, outputs_b;
-  for (int id : A.diagram->outputs) outputs_a.push_back(A.diagram->value(id).name);
-  for (int id : B.diagram->outputs) outputs_b.push_back(B.diagram->value(id).name);
+  for (int id : A.side->diagram->outputs) outputs_a.push_back(A.side->diagram->value(id).name);
+  for (int id : B.side->diagram->outputs) outputs_b.push_back(B.side->diagram->value(id).name);
   {
     auto sa = outputs_a, sb = outputs_b;
     std::sort(sa.begin(), sa.end());
@@ -126,32 +138,47 @@ int run_equiv(const EquivRequest &request, std::ostream &out) {
       ok = false;
     }
   }
-  if (!ok) return kUserError;
+  if (!ok) return EquivVerdict::Failed;
 
+  // One draw of the data: the inputs agree (checked above), and a param of the
+  // same path gets the same tensor; only params B alone holds are drawn for it.
+  RunData data[2];
+  bool usage_error = false;
+  if (!gather_data(A.inputs, A.params, {}, "", request.seed, data[0], usage_error, random_label))
+    return data[0].out_of_memory ? EquivVerdict::OutOfMemory : EquivVerdict::Failed;
+  const std::map<std::string, Tensor> *params[2] = {&data[0].params, &data[0].params};
+  bool same_params = A.params.size() == B.params.size();
+  for (const Slot &b : B.params) same_params = same_params && data[0].params.count(b.name);
+  if (!same_params) {
+    for (const Slot &b : B.params)
+      if (auto it = data[0].params.find(b.name); it != data[0].params.end()) data[1].params.emplace(b.name, it->second);
+    if (!gather_data({}, B.params, {}, "", request.seed, data[1], usage_error, random_label))
+      return data[1].out_of_memory ? EquivVerdict::OutOfMemory : EquivVerdict::Failed;
+    params[1] = &data[1].params;
+  }
   std::map<std::string, Tensor> results[2];
   for (int s = 0; s < 2; ++s) {
-    RunData data;
-    bool usage_error = false;
-    if (!gather_data(sides[s].inputs, sides[s].params, {}, "", request.seed, data, usage_error)) return kUserError;
     ExecuteRequest execute;
-    execute.program = &sides[s].compilation->program;
-    execute.diagram = sides[s].diagram;
-    execute.inputs = &data.inputs;
-    execute.params = &data.params;
+    execute.program = sides[s].side->program;
+    execute.diagram = sides[s].side->diagram;
+    execute.inputs = &data[0].inputs;
+    execute.params = params[s];
     execute.options.threads = request.threads;
+    bool out_of_memory = false;
+    execute.options.out_of_memory = &out_of_memory;
     std::string error;
     if (!backend->execute(execute, results[s], error)) {
-      std::cerr << "ncd: error: " << files[s] << ": running '" << sides[s].diagram->name << "': " << error << "\n";
-      return kUserError;
+      std::cerr << "ncd: error: " << files[s] << ": running '" << sides[s].side->diagram->name << "': " << error << "\n";
+      return out_of_memory ? EquivVerdict::OutOfMemory : EquivVerdict::Failed;
     }
   }
 
   int differing = 0;
-  for (int id : A.diagram->outputs) {
-    const ir::Value &va = A.diagram->value(id);
+  for (int id : A.side->diagram->outputs) {
+    const ir::Value &va = A.side->diagram->value(id);
     const ir::Value *vb = nullptr;
-    for (int other : B.diagram->outputs)
-      if (B.diagram->value(other).name == va.name) vb = &B.diagram->value(other);
+    for (int other : B.side->diagram->outputs)
+      if (B.side->diagram->value(other).name == va.name) vb = &B.side->diagram->value(other);
     const Tensor &ta = results[0].at(va.name);
     const Tensor &tb = results[1].at(va.name);
     auto names = [](const ir::Program &program, const ir::Value &value) {
@@ -159,7 +186,7 @@ int run_equiv(const EquivRequest &request, std::ostream &out) {
       for (int axis : value.axes) out.push_back(program.axis(axis).name);
       return out;
     };
-    std::vector<std::string> na = names(A.compilation->program, va), nb = names(B.compilation->program, *vb);
+    std::vector<std::string> na = names(*A.side->program, va), nb = names(*B.side->program, *vb);
     std::string label = va.name + " [";
     for (size_t d = 0; d < na.size(); ++d) label += (d ? ", " : "") + na[d] + "=" + std::to_string(ta.shape[d]);
     label += "] " + std::string(ir::dtype_name(va.dtype));
@@ -235,13 +262,13 @@ int run_equiv(const EquivRequest &request, std::ostream &out) {
     }
   }
   if (differing) {
-    out << "not equivalent: " << differing << " of " << A.diagram->outputs.size() << " output"
-              << (A.diagram->outputs.size() == 1 ? "" : "s") << " of '" << A.diagram->name << "' differ\n";
-    return kUserError;
+    out << "not equivalent: " << differing << " of " << A.side->diagram->outputs.size() << " output"
+              << (A.side->diagram->outputs.size() == 1 ? "" : "s") << " of '" << A.side->diagram->name << "' differ\n";
+    return EquivVerdict::Differs;
   }
-  out << "equivalent: " << A.diagram->outputs.size() << " output" << (A.diagram->outputs.size() == 1 ? "" : "s")
-            << " of '" << A.diagram->name << "' within tolerance (seed " << request.seed << ")\n";
-  return kSuccess;
+  out << "equivalent: " << A.side->diagram->outputs.size() << " output" << (A.side->diagram->outputs.size() == 1 ? "" : "s")
+            << " of '" << A.side->diagram->name << "' within tolerance (seed " << request.seed << ")\n";
+  return EquivVerdict::Equivalent;
 }
 
 Handler setup_equiv(CLI::App &command) {

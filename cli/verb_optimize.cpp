@@ -7,67 +7,21 @@
 // --verify (the default) runs the input and the output on the CPU reference
 // backend at reduced sizes on the same random data and refuses to write the
 // output when they differ: an optimization that changes the function is a bug
-// the user must never receive silently.
-#include <unistd.h>
-
-#include <algorithm>
-#include <cstdlib>
+// the user must never receive silently (optimize_verify.cpp).
 #include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <numeric>
-#include <set>
-#include <sstream>
 
 #include "common.h"
 #include "ncd/hardware.h"
 #include "ncd/ir_source.h"
 #include "ncd/pass_manager.h"
-#include "run_support.h"
+#include "optimize_verify.h"
 #include "verbs.h"
 
 namespace ncd::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-// -D overrides that shrink every base axis of the written diagrams to about
-// `target` (kept a multiple of the tiles that partition it), for verification.
-std::vector<std::string> reduced_sizes(ir::Program &program, ir::Diagram &root, int64_t target,
-                                       const std::vector<std::string> &user_defines) {
-  std::set<std::string> user;
-  for (const auto &define : user_defines) user.insert(define.substr(0, define.find('=')));
-  std::map<int, int64_t> tile_lcm;
-  std::set<int> used;
-  for (ir::Diagram *diagram : reachable_diagrams(program, root)) {
-    for (const auto &value : diagram->values)
-      for (int axis : value.axes) used.insert(axis);
-    for (const auto &schedule : diagram->schedules)
-      for (const auto &directive : schedule.directives)
-        if (directive.axis >= 0 && directive.amount > 0) {
-          int64_t &l = tile_lcm.emplace(directive.axis, 1).first->second;
-          l = std::lcm(l, directive.amount);
-        }
-  }
-  // -D names an axis in both files; an axis derived in any file (the written
-  // file merges same-named axes of several files) cannot take one.
-  std::set<std::string> derived, named;
-  for (const ir::Axis &a : program.axes)
-    if (a.derived) derived.insert(a.name);
-  std::vector<std::string> out;
-  for (int axis : used) {
-    const ir::Axis &a = program.axis(axis);
-    if (derived.count(a.name) || !a.size || user.count(a.name) || !named.insert(a.name).second) continue;
-    int64_t size = *a.size;
-    if (size <= target) continue;
-    // Keep the tiles dividing the axis where that stays small (the CPU backend ignores schedules).
-    int64_t step = tile_lcm.count(axis) ? tile_lcm[axis] : 1;
-    int64_t reduced = step <= target ? ((target + step - 1) / step) * step : target;
-    reduced = std::min(size, reduced);
-    out.push_back(a.name + "=" + std::to_string(reduced));
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -98,7 +52,7 @@ Handler setup_optimize(CLI::App &command) {
                    "Check the output against the input on the CPU backend at reduced sizes (default on)");
   command
       .add_option("--verify-size", options->verify_size,
-                  "Axis size the verification shrinks larger axes to (default 64)")
+                  "Axis size the verification shrinks larger axes to, -D and derived ones included (default 64)")
       ->type_name("N")
       ->check(CLI::Range(1, 1 << 20));
   command.add_option("--seed", options->seed, "Seed of the verification's random data (default 1)")->type_name("N");
@@ -138,6 +92,7 @@ Handler setup_optimize(CLI::App &command) {
     pipeline.print_after_all = options->print_after_all;
     pipeline.time_passes = options->time_passes;
     pipeline.log = &std::cerr;
+    const size_t axes_before = compilation->program.axes.size();
     int status = run_pipeline(*registry, compilation->program, diagram, names, context, pipeline, error);
     print_diagnostics(*compilation);
     if (options->explain)
@@ -158,42 +113,17 @@ Handler setup_optimize(CLI::App &command) {
       return kUserError;
     }
     if (options->verify) {
-      fs::path scratch = fs::temp_directory_path() / ("ncd-optimize-" + std::to_string(getpid()) + ".ncd");
-      {
-        std::ofstream file(scratch, std::ios::binary);
-        file << text;
-        if (!file) {
-          std::cerr << "ncd: error: cannot write the scratch file " << scratch.string() << "\n";
-          return kUserError;
-        }
-      }
-      EquivRequest request;
-      request.a = options->file;
-      request.b = scratch.string();
+      VerifyRequest request;
+      request.input = options->file;
+      request.output = options->output;
+      request.text = &text;
       request.diagram = diagram.name;
       request.seed = options->seed;
-      request.frontend.include_dirs = options->frontend.include_dirs;
-      request.frontend.plugins = options->frontend.plugins;
-      request.frontend.no_warnings = true;
-      request.frontend.defines = options->frontend.defines;
-      for (auto &define : reduced_sizes(compilation->program, diagram, options->verify_size, options->frontend.defines))
-        request.frontend.defines.push_back(define);
-      std::ostringstream figures;
-      int verdict = run_equiv(request, figures);
-      std::error_code ignored;
-      fs::remove(scratch, ignored);
-      std::string sizes;
-      for (const auto &define : request.frontend.defines) sizes += " -D " + define;
-      if (verdict != 0) {
-        std::cerr << "ncd: error: the optimized '" << diagram.name
-                  << "' differs from the input on the CPU backend (sizes:" << sizes << "); nothing written\n"
-                  << figures.str();
-        return kUserError;
-      }
-      if (options->explain) {
-        std::cerr << "verify: output matches the input on the CPU backend (seed " << options->seed
-                  << ", sizes:" << sizes << ")\n";
-      }
+      request.target = options->verify_size;
+      request.explain = options->explain;
+      request.frontend = options->frontend;
+      if (int verdict = verify_optimized(compilation->program, diagram, axes_before, request); verdict != kSuccess)
+        return verdict;
     }
     if (!write_or_report(options->output, text)) return kUserError;
     // The hardware profile priced the passes' choices: a change to it must remake the output.

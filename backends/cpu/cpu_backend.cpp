@@ -33,10 +33,14 @@ class CpuBackend : public ncd::Backend {
       // Freed buffers stay cached for the next run (a benchmark, a repeat of
       // the same diagram) up to 1 GiB; see Buffer::allocate.
       return true;
+    } catch (const ncd::cpu::OutOfMemory &e) {
+      error = e.what();
+      if (request.options.out_of_memory) *request.options.out_of_memory = true;
     } catch (const ncd::cpu::RunError &e) {
       error = e.what();
     } catch (const std::bad_alloc &) {
       error = "out of memory while running '" + request.diagram->name + "'";
+      if (request.options.out_of_memory) *request.options.out_of_memory = true;
     }
     outputs.clear();
     return false;

@@ -215,11 +215,11 @@ std::shared_ptr<Buffer> Buffer::allocate(int64_t count) {
     // touching pages that memory overcommit promised.
     const uint64_t available = available_memory();
     if (available && bytes > available)
-      throw RunError("out of memory: an intermediate needs " + bytes_text(static_cast<double>(bytes)) + ", " +
+      throw OutOfMemory("out of memory: an intermediate needs " + bytes_text(static_cast<double>(bytes)) + ", " +
                      bytes_text(static_cast<double>(available)) + " is available");
   }
   if (!buffer->data) buffer->data = std::aligned_alloc(64, bytes);
-  if (!buffer->data) throw RunError("out of memory allocating " + std::to_string(bytes) + " bytes");
+  if (!buffer->data) throw OutOfMemory("out of memory allocating " + std::to_string(bytes) + " bytes");
   buffer->bytes = bytes;
   buffer->count = count;
   return buffer;

@@ -25,6 +25,10 @@ namespace ncd::cpu {
 struct RunError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// The memory a buffer needs is not available (a RunError the backend reports as such).
+struct OutOfMemory : RunError {
+  using RunError::RunError;
+};
 
 struct Buffer {
   void *data = nullptr;

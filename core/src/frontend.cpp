@@ -94,7 +94,9 @@ class Loader {
   }
 
   // Loads `path` (and, recursively, its imports); returns the module index or -1.
-  int load(const std::string &display_path, const std::string &resolved, SourceLocation importer) {
+  // `given`: the root's text when it comes from memory rather than a file.
+  int load(const std::string &display_path, const std::string &resolved, SourceLocation importer,
+           const std::string *given = nullptr) {
     for (size_t i = 0; i < stack_.size(); ++i)
       if (c_.modules[static_cast<size_t>(stack_[i])].resolved == resolved) {
         std::string cycle;
@@ -108,7 +110,9 @@ class Loader {
       if (c_.modules[i].resolved == resolved) return static_cast<int>(i);
 
     std::string text, error;
-    if (!read_text_file(resolved, text, error)) {
+    if (given) {
+      text = *given;
+    } else if (!read_text_file(resolved, text, error)) {
       c_.diagnostics.error(importer, error);
       return -1;
     }
@@ -192,11 +196,8 @@ class Loader {
   std::vector<int> stack_;
 };
 
-}  // namespace
-
-bool compile_file(const std::string &path, const CompileOptions &options, Compilation &out) {
-  Loader loader(options, out);
-  loader.load(path, Loader::absolute(path), {});
+// Sema and the verifier on what the loader read.
+bool lower_loaded(const CompileOptions &options, Compilation &out) {
   if (out.diagnostics.has_errors()) return false;
   if (options.stop_after_parse) return true;
   lower_to_ir(out, options.defines);
@@ -209,6 +210,20 @@ bool compile_file(const std::string &path, const CompileOptions &options, Compil
     throw std::logic_error(message);
   }
   return true;
+}
+
+}  // namespace
+
+bool compile_file(const std::string &path, const CompileOptions &options, Compilation &out) {
+  Loader loader(options, out);
+  loader.load(path, Loader::absolute(path), {});
+  return lower_loaded(options, out);
+}
+
+bool compile_text(const std::string &path, const std::string &text, const CompileOptions &options, Compilation &out) {
+  Loader loader(options, out);
+  loader.load(path, Loader::absolute(path), {}, &text);
+  return lower_loaded(options, out);
 }
 
 }  // namespace ncd

@@ -186,6 +186,57 @@ def section_verify_catches(work):
     check(os.path.exists(out), "--no-verify did not write the output")
 
 
+def section_verify_catches_shrunk(work):
+    # The wrong pass is still caught when the sizes given are large and verification shrinks them.
+    source = os.path.join(ARGS.root, "stdlib/std/nn.ncd")
+    out = os.path.join(work, "broken.ncd")
+    process = run("optimize", source, "--diagram", "FFN", "--plugin", ARGS.miscompile, "--passes", "miscompile",
+                  "-D", "model=4096", "-D", "hidden=16384", "-o", out, expect=1)
+    check("differs from the input on the CPU backend (sizes: -D model=64 -D hidden=64)" in process.stderr
+          and "DIFFERS" in process.stderr, f"verify did not report the difference at shrunk sizes:\n{process.stderr}")
+    check(not os.path.exists(out), "a wrong optimization was written")
+
+
+def section_verify_shrinks(work):
+    # -D axes are verified small: at q = k = 65536 a full-size verification
+    # would need S[q, k] in f32 (16 GiB) twice; shrunk, it takes megabytes.
+    import resource
+    import time
+    source = os.path.join(ARGS.root, "examples/attention.ncd")
+    out = os.path.join(work, "long.ncd")
+    start = time.monotonic()
+    process = run("optimize", source, "--diagram", "Attention", "-O2", "--explain", "-D", "q=65536", "-D", "k=65536",
+                  "-o", out)
+    seconds = time.monotonic() - start
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    line = [l for l in process.stderr.splitlines() if l.startswith("verify: output matches")]
+    check(line and "sizes: -D q=256 -D k=64)" in line[0], f"verify sizes: {line}")
+    check(peak_mib < 400, f"optimize -D q=65536 peaked at {peak_mib:.0f} MiB (want < 400)")
+    check(seconds < 30, f"optimize -D q=65536 took {seconds:.1f} s (want < 30)")
+    # The 12-layer GPT-2: derived widths (width = nh * hd, ff = 4 * width) shrink too.
+    source = os.path.join(ARGS.root, "examples/gpt2.ncd")
+    process = run("optimize", source, "--diagram", "Model", "-O2", "--explain", "-o", os.path.join(work, "gpt2.ncd"))
+    line = [l for l in process.stderr.splitlines() if l.startswith("verify: output matches")]
+    check(line and "derived:" in line[0] and "width=768" not in line[0], f"GPT-2 verify sizes: {line}")
+    check("verification keeps" not in process.stderr, f"GPT-2: an axis was kept:\n{process.stderr}")
+
+
+def section_no_scratch_file(work):
+    # Verification compiles the optimized text in memory: nothing is written to
+    # TMPDIR (no predictable name to plant a link at, nothing left when killed).
+    source = os.path.join(ARGS.root, "examples/attention.ncd")
+    tmpdir = os.path.join(work, "tmp")
+    os.mkdir(tmpdir)
+    before = set(os.listdir(tempfile.gettempdir()))
+    out = os.path.join(work, "out.ncd")
+    process = subprocess.run([ARGS.ncd, "optimize", source, "--diagram", "Attention", "-o", out],
+                             capture_output=True, text=True, env=dict(os.environ, TMPDIR=tmpdir))
+    check(process.returncode == 0, f"optimize failed:\n{process.stderr}")
+    check(os.listdir(tmpdir) == [], f"optimize wrote to TMPDIR: {os.listdir(tmpdir)}")
+    made = [n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("ncd-optimize")]
+    check(not made, f"optimize wrote scratch files: {made}")
+
+
 def section_determinism(work):
     source = os.path.join(ARGS.root, "stdlib/std/transformer.ncd")
     texts = []
@@ -194,6 +245,14 @@ def section_determinism(work):
         run("optimize", source, "--diagram", "GPT2Block", "--no-verify", "-o", out)
         texts.append(open(out, "rb").read())
     check(texts[0] == texts[1], "two runs wrote different bytes")
+    # Verified runs too, and their verify lines (sizes, outcome) are the same.
+    source = os.path.join(ARGS.root, "examples/attention.ncd")
+    runs = []
+    for attempt in range(2):
+        out = os.path.join(work, f"attention_{attempt}.ncd")
+        process = run("optimize", source, "--diagram", "Attention", "--explain", "-D", "q=8192", "-o", out)
+        runs.append((open(out, "rb").read(), process.stderr))
+    check(runs[0] == runs[1], "two verified runs differ")
 
 
 def main():

@@ -49,6 +49,9 @@ std::vector<std::string> default_search_path();
 
 // Returns true when the program is free of errors.
 bool compile_file(const std::string &path, const CompileOptions &options, Compilation &out);
+// The same for a root file held in memory (`path` names it in diagnostics and
+// anchors its relative imports); nothing is read or written for the root.
+bool compile_text(const std::string &path, const std::string &text, const CompileOptions &options, Compilation &out);
 
 // Reads a file for the front end; returns false (with a located-less error) when unreadable.
 bool read_text_file(const std::string &path, std::string &text, std::string &error);

@@ -77,6 +77,9 @@ struct ExecuteOptions {
   int threads = 0;               // worker threads; 0: one per core
   bool profile = false;          // report the time spent per op kind to `log`
   std::ostream *log = nullptr;   // where profiles and notes go (nullptr: nowhere)
+  // Set to true when execute() fails for lack of memory (so that a caller can
+  // tell that from a wrong program without reading the message).
+  bool *out_of_memory = nullptr;
 };
 
 // A diagram to run with its data. Inputs are keyed by input name, params by

@@ -140,9 +140,10 @@ std::string safetensors_bytes(const SafetensorsFile &file);
 
 // Deterministic random data (docs/RUN.md, "Random data"): each tensor's stream
 // depends only on the seed and its name, so the same name gets the same data
-// in any diagram. Floats: normal with mean 0 and standard deviation `scale`;
-// integers: uniform in [low, high); bool: true with probability 1/2. The
-// result is rounded to `dtype`.
+// in any diagram, and element i only on i (not on thread count). Floats:
+// mean 0 and standard deviation `scale`, bell-shaped (Irwin-Hall of four
+// uniforms, within ±2√3·scale); integers: uniform in [low, high); bool: true
+// with probability 1/2. The result is rounded to `dtype`.
 struct RandomSpec {
   double scale = 1.0;
   int64_t low = 0, high = 1;
