@@ -129,8 +129,14 @@ bool write_output(const std::string &path, const std::string &content, std::stri
   std::vector<char> name(temporary.begin(), temporary.end());
   name.push_back('\0');
   install_cleanup_handlers();
+  // No interrupt between creating the temporary and recording its name.
+  sigset_t interrupts, previous;
+  sigemptyset(&interrupts);
+  for (int signal_number : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&interrupts, signal_number);
+  ::pthread_sigmask(SIG_BLOCK, &interrupts, &previous);
   int fd = mkstemp(name.data());
   if (fd >= 0) set_pending(name.data());
+  ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   if (fd < 0) {
     error = "cannot write '" + path + "': " + std::strerror(errno);
     return false;
