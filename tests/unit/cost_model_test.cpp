@@ -101,11 +101,13 @@ TEST(CostModel, PointwiseFlopsComeFromTheOpTable) {
     body += "  " + name + "[s, m] = " + std::string(row.name) + "(" + arguments + ")\n";
     expected[name] = row.flops * 8 * 16;
   }
+  ASSERT_TRUE(expected.count("O_round"));
   auto priced = price_text("axis s = 8, m = 16\ndiagram F(X[s, m], P[s, m]) -> (" + outputs + ") {\n" + body + "}\n", "F");
   ASSERT_TRUE(priced.report) << priced.messages;
   std::map<std::string, double> flops;
   for (const OpCost &op : priced.report->ops) flops[op.name] = op.flops.value;
   for (const auto &[name, value] : expected) EXPECT_EQ(flops[name], value) << name;
+  EXPECT_EQ(flops["O_round"], 8.0 * 16);
 }
 
 TEST(CostModel, RooflineBoundAndEnergy) {

@@ -25,7 +25,7 @@ namespace ncd::ops {
 enum class Fn : uint8_t {
   None,  // ops that apply no function: constants, accesses, contractions, calls
   // Pointwise functions called by name.
-  Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, Gelu, Silu, Abs, Sin, Cos, Erf, Recip, Square, Floor, Ceil,
+  Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, Gelu, Silu, Abs, Sin, Cos, Erf, Recip, Square, Floor, Ceil, Round,
   Log1p, Expm1, Softplus, Pow, Minimum, Maximum, Where,
   // Pointwise functions written as operators.
   Neg, Not, Add, Sub, Mul, Div, Lt, Le, Gt, Ge, Eq, Ne, And, Or,
@@ -161,6 +161,9 @@ inline constexpr Info kTable[] = {
      .fold = fold([](auto x, auto, auto) { return std::floor(x); }), .cuda = "floorf($0)"},
     {.fn = Fn::Ceil, .name = "ceil", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1,
      .fold = fold([](auto x, auto, auto) { return std::ceil(x); }), .cuda = "ceilf($0)"},
+    // To the nearest integer, halves to even (as torch.round): nearbyint under the default rounding mode.
+    {.fn = Fn::Round, .name = "round", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1,
+     .fold = fold([](auto x, auto, auto) { return std::nearbyint(x); }), .cuda = "rintf($0)"},
     {.fn = Fn::Log1p, .name = "log1p", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1, .special = true,
      .fold = fold([](auto x, auto, auto) { return std::log1p(x); }), .cuda = "log1pf($0)"},
     {.fn = Fn::Expm1, .name = "expm1", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1, .special = true,
