@@ -201,8 +201,8 @@ RtTensor contract2(RtTensor a, RtTensor b, const std::vector<int> &sum, float al
     if (in_a && !in_b) only_a.push_back(axis);
     if (in_b && !in_a) only_b.push_back(axis);
   }
-  if (!only_a.empty()) a = squeeze(reduce(ReduceFn::Sum, a, only_a));
-  if (!only_b.empty()) b = squeeze(reduce(ReduceFn::Sum, b, only_b));
+  if (!only_a.empty()) a = squeeze(reduce(ops::Fn::Sum, a, only_a));
+  if (!only_b.empty()) b = squeeze(reduce(ops::Fn::Sum, b, only_b));
   std::vector<int> batch, m, n, k;
   for (int axis : a.axes) {
     if (!carries(b, axis))
@@ -454,7 +454,7 @@ RtTensor contract(const std::vector<RtTensor> &operands, const std::vector<int> 
   if (list.empty()) {
     result = make_scalar(alpha, ir::DType::F32);
   } else if (list.size() == 1) {
-    result = sum.empty() ? materialize(list[0]) : reduce(ReduceFn::Sum, list[0], sum);
+    result = sum.empty() ? materialize(list[0]) : reduce(ops::Fn::Sum, list[0], sum);
     scale_in_place(result, alpha);
   } else {
     while (list.size() > 2) {
@@ -513,7 +513,7 @@ RtTensor contract(const std::vector<RtTensor> &operands, const std::vector<int> 
     if (list.size() == 2)
       result = contract2(list[0], list[1], sum, alpha);
     else if (list.size() == 1) {
-      result = sum.empty() ? materialize(list[0]) : reduce(ReduceFn::Sum, list[0], sum);
+      result = sum.empty() ? materialize(list[0]) : reduce(ops::Fn::Sum, list[0], sum);
       scale_in_place(result, alpha);
     }
   }

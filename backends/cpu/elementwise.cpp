@@ -4,41 +4,21 @@
 // dimensions that every operand walks contiguously are merged, and the
 // innermost loop is specialised for contiguous and broadcast operands so that
 // the compiler vectorises it. The function is chosen once per op, never per
-// element.
+// element: a switch on the op table's enum (ncd/ops.h) selects the kernels
+// that use this backend's vectorised math (vmath.h); every other function runs
+// its row's float32 fold, a compile-time function pointer that inlines into the
+// row loop.
 #include <algorithm>
 #include <cmath>
 #include <map>
 #include <type_traits>
+#include <utility>
 
 #include "kernels.h"
 #include "ncd/tensor.h"
 #include "vmath.h"
 
 namespace ncd::cpu {
-
-bool parse_fn(const std::string &name, Fn &fn) {
-  static const std::map<std::string, Fn> kNames = {
-      {"exp", Fn::Exp},         {"log", Fn::Log},         {"sqrt", Fn::Sqrt},     {"rsqrt", Fn::Rsqrt},
-      {"tanh", Fn::Tanh},       {"sigmoid", Fn::Sigmoid}, {"relu", Fn::Relu},     {"gelu", Fn::Gelu},
-      {"silu", Fn::Silu},       {"abs", Fn::Abs},         {"sin", Fn::Sin},       {"cos", Fn::Cos},
-      {"erf", Fn::Erf},         {"recip", Fn::Recip},     {"square", Fn::Square}, {"floor", Fn::Floor},
-      {"ceil", Fn::Ceil},       {"log1p", Fn::Log1p},     {"expm1", Fn::Expm1},   {"softplus", Fn::Softplus},
-      {"neg", Fn::Neg},         {"not", Fn::Not},         {"pow", Fn::Pow},       {"minimum", Fn::Minimum},
-      {"maximum", Fn::Maximum}, {"min", Fn::Minimum},     {"max", Fn::Maximum},   {"add", Fn::Add},
-      {"sub", Fn::Sub},         {"mul", Fn::Mul},         {"div", Fn::Div},       {"lt", Fn::Lt},
-      {"le", Fn::Le},           {"gt", Fn::Gt},           {"ge", Fn::Ge},         {"eq", Fn::Eq},
-      {"ne", Fn::Ne},           {"and", Fn::And},         {"or", Fn::Or},         {"where", Fn::Where}};
-  auto it = kNames.find(name);
-  if (it == kNames.end()) return false;
-  fn = it->second;
-  return true;
-}
-
-int fn_arity(Fn fn) {
-  if (fn == Fn::Where) return 3;
-  if (fn >= Fn::Pow) return 2;
-  return 1;
-}
 
 namespace {
 
@@ -140,9 +120,34 @@ void ternary(const Loop &loop, float *out, const float *a, const float *b, const
   });
 }
 
+constexpr int64_t kCheap = 1, kMath = 8;  // work per element, for splitting loops across threads
+
+// The kernel of row F: its float32 fold, known at compile time.
+template <ops::Fn F>
+void table_kernel(const Loop &loop, float *o, const float *x, const float *y, const float *z) {
+  constexpr const ops::Info &row = ops::info(F);
+  constexpr auto f = row.fold.f32;
+  constexpr int64_t cost = row.special ? kMath : kCheap;
+  if constexpr (f == nullptr || row.kind != ops::Kind::Elementwise) {
+    throw RunError("the cpu backend has no elementwise function '" + std::string(row.name) + "'");
+  } else if constexpr (row.arity == 1) {
+    unary(loop, o, x, [](float a) { return f(a, 0.0f, 0.0f); }, cost);
+  } else if constexpr (row.arity == 2) {
+    binary(loop, o, x, y, [](float a, float b) { return f(a, b, 0.0f); }, cost);
+  } else {
+    ternary(loop, o, x, y, z, [](float a, float b, float c) { return f(a, b, c); }, cost);
+  }
+}
+
+template <size_t... I>
+void by_table(ops::Fn fn, const Loop &loop, float *o, const float *x, const float *y, const float *z,
+              std::index_sequence<I...>) {
+  (void)((fn == static_cast<ops::Fn>(I) && (table_kernel<static_cast<ops::Fn>(I)>(loop, o, x, y, z), true)) || ...);
+}
+
 }  // namespace
 
-RtTensor elementwise(Fn fn, const std::vector<RtTensor> &operands, ir::DType dtype, const std::vector<int> &order) {
+RtTensor elementwise(ops::Fn fn, const std::vector<RtTensor> &operands, ir::DType dtype, const std::vector<int> &order) {
   std::vector<RtTensor> in;
   in.reserve(operands.size());
   for (const RtTensor &t : operands) in.push_back(as_float(t));
@@ -198,160 +203,17 @@ RtTensor elementwise(Fn fn, const std::vector<RtTensor> &operands, ir::DType dty
   const float *x = in[0].fdata();
   const float *y = in.size() > 1 ? in[1].fdata() : nullptr;
   const float *z = in.size() > 2 ? in[2].fdata() : nullptr;
-  constexpr int64_t kCheap = 1, kMath = 8;
+  if (in.size() != static_cast<size_t>(ops::info(fn).arity))
+    throw RunError("elementwise '" + std::string(ops::name(fn)) + "' takes " + std::to_string(ops::info(fn).arity) +
+                   " operands");
   switch (fn) {
-    case Fn::Exp:
-      unary(
-          loop, o, x, [](float v) { return exp_f(v); }, kMath);
-      break;
-    case Fn::Log:
-      unary(
-          loop, o, x, [](float v) { return std::log(v); }, kMath);
-      break;
-    case Fn::Sqrt:
-      unary(
-          loop, o, x, [](float v) { return std::sqrt(v); }, kCheap);
-      break;
-    case Fn::Rsqrt:
-      unary(
-          loop, o, x, [](float v) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(v))); }, kMath);
-      break;
-    case Fn::Tanh:
-      unary(
-          loop, o, x, [](float v) { return tanh_f(v); }, kMath);
-      break;
-    case Fn::Sigmoid:
-      unary(
-          loop, o, x, [](float v) { return sigmoid_f(v); }, kMath);
-      break;
-    case Fn::Relu:
-      unary(
-          loop, o, x, [](float v) { return v < 0.0f ? 0.0f : v; }, kCheap);
-      break;
-    case Fn::Gelu:
-      unary(
-          loop, o, x, [](float v) { return gelu_f(v); }, kMath);
-      break;
-    case Fn::Silu:
-      unary(
-          loop, o, x, [](float v) { return silu_f(v); }, kMath);
-      break;
-    case Fn::Abs:
-      unary(
-          loop, o, x, [](float v) { return std::fabs(v); }, kCheap);
-      break;
-    case Fn::Sin:
-      unary(
-          loop, o, x, [](float v) { return std::sin(v); }, kMath);
-      break;
-    case Fn::Cos:
-      unary(
-          loop, o, x, [](float v) { return std::cos(v); }, kMath);
-      break;
-    case Fn::Erf:
-      unary(
-          loop, o, x, [](float v) { return erf_f(v); }, kMath);
-      break;
-    case Fn::Recip:
-      unary(
-          loop, o, x, [](float v) { return 1.0f / v; }, kCheap);
-      break;
-    case Fn::Square:
-      unary(
-          loop, o, x, [](float v) { return v * v; }, kCheap);
-      break;
-    case Fn::Floor:
-      unary(
-          loop, o, x, [](float v) { return std::floor(v); }, kCheap);
-      break;
-    case Fn::Ceil:
-      unary(
-          loop, o, x, [](float v) { return std::ceil(v); }, kCheap);
-      break;
-    case Fn::Log1p:
-      unary(
-          loop, o, x, [](float v) { return std::log1p(v); }, kMath);
-      break;
-    case Fn::Expm1:
-      unary(
-          loop, o, x, [](float v) { return std::expm1(v); }, kMath);
-      break;
-    case Fn::Softplus:
-      unary(
-          loop, o, x, [](float v) { return (v > 0.0f ? v : 0.0f) + std::log1p(std::exp(-std::fabs(v))); }, kMath);
-      break;
-    case Fn::Neg:
-      unary(
-          loop, o, x, [](float v) { return -v; }, kCheap);
-      break;
-    case Fn::Not:
-      unary(
-          loop, o, x, [](float v) { return v == 0.0f ? 1.0f : 0.0f; }, kCheap);
-      break;
-    case Fn::Pow:
-      binary(
-          loop, o, x, y, [](float a, float b) { return std::pow(a, b); }, kMath);
-      break;
-    case Fn::Minimum:
-      binary(
-          loop, o, x, y, [](float a, float b) { return (a != a || a < b) ? a : b; }, kCheap);
-      break;
-    case Fn::Maximum:
-      binary(
-          loop, o, x, y, [](float a, float b) { return (a != a || a > b) ? a : b; }, kCheap);
-      break;
-    case Fn::Add:
-      binary(
-          loop, o, x, y, [](float a, float b) { return a + b; }, kCheap);
-      break;
-    case Fn::Sub:
-      binary(
-          loop, o, x, y, [](float a, float b) { return a - b; }, kCheap);
-      break;
-    case Fn::Mul:
-      binary(
-          loop, o, x, y, [](float a, float b) { return a * b; }, kCheap);
-      break;
-    case Fn::Div:
-      binary(
-          loop, o, x, y, [](float a, float b) { return a / b; }, kCheap);
-      break;
-    case Fn::Lt:
-      binary(
-          loop, o, x, y, [](float a, float b) { return a < b ? 1.0f : 0.0f; }, kCheap);
-      break;
-    case Fn::Le:
-      binary(
-          loop, o, x, y, [](float a, float b) { return a <= b ? 1.0f : 0.0f; }, kCheap);
-      break;
-    case Fn::Gt:
-      binary(
-          loop, o, x, y, [](float a, float b) { return a > b ? 1.0f : 0.0f; }, kCheap);
-      break;
-    case Fn::Ge:
-      binary(
-          loop, o, x, y, [](float a, float b) { return a >= b ? 1.0f : 0.0f; }, kCheap);
-      break;
-    case Fn::Eq:
-      binary(
-          loop, o, x, y, [](float a, float b) { return a == b ? 1.0f : 0.0f; }, kCheap);
-      break;
-    case Fn::Ne:
-      binary(
-          loop, o, x, y, [](float a, float b) { return a != b ? 1.0f : 0.0f; }, kCheap);
-      break;
-    case Fn::And:
-      binary(
-          loop, o, x, y, [](float a, float b) { return (a != 0.0f && b != 0.0f) ? 1.0f : 0.0f; }, kCheap);
-      break;
-    case Fn::Or:
-      binary(
-          loop, o, x, y, [](float a, float b) { return (a != 0.0f || b != 0.0f) ? 1.0f : 0.0f; }, kCheap);
-      break;
-    case Fn::Where:
-      ternary(
-          loop, o, x, y, z, [](float c, float a, float b) { return c != 0.0f ? a : b; }, kCheap);
-      break;
+    case ops::Fn::Exp: unary(loop, o, x, [](float v) { return exp_f(v); }, kMath); break;
+    case ops::Fn::Tanh: unary(loop, o, x, [](float v) { return tanh_f(v); }, kMath); break;
+    case ops::Fn::Sigmoid: unary(loop, o, x, [](float v) { return sigmoid_f(v); }, kMath); break;
+    case ops::Fn::Gelu: unary(loop, o, x, [](float v) { return gelu_f(v); }, kMath); break;
+    case ops::Fn::Silu: unary(loop, o, x, [](float v) { return silu_f(v); }, kMath); break;
+    case ops::Fn::Erf: unary(loop, o, x, [](float v) { return erf_f(v); }, kMath); break;
+    default: by_table(fn, loop, o, x, y, z, std::make_index_sequence<ops::all().size()>{});
   }
   if (int_result) return convert(out, ir::DType::I32);
   round_in_place(out);

@@ -146,7 +146,7 @@ const Executor::RegionPlan &Executor::plan(const ir::Diagram &diagram, const ir:
   p.add_into_product.assign(region.ops.size(), 0);
   for (size_t i = 0; i + 1 < region.ops.size(); ++i) {
     const ir::Op &op = *region.ops[i], &next = *region.ops[i + 1];
-    if (op.kind != ir::OpKind::Contract || next.kind != ir::OpKind::Elementwise || next.function != "add" ||
+    if (op.kind != ir::OpKind::Contract || next.kind != ir::OpKind::Elementwise || next.function != ops::Fn::Add ||
         next.operands.size() != 2)
       continue;
     const int product = op.results.at(0);
@@ -263,7 +263,7 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
       break;
     }
     case ir::OpKind::Elementwise: {
-      if (op.function == "copy" || op.function == "cast") {
+      if (ops::info(op.function).kind == ops::Kind::Cast) {
         RtTensor t = get(frame, op.operands.at(0));
         for (int axis : result.axes) {
           int r = rt_axis(frame, axis);
@@ -275,16 +275,11 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
         out = convert(t, result.dtype);
         break;
       }
-      Fn fn;
-      if (!parse_fn(op.function, fn))
-        throw RunError("the cpu backend has no elementwise function '" + op.function + "'");
-      if (static_cast<int>(op.operands.size()) != fn_arity(fn))
-        throw RunError("elementwise '" + op.function + "' takes " + std::to_string(fn_arity(fn)) + " operands");
       std::vector<RtTensor> operands;
       for (int id : op.operands) operands.push_back(get(frame, id));
       std::vector<int> order;
       for (int axis : result.axes) order.push_back(rt_axis(frame, axis));
-      out = elementwise(fn, operands, result.dtype, order);
+      out = elementwise(op.function, operands, result.dtype, order);
       break;
     }
     case ir::OpKind::Contract: {
@@ -299,8 +294,6 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
       break;
     }
     case ir::OpKind::Reduce: {
-      ReduceFn fn;
-      if (!parse_reduce(op.function, fn)) throw RunError("the cpu backend has no reduction '" + op.function + "'");
       const RtTensor t = get(frame, op.operands.at(0));
       std::vector<int> axes;
       int64_t missing = 1;
@@ -311,19 +304,17 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
         else
           missing *= axis_sizes_[static_cast<size_t>(r)];
       }
-      if (fn == ReduceFn::Sum && ir::is_integer(result.dtype)) {
+      if (op.function == ops::Fn::Sum && ir::is_integer(result.dtype)) {
         std::vector<int> summed;
         std::vector<int64_t> sizes;
         summed_axes(frame, op, summed, sizes);
         out = finish(contract_exact({t}, summed, sizes, result.dtype), result.dtype);
       } else {
-        out = finish(reduce(fn, t, axes, missing), result.dtype);
+        out = finish(reduce(op.function, t, axes, missing), result.dtype);
       }
       break;
     }
     case ir::OpKind::Normalize: {
-      NormFn fn;
-      if (!parse_norm(op.function, fn)) throw RunError("the cpu backend has no normalisation '" + op.function + "'");
       RtTensor t = get(frame, op.operands.at(0));
       std::vector<int> axes;
       for (int axis : op.axes) {
@@ -335,8 +326,8 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
           t.strides.push_back(0);
         }
       }
-      double eps = op.options.count("eps") ? op.options.at("eps") : (op.function == "rmsnorm" ? 1e-6 : 1e-5);
-      out = finish(normalize(fn, t, axes, eps), result.dtype);
+      double eps = op.options.count("eps") ? op.options.at("eps") : ops::info(op.function).default_eps;
+      out = finish(normalize(op.function, t, axes, eps), result.dtype);
       break;
     }
     case ir::OpKind::Access: out = finish(run_access(frame, op), result.dtype); break;
@@ -347,7 +338,7 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
   if (request_.options.profile) {
     std::string key = std::string(ir::op_kind_name(op.kind));
     if (op.kind == ir::OpKind::Elementwise || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize)
-      key += " " + op.function;
+      key += " " + std::string(ops::name(op.function));
     profile(key, start);
   }
 }

@@ -13,34 +13,23 @@ namespace ncd::cpu {
 
 // ---------------------------------------------------------------- elementwise
 
-enum class Fn {
-  Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, Gelu, Silu, Abs, Sin, Cos, Erf, Recip, Square, Floor, Ceil,
-  Log1p, Expm1, Softplus, Neg, Not,
-  Pow, Minimum, Maximum, Add, Sub, Mul, Div, Lt, Le, Gt, Ge, Eq, Ne, And, Or,
-  Where,
-};
-// Parses an elementwise function name as sema emits it; false when unknown
-// (copy and cast are not kernels: the executor converts).
-bool parse_fn(const std::string &name, Fn &fn);
-int fn_arity(Fn fn);
-
-// The pointwise function of the operands, broadcast by runtime axis id, with
-// the result rounded/converted to `dtype`. `order` (the result's axes in its
-// declared order) is the layout used when no operand carries every axis.
-RtTensor elementwise(Fn fn, const std::vector<RtTensor> &operands, ir::DType dtype, const std::vector<int> &order);
+// The pointwise function `fn` (an ops::Kind::Elementwise row of ncd/ops.h;
+// copies and casts are not kernels: the executor converts) of the operands,
+// broadcast by runtime axis id, with the result rounded/converted to `dtype`.
+// `order` (the result's axes in its declared order) is the layout used when
+// no operand carries every axis.
+RtTensor elementwise(ops::Fn fn, const std::vector<RtTensor> &operands, ir::DType dtype, const std::vector<int> &order);
 
 // ---------------------------------------------------------------- reductions
 
-enum class ReduceFn { Sum, Max, Min, Mean, LogSumExp, Prod };
-bool parse_reduce(const std::string &name, ReduceFn &fn);
-// Reduces `axes` of t (float64 accumulation for sums). `missing` is the number
-// of positions of reduced axes that t does not carry (1 when it has them all).
-RtTensor reduce(ReduceFn fn, const RtTensor &t, const std::vector<int> &axes, int64_t missing = 1);
+// Reduces `axes` of t by `fn` (an ops::Kind::Reduce row; float64 accumulation
+// for sums). `missing` is the number of positions of reduced axes that t does
+// not carry (1 when it has them all).
+RtTensor reduce(ops::Fn fn, const RtTensor &t, const std::vector<int> &axes, int64_t missing = 1);
 
-enum class NormFn { Softmax, LogSoftmax, LayerNorm, RMSNorm };
-bool parse_norm(const std::string &name, NormFn &fn);
-// Normalises t along `axes`, independently for every position of its other axes.
-RtTensor normalize(NormFn fn, const RtTensor &t, const std::vector<int> &axes, double eps);
+// Normalises t by `fn` (an ops::Kind::Normalize row) along `axes`,
+// independently for every position of its other axes.
+RtTensor normalize(ops::Fn fn, const RtTensor &t, const std::vector<int> &axes, double eps);
 
 // ---------------------------------------------------------------- contraction
 

@@ -14,30 +14,6 @@
 
 namespace ncd::cpu {
 
-bool parse_reduce(const std::string &name, ReduceFn &fn) {
-  static const std::map<std::string, ReduceFn> kNames = {{"sum", ReduceFn::Sum},
-                                                         {"max", ReduceFn::Max},
-                                                         {"min", ReduceFn::Min},
-                                                         {"mean", ReduceFn::Mean},
-                                                         {"logsumexp", ReduceFn::LogSumExp},
-                                                         {"prod", ReduceFn::Prod}};
-  auto it = kNames.find(name);
-  if (it == kNames.end()) return false;
-  fn = it->second;
-  return true;
-}
-
-bool parse_norm(const std::string &name, NormFn &fn) {
-  static const std::map<std::string, NormFn> kNames = {{"softmax", NormFn::Softmax},
-                                                       {"logsoftmax", NormFn::LogSoftmax},
-                                                       {"layernorm", NormFn::LayerNorm},
-                                                       {"rmsnorm", NormFn::RMSNorm}};
-  auto it = kNames.find(name);
-  if (it == kNames.end()) return false;
-  fn = it->second;
-  return true;
-}
-
 namespace {
 
 // t arranged so that `axes` form one contiguous innermost run of `length`
@@ -157,7 +133,7 @@ double logsumexp_run(const float *x, int64_t n) {
 
 }  // namespace
 
-RtTensor reduce(ReduceFn fn, const RtTensor &input, const std::vector<int> &axes, int64_t missing) {
+RtTensor reduce(ops::Fn fn, const RtTensor &input, const std::vector<int> &axes, int64_t missing) {
   RtTensor t = as_float(input);
   Runs r = runs_of(t, axes);
   RtTensor out = make_tensor(ir::DType::F32, r.kept, r.kept_sizes);
@@ -165,24 +141,24 @@ RtTensor reduce(ReduceFn fn, const RtTensor &input, const std::vector<int> &axes
   const int64_t n = r.length;
   const double m = static_cast<double>(missing);
   switch (fn) {
-    case ReduceFn::Sum:
+    case ops::Fn::Sum:
       for_each_run(r, out, n, [&](int64_t k, const float *x) { o[k] = static_cast<float>(sum_run(x, n) * m); });
       break;
-    case ReduceFn::Mean:
+    case ops::Fn::Mean:
       for_each_run(r, out, n, [&](int64_t k, const float *x) {
         o[k] = static_cast<float>(sum_run(x, n) / static_cast<double>(n));
       });
       break;
-    case ReduceFn::Max: for_each_run(r, out, n, [&](int64_t k, const float *x) { o[k] = max_run(x, n); }); break;
-    case ReduceFn::Min: for_each_run(r, out, n, [&](int64_t k, const float *x) { o[k] = min_run(x, n); }); break;
-    case ReduceFn::LogSumExp:
+    case ops::Fn::Max: for_each_run(r, out, n, [&](int64_t k, const float *x) { o[k] = max_run(x, n); }); break;
+    case ops::Fn::Min: for_each_run(r, out, n, [&](int64_t k, const float *x) { o[k] = min_run(x, n); }); break;
+    case ops::Fn::LogSumExp:
       for_each_run(r, out, 8 * n, [&](int64_t k, const float *x) {
         double v = logsumexp_run(x, n);
         if (missing > 1 && std::isfinite(v)) v += std::log(m);
         o[k] = static_cast<float>(v);
       });
       break;
-    case ReduceFn::Prod:
+    case ops::Fn::Prod:
       for_each_run(r, out, n, [&](int64_t k, const float *x) {
         double p = 1;
         for (int64_t i = 0; i < n; ++i) p *= static_cast<double>(x[i]);
@@ -190,11 +166,12 @@ RtTensor reduce(ReduceFn fn, const RtTensor &input, const std::vector<int> &axes
         o[k] = static_cast<float>(p);
       });
       break;
+    default: throw RunError("the cpu backend has no reduction '" + std::string(ops::name(fn)) + "'");
   }
   return out;
 }
 
-RtTensor normalize(NormFn fn, const RtTensor &input, const std::vector<int> &axes, double eps) {
+RtTensor normalize(ops::Fn fn, const RtTensor &input, const std::vector<int> &axes, double eps) {
   RtTensor t = as_float(input);
   Runs r = runs_of(t, axes);
   std::vector<int> order = r.kept;
@@ -206,7 +183,7 @@ RtTensor normalize(NormFn fn, const RtTensor &input, const std::vector<int> &axe
   const int64_t n = r.length;
   // Runs are contiguous in `out` as well: kept axes outermost, acted innermost.
   switch (fn) {
-    case NormFn::Softmax:
+    case ops::Fn::Softmax:
       for_each_run(r, out, 10 * n, [&](int64_t k, const float *x) {
         float *__restrict y = o + k;
         const float m = max_run(x, n);
@@ -221,14 +198,14 @@ RtTensor normalize(NormFn fn, const RtTensor &input, const std::vector<int> &axe
         for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(static_cast<double>(y[i]) * inv);
       });
       break;
-    case NormFn::LogSoftmax:
+    case ops::Fn::LogSoftmax:
       for_each_run(r, out, 10 * n, [&](int64_t k, const float *x) {
         float *y = o + k;
         const double lse = logsumexp_run(x, n);
         for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(static_cast<double>(x[i]) - lse);
       });
       break;
-    case NormFn::LayerNorm:
+    case ops::Fn::LayerNorm:
       for_each_run(r, out, 4 * n, [&](int64_t k, const float *x) {
         float *y = o + k;
         const double mean = sum_run(x, n) / static_cast<double>(n);
@@ -243,7 +220,7 @@ RtTensor normalize(NormFn fn, const RtTensor &input, const std::vector<int> &axe
         for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>((static_cast<double>(x[i]) - mean) * inv);
       });
       break;
-    case NormFn::RMSNorm:
+    case ops::Fn::RMSNorm:
       for_each_run(r, out, 3 * n, [&](int64_t k, const float *x) {
         float *y = o + k;
         double ms = 0;
@@ -254,6 +231,7 @@ RtTensor normalize(NormFn fn, const RtTensor &input, const std::vector<int> &axe
         for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(static_cast<double>(x[i]) * inv);
       });
       break;
+    default: throw RunError("the cpu backend has no normalisation '" + std::string(ops::name(fn)) + "'");
   }
   return out;
 }

@@ -190,28 +190,17 @@ void Generator::op(Frame &frame, const ir::Op &o) {
   frame.values[o.results[0]] = out;
 }
 
-// Folds a function of literals at generation time (float32 arithmetic, as the
-// reference computes it; rsqrt in float64), or returns nullopt.
-std::optional<double> fold(const std::string &f, const std::vector<Ten> &operands) {
-  std::vector<float> v;
-  for (const Ten &t : operands) {
-    if (t.kind != Ten::Kind::Literal) return std::nullopt;
-    v.push_back(static_cast<float>(t.literal));
+// Folds a function of literals at generation time, in float32 as the
+// reference computes it (the op table's fold), or returns nullopt.
+std::optional<double> fold(ops::Fn f, const std::vector<Ten> &operands) {
+  const ops::Fold &fold = ops::info(f).fold;
+  if (!fold.f32 || operands.size() > 3) return std::nullopt;
+  float v[3] = {0.f, 0.f, 0.f};
+  for (size_t i = 0; i < operands.size(); ++i) {
+    if (operands[i].kind != Ten::Kind::Literal) return std::nullopt;
+    v[i] = static_cast<float>(operands[i].literal);
   }
-  if (v.size() == 1) {
-    if (f == "neg") return -v[0];
-    if (f == "rsqrt") return 1.0 / std::sqrt(static_cast<double>(v[0]));
-    if (f == "sqrt") return std::sqrt(v[0]);
-    if (f == "recip") return 1.f / v[0];
-    if (f == "square") return v[0] * v[0];
-    if (f == "copy" || f == "cast") return v[0];
-  } else if (v.size() == 2) {
-    if (f == "add") return v[0] + v[1];
-    if (f == "sub") return v[0] - v[1];
-    if (f == "mul") return v[0] * v[1];
-    if (f == "div") return v[0] / v[1];
-  }
-  return std::nullopt;
+  return fold.f32(v[0], v[1], v[2]);
 }
 
 Ten Generator::elementwise(Frame &frame, const ir::Op &o) {
@@ -233,13 +222,14 @@ Ten Generator::elementwise(Frame &frame, const ir::Op &o) {
   auto index = [](int a) { return x(a); };
   std::vector<std::string> loads;
   for (const Ten &t : operands) loads.push_back(load(args, t, index));
-  std::string expr = function_expr(o.function, loads, result.dtype);
+  std::string expr = function_expr(o.function, loads);
   std::string r = args.out(out);
   int64_t n = numel(axes);
   std::string k = grid_stride_kernel(args, n, axes);
   k += "    " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(" + expr + ");\n  }\n}\n";
-  std::string name = add_kernel(o.function + "_" + result.name, k);
-  launch(name, grid_for(n, 256), 256, args, result.name + axis_list(axes) + " = " + o.function);
+  const std::string fn(ops::name(o.function));
+  std::string name = add_kernel(fn + "_" + result.name, k);
+  launch(name, grid_for(n, 256), 256, args, result.name + axis_list(axes) + " = " + fn);
   return out;
 }
 
@@ -264,7 +254,8 @@ Ten Generator::reduce(Frame &frame, const ir::Op &o) {
   std::string v = load(args, in, index);
   std::string r = args.out(out);
   int64_t rows = numel(axes), extent = numel(present);
-  const std::string &fn = o.function;
+  const ops::Fn f = o.function;
+  const std::string fn(ops::name(f));
   std::string k = "__global__ void @NAME@(" + args.param_list() + ") {\n";
   k += "  const int lane = threadIdx.x % 32;\n";
   k += "  for (int64_t row = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32; row < " + str(rows) +
@@ -272,18 +263,18 @@ Ten Generator::reduce(Frame &frame, const ir::Op &o) {
   k += decompose(axes, "row", "    ");
   std::string loop = "    for (int64_t j = lane; j < " + str(extent) + "; j += 32) {\n" + decompose(present, "j", "      ");
   std::string value;
-  if (fn == "sum" || fn == "mean") {
+  if (f == ops::Fn::Sum || f == ops::Fn::Mean) {
     k += "    float acc = 0.f;\n" + loop + "      acc += " + v + ";\n    }\n    acc = ncd_warp_sum(acc);\n";
-    value = fn == "sum" ? (missing == 1 ? "acc" : "acc * " + flit(static_cast<double>(missing)))
+    value = f == ops::Fn::Sum ? (missing == 1 ? "acc" : "acc * " + flit(static_cast<double>(missing)))
                         : "acc / " + flit(static_cast<double>(extent));
-  } else if (fn == "prod") {
+  } else if (f == ops::Fn::Prod) {
     k += "    float acc = 1.f;\n" + loop + "      acc *= " + v + ";\n    }\n    acc = ncd_warp_prod(acc);\n";
     value = missing == 1 ? "acc" : "powf(acc, " + flit(static_cast<double>(missing)) + ")";
-  } else if (fn == "max" || fn == "min") {
-    k += "    float acc = " + std::string(fn == "max" ? "-INFINITY" : "INFINITY") + ";\n" + loop + "      acc = ncd_" + fn +
+  } else if (f == ops::Fn::Max || f == ops::Fn::Min) {
+    k += "    float acc = " + std::string(f == ops::Fn::Max ? "-INFINITY" : "INFINITY") + ";\n" + loop + "      acc = ncd_" + fn +
          "(acc, " + v + ");\n    }\n    acc = ncd_warp_" + fn + "(acc);\n";
     value = "acc";
-  } else if (fn == "logsumexp") {
+  } else if (f == ops::Fn::LogSumExp) {
     k += "    float m = -INFINITY;\n" + loop + "      m = ncd_max(m, " + v + ");\n    }\n    m = ncd_warp_max(m);\n";
     k += "    const float mu = m == -INFINITY ? 0.f : m;\n";
     k += "    float acc = 0.f;\n" + loop + "      acc += expf(" + v + " - mu);\n    }\n    acc = ncd_warp_sum(acc);\n";
@@ -315,8 +306,9 @@ Ten Generator::normalize(Frame &frame, const ir::Op &o) {
   std::string v = load(args, in, index);
   std::string r = args.out(out);
   int64_t rows = numel(row_axes), extent = numel(along);
-  const std::string &fn = o.function;
-  double eps = o.options.count("eps") ? o.options.at("eps") : (fn == "rmsnorm" ? 1e-6 : 1e-5);
+  const ops::Fn f = o.function;
+  const std::string fn(ops::name(f));
+  double eps = o.options.count("eps") ? o.options.at("eps") : ops::info(f).default_eps;
   std::string k = "__global__ void @NAME@(" + args.param_list() + ") {\n";
   k += "  const int lane = threadIdx.x % 32;\n";
   k += "  for (int64_t row = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32; row < " + str(rows) +
@@ -325,17 +317,17 @@ Ten Generator::normalize(Frame &frame, const ir::Op &o) {
   std::string loop = "    for (int64_t j = lane; j < " + str(extent) + "; j += 32) {\n" + decompose(along, "j", "      ");
   std::string store = "      " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(";
   std::string n = flit(static_cast<double>(extent));
-  if (fn == "softmax" || fn == "logsoftmax") {
+  if (f == ops::Fn::Softmax || f == ops::Fn::LogSoftmax) {
     k += "    float m = -INFINITY;\n" + loop + "      m = ncd_max(m, " + v + ");\n    }\n    m = ncd_warp_max(m);\n";
     k += "    float s = 0.f;\n" + loop + "      s += expf(" + v + " - m);\n    }\n    s = ncd_warp_sum(s);\n";
-    k += loop + store + (fn == "softmax" ? "expf(" + v + " - m) / s" : v + " - m - logf(s)") + ");\n    }\n";
-  } else if (fn == "layernorm") {
+    k += loop + store + (f == ops::Fn::Softmax ? "expf(" + v + " - m) / s" : v + " - m - logf(s)") + ");\n    }\n";
+  } else if (f == ops::Fn::LayerNorm) {
     k += "    float s = 0.f;\n" + loop + "      s += " + v + ";\n    }\n    const float mean = ncd_warp_sum(s) / " + n + ";\n";
     k += "    float q = 0.f;\n" + loop + "      const float c = " + v +
          " - mean;\n      q += c * c;\n    }\n    const float var = ncd_warp_sum(q) / " + n + ";\n";
     k += "    const float denom = sqrtf(var + " + flit(eps) + ");\n";
     k += loop + store + "(" + v + " - mean) / denom);\n    }\n";
-  } else if (fn == "rmsnorm") {
+  } else if (f == ops::Fn::RMSNorm) {
     k += "    float q = 0.f;\n" + loop + "      const float c = " + v +
          ";\n      q += c * c;\n    }\n    const float denom = sqrtf(ncd_warp_sum(q) / " + n + " + " + flit(eps) + ");\n";
     k += loop + store + v + " / denom);\n    }\n";
@@ -636,7 +628,7 @@ bool Generator::scheduled(Frame &frame, const ir::Diagram &diagram, const ir::Op
   for (const ir::ScheduleDirective &dir : diagram.schedules.front().directives)
     streams = streams || dir.kind == ir::ScheduleDirective::Kind::Stream;
   bool has_softmax = false;
-  for (const auto &op : diagram.body.ops) has_softmax = has_softmax || (op->kind == OpKind::Normalize && op->function == "softmax");
+  for (const auto &op : diagram.body.ops) has_softmax = has_softmax || (op->kind == OpKind::Normalize && op->function == ops::Fn::Softmax);
   if (!(streams && has_softmax)) why = fused_why;
   const ir::Op *where = site ? site : (diagram.body.ops.empty() ? nullptr : diagram.body.ops.front().get());
   note(where, "'" + diagram.name + "' has a schedule but is not a fused kernel the cuda backend knows (" + why +

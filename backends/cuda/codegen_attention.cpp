@@ -7,33 +7,23 @@ namespace ncd::cuda::detail {
 
 namespace {
 
-// A scalar computed from literals alone (constants, sizes, arithmetic), if it is one.
+// A scalar computed from literals alone (constants, sizes, pointwise functions
+// of them, in float64 by the op table's fold), if it is one.
 std::optional<double> scalar_value(const ir::Diagram &d, int id, const std::function<int64_t(int)> &axis_size) {
   const ir::Op *op = const_cast<ir::Diagram &>(d).producer(id);
   if (!op) return std::nullopt;
   if (op->kind == OpKind::Constant) return op->constant;
   if (op->kind == OpKind::SizeOf) return static_cast<double>(axis_size(op->axes.at(0)));
   if (op->kind != OpKind::Elementwise) return std::nullopt;
-  std::vector<double> v;
-  for (int operand : op->operands) {
-    auto s = scalar_value(d, operand, axis_size);
+  const ops::Fold &fold = ops::info(op->function).fold;
+  if (!fold.f64 || op->operands.size() > 3) return std::nullopt;
+  double v[3] = {0, 0, 0};
+  for (size_t i = 0; i < op->operands.size(); ++i) {
+    auto s = scalar_value(d, op->operands[i], axis_size);
     if (!s) return std::nullopt;
-    v.push_back(*s);
+    v[i] = *s;
   }
-  const std::string &f = op->function;
-  if (v.size() == 1) {
-    if (f == "neg") return -v[0];
-    if (f == "rsqrt") return 1 / std::sqrt(v[0]);
-    if (f == "sqrt") return std::sqrt(v[0]);
-    if (f == "recip") return 1 / v[0];
-    if (f == "copy" || f == "cast") return v[0];
-  } else if (v.size() == 2) {
-    if (f == "add") return v[0] + v[1];
-    if (f == "sub") return v[0] - v[1];
-    if (f == "mul") return v[0] * v[1];
-    if (f == "div") return v[0] / v[1];
-  }
-  return std::nullopt;
+  return fold.f64(v[0], v[1], v[2]);
 }
 
 int uses(const ir::Diagram &d, int value) {
@@ -92,7 +82,7 @@ bool Generator::match_attention(const ir::Diagram &d, AttentionMatch &m, std::st
   // The scores: contract(Q, K, scalars...) over one axis d, optionally masked.
   auto scores = [&](int s_value, std::string &reason) -> bool {
     const ir::Op *op = dd.producer(s_value);
-    if (op && op->kind == OpKind::Elementwise && op->function == "where") {
+    if (op && op->kind == OpKind::Elementwise && op->function == ops::Fn::Where) {
       auto other = scalar_value(d, op->operands.at(2), [&](int) -> int64_t { return 0; });
       if (!other || !std::isinf(*other) || *other > 0) {
         reason = "the mask's other value is not -inf";
@@ -137,7 +127,7 @@ bool Generator::match_attention(const ir::Diagram &d, AttentionMatch &m, std::st
   const ir::Op *denominator = nullptr;
   if (out_op->kind == OpKind::Contract) {
     pv = out_op;  // form (a): O = softmax[k](S) * V
-  } else if (out_op->kind == OpKind::Elementwise && out_op->function == "div") {
+  } else if (out_op->kind == OpKind::Elementwise && out_op->function == ops::Fn::Div) {
     pv = dd.producer(out_op->operands.at(0));  // form (b): O = A / L
     denominator = dd.producer(out_op->operands.at(1));
     matched.insert(out_op);
@@ -165,7 +155,7 @@ bool Generator::match_attention(const ir::Diagram &d, AttentionMatch &m, std::st
   }
   const ir::Op *p_op = dd.producer(p_value);
   if (!denominator) {
-    if (!p_op || p_op->kind != OpKind::Normalize || p_op->function != "softmax" || p_op->axes != std::vector<int>{m.k_axis}) {
+    if (!p_op || p_op->kind != OpKind::Normalize || p_op->function != ops::Fn::Softmax || p_op->axes != std::vector<int>{m.k_axis}) {
       why = "P is not softmax over the streamed axis";
       return false;
     }
@@ -173,22 +163,22 @@ bool Generator::match_attention(const ir::Diagram &d, AttentionMatch &m, std::st
     if (!scores(p_op->operands.at(0), why)) return false;
   } else {
     // E = exp(S - M), M = max[k](S), L = sum[k](E)
-    if (!p_op || p_op->kind != OpKind::Elementwise || p_op->function != "exp") {
+    if (!p_op || p_op->kind != OpKind::Elementwise || p_op->function != ops::Fn::Exp) {
       why = "the numerator is not exp(S - M)";
       return false;
     }
     const ir::Op *sub = dd.producer(p_op->operands.at(0));
-    if (!sub || sub->kind != OpKind::Elementwise || sub->function != "sub") {
+    if (!sub || sub->kind != OpKind::Elementwise || sub->function != ops::Fn::Sub) {
       why = "the numerator is not exp(S - M)";
       return false;
     }
     const ir::Op *mx = dd.producer(sub->operands.at(1));
-    if (!mx || mx->kind != OpKind::Reduce || mx->function != "max" || mx->axes != std::vector<int>{m.k_axis} ||
+    if (!mx || mx->kind != OpKind::Reduce || mx->function != ops::Fn::Max || mx->axes != std::vector<int>{m.k_axis} ||
         mx->operands.at(0) != sub->operands.at(0)) {
       why = "M is not max over the streamed axis of the scores";
       return false;
     }
-    if (!denominator || denominator->kind != OpKind::Reduce || denominator->function != "sum" ||
+    if (!denominator || denominator->kind != OpKind::Reduce || denominator->function != ops::Fn::Sum ||
         denominator->axes != std::vector<int>{m.k_axis} || denominator->operands.at(0) != p_value) {
       why = "L is not sum over the streamed axis of the numerator";
       return false;
@@ -289,7 +279,7 @@ void Generator::attention(Frame &frame, const ir::Diagram &d, const AttentionMat
     tiles += " (the schedule says " + str(m.bq) + " and " + str(m.bk) + "; rounded to multiples of 16 that fit)";
   // The mask: a float expression of the positions q and k, and its linear conjuncts for skipping tiles.
   std::string keep = "true";
-  std::vector<std::pair<Affine, std::string>> conjuncts;  // f(q, k) REL 0
+  std::vector<std::pair<Affine, ops::Fn>> conjuncts;  // f(q, k) REL 0
   bool pure = true;                                       // the mask is exactly the conjunction
   std::function<std::optional<std::string>(int)> expr = [&](int v) -> std::optional<std::string> {
     const ir::Op *op = dd.producer(v);
@@ -309,7 +299,7 @@ void Generator::attention(Frame &frame, const ir::Diagram &d, const AttentionMat
       args.push_back(*e);
     }
     try {
-      return function_expr(op->function, args, d.value(v).dtype);
+      return function_expr(op->function, args);
     } catch (const GenError &) {
       return std::nullopt;
     }
@@ -325,20 +315,20 @@ void Generator::attention(Frame &frame, const ir::Diagram &d, const AttentionMat
       return std::nullopt;
     }
     if (op->kind != OpKind::Elementwise) return std::nullopt;
-    const std::string &f = op->function;
-    if (f == "copy" || f == "cast") return affine(op->operands.at(0));
-    if (f == "neg") {
+    const ops::Fn f = op->function;
+    if (ops::info(f).kind == ops::Kind::Cast) return affine(op->operands.at(0));
+    if (f == ops::Fn::Neg) {
       auto a = affine(op->operands.at(0));
       if (!a) return std::nullopt;
       return Affine{-a->q, -a->k, -a->c};
     }
-    if (f == "add" || f == "sub") {
+    if (f == ops::Fn::Add || f == ops::Fn::Sub) {
       auto a = affine(op->operands.at(0)), b = affine(op->operands.at(1));
       if (!a || !b) return std::nullopt;
-      double s = f == "add" ? 1 : -1;
+      double s = f == ops::Fn::Add ? 1 : -1;
       return Affine{a->q + s * b->q, a->k + s * b->k, a->c + s * b->c};
     }
-    if (f == "mul") {
+    if (f == ops::Fn::Mul) {
       auto a = affine(op->operands.at(0)), b = affine(op->operands.at(1));
       if (!a || !b) return std::nullopt;
       if (a->q == 0 && a->k == 0) return Affine{a->c * b->q, a->c * b->k, a->c * b->c};
@@ -348,12 +338,12 @@ void Generator::attention(Frame &frame, const ir::Diagram &d, const AttentionMat
   };
   std::function<void(int)> split = [&](int v) {
     const ir::Op *op = dd.producer(v);
-    if (op && op->kind == OpKind::Elementwise && op->function == "and") {
+    if (op && op->kind == OpKind::Elementwise && op->function == ops::Fn::And) {
       split(op->operands.at(0));
       split(op->operands.at(1));
       return;
     }
-    static const std::set<std::string> rel = {"lt", "le", "gt", "ge"};
+    static const std::set<ops::Fn> rel = {ops::Fn::Lt, ops::Fn::Le, ops::Fn::Gt, ops::Fn::Ge};
     if (op && op->kind == OpKind::Elementwise && rel.count(op->function)) {
       auto a = affine(op->operands.at(0)), b = affine(op->operands.at(1));
       if (a && b) {
@@ -385,8 +375,8 @@ void Generator::attention(Frame &frame, const ir::Diagram &d, const AttentionMat
   };
   std::string live = "true", full = pure ? "true" : "false";
   for (auto &[a, rel] : conjuncts) {
-    bool upper = rel == "gt" || rel == "ge";  // f > 0: best is the maximum
-    std::string op = rel == "gt" ? " > 0.f" : rel == "ge" ? " >= 0.f" : rel == "lt" ? " < 0.f" : " <= 0.f";
+    bool upper = rel == ops::Fn::Gt || rel == ops::Fn::Ge;  // f > 0: best is the maximum
+    std::string op = " " + std::string(ops::info(rel).symbol) + " 0.f";
     live += " && " + corner(a, upper) + op;
     if (pure) full += " && " + corner(a, !upper) + op;
   }

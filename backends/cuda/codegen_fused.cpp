@@ -168,10 +168,12 @@ bool Generator::match_fused(const ir::Diagram &d, FusedMatch &m, std::string &wh
     m.kind = FusedMatch::Kind::Gemm;
     return true;
   }
-  static const std::set<std::string> reductions = {"sum", "mean", "max", "min", "prod", "logsumexp"};
-  static const std::set<std::string> norms = {"softmax", "logsoftmax", "layernorm", "rmsnorm"};
-  if (!(op.kind == OpKind::Reduce ? reductions : norms).count(op.function)) {
-    why = "the cuda backend has no " + std::string(kind_name(op.kind)) + " '" + op.function + "'";
+  // The row kernels below are written for these.
+  static const std::set<ops::Fn> written = {ops::Fn::Sum,     ops::Fn::Mean,       ops::Fn::Max,       ops::Fn::Min,
+                                            ops::Fn::Prod,    ops::Fn::LogSumExp,  ops::Fn::Softmax,   ops::Fn::LogSoftmax,
+                                            ops::Fn::LayerNorm, ops::Fn::RMSNorm};
+  if (!written.count(op.function)) {
+    why = "the cuda backend has no " + std::string(kind_name(op.kind)) + " '" + std::string(ops::name(op.function)) + "'";
     return false;
   }
   m.kind = FusedMatch::Kind::Row;
@@ -242,7 +244,7 @@ std::string Generator::fexpr(Frame &frame, KernelArgs &args, ExprCtx &c, int id)
   if (op->kind == OpKind::Elementwise) {
     std::vector<std::string> operands;
     for (int operand : op->operands) operands.push_back(fexpr(frame, args, c, operand));
-    return local(rounded(value.dtype, function_expr(op->function, operands, value.dtype)));
+    return local(rounded(value.dtype, function_expr(op->function, operands)));
   }
   if (op->kind != OpKind::Access) throw GenError("internal: a fused kernel computes '" + value.name + "' inline");
   const ir::Value &source = d.value(op->operands.at(0));
@@ -323,7 +325,10 @@ void Generator::fused(Frame &frame, const ir::Diagram &d, const FusedMatch &m, c
   for (const auto &o : d.body.ops) {
     if (o->kind == OpKind::Constant || o->kind == OpKind::SizeOf || o->kind == OpKind::AxisIndex) continue;
     if (std::find(m.before.begin(), m.before.end(), o.get()) != m.before.end()) continue;
-    std::string fn = o->kind == OpKind::Contract ? "contract" : o->kind == OpKind::Access ? "access" : o->function;
+    std::string fn = o->kind == OpKind::Contract ? "contract"
+                     : o->kind == OpKind::Access ? "access"
+                     : o->kind == OpKind::Call   ? o->callee_name
+                                                 : std::string(ops::name(o->function));
     what += (what.empty() ? "" : ", ") + fn + " " + d.value(o->results.at(0)).name;
   }
   std::vector<int> space = fused_axes(frame, m.main ? m.main->results.at(0) : d.outputs.at(0));
@@ -439,18 +444,19 @@ void Generator::fused(Frame &frame, const ir::Diagram &d, const FusedMatch &m, c
     k += "  for (int64_t row = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32; row < " + str(rows) +
          "; row += static_cast<int64_t>(gridDim.x) * blockDim.x / 32) {\n";
     k += decompose(row_axes, "row", "    ");
-    const std::string &fn = o.function;
+    const ops::Fn f = o.function;
+    const std::string fn(ops::name(f));
     std::string n = flit(static_cast<double>(extent));
     // The final value of the main op, from the statistics; per element for a normalisation.
     std::string value;
     if (o.kind == OpKind::Normalize) {
-      double eps = o.options.count("eps") ? o.options.at("eps") : (fn == "rmsnorm" ? 1e-6 : 1e-5);
-      if (fn == "softmax" || fn == "logsoftmax") {
+      double eps = o.options.count("eps") ? o.options.at("eps") : ops::info(f).default_eps;
+      if (f == ops::Fn::Softmax || f == ops::Fn::LogSoftmax) {
         k += "    float m = -INFINITY;\n" + pass([](ExprCtx &, const std::string &v) { return "      m = ncd_max(m, " + v + ");\n"; }) +
              "    m = ncd_warp_max(m);\n";
         k += "    float s = 0.f;\n" + pass([](ExprCtx &, const std::string &v) { return "      s += expf(" + v + " - m);\n"; }) +
              "    s = ncd_warp_sum(s);\n";
-      } else if (fn == "layernorm") {
+      } else if (f == ops::Fn::LayerNorm) {
         k += "    float s = 0.f;\n" + pass([](ExprCtx &, const std::string &v) { return "      s += " + v + ";\n"; }) +
              "    const float mean = ncd_warp_sum(s) / " + n + ";\n";
         k += "    float q = 0.f;\n" +
@@ -463,9 +469,9 @@ void Generator::fused(Frame &frame, const ir::Diagram &d, const FusedMatch &m, c
              "    const float denom = sqrtf(ncd_warp_sum(q) / " + n + " + " + flit(eps) + ");\n";
       }
       k += pass([&](ExprCtx &c, const std::string &v) {
-        std::string e = fn == "softmax"      ? "expf(" + v + " - m) / s"
-                        : fn == "logsoftmax" ? v + " - m - logf(s)"
-                        : fn == "layernorm"  ? "(" + v + " - mean) / denom"
+        std::string e = f == ops::Fn::Softmax      ? "expf(" + v + " - m) / s"
+                        : f == ops::Fn::LogSoftmax ? v + " - m - logf(s)"
+                        : f == ops::Fn::LayerNorm  ? "(" + v + " - mean) / denom"
                                              : v + " / denom";
         c.code += c.pad + "const float e_n = " + rounded(result.dtype, e) + ";  // " + result.name + "\n";
         c.special[o.results[0]] = "e_n";
@@ -473,16 +479,16 @@ void Generator::fused(Frame &frame, const ir::Diagram &d, const FusedMatch &m, c
         return std::string();
       });
     } else {
-      if (fn == "sum" || fn == "mean") {
+      if (f == ops::Fn::Sum || f == ops::Fn::Mean) {
         k += "    float acc = 0.f;\n" + pass([](ExprCtx &, const std::string &v) { return "      acc += " + v + ";\n"; }) +
              "    acc = ncd_warp_sum(acc);\n";
-        value = fn == "sum" ? (missing == 1 ? "acc" : "acc * " + flit(static_cast<double>(missing))) : "acc / " + flit(static_cast<double>(extent));
-      } else if (fn == "prod") {
+        value = f == ops::Fn::Sum ? (missing == 1 ? "acc" : "acc * " + flit(static_cast<double>(missing))) : "acc / " + flit(static_cast<double>(extent));
+      } else if (f == ops::Fn::Prod) {
         k += "    float acc = 1.f;\n" + pass([](ExprCtx &, const std::string &v) { return "      acc *= " + v + ";\n"; }) +
              "    acc = ncd_warp_prod(acc);\n";
         value = missing == 1 ? "acc" : "powf(acc, " + flit(static_cast<double>(missing)) + ")";
-      } else if (fn == "max" || fn == "min") {
-        k += "    float acc = " + std::string(fn == "max" ? "-INFINITY" : "INFINITY") + ";\n" +
+      } else if (f == ops::Fn::Max || f == ops::Fn::Min) {
+        k += "    float acc = " + std::string(f == ops::Fn::Max ? "-INFINITY" : "INFINITY") + ";\n" +
              pass([&](ExprCtx &, const std::string &v) { return "      acc = ncd_" + fn + "(acc, " + v + ");\n"; }) +
              "    acc = ncd_warp_" + fn + "(acc);\n";
         value = "acc";

@@ -322,43 +322,22 @@ class Generator {
     }
     return s;
   }
-  static std::string function_expr(const std::string &fn, const std::vector<std::string> &a, DType result) {
-    auto need = [&](size_t n) {
-      if (a.size() != n) throw GenError("elementwise '" + fn + "' takes " + str(static_cast<int64_t>(n)) + " operands");
-    };
-    static const std::map<std::string, std::string> unary = {
-        {"exp", "expf"},     {"log", "logf"},        {"sqrt", "sqrtf"},        {"rsqrt", "ncd_rsqrt"}, {"tanh", "tanhf"},
-        {"sigmoid", "ncd_sigmoid"}, {"sin", "sinf"}, {"cos", "cosf"},          {"erf", "erff"},        {"relu", "ncd_relu"},
-        {"gelu", "ncd_gelu"}, {"silu", "ncd_silu"},  {"softplus", "ncd_softplus"}, {"abs", "fabsf"},   {"floor", "floorf"},
-        {"ceil", "ceilf"},   {"log1p", "log1pf"},    {"expm1", "expm1f"}};
-    if (auto it = unary.find(fn); it != unary.end()) {
-      need(1);
-      return it->second + "(" + a[0] + ")";
+  // The row's CUDA spelling (ncd/ops.h) with the operands in place of $0 $1 $2.
+  static std::string function_expr(ops::Fn fn, const std::vector<std::string> &a) {
+    const ops::Info &row = ops::info(fn);
+    if (row.cuda.empty()) throw GenError("the cuda backend has no elementwise function '" + std::string(row.name) + "'");
+    if (a.size() != static_cast<size_t>(row.arity))
+      throw GenError("elementwise '" + std::string(row.name) + "' takes " + str(row.arity) + " operands");
+    std::string out;
+    for (size_t i = 0; i < row.cuda.size(); ++i) {
+      char c = row.cuda[i];
+      if (c == '$' && i + 1 < row.cuda.size() && row.cuda[i + 1] >= '0' && row.cuda[i + 1] <= '2') {
+        out += a.at(static_cast<size_t>(row.cuda[++i] - '0'));
+      } else {
+        out += c;
+      }
     }
-    static const std::map<std::string, std::string> binary = {{"add", "+"}, {"sub", "-"}, {"mul", "*"}, {"div", "/"}};
-    if (auto it = binary.find(fn); it != binary.end()) {
-      need(2);
-      return "(" + a[0] + " " + it->second + " " + a[1] + ")";
-    }
-    static const std::map<std::string, std::string> compare = {{"lt", "<"}, {"le", "<="}, {"gt", ">"},
-                                                               {"ge", ">="}, {"eq", "=="}, {"ne", "!="}};
-    if (auto it = compare.find(fn); it != compare.end()) {
-      need(2);
-      return "(" + a[0] + " " + it->second + " " + a[1] + " ? 1.f : 0.f)";
-    }
-    if (fn == "and") return need(2), "((" + a[0] + " != 0.f && " + a[1] + " != 0.f) ? 1.f : 0.f)";
-    if (fn == "or") return need(2), "((" + a[0] + " != 0.f || " + a[1] + " != 0.f) ? 1.f : 0.f)";
-    if (fn == "not") return need(1), "(" + a[0] + " == 0.f ? 1.f : 0.f)";
-    if (fn == "neg") return need(1), "(-" + a[0] + ")";
-    if (fn == "recip") return need(1), "(1.f / " + a[0] + ")";
-    if (fn == "square") return need(1), "(" + a[0] + " * " + a[0] + ")";
-    if (fn == "pow") return need(2), "powf(" + a[0] + ", " + a[1] + ")";
-    if (fn == "minimum" || fn == "min") return need(2), "ncd_min(" + a[0] + ", " + a[1] + ")";
-    if (fn == "maximum" || fn == "max") return need(2), "ncd_max(" + a[0] + ", " + a[1] + ")";
-    if (fn == "where") return need(3), "(" + a[0] + " != 0.f ? " + a[1] + " : " + a[2] + ")";
-    if (fn == "copy" || fn == "cast" || ir::parse_dtype(fn)) return need(1), a[0];
-    (void)result;
-    throw GenError("the cuda backend has no elementwise function '" + fn + "'");
+    return out;
   }
 
   // ------------------------------------------------ values

@@ -1,7 +1,8 @@
 // The cost model's flattened graph (core/src/cost.cpp): a diagram with its calls
 // inlined through their bindings and its repeat bodies kept once with a
 // multiplier, as virtual axes, values and operations (`Graph`), every figure a
-// Formula and a number at once (`Sized`), and the FLOPs of each function.
+// Formula and a number at once (`Sized`); the FLOPs of each function are
+// columns of the op table (ncd/ops.h).
 // Private to cost.cpp; the pricing of the graph stays there.
 #pragma once
 
@@ -47,21 +48,15 @@ inline Sized divide(const Sized &a, const Sized &b) {
 
 inline bool contains(const std::vector<int> &list, int item) { return std::find(list.begin(), list.end(), item) != list.end(); }
 
-// ------------------------------------------------------------ per-op FLOPs
-//
-// The count of each function (docs/COST.md, "FLOPs"). Transcendentals count as
-// one operation each (GPUs run them on special-function units).
-inline double elementwise_flops(const std::string &function) {
-  static const std::map<std::string, double> table{
-      {"copy", 0},    {"cast", 0},     {"neg", 1},      {"not", 1},     {"add", 1},      {"sub", 1},
-      {"mul", 1},     {"div", 1},      {"recip", 1},    {"lt", 1},      {"le", 1},       {"gt", 1},
-      {"ge", 1},      {"eq", 1},       {"ne", 1},       {"and", 1},     {"or", 1},       {"where", 1},
-      {"minimum", 1}, {"maximum", 1},  {"abs", 1},      {"relu", 1},    {"square", 1},   {"floor", 1},
-      {"ceil", 1},    {"exp", 1},      {"log", 1},      {"sqrt", 1},    {"rsqrt", 1},    {"tanh", 1},
-      {"sin", 1},     {"cos", 1},      {"erf", 1},      {"log1p", 1},   {"expm1", 1},    {"pow", 3},
-      {"softplus", 3}, {"sigmoid", 4}, {"silu", 5},     {"gelu", 8}};
-  auto it = table.find(function);
-  return it == table.end() ? 1 : it->second;
+// FLOPs of a reduction or normalisation (docs/COST.md, "FLOPs"): row.flops
+// per element of `each` plus row.flops_out per element of `per` (results,
+// rows). Factors of 1 and 0 leave the term as is or out, so that formulas
+// stay as short as the model states them.
+inline Sized per_element(const Sized &each, const Sized &per, const ops::Info &row) {
+  auto term = [](const Sized &s, double k) { return k == 1 ? s : s.scaled(k); };
+  Sized out = term(each, row.flops);
+  if (row.flops_out != 0) out = out + term(per, row.flops_out);
+  return out;
 }
 
 // ------------------------------------------------------------ the flat graph
@@ -246,8 +241,8 @@ class Graph {
     switch (op.kind) {
       case ir::OpKind::Contract: return "contract sum[" + axis_list(op.axes, instance) + "]";
       case ir::OpKind::Reduce:
-      case ir::OpKind::Normalize: return kind + " " + op.function + "[" + axis_list(op.axes, instance) + "]";
-      case ir::OpKind::Elementwise: return kind + " " + op.function;
+      case ir::OpKind::Normalize: return kind + " " + std::string(ops::name(op.function)) + "[" + axis_list(op.axes, instance) + "]";
+      case ir::OpKind::Elementwise: return kind + " " + std::string(ops::name(op.function));
       default: return kind;
     }
   }
@@ -528,7 +523,7 @@ class Graph {
     auto axes_of = [&](int value) -> const std::vector<int> & { return values[static_cast<size_t>(value)].axes; };
     switch (op.op->kind) {
       case ir::OpKind::Elementwise:
-        return product(axes_of(op.results[0]), extents).scaled(elementwise_flops(op.op->function));
+        return product(axes_of(op.results[0]), extents).scaled(ops::info(op.op->function).flops);
       case ir::OpKind::Contract: {
         std::vector<int> iteration = axes_of(op.results[0]);
         int inner = 0, outer = 0;
@@ -555,10 +550,7 @@ class Graph {
       case ir::OpKind::Reduce: {
         Sized in = product(axes_of(op.operands[0]), extents);
         Sized out = product(axes_of(op.results[0]), extents);
-        const std::string &f = op.op->function;
-        if (f == "mean") return in + out;
-        if (f == "logsumexp") return in.scaled(4) + out.scaled(2);
-        return in;
+        return per_element(in, out, ops::info(op.op->function));
       }
       case ir::OpKind::Normalize: {
         Sized x = product(axes_of(op.operands[0]), extents);
@@ -566,10 +558,7 @@ class Graph {
         for (int axis : axes_of(op.operands[0]))
           if (!contains(op.axes, axis)) kept.push_back(axis);
         Sized rows = product(kept, extents);
-        const std::string &f = op.op->function;
-        if (f == "layernorm") return x.scaled(5) + rows.scaled(4);
-        if (f == "rmsnorm") return x.scaled(3) + rows.scaled(3);
-        return x.scaled(5) + rows;  // softmax, logsoftmax
+        return per_element(x, rows, ops::info(op.op->function));
       }
       default: return Sized::of(0);
     }

@@ -54,7 +54,7 @@ ParamNaming::ParamNaming(const ir::Diagram &diagram) {
       enclosing_[op.get()] = stack;
       if (op->kind == ir::OpKind::Call) {
         int k = seen_per_callee[op->callee]++;
-        call_labels_[op.get()] = calls_per_callee[op->callee] > 1 ? op->function + "@" + std::to_string(k) : op->function;
+        call_labels_[op.get()] = calls_per_callee[op->callee] > 1 ? op->callee_name + "@" + std::to_string(k) : op->callee_name;
       }
       for (int operand : op->operands)
         if (diagram.value(operand).role == ir::Value::Role::Param && !first_use.count(operand)) first_use[operand] = stack;

@@ -64,6 +64,17 @@ std::string_view op_kind_name(OpKind kind) {
   return "unknown";
 }
 
+OpKind op_kind_of(ops::Fn fn) {
+  switch (ops::info(fn).kind) {
+    case ops::Kind::Elementwise:
+    case ops::Kind::Cast: return OpKind::Elementwise;
+    case ops::Kind::Reduce: return OpKind::Reduce;
+    case ops::Kind::Normalize: return OpKind::Normalize;
+    case ops::Kind::None: break;
+  }
+  return OpKind::Constant;
+}
+
 Op *Diagram::producer(int value_id) {
   int id = value(value_id).producer;
   if (id < 0) return nullptr;

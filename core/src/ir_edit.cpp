@@ -141,6 +141,7 @@ std::unique_ptr<Op> clone_op(const Op &op) {
   copy->id = op.id;
   copy->kind = op.kind;
   copy->function = op.function;
+  copy->callee_name = op.callee_name;
   copy->operands = op.operands;
   copy->results = op.results;
   copy->axes = op.axes;

@@ -16,6 +16,11 @@ std::string number_text(double value) {
   return out.str();
 }
 
+// What an op applies, by name: its function, or the diagram it calls.
+std::string function_name(const ir::Op &op) {
+  return op.kind == ir::OpKind::Call ? op.callee_name : std::string(ops::name(op.function));
+}
+
 std::vector<const ir::Diagram *> selected(const ir::Program &program, const ir::Diagram *only) {
   if (only) return {only};
   return program.root_diagrams();
@@ -120,7 +125,7 @@ class TextPrinter {
       out_ << indent;
       for (size_t i = 0; i < op->results.size(); ++i) out_ << (i ? ", " : "") << ref(d, op->results[i]);
       out_ << (op->results.empty() ? "" : " = ") << ir::op_kind_name(op->kind);
-      if (!op->function.empty()) out_ << " " << op->function;
+      if (std::string name = function_name(*op); !name.empty()) out_ << " " << name;
       switch (op->kind) {
         case ir::OpKind::Constant: out_ << " " << number_text(op->constant); break;
         case ir::OpKind::Contract: out_ << " sum[" << axes(op->axes) << "]"; break;
@@ -295,7 +300,7 @@ class JsonPrinter {
              {"operands", op->operands},
              {"results", op->results},
              {"location", location(op->location)}};
-      if (!op->function.empty()) o["function"] = op->function;
+      if (std::string name = function_name(*op); !name.empty()) o["function"] = name;
       if (!op->axes.empty()) o["axes"] = axis_names(op->axes);
       if (op->kind == ir::OpKind::Constant) {
         if (std::isinf(op->constant)) o["constant"] = op->constant > 0 ? "inf" : "-inf";

@@ -65,7 +65,7 @@ void Writer::collect(const ir::Diagram &diagram) {
 
 const ir::Diagram &Writer::callee(const ir::Op &op) const {
   if (op.callee < 0 || static_cast<size_t>(op.callee) >= p_.diagrams.size())
-    fail("a call to '" + op.function + "' names no diagram of the program");
+    fail("a call to '" + op.callee_name + "' names no diagram of the program");
   return *p_.diagrams[static_cast<size_t>(op.callee)];
 }
 

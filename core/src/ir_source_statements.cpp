@@ -163,38 +163,31 @@ std::string Writer::inline_text(const ir::Op &op) const {
 
 void Writer::arity(const ir::Op &op, size_t count) const {
   if (op.operands.size() != count)
-    fail("'" + op.function + "'" + where() + " has " + std::to_string(op.operands.size()) + " operands, not " +
+    fail("'" + std::string(ops::name(op.function)) + "'" + where() + " has " + std::to_string(op.operands.size()) + " operands, not " +
          std::to_string(count));
 }
 
 std::string Writer::elementwise(const ir::Op &op) const {
-  const std::string &function = op.function;
+  const ops::Info &row = ops::info(op.function);
+  const std::string function(row.name);
   // A copy broadcasts to its result's axes; everything else keeps the union of its operands'.
   std::set<int> axes = as_set(operand_axes(op)), result = as_set(d_->value(op.results[0]).axes);
-  if (function == "copy" ? !std::includes(result.begin(), result.end(), axes.begin(), axes.end()) : axes != result)
+  if (row.syntax == ops::Syntax::Copy ? !std::includes(result.begin(), result.end(), axes.begin(), axes.end())
+                                      : axes != result)
     fail("the result of '" + function + "'" + where() + " does not have its operands' axes");
   std::vector<std::string> arguments;
   for (int id : op.operands) arguments.push_back(operand(id));
-  if (auto it = binary_operators().find(function); it != binary_operators().end()) {
-    arity(op, 2);
-    return arguments[0] + " " + it->second + " " + arguments[1];
-  }
-  if (function == "neg" || function == "not") {
-    arity(op, 1);
-    return (function == "neg" ? "-" : "!") + arguments[0];
-  }
-  if (function == "copy") {
-    arity(op, 1);
-    return arguments[0];
-  }
-  std::string name = function;
-  if (function == "cast") {
-    arity(op, 1);
-    name = std::string(ir::dtype_name(d_->value(op.results[0]).dtype));
-  } else if (auto it = elementwise_builtins().find(function); it != elementwise_builtins().end()) {
-    arity(op, it->second);
-  } else {
+  if (row.kind != ops::Kind::Elementwise && row.kind != ops::Kind::Cast)
     fail("the elementwise function '" + function + "'" + where() + " has no spelling in the language");
+  arity(op, static_cast<size_t>(row.arity));
+  std::string name = function;
+  switch (row.syntax) {
+    case ops::Syntax::Infix: return arguments[0] + " " + std::string(row.symbol) + " " + arguments[1];
+    case ops::Syntax::Prefix: return std::string(row.symbol) + arguments[0];
+    case ops::Syntax::Copy: return arguments[0];
+    case ops::Syntax::DType: name = std::string(ir::dtype_name(d_->value(op.results[0]).dtype)); break;
+    case ops::Syntax::Call: break;
+    case ops::Syntax::None: fail("the elementwise function '" + function + "'" + where() + " has no spelling in the language");
   }
   std::string out = name + "(";
   for (size_t i = 0; i < arguments.size(); ++i) out += (i ? ", " : "") + arguments[i];
@@ -233,32 +226,34 @@ std::string Writer::contract(const ir::Op &op) const {
 }
 
 std::string Writer::reduce(const ir::Op &op) const {
-  if (!reductions().count(op.function))
-    fail("the reduction '" + op.function + "'" + where() + " has no spelling in the language");
+  const std::string function(ops::name(op.function));
+  if (ops::info(op.function).kind != ops::Kind::Reduce)
+    fail("the reduction '" + function + "'" + where() + " has no spelling in the language");
   arity(op, 1);
   if (op.axes.empty()) fail("a reduction" + where() + " names no axes");
   check_result_axes(op, operand_axes(op), op.axes);
-  return op.function + "[" + axis_list(op.axes) + "](" + operand(op.operands[0]) + ")";
+  return function + "[" + axis_list(op.axes) + "](" + operand(op.operands[0]) + ")";
 }
 
 std::string Writer::normalize(const ir::Op &op) const {
-  auto it = normalizations().find(op.function);
-  if (it == normalizations().end())
-    fail("the normalisation '" + op.function + "'" + where() + " has no spelling in the language");
+  const ops::Info &row = ops::info(op.function);
+  const std::string function(row.name);
+  if (row.kind != ops::Kind::Normalize)
+    fail("the normalisation '" + function + "'" + where() + " has no spelling in the language");
   arity(op, 1);
   if (op.axes.empty()) fail("a normalisation" + where() + " names no axes");
   check_result_axes(op, operand_axes(op), {});
   for (int axis : op.axes)
     if (!contains(d_->value(op.operands[0]).axes, axis))
-      fail("'" + op.function + "'" + where() + " normalises along an axis its operand lacks");
+      fail("'" + function + "'" + where() + " normalises along an axis its operand lacks");
   std::string eps;
   for (auto &[key, value] : op.options) {
-    if (key != "eps" || !it->second)
-      fail("'" + op.function + "'" + where() + " has an option '" + key + "' the language cannot write");
-    if (!(value >= 0)) fail("'" + op.function + "'" + where() + " has an eps the language cannot write");
-    if (value != *it->second) eps = ", eps = " + number_text(value);
+    if (key != "eps" || !row.eps)
+      fail("'" + function + "'" + where() + " has an option '" + key + "' the language cannot write");
+    if (!(value >= 0)) fail("'" + function + "'" + where() + " has an eps the language cannot write");
+    if (value != row.default_eps) eps = ", eps = " + number_text(value);
   }
-  return op.function + "[" + axis_list(op.axes) + "](" + operand(op.operands[0]) + eps + ")";
+  return function + "[" + axis_list(op.axes) + "](" + operand(op.operands[0]) + eps + ")";
 }
 
 std::string Writer::affine_text(const ir::AccessIndex &index) const {

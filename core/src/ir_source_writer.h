@@ -1,5 +1,5 @@
-// The source writer's shared declarations: the spelling tables of the
-// language, small helpers, and the Writer class, whose members are defined by
+// The source writer's shared declarations: reserved names (the builtins'
+// spellings are rows of ncd/ops.h), small helpers, and the Writer class, whose members are defined by
 // concern in ir_source.cpp (choosing diagrams and axes, writing the axes,
 // planning each diagram) and ir_source_statements.cpp (writing diagrams,
 // statements and schedules while tracking the names in scope).
@@ -26,46 +26,12 @@ struct Unwritable {
 
 [[noreturn]] inline void fail(const std::string &message) { throw Unwritable{message}; }
 
-inline const std::map<std::string, std::string> &binary_operators() {
-  static const std::map<std::string, std::string> table{{"add", "+"}, {"sub", "-"}, {"mul", "*"},  {"div", "/"},
-                                                        {"lt", "<"},  {"le", "<="}, {"gt", ">"},   {"ge", ">="},
-                                                        {"eq", "=="}, {"ne", "!="}, {"and", "&&"}, {"or", "||"}};
-  return table;
-}
-
-// Elementwise builtins by their number of arguments.
-inline const std::map<std::string, size_t> &elementwise_builtins() {
-  static const std::map<std::string, size_t> table = [] {
-    std::map<std::string, size_t> out;
-    for (const char *name : {"exp", "log", "sqrt", "rsqrt", "tanh",   "sigmoid", "relu", "gelu",  "silu",  "abs",
-                             "sin", "cos", "erf",  "recip", "square", "floor",   "ceil", "log1p", "expm1", "softplus"})
-      out[name] = 1;
-    for (const char *name : {"pow", "minimum", "maximum"}) out[name] = 2;
-    out["where"] = 3;
-    return out;
-  }();
-  return table;
-}
-
-inline const std::set<std::string> &reductions() {
-  static const std::set<std::string> names{"sum", "max", "min", "mean", "logsumexp", "prod"};
-  return names;
-}
-
-// Normalisations, with the eps the language uses when none is written.
-inline const std::map<std::string, std::optional<double>> &normalizations() {
-  static const std::map<std::string, std::optional<double>> table{
-      {"softmax", std::nullopt}, {"logsoftmax", std::nullopt}, {"layernorm", 1e-5}, {"rmsnorm", 1e-6}};
-  return table;
-}
-
-// Names that a temporary must not take: keywords, builtins and dtypes.
+// Names that a temporary must not take: keywords, builtins called by name and dtypes.
 inline bool is_reserved(const std::string &name) {
   static const std::set<std::string> names = [] {
-    std::set<std::string> out{"import", "axis", "diagram", "param", "repeat", "schedule", "inf", "max", "min"};
-    for (const auto &[name, arity] : elementwise_builtins()) out.insert(name);
-    for (const auto &name : reductions()) out.insert(name);
-    for (const auto &[name, eps] : normalizations()) out.insert(name);
+    std::set<std::string> out{"import", "axis", "diagram", "param", "repeat", "schedule", "inf"};
+    for (const ops::Info &row : ops::all())
+      if (row.syntax == ops::Syntax::Call) out.insert(std::string(row.name));
     for (const std::string &name : ir::dtype_names()) out.insert(name);
     return out;
   }();

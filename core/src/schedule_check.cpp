@@ -15,10 +15,7 @@ namespace {
 
 bool contains(const std::vector<int> &list, int item) { return std::find(list.begin(), list.end(), item) != list.end(); }
 
-bool is_running_reduction(const std::string &function) {
-  static const std::set<std::string> running{"sum", "max", "min", "mean", "prod", "logsumexp"};
-  return running.count(function) > 0;
-}
+std::string fn_name(const ir::Op &op) { return std::string(ops::name(op.function)); }
 
 class Checker {
  public:
@@ -116,9 +113,9 @@ class Checker {
     for (int axis : op.axes) axes += (axes.empty() ? "" : ", ") + name(axis);
     switch (op.kind) {
       case ir::OpKind::Contract: return "the contraction over " + axes;
-      case ir::OpKind::Reduce: return op.function + "[" + axes + "]";
-      case ir::OpKind::Normalize: return op.function + "[" + axes + "]";
-      case ir::OpKind::Call: return "the call to '" + op.function + "'";
+      case ir::OpKind::Reduce: return fn_name(op) + "[" + axes + "]";
+      case ir::OpKind::Normalize: return fn_name(op) + "[" + axes + "]";
+      case ir::OpKind::Call: return "the call to '" + op.callee_name + "'";
       default: return std::string(ir::op_kind_name(op.kind));
     }
   }
@@ -206,13 +203,13 @@ class Checker {
           scan.accumulators.push_back({root_axis, "sum (contraction)", op.location});
           for (int result : op.results) finished[result] = op.location;
         } else if (op.kind == ir::OpKind::Reduce) {
-          if (!is_running_reduction(op.function)) {
-            auto &error = d_.error(at, "cannot stream '" + axis_name + "': " + op.function + " over it has no running accumulator");
+          if (ops::info(op.function).stream != ops::Stream::Running) {
+            auto &error = d_.error(at, "cannot stream '" + axis_name + "': " + fn_name(op) + " over it has no running accumulator");
             error.notes.push_back({op.location, "reduced here"});
             scan.ok = false;
             return;
           }
-          scan.accumulators.push_back({root_axis, op.function, op.location});
+          scan.accumulators.push_back({root_axis, fn_name(op), op.location});
           for (int result : op.results) finished[result] = op.location;
         } else {
           check_online_softmax(diagram, op, axis, root_axis, at, axis_name, users, scan);
@@ -256,10 +253,10 @@ class Checker {
   void check_online_softmax(const ir::Diagram &diagram, const ir::Op &op, int axis, int root_axis, SourceLocation at,
                             const std::string &axis_name, const std::map<int, std::vector<const ir::Op *>> &users,
                             StreamScan &scan) {
-    if (op.function != "softmax") {
-      auto &error = d_.error(at, "cannot stream '" + axis_name + "': " + op.function + " over it needs the whole axis before any "
+    if (ops::info(op.function).stream != ops::Stream::Online) {
+      auto &error = d_.error(at, "cannot stream '" + axis_name + "': " + fn_name(op) + " over it needs the whole axis before any "
                                                                                      "result is final, and has no single-pass accumulator");
-      error.notes.push_back({op.location, op.function + " is here"});
+      error.notes.push_back({op.location, fn_name(op) + " is here"});
       scan.ok = false;
       return;
     }

@@ -103,7 +103,7 @@ std::unique_ptr<TypedExpr> Sema::typed_diagram_call(const ast::Expr &expr, int c
     }
   }
   auto node = make(TypedExpr::Kind::Call, expr.location);
-  node->function = name;
+  node->callee_name = name;
   node->callee = callee_index;
   for (auto [from, to] : binding) node->bindings.push_back({from, to});
   // Arguments: each must carry the mapped axes of its input; the rest are lifted.

@@ -9,7 +9,7 @@ int Sema::emit(TypedExpr &node) {
   if (result < 0 || node.sum_axes.empty() || node.kind == TypedExpr::Kind::Product) return result;
   // A sum placed at a non-product node: reduce the node's value.
   auto op = new_op(ir::OpKind::Reduce, node.location);
-  op->function = "sum";
+  op->function = ops::Fn::Sum;
   op->axes = node.sum_axes;
   op->operands = {result};
   std::vector<int> axes;
@@ -101,7 +101,7 @@ int Sema::emit_node(TypedExpr &node) {
 
 std::vector<int> Sema::emit_call(TypedExpr &node) {
   auto op = new_op(ir::OpKind::Call, node.location);
-  op->function = node.function;
+  op->callee_name = node.callee_name;
   op->callee = node.callee;
   op->bindings = node.bindings;
   op->lifted = node.lifted;
@@ -133,15 +133,15 @@ int Sema::emit_product(TypedExpr &node) {
   if (node.sum_axes.empty()) {
     // A pointwise product chain: keep the user's order, one op per operator.
     int accumulated = factors[0];
-    if (node.inverse[0]) accumulated = emit_elementwise("recip", {accumulated}, dtype, node.location);
+    if (node.inverse[0]) accumulated = emit_elementwise(ops::Fn::Recip, {accumulated}, dtype, node.location);
     for (size_t i = 1; i < factors.size(); ++i)
-      accumulated = emit_elementwise(node.inverse[i] ? "div" : "mul", {accumulated, factors[i]}, dtype, node.location);
+      accumulated = emit_elementwise(node.inverse[i] ? ops::Fn::Div : ops::Fn::Mul, {accumulated, factors[i]}, dtype, node.location);
     return accumulated;
   }
   auto op = new_op(ir::OpKind::Contract, node.location);
   std::vector<int> axes;
   for (size_t i = 0; i < factors.size(); ++i) {
-    int factor = node.inverse[i] ? emit_elementwise("recip", {factors[i]}, dtype, node.location) : factors[i];
+    int factor = node.inverse[i] ? emit_elementwise(ops::Fn::Recip, {factors[i]}, dtype, node.location) : factors[i];
     op->operands.push_back(factor);
     append_unique(axes, current_->value(factor).axes);
   }
@@ -152,7 +152,7 @@ int Sema::emit_product(TypedExpr &node) {
   return finish(std::move(op), kept, dtype, node.location);
 }
 
-int Sema::emit_elementwise(const std::string &function, const std::vector<int> &operands, DType dtype,
+int Sema::emit_elementwise(ops::Fn function, const std::vector<int> &operands, DType dtype,
                            SourceLocation location) {
   auto op = new_op(ir::OpKind::Elementwise, location);
   op->function = function;

@@ -6,34 +6,16 @@
 
 namespace ncd::sema_detail {
 
-const std::map<std::string, Builtin> &builtins() {
-  static const std::map<std::string, Builtin> table = [] {
-    std::map<std::string, Builtin> t;
-    for (const char *name : {"exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu", "gelu",
-                             "silu", "abs", "sin", "cos", "erf", "recip", "square", "floor",
-                             "ceil", "log1p", "expm1", "softplus"})
-      t[name] = {Builtin::Kind::Elementwise, 1};
-    for (const char *name : {"pow", "minimum", "maximum"}) t[name] = {Builtin::Kind::Elementwise, 2};
-    t["where"] = {Builtin::Kind::Elementwise, 3};
-    // `max`/`min` are reductions with brackets and elementwise with two arguments.
-    for (const char *name : {"sum", "max", "min", "mean", "logsumexp", "prod"})
-      t[name] = {Builtin::Kind::Reduce, 1};
-    for (const char *name : {"softmax", "logsoftmax", "layernorm", "rmsnorm"})
-      t[name] = {Builtin::Kind::Normalize, 1};
-    for (const std::string &name : ir::dtype_names()) t[name] = {Builtin::Kind::Cast, 1};
+const std::map<std::string, ops::Fn> &builtins() {
+  static const std::map<std::string, ops::Fn> table = [] {
+    std::map<std::string, ops::Fn> t;
+    for (const ops::Info &row : ops::all())
+      if (row.syntax == ops::Syntax::Call) t[std::string(row.name)] = row.fn;
+    for (const std::string &name : ir::dtype_names()) t[name] = ops::Fn::Cast;
     return t;
   }();
   return table;
 }
-
-namespace {
-
-const std::map<std::string, double> &default_eps() {
-  static const std::map<std::string, double> table{{"layernorm", 1e-5}, {"rmsnorm", 1e-6}};
-  return table;
-}
-
-}  // namespace
 
 std::unique_ptr<TypedExpr> Sema::make(TypedExpr::Kind kind, SourceLocation location) {
   auto node = std::make_unique<TypedExpr>();
@@ -72,8 +54,9 @@ std::unique_ptr<TypedExpr> Sema::typed(const ast::Expr &expr) {
       auto operand = typed(*expr.lhs);
       if (!operand) return nullptr;
       auto node = make(TypedExpr::Kind::Elementwise, expr.location);
-      node->function = expr.op == "-" ? "neg" : "not";
-      if (expr.op == "!") {
+      const ops::Info *row = ops::find_operator(expr.op, 1);
+      node->function = row->fn;
+      if (row->boolean) {
         node->dtype = DType::Bool;
         node->dtype_fixed = true;
       }
@@ -86,12 +69,10 @@ std::unique_ptr<TypedExpr> Sema::typed(const ast::Expr &expr) {
       auto lhs = typed(*expr.lhs);
       auto rhs = typed(*expr.rhs);
       if (!lhs || !rhs) return nullptr;
-      static const std::map<std::string, std::string> names{
-          {"+", "add"}, {"-", "sub"}, {"<", "lt"}, {"<=", "le"}, {">", "gt"}, {">=", "ge"},
-          {"==", "eq"}, {"!=", "ne"}, {"&&", "and"}, {"||", "or"}};
+      const ops::Info *row = ops::find_operator(expr.op, 2);
       auto node = make(TypedExpr::Kind::Elementwise, expr.location);
-      node->function = names.at(expr.op);
-      if (expr.op != "+" && expr.op != "-") {
+      node->function = row->fn;
+      if (row->boolean) {
         node->dtype = DType::Bool;
         node->dtype_fixed = true;
       }
@@ -339,19 +320,18 @@ bool Sema::affine(const ast::Index &index, int64_t scale, std::map<int, int64_t>
 
 std::unique_ptr<TypedExpr> Sema::typed_call(const ast::Expr &expr) {
   const std::string &name = expr.name.text;
-  auto builtin = builtins().find(name);
-  bool elementwise_minmax = (name == "max" || name == "min") && !expr.has_brackets;
-  if (builtin != builtins().end() || elementwise_minmax) {
-    if (find_diagram(name, expr.name.location, false) >= 0) {
-      // A user diagram may shadow nothing: builtin names are reserved at declaration.
-    }
-    return typed_builtin(expr, elementwise_minmax ? Builtin{Builtin::Kind::Elementwise, 2} : builtin->second);
+  // Builtin names are reserved at declaration: no diagram shadows them.
+  if (auto builtin = builtins().find(name); builtin != builtins().end()) {
+    ops::Fn fn = builtin->second;
+    // `max`/`min` are reductions with brackets and pointwise with two arguments.
+    if (!expr.has_brackets && ops::info(fn).pointwise != ops::Fn::None) fn = ops::info(fn).pointwise;
+    return typed_builtin(expr, fn);
   }
   int callee = find_diagram(name, expr.name.location, true);
   if (callee == -2) return nullptr;
   if (callee < 0) {
     std::vector<std::string> names = visible_diagram_names();
-    for (auto &[builtin_name, info] : builtins()) names.push_back(builtin_name);
+    for (auto &[builtin_name, fn] : builtins()) names.push_back(builtin_name);
     std::string hint = did_you_mean(name, names);
     if (hint.empty() && lookup_value_quiet(name) >= 0)
       hint = "; '" + name + "' is a tensor: index it with " + name + "[...]";
@@ -365,14 +345,15 @@ std::unique_ptr<TypedExpr> Sema::typed_call(const ast::Expr &expr) {
   return typed_diagram_call(expr, callee);
 }
 
-std::unique_ptr<TypedExpr> Sema::typed_builtin(const ast::Expr &expr, Builtin builtin) {
+std::unique_ptr<TypedExpr> Sema::typed_builtin(const ast::Expr &expr, ops::Fn fn) {
   const std::string &name = expr.name.text;
+  const ops::Info &builtin = ops::info(fn);
   std::vector<std::unique_ptr<TypedExpr>> arguments;
   std::map<std::string, double> options;
   bool ok = true;
   for (const ast::Argument &argument : expr.arguments) {
     if (argument.keyword) {
-      bool norm = builtin.kind == Builtin::Kind::Normalize && default_eps().count(name);
+      bool norm = builtin.kind == ops::Kind::Normalize && builtin.eps;
       if (!norm || argument.keyword->text != "eps") {
         d_.error(argument.keyword->location, "'" + name + "' has no option '" + argument.keyword->text + "'" +
                                                  (norm ? did_you_mean(argument.keyword->text, {"eps"}) : ""));
@@ -398,7 +379,7 @@ std::unique_ptr<TypedExpr> Sema::typed_builtin(const ast::Expr &expr, Builtin bu
                                      (expected == 1 ? "" : "s") + ", not " + std::to_string(arguments.size()));
     return nullptr;
   }
-  bool wants_axes = builtin.kind == Builtin::Kind::Reduce || builtin.kind == Builtin::Kind::Normalize;
+  bool wants_axes = builtin.kind == ops::Kind::Reduce || builtin.kind == ops::Kind::Normalize;
   if (wants_axes && !expr.has_brackets) {
     d_.error(expr.name.location, "'" + name + "' needs the axes it acts on: " + name + "[axis](...)");
     return nullptr;
@@ -432,17 +413,17 @@ std::unique_ptr<TypedExpr> Sema::typed_builtin(const ast::Expr &expr, Builtin bu
   }
   std::unique_ptr<TypedExpr> node;
   switch (builtin.kind) {
-    case Builtin::Kind::Elementwise:
-    case Builtin::Kind::Cast: {
+    case ops::Kind::None: return nullptr;
+    case ops::Kind::Elementwise:
+    case ops::Kind::Cast: {
       node = make(TypedExpr::Kind::Elementwise, expr.location);
-      node->function = name == "max" ? "maximum" : name == "min" ? "minimum" : name;
-      if (builtin.kind == Builtin::Kind::Cast) {
-        node->function = "cast";
+      node->function = fn;
+      if (fn == ops::Fn::Cast) {
         node->dtype = *ir::parse_dtype(name);
         node->dtype_fixed = true;
       }
       for (auto &argument : arguments) append_unique(node->axes, argument->axes);
-      if (name == "where" && node->children.empty() && arguments[0]->dtype != DType::Bool) {
+      if (fn == ops::Fn::Where && node->children.empty() && arguments[0]->dtype != DType::Bool) {
         d_.error(expr.arguments[0].value->location,
                  "the condition of 'where' must be a comparison or a bool tensor, not " +
                      std::string(ir::dtype_name(arguments[0]->dtype)));
@@ -450,18 +431,18 @@ std::unique_ptr<TypedExpr> Sema::typed_builtin(const ast::Expr &expr, Builtin bu
       }
       break;
     }
-    case Builtin::Kind::Reduce: {
+    case ops::Kind::Reduce: {
       node = make(TypedExpr::Kind::Reduce, expr.location);
-      node->function = name;
+      node->function = fn;
       for (int axis : arguments[0]->axes)
         if (!contains(axes, axis)) node->axes.push_back(axis);
       break;
     }
-    case Builtin::Kind::Normalize: {
+    case ops::Kind::Normalize: {
       node = make(TypedExpr::Kind::Normalize, expr.location);
-      node->function = name;
+      node->function = fn;
       node->axes = arguments[0]->axes;
-      if (default_eps().count(name)) node->options["eps"] = options.count("eps") ? options["eps"] : default_eps().at(name);
+      if (builtin.eps) node->options["eps"] = options.count("eps") ? options["eps"] : builtin.default_eps;
       break;
     }
   }

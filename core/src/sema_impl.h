@@ -30,14 +30,9 @@ namespace ncd::sema_detail {
 
 using ir::DType;
 
-// Builtin functions by how they are called.
-struct Builtin {
-  enum class Kind { Elementwise, Reduce, Normalize, Cast };
-  Kind kind;
-  int arity;  // Elementwise: number of arguments
-};
-
-const std::map<std::string, Builtin> &builtins();
+// The builtin functions by the names the language calls them (ncd/ops.h):
+// the rows of Syntax::Call, and one cast per dtype name. Reserved names.
+const std::map<std::string, ops::Fn> &builtins();
 
 struct TypedExpr {
   enum class Kind {
@@ -50,7 +45,8 @@ struct TypedExpr {
   bool dtype_fixed = false;  // Value/Access/Call/Bool results keep their dtype
   int value = -1;            // Value; Access: the source value
   const ast::TensorRef *ref = nullptr;  // Value; Access: the read as written (for lints)
-  std::string function;
+  ops::Fn function = ops::Fn::None;  // Elementwise, Reduce, Normalize
+  std::string callee_name;           // Call
   double constant = 0;
   int axis = -1;                       // SizeOf, AxisIndex
   std::vector<int> op_axes;            // Reduce/Normalize axes
@@ -185,7 +181,7 @@ class Sema {
                    TypedExpr &node);
   bool affine(const ast::Index &index, int64_t scale, std::map<int, int64_t> &terms, int64_t &offset);
   std::unique_ptr<TypedExpr> typed_call(const ast::Expr &expr);
-  std::unique_ptr<TypedExpr> typed_builtin(const ast::Expr &expr, Builtin builtin);
+  std::unique_ptr<TypedExpr> typed_builtin(const ast::Expr &expr, ops::Fn fn);
 
   // ------------------------------------------ diagram calls (sema_call.cpp)
 
@@ -201,7 +197,7 @@ class Sema {
   int emit_node(TypedExpr &node);
   std::vector<int> emit_call(TypedExpr &node);
   int emit_product(TypedExpr &node);
-  int emit_elementwise(const std::string &function, const std::vector<int> &operands, DType dtype,
+  int emit_elementwise(ops::Fn function, const std::vector<int> &operands, DType dtype,
                        SourceLocation location);
 
   // ------------------------------------------------------ lints (sema_lint.cpp)

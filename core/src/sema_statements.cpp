@@ -418,7 +418,7 @@ void Sema::lower_assign(const ast::Stmt &stmt) {
     const auto &ops = frames_.back().region->ops;
     const ir::Op *producer = !ops.empty() && ops.back()->id == computed.producer ? ops.back().get() : nullptr;
     if (producer && (producer->kind == ir::OpKind::Contract ||
-                     (producer->kind == ir::OpKind::Reduce && producer->function == "sum")))
+                     (producer->kind == ir::OpKind::Reduce && producer->function == ops::Fn::Sum)))
       computed.dtype = statement_dtype_;
   }
   bind_target(target, result, stmt.location, /*fresh=*/value->kind != TypedExpr::Kind::Value);
@@ -489,7 +489,7 @@ void Sema::bind_target(const Target &target, int result, SourceLocation location
 
 int Sema::emit_copy(int source, const std::vector<int> &axes, DType dtype, SourceLocation location) {
   auto op = new_op(ir::OpKind::Elementwise, location);
-  op->function = "copy";
+  op->function = ops::Fn::Copy;
   op->operands = {source};
   reads_.insert(source);
   int result = new_value(axes, dtype, location, "");
@@ -507,7 +507,7 @@ void Sema::lower_multi_assign(const ast::Stmt &stmt, std::vector<Target> &target
     return;
   }
   if (call->output_axes.size() != targets.size()) {
-    d_.error(stmt.value->location, "'" + call->function + "' has " + std::to_string(call->output_axes.size()) +
+    d_.error(stmt.value->location, "'" + call->callee_name + "' has " + std::to_string(call->output_axes.size()) +
                                        " outputs, but " + std::to_string(targets.size()) + " names are assigned");
     for (const auto &lhs : stmt.targets) poison(lhs);
     return;
@@ -519,7 +519,7 @@ void Sema::lower_multi_assign(const ast::Stmt &stmt, std::vector<Target> &target
     std::sort(have.begin(), have.end());
     std::sort(want.begin(), want.end());
     if (have != want) {
-      d_.error(targets[i].lhs->location, "output " + std::to_string(i + 1) + " of '" + call->function + "' has axes " +
+      d_.error(targets[i].lhs->location, "output " + std::to_string(i + 1) + " of '" + call->callee_name + "' has axes " +
                                              axes_text(current_->value(results[i]).axes) + ", but the left side names " +
                                              axes_text(targets[i].expanded));
       poison(*targets[i].lhs);
@@ -533,8 +533,8 @@ void Sema::lower_multi_assign(const ast::Stmt &stmt, std::vector<Target> &target
 bool Sema::check_single_outputs(const TypedExpr &node) {
   bool ok = true;
   if (node.kind == TypedExpr::Kind::Call && node.output_axes.size() > 1) {
-    d_.error(node.location, "'" + node.function + "' has " + std::to_string(node.output_axes.size()) +
-                                " outputs; assign each of them: A[...], B[...] = " + node.function + "(...)");
+    d_.error(node.location, "'" + node.callee_name + "' has " + std::to_string(node.output_axes.size()) +
+                                " outputs; assign each of them: A[...], B[...] = " + node.callee_name + "(...)");
     ok = false;
   }
   for (const auto &child : node.children) ok = check_single_outputs(*child) && ok;

@@ -86,8 +86,27 @@ class Verifier {
         if (!valid(result)) continue;
         if (d_->value(result).producer != op->id) fail(op.get(), "result's producer is not this op");
       }
+      check_function(*op);
       check_shapes(*op);
     }
+  }
+
+  // Ops that apply a function apply one of their kind, to as many operands as it takes.
+  void check_function(const ir::Op &op) {
+    const ops::Info &row = ops::info(op.function);
+    bool applies = op.kind == ir::OpKind::Elementwise || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize;
+    if (!applies) {
+      if (op.function != ops::Fn::None) fail(&op, "applies a function ('" + std::string(row.name) + "')");
+      return;
+    }
+    if (ir::op_kind_of(op.function) != op.kind) {
+      fail(&op, op.function == ops::Fn::None ? std::string("applies no function")
+                                             : "applies '" + std::string(row.name) + "', which is not of its kind");
+      return;
+    }
+    if (op.operands.size() != static_cast<size_t>(row.arity))
+      fail(&op, "'" + std::string(row.name) + "' takes " + std::to_string(row.arity) + " operand" +
+                    (row.arity == 1 ? "" : "s") + ", not " + std::to_string(op.operands.size()));
   }
 
   void check_shapes(const ir::Op &op) {

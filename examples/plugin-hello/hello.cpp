@@ -18,6 +18,7 @@
 #include <string>
 
 #include "ncd/ir.h"
+#include "ncd/ops.h"
 #include "ncd/plugin.h"
 #include "ncd/registry.h"
 
@@ -26,34 +27,6 @@ namespace {
 using ncd::ir::Op;
 using ncd::ir::OpKind;
 
-// Scalar functions the pass knows how to evaluate.
-const std::map<std::string, std::function<double(double)>> &unary() {
-  static const std::map<std::string, std::function<double(double)>> table{
-      {"neg", [](double x) { return -x; }},
-      {"rsqrt", [](double x) { return 1.0 / std::sqrt(x); }},
-      {"sqrt", [](double x) { return std::sqrt(x); }},
-      {"exp", [](double x) { return std::exp(x); }},
-      {"log", [](double x) { return std::log(x); }},
-      {"recip", [](double x) { return 1.0 / x; }},
-      {"square", [](double x) { return x * x; }},
-      {"abs", [](double x) { return std::fabs(x); }},
-      {"copy", [](double x) { return x; }},
-  };
-  return table;
-}
-
-const std::map<std::string, std::function<double(double, double)>> &binary() {
-  static const std::map<std::string, std::function<double(double, double)>> table{
-      {"add", [](double x, double y) { return x + y; }},
-      {"sub", [](double x, double y) { return x - y; }},
-      {"mul", [](double x, double y) { return x * y; }},
-      {"div", [](double x, double y) { return x / y; }},
-      {"pow", [](double x, double y) { return std::pow(x, y); }},
-      {"minimum", [](double x, double y) { return std::fmin(x, y); }},
-      {"maximum", [](double x, double y) { return std::fmax(x, y); }},
-  };
-  return table;
-}
 
 class HelloPass : public ncd::Pass {
  public:
@@ -83,7 +56,7 @@ class HelloPass : public ncd::Pass {
   static void make_constant(Op &op, double value) {
     op.kind = OpKind::Constant;
     op.constant = value;
-    op.function.clear();
+    op.function = ncd::ops::Fn::None;
     op.operands.clear();
     op.axes.clear();
     op.options.clear();
@@ -102,12 +75,17 @@ class HelloPass : public ncd::Pass {
       if (op->kind == OpKind::SizeOf && op->axes.size() == 1) {
         if (auto size = program.size(op->axes[0])) value = static_cast<double>(*size);
       } else if (op->kind == OpKind::Elementwise) {
-        bool all_known = !op->operands.empty();
-        for (int operand : op->operands) all_known = all_known && known.count(operand);
-        if (all_known && op->operands.size() == 1 && unary().count(op->function))
-          value = unary().at(op->function)(known[op->operands[0]]);
-        if (all_known && op->operands.size() == 2 && binary().count(op->function))
-          value = binary().at(op->function)(known[op->operands[0]], known[op->operands[1]]);
+        // Any pointwise function the op table evaluates (ncd/ops.h), in float64, and
+        // copies; not casts or comparisons, whose results have dtypes of their own.
+        const ncd::ops::Info &row = ncd::ops::info(op->function);
+        bool foldable = (row.kind == ncd::ops::Kind::Elementwise && !row.boolean) || op->function == ncd::ops::Fn::Copy;
+        bool all_known = foldable && !op->operands.empty() && op->operands.size() <= 3 && row.fold.f64;
+        double x[3] = {0, 0, 0};
+        for (size_t i = 0; all_known && i < op->operands.size(); ++i) {
+          all_known = known.count(op->operands[i]) > 0;
+          if (all_known) x[i] = known[op->operands[i]];
+        }
+        if (all_known) value = row.fold.f64(x[0], x[1], x[2]);
       }
       if (!value || !std::isfinite(*value)) continue;
       make_constant(*op, *value);

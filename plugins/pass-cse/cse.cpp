@@ -23,7 +23,7 @@ using namespace ncd;
 std::string structural_key(const ir::Diagram &diagram, const ir::Op &op) {
   std::ostringstream key;
   key.precision(17);
-  key << static_cast<int>(op.kind) << '|' << op.function << '|' << op.constant << '|';
+  key << static_cast<int>(op.kind) << '|' << ops::name(op.function) << op.callee_name << '|' << op.constant << '|';
   for (int operand : op.operands) key << operand << ',';
   key << '|';
   std::vector<int> axes = op.axes;

@@ -48,7 +48,7 @@ class DeadCodeElimination : public Pass {
     if (op.kind == ir::OpKind::Call) {
       if (ir::reaches_params(program, *program.diagrams[static_cast<size_t>(op.callee)])) {
         if (kept_calls.insert(op.id).second)
-          context.note(op.location, "kept the unused call of '" + op.function +
+          context.note(op.location, "kept the unused call of '" + op.callee_name +
                                         "': removing it would renumber the params of later calls");
         return false;
       }

@@ -151,7 +151,7 @@ class Fuse : public Pass {
     for (const ir::Op *op : group.ops) {
       std::string what =
           op->kind == ir::OpKind::Elementwise || op->kind == ir::OpKind::Reduce || op->kind == ir::OpKind::Normalize
-              ? op->function
+              ? std::string(ops::name(op->function))
               : std::string(ir::op_kind_name(op->kind));
       out += (out.empty() ? "" : ", ") + what + " " + ir::value_label(diagram, op->results[0]);
     }
@@ -185,7 +185,7 @@ class Fuse : public Pass {
       case ir::OpKind::Contract: {
         if (!group.has_contraction && !group.has_reduction) return true;  // a prologue
         const ir::Op *producer = const_cast<ir::Diagram &>(diagram).producer(operand);
-        return producer && producer->kind == ir::OpKind::Normalize && producer->function == "softmax" &&
+        return producer && producer->kind == ir::OpKind::Normalize && ops::info(producer->function).stream == ops::Stream::Online &&
                producer->axes.size() == 1 &&
                std::find(op.axes.begin(), op.axes.end(), producer->axes[0]) != op.axes.end() &&
                ir::streams_axis(diagram, producer->axes[0]);
@@ -271,7 +271,7 @@ class Fuse : public Pass {
     // The caller: one call in place of the group.
     int callee = static_cast<int>(program.diagrams.size());
     auto call = ir::make_op(diagram, ir::OpKind::Call, group.ops.front()->location);
-    call->function = kernel->name;
+    call->callee_name = kernel->name;
     call->callee = callee;
     call->operands = inputs;
     // Every axis of the kernel is bound to itself: without a binding, a callee

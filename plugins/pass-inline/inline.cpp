@@ -136,7 +136,7 @@ class Inline : public Pass {
     // Outputs that are inputs or repeated values of the callee: copies.
     for (const auto &[value, slot] : output_slot) {
       auto copy = ir::make_op(diagram, ir::OpKind::Elementwise, call.location);
-      copy->function = "copy";
+      copy->function = ops::Fn::Copy;
       copy->operands = {value_map.at(value)};
       ir::set_results(diagram, *copy, {call.results[static_cast<size_t>(slot)]});
       out.push_back(std::move(copy));

@@ -23,28 +23,15 @@ namespace {
 
 using namespace ncd;
 
-std::optional<double> fold(const std::string &function, const std::vector<double> &x) {
-  static const std::map<std::string, std::function<double(double)>> unary{
-      {"neg", [](double a) { return -a; }},
-      {"rsqrt", [](double a) { return 1.0 / std::sqrt(a); }},
-      {"sqrt", [](double a) { return std::sqrt(a); }},
-      {"exp", [](double a) { return std::exp(a); }},
-      {"log", [](double a) { return std::log(a); }},
-      {"recip", [](double a) { return 1.0 / a; }},
-      {"square", [](double a) { return a * a; }},
-      {"abs", [](double a) { return std::fabs(a); }},
-  };
-  static const std::map<std::string, std::function<double(double, double)>> binary{
-      {"add", [](double a, double b) { return a + b; }},
-      {"sub", [](double a, double b) { return a - b; }},
-      {"mul", [](double a, double b) { return a * b; }},
-      {"div", [](double a, double b) { return a / b; }},
-  };
-  if (x.size() == 1)
-    if (auto it = unary.find(function); it != unary.end()) return it->second(x[0]);
-  if (x.size() == 2)
-    if (auto it = binary.find(function); it != binary.end()) return it->second(x[0], x[1]);
-  return std::nullopt;
+// The value of a pointwise function of literals, in float64 by the op
+// table's fold. Casts, copies and comparisons are not folded: a literal is
+// an f32, and their results have a dtype of their own.
+std::optional<double> fold(ops::Fn function, const std::vector<double> &x) {
+  const ops::Info &row = ops::info(function);
+  if (row.kind != ops::Kind::Elementwise || row.boolean || !row.fold.f64 || x.size() > 3) return std::nullopt;
+  double v[3] = {0, 0, 0};
+  for (size_t i = 0; i < x.size(); ++i) v[i] = x[i];
+  return row.fold.f64(v[0], v[1], v[2]);
 }
 
 int64_t elements(const ir::Program &program, const ir::Value &value) {
@@ -80,7 +67,7 @@ class Simplify : public Pass {
             op.kind = ir::OpKind::Constant;
             op.constant = *folded;
             op.operands.clear();
-            op.function.clear();
+            op.function = ops::Fn::None;
             constants[op.results[0]] = *folded;
             result.changed = true;
             continue;
@@ -89,7 +76,7 @@ class Simplify : public Pass {
         if (auto kept = identity_operand(diagram, op, constants)) {
           const ir::Value &out = diagram.value(op.results[0]);
           if (out.role != ir::Value::Role::Output) {
-            context.note(op.location, "removed " + op.function +
+            context.note(op.location, "removed " + std::string(ops::name(op.function)) +
                                           " by an identity: " + ir::value_label(diagram, op.results[0]) + " is " +
                                           ir::value_label(diagram, *kept));
             ir::replace_uses(diagram, op.results[0], *kept);
@@ -121,18 +108,19 @@ class Simplify : public Pass {
       return it != constants.end() && it->second == x;
     };
     std::optional<int> candidate;
-    const std::string &f = op.function;
+    using ops::Fn;
+    const Fn f = op.function;
     if (op.operands.size() == 2) {
-      if ((f == "mul" && literal(1, 1)) || (f == "add" && literal(1, 0)) || (f == "sub" && literal(1, 0)) ||
-          (f == "div" && literal(1, 1)))
+      if ((f == Fn::Mul && literal(1, 1)) || (f == Fn::Add && literal(1, 0)) || (f == Fn::Sub && literal(1, 0)) ||
+          (f == Fn::Div && literal(1, 1)))
         candidate = op.operands[0];
-      else if ((f == "mul" && literal(0, 1)) || (f == "add" && literal(0, 0)))
+      else if ((f == Fn::Mul && literal(0, 1)) || (f == Fn::Add && literal(0, 0)))
         candidate = op.operands[1];
     } else if (op.operands.size() == 1) {
-      if (f == "copy" || f == "cast") candidate = op.operands[0];
-      if (f == "neg") {
+      if (ops::info(f).kind == ops::Kind::Cast) candidate = op.operands[0];
+      if (f == Fn::Neg) {
         const ir::Op *inner = diagram.producer(op.operands[0]);
-        if (inner && inner->kind == ir::OpKind::Elementwise && inner->function == "neg") candidate = inner->operands[0];
+        if (inner && inner->kind == ir::OpKind::Elementwise && inner->function == Fn::Neg) candidate = inner->operands[0];
       }
     }
     if (!candidate) return std::nullopt;
@@ -170,7 +158,7 @@ class Simplify : public Pass {
     int scaled = ir::add_value(diagram, "", source.axes, ir::DType::F32, op.location);
     diagram.value(scaled).name = "%" + std::to_string(scaled);
     auto multiply = ir::make_op(diagram, ir::OpKind::Elementwise, op.location);
-    multiply->function = "mul";
+    multiply->function = ops::Fn::Mul;
     multiply->operands.push_back(smallest);
     for (int s : scalars) multiply->operands.push_back(s);
     ir::set_results(diagram, *multiply, {scaled});

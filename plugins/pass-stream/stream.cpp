@@ -39,7 +39,7 @@ class Stream : public Pass {
     auto escaping = ir::escaping_values(diagram);
     for (const auto &entry : diagram.body.ops) {
       const ir::Op &op = *entry;
-      if (op.kind != ir::OpKind::Normalize || op.function != "softmax") continue;
+      if (op.kind != ir::OpKind::Normalize || ops::info(op.function).stream != ops::Stream::Online) continue;
       std::string what = "softmax over " + axis_names(program, op.axes);
       if (op.axes.size() != 1) {
         context.note(op.location, what + " not streamed: only a softmax over one axis streams");
@@ -59,8 +59,9 @@ class Stream : public Pass {
         if (!sums_axis) {
           std::string consumer =
               user->kind == ir::OpKind::Call
-                  ? "a call of " + user->function
-                  : std::string(ir::op_kind_name(user->kind)) + (user->function.empty() ? "" : " " + user->function);
+                  ? "a call of " + user->callee_name
+                  : std::string(ir::op_kind_name(user->kind)) +
+                        (user->function == ops::Fn::None ? "" : " " + std::string(ops::name(user->function)));
           refusal = what + " not streamed: its consumer (" + consumer + ") is not a contraction over " +
                     program.axis(axis).name;
           break;

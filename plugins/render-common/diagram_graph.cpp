@@ -476,7 +476,7 @@ class Drawer {
     if (!scope.pure.count(value)) return false;
     switch (op.kind) {
       case OpKind::Elementwise:
-        if (op.function == "where" && index == 0) return true;  // the mask condition
+        if (op.function == ops::Fn::Where && index == 0) return true;  // the mask condition
         [[fallthrough]];
       case OpKind::Contract:
       case OpKind::Reduce:
@@ -486,11 +486,11 @@ class Drawer {
     }
   }
 
-  static const char *infix(const std::string &function) {
-    static const std::map<std::string, const char *> table{
-        {"add", "+"},     {"sub", "\u2212"}, {"mul", "\u00D7"}, {"div", "/"},   {"lt", "<"},
-        {"le", "\u2264"}, {"gt", ">"},       {"ge", "\u2265"},  {"eq", "=="},   {"ne", "\u2260"},
-        {"and", "&&"},    {"or", "||"},      {"pow", "^"}};
+  // The drawing's operators: the language's, in mathematical type, and pow as `^`.
+  static const char *infix(ops::Fn function) {
+    static const std::map<ops::Fn, const char *> table{{ops::Fn::Sub, "\u2212"}, {ops::Fn::Mul, "\u00D7"}, {ops::Fn::Le, "\u2264"},
+                                                       {ops::Fn::Ge, "\u2265"}, {ops::Fn::Ne, "\u2260"}, {ops::Fn::Pow, "^"}};
+    if (ops::info(function).syntax == ops::Syntax::Infix && !table.count(function)) return ops::info(function).symbol.data();
     auto it = table.find(function);
     return it == table.end() ? nullptr : it->second;
   }
@@ -511,13 +511,13 @@ class Drawer {
       case OpKind::AxisIndex: return axis_name(scope, op.axes.empty() ? -1 : op.axes[0]);
       default: break;
     }
-    const std::string &f = op.function;
-    if (op.operands.size() == 1 && (f == "neg" || f == "not"))
-      return std::string(f == "neg" ? "-" : "!") + operand_text(scope, op.operands[0], true);
+    const std::string f(ops::name(op.function));
+    if (op.operands.size() == 1 && ops::info(op.function).syntax == ops::Syntax::Prefix)
+      return std::string(ops::info(op.function).symbol) + operand_text(scope, op.operands[0], true);
     if (op.operands.size() == 2)
-      if (const char *symbol = infix(f))
+      if (const char *symbol = infix(op.function))
         return operand_text(scope, op.operands[0], true) + " " + symbol + " " + operand_text(scope, op.operands[1], true);
-    if (f == "copy" && op.operands.size() == 1) return operand_text(scope, op.operands[0], false);
+    if (op.function == ops::Fn::Copy && op.operands.size() == 1) return operand_text(scope, op.operands[0], false);
     std::string text = f + "(";
     for (size_t i = 0; i < op.operands.size(); ++i) text += (i ? ", " : "") + operand_text(scope, op.operands[i], false);
     return text + ")";
@@ -785,7 +785,7 @@ class Drawer {
       }
       case OpKind::Normalize: {
         for (auto &lane : lanes) lane.role = op_axes.count(lane.axis) ? Lane::Acted : lane.role;
-        glyph.lines = {op.function};
+        glyph.lines = {std::string(ops::name(op.function))};
         for (const auto &[key, value] : op.options) glyph.notes.push_back(key + " " + format_number(value));
         glyph.fill = "#fde2c8";
         glyph.stroke = "#9a3412";
@@ -795,9 +795,9 @@ class Drawer {
       }
       case OpKind::Reduce: {
         for (auto &lane : lanes) lane.role = op_axes.count(lane.axis) ? Lane::Acted : lane.role;
-        static const std::map<std::string, std::string> symbols{{"sum", "\u03A3"}, {"prod", "\u03A0"}};
+        static const std::map<ops::Fn, std::string> symbols{{ops::Fn::Sum, "\u03A3"}, {ops::Fn::Prod, "\u03A0"}};
         auto it = symbols.find(op.function);
-        glyph.lines = {it != symbols.end() ? it->second : op.function};
+        glyph.lines = {it != symbols.end() ? it->second : std::string(ops::name(op.function))};
         glyph.notes.push_back("reduce");
         glyph.fill = "#dcfce7";
         glyph.stroke = "#166534";
@@ -830,7 +830,7 @@ class Drawer {
         std::set<int> lifted(op.lifted.begin(), op.lifted.end());
         for (auto &lane : lanes)
           lane.role = lifted.count(lane.axis) && lane.in && lane.out ? Lane::Pass : Lane::Acted;
-        glyph.lines = wrap(op.function, kWrapWidth);
+        glyph.lines = wrap(op.callee_name, kWrapWidth);
         glyph.notes.push_back("folded call");
         glyph.fill = "#f1f5f9";
         glyph.stroke = "#0f172a";
@@ -847,11 +847,11 @@ class Drawer {
   }
 
   void elementwise_glyph(const Scope &scope, const ir::Op &op, Glyph &glyph) const {
-    const std::string &f = op.function;
-    static const std::map<std::string, const char *> circled{
-        {"add", "\u2295"}, {"sub", "\u2296"}, {"mul", "\u2299"}, {"div", "\u2298"}};
+    const std::string f(ops::name(op.function));
+    static const std::map<ops::Fn, const char *> circled{
+        {ops::Fn::Add, "\u2295"}, {ops::Fn::Sub, "\u2296"}, {ops::Fn::Mul, "\u2299"}, {ops::Fn::Div, "\u2298"}};
     std::vector<std::string> folded = folded_texts(scope, op);
-    if (f == "where") {
+    if (op.function == ops::Fn::Where) {
       // A mask: the condition and the fill value are text, the data passes through.
       std::string condition = operand_text(scope, op.operands.at(0), false);
       glyph.lines = {"mask"};
@@ -867,7 +867,7 @@ class Drawer {
       glyph.font_size = 11;
       return;
     }
-    auto circle = circled.find(f);
+    auto circle = circled.find(op.function);
     if (circle != circled.end() && folded.empty()) {
       // Additions and products of tensors: a circled operator, no box.
       glyph.lines = {circle->second};
@@ -875,12 +875,12 @@ class Drawer {
       glyph.font_size = 20;
       return;
     }
-    if (f == "cast") {
+    if (op.function == ops::Fn::Cast) {
       glyph.lines = {"\u2192 " + std::string(ir::dtype_name(scope.diagram->value(op.results.at(0)).dtype))};
-      glyph.notes.push_back("cast");
-    } else if (f == "copy") {
-      glyph.lines = {"copy"};
-    } else if (const char *symbol = infix(f); symbol && op.operands.size() == 2) {
+      glyph.notes.push_back(f);
+    } else if (op.function == ops::Fn::Copy) {
+      glyph.lines = {f};
+    } else if (const char *symbol = infix(op.function); symbol && op.operands.size() == 2) {
       // `· × 0.5`: the dot stands for the wires.
       glyph.lines = wrap(operand_text(scope, op.operands[0], true) + " " + symbol + " " +
                              operand_text(scope, op.operands[1], true),

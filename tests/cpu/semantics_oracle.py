@@ -226,6 +226,16 @@ def Rounding(x, p):
     return {"Y": Y, "Z": Y}
 
 
+def Round(x, p):
+    # float32 arithmetic, as the statement computes it; np.round halves to even.
+    X = x["X"].astype(np.float32)
+    ten = np.float32(10)
+    R = np.round(X * ten)
+    H = np.round(np.floor(X * ten) + np.float32(0.5))
+    K = np.round(2.5) + np.round(3.5) * 10 + np.round(-2.5) * 100 + np.round(np.float32(0.49999997)) * 1000
+    return {"R": R, "H": H, "K": K}
+
+
 def layer(X, W, b):
     return np.tanh(X @ W) + b
 
@@ -256,9 +266,10 @@ def Loops(x, p):
 
 
 ORACLES = {name: globals()[name] for name in
-           ["Pointwise", "Reductions", "Indices", "Contractions", "Positions", "Dtypes", "Rounding", "Calls", "Loops"]}
+           ["Pointwise", "Reductions", "Indices", "Contractions", "Positions", "Dtypes", "Round", "Rounding", "Calls",
+            "Loops"]}
 
 # Outputs compared exactly (deterministic roundings of identical float32 values).
 EXACT = {("Dtypes", name) for name in ["F16", "BF", "E4", "E5", "I8", "I32", "B", "F"]} | {
     ("Positions", "I"), ("Indices", "A"), ("Indices", "D"), ("Indices", "P"), ("Indices", "G"), ("Indices", "Y"),
-    ("Indices", "F"), ("Indices", "H")}
+    ("Indices", "F"), ("Indices", "H"), ("Round", "R"), ("Round", "H"), ("Round", "K")}

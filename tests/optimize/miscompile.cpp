@@ -13,8 +13,8 @@ class Miscompile : public ncd::Pass {
   ncd::PassResult run(ncd::ir::Program &, ncd::ir::Diagram &diagram, ncd::PassContext &) override {
     ncd::PassResult result;
     ncd::ir::for_each_op(diagram.body, [&](const ncd::ir::Op &op) {
-      if (op.kind == ncd::ir::OpKind::Elementwise && op.function == "add") {
-        const_cast<ncd::ir::Op &>(op).function = "sub";
+      if (op.kind == ncd::ir::OpKind::Elementwise && op.function == ncd::ops::Fn::Add) {
+        const_cast<ncd::ir::Op &>(op).function = ncd::ops::Fn::Sub;
         result.changed = true;
       }
     });

@@ -88,6 +88,28 @@ TEST(CostModel, ElementwiseReductionAndNormalisationCosts) {
   EXPECT_EQ(flops["G"], "4*s*m + 2*s");
 }
 
+// Every pointwise function the language calls by name costs its op table
+// row's FLOPs per element: a new row is priced with no change here.
+TEST(CostModel, PointwiseFlopsComeFromTheOpTable) {
+  std::string outputs, body;
+  std::map<std::string, double> expected;
+  for (const ops::Info &row : ops::all()) {
+    if (row.kind != ops::Kind::Elementwise || row.syntax != ops::Syntax::Call) continue;
+    std::string name = "O_" + std::string(row.name);
+    const char *arguments = row.arity == 1 ? "X" : row.arity == 2 ? "X, P" : "X > P, X, P";
+    outputs += (outputs.empty() ? "" : ", ") + name + "[s, m]";
+    body += "  " + name + "[s, m] = " + std::string(row.name) + "(" + arguments + ")\n";
+    expected[name] = row.flops * 8 * 16;
+  }
+  ASSERT_TRUE(expected.count("O_round"));
+  auto priced = price_text("axis s = 8, m = 16\ndiagram F(X[s, m], P[s, m]) -> (" + outputs + ") {\n" + body + "}\n", "F");
+  ASSERT_TRUE(priced.report) << priced.messages;
+  std::map<std::string, double> flops;
+  for (const OpCost &op : priced.report->ops) flops[op.name] = op.flops.value;
+  for (const auto &[name, value] : expected) EXPECT_EQ(flops[name], value) << name;
+  EXPECT_EQ(flops["O_round"], 8.0 * 16);
+}
+
 TEST(CostModel, RooflineBoundAndEnergy) {
   auto priced = price_text(cost_test::matmul_source(4096, 4096, 4096, ""), "MatMul");
   ASSERT_TRUE(priced.report) << priced.messages;

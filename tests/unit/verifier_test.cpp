@@ -74,7 +74,7 @@ struct Fixture {
     auto op = std::make_unique<ir::Op>();
     op->id = 0;
     op->kind = ir::OpKind::Elementwise;
-    op->function = "exp";
+    op->function = ncd::ops::Fn::Exp;
     op->operands = {0};
     op->results = {1};
     d->value(1).producer = 0;
@@ -162,7 +162,7 @@ TEST(VerifierOnBrokenIr, ContractKeepingASummedAxis) {
 TEST(VerifierOnBrokenIr, ReduceWithTheWrongResult) {
   Fixture f;
   f.op().kind = ir::OpKind::Reduce;
-  f.op().function = "sum";
+  f.op().function = ncd::ops::Fn::Sum;
   f.op().axes = {0};
   EXPECT_NE(f.violations().find("result axes are not the operand's minus the reduced"), std::string::npos) << f.violations();
 }
@@ -173,9 +173,26 @@ TEST(VerifierOnBrokenIr, NormalizeOverAMissingAxis) {
   f.program.axes[1].id = 1;
   f.program.axes[1].name = "b";
   f.op().kind = ir::OpKind::Normalize;
-  f.op().function = "softmax";
+  f.op().function = ncd::ops::Fn::Softmax;
   f.op().axes = {1};
   EXPECT_NE(f.violations().find("normalises over an axis its operand lacks"), std::string::npos) << f.violations();
+}
+
+TEST(VerifierOnBrokenIr, FunctionWithTheWrongNumberOfOperands) {
+  Fixture f;
+  f.op().function = ncd::ops::Fn::Add;  // on one operand
+  EXPECT_NE(f.violations().find("'add' takes 2 operands, not 1"), std::string::npos) << f.violations();
+}
+
+TEST(VerifierOnBrokenIr, FunctionOfAnotherKind) {
+  Fixture f;
+  f.op().function = ncd::ops::Fn::Softmax;  // on an elementwise op
+  EXPECT_NE(f.violations().find("applies 'softmax', which is not of its kind"), std::string::npos) << f.violations();
+  f.op().function = ncd::ops::Fn::None;
+  EXPECT_NE(f.violations().find("applies no function"), std::string::npos) << f.violations();
+  f.op().kind = ir::OpKind::Contract;
+  f.op().function = ncd::ops::Fn::Exp;
+  EXPECT_NE(f.violations().find("applies a function ('exp')"), std::string::npos) << f.violations();
 }
 
 TEST(VerifierOnBrokenIr, AccessWithTooFewIndices) {

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ncd/ops.h"
 #include "ncd/poly.h"
 #include "ncd/source.h"
 
@@ -63,12 +64,15 @@ enum class OpKind {
   Merge,        // merges groups of operand axes into single axes (`merges`)
   Elementwise,  // `function` applied pointwise; operands broadcast by axis name
   Contract,     // product of all operands, summed over `axes`
-  Reduce,       // `function` (sum, max, min, mean, logsumexp) over `axes`
-  Normalize,    // `function` (softmax, logsoftmax, layernorm, rmsnorm) along `axes`
+  Reduce,       // `function` (an ops::Kind::Reduce) over `axes`
+  Normalize,    // `function` (an ops::Kind::Normalize) along `axes`
   Call,         // diagram `callee` with `bindings`, lifted over `lifted`
   Repeat,       // `body` run `count` times, threading `body_arguments` → `body_yields`
 };
 std::string_view op_kind_name(OpKind kind);
+// The op kind that applies `fn`: Elementwise for pointwise functions and
+// casts, Reduce, Normalize; Constant (no function) for ops::Fn::None.
+OpKind op_kind_of(ops::Fn fn);
 
 // An index into one position of the accessed tensor: an affine form of axes
 // (`x + k`, `2*x`, `s - 1`), a split of that position into several axes
@@ -87,7 +91,9 @@ struct Region;
 struct Op {
   int id = -1;
   OpKind kind = OpKind::Elementwise;
-  std::string function;        // Elementwise/Reduce/Normalize function, or the callee's name
+  // Elementwise/Reduce/Normalize: the function (ncd/ops.h), whose kind matches
+  // the op's and whose arity is the number of operands; None for other ops.
+  ops::Fn function = ops::Fn::None;
   std::vector<int> operands;   // value ids
   std::vector<int> results;    // value ids
   std::vector<int> axes;       // Contract: summed; Reduce: reduced; Normalize: normalised; SizeOf/AxisIndex
@@ -97,6 +103,7 @@ struct Op {
   std::vector<std::vector<int>> merges;   // Merge: per result axis, the operand axes merged (or one)
   // Call
   int callee = -1;                             // index into Program::diagrams
+  std::string callee_name;                     // the callee's name, for messages and printing
   std::vector<std::pair<int, int>> bindings;   // (callee axis, caller axis)
   std::vector<int> lifted;                     // caller axes the call is lifted over
   // Repeat

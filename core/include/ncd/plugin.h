@@ -8,8 +8,8 @@
 // what keeps a stale plugin from being called through a changed interface.
 //
 // Rule: bump NCD_PLUGIN_API_VERSION whenever NcdPluginInfo, the Registry, the
-// Pass/Renderer/Backend interfaces, or any IR type they expose changes layout
-// or meaning (see docs/PLUGINS.md).
+// Pass/Renderer/Backend interfaces, any IR type they expose, or the op table
+// (ncd/ops.h) changes layout or meaning (see docs/PLUGINS.md).
 #pragma once
 
 #define NCD_PLUGIN_API_VERSION 4

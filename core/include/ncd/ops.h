@@ -1,0 +1,276 @@
+// The op table: every builtin function of the language and the IR, one row
+// each. A row says what the function is called, how the language writes it,
+// how many operands it takes, what kind of operation it is, what it costs,
+// how it evaluates on scalars (the folding of constants) and how CUDA spells
+// it. `ir::Op::function` holds the enum, so a function the table lacks cannot
+// occur in the IR; sema, the verifier, the source writer, the cost model,
+// schedule checks, passes, renderers and backends all look the rest up here.
+//
+// Adding a pointwise function is adding a row (docs/ARCHITECTURE.md, "Where a
+// new builtin goes"): the row's `fold` is also the CPU backend's kernel for
+// it unless the backend has a faster one of its own.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <string_view>
+
+namespace ncd::ops {
+
+// In the order of the rows of `kTable` below.
+enum class Fn : uint8_t {
+  None,  // ops that apply no function: constants, accesses, contractions, calls
+  // Pointwise functions called by name.
+  Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, Gelu, Silu, Abs, Sin, Cos, Erf, Recip, Square, Floor, Ceil, Round,
+  Log1p, Expm1, Softplus, Pow, Minimum, Maximum, Where,
+  // Pointwise functions written as operators.
+  Neg, Not, Add, Sub, Mul, Div, Lt, Le, Gt, Ge, Eq, Ne, And, Or,
+  // Conversions to the result's dtype.
+  Copy, Cast,
+  // Reductions and normalisations over the axes in brackets.
+  Sum, Max, Min, Mean, LogSumExp, Prod,
+  Softmax, LogSoftmax, LayerNorm, RMSNorm,
+};
+
+enum class Kind : uint8_t {
+  None,
+  Elementwise,  // pointwise; operands broadcast by axis
+  Cast,         // the operand converted to the result's dtype (a copy also broadcasts to the result's axes)
+  Reduce,       // removes the axes in brackets
+  Normalize,    // keeps its operand's axes, normalising along those in brackets
+};
+
+// How the language writes a call of the function.
+enum class Syntax : uint8_t {
+  None,
+  Call,    // `name(x, ...)`; reductions and normalisations `name[axes](x)`; the name is reserved
+  Infix,   // `x symbol y`
+  Prefix,  // `symbol x`
+  Copy,    // the operand itself: a statement that reads a tensor
+  DType,   // the result's dtype as the name: `bf16(x)`
+};
+
+// Whether a schedule may stream the axes the function acts on.
+enum class Stream : uint8_t {
+  None,
+  Running,  // a running accumulator (sum, max, ...)
+  Online,   // online-softmax rescaling, when its result feeds only contractions over the axis
+};
+
+// A function's value on scalars; unused operands are ignored. Every
+// pointwise row has one, written once as a generic lambda so that the
+// float32 and float64 versions cannot disagree.
+struct Fold {
+  float (*f32)(float, float, float) = nullptr;
+  double (*f64)(double, double, double) = nullptr;
+};
+template <typename F>
+constexpr Fold fold(F f) {
+  return {f, f};
+}
+
+struct Info {
+  Fn fn = Fn::None;
+  std::string_view name;  // in the IR (text, JSON) and, for Syntax::Call, in the language
+  Kind kind = Kind::None;
+  Syntax syntax = Syntax::None;
+  std::string_view symbol;  // Infix, Prefix: the operator
+  int arity = 0;            // operands
+  // FLOPs (docs/COST.md): pointwise per result element; a reduction per
+  // operand element plus `flops_out` per result element; a normalisation per
+  // element plus `flops_out` per row.
+  double flops = 0;
+  double flops_out = 0;
+  bool special = false;  // evaluated on special-function units (transcendentals per element)
+  bool boolean = false;  // gives a bool (comparisons and logic)
+  Stream stream = Stream::None;
+  bool eps = false;  // a normalisation taking `eps = ...`
+  double default_eps = 0;
+  Fn pointwise = Fn::None;  // a reduction whose name without brackets is this pointwise function
+  Fold fold;                // pointwise: the value (float32 as the CPU reference computes it)
+  // CUDA: a float expression, $0 $1 $2 the operands (as floats). Empty for
+  // reductions and normalisations, which the backend writes as kernels.
+  std::string_view cuda;
+};
+
+namespace detail {
+
+// Helpers of the rows' folding, shared by both precisions.
+template <typename T>
+constexpr T truth(bool b) {
+  return b ? T(1) : T(0);
+}
+template <typename T>
+T sigmoid(T x) {
+  // Overflow-free on both sides.
+  if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
+  const T e = std::exp(x);
+  return e / (T(1) + e);
+}
+
+}  // namespace detail
+
+// Rows name only the fields that differ from the defaults; GCC's -Wextra
+// would ask for every field even of a designated initializer.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+// clang-format off
+inline constexpr Info kTable[] = {
+    {.fn = Fn::None},
+    // ------------------------------------------------ pointwise, called by name
+    {.fn = Fn::Exp, .name = "exp", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1, .special = true,
+     .fold = fold([](auto x, auto, auto) { return std::exp(x); }), .cuda = "expf($0)"},
+    {.fn = Fn::Log, .name = "log", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1, .special = true,
+     .fold = fold([](auto x, auto, auto) { return std::log(x); }), .cuda = "logf($0)"},
+    {.fn = Fn::Sqrt, .name = "sqrt", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1, .special = true,
+     .fold = fold([](auto x, auto, auto) { return std::sqrt(x); }), .cuda = "sqrtf($0)"},
+    // In float64, then rounded: the float32 result is the correctly rounded 1/√x.
+    {.fn = Fn::Rsqrt, .name = "rsqrt", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1, .special = true,
+     .fold = fold([](auto x, auto, auto) { return decltype(x)(1.0 / std::sqrt(double(x))); }), .cuda = "ncd_rsqrt($0)"},
+    {.fn = Fn::Tanh, .name = "tanh", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1, .special = true,
+     .fold = fold([](auto x, auto, auto) { return std::tanh(x); }), .cuda = "tanhf($0)"},
+    // neg, exp, add, recip
+    {.fn = Fn::Sigmoid, .name = "sigmoid", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 4, .special = true,
+     .fold = fold([](auto x, auto, auto) { return detail::sigmoid(x); }), .cuda = "ncd_sigmoid($0)"},
+    // NaN passes through.
+    {.fn = Fn::Relu, .name = "relu", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1,
+     .fold = fold([](auto x, auto, auto) { return x < decltype(x)(0) ? decltype(x)(0) : x; }), .cuda = "ncd_relu($0)"},
+    // The exact gelu x·Φ(x), as x/2·erfc(−x/√2): no cancellation for negative x. Counted in its tanh form.
+    {.fn = Fn::Gelu, .name = "gelu", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 8, .special = true,
+     .fold = fold([](auto x, auto, auto) { using T = decltype(x); return T(0.5) * x * std::erfc(-x * T(0.70710678118654752)); }),
+     .cuda = "ncd_gelu($0)"},
+    {.fn = Fn::Silu, .name = "silu", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 5, .special = true,
+     .fold = fold([](auto x, auto, auto) { return x * detail::sigmoid(x); }), .cuda = "ncd_silu($0)"},
+    {.fn = Fn::Abs, .name = "abs", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1,
+     .fold = fold([](auto x, auto, auto) { return std::fabs(x); }), .cuda = "fabsf($0)"},
+    {.fn = Fn::Sin, .name = "sin", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1, .special = true,
+     .fold = fold([](auto x, auto, auto) { return std::sin(x); }), .cuda = "sinf($0)"},
+    {.fn = Fn::Cos, .name = "cos", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1, .special = true,
+     .fold = fold([](auto x, auto, auto) { return std::cos(x); }), .cuda = "cosf($0)"},
+    {.fn = Fn::Erf, .name = "erf", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1, .special = true,
+     .fold = fold([](auto x, auto, auto) { return std::erf(x); }), .cuda = "erff($0)"},
+    {.fn = Fn::Recip, .name = "recip", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1,
+     .fold = fold([](auto x, auto, auto) { return decltype(x)(1) / x; }), .cuda = "(1.f / $0)"},
+    {.fn = Fn::Square, .name = "square", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1,
+     .fold = fold([](auto x, auto, auto) { return x * x; }), .cuda = "($0 * $0)"},
+    {.fn = Fn::Floor, .name = "floor", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1,
+     .fold = fold([](auto x, auto, auto) { return std::floor(x); }), .cuda = "floorf($0)"},
+    {.fn = Fn::Ceil, .name = "ceil", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1,
+     .fold = fold([](auto x, auto, auto) { return std::ceil(x); }), .cuda = "ceilf($0)"},
+    // To the nearest integer, halves to even (as torch.round): nearbyint under the default rounding mode.
+    {.fn = Fn::Round, .name = "round", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1,
+     .fold = fold([](auto x, auto, auto) { return std::nearbyint(x); }), .cuda = "rintf($0)"},
+    {.fn = Fn::Log1p, .name = "log1p", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1, .special = true,
+     .fold = fold([](auto x, auto, auto) { return std::log1p(x); }), .cuda = "log1pf($0)"},
+    {.fn = Fn::Expm1, .name = "expm1", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1, .special = true,
+     .fold = fold([](auto x, auto, auto) { return std::expm1(x); }), .cuda = "expm1f($0)"},
+    // max(x, 0) + log1p(exp(−|x|)): exp, add, log
+    {.fn = Fn::Softplus, .name = "softplus", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 3, .special = true,
+     .fold = fold([](auto x, auto, auto) { using T = decltype(x); return (x > T(0) ? x : T(0)) + std::log1p(std::exp(-std::fabs(x))); }),
+     .cuda = "ncd_softplus($0)"},
+    {.fn = Fn::Pow, .name = "pow", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 2, .flops = 3, .special = true,
+     .fold = fold([](auto x, auto y, auto) { return std::pow(x, y); }), .cuda = "powf($0, $1)"},
+    // NaN in either operand gives NaN (as torch.minimum).
+    {.fn = Fn::Minimum, .name = "minimum", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 2, .flops = 1,
+     .fold = fold([](auto x, auto y, auto) { return (x != x || x < y) ? x : y; }), .cuda = "ncd_min($0, $1)"},
+    {.fn = Fn::Maximum, .name = "maximum", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 2, .flops = 1,
+     .fold = fold([](auto x, auto y, auto) { return (x != x || x > y) ? x : y; }), .cuda = "ncd_max($0, $1)"},
+    {.fn = Fn::Where, .name = "where", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 3, .flops = 1,
+     .fold = fold([](auto c, auto x, auto y) { return c != decltype(c)(0) ? x : y; }), .cuda = "($0 != 0.f ? $1 : $2)"},
+    // ------------------------------------------------ pointwise, written as operators
+    {.fn = Fn::Neg, .name = "neg", .kind = Kind::Elementwise, .syntax = Syntax::Prefix, .symbol = "-", .arity = 1, .flops = 1,
+     .fold = fold([](auto x, auto, auto) { return -x; }), .cuda = "(-$0)"},
+    {.fn = Fn::Not, .name = "not", .kind = Kind::Elementwise, .syntax = Syntax::Prefix, .symbol = "!", .arity = 1, .flops = 1, .boolean = true,
+     .fold = fold([](auto x, auto, auto) { return detail::truth<decltype(x)>(x == 0); }), .cuda = "($0 == 0.f ? 1.f : 0.f)"},
+    {.fn = Fn::Add, .name = "add", .kind = Kind::Elementwise, .syntax = Syntax::Infix, .symbol = "+", .arity = 2, .flops = 1,
+     .fold = fold([](auto x, auto y, auto) { return x + y; }), .cuda = "($0 + $1)"},
+    {.fn = Fn::Sub, .name = "sub", .kind = Kind::Elementwise, .syntax = Syntax::Infix, .symbol = "-", .arity = 2, .flops = 1,
+     .fold = fold([](auto x, auto y, auto) { return x - y; }), .cuda = "($0 - $1)"},
+    {.fn = Fn::Mul, .name = "mul", .kind = Kind::Elementwise, .syntax = Syntax::Infix, .symbol = "*", .arity = 2, .flops = 1,
+     .fold = fold([](auto x, auto y, auto) { return x * y; }), .cuda = "($0 * $1)"},
+    {.fn = Fn::Div, .name = "div", .kind = Kind::Elementwise, .syntax = Syntax::Infix, .symbol = "/", .arity = 2, .flops = 1,
+     .fold = fold([](auto x, auto y, auto) { return x / y; }), .cuda = "($0 / $1)"},
+    {.fn = Fn::Lt, .name = "lt", .kind = Kind::Elementwise, .syntax = Syntax::Infix, .symbol = "<", .arity = 2, .flops = 1, .boolean = true,
+     .fold = fold([](auto x, auto y, auto) { return detail::truth<decltype(x)>(x < y); }), .cuda = "($0 < $1 ? 1.f : 0.f)"},
+    {.fn = Fn::Le, .name = "le", .kind = Kind::Elementwise, .syntax = Syntax::Infix, .symbol = "<=", .arity = 2, .flops = 1, .boolean = true,
+     .fold = fold([](auto x, auto y, auto) { return detail::truth<decltype(x)>(x <= y); }), .cuda = "($0 <= $1 ? 1.f : 0.f)"},
+    {.fn = Fn::Gt, .name = "gt", .kind = Kind::Elementwise, .syntax = Syntax::Infix, .symbol = ">", .arity = 2, .flops = 1, .boolean = true,
+     .fold = fold([](auto x, auto y, auto) { return detail::truth<decltype(x)>(x > y); }), .cuda = "($0 > $1 ? 1.f : 0.f)"},
+    {.fn = Fn::Ge, .name = "ge", .kind = Kind::Elementwise, .syntax = Syntax::Infix, .symbol = ">=", .arity = 2, .flops = 1, .boolean = true,
+     .fold = fold([](auto x, auto y, auto) { return detail::truth<decltype(x)>(x >= y); }), .cuda = "($0 >= $1 ? 1.f : 0.f)"},
+    {.fn = Fn::Eq, .name = "eq", .kind = Kind::Elementwise, .syntax = Syntax::Infix, .symbol = "==", .arity = 2, .flops = 1, .boolean = true,
+     .fold = fold([](auto x, auto y, auto) { return detail::truth<decltype(x)>(x == y); }), .cuda = "($0 == $1 ? 1.f : 0.f)"},
+    {.fn = Fn::Ne, .name = "ne", .kind = Kind::Elementwise, .syntax = Syntax::Infix, .symbol = "!=", .arity = 2, .flops = 1, .boolean = true,
+     .fold = fold([](auto x, auto y, auto) { return detail::truth<decltype(x)>(x != y); }), .cuda = "($0 != $1 ? 1.f : 0.f)"},
+    {.fn = Fn::And, .name = "and", .kind = Kind::Elementwise, .syntax = Syntax::Infix, .symbol = "&&", .arity = 2, .flops = 1, .boolean = true,
+     .fold = fold([](auto x, auto y, auto) { return detail::truth<decltype(x)>(x != 0 && y != 0); }),
+     .cuda = "(($0 != 0.f && $1 != 0.f) ? 1.f : 0.f)"},
+    {.fn = Fn::Or, .name = "or", .kind = Kind::Elementwise, .syntax = Syntax::Infix, .symbol = "||", .arity = 2, .flops = 1, .boolean = true,
+     .fold = fold([](auto x, auto y, auto) { return detail::truth<decltype(x)>(x != 0 || y != 0); }),
+     .cuda = "(($0 != 0.f || $1 != 0.f) ? 1.f : 0.f)"},
+    // ------------------------------------------------ conversions: free (the store converts)
+    {.fn = Fn::Copy, .name = "copy", .kind = Kind::Cast, .syntax = Syntax::Copy, .arity = 1,
+     .fold = fold([](auto x, auto, auto) { return x; }), .cuda = "$0"},
+    {.fn = Fn::Cast, .name = "cast", .kind = Kind::Cast, .syntax = Syntax::DType, .arity = 1,
+     .fold = fold([](auto x, auto, auto) { return x; }), .cuda = "$0"},
+    // ------------------------------------------------ reductions
+    // `max`, `min` without brackets are the pointwise maximum and minimum.
+    {.fn = Fn::Sum, .name = "sum", .kind = Kind::Reduce, .syntax = Syntax::Call, .arity = 1, .flops = 1, .stream = Stream::Running},
+    {.fn = Fn::Max, .name = "max", .kind = Kind::Reduce, .syntax = Syntax::Call, .arity = 1, .flops = 1, .stream = Stream::Running,
+     .pointwise = Fn::Maximum},
+    {.fn = Fn::Min, .name = "min", .kind = Kind::Reduce, .syntax = Syntax::Call, .arity = 1, .flops = 1, .stream = Stream::Running,
+     .pointwise = Fn::Minimum},
+    {.fn = Fn::Mean, .name = "mean", .kind = Kind::Reduce, .syntax = Syntax::Call, .arity = 1, .flops = 1, .flops_out = 1,
+     .stream = Stream::Running},
+    // max, subtract, exp, add per element; log, add per result
+    {.fn = Fn::LogSumExp, .name = "logsumexp", .kind = Kind::Reduce, .syntax = Syntax::Call, .arity = 1, .flops = 4, .flops_out = 2,
+     .special = true, .stream = Stream::Running},
+    {.fn = Fn::Prod, .name = "prod", .kind = Kind::Reduce, .syntax = Syntax::Call, .arity = 1, .flops = 1, .stream = Stream::Running},
+    // ------------------------------------------------ normalisations
+    // max, subtract, exp, sum, divide per element; one reciprocal per row
+    {.fn = Fn::Softmax, .name = "softmax", .kind = Kind::Normalize, .syntax = Syntax::Call, .arity = 1, .flops = 5, .flops_out = 1,
+     .special = true, .stream = Stream::Online},
+    {.fn = Fn::LogSoftmax, .name = "logsoftmax", .kind = Kind::Normalize, .syntax = Syntax::Call, .arity = 1, .flops = 5, .flops_out = 1,
+     .special = true},
+    // sum, centre, square, sum, scale per element; two divides, add eps, rsqrt per row
+    {.fn = Fn::LayerNorm, .name = "layernorm", .kind = Kind::Normalize, .syntax = Syntax::Call, .arity = 1, .flops = 5, .flops_out = 4,
+     .eps = true, .default_eps = 1e-5},
+    {.fn = Fn::RMSNorm, .name = "rmsnorm", .kind = Kind::Normalize, .syntax = Syntax::Call, .arity = 1, .flops = 3, .flops_out = 3,
+     .eps = true, .default_eps = 1e-6},
+};
+// clang-format on
+#pragma GCC diagnostic pop
+
+constexpr bool rows_in_enum_order() {
+  for (size_t i = 0; i < std::size(kTable); ++i)
+    if (static_cast<size_t>(kTable[i].fn) != i) return false;
+  return true;
+}
+static_assert(rows_in_enum_order(), "the rows of kTable follow the order of Fn");
+static_assert(static_cast<size_t>(Fn::RMSNorm) + 1 == std::size(kTable), "one row per Fn");
+
+// Every row, Fn::None first.
+constexpr std::span<const Info> all() { return kTable; }
+constexpr const Info &info(Fn fn) { return kTable[static_cast<size_t>(fn)]; }
+constexpr std::string_view name(Fn fn) { return info(fn).name; }
+
+// The function the language calls `name` (Syntax::Call), or nullptr.
+constexpr const Info *find(std::string_view name) {
+  for (const Info &row : kTable)
+    if (row.syntax == Syntax::Call && row.name == name) return &row;
+  return nullptr;
+}
+
+// The operator `symbol` with `arity` operands (Syntax::Infix or Prefix), or nullptr.
+constexpr const Info *find_operator(std::string_view symbol, int arity) {
+  for (const Info &row : kTable)
+    if ((row.syntax == Syntax::Infix || row.syntax == Syntax::Prefix) && row.symbol == symbol && row.arity == arity)
+      return &row;
+  return nullptr;
+}
+
+}  // namespace ncd::ops
