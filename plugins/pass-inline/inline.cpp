@@ -68,7 +68,7 @@ class Inline : public Pass {
         out.push_back(std::move(entry));
         continue;
       }
-      inline_call(program, diagram, callee, call, out);
+      inline_call(diagram, callee, call, out);
       context.note(call.location, "inlined the call of '" + callee.name + "' (" +
                                       std::to_string(callee.body.ops.size()) + " operations)");
       result.changed = true;
@@ -78,7 +78,7 @@ class Inline : public Pass {
   }
 
  private:
-  static void inline_call(ir::Program &program, ir::Diagram &diagram, const ir::Diagram &callee, const ir::Op &call,
+  static void inline_call(ir::Diagram &diagram, const ir::Diagram &callee, const ir::Op &call,
                           std::vector<std::unique_ptr<ir::Op>> &out) {
     std::map<int, int> axis_map;
     for (auto [from, to] : call.bindings) axis_map[from] = to;
