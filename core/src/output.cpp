@@ -68,6 +68,9 @@ std::filesystem::path follow_links(const std::string &path) {
   return target;
 }
 
+// The error for the last failed call, errno's reason included.
+std::string cannot_write(const std::string &path) { return "cannot write '" + path + "': " + std::strerror(errno); }
+
 bool write_all(int fd, const std::string &content) {
   size_t written = 0;
   while (written < content.size()) {
@@ -86,16 +89,16 @@ bool write_all(int fd, const std::string &content) {
 bool write_through(const std::string &path, const std::string &content, std::string &error) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) {
-    error = "cannot write '" + path + "': " + std::strerror(errno);
+    error = cannot_write(path);
     return false;
   }
   if (!write_all(fd, content)) {
-    error = "cannot write '" + path + "': " + std::strerror(errno);
+    error = cannot_write(path);
     ::close(fd);
     return false;
   }
   if (::close(fd) != 0) {
-    error = "cannot write '" + path + "': " + std::strerror(errno);
+    error = cannot_write(path);
     return false;
   }
   return true;
@@ -138,11 +141,11 @@ bool write_output(const std::string &path, const std::string &content, std::stri
   if (fd >= 0) set_pending(name.data());
   ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   if (fd < 0) {
-    error = "cannot write '" + path + "': " + std::strerror(errno);
+    error = cannot_write(path);
     return false;
   }
   if (!write_all(fd, content)) {
-    error = "cannot write '" + path + "': " + std::strerror(errno);
+    error = cannot_write(path);
     ::close(fd);
     ::unlink(name.data());
     pending_set = 0;
@@ -158,7 +161,7 @@ bool write_output(const std::string &path, const std::string &content, std::stri
   }
   bool ok = ::close(fd) == 0 && std::rename(name.data(), target.c_str()) == 0;
   if (!ok) {
-    error = "cannot write '" + path + "': " + std::strerror(errno);
+    error = cannot_write(path);
     ::unlink(name.data());
   }
   pending_set = 0;
