@@ -128,7 +128,7 @@ void table_kernel(const Loop &loop, float *o, const float *x, const float *y, co
   constexpr const ops::Info &row = ops::info(F);
   constexpr auto f = row.fold.f32;
   constexpr int64_t cost = row.special ? kMath : kCheap;
-  if constexpr (f == nullptr || row.kind != ops::Kind::Elementwise) {
+  if constexpr (!row.fold.defined || row.kind != ops::Kind::Elementwise) {
     throw RunError("the cpu backend has no elementwise function '" + std::string(row.name) + "'");
   } else if constexpr (row.arity == 1) {
     unary(loop, o, x, [](float a) { return f(a, 0.0f, 0.0f); }, cost);

@@ -67,10 +67,13 @@ enum class Stream : uint8_t {
 struct Fold {
   float (*f32)(float, float, float) = nullptr;
   double (*f64)(double, double, double) = nullptr;
+  // Whether the row has a fold, for `if constexpr`: comparing a function
+  // pointer with null is not a constant expression under the sanitizers.
+  bool defined = false;
 };
 template <typename F>
 constexpr Fold fold(F f) {
-  return {f, f};
+  return {f, f, true};
 }
 
 struct Info {
