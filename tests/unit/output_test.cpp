@@ -209,7 +209,9 @@ TEST_F(WriteOutput, InterruptRemovesTheTemporary) {
       // The signal may land after the rename: then the whole file is there, and only it.
       for (const auto &name : entries()) {
         EXPECT_EQ(name, "big.npy") << "left " << name;
-        if (name == "big.npy") EXPECT_EQ(fs::file_size(path(name)), size_t(256) << 20);
+        if (name == "big.npy") {
+          EXPECT_EQ(fs::file_size(path(name)), size_t(256) << 20);
+        }
       }
     }
   }
