@@ -22,6 +22,8 @@ namespace {
 // The temporary file being written, so that an interrupted run removes it:
 // a fixed buffer, because only async-signal-safe calls may touch it.
 char pending_temporary[4096];
+// The signals that remove it: the ones that end a run by default and can be caught.
+constexpr int kInterrupts[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
 volatile sig_atomic_t pending_set = 0;
 
 void remove_pending_and_reraise(int signal_number) {
@@ -36,7 +38,7 @@ void install_cleanup_handlers() {
   static bool installed = false;
   if (installed) return;
   installed = true;
-  for (int signal_number : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
+  for (int signal_number : kInterrupts) {
     struct sigaction current {};
     if (::sigaction(signal_number, nullptr, &current) != 0 || current.sa_handler != SIG_DFL) continue;
     struct sigaction action {};
@@ -135,7 +137,7 @@ bool write_output(const std::string &path, const std::string &content, std::stri
   // No interrupt between creating the temporary and recording its name.
   sigset_t interrupts, previous;
   sigemptyset(&interrupts);
-  for (int signal_number : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&interrupts, signal_number);
+  for (int signal_number : kInterrupts) sigaddset(&interrupts, signal_number);
   ::pthread_sigmask(SIG_BLOCK, &interrupts, &previous);
   int fd = mkstemp(name.data());
   if (fd >= 0) set_pending(name.data());
