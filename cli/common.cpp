@@ -86,8 +86,8 @@ bool write_dependency_file(const FrontendOptions &options, const Compilation &co
   return write_or_report(path, make_dependency_file(target, dependencies));
 }
 
-const ir::Diagram *select_diagram(Compilation &compilation, const std::string &name, bool required) {
-  auto diagrams = compilation.program.root_diagrams();
+ir::Diagram *select_diagram(Compilation &compilation, const std::string &name, bool required) {
+  auto diagrams = compilation.program.editable_root_diagrams();
   if (name.empty()) {
     if (!required) return nullptr;
     if (diagrams.size() == 1) return diagrams[0];
@@ -98,7 +98,7 @@ const ir::Diagram *select_diagram(Compilation &compilation, const std::string &n
     return nullptr;
   }
   std::vector<std::string> names;
-  for (const auto *diagram : diagrams) {
+  for (auto *diagram : diagrams) {
     if (diagram->name == name) return diagram;
     names.push_back(diagram->name);
   }

@@ -49,7 +49,7 @@ bool write_dependency_file(const FrontendOptions &options, const Compilation &co
 
 // The diagram named `name` in the root file, or the root file's only/first
 // diagram when `name` is empty; prints an error and returns nullptr when absent.
-const ir::Diagram *select_diagram(Compilation &compilation, const std::string &name, bool required);
+ir::Diagram *select_diagram(Compilation &compilation, const std::string &name, bool required);
 
 // Writes `content` atomically to `path` ("-": stdout); prints an error on failure.
 bool write_or_report(const std::string &path, const std::string &content);

@@ -62,9 +62,9 @@ Handler setup_optimize(CLI::App &command) {
   return [options]() -> int {
     auto compilation = load_program(options->file, options->frontend);
     if (!compilation) return kUserError;
-    const ir::Diagram *selected = select_diagram(*compilation, options->diagram, true);
+    ir::Diagram *selected = select_diagram(*compilation, options->diagram, true);
     if (!selected) return kUserError;
-    ir::Diagram &diagram = *const_cast<ir::Diagram *>(selected);
+    ir::Diagram &diagram = *selected;
     auto hardware = load_hardware(options->hardware, compilation->sources, compilation->diagnostics);
     if (!hardware) {
       print_diagnostics(*compilation);

@@ -26,10 +26,10 @@ int run_passes(Compilation &compilation, const ir::Diagram *only, const std::vec
   context.diagnostics = &compilation.diagnostics;
   context.sources = &compilation.sources;
   PipelineOptions options;
-  for (const ir::Diagram *diagram : compilation.program.root_diagrams()) {
+  for (ir::Diagram *diagram : compilation.program.editable_root_diagrams()) {
     if (only && diagram != only) continue;
     std::string error;
-    int status = run_pipeline(*registry, compilation.program, *const_cast<ir::Diagram *>(diagram), names, context,
+    int status = run_pipeline(*registry, compilation.program, *diagram, names, context,
                               options, error);
     print_diagnostics(compilation);
     if (status != 0) {

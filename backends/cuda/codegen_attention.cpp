@@ -10,7 +10,7 @@ namespace {
 // A scalar computed from literals alone (constants, sizes, pointwise functions
 // of them, in float64 by the op table's fold), if it is one.
 std::optional<double> scalar_value(const ir::Diagram &d, int id, const std::function<int64_t(int)> &axis_size) {
-  const ir::Op *op = const_cast<ir::Diagram &>(d).producer(id);
+  const ir::Op *op = d.producer(id);
   if (!op) return std::nullopt;
   if (op->kind == OpKind::Constant) return op->constant;
   if (op->kind == OpKind::SizeOf) return static_cast<double>(axis_size(op->axes.at(0)));
@@ -38,7 +38,7 @@ int uses(const ir::Diagram &d, int value) {
 }  // namespace
 
 bool Generator::match_attention(const ir::Diagram &d, AttentionMatch &m, std::string &why) const {
-  auto &dd = const_cast<ir::Diagram &>(d);
+  const ir::ProducerIndex index(d);
   for (const auto &op : d.body.ops)
     if (op->kind == OpKind::Call || op->kind == OpKind::Repeat) {
       why = "it calls or repeats";
@@ -81,7 +81,7 @@ bool Generator::match_attention(const ir::Diagram &d, AttentionMatch &m, std::st
   std::set<const ir::Op *> matched;
   // The scores: contract(Q, K, scalars...) over one axis d, optionally masked.
   auto scores = [&](int s_value, std::string &reason) -> bool {
-    const ir::Op *op = dd.producer(s_value);
+    const ir::Op *op = index.producer(s_value);
     if (op && op->kind == OpKind::Elementwise && op->function == ops::Fn::Where) {
       auto other = scalar_value(d, op->operands.at(2), [&](int) -> int64_t { return 0; });
       if (!other || !std::isinf(*other) || *other > 0) {
@@ -91,7 +91,7 @@ bool Generator::match_attention(const ir::Diagram &d, AttentionMatch &m, std::st
       m.mask = op->operands[0];
       matched.insert(op);
       s_value = op->operands[1];
-      op = dd.producer(s_value);
+      op = index.producer(s_value);
     }
     if (!op || op->kind != OpKind::Contract || op->axes.size() != 1) {
       reason = "the scores are not a contraction over one axis";
@@ -117,7 +117,7 @@ bool Generator::match_attention(const ir::Diagram &d, AttentionMatch &m, std::st
     }
     return true;
   };
-  const ir::Op *out_op = dd.producer(m.output);
+  const ir::Op *out_op = index.producer(m.output);
   if (!out_op) {
     why = "its output is an input";
     return false;
@@ -128,8 +128,8 @@ bool Generator::match_attention(const ir::Diagram &d, AttentionMatch &m, std::st
   if (out_op->kind == OpKind::Contract) {
     pv = out_op;  // form (a): O = softmax[k](S) * V
   } else if (out_op->kind == OpKind::Elementwise && out_op->function == ops::Fn::Div) {
-    pv = dd.producer(out_op->operands.at(0));  // form (b): O = A / L
-    denominator = dd.producer(out_op->operands.at(1));
+    pv = index.producer(out_op->operands.at(0));  // form (b): O = A / L
+    denominator = index.producer(out_op->operands.at(1));
     matched.insert(out_op);
   }
   if (!pv || pv->kind != OpKind::Contract || pv->axes.size() != 1 || pv->axes[0] != m.k_axis) {
@@ -153,7 +153,7 @@ bool Generator::match_attention(const ir::Diagram &d, AttentionMatch &m, std::st
     why = "the output contraction is not P * V";
     return false;
   }
-  const ir::Op *p_op = dd.producer(p_value);
+  const ir::Op *p_op = index.producer(p_value);
   if (!denominator) {
     if (!p_op || p_op->kind != OpKind::Normalize || p_op->function != ops::Fn::Softmax || p_op->axes != std::vector<int>{m.k_axis}) {
       why = "P is not softmax over the streamed axis";
@@ -167,12 +167,12 @@ bool Generator::match_attention(const ir::Diagram &d, AttentionMatch &m, std::st
       why = "the numerator is not exp(S - M)";
       return false;
     }
-    const ir::Op *sub = dd.producer(p_op->operands.at(0));
+    const ir::Op *sub = index.producer(p_op->operands.at(0));
     if (!sub || sub->kind != OpKind::Elementwise || sub->function != ops::Fn::Sub) {
       why = "the numerator is not exp(S - M)";
       return false;
     }
-    const ir::Op *mx = dd.producer(sub->operands.at(1));
+    const ir::Op *mx = index.producer(sub->operands.at(1));
     if (!mx || mx->kind != OpKind::Reduce || mx->function != ops::Fn::Max || mx->axes != std::vector<int>{m.k_axis} ||
         mx->operands.at(0) != sub->operands.at(0)) {
       why = "M is not max over the streamed axis of the scores";
@@ -235,7 +235,7 @@ struct Affine {
 };
 
 void Generator::attention(Frame &frame, const ir::Diagram &d, const AttentionMatch &m, const ir::Op *site) {
-  auto &dd = const_cast<ir::Diagram &>(d);
+  const ir::ProducerIndex index(d);
   int rq = rt_axis(frame, m.q_axis), rk = rt_axis(frame, m.k_axis), rd = rt_axis(frame, m.d_axis),
       re = rt_axis(frame, m.e_axis);
   Ten Q = get(frame, m.q_input), K = get(frame, m.k_input), V = get(frame, m.v_input);
@@ -282,7 +282,7 @@ void Generator::attention(Frame &frame, const ir::Diagram &d, const AttentionMat
   std::vector<std::pair<Affine, ops::Fn>> conjuncts;  // f(q, k) REL 0
   bool pure = true;                                       // the mask is exactly the conjunction
   std::function<std::optional<std::string>(int)> expr = [&](int v) -> std::optional<std::string> {
-    const ir::Op *op = dd.producer(v);
+    const ir::Op *op = index.producer(v);
     if (!op) return std::nullopt;
     if (op->kind == OpKind::Constant) return flit(op->constant);
     if (op->kind == OpKind::SizeOf) return flit(static_cast<double>(size(rt_axis(frame, op->axes.at(0)))));
@@ -305,7 +305,7 @@ void Generator::attention(Frame &frame, const ir::Diagram &d, const AttentionMat
     }
   };
   std::function<std::optional<Affine>(int)> affine = [&](int v) -> std::optional<Affine> {
-    const ir::Op *op = dd.producer(v);
+    const ir::Op *op = index.producer(v);
     if (!op) return std::nullopt;
     if (op->kind == OpKind::Constant) return Affine{0, 0, op->constant};
     if (op->kind == OpKind::SizeOf) return Affine{0, 0, static_cast<double>(size(rt_axis(frame, op->axes.at(0))))};
@@ -337,7 +337,7 @@ void Generator::attention(Frame &frame, const ir::Diagram &d, const AttentionMat
     return std::nullopt;
   };
   std::function<void(int)> split = [&](int v) {
-    const ir::Op *op = dd.producer(v);
+    const ir::Op *op = index.producer(v);
     if (op && op->kind == OpKind::Elementwise && op->function == ops::Fn::And) {
       split(op->operands.at(0));
       split(op->operands.at(1));

@@ -47,7 +47,7 @@ struct Generator::ExprCtx {
 };
 
 bool Generator::match_fused(const ir::Diagram &d, FusedMatch &m, std::string &why) const {
-  auto &dd = const_cast<ir::Diagram &>(d);
+  const ir::ProducerIndex index(d);
   auto name = [&](const ir::Op &op) { return d.value(op.results.at(0)).name; };
   auto data_free = [](const ir::Op &op) {
     return op.kind == OpKind::Constant || op.kind == OpKind::SizeOf || op.kind == OpKind::AxisIndex;
@@ -64,7 +64,7 @@ bool Generator::match_fused(const ir::Diagram &d, FusedMatch &m, std::string &wh
     if (!ok && op->kind == OpKind::Elementwise && d.value(op->results.at(0)).axes.empty()) {
       ok = true;
       for (int operand : op->operands) {
-        const ir::Op *p = dd.producer(operand);
+        const ir::Op *p = index.producer(operand);
         ok = ok && d.value(operand).axes.empty() && (!p || early.count(operand));
       }
     }
@@ -89,7 +89,7 @@ bool Generator::match_fused(const ir::Diagram &d, FusedMatch &m, std::string &wh
         if (m.after.count(operand)) m.after.insert(op->results.begin(), op->results.end());
     std::function<void(int)> up = [&](int v) {
       if (!upstream.insert(v).second) return;
-      if (const ir::Op *p = dd.producer(v))
+      if (const ir::Op *p = index.producer(v))
         for (int operand : p->operands) up(operand);
     };
     for (int operand : m.main->operands) up(operand);
@@ -123,7 +123,7 @@ bool Generator::match_fused(const ir::Diagram &d, FusedMatch &m, std::string &wh
     }
   }
   for (int out : d.outputs) {
-    if (!dd.producer(out)) {
+    if (!index.producer(out)) {
       why = "its output '" + d.value(out).name + "' is an input";
       return false;
     }
@@ -149,7 +149,7 @@ bool Generator::match_fused(const ir::Diagram &d, FusedMatch &m, std::string &wh
     std::vector<int> tensors;
     for (int operand : op.operands) {
       if (d.value(operand).axes.empty()) continue;
-      if (dd.producer(operand)) {
+      if (index.producer(operand)) {
         why = "an operand of the contraction '" + name(op) + "' is computed in the kernel";
         return false;
       }
@@ -185,7 +185,7 @@ std::vector<int> Generator::fused_axes(Frame &frame, int id) {
   if (auto it = frame.values.find(id); it != frame.values.end())
     return it->second.kind == Ten::Kind::Literal ? std::vector<int>{} : it->second.axes;
   const ir::Diagram &d = *frame.diagram;
-  const ir::Op *op = const_cast<ir::Diagram &>(d).producer(id);
+  const ir::Op *op = d.producer(id);
   if (!op) return get(frame, id).axes;
   std::vector<int> own, from;
   for (int axis : d.value(id).axes) own.push_back(rt_axis(frame, axis));
@@ -234,7 +234,7 @@ std::string Generator::fexpr(Frame &frame, KernelArgs &args, ExprCtx &c, int id)
     c.memo[id] = n;
     return n;
   };
-  const ir::Op *op = const_cast<ir::Diagram &>(d).producer(id);
+  const ir::Op *op = d.producer(id);
   if (frame.values.count(id) || !op) {
     Ten t = get(frame, id);
     std::string e = load(args, t, c.index);
@@ -271,7 +271,7 @@ std::string Generator::fexpr(Frame &frame, KernelArgs &args, ExprCtx &c, int id)
       }
     } else {
       int g = op->operands.at(static_cast<size_t>(ix.gather_operand));
-      if (frame.values.count(g) || !const_cast<ir::Diagram &>(d).producer(g))
+      if (frame.values.count(g) || !d.producer(g))
         e = load_int(args, get(frame, g), c.index);
       else
         e = "static_cast<int64_t>(" + fexpr(frame, args, c, g) + ")";

@@ -2,6 +2,7 @@
 #include "ncd/ir.h"
 
 #include <array>
+#include <functional>
 
 namespace ncd::ir {
 
@@ -75,14 +76,36 @@ OpKind op_kind_of(ops::Fn fn) {
   return OpKind::Constant;
 }
 
+const Op *Diagram::producer(int value_id) const {
+  int id = value(value_id).producer;
+  if (id < 0) return nullptr;
+  const Op *found = nullptr;
+  for_each_op(body, [&](const Op &op) {
+    if (op.id == id) found = &op;
+  });
+  return found;
+}
+
 Op *Diagram::producer(int value_id) {
   int id = value(value_id).producer;
   if (id < 0) return nullptr;
   Op *found = nullptr;
-  for_each_op(body, [&](const Op &op) {
-    if (op.id == id) found = const_cast<Op *>(&op);
-  });
+  std::function<void(Region &)> walk = [&](Region &region) {
+    for (auto &op : region.ops) {
+      if (op->id == id) found = op.get();
+      if (op->body) walk(*op->body);
+    }
+  };
+  walk(body);
   return found;
+}
+
+ProducerIndex::ProducerIndex(const Diagram &diagram) : by_value_(diagram.values.size(), nullptr) {
+  for_each_op(diagram.body, [&](const Op &op) {
+    for (int result : op.results)
+      if (result >= 0 && static_cast<size_t>(result) < by_value_.size() && diagram.value(result).producer == op.id)
+        by_value_[static_cast<size_t>(result)] = &op;
+  });
 }
 
 Diagram *Program::find_diagram(std::string_view name, std::string_view module) {
@@ -92,13 +115,23 @@ Diagram *Program::find_diagram(std::string_view name, std::string_view module) {
 }
 
 const Diagram *Program::find_diagram(std::string_view name, std::string_view module) const {
-  return const_cast<Program *>(this)->find_diagram(name, module);
+  for (const auto &diagram : diagrams)
+    if (diagram->name == name && (module.empty() || diagram->module == module)) return diagram.get();
+  return nullptr;
 }
 
 std::vector<const Diagram *> Program::root_diagrams() const {
   std::vector<const Diagram *> out;
   if (modules.empty()) return out;
   for (const auto &diagram : diagrams)
+    if (diagram->module == modules[static_cast<size_t>(root_module)].path) out.push_back(diagram.get());
+  return out;
+}
+
+std::vector<Diagram *> Program::editable_root_diagrams() {
+  std::vector<Diagram *> out;
+  if (modules.empty()) return out;
+  for (auto &diagram : diagrams)
     if (diagram->module == modules[static_cast<size_t>(root_module)].path) out.push_back(diagram.get());
   return out;
 }

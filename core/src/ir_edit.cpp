@@ -83,7 +83,7 @@ bool is_data_free(const Diagram &diagram, const Op &op) {
       for (int operand : op.operands) {
         const Value &value = diagram.value(operand);
         if (value.producer < 0) return false;
-        const Op *producer = const_cast<Diagram &>(diagram).producer(operand);
+        const Op *producer = diagram.producer(operand);
         if (!producer || !is_data_free(diagram, *producer)) return false;
       }
       return true;

@@ -184,7 +184,7 @@ class Fuse : public Pass {
       case ir::OpKind::Normalize: return true;
       case ir::OpKind::Contract: {
         if (!group.has_contraction && !group.has_reduction) return true;  // a prologue
-        const ir::Op *producer = const_cast<ir::Diagram &>(diagram).producer(operand);
+        const ir::Op *producer = diagram.producer(operand);
         return producer && producer->kind == ir::OpKind::Normalize && ops::info(producer->function).stream == ops::Stream::Online &&
                producer->axes.size() == 1 &&
                std::find(op.axes.begin(), op.axes.end(), producer->axes[0]) != op.axes.end() &&

@@ -59,9 +59,13 @@ TEST(Rounding, F16Limits) {
 TEST(Rounding, F8) {
   for (uint32_t bits = 0; bits < 256; ++bits) {
     float a = f8e4m3_from_bits(static_cast<uint8_t>(bits));
-    if (!std::isnan(a)) EXPECT_EQ(f8e4m3_bits(a), bits) << bits;
+    if (!std::isnan(a)) {
+      EXPECT_EQ(f8e4m3_bits(a), bits) << bits;
+    }
     float b = f8e5m2_from_bits(static_cast<uint8_t>(bits));
-    if (!std::isnan(b)) EXPECT_EQ(f8e5m2_bits(b), bits) << bits;
+    if (!std::isnan(b)) {
+      EXPECT_EQ(f8e5m2_bits(b), bits) << bits;
+    }
   }
   EXPECT_EQ(round_to_f8e4m3(448.0f), 448.0f);
   EXPECT_EQ(round_to_f8e4m3(464.0f), 448.0f);    // tie, even

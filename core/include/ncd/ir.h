@@ -146,7 +146,27 @@ struct Diagram {
 
   Value &value(int id) { return values.at(static_cast<size_t>(id)); }
   const Value &value(int id) const { return values.at(static_cast<size_t>(id)); }
+  // The op defining a value (nullptr for inputs, params and block arguments):
+  // one walk of the body. For many lookups over a diagram that does not change
+  // meanwhile, build a ProducerIndex.
+  const Op *producer(int value_id) const;
   Op *producer(int value_id);
+};
+
+// The defining op of every value of a diagram, found in one walk. It holds
+// pointers into the diagram's ops, so it is only valid until the diagram is
+// edited (passes edit regions directly, so the diagram cannot keep such an
+// index current itself).
+class ProducerIndex {
+ public:
+  explicit ProducerIndex(const Diagram &diagram);
+  const Op *producer(int value_id) const {
+    return value_id >= 0 && static_cast<size_t>(value_id) < by_value_.size() ? by_value_[static_cast<size_t>(value_id)]
+                                                                             : nullptr;
+  }
+
+ private:
+  std::vector<const Op *> by_value_;
 };
 
 struct Module {
@@ -166,6 +186,7 @@ struct Program {
   const Diagram *find_diagram(std::string_view name, std::string_view module = {}) const;
   // Diagrams defined in the root file, in source order.
   std::vector<const Diagram *> root_diagrams() const;
+  std::vector<Diagram *> editable_root_diagrams();  // the same, for passes to edit
   // Size of an axis as a polynomial in base axes (derived axes expanded).
   Poly size_poly(int axis_id) const;
   std::optional<int64_t> size(int axis_id) const { return axis(axis_id).size; }
