@@ -7,7 +7,10 @@
 // lowers call sites with their bindings and lifting, and keeps schedules.
 #pragma once
 
-#include "ncd/frontend.h"
+#include <string>
+#include <vector>
+
+#include "ncd/compilation.h"
 
 namespace ncd {
 

@@ -100,7 +100,7 @@ std::unique_ptr<antlr4::Token> FastLexer::nextToken() {
     if (is_name_start(c)) {
       while (is_name_char(at(end))) ++end;
       auto keyword = tables().literals.find(std::string_view(text_).substr(start, end - start));
-      type = keyword != tables().literals.end() ? keyword->second : NcdLexer::IDENT;
+      type = keyword != tables().literals.end() ? keyword->second : static_cast<decltype(keyword->second)>(NcdLexer::IDENT);
     } else if (is_digit(c) || (c == '.' && is_digit(at(start + 1)))) {
       // INT or FLOAT, longest match: digits ['.' digits] [exponent].
       bool fraction = c == '.';

@@ -1,0 +1,106 @@
+// The cost model's pricer (core/src/analysis/cost.cpp, napkin.cpp): prices the
+// flattened graph of cost_graph.h, op by op for the unfused baseline (cost.cpp)
+// and kernel by kernel for a schedule, by the Napkin model (napkin.cpp).
+// Private to the cost model.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cost_graph.h"
+#include "ncd/cost.h"
+#include "ncd/schedule_check.h"
+
+namespace ncd::cost_graph {
+
+class Pricer {
+ public:
+  Pricer(const ir::Program &program, const HardwareProfile &hardware, DiagnosticEngine &diagnostics,
+         const CostOptions &options)
+      : p_(program), hw_(hardware), d_(diagnostics), options_(options), g_(program) {}
+
+  bool build(const ir::Diagram &diagram) {
+    g_.build(diagram);
+    // Every axis needs a size.
+    std::set<int> missing;
+    for (const VValue &value : g_.values)
+      for (int axis : value.axes)
+        if (std::isnan(g_.vaxes[static_cast<size_t>(axis)].size.v))
+          for (int symbol : g_.vaxes[static_cast<size_t>(axis)].size.f.symbols())
+            if (symbol >= 0 && !p_.axis(symbol).size) missing.insert(symbol);
+    for (int axis : missing) {
+      const ir::Axis &a = p_.axis(axis);
+      d_.error(a.location, "axis '" + a.name + "' has no size; ncd cost needs every size: give one with -D " + a.name + "=N");
+    }
+    return missing.empty();
+  }
+
+  std::string name_of(int symbol) const;
+
+  void fill_names(CostReport &report) const;
+
+  // ------------------------------------------------ unfused baseline
+
+  OpCost leaf(const VOp &op);
+
+  void finish_roofline(OpCost &cost) const;
+
+  // Sums children into an aggregate row (sequential kernels).
+  OpCost aggregate(const std::string &name, const std::string &what, SourceLocation location, std::vector<OpCost> children);
+
+  std::optional<OpCost> price_row(int row_id);
+
+  const ir::Schedule *choose_schedule(const ir::Diagram &diagram) const;
+
+  // ------------------------------------------------ the Napkin model
+
+  struct Spec {
+    std::map<int, int64_t> groups, streams;  // vaxis → amount
+    std::map<int, SourceLocation> directive;  // vaxis → its directive
+    std::map<int, std::string> accumulator;  // streamed vaxis → kind
+    std::map<int, int> residency;            // storage → level
+    std::map<int, SourceLocation> level_directive;  // level → a `level` directive naming it
+    int tile_level = 1;
+    std::set<const ir::Op *> online;
+    int first = 0, last = 0;
+    std::vector<int> outputs;  // storages written to the top level
+    double runs = 1;           // times the kernel runs (a call inside `repeat N`); figures are per run
+    SourceLocation location;
+    std::string diagram, target;
+  };
+
+  Spec spec_from(const ir::Diagram &diagram, const ir::Schedule &schedule, const ScheduleFacts &facts, int instance,
+                 int first, int last);
+
+  std::optional<KernelCost> call_kernel(const Row &row, const ir::Diagram &callee, const ir::Schedule &schedule);
+
+  std::string kernel_unit_;
+  Formula kernel_energy_formula_, kernel_bits_formula_;
+
+  KernelCost analyse(const Spec &spec);
+
+  void closed_form(KernelCost &kernel, const Spec &spec, const Formula &memory);
+
+  void report_capacity(const Spec &spec, const KernelCost &kernel);
+
+  // ------------------------------------------------ the whole report
+
+  std::optional<CostReport> run(const ir::Diagram &diagram);
+
+  Energy make_energy(double total, const OpCost &traffic, const Formula &formula, double erased_bits) const;
+
+  const ir::Program &p_;
+  const HardwareProfile &hw_;
+  DiagnosticEngine &d_;
+  CostOptions options_;
+  Graph g_;
+  Extents empty_;
+  bool failed_ = false;
+  Formula energy_formula_, bits_formula_;
+  std::map<int, double> values_;
+};
+
+}  // namespace ncd::cost_graph
