@@ -84,7 +84,7 @@ class Planner {
   }
 
   // One instance of `diagram` whose axes in `bound` take the sizes of the
-  // caller's axes (AxisSizes, ncd/instances.h): the others use their own.
+  // caller's axes (AxisSizes, ncd/instantiate.h): the others use their own.
   void walk(const ir::Diagram &diagram, const std::set<int> &bound,
             std::set<std::pair<const ir::Diagram *, std::set<int>>> &visited) {
     if (!visited.insert({&diagram, bound}).second) return;

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "common.h"
-#include "ncd/instances.h"
+#include "ncd/instantiate.h"
 #include "ncd/registry.h"
 #include "ncd/tensor.h"
 

@@ -28,17 +28,11 @@ std::string role_name(const ir::Value &value) {
 
 Executor::Executor(const ExecuteRequest &request) : request_(request), program_(*request.program) {}
 
-const ParamNaming &Executor::naming(const ir::Diagram &diagram) {
-  auto &slot = naming_[&diagram];
-  if (!slot) slot = std::make_unique<ParamNaming>(diagram);
-  return *slot;
-}
-
 int Executor::rt_axis(Frame &frame, int axis) {
   auto it = frame.rt.find(axis);
   if (it != frame.rt.end()) return it->second;
-  auto size = frame.sizes->size(axis);
-  if (!size) throw RunError("diagram '" + frame.diagram->name + "': " + frame.sizes->missing_message(axis));
+  auto size = frame.instance->sizes().size(axis);
+  if (!size) throw RunError("diagram '" + frame.diagram->name + "': " + frame.instance->sizes().missing_message(axis));
   int id = static_cast<int>(axis_sizes_.size());
   axis_sizes_.push_back(*size);
   frame.rt[axis] = id;
@@ -71,19 +65,9 @@ RtTensor Executor::wrap(Frame &frame, const ir::Value &value, const Tensor &tens
   return t;
 }
 
-std::string Executor::path_prefix(const Frame &frame, const ir::Op &op) const {
-  std::string path = frame.prefix;
-  for (const ir::Op *repeat : frame.naming->enclosing_repeats(&op))
-    path += frame.naming->repeat_segment(repeat, frame.iteration.at(repeat)) + ".";
-  return path;
-}
-
 RtTensor Executor::load_param(Frame &frame, int id) {
   const ir::Value &value = frame.diagram->value(id);
-  std::string path = frame.prefix;
-  for (const ir::Op *repeat : frame.naming->param_repeats(id))
-    path += frame.naming->repeat_segment(repeat, frame.iteration.at(repeat)) + ".";
-  path += value.name;
+  std::string path = path_text(frame.instance->param_path(id), [&](const ir::Op *repeat) { return iterations_.at(repeat); });
   auto it = request_.params ? request_.params->find(path) : decltype(request_.params->end()){};
   if (!request_.params || it == request_.params->end()) throw RunError("param '" + path + "' was not given");
   return wrap(frame, value, it->second, "param '" + path + "'");
@@ -95,7 +79,7 @@ RtTensor Executor::get(Frame &frame, int id) {
   if (value.role == ir::Value::Role::Param) {
     RtTensor t = load_param(frame, id);
     // A param shared by every iteration is looked up once; per-iteration params on every use.
-    if (frame.naming->param_repeats(id).empty()) set(frame, id, t);
+    if (frame.instance->naming().param_repeats(id).empty()) set(frame, id, t);
     return t;
   }
   throw RunError("internal: " + role_name(value) + " '" + value.name + "' of '" + frame.diagram->name +
@@ -418,23 +402,19 @@ void Executor::run_call(Frame &frame, const ir::Op &op) {
   const ir::Diagram &callee = *program_.diagrams.at(static_cast<size_t>(op.callee));
   Frame inner;
   inner.diagram = &callee;
-  inner.sizes = std::make_unique<AxisSizes>(program_, op, *frame.sizes);
-  inner.naming = &naming(callee);
-  inner.prefix = path_prefix(frame, op) + frame.naming->call_label(&op) + ".";
+  inner.instance = std::make_unique<Instance>(*frame.instance, op);
   inner.values.resize(callee.values.size());
   inner.defined.assign(callee.values.size(), 0);
-  std::map<int, int> binding(op.bindings.begin(), op.bindings.end());
-  auto caller_axis = [&](int callee_axis) {
-    auto it = binding.find(callee_axis);
-    if (it == binding.end())
-      throw RunError("internal: axis '" + program_.axis(callee_axis).name + "' of '" + callee.name + "' is not bound");
-    return rt_axis(frame, it->second);
+  const CallBinding &binding = *inner.instance->binding();
+  auto caller_axis = [&](const CallBinding::AxisPair &pair) {
+    if (pair.caller < 0) throw RunError(binding.unbound_message(pair.callee));
+    return rt_axis(frame, pair.caller);
   };
   for (size_t k = 0; k < callee.inputs.size(); ++k) {
     RtTensor t = get(frame, op.operands.at(k));
-    const ir::Value &input = callee.value(callee.inputs[k]);
-    for (int axis : input.axes) {
-      int from = caller_axis(axis);
+    for (const CallBinding::AxisPair &pair : binding.input_axes(k)) {
+      const int axis = pair.callee;
+      int from = caller_axis(pair);
       int to = rt_axis(inner, axis);
       int d = t.find(from);
       if (d < 0) {
@@ -453,10 +433,9 @@ void Executor::run_call(Frame &frame, const ir::Op &op) {
   run_region(inner, callee.body);
   for (size_t k = 0; k < callee.outputs.size(); ++k) {
     RtTensor t = get(inner, callee.outputs[k]);
-    const ir::Value &output = callee.value(callee.outputs[k]);
-    for (int axis : output.axes) {
-      int from = rt_axis(inner, axis);
-      int to = caller_axis(axis);
+    for (const CallBinding::AxisPair &pair : binding.output_axes(k)) {
+      int from = rt_axis(inner, pair.callee);
+      int to = caller_axis(pair);
       int d = t.find(from);
       if (d >= 0) t.axes[static_cast<size_t>(d)] = to;
     }
@@ -477,7 +456,7 @@ void Executor::run_repeat(Frame &frame, const ir::Op &op) {
   for (int id : op.operands) carried.push_back(get(frame, id));
   // The body's yields must survive to the end of each iteration.
   for (int64_t i = 0; i < op.count; ++i) {
-    frame.iteration[&op] = i;
+    iterations_[&op] = i;
     for (size_t k = 0; k < op.body_arguments.size(); ++k) set(frame, op.body_arguments[k], carried[k]);
     run_region(frame, *op.body, &op);
     for (size_t k = 0; k < op.body_yields.size(); ++k) carried[k] = get(frame, op.body_yields[k]);
@@ -500,8 +479,7 @@ void Executor::run(std::map<std::string, Tensor> &outputs) {
   const ir::Diagram &diagram = *request_.diagram;
   Frame root;
   root.diagram = &diagram;
-  root.sizes = std::make_unique<AxisSizes>(program_);
-  root.naming = &naming(diagram);
+  root.instance = std::make_unique<Instance>(program_, diagram, namings_);
   root.values.resize(diagram.values.size());
   root.defined.assign(diagram.values.size(), 0);
   for (int id : diagram.inputs) {

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "kernels.h"
-#include "ncd/instances.h"
+#include "ncd/instantiate.h"
 #include "ncd/registry.h"
 
 namespace ncd::cpu {
@@ -30,13 +30,10 @@ class Executor {
  private:
   struct Frame {
     const ir::Diagram *diagram = nullptr;
-    std::unique_ptr<AxisSizes> sizes;
-    const ParamNaming *naming = nullptr;
-    std::unordered_map<int, int> rt;  // IR axis -> runtime axis
+    std::unique_ptr<Instance> instance;  // sizes, param naming and paths there
+    std::unordered_map<int, int> rt;     // IR axis -> runtime axis
     std::vector<RtTensor> values;
     std::vector<char> defined;
-    std::string prefix;  // param path prefix, "" or "...Callee."
-    std::map<const ir::Op *, int64_t> iteration;
   };
   struct RegionPlan {
     std::vector<std::vector<int>> release;  // values to free after op i
@@ -48,7 +45,6 @@ class Executor {
   void set(Frame &frame, int value, RtTensor tensor);
   RtTensor load_param(Frame &frame, int value);
   RtTensor wrap(Frame &frame, const ir::Value &value, const Tensor &tensor, const std::string &what);
-  std::string path_prefix(const Frame &frame, const ir::Op &op) const;
 
   void run_region(Frame &frame, const ir::Region &region, const ir::Op *repeat = nullptr);
   void run_op(Frame &frame, const ir::Op &op);
@@ -66,13 +62,13 @@ class Executor {
   RtTensor run_merge(Frame &frame, const ir::Op &op);
   RtTensor finish(RtTensor tensor, ir::DType dtype);
   const RegionPlan &plan(const ir::Diagram &diagram, const ir::Region &region, const ir::Op *repeat);
-  const ParamNaming &naming(const ir::Diagram &diagram);
 
   const ExecuteRequest &request_;
   const ir::Program &program_;
   std::vector<int64_t> axis_sizes_;  // by runtime axis
   std::map<const ir::Region *, RegionPlan> plans_;
-  std::map<const ir::Diagram *, std::unique_ptr<ParamNaming>> naming_;
+  Namings namings_;
+  std::map<const ir::Op *, int64_t> iterations_;  // the iteration each running repeat is at
   std::map<std::string, double> profile_seconds_;
   std::map<std::string, int64_t> profile_counts_;
 };

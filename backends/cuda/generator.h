@@ -21,7 +21,7 @@
 #include "codegen.h"
 #include "ncd/cost.h"
 #include "ncd/hardware.h"
-#include "ncd/instances.h"
+#include "ncd/instantiate.h"
 #include "ncd/tensor.h"
 
 namespace ncd::cuda {

@@ -7,7 +7,7 @@
 #include <limits>
 
 #include "ncd/frontend.h"
-#include "ncd/instances.h"
+#include "ncd/instantiate.h"
 #include "ncd/tensor.h"
 
 namespace ncd {

@@ -83,7 +83,7 @@ struct ExecuteOptions {
 };
 
 // A diagram to run with its data. Inputs are keyed by input name, params by
-// their path (ncd/instances.h, docs/RUN.md); each tensor is in its value's
+// their path (ncd/instantiate.h, docs/RUN.md); each tensor is in its value's
 // declared axis order, with the concrete shape and the declared dtype.
 struct ExecuteRequest {
   const ir::Program *program = nullptr;

@@ -18,6 +18,7 @@
 
 #include "cost_format.h"
 #include "ncd/cost.h"
+#include "ncd/instantiate.h"
 #include "ncd/schedule_check.h"
 
 namespace ncd::cost_graph {
@@ -301,15 +302,18 @@ class Graph {
   }
 
   void emit_call(int instance, const ir::Op &op, double repeat, int parent) {
-    const ir::Diagram &callee = *p_.diagrams[static_cast<size_t>(op.callee)];
+    const CallBinding binding(p_, op);
+    const ir::Diagram &callee = binding.callee();
     Instance inner;
     inner.diagram = &callee;
     std::set<int> used;
-    std::map<int, int> caller_axis;  // callee program axis → caller vaxis it is bound to
+    // The caller's vaxis of a bound callee axis, `own` when unbound.
+    auto caller_vaxis = [&](const CallBinding::AxisPair &pair, int own) {
+      return pair.caller >= 0 ? vaxis_of(instance, pair.caller) : own;
+    };
     std::string bindings;
     for (auto [from, to] : op.bindings) {
       int v = vaxis_of(instance, to);
-      caller_axis[from] = v;
       if (p_.axis(from).name != p_.axis(to).name || from != to)
         bindings += (bindings.empty() ? "" : ", ") + p_.axis(from).name + " = " + vaxes[static_cast<size_t>(v)].name;
       if (!used.insert(v).second) {
@@ -340,13 +344,12 @@ class Graph {
     const std::vector<int> lifted = instances[static_cast<size_t>(ci)].lifted;
     for (size_t k = 0; k < callee.inputs.size(); ++k) {
       int outer = value_of(instance, op.operands[k]);
-      const ir::Value &input = callee.value(callee.inputs[k]);
       std::vector<int> axes;
       std::vector<std::pair<int, int>> pairs;
-      for (int axis : input.axes) {
-        int mine = vaxis_of(ci, axis);
+      for (const CallBinding::AxisPair &pair : binding.input_axes(k)) {
+        int mine = vaxis_of(ci, pair.callee);
         axes.push_back(mine);
-        pairs.push_back({mine, caller_axis.count(axis) ? caller_axis[axis] : mine});
+        pairs.push_back({mine, caller_vaxis(pair, mine)});
       }
       for (int axis : lifted)
         if (contains(values[static_cast<size_t>(outer)].axes, axis)) {
@@ -359,12 +362,11 @@ class Graph {
     emit_region(ci, callee.body, repeat, row);
     for (size_t k = 0; k < callee.outputs.size() && k < op.results.size(); ++k) {
       int inner_value = value_of(ci, callee.outputs[k]);
-      const ir::Value &output = callee.value(callee.outputs[k]);
       std::vector<int> axes;
       std::vector<std::pair<int, int>> pairs;
-      for (int axis : output.axes) {
-        int theirs = vaxis_of(ci, axis);
-        int mine = caller_axis.count(axis) ? caller_axis[axis] : theirs;
+      for (const CallBinding::AxisPair &pair : binding.output_axes(k)) {
+        int theirs = vaxis_of(ci, pair.callee);
+        int mine = caller_vaxis(pair, theirs);
         axes.push_back(mine);
         pairs.push_back({mine, theirs});
       }

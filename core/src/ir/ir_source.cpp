@@ -351,7 +351,7 @@ Writer::Plan Writer::plan(const ir::Diagram &diagram) {
 // A param exists once per iteration of the repeats around its declaration;
 // it is declared at the start of the innermost repeat body that gives it as
 // many instances as the IR says, on the way to its first use (the chain that
-// names its instances, see instances.h).
+// names its instances, see ncd/instantiate.h).
 void Writer::place_params(const ir::Diagram &diagram, Plan &plan) {
   std::map<int, std::vector<const ir::Op *>> first_use;
   std::vector<const ir::Op *> stack;

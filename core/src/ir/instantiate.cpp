@@ -1,5 +1,6 @@
-// Instances of diagrams at run time: sizes at call sites and param names.
-#include "ncd/instances.h"
+// Call instantiation (ncd/instantiate.h): bindings, sizes at call sites,
+// param names and paths, and the listing of every param instance.
+#include "ncd/instantiate.h"
 
 #include <cmath>
 #include <functional>
@@ -92,6 +93,73 @@ const std::vector<const ir::Op *> &ParamNaming::param_repeats(int value) const {
   return it == param_repeats_.end() ? none : it->second;
 }
 
+// ---------------------------------------------------------------- paths
+
+std::string path_text(const ParamPath &path, const std::function<int64_t(const ir::Op *)> &iteration) {
+  std::string text;
+  for (const PathSegment &segment : path)
+    text += segment.repeat ? segment.naming->repeat_segment(segment.repeat, iteration(segment.repeat)) + "." : segment.text;
+  return text;
+}
+
+const ParamNaming &Namings::of(const ir::Diagram &diagram) {
+  auto &slot = namings_[&diagram];
+  if (!slot) slot = std::make_unique<ParamNaming>(diagram);
+  return *slot;
+}
+
+// ---------------------------------------------------------------- calls
+
+CallBinding::CallBinding(const ir::Program &program, const ir::Op &call)
+    : program_(&program),
+      call_(&call),
+      callee_(program.diagrams.at(static_cast<size_t>(call.callee)).get()),
+      binding_(call.bindings.begin(), call.bindings.end()) {}
+
+std::optional<int> CallBinding::caller_axis(int callee_axis) const {
+  auto it = binding_.find(callee_axis);
+  if (it == binding_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<CallBinding::AxisPair> CallBinding::pairs(int value) const {
+  std::vector<AxisPair> out;
+  for (int axis : callee_->value(value).axes) out.push_back({axis, caller_axis(axis).value_or(-1)});
+  return out;
+}
+
+std::vector<CallBinding::AxisPair> CallBinding::input_axes(size_t k) const { return pairs(callee_->inputs.at(k)); }
+
+std::vector<CallBinding::AxisPair> CallBinding::output_axes(size_t k) const { return pairs(callee_->outputs.at(k)); }
+
+std::string CallBinding::unbound_message(int callee_axis) const {
+  return "internal: axis '" + program_->axis(callee_axis).name + "' of '" + callee_->name + "' is not bound";
+}
+
+// ---------------------------------------------------------------- instances
+
+Instance::Instance(const ir::Program &program, const ir::Diagram &root, Namings &namings)
+    : program_(&program), diagram_(&root), namings_(&namings), naming_(&namings.of(root)), sizes_(program) {}
+
+Instance::Instance(const Instance &caller, const ir::Op &call)
+    : program_(caller.program_),
+      diagram_(caller.program_->diagrams.at(static_cast<size_t>(call.callee)).get()),
+      namings_(caller.namings_),
+      naming_(&caller.namings_->of(*diagram_)),
+      sizes_(*caller.program_, call, caller.sizes_),
+      binding_(CallBinding(*caller.program_, call)),
+      prefix_(caller.prefix_) {
+  for (const ir::Op *repeat : caller.naming_->enclosing_repeats(&call)) prefix_.push_back({"", repeat, caller.naming_});
+  prefix_.push_back({caller.naming_->call_label(&call) + ".", nullptr, nullptr});
+}
+
+ParamPath Instance::param_path(int value) const {
+  ParamPath path = prefix_;
+  for (const ir::Op *repeat : naming_->param_repeats(value)) path.push_back({"", repeat, naming_});
+  path.push_back({diagram_->value(value).name, nullptr, nullptr});
+  return path;
+}
+
 // ---------------------------------------------------------------- listing
 
 namespace {
@@ -100,79 +168,65 @@ class Lister {
  public:
   Lister(const ir::Program &program, std::vector<ParamInstance> &out) : program_(program), out_(out) {}
 
-  bool visit(const ir::Diagram &diagram, const AxisSizes &sizes, const std::string &prefix) {
-    auto &naming = naming_of(diagram);
+  bool visit(const Instance &instance) {
+    const ir::Diagram &diagram = instance.diagram();
+    const ParamNaming &naming = instance.naming();
     // Own params, one per combination of iterations of the repeats that multiply them.
     for (int id : diagram.params) {
       if (!naming.param_used(id)) continue;
       const ir::Value &value = diagram.value(id);
-      ParamInstance instance;
-      instance.diagram = &diagram;
-      instance.value = id;
-      instance.dtype = value.dtype;
+      ParamInstance param;
+      param.diagram = &diagram;
+      param.value = id;
+      param.dtype = value.dtype;
       for (int axis : value.axes) {
-        auto size = sizes.size(axis);
+        auto size = instance.sizes().size(axis);
         if (!size) {
-          error_ = "param '" + value.name + "' of '" + diagram.name + "': " + sizes.missing_message(axis);
+          error_ = "param '" + value.name + "' of '" + diagram.name + "': " + instance.sizes().missing_message(axis);
           return false;
         }
-        instance.axis_names.push_back(program_.axis(axis).name);
-        instance.shape.push_back(*size);
+        param.axis_names.push_back(program_.axis(axis).name);
+        param.shape.push_back(*size);
       }
+      const ParamPath path = instance.param_path(id);
       const auto &repeats = naming.param_repeats(id);
-      std::vector<int64_t> iteration(repeats.size(), 0);
+      for (const ir::Op *repeat : repeats) iterations_[repeat] = 0;
       for (bool more = true; more;) {
-        std::string path = prefix;
-        for (size_t k = 0; k < repeats.size(); ++k) path += naming.repeat_segment(repeats[k], iteration[k]) + ".";
-        instance.path = path + value.name;
-        out_.push_back(instance);
+        param.path = path_text(path, [&](const ir::Op *repeat) { return iterations_.at(repeat); });
+        out_.push_back(param);
         more = false;
         for (size_t k = repeats.size(); k-- > 0;) {
-          if (++iteration[k] < repeats[k]->count) {
+          if (++iterations_[repeats[k]] < repeats[k]->count) {
             more = true;
             break;
           }
-          iteration[k] = 0;
+          iterations_[repeats[k]] = 0;
         }
       }
     }
-    std::vector<std::pair<const ir::Op *, int64_t>> iterations;
-    return walk(diagram, naming, diagram.body, sizes, prefix, iterations);
+    return walk(instance, diagram.body);
   }
 
   const std::string &error() const { return error_; }
 
  private:
-  bool walk(const ir::Diagram &diagram, const ParamNaming &naming, const ir::Region &region, const AxisSizes &sizes,
-            const std::string &prefix, std::vector<std::pair<const ir::Op *, int64_t>> &iterations) {
+  bool walk(const Instance &instance, const ir::Region &region) {
     for (const auto &op : region.ops) {
       if (op->kind == ir::OpKind::Call) {
-        std::string path = prefix;
-        for (auto &[repeat, i] : iterations) path += naming.repeat_segment(repeat, i) + ".";
-        path += naming.call_label(op.get()) + ".";
-        AxisSizes inner(program_, *op, sizes);
-        if (!visit(*program_.diagrams.at(static_cast<size_t>(op->callee)), inner, path)) return false;
+        if (!visit(Instance(instance, *op))) return false;
       } else if (op->kind == ir::OpKind::Repeat) {
         for (int64_t i = 0; i < op->count; ++i) {
-          iterations.push_back({op.get(), i});
-          bool ok = walk(diagram, naming, *op->body, sizes, prefix, iterations);
-          iterations.pop_back();
-          if (!ok) return false;
+          iterations_[op.get()] = i;
+          if (!walk(instance, *op->body)) return false;
         }
       }
     }
     return true;
   }
 
-  const ParamNaming &naming_of(const ir::Diagram &diagram) {
-    auto it = naming_.find(&diagram);
-    if (it == naming_.end()) it = naming_.emplace(&diagram, ParamNaming(diagram)).first;
-    return it->second;
-  }
-
   const ir::Program &program_;
   std::vector<ParamInstance> &out_;
-  std::map<const ir::Diagram *, ParamNaming> naming_;
+  std::map<const ir::Op *, int64_t> iterations_;  // the iteration each repeat on the way is at
   std::string error_;
 };
 
@@ -182,8 +236,8 @@ bool list_param_instances(const ir::Program &program, const ir::Diagram &diagram
                           std::string &error) {
   out.clear();
   Lister lister(program, out);
-  AxisSizes sizes(program);
-  if (!lister.visit(diagram, sizes, "")) {
+  Namings namings;
+  if (!lister.visit(Instance(program, diagram, namings))) {
     error = lister.error();
     return false;
   }
