@@ -1,6 +1,6 @@
 // How `ncd optimize` checks its output (docs/OPTIMIZE.md, "What verification
-// does"): the axis sizes it verifies at, and the run of input and output on
-// the CPU backend at those sizes on one draw of random data.
+// does"): the run of input and output on the CPU backend, at the sizes
+// ncd/equiv.h plans, on one draw of random data.
 #pragma once
 
 #include <cstdint>
@@ -8,28 +8,10 @@
 #include <vector>
 
 #include "common.h"
+#include "ncd/equiv.h"
 #include "ncd/ir.h"
 
 namespace ncd::cli {
-
-// The sizes verification compiles both files with.
-struct VerifyPlan {
-  std::vector<std::string> defines;  // every -D, the user's (shrunk where planned) then the planner's
-  std::vector<std::string> derived;  // "model=12": derived axes whose size the plan changed
-  std::vector<std::string> kept;     // "'x' at 4096: why": axes larger than the target left at full size
-  std::vector<std::string> above;    // the same for axes that shrank, but not down to the target
-  std::vector<std::string> untiled;  // "'d' at 4 (its tiles need a multiple of 64)"
-};
-
-// Shrinks every axis the optimized `root` uses (through calls and bindings),
-// whether sized by default, by -D or derived from others, to at most `target`
-// where the relations the output relies on allow: each axis stays a multiple
-// of the tiles the schedules put on it (also through call bindings), derived
-// sizes stay positive integers and multiples of their tiles. A derived axis is
-// shrunk by shrinking the base axes it is made of. Axes with an id from
-// `first_new_axis` on were made by the passes (the input file cannot name them).
-VerifyPlan plan_verify_sizes(ir::Program &program, ir::Diagram &root, int64_t target,
-                             const std::vector<std::string> &user_defines, size_t first_new_axis);
 
 struct VerifyRequest {
   std::string input;        // the .ncd file that was optimized
