@@ -19,7 +19,7 @@
 //   level LEVEL: V, … — LEVEL is a level of the hardware profile; each value is
 //                       placed once.
 // Capacity (whether the tiles fit their level) is priced by the cost model,
-// which reports it the same way (core/src/cost.cpp).
+// which reports it the same way (core/src/analysis/napkin.cpp).
 #pragma once
 
 #include <cstdint>

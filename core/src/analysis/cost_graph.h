@@ -1,9 +1,9 @@
-// The cost model's flattened graph (core/src/cost.cpp): a diagram with its calls
-// inlined through their bindings and its repeat bodies kept once with a
+// The cost model's flattened graph: a diagram with its calls inlined through
+// their bindings (ncd/instantiate.h) and its repeat bodies kept once with a
 // multiplier, as virtual axes, values and operations (`Graph`), every figure a
 // Formula and a number at once (`Sized`); the FLOPs of each function are
-// columns of the op table (ncd/ops.h).
-// Private to cost.cpp; the pricing of the graph stays there.
+// columns of the op table (ncd/ops.h). Private to the cost model: the pricer
+// (pricer.h; cost.cpp, napkin.cpp) prices the graph.
 #pragma once
 
 #include <algorithm>
