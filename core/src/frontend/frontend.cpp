@@ -12,6 +12,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "../support/path_list.h"
 #include "ncd/parser.h"
 #include "ncd/sema.h"
 #include "ncd/tensor.h"
@@ -42,16 +43,7 @@ bool read_text_file(const std::string &path, std::string &text, std::string &err
 
 std::vector<std::string> default_search_path() {
   std::vector<std::string> out;
-  if (const char *env = std::getenv("NCD_PATH")) {
-    std::string list = env;
-    size_t start = 0;
-    while (start <= list.size()) {
-      size_t end = list.find(':', start);
-      if (end == std::string::npos) end = list.size();
-      if (end > start) out.push_back(list.substr(start, end - start));
-      start = end + 1;
-    }
-  }
+  if (const char *env = std::getenv("NCD_PATH")) append_path_list(env, out);
   // The installed stdlib sits at <prefix>/share/ncd/stdlib beside <prefix>/bin/ncd.
   std::error_code code;
   fs::path self = fs::read_symlink("/proc/self/exe", code);

@@ -13,6 +13,7 @@
 #include <set>
 #include <vector>
 
+#include "../support/path_list.h"
 #include "ncd/plugin.h"
 
 #ifndef NCD_INSTALL_PLUGIN_SUBDIR
@@ -36,16 +37,7 @@ std::vector<std::string> plugin_search_path() {
     fs::path plain = self.parent_path().parent_path() / "lib" / "ncd" / "plugins";
     if (plain != installed && fs::is_directory(plain, code)) out.push_back(plain.string());
   }
-  if (const char *env = std::getenv("NCD_PLUGIN_PATH")) {
-    std::string list = env;
-    size_t start = 0;
-    while (start <= list.size()) {
-      size_t end = list.find(':', start);
-      if (end == std::string::npos) end = list.size();
-      if (end > start) out.push_back(list.substr(start, end - start));
-      start = end + 1;
-    }
-  }
+  if (const char *env = std::getenv("NCD_PLUGIN_PATH")) append_path_list(env, out);
   return out;
 }
 
