@@ -20,7 +20,7 @@
 #include "codegen.h"
 
 #include "generator.h"
-#include "prelude.h"
+#include "device_code.h"
 
 namespace ncd::cuda {
 
@@ -776,7 +776,7 @@ bool generate(const EmitRequest &request, std::string &output, std::string &erro
   output += "// Self-contained: needs only the CUDA toolkit. Build: nvcc -std=c++17 -O3 -arch=" + arch +
             (harness ? " -o prog FILE.cu" : " -c FILE.cu") + "\n";
   output += "// Host functions, layouts and dtypes: docs/CUDA.md in the ncd sources.\n";
-  output += kPrelude;
+  for (const char *text : {device::prelude, device::gemm, device::attention, device::prelude_end}) output += text;
   output += "\nnamespace {\n\n" + generator.kernels() + "}  // namespace\n\n" + generator.hosts();
   if (harness) output += harness_code(infos);
   return true;
