@@ -21,6 +21,7 @@
 
 #include "generator.h"
 #include "device_code.h"
+#include "targets.h"
 
 namespace ncd::cuda {
 
@@ -718,15 +719,8 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
   hosts_ += host;
   (void)doc;
 
-  // ncd's FLOP count, for the harness's TFLOP/s.
-  SourceManager sources;
-  DiagnosticEngine quiet(sources);
-  if (auto hardware = load_hardware("h100-sxm", sources, quiet)) {
-    CostOptions options;
-    options.use_schedules = false;
-    options.search_tiles = false;
-    if (auto report = price(program_, diagram, *hardware, options)) info.flops = report->total.flops.value;
-  }
+  // ncd's FLOP count (the unfused baseline of `ncd cost`), for the harness's TFLOP/s.
+  info.flops = count_flops(program_, diagram).value_or(0);
   return info;
 }
 
@@ -736,28 +730,31 @@ using detail::Generator;
 using detail::GenError;
 
 
+bool check_options(const std::map<std::string, std::string> &options, std::string &error) {
+  for (const auto &[key, value] : options) {
+    if (key == "arch") {
+      if (!check_arch(value, error)) return false;
+    } else if (key != "harness") {
+      error = "the cuda backend has no option '" + key + "'";
+      return false;
+    }
+  }
+  return true;
+}
+
 bool generate(const EmitRequest &request, std::string &output, std::string &error) {
   if (!request.program || request.diagrams.empty()) {
     error = "no diagram to generate";
     return false;
   }
-  std::string arch = "sm_80";
+  std::string arch = default_arch();
   bool harness = false;
+  if (!check_options(request.options, error)) return false;
   for (const auto &[key, value] : request.options) {
-    if (key == "arch") {
-      if (value != "sm_80" && value != "sm_90") {
-        error = "unknown --arch '" + value + "'; expected sm_80 or sm_90";
-        return false;
-      }
-      arch = value;
-    } else if (key == "harness") {
-      harness = value == "1";
-    } else {
-      error = "the cuda backend has no option '" + key + "'";
-      return false;
-    }
+    if (key == "arch") arch = value;
+    if (key == "harness") harness = value == "1";
   }
-  Generator generator(request, arch);
+  Generator generator(request, target_limits(arch));
   std::vector<HarnessDiagram> infos;
   for (const ir::Diagram *diagram : request.diagrams) {
     try {

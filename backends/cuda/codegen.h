@@ -3,12 +3,17 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "ncd/registry.h"
 
 namespace ncd::cuda {
+
+// Returns false, after setting `error`, when an option (arch, harness) is not
+// one the backend knows.
+bool check_options(const std::map<std::string, std::string> &options, std::string &error);
 
 // Returns false, after setting `error`, when an option is wrong or a diagram
 // cannot be generated (e.g. an axis without a concrete size).

@@ -269,7 +269,8 @@ void Generator::attention(Frame &frame, const ir::Diagram &d, const AttentionMat
   }
   // Tiles: the schedule's, rounded to what the kernel supports and fitted to shared memory.
   int64_t bq = std::clamp<int64_t>(m.bq / 16 * 16, 16, 128), bk = std::clamp<int64_t>(m.bk / 16 * 16, 16, 128);
-  const int64_t smem_limit = arch_ == "sm_90" ? 227 * 1024 : 163 * 1024;
+  if (limits_.block_smem <= 0) throw GenError(limits_.unknown);
+  const int64_t smem_limit = limits_.block_smem;
   auto smem = [&](int64_t q, int64_t k) { return (q * (D + 8) + 2 * k * (D + 8) + 2 * k * (E + 8)) * 2; };
   while (smem(bq, bk) > smem_limit && bk > 16) bk /= 2;
   while (smem(bq, bk) > smem_limit && bq > 16) bq /= 2;

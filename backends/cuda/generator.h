@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "codegen.h"
+#include "plan.h"
 #include "ncd/cost.h"
 #include "ncd/hardware.h"
 #include "ncd/instances.h"
@@ -152,16 +153,6 @@ struct KernelArgs {
 
 inline std::string x(int axis) { return "x" + str(axis); }
 
-// Attention pattern found in a scheduled diagram (IR value ids of its diagram).
-struct AttentionMatch {
-  int q_input = -1, k_input = -1, v_input = -1, output = -1;
-  int q_axis = -1, k_axis = -1, d_axis = -1, e_axis = -1;  // IR axes
-  std::vector<int> scale_values;                           // scalar factors of the scores
-  std::vector<int> out_scale_values;                       // scalar factors of the P.V contraction
-  int mask = -1;                                           // condition value, -1: none
-  int64_t bq = 0, bk = 0;
-};
-
 // A GEMM's fused epilogue: code applied to each f32 accumulator in place of the
 // plain store (Generator::fused_gemm builds it).
 struct GemmEpilogue {
@@ -171,21 +162,10 @@ struct GemmEpilogue {
   std::map<int, int64_t> groups;  // runtime axis -> the schedule's group tile
 };
 
-// A scheduled diagram that is a fused GEMM + epilogue, a row kernel
-// (normalisation or reduction with elementwise work around it) or a pointwise
-// chain (elementwise and access ops): docs/CUDA.md, "Fused kernels".
-struct FusedMatch {
-  enum class Kind { Gemm, Row, Pointwise };
-  Kind kind = Kind::Pointwise;
-  const ir::Op *main = nullptr;          // the contraction, normalisation or reduction
-  std::vector<const ir::Op *> before;    // scalar arithmetic computed first (folded or tiny kernels)
-  std::set<int> after;                   // values computed from main's result
-};
-
 class Generator {
  public:
-  Generator(const EmitRequest &request, std::string arch)
-      : request_(request), program_(*request.program), arch_(std::move(arch)) {}
+  Generator(const EmitRequest &request, Limits limits)
+      : request_(request), program_(*request.program), limits_(std::move(limits)) {}
 
   HarnessDiagram generate_diagram(const ir::Diagram &diagram);
   std::string kernels() const {
@@ -379,7 +359,7 @@ class Generator {
 
   const EmitRequest &request_;
   const ir::Program &program_;
-  std::string arch_;
+  Limits limits_;
   std::vector<int64_t> axis_sizes_;
   std::vector<std::string> axis_names_;
   std::map<std::string, std::string> kernel_names_;
