@@ -1,5 +1,6 @@
 // The CUDA code generator: the IR of one or more diagrams to one .cu file
-// (docs/CUDA.md states the file's contract: host functions, layouts, dtypes).
+// (docs/CUDA.md states the file's contract: host functions, layouts, dtypes),
+// the backend's interface to its plugin (cuda_backend.cpp).
 #pragma once
 
 #include <cstdint>

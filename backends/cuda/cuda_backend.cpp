@@ -1,5 +1,6 @@
 // Backend `cuda` (plugin cuda): generates one self-contained .cu file per
-// request; it runs nothing (can_execute is false). The generator is codegen.cpp.
+// request; it runs nothing (can_execute is false). The generator is frame.cpp
+// and the planners and printers it calls (generator.h lists them).
 #include <map>
 #include <memory>
 #include <string>

@@ -1,9 +1,10 @@
 // The CUDA generator's shared declarations: the runtime-axis tensor view (`Ten`),
-// frames, kernel arguments, the fusion matches and the Generator class. Its
-// member functions are defined by concern in codegen.cpp (walking the IR, data
-// movement, calls and repeats, host code), codegen_contract.cpp (contractions:
-// tensor-core GEMM and the generic kernel), codegen_attention.cpp (streamed
-// attention) and codegen_fused.cpp (the fused kernels `ncd optimize` writes).
+// frames, kernel arguments and the Generator class. Its member functions are
+// defined by concern: frame.cpp (walking the IR, calls, repeats, the host
+// function and the file), the planner (plan_match.cpp, plan_attention.cpp,
+// plan_fused.cpp; the plans are plan.h) and the printers by kernel family
+// (print_gemm.cpp, print_generic.cpp, print_row.cpp, print_pointwise.cpp,
+// print_attention.cpp, print_fused.cpp).
 #pragma once
 
 #include <algorithm>
@@ -67,6 +68,21 @@ inline std::string ident(const std::string &text) {
 }
 
 inline bool is_16bit_float(DType t) { return t == DType::BF16 || t == DType::F16; }
+
+inline bool same_axes(const std::vector<int> &a, const std::vector<int> &b) {
+  return std::set<int>(a.begin(), a.end()) == std::set<int>(b.begin(), b.end());
+}
+
+inline bool sub_axes(const std::vector<int> &a, const std::vector<int> &b) {
+  for (int x : a)
+    if (std::find(b.begin(), b.end(), x) == b.end()) return false;
+  return true;
+}
+
+// A value of a fused kernel rounded to its dtype, as the separate kernels would store it.
+inline std::string rounded(DType dtype, const std::string &e) {
+  return dtype == DType::F32 ? e : "ncd_f(ncd_to<" + element_type(dtype) + ">(" + e + "))";
+}
 
 // A value as generated code sees it: a buffer (strided view), a literal
 // (constants, sizes), or the positions of one axis (axis_index).
@@ -160,6 +176,25 @@ struct GemmEpilogue {
   // `acc` is the scaled f32 accumulator. Reads and writes go through `args`.
   std::function<std::string(KernelArgs &args, const std::string &acc, const std::string &pad)> body;
   std::map<int, int64_t> groups;  // runtime axis -> the schedule's group tile
+};
+
+// How fexpr generates a value: the index of each runtime axis, the locals
+// already declared in this scope, and the statements it adds.
+struct ExprCtx {
+  std::function<std::string(int)> index;
+  std::map<int, std::string> memo;     // value -> local name or literal
+  std::map<int, std::string> special;  // values the kernel computed itself (the accumulator, the normalised value)
+  std::string code, pad;
+  int *counter = nullptr;
+};
+
+// A fused kernel being printed: its comment and the tensors it stores.
+struct FusedKernel {
+  std::map<int, int64_t> groups;  // runtime axis -> the schedule's group tile
+  std::string schedule, what;     // for the comment: the schedule, the ops in program order
+  std::string header, outputs;    // the kernel's comment line; the names of its outputs
+  std::vector<Ten> outs;          // where the outputs go
+  int counter = 0;                // numbers the kernel's locals
 };
 
 class Generator {
@@ -346,16 +381,27 @@ class Generator {
   void generic_contract(Frame &frame, const ir::Op &op, const std::vector<Ten> &operands, const std::vector<int> &summed,
                         const Ten &out);
 
-  // ------------------------------------------------ fused kernels
+  // ------------------------------------------------ scheduled diagrams
   bool scheduled(Frame &frame, const ir::Diagram &diagram, const ir::Op *site);
-  bool match_attention(const ir::Diagram &diagram, AttentionMatch &m, std::string &why) const;
-  bool match_fused(const ir::Diagram &diagram, FusedMatch &m, std::string &why) const;
-  void fused(Frame &frame, const ir::Diagram &diagram, const FusedMatch &m, const ir::Op *site);
-  struct ExprCtx;
-  std::string fexpr(Frame &frame, KernelArgs &args, ExprCtx &c, int id);
-  std::vector<int> fused_axes(Frame &frame, int id);
-  void run_rest(Frame &frame, const ir::Diagram &diagram);
+  // streamed attention: the host step, its planner and its printer
   void attention(Frame &frame, const ir::Diagram &diagram, const AttentionMatch &m, const ir::Op *site);
+  bool plan_attention(Frame &frame, const ir::Diagram &d, const AttentionMatch &m, const Ten &Q, const Ten &K, const Ten &V,
+                      const Ten &O, AttentionPlan &p, std::string &why);
+  void print_attention(Frame &frame, const ir::Diagram &d, const AttentionMatch &m, const AttentionPlan &p, const Ten &Q,
+                       const Ten &K, const Ten &V, const Ten &O, const std::vector<int> &axes);
+  // fused kernels: the host step, the layout planner, the printers per family
+  void fused(Frame &frame, const ir::Diagram &diagram, const FusedMatch &m, const ir::Op *site);
+  std::vector<int> fused_axes(Frame &frame, int id);
+  bool plan_fused(Frame &frame, const ir::Diagram &d, const FusedMatch &m, FusedLayout &l, std::string &why);
+  std::string fexpr(Frame &frame, KernelArgs &args, ExprCtx &c, int id);
+  void fused_stores(Frame &frame, const ir::Diagram &d, FusedKernel &kernel, KernelArgs &args, ExprCtx &c);
+  bool fused_gemm(Frame &frame, const ir::Diagram &d, const FusedMatch &m, const FusedLayout &l, FusedKernel &kernel,
+                  std::string &why);
+  std::string fused_pointwise(Frame &frame, const ir::Diagram &d, const FusedLayout &l, FusedKernel &kernel,
+                              KernelArgs &args, int64_t &work, std::string &launch_what);
+  std::string fused_row(Frame &frame, const ir::Diagram &d, const FusedMatch &m, const FusedLayout &l, FusedKernel &kernel,
+                        KernelArgs &args, int64_t &work, std::string &launch_what);
+  void run_rest(Frame &frame, const ir::Diagram &diagram);
 
   const EmitRequest &request_;
   const ir::Program &program_;

@@ -74,9 +74,9 @@ struct AttentionPlan {
   int64_t bq = 0, bk = 0;  // tiles after rounding and fitting
   int64_t smem = 0;        // dynamic shared memory per block, bytes
   int64_t threads = 0;
-  std::string tiles;       // the tiles in words, for the kernel's comment
-  bool async = false;      // K and V staged by cp.async
-  bool f16 = false;        // f16 operands (else bf16)
+  std::string tiles;                                        // the tiles in words, for the kernel's comment
+  bool async = false;                                       // K and V staged by cp.async
+  bool f16 = false;                                         // f16 operands (else bf16)
   std::string keep = "true", live = "true", full = "true";  // the mask's device expressions
 };
 
@@ -87,7 +87,7 @@ inline int64_t attention_smem(int64_t bq, int64_t bk, int64_t d, int64_t e) {
 
 // A fused row or pointwise kernel's iteration space (runtime axes).
 struct FusedLayout {
-  std::vector<int> space;               // the axes of the kernel's result
+  std::vector<int> space;                // the axes of the kernel's result
   std::vector<int> row_axes, loop_axes;  // Row: the rows, and the axes a warp walks
   int64_t missing = 1;                   // Row reductions: the size of summed axes no operand has
 };

@@ -52,7 +52,8 @@ detail::Limits target_limits(const std::string &arch) {
     else if (smem < 0)
       limits.unknown = "the hardware profile '" + std::string(target.profile) + "' of " + arch + " has no level 'smem'";
     else
-      limits.block_smem = static_cast<int64_t>(hardware->levels[static_cast<size_t>(smem)].capacity - kReservedPerBlock);
+      limits.block_smem =
+          static_cast<int64_t>(hardware->levels[static_cast<size_t>(smem)].capacity - kReservedPerBlock);
     return limits;
   }
   limits.unknown = "no hardware profile for --arch '" + arch + "'";

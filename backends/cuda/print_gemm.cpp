@@ -1,118 +1,11 @@
-// Contractions in the CUDA generator: the tensor-core GEMM (with fused
-// epilogues, and the bf16 hi + lo split of an f32 operand), the generic loop
-// kernel (exact float64 sums for integer results), and the copies that pack
-// operands for them.
+// The tensor-core GEMM: a two-operand 16-bit contraction (or f32 beside bf16,
+// split into bf16 hi + lo pairs) as a batched C[m, n] = sum_k A[m, k] B[k, n]
+// over merged M, N and K dimensions, instantiating ncd_gemm_tile
+// (device/gemm.cuh) with compile-time sizes, strides, staging and tiles, with
+// a plain store or a fused epilogue (print_fused.cpp) on the accumulators.
 #include "generator.h"
 
 namespace ncd::cuda::detail {
-
-void Generator::copy(const Ten &from, const Ten &to, const std::string &what) {
-  KernelArgs args;
-  auto index = [](int a) { return x(a); };
-  for (int a : from.axes)
-    if (from.kind == Ten::Kind::Buffer && from.stride(a) != 0 && !to.has(a))
-      throw GenError("internal: copy of " + what + " drops axis '" + axis_names_[static_cast<size_t>(a)] + "'");
-  std::string v = load(args, from, index);
-  std::string r = args.out(to);
-  int64_t n = numel(to.axes);
-  std::string k = grid_stride_kernel(args, n, to.axes);
-  k += "    " + r + "[" + offset(to, index) + "] = ncd_to<" + element_type(to.dtype) + ">(" + v + ");\n  }\n}\n";
-  std::string name = add_kernel("copy", k);
-  launch(name, grid_for(n, 256), 256, args, "copy " + what);
-}
-
-// Writes `from` into the bf16 pairs of `to` (strides spaced by two): with
-// `split`, the pair is hi = bf16(v) and lo = bf16(v - hi), so hi + lo holds
-// about 16 significant bits of v (all of a product of two bf16 values);
-// without, the value twice.
-void Generator::split_copy(const Ten &from, const Ten &to, bool split, const std::string &what) {
-  KernelArgs args;
-  auto index = [](int a) { return x(a); };
-  std::string v = load(args, from, index);
-  std::string r = args.out(to);
-  int64_t n = numel(to.axes);
-  std::string k = grid_stride_kernel(args, n, to.axes);
-  k += "    const float v = " + v + ";\n";
-  k += "    const __nv_bfloat16 hi = __float2bfloat16_rn(v);\n";
-  k += "    const int64_t o = " + offset(to, index) + ";\n";
-  k += "    " + r + "[o] = hi;\n";
-  k += "    " + r + "[o + 1] = " + (split ? "__float2bfloat16_rn(v - __bfloat162float(hi))" : std::string("hi")) +
-       ";\n  }\n}\n";
-  std::string name = add_kernel(split ? "split" : "twice", k);
-  launch(name, grid_for(n, 256), 256, args, (split ? "split " : "twice ") + what);
-}
-
-// ---------------------------------------------------------------- contractions
-
-Ten Generator::contract(Frame &frame, const ir::Op &o) {
-  const ir::Value &result = frame.diagram->value(o.results[0]);
-  std::vector<Ten> operands, tensors, scalars;
-  for (int id : o.operands) {
-    operands.push_back(get(frame, id));
-    (operands.back().axes.empty() ? scalars : tensors).push_back(operands.back());
-  }
-  std::vector<int> summed;
-  std::set<int> drop;
-  for (int axis : o.axes) {
-    summed.push_back(rt_axis(frame, axis));
-    drop.insert(summed.back());
-  }
-  std::vector<const Ten *> ptrs;
-  for (const Ten &t : operands) ptrs.push_back(&t);
-  std::vector<int> axes = result_axes(frame, result, ptrs, drop);
-  Ten out = output(frame, o.results[0], result.dtype, axes);
-  std::string why;
-  if (tensors.size() == 2 && !summed.empty()) {
-    if (gemm(frame, o, tensors, scalars, out, why)) return out;
-    note(&o, "generic kernel for contraction '" + result.name + "' in '" + frame.diagram->name + "' (" + why + ")");
-  }
-  generic_contract(frame, o, operands, summed, out);
-  return out;
-}
-
-void Generator::generic_contract(Frame &frame, const ir::Op &o, const std::vector<Ten> &operands,
-                                 const std::vector<int> &summed, const Ten &out) {
-  const ir::Value &result = frame.diagram->value(o.results[0]);
-  KernelArgs args;
-  auto index = [](int a) { return x(a); };
-  std::vector<int> loops;
-  int64_t factor = 1;
-  for (int a : summed) {
-    bool used = false;
-    for (const Ten &t : operands) used = used || t.has(a);
-    if (used)
-      loops.push_back(a);
-    else
-      factor *= size(a);
-  }
-  std::string product;
-  for (const Ten &t : operands) product += (product.empty() ? "" : " * ") + load(args, t, index);
-  if (product.empty()) product = "1.f";
-  std::string r = args.out(out);
-  int64_t n = numel(out.axes);
-  std::string k = grid_stride_kernel(args, n, out.axes);
-  // An integer result is summed in float64 (exact for i8 operands and values
-  // below 2^24; docs/CUDA.md), then truncated and saturated once.
-  const bool integer = ir::is_integer(out.dtype);
-  k += integer ? "    double acc = 0.0;\n" : "    float acc = 0.f;\n";
-  std::string pad = "    ";
-  for (int a : loops) {
-    k += pad + "for (int64_t " + x(a) + " = 0; " + x(a) + " < " + str(size(a)) + "; ++" + x(a) + ")\n";
-    pad += "  ";
-  }
-  if (integer) {
-    std::string factors;
-    for (const Ten &t : operands) factors += (factors.empty() ? "" : " * ") + std::string("static_cast<double>(") + load(args, t, index) + ")";
-    k += pad + "acc += " + (factors.empty() ? std::string("1.0") : factors) + ";\n";
-  } else {
-    k += pad + "acc += " + product + ";\n";
-  }
-  std::string value = factor == 1 ? "acc" : "acc * " + flit(static_cast<double>(factor));
-  k += "    " + r + "[" + offset(out, index) + "] = " + (integer ? "ncd_to_int<" : "ncd_to<") + element_type(out.dtype) +
-       ">(" + value + ");\n  }\n}\n";
-  std::string name = add_kernel("contract_" + result.name, k);
-  launch(name, grid_for(n, 256), 256, args, result.name + axis_list(out.axes) + " = contract" + axis_list(summed));
-}
 
 // The axes of `group` as one dimension of `t`: they must be adjacent in
 // memory, first outermost. Returns the stride of the merged dimension (0 when
@@ -349,7 +242,43 @@ bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tens
   return true;
 }
 
-// ---------------------------------------------------------------- calls and repeats
-
+// A GEMM whose epilogue computes the kernel's outputs from each accumulator;
+// false, with gemm's reason, when the contraction is not one for tensor cores.
+bool Generator::fused_gemm(Frame &frame, const ir::Diagram &d, const FusedMatch &m, const FusedLayout &l, FusedKernel &kernel,
+                           std::string &why) {
+  auto identity = [](int a) { return x(a); };
+  const ir::Op &c = *m.main;
+  std::vector<Ten> tensors, scalars;
+  for (int id : c.operands) {
+    Ten t = get(frame, id);
+    (d.value(id).axes.empty() ? scalars : tensors).push_back(t);
+  }
+  const ir::Value &cv = d.value(c.results.at(0));
+  Ten cten;
+  cten.dtype = cv.dtype;
+  cten.axes = l.space;
+  cten.strides.assign(l.space.size(), 1);
+  for (size_t i = l.space.size(), stride = 1; i-- > 0;) {
+    cten.strides[i] = static_cast<int64_t>(stride);
+    stride *= static_cast<size_t>(size(l.space[i]));
+  }
+  GemmEpilogue epilogue;
+  epilogue.groups = kernel.groups;
+  epilogue.body = [&](KernelArgs &args, const std::string &acc, const std::string &pad) {
+    ExprCtx ctx;
+    ctx.pad = pad;
+    ctx.counter = &kernel.counter;
+    ctx.index = identity;
+    ctx.code += pad + "const float e_acc = " + rounded(cv.dtype, acc) + ";  // " + cv.name + "\n";
+    ctx.special[c.results[0]] = "e_acc";
+    fused_stores(frame, d, kernel, args, ctx);
+    return ctx.code;
+  };
+  size_t mark = kernel_order_.size();
+  if (!gemm(frame, c, tensors, scalars, cten, why, &epilogue)) return false;
+  if (kernel_order_.size() > mark && kernel_order_.back().find("_gemm_fused_") != std::string::npos)
+    kernel_order_.back() = kernel.header + kernel_order_.back();
+  return true;
+}
 
 }  // namespace ncd::cuda::detail

@@ -1,4 +1,5 @@
-// The CUDA code generator (docs/CUDA.md).
+// The host frame of the CUDA generator (docs/CUDA.md): one extern "C" host
+// function per diagram, the walk of its IR and the file around the kernels.
 //
 // Like the CPU interpreter (backends/cpu/executor.cpp), it walks each diagram
 // instance with a Frame that maps IR axes to fresh *runtime axes*, so calls are
@@ -8,19 +9,16 @@
 // generation time and are baked into each kernel as constants. Repeats become
 // host loops; params reached inside them are picked from per-iteration arrays.
 //
-// Kernels: a fused tensor-core kernel for a scheduled diagram that is streamed
-// attention (softmax form or explicit online-softmax form); for the other
-// kernels `ncd optimize` writes, one fused kernel each: a GEMM with its
-// elementwise epilogue on the accumulators, a warp-per-row normalisation or
-// reduction with elementwise work before and after it, or a pointwise chain of
-// elementwise and access ops (match_fused / fused); tensor-core GEMM
-// for 16-bit two-operand contractions; warp-per-row reductions and
-// normalisations; grid-stride elementwise, access and merge kernels; and a
-// generic loop kernel for any other contraction, reported as a fallback.
+// A scheduled diagram is planned first (plan_match.cpp: streamed attention, or
+// a fused GEMM, row or pointwise kernel, or a decline with its reason); every
+// other op is a kernel of its family: print_gemm.cpp (tensor cores),
+// print_generic.cpp (any other contraction), print_row.cpp (reductions and
+// normalisations), print_pointwise.cpp (elementwise, access, merge, copies),
+// print_attention.cpp and print_fused.cpp (the scheduled kernels).
 #include "codegen.h"
 
-#include "generator.h"
 #include "device_code.h"
+#include "generator.h"
 #include "targets.h"
 
 namespace ncd::cuda {
@@ -191,270 +189,6 @@ void Generator::op(Frame &frame, const ir::Op &o) {
   frame.values[o.results[0]] = out;
 }
 
-// Folds a function of literals at generation time, in float32 as the
-// reference computes it (the op table's fold), or returns nullopt.
-std::optional<double> fold(ops::Fn f, const std::vector<Ten> &operands) {
-  const ops::Fold &fold = ops::info(f).fold;
-  if (!fold.f32 || operands.size() > 3) return std::nullopt;
-  float v[3] = {0.f, 0.f, 0.f};
-  for (size_t i = 0; i < operands.size(); ++i) {
-    if (operands[i].kind != Ten::Kind::Literal) return std::nullopt;
-    v[i] = static_cast<float>(operands[i].literal);
-  }
-  return fold.f32(v[0], v[1], v[2]);
-}
-
-Ten Generator::elementwise(Frame &frame, const ir::Op &o) {
-  const ir::Value &result = frame.diagram->value(o.results[0]);
-  std::vector<Ten> operands;
-  for (int id : o.operands) operands.push_back(get(frame, id));
-  if (auto folded = fold(o.function, operands); folded && result.axes.empty()) {
-    Ten t;
-    t.kind = Ten::Kind::Literal;
-    t.dtype = result.dtype;
-    t.literal = convert_float(static_cast<float>(*folded), result.dtype);
-    return t;
-  }
-  std::vector<const Ten *> ptrs;
-  for (const Ten &t : operands) ptrs.push_back(&t);
-  std::vector<int> axes = result_axes(frame, result, ptrs, {});
-  Ten out = output(frame, o.results[0], result.dtype, axes);
-  KernelArgs args;
-  auto index = [](int a) { return x(a); };
-  std::vector<std::string> loads;
-  for (const Ten &t : operands) loads.push_back(load(args, t, index));
-  std::string expr = function_expr(o.function, loads);
-  std::string r = args.out(out);
-  int64_t n = numel(axes);
-  std::string k = grid_stride_kernel(args, n, axes);
-  k += "    " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(" + expr + ");\n  }\n}\n";
-  const std::string fn(ops::name(o.function));
-  std::string name = add_kernel(fn + "_" + result.name, k);
-  launch(name, grid_for(n, 256), 256, args, result.name + axis_list(axes) + " = " + fn);
-  return out;
-}
-
-Ten Generator::reduce(Frame &frame, const ir::Op &o) {
-  const ir::Value &result = frame.diagram->value(o.results[0]);
-  Ten in = get(frame, o.operands.at(0));
-  std::vector<int> present;
-  int64_t missing = 1;
-  std::set<int> drop;
-  for (int axis : o.axes) {
-    int r = rt_axis(frame, axis);
-    drop.insert(r);
-    if (in.has(r))
-      present.push_back(r);
-    else
-      missing *= size(r);
-  }
-  std::vector<int> axes = result_axes(frame, result, {&in}, drop);
-  Ten out = output(frame, o.results[0], result.dtype, axes);
-  KernelArgs args;
-  auto index = [](int a) { return x(a); };
-  std::string v = load(args, in, index);
-  std::string r = args.out(out);
-  int64_t rows = numel(axes), extent = numel(present);
-  const ops::Fn f = o.function;
-  const std::string fn(ops::name(f));
-  std::string k = "__global__ void @NAME@(" + args.param_list() + ") {\n";
-  k += "  const int lane = threadIdx.x % 32;\n";
-  k += "  for (int64_t row = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32; row < " + str(rows) +
-       "; row += static_cast<int64_t>(gridDim.x) * blockDim.x / 32) {\n";
-  k += decompose(axes, "row", "    ");
-  std::string loop = "    for (int64_t j = lane; j < " + str(extent) + "; j += 32) {\n" + decompose(present, "j", "      ");
-  std::string value;
-  if (f == ops::Fn::Sum || f == ops::Fn::Mean) {
-    k += "    float acc = 0.f;\n" + loop + "      acc += " + v + ";\n    }\n    acc = ncd_warp_sum(acc);\n";
-    value = f == ops::Fn::Sum ? (missing == 1 ? "acc" : "acc * " + flit(static_cast<double>(missing)))
-                        : "acc / " + flit(static_cast<double>(extent));
-  } else if (f == ops::Fn::Prod) {
-    k += "    float acc = 1.f;\n" + loop + "      acc *= " + v + ";\n    }\n    acc = ncd_warp_prod(acc);\n";
-    value = missing == 1 ? "acc" : "powf(acc, " + flit(static_cast<double>(missing)) + ")";
-  } else if (f == ops::Fn::Max || f == ops::Fn::Min) {
-    k += "    float acc = " + std::string(f == ops::Fn::Max ? "-INFINITY" : "INFINITY") + ";\n" + loop + "      acc = ncd_" + fn +
-         "(acc, " + v + ");\n    }\n    acc = ncd_warp_" + fn + "(acc);\n";
-    value = "acc";
-  } else if (f == ops::Fn::LogSumExp) {
-    k += "    float m = -INFINITY;\n" + loop + "      m = ncd_max(m, " + v + ");\n    }\n    m = ncd_warp_max(m);\n";
-    k += "    const float mu = m == -INFINITY ? 0.f : m;\n";
-    k += "    float acc = 0.f;\n" + loop + "      acc += expf(" + v + " - mu);\n    }\n    acc = ncd_warp_sum(acc);\n";
-    value = "mu + logf(acc)" + (missing == 1 ? std::string() : " + " + flit(std::log(static_cast<double>(missing))));
-  } else {
-    throw GenError("the cuda backend has no reduction '" + fn + "'");
-  }
-  k += "    if (lane == 0) " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(" + value +
-       ");\n  }\n}\n";
-  std::string name = add_kernel(fn + "_" + result.name, k);
-  launch(name, grid_for(rows * 32, 256), 256, args, result.name + axis_list(axes) + " = " + fn + axis_list(present));
-  return out;
-}
-
-Ten Generator::normalize(Frame &frame, const ir::Op &o) {
-  const ir::Value &result = frame.diagram->value(o.results[0]);
-  Ten in = get(frame, o.operands.at(0));
-  std::vector<int> along;
-  for (int axis : o.axes) along.push_back(rt_axis(frame, axis));
-  std::vector<int> axes = result_axes(frame, result, {&in}, {});
-  for (int a : along)
-    if (std::find(axes.begin(), axes.end(), a) == axes.end()) axes.push_back(a);
-  std::vector<int> row_axes;
-  for (int a : axes)
-    if (std::find(along.begin(), along.end(), a) == along.end()) row_axes.push_back(a);
-  Ten out = output(frame, o.results[0], result.dtype, axes);
-  KernelArgs args;
-  auto index = [](int a) { return x(a); };
-  std::string v = load(args, in, index);
-  std::string r = args.out(out);
-  int64_t rows = numel(row_axes), extent = numel(along);
-  const ops::Fn f = o.function;
-  const std::string fn(ops::name(f));
-  double eps = o.options.count("eps") ? o.options.at("eps") : ops::info(f).default_eps;
-  std::string k = "__global__ void @NAME@(" + args.param_list() + ") {\n";
-  k += "  const int lane = threadIdx.x % 32;\n";
-  k += "  for (int64_t row = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32; row < " + str(rows) +
-       "; row += static_cast<int64_t>(gridDim.x) * blockDim.x / 32) {\n";
-  k += decompose(row_axes, "row", "    ");
-  std::string loop = "    for (int64_t j = lane; j < " + str(extent) + "; j += 32) {\n" + decompose(along, "j", "      ");
-  std::string store = "      " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(";
-  std::string n = flit(static_cast<double>(extent));
-  if (f == ops::Fn::Softmax || f == ops::Fn::LogSoftmax) {
-    k += "    float m = -INFINITY;\n" + loop + "      m = ncd_max(m, " + v + ");\n    }\n    m = ncd_warp_max(m);\n";
-    k += "    float s = 0.f;\n" + loop + "      s += expf(" + v + " - m);\n    }\n    s = ncd_warp_sum(s);\n";
-    k += loop + store + (f == ops::Fn::Softmax ? "expf(" + v + " - m) / s" : v + " - m - logf(s)") + ");\n    }\n";
-  } else if (f == ops::Fn::LayerNorm) {
-    k += "    float s = 0.f;\n" + loop + "      s += " + v + ";\n    }\n    const float mean = ncd_warp_sum(s) / " + n + ";\n";
-    k += "    float q = 0.f;\n" + loop + "      const float c = " + v +
-         " - mean;\n      q += c * c;\n    }\n    const float var = ncd_warp_sum(q) / " + n + ";\n";
-    k += "    const float denom = sqrtf(var + " + flit(eps) + ");\n";
-    k += loop + store + "(" + v + " - mean) / denom);\n    }\n";
-  } else if (f == ops::Fn::RMSNorm) {
-    k += "    float q = 0.f;\n" + loop + "      const float c = " + v +
-         ";\n      q += c * c;\n    }\n    const float denom = sqrtf(ncd_warp_sum(q) / " + n + " + " + flit(eps) + ");\n";
-    k += loop + store + v + " / denom);\n    }\n";
-  } else {
-    throw GenError("the cuda backend has no normalisation '" + fn + "'");
-  }
-  k += "  }\n}\n";
-  std::string name = add_kernel(fn + "_" + result.name, k);
-  launch(name, grid_for(rows * 32, 256), 256, args, result.name + axis_list(axes) + " = " + fn + axis_list(along));
-  return out;
-}
-
-Ten Generator::access(Frame &frame, const ir::Op &o) {
-  const ir::Diagram &diagram = *frame.diagram;
-  const ir::Value &result = diagram.value(o.results[0]);
-  Ten source = get(frame, o.operands.at(0));
-  const ir::Value &source_value = diagram.value(o.operands[0]);
-  if (o.access.size() != source_value.axes.size()) throw GenError("internal: access with the wrong number of indices");
-  std::vector<int> positions;
-  std::vector<Ten> gathers(o.access.size());
-  for (size_t i = 0; i < o.access.size(); ++i) {
-    positions.push_back(rt_axis(frame, source_value.axes[i]));
-    if (o.access[i].kind == ir::AccessIndex::Kind::Gather)
-      gathers[i] = get(frame, o.operands.at(static_cast<size_t>(o.access[i].gather_operand)));
-  }
-  std::vector<int> axes;
-  auto add = [&](int a) {
-    if (std::find(axes.begin(), axes.end(), a) == axes.end()) axes.push_back(a);
-  };
-  for (int a : source.axes)
-    if (std::find(positions.begin(), positions.end(), a) == positions.end()) add(a);
-  for (size_t i = 0; i < o.access.size(); ++i)
-    if (o.access[i].kind == ir::AccessIndex::Kind::Gather)
-      for (int a : gathers[i].axes) add(a);
-  for (int axis : result.axes) add(rt_axis(frame, axis));
-  // Result axes last (innermost) in their declared order.
-  std::vector<int> own;
-  for (int axis : result.axes) own.push_back(rt_axis(frame, axis));
-  std::vector<int> ordered;
-  for (int a : axes)
-    if (std::find(own.begin(), own.end(), a) == own.end()) ordered.push_back(a);
-  ordered.insert(ordered.end(), own.begin(), own.end());
-  Ten out = output(frame, o.results[0], result.dtype, ordered);
-  KernelArgs args;
-  auto index = [](int a) { return x(a); };
-  std::string body, valid;
-  for (size_t i = 0; i < o.access.size(); ++i) {
-    const ir::AccessIndex &ix = o.access[i];
-    std::string p = "p" + str(static_cast<int64_t>(i));
-    std::string e;
-    if (ix.kind == ir::AccessIndex::Kind::Affine) {
-      for (auto [axis, coefficient] : ix.terms)
-        e += (e.empty() ? "" : " + ") + (coefficient == 1 ? "" : str(coefficient) + " * ") + x(rt_axis(frame, axis));
-      if (ix.offset != 0 || e.empty()) e += (e.empty() ? "" : " + ") + ("(" + str(ix.offset) + ")");
-    } else if (ix.kind == ir::AccessIndex::Kind::Split) {
-      int64_t weight = 1;
-      for (size_t j = ix.split.size(); j-- > 0;) {
-        int r = rt_axis(frame, ix.split[j]);
-        e = x(r) + (weight == 1 ? "" : " * " + str(weight)) + (e.empty() ? "" : " + " + e);
-        weight *= size(r);
-      }
-    } else {
-      e = load_int(args, gathers[i], index);
-    }
-    body += "    const int64_t " + p + " = " + e + ";\n";
-    valid += (valid.empty() ? "" : " && ") + ("(" + p + " >= 0 && " + p + " < " + str(size(positions[i])) + ")");
-  }
-  auto source_index = [&](int a) {
-    for (size_t i = 0; i < positions.size(); ++i)
-      if (positions[i] == a) return "p" + str(static_cast<int64_t>(i));
-    return x(a);
-  };
-  std::string v = load(args, source, source_index);
-  std::string r = args.out(out);
-  int64_t n = numel(ordered);
-  std::string k = grid_stride_kernel(args, n, ordered) + body;
-  k += "    " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(" +
-       (valid.empty() ? v : "(" + valid + ") ? " + v + " : 0.f") + ");\n  }\n}\n";
-  std::string name = add_kernel("access_" + result.name, k);
-  launch(name, grid_for(n, 256), 256, args, result.name + axis_list(ordered) + " = access");
-  return out;
-}
-
-Ten Generator::merge(Frame &frame, const ir::Op &o) {
-  const ir::Value &result = frame.diagram->value(o.results[0]);
-  Ten source = get(frame, o.operands.at(0));
-  std::map<int, std::string> source_index;  // merged source axis -> expression
-  std::set<int> merged;
-  std::vector<int> own;
-  for (size_t j = 0; j < result.axes.size(); ++j) {
-    int target = rt_axis(frame, result.axes[j]);
-    own.push_back(target);
-    if (j >= o.merges.size()) continue;
-    std::vector<int> group;
-    for (int axis : o.merges[j]) group.push_back(rt_axis(frame, axis));
-    if (group.size() == 1 && group[0] == target) continue;
-    int64_t after = 1;
-    for (size_t i = group.size(); i-- > 0;) {
-      std::string e = after == 1 ? x(target) : "(" + x(target) + " / " + str(after) + ")";
-      if (i > 0) e += " % " + str(size(group[i]));
-      source_index[group[i]] = "(" + e + ")";
-      merged.insert(group[i]);
-      after *= size(group[i]);
-    }
-  }
-  std::vector<int> axes;
-  for (int a : source.axes)
-    if (!merged.count(a) && std::find(own.begin(), own.end(), a) == own.end()) axes.push_back(a);
-  axes.insert(axes.end(), own.begin(), own.end());
-  Ten out = output(frame, o.results[0], result.dtype, axes);
-  KernelArgs args;
-  auto index = [](int a) { return x(a); };
-  auto sindex = [&](int a) {
-    auto it = source_index.find(a);
-    return it == source_index.end() ? x(a) : it->second;
-  };
-  std::string v = load(args, source, sindex);
-  std::string r = args.out(out);
-  int64_t n = numel(axes);
-  std::string k = grid_stride_kernel(args, n, axes);
-  k += "    " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(" + v + ");\n  }\n}\n";
-  std::string name = add_kernel("merge_" + result.name, k);
-  launch(name, grid_for(n, 256), 256, args, result.name + axis_list(axes) + " = merge");
-  return out;
-}
-
 void Generator::call(Frame &frame, const ir::Op &o) {
   const ir::Diagram &callee = *program_.diagrams.at(static_cast<size_t>(o.callee));
   Frame inner;
@@ -612,27 +346,17 @@ void Generator::repeat(Frame &frame, const ir::Op &o) {
 // ---------------------------------------------------------------- scheduled diagrams
 
 bool Generator::scheduled(Frame &frame, const ir::Diagram &diagram, const ir::Op *site) {
-  AttentionMatch m;
-  std::string why;
-  if (match_attention(diagram, m, why)) {
-    attention(frame, diagram, m, site);
+  ScheduledPlan plan = plan_scheduled(diagram);
+  if (plan.kind == ScheduledPlan::Kind::Attention) {
+    attention(frame, diagram, plan.attention, site);
     return true;
   }
-  FusedMatch f;
-  std::string fused_why;
-  if (match_fused(diagram, f, fused_why)) {
-    fused(frame, diagram, f, site);
+  if (plan.kind == ScheduledPlan::Kind::Fused) {
+    fused(frame, diagram, plan.fused, site);
     return true;
   }
-  // The reason of the matcher that got further: attention when the diagram streams an axis.
-  bool streams = false;
-  for (const ir::ScheduleDirective &dir : diagram.schedules.front().directives)
-    streams = streams || dir.kind == ir::ScheduleDirective::Kind::Stream;
-  bool has_softmax = false;
-  for (const auto &op : diagram.body.ops) has_softmax = has_softmax || (op->kind == OpKind::Normalize && op->function == ops::Fn::Softmax);
-  if (!(streams && has_softmax)) why = fused_why;
   const ir::Op *where = site ? site : (diagram.body.ops.empty() ? nullptr : diagram.body.ops.front().get());
-  note(where, "'" + diagram.name + "' has a schedule but is not a fused kernel the cuda backend knows (" + why +
+  note(where, "'" + diagram.name + "' has a schedule but is not a fused kernel the cuda backend knows (" + plan.reason +
                   "); its operations run as separate kernels");
   return false;
 }
