@@ -178,6 +178,24 @@ struct GemmEpilogue {
   std::map<int, int64_t> groups;  // runtime axis -> the schedule's group tile
 };
 
+// A tensor-core GEMM as plan_gemm decides it (a kernel plan that needs the
+// runtime layouts, so it lives beside Ten rather than in plan.h). The layouts
+// have no pointers: the printer allocates the packed and split copies in the
+// plan's order and gets these strides.
+struct GemmPlan {
+  std::vector<int> summed, m_axes, n_axes, k_axes, batch;  // runtime axes; each group ordered outermost first
+  bool split = false, a_f32 = false, b_f32 = false;       // f32 beside bf16: the pairs, and which operand was f32
+  bool pack_a = false, pack_b = false, unpack = false;    // copies before the kernel; a result through a packed tile
+  Ten packed_a, packed_b;                                 // layouts of the packed operands
+  Ten a, b, out;                                          // what the kernel reads and writes
+  int64_t sAm = 0, sAk = 0, sBk = 0, sBn = 0, sCm = 0, sCn = 0;  // merged strides
+  int64_t M = 0, N = 0, K = 0, batches = 0;
+  int64_t BM = 128, BN = 128;  // block tiles
+  std::string tiles;           // the tiles in words (fused kernels)
+  int la = 0, lb = 0;          // staging of A and B: 0 element loads, 1 cp.async along K, 2 along M / N
+  bool f16 = false;
+};
+
 // How fexpr generates a value: the index of each runtime axis, the locals
 // already declared in this scope, and the statements it adds.
 struct ExprCtx {
@@ -376,6 +394,8 @@ class Generator {
   Ten merge(Frame &frame, const ir::Op &op);
   void copy(const Ten &from, const Ten &to, const std::string &what);
   void split_copy(const Ten &from, const Ten &to, bool split, const std::string &what);
+  bool plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const Ten &second, const Ten &final_out,
+                 const GemmEpilogue *epilogue, GemmPlan &p, std::string &why);
   bool gemm(Frame &frame, const ir::Op &op, const std::vector<Ten> &tensors, const std::vector<Ten> &scalars,
             const Ten &out, std::string &why, const GemmEpilogue *epilogue = nullptr);
   void generic_contract(Frame &frame, const ir::Op &op, const std::vector<Ten> &operands, const std::vector<int> &summed,

@@ -87,7 +87,9 @@ bool match_attention(const ir::Diagram &d, AttentionMatch &m, std::string &why) 
   m.q_axis = group;
   m.k_axis = stream;
   m.output = d.outputs[0];
-  auto is_input = [&](int v) { return std::find(d.inputs.begin(), d.inputs.end(), v) == d.inputs.end() ? false : true; };
+  auto is_input = [&](int v) {
+    return std::find(d.inputs.begin(), d.inputs.end(), v) == d.inputs.end() ? false : true;
+  };
   auto has = [&](int v, int axis) {
     const auto &axes = d.value(v).axes;
     return std::find(axes.begin(), axes.end(), axis) != axes.end();
@@ -169,7 +171,8 @@ bool match_attention(const ir::Diagram &d, AttentionMatch &m, std::string &why) 
   }
   const ir::Op *p_op = index.producer(p_value);
   if (!denominator) {
-    if (!p_op || p_op->kind != OpKind::Normalize || p_op->function != ops::Fn::Softmax || p_op->axes != std::vector<int>{m.k_axis}) {
+    if (!p_op || p_op->kind != OpKind::Normalize || p_op->function != ops::Fn::Softmax ||
+        p_op->axes != std::vector<int>{m.k_axis}) {
       why = "P is not softmax over the streamed axis";
       return false;
     }
@@ -251,7 +254,8 @@ bool match_fused(const ir::Diagram &d, FusedMatch &m, std::string &why) {
   };
   for (const auto &op : d.body.ops)
     if (op->kind == OpKind::Call || op->kind == OpKind::Repeat || op->kind == OpKind::Merge) {
-      why = std::string("it has a ") + kind_name(op->kind) + (op->kind == OpKind::Merge ? " ('" + name(*op) + "')" : "");
+      why =
+          std::string("it has a ") + kind_name(op->kind) + (op->kind == OpKind::Merge ? " ('" + name(*op) + "')" : "");
       return false;
     }
   // Data-free ops and scalar arithmetic on them come first (literals, or tiny kernels).
@@ -273,7 +277,8 @@ bool match_fused(const ir::Diagram &d, FusedMatch &m, std::string &why) {
   for (const auto &op : d.body.ops) {
     if (op->kind != OpKind::Contract && op->kind != OpKind::Reduce && op->kind != OpKind::Normalize) continue;
     if (m.main) {
-      why = "it has more than one contraction, reduction or normalisation ('" + name(*m.main) + "' and '" + name(*op) + "')";
+      why = "it has more than one contraction, reduction or normalisation ('" + name(*m.main) + "' and '" + name(*op) +
+            "')";
       return false;
     }
     m.main = op.get();
@@ -315,7 +320,8 @@ bool match_fused(const ir::Diagram &d, FusedMatch &m, std::string &why) {
       why = "the contraction '" + name(*m.main) + "' has a prologue ('" + name(*op) + "'); only epilogues are fused";
       return false;
     } else if (!upstream.count(r)) {
-      why = "'" + name(*op) + "' is neither before nor after the " + kind_name(m.main->kind) + " '" + name(*m.main) + "'";
+      why =
+          "'" + name(*op) + "' is neither before nor after the " + kind_name(m.main->kind) + " '" + name(*m.main) + "'";
       return false;
     }
   }
@@ -366,11 +372,12 @@ bool match_fused(const ir::Diagram &d, FusedMatch &m, std::string &why) {
     return true;
   }
   // The row kernels below are written for these.
-  static const std::set<ops::Fn> written = {ops::Fn::Sum,     ops::Fn::Mean,       ops::Fn::Max,       ops::Fn::Min,
-                                            ops::Fn::Prod,    ops::Fn::LogSumExp,  ops::Fn::Softmax,   ops::Fn::LogSoftmax,
-                                            ops::Fn::LayerNorm, ops::Fn::RMSNorm};
+  static const std::set<ops::Fn> written = {
+      ops::Fn::Sum,       ops::Fn::Mean,    ops::Fn::Max,        ops::Fn::Min,       ops::Fn::Prod,
+      ops::Fn::LogSumExp, ops::Fn::Softmax, ops::Fn::LogSoftmax, ops::Fn::LayerNorm, ops::Fn::RMSNorm};
   if (!written.count(op.function)) {
-    why = "the cuda backend has no " + std::string(kind_name(op.kind)) + " '" + std::string(ops::name(op.function)) + "'";
+    why =
+        "the cuda backend has no " + std::string(kind_name(op.kind)) + " '" + std::string(ops::name(op.function)) + "'";
     return false;
   }
   m.kind = FusedMatch::Kind::Row;
@@ -394,7 +401,8 @@ ScheduledPlan plan_scheduled(const ir::Diagram &diagram) {
   for (const ir::ScheduleDirective &dir : diagram.schedules.front().directives)
     streams = streams || dir.kind == ir::ScheduleDirective::Kind::Stream;
   bool has_softmax = false;
-  for (const auto &op : diagram.body.ops) has_softmax = has_softmax || (op->kind == OpKind::Normalize && op->function == ops::Fn::Softmax);
+  for (const auto &op : diagram.body.ops)
+    has_softmax = has_softmax || (op->kind == OpKind::Normalize && op->function == ops::Fn::Softmax);
   if (!(streams && has_softmax)) why = fused_why;
   plan.reason = why;
   return plan;

@@ -64,14 +64,15 @@ void Generator::generic_contract(Frame &frame, const ir::Op &o, const std::vecto
   }
   if (integer) {
     std::string factors;
-    for (const Ten &t : operands) factors += (factors.empty() ? "" : " * ") + std::string("static_cast<double>(") + load(args, t, index) + ")";
+    for (const Ten &t : operands)
+      factors += (factors.empty() ? "" : " * ") + std::string("static_cast<double>(") + load(args, t, index) + ")";
     k += pad + "acc += " + (factors.empty() ? std::string("1.0") : factors) + ";\n";
   } else {
     k += pad + "acc += " + product + ";\n";
   }
   std::string value = factor == 1 ? "acc" : "acc * " + flit(static_cast<double>(factor));
-  k += "    " + r + "[" + offset(out, index) + "] = " + (integer ? "ncd_to_int<" : "ncd_to<") + element_type(out.dtype) +
-       ">(" + value + ");\n  }\n}\n";
+  k += "    " + r + "[" + offset(out, index) + "] = " + (integer ? "ncd_to_int<" : "ncd_to<") +
+       element_type(out.dtype) + ">(" + value + ");\n  }\n}\n";
   std::string name = add_kernel("contract_" + result.name, k);
   launch(name, grid_for(n, 256), 256, args, result.name + axis_list(out.axes) + " = contract" + axis_list(summed));
 }

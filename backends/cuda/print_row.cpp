@@ -34,18 +34,19 @@ Ten Generator::reduce(Frame &frame, const ir::Op &o) {
   k += "  for (int64_t row = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32; row < " + str(rows) +
        "; row += static_cast<int64_t>(gridDim.x) * blockDim.x / 32) {\n";
   k += decompose(axes, "row", "    ");
-  std::string loop = "    for (int64_t j = lane; j < " + str(extent) + "; j += 32) {\n" + decompose(present, "j", "      ");
+  std::string loop =
+      "    for (int64_t j = lane; j < " + str(extent) + "; j += 32) {\n" + decompose(present, "j", "      ");
   std::string value;
   if (f == ops::Fn::Sum || f == ops::Fn::Mean) {
     k += "    float acc = 0.f;\n" + loop + "      acc += " + v + ";\n    }\n    acc = ncd_warp_sum(acc);\n";
     value = f == ops::Fn::Sum ? (missing == 1 ? "acc" : "acc * " + flit(static_cast<double>(missing)))
-                        : "acc / " + flit(static_cast<double>(extent));
+                              : "acc / " + flit(static_cast<double>(extent));
   } else if (f == ops::Fn::Prod) {
     k += "    float acc = 1.f;\n" + loop + "      acc *= " + v + ";\n    }\n    acc = ncd_warp_prod(acc);\n";
     value = missing == 1 ? "acc" : "powf(acc, " + flit(static_cast<double>(missing)) + ")";
   } else if (f == ops::Fn::Max || f == ops::Fn::Min) {
-    k += "    float acc = " + std::string(f == ops::Fn::Max ? "-INFINITY" : "INFINITY") + ";\n" + loop + "      acc = ncd_" + fn +
-         "(acc, " + v + ");\n    }\n    acc = ncd_warp_" + fn + "(acc);\n";
+    k += "    float acc = " + std::string(f == ops::Fn::Max ? "-INFINITY" : "INFINITY") + ";\n" + loop +
+         "      acc = ncd_" + fn + "(acc, " + v + ");\n    }\n    acc = ncd_warp_" + fn + "(acc);\n";
     value = "acc";
   } else if (f == ops::Fn::LogSumExp) {
     k += "    float m = -INFINITY;\n" + loop + "      m = ncd_max(m, " + v + ");\n    }\n    m = ncd_warp_max(m);\n";
@@ -87,7 +88,8 @@ Ten Generator::normalize(Frame &frame, const ir::Op &o) {
   k += "  for (int64_t row = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32; row < " + str(rows) +
        "; row += static_cast<int64_t>(gridDim.x) * blockDim.x / 32) {\n";
   k += decompose(row_axes, "row", "    ");
-  std::string loop = "    for (int64_t j = lane; j < " + str(extent) + "; j += 32) {\n" + decompose(along, "j", "      ");
+  std::string loop =
+      "    for (int64_t j = lane; j < " + str(extent) + "; j += 32) {\n" + decompose(along, "j", "      ");
   std::string store = "      " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(";
   std::string n = flit(static_cast<double>(extent));
   if (f == ops::Fn::Softmax || f == ops::Fn::LogSoftmax) {
@@ -95,14 +97,16 @@ Ten Generator::normalize(Frame &frame, const ir::Op &o) {
     k += "    float s = 0.f;\n" + loop + "      s += expf(" + v + " - m);\n    }\n    s = ncd_warp_sum(s);\n";
     k += loop + store + (f == ops::Fn::Softmax ? "expf(" + v + " - m) / s" : v + " - m - logf(s)") + ");\n    }\n";
   } else if (f == ops::Fn::LayerNorm) {
-    k += "    float s = 0.f;\n" + loop + "      s += " + v + ";\n    }\n    const float mean = ncd_warp_sum(s) / " + n + ";\n";
+    k += "    float s = 0.f;\n" + loop + "      s += " + v + ";\n    }\n    const float mean = ncd_warp_sum(s) / " + n +
+         ";\n";
     k += "    float q = 0.f;\n" + loop + "      const float c = " + v +
          " - mean;\n      q += c * c;\n    }\n    const float var = ncd_warp_sum(q) / " + n + ";\n";
     k += "    const float denom = sqrtf(var + " + flit(eps) + ");\n";
     k += loop + store + "(" + v + " - mean) / denom);\n    }\n";
   } else if (f == ops::Fn::RMSNorm) {
     k += "    float q = 0.f;\n" + loop + "      const float c = " + v +
-         ";\n      q += c * c;\n    }\n    const float denom = sqrtf(ncd_warp_sum(q) / " + n + " + " + flit(eps) + ");\n";
+         ";\n      q += c * c;\n    }\n    const float denom = sqrtf(ncd_warp_sum(q) / " + n + " + " + flit(eps) +
+         ");\n";
     k += loop + store + v + " / denom);\n    }\n";
   } else {
     throw GenError("the cuda backend has no normalisation '" + fn + "'");
@@ -130,8 +134,8 @@ std::string Generator::fused_row(Frame &frame, const ir::Diagram &d, const Fused
     c.index = identity;
     std::string in = fexpr(frame, args, c, o.operands.at(0));
     std::string stmt = f(c, in);
-    return "    for (int64_t j = lane; j < " + str(extent) + "; j += 32) {\n" + decompose(l.loop_axes, "j", "      ") + c.code +
-           stmt + "    }\n";
+    return "    for (int64_t j = lane; j < " + str(extent) + "; j += 32) {\n" + decompose(l.loop_axes, "j", "      ") +
+           c.code + stmt + "    }\n";
   };
   k += "  const int lane = threadIdx.x % 32;\n";
   k += "  for (int64_t row = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32; row < " + str(rows) +
@@ -145,27 +149,31 @@ std::string Generator::fused_row(Frame &frame, const ir::Diagram &d, const Fused
   if (o.kind == OpKind::Normalize) {
     double eps = o.options.count("eps") ? o.options.at("eps") : ops::info(f).default_eps;
     if (f == ops::Fn::Softmax || f == ops::Fn::LogSoftmax) {
-      k += "    float m = -INFINITY;\n" + pass([](ExprCtx &, const std::string &v) { return "      m = ncd_max(m, " + v + ");\n"; }) +
+      k += "    float m = -INFINITY;\n" +
+           pass([](ExprCtx &, const std::string &v) { return "      m = ncd_max(m, " + v + ");\n"; }) +
            "    m = ncd_warp_max(m);\n";
-      k += "    float s = 0.f;\n" + pass([](ExprCtx &, const std::string &v) { return "      s += expf(" + v + " - m);\n"; }) +
+      k += "    float s = 0.f;\n" +
+           pass([](ExprCtx &, const std::string &v) { return "      s += expf(" + v + " - m);\n"; }) +
            "    s = ncd_warp_sum(s);\n";
     } else if (f == ops::Fn::LayerNorm) {
       k += "    float s = 0.f;\n" + pass([](ExprCtx &, const std::string &v) { return "      s += " + v + ";\n"; }) +
            "    const float mean = ncd_warp_sum(s) / " + n + ";\n";
-      k += "    float q = 0.f;\n" +
-           pass([](ExprCtx &, const std::string &v) { return "      const float e_c = " + v + " - mean;\n      q += e_c * e_c;\n"; }) +
+      k += "    float q = 0.f;\n" + pass([](ExprCtx &, const std::string &v) {
+             return "      const float e_c = " + v + " - mean;\n      q += e_c * e_c;\n";
+           }) +
            "    const float var = ncd_warp_sum(q) / " + n + ";\n";
       k += "    const float denom = sqrtf(var + " + flit(eps) + ");\n";
     } else {  // rmsnorm
-      k += "    float q = 0.f;\n" +
-           pass([](ExprCtx &, const std::string &v) { return "      const float e_c = " + v + ";\n      q += e_c * e_c;\n"; }) +
+      k += "    float q = 0.f;\n" + pass([](ExprCtx &, const std::string &v) {
+             return "      const float e_c = " + v + ";\n      q += e_c * e_c;\n";
+           }) +
            "    const float denom = sqrtf(ncd_warp_sum(q) / " + n + " + " + flit(eps) + ");\n";
     }
     k += pass([&](ExprCtx &c, const std::string &v) {
       std::string e = f == ops::Fn::Softmax      ? "expf(" + v + " - m) / s"
                       : f == ops::Fn::LogSoftmax ? v + " - m - logf(s)"
                       : f == ops::Fn::LayerNorm  ? "(" + v + " - mean) / denom"
-                                           : v + " / denom";
+                                                 : v + " / denom";
       c.code += c.pad + "const float e_n = " + rounded(result.dtype, e) + ";  // " + result.name + "\n";
       c.special[o.results[0]] = "e_n";
       fused_stores(frame, d, kernel, args, c);
@@ -173,11 +181,14 @@ std::string Generator::fused_row(Frame &frame, const ir::Diagram &d, const Fused
     });
   } else {
     if (f == ops::Fn::Sum || f == ops::Fn::Mean) {
-      k += "    float acc = 0.f;\n" + pass([](ExprCtx &, const std::string &v) { return "      acc += " + v + ";\n"; }) +
+      k += "    float acc = 0.f;\n" +
+           pass([](ExprCtx &, const std::string &v) { return "      acc += " + v + ";\n"; }) +
            "    acc = ncd_warp_sum(acc);\n";
-      value = f == ops::Fn::Sum ? (l.missing == 1 ? "acc" : "acc * " + flit(static_cast<double>(l.missing))) : "acc / " + flit(static_cast<double>(extent));
+      value = f == ops::Fn::Sum ? (l.missing == 1 ? "acc" : "acc * " + flit(static_cast<double>(l.missing)))
+                                : "acc / " + flit(static_cast<double>(extent));
     } else if (f == ops::Fn::Prod) {
-      k += "    float acc = 1.f;\n" + pass([](ExprCtx &, const std::string &v) { return "      acc *= " + v + ";\n"; }) +
+      k += "    float acc = 1.f;\n" +
+           pass([](ExprCtx &, const std::string &v) { return "      acc *= " + v + ";\n"; }) +
            "    acc = ncd_warp_prod(acc);\n";
       value = l.missing == 1 ? "acc" : "powf(acc, " + flit(static_cast<double>(l.missing)) + ")";
     } else if (f == ops::Fn::Max || f == ops::Fn::Min) {
@@ -186,11 +197,14 @@ std::string Generator::fused_row(Frame &frame, const ir::Diagram &d, const Fused
            "    acc = ncd_warp_" + fn + "(acc);\n";
       value = "acc";
     } else {  // logsumexp
-      k += "    float m = -INFINITY;\n" + pass([](ExprCtx &, const std::string &v) { return "      m = ncd_max(m, " + v + ");\n"; }) +
+      k += "    float m = -INFINITY;\n" +
+           pass([](ExprCtx &, const std::string &v) { return "      m = ncd_max(m, " + v + ");\n"; }) +
            "    m = ncd_warp_max(m);\n    const float mu = m == -INFINITY ? 0.f : m;\n";
-      k += "    float acc = 0.f;\n" + pass([](ExprCtx &, const std::string &v) { return "      acc += expf(" + v + " - mu);\n"; }) +
+      k += "    float acc = 0.f;\n" +
+           pass([](ExprCtx &, const std::string &v) { return "      acc += expf(" + v + " - mu);\n"; }) +
            "    acc = ncd_warp_sum(acc);\n";
-      value = "mu + logf(acc)" + (l.missing == 1 ? std::string() : " + " + flit(std::log(static_cast<double>(l.missing))));
+      value =
+          "mu + logf(acc)" + (l.missing == 1 ? std::string() : " + " + flit(std::log(static_cast<double>(l.missing))));
     }
     ExprCtx c;
     c.pad = "      ";
