@@ -39,8 +39,11 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
   if (limits_.block_smem <= 0) throw GenError(limits_.unknown);
   const int64_t smem_limit = limits_.block_smem;
   auto smem = [&](int64_t q, int64_t k) { return attention_smem(q, k, D, E); };
-  while (smem(bq, bk) > smem_limit && bk > 16) bk /= 2;
-  while (smem(bq, bk) > smem_limit && bq > 16) bq /= 2;
+  // Halved, and kept multiples of 16: the block multiplies whole 16-key and
+  // 16-query fragments (a chunk of 24 keys would drop 8 of them from P.V).
+  auto halve = [](int64_t tile) { return std::max<int64_t>(16, tile / 2 / 16 * 16); };
+  while (smem(bq, bk) > smem_limit && bk > 16) bk = halve(bk);
+  while (smem(bq, bk) > smem_limit && bq > 16) bq = halve(bq);
   p.bq = bq;
   p.bk = bk;
   p.smem = smem(bq, bk);
