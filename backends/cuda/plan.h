@@ -1,9 +1,12 @@
 // The CUDA backend's kernel plans: what is decided about a kernel before any
 // of its text exists. The planner (plan_match.cpp for the patterns of a
-// scheduled diagram, plan_attention.cpp and plan_gemm.cpp for the layouts,
-// tiles and launch shapes) fills these, or declines with a reason that the
-// next family or the separate kernels take; the printers (print_*.cpp) turn a
-// plan into text and choose nothing themselves.
+// scheduled diagram; plan_attention.cpp, plan_gemm.cpp and plan_fused.cpp for
+// the layouts, tiles and launch shapes) fills these, or declines with a reason
+// that the next family or the separate kernels take; the printers
+// (print_*.cpp) turn a plan into text. Plans are made kernel by kernel as
+// frame.cpp walks the IR, since runtime axes and workspace offsets are
+// numbered in that order. GemmPlan, which holds runtime layouts, is in
+// generator.h beside Ten.
 #pragma once
 
 #include <cstdint>
