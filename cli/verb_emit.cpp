@@ -37,7 +37,7 @@ Handler setup_emit(CLI::App &command) {
       ->type_name("FILE");
   command.add_flag("--harness", options->harness,
                    "Add a main() that reads .npy inputs and params, runs, writes .npy outputs and times the run");
-  command.add_option("--arch", options->arch, "Target architecture, one the backend knows (docs/CUDA.md; default: the backend's)")
+  command.add_option("--arch", options->arch, "Target architecture, one the backend knows (default: the backend's)")
       ->type_name("ARCH");
   add_frontend_options(command, options->frontend);
   return [options]() -> int {
