@@ -1,9 +1,10 @@
-// `ncd emit --cuda FILE [--diagram NAME]... [--all] -o OUT.cu [--harness] [--arch sm_80|sm_90] [-D ...]`:
+// `ncd emit --cuda FILE [--diagram NAME]... [--all] -o OUT.cu [--harness] [--arch ARCH] [-D ...]`:
 // generates code for diagrams through a code-generating backend plugin (docs/CUDA.md).
 //
 // Several --diagram (or --all) put several diagrams into one file, so that a
 // test or a build compiles one translation unit per .ncd file. Notes about
-// fallbacks the backend took go to standard error, one line each.
+// fallbacks the backend took go to standard error, one line each. The backend
+// checks its own options (which architectures there are is its business).
 #include <iostream>
 
 #include "common.h"
@@ -36,7 +37,7 @@ Handler setup_emit(CLI::App &command) {
       ->type_name("FILE");
   command.add_flag("--harness", options->harness,
                    "Add a main() that reads .npy inputs and params, runs, writes .npy outputs and times the run");
-  command.add_option("--arch", options->arch, "Target architecture: sm_80 or sm_90 (default: sm_80)")
+  command.add_option("--arch", options->arch, "Target architecture, one the backend knows (default: the backend's)")
       ->type_name("ARCH");
   add_frontend_options(command, options->frontend);
   return [options]() -> int {
@@ -56,10 +57,6 @@ Handler setup_emit(CLI::App &command) {
       std::cerr << "ncd emit: error: --all and --diagram exclude each other\n";
       return kUsageError;
     }
-    if (backend_name == "cuda" && !options->arch.empty() && options->arch != "sm_80" && options->arch != "sm_90") {
-      std::cerr << "ncd emit: error: unknown --arch '" << options->arch << "'; expected sm_80 or sm_90\n";
-      return kUsageError;
-    }
     Registry *registry = load_registry(options->frontend.plugins);
     if (!registry) return kUserError;
     const Backend *backend = registry->backend(backend_name);
@@ -70,6 +67,13 @@ Handler setup_emit(CLI::App &command) {
     if (!backend->can_emit()) {
       std::cerr << "ncd: error: backend '" << backend_name << "' does not generate code\n";
       return kUserError;
+    }
+    std::map<std::string, std::string> backend_options;
+    if (options->harness) backend_options["harness"] = "1";
+    if (!options->arch.empty()) backend_options["arch"] = options->arch;
+    if (std::string error; !backend->check_options(backend_options, error)) {
+      std::cerr << "ncd emit: error: " << error << "\n";
+      return kUsageError;
     }
     auto compilation = load_program(options->file, options->frontend);
     if (!compilation) return kUserError;
@@ -95,8 +99,7 @@ Handler setup_emit(CLI::App &command) {
         if (!seen) request.diagrams.push_back(diagram);
       }
     }
-    if (options->harness) request.options["harness"] = "1";
-    if (!options->arch.empty()) request.options["arch"] = options->arch;
+    request.options = backend_options;
     std::vector<std::string> notes;
     request.notes = &notes;
     std::string code, error;

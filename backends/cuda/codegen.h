@@ -1,14 +1,20 @@
 // The CUDA code generator: the IR of one or more diagrams to one .cu file
-// (docs/CUDA.md states the file's contract: host functions, layouts, dtypes).
+// (docs/CUDA.md states the file's contract: host functions, layouts, dtypes),
+// the backend's interface to its plugin (cuda_backend.cpp).
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "ncd/registry.h"
 
 namespace ncd::cuda {
+
+// Returns false, after setting `error`, when an option (arch, harness) is not
+// one the backend knows.
+bool check_options(const std::map<std::string, std::string> &options, std::string &error);
 
 // Returns false, after setting `error`, when an option is wrong or a diagram
 // cannot be generated (e.g. an axis without a concrete size).

@@ -1,6 +1,9 @@
 // Backend `cuda` (plugin cuda): generates one self-contained .cu file per
-// request; it runs nothing (can_execute is false). The generator is codegen.cpp.
+// request; it runs nothing (can_execute is false). The generator is frame.cpp
+// and the planners and printers it calls (generator.h lists them).
+#include <map>
 #include <memory>
+#include <string>
 
 #include "codegen.h"
 #include "ncd/plugin.h"
@@ -17,6 +20,9 @@ class CudaBackend : public ncd::Backend {
   bool can_emit() const override { return true; }
   bool emit(const ncd::EmitRequest &request, std::string &output, std::string &error) const override {
     return ncd::cuda::generate(request, output, error);
+  }
+  bool check_options(const std::map<std::string, std::string> &options, std::string &error) const override {
+    return ncd::cuda::check_options(options, error);
   }
 };
 

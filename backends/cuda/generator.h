@@ -1,9 +1,10 @@
 // The CUDA generator's shared declarations: the runtime-axis tensor view (`Ten`),
-// frames, kernel arguments, the fusion matches and the Generator class. Its
-// member functions are defined by concern in codegen.cpp (walking the IR, data
-// movement, calls and repeats, host code), codegen_contract.cpp (contractions:
-// tensor-core GEMM and the generic kernel), codegen_attention.cpp (streamed
-// attention) and codegen_fused.cpp (the fused kernels `ncd optimize` writes).
+// frames, kernel arguments and the Generator class. Its member functions are
+// defined by concern: frame.cpp (walking the IR, calls, repeats, the host
+// function and the file), the planner (plan_match.cpp, plan_attention.cpp,
+// plan_fused.cpp; the plans are plan.h) and the printers by kernel family
+// (print_gemm.cpp, print_generic.cpp, print_row.cpp, print_pointwise.cpp,
+// print_attention.cpp, print_fused.cpp).
 #pragma once
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "codegen.h"
+#include "plan.h"
 #include "ncd/cost.h"
 #include "ncd/hardware.h"
 #include "ncd/instantiate.h"
@@ -67,6 +69,21 @@ inline std::string ident(const std::string &text) {
 
 inline bool is_16bit_float(DType t) { return t == DType::BF16 || t == DType::F16; }
 
+inline bool same_axes(const std::vector<int> &a, const std::vector<int> &b) {
+  return std::set<int>(a.begin(), a.end()) == std::set<int>(b.begin(), b.end());
+}
+
+inline bool sub_axes(const std::vector<int> &a, const std::vector<int> &b) {
+  for (int x : a)
+    if (std::find(b.begin(), b.end(), x) == b.end()) return false;
+  return true;
+}
+
+// A value of a fused kernel rounded to its dtype, as the separate kernels would store it.
+inline std::string rounded(DType dtype, const std::string &e) {
+  return dtype == DType::F32 ? e : "ncd_f(ncd_to<" + element_type(dtype) + ">(" + e + "))";
+}
+
 // A value as generated code sees it: a buffer (strided view), a literal
 // (constants, sizes), or the positions of one axis (axis_index).
 struct Ten {
@@ -97,26 +114,16 @@ struct Ten {
   }
 };
 
-// One segment of a param path: literal text (with its trailing '.'), or the
-// iteration of a host loop.
-struct PathPart {
-  std::string text;
-  const ParamNaming *naming = nullptr;
-  const ir::Op *repeat = nullptr;
-  std::string var;
-  int64_t count = 0;
-};
-
 struct Frame {
   const ir::Diagram *diagram = nullptr;
-  std::unique_ptr<AxisSizes> sizes;
-  const ParamNaming *naming = nullptr;
-  std::map<int, int> rt;  // IR axis -> runtime axis
+  std::unique_ptr<Instance> instance;  // sizes, param naming and paths there
+  std::map<int, int> rt;               // IR axis -> runtime axis
   std::map<int, Ten> values;
   std::map<int, Ten> dest;  // where a value must end up (outputs)
   std::map<int, Ten> hint;  // where a value had best be (a call result in the caller's layout)
-  std::vector<PathPart> prefix;
-  std::map<const ir::Op *, std::pair<std::string, int64_t>> loops;  // repeat -> (host loop variable, count)
+  // Every repeat around this point, in this diagram or a caller: its host
+  // loop variable and count (a param path's repeat segments are resolved here).
+  std::map<const ir::Op *, std::pair<std::string, int64_t>> loops;
 };
 
 // Collects a kernel's parameters and the host expressions passed for them.
@@ -152,16 +159,6 @@ struct KernelArgs {
 
 inline std::string x(int axis) { return "x" + str(axis); }
 
-// Attention pattern found in a scheduled diagram (IR value ids of its diagram).
-struct AttentionMatch {
-  int q_input = -1, k_input = -1, v_input = -1, output = -1;
-  int q_axis = -1, k_axis = -1, d_axis = -1, e_axis = -1;  // IR axes
-  std::vector<int> scale_values;                           // scalar factors of the scores
-  std::vector<int> out_scale_values;                       // scalar factors of the P.V contraction
-  int mask = -1;                                           // condition value, -1: none
-  int64_t bq = 0, bk = 0;
-};
-
 // A GEMM's fused epilogue: code applied to each f32 accumulator in place of the
 // plain store (Generator::fused_gemm builds it).
 struct GemmEpilogue {
@@ -171,21 +168,47 @@ struct GemmEpilogue {
   std::map<int, int64_t> groups;  // runtime axis -> the schedule's group tile
 };
 
-// A scheduled diagram that is a fused GEMM + epilogue, a row kernel
-// (normalisation or reduction with elementwise work around it) or a pointwise
-// chain (elementwise and access ops): docs/CUDA.md, "Fused kernels".
-struct FusedMatch {
-  enum class Kind { Gemm, Row, Pointwise };
-  Kind kind = Kind::Pointwise;
-  const ir::Op *main = nullptr;          // the contraction, normalisation or reduction
-  std::vector<const ir::Op *> before;    // scalar arithmetic computed first (folded or tiny kernels)
-  std::set<int> after;                   // values computed from main's result
+// A tensor-core GEMM as plan_gemm decides it (a kernel plan that needs the
+// runtime layouts, so it lives beside Ten rather than in plan.h). The layouts
+// have no pointers: the printer allocates the packed and split copies in the
+// plan's order and gets these strides.
+struct GemmPlan {
+  std::vector<int> summed, m_axes, n_axes, k_axes, batch;  // runtime axes; each group ordered outermost first
+  bool split = false, a_f32 = false, b_f32 = false;       // f32 beside bf16: the pairs, and which operand was f32
+  bool pack_a = false, pack_b = false, unpack = false;    // copies before the kernel; a result through a packed tile
+  Ten packed_a, packed_b;                                 // layouts of the packed operands
+  Ten a, b, out;                                          // what the kernel reads and writes
+  int64_t sAm = 0, sAk = 0, sBk = 0, sBn = 0, sCm = 0, sCn = 0;  // merged strides
+  int64_t M = 0, N = 0, K = 0, batches = 0;
+  int64_t BM = 128, BN = 128;  // block tiles
+  std::string tiles;           // the tiles in words (fused kernels)
+  int la = 0, lb = 0;          // staging of A and B: 0 element loads, 1 cp.async along K, 2 along M / N
+  bool f16 = false;
+};
+
+// How fexpr generates a value: the index of each runtime axis, the locals
+// already declared in this scope, and the statements it adds.
+struct ExprCtx {
+  std::function<std::string(int)> index;
+  std::map<int, std::string> memo;     // value -> local name or literal
+  std::map<int, std::string> special;  // values the kernel computed itself (the accumulator, the normalised value)
+  std::string code, pad;
+  int *counter = nullptr;
+};
+
+// A fused kernel being printed: its comment and the tensors it stores.
+struct FusedKernel {
+  std::map<int, int64_t> groups;  // runtime axis -> the schedule's group tile
+  std::string schedule, what;     // for the comment: the schedule, the ops in program order
+  std::string header, outputs;    // the kernel's comment line; the names of its outputs
+  std::vector<Ten> outs;          // where the outputs go
+  int counter = 0;                // numbers the kernel's locals
 };
 
 class Generator {
  public:
-  Generator(const EmitRequest &request, std::string arch)
-      : request_(request), program_(*request.program), arch_(std::move(arch)) {}
+  Generator(const EmitRequest &request, Limits limits)
+      : request_(request), program_(*request.program), limits_(std::move(limits)) {}
 
   HarnessDiagram generate_diagram(const ir::Diagram &diagram);
   std::string kernels() const {
@@ -200,8 +223,8 @@ class Generator {
   int rt_axis(Frame &frame, int axis) {
     auto it = frame.rt.find(axis);
     if (it != frame.rt.end()) return it->second;
-    auto size = frame.sizes->size(axis);
-    if (!size) throw GenError("diagram '" + frame.diagram->name + "': " + frame.sizes->missing_message(axis));
+    auto size = frame.instance->sizes().size(axis);
+    if (!size) throw GenError("diagram '" + frame.diagram->name + "': " + frame.instance->sizes().missing_message(axis));
     int id = static_cast<int>(axis_sizes_.size());
     axis_sizes_.push_back(*size);
     axis_names_.push_back(program_.axis(axis).name);
@@ -343,7 +366,7 @@ class Generator {
   // ------------------------------------------------ values
   Ten get(Frame &frame, int id);
   Ten param(Frame &frame, int id);
-  std::string param_pointer(Frame &frame, const std::vector<PathPart> &parts, DType dtype);
+  std::string param_pointer(Frame &frame, const ParamPath &path, DType dtype);
   std::vector<int> result_axes(Frame &frame, const ir::Value &result, const std::vector<const Ten *> &operands,
                                const std::set<int> &drop);
   Ten output(Frame &frame, int value, DType dtype, const std::vector<int> &axes);
@@ -361,31 +384,44 @@ class Generator {
   Ten merge(Frame &frame, const ir::Op &op);
   void copy(const Ten &from, const Ten &to, const std::string &what);
   void split_copy(const Ten &from, const Ten &to, bool split, const std::string &what);
+  bool plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const Ten &second, const Ten &final_out,
+                 const GemmEpilogue *epilogue, GemmPlan &p, std::string &why);
   bool gemm(Frame &frame, const ir::Op &op, const std::vector<Ten> &tensors, const std::vector<Ten> &scalars,
             const Ten &out, std::string &why, const GemmEpilogue *epilogue = nullptr);
   void generic_contract(Frame &frame, const ir::Op &op, const std::vector<Ten> &operands, const std::vector<int> &summed,
                         const Ten &out);
 
-  // ------------------------------------------------ fused kernels
+  // ------------------------------------------------ scheduled diagrams
   bool scheduled(Frame &frame, const ir::Diagram &diagram, const ir::Op *site);
-  bool match_attention(const ir::Diagram &diagram, AttentionMatch &m, std::string &why) const;
-  bool match_fused(const ir::Diagram &diagram, FusedMatch &m, std::string &why) const;
-  void fused(Frame &frame, const ir::Diagram &diagram, const FusedMatch &m, const ir::Op *site);
-  struct ExprCtx;
-  std::string fexpr(Frame &frame, KernelArgs &args, ExprCtx &c, int id);
-  std::vector<int> fused_axes(Frame &frame, int id);
-  void run_rest(Frame &frame, const ir::Diagram &diagram);
+  // streamed attention: the host step, its planner and its printer
   void attention(Frame &frame, const ir::Diagram &diagram, const AttentionMatch &m, const ir::Op *site);
+  bool plan_attention(Frame &frame, const ir::Diagram &d, const AttentionMatch &m, const Ten &Q, const Ten &K, const Ten &V,
+                      const Ten &O, AttentionPlan &p, std::string &why);
+  void print_attention(Frame &frame, const ir::Diagram &d, const AttentionMatch &m, const AttentionPlan &p, const Ten &Q,
+                       const Ten &K, const Ten &V, const Ten &O, const std::vector<int> &axes);
+  // fused kernels: the host step, the layout planner, the printers per family
+  void fused(Frame &frame, const ir::Diagram &diagram, const FusedMatch &m, const ir::Op *site);
+  std::vector<int> fused_axes(Frame &frame, int id);
+  bool plan_fused(Frame &frame, const ir::Diagram &d, const FusedMatch &m, FusedLayout &l, std::string &why);
+  std::string fexpr(Frame &frame, KernelArgs &args, ExprCtx &c, int id);
+  void fused_stores(Frame &frame, const ir::Diagram &d, FusedKernel &kernel, KernelArgs &args, ExprCtx &c);
+  bool fused_gemm(Frame &frame, const ir::Diagram &d, const FusedMatch &m, const FusedLayout &l, FusedKernel &kernel,
+                  std::string &why);
+  std::string fused_pointwise(Frame &frame, const ir::Diagram &d, const FusedLayout &l, FusedKernel &kernel,
+                              KernelArgs &args, int64_t &work, std::string &launch_what);
+  std::string fused_row(Frame &frame, const ir::Diagram &d, const FusedMatch &m, const FusedLayout &l, FusedKernel &kernel,
+                        KernelArgs &args, int64_t &work, std::string &launch_what);
+  void run_rest(Frame &frame, const ir::Diagram &diagram);
 
   const EmitRequest &request_;
   const ir::Program &program_;
-  std::string arch_;
+  Limits limits_;
   std::vector<int64_t> axis_sizes_;
   std::vector<std::string> axis_names_;
   std::map<std::string, std::string> kernel_names_;
   std::vector<std::string> kernel_order_;
   std::set<std::string> notes_seen_;
-  std::map<const ir::Diagram *, std::unique_ptr<ParamNaming>> naming_;
+  Namings namings_;
   std::string hosts_;
   // The diagram being generated.
   std::string body_;
@@ -395,12 +431,6 @@ class Generator {
   int loop_counter_ = 0;
   std::map<std::string, std::pair<std::string, DType>> param_args_;  // path -> (host argument, dtype)
   std::map<std::string, std::string> param_arrays_;                  // array key -> array name
-
-  const ParamNaming &naming(const ir::Diagram &diagram) {
-    auto &slot = naming_[&diagram];
-    if (!slot) slot = std::make_unique<ParamNaming>(diagram);
-    return *slot;
-  }
 };
 
 }  // namespace detail

@@ -174,6 +174,11 @@ std::optional<CostReport> price(const ir::Program &program, const ir::Diagram &d
 std::optional<CostReport> price(const ir::Program &program, const ir::Diagram &diagram, const HardwareProfile &hardware,
                                 const CostOptions &options = {});
 
+// The FLOPs of `diagram` as `price` counts them without schedules (every op
+// once, repeats multiplied), on no hardware; nullopt when an axis has no size.
+// Defined in flop_count.cpp.
+std::optional<double> count_flops(const ir::Program &program, const ir::Diagram &diagram);
+
 // The Napkin model of one schedule (which need not be in the IR yet): per-level
 // traffic and memory as numbers and formulas. Errors go to `diagnostics`; the
 // overload without it is quiet.

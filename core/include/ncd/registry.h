@@ -129,6 +129,14 @@ class Backend {
     error = "backend '" + name() + "' does not generate code";
     return false;
   }
+  // Whether `options` (EmitRequest::options) are ones this backend knows, with
+  // values it accepts; false, after setting `error`, when not. `ncd emit`
+  // asks before it reads the program, so that a wrong option is a usage error.
+  virtual bool check_options(const std::map<std::string, std::string> &options, std::string &error) const {
+    (void)options;
+    (void)error;
+    return true;
+  }
 };
 
 // ---------------------------------------------------------------- registry

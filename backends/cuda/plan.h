@@ -1,0 +1,98 @@
+// The CUDA backend's kernel plans: what is decided about a kernel before any
+// of its text exists. The planner (plan_match.cpp for the patterns of a
+// scheduled diagram; plan_attention.cpp, plan_gemm.cpp and plan_fused.cpp for
+// the layouts, tiles and launch shapes) fills these, or declines with a reason
+// that the next family or the separate kernels take; the printers
+// (print_*.cpp) turn a plan into text. Plans are made kernel by kernel as
+// frame.cpp walks the IR, since runtime axes and workspace offsets are
+// numbered in that order. GemmPlan, which holds runtime layouts, is in
+// generator.h beside Ten.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "ncd/hardware.h"
+#include "ncd/ir.h"
+
+namespace ncd::cuda::detail {
+
+// What a target offers the kernels: taken from the hardware profile of the
+// architecture (targets.cpp), never written into the generator.
+struct Limits {
+  int64_t block_smem = 0;  // bytes of shared memory one block may opt in to; 0: unknown
+  std::string unknown;     // why block_smem is unknown (a profile that could not be read)
+};
+
+// ---------------------------------------------------------------- patterns (IR only)
+
+// Attention pattern found in a scheduled diagram (IR value ids of its diagram).
+struct AttentionMatch {
+  int q_input = -1, k_input = -1, v_input = -1, output = -1;
+  int q_axis = -1, k_axis = -1, d_axis = -1, e_axis = -1;  // IR axes
+  std::vector<int> scale_values;                           // scalar factors of the scores
+  std::vector<int> out_scale_values;                       // scalar factors of the P.V contraction
+  int mask = -1;                                           // condition value, -1: none
+  int64_t bq = 0, bk = 0;
+};
+
+// A scheduled diagram that is a fused GEMM + epilogue, a row kernel
+// (normalisation or reduction with elementwise work around it) or a pointwise
+// chain (elementwise and access ops): docs/CUDA.md, "Fused kernels".
+struct FusedMatch {
+  enum class Kind { Gemm, Row, Pointwise };
+  Kind kind = Kind::Pointwise;
+  const ir::Op *main = nullptr;        // the contraction, normalisation or reduction
+  std::vector<const ir::Op *> before;  // scalar arithmetic computed first (folded or tiny kernels)
+  std::set<int> after;                 // values computed from main's result
+};
+
+// The kernel family a scheduled diagram is, or why it is none (then its
+// operations run as separate kernels). Attention is tried first, then the
+// fused families; the reason is that of the matcher that got further.
+struct ScheduledPlan {
+  enum class Kind { Attention, Fused, Decline };
+  Kind kind = Kind::Decline;
+  AttentionMatch attention;
+  FusedMatch fused;
+  std::string reason;  // Decline
+};
+
+ScheduledPlan plan_scheduled(const ir::Diagram &diagram);
+bool match_attention(const ir::Diagram &diagram, AttentionMatch &m, std::string &why);
+bool match_fused(const ir::Diagram &diagram, FusedMatch &m, std::string &why);
+
+// ---------------------------------------------------------------- layouts (runtime axes)
+
+// A streamed-attention kernel: runtime axes, sizes, tiles fitted to the
+// target's shared memory, staging and the mask as device expressions.
+struct AttentionPlan {
+  int rq = -1, rk = -1, rd = -1, re = -1;  // runtime axes of q, k, d (scores), e (values)
+  std::vector<int> batch;                  // runtime axes every block of the grid's y covers
+  int64_t nq = 0, nk = 0, d = 0, e = 0, batches = 0;
+  int64_t bq = 0, bk = 0;  // tiles after rounding and fitting
+  int64_t smem = 0;        // dynamic shared memory per block, bytes
+  int64_t threads = 0;
+  std::string tiles;                                        // the tiles in words, for the kernel's comment
+  bool async = false;                                       // K and V staged by cp.async
+  bool f16 = false;                                         // f16 operands (else bf16)
+  std::string keep = "true", live = "true", full = "true";  // the mask's device expressions
+};
+
+// Shared memory of a streamed-attention block: Q, and K and V double-buffered, padded rows.
+inline int64_t attention_smem(int64_t bq, int64_t bk, int64_t d, int64_t e) {
+  return (bq * (d + 8) + 2 * bk * (d + 8) + 2 * bk * (e + 8)) * 2;
+}
+
+// A fused row or pointwise kernel's iteration space (runtime axes).
+struct FusedLayout {
+  std::vector<int> space;                // the axes of the kernel's result
+  std::vector<int> row_axes, loop_axes;  // Row: the rows, and the axes a warp walks
+  int64_t missing = 1;                   // Row reductions: the size of summed axes no operand has
+};
+
+}  // namespace ncd::cuda::detail

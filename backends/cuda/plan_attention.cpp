@@ -1,0 +1,168 @@
+// The planner of streamed attention: given the pattern (plan_match.cpp) and
+// the runtime layouts of Q, K, V and O, it checks what the kernel template
+// supports, fits the schedule's tiles to the target's shared memory, chooses
+// how K and V are staged and turns the mask into device expressions with
+// tile-skipping bounds (an AttentionPlan), or declines with the reason.
+#include "generator.h"
+
+namespace ncd::cuda::detail {
+
+namespace {
+
+// An affine form cq*q + ck*k + c of the query and key positions.
+struct Affine {
+  double q = 0, k = 0, c = 0;
+};
+
+}  // namespace
+
+bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const AttentionMatch &m, const Ten &Q, const Ten &K,
+                               const Ten &V, const Ten &O, AttentionPlan &p, std::string &why) {
+  const ir::ProducerIndex index(d);
+  const int rq = p.rq, rk = p.rk, rd = p.rd, re = p.re;
+  p.nq = size(rq);
+  p.nk = size(rk);
+  p.d = size(rd);
+  p.e = size(re);
+  p.batches = numel(p.batch);
+  const int64_t D = p.d, E = p.e;
+  bool stored = Q.kind == Ten::Kind::Buffer && K.kind == Ten::Kind::Buffer && V.kind == Ten::Kind::Buffer;
+  bool ok = D % 16 == 0 && E % 16 == 0 && D <= 256 && E <= 256 && p.batches <= 65535 && stored;
+  if (!ok) {
+    why = stored ? "head widths " + str(D) + " and " + str(E) +
+                       " must be multiples of 16 up to 256 for the attention kernel"
+                 : std::string("Q, K and V must be stored tensors for the attention kernel");
+    return false;
+  }
+  // Tiles: the schedule's, rounded to what the kernel supports and fitted to shared memory.
+  int64_t bq = std::clamp<int64_t>(m.bq / 16 * 16, 16, 128), bk = std::clamp<int64_t>(m.bk / 16 * 16, 16, 128);
+  if (limits_.block_smem <= 0) throw GenError(limits_.unknown);
+  const int64_t smem_limit = limits_.block_smem;
+  auto smem = [&](int64_t q, int64_t k) { return attention_smem(q, k, D, E); };
+  // Halved, and kept multiples of 16: the block multiplies whole 16-key and
+  // 16-query fragments (a chunk of 24 keys would drop 8 of them from P.V).
+  auto halve = [](int64_t tile) { return std::max<int64_t>(16, tile / 2 / 16 * 16); };
+  while (smem(bq, bk) > smem_limit && bk > 16) bk = halve(bk);
+  while (smem(bq, bk) > smem_limit && bq > 16) bq = halve(bq);
+  p.bq = bq;
+  p.bk = bk;
+  p.smem = smem(bq, bk);
+  p.threads = bq / 16 * 32;
+  p.tiles = "group " + axis_names_[static_cast<size_t>(rq)] + " by " + str(bq) + ", stream " +
+            axis_names_[static_cast<size_t>(rk)] + " by " + str(bk);
+  if (bq != m.bq || bk != m.bk)
+    p.tiles += " (the schedule says " + str(m.bq) + " and " + str(m.bk) + "; rounded to multiples of 16 that fit)";
+  // The mask: a float expression of the positions q and k, and its linear conjuncts for skipping tiles.
+  std::vector<std::pair<Affine, ops::Fn>> conjuncts;  // f(q, k) REL 0
+  bool pure = true;                                   // the mask is exactly the conjunction
+  std::function<std::optional<std::string>(int)> expr = [&](int v) -> std::optional<std::string> {
+    const ir::Op *op = index.producer(v);
+    if (!op) return std::nullopt;
+    if (op->kind == OpKind::Constant) return flit(op->constant);
+    if (op->kind == OpKind::SizeOf) return flit(static_cast<double>(size(rt_axis(frame, op->axes.at(0)))));
+    if (op->kind == OpKind::AxisIndex) {
+      if (op->axes.at(0) == m.q_axis) return std::string("static_cast<float>(q)");
+      if (op->axes.at(0) == m.k_axis) return std::string("static_cast<float>(k)");
+      return std::nullopt;
+    }
+    if (op->kind != OpKind::Elementwise) return std::nullopt;
+    std::vector<std::string> args;
+    for (int operand : op->operands) {
+      auto e = expr(operand);
+      if (!e) return std::nullopt;
+      args.push_back(*e);
+    }
+    try {
+      return function_expr(op->function, args);
+    } catch (const GenError &) {
+      return std::nullopt;
+    }
+  };
+  std::function<std::optional<Affine>(int)> affine = [&](int v) -> std::optional<Affine> {
+    const ir::Op *op = index.producer(v);
+    if (!op) return std::nullopt;
+    if (op->kind == OpKind::Constant) return Affine{0, 0, op->constant};
+    if (op->kind == OpKind::SizeOf) return Affine{0, 0, static_cast<double>(size(rt_axis(frame, op->axes.at(0))))};
+    if (op->kind == OpKind::AxisIndex) {
+      if (op->axes.at(0) == m.q_axis) return Affine{1, 0, 0};
+      if (op->axes.at(0) == m.k_axis) return Affine{0, 1, 0};
+      return std::nullopt;
+    }
+    if (op->kind != OpKind::Elementwise) return std::nullopt;
+    const ops::Fn f = op->function;
+    if (ops::info(f).kind == ops::Kind::Cast) return affine(op->operands.at(0));
+    if (f == ops::Fn::Neg) {
+      auto a = affine(op->operands.at(0));
+      if (!a) return std::nullopt;
+      return Affine{-a->q, -a->k, -a->c};
+    }
+    if (f == ops::Fn::Add || f == ops::Fn::Sub) {
+      auto a = affine(op->operands.at(0)), b = affine(op->operands.at(1));
+      if (!a || !b) return std::nullopt;
+      double s = f == ops::Fn::Add ? 1 : -1;
+      return Affine{a->q + s * b->q, a->k + s * b->k, a->c + s * b->c};
+    }
+    if (f == ops::Fn::Mul) {
+      auto a = affine(op->operands.at(0)), b = affine(op->operands.at(1));
+      if (!a || !b) return std::nullopt;
+      if (a->q == 0 && a->k == 0) return Affine{a->c * b->q, a->c * b->k, a->c * b->c};
+      if (b->q == 0 && b->k == 0) return Affine{b->c * a->q, b->c * a->k, b->c * a->c};
+    }
+    return std::nullopt;
+  };
+  std::function<void(int)> split = [&](int v) {
+    const ir::Op *op = index.producer(v);
+    if (op && op->kind == OpKind::Elementwise && op->function == ops::Fn::And) {
+      split(op->operands.at(0));
+      split(op->operands.at(1));
+      return;
+    }
+    static const std::set<ops::Fn> rel = {ops::Fn::Lt, ops::Fn::Le, ops::Fn::Gt, ops::Fn::Ge};
+    if (op && op->kind == OpKind::Elementwise && rel.count(op->function)) {
+      auto a = affine(op->operands.at(0)), b = affine(op->operands.at(1));
+      if (a && b) {
+        conjuncts.push_back({Affine{a->q - b->q, a->k - b->k, a->c - b->c}, op->function});
+        return;
+      }
+    }
+    pure = false;
+  };
+  if (m.mask >= 0) {
+    auto e = expr(m.mask);
+    if (!e) {
+      why = "the attention mask is not a function of the query and key positions";
+      return false;
+    }
+    p.keep = "(" + *e + ") != 0.f";
+    split(m.mask);
+  }
+  // live: some element of the tile may be kept (every conjunct can hold at its best corner);
+  // full: every element is kept (the mask is the conjunction and each holds at its worst corner).
+  auto corner = [](const Affine &a, bool best_high) {
+    auto pick = [&](double coefficient, const char *lo, const char *hi) {
+      if (coefficient == 0) return std::string();
+      bool high = (coefficient > 0) == best_high;
+      return " + " + flit(coefficient) + " * static_cast<float>(" + (high ? hi : lo) + ")";
+    };
+    return "(" + flit(a.c) + pick(a.q, "q0", "q1") + pick(a.k, "k0", "k1") + ")";
+  };
+  p.live = "true";
+  p.full = pure ? "true" : "false";
+  for (auto &[a, rel] : conjuncts) {
+    bool upper = rel == ops::Fn::Gt || rel == ops::Fn::Ge;  // f > 0: best is the maximum
+    std::string op = " " + std::string(ops::info(rel).symbol) + " 0.f";
+    p.live += " && " + corner(a, upper) + op;
+    if (pure) p.full += " && " + corner(a, !upper) + op;
+  }
+  bool async = Q.stride(rd) == 1 && K.stride(rd) == 1 && V.stride(re) == 1;
+  for (const Ten *t : {&Q, &K, &V}) {
+    async = async && (t == &Q ? Q.stride(rq) : t == &K ? K.stride(rk) : V.stride(rk)) % 8 == 0;
+    for (int ax : p.batch) async = async && t->stride(ax) % 8 == 0;
+  }
+  p.async = async;
+  p.f16 = Q.dtype == DType::F16;
+  (void)O;
+  return true;
+}
+
+}  // namespace ncd::cuda::detail

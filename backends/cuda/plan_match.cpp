@@ -1,0 +1,411 @@
+// The planner's pattern matching: which kernel family a scheduled diagram is
+// (streamed attention in softmax or explicit online-softmax form, masks as
+// affine conjuncts of the positions; or a GEMM with its epilogue, a row kernel
+// or a pointwise chain), from the IR alone, before any runtime layout or text.
+#include "generator.h"
+
+namespace ncd::cuda::detail {
+
+namespace {
+
+// A scalar computed from literals alone (constants, sizes, pointwise functions
+// of them, in float64 by the op table's fold), if it is one.
+std::optional<double> scalar_value(const ir::Diagram &d, int id, const std::function<int64_t(int)> &axis_size) {
+  const ir::Op *op = d.producer(id);
+  if (!op) return std::nullopt;
+  if (op->kind == OpKind::Constant) return op->constant;
+  if (op->kind == OpKind::SizeOf) return static_cast<double>(axis_size(op->axes.at(0)));
+  if (op->kind != OpKind::Elementwise) return std::nullopt;
+  const ops::Fold &fold = ops::info(op->function).fold;
+  if (!fold.f64 || op->operands.size() > 3) return std::nullopt;
+  double v[3] = {0, 0, 0};
+  for (size_t i = 0; i < op->operands.size(); ++i) {
+    auto s = scalar_value(d, op->operands[i], axis_size);
+    if (!s) return std::nullopt;
+    v[i] = *s;
+  }
+  return fold.f64(v[0], v[1], v[2]);
+}
+
+int uses(const ir::Diagram &d, int value) {
+  int n = 0;
+  ir::for_each_op(d.body, [&](const ir::Op &op) {
+    for (int operand : op.operands) n += operand == value;
+  });
+  for (int out : d.outputs) n += out == value;
+  return n;
+}
+
+const char *kind_name(OpKind kind) {
+  switch (kind) {
+    case OpKind::Contract: return "contraction";
+    case OpKind::Reduce: return "reduction";
+    case OpKind::Normalize: return "normalisation";
+    case OpKind::Access: return "access";
+    case OpKind::Merge: return "merge";
+    case OpKind::Call: return "call";
+    case OpKind::Repeat: return "repeat";
+    default: return "operation";
+  }
+}
+
+}  // namespace
+
+bool match_attention(const ir::Diagram &d, AttentionMatch &m, std::string &why) {
+  const ir::ProducerIndex index(d);
+  for (const auto &op : d.body.ops)
+    if (op->kind == OpKind::Call || op->kind == OpKind::Repeat) {
+      why = "it calls or repeats";
+      return false;
+    }
+  int group = -1, stream = -1;
+  for (const ir::ScheduleDirective &dir : d.schedules.front().directives) {
+    if (dir.kind == ir::ScheduleDirective::Kind::Group) {
+      if (group >= 0) {
+        why = "it groups more than one axis";
+        return false;
+      }
+      group = dir.axis;
+      m.bq = dir.amount;
+    } else if (dir.kind == ir::ScheduleDirective::Kind::Stream) {
+      if (stream >= 0) {
+        why = "it streams more than one axis";
+        return false;
+      }
+      stream = dir.axis;
+      m.bk = dir.amount;
+    }
+  }
+  if (group < 0 || stream < 0) {
+    why = "attention needs `group` of the queries and `stream` of the keys";
+    return false;
+  }
+  if (d.outputs.size() != 1) {
+    why = "it has " + str(static_cast<int64_t>(d.outputs.size())) + " outputs";
+    return false;
+  }
+  m.q_axis = group;
+  m.k_axis = stream;
+  m.output = d.outputs[0];
+  auto is_input = [&](int v) {
+    return std::find(d.inputs.begin(), d.inputs.end(), v) == d.inputs.end() ? false : true;
+  };
+  auto has = [&](int v, int axis) {
+    const auto &axes = d.value(v).axes;
+    return std::find(axes.begin(), axes.end(), axis) != axes.end();
+  };
+  std::set<const ir::Op *> matched;
+  // The scores: contract(Q, K, scalars...) over one axis d, optionally masked.
+  auto scores = [&](int s_value, std::string &reason) -> bool {
+    const ir::Op *op = index.producer(s_value);
+    if (op && op->kind == OpKind::Elementwise && op->function == ops::Fn::Where) {
+      auto other = scalar_value(d, op->operands.at(2), [&](int) -> int64_t { return 0; });
+      if (!other || !std::isinf(*other) || *other > 0) {
+        reason = "the mask's other value is not -inf";
+        return false;
+      }
+      m.mask = op->operands[0];
+      matched.insert(op);
+      s_value = op->operands[1];
+      op = index.producer(s_value);
+    }
+    if (!op || op->kind != OpKind::Contract || op->axes.size() != 1) {
+      reason = "the scores are not a contraction over one axis";
+      return false;
+    }
+    matched.insert(op);
+    m.d_axis = op->axes[0];
+    for (int operand : op->operands) {
+      if (d.value(operand).axes.empty()) {
+        m.scale_values.push_back(operand);
+      } else if (has(operand, m.q_axis) && is_input(operand) && m.q_input < 0) {
+        m.q_input = operand;
+      } else if (has(operand, m.k_axis) && is_input(operand) && m.k_input < 0) {
+        m.k_input = operand;
+      } else {
+        reason = "the scores are not Q * K of two inputs";
+        return false;
+      }
+    }
+    if (m.q_input < 0 || m.k_input < 0) {
+      reason = "the scores are not Q * K of two inputs";
+      return false;
+    }
+    return true;
+  };
+  const ir::Op *out_op = index.producer(m.output);
+  if (!out_op) {
+    why = "its output is an input";
+    return false;
+  }
+  int p_value = -1;
+  const ir::Op *pv = nullptr;
+  const ir::Op *denominator = nullptr;
+  if (out_op->kind == OpKind::Contract) {
+    pv = out_op;  // form (a): O = softmax[k](S) * V
+  } else if (out_op->kind == OpKind::Elementwise && out_op->function == ops::Fn::Div) {
+    pv = index.producer(out_op->operands.at(0));  // form (b): O = A / L
+    denominator = index.producer(out_op->operands.at(1));
+    matched.insert(out_op);
+  }
+  if (!pv || pv->kind != OpKind::Contract || pv->axes.size() != 1 || pv->axes[0] != m.k_axis) {
+    why = "its output is not a contraction over the streamed axis";
+    return false;
+  }
+  matched.insert(pv);
+  for (int operand : pv->operands) {
+    if (d.value(operand).axes.empty())
+      m.out_scale_values.push_back(operand);
+    else if (is_input(operand) && m.v_input < 0 && has(operand, m.k_axis))
+      m.v_input = operand;
+    else if (p_value < 0)
+      p_value = operand;
+    else {
+      why = "the output contraction is not P * V";
+      return false;
+    }
+  }
+  if (m.v_input < 0 || p_value < 0) {
+    why = "the output contraction is not P * V";
+    return false;
+  }
+  const ir::Op *p_op = index.producer(p_value);
+  if (!denominator) {
+    if (!p_op || p_op->kind != OpKind::Normalize || p_op->function != ops::Fn::Softmax ||
+        p_op->axes != std::vector<int>{m.k_axis}) {
+      why = "P is not softmax over the streamed axis";
+      return false;
+    }
+    matched.insert(p_op);
+    if (!scores(p_op->operands.at(0), why)) return false;
+  } else {
+    // E = exp(S - M), M = max[k](S), L = sum[k](E)
+    if (!p_op || p_op->kind != OpKind::Elementwise || p_op->function != ops::Fn::Exp) {
+      why = "the numerator is not exp(S - M)";
+      return false;
+    }
+    const ir::Op *sub = index.producer(p_op->operands.at(0));
+    if (!sub || sub->kind != OpKind::Elementwise || sub->function != ops::Fn::Sub) {
+      why = "the numerator is not exp(S - M)";
+      return false;
+    }
+    const ir::Op *mx = index.producer(sub->operands.at(1));
+    if (!mx || mx->kind != OpKind::Reduce || mx->function != ops::Fn::Max || mx->axes != std::vector<int>{m.k_axis} ||
+        mx->operands.at(0) != sub->operands.at(0)) {
+      why = "M is not max over the streamed axis of the scores";
+      return false;
+    }
+    if (!denominator || denominator->kind != OpKind::Reduce || denominator->function != ops::Fn::Sum ||
+        denominator->axes != std::vector<int>{m.k_axis} || denominator->operands.at(0) != p_value) {
+      why = "L is not sum over the streamed axis of the numerator";
+      return false;
+    }
+    matched.insert(p_op);
+    matched.insert(sub);
+    matched.insert(mx);
+    matched.insert(denominator);
+    if (!scores(sub->operands.at(0), why)) return false;
+  }
+  // The V axis e: V's axis that is neither k nor on Q.
+  for (int axis : d.value(m.v_input).axes)
+    if (axis != m.k_axis && !has(m.q_input, axis) && has(m.output, axis)) m.e_axis = axis;
+  if (m.e_axis < 0 && has(m.output, m.d_axis) && has(m.v_input, m.d_axis)) m.e_axis = m.d_axis;
+  if (m.e_axis < 0) {
+    why = "V has no value axis";
+    return false;
+  }
+  // Everything else must be scalar or mask arithmetic that only feeds the pattern.
+  for (const auto &op : d.body.ops) {
+    if (matched.count(op.get())) continue;
+    bool scalar_or_mask = op->kind == OpKind::Constant || op->kind == OpKind::SizeOf || op->kind == OpKind::AxisIndex ||
+                          op->kind == OpKind::Elementwise;
+    for (int r : op->results)
+      scalar_or_mask = scalar_or_mask && std::find(d.outputs.begin(), d.outputs.end(), r) == d.outputs.end();
+    if (!scalar_or_mask) {
+      why = "it computes more than attention ('" + d.value(op->results.at(0)).name + "')";
+      return false;
+    }
+  }
+  // Intermediates of the pattern must not be read outside it.
+  for (const ir::Op *op : matched)
+    for (int r : op->results) {
+      if (r == m.output) continue;
+      int inside = 0;
+      for (const ir::Op *user : matched)
+        for (int operand : user->operands) inside += operand == r;
+      if (uses(d, r) != inside) {
+        why = "the intermediate '" + d.value(r).name + "' is used elsewhere";
+        return false;
+      }
+    }
+  DType t = d.value(m.q_input).dtype;
+  if (!is_16bit_float(t) || d.value(m.k_input).dtype != t || d.value(m.v_input).dtype != t) {
+    why = "Q, K and V must all be bf16 or all f16 for tensor cores";
+    return false;
+  }
+  return true;
+}
+
+bool match_fused(const ir::Diagram &d, FusedMatch &m, std::string &why) {
+  const ir::ProducerIndex index(d);
+  auto name = [&](const ir::Op &op) { return d.value(op.results.at(0)).name; };
+  auto data_free = [](const ir::Op &op) {
+    return op.kind == OpKind::Constant || op.kind == OpKind::SizeOf || op.kind == OpKind::AxisIndex;
+  };
+  for (const auto &op : d.body.ops)
+    if (op->kind == OpKind::Call || op->kind == OpKind::Repeat || op->kind == OpKind::Merge) {
+      why =
+          std::string("it has a ") + kind_name(op->kind) + (op->kind == OpKind::Merge ? " ('" + name(*op) + "')" : "");
+      return false;
+    }
+  // Data-free ops and scalar arithmetic on them come first (literals, or tiny kernels).
+  std::set<int> early;
+  for (const auto &op : d.body.ops) {
+    bool ok = data_free(*op);
+    if (!ok && op->kind == OpKind::Elementwise && d.value(op->results.at(0)).axes.empty()) {
+      ok = true;
+      for (int operand : op->operands) {
+        const ir::Op *p = index.producer(operand);
+        ok = ok && d.value(operand).axes.empty() && (!p || early.count(operand));
+      }
+    }
+    if (ok) {
+      early.insert(op->results.at(0));
+      m.before.push_back(op.get());
+    }
+  }
+  for (const auto &op : d.body.ops) {
+    if (op->kind != OpKind::Contract && op->kind != OpKind::Reduce && op->kind != OpKind::Normalize) continue;
+    if (m.main) {
+      why = "it has more than one contraction, reduction or normalisation ('" + name(*m.main) + "' and '" + name(*op) +
+            "')";
+      return false;
+    }
+    m.main = op.get();
+  }
+  std::set<int> upstream;
+  if (m.main) {
+    m.after.insert(m.main->results.at(0));
+    for (const auto &op : d.body.ops)
+      for (int operand : op->operands)
+        if (m.after.count(operand)) m.after.insert(op->results.begin(), op->results.end());
+    std::function<void(int)> up = [&](int v) {
+      if (!upstream.insert(v).second) return;
+      if (const ir::Op *p = index.producer(v))
+        for (int operand : p->operands) up(operand);
+    };
+    for (int operand : m.main->operands) up(operand);
+  }
+  int work = 0;
+  for (const auto &op : d.body.ops) {
+    if (op.get() == m.main || early.count(op->results.at(0))) continue;
+    if (op->kind != OpKind::Elementwise && op->kind != OpKind::Access) {
+      why = std::string("it has a ") + kind_name(op->kind) + " ('" + name(*op) + "')";
+      return false;
+    }
+    ++work;
+    int r = op->results.at(0);
+    if (!m.main) continue;
+    if (m.after.count(r)) {
+      if (op->kind == OpKind::Access) {
+        why = "the access '" + name(*op) + "' reads the result of '" + name(*m.main) + "' at other positions";
+        return false;
+      }
+      const auto &main_axes = d.value(m.main->results.at(0)).axes;
+      if (!sub_axes(d.value(r).axes, main_axes)) {
+        why = "'" + name(*op) + "' is broadcast beyond the result of '" + name(*m.main) + "'";
+        return false;
+      }
+    } else if (m.main->kind == OpKind::Contract) {
+      why = "the contraction '" + name(*m.main) + "' has a prologue ('" + name(*op) + "'); only epilogues are fused";
+      return false;
+    } else if (!upstream.count(r)) {
+      why =
+          "'" + name(*op) + "' is neither before nor after the " + kind_name(m.main->kind) + " '" + name(*m.main) + "'";
+      return false;
+    }
+  }
+  for (int out : d.outputs) {
+    if (!index.producer(out)) {
+      why = "its output '" + d.value(out).name + "' is an input";
+      return false;
+    }
+    if (m.main && m.main->kind != OpKind::Normalize && !m.after.count(out)) {
+      why = "its output '" + d.value(out).name + "' is not computed from the " + kind_name(m.main->kind);
+      return false;
+    }
+  }
+  if (!m.main) {
+    if (work == 0) {
+      why = "it has no tensor operations";
+      return false;
+    }
+    m.kind = FusedMatch::Kind::Pointwise;
+    return true;
+  }
+  const ir::Op &op = *m.main;
+  if (d.value(op.results.at(0)).axes.empty()) {
+    why = "the " + std::string(kind_name(op.kind)) + " '" + name(op) + "' has no axes left";
+    return false;
+  }
+  if (op.kind == OpKind::Contract) {
+    std::vector<int> tensors;
+    for (int operand : op.operands) {
+      if (d.value(operand).axes.empty()) continue;
+      if (index.producer(operand)) {
+        why = "an operand of the contraction '" + name(op) + "' is computed in the kernel";
+        return false;
+      }
+      tensors.push_back(operand);
+    }
+    if (tensors.size() != 2 || op.axes.empty()) {
+      why = "the contraction '" + name(op) + "' is not a product of two tensors over summed axes";
+      return false;
+    }
+    DType a = d.value(tensors[0]).dtype, b = d.value(tensors[1]).dtype;
+    if (!is_16bit_float(a) || a != b) {
+      why = std::string("the contraction's operands are ") + std::string(ir::dtype_name(a)) + " and " +
+            std::string(ir::dtype_name(b)) + "; tensor cores take two bf16 or two f16";
+      return false;
+    }
+    m.kind = FusedMatch::Kind::Gemm;
+    return true;
+  }
+  // The row kernels below are written for these.
+  static const std::set<ops::Fn> written = {
+      ops::Fn::Sum,       ops::Fn::Mean,    ops::Fn::Max,        ops::Fn::Min,       ops::Fn::Prod,
+      ops::Fn::LogSumExp, ops::Fn::Softmax, ops::Fn::LogSoftmax, ops::Fn::LayerNorm, ops::Fn::RMSNorm};
+  if (!written.count(op.function)) {
+    why =
+        "the cuda backend has no " + std::string(kind_name(op.kind)) + " '" + std::string(ops::name(op.function)) + "'";
+    return false;
+  }
+  m.kind = FusedMatch::Kind::Row;
+  return true;
+}
+
+ScheduledPlan plan_scheduled(const ir::Diagram &diagram) {
+  ScheduledPlan plan;
+  std::string why;
+  if (match_attention(diagram, plan.attention, why)) {
+    plan.kind = ScheduledPlan::Kind::Attention;
+    return plan;
+  }
+  std::string fused_why;
+  if (match_fused(diagram, plan.fused, fused_why)) {
+    plan.kind = ScheduledPlan::Kind::Fused;
+    return plan;
+  }
+  // The reason of the matcher that got further: attention when the diagram streams an axis.
+  bool streams = false;
+  for (const ir::ScheduleDirective &dir : diagram.schedules.front().directives)
+    streams = streams || dir.kind == ir::ScheduleDirective::Kind::Stream;
+  bool has_softmax = false;
+  for (const auto &op : diagram.body.ops)
+    has_softmax = has_softmax || (op->kind == OpKind::Normalize && op->function == ops::Fn::Softmax);
+  if (!(streams && has_softmax)) why = fused_why;
+  plan.reason = why;
+  return plan;
+}
+
+}  // namespace ncd::cuda::detail

@@ -1,0 +1,90 @@
+// The streamed-attention kernel: the host step that lays out Q, K, V and O and
+// asks the planner (plan_attention.cpp) for an AttentionPlan, and the printer
+// that instantiates ncd_attention_block (device/attention.cuh) with the plan's
+// sizes, strides and tiles and launches it with the plan's shape.
+#include "generator.h"
+
+namespace ncd::cuda::detail {
+
+void Generator::attention(Frame &frame, const ir::Diagram &d, const AttentionMatch &m, const ir::Op *site) {
+  AttentionPlan p;
+  p.rq = rt_axis(frame, m.q_axis);
+  p.rk = rt_axis(frame, m.k_axis);
+  p.rd = rt_axis(frame, m.d_axis);
+  p.re = rt_axis(frame, m.e_axis);
+  Ten Q = get(frame, m.q_input), K = get(frame, m.k_input), V = get(frame, m.v_input);
+  // Scalar factors (rsqrt(#d), ...) are computed first: folded, or tiny kernels.
+  for (const auto &op : d.body.ops)
+    if (op->kind != OpKind::Call && op->kind != OpKind::Repeat && d.value(op->results.at(0)).axes.empty())
+      this->op(frame, *op);
+  const ir::Value &result = d.value(m.output);
+  for (const Ten *t : {&Q, &K, &V})
+    for (int a : t->axes)
+      if (a != p.rq && a != p.rk && a != p.rd && a != p.re &&
+          std::find(p.batch.begin(), p.batch.end(), a) == p.batch.end())
+        p.batch.push_back(a);
+  std::vector<int> own, axes;
+  for (int axis : result.axes) own.push_back(rt_axis(frame, axis));
+  for (int a : p.batch)
+    if (std::find(own.begin(), own.end(), a) == own.end()) axes.push_back(a);
+  axes.insert(axes.end(), own.begin(), own.end());
+  Ten O = output(frame, m.output, result.dtype, axes);
+  std::string why;
+  if (!plan_attention(frame, d, m, Q, K, V, O, p, why)) {
+    note(site, "'" + d.name + "': " + why + "; its operations run as separate kernels");
+    region(frame, d.body);
+    return;
+  }
+  print_attention(frame, d, m, p, Q, K, V, O, axes);
+  frame.values[m.output] = O;
+}
+
+void Generator::print_attention(Frame &frame, const ir::Diagram &d, const AttentionMatch &m, const AttentionPlan &p,
+                                const Ten &Q, const Ten &K, const Ten &V, const Ten &O, const std::vector<int> &axes) {
+  const ir::Value &result = d.value(m.output);
+  KernelArgs args;
+  std::string pq = args.in(Q), pk = args.in(K), pv = args.in(V);
+  std::string scale = "1.f", out_scale = "1.f";
+  for (int s : m.scale_values) scale += " * " + load(args, get(frame, s), [](int) { return std::string("0"); });
+  for (int s : m.out_scale_values) out_scale += " * " + load(args, get(frame, s), [](int) { return std::string("0"); });
+  std::string r = args.out(O);
+  auto batch_offset = [&](const Ten &t) {
+    std::string s;
+    for (int ax : p.batch)
+      if (t.stride(ax)) s += " + " + x(ax) + " * " + str(t.stride(ax));
+    return s;
+  };
+  std::string k;
+  k += "// streamed attention (FlashAttention-2 style): " + p.tiles + "; " + str(p.threads) + " threads, " +
+       str(p.smem) + " bytes of shared memory; K and V staged " +
+       (p.async ? "by cp.async (double-buffered)" : "by element loads") + "\n";
+  k += "// mask: " + (m.mask < 0 ? std::string("none") : p.keep) + "\n";
+  k += "struct @NAME@_mask {\n";
+  k += "  __device__ bool live(int64_t q0, int64_t q1, int64_t k0, int64_t k1) const { return " + p.live + "; }\n";
+  k += "  __device__ bool full(int64_t q0, int64_t q1, int64_t k0, int64_t k1) const { return " + p.full + "; }\n";
+  k += "  __device__ bool keep(int64_t q, int64_t k) const { return " + p.keep + "; }\n";
+  k += "};\n";
+  k += "__global__ void __launch_bounds__(" + str(p.threads) + ") @NAME@(" + args.param_list() + ") {\n";
+  if (!p.batch.empty()) k += "  const int64_t b = blockIdx.y;\n" + decompose(p.batch, "b", "  ");
+  k += "  const float scale_log2 = " + scale + " * 1.4426950408889634f;\n";
+  k += "  const float out_scale = " + out_scale + ";\n";
+  k += "  auto store = [&](int64_t q, int64_t e, float v) { " + r + "[q * " + str(O.stride(p.rq)) + " + e * " +
+       str(O.stride(p.re)) + batch_offset(O) + "] = ncd_to<" + element_type(O.dtype) + ">(v * out_scale); };\n";
+  k += "  ncd_attention_block<" + std::string(p.f16 ? "true" : "false") + ", " + str(p.d) + ", " + str(p.e) + ", " +
+       str(p.bq) + ", " + str(p.bk) + ", " + str(p.nq) + ", " + str(p.nk) + ", " + str(Q.stride(p.rq)) + ", " +
+       str(Q.stride(p.rd)) + ", " + str(K.stride(p.rk)) + ", " + str(K.stride(p.rd)) + ", " + str(V.stride(p.rk)) +
+       ", " + str(V.stride(p.re)) + ", " + (p.async ? "true" : "false") + ">(\n";
+  k += "      reinterpret_cast<const uint16_t *>(" + pq + batch_offset(Q) + "), reinterpret_cast<const uint16_t *>(" +
+       pk + batch_offset(K) + "),\n      reinterpret_cast<const uint16_t *>(" + pv + batch_offset(V) +
+       "), static_cast<int64_t>(blockIdx.x) * " + str(p.bq) + ", scale_log2, @NAME@_mask{}, store);\n";
+  k += "}\n";
+  std::string name = add_kernel("attention_" + d.name, k);
+  line("// " + result.name + axis_list(axes) + " = streamed attention '" + d.name + "'");
+  line("NCD_TRY(cudaFuncSetAttribute(" + name + ", cudaFuncAttributeMaxDynamicSharedMemorySize, " + str(p.smem) +
+       "));");
+  line(name + "<<<dim3(" + str((p.nq + p.bq - 1) / p.bq) + ", " + str(p.batches) + "), " + str(p.threads) + ", " +
+       str(p.smem) + ", stream>>>(" + args.arg_list() + ");");
+  line("NCD_LAUNCHED();");
+}
+
+}  // namespace ncd::cuda::detail

@@ -1,0 +1,152 @@
+// The tensor-core GEMM: a two-operand 16-bit contraction (or f32 beside bf16,
+// split into bf16 hi + lo pairs) as a batched C[m, n] = sum_k A[m, k] B[k, n]
+// over merged M, N and K dimensions, instantiating ncd_gemm_tile
+// (device/gemm.cuh) with compile-time sizes, strides, staging and tiles, with
+// a plain store or a fused epilogue (print_fused.cpp) on the accumulators.
+#include "generator.h"
+
+namespace ncd::cuda::detail {
+
+bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tensors, const std::vector<Ten> &scalars,
+                     const Ten &final_out, std::string &why, const GemmEpilogue *epilogue) {
+  GemmPlan p;
+  if (!plan_gemm(frame, o, tensors[0], tensors[1], final_out, epilogue, p, why)) return false;
+  Ten a = tensors[0], b = tensors[1], out = final_out;
+  const ir::Value &result_value = frame.diagram->value(o.results[0]);
+  // The copies the plan asks for, in its order (the workspace is laid out as they come).
+  if (p.pack_a) {
+    Ten packed = alloc(a.dtype, p.packed_a.axes);
+    copy(a, packed, "operand of " + result_value.name + ", packed for tensor cores");
+    a = packed;
+  }
+  if (p.pack_b) {
+    Ten packed = alloc(b.dtype, p.packed_b.axes);
+    copy(b, packed, "operand of " + result_value.name + ", packed for tensor cores");
+    b = packed;
+  }
+  if (p.split) {
+    // Pairs interleaved along K: A'[.., m, 2k + s], B'[.., n, 2k + s].
+    auto spaced = [&](const Ten &from, const Ten &layout, bool f32, const char *what) {
+      Ten t = alloc(DType::BF16, layout.axes, 2);
+      for (int64_t &stride : t.strides) stride *= 2;
+      split_copy(from, t, f32, std::string(what) + " of " + result_value.name + " for tensor cores");
+      return t;
+    };
+    a = spaced(a, p.a, p.a_f32, p.a_f32 ? "f32 operand" : "operand");
+    b = spaced(b, p.b, p.b_f32, p.b_f32 ? "f32 operand" : "operand");
+  }
+  const bool unpack = p.unpack;
+  if (unpack) out = alloc(out.dtype, p.out.axes);
+  const std::vector<int> &summed = p.summed, &m_axes = p.m_axes, &n_axes = p.n_axes, &k_axes = p.k_axes,
+                         &batch = p.batch;
+  const bool split = p.split;
+  const int64_t sAm = p.sAm, sAk = p.sAk, sBk = p.sBk, sBn = p.sBn, sCm = p.sCm, sCn = p.sCn;
+  const int64_t M = p.M, N = p.N, K = p.K, batches = p.batches, BM = p.BM, BN = p.BN;
+  const int la = p.la, lb = p.lb;
+  const std::string &tiles = p.tiles;
+  KernelArgs args;
+  std::string pa = args.in(a), pb = args.in(b);
+  std::string scale;
+  for (const Ten &s : scalars) scale += " * " + load(args, s, [](int) { return std::string("0"); });
+  std::string r = epilogue ? std::string() : args.out(out);
+  const bool f16 = p.f16;
+  auto index = [](int ax) { return x(ax); };
+  std::string k = "// GEMM " + axis_list(m_axes) + " x " + axis_list(n_axes) + ", summed " + axis_list(k_axes) +
+                  (batch.empty() ? "" : ", batched over " + axis_list(batch)) + "; A staged " +
+                  (la == 1   ? "by cp.async along K"
+                   : la == 2 ? "by cp.async along M"
+                             : "by element loads") +
+                  ", B staged " +
+                  (lb == 1   ? "by cp.async along K"
+                   : lb == 2 ? "by cp.async along N"
+                             : "by element loads") +
+                  (split ? "; the f32 operand split into bf16 hi + lo pairs along K" : "") + "\n";
+  if (epilogue) k += "// tiles: " + tiles + "\n";
+  auto batch_offset = [&](const Ten &t) {
+    std::string s;
+    for (int ax : batch)
+      if (t.stride(ax)) s += " + " + x(ax) + " * " + str(t.stride(ax));
+    return s;
+  };
+  // The per-element code; an epilogue's reads and writes join args after A, B and the scalars.
+  std::string store;
+  const std::string pad = "        ";
+  if (epilogue) {
+    store = decompose(m_axes, "m", pad) + decompose(n_axes, "n", pad);
+    store += epilogue->body(args, "acc[i][j][c] * scale", pad);
+  } else {
+    store = pad + r + "[m * " + str(sCm) + " + n * " + str(sCn) + batch_offset(out) + "] = ncd_to<" +
+            element_type(out.dtype) + ">(acc[i][j][c] * scale);\n";
+  }
+  const bool default_tiles = BM == 128 && BN == 128;
+  k += "__global__ void __launch_bounds__(256) @NAME@(" + args.param_list() + ") {\n";
+  if (!batch.empty()) k += "  const int64_t b = blockIdx.z;\n" + decompose(batch, "b", "  ");
+  k += "  const uint16_t *A = reinterpret_cast<const uint16_t *>(" + pa + batch_offset(a) + ");\n";
+  k += "  const uint16_t *B = reinterpret_cast<const uint16_t *>(" + pb + batch_offset(b) + ");\n";
+  k += "  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * " + str(BM) +
+       ", n0 = static_cast<int64_t>(blockIdx.x) * " + str(BN) + ";\n";
+  k += "  float acc[" + str(BM / 32) + "][" + str(BN / 32) + "][4];\n";
+  k += "  ncd_gemm_tile<" + std::string(f16 ? "true" : "false") + ", " + str(M) + ", " + str(N) + ", " + str(K) + ", " +
+       str(sAm) + ", " + str(sAk) + ", " + str(sBk) + ", " + str(sBn) + ", " + str(la) + ", " + str(lb) +
+       (default_tiles ? std::string() : ", " + str(BM) + ", " + str(BN)) + ">(A, B, m0, n0, acc);\n";
+  k += "  const float scale = 1.f" + scale + ";\n";
+  k += "  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;\n";
+  k += "  for (int i = 0; i < " + str(BM / 32) + "; ++i)\n    for (int j = 0; j < " + str(BN / 32) +
+       "; ++j)\n      for (int c = 0; c < 4; ++c) {\n";
+  k += "        const int64_t m = m0 + (warp / 4) * " + str(BM / 2) + " + i * 16 + lane / 4 + (c >= 2 ? 8 : 0);\n";
+  k += "        const int64_t n = n0 + (warp % 4) * " + str(BN / 4) + " + j * 8 + (lane % 4) * 2 + (c & 1);\n";
+  k += "        if (m >= " + str(M) + " || n >= " + str(N) + ") continue;\n";
+  k += store;
+  k += "      }\n}\n";
+  (void)index;
+  const ir::Value &result = frame.diagram->value(o.results[0]);
+  std::string name = add_kernel((epilogue ? "gemm_fused_" : "gemm_") + result.name, k);
+  line("// " + result.name + axis_list(out.axes) + " = contract" + axis_list(summed) + " on tensor cores" +
+       (epilogue ? " with its fused epilogue" : ""));
+  line(name + "<<<dim3(" + str((N + BN - 1) / BN) + ", " + str((M + BM - 1) / BM) + ", " + str(batches) +
+       "), 256, 0, stream>>>(" + args.arg_list() + ");");
+  line("NCD_LAUNCHED();");
+  if (unpack) copy(out, final_out, result.name + " from its packed tile");
+  return true;
+}
+
+// A GEMM whose epilogue computes the kernel's outputs from each accumulator;
+// false, with gemm's reason, when the contraction is not one for tensor cores.
+bool Generator::fused_gemm(Frame &frame, const ir::Diagram &d, const FusedMatch &m, const FusedLayout &l,
+                           FusedKernel &kernel, std::string &why) {
+  auto identity = [](int a) { return x(a); };
+  const ir::Op &c = *m.main;
+  std::vector<Ten> tensors, scalars;
+  for (int id : c.operands) {
+    Ten t = get(frame, id);
+    (d.value(id).axes.empty() ? scalars : tensors).push_back(t);
+  }
+  const ir::Value &cv = d.value(c.results.at(0));
+  Ten cten;
+  cten.dtype = cv.dtype;
+  cten.axes = l.space;
+  cten.strides.assign(l.space.size(), 1);
+  for (size_t i = l.space.size(), stride = 1; i-- > 0;) {
+    cten.strides[i] = static_cast<int64_t>(stride);
+    stride *= static_cast<size_t>(size(l.space[i]));
+  }
+  GemmEpilogue epilogue;
+  epilogue.groups = kernel.groups;
+  epilogue.body = [&](KernelArgs &args, const std::string &acc, const std::string &pad) {
+    ExprCtx ctx;
+    ctx.pad = pad;
+    ctx.counter = &kernel.counter;
+    ctx.index = identity;
+    ctx.code += pad + "const float e_acc = " + rounded(cv.dtype, acc) + ";  // " + cv.name + "\n";
+    ctx.special[c.results[0]] = "e_acc";
+    fused_stores(frame, d, kernel, args, ctx);
+    return ctx.code;
+  };
+  size_t mark = kernel_order_.size();
+  if (!gemm(frame, c, tensors, scalars, cten, why, &epilogue)) return false;
+  if (kernel_order_.size() > mark && kernel_order_.back().find("_gemm_fused_") != std::string::npos)
+    kernel_order_.back() = kernel.header + kernel_order_.back();
+  return true;
+}
+
+}  // namespace ncd::cuda::detail
