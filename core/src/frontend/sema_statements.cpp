@@ -157,6 +157,9 @@ void Sema::lower_repeat(const ast::Stmt &stmt) {
     int result = new_value(outer_value.axes, outer_value.dtype, stmt.location, name);
     current_->value(result).producer = op->id;
     op->results.push_back(result);
+    // State the body reads is used by the next iteration, even when nothing
+    // reads it after the last one: not an unused value.
+    if (reads_.count(op->body_arguments[i])) reads_.insert(result);
   }
   std::vector<int> results = op->results;
   frames_.back().region->ops.push_back(std::move(op));
