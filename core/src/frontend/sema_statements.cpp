@@ -285,8 +285,12 @@ std::optional<Sema::Target> Sema::resolve_target(const ast::Lhs &lhs) {
           if (contains(current_->value(declared_value).axes, candidate)) merged = candidate;
       if (merged < 0 && candidates.size() > 1) {
         std::string names;
-        for (int candidate : candidates) names += (names.empty() ? "'" : ", '") + p_.axis(candidate).name + "'";
-        d_.error(index.location, "the merged axis is ambiguous: " + names + " are all declared as this product");
+        for (size_t i = 0; i < candidates.size(); ++i)
+          names += std::string(i == 0 ? "'" : i + 1 == candidates.size() ? " and '" : ", '") +
+                   p_.axis(candidates[i]).name + "'";
+        d_.error(index.location, "the merged axis is ambiguous: " + names +
+                                     (candidates.size() == 2 ? " are both" : " are all") +
+                                     " declared as this product; declare only one");
         ok = false;
         continue;
       }
