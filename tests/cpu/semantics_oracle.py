@@ -103,6 +103,7 @@ def Pointwise(x, p):
     A = np.exp(X) + np.log(np.abs(X) + 1) + np.sqrt(np.abs(X)) + 1 / np.sqrt(np.abs(X) + 1) + np.tanh(X) \
         + 1 / (1 + np.exp(-X)) + np.maximum(X, 0)
     gelu = 0.5 * X * (1 + erf(X / np.sqrt(2)))
+    gelu += 0.5 * X * (1 + np.tanh(np.sqrt(2 / np.pi) * (X + 0.044715 * X ** 3)))
     B = gelu + X / (1 + np.exp(-X)) + np.sin(X) + np.cos(X) + erf(X) + 1 / (X + 10) + X * X + np.floor(X) + np.ceil(X)
     softplus = np.log1p(np.exp(X))
     C = np.log1p(np.abs(X)) + np.expm1(X) + softplus + (np.abs(X) + 1) ** P + np.minimum(X, P) + np.maximum(X, P) \

@@ -82,6 +82,9 @@ __device__ inline float ncd_sigmoid(float x) {
 __device__ inline float ncd_silu(float x) { return x * ncd_sigmoid(x); }
 // The exact gelu, x * Phi(x), as x/2 * erfc(-x/sqrt 2): no cancellation for negative x.
 __device__ inline float ncd_gelu(float x) { return 0.5f * x * erfcf(-x * 0.70710678118654752f); }
+__device__ inline float ncd_gelu_tanh(float x) {
+  return 0.5f * x * (1.f + tanhf(0.79788456080286536f * (x + 0.044715f * (x * x * x))));
+}
 __device__ inline float ncd_softplus(float x) { return fmaxf(x, 0.f) + log1pf(expf(-fabsf(x))); }
 __device__ inline float ncd_rsqrt(float x) { return static_cast<float>(1.0 / sqrt(static_cast<double>(x))); }
 

@@ -25,7 +25,7 @@ namespace ncd::ops {
 enum class Fn : uint8_t {
   None,  // ops that apply no function: constants, accesses, contractions, calls
   // Pointwise functions called by name.
-  Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, Gelu, Silu, Abs, Sin, Cos, Erf, Recip, Square, Floor, Ceil, Round,
+  Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, Gelu, GeluTanh, Silu, Abs, Sin, Cos, Erf, Recip, Square, Floor, Ceil, Round,
   Log1p, Expm1, Softplus, Pow, Minimum, Maximum, Where,
   // Pointwise functions written as operators.
   Neg, Not, Add, Sub, Mul, Div, Lt, Le, Gt, Ge, Eq, Ne, And, Or,
@@ -146,6 +146,14 @@ inline constexpr Info kTable[] = {
     {.fn = Fn::Gelu, .name = "gelu", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 8, .special = true,
      .fold = fold([](auto x, auto, auto) { using T = decltype(x); return T(0.5) * x * std::erfc(-x * T(0.70710678118654752)); }),
      .cuda = "ncd_gelu($0)"},
+    // GPT-2's (and torch's approximate='tanh') gelu: x/2·(1 + tanh(√(2/π)·(x + 0.044715·x³))), in that order.
+    {.fn = Fn::GeluTanh, .name = "gelu_tanh", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 8,
+     .special = true,
+     .fold = fold([](auto x, auto, auto) {
+       using T = decltype(x);
+       return T(0.5) * x * (T(1) + std::tanh(T(0.79788456080286536) * (x + T(0.044715) * (x * x * x))));
+     }),
+     .cuda = "ncd_gelu_tanh($0)"},
     {.fn = Fn::Silu, .name = "silu", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 5, .special = true,
      .fold = fold([](auto x, auto, auto) { return x * detail::sigmoid(x); }), .cuda = "ncd_silu($0)"},
     {.fn = Fn::Abs, .name = "abs", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 1, .flops = 1,
