@@ -159,8 +159,11 @@ Handler setup_cost(CLI::App &command) {
       print_diagnostics(*compilation);
       return kUserError;
     }
+    Registry *registry = load_registry(options->frontend.plugins);
+    if (!registry) return kUserError;
     CostOptions cost_options;
     cost_options.use_schedules = !options->unfused;
+    cost_options.planner = registry->planner_for(*hardware);
     auto report = price(compilation->program, *diagram, *hardware, compilation->diagnostics, cost_options);
     print_diagnostics(*compilation);
     if (!report) return kUserError;

@@ -88,6 +88,7 @@ Handler setup_optimize(CLI::App &command) {
     context.sources = &compilation->sources;
     context.explain = &explain;
     context.hardware = &*hardware;
+    context.planner = registry->planner_for(*hardware);
     PipelineOptions pipeline;
     pipeline.print_after_all = options->print_after_all;
     pipeline.time_passes = options->time_passes;

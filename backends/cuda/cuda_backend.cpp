@@ -6,6 +6,8 @@
 #include <string>
 
 #include "codegen.h"
+#include "plan.h"
+#include "targets.h"
 #include "ncd/plugin.h"
 #include "ncd/registry.h"
 
@@ -23,6 +25,17 @@ class CudaBackend : public ncd::Backend {
   }
   bool check_options(const std::map<std::string, std::string> &options, std::string &error) const override {
     return ncd::cuda::check_options(options, error);
+  }
+  bool plans_for(const ncd::HardwareProfile &hardware) const override {
+    return ncd::cuda::profile_limits(hardware).has_value();
+  }
+  std::optional<ncd::KernelShape> plan_kernel(const ncd::KernelQuery &query, std::string &why) const override {
+    auto limits = query.hardware ? ncd::cuda::profile_limits(*query.hardware) : std::nullopt;
+    if (!limits) {
+      why = "the cuda backend has no architecture for this hardware profile";
+      return std::nullopt;
+    }
+    return ncd::cuda::detail::kernel_shape(query, *limits, why);
   }
 };
 

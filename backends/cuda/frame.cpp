@@ -312,7 +312,7 @@ void Generator::repeat(Frame &frame, const ir::Op &o) {
 // ---------------------------------------------------------------- scheduled diagrams
 
 bool Generator::scheduled(Frame &frame, const ir::Diagram &diagram, const ir::Op *site) {
-  ScheduledPlan plan = plan_scheduled(diagram);
+  ScheduledPlan plan = plan_scheduled(diagram, diagram.schedules.front());
   if (plan.kind == ScheduledPlan::Kind::Attention) {
     attention(frame, diagram, plan.attention, site);
     return true;

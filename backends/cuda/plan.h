@@ -18,6 +18,7 @@
 
 #include "ncd/hardware.h"
 #include "ncd/ir.h"
+#include "ncd/kernel_plan.h"
 
 namespace ncd::cuda::detail {
 
@@ -62,8 +63,8 @@ struct ScheduledPlan {
   std::string reason;  // Decline
 };
 
-ScheduledPlan plan_scheduled(const ir::Diagram &diagram);
-bool match_attention(const ir::Diagram &diagram, AttentionMatch &m, std::string &why);
+ScheduledPlan plan_scheduled(const ir::Diagram &diagram, const ir::Schedule &schedule);
+bool match_attention(const ir::Diagram &diagram, const ir::Schedule &schedule, AttentionMatch &m, std::string &why);
 bool match_fused(const ir::Diagram &diagram, FusedMatch &m, std::string &why);
 
 // ---------------------------------------------------------------- layouts (runtime axes)
@@ -87,6 +88,27 @@ struct AttentionPlan {
 inline int64_t attention_smem(int64_t bq, int64_t bk, int64_t d, int64_t e) {
   return (bq * (d + 8) + 2 * bk * (d + 8) + 2 * bk * (e + 8)) * 2;
 }
+
+// The streamed-attention tiles the kernel template builds for the schedule's
+// group of queries and stream of keys: multiples of 16 up to 128, halved
+// (keys first) until the block fits `smem_limit`; 32 threads per 16 queries.
+struct AttentionTiles {
+  int64_t bq = 0, bk = 0, smem = 0, threads = 0;
+};
+AttentionTiles fit_attention_tiles(int64_t asked_q, int64_t asked_k, int64_t d, int64_t e, int64_t smem_limit);
+
+// The tensor-core GEMM's block tile along a merged M or N dimension of
+// `extent` positions when the schedule asks for `asked` of them (nullopt:
+// not grouped): 64 or 128, the template's two sizes.
+int64_t gemm_block_tile(std::optional<int64_t> asked, int64_t extent);
+inline constexpr int64_t kGemmChunk = 32;     // the template's BK
+inline constexpr int64_t kGemmThreads = 256;  // 8 warps
+inline constexpr int64_t kRowThreads = 256;   // row kernels: a warp per row, 8 rows a block
+inline constexpr int64_t kPointwiseThreads = 256;
+
+// The kernel the generator builds for a scheduled diagram where it is called
+// (plan_shape.cpp), or nullopt with the reason it runs the operations apart.
+std::optional<KernelShape> kernel_shape(const KernelQuery &query, const Limits &limits, std::string &why);
 
 // A fused row or pointwise kernel's iteration space (runtime axes).
 struct FusedLayout {

@@ -4,6 +4,7 @@
 // how K and V are staged and turns the mask into device expressions with
 // tile-skipping bounds (an AttentionPlan), or declines with the reason.
 #include "generator.h"
+#include "ncd/index_predicate.h"
 
 namespace ncd::cuda::detail {
 
@@ -15,6 +16,16 @@ struct Affine {
 };
 
 }  // namespace
+
+AttentionTiles fit_attention_tiles(int64_t asked_q, int64_t asked_k, int64_t d, int64_t e, int64_t smem_limit) {
+  int64_t bq = std::clamp<int64_t>(asked_q / 16 * 16, 16, 128), bk = std::clamp<int64_t>(asked_k / 16 * 16, 16, 128);
+  // Halved, and kept multiples of 16: the block multiplies whole 16-key and
+  // 16-query fragments (a chunk of 24 keys would drop 8 of them from P.V).
+  auto halve = [](int64_t tile) { return std::max<int64_t>(16, tile / 2 / 16 * 16); };
+  while (attention_smem(bq, bk, d, e) > smem_limit && bk > 16) bk = halve(bk);
+  while (attention_smem(bq, bk, d, e) > smem_limit && bq > 16) bq = halve(bq);
+  return {bq, bk, attention_smem(bq, bk, d, e), bq / 16 * 32};
+}
 
 bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const AttentionMatch &m, const Ten &Q, const Ten &K,
                                const Ten &V, const Ten &O, AttentionPlan &p, std::string &why) {
@@ -35,19 +46,13 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
     return false;
   }
   // Tiles: the schedule's, rounded to what the kernel supports and fitted to shared memory.
-  int64_t bq = std::clamp<int64_t>(m.bq / 16 * 16, 16, 128), bk = std::clamp<int64_t>(m.bk / 16 * 16, 16, 128);
   if (limits_.block_smem <= 0) throw GenError(limits_.unknown);
-  const int64_t smem_limit = limits_.block_smem;
-  auto smem = [&](int64_t q, int64_t k) { return attention_smem(q, k, D, E); };
-  // Halved, and kept multiples of 16: the block multiplies whole 16-key and
-  // 16-query fragments (a chunk of 24 keys would drop 8 of them from P.V).
-  auto halve = [](int64_t tile) { return std::max<int64_t>(16, tile / 2 / 16 * 16); };
-  while (smem(bq, bk) > smem_limit && bk > 16) bk = halve(bk);
-  while (smem(bq, bk) > smem_limit && bq > 16) bq = halve(bq);
+  const AttentionTiles fitted = fit_attention_tiles(m.bq, m.bk, D, E, limits_.block_smem);
+  const int64_t bq = fitted.bq, bk = fitted.bk;
   p.bq = bq;
   p.bk = bk;
-  p.smem = smem(bq, bk);
-  p.threads = bq / 16 * 32;
+  p.smem = fitted.smem;
+  p.threads = fitted.threads;
   p.tiles = "group " + axis_names_[static_cast<size_t>(rq)] + " by " + str(bq) + ", stream " +
             axis_names_[static_cast<size_t>(rk)] + " by " + str(bk);
   if (bq != m.bq || bk != m.bk)
@@ -78,54 +83,23 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
       return std::nullopt;
     }
   };
-  std::function<std::optional<Affine>(int)> affine = [&](int v) -> std::optional<Affine> {
-    const ir::Op *op = index.producer(v);
-    if (!op) return std::nullopt;
-    if (op->kind == OpKind::Constant) return Affine{0, 0, op->constant};
-    if (op->kind == OpKind::SizeOf) return Affine{0, 0, static_cast<double>(size(rt_axis(frame, op->axes.at(0))))};
-    if (op->kind == OpKind::AxisIndex) {
-      if (op->axes.at(0) == m.q_axis) return Affine{1, 0, 0};
-      if (op->axes.at(0) == m.k_axis) return Affine{0, 1, 0};
-      return std::nullopt;
-    }
-    if (op->kind != OpKind::Elementwise) return std::nullopt;
-    const ops::Fn f = op->function;
-    if (ops::info(f).kind == ops::Kind::Cast) return affine(op->operands.at(0));
-    if (f == ops::Fn::Neg) {
-      auto a = affine(op->operands.at(0));
-      if (!a) return std::nullopt;
-      return Affine{-a->q, -a->k, -a->c};
-    }
-    if (f == ops::Fn::Add || f == ops::Fn::Sub) {
-      auto a = affine(op->operands.at(0)), b = affine(op->operands.at(1));
-      if (!a || !b) return std::nullopt;
-      double s = f == ops::Fn::Add ? 1 : -1;
-      return Affine{a->q + s * b->q, a->k + s * b->k, a->c + s * b->c};
-    }
-    if (f == ops::Fn::Mul) {
-      auto a = affine(op->operands.at(0)), b = affine(op->operands.at(1));
-      if (!a || !b) return std::nullopt;
-      if (a->q == 0 && a->k == 0) return Affine{a->c * b->q, a->c * b->k, a->c * b->c};
-      if (b->q == 0 && b->k == 0) return Affine{b->c * a->q, b->c * a->k, b->c * a->c};
-    }
-    return std::nullopt;
-  };
-  std::function<void(int)> split = [&](int v) {
-    const ir::Op *op = index.producer(v);
-    if (op && op->kind == OpKind::Elementwise && op->function == ops::Fn::And) {
-      split(op->operands.at(0));
-      split(op->operands.at(1));
-      return;
-    }
-    static const std::set<ops::Fn> rel = {ops::Fn::Lt, ops::Fn::Le, ops::Fn::Gt, ops::Fn::Ge};
-    if (op && op->kind == OpKind::Elementwise && rel.count(op->function)) {
-      auto a = affine(op->operands.at(0)), b = affine(op->operands.at(1));
-      if (a && b) {
-        conjuncts.push_back({Affine{a->q - b->q, a->k - b->k, a->c - b->c}, op->function});
-        return;
+  // The mask's conjuncts over q and k (ncd/index_predicate.h); one over any
+  // other axis cannot bound a tile and makes the mask impure.
+  auto split = [&](int v) {
+    auto size_of = [&](int axis) -> std::optional<double> { return static_cast<double>(size(rt_axis(frame, axis))); };
+    IndexPredicate predicate = index_predicate(d, index, v, size_of);
+    pure = predicate.pure;
+    for (const IndexConjunct &conjunct : predicate.conjuncts) {
+      Affine a{0, 0, conjunct.form.constant};
+      bool usable = true;
+      for (const auto &[axis, c] : conjunct.form.axes) {
+        if (axis == m.q_axis) a.q = c;
+        else if (axis == m.k_axis) a.k = c;
+        else usable = false;
       }
+      if (usable) conjuncts.push_back({a, conjunct.relation});
+      else pure = false;
     }
-    pure = false;
   };
   if (m.mask >= 0) {
     auto e = expr(m.mask);

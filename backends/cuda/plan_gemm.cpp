@@ -18,6 +18,12 @@ int64_t merged_stride(const Ten &t, const std::vector<int> &group, const std::ve
   return t.stride(group.back());
 }
 
+int64_t gemm_block_tile(std::optional<int64_t> asked, int64_t extent) {
+  if (extent <= 64) return 64;
+  if (!asked) return 128;
+  return *asked <= 90 ? 64 : 128;
+}
+
 bool Generator::plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const Ten &second, const Ten &final_out,
                           const GemmEpilogue *epilogue, GemmPlan &p, std::string &why) {
   Ten a = first, b = second, out = final_out;
@@ -149,14 +155,12 @@ bool Generator::plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const
                (said.empty() ? "" : " x " + said);
         if (it->second < size(group[i])) break;
       }
+      tile = gemm_block_tile(said.empty() ? std::nullopt : std::optional<int64_t>(asked), extent);
       if (extent <= 64) {
-        tile = 64;
         said = "the dimension has " + str(extent) + (said.empty() ? "" : "; " + said);
       } else if (said.empty()) {
-        tile = 128;
         said = "not grouped";
       } else {
-        tile = asked <= 90 ? 64 : 128;
         if (said.find(" x ") != std::string::npos) said += " = " + str(asked);
         if (asked != tile) said += ": the nearest supported tile";
       }

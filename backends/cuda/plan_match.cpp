@@ -51,35 +51,57 @@ const char *kind_name(OpKind kind) {
 
 }  // namespace
 
-bool match_attention(const ir::Diagram &d, AttentionMatch &m, std::string &why) {
-  const ir::ProducerIndex index(d);
+namespace {
+
+bool match_attention_on(const ir::Diagram &d, int group, int stream, AttentionMatch &m, std::string &why);
+
+}  // namespace
+
+bool match_attention(const ir::Diagram &d, const ir::Schedule &schedule, AttentionMatch &m, std::string &why) {
   for (const auto &op : d.body.ops)
     if (op->kind == OpKind::Call || op->kind == OpKind::Repeat) {
       why = "it calls or repeats";
       return false;
     }
-  int group = -1, stream = -1;
-  for (const ir::ScheduleDirective &dir : d.schedules.front().directives) {
+  std::vector<std::pair<int, int64_t>> groups;
+  int stream = -1;
+  int64_t chunk = 0;
+  for (const ir::ScheduleDirective &dir : schedule.directives) {
     if (dir.kind == ir::ScheduleDirective::Kind::Group) {
-      if (group >= 0) {
-        why = "it groups more than one axis";
-        return false;
-      }
-      group = dir.axis;
-      m.bq = dir.amount;
+      groups.push_back({dir.axis, dir.amount});
     } else if (dir.kind == ir::ScheduleDirective::Kind::Stream) {
       if (stream >= 0) {
         why = "it streams more than one axis";
         return false;
       }
       stream = dir.axis;
-      m.bk = dir.amount;
+      chunk = dir.amount;
     }
   }
-  if (group < 0 || stream < 0) {
+  if (groups.empty() || stream < 0) {
     why = "attention needs `group` of the queries and `stream` of the keys";
     return false;
   }
+  // The queries are the grouped axis the scores' Q has and K lacks; other
+  // grouped axes (heads, batch) go on the grid, one position per block.
+  for (const auto &[axis, amount] : groups) {
+    AttentionMatch trial;
+    trial.bq = amount;
+    trial.bk = chunk;
+    std::string reason;
+    if (match_attention_on(d, axis, stream, trial, reason)) {
+      m = trial;
+      return true;
+    }
+    if (why.empty() || reason != "the scores are not Q * K of two inputs") why = reason;
+  }
+  return false;
+}
+
+namespace {
+
+bool match_attention_on(const ir::Diagram &d, int group, int stream, AttentionMatch &m, std::string &why) {
+  const ir::ProducerIndex index(d);
   if (d.outputs.size() != 1) {
     why = "it has " + str(static_cast<int64_t>(d.outputs.size())) + " outputs";
     return false;
@@ -246,6 +268,8 @@ bool match_attention(const ir::Diagram &d, AttentionMatch &m, std::string &why) 
   return true;
 }
 
+}  // namespace
+
 bool match_fused(const ir::Diagram &d, FusedMatch &m, std::string &why) {
   const ir::ProducerIndex index(d);
   auto name = [&](const ir::Op &op) { return d.value(op.results.at(0)).name; };
@@ -384,10 +408,10 @@ bool match_fused(const ir::Diagram &d, FusedMatch &m, std::string &why) {
   return true;
 }
 
-ScheduledPlan plan_scheduled(const ir::Diagram &diagram) {
+ScheduledPlan plan_scheduled(const ir::Diagram &diagram, const ir::Schedule &schedule) {
   ScheduledPlan plan;
   std::string why;
-  if (match_attention(diagram, plan.attention, why)) {
+  if (match_attention(diagram, schedule, plan.attention, why)) {
     plan.kind = ScheduledPlan::Kind::Attention;
     return plan;
   }
@@ -398,7 +422,7 @@ ScheduledPlan plan_scheduled(const ir::Diagram &diagram) {
   }
   // The reason of the matcher that got further: attention when the diagram streams an axis.
   bool streams = false;
-  for (const ir::ScheduleDirective &dir : diagram.schedules.front().directives)
+  for (const ir::ScheduleDirective &dir : schedule.directives)
     streams = streams || dir.kind == ir::ScheduleDirective::Kind::Stream;
   bool has_softmax = false;
   for (const auto &op : diagram.body.ops)

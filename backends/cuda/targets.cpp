@@ -39,6 +39,20 @@ bool check_arch(const std::string &arch, std::string &error) {
   return false;
 }
 
+std::optional<detail::Limits> profile_limits(const HardwareProfile &hardware) {
+  for (const Target &target : kTargets) {
+    if (!hardware.answers_to(target.profile)) continue;
+    detail::Limits limits;
+    int smem = hardware.level_index("smem");
+    if (smem < 0)
+      limits.unknown = "the hardware profile '" + hardware.name + "' has no level 'smem'";
+    else
+      limits.block_smem = static_cast<int64_t>(hardware.levels[static_cast<size_t>(smem)].capacity - kReservedPerBlock);
+    return limits;
+  }
+  return std::nullopt;
+}
+
 detail::Limits target_limits(const std::string &arch) {
   detail::Limits limits;
   for (const Target &target : kTargets) {

@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <set>
 
 #include "ncd/cost.h"
@@ -56,10 +57,100 @@ class Tile : public Pass {
   PassResult run(ir::Program &program, ir::Diagram &diagram, PassContext &context) override {
     PassResult result = tile(program, diagram, context);
     if (context.hardware && fit_in_context(program, diagram, context)) result.changed = true;
+    if (context.hardware && refine_in_context(program, diagram, context)) result.changed = true;
     return result;
   }
 
  private:
+  // Whether `kernel` runs lifted: some diagram calls it lifted over axes of
+  // its own, or calls it from a diagram that runs lifted.
+  static bool runs_lifted(const ir::Program &program, const ir::Diagram &kernel, std::set<const ir::Diagram *> &seen) {
+    if (!seen.insert(&kernel).second) return false;
+    bool lifted = false;
+    for (const auto &caller : program.diagrams)
+      ir::for_each_op(caller->body, [&](const ir::Op &op) {
+        if (lifted || op.kind != ir::OpKind::Call || op.callee < 0 ||
+            program.diagrams[static_cast<size_t>(op.callee)].get() != &kernel)
+          return;
+        lifted = !op.lifted.empty() || runs_lifted(program, *caller, seen);
+      });
+    return lifted;
+  }
+
+  static bool called(const ir::Program &program, const ir::Diagram &diagram) {
+    bool found = false;
+    for (const auto &caller : program.diagrams)
+      ir::for_each_op(caller->body, [&](const ir::Op &op) {
+        if (op.kind == ir::OpKind::Call && op.callee >= 0 && program.diagrams[static_cast<size_t>(op.callee)].get() == &diagram)
+          found = true;
+      });
+    return found;
+  }
+
+  // A kernel called lifted was tiled at its own sizes, where its lifted
+  // positions do not show. From a diagram nothing calls, try each of its
+  // tiles and chunks again (one directive at a time, among the sizes the
+  // backend builds as asked) and keep what makes the whole diagram fastest.
+  static bool refine_in_context(ir::Program &program, ir::Diagram &root, PassContext &context) {
+    if (called(program, root)) return false;
+    const HardwareProfile &hardware = *context.hardware;
+    CostOptions options;
+    options.planner = context.planner;
+    options.search_tiles = false;
+    auto total = [&]() {
+      auto report = price(program, root, hardware, options);
+      return report ? report->total.time : std::numeric_limits<double>::infinity();
+    };
+    double best = total();
+    if (!std::isfinite(best)) return false;
+    bool changed = false;
+    for (ir::Diagram *kernel : reachable_diagrams(program, root)) {
+      if (kernel == &root || kernel->schedules.empty()) continue;
+      ir::Schedule &schedule = kernel->schedules.front();
+      bool moved = false;
+      for (ir::ScheduleDirective &directive : schedule.directives) {
+        if (directive.kind == ir::ScheduleDirective::Kind::Level) continue;
+        auto size = program.size(directive.axis);
+        if (!size) continue;
+        const bool group = directive.kind == ir::ScheduleDirective::Kind::Group;
+        std::set<int64_t> candidates;
+        for (int64_t c : group ? std::vector<int64_t>{16, 32, 64, 128, 256} : std::vector<int64_t>{16, 32, 64, 128})
+          if (group) candidates.insert(round_tile(c, *size));
+          else if (c <= *size && *size % c == 0) candidates.insert(c);
+        const int64_t original = directive.amount;
+        int64_t chosen = original;
+        for (int64_t c : candidates) {
+          if (c == original) continue;
+          directive.amount = c;
+          // Only sizes the backend builds as asked: the schedule stays what is emitted.
+          auto built = napkin(program, *kernel, schedule, hardware, context.planner);
+          bool as_asked = built.has_value();
+          if (built)
+            for (const Partition &partition : built->partitions)
+              if (partition.program_axis == directive.axis && partition.stream == !group) as_asked = as_asked && partition.amount == c;
+          if (!as_asked) continue;
+          double t = total();
+          if (t < best * (1 - 1e-9)) best = t, chosen = c;
+        }
+        directive.amount = chosen;
+        moved = moved || chosen != original;
+      }
+      if (!moved) continue;
+      changed = true;
+      std::string tiles;
+      for (const auto &directive : schedule.directives)
+        if (directive.kind != ir::ScheduleDirective::Kind::Level)
+          tiles += (tiles.empty() ? "" : ", ") +
+                   std::string(directive.kind == ir::ScheduleDirective::Kind::Group ? "group " : "stream ") +
+                   program.axis(directive.axis).name + " by " + std::to_string(directive.amount);
+      char time[64];
+      std::snprintf(time, sizeof time, "%.3g us", best * 1e6);
+      context.note(kernel->location, "tiles of '" + kernel->name + "' where '" + root.name + "' calls it: " + tiles + "; '" +
+                                         root.name + "' predicted " + time);
+    }
+    return changed;
+  }
+
   // Tiles chosen at a kernel's own sizes may not fit where it is called (other
   // sizes through bindings, lifted axes): price `diagram` with everything it
   // calls, and while the model refuses a kernel's schedule here, halve that
@@ -68,13 +159,15 @@ class Tile : public Pass {
     const HardwareProfile &hardware = *context.hardware;
     bool changed = false;
     for (int attempt = 0; attempt < 64; ++attempt) {
-      if (price(program, diagram, hardware)) return changed;
+      CostOptions options;
+      options.planner = context.planner;
+      if (price(program, diagram, hardware, options)) return changed;
       ir::Diagram *culprit = nullptr;
       for (ir::Diagram *kernel : reachable_diagrams(program, diagram)) {
         if (kernel->schedules.empty()) continue;
         auto saved = std::move(kernel->schedules);
         kernel->schedules.clear();
-        bool fits = price(program, diagram, hardware).has_value();
+        bool fits = price(program, diagram, hardware, options).has_value();
         kernel->schedules = std::move(saved);
         if (fits) {
           culprit = kernel;
@@ -115,6 +208,15 @@ class Tile : public Pass {
     }
     const HardwareProfile &hardware = *context.hardware;
     ir::Schedule &schedule = diagram.schedules.front();
+    // A kernel called lifted runs its blocks once per lifted position, which
+    // its own sizes do not show: its tiles are then chosen without the
+    // parallelism term (idle instances at its own size are filled by the
+    // lifted positions); `ncd cost` prices it where it is called.
+    std::set<const ir::Diagram *> seen;
+    const bool lifted = runs_lifted(program, diagram, seen);
+    auto seconds = [&](const KernelCost &kernel) {
+      return lifted ? (kernel.time - kernel.launch) * kernel.efficiency + kernel.launch : kernel.time;
+    };
     if (schedule.target.empty()) schedule.target = hardware.name;
     std::set<int> consumed;  // summed, reduced or normalised
     const ir::Op *contraction = nullptr;
@@ -186,34 +288,57 @@ class Tile : public Pass {
           directive.amount = options[s][pick[s]];
           ++s;
         }
-      if (auto first = napkin(program, diagram, candidate, hardware)) {
+      if (auto first = napkin(program, diagram, candidate, hardware, context.planner)) {
+        // Group tiles to price: the Napkin search's choice (for a
+        // contraction: reuse bought with bigger tiles), and the same rows on
+        // every grouped axis from 16 to the maximum; each is priced as the
+        // backend builds it.
+        std::vector<ir::Schedule> tries;
         if (!grouped.empty()) {
-          // Without a contraction there is no reuse to buy with bigger tiles:
-          // rows of the fragment-friendly maximum keep blocks few and wide.
-          auto tiles = contraction ? best_tiles(*first, hardware) : std::nullopt;
-          if (tiles) {
-            for (auto &directive : candidate.directives) {
+          if (auto tiles = contraction ? best_tiles(*first, hardware, false, false, !lifted) : std::nullopt) {
+            ir::Schedule searched = candidate;
+            for (auto &directive : searched.directives) {
               if (directive.kind != ir::ScheduleDirective::Kind::Group) continue;
               for (const auto &[name, tile] : tiles->tiles)
                 if (name == program.axis(directive.axis).name)
                   directive.amount = round_tile(tile, program.size(directive.axis).value_or(1));
             }
-          } else {
-            // The widest rows (halving from the maximum) whose tiles fit.
-            for (int64_t rows = kMaxRows; rows >= 1; rows /= 2) {
-              for (auto &directive : candidate.directives)
-                if (directive.kind == ir::ScheduleDirective::Kind::Group)
-                  directive.amount = round_tile(rows, program.size(directive.axis).value_or(1));
-              auto trial = napkin(program, diagram, candidate, hardware);
-              if (trial && trial->fits) break;
-            }
+            tries.push_back(searched);
           }
+          for (int64_t rows = kMaxRows; rows >= kFragment; rows /= 2) {
+            ir::Schedule uniform = candidate;
+            for (auto &directive : uniform.directives)
+              if (directive.kind == ir::ScheduleDirective::Kind::Group)
+                directive.amount = round_tile(rows, program.size(directive.axis).value_or(1));
+            tries.push_back(uniform);
+          }
+        } else {
+          tries.push_back(candidate);
         }
-        if (auto final_price = napkin(program, diagram, candidate, hardware); final_price && final_price->fits) {
+        for (const ir::Schedule &trial : tries) {
+          auto final_price = napkin(program, diagram, trial, hardware, context.planner);
+          if (!final_price || !final_price->fits) continue;
           double bytes = final_price->traffic.empty()
                              ? 0
                              : final_price->traffic[0].read.value + final_price->traffic[0].write.value;
-          priced.push_back({candidate, final_price->time, bytes});
+          // The schedule as the backend builds it (its tiles, not the asked ones).
+          ir::Schedule built = trial;
+          if (context.planner) {
+            std::erase_if(built.directives,
+                          [](const ir::ScheduleDirective &d) { return d.kind != ir::ScheduleDirective::Kind::Level; });
+            std::vector<ir::ScheduleDirective> tiles;
+            for (const Partition &partition : final_price->partitions) {
+              if (partition.implicit || partition.program_axis < 0) continue;
+              ir::ScheduleDirective directive;
+              directive.kind = partition.stream ? ir::ScheduleDirective::Kind::Stream : ir::ScheduleDirective::Kind::Group;
+              directive.axis = partition.program_axis;
+              directive.amount = partition.amount;
+              directive.location = partition.location.valid() ? partition.location : diagram.location;
+              tiles.push_back(directive);
+            }
+            built.directives.insert(built.directives.begin(), tiles.begin(), tiles.end());
+          }
+          priced.push_back({built, seconds(*final_price), bytes});
         }
       }
       size_t i = 0;
@@ -227,10 +352,19 @@ class Tile : public Pass {
     if (!priced.empty()) {
       double fastest = priced.front().time;
       for (const auto &p : priced) fastest = std::min(fastest, p.time);
+      // Ties (within 1 % and the same traffic): the larger tiles and chunks,
+      // fewer steps and blocks for the same predicted work.
+      auto extent = [](const ir::Schedule &s) {
+        double product = 1;
+        for (const auto &d : s.directives)
+          if (d.kind != ir::ScheduleDirective::Kind::Level) product *= static_cast<double>(d.amount);
+        return product;
+      };
       const Priced *chosen = nullptr;
       for (const auto &p : priced)
         if (p.time <= fastest * 1.01 &&
-            (!chosen || p.bytes < chosen->bytes || (p.bytes == chosen->bytes && p.time < chosen->time)))
+            (!chosen || p.bytes < chosen->bytes * (1 - 1e-9) ||
+             (p.bytes <= chosen->bytes * (1 + 1e-9) && extent(p.schedule) > extent(chosen->schedule))))
           chosen = &p;
       best = chosen->schedule;
       best_time = chosen->time;

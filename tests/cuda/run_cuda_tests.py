@@ -244,6 +244,88 @@ def optimized(args):
     return 0
 
 
+# The kernel-plan contract (docs/COST.md, "Kernel plans"): the kernels and
+# tiles `ncd optimize -O2 --explain` announces are those `ncd emit --cuda`
+# builds, for every stdlib layer and example, at the default sizes and at
+# sizes the tiles do not divide; and `ncd cost` prices the optimized GPT-2
+# below the unfused one.
+AGREEMENT = OPTIMIZED + [
+    ("stdlib/std/attention.ncd", "Attention"), ("stdlib/std/attention.ncd", "CausalAttention"),
+    ("stdlib/std/attention.ncd", "SlidingWindowAttention"), ("stdlib/std/attention.ncd", "CausalMultiHeadAttention"),
+    ("examples/attention.ncd", "Attention"), ("examples/multihead.ncd", "MultiHead"), ("examples/gpt2.ncd", "Block"),
+    ("examples/gpt2.ncd", "Model"),
+]
+AGREEMENT_SIZES = [[], ["-D", "seq=1000"], ["-D", "ctx=1000"], ["-D", "q=3000", "-D", "k=3000"]]
+ANNOUNCED = re.compile(r"tile: tiles of '(\w+)'(?: where '\w+' calls it)?(?: on [\w-]+)?: ([^;]*);")
+
+
+def agreement(args):
+    with tempfile.TemporaryDirectory() as tmp:
+        checked = 0
+        for path, diagram in AGREEMENT:
+            for sizes in AGREEMENT_SIZES:
+                defines = [x for x in sizes if "=" not in x or x.split("=")[0] in open(os.path.join(args.root, path)).read()]
+                if sizes and len(defines) != len(sizes):
+                    continue
+                ncd_file = os.path.join(tmp, diagram + ".ncd")
+                cmd = [args.ncd, "optimize", path, "--diagram", diagram, "-O2", "--explain", "--no-verify", "-o", ncd_file] + sizes
+                r = run(cmd, cwd=args.root)
+                if r.returncode != 0:
+                    if "unknown axis" in r.stderr or "no axis" in r.stderr:
+                        continue
+                    fail("%s exited %d:\n%s" % (" ".join(cmd), r.returncode, r.stderr))
+                announced = {}
+                for name, tiles in ANNOUNCED.findall(r.stderr):
+                    if not tiles.startswith("none"):
+                        announced[name] = tiles  # the last word on a kernel wins (in context after alone)
+                with open(ncd_file) as f:
+                    text = f.read()
+                scheduled = set(SCHEDULED.findall(text))
+                cu = os.path.join(tmp, diagram + ".cu")
+                cmd = [args.ncd, "emit", "--cuda", ncd_file, "--diagram", diagram, "-o", cu]
+                r = run(cmd, cwd=args.root)
+                if r.returncode != 0:
+                    fail("%s exited %d:\n%s" % (" ".join(cmd), r.returncode, r.stderr))
+                for note in r.stderr.splitlines():
+                    if "has a schedule but is not a fused kernel" in note:
+                        fail("%s %s %s: announced as one kernel, emitted apart:\n%s" % (path, diagram, sizes, note))
+                with open(cu) as f:
+                    code = f.read()
+                if "(the schedule says" in code:
+                    fail("%s %s %s: the emitter changed a schedule's tiles" % (path, diagram, sizes))
+                for name, tiles in announced.items():
+                    if name not in scheduled:
+                        continue
+                    if "fused kernel for '%s' (%s)" % (name, tiles) in code:
+                        continue
+                    # An attention kernel: its group of queries and stream of keys, as announced.
+                    built = re.findall(r"streamed attention \(FlashAttention-2 style\): group \w+ by (\d+), stream \w+ by (\d+)", code)
+                    asked = re.findall(r"(group|stream) \w+ by (\d+)", tiles)
+                    if "streamed attention '%s'" % name in code and any(
+                            ("group", q) in asked and ("stream", k) in asked for q, k in built):
+                        continue
+                    fail("%s %s %s: '%s' was announced with %s; the .cu has no such kernel" % (path, diagram, sizes, name, tiles))
+                checked += 1
+        print("ok: %d optimize/emit pairs agree" % checked)
+        # The cost of the optimized GPT-2 (block and 12 layers) is below the unfused one.
+        for diagram in ("Block", "Model"):
+            out = os.path.join(tmp, "gpt2_%s.ncd" % diagram)
+            r = run([args.ncd, "optimize", "examples/gpt2.ncd", "--diagram", diagram, "-O2", "--no-verify", "-o", out], cwd=args.root)
+            if r.returncode != 0:
+                fail(r.stderr)
+            times = []
+            for extra in ([], ["--unfused"]):
+                r = run([args.ncd, "cost", out, "--diagram", diagram, "--json"] + extra, cwd=args.root)
+                if r.returncode != 0:
+                    fail(r.stderr)
+                import json
+                times.append(json.loads(r.stdout)["baseline"]["total"]["time"])
+            if not times[0] < times[1]:
+                fail("GPT-2 %s: optimized %.3g s is not below unfused %.3g s" % (diagram, times[0], times[1]))
+            print("ok: GPT-2 %s: optimized %.3g ms, unfused %.3g ms" % (diagram, times[0] * 1e3, times[1] * 1e3))
+    return 0
+
+
 FUSED_STRUCTURE = [
     (re.compile(r"^// (fused kernel|GEMM|tiles|fallback)"), None),
     (re.compile(r"^__global__ void (__launch_bounds__\(\d+\) )?(ncd_k\d+_\w+)\("), lambda m: "kernel " + m.group(2)),
@@ -338,6 +420,7 @@ def main():
     g.add_argument("--update", action="store_true")
     sub.add_parser("errors")
     sub.add_parser("optimized")
+    sub.add_parser("agreement")
     gf = sub.add_parser("golden-fused")
     gf.add_argument("--update", action="store_true")
     args = parser.parse_args()
@@ -350,6 +433,8 @@ def main():
         return golden_fused(args)
     if args.command == "optimized":
         return optimized(args)
+    if args.command == "agreement":
+        return agreement(args)
     return errors(args)
 
 

@@ -27,6 +27,7 @@
 #include "ncd/formula.h"
 #include "ncd/hardware.h"
 #include "ncd/ir.h"
+#include "ncd/registry.h"
 
 namespace ncd {
 
@@ -57,10 +58,12 @@ struct OpCost {
   double erased_bits = 0;        // for the Landauer bound
   bool kernel = false;           // a call priced as its callee's scheduled kernel
   std::vector<OpCost> children;  // a call's callee ops, a repeat's body ops
-  // The roofline's terms in seconds, as formulas: compute, then each level
-  // with a bandwidth (time = their max). Empty for sums of operations (their
-  // time is the sum of the children's).
+  // The roofline's terms in seconds, as formulas: each compute unit's, then
+  // each level with a bandwidth (time = their max / efficiency + launch).
+  // Empty for sums of operations (their time is the sum of the children's).
   std::vector<Formula> roofline;
+  double efficiency = 1;  // the share of the machine a kernel's blocks keep busy (docs/COST.md, "Parallelism")
+  double launch = 0;      // seconds of launch overhead included in `time`
 };
 
 struct TileTransfer {  // one tensor entering the tile level from the top level
@@ -89,6 +92,7 @@ struct Partition {
   SourceLocation location;
   bool implicit = false;    // a lifted axis of a called kernel, grouped by 1 (no directive)
   int symbol = 0;           // the formula symbol of its tile (group) or chunk (stream)
+  int program_axis = -1;    // the IR axis (ir::Program::axes) it partitions, -1 for none
   double size = 0;          // the axis size
 };
 
@@ -105,14 +109,31 @@ struct KernelCost {
   bool fits = true;
   Figure flops;
   Figure rescale_flops;              // online-softmax rescaling (included in flops)
-  Formula compute_time;              // seconds, Σ FLOPs / peak of each operation's unit
+  // Seconds on each compute unit ("tensor bf16", "vector f32", "special"),
+  // as formulas and numbers; units overlap, so compute_seconds is the largest.
+  std::vector<std::pair<std::string, Figure>> unit_times;
   double compute_seconds = 0;
-  double time = 0;
+  // Parallelism (docs/COST.md): blocks resident per instance of the tile level
+  // (from its capacity and the profile's occupancy limits), waves of them, and
+  // the efficiency: the busiest instance's share of the work against an even
+  // spread, blocks / (instances x ceil(blocks / instances)).
+  int64_t instances = 1;             // of the tile level (SMs, cores)
+  int64_t occupancy = 0;
+  double waves = 0;
+  double efficiency = 1;
+  // Of the efficiency: the share of an instance's warp schedulers the
+  // resident warps of the backend's blocks occupy (1 when not known).
+  double warp_share = 1;
+  double launch = 0;                 // seconds per run
+  double time = 0;                   // max(compute, levels) / efficiency + launch
+  // (group tile, stream chunk) pairs of a masked kernel, and those its mask
+  // keeps nothing of (skipped; 0 and 0 without a mask of axis indices).
+  double mask_tiles = 0, skipped_tiles = 0;
   std::string bound;
   double intensity = 0;
   double energy = 0;
   double erased_bits = 0;
-  Figure top_elements;               // top-level traffic in elements
+  Figure top_elements;               // top-level traffic in elements, as the Napkin model counts it (every reload, before reuse in a cache)
   // The Napkin closed form: top-level traffic (elements) with square tiles of
   // the best size for M, the tile level's capacity in elements.
   std::optional<Formula> closed_form;
@@ -150,6 +171,7 @@ struct CostReport {
   OpCost total;                         // baseline totals
   Energy energy;                        // baseline energy
   std::optional<KernelCost> kernel;     // the diagram under its schedule
+  std::string declined;                 // why the backend does not build the schedule as one kernel ("" when it does)
   std::optional<Energy> kernel_energy;
   std::optional<std::vector<std::pair<std::string, int64_t>>> best_tiles;  // group tiles minimising time
   double best_time = 0;
@@ -163,6 +185,10 @@ struct CostOptions {
   bool use_schedules = true;              // price scheduled diagrams (and called ones) as fused kernels
   const ir::Schedule *schedule = nullptr; // price with this schedule instead of the diagram's own
   bool search_tiles = true;               // fill CostReport::best_tiles
+  // The backend that builds the kernels (Registry::planner_for): each
+  // scheduled kernel is priced as the shape it answers (ncd/kernel_plan.h),
+  // and one it declines as its separate operations. nullptr: as scheduled.
+  const Backend *planner = nullptr;
 };
 
 // Prices `diagram`; schedule errors (illegal partitions, tiles over capacity)
@@ -182,10 +208,12 @@ std::optional<double> count_flops(const ir::Program &program, const ir::Diagram 
 // The Napkin model of one schedule (which need not be in the IR yet): per-level
 // traffic and memory as numbers and formulas. Errors go to `diagnostics`; the
 // overload without it is quiet.
+// With a `planner`, the schedule is priced as the shape that backend builds.
 std::optional<KernelCost> napkin(const ir::Program &program, const ir::Diagram &diagram, const ir::Schedule &schedule,
-                                 const HardwareProfile &hardware, DiagnosticEngine &diagnostics);
+                                 const HardwareProfile &hardware, DiagnosticEngine &diagnostics,
+                                 const Backend *planner = nullptr);
 std::optional<KernelCost> napkin(const ir::Program &program, const ir::Diagram &diagram, const ir::Schedule &schedule,
-                                 const HardwareProfile &hardware);
+                                 const HardwareProfile &hardware, const Backend *planner = nullptr);
 
 // Tile sizes for the grouped axes of a priced kernel, searched over the divisors
 // of each axis: the feasible choice with the least time (ties: least top-level
@@ -198,7 +226,7 @@ struct TileChoice {
   std::vector<double> memory;  // bytes per block at each level of KernelCost::memory
 };
 std::optional<TileChoice> best_tiles(const KernelCost &kernel, const HardwareProfile &hardware, bool square = false,
-                                     bool traffic = false);
+                                     bool traffic = false, bool parallelism = true);
 
 // Reports as text (for people) and JSON (schema "ncd-cost" version kCostJsonVersion, docs/COST.md).
 inline constexpr int kCostJsonVersion = 1;

@@ -55,6 +55,16 @@ struct HardwareProfile {
   std::vector<MemoryLevel> levels;   // top (largest, slowest) first
   std::string tile_level;            // default residency of a schedule's tiles
   std::map<ir::DType, ComputeRate> tensor, vector;
+  // Special-function units (exp, tanh, rsqrt, ...): evaluations per second
+  // over the whole chip; peak 0 when the profile has none (they then count on
+  // the vector units like any FLOP).
+  ComputeRate special;
+  double launch = 0;                 // seconds each kernel launch costs (0: not modelled)
+  // What one instance of the tile level (an SM) holds resident at once; 0: no limit known.
+  int64_t max_blocks = 0, max_threads = 0;
+  // Warp schedulers per instance: the instance reaches its peak rates only
+  // with at least one resident warp per scheduler (0: not modelled).
+  int64_t schedulers = 0;
   double temperature = 300;          // kelvin, for the Landauer bound
 
   // Index of a level by name, -1 when absent.

@@ -7,12 +7,14 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
 
 #include "ncd/diagnostics.h"
 #include "ncd/ir.h"
+#include "ncd/kernel_plan.h"
 #include "ncd/tensor.h"
 
 namespace ncd {
@@ -21,6 +23,8 @@ namespace ncd {
 
 struct HardwareProfile;
 
+class Backend;
+
 // What a pass sees besides the IR. Passes report problems to `diagnostics`,
 // and what they did or declined, with source locations, through `note`.
 struct PassContext {
@@ -28,6 +32,7 @@ struct PassContext {
   const SourceManager *sources = nullptr;
   std::vector<std::string> *explain = nullptr;  // lines for --explain, when asked
   const HardwareProfile *hardware = nullptr;    // the profile of --hw, when the verb has one
+  const Backend *planner = nullptr;             // the backend that builds kernels for `hardware`, if any
   std::string pass;                             // the running pass's name, set by the pass manager
 
   // Adds "FILE:LINE:COL: PASS: message" (or "PASS: message" without a location) to the explain log.
@@ -137,6 +142,19 @@ class Backend {
     (void)error;
     return true;
   }
+  // Whether this backend builds kernels for `hardware` (ncd/kernel_plan.h):
+  // then `tile` and `ncd cost` ask it for the shape of every scheduled kernel.
+  virtual bool plans_for(const HardwareProfile &hardware) const {
+    (void)hardware;
+    return false;
+  }
+  // The kernel this backend would build for the query, or nullopt after
+  // setting `why` when it would run the kernel's operations separately.
+  virtual std::optional<KernelShape> plan_kernel(const KernelQuery &query, std::string &why) const {
+    (void)query;
+    why = "backend '" + name() + "' does not plan kernels";
+    return std::nullopt;
+  }
 };
 
 // ---------------------------------------------------------------- registry
@@ -160,6 +178,8 @@ class Registry {
   Pass *pass(const std::string &name) const;
   const Renderer *renderer(const std::string &name) const;
   const Backend *backend(const std::string &name) const;
+  // The first backend (by name) that plans kernels for `hardware`, or nullptr.
+  const Backend *planner_for(const HardwareProfile &hardware) const;
   // Renderers able to produce `format`.
   const Renderer *renderer_for_format(const std::string &format) const;
 

@@ -75,7 +75,9 @@ OpCost Pricer::leaf(const VOp &op) {
   for (size_t l = 0; l < hw_.levels.size(); ++l) cost.traffic.push_back({read.figure(), write.figure()});
   ComputeUnit unit = hw_.unit_for(op.op->kind == ir::OpKind::Contract, g_.compute_dtype(op));
   if (flops.v > 0) cost.unit = unit.label();
-  cost.compute_time = unit.rate.peak > 0 ? flops.v / unit.rate.peak : 0;
+  std::map<std::string, Sized> unit_seconds;
+  charge(unit_seconds, flops, g_.special(op, whole).scaled(op.repeat), unit);
+  for (const auto &[label, seconds] : unit_seconds) cost.compute_time = std::max(cost.compute_time, seconds.v);
   cost.energy = flops.v * unit.rate.energy_per_flop;
   cost.erased_bits = flops.v * 8.0 * ir::dtype_bytes(g_.compute_dtype(op));
   for (size_t l = 0; l < hw_.levels.size(); ++l) cost.energy += (read.v + write.v) * hw_.levels[l].energy_per_byte;
@@ -84,11 +86,15 @@ OpCost Pricer::leaf(const VOp &op) {
   for (size_t l = 0; l < hw_.levels.size(); ++l)
     energy_formula_ = energy_formula_ + (read.f + write.f).scaled(hw_.levels[l].energy_per_byte);
   // Every level carries the same bytes here: only the slowest can bound.
-  cost.roofline.push_back(unit.rate.peak > 0 ? flops.f.scaled(1.0 / unit.rate.peak) : Formula());
+  for (const auto &[label, seconds] : unit_seconds) cost.roofline.push_back(seconds.f);
+  if (unit_seconds.empty()) cost.roofline.push_back(Formula());
   double slowest = 0;
   for (const MemoryLevel &level : hw_.levels)
     if (level.bandwidth > 0 && (slowest == 0 || level.bandwidth < slowest)) slowest = level.bandwidth;
   if (slowest > 0) cost.roofline.push_back((read.f + write.f).scaled(1.0 / slowest));
+  // Each operation that moves or computes anything is a kernel of its own (an
+  // ideal one: it fills the machine), launched once per repeat.
+  if (!op.view() && read.v + write.v > 0) cost.launch = hw_.launch * op.repeat;
   finish_roofline(cost);
   return cost;
 }
@@ -107,6 +113,7 @@ void Pricer::finish_roofline(OpCost &cost) const {
   double top = cost.traffic.empty() ? 0 : cost.traffic[0].read.value + cost.traffic[0].write.value;
   cost.intensity = top > 0 ? cost.flops.value / top : 0;
   if (cost.time == 0) cost.bound = "";
+  cost.time += cost.launch;
 }
 
 // Sums children into an aggregate row (sequential kernels).
@@ -154,8 +161,16 @@ std::optional<OpCost> Pricer::price_row(int row_id) {
   if (row.call && options_.use_schedules) {
     const ir::Diagram &callee = *p_.diagrams[static_cast<size_t>(row.call->callee)];
     if (const ir::Schedule *schedule = choose_schedule(callee)) {
+      declined_.clear();
       auto kernel = call_kernel(row, callee, *schedule);
-      if (!kernel) return std::nullopt;
+      if (!kernel && declined_.empty()) return std::nullopt;
+      if (!kernel) {
+        // The backend runs the operations as separate kernels: price them so.
+        std::vector<OpCost> children;
+        for (int child : row.children)
+          if (auto cost = price_row(child)) children.push_back(std::move(*cost));
+        return aggregate(row.name, row.what + " (not one kernel: " + declined_ + ")", row.location, std::move(children));
+      }
       OpCost cost;
       cost.name = row.name;
       cost.what = row.what + " (fused kernel)";
@@ -169,7 +184,9 @@ std::optional<OpCost> Pricer::price_row(int row_id) {
       cost.energy = kernel->energy;
       cost.erased_bits = kernel->erased_bits;
       cost.unit = kernel_unit_;
-      cost.roofline.push_back(kernel->compute_time.scaled(row.repeat));
+      cost.efficiency = kernel->efficiency;
+      cost.launch = kernel->launch * row.repeat;
+      for (const auto &[unit, seconds] : kernel->unit_times) cost.roofline.push_back(seconds.formula.scaled(row.repeat));
       for (size_t l = 0; l < hw_.levels.size(); ++l)
         if (hw_.levels[l].bandwidth > 0)
           cost.roofline.push_back((cost.traffic[l].read.formula + cost.traffic[l].write.formula).scaled(1.0 / hw_.levels[l].bandwidth));
@@ -224,11 +241,34 @@ std::optional<CostReport> Pricer::run(const ir::Diagram &diagram) {
   report.energy.erased_bits_formula = bits_formula_;
 
   const ir::Schedule *schedule = options_.schedule ? options_.schedule : options_.use_schedules ? choose_schedule(diagram) : nullptr;
-  if (schedule) {
+  std::optional<Planned> planned;
+  if (schedule && options_.planner) {
+    // The schedule as written must be legal and fit before its shape is priced.
     auto size = [&](int axis) -> std::optional<int64_t> { return p_.axis(axis).size; };
     auto facts = check_schedule(p_, diagram, *schedule, hw_, size, d_);
     if (!facts) return std::nullopt;
     Spec spec = spec_from(diagram, *schedule, *facts, 0, 0, static_cast<int>(g_.vops.size()));
+    for (int output : diagram.outputs) spec.outputs.push_back(g_.storage(g_.value_of(0, output)));
+    KernelCost asked = analyse(spec);
+    if (!asked.fits) {
+      report_capacity(spec, asked);
+      return std::nullopt;
+    }
+  }
+  if (schedule) {
+    declined_.clear();
+    planned = plan(diagram, *schedule, 0);
+    if (!planned) report.declined = declined_;
+  }
+  if (planned) {
+    auto size = [&](int axis) -> std::optional<int64_t> { return p_.axis(axis).size; };
+    auto facts = check_schedule(p_, diagram, planned->schedule, hw_, size, d_);
+    if (!facts) return std::nullopt;
+    Spec spec = spec_from(diagram, planned->schedule, *facts, 0, 0, static_cast<int>(g_.vops.size()));
+    if (planned->shape) {
+      spec.threads = planned->shape->threads;
+      spec.smem = static_cast<double>(planned->shape->smem);
+    }
     for (int output : diagram.outputs) spec.outputs.push_back(g_.storage(g_.value_of(0, output)));
     KernelCost kernel = analyse(spec);
     if (!kernel.fits) {

@@ -566,6 +566,19 @@ class Graph {
     }
   }
 
+  // Evaluations on special-function units (docs/COST.md): one per result
+  // element of a special pointwise function, one per operand element of a
+  // special reduction or normalisation (softmax's exp, logsumexp's exp).
+  Sized special(const VOp &op, const Extents &extents) const {
+    if (!ops::info(op.op->function).special) return Sized::of(0);
+    switch (op.op->kind) {
+      case ir::OpKind::Elementwise: return product(values[static_cast<size_t>(op.results[0])].axes, extents);
+      case ir::OpKind::Reduce:
+      case ir::OpKind::Normalize: return product(values[static_cast<size_t>(op.operands[0])].axes, extents);
+      default: return Sized::of(0);
+    }
+  }
+
   // The dtype an op computes in: a contraction's widest summed operand, else
   // the widest of its operands and results (free scalars aside).
   ir::DType compute_dtype(const VOp &op) const {

@@ -1,6 +1,7 @@
 // The cost report as text (for people) and as JSON (for tools; the schema is
 // documented in docs/COST.md and versioned by kCostJsonVersion).
 #include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -79,16 +80,24 @@ std::string time_formula(const CostReport &report, const OpCost &op) {
   std::vector<std::string> terms;
   for (const Formula &term : op.roofline)
     if (!term.is_zero()) terms.push_back(report.text(term));
-  if (terms.empty()) return "0";
-  if (terms.size() == 1) return terms[0];
-  std::string out = "max(";
-  for (size_t i = 0; i < terms.size(); ++i) out += (i ? ", " : "") + terms[i];
-  return out + ")";
+  std::string out;
+  if (terms.size() == 1) {
+    out = terms[0];
+  } else if (terms.size() > 1) {
+    out = "max(";
+    for (size_t i = 0; i < terms.size(); ++i) out += (i ? ", " : "") + terms[i];
+    out += ")";
+  }
+  if (!out.empty() && op.efficiency < 1) out = (terms.size() == 1 ? "(" + out + ")" : out) + "/" + costfmt::sci(op.efficiency);
+  if (op.launch > 0) out += (out.empty() ? "" : " + ") + costfmt::sci(op.launch);
+  return out.empty() ? "0" : out;
 }
 
 std::string kernel_time_formula(const CostReport &report, const KernelCost &k) {
   OpCost op;
-  op.roofline.push_back(k.compute_time);
+  op.efficiency = k.efficiency;
+  op.launch = k.launch;
+  for (const auto &[unit, seconds] : k.unit_times) op.roofline.push_back(seconds.formula);
   for (size_t l = 0; l < k.traffic.size() && l < report.bandwidths.size(); ++l)
     if (report.bandwidths[l] > 0)
       op.roofline.push_back((k.traffic[l].read.formula + k.traffic[l].write.formula).scaled(1.0 / report.bandwidths[l]));
@@ -200,6 +209,21 @@ std::string format_report(const CostReport &report, const SourceManager &sources
     if (k.rescale_flops.value > 0)
       out << "    of which online-softmax rescaling " << flops(k.rescale_flops.value) << " = "
           << report.text(k.rescale_flops.formula) << "\n";
+    const double busiest = std::ceil(k.blocks.value / static_cast<double>(std::max<int64_t>(1, k.instances)));
+    out << "  parallelism: " << costfmt::number(k.blocks.value) << " blocks on " << k.instances << " " << tile << " instances";
+    if (k.occupancy > 0)
+      out << ", " << k.occupancy << " resident per instance, " << costfmt::number(k.waves) << (k.waves == 1 ? " wave" : " waves");
+    out << "; efficiency " << costfmt::number(k.efficiency) << " (the busiest instance runs " << costfmt::number(busiest)
+        << (busiest == 1 ? " block" : " blocks");
+    if (k.warp_share < 1) out << "; its warps fill " << costfmt::number(k.warp_share) << " of its schedulers";
+    out << ")";
+    if (k.launch > 0) out << "; launch " << seconds(k.launch);
+    out << "\n";
+    out << "  compute units (overlapping):";
+    for (size_t i = 0; i < k.unit_times.size(); ++i)
+      out << (i ? "," : "") << " " << k.unit_times[i].first << " " << seconds(k.unit_times[i].second.value);
+    if (k.unit_times.empty()) out << " none";
+    out << "\n";
     out << "  roofline: compute " << seconds(k.compute_seconds);
     for (size_t l = 0; l < k.traffic.size() && l < report.bandwidths.size(); ++l)
       if (report.bandwidths[l] > 0)
@@ -253,6 +277,8 @@ json op_json(const CostReport &report, const SourceManager &sources, const OpCos
            {"unit", op.unit},
            {"bound", op.bound},
            {"compute_time", op.compute_time},
+           {"efficiency", op.efficiency},
+           {"launch", op.launch},
            {"time", op.time},
            {"time_formula", time_formula(report, op)},
            {"energy", op.energy},
@@ -320,6 +346,8 @@ json report_object(const CostReport &report, const SourceManager &sources) {
                       {"fits", m.fits},
                       {"tiles", tiles}});
   }
+  json unit_times = json::object();
+  for (const auto &[unit, seconds] : k.unit_times) unit_times[unit] = figure(report, seconds);
   json kernel{{"diagram", k.diagram},
               {"location", where(sources, k.location)},
               {"target", k.target},
@@ -335,6 +363,14 @@ json report_object(const CostReport &report, const SourceManager &sources) {
               {"flops", figure(report, k.flops)},
               {"rescale_flops", figure(report, k.rescale_flops)},
               {"compute_time", k.compute_seconds},
+              {"unit_times", unit_times},
+              {"occupancy", k.occupancy},
+              {"waves", k.waves},
+              {"efficiency", k.efficiency},
+              {"warp_share", k.warp_share},
+              {"mask_tiles", k.mask_tiles},
+              {"skipped_tiles", k.skipped_tiles},
+              {"launch", k.launch},
               {"time", k.time},
               {"time_formula", kernel_time_formula(report, k)},
               {"bound", k.bound},

@@ -86,7 +86,7 @@ ComputeUnit HardwareProfile::unit_for(bool contraction, ir::DType dtype) const {
 
 namespace {
 
-enum class Quantity { Bytes, Bandwidth, Throughput, EnergyPerByte, EnergyPerFlop, Temperature, Count };
+enum class Quantity { Bytes, Bandwidth, Throughput, EnergyPerByte, EnergyPerFlop, Temperature, Time, Count };
 
 struct Unit {
   const char *text;
@@ -110,6 +110,7 @@ const std::vector<Unit> &units(Quantity quantity) {
                                           {"fJ", 1e-15},     {"J/FLOP", 1},      {"nJ/FLOP", 1e-9},
                                           {"pJ/FLOP", 1e-12}, {"fJ/FLOP", 1e-15}, {"pJ/OP", 1e-12}};
   static const std::vector<Unit> temperature{{"K", 1}};
+  static const std::vector<Unit> time{{"s", 1}, {"ms", 1e-3}, {"us", 1e-6}, {"ns", 1e-9}};
   static const std::vector<Unit> count{};
   switch (quantity) {
     case Quantity::Bytes: return bytes;
@@ -118,6 +119,7 @@ const std::vector<Unit> &units(Quantity quantity) {
     case Quantity::EnergyPerByte: return per_byte;
     case Quantity::EnergyPerFlop: return per_flop;
     case Quantity::Temperature: return temperature;
+    case Quantity::Time: return time;
     case Quantity::Count: return count;
   }
   return count;
@@ -145,7 +147,7 @@ class ProfileReader {
     HardwareProfile profile;
     profile.path = path;
     int errors = d_.error_count();
-    check_keys(root, {"name", "description", "aliases", "levels", "compute", "tile_level", "temperature"});
+    check_keys(root, {"name", "description", "aliases", "levels", "compute", "tile_level", "temperature", "launch", "occupancy"});
     profile.name = required_string(root, "name");
     if (root["description"]) profile.description = string(root["description"]);
     if (auto aliases = root["aliases"]) {
@@ -155,6 +157,11 @@ class ProfileReader {
         for (const auto &alias : aliases) profile.aliases.push_back(string(alias));
     }
     if (auto temperature = root["temperature"]) profile.temperature = number(temperature, Quantity::Temperature);
+    if (auto launch = root["launch"]) {
+      profile.launch = number(launch, Quantity::Time);
+      if (profile.launch < 0) d_.error(where(launch), "'launch' is a time per kernel, at least 0");
+    }
+    if (auto occupancy = root["occupancy"]) read_occupancy(occupancy, profile);
     read_levels(root, profile);
     read_compute(root, profile);
     if (auto tile = root["tile_level"]) {
@@ -328,11 +335,50 @@ class ProfileReader {
       d_.error(where(compute), "'compute' is a mapping with 'tensor' and 'vector'");
       return;
     }
-    check_keys(compute, {"tensor", "vector"});
+    check_keys(compute, {"tensor", "vector", "special"});
     read_rates(compute["tensor"], profile.tensor);
     read_rates(compute["vector"], profile.vector);
+    if (auto special = compute["special"]) {
+      if (!special.IsMap()) {
+        d_.error(where(special), "'special' is a mapping {peak: ...} (evaluations per second)");
+      } else {
+        check_keys(special, {"peak"});
+        profile.special.location = where(special);
+        if (!special["peak"]) {
+          d_.error(where(special), "'special' needs a 'peak' (evaluations per second)");
+        } else {
+          int before = d_.error_count();
+          profile.special.peak = number(special["peak"], Quantity::Throughput);
+          if (d_.error_count() == before && profile.special.peak <= 0)
+            d_.error(where(special["peak"]), "a peak rate must be positive");
+        }
+      }
+    }
     if (!profile.vector.count(ir::DType::F32))
       d_.error(where(compute), "'compute' needs a vector f32 rate (the fallback for every dtype)");
+  }
+
+  // occupancy: {blocks: N, threads: N}, what one SM (an instance of the tile level) keeps resident.
+  void read_occupancy(const YAML::Node &node, HardwareProfile &profile) {
+    if (!node.IsMap()) {
+      d_.error(where(node), "'occupancy' is a mapping {blocks: N, threads: N, schedulers: N} (per instance of the tile level)");
+      return;
+    }
+    check_keys(node, {"blocks", "threads", "schedulers"});
+    auto whole = [&](const char *key, int64_t &out) {
+      auto value = node[key];
+      if (!value) return;
+      int before = d_.error_count();
+      double count = number(value, Quantity::Count);
+      if (d_.error_count() != before) return;
+      if (count < 1 || count != std::floor(count) || count > 1e9)
+        d_.error(where(value), std::string("'") + key + "' is a whole number from 1 to 1000000000");
+      else
+        out = static_cast<int64_t>(count);
+    };
+    whole("blocks", profile.max_blocks);
+    whole("threads", profile.max_threads);
+    whole("schedulers", profile.schedulers);
   }
 
   void read_rates(const YAML::Node &node, std::map<ir::DType, ComputeRate> &rates) {

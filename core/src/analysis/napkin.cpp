@@ -9,6 +9,7 @@
 #include <set>
 
 #include "cost_format.h"
+#include "ncd/index_predicate.h"
 #include "pricer.h"
 
 namespace ncd {
@@ -31,6 +32,29 @@ std::string shape_text(const Graph &g, int value, const std::vector<double> *ext
 }
 
 }  // namespace
+
+double efficiency(double blocks, int64_t instances) {
+  if (blocks <= 0 || instances <= 1) return 1;
+  double per_instance = std::ceil(blocks / static_cast<double>(instances));
+  return blocks / (static_cast<double>(instances) * per_instance);
+}
+
+int64_t occupancy(const HardwareProfile &hardware, double block_bytes, int64_t block_threads) {
+  const MemoryLevel &level = hardware.levels[static_cast<size_t>(hardware.tile_level_index())];
+  int64_t resident = hardware.max_blocks > 0 ? hardware.max_blocks : std::numeric_limits<int64_t>::max();
+  if (block_bytes > 0) resident = std::min<int64_t>(resident, static_cast<int64_t>(std::floor(level.capacity / block_bytes)));
+  if (block_threads > 0 && hardware.max_threads > 0) resident = std::min(resident, hardware.max_threads / block_threads);
+  return resident == std::numeric_limits<int64_t>::max() ? 0 : resident;
+}
+
+void Pricer::charge(std::map<std::string, Sized> &seconds, const Sized &flops, const Sized &special, const ComputeUnit &unit) const {
+  Sized rest = flops;
+  if (hw_.special.peak > 0 && special.v > 0) {
+    seconds["special"] += special.scaled(1.0 / hw_.special.peak);
+    rest = flops + special.scaled(-1);
+  }
+  if (unit.rate.peak > 0 && (rest.v > 0 || !rest.f.is_zero())) seconds[unit.label()] += rest.scaled(1.0 / unit.rate.peak);
+}
 
 Pricer::Spec Pricer::spec_from(const ir::Diagram &diagram, const ir::Schedule &schedule, const ScheduleFacts &facts, int instance,
                int first, int last) {
@@ -63,22 +87,109 @@ Pricer::Spec Pricer::spec_from(const ir::Diagram &diagram, const ir::Schedule &s
   return spec;
 }
 
-std::optional<KernelCost> Pricer::call_kernel(const Row &row, const ir::Diagram &callee, const ir::Schedule &schedule) {
+std::optional<Pricer::Planned> Pricer::plan(const ir::Diagram &kernel, const ir::Schedule &schedule, int instance) {
+  Planned planned{schedule, std::nullopt};
+  if (!options_.planner) return planned;
+  auto size = [&](int axis) -> std::optional<int64_t> {
+    double v = g_.vaxes[static_cast<size_t>(g_.vaxis_of(instance, axis))].size.v;
+    if (std::isnan(v)) return std::nullopt;
+    return static_cast<int64_t>(std::llround(v));
+  };
+  const std::vector<int> &lifted = g_.instances[static_cast<size_t>(instance)].lifted;
+  KernelQuery query;
+  query.program = &p_;
+  query.kernel = &kernel;
+  query.schedule = &schedule;
+  query.size = size;
+  query.hardware = &hw_;
+  for (int axis : lifted) query.lifted.push_back(static_cast<int64_t>(std::llround(g_.full(axis).v)));
+  for (int input : kernel.inputs) {
+    bool carries = false;
+    for (int axis : lifted) carries = carries || contains(g_.values[static_cast<size_t>(g_.value_of(instance, input))].axes, axis);
+    query.lifted_inputs.push_back(carries);
+  }
+  std::string why;
+  planned.shape = options_.planner->plan_kernel(query, why);
+  if (!planned.shape) {
+    declined_ = why.empty() ? "the backend declines it" : why;
+    return std::nullopt;
+  }
+  // The schedule as built. Partial edge tiles are priced as the largest tile
+  // that divides the axis (the model counts whole tiles).
+  auto dividing = [&](int axis, int64_t tile) {
+    int64_t n = size(axis).value_or(tile);
+    tile = std::clamp<int64_t>(tile, 1, std::max<int64_t>(1, n));
+    while (n % tile != 0) --tile;
+    return tile;
+  };
+  std::vector<ir::ScheduleDirective> directives;
+  for (const auto &[axis, tile] : planned.shape->groups)
+    directives.push_back({ir::ScheduleDirective::Kind::Group, axis, dividing(axis, tile), {}, {}, schedule.location});
+  for (const auto &[axis, chunk] : planned.shape->streams)
+    directives.push_back({ir::ScheduleDirective::Kind::Stream, axis, dividing(axis, chunk), {}, {}, schedule.location});
+  for (const ir::ScheduleDirective &directive : schedule.directives) {
+    if (directive.kind == ir::ScheduleDirective::Kind::Level) {
+      directives.push_back(directive);
+      continue;
+    }
+    for (ir::ScheduleDirective &built : directives)
+      if (built.axis == directive.axis && built.kind == directive.kind) built.location = directive.location;
+  }
+  planned.schedule.directives = directives;
+  for (size_t i = 0; i < lifted.size() && i < planned.shape->lifted.size(); ++i) {
+    int64_t n = static_cast<int64_t>(std::llround(g_.full(lifted[i]).v));
+    int64_t tile = std::clamp<int64_t>(planned.shape->lifted[i], 1, std::max<int64_t>(1, n));
+    while (n % tile != 0) --tile;
+    planned.shape->lifted[i] = tile;
+  }
+  return planned;
+}
+
+std::optional<KernelCost> Pricer::call_kernel(const Row &row, const ir::Diagram &callee, const ir::Schedule &written) {
   int instance = row.instance;
   auto size = [&](int axis) -> std::optional<int64_t> {
     double v = g_.vaxes[static_cast<size_t>(g_.vaxis_of(instance, axis))].size.v;
     if (std::isnan(v)) return std::nullopt;
     return static_cast<int64_t>(std::llround(v));
   };
+  // The schedule as written must be legal and fit (the user's contract)
+  // before the backend's shape of it is priced.
+  if (options_.planner) {
+    auto facts = check_schedule(p_, callee, written, hw_, size, d_);
+    if (!facts) {
+      failed_ = true;
+      return std::nullopt;
+    }
+    Spec spec = spec_from(callee, written, *facts, instance, row.first, row.last);
+    for (int axis : g_.instances[static_cast<size_t>(instance)].lifted)
+      if (!spec.groups.count(axis)) spec.groups[axis] = 1;
+    for (int output : callee.outputs) spec.outputs.push_back(g_.storage(g_.value_of(instance, output)));
+    KernelCost asked = analyse(spec);
+    if (!asked.fits) {
+      report_capacity(spec, asked);
+      failed_ = true;
+      return std::nullopt;
+    }
+  }
+  auto planned = plan(callee, written, instance);
+  if (!planned) return std::nullopt;
+  const ir::Schedule &schedule = planned->schedule;
   auto facts = check_schedule(p_, callee, schedule, hw_, size, d_);
   if (!facts) {
     failed_ = true;
     return std::nullopt;
   }
   Spec spec = spec_from(callee, schedule, *facts, instance, row.first, row.last);
-  // One kernel per index of the lifted axes: they are grouped by 1.
-  for (int axis : g_.instances[static_cast<size_t>(instance)].lifted)
-    if (!spec.groups.count(axis)) spec.groups[axis] = 1;
+  // The lifted axes: the backend's shape says how many positions a block
+  // covers; without one, one kernel per index (grouped by 1).
+  const std::vector<int> &lifted = g_.instances[static_cast<size_t>(instance)].lifted;
+  for (size_t i = 0; i < lifted.size(); ++i)
+    if (!spec.groups.count(lifted[i]))
+      spec.groups[lifted[i]] = planned->shape && i < planned->shape->lifted.size() ? planned->shape->lifted[i] : 1;
+  if (planned->shape) {
+    spec.threads = planned->shape->threads;
+    spec.smem = static_cast<double>(planned->shape->smem);
+  }
   for (int output : callee.outputs) spec.outputs.push_back(g_.storage(g_.value_of(instance, output)));
   spec.runs = row.repeat;
   auto kernel = analyse(spec);
@@ -125,6 +236,7 @@ KernelCost Pricer::analyse(const Spec &spec) {
     partition.amount = amount;
     partition.count = count.figure();
     partition.symbol = tile_symbol(axis);
+    partition.program_axis = g_.vaxes[static_cast<size_t>(axis)].program_axis;
     partition.size = g_.full(axis).v;
     if (auto it = spec.directive.find(axis); it != spec.directive.end())
       partition.location = it->second;
@@ -144,12 +256,94 @@ KernelCost Pricer::analyse(const Spec &spec) {
     partition.amount = amount;
     partition.count = steps[axis].figure();
     partition.symbol = chunk_symbol(axis);
+    partition.program_axis = g_.vaxes[static_cast<size_t>(axis)].program_axis;
     partition.size = g_.full(axis).v;
     if (auto it = spec.accumulator.find(axis); it != spec.accumulator.end()) partition.accumulator = it->second;
     if (auto it = spec.directive.find(axis); it != spec.directive.end()) partition.location = it->second;
     kernel.partitions.push_back(partition);
   }
   kernel.blocks = blocks.figure();
+  // Masked tiles: a `where(mask, x, -inf)` whose mask is a predicate of the
+  // indices of a grouped and a streamed axis keeps nothing of some (tile,
+  // chunk) pairs; a kernel skips them (FlashAttention's causal blocks,
+  // FlexAttention's block mask), so the work along the streamed axis is
+  // scaled by the share of pairs the mask can keep.
+  double kept_share = 1;
+  int masked_stream = -1;
+  for (int i = spec.first; i < spec.last && masked_stream < 0; ++i) {
+    const VOp &op = g_.vops[static_cast<size_t>(i)];
+    if (op.op->kind != ir::OpKind::Elementwise || op.op->function != ops::Fn::Where) continue;
+    const ir::Diagram &diagram = *g_.instances[static_cast<size_t>(op.instance)].diagram;
+    const ir::ProducerIndex index(diagram);
+    // The other value: -inf (a constant, or the negation of one).
+    const ir::Op *other = index.producer(op.op->operands.at(2));
+    double sign = 1;
+    if (other && other->kind == ir::OpKind::Elementwise && other->function == ops::Fn::Neg) {
+      sign = -1;
+      other = index.producer(other->operands.at(0));
+    }
+    if (!other || other->kind != ir::OpKind::Constant || !std::isinf(other->constant) || sign * other->constant > 0) continue;
+    auto size_of = [&](int axis) -> std::optional<double> { return g_.full(g_.vaxis_of(op.instance, axis)).v; };
+    IndexPredicate predicate = index_predicate(diagram, index, op.op->operands.at(0), size_of);
+    // Axes of the predicate, as the kernel's: one streamed, the others grouped.
+    std::map<int, int> vaxis;  // IR axis → vaxis
+    int streamed = -1;
+    bool usable = !predicate.conjuncts.empty();
+    for (const IndexConjunct &conjunct : predicate.conjuncts)
+      for (const auto &[axis, c] : conjunct.form.axes) {
+        int v = g_.vaxis_of(op.instance, axis);
+        vaxis[axis] = v;
+        if (spec.streams.count(v)) streamed = streamed < 0 || streamed == v ? v : -2;
+        else if (!spec.groups.count(v)) usable = false;
+      }
+    if (!usable || streamed < 0) continue;
+    // Count the live (group tiles x chunk) boxes of the predicate's axes.
+    std::vector<std::pair<int, double>> dims;  // IR axis, tile
+    double combos = 1;
+    for (const auto &[axis, v] : vaxis) {
+      double tile_size = static_cast<double>(spec.streams.count(v) ? spec.streams.at(v) : spec.groups.at(v));
+      dims.push_back({axis, tile_size});
+      combos *= std::ceil(g_.full(v).v / tile_size);
+    }
+    if (combos > 4e6) continue;  // too many to count quickly: priced as computed
+    double kept = 0, total_boxes = 0;
+    std::vector<double> at(dims.size(), 0);
+    std::function<void(size_t, std::map<int, std::pair<double, double>> &)> walk = [&](size_t d, std::map<int, std::pair<double, double>> &box) {
+      if (d == dims.size()) {
+        total_boxes += 1;
+        bool holds = true;
+        for (const IndexConjunct &conjunct : predicate.conjuncts) holds = holds && may_hold(conjunct, box);
+        kept += holds;
+        return;
+      }
+      double n = g_.full(vaxis[dims[d].first]).v;
+      for (double start = 0; start < n; start += dims[d].second) {
+        box[dims[d].first] = {start, std::min(n, start + dims[d].second) - 1};
+        walk(d + 1, box);
+      }
+      box.erase(dims[d].first);
+    };
+    std::map<int, std::pair<double, double>> box;
+    walk(0, box);
+    if (total_boxes > 0 && kept < total_boxes) {
+      kept_share = kept / total_boxes;
+      masked_stream = streamed;
+      kernel.skipped_tiles = total_boxes - kept;
+      kernel.mask_tiles = total_boxes;
+      kernel.notes.push_back("the mask keeps nothing of " + costfmt::number(total_boxes - kept) + " of " + costfmt::number(total_boxes) +
+                             " (tile, chunk) pairs: the kernel skips them; work along " + g_.vaxes[static_cast<size_t>(streamed)].name +
+                             " is priced at " + costfmt::number(kept_share) + " of its extent");
+    }
+  }
+  auto along_mask = [&](const VOp &op) {
+    if (masked_stream < 0) return false;
+    if (contains(op.axes, masked_stream)) return true;
+    for (int v : op.operands)
+      if (contains(g_.values[static_cast<size_t>(v)].axes, masked_stream)) return true;
+    for (int v : op.results)
+      if (contains(g_.values[static_cast<size_t>(v)].axes, masked_stream)) return true;
+    return false;
+  };
   auto residency = [&](int storage) {
     auto it = spec.residency.find(storage);
     return it != spec.residency.end() ? it->second : tile;
@@ -160,17 +354,16 @@ KernelCost Pricer::analyse(const Spec &spec) {
     return producer >= spec.first && producer < spec.last;
   };
 
-  // FLOPs, with recomputation for operations that lack a grouped axis, and the compute time.
+  // FLOPs, with recomputation for operations that lack a grouped axis, and
+  // each compute unit's time.
   Sized flops = Sized::of(0);
-  Formula compute_time, energy, bits;
-  double compute_seconds = 0, energy_value = 0, bits_value = 0;
+  Formula energy, bits;
+  double energy_value = 0, bits_value = 0;
   std::set<std::string> units;
-  auto add_flops = [&](const Sized &f, const ComputeUnit &unit, ir::DType dtype) {
+  std::map<std::string, Sized> unit_seconds;
+  auto add_flops = [&](const Sized &f, const ComputeUnit &unit, ir::DType dtype, const Sized &special = Sized::of(0)) {
     flops += f;
-    if (unit.rate.peak > 0) {
-      compute_time = compute_time + f.f.scaled(1.0 / unit.rate.peak);
-      compute_seconds += f.v / unit.rate.peak;
-    }
+    charge(unit_seconds, f, special, unit);
     energy = energy + f.f.scaled(unit.rate.energy_per_flop);
     energy_value += f.v * unit.rate.energy_per_flop;
     bits = bits + f.f.scaled(8.0 * ir::dtype_bytes(dtype));
@@ -189,12 +382,13 @@ KernelCost Pricer::analyse(const Spec &spec) {
     bool free = !op.results.empty();
     for (int result : op.results) free = free && g_.values[static_cast<size_t>(result)].free;
     double repeat = op.repeat / spec.runs;  // iterations of a repeat inside the kernel
+    if (!free && along_mask(op)) repeat *= kept_share;
     Sized multiplier = free ? Sized::of(repeat) : blocks.scaled(repeat);
     const Extents &extents = free ? empty_ : total;
     ir::DType dtype = g_.compute_dtype(op);
     ComputeUnit unit = hw_.unit_for(op.op->kind == ir::OpKind::Contract, dtype);
     Sized f = g_.flops(op, extents) * multiplier;
-    if (f.v > 0 || !f.f.is_zero()) add_flops(f, unit, dtype);
+    if (f.v > 0 || !f.f.is_zero()) add_flops(f, unit, dtype, g_.special(op, extents) * multiplier);
     if (op.view() || free) continue;
     // The online-softmax rescaling: per step, the accumulators of the
     // contractions it feeds are scaled (1 per element) and the running max
@@ -214,7 +408,7 @@ KernelCost Pricer::analyse(const Spec &spec) {
           const VOp &user = g_.vops[static_cast<size_t>(j)];
           if (contains(user.operands, result)) extra += g_.elements_of(user.results[0], total);
         }
-        extra = extra * steps[streamed] * blocks.scaled(repeat);
+        extra = extra * steps[streamed] * blocks.scaled(repeat * (streamed == masked_stream ? kept_share : 1));
         rescale += extra;
         add_flops(extra, hw_.unit_for(false, ir::DType::F32), ir::DType::F32);
         stats_elements += g_.product(rows_axes, step).scaled(2);
@@ -244,6 +438,10 @@ KernelCost Pricer::analyse(const Spec &spec) {
   }
   kernel.rescale_flops = rescale.figure();
 
+  struct Reloaded {
+    Sized bytes, once;  // over all blocks, and of one copy
+  };
+  std::vector<Reloaded> reloaded;
   // Inputs: loaded once per block into their level (the reload multiplicity
   // is the number of groups of the grouped axes they lack), or read at every
   // use when they stay in the top level.
@@ -261,8 +459,9 @@ KernelCost Pricer::analyse(const Spec &spec) {
     for (const Read &r : list)
       if (r.elements.v > widest->elements.v) widest = &r;
     Sized elements = widest->elements * blocks;
+    if (masked_stream >= 0 && contains(value.axes, masked_stream)) elements = elements.scaled(kept_share);
     Sized bytes = elements.scaled(bytes_of(storage));
-    traffic[0].read += bytes;
+    reloaded.push_back({bytes, divide(bytes, divide(elements, g_.elements_of(storage, empty_)))});
     top_elements += elements;
     traffic[static_cast<size_t>(level)].write += bytes;  // the fill
     TileTransfer transfer;
@@ -286,30 +485,49 @@ KernelCost Pricer::analyse(const Spec &spec) {
     int level = residency(storage);
     if (level > 0) traffic[static_cast<size_t>(level)].read += bytes;
   }
-  // Reloaded inputs that an intermediate cache could hold: the model still
-  // counts their reloads at the top level (no reuse across blocks).
-  {
-    double reloaded = 0;
+  // Reuse across blocks: when one copy of every reloaded input fits in a
+  // cache between the top and the tile level (L2), concurrent blocks find
+  // them there: the top level is read once per input, the cache serves every
+  // reload. Otherwise every reload reaches the top level.
+  // Inputs are taken smallest first while they fit together (a larger one
+  // streams through and leaves the cache to the others).
+  int cache = 0;
+  std::vector<bool> cached(reloaded.size(), false);
+  for (int l = 1; l < tile && !cache; ++l) {
+    const MemoryLevel &level = hw_.levels[static_cast<size_t>(l)];
+    std::vector<size_t> order;
+    for (size_t i = 0; i < reloaded.size(); ++i)
+      if (reloaded[i].bytes.v > reloaded[i].once.v * (1 + 1e-9)) order.push_back(i);
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return reloaded[a].once.v < reloaded[b].once.v; });
+    double once = 0;
     std::string names;
-    for (const TileTransfer &transfer : kernel.transfers)
-      if (transfer.reloads.value > 1 + 1e-9) {
-        reloaded += transfer.bytes.value / transfer.reloads.value;
-        names += (names.empty() ? "" : ", ") + transfer.tensor;
-      }
-    for (int l = 1; l < tile && reloaded > 0; ++l) {
-      const MemoryLevel &level = hw_.levels[static_cast<size_t>(l)];
-      if (reloaded > level.capacity * static_cast<double>(level.fanout)) continue;
-      kernel.notes.push_back(names + " (" + costfmt::bytes(reloaded) + ") fit in " + level.name + " (" +
-                             costfmt::memory(level.capacity * static_cast<double>(level.fanout)) +
-                             "): hardware may serve their reloads from " + level.name + ", but this model counts every reload at " +
-                             hw_.levels[0].name + " (no reuse across blocks)");
-      break;
+    for (size_t i : order) {
+      if (once + reloaded[i].once.v > level.capacity * static_cast<double>(level.fanout)) break;
+      once += reloaded[i].once.v;
+      cached[i] = true;
+      names += (names.empty() ? "" : ", ") + kernel.transfers[i].tensor;
+    }
+    if (once <= 0) continue;
+    cache = l;
+    kernel.notes.push_back(names + " (" + costfmt::bytes(once) + ") fit in " + level.name + " (" +
+                           costfmt::memory(level.capacity * static_cast<double>(level.fanout)) + "): " + hw_.levels[0].name +
+                           " reads " + (order.size() == 1 ? "it" : "each") + " once, " + level.name + " serves the reloads");
+  }
+  Sized served = Sized::of(0);  // reloads the cache serves
+  for (size_t i = 0; i < reloaded.size(); ++i) {
+    const Reloaded &r = reloaded[i];
+    if (cached[i]) {
+      traffic[0].read += r.once;
+      served += r.bytes + r.once.scaled(-1);
+    } else {
+      traffic[0].read += r.bytes;
     }
   }
   // Levels between the top and the tile level pass the top level's traffic through.
   for (int l = 1; l < tile; ++l) {
     traffic[static_cast<size_t>(l)].read += traffic[0].read;
     traffic[static_cast<size_t>(l)].write += traffic[0].write;
+    if (cache > 0 && l >= cache) traffic[static_cast<size_t>(l)].read += served;
   }
   for (size_t l = 0; l < levels; ++l) kernel.traffic.push_back({traffic[l].read.figure(), traffic[l].write.figure()});
   kernel.top_elements = top_elements.figure();
@@ -384,11 +602,13 @@ KernelCost Pricer::analyse(const Spec &spec) {
     kernel.memory.push_back(best);
   }
 
-  // Roofline and energy.
+  // Roofline, parallelism and energy.
   kernel.flops = flops.figure();
-  kernel.compute_time = compute_time;
-  kernel.compute_seconds = compute_seconds;
-  kernel.time = compute_seconds;
+  for (const auto &[label, seconds] : unit_seconds) {
+    kernel.unit_times.push_back({label, seconds.figure()});
+    kernel.compute_seconds = std::max(kernel.compute_seconds, seconds.v);
+  }
+  kernel.time = kernel.compute_seconds;
   kernel.bound = "compute";
   for (size_t l = 0; l < levels; ++l) {
     double bytes = kernel.traffic[l].read.value + kernel.traffic[l].write.value;
@@ -397,6 +617,33 @@ KernelCost Pricer::analyse(const Spec &spec) {
     if (hw_.levels[l].bandwidth <= 0) continue;
     double t = bytes / hw_.levels[l].bandwidth;
     if (t > kernel.time) kernel.time = t, kernel.bound = hw_.levels[l].name;
+  }
+  if (spec.smem >= 0) {
+    // The backend's block is what runs: its shared memory decides the fit.
+    const MemoryLevel &level = hw_.levels[static_cast<size_t>(tile)];
+    kernel.fits = spec.smem <= level.capacity;
+    for (LevelMemory &m : kernel.memory)
+      if (m.level == tile) m.fits = kernel.fits;
+    kernel.notes.push_back("as built, a block has " + std::to_string(spec.threads) + " threads and keeps " + costfmt::capacity(spec.smem) +
+                           " in " + level.name + " (the tiles above are the model's account of its live values)");
+  }
+  {
+    const MemoryLevel &instances = hw_.levels[static_cast<size_t>(tile)];
+    double per_block = spec.smem >= 0 ? spec.smem : memory.count(tile) ? memory[tile].bytes.value : 0;
+    kernel.instances = instances.fanout;
+    kernel.occupancy = occupancy(hw_, per_block, spec.threads);
+    kernel.efficiency = efficiency(kernel.blocks.value, instances.fanout);
+    // A busy instance with fewer warps than schedulers leaves some idle.
+    if (spec.threads > 0 && hw_.schedulers > 0 && kernel.occupancy > 0) {
+      double resident = std::min<double>(static_cast<double>(kernel.occupancy),
+                                         std::ceil(kernel.blocks.value / static_cast<double>(std::max<int64_t>(1, instances.fanout))));
+      double warps = resident * std::ceil(static_cast<double>(spec.threads) / 32);
+      kernel.warp_share = std::min(1.0, warps / static_cast<double>(hw_.schedulers));
+      kernel.efficiency *= kernel.warp_share;
+    }
+    kernel.waves = kernel.occupancy > 0 ? std::ceil(kernel.blocks.value / static_cast<double>(instances.fanout * kernel.occupancy)) : 0;
+    kernel.launch = hw_.launch;
+    kernel.time = kernel.time / kernel.efficiency + kernel.launch;
   }
   double top = kernel.traffic[0].read.value + kernel.traffic[0].write.value;
   kernel.intensity = top > 0 ? kernel.flops.value / top : 0;
@@ -533,23 +780,25 @@ void Pricer::report_capacity(const Spec &spec, const KernelCost &kernel) {
 }  // namespace cost_graph
 
 std::optional<KernelCost> napkin(const ir::Program &program, const ir::Diagram &diagram, const ir::Schedule &schedule,
-                                 const HardwareProfile &hardware) {
+                                 const HardwareProfile &hardware, const Backend *planner) {
   SourceManager sources;
   DiagnosticEngine quiet(sources);
-  return napkin(program, diagram, schedule, hardware, quiet);
+  return napkin(program, diagram, schedule, hardware, quiet, planner);
 }
 
 std::optional<KernelCost> napkin(const ir::Program &program, const ir::Diagram &diagram, const ir::Schedule &schedule,
-                                 const HardwareProfile &hardware, DiagnosticEngine &diagnostics) {
+                                 const HardwareProfile &hardware, DiagnosticEngine &diagnostics, const Backend *planner) {
   CostOptions options;
   options.schedule = &schedule;
   options.search_tiles = false;
+  options.planner = planner;
   auto report = price(program, diagram, hardware, diagnostics, options);
   if (!report || !report->kernel) return std::nullopt;
   return report->kernel;
 }
 
-std::optional<TileChoice> best_tiles(const KernelCost &kernel, const HardwareProfile &hardware, bool square, bool traffic) {
+std::optional<TileChoice> best_tiles(const KernelCost &kernel, const HardwareProfile &hardware, bool square, bool traffic,
+                                     bool parallelism) {
   struct Axis {
     std::string name;
     int symbol;
@@ -620,12 +869,18 @@ std::optional<TileChoice> best_tiles(const KernelCost &kernel, const HardwarePro
         fits = fits && bytes <= m.capacity;
       }
       if (fits) {
-        choice.time = eval(kernel.compute_time);
+        choice.time = 0;
+        for (const auto &[unit, seconds] : kernel.unit_times) choice.time = std::max(choice.time, eval(seconds.formula));
         for (size_t l = 0; l < hardware.levels.size() && l < kernel.traffic.size(); ++l) {
           double bytes = eval(kernel.traffic[l].read.formula) + eval(kernel.traffic[l].write.formula);
           if (l == 0) choice.top_bytes = bytes;
           if (hardware.levels[l].bandwidth > 0) choice.time = std::max(choice.time, bytes / hardware.levels[l].bandwidth);
         }
+        // Few blocks leave instances idle: the same parallelism term as the kernel's.
+        int tile = std::clamp(kernel.tile_level, 0, static_cast<int>(hardware.levels.size()) - 1);
+        if (parallelism)
+          choice.time /= cost_graph::efficiency(eval(kernel.blocks.formula), hardware.levels[static_cast<size_t>(tile)].fanout);
+        choice.time += kernel.launch;
         for (const Axis &axis : axes) choice.tiles.push_back({axis.name, static_cast<int64_t>(values[axis.symbol])});
         auto key = [&](const TileChoice &c) {
           return traffic ? std::make_pair(c.top_bytes, c.time) : std::make_pair(c.time, c.top_bytes);

@@ -16,6 +16,13 @@
 
 namespace ncd::cost_graph {
 
+// The share of the machine a kernel of `blocks` keeps busy on `instances`
+// (SMs): the busiest instance runs ceil(blocks / instances) blocks' work.
+double efficiency(double blocks, int64_t instances);
+// Blocks resident at once on one instance of the tile level: limited by its
+// capacity, the profile's occupancy limits and the block's threads (0: unknown).
+int64_t occupancy(const HardwareProfile &hardware, double block_bytes, int64_t block_threads);
+
 class Pricer {
  public:
   Pricer(const ir::Program &program, const HardwareProfile &hardware, DiagnosticEngine &diagnostics,
@@ -46,6 +53,11 @@ class Pricer {
 
   OpCost leaf(const VOp &op);
 
+  // Adds `flops` (of which `special` evaluations) to the seconds of the units
+  // that run them: special functions on the special-function units when the
+  // profile has them, the rest on `unit`.
+  void charge(std::map<std::string, Sized> &seconds, const Sized &flops, const Sized &special, const ComputeUnit &unit) const;
+
   void finish_roofline(OpCost &cost) const;
 
   // Sums children into an aggregate row (sequential kernels).
@@ -68,6 +80,8 @@ class Pricer {
     int first = 0, last = 0;
     std::vector<int> outputs;  // storages written to the top level
     double runs = 1;           // times the kernel runs (a call inside `repeat N`); figures are per run
+    int64_t threads = 0;       // per block, from the backend's shape (0: unknown)
+    double smem = -1;          // bytes per block, from the backend's shape (-1: the model's tiles)
     SourceLocation location;
     std::string diagram, target;
   };
@@ -76,6 +90,16 @@ class Pricer {
                  int first, int last);
 
   std::optional<KernelCost> call_kernel(const Row &row, const ir::Diagram &callee, const ir::Schedule &schedule);
+
+  // The schedule the planner's backend builds for `schedule` of `kernel` at
+  // `instance`, and its shape; without a planner, the schedule as written.
+  // nullopt, with declined_ set, when the backend runs the operations apart.
+  struct Planned {
+    ir::Schedule schedule;
+    std::optional<KernelShape> shape;
+  };
+  std::optional<Planned> plan(const ir::Diagram &kernel, const ir::Schedule &schedule, int instance);
+  std::string declined_;
 
   std::string kernel_unit_;
   Formula kernel_energy_formula_, kernel_bits_formula_;

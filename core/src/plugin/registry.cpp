@@ -79,6 +79,12 @@ Pass *Registry::pass(const std::string &name) const { return find_in(passes_, na
 const Renderer *Registry::renderer(const std::string &name) const { return find_in(renderers_, name); }
 const Backend *Registry::backend(const std::string &name) const { return find_in(backends_, name); }
 
+const Backend *Registry::planner_for(const HardwareProfile &hardware) const {
+  for (const auto &[name, backend] : backends_)
+    if (backend->plans_for(hardware)) return backend.get();
+  return nullptr;
+}
+
 const Renderer *Registry::renderer_for_format(const std::string &format) const {
   // Prefer the renderer named after the format (svg for svg, dot for dot).
   if (auto *exact = renderer(format))

@@ -1,0 +1,51 @@
+// Masks given as predicates of axis indices (`q >= k`, `q - k < 512`,
+// `and` of such): the affine forms and their conjuncts, read from the IR.
+// The cost model uses them to skip tiles a mask keeps nothing of, and the
+// CUDA attention planner to skip them at run time; both read masks here.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "ncd/ir.h"
+#include "ncd/ops.h"
+
+namespace ncd {
+
+// Σ coefficient × index(axis) + constant.
+struct AffineForm {
+  std::map<int, double> axes;  // IR axis → coefficient (zero coefficients dropped)
+  double constant = 0;
+};
+
+// form REL 0, REL one of Lt, Le, Gt, Ge.
+struct IndexConjunct {
+  AffineForm form;
+  ops::Fn relation = ops::Fn::Ge;
+};
+
+struct IndexPredicate {
+  std::vector<IndexConjunct> conjuncts;
+  bool pure = true;  // the predicate is exactly the conjunction (no other parts were dropped)
+};
+
+// `size_of` gives `#axis` where a form uses it (nullopt: not affine).
+using SizeOf = std::function<std::optional<double>(int axis)>;
+
+// The affine form `value` computes, or nullopt when it is not one of axis
+// indices, constants and sizes under + - neg, casts, and products by constants.
+std::optional<AffineForm> affine_form(const ir::Diagram &diagram, const ir::ProducerIndex &index, int value,
+                                      const SizeOf &size_of);
+
+// The comparisons `value` is an `and` of; parts that are not comparisons of
+// affine forms are left out (pure = false).
+IndexPredicate index_predicate(const ir::Diagram &diagram, const ir::ProducerIndex &index, int value,
+                               const SizeOf &size_of);
+
+// Whether the conjunct can hold somewhere in the box lo[axis] <= index <= hi[axis]
+// (its best corner); axes the box lacks count as unbounded (always possible).
+bool may_hold(const IndexConjunct &conjunct, const std::map<int, std::pair<double, double>> &box);
+
+}  // namespace ncd
