@@ -38,12 +38,12 @@ TEST(CostOutput, JsonSchemaIsStable) {
   auto json = nlohmann::ordered_json::parse(text);
   EXPECT_EQ(json["schema"], "ncd-cost");
   EXPECT_EQ(json["version"], kCostJsonVersion);
-  EXPECT_EQ(keys(json), (std::vector<std::string>{"schema", "version", "diagram", "location", "hardware", "sizes", "baseline", "kernel"}));
+  EXPECT_EQ(keys(json), (std::vector<std::string>{"schema", "version", "diagram", "location", "hardware", "sizes", "baseline", "declined", "kernel"}));
   EXPECT_EQ(keys(json["baseline"]), (std::vector<std::string>{"operations", "total", "energy"}));
   const auto &op = json["baseline"]["operations"][1];
   EXPECT_EQ(keys(op), (std::vector<std::string>{"name", "what", "location", "flops", "traffic", "intensity", "intensity_formula",
-                                                "unit", "bound", "compute_time", "time", "time_formula", "energy", "kernel",
-                                                "children"}));
+                                                "unit", "bound", "compute_time", "efficiency", "launch", "time", "time_formula",
+                                                "energy", "kernel", "children"}));
   EXPECT_EQ(op["intensity_formula"], "(2*q*k*d + q*k)/(2*k*d + 2*q*d + 4*q*k)");
   EXPECT_EQ(op["time_formula"], "max(2e-15*q*k*d + 1e-15*q*k, 6.66667e-13*k*d + 6.66667e-13*q*d + 1.33333e-12*q*k)");
   EXPECT_EQ(op["flops"]["formula"], "2*q*k*d + q*k");
@@ -54,8 +54,10 @@ TEST(CostOutput, JsonSchemaIsStable) {
   EXPECT_EQ(json["baseline"]["energy"]["erased_bits_formula"], "64*q*k*d + 176*q*k + 32*q + 32");
   const auto &kernel = json["kernel"];
   EXPECT_EQ(keys(kernel), (std::vector<std::string>{"diagram", "location", "target", "partitions", "blocks", "tile_level", "transfers",
-                                                    "traffic", "memory", "fits", "flops", "rescale_flops", "compute_time", "time",
-                                                    "time_formula", "bound", "intensity", "top_elements", "notes", "closed_form", "energy", "best_tiles"}));
+                                                    "traffic", "memory", "fits", "flops", "rescale_flops", "compute_time", "unit_times",
+                                                    "occupancy", "waves", "efficiency", "warp_share", "mask_tiles", "skipped_tiles",
+                                                    "launch", "time", "time_formula", "bound", "intensity", "top_elements", "notes",
+                                                    "closed_form", "energy", "best_tiles"}));
   EXPECT_EQ(kernel["closed_form"]["formula"], "4*q*k*d^2/M + 2*q*d");
   EXPECT_EQ(kernel["partitions"][0]["kind"], "group");
   EXPECT_EQ(kernel["partitions"][1]["kind"], "stream");

@@ -167,6 +167,8 @@ std::string format_report(const CostReport &report, const SourceManager &sources
     out << "           FLOP/B = " << f << "\n";
   out << "\n";
   energy_text(out, report, report.energy, "  ");
+  if (!report.declined.empty())
+    out << "\nThe schedule is not built as one kernel (" << report.declined << "): its operations are priced above, each its own kernel.\n";
 
   if (report.kernel) {
     const KernelCost &k = *report.kernel;
@@ -316,6 +318,7 @@ json report_object(const CostReport &report, const SourceManager &sources) {
            {"sizes", sizes},
            {"baseline",
             {{"operations", operations}, {"total", op_json(report, sources, report.total)}, {"energy", energy_json(report, report.energy)}}}};
+  out["declined"] = report.declined;
   if (!report.kernel) {
     out["kernel"] = nullptr;
     return out;
