@@ -187,6 +187,11 @@ RtTensor normalize(ops::Fn fn, const RtTensor &input, const std::vector<int> &ax
       for_each_run(r, out, 10 * n, [&](int64_t k, const float *x) {
         float *__restrict y = o + k;
         const float m = max_run(x, n);
+        if (m == -std::numeric_limits<float>::infinity()) {
+          // Masked everywhere: 0, not NaN (FlashAttention's convention; docs/LANGUAGE.md).
+          std::fill(y, y + n, 0.f);
+          return;
+        }
         double s = 0;
 #pragma omp simd reduction(+ : s)
         for (int64_t i = 0; i < n; ++i) {

@@ -94,8 +94,10 @@ Ten Generator::normalize(Frame &frame, const ir::Op &o) {
   std::string n = flit(static_cast<double>(extent));
   if (f == ops::Fn::Softmax || f == ops::Fn::LogSoftmax) {
     k += "    float m = -INFINITY;\n" + loop + "      m = ncd_max(m, " + v + ");\n    }\n    m = ncd_warp_max(m);\n";
+    // A row masked everywhere (all -inf) is 0 after softmax, not NaN (docs/LANGUAGE.md).
+    if (f == ops::Fn::Softmax) k += "    if (m == -INFINITY) m = 0.f;\n";
     k += "    float s = 0.f;\n" + loop + "      s += expf(" + v + " - m);\n    }\n    s = ncd_warp_sum(s);\n";
-    k += loop + store + (f == ops::Fn::Softmax ? "expf(" + v + " - m) / s" : v + " - m - logf(s)") + ");\n    }\n";
+    k += loop + store + (f == ops::Fn::Softmax ? "s > 0.f ? expf(" + v + " - m) / s : 0.f" : v + " - m - logf(s)") + ");\n    }\n";
   } else if (f == ops::Fn::LayerNorm) {
     k += "    float s = 0.f;\n" + loop + "      s += " + v + ";\n    }\n    const float mean = ncd_warp_sum(s) / " + n +
          ";\n";
@@ -152,6 +154,7 @@ std::string Generator::fused_row(Frame &frame, const ir::Diagram &d, const Fused
       k += "    float m = -INFINITY;\n" +
            pass([](ExprCtx &, const std::string &v) { return "      m = ncd_max(m, " + v + ");\n"; }) +
            "    m = ncd_warp_max(m);\n";
+      if (f == ops::Fn::Softmax) k += "    if (m == -INFINITY) m = 0.f;\n";
       k += "    float s = 0.f;\n" +
            pass([](ExprCtx &, const std::string &v) { return "      s += expf(" + v + " - m);\n"; }) +
            "    s = ncd_warp_sum(s);\n";
@@ -170,7 +173,7 @@ std::string Generator::fused_row(Frame &frame, const ir::Diagram &d, const Fused
            "    const float denom = sqrtf(ncd_warp_sum(q) / " + n + " + " + flit(eps) + ");\n";
     }
     k += pass([&](ExprCtx &c, const std::string &v) {
-      std::string e = f == ops::Fn::Softmax      ? "expf(" + v + " - m) / s"
+      std::string e = f == ops::Fn::Softmax      ? "(s > 0.f ? expf(" + v + " - m) / s : 0.f)"
                       : f == ops::Fn::LogSoftmax ? v + " - m - logf(s)"
                       : f == ops::Fn::LayerNorm  ? "(" + v + " - mean) / denom"
                                                  : v + " / denom";

@@ -192,7 +192,12 @@ def Positions(x, p):
     M = np.where((s_ >= t_) & (s_ - t_ < 2), X, -np.inf)
     K = np.arange(ns) * nt + 0.5
     I = s_ * 10 + t_ + np.zeros_like(X)
-    return {"M": M, "K": K, "I": I}
+    # Softmax of rows with nothing kept is 0 (the FlashAttention convention), not NaN.
+    keep = (s_ >= 2) & (s_ >= t_)
+    kept = keep.any(axis=1, keepdims=True)
+    e = np.where(keep, np.exp(X - np.where(keep, X, -np.inf).max(axis=1, keepdims=True, initial=-np.inf) * kept), 0.0)
+    P = np.divide(e, e.sum(axis=1, keepdims=True), out=np.zeros_like(e), where=kept)
+    return {"M": M, "K": K, "I": I, "P": P}
 
 
 def Dtypes(x, p):

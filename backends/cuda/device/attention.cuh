@@ -154,10 +154,12 @@ __device__ __forceinline__ void ncd_attention_block(const uint16_t *__restrict__
     l += __shfl_xor_sync(0xffffffffu, l, 1);
     l += __shfl_xor_sync(0xffffffffu, l, 2);
     const int64_t q = qa + 8 * h;
+    // A query the mask keeps no key of has l = 0: its output is 0, not NaN.
+    const float inv = l > 0.f ? 1.f / l : 0.f;
     if (q < NQ)
       for (int n = 0; n < E / 8; ++n) {
-        store(q, n * 8 + 2 * t, o[n][2 * h] / l);
-        store(q, n * 8 + 2 * t + 1, o[n][2 * h + 1] / l);
+        store(q, n * 8 + 2 * t, o[n][2 * h] * inv);
+        store(q, n * 8 + 2 * t + 1, o[n][2 * h + 1] * inv);
       }
   }
 }
