@@ -9,7 +9,6 @@
 #include <set>
 
 #include "cost_format.h"
-#include "ncd/index_predicate.h"
 #include "pricer.h"
 
 namespace ncd {
@@ -85,64 +84,6 @@ Pricer::Spec Pricer::spec_from(const ir::Diagram &diagram, const ir::Schedule &s
   for (int i = first; i < last; ++i)
     if (facts.online_softmax.count(g_.vops[static_cast<size_t>(i)].op->id)) spec.online.insert(g_.vops[static_cast<size_t>(i)].op);
   return spec;
-}
-
-std::optional<Pricer::Planned> Pricer::plan(const ir::Diagram &kernel, const ir::Schedule &schedule, int instance) {
-  Planned planned{schedule, std::nullopt};
-  if (!options_.planner) return planned;
-  auto size = [&](int axis) -> std::optional<int64_t> {
-    double v = g_.vaxes[static_cast<size_t>(g_.vaxis_of(instance, axis))].size.v;
-    if (std::isnan(v)) return std::nullopt;
-    return static_cast<int64_t>(std::llround(v));
-  };
-  const std::vector<int> &lifted = g_.instances[static_cast<size_t>(instance)].lifted;
-  KernelQuery query;
-  query.program = &p_;
-  query.kernel = &kernel;
-  query.schedule = &schedule;
-  query.size = size;
-  query.hardware = &hw_;
-  for (int axis : lifted) query.lifted.push_back(static_cast<int64_t>(std::llround(g_.full(axis).v)));
-  for (int input : kernel.inputs) {
-    bool carries = false;
-    for (int axis : lifted) carries = carries || contains(g_.values[static_cast<size_t>(g_.value_of(instance, input))].axes, axis);
-    query.lifted_inputs.push_back(carries);
-  }
-  std::string why;
-  planned.shape = options_.planner->plan_kernel(query, why);
-  if (!planned.shape) {
-    declined_ = why.empty() ? "the backend declines it" : why;
-    return std::nullopt;
-  }
-  // The schedule as built. Partial edge tiles are priced as the largest tile
-  // that divides the axis (the model counts whole tiles).
-  auto dividing = [&](int axis, int64_t tile) {
-    int64_t n = size(axis).value_or(tile);
-    tile = std::clamp<int64_t>(tile, 1, std::max<int64_t>(1, n));
-    while (n % tile != 0) --tile;
-    return tile;
-  };
-  std::vector<ir::ScheduleDirective> directives;
-  for (const auto &[axis, tile] : planned.shape->groups)
-    directives.push_back({ir::ScheduleDirective::Kind::Group, axis, dividing(axis, tile), {}, {}, schedule.location});
-  for (const auto &[axis, chunk] : planned.shape->streams)
-    directives.push_back({ir::ScheduleDirective::Kind::Stream, axis, dividing(axis, chunk), {}, {}, schedule.location});
-  for (const ir::ScheduleDirective &directive : schedule.directives) {
-    if (directive.kind == ir::ScheduleDirective::Kind::Level) {
-      directives.push_back(directive);
-      continue;
-    }
-    for (ir::ScheduleDirective &built : directives)
-      if (built.axis == directive.axis && built.kind == directive.kind) built.location = directive.location;
-  }
-  planned.schedule.directives = directives;
-  for (size_t i = 0; i < lifted.size() && i < planned.shape->lifted.size(); ++i) {
-    int64_t n = static_cast<int64_t>(std::llround(g_.full(lifted[i]).v));
-    int64_t tile = std::clamp<int64_t>(planned.shape->lifted[i], 1, std::max<int64_t>(1, n));
-    while (n % tile != 0) --tile;
-    planned.shape->lifted[i] = tile;
-  }
-  return planned;
 }
 
 std::optional<KernelCost> Pricer::call_kernel(const Row &row, const ir::Diagram &callee, const ir::Schedule &written) {
@@ -263,77 +204,14 @@ KernelCost Pricer::analyse(const Spec &spec) {
     kernel.partitions.push_back(partition);
   }
   kernel.blocks = blocks.figure();
-  // Masked tiles: a `where(mask, x, -inf)` whose mask is a predicate of the
-  // indices of a grouped and a streamed axis keeps nothing of some (tile,
-  // chunk) pairs; a kernel skips them (FlashAttention's causal blocks,
-  // FlexAttention's block mask), so the work along the streamed axis is
-  // scaled by the share of pairs the mask can keep.
-  double kept_share = 1;
-  int masked_stream = -1;
-  for (int i = spec.first; i < spec.last && masked_stream < 0; ++i) {
-    const VOp &op = g_.vops[static_cast<size_t>(i)];
-    if (op.op->kind != ir::OpKind::Elementwise || op.op->function != ops::Fn::Where) continue;
-    const ir::Diagram &diagram = *g_.instances[static_cast<size_t>(op.instance)].diagram;
-    const ir::ProducerIndex index(diagram);
-    // The other value: -inf (a constant, or the negation of one).
-    const ir::Op *other = index.producer(op.op->operands.at(2));
-    double sign = 1;
-    if (other && other->kind == ir::OpKind::Elementwise && other->function == ops::Fn::Neg) {
-      sign = -1;
-      other = index.producer(other->operands.at(0));
-    }
-    if (!other || other->kind != ir::OpKind::Constant || !std::isinf(other->constant) || sign * other->constant > 0) continue;
-    auto size_of = [&](int axis) -> std::optional<double> { return g_.full(g_.vaxis_of(op.instance, axis)).v; };
-    IndexPredicate predicate = index_predicate(diagram, index, op.op->operands.at(0), size_of);
-    // Axes of the predicate, as the kernel's: one streamed, the others grouped.
-    std::map<int, int> vaxis;  // IR axis → vaxis
-    int streamed = -1;
-    bool usable = !predicate.conjuncts.empty();
-    for (const IndexConjunct &conjunct : predicate.conjuncts)
-      for (const auto &[axis, c] : conjunct.form.axes) {
-        int v = g_.vaxis_of(op.instance, axis);
-        vaxis[axis] = v;
-        if (spec.streams.count(v)) streamed = streamed < 0 || streamed == v ? v : -2;
-        else if (!spec.groups.count(v)) usable = false;
-      }
-    if (!usable || streamed < 0) continue;
-    // Count the live (group tiles x chunk) boxes of the predicate's axes.
-    std::vector<std::pair<int, double>> dims;  // IR axis, tile
-    double combos = 1;
-    for (const auto &[axis, v] : vaxis) {
-      double tile_size = static_cast<double>(spec.streams.count(v) ? spec.streams.at(v) : spec.groups.at(v));
-      dims.push_back({axis, tile_size});
-      combos *= std::ceil(g_.full(v).v / tile_size);
-    }
-    if (combos > 4e6) continue;  // too many to count quickly: priced as computed
-    double kept = 0, total_boxes = 0;
-    std::vector<double> at(dims.size(), 0);
-    std::function<void(size_t, std::map<int, std::pair<double, double>> &)> walk = [&](size_t d, std::map<int, std::pair<double, double>> &box) {
-      if (d == dims.size()) {
-        total_boxes += 1;
-        bool holds = true;
-        for (const IndexConjunct &conjunct : predicate.conjuncts) holds = holds && may_hold(conjunct, box);
-        kept += holds;
-        return;
-      }
-      double n = g_.full(vaxis[dims[d].first]).v;
-      for (double start = 0; start < n; start += dims[d].second) {
-        box[dims[d].first] = {start, std::min(n, start + dims[d].second) - 1};
-        walk(d + 1, box);
-      }
-      box.erase(dims[d].first);
-    };
-    std::map<int, std::pair<double, double>> box;
-    walk(0, box);
-    if (total_boxes > 0 && kept < total_boxes) {
-      kept_share = kept / total_boxes;
-      masked_stream = streamed;
-      kernel.skipped_tiles = total_boxes - kept;
-      kernel.mask_tiles = total_boxes;
-      kernel.notes.push_back("the mask keeps nothing of " + costfmt::number(total_boxes - kept) + " of " + costfmt::number(total_boxes) +
-                             " (tile, chunk) pairs: the kernel skips them; work along " + g_.vaxes[static_cast<size_t>(streamed)].name +
-                             " is priced at " + costfmt::number(kept_share) + " of its extent");
-    }
+  // Masked tiles the kernel skips (masked_tiles.cpp).
+  const MaskShare mask = mask_share(spec);
+  const double kept_share = mask.kept;
+  const int masked_stream = mask.stream;
+  if (mask.stream >= 0) {
+    kernel.mask_tiles = mask.tiles;
+    kernel.skipped_tiles = mask.skipped;
+    kernel.notes.push_back(mask.note);
   }
   auto along_mask = [&](const VOp &op) {
     if (masked_stream < 0) return false;

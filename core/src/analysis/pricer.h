@@ -101,6 +101,16 @@ class Pricer {
   std::optional<Planned> plan(const ir::Diagram &kernel, const ir::Schedule &schedule, int instance);
   std::string declined_;
 
+  // The share of a kernel's (tile, chunk) pairs its mask of axis indices can
+  // keep, the streamed axis it skips along (-1: none) and a note for the report.
+  struct MaskShare {
+    double kept = 1;
+    int stream = -1;
+    double tiles = 0, skipped = 0;
+    std::string note;
+  };
+  MaskShare mask_share(const Spec &spec);
+
   std::string kernel_unit_;
   Formula kernel_energy_formula_, kernel_bits_formula_;
 

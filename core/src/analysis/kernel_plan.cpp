@@ -1,0 +1,69 @@
+// Kernel plans in the cost model: the schedule the backend that builds the
+// kernels answers for a written one (ncd/kernel_plan.h), as the Napkin model
+// prices it. Part of the pricer (pricer.h); docs/COST.md, "Kernel plans".
+#include <algorithm>
+#include <cmath>
+
+#include "pricer.h"
+
+namespace ncd::cost_graph {
+
+std::optional<Pricer::Planned> Pricer::plan(const ir::Diagram &kernel, const ir::Schedule &schedule, int instance) {
+  Planned planned{schedule, std::nullopt};
+  if (!options_.planner) return planned;
+  auto size = [&](int axis) -> std::optional<int64_t> {
+    double v = g_.vaxes[static_cast<size_t>(g_.vaxis_of(instance, axis))].size.v;
+    if (std::isnan(v)) return std::nullopt;
+    return static_cast<int64_t>(std::llround(v));
+  };
+  const std::vector<int> &lifted = g_.instances[static_cast<size_t>(instance)].lifted;
+  KernelQuery query;
+  query.program = &p_;
+  query.kernel = &kernel;
+  query.schedule = &schedule;
+  query.size = size;
+  query.hardware = &hw_;
+  for (int axis : lifted) query.lifted.push_back(static_cast<int64_t>(std::llround(g_.full(axis).v)));
+  for (int input : kernel.inputs) {
+    bool carries = false;
+    for (int axis : lifted) carries = carries || contains(g_.values[static_cast<size_t>(g_.value_of(instance, input))].axes, axis);
+    query.lifted_inputs.push_back(carries);
+  }
+  std::string why;
+  planned.shape = options_.planner->plan_kernel(query, why);
+  if (!planned.shape) {
+    declined_ = why.empty() ? "the backend declines it" : why;
+    return std::nullopt;
+  }
+  // The schedule as built. Partial edge tiles are priced as the largest tile
+  // that divides the axis (the model counts whole tiles).
+  auto dividing = [&](int axis, int64_t tile) {
+    int64_t n = size(axis).value_or(tile);
+    tile = std::clamp<int64_t>(tile, 1, std::max<int64_t>(1, n));
+    while (n % tile != 0) --tile;
+    return tile;
+  };
+  std::vector<ir::ScheduleDirective> directives;
+  for (const auto &[axis, tile] : planned.shape->groups)
+    directives.push_back({ir::ScheduleDirective::Kind::Group, axis, dividing(axis, tile), {}, {}, schedule.location});
+  for (const auto &[axis, chunk] : planned.shape->streams)
+    directives.push_back({ir::ScheduleDirective::Kind::Stream, axis, dividing(axis, chunk), {}, {}, schedule.location});
+  for (const ir::ScheduleDirective &directive : schedule.directives) {
+    if (directive.kind == ir::ScheduleDirective::Kind::Level) {
+      directives.push_back(directive);
+      continue;
+    }
+    for (ir::ScheduleDirective &built : directives)
+      if (built.axis == directive.axis && built.kind == directive.kind) built.location = directive.location;
+  }
+  planned.schedule.directives = directives;
+  for (size_t i = 0; i < lifted.size() && i < planned.shape->lifted.size(); ++i) {
+    int64_t n = static_cast<int64_t>(std::llround(g_.full(lifted[i]).v));
+    int64_t tile = std::clamp<int64_t>(planned.shape->lifted[i], 1, std::max<int64_t>(1, n));
+    while (n % tile != 0) --tile;
+    planned.shape->lifted[i] = tile;
+  }
+  return planned;
+}
+
+}  // namespace ncd::cost_graph
