@@ -148,7 +148,8 @@ void Generator::fused(Frame &frame, const ir::Diagram &d, const FusedMatch &m, c
     k += fused_row(frame, d, m, layout, kernel, args, work, launch_what);
   k.replace(k.find("@PARAMS@"), 8, args.param_list());
   std::string name = add_kernel("fused_" + d.name, k);
-  launch(name, grid_for(work, 256), 256, args,
+  const int threads = static_cast<int>(m.kind == FusedMatch::Kind::Pointwise ? kPointwiseThreads : kRowThreads);
+  launch(name, grid_for(work, threads), threads, args,
          kernel.outputs + " = fused '" + d.name + "' (" + launch_what + "): " + kernel.what);
   for (size_t i = 0; i < kernel.outs.size(); ++i) frame.values[d.outputs[i]] = kernel.outs[i];
 }

@@ -79,7 +79,7 @@ bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tens
             element_type(out.dtype) + ">(acc[i][j][c] * scale);\n";
   }
   const bool default_tiles = BM == 128 && BN == 128;
-  k += "__global__ void __launch_bounds__(256) @NAME@(" + args.param_list() + ") {\n";
+  k += "__global__ void __launch_bounds__(" + str(kGemmThreads) + ") @NAME@(" + args.param_list() + ") {\n";
   if (!batch.empty()) k += "  const int64_t b = blockIdx.z;\n" + decompose(batch, "b", "  ");
   k += "  const uint16_t *A = reinterpret_cast<const uint16_t *>(" + pa + batch_offset(a) + ");\n";
   k += "  const uint16_t *B = reinterpret_cast<const uint16_t *>(" + pb + batch_offset(b) + ");\n";
@@ -104,7 +104,7 @@ bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tens
   line("// " + result.name + axis_list(out.axes) + " = contract" + axis_list(summed) + " on tensor cores" +
        (epilogue ? " with its fused epilogue" : ""));
   line(name + "<<<dim3(" + str((N + BN - 1) / BN) + ", " + str((M + BM - 1) / BM) + ", " + str(batches) +
-       "), 256, 0, stream>>>(" + args.arg_list() + ");");
+       "), " + str(kGemmThreads) + ", 0, stream>>>(" + args.arg_list() + ");");
   line("NCD_LAUNCHED();");
   if (unpack) copy(out, final_out, result.name + " from its packed tile");
   return true;

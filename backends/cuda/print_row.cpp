@@ -59,7 +59,7 @@ Ten Generator::reduce(Frame &frame, const ir::Op &o) {
   k += "    if (lane == 0) " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(" + value +
        ");\n  }\n}\n";
   std::string name = add_kernel(fn + "_" + result.name, k);
-  launch(name, grid_for(rows * 32, 256), 256, args, result.name + axis_list(axes) + " = " + fn + axis_list(present));
+  launch(name, grid_for(rows * 32, kRowThreads), kRowThreads, args, result.name + axis_list(axes) + " = " + fn + axis_list(present));
   return out;
 }
 
@@ -115,7 +115,7 @@ Ten Generator::normalize(Frame &frame, const ir::Op &o) {
   }
   k += "  }\n}\n";
   std::string name = add_kernel(fn + "_" + result.name, k);
-  launch(name, grid_for(rows * 32, 256), 256, args, result.name + axis_list(axes) + " = " + fn + axis_list(along));
+  launch(name, grid_for(rows * 32, kRowThreads), kRowThreads, args, result.name + axis_list(axes) + " = " + fn + axis_list(along));
   return out;
 }
 
