@@ -397,6 +397,11 @@ class Generator {
   void attention(Frame &frame, const ir::Diagram &diagram, const AttentionMatch &m, const ir::Op *site);
   bool plan_attention(Frame &frame, const ir::Diagram &d, const AttentionMatch &m, const Ten &Q, const Ten &K, const Ten &V,
                       const Ten &O, AttentionPlan &p, std::string &why);
+  // The score modification as a device expression of `s` (the scaled score),
+  // `q`, `k` and the batch positions, loading tensors through `args`; nullopt
+  // with the reason when a part cannot be expressed in the kernel.
+  std::optional<std::string> score_expression(Frame &frame, const ir::Diagram &d, const AttentionMatch &m,
+                                               const AttentionPlan &p, KernelArgs &args, std::string &why);
   void print_attention(Frame &frame, const ir::Diagram &d, const AttentionMatch &m, const AttentionPlan &p, const Ten &Q,
                        const Ten &K, const Ten &V, const Ten &O, const std::vector<int> &axes);
   // fused kernels: the host step, the layout planner, the printers per family

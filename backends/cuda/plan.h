@@ -38,6 +38,12 @@ struct AttentionMatch {
   std::vector<int> scale_values;                           // scalar factors of the scores
   std::vector<int> out_scale_values;                       // scalar factors of the P.V contraction
   int mask = -1;                                           // condition value, -1: none
+  const ir::Op *mask_op = nullptr;                         // the where(mask, ., -inf) feeding the softmax
+  // The score modification: the raw scores (the contraction's result), the
+  // elementwise ops from them to the softmax's operand (softmax side first)
+  // and that operand without the final mask; none when raw == score_value.
+  int raw_scores = -1, score_value = -1;
+  std::vector<const ir::Op *> score_ops;
   int64_t bq = 0, bk = 0;
 };
 
@@ -82,6 +88,8 @@ struct AttentionPlan {
   bool async = false;                                       // K and V staged by cp.async
   bool f16 = false;                                         // f16 operands (else bf16)
   std::string keep = "true", live = "true", full = "true";  // the mask's device expressions
+  bool score = false;          // a score modification (AttentionMatch::score_ops) runs per element
+  bool mask_in_score = false;  // the mask reads tensors: the score modification applies it
 };
 
 // Shared memory of a streamed-attention block: Q, and K and V double-buffered, padded rows.

@@ -101,14 +101,18 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
       else pure = false;
     }
   };
+  p.score = !m.score_ops.empty();
   if (m.mask >= 0) {
-    auto e = expr(m.mask);
-    if (!e) {
-      why = "the attention mask is not a function of the query and key positions";
-      return false;
-    }
-    p.keep = "(" + *e + ") != 0.f";
     split(m.mask);
+    if (auto e = expr(m.mask)) {
+      p.keep = "(" + *e + ") != 0.f";
+    } else {
+      // A mask that reads tensors (document ids, ...) is applied per element by
+      // the score modification; its conjuncts of the positions still skip tiles.
+      p.mask_in_score = true;
+      p.score = true;
+      pure = false;
+    }
   }
   // live: some element of the tile may be kept (every conjunct can hold at its best corner);
   // full: every element is kept (the mask is the conjunction and each holds at its worst corner).
@@ -128,6 +132,10 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
     p.live += " && " + corner(a, upper) + op;
     if (pure) p.full += " && " + corner(a, !upper) + op;
   }
+  if (p.score) {
+    KernelArgs scratch;
+    if (!score_expression(frame, d, m, p, scratch, why)) return false;
+  }
   bool async = Q.stride(rd) == 1 && K.stride(rd) == 1 && V.stride(re) == 1;
   for (const Ten *t : {&Q, &K, &V}) {
     async = async && (t == &Q ? Q.stride(rq) : t == &K ? K.stride(rk) : V.stride(rk)) % 8 == 0;
@@ -137,6 +145,63 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
   p.f16 = Q.dtype == DType::F16;
   (void)O;
   return true;
+}
+
+std::optional<std::string> Generator::score_expression(Frame &frame, const ir::Diagram &d, const AttentionMatch &m,
+                                                       const AttentionPlan &p, KernelArgs &args, std::string &why) {
+  const ir::ProducerIndex index(d);
+  // A runtime axis as the kernel sees it: the query and key positions, or a batch position.
+  auto position = [&](int axis) -> std::optional<std::string> {
+    if (axis == p.rq) return std::string("q");
+    if (axis == p.rk) return std::string("k");
+    if (std::find(p.batch.begin(), p.batch.end(), axis) != p.batch.end()) return x(axis);
+    return std::nullopt;
+  };
+  std::function<std::optional<std::string>(int)> expr = [&](int v) -> std::optional<std::string> {
+    if (v == m.raw_scores) return rounded(d.value(v).dtype, "s");
+    const ir::Op *op = index.producer(v);
+    const bool input = std::find(d.inputs.begin(), d.inputs.end(), v) != d.inputs.end();
+    if (input || (!op && frame.values.count(v)) || (op && d.value(v).axes.empty() && frame.values.count(v))) {
+      Ten t = get(frame, v);
+      for (int axis : t.axes)
+        if (!position(axis)) {
+          why = "the score modification reads '" + d.value(v).name + "' along '" + axis_names_[static_cast<size_t>(axis)] +
+                "', which is neither a query, a key nor a batch position of the kernel";
+          return std::nullopt;
+        }
+      return load(args, t, [&](int axis) { return *position(axis); });
+    }
+    if (!op) return std::nullopt;
+    if (op->kind == OpKind::Constant) return flit(op->constant);
+    if (op->kind == OpKind::SizeOf) return flit(static_cast<double>(size(rt_axis(frame, op->axes.at(0)))));
+    if (op->kind == OpKind::AxisIndex) {
+      auto at = position(rt_axis(frame, op->axes.at(0)));
+      if (!at) {
+        why = "the score modification uses the position along '" + program_.axis(op->axes.at(0)).name + "'";
+        return std::nullopt;
+      }
+      return "static_cast<float>(" + *at + ")";
+    }
+    if (op->kind != OpKind::Elementwise) {
+      why = "the score modification needs '" + d.value(v).name + "', which is not elementwise";
+      return std::nullopt;
+    }
+    std::vector<std::string> operands;
+    for (int operand : op->operands) {
+      auto e = expr(operand);
+      if (!e) return std::nullopt;
+      operands.push_back(*e);
+    }
+    try {
+      return rounded(d.value(v).dtype, function_expr(op->function, operands));
+    } catch (const GenError &error) {
+      why = error.what();
+      return std::nullopt;
+    }
+  };
+  // With the mask inside it, the expression ends at the where that feeds the softmax.
+  const int top = p.mask_in_score && m.mask_op ? m.mask_op->results.at(0) : m.score_value;
+  return expr(top);
 }
 
 }  // namespace ncd::cuda::detail

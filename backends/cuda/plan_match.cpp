@@ -117,24 +117,56 @@ bool match_attention_on(const ir::Diagram &d, int group, int stream, AttentionMa
     return std::find(axes.begin(), axes.end(), axis) != axes.end();
   };
   std::set<const ir::Op *> matched;
-  // The scores: contract(Q, K, scalars...) over one axis d, optionally masked.
+  // Whether `v` is computed from the raw scores: a contraction over one axis
+  // that gives [.., q, k], through elementwise functions.
+  std::function<bool(int)> from_scores = [&](int v) -> bool {
+    const ir::Op *op = index.producer(v);
+    if (!op) return false;
+    if (op->kind == OpKind::Contract) return op->axes.size() == 1 && has(v, m.q_axis) && has(v, m.k_axis);
+    if (op->kind != OpKind::Elementwise) return false;
+    for (int operand : op->operands)
+      if (from_scores(operand)) return true;
+    return false;
+  };
+  // The scores: contract(Q, K, scalars...) over one axis d, then any chain of
+  // elementwise functions of them (a score modification: softcap, biases of
+  // the positions or of tensors indexed by them, masks read from tensors),
+  // optionally masked last by a predicate of the positions.
   auto scores = [&](int s_value, std::string &reason) -> bool {
+    m.score_value = s_value;
     const ir::Op *op = index.producer(s_value);
     if (op && op->kind == OpKind::Elementwise && op->function == ops::Fn::Where) {
       auto other = scalar_value(d, op->operands.at(2), [&](int) -> int64_t { return 0; });
-      if (!other || !std::isinf(*other) || *other > 0) {
-        reason = "the mask's other value is not -inf";
-        return false;
+      if (other && std::isinf(*other) && *other < 0) {
+        m.mask = op->operands[0];
+        m.mask_op = op;
+        matched.insert(op);
+        s_value = op->operands[1];
+        m.score_value = s_value;
+        op = index.producer(s_value);
       }
-      m.mask = op->operands[0];
+    }
+    while (op && op->kind == OpKind::Elementwise) {
+      int path = -1;
+      for (int operand : op->operands)
+        if (from_scores(operand)) {
+          if (path >= 0) {
+            reason = "the score modification uses the scores twice ('" + d.value(op->results.at(0)).name + "')";
+            return false;
+          }
+          path = operand;
+        }
+      if (path < 0) break;
+      m.score_ops.push_back(op);
       matched.insert(op);
-      s_value = op->operands[1];
+      s_value = path;
       op = index.producer(s_value);
     }
     if (!op || op->kind != OpKind::Contract || op->axes.size() != 1) {
       reason = "the scores are not a contraction over one axis";
       return false;
     }
+    m.raw_scores = s_value;
     matched.insert(op);
     m.d_axis = op->axes[0];
     for (int operand : op->operands) {
@@ -150,6 +182,11 @@ bool match_attention_on(const ir::Diagram &d, int group, int stream, AttentionMa
       }
     }
     if (m.q_input < 0 || m.k_input < 0) {
+      reason = "the scores are not Q * K of two inputs";
+      return false;
+    }
+    // The query axis is Q's alone and the key axis K's alone (heads, on both, are batch).
+    if (has(m.k_input, m.q_axis) || has(m.q_input, m.k_axis)) {
       reason = "the scores are not Q * K of two inputs";
       return false;
     }

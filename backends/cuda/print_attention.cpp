@@ -48,6 +48,9 @@ void Generator::print_attention(Frame &frame, const ir::Diagram &d, const Attent
   for (int s : m.scale_values) scale += " * " + load(args, get(frame, s), [](int) { return std::string("0"); });
   for (int s : m.out_scale_values) out_scale += " * " + load(args, get(frame, s), [](int) { return std::string("0"); });
   std::string r = args.out(O);
+  std::string why;  // the planner checked that the score modification can be written
+  std::string score = p.score ? score_expression(frame, d, m, p, args, why).value_or("") : "s";
+  if (score.empty()) throw GenError(why);
   auto batch_offset = [&](const Ten &t) {
     std::string s;
     for (int ax : p.batch)
@@ -58,7 +61,7 @@ void Generator::print_attention(Frame &frame, const ir::Diagram &d, const Attent
   k += "// streamed attention (FlashAttention-2 style): " + p.tiles + "; " + str(p.threads) + " threads, " +
        str(p.smem) + " bytes of shared memory; K and V staged " +
        (p.async ? "by cp.async (double-buffered)" : "by element loads") + "\n";
-  k += "// mask: " + (m.mask < 0 ? std::string("none") : p.keep) + "\n";
+  k += "// mask: " + (m.mask < 0 ? std::string("none") : p.mask_in_score ? "in the score modification" : p.keep) + "\n";
   k += "struct @NAME@_mask {\n";
   k += "  __device__ bool live(int64_t q0, int64_t q1, int64_t k0, int64_t k1) const { return " + p.live + "; }\n";
   k += "  __device__ bool full(int64_t q0, int64_t q1, int64_t k0, int64_t k1) const { return " + p.full + "; }\n";
@@ -68,15 +71,16 @@ void Generator::print_attention(Frame &frame, const ir::Diagram &d, const Attent
   if (!p.batch.empty()) k += "  const int64_t b = blockIdx.y;\n" + decompose(p.batch, "b", "  ");
   k += "  const float scale_log2 = " + scale + " * 1.4426950408889634f;\n";
   k += "  const float out_scale = " + out_scale + ";\n";
+  k += "  auto score = [&](float s, int64_t q, int64_t k) -> float { return " + score + "; };\n";
   k += "  auto store = [&](int64_t q, int64_t e, float v) { " + r + "[q * " + str(O.stride(p.rq)) + " + e * " +
        str(O.stride(p.re)) + batch_offset(O) + "] = ncd_to<" + element_type(O.dtype) + ">(v * out_scale); };\n";
   k += "  ncd_attention_block<" + std::string(p.f16 ? "true" : "false") + ", " + str(p.d) + ", " + str(p.e) + ", " +
        str(p.bq) + ", " + str(p.bk) + ", " + str(p.nq) + ", " + str(p.nk) + ", " + str(Q.stride(p.rq)) + ", " +
        str(Q.stride(p.rd)) + ", " + str(K.stride(p.rk)) + ", " + str(K.stride(p.rd)) + ", " + str(V.stride(p.rk)) +
-       ", " + str(V.stride(p.re)) + ", " + (p.async ? "true" : "false") + ">(\n";
+       ", " + str(V.stride(p.re)) + ", " + (p.async ? "true" : "false") + ", " + (p.score ? "true" : "false") + ">(\n";
   k += "      reinterpret_cast<const uint16_t *>(" + pq + batch_offset(Q) + "), reinterpret_cast<const uint16_t *>(" +
        pk + batch_offset(K) + "),\n      reinterpret_cast<const uint16_t *>(" + pv + batch_offset(V) +
-       "), static_cast<int64_t>(blockIdx.x) * " + str(p.bq) + ", scale_log2, @NAME@_mask{}, store);\n";
+       "), static_cast<int64_t>(blockIdx.x) * " + str(p.bq) + ", scale_log2, @NAME@_mask{}, score, store);\n";
   k += "}\n";
   std::string name = add_kernel("attention_" + d.name, k);
   line("// " + result.name + axis_list(axes) + " = streamed attention '" + d.name + "'");

@@ -15,7 +15,11 @@
 // Calls, repeats, accesses and merges join no kernel; calls, repeats and
 // merges take no epilogue either (an access may: a shifted or gathered read
 // followed by elementwise work is one pass over the data). Operations that read
-// no data (constants, sizes, axis positions) are recomputed where needed.
+// no data (constants, sizes, axis positions) are recomputed where needed, and
+// so are elementwise functions of inputs read at positions that broadcast them
+// to a grid (`qdoc[q] == kdoc[k]`: a mask from document ids) and what is
+// computed from those alone: a kernel computes them where it needs them
+// instead of reading a mask tensor.
 // A kernel of two or more operations becomes a diagram `<Diagram>_kernel<N>`
 // with an empty schedule (its tiles come from the `tile` pass) called with
 // every axis bound to itself (so it runs at the caller's sizes); when one kernel covers the whole diagram, the diagram
@@ -56,9 +60,10 @@ class Fuse : public Pass {
     std::map<int, int> group_of_op;     // op id → group
     std::map<int, int> group_of_value;  // value id → group of its producer (non-free ops)
     std::set<int> free_ops;
+    positional_ = positional(diagram);
     for (auto &entry : diagram.body.ops) {
       ir::Op &op = *entry;
-      if (ir::is_data_free(diagram, op)) {
+      if (ir::is_data_free(diagram, op) || positional_.count(op.id)) {
         free_ops.insert(op.id);
         continue;
       }
@@ -130,7 +135,7 @@ class Fuse : public Pass {
       auto escaping = ir::escaping_values(diagram);
       std::set<int> unused;
       for (const auto &op : diagram.body.ops) {
-        if (!ir::is_data_free(diagram, *op)) continue;
+        if (!ir::is_data_free(diagram, *op) && !positional_.count(op->id)) continue;
         bool live = false;
         for (int value : op->results) live = live || used.count(value) || escaping.count(value);
         if (!live) unused.insert(op->id);
@@ -157,6 +162,40 @@ class Fuse : public Pass {
     }
     return out;
   }
+
+  // Elementwise ops of inputs read at positions and of data-free values whose
+  // result has axes no input read has (a grid: `qdoc[q] == kdoc[k]`,
+  // `slope * (q - k)`), and the elementwise ops of those alone; none whose
+  // value leaves the diagram. Kernels recompute them.
+  static std::set<int> positional(const ir::Diagram &diagram) {
+    std::set<int> out;
+    auto escaping = ir::escaping_values(diagram);
+    for (const auto &op : diagram.body.ops) {
+      if (op->kind != ir::OpKind::Elementwise || escaping.count(op->results.at(0))) continue;
+      bool leaves = true, from_grid = false, reads = false;
+      for (int operand : op->operands) {
+        const ir::Op *producer = diagram.producer(operand);
+        if (!producer) {
+          reads = true;  // an input or param
+        } else if (out.count(producer->id)) {
+          from_grid = reads = true;
+        } else if (!ir::is_data_free(diagram, *producer)) {
+          leaves = false;
+        }
+      }
+      auto result = ir::axis_set(diagram.value(op->results.at(0)));
+      bool broadcast = true;  // no input read has every axis of the result
+      for (int operand : op->operands) {
+        if (diagram.producer(operand)) continue;
+        auto axes = ir::axis_set(diagram.value(operand));
+        broadcast = broadcast && !std::includes(axes.begin(), axes.end(), result.begin(), result.end());
+      }
+      if (leaves && reads && (broadcast || from_grid)) out.insert(op->id);
+    }
+    return out;
+  }
+
+  std::set<int> positional_;
 
   // Joining `op` to `candidate` keeps it convex: no other operand of `op`
   // comes from a group downstream of the candidate.
@@ -194,7 +233,7 @@ class Fuse : public Pass {
     }
   }
 
-  static void extract(ir::Program &program, ir::Diagram &diagram, Group &group, int number, PassContext &context) {
+  void extract(ir::Program &program, ir::Diagram &diagram, Group &group, int number, PassContext &context) {
     std::set<int> members;
     for (ir::Op *op : group.ops) members.insert(op->id);
     std::set<int> produced;
@@ -206,7 +245,7 @@ class Fuse : public Pass {
     std::function<void(int)> need = [&](int value) {
       if (produced.count(value) || seen_inputs.count(value)) return;
       const ir::Op *producer = diagram.producer(value);
-      if (producer && ir::is_data_free(diagram, *producer)) {
+      if (producer && (ir::is_data_free(diagram, *producer) || positional_.count(producer->id))) {
         if (!seen_free.insert(producer->id).second) return;
         for (int operand : producer->operands) need(operand);
         cloned_free.push_back(producer);

@@ -122,6 +122,51 @@ def SlidingWindowAttention(x, p, r, sizes):
     return {"O": attention_core(Q, K, x["V"], r, window_mask(Q.shape[0], K.shape[0], sizes["window"]))}
 
 
+def masked_softmax_attention(Q, K, V, r, S, keep):
+    """softmax over keys of S where `keep`, -inf elsewhere; a query that keeps no key gives 0 (docs/LANGUAGE.md)."""
+    S = np.where(keep, S, -np.inf)
+    kept = keep.any(axis=-1, keepdims=True)
+    top = np.where(kept, np.max(np.where(keep, S, -np.inf), axis=-1, keepdims=True), 0.0)
+    e = np.where(keep, np.exp(S - top), 0.0)
+    P = r(np.divide(e, e.sum(axis=-1, keepdims=True), out=np.zeros_like(e), where=kept))
+    return r(np.einsum("...qk,...kd->...qd", P, V))
+
+
+def scores(Q, K):
+    return F32(np.einsum("...qd,...kd->...qk", Q, K) * (1.0 / np.sqrt(Q.shape[-1])))
+
+
+def SoftcapAttention(x, p, r, sizes):
+    Q, K, V = x["Q"], x["K"], x["V"]
+    C = F32(np.tanh(scores(Q, K) / 50.0) * 50.0)
+    return {"O": masked_softmax_attention(Q, K, V, r, C, causal_mask(Q.shape[0], K.shape[0]))}
+
+
+def SlidingWindowSoftcapAttention(x, p, r, sizes):
+    Q, K, V = x["Q"], x["K"], x["V"]
+    C = F32(np.tanh(scores(Q, K) / 50.0) * 50.0)
+    return {"O": masked_softmax_attention(Q, K, V, r, C, window_mask(Q.shape[0], K.shape[0], sizes["window"]))}
+
+
+def ALiBiAttention(x, p, r, sizes):
+    Q, K, V = x["Q"], x["K"], x["V"]
+    distance = np.arange(Q.shape[0])[:, None] - np.arange(K.shape[0])[None, :]
+    B = F32(scores(Q, K) - float(x["slope"]) * distance)
+    return {"O": masked_softmax_attention(Q, K, V, r, B, causal_mask(Q.shape[0], K.shape[0]))}
+
+
+def PrefixLMAttention(x, p, r, sizes):
+    Q, K, V = x["Q"], x["K"], x["V"]
+    keep = (np.arange(K.shape[0])[None, :] < sizes["prefix"]) | causal_mask(Q.shape[0], K.shape[0])
+    return {"O": masked_softmax_attention(Q, K, V, r, scores(Q, K), keep)}
+
+
+def DocumentAttention(x, p, r, sizes):
+    Q, K, V = x["Q"], x["K"], x["V"]
+    keep = (x["qdoc"][:, None] == x["kdoc"][None, :]) & causal_mask(Q.shape[0], K.shape[0])
+    return {"O": masked_softmax_attention(Q, K, V, r, scores(Q, K), keep)}
+
+
 def mha(X, p, r, causal, pre=""):
     """X[seq, model] -> Y[seq, model]; Wq[model, heads, d] etc.; heads lifted."""
     g = lambda name: p[pre + name]
@@ -345,6 +390,11 @@ ORACLES = {
     ("stdlib/std/attention.ncd", "Attention"): Attention,
     ("stdlib/std/attention.ncd", "CausalAttention"): CausalAttention,
     ("stdlib/std/attention.ncd", "SlidingWindowAttention"): SlidingWindowAttention,
+    ("stdlib/std/attention.ncd", "SoftcapAttention"): SoftcapAttention,
+    ("stdlib/std/attention.ncd", "SlidingWindowSoftcapAttention"): SlidingWindowSoftcapAttention,
+    ("stdlib/std/attention.ncd", "ALiBiAttention"): ALiBiAttention,
+    ("stdlib/std/attention.ncd", "PrefixLMAttention"): PrefixLMAttention,
+    ("stdlib/std/attention.ncd", "DocumentAttention"): DocumentAttention,
     ("stdlib/std/attention.ncd", "MultiHeadAttention"): MultiHeadAttention,
     ("stdlib/std/attention.ncd", "CausalMultiHeadAttention"): CausalMultiHeadAttention,
     ("stdlib/std/attention.ncd", "RoPE"): RoPE,
@@ -372,7 +422,7 @@ ORACLES = {
 
 # Small sizes per file (-D), so that the whole suite runs in seconds.
 SIZES = {
-    "stdlib/std/attention.ncd": dict(q=8, k=6, d=4, seq=8, heads=2, window=3, kv_heads=2, group=2),
+    "stdlib/std/attention.ncd": dict(q=8, k=6, d=4, seq=8, heads=2, window=3, prefix=2, kv_heads=2, group=2),
     "stdlib/std/conv.ncd": dict(c=3, o=4, t=10, kw=3, h=6, w=5, kh=3),
     "stdlib/std/nn.ncd": dict(d_in=6, d_out=5, model=8, hidden=12, vocab=20, seq=5),
     "stdlib/std/transformer.ncd": dict(seq=8, heads=2, d=4, hidden=12, vocab=20, kv_heads=2, group=2, ffn=10),

@@ -180,7 +180,9 @@ OPTIMIZED = [
     ("stdlib/std/nn.ncd", "FFN"), ("stdlib/std/nn.ncd", "SwiGLU"), ("stdlib/std/nn.ncd", "LayerNorm"),
     ("stdlib/std/nn.ncd", "RMSNorm"), ("stdlib/std/attention.ncd", "MultiHeadAttention"),
     ("stdlib/std/attention.ncd", "GroupedQueryAttention"), ("stdlib/std/transformer.ncd", "GPT2Block"),
-    ("stdlib/std/transformer.ncd", "LlamaBlock"),
+    ("stdlib/std/transformer.ncd", "LlamaBlock"), ("stdlib/std/attention.ncd", "SoftcapAttention"),
+    ("stdlib/std/attention.ncd", "SlidingWindowSoftcapAttention"), ("stdlib/std/attention.ncd", "ALiBiAttention"),
+    ("stdlib/std/attention.ncd", "PrefixLMAttention"), ("stdlib/std/attention.ncd", "DocumentAttention"),
 ]
 SCHEDULED = re.compile(r"^schedule (\w+)", re.M)
 
@@ -250,7 +252,7 @@ def optimized(args):
 # sizes the tiles do not divide; and `ncd cost` prices the optimized GPT-2
 # below the unfused one.
 AGREEMENT = OPTIMIZED + [
-    ("stdlib/std/attention.ncd", "Attention"), ("stdlib/std/attention.ncd", "CausalAttention"),
+    ("tests/cuda/cases/heads.ncd", "Heads"), ("stdlib/std/attention.ncd", "Attention"), ("stdlib/std/attention.ncd", "CausalAttention"),
     ("stdlib/std/attention.ncd", "SlidingWindowAttention"), ("stdlib/std/attention.ncd", "CausalMultiHeadAttention"),
     ("examples/attention.ncd", "Attention"), ("examples/multihead.ncd", "MultiHead"), ("examples/gpt2.ncd", "Block"),
     ("examples/gpt2.ncd", "Model"),
@@ -298,11 +300,10 @@ def agreement(args):
                         continue
                     if "fused kernel for '%s' (%s)" % (name, tiles) in code:
                         continue
-                    # An attention kernel: its group of queries and stream of keys, as announced.
-                    built = re.findall(r"streamed attention \(FlashAttention-2 style\): group \w+ by (\d+), stream \w+ by (\d+)", code)
-                    asked = re.findall(r"(group|stream) \w+ by (\d+)", tiles)
-                    if "streamed attention '%s'" % name in code and any(
-                            ("group", q) in asked and ("stream", k) in asked for q, k in built):
+                    # An attention kernel: its group of queries and stream of keys (axis and size), as announced.
+                    built = re.findall(r"streamed attention \(FlashAttention-2 style\): (group \w+ by \d+), (stream \w+ by \d+)", code)
+                    asked = re.findall(r"(?:group|stream) \w+ by \d+", tiles)
+                    if "streamed attention '%s'" % name in code and any(q in asked and k in asked for q, k in built):
                         continue
                     fail("%s %s %s: '%s' was announced with %s; the .cu has no such kernel" % (path, diagram, sizes, name, tiles))
                 checked += 1

@@ -6,14 +6,15 @@
 // chunks of BK (double-buffered with cp.async when rows are contiguous and
 // aligned), and keeps the online-softmax state (row max, row sum, output
 // accumulator) in registers. Scores are in log2 units (scale_log2 includes
-// log2 e). Key tiles the mask rules out for the whole block are skipped; tiles
+// log2 e). With kScore, `score(s, q, k)` modifies each scaled score first (a
+// softcap, a bias, a mask read from tensors: FlexAttention's score_mod). Key tiles the mask rules out for the whole block are skipped; tiles
 // it keeps entirely skip the per-element test. A row with no kept key gives
-// 0/0 = NaN, as the reference softmax does.
+// 0, as the reference softmax does (FlashAttention's convention).
 template <bool kF16, int D, int E, int BQ, int BK, int64_t NQ, int64_t NK, int64_t sQq, int64_t sQd, int64_t sKk,
-          int64_t sKd, int64_t sVk, int64_t sVe, bool kAsync, class Mask, class Store>
+          int64_t sKd, int64_t sVk, int64_t sVe, bool kAsync, bool kScore, class Mask, class Score, class Store>
 __device__ __forceinline__ void ncd_attention_block(const uint16_t *__restrict__ Q, const uint16_t *__restrict__ K,
                                                     const uint16_t *__restrict__ V, int64_t q0, float scale_log2,
-                                                    const Mask &mask, const Store &store) {
+                                                    const Mask &mask, const Score &score, const Store &store) {
   constexpr int THREADS = BQ / 16 * 32;
   constexpr int QS = D + 8, KS = D + 8, VS = E + 8;
   extern __shared__ __align__(16) uint16_t ncd_smem[];
@@ -104,11 +105,16 @@ __device__ __forceinline__ void ncd_attention_block(const uint16_t *__restrict__
     for (int j = 0; j < BK / 8; ++j)
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        sc[j][c] *= scale_log2;
-        if (!whole) {
-          const int64_t kq = k0 + j * 8 + 2 * t + (c & 1), qq = qa + (c >= 2 ? 8 : 0);
-          if (kq >= NK || !mask.keep(qq, kq)) sc[j][c] = -INFINITY;
+        const int64_t kq = k0 + j * 8 + 2 * t + (c & 1), qq = qa + (c >= 2 ? 8 : 0);
+        if constexpr (kScore) {
+          // The score modification sees the scaled score in natural units and
+          // its positions (only real ones: it may read tensors at q and k).
+          sc[j][c] = kq < NK && qq < NQ ? score(sc[j][c] * (scale_log2 * 0.6931471805599453f), qq, kq) * 1.4426950408889634f
+                                        : -INFINITY;
+        } else {
+          sc[j][c] *= scale_log2;
         }
+        if (!whole && (kq >= NK || !mask.keep(qq, kq))) sc[j][c] = -INFINITY;
       }
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
