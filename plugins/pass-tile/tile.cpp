@@ -3,18 +3,24 @@
 //
 // Preconditions: a verified diagram; kernels are diagrams with a schedule
 // (made by `fuse`, or `stream`, or written by the user); a hardware profile
-// is given (`--hw`). For each such diagram:
+// is given (`--hw`); `PassContext::planner`, when set, is the backend that
+// builds kernels for it (ncd/kernel_plan.h). For each such diagram:
 //   - grouped axes: the axes every output carries that no operation sums,
 //     reduces or normalises over (and that are not streamed);
 //   - streamed axes: those `stream` chose, and, in a kernel with none, the
 //     axis its contraction sums (a matmul streams its inner dimension);
 //   - stream chunks are tried among 16, 32, 64 and 128 (those dividing the
-//     axis), the group tiles searched by `best_tiles` (the Napkin model:
-//     least time, then least traffic, within each level's capacity), then
-//     rounded down to multiples of 16 (the tensor cores' fragment edge) that
-//     divide the axis, and capped at 256 rows (a block's rows map onto at most 16
-//     warps of 16 rows each, the mma fragment height). The choice is re-priced and kept only
-//     if it fits.
+//     axis), each with the group tiles `best_tiles` finds and with the same
+//     rows on every grouped axis from 256 down to 16 (multiples of 16, the
+//     tensor cores' fragment edge, that divide the axis); each candidate is
+//     priced as the planner's backend builds it, and what is written is that
+//     shape, so `emit` builds what was announced. A kernel that runs lifted
+//     is first chosen without the parallelism term (its lifted positions add
+//     blocks its own sizes do not show).
+// Then, from a diagram nothing calls, each kernel's tiles and chunks are
+// tried again one directive at a time among the sizes the backend builds as
+// asked, keeping what makes the whole diagram fastest (in context); and where
+// a kernel's tiles do not fit at a call, its groups are halved.
 // A kernel with nothing to group keeps an empty schedule (one block per
 // position of the axes it is lifted over).
 #include <algorithm>
