@@ -9,6 +9,7 @@
 
 #include "codegen.h"
 #include "generator.h"
+#include "ncd/ir_edit.h"
 
 namespace ncd::cuda::detail {
 
@@ -167,6 +168,12 @@ std::optional<KernelShape> kernel_shape(const KernelQuery &query, const Limits &
   grid_rest();
   note_changes();
   shape.lifted = lifted_tiles;
+  // Every family keeps what it computes in registers (scores and the output
+  // accumulator of attention, the GEMM's accumulator and epilogue, a row's
+  // values) and writes only its outputs; shared memory holds input tiles.
+  for (const auto &op : d.body.ops)
+    if (!ir::is_data_free(d, *op))
+      for (int value : op->results) shape.registers.push_back(value);
   return shape;
 }
 

@@ -39,6 +39,7 @@ struct KernelShape {
   std::map<int, int64_t> groups;    // kernel axis → positions of it one block covers
   std::map<int, int64_t> streams;   // kernel axis → the chunk a block loops over
   std::vector<int64_t> lifted;      // per lifted axis of the query: positions one block covers
+  std::vector<int> registers;       // the kernel's values a block keeps in registers (its accumulators, scores)
   int64_t threads = 0;              // per block
   int64_t smem = 0;                 // bytes of shared memory per block
   std::string adjusted;             // how the schedule's tiles were changed to what is built; "" when as asked

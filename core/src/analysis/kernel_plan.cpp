@@ -3,6 +3,7 @@
 // prices it. Part of the pricer (pricer.h); docs/COST.md, "Kernel plans".
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "pricer.h"
 
@@ -55,6 +56,29 @@ std::optional<Pricer::Planned> Pricer::plan(const ir::Diagram &kernel, const ir:
     }
     for (ir::ScheduleDirective &built : directives)
       if (built.axis == directive.axis && built.kind == directive.kind) built.location = directive.location;
+  }
+  // What the block keeps in registers, unless the schedule placed it: a
+  // `level` line for the tile level (so that it stays the tile level) and one
+  // for the registers.
+  int registers = hw_.level_index("registers");
+  int tile_level = hw_.tile_level_index();
+  if (registers > tile_level && tile_level > 0 && !planned.shape->registers.empty()) {
+    std::set<int> placed;
+    bool named = false;
+    for (const ir::ScheduleDirective &directive : directives)
+      if (directive.kind == ir::ScheduleDirective::Kind::Level) {
+        named = true;
+        placed.insert(directive.values.begin(), directive.values.end());
+      }
+    ir::ScheduleDirective kept{ir::ScheduleDirective::Kind::Level, -1, 0, "registers", {}, schedule.location};
+    for (int value : planned.shape->registers)
+      if (!placed.count(value)) kept.values.push_back(value);
+    if (!kept.values.empty()) {
+      if (!named)
+        directives.push_back({ir::ScheduleDirective::Kind::Level, -1, 0, hw_.levels[static_cast<size_t>(tile_level)].name, {},
+                              schedule.location});
+      directives.push_back(kept);
+    }
   }
   planned.schedule.directives = directives;
   for (size_t i = 0; i < lifted.size() && i < planned.shape->lifted.size(); ++i) {
