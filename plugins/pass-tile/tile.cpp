@@ -269,7 +269,7 @@ class Tile : public Pass {
     // Candidate chunks for each streamed axis.
     struct Priced {
       ir::Schedule schedule;
-      double time, bytes;
+      double time, bytes, efficiency;
     };
     std::vector<Priced> priced;
     std::vector<int64_t> chunks = {16, 32, 64, 128};
@@ -344,7 +344,7 @@ class Tile : public Pass {
             }
             built.directives.insert(built.directives.begin(), tiles.begin(), tiles.end());
           }
-          priced.push_back({built, seconds(*final_price), bytes});
+          priced.push_back({built, seconds(*final_price), bytes, final_price->efficiency});
         }
       }
       size_t i = 0;
@@ -358,8 +358,9 @@ class Tile : public Pass {
     if (!priced.empty()) {
       double fastest = priced.front().time;
       for (const auto &p : priced) fastest = std::min(fastest, p.time);
-      // Ties (within 1 % and the same traffic): the larger tiles and chunks,
-      // fewer steps and blocks for the same predicted work.
+      // Ties (within 1 % and the same traffic): the one that keeps more of
+      // the machine busy (a model error then costs less), then the larger
+      // tiles and chunks, fewer steps and blocks for the same predicted work.
       auto extent = [](const ir::Schedule &s) {
         double product = 1;
         for (const auto &d : s.directives)
@@ -370,7 +371,9 @@ class Tile : public Pass {
       for (const auto &p : priced)
         if (p.time <= fastest * 1.01 &&
             (!chosen || p.bytes < chosen->bytes * (1 - 1e-9) ||
-             (p.bytes <= chosen->bytes * (1 + 1e-9) && extent(p.schedule) > extent(chosen->schedule))))
+             (p.bytes <= chosen->bytes * (1 + 1e-9) &&
+              (p.efficiency > chosen->efficiency + 1e-9 ||
+               (p.efficiency >= chosen->efficiency - 1e-9 && extent(p.schedule) > extent(chosen->schedule))))))
           chosen = &p;
       best = chosen->schedule;
       best_time = chosen->time;
