@@ -38,12 +38,12 @@ std::optional<Pricer::Planned> Pricer::plan(const ir::Diagram &kernel, const ir:
   }
   // The schedule as built. Partial edge tiles are priced as the largest tile
   // that divides the axis (the model counts whole tiles).
-  auto dividing = [&](int axis, int64_t tile) {
-    int64_t n = size(axis).value_or(tile);
+  auto largest_dividing = [](int64_t n, int64_t tile) {
     tile = std::clamp<int64_t>(tile, 1, std::max<int64_t>(1, n));
     while (n % tile != 0) --tile;
     return tile;
   };
+  auto dividing = [&](int axis, int64_t tile) { return largest_dividing(size(axis).value_or(tile), tile); };
   std::vector<ir::ScheduleDirective> directives;
   for (const auto &[axis, tile] : planned.shape->groups)
     directives.push_back({ir::ScheduleDirective::Kind::Group, axis, dividing(axis, tile), {}, {}, schedule.location});
@@ -82,10 +82,7 @@ std::optional<Pricer::Planned> Pricer::plan(const ir::Diagram &kernel, const ir:
   }
   planned.schedule.directives = directives;
   for (size_t i = 0; i < lifted.size() && i < planned.shape->lifted.size(); ++i) {
-    int64_t n = static_cast<int64_t>(std::llround(g_.full(lifted[i]).v));
-    int64_t tile = std::clamp<int64_t>(planned.shape->lifted[i], 1, std::max<int64_t>(1, n));
-    while (n % tile != 0) --tile;
-    planned.shape->lifted[i] = tile;
+    planned.shape->lifted[i] = largest_dividing(static_cast<int64_t>(std::llround(g_.full(lifted[i]).v)), planned.shape->lifted[i]);
   }
   return planned;
 }
