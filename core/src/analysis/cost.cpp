@@ -245,15 +245,7 @@ std::optional<CostReport> Pricer::run(const ir::Diagram &diagram) {
   if (schedule && options_.planner) {
     // The schedule as written must be legal and fit before its shape is priced.
     auto size = [&](int axis) -> std::optional<int64_t> { return p_.axis(axis).size; };
-    auto facts = check_schedule(p_, diagram, *schedule, hw_, size, d_);
-    if (!facts) return std::nullopt;
-    Spec spec = spec_from(diagram, *schedule, *facts, 0, 0, static_cast<int>(g_.vops.size()));
-    for (int output : diagram.outputs) spec.outputs.push_back(g_.storage(g_.value_of(0, output)));
-    KernelCost asked = analyse(spec);
-    if (!asked.fits) {
-      report_capacity(spec, asked);
-      return std::nullopt;
-    }
+    if (!written_fits(diagram, *schedule, 0, 0, static_cast<int>(g_.vops.size()), size)) return std::nullopt;
   }
   if (schedule) {
     declined_.clear();

@@ -86,6 +86,26 @@ Pricer::Spec Pricer::spec_from(const ir::Diagram &diagram, const ir::Schedule &s
   return spec;
 }
 
+bool Pricer::written_fits(const ir::Diagram &kernel, const ir::Schedule &written, int instance, int first, int last,
+                          const std::function<std::optional<int64_t>(int)> &size) {
+  auto facts = check_schedule(p_, kernel, written, hw_, size, d_);
+  if (!facts) {
+    failed_ = true;
+    return false;
+  }
+  Spec spec = spec_from(kernel, written, *facts, instance, first, last);
+  for (int axis : g_.instances[static_cast<size_t>(instance)].lifted)
+    if (!spec.groups.count(axis)) spec.groups[axis] = 1;
+  for (int output : kernel.outputs) spec.outputs.push_back(g_.storage(g_.value_of(instance, output)));
+  KernelCost asked = analyse(spec);
+  if (!asked.fits) {
+    report_capacity(spec, asked);
+    failed_ = true;
+    return false;
+  }
+  return true;
+}
+
 std::optional<KernelCost> Pricer::call_kernel(const Row &row, const ir::Diagram &callee, const ir::Schedule &written) {
   int instance = row.instance;
   auto size = [&](int axis) -> std::optional<int64_t> {
@@ -95,23 +115,7 @@ std::optional<KernelCost> Pricer::call_kernel(const Row &row, const ir::Diagram 
   };
   // The schedule as written must be legal and fit (the user's contract)
   // before the backend's shape of it is priced.
-  if (options_.planner) {
-    auto facts = check_schedule(p_, callee, written, hw_, size, d_);
-    if (!facts) {
-      failed_ = true;
-      return std::nullopt;
-    }
-    Spec spec = spec_from(callee, written, *facts, instance, row.first, row.last);
-    for (int axis : g_.instances[static_cast<size_t>(instance)].lifted)
-      if (!spec.groups.count(axis)) spec.groups[axis] = 1;
-    for (int output : callee.outputs) spec.outputs.push_back(g_.storage(g_.value_of(instance, output)));
-    KernelCost asked = analyse(spec);
-    if (!asked.fits) {
-      report_capacity(spec, asked);
-      failed_ = true;
-      return std::nullopt;
-    }
-  }
+  if (options_.planner && !written_fits(callee, written, instance, row.first, row.last, size)) return std::nullopt;
   auto planned = plan(callee, written, instance);
   if (!planned) return std::nullopt;
   const ir::Schedule &schedule = planned->schedule;

@@ -4,6 +4,7 @@
 // Private to the cost model.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -90,6 +91,11 @@ class Pricer {
                  int first, int last);
 
   std::optional<KernelCost> call_kernel(const Row &row, const ir::Diagram &callee, const ir::Schedule &schedule);
+
+  // Whether `written` is legal and its tiles fit at `instance` (ops first..last),
+  // reporting why not; checked before a backend's shape of it is priced.
+  bool written_fits(const ir::Diagram &kernel, const ir::Schedule &written, int instance, int first, int last,
+                    const std::function<std::optional<int64_t>(int)> &size);
 
   // The schedule the planner's backend builds for `schedule` of `kernel` at
   // `instance`, and its shape; without a planner, the schedule as written.
