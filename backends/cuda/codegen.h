@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ncd/registry.h"
+#include "size_expr.h"
 
 namespace ncd::cuda {
 
@@ -17,19 +18,20 @@ namespace ncd::cuda {
 bool check_options(const std::map<std::string, std::string> &options, std::string &error);
 
 // Returns false, after setting `error`, when an option is wrong or a diagram
-// cannot be generated (e.g. an axis without a concrete size).
+// cannot be generated (e.g. a param axis without a size).
 bool generate(const EmitRequest &request, std::string &output, std::string &error);
 
 // What the harness needs to know of one generated host function.
 struct HarnessTensor {
   std::string name;  // input or output name, or param path
   ir::DType dtype = ir::DType::F32;
-  std::vector<int64_t> shape;
+  std::vector<detail::Sz> shape;  // a runtime size is an expression in the size struct `ncd_n`
 };
 struct HarnessDiagram {
   std::string name;      // the diagram's name
   std::string function;  // its extern "C" host function
   std::vector<HarnessTensor> inputs, params, outputs;
+  std::vector<std::pair<std::string, std::string>> sizes;  // runtime sizes: axis name, member of ncd_n
   double flops = 0;  // ncd's FLOP count (the unfused baseline of `ncd cost`)
 };
 

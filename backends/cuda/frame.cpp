@@ -5,8 +5,9 @@
 // instance with a Frame that maps IR axes to fresh *runtime axes*, so calls are
 // inlined: a callee's values keep the caller's lifted axes as extra runtime
 // axes, and every kernel treats them as batch dimensions. A value at run time
-// is a strided view over runtime axes (`Ten`); sizes and strides are known at
-// generation time and are baked into each kernel as constants. Repeats become
+// is a strided view over runtime axes (`Ten`); sizes and strides are baked
+// into each kernel as constants, or, for an axis without a size, as
+// expressions in the host function's size arguments (runtime_sizes.cpp). Repeats become
 // host loops; params reached inside them are picked from per-iteration arrays.
 //
 // A scheduled diagram is planned first (plan_match.cpp: streamed attention, or
@@ -151,11 +152,14 @@ void Generator::op(Frame &frame, const ir::Op &o) {
       out.dtype = result.dtype;
       out.literal = convert_float(static_cast<float>(o.constant), result.dtype);
       break;
-    case OpKind::SizeOf:
+    case OpKind::SizeOf: {
+      const Sz &n = size(rt_axis(frame, o.axes.at(0)));
       out.kind = Ten::Kind::Literal;
       out.dtype = result.dtype;
-      out.literal = convert_float(static_cast<float>(size(rt_axis(frame, o.axes.at(0)))), result.dtype);
+      out.literal = convert_float(static_cast<float>(n.hint()), result.dtype);
+      if (!n.known()) out.literal_code = n.code();
       break;
+    }
     case OpKind::AxisIndex:
       out.kind = Ten::Kind::Index;
       out.dtype = result.dtype;
@@ -178,6 +182,7 @@ void Generator::call(Frame &frame, const ir::Op &o) {
   Frame inner;
   inner.diagram = &callee;
   inner.instance = std::make_unique<Instance>(*frame.instance, o);
+  inner.caller = &frame;
   inner.loops = frame.loops;
   const CallBinding &binding = *inner.instance->binding();
   auto caller_axis = [&](const CallBinding::AxisPair &pair) {
@@ -335,6 +340,7 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
   loop_counter_ = 0;
   param_args_.clear();
   param_arrays_.clear();
+  diagram_sizes_.clear();
 
   HarnessDiagram info;
   info.name = diagram.name;
@@ -367,7 +373,7 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
     std::string name = unique("p_" + ident(p.path));
     signature.push_back("const " + element_type(p.dtype) + " *" + name);
     param_args_[p.path] = {name, p.dtype};
-    info.params.push_back({p.path, p.dtype, p.shape});
+    info.params.push_back({p.path, p.dtype, std::vector<Sz>(p.shape.begin(), p.shape.end())});
   }
   for (int id : diagram.outputs) {
     const ir::Value &value = diagram.value(id);
@@ -393,12 +399,27 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
   host += "; outputs";
   for (const auto &h : info.outputs) host += " " + h.name;
   host += "; the stream.\n// Every tensor is dense, row-major in its declared axis order. Returns a cudaError_t (0: success).\n";
+  // Runtime sizes follow the outputs, in the order the program declares the axes.
+  std::string sizes_doc, sizes_set;
+  for (int axis : diagram_sizes_) {
+    const std::string &member = runtime_sizes_.at(axis);
+    std::string name = unique("n_" + member);
+    signature.push_back("int64_t " + name);
+    sizes_doc += " " + program_.axis(axis).name;
+    sizes_set += "  if (" + name + " < 1) return static_cast<int>(cudaErrorInvalidValue);\n  ncd_n." + member +
+                 " = " + name + ";\n";
+    info.sizes.push_back({program_.axis(axis).name, "ncd_n." + member});
+  }
+  if (!sizes_doc.empty()) host += "// Runtime sizes (after the outputs):" + sizes_doc + ".\n";
   host += "extern \"C\" int " + info.function + "(";
   for (const std::string &s : signature) host += s + ", ";
   host += "cudaStream_t stream) {\n";
+  if (!sizes_set.empty()) host += "  NcdSizes ncd_n{};\n" + sizes_set;
   for (const auto &pre : preamble_) host += "  " + pre + "\n";
   host += "  char *ncd_ws = nullptr;\n";
-  host += "  const size_t ncd_ws_bytes = " + str(std::max<int64_t>(workspace_, 1)) + ";\n";
+  Sz ws_bytes = workspace_;
+  if (auto known = ws_bytes.constant()) ws_bytes = std::max<int64_t>(*known, 1);
+  host += "  const size_t ncd_ws_bytes = " + str(ws_bytes) + ";\n";
   host += "  cudaError_t status = cudaMallocAsync(reinterpret_cast<void **>(&ncd_ws), ncd_ws_bytes, stream);\n";
   host += "  if (status != cudaSuccess) return static_cast<int>(status);\n";
   host += "  auto body = [&]() -> cudaError_t {\n" + body_ + "    return cudaSuccess;\n  };\n";
@@ -463,7 +484,8 @@ bool generate(const EmitRequest &request, std::string &output, std::string &erro
             (harness ? " -o prog FILE.cu" : " -c FILE.cu") + "\n";
   output += "// Host functions, layouts and dtypes: docs/CUDA.md in the ncd sources.\n";
   for (const char *text : {device::prelude, device::gemm, device::attention, device::prelude_end}) output += text;
-  output += "\nnamespace {\n\n" + generator.kernels() + "}  // namespace\n\n" + generator.hosts();
+  output += "\nnamespace {\n\n" + generator.size_struct() + generator.kernels() + "}  // namespace\n\n" +
+            generator.hosts();
   if (harness) output += harness_code(infos);
   return true;
 }

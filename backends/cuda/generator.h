@@ -21,6 +21,7 @@
 
 #include "codegen.h"
 #include "plan.h"
+#include "size_expr.h"
 #include "ncd/cost.h"
 #include "ncd/hardware.h"
 #include "ncd/instantiate.h"
@@ -85,15 +86,17 @@ inline std::string rounded(DType dtype, const std::string &e) {
 }
 
 // A value as generated code sees it: a buffer (strided view), a literal
-// (constants, sizes), or the positions of one axis (axis_index).
+// (constants, sizes; a runtime size is an expression), or the positions of
+// one axis (axis_index).
 struct Ten {
   enum class Kind { Buffer, Literal, Index };
   Kind kind = Kind::Buffer;
   DType dtype = DType::F32;
   std::vector<int> axes;  // runtime axes; for Buffer, with strides
-  std::vector<int64_t> strides;
+  std::vector<Sz> strides;
   std::string ptr;  // Buffer: host expression of the base pointer
   double literal = 0;
+  std::string literal_code;  // Literal: an expression of runtime sizes (then `literal` is its planning value)
 
   int find(int axis) const {
     for (size_t i = 0; i < axes.size(); ++i)
@@ -101,21 +104,22 @@ struct Ten {
     return -1;
   }
   bool has(int axis) const { return find(axis) >= 0; }
-  int64_t stride(int axis) const {
+  Sz stride(int axis) const {
     int d = find(axis);
-    return d < 0 || kind != Kind::Buffer ? 0 : strides[static_cast<size_t>(d)];
+    return d < 0 || kind != Kind::Buffer ? Sz(0) : strides[static_cast<size_t>(d)];
   }
   bool same_place(const Ten &other) const {
     if (kind != Kind::Buffer || other.kind != Kind::Buffer || ptr != other.ptr || dtype != other.dtype) return false;
-    std::set<std::pair<int, int64_t>> a, b;
-    for (size_t i = 0; i < axes.size(); ++i) a.insert({axes[i], strides[i]});
-    for (size_t i = 0; i < other.axes.size(); ++i) b.insert({other.axes[i], other.strides[i]});
+    std::set<std::pair<int, std::string>> a, b;
+    for (size_t i = 0; i < axes.size(); ++i) a.insert({axes[i], strides[i].code()});
+    for (size_t i = 0; i < other.axes.size(); ++i) b.insert({other.axes[i], other.strides[i].code()});
     return a == b;
   }
 };
 
 struct Frame {
   const ir::Diagram *diagram = nullptr;
+  Frame *caller = nullptr;  // at a call: the calling frame (its sizes bind the callee's axes)
   std::unique_ptr<Instance> instance;  // sizes, param naming and paths there
   std::map<int, int> rt;               // IR axis -> runtime axis
   std::map<int, Ten> values;
@@ -178,8 +182,8 @@ struct GemmPlan {
   bool pack_a = false, pack_b = false, unpack = false;    // copies before the kernel; a result through a packed tile
   Ten packed_a, packed_b;                                 // layouts of the packed operands
   Ten a, b, out;                                          // what the kernel reads and writes
-  int64_t sAm = 0, sAk = 0, sBk = 0, sBn = 0, sCm = 0, sCn = 0;  // merged strides
-  int64_t M = 0, N = 0, K = 0, batches = 0;
+  Sz sAm, sAk, sBk, sBn, sCm, sCn;  // merged strides
+  Sz M, N, K, batches;
   int64_t BM = 128, BN = 128;  // block tiles
   std::string tiles;           // the tiles in words (fused kernels)
   int la = 0, lb = 0;          // staging of A and B: 0 element loads, 1 cp.async along K, 2 along M / N
@@ -217,6 +221,13 @@ class Generator {
     return s;
   }
   std::string hosts() const { return hosts_; }
+  // The runtime sizes of every diagram generated, as the struct host code and kernels read them.
+  std::string size_struct() const {
+    if (runtime_sizes_.empty()) return "";
+    std::string s = "// Runtime sizes: docs/CUDA.md, \"Runtime sizes\".\nstruct NcdSizes {\n";
+    for (const auto &[axis, member] : runtime_sizes_) s += "  int64_t " + member + ";\n";
+    return s + "};\n\n";
+  }
 
  private:
   // ------------------------------------------------ runtime axes
@@ -224,16 +235,21 @@ class Generator {
     auto it = frame.rt.find(axis);
     if (it != frame.rt.end()) return it->second;
     auto size = frame.instance->sizes().size(axis);
-    if (!size) throw GenError("diagram '" + frame.diagram->name + "': " + frame.instance->sizes().missing_message(axis));
+    Sz value = size ? Sz(*size) : runtime_size(frame, axis);
     int id = static_cast<int>(axis_sizes_.size());
-    axis_sizes_.push_back(*size);
+    axis_sizes_.push_back(value);
     axis_names_.push_back(program_.axis(axis).name);
     frame.rt[axis] = id;
     return id;
   }
-  int64_t size(int rt) const { return axis_sizes_.at(static_cast<size_t>(rt)); }
-  int64_t numel(const std::vector<int> &axes) const {
-    int64_t n = 1;
+  // The size of an axis without a concrete one (runtime_sizes.cpp): the
+  // caller's at a call, its definition for a derived axis, else a runtime argument.
+  Sz runtime_size(Frame &frame, int axis);
+  // A runtime size in host code: the size struct's member the host function fills.
+  Sz size_symbol(int axis);
+  const Sz &size(int rt) const { return axis_sizes_.at(static_cast<size_t>(rt)); }
+  Sz numel(const std::vector<int> &axes) const {
+    Sz n = 1;
     for (int a : axes) n *= size(a);
     return n;
   }
@@ -250,8 +266,8 @@ class Generator {
     Ten t;
     t.dtype = dtype;
     t.axes = std::move(axes);
-    t.strides.assign(t.axes.size(), 1);
-    int64_t stride = 1;
+    t.strides.assign(t.axes.size(), Sz(1));
+    Sz stride = 1;
     for (size_t i = t.axes.size(); i-- > 0;) {
       t.strides[i] = stride;
       stride *= size(t.axes[i]);
@@ -268,21 +284,29 @@ class Generator {
   // A dense workspace tensor; with `copies` > 1, room for that many (the
   // caller spaces them out by scaling the strides).
   Ten alloc(DType dtype, const std::vector<int> &axes, int64_t copies = 1) {
-    int64_t elements = copies;
-    for (int axis : axes) elements *= size(axis);
-    workspace_ = (workspace_ + 255) / 256 * 256;
-    Ten t = dense(dtype, axes, "reinterpret_cast<" + element_type(dtype) + " *>(ncd_ws + " + str(workspace_) + ")");
-    workspace_ += std::max<int64_t>(elements * dtype_bytes(dtype), 1);
+    Sz bytes = numel(axes) * Sz(copies * dtype_bytes(dtype));
+    if (auto known = bytes.constant()) bytes = std::max<int64_t>(*known, 1);
+    Ten t = dense(dtype, axes, "reinterpret_cast<" + element_type(dtype) + " *>(ncd_ws + " + str(ws_align()) + ")");
+    workspace_ += bytes;
     return t;
+  }
+  // Rounds the workspace's end up to 256 bytes; a runtime offset is rounded
+  // by the host code (a named offset in the host function's preamble).
+  Sz ws_align() {
+    if (auto known = workspace_.constant()) return workspace_ = (*known + 255) / 256 * 256;
+    if (workspace_.multiple_of(256)) return workspace_;
+    std::string name = "ncd_wo" + str(static_cast<int64_t>(preamble_.size()));
+    preamble_.push_back("const int64_t " + name + " = (" + workspace_.code() + " + 255) / 256 * 256;");
+    return workspace_ = Sz::symbol(name, (workspace_.hint() + 255) / 256 * 256);
   }
   // A kernel's signature and its grid-stride loop over the n positions of
   // `axes`, each position decomposed into the axes' index variables; the
   // caller appends the body and closes with "  }\n}\n".
-  std::string grid_stride_loop(int64_t n, const std::vector<int> &axes) {
+  std::string grid_stride_loop(const Sz &n, const std::vector<int> &axes) {
     return "  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < " + str(n) +
            "; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {\n" + decompose(axes, "i", "    ");
   }
-  std::string grid_stride_kernel(const KernelArgs &args, int64_t n, const std::vector<int> &axes) {
+  std::string grid_stride_kernel(const KernelArgs &args, const Sz &n, const std::vector<int> &axes) {
     return "__global__ void @NAME@(" + args.param_list() + ") {\n" + grid_stride_loop(n, axes);
   }
   std::string add_kernel(const std::string &stem, const std::string &text) {
@@ -290,18 +314,50 @@ class Generator {
     if (it != kernel_names_.end()) return it->second;
     std::string name = "ncd_k" + str(static_cast<int64_t>(kernel_names_.size())) + "_" + ident(stem);
     std::string code = text;
+    // A kernel that reads a runtime size takes the host function's size struct first.
+    if (code.find("ncd_n.") != std::string::npos) {
+      size_t open = code.find("@NAME@(");
+      if (open == std::string::npos) throw GenError("internal: a kernel without a signature reads runtime sizes");
+      bool none = code.compare(open + 7, 1, ")") == 0;
+      code.insert(open + 7, none ? "const NcdSizes ncd_n" : "const NcdSizes ncd_n, ");
+      sized_kernels_.insert(name);
+    }
     for (size_t p; (p = code.find("@NAME@")) != std::string::npos;) code.replace(p, 6, name);
     kernel_names_[text] = name;
     kernel_order_.push_back(code);
     return name;
   }
-  void launch(const std::string &kernel, int64_t blocks, int threads, const KernelArgs &args, const std::string &what) {
+  // The arguments of a launch of `kernel`: the size struct first when it reads runtime sizes.
+  std::string launch_args(const std::string &kernel, const KernelArgs &args) const {
+    if (!sized_kernels_.count(kernel)) return args.arg_list();
+    return args.params.empty() ? "ncd_n" : "ncd_n, " + args.arg_list();
+  }
+  void launch(const std::string &kernel, const std::string &blocks, int threads, const KernelArgs &args,
+              const std::string &what) {
     line("// " + what);
-    line(kernel + "<<<" + str(blocks) + ", " + str(threads) + ", 0, stream>>>(" + args.arg_list() + ");");
+    line(kernel + "<<<" + blocks + ", " + str(threads) + ", 0, stream>>>(" + launch_args(kernel, args) + ");");
     line("NCD_LAUNCHED();");
   }
-  static int64_t grid_for(int64_t work, int threads) {
-    return std::max<int64_t>(1, std::min<int64_t>((work + threads - 1) / threads, int64_t{1} << 20));
+  // Blocks of a grid-stride kernel: enough for `work`, at most 2^20.
+  static std::string grid_for(const Sz &work, int threads) {
+    if (auto n = work.constant())
+      return str(std::max<int64_t>(1, std::min<int64_t>((*n + threads - 1) / threads, int64_t{1} << 20)));
+    return "ncd_grid(" + work.code() + ", " + str(threads) + ")";
+  }
+  // Grid dimensions y and z over runtime sizes may exceed CUDA's 65,535: the host code checks.
+  void grid_check(const std::vector<std::string> &dims, const std::string &what) {
+    for (const std::string &dim : dims)
+      if (dim.find_first_not_of("0123456789") != std::string::npos)
+        line("if (" + dim + " > 65535) return cudaErrorInvalidConfiguration;  // " + what + ": grid too large");
+  }
+  // A size as a float of device code.
+  static std::string fsize(const Sz &n) {
+    return n.known() ? flit(static_cast<double>(*n.constant())) : "static_cast<float>(" + n.code() + ")";
+  }
+  // A grid dimension of tiles: ceil(extent / tile).
+  static std::string tiles_for(const Sz &extent, int64_t tile) {
+    if (auto n = extent.constant()) return str((*n + tile - 1) / tile);
+    return "ncd_tiles(" + extent.code() + ", " + str(tile) + ")";
   }
   void note(const ir::Op *op, const std::string &text) {
     std::string where = op && request_.sources && op->location.valid() ? request_.sources->describe(op->location) + ": " : "";
@@ -312,13 +368,16 @@ class Generator {
 
   // ------------------------------------------------ device expressions
   std::string load(KernelArgs &args, const Ten &t, const std::function<std::string(int)> &index) {
-    if (t.kind == Ten::Kind::Literal) return flit(t.literal);
+    if (t.kind == Ten::Kind::Literal)
+      return t.literal_code.empty() ? flit(t.literal) : "static_cast<float>(" + t.literal_code + ")";
     if (t.kind == Ten::Kind::Index) return "static_cast<float>(" + index(t.axes.at(0)) + ")";
     std::string name = args.in(t);
     return "ncd_f(" + name + "[" + offset(t, index) + "])";
   }
   std::string load_int(KernelArgs &args, const Ten &t, const std::function<std::string(int)> &index) {
-    if (t.kind == Ten::Kind::Literal) return str(static_cast<int64_t>(t.literal));
+    if (t.kind == Ten::Kind::Literal)
+      return t.literal_code.empty() ? str(static_cast<int64_t>(t.literal))
+                                    : "static_cast<int64_t>(" + t.literal_code + ")";
     if (t.kind == Ten::Kind::Index) return "(" + index(t.axes.at(0)) + ")";
     if (ir::is_integer(t.dtype) || t.dtype == DType::Bool)
       return "static_cast<int64_t>(" + args.in(t) + "[" + offset(t, index) + "])";
@@ -328,14 +387,15 @@ class Generator {
     std::string s;
     for (size_t i = 0; i < t.axes.size(); ++i) {
       if (t.strides[i] == 0) continue;
-      s += (s.empty() ? "" : " + ") + ("(" + index(t.axes[i]) + ")") + (t.strides[i] == 1 ? "" : " * " + str(t.strides[i]));
+      s += (s.empty() ? "" : " + ") + ("(" + index(t.axes[i]) + ")") +
+           (t.strides[i] == 1 ? "" : " * " + str(t.strides[i]));
     }
     return s.empty() ? "0" : s;
   }
   // Declares x<axis> for each axis from the linear index `linear` (first axis outermost).
   std::string decompose(const std::vector<int> &axes, const std::string &linear, const std::string &pad) const {
     std::string s;
-    int64_t after = 1;
+    Sz after = 1;
     for (size_t i = axes.size(); i-- > 0;) {
       std::string e = linear;
       if (after != 1) e = "(" + e + " / " + str(after) + ")";
@@ -413,15 +473,18 @@ class Generator {
   bool fused_gemm(Frame &frame, const ir::Diagram &d, const FusedMatch &m, const FusedLayout &l, FusedKernel &kernel,
                   std::string &why);
   std::string fused_pointwise(Frame &frame, const ir::Diagram &d, const FusedLayout &l, FusedKernel &kernel,
-                              KernelArgs &args, int64_t &work, std::string &launch_what);
+                              KernelArgs &args, Sz &work, std::string &launch_what);
   std::string fused_row(Frame &frame, const ir::Diagram &d, const FusedMatch &m, const FusedLayout &l, FusedKernel &kernel,
-                        KernelArgs &args, int64_t &work, std::string &launch_what);
+                        KernelArgs &args, Sz &work, std::string &launch_what);
   void run_rest(Frame &frame, const ir::Diagram &diagram);
 
   const EmitRequest &request_;
   const ir::Program &program_;
   Limits limits_;
-  std::vector<int64_t> axis_sizes_;
+  std::vector<Sz> axis_sizes_;
+  std::map<int, std::string> runtime_sizes_;  // program axis -> its member of the size struct
+  std::set<std::string> sized_kernels_;       // kernels that take the size struct
+  std::set<int> diagram_sizes_;               // the runtime sizes of the diagram being generated
   std::vector<std::string> axis_names_;
   std::map<std::string, std::string> kernel_names_;
   std::vector<std::string> kernel_order_;
@@ -432,7 +495,7 @@ class Generator {
   std::string body_;
   std::vector<std::string> preamble_;
   int indent_ = 2;
-  int64_t workspace_ = 0;
+  Sz workspace_;
   int loop_counter_ = 0;
   std::map<std::string, std::pair<std::string, DType>> param_args_;  // path -> (host argument, dtype)
   std::map<std::string, std::string> param_arrays_;                  // array key -> array name

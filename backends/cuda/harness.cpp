@@ -36,6 +36,7 @@ std::string quoted(const std::string &text) {
 
 std::string harness_code(const std::vector<HarnessDiagram> &diagrams) {
   std::string s = "\n// ---------------------------------------------------------------- harness tables\nnamespace {\n";
+  std::string shapes;
   int index = 0;
   for (const HarnessDiagram &d : diagrams) {
     std::vector<const HarnessTensor *> all;
@@ -44,16 +45,29 @@ std::string harness_code(const std::vector<HarnessDiagram> &diagrams) {
     for (const auto &t : d.outputs) all.push_back(&t);
     std::string table = "ncd_tensors_" + std::to_string(index);
     std::string run = "ncd_run_" + std::to_string(index);
-    s += "int " + run + "(void *const *p, cudaStream_t stream) {\n  return " + d.function + "(";
+    s += "int " + run + "(void *const *p, const long long *n, cudaStream_t stream) {\n  (void)n;\n  return " +
+         d.function + "(";
     for (size_t i = 0; i < all.size(); ++i)
       s += "static_cast<" + std::string(i < d.inputs.size() + d.params.size() ? "const " : "") +
            element_type(all[i]->dtype) + " *>(p[" + std::to_string(i) + "]), ";
+    for (size_t k = 0; k < d.sizes.size(); ++k) s += "n[" + std::to_string(k) + "], ";
     s += "stream);\n}\n";
+    // The runtime dimensions of the tensors, from the sizes (the members of ncd_n, in order).
+    shapes += "void ncd_shapes_" + std::to_string(index) + "(const long long *n, NcdTensorInfo *t) {\n";
+    if (!d.sizes.empty()) {
+      shapes += "  NcdSizes ncd_n{};\n";
+      for (size_t k = 0; k < d.sizes.size(); ++k) shapes += "  " + d.sizes[k].second + " = n[" + std::to_string(k) + "];\n";
+    }
+    for (size_t i = 0; i < all.size(); ++i)
+      for (size_t j = 0; j < all[i]->shape.size(); ++j)
+        if (!all[i]->shape[j].known())
+          shapes += "  t[" + std::to_string(i) + "].shape[" + std::to_string(j) + "] = " + all[i]->shape[j].code() + ";\n";
+    shapes += "  (void)n;\n  (void)t;\n}\n";
     ++index;
   }
   s += "}  // namespace\n";
-  // The tables need the harness's struct definitions: emitted after them.
-  std::string tables = "\nnamespace {\n";
+  // The tables and the shape functions need the harness's struct definitions: emitted after them.
+  std::string tables = "\nnamespace {\n" + shapes;
   index = 0;
   for (const HarnessDiagram &d : diagrams) {
     std::vector<const HarnessTensor *> all;
@@ -64,10 +78,22 @@ std::string harness_code(const std::vector<HarnessDiagram> &diagrams) {
     for (const HarnessTensor *t : all) {
       tables += "    {" + quoted(t->name) + ", " + std::to_string(dtype_code(t->dtype)) + ", " +
                 std::to_string(t->shape.size()) + ", {";
-      for (size_t i = 0; i < t->shape.size(); ++i) tables += (i ? ", " : "") + std::to_string(t->shape[i]);
+      for (size_t i = 0; i < t->shape.size(); ++i)
+        tables += (i ? ", " : "") + (t->shape[i].known() ? t->shape[i].code() : std::string("-1"));
       tables += "}},\n";
     }
     if (all.empty()) tables += "    {\"\", 0, 0, {}},\n";
+    tables += "};\n";
+    // Each runtime size is read from the first input dimension that is that size alone.
+    tables += "const NcdSizeInfo ncd_sizes_" + std::to_string(index) + "[] = {\n";
+    for (const auto &[name, member] : d.sizes) {
+      int tensor = -1, dim = -1;
+      for (size_t i = 0; i < d.inputs.size() && tensor < 0; ++i)
+        for (size_t j = 0; j < d.inputs[i].shape.size() && tensor < 0; ++j)
+          if (d.inputs[i].shape[j].code() == member) tensor = static_cast<int>(i), dim = static_cast<int>(j);
+      tables += "    {" + quoted(name) + ", " + std::to_string(tensor) + ", " + std::to_string(dim) + "},\n";
+    }
+    if (d.sizes.empty()) tables += "    {\"\", -1, -1},\n";
     tables += "};\n";
     ++index;
   }
@@ -78,7 +104,8 @@ std::string harness_code(const std::vector<HarnessDiagram> &diagrams) {
     std::snprintf(flops, sizeof flops, "%.17g", d.flops);
     tables += "    {" + quoted(d.name) + ", " + std::to_string(d.inputs.size()) + ", " + std::to_string(d.params.size()) +
               ", " + std::to_string(d.outputs.size()) + ", ncd_tensors_" + std::to_string(index) + ", " + flops +
-              ", ncd_run_" + std::to_string(index) + "},\n";
+              ", " + std::to_string(d.sizes.size()) + ", ncd_sizes_" + std::to_string(index) + ", ncd_shapes_" +
+              std::to_string(index) + ", ncd_run_" + std::to_string(index) + "},\n";
     ++index;
   }
   tables += "};\nconst int kNcdDiagramCount = " + std::to_string(diagrams.size()) + ";\n}  // namespace\n";

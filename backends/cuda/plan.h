@@ -19,6 +19,7 @@
 #include "ncd/hardware.h"
 #include "ncd/ir.h"
 #include "ncd/kernel_plan.h"
+#include "size_expr.h"
 
 namespace ncd::cuda::detail {
 
@@ -80,7 +81,8 @@ bool match_fused(const ir::Diagram &diagram, FusedMatch &m, std::string &why);
 struct AttentionPlan {
   int rq = -1, rk = -1, rd = -1, re = -1;  // runtime axes of q, k, d (scores), e (values)
   std::vector<int> batch;                  // runtime axes every block of the grid's y covers
-  int64_t nq = 0, nk = 0, d = 0, e = 0, batches = 0;
+  Sz nq, nk, batches;  // may be runtime sizes
+  int64_t d = 0, e = 0;  // head widths: compile-time (the tiles' fragments)
   int64_t bq = 0, bk = 0;  // tiles after rounding and fitting
   int64_t smem = 0;        // dynamic shared memory per block, bytes
   int64_t threads = 0;
@@ -122,7 +124,7 @@ std::optional<KernelShape> kernel_shape(const KernelQuery &query, const Limits &
 struct FusedLayout {
   std::vector<int> space;                // the axes of the kernel's result
   std::vector<int> row_axes, loop_axes;  // Row: the rows, and the axes a warp walks
-  int64_t missing = 1;                   // Row reductions: the size of summed axes no operand has
+  Sz missing = 1;                        // Row reductions: the size of summed axes no operand has
 };
 
 }  // namespace ncd::cuda::detail

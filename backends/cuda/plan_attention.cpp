@@ -33,12 +33,19 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
   const int rq = p.rq, rk = p.rk, rd = p.rd, re = p.re;
   p.nq = size(rq);
   p.nk = size(rk);
-  p.d = size(rd);
-  p.e = size(re);
   p.batches = numel(p.batch);
+  if (!size(rd).known() || !size(re).known()) {
+    why = "the head widths '" + axis_names_[static_cast<size_t>(rd)] + "' and '" + axis_names_[static_cast<size_t>(re)] +
+          "' must have sizes (-D) for the attention kernel: its fragments are compile-time";
+    return false;
+  }
+  p.d = *size(rd).constant();
+  p.e = *size(re).constant();
   const int64_t D = p.d, E = p.e;
   bool stored = Q.kind == Ten::Kind::Buffer && K.kind == Ten::Kind::Buffer && V.kind == Ten::Kind::Buffer;
-  bool ok = D % 16 == 0 && E % 16 == 0 && D <= 256 && E <= 256 && p.batches <= 65535 && stored;
+  // A runtime number of batches is checked against the grid's limit by the host code.
+  const bool grid_ok = !p.batches.known() || *p.batches.constant() <= 65535;
+  bool ok = D % 16 == 0 && E % 16 == 0 && D <= 256 && E <= 256 && grid_ok && stored;
   if (!ok) {
     why = stored ? "head widths " + str(D) + " and " + str(E) +
                        " must be multiples of 16 up to 256 for the attention kernel"
@@ -64,7 +71,12 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
     const ir::Op *op = index.producer(v);
     if (!op) return std::nullopt;
     if (op->kind == OpKind::Constant) return flit(op->constant);
-    if (op->kind == OpKind::SizeOf) return flit(static_cast<double>(size(rt_axis(frame, op->axes.at(0)))));
+    if (op->kind == OpKind::SizeOf) {
+      // A runtime size is not visible to the mask's struct: such a mask is applied in the score lambda.
+      auto n = size(rt_axis(frame, op->axes.at(0))).constant();
+      if (!n) return std::nullopt;
+      return flit(static_cast<double>(*n));
+    }
     if (op->kind == OpKind::AxisIndex) {
       if (op->axes.at(0) == m.q_axis) return std::string("static_cast<float>(q)");
       if (op->axes.at(0) == m.k_axis) return std::string("static_cast<float>(k)");
@@ -86,7 +98,10 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
   // The mask's conjuncts over q and k (ncd/index_predicate.h); one over any
   // other axis cannot bound a tile and makes the mask impure.
   auto split = [&](int v) {
-    auto size_of = [&](int axis) -> std::optional<double> { return static_cast<double>(size(rt_axis(frame, axis))); };
+    auto size_of = [&](int axis) -> std::optional<double> {
+      auto n = size(rt_axis(frame, axis)).constant();
+      return n ? std::optional<double>(static_cast<double>(*n)) : std::nullopt;
+    };
     IndexPredicate predicate = index_predicate(d, index, v, size_of);
     pure = predicate.pure;
     for (const IndexConjunct &conjunct : predicate.conjuncts) {
@@ -138,8 +153,8 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
   }
   bool async = Q.stride(rd) == 1 && K.stride(rd) == 1 && V.stride(re) == 1;
   for (const Ten *t : {&Q, &K, &V}) {
-    async = async && (t == &Q ? Q.stride(rq) : t == &K ? K.stride(rk) : V.stride(rk)) % 8 == 0;
-    for (int ax : p.batch) async = async && t->stride(ax) % 8 == 0;
+    async = async && (t == &Q ? Q.stride(rq) : t == &K ? K.stride(rk) : V.stride(rk)).multiple_of(8);
+    for (int ax : p.batch) async = async && t->stride(ax).multiple_of(8);
   }
   p.async = async;
   p.f16 = Q.dtype == DType::F16;
@@ -173,7 +188,10 @@ std::optional<std::string> Generator::score_expression(Frame &frame, const ir::D
     }
     if (!op) return std::nullopt;
     if (op->kind == OpKind::Constant) return flit(op->constant);
-    if (op->kind == OpKind::SizeOf) return flit(static_cast<double>(size(rt_axis(frame, op->axes.at(0)))));
+    if (op->kind == OpKind::SizeOf) {
+      const Sz &n = size(rt_axis(frame, op->axes.at(0)));
+      return n.known() ? flit(static_cast<double>(*n.constant())) : "static_cast<float>(" + n.code() + ")";
+    }
     if (op->kind == OpKind::AxisIndex) {
       auto at = position(rt_axis(frame, op->axes.at(0)));
       if (!at) {

@@ -10,11 +10,12 @@ namespace ncd::cuda::detail {
 
 // The axes of `group` as one dimension of `t`: they must be adjacent in
 // memory, first outermost. Returns the stride of the merged dimension (0 when
-// the group is empty or `t` lacks every axis of it), or -1 when not mergeable.
-int64_t merged_stride(const Ten &t, const std::vector<int> &group, const std::vector<int64_t> &sizes) {
-  if (group.empty()) return 0;
+// the group is empty or `t` lacks every axis of it), or nullopt when not
+// mergeable for some runtime size.
+std::optional<Sz> merged_stride(const Ten &t, const std::vector<int> &group, const std::vector<Sz> &sizes) {
+  if (group.empty()) return Sz(0);
   for (size_t i = 0; i + 1 < group.size(); ++i)
-    if (t.stride(group[i]) != t.stride(group[i + 1]) * sizes[i + 1]) return -1;
+    if (t.stride(group[i]) != t.stride(group[i + 1]) * sizes[i + 1]) return std::nullopt;
   return t.stride(group.back());
 }
 
@@ -77,23 +78,25 @@ bool Generator::plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const
     }
   // Order each group by A's (M, K) or B's (N) layout, outermost first, so that contiguous groups merge.
   auto by_stride = [](const Ten &t, std::vector<int> &group) {
-    std::stable_sort(group.begin(), group.end(), [&](int p, int q) { return t.stride(p) > t.stride(q); });
+    std::stable_sort(group.begin(), group.end(), [&](int p, int q) { return t.stride(p).hint() > t.stride(q).hint(); });
   };
   by_stride(a, m_axes);
   by_stride(a, k_axes);
   by_stride(b, n_axes);
   auto sizes_of = [&](const std::vector<int> &group) {
-    std::vector<int64_t> s;
+    std::vector<Sz> s;
     for (int ax : group) s.push_back(size(ax));
     return s;
   };
-  if (numel(batch) > 65535 || (numel(m_axes) + 63) / 64 > 65535) {
+  // Runtime sizes are checked against the grid's limits by the host code instead.
+  auto over = [](const Sz &n, int64_t limit) { return n.known() && *n.constant() > limit; };
+  if (over(numel(batch), 65535) || over(numel(m_axes), 65535 * 64)) {
     why = "the grid would be too large";
     return false;
   }
-  int64_t sAm = merged_stride(a, m_axes, sizes_of(m_axes)), sAk = merged_stride(a, k_axes, sizes_of(k_axes));
-  int64_t sBk = merged_stride(b, k_axes, sizes_of(k_axes)), sBn = merged_stride(b, n_axes, sizes_of(n_axes));
-  int64_t sCm = merged_stride(out, m_axes, sizes_of(m_axes)), sCn = merged_stride(out, n_axes, sizes_of(n_axes));
+  std::optional<Sz> sAm = merged_stride(a, m_axes, sizes_of(m_axes)), sAk = merged_stride(a, k_axes, sizes_of(k_axes));
+  std::optional<Sz> sBk = merged_stride(b, k_axes, sizes_of(k_axes)), sBn = merged_stride(b, n_axes, sizes_of(n_axes));
+  std::optional<Sz> sCm = merged_stride(out, m_axes, sizes_of(m_axes)), sCn = merged_stride(out, n_axes, sizes_of(n_axes));
   // Operands whose M, N or K axes are not adjacent in memory are packed first
   // (one copy), and such a result is written to a packed tile and copied out.
   auto concat = [](std::vector<int> x1, const std::vector<int> &x2, const std::vector<int> &x3) {
@@ -101,14 +104,14 @@ bool Generator::plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const
     x1.insert(x1.end(), x3.begin(), x3.end());
     return x1;
   };
-  p.pack_a = sAm < 0 || sAk < 0;
+  p.pack_a = !sAm || !sAk;
   if (p.pack_a) {
     a = dense(a.dtype, concat(batch, m_axes, k_axes), "");
     p.packed_a = a;
     sAm = merged_stride(a, m_axes, sizes_of(m_axes));
     sAk = merged_stride(a, k_axes, sizes_of(k_axes));
   }
-  p.pack_b = sBk < 0 || sBn < 0;
+  p.pack_b = !sBk || !sBn;
   if (p.pack_b) {
     b = dense(b.dtype, concat(batch, n_axes, k_axes), "");
     p.packed_b = b;
@@ -119,7 +122,7 @@ bool Generator::plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const
     // Pairs interleaved along K: A'[.., m, 2k + s], B'[.., n, 2k + s].
     auto spaced = [&](const std::vector<int> &rows) {
       Ten t = dense(DType::BF16, concat(batch, rows, k_axes), "");
-      for (int64_t &stride : t.strides) stride *= 2;
+      for (Sz &stride : t.strides) stride *= 2;
       return t;
     };
     p.a_f32 = a.dtype == DType::F32;
@@ -128,15 +131,17 @@ bool Generator::plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const
     b = spaced(n_axes);
     sAm = merged_stride(a, m_axes, sizes_of(m_axes));  // 2K: one row of pairs
     sBn = merged_stride(b, n_axes, sizes_of(n_axes));
-    sAk = sBk = 1;
+    sAk = sBk = Sz(1);
   }
-  p.unpack = !epilogue && (sCm < 0 || sCn < 0);
+  p.unpack = !epilogue && (!sCm || !sCn);
   if (p.unpack) {
     out = dense(out.dtype, concat(batch, m_axes, n_axes), "");
     sCm = merged_stride(out, m_axes, sizes_of(m_axes));
     sCn = merged_stride(out, n_axes, sizes_of(n_axes));
   }
-  int64_t M = numel(m_axes), N = numel(n_axes), K = numel(k_axes) * (split ? 2 : 1), batches = numel(batch);
+  // A fused epilogue computes the result in place: its strides are the epilogue's, not these.
+  if (!sCm || !sCn) sCm = sCn = Sz(0);
+  Sz M = numel(m_axes), N = numel(n_axes), K = numel(k_axes) * Sz(split ? 2 : 1), batches = numel(batch);
   // Block tiles: 128 x 128, or for a fused kernel the schedule's group tiles
   // of the innermost M and N axes, each the nearest of the supported 64 and 128.
   int64_t BM = 128, BN = 128;
@@ -144,7 +149,8 @@ bool Generator::plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const
   if (epilogue) {
     // The rows of the schedule's tile along a merged dimension: the innermost
     // axis's group, times the next one's while the inner group is the whole axis.
-    auto pick = [&](const std::vector<int> &group, int64_t extent, int64_t &tile, const char *what) {
+    auto pick = [&](const std::vector<int> &group, const Sz &extent_size, int64_t &tile, const char *what) {
+      const int64_t extent = extent_size.hint();
       int64_t asked = 1;
       std::string said;
       for (size_t i = group.size(); i-- > 0;) {
@@ -153,7 +159,7 @@ bool Generator::plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const
         asked *= it->second;
         said = "group " + axis_names_[static_cast<size_t>(group[i])] + " by " + str(it->second) +
                (said.empty() ? "" : " x " + said);
-        if (it->second < size(group[i])) break;
+        if (!size(group[i]).known() || it->second < *size(group[i]).constant()) break;
       }
       tile = gemm_block_tile(said.empty() ? std::nullopt : std::optional<int64_t>(asked), extent);
       if (extent <= 64) {
@@ -170,26 +176,26 @@ bool Generator::plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const
     pick(n_axes, numel(n_axes), BN, "BN");
   }
   // How each operand is staged: cp.async along its contiguous dimension when rows are 16-byte aligned.
-  auto aligned = [&](const Ten &t, int64_t other_stride, int64_t extent) {
-    if (other_stride % 8 != 0 || extent % 8 != 0) return false;
+  auto aligned = [&](const Ten &t, const Sz &other_stride, const Sz &extent) {
+    if (!other_stride.multiple_of(8) || !extent.multiple_of(8)) return false;
     for (int ax : batch)
-      if (t.stride(ax) % 8 != 0) return false;
+      if (!t.stride(ax).multiple_of(8)) return false;
     return true;
   };
   int la = 0, lb = 0;
-  if (sAk == 1 && aligned(a, sAm, K))
+  if (*sAk == 1 && aligned(a, *sAm, K))
     la = 1;
-  else if (sAm == 1 && aligned(a, sAk, M))
+  else if (*sAm == 1 && aligned(a, *sAk, M))
     la = 2;
-  if (sBk == 1 && aligned(b, sBn, K))
+  if (*sBk == 1 && aligned(b, *sBn, K))
     lb = 1;
-  else if (sBn == 1 && aligned(b, sBk, N))
+  else if (*sBn == 1 && aligned(b, *sBk, N))
     lb = 2;
   p.split = split;
   p.a = a;
   p.b = b;
   p.out = out;
-  p.sAm = sAm, p.sAk = sAk, p.sBk = sBk, p.sBn = sBn, p.sCm = sCm, p.sCn = sCn;
+  p.sAm = *sAm, p.sAk = *sAk, p.sBk = *sBk, p.sBn = *sBn, p.sCm = *sCm, p.sCn = *sCn;
   p.M = M, p.N = N, p.K = K, p.batches = batches;
   p.BM = BM, p.BN = BN;
   p.la = la, p.lb = lb;

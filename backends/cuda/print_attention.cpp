@@ -1,7 +1,8 @@
 // The streamed-attention kernel: the host step that lays out Q, K, V and O and
 // asks the planner (plan_attention.cpp) for an AttentionPlan, and the printer
 // that instantiates ncd_attention_block (device/attention.cuh) with the plan's
-// sizes, strides and tiles and launches it with the plan's shape.
+// tiles (compile-time) and sizes and strides (literals, or runtime sizes) and
+// launches it with the plan's shape.
 #include "generator.h"
 
 namespace ncd::cuda::detail {
@@ -54,7 +55,7 @@ void Generator::print_attention(Frame &frame, const ir::Diagram &d, const Attent
   auto batch_offset = [&](const Ten &t) {
     std::string s;
     for (int ax : p.batch)
-      if (t.stride(ax)) s += " + " + x(ax) + " * " + str(t.stride(ax));
+      if (t.stride(ax) != 0) s += " + " + x(ax) + " * " + str(t.stride(ax));
     return s;
   };
   std::string k;
@@ -75,19 +76,20 @@ void Generator::print_attention(Frame &frame, const ir::Diagram &d, const Attent
   k += "  auto store = [&](int64_t q, int64_t e, float v) { " + r + "[q * " + str(O.stride(p.rq)) + " + e * " +
        str(O.stride(p.re)) + batch_offset(O) + "] = ncd_to<" + element_type(O.dtype) + ">(v * out_scale); };\n";
   k += "  ncd_attention_block<" + std::string(p.f16 ? "true" : "false") + ", " + str(p.d) + ", " + str(p.e) + ", " +
-       str(p.bq) + ", " + str(p.bk) + ", " + str(p.nq) + ", " + str(p.nk) + ", " + str(Q.stride(p.rq)) + ", " +
-       str(Q.stride(p.rd)) + ", " + str(K.stride(p.rk)) + ", " + str(K.stride(p.rd)) + ", " + str(V.stride(p.rk)) +
-       ", " + str(V.stride(p.re)) + ", " + (p.async ? "true" : "false") + ", " + (p.score ? "true" : "false") + ">(\n";
+       str(p.bq) + ", " + str(p.bk) + ", " + (p.async ? "true" : "false") + ", " + (p.score ? "true" : "false") + ">(\n";
   k += "      reinterpret_cast<const uint16_t *>(" + pq + batch_offset(Q) + "), reinterpret_cast<const uint16_t *>(" +
-       pk + batch_offset(K) + "),\n      reinterpret_cast<const uint16_t *>(" + pv + batch_offset(V) +
-       "), static_cast<int64_t>(blockIdx.x) * " + str(p.bq) + ", scale_log2, @NAME@_mask{}, score, store);\n";
+       pk + batch_offset(K) + "),\n      reinterpret_cast<const uint16_t *>(" + pv + batch_offset(V) + "), " +
+       str(p.nq) + ", " + str(p.nk) + ", " + str(Q.stride(p.rq)) + ", " + str(Q.stride(p.rd)) + ", " +
+       str(K.stride(p.rk)) + ", " + str(K.stride(p.rd)) + ", " + str(V.stride(p.rk)) + ", " + str(V.stride(p.re)) +
+       ",\n      static_cast<int64_t>(blockIdx.x) * " + str(p.bq) + ", scale_log2, @NAME@_mask{}, score, store);\n";
   k += "}\n";
   std::string name = add_kernel("attention_" + d.name, k);
   line("// " + result.name + axis_list(axes) + " = streamed attention '" + d.name + "'");
   line("NCD_TRY(cudaFuncSetAttribute(" + name + ", cudaFuncAttributeMaxDynamicSharedMemorySize, " + str(p.smem) +
        "));");
-  line(name + "<<<dim3(" + str((p.nq + p.bq - 1) / p.bq) + ", " + str(p.batches) + "), " + str(p.threads) + ", " +
-       str(p.smem) + ", stream>>>(" + args.arg_list() + ");");
+  grid_check({str(p.batches)}, result.name);
+  line(name + "<<<dim3(" + tiles_for(p.nq, p.bq) + ", " + str(p.batches) + "), " + str(p.threads) + ", " +
+       str(p.smem) + ", stream>>>(" + launch_args(name, args) + ");");
   line("NCD_LAUNCHED();");
 }
 

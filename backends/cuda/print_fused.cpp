@@ -50,7 +50,7 @@ std::string Generator::fexpr(Frame &frame, KernelArgs &args, ExprCtx &c, int id)
              c.index(rt_axis(frame, axis)) + ")";
       if (ix.offset != 0 || e.empty()) e += (e.empty() ? "" : " + ") + ("(" + str(ix.offset) + ")");
     } else if (ix.kind == ir::AccessIndex::Kind::Split) {
-      int64_t weight = 1;
+      Sz weight = 1;
       for (size_t j = ix.split.size(); j-- > 0;) {
         int r = rt_axis(frame, ix.split[j]);
         e = "(" + c.index(r) + ")" + (weight == 1 ? "" : " * " + str(weight)) + (e.empty() ? "" : " + " + e);
@@ -141,7 +141,7 @@ void Generator::fused(Frame &frame, const ir::Diagram &d, const FusedMatch &m, c
   KernelArgs args;
   std::string k = kernel.header + "__global__ void @NAME@(" + "@PARAMS@" + ") {\n";
   std::string launch_what;
-  int64_t work = 0;
+  Sz work;
   if (m.kind == FusedMatch::Kind::Pointwise)
     k += fused_pointwise(frame, d, layout, kernel, args, work, launch_what);
   else

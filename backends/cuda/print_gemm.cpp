@@ -1,7 +1,7 @@
 // The tensor-core GEMM: a two-operand 16-bit contraction (or f32 beside bf16,
 // split into bf16 hi + lo pairs) as a batched C[m, n] = sum_k A[m, k] B[k, n]
 // over merged M, N and K dimensions, instantiating ncd_gemm_tile
-// (device/gemm.cuh) with compile-time sizes, strides, staging and tiles, with
+// (device/gemm.cuh) with the plan's sizes, strides, staging and tiles, with
 // a plain store or a fused epilogue (print_fused.cpp) on the accumulators.
 #include "generator.h"
 
@@ -28,7 +28,7 @@ bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tens
     // Pairs interleaved along K: A'[.., m, 2k + s], B'[.., n, 2k + s].
     auto spaced = [&](const Ten &from, const Ten &layout, bool f32, const char *what) {
       Ten t = alloc(DType::BF16, layout.axes, 2);
-      for (int64_t &stride : t.strides) stride *= 2;
+      for (Sz &stride : t.strides) stride *= 2;
       split_copy(from, t, f32, std::string(what) + " of " + result_value.name + " for tensor cores");
       return t;
     };
@@ -40,8 +40,9 @@ bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tens
   const std::vector<int> &summed = p.summed, &m_axes = p.m_axes, &n_axes = p.n_axes, &k_axes = p.k_axes,
                          &batch = p.batch;
   const bool split = p.split;
-  const int64_t sAm = p.sAm, sAk = p.sAk, sBk = p.sBk, sBn = p.sBn, sCm = p.sCm, sCn = p.sCn;
-  const int64_t M = p.M, N = p.N, K = p.K, batches = p.batches, BM = p.BM, BN = p.BN;
+  const Sz sAm = p.sAm, sAk = p.sAk, sBk = p.sBk, sBn = p.sBn, sCm = p.sCm, sCn = p.sCn;
+  const Sz M = p.M, N = p.N, K = p.K, batches = p.batches;
+  const int64_t BM = p.BM, BN = p.BN;
   const int la = p.la, lb = p.lb;
   const std::string &tiles = p.tiles;
   KernelArgs args;
@@ -65,7 +66,7 @@ bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tens
   auto batch_offset = [&](const Ten &t) {
     std::string s;
     for (int ax : batch)
-      if (t.stride(ax)) s += " + " + x(ax) + " * " + str(t.stride(ax));
+      if (t.stride(ax) != 0) s += " + " + x(ax) + " * " + str(t.stride(ax));
     return s;
   };
   // The per-element code; an epilogue's reads and writes join args after A, B and the scalars.
@@ -86,9 +87,9 @@ bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tens
   k += "  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * " + str(BM) +
        ", n0 = static_cast<int64_t>(blockIdx.x) * " + str(BN) + ";\n";
   k += "  float acc[" + str(BM / 32) + "][" + str(BN / 32) + "][4];\n";
-  k += "  ncd_gemm_tile<" + std::string(f16 ? "true" : "false") + ", " + str(M) + ", " + str(N) + ", " + str(K) + ", " +
-       str(sAm) + ", " + str(sAk) + ", " + str(sBk) + ", " + str(sBn) + ", " + str(la) + ", " + str(lb) +
-       (default_tiles ? std::string() : ", " + str(BM) + ", " + str(BN)) + ">(A, B, m0, n0, acc);\n";
+  k += "  ncd_gemm_tile<" + std::string(f16 ? "true" : "false") + ", " + str(la) + ", " + str(lb) +
+       (default_tiles ? std::string() : ", " + str(BM) + ", " + str(BN)) + ">(A, B, " + str(M) + ", " + str(N) + ", " +
+       str(K) + ", " + str(sAm) + ", " + str(sAk) + ", " + str(sBk) + ", " + str(sBn) + ", m0, n0, acc);\n";
   k += "  const float scale = 1.f" + scale + ";\n";
   k += "  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;\n";
   k += "  for (int i = 0; i < " + str(BM / 32) + "; ++i)\n    for (int j = 0; j < " + str(BN / 32) +
@@ -103,8 +104,9 @@ bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tens
   std::string name = add_kernel((epilogue ? "gemm_fused_" : "gemm_") + result.name, k);
   line("// " + result.name + axis_list(out.axes) + " = contract" + axis_list(summed) + " on tensor cores" +
        (epilogue ? " with its fused epilogue" : ""));
-  line(name + "<<<dim3(" + str((N + BN - 1) / BN) + ", " + str((M + BM - 1) / BM) + ", " + str(batches) +
-       "), " + str(kGemmThreads) + ", 0, stream>>>(" + args.arg_list() + ");");
+  grid_check({tiles_for(M, BM), str(batches)}, result.name);
+  line(name + "<<<dim3(" + tiles_for(N, BN) + ", " + tiles_for(M, BM) + ", " + str(batches) + "), " +
+       str(kGemmThreads) + ", 0, stream>>>(" + launch_args(name, args) + ");");
   line("NCD_LAUNCHED();");
   if (unpack) copy(out, final_out, result.name + " from its packed tile");
   return true;
@@ -125,10 +127,11 @@ bool Generator::fused_gemm(Frame &frame, const ir::Diagram &d, const FusedMatch 
   Ten cten;
   cten.dtype = cv.dtype;
   cten.axes = l.space;
-  cten.strides.assign(l.space.size(), 1);
-  for (size_t i = l.space.size(), stride = 1; i-- > 0;) {
-    cten.strides[i] = static_cast<int64_t>(stride);
-    stride *= static_cast<size_t>(size(l.space[i]));
+  cten.strides.assign(l.space.size(), Sz(1));
+  Sz stride = 1;
+  for (size_t i = l.space.size(); i-- > 0;) {
+    cten.strides[i] = stride;
+    stride *= size(l.space[i]);
   }
   GemmEpilogue epilogue;
   epilogue.groups = kernel.groups;

@@ -38,7 +38,7 @@ void Generator::generic_contract(Frame &frame, const ir::Op &o, const std::vecto
   KernelArgs args;
   auto index = [](int a) { return x(a); };
   std::vector<int> loops;
-  int64_t factor = 1;
+  Sz factor = 1;
   for (int a : summed) {
     bool used = false;
     for (const Ten &t : operands) used = used || t.has(a);
@@ -51,7 +51,7 @@ void Generator::generic_contract(Frame &frame, const ir::Op &o, const std::vecto
   for (const Ten &t : operands) product += (product.empty() ? "" : " * ") + load(args, t, index);
   if (product.empty()) product = "1.f";
   std::string r = args.out(out);
-  int64_t n = numel(out.axes);
+  Sz n = numel(out.axes);
   std::string k = grid_stride_kernel(args, n, out.axes);
   // An integer result is summed in float64 (exact for i8 operands and values
   // below 2^24; docs/CUDA.md), then truncated and saturated once.
@@ -70,7 +70,7 @@ void Generator::generic_contract(Frame &frame, const ir::Op &o, const std::vecto
   } else {
     k += pad + "acc += " + product + ";\n";
   }
-  std::string value = factor == 1 ? "acc" : "acc * " + flit(static_cast<double>(factor));
+  std::string value = factor == 1 ? "acc" : "acc * " + fsize(factor);
   k += "    " + r + "[" + offset(out, index) + "] = " + (integer ? "ncd_to_int<" : "ncd_to<") +
        element_type(out.dtype) + ">(" + value + ");\n  }\n}\n";
   std::string name = add_kernel("contract_" + result.name, k);

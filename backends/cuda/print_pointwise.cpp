@@ -16,7 +16,7 @@ void Generator::copy(const Ten &from, const Ten &to, const std::string &what) {
       throw GenError("internal: copy of " + what + " drops axis '" + axis_names_[static_cast<size_t>(a)] + "'");
   std::string v = load(args, from, index);
   std::string r = args.out(to);
-  int64_t n = numel(to.axes);
+  Sz n = numel(to.axes);
   std::string k = grid_stride_kernel(args, n, to.axes);
   k += "    " + r + "[" + offset(to, index) + "] = ncd_to<" + element_type(to.dtype) + ">(" + v + ");\n  }\n}\n";
   std::string name = add_kernel("copy", k);
@@ -32,7 +32,7 @@ void Generator::split_copy(const Ten &from, const Ten &to, bool split, const std
   auto index = [](int a) { return x(a); };
   std::string v = load(args, from, index);
   std::string r = args.out(to);
-  int64_t n = numel(to.axes);
+  Sz n = numel(to.axes);
   std::string k = grid_stride_kernel(args, n, to.axes);
   k += "    const float v = " + v + ";\n";
   k += "    const __nv_bfloat16 hi = __float2bfloat16_rn(v);\n";
@@ -51,7 +51,7 @@ std::optional<double> fold(ops::Fn f, const std::vector<Ten> &operands) {
   if (!fold.f32 || operands.size() > 3) return std::nullopt;
   float v[3] = {0.f, 0.f, 0.f};
   for (size_t i = 0; i < operands.size(); ++i) {
-    if (operands[i].kind != Ten::Kind::Literal) return std::nullopt;
+    if (operands[i].kind != Ten::Kind::Literal || !operands[i].literal_code.empty()) return std::nullopt;
     v[i] = static_cast<float>(operands[i].literal);
   }
   return fold.f32(v[0], v[1], v[2]);
@@ -68,6 +68,21 @@ Ten Generator::elementwise(Frame &frame, const ir::Op &o) {
     t.literal = convert_float(static_cast<float>(*folded), result.dtype);
     return t;
   }
+  // A scalar function of literals and runtime sizes stays an expression, computed where it is read.
+  bool literals = result.axes.empty() && !o.operands.empty();
+  for (const Ten &t : operands) literals = literals && t.kind == Ten::Kind::Literal;
+  if (literals) {
+    Ten t;
+    t.kind = Ten::Kind::Literal;
+    t.dtype = result.dtype;
+    std::vector<std::string> codes;
+    for (const Ten &operand : operands) {
+      KernelArgs none;
+      codes.push_back(load(none, operand, [](int) { return std::string("0"); }));
+    }
+    t.literal_code = rounded(result.dtype, function_expr(o.function, codes));
+    return t;
+  }
   std::vector<const Ten *> ptrs;
   for (const Ten &t : operands) ptrs.push_back(&t);
   std::vector<int> axes = result_axes(frame, result, ptrs, {});
@@ -78,7 +93,7 @@ Ten Generator::elementwise(Frame &frame, const ir::Op &o) {
   for (const Ten &t : operands) loads.push_back(load(args, t, index));
   std::string expr = function_expr(o.function, loads);
   std::string r = args.out(out);
-  int64_t n = numel(axes);
+  Sz n = numel(axes);
   std::string k = grid_stride_kernel(args, n, axes);
   k += "    " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(" + expr + ");\n  }\n}\n";
   const std::string fn(ops::name(o.function));
@@ -130,7 +145,7 @@ Ten Generator::access(Frame &frame, const ir::Op &o) {
         e += (e.empty() ? "" : " + ") + (coefficient == 1 ? "" : str(coefficient) + " * ") + x(rt_axis(frame, axis));
       if (ix.offset != 0 || e.empty()) e += (e.empty() ? "" : " + ") + ("(" + str(ix.offset) + ")");
     } else if (ix.kind == ir::AccessIndex::Kind::Split) {
-      int64_t weight = 1;
+      Sz weight = 1;
       for (size_t j = ix.split.size(); j-- > 0;) {
         int r = rt_axis(frame, ix.split[j]);
         e = x(r) + (weight == 1 ? "" : " * " + str(weight)) + (e.empty() ? "" : " + " + e);
@@ -149,7 +164,7 @@ Ten Generator::access(Frame &frame, const ir::Op &o) {
   };
   std::string v = load(args, source, source_index);
   std::string r = args.out(out);
-  int64_t n = numel(ordered);
+  Sz n = numel(ordered);
   std::string k = grid_stride_kernel(args, n, ordered) + body;
   k += "    " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(" +
        (valid.empty() ? v : "(" + valid + ") ? " + v + " : 0.f") + ");\n  }\n}\n";
@@ -171,7 +186,7 @@ Ten Generator::merge(Frame &frame, const ir::Op &o) {
     std::vector<int> group;
     for (int axis : o.merges[j]) group.push_back(rt_axis(frame, axis));
     if (group.size() == 1 && group[0] == target) continue;
-    int64_t after = 1;
+    Sz after = 1;
     for (size_t i = group.size(); i-- > 0;) {
       std::string e = after == 1 ? x(target) : "(" + x(target) + " / " + str(after) + ")";
       if (i > 0) e += " % " + str(size(group[i]));
@@ -193,7 +208,7 @@ Ten Generator::merge(Frame &frame, const ir::Op &o) {
   };
   std::string v = load(args, source, sindex);
   std::string r = args.out(out);
-  int64_t n = numel(axes);
+  Sz n = numel(axes);
   std::string k = grid_stride_kernel(args, n, axes);
   k += "    " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(" + v + ");\n  }\n}\n";
   std::string name = add_kernel("merge_" + result.name, k);
@@ -203,14 +218,14 @@ Ten Generator::merge(Frame &frame, const ir::Op &o) {
 
 // The body of a fused pointwise chain: every output computed at each position.
 std::string Generator::fused_pointwise(Frame &frame, const ir::Diagram &d, const FusedLayout &l, FusedKernel &kernel,
-                                       KernelArgs &args, int64_t &work, std::string &launch_what) {
+                                       KernelArgs &args, Sz &work, std::string &launch_what) {
   auto identity = [](int a) { return x(a); };
   ExprCtx c;
   c.pad = "    ";
   c.counter = &kernel.counter;
   c.index = identity;
   fused_stores(frame, d, kernel, args, c);
-  int64_t n = numel(l.space);
+  Sz n = numel(l.space);
   std::string k = grid_stride_loop(n, l.space) + c.code + "  }\n}\n";
   work = n;
   launch_what = "pointwise";

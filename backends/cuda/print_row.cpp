@@ -10,7 +10,7 @@ Ten Generator::reduce(Frame &frame, const ir::Op &o) {
   const ir::Value &result = frame.diagram->value(o.results[0]);
   Ten in = get(frame, o.operands.at(0));
   std::vector<int> present;
-  int64_t missing = 1;
+  Sz missing = 1;
   std::set<int> drop;
   for (int axis : o.axes) {
     int r = rt_axis(frame, axis);
@@ -26,7 +26,7 @@ Ten Generator::reduce(Frame &frame, const ir::Op &o) {
   auto index = [](int a) { return x(a); };
   std::string v = load(args, in, index);
   std::string r = args.out(out);
-  int64_t rows = numel(axes), extent = numel(present);
+  Sz rows = numel(axes), extent = numel(present);
   const ops::Fn f = o.function;
   const std::string fn(ops::name(f));
   std::string k = "__global__ void @NAME@(" + args.param_list() + ") {\n";
@@ -39,11 +39,11 @@ Ten Generator::reduce(Frame &frame, const ir::Op &o) {
   std::string value;
   if (f == ops::Fn::Sum || f == ops::Fn::Mean) {
     k += "    float acc = 0.f;\n" + loop + "      acc += " + v + ";\n    }\n    acc = ncd_warp_sum(acc);\n";
-    value = f == ops::Fn::Sum ? (missing == 1 ? "acc" : "acc * " + flit(static_cast<double>(missing)))
-                              : "acc / " + flit(static_cast<double>(extent));
+    value = f == ops::Fn::Sum ? (missing == 1 ? "acc" : "acc * " + fsize(missing))
+                              : "acc / " + fsize(extent);
   } else if (f == ops::Fn::Prod) {
     k += "    float acc = 1.f;\n" + loop + "      acc *= " + v + ";\n    }\n    acc = ncd_warp_prod(acc);\n";
-    value = missing == 1 ? "acc" : "powf(acc, " + flit(static_cast<double>(missing)) + ")";
+    value = missing == 1 ? "acc" : "powf(acc, " + fsize(missing) + ")";
   } else if (f == ops::Fn::Max || f == ops::Fn::Min) {
     k += "    float acc = " + std::string(f == ops::Fn::Max ? "-INFINITY" : "INFINITY") + ";\n" + loop +
          "      acc = ncd_" + fn + "(acc, " + v + ");\n    }\n    acc = ncd_warp_" + fn + "(acc);\n";
@@ -52,14 +52,16 @@ Ten Generator::reduce(Frame &frame, const ir::Op &o) {
     k += "    float m = -INFINITY;\n" + loop + "      m = ncd_max(m, " + v + ");\n    }\n    m = ncd_warp_max(m);\n";
     k += "    const float mu = m == -INFINITY ? 0.f : m;\n";
     k += "    float acc = 0.f;\n" + loop + "      acc += expf(" + v + " - mu);\n    }\n    acc = ncd_warp_sum(acc);\n";
-    value = "mu + logf(acc)" + (missing == 1 ? std::string() : " + " + flit(std::log(static_cast<double>(missing))));
+    value = "mu + logf(acc)" + (missing == 1         ? std::string()
+                              : missing.known() ? " + " + flit(std::log(static_cast<double>(missing.hint())))
+                                                : " + logf(" + fsize(missing) + ")");
   } else {
     throw GenError("the cuda backend has no reduction '" + fn + "'");
   }
   k += "    if (lane == 0) " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(" + value +
        ");\n  }\n}\n";
   std::string name = add_kernel(fn + "_" + result.name, k);
-  launch(name, grid_for(rows * 32, kRowThreads), kRowThreads, args, result.name + axis_list(axes) + " = " + fn + axis_list(present));
+  launch(name, grid_for(rows * Sz(32), kRowThreads), kRowThreads, args, result.name + axis_list(axes) + " = " + fn + axis_list(present));
   return out;
 }
 
@@ -79,7 +81,7 @@ Ten Generator::normalize(Frame &frame, const ir::Op &o) {
   auto index = [](int a) { return x(a); };
   std::string v = load(args, in, index);
   std::string r = args.out(out);
-  int64_t rows = numel(row_axes), extent = numel(along);
+  Sz rows = numel(row_axes), extent = numel(along);
   const ops::Fn f = o.function;
   const std::string fn(ops::name(f));
   double eps = o.options.count("eps") ? o.options.at("eps") : ops::info(f).default_eps;
@@ -91,7 +93,7 @@ Ten Generator::normalize(Frame &frame, const ir::Op &o) {
   std::string loop =
       "    for (int64_t j = lane; j < " + str(extent) + "; j += 32) {\n" + decompose(along, "j", "      ");
   std::string store = "      " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(";
-  std::string n = flit(static_cast<double>(extent));
+  std::string n = fsize(extent);
   if (f == ops::Fn::Softmax || f == ops::Fn::LogSoftmax) {
     k += "    float m = -INFINITY;\n" + loop + "      m = ncd_max(m, " + v + ");\n    }\n    m = ncd_warp_max(m);\n";
     // A row masked everywhere (all -inf) is 0 after softmax, not NaN (docs/LANGUAGE.md).
@@ -115,7 +117,7 @@ Ten Generator::normalize(Frame &frame, const ir::Op &o) {
   }
   k += "  }\n}\n";
   std::string name = add_kernel(fn + "_" + result.name, k);
-  launch(name, grid_for(rows * 32, kRowThreads), kRowThreads, args, result.name + axis_list(axes) + " = " + fn + axis_list(along));
+  launch(name, grid_for(rows * Sz(32), kRowThreads), kRowThreads, args, result.name + axis_list(axes) + " = " + fn + axis_list(along));
   return out;
 }
 
@@ -123,12 +125,12 @@ Ten Generator::normalize(Frame &frame, const ir::Op &o) {
 // of the main op, inputs computed inline, outputs stored per element (a
 // normalisation) or once per row (a reduction).
 std::string Generator::fused_row(Frame &frame, const ir::Diagram &d, const FusedMatch &m, const FusedLayout &l,
-                                 FusedKernel &kernel, KernelArgs &args, int64_t &work, std::string &launch_what) {
+                                 FusedKernel &kernel, KernelArgs &args, Sz &work, std::string &launch_what) {
   auto identity = [](int a) { return x(a); };
   std::string k;
   const ir::Op &o = *m.main;
   const ir::Value &result = d.value(o.results.at(0));
-  int64_t rows = numel(l.row_axes), extent = numel(l.loop_axes);
+  Sz rows = numel(l.row_axes), extent = numel(l.loop_axes);
   auto pass = [&](const std::function<std::string(ExprCtx &, const std::string &)> &f) {
     ExprCtx c;
     c.pad = "      ";
@@ -145,7 +147,7 @@ std::string Generator::fused_row(Frame &frame, const ir::Diagram &d, const Fused
   k += decompose(l.row_axes, "row", "    ");
   const ops::Fn f = o.function;
   const std::string fn(ops::name(f));
-  std::string n = flit(static_cast<double>(extent));
+  std::string n = fsize(extent);
   // The final value of the main op, from the statistics; per element for a normalisation.
   std::string value;
   if (o.kind == OpKind::Normalize) {
@@ -187,13 +189,13 @@ std::string Generator::fused_row(Frame &frame, const ir::Diagram &d, const Fused
       k += "    float acc = 0.f;\n" +
            pass([](ExprCtx &, const std::string &v) { return "      acc += " + v + ";\n"; }) +
            "    acc = ncd_warp_sum(acc);\n";
-      value = f == ops::Fn::Sum ? (l.missing == 1 ? "acc" : "acc * " + flit(static_cast<double>(l.missing)))
-                                : "acc / " + flit(static_cast<double>(extent));
+      value = f == ops::Fn::Sum ? (l.missing == 1 ? "acc" : "acc * " + fsize(l.missing))
+                                : "acc / " + fsize(extent);
     } else if (f == ops::Fn::Prod) {
       k += "    float acc = 1.f;\n" +
            pass([](ExprCtx &, const std::string &v) { return "      acc *= " + v + ";\n"; }) +
            "    acc = ncd_warp_prod(acc);\n";
-      value = l.missing == 1 ? "acc" : "powf(acc, " + flit(static_cast<double>(l.missing)) + ")";
+      value = l.missing == 1 ? "acc" : "powf(acc, " + fsize(l.missing) + ")";
     } else if (f == ops::Fn::Max || f == ops::Fn::Min) {
       k += "    float acc = " + std::string(f == ops::Fn::Max ? "-INFINITY" : "INFINITY") + ";\n" +
            pass([&](ExprCtx &, const std::string &v) { return "      acc = ncd_" + fn + "(acc, " + v + ");\n"; }) +
@@ -206,8 +208,9 @@ std::string Generator::fused_row(Frame &frame, const ir::Diagram &d, const Fused
       k += "    float acc = 0.f;\n" +
            pass([](ExprCtx &, const std::string &v) { return "      acc += expf(" + v + " - mu);\n"; }) +
            "    acc = ncd_warp_sum(acc);\n";
-      value =
-          "mu + logf(acc)" + (l.missing == 1 ? std::string() : " + " + flit(std::log(static_cast<double>(l.missing))));
+      value = "mu + logf(acc)" + (l.missing == 1         ? std::string()
+                                  : l.missing.known() ? " + " + flit(std::log(static_cast<double>(l.missing.hint())))
+                                                      : " + logf(" + fsize(l.missing) + ")");
     }
     ExprCtx c;
     c.pad = "      ";
@@ -219,7 +222,7 @@ std::string Generator::fused_row(Frame &frame, const ir::Diagram &d, const Fused
     k += "    if (lane == 0) {\n" + c.code + "    }\n";
   }
   k += "  }\n}\n";
-  work = rows * 32;
+  work = rows * Sz(32);
   launch_what = fn + " rows";
   return k;
 }

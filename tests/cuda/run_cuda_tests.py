@@ -154,9 +154,19 @@ ERROR_CASES = [
     (["emit", "examples/attention.ncd"], 2, "ncd emit: error: choose a target: --cuda (or --backend NAME)\n", None),
     (["emit", "--cuda", "--all", "--diagram", "Attention", "examples/attention.ncd"], 2,
      "ncd emit: error: --all and --diagram exclude each other\n", None),
-    (["emit", "--cuda", "tests/cuda/cases/symbolic.ncd"], 1,
-     "ncd emit: error: cannot generate 'Double': axis 'n' has no size; set it with -D n=SIZE\n", None),
-    (["emit", "--cuda", "tests/cuda/cases/symbolic.ncd", "-D", "n=10"], 0, "", 'extern "C" int ncd_Double('),
+    # Runtime sizes (docs/CUDA.md): arguments of the host function; a param's axis must have a size.
+    (["emit", "--cuda", "tests/cuda/cases/runtime_errors.ncd", "--diagram", "Table"], 1,
+     "ncd emit: error: cannot generate 'Table': param 'P' of 'Table': axis 'n' has no size; set it with -D n=SIZE\n",
+     None),
+    (["emit", "--cuda", "tests/cuda/cases/runtime_errors.ncd", "--diagram", "Table", "-D", "n=10"], 0, "",
+     'extern "C" int ncd_Table('),
+    (["emit", "--cuda", "tests/cuda/cases/runtime_errors.ncd", "--diagram", "Wide"], 0,
+     "ncd emit: note: 'Wide': the head widths 'd' and 'e' must have sizes (-D) for the attention kernel: its "
+     "fragments are compile-time; its operations run as separate kernels\n", "int64_t n_q, int64_t n_k, int64_t n_d,"),
+    (["emit", "--cuda", "tests/cuda/cases/runtime.ncd", "--diagram", "Layer"], 0, "",
+     "__nv_bfloat16 *out_Y, int64_t n_batch, int64_t n_seq, cudaStream_t stream) {"),
+    (["emit", "--cuda", "tests/cuda/cases/runtime.ncd", "--diagram", "Softcap"], 0, "",
+     "(static_cast<float>(q) - static_cast<float>(k)) < static_cast<float>((static_cast<float>(ncd_n.k) / 2.0f))"),
     (["emit", "--cuda", "tests/cuda/cases/fallback.ncd", "--all"], 0,
      "ncd emit: note: tests/cuda/cases/fallback.ncd:8:13: generic kernel for contraction 'Y' in 'Product' "
      "(operands are f32 and f32; tensor cores take two bf16, two f16, or f32 with bf16)\n"
@@ -373,6 +383,39 @@ def golden_fused(args):
     return compare_structure(args, expected_path, got, "fused FFN code's", "fused FFN")
 
 
+def runtime_sizes(args):
+    """Runtime sizes: every kernel that reads one takes the size struct and every launch of it passes it;
+    all kernels stay fused; with -D the file has no runtime size at all."""
+    failures = 0
+    base = [args.ncd, "emit", "--cuda", "tests/cuda/cases/runtime.ncd", "--all", "--harness", "-o", "-"]
+    r = run(base, cwd=args.root)
+    code = r.stdout
+    kernels = re.findall(r"__global__ void (?:__launch_bounds__\(\d+\) )?(ncd_k\w+)\(([^)]*)\)", code)
+    problems = []
+    if r.returncode != 0 or r.stderr:
+        problems.append("emit failed or noted: %s" % r.stderr)
+    if not kernels:
+        problems.append("no kernels found")
+    for name, params in kernels:
+        body = code[code.index(name + "("):]
+        body = body[:body.index("\n}\n")]
+        sized = "ncd_n." in body
+        if sized != params.startswith("const NcdSizes ncd_n"):
+            problems.append("%s reads runtime sizes %s but its parameters are (%s)" % (name, sized, params))
+        for launch in re.findall(re.escape(name) + r"<<<[^;]*>>>\(([^;]*)\);", code):
+            if sized != launch.startswith("ncd_n"):
+                problems.append("a launch of %s passes (%s)" % (name, launch))
+    if "// fallback" in code:
+        problems.append("a kernel fell back:\n" + "\n".join(l for l in code.splitlines() if "// fallback" in l))
+    fixed = run(base + ["-D", "batch=2", "-D", "seq=256", "-D", "q=256", "-D", "k=256"], cwd=args.root)
+    if fixed.returncode != 0 or re.search(r"\bncd_n\b|NcdSizes", fixed.stdout):
+        problems.append("with -D the file still has runtime sizes (or failed: %s)" % fixed.stderr)
+    for p in problems:
+        failures += 1
+        print("FAIL: runtime sizes: " + p)
+    return failures
+
+
 def errors(args):
     failures = 0
     for arguments, status, stderr, stdout_part in ERROR_CASES:
@@ -392,7 +435,8 @@ def errors(args):
     # A failing emit leaves no file behind.
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "x.cu")
-        run([args.ncd, "emit", "--cuda", "tests/cuda/cases/symbolic.ncd", "-o", out], cwd=args.root)
+        run([args.ncd, "emit", "--cuda", "tests/cuda/cases/runtime_errors.ncd", "--diagram", "Table", "-o", out],
+            cwd=args.root)
         if os.path.exists(out):
             failures += 1
             print("FAIL: a failing emit wrote " + out)
@@ -402,6 +446,7 @@ def errors(args):
         if a.returncode != 0 or a.stdout != b.stdout:
             failures += 1
             print("FAIL: two emits of transformer.ncd differ (or failed: %s)" % a.stderr)
+    failures += runtime_sizes(args)
     if failures:
         return 1
     print("ok: %d error cases" % len(ERROR_CASES))

@@ -10,11 +10,14 @@
 // softcap, a bias, a mask read from tensors: FlexAttention's score_mod). Key tiles the mask rules out for the whole block are skipped; tiles
 // it keeps entirely skip the per-element test. A row with no kept key gives
 // 0, as the reference softmax does (FlashAttention's convention).
-template <bool kF16, int D, int E, int BQ, int BK, int64_t NQ, int64_t NK, int64_t sQq, int64_t sQd, int64_t sKk,
-          int64_t sKd, int64_t sVk, int64_t sVe, bool kAsync, bool kScore, class Mask, class Score, class Store>
+// Sizes and strides are arguments (literals the inlined body folds, or runtime sizes).
+template <bool kF16, int D, int E, int BQ, int BK, bool kAsync, bool kScore, class Mask, class Score, class Store>
 __device__ __forceinline__ void ncd_attention_block(const uint16_t *__restrict__ Q, const uint16_t *__restrict__ K,
-                                                    const uint16_t *__restrict__ V, int64_t q0, float scale_log2,
-                                                    const Mask &mask, const Score &score, const Store &store) {
+                                                    const uint16_t *__restrict__ V, const int64_t NQ, const int64_t NK,
+                                                    const int64_t sQq, const int64_t sQd, const int64_t sKk,
+                                                    const int64_t sKd, const int64_t sVk, const int64_t sVe, int64_t q0,
+                                                    float scale_log2, const Mask &mask, const Score &score,
+                                                    const Store &store) {
   constexpr int THREADS = BQ / 16 * 32;
   constexpr int QS = D + 8, KS = D + 8, VS = E + 8;
   extern __shared__ __align__(16) uint16_t ncd_smem[];
@@ -40,8 +43,8 @@ __device__ __forceinline__ void ncd_attention_block(const uint16_t *__restrict__
   };
 
   const int64_t q_last = (q0 + BQ < NQ ? q0 + BQ : NQ) - 1;
-  constexpr int64_t KT = (NK + BK - 1) / BK;
-  auto k_last = [](int64_t kt) { return ((kt + 1) * BK < NK ? (kt + 1) * BK : NK) - 1; };
+  const int64_t KT = (NK + BK - 1) / BK;
+  auto k_last = [&](int64_t kt) { return ((kt + 1) * BK < NK ? (kt + 1) * BK : NK) - 1; };
   int64_t kt_begin = 0, kt_end = KT;
   while (kt_begin < KT && !mask.live(q0, q_last, kt_begin * BK, k_last(kt_begin))) ++kt_begin;
   while (kt_end > kt_begin && !mask.live(q0, q_last, (kt_end - 1) * BK, k_last(kt_end - 1))) --kt_end;

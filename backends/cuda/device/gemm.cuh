@@ -1,18 +1,20 @@
 //! The tiled tensor-core GEMM main loop that every GEMM kernel instantiates
-//! with compile-time sizes and strides (emitted after prelude.cuh).
+//! (emitted after prelude.cuh).
 // ---------------------------------------------------------------- tensor-core GEMM
 // One BM x BN output tile (64 or 128 each; 128 x 128 by default) of
 // C[m, n] = sum_k A[m, k] B[k, n] for a block of 256 threads (8 warps as
-// 2 x 4, each BM/2 x BN/4: acc[BM/32][BN/32][4] per thread). Operands are 16-bit (bf16 or f16)
-// with compile-time sizes and strides. kLA / kLB say how a K-chunk of BK is
+// 2 x 4, each BM/2 x BN/4: acc[BM/32][BN/32][4] per thread). Operands are 16-bit (bf16 or f16).
+// Sizes and strides are arguments: the kernels pass literals, which the
+// inlined body folds as constants, or runtime sizes. kLA / kLB say how a K-chunk of BK is
 // staged through shared memory: 1 = cp.async along the contiguous K (tile kept
 // [row][k]), 2 = cp.async along the contiguous M / N (tile kept [k][row]),
 // 0 = element loads (any strides). Two stages: the next chunk loads while the
 // current one is multiplied.
-template <bool kF16, int64_t M, int64_t N, int64_t K, int64_t sAm, int64_t sAk, int64_t sBk, int64_t sBn, int kLA,
-          int kLB, int BM = 128, int BN = 128>
+template <bool kF16, int kLA, int kLB, int BM = 128, int BN = 128>
 __device__ __forceinline__ void ncd_gemm_tile(const uint16_t *__restrict__ A, const uint16_t *__restrict__ B,
-                                              int64_t m0, int64_t n0, float (&acc)[BM / 32][BN / 32][4]) {
+                                              const int64_t M, const int64_t N, const int64_t K, const int64_t sAm,
+                                              const int64_t sAk, const int64_t sBk, const int64_t sBn, int64_t m0,
+                                              int64_t n0, float (&acc)[BM / 32][BN / 32][4]) {
   static_assert((BM == 64 || BM == 128) && (BN == 64 || BN == 128), "block tiles are 64 or 128");
   constexpr int BK = 32, PAD = 8, THREADS = 256;
   constexpr int MI = BM / 32, NJ = BN / 32, WM = BM / 2, WN = BN / 4;  // fragments and extent per warp
@@ -73,7 +75,7 @@ __device__ __forceinline__ void ncd_gemm_tile(const uint16_t *__restrict__ A, co
     }
   };
 
-  constexpr int64_t KT = (K + BK - 1) / BK;
+  const int64_t KT = (K + BK - 1) / BK;
   load(0, 0);
   ncd_cp_async_commit();
   for (int64_t kt = 0; kt < KT; ++kt) {

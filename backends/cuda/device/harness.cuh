@@ -20,14 +20,23 @@ struct NcdTensorInfo {
   const char *name;
   int dtype;
   int rank;
-  long long shape[8];
+  long long shape[8];  // -1: a runtime size (the diagram's `shapes` fills it)
+};
+// A runtime size of the diagram, and the input dimension it is read from
+// (tensor -1: none; --size NAME=N must give it).
+struct NcdSizeInfo {
+  const char *name;
+  int tensor, dim;
 };
 struct NcdDiagramInfo {
   const char *name;
   int inputs, params, outputs;
   const NcdTensorInfo *tensors;  // inputs, then params, then outputs
-  double flops;
-  int (*run)(void *const *pointers, cudaStream_t stream);
+  double flops;                  // 0: unknown (runtime sizes)
+  int sizes;
+  const NcdSizeInfo *size_info;
+  void (*shapes)(const long long *sizes, NcdTensorInfo *tensors);  // the runtime dimensions, from the sizes
+  int (*run)(void *const *pointers, const long long *sizes, cudaStream_t stream);
 };
 
 size_t ncd_elements(const NcdTensorInfo &t) {
@@ -48,11 +57,9 @@ std::string ncd_shape_text(const std::vector<long long> &shape) {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
-// Reads a .npy file into the device representation of `t`; "" on success, else the reason.
-std::string ncd_read_npy(const std::string &path, const NcdTensorInfo &t, std::vector<unsigned char> &out) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) return "cannot open " + path;
-  std::string data((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+// The header of a .npy file: its dtype, shape and where the data begins; "" on success, else the reason.
+std::string ncd_npy_header(const std::string &path, const std::string &data, std::string &descr,
+                           std::vector<long long> &shape, size_t &begin) {
   if (data.size() < 10 || data.compare(0, 6, "\x93NUMPY") != 0) return path + " is not a .npy file";
   const int major = static_cast<unsigned char>(data[6]);
   size_t header_len, start;
@@ -71,18 +78,38 @@ std::string ncd_read_npy(const std::string &path, const NcdTensorInfo &t, std::v
     size_t p = header.find(key);
     return p == std::string::npos ? std::string() : header.substr(p + std::strlen(key));
   };
-  std::string descr = field("'descr':");
+  descr = field("'descr':");
   size_t q1 = descr.find('\''), q2 = descr.find('\'', q1 + 1);
   if (q1 == std::string::npos || q2 == std::string::npos) return path + ": no dtype in the header";
   descr = descr.substr(q1 + 1, q2 - q1 - 1);
+  if (descr.size() < 2) return path + ": no dtype in the header";
   if (field("'fortran_order':").find("True") < 3) return path + ": Fortran order is not supported";
   std::string shape_text = field("'shape':");
-  std::vector<long long> shape;
+  shape.clear();
   size_t open = shape_text.find('('), close = shape_text.find(')');
   if (open == std::string::npos || close == std::string::npos) return path + ": no shape in the header";
   std::stringstream shape_stream(shape_text.substr(open + 1, close - open - 1));
   for (std::string item; std::getline(shape_stream, item, ',');)
     if (item.find_first_of("0123456789") != std::string::npos) shape.push_back(std::atoll(item.c_str()));
+  begin = start + header_len;
+  return "";
+}
+
+std::string ncd_read_file(const std::string &path, std::string &data) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return "cannot open " + path;
+  data.assign((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  return "";
+}
+
+// Reads a .npy file into the device representation of `t`; "" on success, else the reason.
+std::string ncd_read_npy(const std::string &path, const NcdTensorInfo &t, std::vector<unsigned char> &out) {
+  std::string data, descr;
+  std::vector<long long> shape;
+  size_t begin = 0;
+  std::string error = ncd_read_file(path, data);
+  if (error.empty()) error = ncd_npy_header(path, data, descr, shape, begin);
+  if (!error.empty()) return error;
   std::vector<long long> want(t.shape, t.shape + t.rank);
   if (shape != want) return path + " has shape " + ncd_shape_text(shape) + ", expected " + ncd_shape_text(want);
   const char order = descr[0];
@@ -92,7 +119,6 @@ std::string ncd_read_npy(const std::string &path, const NcdTensorInfo &t, std::v
   size_t width = kind == "f8" || kind == "i8" ? 8 : kind == "f4" || kind == "i4" ? 4 : kind == "f2" ? 2
                  : kind == "i1" || kind == "b1" || kind == "u1" ? 1 : 0;
   if (width == 0) return path + ": unsupported dtype '" + descr + "'";
-  const size_t begin = start + header_len;
   if (data.size() - begin < n * width) return path + ": fewer bytes of data than the shape needs";
   const unsigned char *raw = reinterpret_cast<const unsigned char *>(data.data() + begin);
   auto value = [&](size_t i) -> double {
@@ -169,9 +195,10 @@ std::string ncd_write_npy(const std::string &path, const NcdTensorInfo &t, const
 
 int ncd_usage(const char *program) {
   std::fprintf(stderr,
-               "usage: %s DIR [--diagram NAME] [--runs N] [--warmup N] [--out DIR] [--no-write]\n"
+               "usage: %s DIR [--diagram NAME] [--runs N] [--warmup N] [--out DIR] [--no-write] [--size AXIS=N]...\n"
                "  reads DIR/inputs/NAME.npy and DIR/params/PATH.npy (as `ncd run --random SEED --out-dir DIR` writes\n"
-               "  them), runs the diagram, writes its outputs to --out (default DIR/cuda) and prints the median time.\n",
+               "  them), runs the diagram, writes its outputs to --out (default DIR/cuda) and prints the median time.\n"
+               "  Runtime sizes are read from the inputs' shapes; --size gives one no input has.\n",
                program);
   return 2;
 }
@@ -180,6 +207,7 @@ int ncd_usage(const char *program) {
 
 int main(int argc, char **argv) {
   std::string dir, diagram, out_dir;
+  std::vector<std::pair<std::string, long long>> given;  // --size AXIS=N
   int runs = 20, warmup = 3;
   bool write = true;
   for (int i = 1; i < argc; ++i) {
@@ -190,6 +218,12 @@ int main(int argc, char **argv) {
     else if (a == "--warmup") { const char *v = next(); if (!v) return ncd_usage(argv[0]); warmup = std::max(0, std::atoi(v)); }
     else if (a == "--out") { const char *v = next(); if (!v) return ncd_usage(argv[0]); out_dir = v; }
     else if (a == "--no-write") write = false;
+    else if (a == "--size") {
+      const char *v = next();
+      const char *eq = v ? std::strchr(v, '=') : nullptr;
+      if (!eq || std::atoll(eq + 1) < 1) return ncd_usage(argv[0]);
+      given.push_back({std::string(v, eq), std::atoll(eq + 1)});
+    }
     else if (a == "--help" || a == "-h") return ncd_usage(argv[0]);
     else if (dir.empty() && a[0] != '-') dir = a;
     else return ncd_usage(argv[0]);
@@ -207,9 +241,43 @@ int main(int argc, char **argv) {
   }
   if (out_dir.empty()) out_dir = dir + "/cuda";
   const int total = info->inputs + info->params + info->outputs;
+  // Runtime sizes: from --size, else from the shape of the input that has the axis.
+  std::vector<NcdTensorInfo> tensors(info->tensors, info->tensors + total);
+  std::vector<long long> sizes(static_cast<size_t>(info->sizes), 0);
+  for (const auto &[name, value] : given) {
+    int k = 0;
+    while (k < info->sizes && name != info->size_info[k].name) ++k;
+    if (k == info->sizes) {
+      std::fprintf(stderr, "error: --size %s: %s has no runtime size '%s'\n", name.c_str(), info->name, name.c_str());
+      return 2;
+    }
+    sizes[static_cast<size_t>(k)] = value;
+  }
+  for (int k = 0; k < info->sizes; ++k) {
+    const NcdSizeInfo &s = info->size_info[k];
+    if (sizes[static_cast<size_t>(k)] > 0) continue;
+    if (s.tensor < 0) {
+      std::fprintf(stderr, "error: no input has axis '%s'; give its size with --size %s=N\n", s.name, s.name);
+      return 2;
+    }
+    const std::string path = dir + "/inputs/" + tensors[static_cast<size_t>(s.tensor)].name + ".npy";
+    std::string data, descr;
+    std::vector<long long> shape;
+    size_t begin = 0;
+    std::string error = ncd_read_file(path, data);
+    if (error.empty()) error = ncd_npy_header(path, data, descr, shape, begin);
+    if (error.empty() && (static_cast<int>(shape.size()) <= s.dim || shape[static_cast<size_t>(s.dim)] < 1))
+      error = path + " has shape " + ncd_shape_text(shape) + ", which gives no size of '" + s.name + "'";
+    if (!error.empty()) {
+      std::fprintf(stderr, "error: %s\n", error.c_str());
+      return 1;
+    }
+    sizes[static_cast<size_t>(k)] = shape[static_cast<size_t>(s.dim)];
+  }
+  if (info->sizes > 0) info->shapes(sizes.data(), tensors.data());
   std::vector<void *> pointers(static_cast<size_t>(total), nullptr);
   for (int i = 0; i < total; ++i) {
-    const NcdTensorInfo &t = info->tensors[i];
+    const NcdTensorInfo &t = tensors[static_cast<size_t>(i)];
     const size_t bytes = std::max<size_t>(1, ncd_elements(t) * ncd_bytes(t.dtype));
     if (cudaMalloc(&pointers[static_cast<size_t>(i)], bytes) != cudaSuccess) {
       std::fprintf(stderr, "error: cannot allocate %zu bytes on the device\n", bytes);
@@ -227,7 +295,7 @@ int main(int argc, char **argv) {
   }
   cudaStream_t stream;
   cudaStreamCreate(&stream);
-  int status = info->run(pointers.data(), stream);
+  int status = info->run(pointers.data(), sizes.data(), stream);
   if (status == 0) status = static_cast<int>(cudaStreamSynchronize(stream));
   if (status != 0) {
     std::fprintf(stderr, "error: %s failed: %s\n", info->name, cudaGetErrorString(static_cast<cudaError_t>(status)));
@@ -236,7 +304,7 @@ int main(int argc, char **argv) {
   if (write) {
     mkdir(out_dir.c_str(), 0777);
     for (int i = info->inputs + info->params; i < total; ++i) {
-      const NcdTensorInfo &t = info->tensors[i];
+      const NcdTensorInfo &t = tensors[static_cast<size_t>(i)];
       std::vector<unsigned char> host(ncd_elements(t) * ncd_bytes(t.dtype));
       cudaMemcpy(host.data(), pointers[static_cast<size_t>(i)], host.size(), cudaMemcpyDeviceToHost);
       const std::string error = ncd_write_npy(out_dir + "/" + t.name + ".npy", t, host);
@@ -246,14 +314,14 @@ int main(int argc, char **argv) {
       }
     }
   }
-  for (int i = 0; i < warmup; ++i) info->run(pointers.data(), stream);
+  for (int i = 0; i < warmup; ++i) info->run(pointers.data(), sizes.data(), stream);
   cudaEvent_t begin, end;
   cudaEventCreate(&begin);
   cudaEventCreate(&end);
   std::vector<float> times;
   for (int i = 0; i < runs; ++i) {
     cudaEventRecord(begin, stream);
-    info->run(pointers.data(), stream);
+    info->run(pointers.data(), sizes.data(), stream);
     cudaEventRecord(end, stream);
     cudaEventSynchronize(end);
     float ms = 0;
@@ -267,8 +335,12 @@ int main(int argc, char **argv) {
   }
   std::sort(times.begin(), times.end());
   const double median = times[times.size() / 2];
-  std::printf("%s: median %.4f ms (min %.4f, max %.4f) over %d runs; %.4g GFLOP, %.2f TFLOP/s\n", info->name, median,
-              times.front(), times.back(), runs, info->flops / 1e9, info->flops / (median * 1e-3) / 1e12);
+  std::printf("%s: median %.4f ms (min %.4f, max %.4f) over %d runs", info->name, median, times.front(), times.back(),
+              runs);
+  if (info->flops > 0)
+    std::printf("; %.4g GFLOP, %.2f TFLOP/s", info->flops / 1e9, info->flops / (median * 1e-3) / 1e12);
+  for (int k = 0; k < info->sizes; ++k) std::printf("%s %s=%lld", k ? "," : ";", info->size_info[k].name, sizes[static_cast<size_t>(k)]);
+  std::printf("\n");
   for (void *p : pointers) cudaFree(p);
   return 0;
 }
