@@ -1,5 +1,6 @@
-// `ncd emit --cuda FILE [--diagram NAME]... [--all] -o OUT.cu [--harness] [--arch ARCH] [-D ...]`:
+// `ncd emit --cuda FILE [--diagram NAME]... [--all] -o OUT.cu [--harness] [--arch ARCH] [--runtime AXIS]... [-D ...]`:
 // generates code for diagrams through a code-generating backend plugin (docs/CUDA.md).
+// --runtime makes an axis a runtime size even when it has one (its size is then the planning size).
 //
 // Several --diagram (or --all) put several diagrams into one file, so that a
 // test or a build compiles one translation unit per .ncd file. Notes about
@@ -22,6 +23,7 @@ Handler setup_emit(CLI::App &command) {
     std::string output = "-";
     bool harness = false;
     std::string arch;
+    std::vector<std::string> runtime;
     FrontendOptions frontend;
   };
   auto options = std::make_shared<Options>();
@@ -39,6 +41,11 @@ Handler setup_emit(CLI::App &command) {
                    "Add a main() that reads .npy inputs and params, runs, writes .npy outputs and times the run");
   command.add_option("--arch", options->arch, "Target architecture, one the backend knows (default: the backend's)")
       ->type_name("ARCH");
+  command.add_option("--runtime", options->runtime,
+                     "Make this axis a runtime size, an argument of the generated code (repeatable; its size, if "
+                     "any, is only the planning size)")
+      ->type_name("AXIS")
+      ->allow_extra_args(false);
   add_frontend_options(command, options->frontend);
   return [options]() -> int {
     std::string backend_name = options->backend;
@@ -71,12 +78,33 @@ Handler setup_emit(CLI::App &command) {
     std::map<std::string, std::string> backend_options;
     if (options->harness) backend_options["harness"] = "1";
     if (!options->arch.empty()) backend_options["arch"] = options->arch;
+    for (const std::string &axis : options->runtime)
+      backend_options["runtime"] += (backend_options["runtime"].empty() ? "" : ",") + axis;
     if (std::string error; !backend->check_options(backend_options, error)) {
       std::cerr << "ncd emit: error: " << error << "\n";
       return kUsageError;
     }
     auto compilation = load_program(options->file, options->frontend);
     if (!compilation) return kUserError;
+    // --runtime names an axis of the program that is not derived (a derived one follows its axes).
+    for (const std::string &name : options->runtime) {
+      std::vector<std::string> names;
+      const ir::Axis *found = nullptr;
+      for (const ir::Axis &axis : compilation->program.axes) {
+        names.push_back(axis.name);
+        if (axis.name == name) found = &axis;
+      }
+      if (!found) {
+        std::cerr << "ncd emit: error: --runtime " << name << ": no axis named '" << name << "'"
+                  << did_you_mean(name, names) << "\n";
+        return kUserError;
+      }
+      if (found->derived) {
+        std::cerr << "ncd emit: error: --runtime " << name << ": axis '" << name
+                  << "' is derived; make the axes it is derived from runtime sizes instead\n";
+        return kUserError;
+      }
+    }
     EmitRequest request;
     request.program = &compilation->program;
     request.sources = &compilation->sources;

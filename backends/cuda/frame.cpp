@@ -444,7 +444,7 @@ bool check_options(const std::map<std::string, std::string> &options, std::strin
   for (const auto &[key, value] : options) {
     if (key == "arch") {
       if (!check_arch(value, error)) return false;
-    } else if (key != "harness") {
+    } else if (key != "harness" && key != "runtime") {
       error = "the cuda backend has no option '" + key + "'";
       return false;
     }

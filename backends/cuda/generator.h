@@ -212,7 +212,12 @@ struct FusedKernel {
 class Generator {
  public:
   Generator(const EmitRequest &request, Limits limits)
-      : request_(request), program_(*request.program), limits_(std::move(limits)) {}
+      : request_(request), program_(*request.program), limits_(std::move(limits)) {
+    if (auto it = request.options.find("runtime"); it != request.options.end()) {
+      std::stringstream names(it->second);
+      for (std::string name; std::getline(names, name, ',');) runtime_names_.insert(name);
+    }
+  }
 
   HarnessDiagram generate_diagram(const ir::Diagram &diagram);
   std::string kernels() const {
@@ -234,19 +239,20 @@ class Generator {
   int rt_axis(Frame &frame, int axis) {
     auto it = frame.rt.find(axis);
     if (it != frame.rt.end()) return it->second;
-    auto size = frame.instance->sizes().size(axis);
-    Sz value = size ? Sz(*size) : runtime_size(frame, axis);
+    Sz value = axis_size(frame, axis);
     int id = static_cast<int>(axis_sizes_.size());
     axis_sizes_.push_back(value);
     axis_names_.push_back(program_.axis(axis).name);
     frame.rt[axis] = id;
     return id;
   }
-  // The size of an axis without a concrete one (runtime_sizes.cpp): the
-  // caller's at a call, its definition for a derived axis, else a runtime argument.
-  Sz runtime_size(Frame &frame, int axis);
-  // A runtime size in host code: the size struct's member the host function fills.
-  Sz size_symbol(int axis);
+  // The size of an axis in a frame (runtime_sizes.cpp): the caller's at a
+  // call, its definition for a derived axis, a runtime argument for an axis
+  // without a size or named by --runtime, else its size.
+  Sz axis_size(Frame &frame, int axis);
+  // A runtime size in host code: the size struct's member the host function
+  // fills; `planning` is the value choices of speed assume.
+  Sz size_symbol(int axis, int64_t planning);
   const Sz &size(int rt) const { return axis_sizes_.at(static_cast<size_t>(rt)); }
   Sz numel(const std::vector<int> &axes) const {
     Sz n = 1;
@@ -485,6 +491,7 @@ class Generator {
   std::map<int, std::string> runtime_sizes_;  // program axis -> its member of the size struct
   std::set<std::string> sized_kernels_;       // kernels that take the size struct
   std::set<int> diagram_sizes_;               // the runtime sizes of the diagram being generated
+  std::set<std::string> runtime_names_;       // axes made runtime sizes by --runtime
   std::vector<std::string> axis_names_;
   std::map<std::string, std::string> kernel_names_;
   std::vector<std::string> kernel_order_;

@@ -1,40 +1,53 @@
-// Runtime sizes (docs/CUDA.md, "Runtime sizes"): the size of an axis the
-// program leaves without a concrete one. A callee's axis bound at a call has
-// its caller's size; a derived axis is its definition over the sizes of its
-// axes; any other is a runtime argument of the host function, read by the
-// code as a member of the size struct `ncd_n` (host and kernels alike).
+// Runtime sizes (docs/CUDA.md, "Runtime sizes"): the size of each axis as
+// generated code sees it. A callee's axis bound at a call has its caller's
+// size; a derived axis is its definition over the sizes of its axes; an axis
+// the program leaves without a size, or that --runtime names, is a runtime
+// argument of the host function, read by the code as a member of the size
+// struct `ncd_n` (host and kernels alike); any other is its number.
 #include "generator.h"
 
 namespace ncd::cuda::detail {
 
 namespace {
-// The planning value of a runtime size: the choices of speed (block tiles,
-// packing) are made as if the axis had this size. Correctness never depends on it.
+// The planning value of a runtime size without one: the choices of speed
+// (block tiles, packing) are made as if the axis had this size. Correctness
+// never depends on it.
 constexpr int64_t kPlanningSize = 2048;
 }  // namespace
 
-Sz Generator::runtime_size(Frame &frame, int axis) {
+Sz Generator::axis_size(Frame &frame, int axis) {
   const ir::Axis &a = program_.axis(axis);
   if (frame.caller && frame.instance->binding())
     if (auto caller = frame.instance->binding()->caller_axis(axis)) return size(rt_axis(*frame.caller, *caller));
+  const std::optional<int64_t> known = frame.instance->sizes().size(axis);
+  if (!a.derived && runtime_names_.count(a.name)) return size_symbol(axis, known.value_or(kPlanningSize));
   if (a.derived) {
+    // The definition over the sizes of its axes; one that is not a whole
+    // polynomial (a division) is only usable with every size known.
     Sz total;
+    bool whole = true, runtime = false;
     for (const auto &[monomial, coefficient] : a.definition.terms()) {
-      if (coefficient != std::floor(coefficient) || std::fabs(coefficient) > 9e15)
-        throw GenError("axis '" + a.name + "' (derived) is not a whole multiple of its axes; set them with -D");
-      Sz term = static_cast<int64_t>(coefficient);
+      whole = whole && coefficient == std::floor(coefficient) && std::fabs(coefficient) < 9e15;
+      Sz term = whole ? static_cast<int64_t>(coefficient) : 0;
       for (const auto &[base, power] : monomial) {
-        if (power < 0) throw GenError("axis '" + a.name + "' (derived) divides by a runtime size; set it with -D");
-        for (int i = 0; i < power; ++i) term *= size(rt_axis(frame, base));
+        const Sz &base_size = size(rt_axis(frame, base));
+        runtime = runtime || !base_size.known();
+        whole = whole && power >= 0;
+        for (int i = 0; i < power; ++i) term *= base_size;
       }
       total += term;
     }
-    return total;
+    if (whole) return total;
+    if (runtime)
+      throw GenError("axis '" + a.name + "' (derived) divides by or scales a runtime size by a fraction; give its axes sizes");
   }
-  return size_symbol(axis);
+  if (known) return *known;
+  if (a.derived)
+    throw GenError("diagram '" + frame.diagram->name + "': " + frame.instance->sizes().missing_message(axis));
+  return size_symbol(axis, kPlanningSize);
 }
 
-Sz Generator::size_symbol(int axis) {
+Sz Generator::size_symbol(int axis, int64_t planning) {
   auto it = runtime_sizes_.find(axis);
   if (it == runtime_sizes_.end()) {
     std::string member = ident(program_.axis(axis).name);
@@ -44,7 +57,7 @@ Sz Generator::size_symbol(int axis) {
     it = runtime_sizes_.emplace(axis, member).first;
   }
   diagram_sizes_.insert(axis);
-  return Sz::symbol("ncd_n." + it->second, kPlanningSize);
+  return Sz::symbol("ncd_n." + it->second, planning);
 }
 
 }  // namespace ncd::cuda::detail

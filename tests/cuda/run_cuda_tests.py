@@ -163,6 +163,13 @@ ERROR_CASES = [
     (["emit", "--cuda", "tests/cuda/cases/runtime_errors.ncd", "--diagram", "Wide"], 0,
      "ncd emit: note: 'Wide': the head widths 'd' and 'e' must have sizes (-D) for the attention kernel: its "
      "fragments are compile-time; its operations run as separate kernels\n", "int64_t n_q, int64_t n_k, int64_t n_d,"),
+    (["emit", "--cuda", "stdlib/std/transformer.ncd", "--diagram", "GPT2Block", "--runtime", "seqq"], 1,
+     "ncd emit: error: --runtime seqq: no axis named 'seqq'; did you mean 'seq'?\n", None),
+    (["emit", "--cuda", "stdlib/std/transformer.ncd", "--diagram", "GPT2Block", "--runtime", "model"], 1,
+     "ncd emit: error: --runtime model: axis 'model' is derived; make the axes it is derived from runtime sizes "
+     "instead\n", None),
+    (["emit", "--cuda", "stdlib/std/transformer.ncd", "--diagram", "GPT2Block", "--runtime", "seq", "-D", "seq=512"],
+     0, "", "__nv_bfloat16 *out_Y, int64_t n_seq, cudaStream_t stream) {"),
     (["emit", "--cuda", "tests/cuda/cases/runtime.ncd", "--diagram", "Layer"], 0, "",
      "__nv_bfloat16 *out_Y, int64_t n_batch, int64_t n_seq, cudaStream_t stream) {"),
     (["emit", "--cuda", "tests/cuda/cases/runtime.ncd", "--diagram", "Softcap"], 0, "",
@@ -197,16 +204,23 @@ OPTIMIZED = [
 SCHEDULED = re.compile(r"^schedule (\w+)", re.M)
 
 
-def optimize_and_emit(args, tmp, path, diagram, harness=True):
-    """Returns (the .cu file, the scheduled diagrams); a layer that cannot be optimized, written or emitted fails."""
+# Optimized layers also emitted with `--runtime seq` (docs/CUDA.md, "Runtime sizes"): the same fused kernels.
+RUNTIME_OPTIMIZED = [("stdlib/std/transformer.ncd", "GPT2Block"), ("stdlib/std/transformer.ncd", "LlamaBlock")]
+
+
+def optimize_and_emit(args, tmp, path, diagram, harness=True, runtime=None):
+    """Returns (the .cu file, the scheduled diagrams); a layer that cannot be optimized, written or emitted fails.
+    With `runtime` (an axis), the optimized file of an earlier call is emitted again with that runtime size."""
     ncd_file = os.path.join(tmp, diagram + ".ncd")
-    r = run([args.ncd, "optimize", path, "--diagram", diagram, "-O2", "--no-verify", "-o", ncd_file], cwd=args.root)
-    if r.returncode != 0:
-        fail("ncd optimize %s --diagram %s exited %d:\n%s" % (path, diagram, r.returncode, r.stderr))
+    if not runtime:
+        r = run([args.ncd, "optimize", path, "--diagram", diagram, "-O2", "--no-verify", "-o", ncd_file], cwd=args.root)
+        if r.returncode != 0:
+            fail("ncd optimize %s --diagram %s exited %d:\n%s" % (path, diagram, r.returncode, r.stderr))
     with open(ncd_file) as f:
         scheduled = SCHEDULED.findall(f.read())
-    cu = os.path.join(tmp, diagram + ".cu")
+    cu = os.path.join(tmp, diagram + ("_runtime" if runtime else "") + ".cu")
     cmd = [args.ncd, "emit", "--cuda", ncd_file, "--diagram", diagram, "-o", cu] + (["--harness"] if harness else [])
+    cmd += ["--runtime", runtime] if runtime else []
     r = run(cmd, cwd=args.root)
     if r.returncode != 0:
         fail("%s exited %d:\n%s" % (" ".join(cmd), r.returncode, r.stderr))
@@ -234,6 +248,13 @@ def optimized(args):
             cu, scheduled = optimize_and_emit(args, tmp, path, diagram)
             files.append(cu)
             print("ok: %s %s: %d scheduled kernels, all fused" % (path, diagram, len(scheduled)))
+        for path, diagram in RUNTIME_OPTIMIZED:
+            cu, scheduled = optimize_and_emit(args, tmp, path, diagram, runtime="seq")
+            with open(cu) as f:
+                if "int64_t n_seq, cudaStream_t stream)" not in f.read():
+                    fail("%s %s --runtime seq: the host function takes no n_seq" % (path, diagram))
+            files.append(cu)
+            print("ok: %s %s --runtime seq: %d scheduled kernels, all fused" % (path, diagram, len(scheduled)))
         cu = os.path.join(tmp, "fused_cases.cu")
         cmd = [args.ncd, "emit", "--cuda", "tests/cuda/cases/fused.ncd", "--all", "--harness", "-o", cu]
         r = run(cmd, cwd=args.root)
