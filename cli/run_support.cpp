@@ -126,6 +126,46 @@ bool list_slots(const ir::Program &program, const ir::Diagram &diagram, std::vec
   return true;
 }
 
+bool sizes_from_inputs(const ir::Program &program, const ir::Diagram &diagram, const std::vector<std::string> &in_options,
+                       std::vector<std::string> &defines) {
+  std::set<int> bound;
+  for (int id : diagram.inputs) {
+    const ir::Value &value = diagram.value(id);
+    std::vector<size_t> open;  // dimensions whose axis has no size yet
+    for (size_t j = 0; j < value.axes.size(); ++j) {
+      const ir::Axis &axis = program.axis(value.axes[j]);
+      if (!axis.size && !axis.derived && !bound.count(axis.id)) open.push_back(j);
+    }
+    if (open.empty()) continue;
+    for (const std::string &option : in_options) {
+      auto eq = option.find('=');
+      if (eq == std::string::npos || option.substr(0, eq) != value.name) continue;
+      const std::string path = option.substr(eq + 1);
+      RawArray header;
+      std::string error;
+      if (!read_npy_header(path, header, error)) {
+        std::cerr << "ncd: error: " << error << "\n";
+        return false;
+      }
+      if (header.shape.size() != value.axes.size()) {
+        std::string axes;
+        for (int axis : value.axes) axes += (axes.empty() ? "" : ", ") + program.axis(axis).name;
+        std::cerr << "ncd: error: " << path << " has shape " << shape_text(header.shape) << ", but input '" << value.name
+                  << "' has " << value.axes.size() << " axes [" << axes << "]\n";
+        return false;
+      }
+      for (size_t j : open) {
+        const int axis = value.axes[j];
+        if (bound.count(axis) || header.shape[j] < 1) continue;
+        bound.insert(axis);
+        defines.push_back(program.axis(axis).name + "=" + std::to_string(header.shape[j]));
+      }
+      break;
+    }
+  }
+  return true;
+}
+
 bool read_slot_npy(const std::string &path, const Slot &slot, Tensor &out) {
   RawArray array;
   std::string error;

@@ -41,6 +41,14 @@ struct RunData {
   bool out_of_memory = false;  // set when generating failed for lack of memory
 };
 
+// Runtime sizes from the data: for each input axis without a size (not
+// derived), the size of that dimension of the input's --in NAME=FILE.npy,
+// as `-D AXIS=N` defines in `defines` (the first input that has the axis
+// decides; a file that disagrees is reported when it is read). Only .npy
+// headers are read; false (after printing) when one cannot be.
+bool sizes_from_inputs(const ir::Program &program, const ir::Diagram &diagram, const std::vector<std::string> &in_options,
+                       std::vector<std::string> &defines);
+
 // Reads `path` (a .npy file) as the tensor `slot` needs; prints an error naming the file.
 bool read_slot_npy(const std::string &path, const Slot &slot, Tensor &out);
 

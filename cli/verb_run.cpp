@@ -50,6 +50,17 @@ Handler setup_run(CLI::App &command) {
     if (!compilation) return kUserError;
     const ir::Diagram *diagram = select_diagram(*compilation, options->diagram, true);
     if (!diagram) return kUserError;
+    // Axes without a size take theirs from the inputs given (docs/RUN.md, "Sizes from the inputs").
+    std::vector<std::string> inferred;
+    if (!sizes_from_inputs(compilation->program, *diagram, options->in, inferred)) return kUserError;
+    if (!inferred.empty()) {
+      FrontendOptions sized = options->frontend;
+      sized.defines.insert(sized.defines.end(), inferred.begin(), inferred.end());
+      compilation = load_program(options->file, sized);
+      if (!compilation) return kUserError;
+      diagram = select_diagram(*compilation, options->diagram, true);
+      if (!diagram) return kUserError;
+    }
     const Backend *backend = find_executor(options->backend, options->frontend.plugins);
     if (!backend) return kUserError;
     std::vector<Slot> inputs, params;

@@ -9,7 +9,8 @@ of the files ncd writes), repeatable (a --random run repeated from the files
 it wrote gives the same outputs; the same seed the same bytes), safetensors
 (params from a safetensors file written here independently), threads (results
 do not depend on the thread count), integers (integer results are exact), limits
-(sizes beyond the machine's memory are refused with exit 1).
+(sizes beyond the machine's memory are refused with exit 1), runtime_sizes (axes
+without a size take theirs from the --in files).
 """
 
 import argparse
@@ -377,9 +378,55 @@ def limits(ncd, root, work):
         check(code == 1 and err == expected, f"ncd {' '.join(args[:1] + args[-2:])}: exit {code}, {err!r}")
 
 
+RUNTIME_NCD = """axis n, m, e = 3
+diagram Rows(X[n, m], W[m, e]) -> Y[n, e], M[n] {
+  Y[n, e] = X[n, m] * W[m, e] / #m
+  M[n] = max[m](X[n, m])
+}
+"""
+
+
+def runtime_sizes(ncd, root, work):
+    # Axes declared without a size (n, m) take the sizes of the --in files; the
+    # same program runs at two lengths; the results are NumPy's.
+    program = os.path.join(work, "rows.ncd")
+    with open(program, "w") as f:
+        f.write(RUNTIME_NCD)
+    rng = np.random.default_rng(11)
+    for n, m in ((5, 7), (2, 40)):
+        x = rng.standard_normal((n, m)).astype(np.float32)
+        w = rng.standard_normal((m, 3)).astype(np.float32)
+        save(os.path.join(work, "x.npy"), x)
+        save(os.path.join(work, "w.npy"), w)
+        out = os.path.join(work, "out%d" % n)
+        code, _, err = run(ncd, ["run", program, "--in", "X=x.npy", "--in", "W=w.npy", "--out-dir", out], work)
+        check(code == 0, f"n={n}, m={m}: exit {code}: {err}")
+        if code == 0:
+            y, mx = np.load(os.path.join(out, "Y.npy")), np.load(os.path.join(out, "M.npy"))
+            check(y.shape == (n, 3) and np.allclose(y, x.astype(np.float64) @ w / m, rtol=1e-5, atol=1e-6),
+                  f"n={n}, m={m}: Y differs from NumPy")
+            check(mx.shape == (n,) and np.array_equal(mx, x.max(axis=1)), f"n={n}, m={m}: M differs from NumPy")
+    # -D still decides; inputs that disagree, a file of the wrong rank and no input are errors.
+    save(os.path.join(work, "x.npy"), np.zeros((4, 6), np.float32))
+    save(os.path.join(work, "w.npy"), np.zeros((5, 3), np.float32))
+    save(os.path.join(work, "v.npy"), np.zeros(6, np.float32))
+    save(os.path.join(work, "w6.npy"), np.zeros((6, 3), np.float32))
+    cases = (
+        (["--in", "X=x.npy", "--in", "W=w.npy"],
+         "ncd: error: w.npy: has shape (5, 3), expected shape (6, 3) for input 'W' [m=6, e=3] f32\n"),
+        (["--in", "X=v.npy", "--in", "W=w.npy"], "ncd: error: v.npy has shape (6,), but input 'X' has 2 axes [n, m]\n"),
+        (["--in", "W=w6.npy"], "ncd: error: input 'X' of 'Rows': axis 'n' has no size; set it with -D n=SIZE\n"),
+        (["--in", "X=x.npy", "--in", "W=w6.npy", "-D", "n=5"],
+         "ncd: error: x.npy: has shape (4, 6), expected shape (5, 6) for input 'X' [n=5, m=6] f32\n"),
+    )
+    for args, expected in cases:
+        code, _, err = run(ncd, ["run", program, "--out-dir", os.path.join(work, "bad")] + args, work)
+        check(code == 1 and err == expected, f"ncd run {' '.join(args)}: exit {code}, {err!r}, expected {expected!r}")
+
+
 SECTIONS = {"npy_formats": npy_formats, "outputs": outputs, "repeatable": repeatable, "safetensors": safetensors,
             "threads": threads, "integers": integers,
-            "limits": limits}
+            "limits": limits, "runtime_sizes": runtime_sizes}
 
 
 def main():
