@@ -172,7 +172,60 @@ std::optional<std::string> Generator::score_expression(Frame &frame, const ir::D
     if (std::find(p.batch.begin(), p.batch.end(), axis) != p.batch.end()) return x(axis);
     return std::nullopt;
   };
-  std::function<std::optional<std::string>(int)> expr = [&](int v) -> std::optional<std::string> {
+  std::function<std::optional<std::string>(int)> expr;
+  // An input read at computed positions (T5's bias table at the bucket of q - k):
+  // each index a gather (its value), an affine form of the kernel's positions;
+  // outside the axis it reads 0, as the reference does.
+  auto gathered = [&](int v, const ir::Op &op) -> std::optional<std::string> {
+    const ir::Value &source_value = d.value(op.operands.at(0));
+    Ten source = get(frame, op.operands[0]);
+    if (source.kind != Ten::Kind::Buffer) {
+      why = "the score modification reads '" + source_value.name + "', which is not stored";
+      return std::nullopt;
+    }
+    std::map<int, std::string> at;  // runtime axis of the source -> its position
+    std::string valid, params, args_of_call;
+    for (size_t i = 0; i < op.access.size(); ++i) {
+      const ir::AccessIndex &ix = op.access[i];
+      const int r = rt_axis(frame, source_value.axes.at(i));
+      std::string e;
+      if (ix.kind == ir::AccessIndex::Kind::Gather) {
+        auto g = expr(op.operands.at(static_cast<size_t>(ix.gather_operand)));
+        if (!g) return std::nullopt;
+        // Computed once: the argument of the lambda below.
+        const std::string name = "ncd_i" + str(static_cast<int64_t>(i));
+        params += (params.empty() ? "" : ", ") + ("int64_t " + name);
+        args_of_call += (args_of_call.empty() ? "" : ", ") + ("static_cast<int64_t>(" + *g + ")");
+        e = name;
+      } else if (ix.kind == ir::AccessIndex::Kind::Affine) {
+        for (auto [axis, coefficient] : ix.terms) {
+          auto p = position(rt_axis(frame, axis));
+          if (!p) {
+            why = "the score modification reads '" + source_value.name + "' along '" + program_.axis(axis).name + "'";
+            return std::nullopt;
+          }
+          e += (e.empty() ? "" : " + ") + (coefficient == 1 ? "" : str(coefficient) + " * ") + *p;
+        }
+        if (ix.offset != 0 || e.empty()) e += (e.empty() ? "" : " + ") + ("(" + str(ix.offset) + ")");
+      } else {
+        why = "the score modification reads '" + source_value.name + "' through a split index";
+        return std::nullopt;
+      }
+      at[r] = e;
+      valid += (valid.empty() ? "" : " && ") + ("(" + e + ") >= 0 && (" + e + ") < " + str(size(r)));
+    }
+    for (int axis : source.axes)
+      if (!at.count(axis) && !position(axis)) {
+        why = "the score modification reads '" + source_value.name + "' along '" +
+              axis_names_[static_cast<size_t>(axis)] + "', which is neither a query, a key nor a batch position";
+        return std::nullopt;
+      }
+    std::string value = load(args, source, [&](int axis) { return at.count(axis) ? at[axis] : *position(axis); });
+    std::string read = "(" + valid + " ? " + value + " : 0.f)";
+    if (!params.empty()) read = "[&](" + params + ") -> float { return " + read + "; }(" + args_of_call + ")";
+    return rounded(d.value(v).dtype, read);
+  };
+  expr = [&](int v) -> std::optional<std::string> {
     if (v == m.raw_scores) return rounded(d.value(v).dtype, "s");
     const ir::Op *op = index.producer(v);
     const bool input = std::find(d.inputs.begin(), d.inputs.end(), v) != d.inputs.end();
@@ -200,6 +253,7 @@ std::optional<std::string> Generator::score_expression(Frame &frame, const ir::D
       }
       return "static_cast<float>(" + *at + ")";
     }
+    if (op->kind == OpKind::Access) return gathered(v, *op);
     if (op->kind != OpKind::Elementwise) {
       why = "the score modification needs '" + d.value(v).name + "', which is not elementwise";
       return std::nullopt;

@@ -273,11 +273,13 @@ bool match_attention_on(const ir::Diagram &d, int group, int stream, AttentionMa
     why = "V has no value axis";
     return false;
   }
-  // Everything else must be scalar or mask arithmetic that only feeds the pattern.
+  // Everything else must be scalar or mask arithmetic that only feeds the
+  // pattern, or a read of an input at computed positions (a bias table
+  // indexed by a bucket of q - k: the score modification loads it).
   for (const auto &op : d.body.ops) {
     if (matched.count(op.get())) continue;
     bool scalar_or_mask = op->kind == OpKind::Constant || op->kind == OpKind::SizeOf || op->kind == OpKind::AxisIndex ||
-                          op->kind == OpKind::Elementwise;
+                          op->kind == OpKind::Elementwise || (op->kind == OpKind::Access && is_input(op->operands.at(0)));
     for (int r : op->results)
       scalar_or_mask = scalar_or_mask && std::find(d.outputs.begin(), d.outputs.end(), r) == d.outputs.end();
     if (!scalar_or_mask) {

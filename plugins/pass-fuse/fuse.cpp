@@ -17,9 +17,10 @@
 // followed by elementwise work is one pass over the data). Operations that read
 // no data (constants, sizes, axis positions) are recomputed where needed, and
 // so are elementwise functions of inputs read at positions that broadcast them
-// to a grid (`qdoc[q] == kdoc[k]`: a mask from document ids) and what is
-// computed from those alone: a kernel computes them where it needs them
-// instead of reading a mask tensor.
+// to a grid (`qdoc[q] == kdoc[k]`: a mask from document ids), gathers from an
+// input at positions computed that way (`table[bucket(k - q)]`: T5's relative
+// bias) and what is computed from those alone: a kernel computes them where it
+// needs them instead of reading a mask or bias tensor.
 // A kernel of two or more operations becomes a diagram `<Diagram>_kernel<N>`
 // with an empty schedule (its tiles come from the `tile` pass) called with
 // every axis bound to itself (so it runs at the caller's sizes); when one kernel covers the whole diagram, the diagram
@@ -165,12 +166,23 @@ class Fuse : public Pass {
 
   // Elementwise ops of inputs read at positions and of data-free values whose
   // result has axes no input read has (a grid: `qdoc[q] == kdoc[k]`,
-  // `slope * (q - k)`), and the elementwise ops of those alone; none whose
-  // value leaves the diagram. Kernels recompute them.
+  // `slope * (q - k)`), gathers from an input whose indices are computed
+  // from positions alone (`table[bucket[q, k]]`), and the elementwise ops of
+  // those alone; none whose value leaves the diagram. Kernels recompute them.
   static std::set<int> positional(const ir::Diagram &diagram) {
     std::set<int> out;
     auto escaping = ir::escaping_values(diagram);
     for (const auto &op : diagram.body.ops) {
+      if (op->kind == ir::OpKind::Access && !escaping.count(op->results.at(0)) && op->operands.size() > 1 &&
+          !diagram.producer(op->operands[0])) {
+        bool computed = true;  // every gather index is computed from positions
+        for (size_t i = 1; i < op->operands.size(); ++i) {
+          const ir::Op *producer = diagram.producer(op->operands[i]);
+          computed = computed && producer && (ir::is_data_free(diagram, *producer) || out.count(producer->id));
+        }
+        if (computed) out.insert(op->id);
+        continue;
+      }
       if (op->kind != ir::OpKind::Elementwise || escaping.count(op->results.at(0))) continue;
       bool leaves = true, from_grid = false, reads = false;
       for (int operand : op->operands) {

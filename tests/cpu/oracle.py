@@ -167,6 +167,26 @@ def DocumentAttention(x, p, r, sizes):
     return {"O": masked_softmax_attention(Q, K, V, r, scores(Q, K), keep)}
 
 
+def t5_buckets(nq, nk, num_buckets=32, max_distance=128):
+    """T5's bidirectional relative-position buckets of k - q (HF transformers'
+    _relative_position_bucket), with the large-offset logarithm in float32."""
+    relative = np.arange(nk)[None, :] - np.arange(nq)[:, None]
+    half = num_buckets // 2
+    exact = half // 2
+    buckets = (relative > 0).astype(np.int64) * half
+    distance = np.abs(relative)
+    with np.errstate(divide="ignore"):
+        ratio = np.log(distance.astype(np.float32) / np.float32(exact)) / np.float32(np.log(max_distance / exact))
+    large = np.minimum(exact + np.floor(ratio * np.float32(half - exact)), half - 1)
+    return buckets + np.where(distance < exact, distance, large).astype(np.int64)
+
+
+def T5Attention(x, p, r, sizes):
+    Q, K, V = x["Q"], x["K"], x["V"]
+    S = F32(np.einsum("qd,kd->qk", Q, K) + x["table"][t5_buckets(Q.shape[0], K.shape[0])])
+    return {"O": masked_softmax_attention(Q, K, V, r, S, np.ones(S.shape, dtype=bool))}
+
+
 def mha(X, p, r, causal, pre=""):
     """X[seq, model] -> Y[seq, model]; Wq[model, heads, d] etc.; heads lifted."""
     g = lambda name: p[pre + name]
@@ -393,6 +413,7 @@ ORACLES = {
     ("stdlib/std/attention.ncd", "SoftcapAttention"): SoftcapAttention,
     ("stdlib/std/attention.ncd", "SlidingWindowSoftcapAttention"): SlidingWindowSoftcapAttention,
     ("stdlib/std/attention.ncd", "ALiBiAttention"): ALiBiAttention,
+    ("stdlib/std/attention.ncd", "T5Attention"): T5Attention,
     ("stdlib/std/attention.ncd", "PrefixLMAttention"): PrefixLMAttention,
     ("stdlib/std/attention.ncd", "DocumentAttention"): DocumentAttention,
     ("stdlib/std/attention.ncd", "MultiHeadAttention"): MultiHeadAttention,
@@ -429,4 +450,6 @@ SIZES = {
     "examples/attention.ncd": dict(q=8, k=6, d=4),
     "examples/gpt2.ncd": dict(batch=2, ctx=8, nh=2, hd=4, vocab=20),
     "examples/multihead.ncd": dict(seq=8, model=8, heads=2, d=4),
+    # keys up to 260 after and 39 before a query: every bucket, the logarithmic ones and the cap at 128
+    ("stdlib/std/attention.ncd", "T5Attention"): dict(q=40, k=300, d=4),
 }

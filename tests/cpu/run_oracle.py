@@ -46,7 +46,7 @@ def main():
     args = parser.parse_args()
 
     function = oracle.ORACLES[(args.file, args.diagram)]
-    sizes = oracle.SIZES[args.file]
+    sizes = oracle.SIZES.get((args.file, args.diagram), oracle.SIZES[args.file])
     work = tempfile.mkdtemp(prefix="ncd-oracle-")
     try:
         path = os.path.join(args.root, args.file)
