@@ -64,9 +64,10 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
             axis_names_[static_cast<size_t>(rk)] + " by " + str(bk);
   if (bq != m.bq || bk != m.bk)
     p.tiles += " (the schedule says " + str(m.bq) + " and " + str(m.bk) + "; rounded to multiples of 16 that fit)";
-  // The mask: a float expression of the positions q and k, and its linear conjuncts for skipping tiles.
-  std::vector<std::pair<Affine, ops::Fn>> conjuncts;  // f(q, k) REL 0
-  bool pure = true;                                   // the mask is exactly the conjunction
+  // The mask: a float expression of the positions q and k, and its linear
+  // comparisons for skipping tiles, as an `or` of `and`s.
+  std::vector<std::vector<std::pair<Affine, ops::Fn>>> clauses;  // f(q, k) REL 0
+  bool pure = true;                                              // the mask is exactly the clauses
   std::function<std::optional<std::string>(int)> expr = [&](int v) -> std::optional<std::string> {
     const ir::Op *op = index.producer(v);
     if (!op) return std::nullopt;
@@ -95,25 +96,28 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
       return std::nullopt;
     }
   };
-  // The mask's conjuncts over q and k (ncd/index_predicate.h); one over any
-  // other axis cannot bound a tile and makes the mask impure.
+  // The mask's clauses over q and k (ncd/index_predicate.h); a comparison
+  // over any other axis cannot bound a tile: left out, the mask is impure.
   auto split = [&](int v) {
     auto size_of = [&](int axis) -> std::optional<double> {
       auto n = size(rt_axis(frame, axis)).constant();
       return n ? std::optional<double>(static_cast<double>(*n)) : std::nullopt;
     };
     IndexPredicate predicate = index_predicate(d, index, v, size_of);
-    pure = predicate.pure;
-    for (const IndexConjunct &conjunct : predicate.conjuncts) {
-      Affine a{0, 0, conjunct.form.constant};
-      bool usable = true;
-      for (const auto &[axis, c] : conjunct.form.axes) {
-        if (axis == m.q_axis) a.q = c;
-        else if (axis == m.k_axis) a.k = c;
-        else usable = false;
+    pure = predicate.pure && !predicate.clauses.empty();
+    for (const auto &clause : predicate.clauses) {
+      clauses.emplace_back();
+      for (const IndexConjunct &conjunct : clause) {
+        Affine a{0, 0, conjunct.form.constant};
+        bool usable = true;
+        for (const auto &[axis, c] : conjunct.form.axes) {
+          if (axis == m.q_axis) a.q = c;
+          else if (axis == m.k_axis) a.k = c;
+          else usable = false;
+        }
+        if (usable) clauses.back().push_back({a, conjunct.relation});
+        else pure = false;
       }
-      if (usable) conjuncts.push_back({a, conjunct.relation});
-      else pure = false;
     }
   };
   p.score = !m.score_ops.empty();
@@ -139,14 +143,23 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
     };
     return "(" + flit(a.c) + pick(a.q, "q0", "q1") + pick(a.k, "k0", "k1") + ")";
   };
-  p.live = "true";
-  p.full = pure ? "true" : "false";
-  for (auto &[a, rel] : conjuncts) {
-    bool upper = rel == ops::Fn::Gt || rel == ops::Fn::Ge;  // f > 0: best is the maximum
-    std::string op = " " + std::string(ops::info(rel).symbol) + " 0.f";
-    p.live += " && " + corner(a, upper) + op;
-    if (pure) p.full += " && " + corner(a, !upper) + op;
+  // Over clauses: live when some clause may hold, full when some clause holds everywhere.
+  std::string live, full;
+  bool always = clauses.empty();
+  for (const auto &clause : clauses) {
+    std::string clause_live = "true", clause_full = "true";
+    for (const auto &[a, rel] : clause) {
+      bool upper = rel == ops::Fn::Gt || rel == ops::Fn::Ge;  // f > 0: best is the maximum
+      std::string op = " " + std::string(ops::info(rel).symbol) + " 0.f";
+      clause_live += " && " + corner(a, upper) + op;
+      clause_full += " && " + corner(a, !upper) + op;
+    }
+    always = always || clause.empty();
+    live += (live.empty() ? "" : " || ") + (clauses.size() > 1 ? "(" + clause_live + ")" : clause_live);
+    full += (full.empty() ? "" : " || ") + (clauses.size() > 1 ? "(" + clause_full + ")" : clause_full);
   }
+  p.live = always ? "true" : live;
+  p.full = m.mask < 0 ? "true" : pure && !clauses.empty() ? full : "false";
   if (p.score) {
     KernelArgs scratch;
     if (!score_expression(frame, d, m, p, scratch, why)) return false;

@@ -161,6 +161,27 @@ TEST(CostMachine, MaskedTilesAreSkipped) {
   EXPECT_LT(w.flops.value / f.flops.value, 5.0 / 64 + 0.02);  // row-wise work is not along k
 }
 
+// An `or` of comparisons (prefix-LM: the first 128 keys for every query, the
+// rest causally) keeps a pair when either side may; a part that is not a
+// comparison of positions keeps everything (nothing is skipped).
+TEST(CostMachine, DisjunctiveMasksSkipWhatNoClauseKeeps) {
+  const std::string schedule = "group q by 128\nstream k by 128";
+  auto causal = price_text(causal_source(8192, "q >= k", schedule));
+  auto prefix = price_text(causal_source(8192, "k < 128 || q >= k", schedule));
+  auto banded = price_text(causal_source(8192, "(k < 128 || q >= k) && q - k < 1024", schedule));
+  auto opaque = price_text(causal_source(8192, "k < 128 || exp(q) > k", schedule));
+  ASSERT_TRUE(causal.report && prefix.report && banded.report && opaque.report) << prefix.messages << opaque.messages;
+  const double tiles = 64.0 * 64, causal_kept = 64.0 * 65 / 2;
+  // The prefix is the first chunk, which causal attention keeps anyway for every query tile.
+  EXPECT_DOUBLE_EQ(prefix.report->kernel->skipped_tiles, tiles - causal_kept);
+  EXPECT_DOUBLE_EQ(causal.report->kernel->skipped_tiles, tiles - causal_kept);
+  // (prefix or causal) and a band of 1024 = 8 chunks: the diagonal band plus the first chunk.
+  const KernelCost &b = *banded.report->kernel;
+  EXPECT_GT(b.skipped_tiles, tiles - 64 * 10);
+  EXPECT_LT(b.skipped_tiles, tiles - 64 * 8);
+  EXPECT_EQ(opaque.report->kernel->skipped_tiles, 0);
+}
+
 // A kernel with few warps per busy instance leaves schedulers idle; the
 // backend's shape says how many threads a block has (here: none, so 1).
 TEST(CostMachine, WithoutAShapeTheWarpShareIsOne) {

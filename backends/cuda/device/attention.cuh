@@ -88,6 +88,12 @@ __device__ __forceinline__ void ncd_attention_block(const uint16_t *__restrict__
         qf[kk][3] = ncd_ld32(p + 8 * QS + 8);
       }
     }
+    // A tile the mask keeps nothing of between live ones (a predicate with a
+    // hole, `k < 64 || q - k < 256`) is loaded but not computed.
+    if (kt != kt_begin && !mask.live(q0, q_last, kt * BK, k_last(kt))) {
+      __syncthreads();
+      continue;
+    }
     const uint16_t *k_tile = sK + s * BK * KS;
     const uint16_t *v_tile = sV + s * BK * VS;
     float sc[BK / 8][4];

@@ -34,14 +34,17 @@ Pricer::MaskShare Pricer::mask_share(const Spec &spec) {
     // Axes of the predicate, as the kernel's: one streamed, the others grouped.
     std::map<int, int> vaxis;  // IR axis → vaxis
     int streamed = -1;
-    bool usable = !predicate.conjuncts.empty();
-    for (const IndexConjunct &conjunct : predicate.conjuncts)
-      for (const auto &[axis, c] : conjunct.form.axes) {
-        int v = g_.vaxis_of(op.instance, axis);
-        vaxis[axis] = v;
-        if (spec.streams.count(v)) streamed = streamed < 0 || streamed == v ? v : -2;
-        else if (!spec.groups.count(v)) usable = false;
-      }
+    bool usable = !predicate.clauses.empty();
+    for (const auto &clause : predicate.clauses) {
+      usable = usable && !clause.empty();  // a clause that always holds keeps every tile
+      for (const IndexConjunct &conjunct : clause)
+        for (const auto &[axis, c] : conjunct.form.axes) {
+          int v = g_.vaxis_of(op.instance, axis);
+          vaxis[axis] = v;
+          if (spec.streams.count(v)) streamed = streamed < 0 || streamed == v ? v : -2;
+          else if (!spec.groups.count(v)) usable = false;
+        }
+    }
     if (!usable || streamed < 0) continue;
     // Count the live (group tiles x chunk) boxes of the predicate's axes.
     std::vector<std::pair<int, double>> dims;  // IR axis, tile
@@ -57,9 +60,7 @@ Pricer::MaskShare Pricer::mask_share(const Spec &spec) {
     std::function<void(size_t, std::map<int, std::pair<double, double>> &)> walk = [&](size_t d, std::map<int, std::pair<double, double>> &box) {
       if (d == dims.size()) {
         total_boxes += 1;
-        bool holds = true;
-        for (const IndexConjunct &conjunct : predicate.conjuncts) holds = holds && may_hold(conjunct, box);
-        kept += holds;
+        kept += may_hold(predicate, box);
         return;
       }
       double n = g_.full(vaxis[dims[d].first]).v;

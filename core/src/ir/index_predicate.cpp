@@ -59,12 +59,33 @@ IndexPredicate index_predicate(const ir::Diagram &diagram, const ir::ProducerInd
                                const SizeOf &size_of) {
   IndexPredicate out;
   static const std::set<ops::Fn> relations = {ops::Fn::Lt, ops::Fn::Le, ops::Fn::Gt, ops::Fn::Ge};
-  std::function<void(int)> split = [&](int v) {
+  constexpr size_t kMaxClauses = 16;
+  using Clauses = std::vector<std::vector<IndexConjunct>>;
+  // The clauses of `v`: and distributes over or; a part not understood is
+  // true (the empty clause), which only widens what may hold.
+  std::function<Clauses(int)> split = [&](int v) -> Clauses {
     const ir::Op *op = index.producer(v);
     if (op && op->kind == ir::OpKind::Elementwise && op->function == ops::Fn::And) {
-      split(op->operands.at(0));
-      split(op->operands.at(1));
-      return;
+      Clauses a = split(op->operands.at(0)), b = split(op->operands.at(1)), both;
+      if (a.size() * b.size() > kMaxClauses) {
+        out.pure = false;
+        return {{}};
+      }
+      for (const auto &x : a)
+        for (const auto &y : b) {
+          both.push_back(x);
+          both.back().insert(both.back().end(), y.begin(), y.end());
+        }
+      return both;
+    }
+    if (op && op->kind == ir::OpKind::Elementwise && op->function == ops::Fn::Or) {
+      Clauses a = split(op->operands.at(0)), b = split(op->operands.at(1));
+      if (a.size() + b.size() > kMaxClauses) {
+        out.pure = false;
+        return {{}};
+      }
+      a.insert(a.end(), b.begin(), b.end());
+      return a;
     }
     if (op && op->kind == ir::OpKind::Elementwise && relations.count(op->function)) {
       auto a = affine_form(diagram, index, op->operands.at(0), size_of);
@@ -76,13 +97,17 @@ IndexPredicate index_predicate(const ir::Diagram &diagram, const ir::ProducerInd
         std::erase_if(conjunct.form.axes, [](const auto &entry) { return entry.second == 0; });
         conjunct.form.constant -= b->constant;
         conjunct.relation = op->function;
-        out.conjuncts.push_back(conjunct);
-        return;
+        return {{conjunct}};
       }
     }
     out.pure = false;
+    return {{}};
   };
-  split(value);
+  out.clauses = split(value);
+  // Nothing understood at all: no clause, so no user mistakes it for a bound.
+  bool any = false;
+  for (const auto &clause : out.clauses) any = any || !clause.empty();
+  if (!any) out.clauses.clear();
   return out;
 }
 
@@ -103,6 +128,16 @@ bool may_hold(const IndexConjunct &conjunct, const std::map<int, std::pair<doubl
     case ops::Fn::Le: return best <= 0;
     default: return true;
   }
+}
+
+bool may_hold(const IndexPredicate &predicate, const std::map<int, std::pair<double, double>> &box) {
+  if (predicate.clauses.empty()) return true;
+  for (const auto &clause : predicate.clauses) {
+    bool holds = true;
+    for (const IndexConjunct &conjunct : clause) holds = holds && may_hold(conjunct, box);
+    if (holds) return true;
+  }
+  return false;
 }
 
 }  // namespace ncd
