@@ -1,4 +1,5 @@
-// Sema's typing of a diagram call: explicit and implicit axis bindings, the
+// Sema's typing of a diagram call: arguments by position or by input name
+// (`F(Q, K = Kx, V = Vx)`), explicit and implicit axis bindings, the
 // agreement of bound sizes with the callee's derived axes, and lifting: an
 // argument's axes beyond its input's are carried over the call.
 #include "sema_impl.h"
@@ -17,14 +18,52 @@ std::unique_ptr<TypedExpr> Sema::typed_diagram_call(const ast::Expr &expr, int c
     auto it = callee_scope.axes.find(axis_name);
     return it == callee_scope.axes.end() ? -1 : it->second;
   };
-  if (!expr.arguments.empty())
-    for (const ast::Argument &argument : expr.arguments)
-      if (argument.keyword) {
-        d_.error(argument.keyword->location, "diagram arguments are positional; bind axes in brackets instead: " +
-                                                 name + "[" + argument.keyword->text + " = ...]");
+  // Arguments in the callee's input order: positional ones first, then
+  // keywords naming inputs. `ordered[i]` is the argument of input i.
+  std::vector<const ast::Argument *> ordered(callee.inputs.size(), nullptr);
+  std::vector<std::string> input_names;
+  for (int id : callee.inputs) input_names.push_back(callee.value(id).name);
+  bool keywords = false;
+  for (size_t i = 0; i < expr.arguments.size(); ++i) {
+    const ast::Argument &argument = expr.arguments[i];
+    if (!argument.keyword) {
+      if (keywords) {
+        d_.error(argument.value->location, "a positional argument follows a keyword argument in the call of '" + name +
+                                               "'; give the positional ones first");
         return nullptr;
       }
-  if (expr.arguments.size() != callee.inputs.size()) {
+      if (i < ordered.size()) ordered[i] = &argument;
+      continue;
+    }
+    keywords = true;
+    const std::string &keyword = argument.keyword->text;
+    auto at = std::find(input_names.begin(), input_names.end(), keyword);
+    if (at == input_names.end()) {
+      auto error_text = "'" + name + "' has no input '" + keyword + "'";
+      if (callee_axis(keyword) >= 0)
+        error_text += "; '" + keyword + "' is an axis: bind it in brackets, " + name + "[" + keyword + " = ...]";
+      else
+        error_text += did_you_mean(keyword, input_names);
+      auto &error = d_.error(argument.keyword->location, error_text);
+      error.notes.push_back({callee.location, "'" + name + "' is defined here"});
+      return nullptr;
+    }
+    size_t k = static_cast<size_t>(at - input_names.begin());
+    if (ordered[k]) {
+      d_.error(argument.keyword->location, "input '" + keyword + "' of '" + name + "' is given twice");
+      return nullptr;
+    }
+    ordered[k] = &argument;
+  }
+  if (keywords)
+    for (size_t k = 0; k < ordered.size(); ++k)
+      if (!ordered[k]) {
+        auto &error = d_.error(expr.name.location, "the call of '" + name + "' gives no argument for input '" +
+                                                       input_names[k] + "'");
+        error.notes.push_back({callee.value(callee.inputs[k]).location, "input declared here"});
+        return nullptr;
+      }
+  if (!keywords && expr.arguments.size() != callee.inputs.size()) {
     auto &error = d_.error(expr.name.location, "'" + name + "' takes " + std::to_string(callee.inputs.size()) +
                                                    " input" + (callee.inputs.size() == 1 ? "" : "s") + ", not " +
                                                    std::to_string(expr.arguments.size()));
@@ -110,15 +149,19 @@ std::unique_ptr<TypedExpr> Sema::typed_diagram_call(const ast::Expr &expr, int c
   std::vector<int> mapped_all;
   for (int axis : interface_axes) mapped_all.push_back(binding[axis]);
   std::vector<std::pair<int, std::string>> lifted_from;  // axis, argument name
-  for (size_t i = 0; i < expr.arguments.size(); ++i) {
-    auto argument = typed(*expr.arguments[i].value);
+  swapped_argument_warnings(ordered, input_names, name);
+  for (size_t i = 0; i < ordered.size(); ++i) {
+    const ast::Expr &argument_expr = *ordered[i]->value;
+    // "argument 2" by position, "argument 'K'" by keyword.
+    const std::string which = ordered[i]->keyword ? "'" + ordered[i]->keyword->text + "'" : std::to_string(i + 1);
+    auto argument = typed(argument_expr);
     if (!argument) return nullptr;
     const ir::Value &input = callee.value(callee.inputs[i]);
     std::vector<int> wanted;
     for (int axis : input.axes) {
       int to = binding[axis];
       if (contains(wanted, to)) {
-        d_.error(expr.arguments[i].value->location, "two axes of input '" + input.name + "' of '" + name +
+        d_.error(argument_expr.location, "two axes of input '" + input.name + "' of '" + name +
                                                         "' are bound to the same axis '" + p_.axis(to).name + "'");
         return nullptr;
       }
@@ -128,8 +171,8 @@ std::unique_ptr<TypedExpr> Sema::typed_diagram_call(const ast::Expr &expr, int c
       if (!contains(argument->axes, wanted[k])) {
         int from = input.axes[k];
         std::string via = from == wanted[k] ? "" : " (its axis '" + p_.axis(from).name + "' is bound to '" + p_.axis(wanted[k]).name + "')";
-        auto &error = d_.error(expr.arguments[i].value->location,
-                               "argument " + std::to_string(i + 1) + " of '" + name + "' has axes " + axes_text(argument->axes) +
+        auto &error = d_.error(argument_expr.location,
+                               "argument " + which + " of '" + name + "' has axes " + axes_text(argument->axes) +
                                    " but input '" + input.name + "' needs axis '" + p_.axis(wanted[k]).name + "'" + via);
         error.notes.push_back({input.location, "input declared here"});
         return nullptr;
@@ -140,8 +183,8 @@ std::unique_ptr<TypedExpr> Sema::typed_diagram_call(const ast::Expr &expr, int c
         std::string bound_from;
         for (auto [from, to] : binding)
           if (to == axis && contains(interface_axes, from)) bound_from = p_.axis(from).name;
-        d_.error(expr.arguments[i].value->location,
-                 "lifting conflict: axis '" + p_.axis(axis).name + "' of argument " + std::to_string(i + 1) +
+        d_.error(argument_expr.location,
+                 "lifting conflict: axis '" + p_.axis(axis).name + "' of argument " + which +
                      " is not an axis of input '" + input.name + "', so the call is lifted over it, but it is also bound to axis '" +
                      bound_from + "' of '" + name + "'");
         return nullptr;
@@ -173,6 +216,30 @@ std::unique_ptr<TypedExpr> Sema::typed_diagram_call(const ast::Expr &expr, int c
   node->dtype = node->output_dtypes.empty() ? DType::F32 : node->output_dtypes[0];
   node->dtype_fixed = true;
   return node;
+}
+
+void Sema::swapped_argument_warnings(const std::vector<const ast::Argument *> &ordered,
+                                     const std::vector<std::string> &inputs, const std::string &callee) {
+  // A positional argument that is a plain reference named like another input
+  // of the callee, while that input gets something else (`F(K, Q, V)` for
+  // F(Q, K, V)), is most likely swapped: when the axes bind either way
+  // (self-attention), nothing else would tell. `G(X, X)` passing X to both
+  // of G(X, A) is deliberate.
+  auto given = [&](size_t k) -> std::string {
+    const ast::Argument *argument = ordered[k];
+    return argument && argument->value->kind == ast::Expr::Kind::Ref ? argument->value->ref.name.text : "";
+  };
+  for (size_t i = 0; i < ordered.size(); ++i) {
+    if (!ordered[i] || ordered[i]->keyword) continue;
+    const std::string name = given(i);
+    if (name.empty() || name == inputs[i]) continue;
+    auto other = std::find(inputs.begin(), inputs.end(), name);
+    if (other == inputs.end() || given(static_cast<size_t>(other - inputs.begin())) == name) continue;
+    d_.warning(ordered[i]->value->location,
+               "argument " + std::to_string(i + 1) + " of '" + callee + "' is '" + name + "', the name of its input " +
+                   std::to_string(other - inputs.begin() + 1) + ", but it binds input '" + inputs[i] +
+                   "'; swapped? (name the inputs: " + callee + "(" + inputs[i] + " = " + name + ", ...))");
+  }
 }
 
 }  // namespace ncd::sema_detail

@@ -186,6 +186,9 @@ class Sema {
   // ------------------------------------------ diagram calls (sema_call.cpp)
 
   std::unique_ptr<TypedExpr> typed_diagram_call(const ast::Expr &expr, int callee_index);
+  // Warns when a positional argument is named like another input of the callee.
+  void swapped_argument_warnings(const std::vector<const ast::Argument *> &ordered,
+                                 const std::vector<std::string> &inputs, const std::string &callee);
 
   // ---------------------------------------------- emission (sema_emit.cpp)
 
