@@ -253,7 +253,8 @@ class Generator {
   // A runtime size in host code: the size struct's member the host function
   // fills; `planning` is the value choices of speed assume.
   Sz size_symbol(int axis, int64_t planning);
-  const Sz &size(int rt) const { return axis_sizes_.at(static_cast<size_t>(rt)); }
+  // By value: axis_sizes_ grows as rt_axis meets new axes.
+  Sz size(int rt) const { return axis_sizes_.at(static_cast<size_t>(rt)); }
   Sz numel(const std::vector<int> &axes) const {
     Sz n = 1;
     for (int a : axes) n *= size(a);
