@@ -48,7 +48,7 @@ stmt
   : PARAM tensorDecl (',' tensorDecl)*            # paramStmt
   | axisDecl                                      # axisStmt
   | lhs (',' lhs)* '=' expr                       # assignStmt
-  | REPEAT INT block                              # repeatStmt
+  | REPEAT (INT | SIZEOF) block                   # repeatStmt
   | ';'                                           # emptyStmt
   ;
 

@@ -126,7 +126,8 @@ struct Stmt {
   AxisDecl axes;                        // Axis
   std::vector<Lhs> targets;             // Assign
   std::unique_ptr<Expr> value;          // Assign
-  int64_t count = 0;                    // Repeat
+  int64_t count = 0;                    // Repeat: `repeat N`
+  std::optional<Name> count_axis;       // Repeat: `repeat #layers` (the size of an axis)
   SourceLocation count_location;        // Repeat
   std::vector<std::unique_ptr<Stmt>> body;  // Repeat
   int body_end_line = 0;                // Repeat: the line of its closing brace

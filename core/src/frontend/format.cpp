@@ -221,7 +221,8 @@ class Formatter {
         break;
       }
       case ast::Stmt::Kind::Repeat:
-        line("repeat " + std::to_string(stmt.count) + " {", stmt.location.line);
+        line("repeat " + (stmt.count_axis ? "#" + stmt.count_axis->text : std::to_string(stmt.count)) + " {",
+             stmt.location.line);
         body(stmt.body, stmt.body_end_line);
         line("}", stmt.body_end_line);
         break;
@@ -418,7 +419,8 @@ class Dumper {
         break;
       }
       case Stmt::Kind::Repeat:
-        open(depth, "repeat " + std::to_string(stmt.count) + at(stmt.location) + "\n");
+        open(depth, "repeat " + (stmt.count_axis ? "#" + stmt.count_axis->text : std::to_string(stmt.count)) +
+                        at(stmt.location) + "\n");
         for (const auto &inner : stmt.body) statement(depth + 1, *inner);
         out_ << std::string(static_cast<size_t>(depth * 2), ' ') << ")\n";
         break;

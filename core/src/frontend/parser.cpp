@@ -397,8 +397,16 @@ class AstBuilder {
       out->value = expr(assign->expr(), 0);
     } else if (auto *repeat = as<NcdParser::RepeatStmtContext>(context)) {
       out->kind = ast::Stmt::Kind::Repeat;
-      out->count = integer(repeat->INT());
-      out->count_location = at_.token(repeat->INT()->getSymbol());
+      if (repeat->INT()) {
+        out->count = integer(repeat->INT());
+        out->count_location = at_.token(repeat->INT()->getSymbol());
+      } else {
+        SourceLocation location = at_.token(repeat->SIZEOF()->getSymbol());
+        out->count_location = location;
+        // The name starts after '#'.
+        out->count_axis = ast::Name{repeat->SIZEOF()->getText().substr(1),
+                                    {location.file, location.line, location.column + 1, location.length - 1}};
+      }
       out->body = block(repeat->block(), depth + 1);
       out->body_end_line = at_.end_line(repeat->block());
     }

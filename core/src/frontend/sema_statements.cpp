@@ -101,12 +101,25 @@ void Sema::report_duplicate(const ast::Name &name) {
 }
 
 void Sema::lower_repeat(const ast::Stmt &stmt) {
-  if (stmt.count < 1) {
+  int64_t count = stmt.count;
+  if (stmt.count_axis) {
+    // `repeat #layers`: the axis's size, fixed when the program is compiled (after -D).
+    int axis = lookup_axis(*stmt.count_axis);
+    if (axis < 0) return;
+    const ir::Axis &a = p_.axis(axis);
+    if (!a.size) {
+      d_.error(stmt.count_axis->location, "repeat #" + a.name + ": axis '" + a.name + "' has no size; set it with -D " +
+                                              a.name + "=N");
+      return;
+    }
+    count = *a.size;
+  }
+  if (count < 1) {
     d_.error(stmt.count_location, "repeat count must be at least 1");
     return;
   }
   auto op = new_op(ir::OpKind::Repeat, stmt.location);
-  op->count = stmt.count;
+  op->count = count;
   op->body = std::make_unique<ir::Region>();
   // Names assigned in the body that exist outside are carried from one iteration to the next.
   std::vector<std::string> carried;
