@@ -361,6 +361,12 @@ class Generator {
   static std::string fsize(const Sz &n) {
     return n.known() ? flit(static_cast<double>(*n.constant())) : "static_cast<float>(" + n.code() + ")";
   }
+  // " + log(n)" for logsumexp over n copies of a summed axis no operand has ("" for n = 1).
+  static std::string log_term(const Sz &n) {
+    if (n == 1) return "";
+    if (n.known()) return " + " + flit(std::log(static_cast<double>(n.hint())));
+    return " + logf(" + fsize(n) + ")";
+  }
   // A grid dimension of tiles: ceil(extent / tile).
   static std::string tiles_for(const Sz &extent, int64_t tile) {
     if (auto n = extent.constant()) return str((*n + tile - 1) / tile);

@@ -254,10 +254,7 @@ std::optional<std::string> Generator::score_expression(Frame &frame, const ir::D
     }
     if (!op) return std::nullopt;
     if (op->kind == OpKind::Constant) return flit(op->constant);
-    if (op->kind == OpKind::SizeOf) {
-      const Sz &n = size(rt_axis(frame, op->axes.at(0)));
-      return n.known() ? flit(static_cast<double>(*n.constant())) : "static_cast<float>(" + n.code() + ")";
-    }
+    if (op->kind == OpKind::SizeOf) return fsize(size(rt_axis(frame, op->axes.at(0))));
     if (op->kind == OpKind::AxisIndex) {
       auto at = position(rt_axis(frame, op->axes.at(0)));
       if (!at) {

@@ -52,9 +52,7 @@ Ten Generator::reduce(Frame &frame, const ir::Op &o) {
     k += "    float m = -INFINITY;\n" + loop + "      m = ncd_max(m, " + v + ");\n    }\n    m = ncd_warp_max(m);\n";
     k += "    const float mu = m == -INFINITY ? 0.f : m;\n";
     k += "    float acc = 0.f;\n" + loop + "      acc += expf(" + v + " - mu);\n    }\n    acc = ncd_warp_sum(acc);\n";
-    value = "mu + logf(acc)" + (missing == 1         ? std::string()
-                              : missing.known() ? " + " + flit(std::log(static_cast<double>(missing.hint())))
-                                                : " + logf(" + fsize(missing) + ")");
+    value = "mu + logf(acc)" + log_term(missing);
   } else {
     throw GenError("the cuda backend has no reduction '" + fn + "'");
   }
@@ -208,9 +206,7 @@ std::string Generator::fused_row(Frame &frame, const ir::Diagram &d, const Fused
       k += "    float acc = 0.f;\n" +
            pass([](ExprCtx &, const std::string &v) { return "      acc += expf(" + v + " - mu);\n"; }) +
            "    acc = ncd_warp_sum(acc);\n";
-      value = "mu + logf(acc)" + (l.missing == 1         ? std::string()
-                                  : l.missing.known() ? " + " + flit(std::log(static_cast<double>(l.missing.hint())))
-                                                      : " + logf(" + fsize(l.missing) + ")");
+      value = "mu + logf(acc)" + log_term(l.missing);
     }
     ExprCtx c;
     c.pad = "      ";
