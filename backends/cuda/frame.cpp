@@ -335,6 +335,7 @@ bool Generator::scheduled(Frame &frame, const ir::Diagram &diagram, const ir::Op
 HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
   body_.clear();
   preamble_.clear();
+  ws_offsets_.clear();
   indent_ = 2;
   workspace_ = 0;
   loop_counter_ = 0;
@@ -356,7 +357,6 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
     for (int i = 2; !used_names.insert(name).second; ++i) name = base + "_" + std::to_string(i);
     return name;
   };
-  std::string doc = "// " + diagram.name + ": inputs";
   for (int id : diagram.inputs) {
     const ir::Value &value = diagram.value(id);
     std::string name = unique("in_" + ident(value.name));
@@ -398,36 +398,54 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
   for (const auto &h : info.params) host += " " + h.name;
   host += "; outputs";
   for (const auto &h : info.outputs) host += " " + h.name;
-  host += "; the stream.\n// Every tensor is dense, row-major in its declared axis order. Returns a cudaError_t (0: success).\n";
   // Runtime sizes follow the outputs, in the order the program declares the axes.
+  std::vector<std::string> size_params;
   std::string sizes_doc, sizes_set;
   for (int axis : diagram_sizes_) {
     const std::string &member = runtime_sizes_.at(axis);
     std::string name = unique("n_" + member);
-    signature.push_back("int64_t " + name);
+    size_params.push_back("int64_t " + name);
     sizes_doc += " " + program_.axis(axis).name;
     sizes_set += "  if (" + name + " < 1) return static_cast<int>(cudaErrorInvalidValue);\n  ncd_n." + member +
                  " = " + name + ";\n";
     info.sizes.push_back({program_.axis(axis).name, "ncd_n." + member});
   }
-  if (!sizes_doc.empty()) host += "// Runtime sizes (after the outputs):" + sizes_doc + ".\n";
+  if (!sizes_doc.empty()) host += "; runtime sizes" + sizes_doc;
+  host += "; the workspace and its bytes; the stream.\n// Every tensor is dense, row-major in its declared axis order, "
+          "16-byte aligned. Returns a cudaError_t (0: success).\n";
+  std::string sizes_list;
+  for (const std::string &s : size_params) sizes_list += (sizes_list.empty() ? "" : ", ") + s;
+  // The workspace: its bytes as a function of the sizes, shared by the query and the host function.
+  const std::string ws_function = info.function + "_workspace";
+  std::string ws_body;
+  if (!sizes_set.empty()) ws_body += "  NcdSizes ncd_n{};\n" + sizes_set;
+  for (const auto &line : ws_offsets_) ws_body += "  " + line + "\n";
+  Sz ws_bytes = workspace_;
+  if (auto known = ws_bytes.constant()) ws_bytes = std::max<int64_t>(*known, 0);
+  // The query answers 0 for sizes the host function refuses; it needs the struct only when the bytes read it.
+  std::string ws_query = ws_bytes.known() ? "" : ws_body;
+  for (size_t k = 0; ws_bytes.known() && k < size_params.size(); ++k)
+    ws_query += "  (void)" + size_params[k].substr(8) + ";\n";
+  const std::string invalid = "return static_cast<int>(cudaErrorInvalidValue)";
+  for (size_t at; (at = ws_query.find(invalid)) != std::string::npos;) ws_query.replace(at, invalid.size(), "return 0");
+  host += "// The workspace " + info.function + " needs, in bytes (0: none; pass nullptr).\n";
+  host += "extern \"C\" size_t " + ws_function + "(" + sizes_list + ") {\n" + ws_query +
+          "  return static_cast<size_t>(" + str(ws_bytes) + ");\n}\n";
   host += "extern \"C\" int " + info.function + "(";
   for (const std::string &s : signature) host += s + ", ";
-  host += "cudaStream_t stream) {\n";
-  if (!sizes_set.empty()) host += "  NcdSizes ncd_n{};\n" + sizes_set;
-  for (const auto &pre : preamble_) host += "  " + pre + "\n";
-  host += "  char *ncd_ws = nullptr;\n";
-  Sz ws_bytes = workspace_;
-  if (auto known = ws_bytes.constant()) ws_bytes = std::max<int64_t>(*known, 1);
+  for (const std::string &s : size_params) host += s + ", ";
+  host += "void *workspace, size_t workspace_bytes, cudaStream_t stream) {\n" + ws_body;
+  std::string pointers;
+  for (const std::string &s : signature) pointers += s.substr(s.rfind(' ') + 1).substr(1) + ", ";
+  host += "  if (!ncd_aligned({" + pointers + "workspace})) return static_cast<int>(cudaErrorMisalignedAddress);\n";
   host += "  const size_t ncd_ws_bytes = " + str(ws_bytes) + ";\n";
-  host += "  cudaError_t status = cudaMallocAsync(reinterpret_cast<void **>(&ncd_ws), ncd_ws_bytes, stream);\n";
-  host += "  if (status != cudaSuccess) return static_cast<int>(status);\n";
+  host += "  if (ncd_ws_bytes > 0 && (workspace == nullptr || workspace_bytes < ncd_ws_bytes))\n"
+          "    return static_cast<int>(cudaErrorInvalidValue);\n";
+  host += "  char *const ncd_ws = static_cast<char *>(workspace);\n  (void)ncd_ws;\n";
+  for (const auto &pre : preamble_) host += "  " + pre + "\n";
   host += "  auto body = [&]() -> cudaError_t {\n" + body_ + "    return cudaSuccess;\n  };\n";
-  host += "  status = body();\n";
-  host += "  const cudaError_t freed = cudaFreeAsync(ncd_ws, stream);\n";
-  host += "  return static_cast<int>(status != cudaSuccess ? status : freed);\n}\n\n";
+  host += "  return static_cast<int>(body());\n}\n\n";
   hosts_ += host;
-  (void)doc;
 
   // ncd's FLOP count (the unfused baseline of `ncd cost`), for the harness's TFLOP/s.
   info.flops = count_flops(program_, diagram).value_or(0);
@@ -476,6 +494,15 @@ bool generate(const EmitRequest &request, std::string &output, std::string &erro
       return false;
     }
   }
+  // Each diagram has a host function and its workspace query: no two of them may share a name.
+  std::map<std::string, std::string> functions;
+  for (const auto &info : infos)
+    for (const std::string &function : {info.function, info.function + "_workspace"})
+      if (!functions.emplace(function, info.name).second) {
+        error = "cannot generate '" + info.name + "': its host functions would be named like those of '" +
+                functions.at(function) + "' (" + function + ")";
+        return false;
+      }
   std::string names;
   for (const auto &info : infos) names += (names.empty() ? "" : ", ") + info.name;
   output = "// Generated by `ncd emit --cuda` for " + arch + " from " + request.program->modules.at(0).path + ": " +

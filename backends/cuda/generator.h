@@ -53,6 +53,15 @@ inline std::string flit(double v) {
   if (s[0] == '-') s = "(" + s + ")";
   return s;
 }
+// A double literal (tile bounds over positions: exact for integers below 2^53).
+inline std::string dlit(double v) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.17g", v);
+  std::string s = text;
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  if (s[0] == '-') s = "(" + s + ")";
+  return s;
+}
 
 inline std::string ident(const std::string &text) {
   std::string out;
@@ -302,8 +311,8 @@ class Generator {
   Sz ws_align() {
     if (auto known = workspace_.constant()) return workspace_ = (*known + 255) / 256 * 256;
     if (workspace_.multiple_of(256)) return workspace_;
-    std::string name = "ncd_wo" + str(static_cast<int64_t>(preamble_.size()));
-    preamble_.push_back("const int64_t " + name + " = (" + workspace_.code() + " + 255) / 256 * 256;");
+    std::string name = "ncd_wo" + str(static_cast<int64_t>(ws_offsets_.size()));
+    ws_offsets_.push_back("const int64_t " + name + " = (" + workspace_.code() + " + 255) / 256 * 256;");
     return workspace_ = Sz::symbol(name, (workspace_.hint() + 255) / 256 * 256);
   }
   // A kernel's signature and its grid-stride loop over the n positions of
@@ -436,6 +445,43 @@ class Generator {
     return out;
   }
 
+  // A position expression of device code (attention masks, score
+  // modifications): int64 while every step is exact in integers (positions,
+  // integral constants and sizes, their sums, differences, products and
+  // comparisons), float after — a position past 2^24 is no float.
+  struct PositionCode {
+    std::string code;
+    bool integer = false;
+    std::string as_float;  // an integer literal's float spelling
+  };
+  static std::string as_float(const PositionCode &e) {
+    if (!e.as_float.empty()) return e.as_float;
+    return e.integer ? "static_cast<float>(" + e.code + ")" : e.code;
+  }
+  static PositionCode position_constant(double c) {
+    if (c == std::floor(c) && std::fabs(c) < 9007199254740992.0) {
+      const auto n = static_cast<long long>(c);
+      return {n < 0 ? "(" + std::to_string(n) + "LL)" : std::to_string(n) + "LL", true, flit(c)};
+    }
+    return {flit(c), false, ""};
+  }
+  static PositionCode position_function(ops::Fn fn, const std::vector<PositionCode> &a) {
+    bool integers = !a.empty();
+    for (const PositionCode &e : a) integers = integers && e.integer;
+    std::vector<std::string> codes;
+    if (integers) {
+      for (const PositionCode &e : a) codes.push_back(e.code);
+      if (fn == ops::Fn::Add || fn == ops::Fn::Sub || fn == ops::Fn::Mul || fn == ops::Fn::Neg)
+        return {function_expr(fn, codes), true};
+      if (fn == ops::Fn::Lt || fn == ops::Fn::Le || fn == ops::Fn::Gt || fn == ops::Fn::Ge || fn == ops::Fn::Eq ||
+          fn == ops::Fn::Ne)
+        return {function_expr(fn, codes), false};
+      codes.clear();
+    }
+    for (const PositionCode &e : a) codes.push_back(as_float(e));
+    return {function_expr(fn, codes), false};
+  }
+
   // ------------------------------------------------ values
   Ten get(Frame &frame, int id);
   Ten param(Frame &frame, int id);
@@ -508,6 +554,7 @@ class Generator {
   // The diagram being generated.
   std::string body_;
   std::vector<std::string> preamble_;
+  std::vector<std::string> ws_offsets_;  // workspace offsets over runtime sizes (host code; the size query repeats them)
   int indent_ = 2;
   Sz workspace_;
   int loop_counter_ = 0;

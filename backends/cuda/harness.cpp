@@ -45,13 +45,16 @@ std::string harness_code(const std::vector<HarnessDiagram> &diagrams) {
     for (const auto &t : d.outputs) all.push_back(&t);
     std::string table = "ncd_tensors_" + std::to_string(index);
     std::string run = "ncd_run_" + std::to_string(index);
-    s += "int " + run + "(void *const *p, const long long *n, cudaStream_t stream) {\n  (void)n;\n  return " +
-         d.function + "(";
+    std::string sizes;
+    for (size_t k = 0; k < d.sizes.size(); ++k) sizes += (k ? ", n[" : "n[") + std::to_string(k) + "]";
+    s += "size_t ncd_workspace_" + std::to_string(index) + "(const long long *n) {\n  (void)n;\n  return " +
+         d.function + "_workspace(" + sizes + ");\n}\n";
+    s += "int " + run + "(void *const *p, const long long *n, void *ws, size_t ws_bytes, cudaStream_t stream) {\n"
+         "  (void)n;\n  return " + d.function + "(";
     for (size_t i = 0; i < all.size(); ++i)
       s += "static_cast<" + std::string(i < d.inputs.size() + d.params.size() ? "const " : "") +
            element_type(all[i]->dtype) + " *>(p[" + std::to_string(i) + "]), ";
-    for (size_t k = 0; k < d.sizes.size(); ++k) s += "n[" + std::to_string(k) + "], ";
-    s += "stream);\n}\n";
+    s += sizes + (sizes.empty() ? "" : ", ") + "ws, ws_bytes, stream);\n}\n";
     // The runtime dimensions of the tensors, from the sizes (the members of ncd_n, in order).
     shapes += "void ncd_shapes_" + std::to_string(index) + "(const long long *n, NcdTensorInfo *t) {\n";
     if (!d.sizes.empty()) {
@@ -105,7 +108,8 @@ std::string harness_code(const std::vector<HarnessDiagram> &diagrams) {
     tables += "    {" + quoted(d.name) + ", " + std::to_string(d.inputs.size()) + ", " + std::to_string(d.params.size()) +
               ", " + std::to_string(d.outputs.size()) + ", ncd_tensors_" + std::to_string(index) + ", " + flops +
               ", " + std::to_string(d.sizes.size()) + ", ncd_sizes_" + std::to_string(index) + ", ncd_shapes_" +
-              std::to_string(index) + ", ncd_run_" + std::to_string(index) + "},\n";
+              std::to_string(index) + ", ncd_workspace_" + std::to_string(index) + ", ncd_run_" +
+              std::to_string(index) + "},\n";
     ++index;
   }
   tables += "};\nconst int kNcdDiagramCount = " + std::to_string(diagrams.size()) + ";\n}  // namespace\n";

@@ -68,30 +68,30 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
   // comparisons for skipping tiles, as an `or` of `and`s.
   std::vector<std::vector<std::pair<Affine, ops::Fn>>> clauses;  // f(q, k) REL 0
   bool pure = true;                                              // the mask is exactly the clauses
-  std::function<std::optional<std::string>(int)> expr = [&](int v) -> std::optional<std::string> {
+  std::function<std::optional<PositionCode>(int)> expr = [&](int v) -> std::optional<PositionCode> {
     const ir::Op *op = index.producer(v);
     if (!op) return std::nullopt;
-    if (op->kind == OpKind::Constant) return flit(op->constant);
+    if (op->kind == OpKind::Constant) return position_constant(op->constant);
     if (op->kind == OpKind::SizeOf) {
       // A runtime size is not visible to the mask's struct: such a mask is applied in the score lambda.
       auto n = size(rt_axis(frame, op->axes.at(0))).constant();
       if (!n) return std::nullopt;
-      return flit(static_cast<double>(*n));
+      return position_constant(static_cast<double>(*n));
     }
     if (op->kind == OpKind::AxisIndex) {
-      if (op->axes.at(0) == m.q_axis) return std::string("static_cast<float>(q)");
-      if (op->axes.at(0) == m.k_axis) return std::string("static_cast<float>(k)");
+      if (op->axes.at(0) == m.q_axis) return PositionCode{"q", true};
+      if (op->axes.at(0) == m.k_axis) return PositionCode{"k", true};
       return std::nullopt;
     }
     if (op->kind != OpKind::Elementwise) return std::nullopt;
-    std::vector<std::string> args;
+    std::vector<PositionCode> args;
     for (int operand : op->operands) {
       auto e = expr(operand);
       if (!e) return std::nullopt;
       args.push_back(*e);
     }
     try {
-      return function_expr(op->function, args);
+      return position_function(op->function, args);
     } catch (const GenError &) {
       return std::nullopt;
     }
@@ -124,7 +124,7 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
   if (m.mask >= 0) {
     split(m.mask);
     if (auto e = expr(m.mask)) {
-      p.keep = "(" + *e + ") != 0.f";
+      p.keep = "(" + e->code + ") != " + (e->integer ? "0" : "0.f");
     } else {
       // A mask that reads tensors (document ids, ...) is applied per element by
       // the score modification; its conjuncts of the positions still skip tiles.
@@ -135,13 +135,21 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
   }
   // live: some element of the tile may be kept (every conjunct can hold at its best corner);
   // full: every element is kept (the mask is the conjunction and each holds at its worst corner).
-  auto corner = [](const Affine &a, bool best_high) {
+  // Integer coefficients (the usual case) compare in int64, others in double: exact either way.
+  auto integral = [](const Affine &a) {
+    for (double c : {a.c, a.q, a.k})
+      if (!position_constant(c).integer) return false;
+    return true;
+  };
+  auto corner = [&](const Affine &a, bool best_high) {
+    const bool exact = integral(a);
+    auto number = [&](double c) { return exact ? position_constant(c).code : dlit(c); };
     auto pick = [&](double coefficient, const char *lo, const char *hi) {
       if (coefficient == 0) return std::string();
-      bool high = (coefficient > 0) == best_high;
-      return " + " + flit(coefficient) + " * static_cast<float>(" + (high ? hi : lo) + ")";
+      const std::string at = (coefficient > 0) == best_high ? hi : lo;
+      return " + " + number(coefficient) + " * " + (exact ? at : "static_cast<double>(" + at + ")");
     };
-    return "(" + flit(a.c) + pick(a.q, "q0", "q1") + pick(a.k, "k0", "k1") + ")";
+    return "(" + number(a.c) + pick(a.q, "q0", "q1") + pick(a.k, "k0", "k1") + ")";
   };
   // Over clauses: live when some clause may hold, full when some clause holds everywhere.
   std::string live, full;
@@ -150,7 +158,7 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
     std::string clause_live = "true", clause_full = "true";
     for (const auto &[a, rel] : clause) {
       bool upper = rel == ops::Fn::Gt || rel == ops::Fn::Ge;  // f > 0: best is the maximum
-      std::string op = " " + std::string(ops::info(rel).symbol) + " 0.f";
+      std::string op = " " + std::string(ops::info(rel).symbol) + (integral(a) ? " 0" : " 0.0");
       clause_live += " && " + corner(a, upper) + op;
       clause_full += " && " + corner(a, !upper) + op;
     }
@@ -238,8 +246,9 @@ std::optional<std::string> Generator::score_expression(Frame &frame, const ir::D
     if (!params.empty()) read = "[&](" + params + ") -> float { return " + read + "; }(" + args_of_call + ")";
     return rounded(d.value(v).dtype, read);
   };
-  expr = [&](int v) -> std::optional<std::string> {
-    if (v == m.raw_scores) return rounded(d.value(v).dtype, "s");
+  // Positions, integral constants, sizes and integer tensors stay int64 while the arithmetic is exact.
+  std::function<std::optional<PositionCode>(int)> code = [&](int v) -> std::optional<PositionCode> {
+    if (v == m.raw_scores) return PositionCode{rounded(d.value(v).dtype, "s")};
     const ir::Op *op = index.producer(v);
     const bool input = std::find(d.inputs.begin(), d.inputs.end(), v) != d.inputs.end();
     if (input || (!op && frame.values.count(v)) || (op && d.value(v).axes.empty() && frame.values.count(v))) {
@@ -250,40 +259,64 @@ std::optional<std::string> Generator::score_expression(Frame &frame, const ir::D
                 "', which is neither a query, a key nor a batch position of the kernel";
           return std::nullopt;
         }
-      return load(args, t, [&](int axis) { return *position(axis); });
+      auto at = [&](int axis) { return *position(axis); };
+      const bool integer = t.kind == Ten::Kind::Index || (t.kind == Ten::Kind::Buffer && (ir::is_integer(t.dtype) ||
+                                                                                          t.dtype == DType::Bool));
+      if (t.kind == Ten::Kind::Literal && t.literal_code.empty()) return position_constant(t.literal);
+      if (integer) return PositionCode{load_int(args, t, at), true};
+      return PositionCode{load(args, t, at)};
     }
     if (!op) return std::nullopt;
-    if (op->kind == OpKind::Constant) return flit(op->constant);
-    if (op->kind == OpKind::SizeOf) return fsize(size(rt_axis(frame, op->axes.at(0))));
+    if (op->kind == OpKind::Constant) return position_constant(op->constant);
+    if (op->kind == OpKind::SizeOf) {
+      const Sz n = size(rt_axis(frame, op->axes.at(0)));
+      if (auto known = n.constant()) return position_constant(static_cast<double>(*known));
+      return PositionCode{"(" + n.code() + ")", true};
+    }
     if (op->kind == OpKind::AxisIndex) {
       auto at = position(rt_axis(frame, op->axes.at(0)));
       if (!at) {
         why = "the score modification uses the position along '" + program_.axis(op->axes.at(0)).name + "'";
         return std::nullopt;
       }
-      return "static_cast<float>(" + *at + ")";
+      return PositionCode{*at, true};
     }
-    if (op->kind == OpKind::Access) return gathered(v, *op);
+    if (op->kind == OpKind::Access) {
+      auto read = gathered(v, *op);
+      if (!read) return std::nullopt;
+      return PositionCode{*read};
+    }
     if (op->kind != OpKind::Elementwise) {
       why = "the score modification needs '" + d.value(v).name + "', which is not elementwise";
       return std::nullopt;
     }
-    std::vector<std::string> operands;
+    std::vector<PositionCode> operands;
     for (int operand : op->operands) {
-      auto e = expr(operand);
+      auto e = code(operand);
       if (!e) return std::nullopt;
       operands.push_back(*e);
     }
     try {
-      return rounded(d.value(v).dtype, function_expr(op->function, operands));
+      PositionCode result = position_function(op->function, operands);
+      const DType dtype = d.value(v).dtype;
+      // An exact integer stays one in f32 and i32 values (only the position past 2^24 would differ).
+      if (result.integer && (dtype == DType::F32 || dtype == DType::I32)) return result;
+      return PositionCode{rounded(dtype, as_float(result))};
     } catch (const GenError &error) {
       why = error.what();
       return std::nullopt;
     }
   };
+  expr = [&](int v) -> std::optional<std::string> {
+    auto e = code(v);
+    if (!e) return std::nullopt;
+    return e->integer ? e->code : as_float(*e);
+  };
   // With the mask inside it, the expression ends at the where that feeds the softmax.
   const int top = p.mask_in_score && m.mask_op ? m.mask_op->results.at(0) : m.score_value;
-  return expr(top);
+  auto top_code = code(top);
+  if (!top_code) return std::nullopt;
+  return as_float(*top_code);
 }
 
 }  // namespace ncd::cuda::detail

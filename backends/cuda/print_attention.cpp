@@ -85,8 +85,10 @@ void Generator::print_attention(Frame &frame, const ir::Diagram &d, const Attent
   k += "}\n";
   std::string name = add_kernel("attention_" + d.name, k);
   line("// " + result.name + axis_list(axes) + " = streamed attention '" + d.name + "'");
-  line("NCD_TRY(cudaFuncSetAttribute(" + name + ", cudaFuncAttributeMaxDynamicSharedMemorySize, " + str(p.smem) +
-       "));");
+  line("{");
+  line("  static std::atomic<unsigned long long> ncd_smem_set{0};");
+  line("  NCD_TRY(ncd_smem_limit(" + name + ", " + str(p.smem) + ", ncd_smem_set));");
+  line("}");
   grid_check({str(p.batches)}, result.name);
   line(name + "<<<dim3(" + tiles_for(p.nq, p.bq) + ", " + str(p.batches) + "), " + str(p.threads) + ", " +
        str(p.smem) + ", stream>>>(" + launch_args(name, args) + ");");

@@ -154,6 +154,12 @@ ERROR_CASES = [
     (["emit", "examples/attention.ncd"], 2, "ncd emit: error: choose a target: --cuda (or --backend NAME)\n", None),
     (["emit", "--cuda", "--all", "--diagram", "Attention", "examples/attention.ncd"], 2,
      "ncd emit: error: --all and --diagram exclude each other\n", None),
+    # Host functions: a diagram's workspace query must not take another diagram's name.
+    (["emit", "--cuda", "tests/cuda/cases/names.ncd", "--all"], 1,
+     "ncd emit: error: cannot generate 'Scale_workspace': its host functions would be named like those of 'Scale' "
+     "(ncd_Scale_workspace)\n", None),
+    (["emit", "--cuda", "tests/cuda/cases/names.ncd", "--diagram", "Scale_workspace"], 0, "",
+     'extern "C" size_t ncd_Scale_workspace_workspace('),
     # Runtime sizes (docs/CUDA.md): arguments of the host function; a param's axis must have a size.
     (["emit", "--cuda", "tests/cuda/cases/runtime_errors.ncd", "--diagram", "Table"], 1,
      "ncd emit: error: cannot generate 'Table': param 'P' of 'Table': axis 'n' has no size; set it with -D n=SIZE\n",
@@ -169,11 +175,12 @@ ERROR_CASES = [
      "ncd emit: error: --runtime model: axis 'model' is derived; make the axes it is derived from runtime sizes "
      "instead\n", None),
     (["emit", "--cuda", "stdlib/std/transformer.ncd", "--diagram", "GPT2Block", "--runtime", "seq", "-D", "seq=512"],
-     0, "", "__nv_bfloat16 *out_Y, int64_t n_seq, cudaStream_t stream) {"),
+     0, "", "__nv_bfloat16 *out_Y, int64_t n_seq, void *workspace, size_t workspace_bytes, cudaStream_t stream) {"),
     (["emit", "--cuda", "tests/cuda/cases/runtime.ncd", "--diagram", "Layer"], 0, "",
-     "__nv_bfloat16 *out_Y, int64_t n_batch, int64_t n_seq, cudaStream_t stream) {"),
+     "__nv_bfloat16 *out_Y, int64_t n_batch, int64_t n_seq, void *workspace, size_t workspace_bytes, "
+     "cudaStream_t stream) {"),
     (["emit", "--cuda", "tests/cuda/cases/runtime.ncd", "--diagram", "Softcap"], 0, "",
-     "(static_cast<float>(q) - static_cast<float>(k)) < static_cast<float>((static_cast<float>(ncd_n.k) / 2.0f))"),
+     "(static_cast<float>((q - k)) < static_cast<float>((static_cast<float>(ncd_n.k) / 2.0f))"),
     (["emit", "--cuda", "tests/cuda/cases/fallback.ncd", "--all"], 0,
      "ncd emit: note: tests/cuda/cases/fallback.ncd:8:13: generic kernel for contraction 'Y' in 'Product' "
      "(operands are f32 and f32; tensor cores take two bf16, two f16, or f32 with bf16)\n"
@@ -252,7 +259,7 @@ def optimized(args):
         for path, diagram in RUNTIME_OPTIMIZED:
             cu, scheduled = optimize_and_emit(args, tmp, path, diagram, runtime="seq")
             with open(cu) as f:
-                if "int64_t n_seq, cudaStream_t stream)" not in f.read():
+                if "int64_t n_seq, void *workspace, size_t workspace_bytes, cudaStream_t stream)" not in f.read():
                     fail("%s %s --runtime seq: the host function takes no n_seq" % (path, diagram))
             files.append(cu)
             print("ok: %s %s --runtime seq: %d scheduled kernels, all fused" % (path, diagram, len(scheduled)))
@@ -476,6 +483,79 @@ def errors(args):
     return 0
 
 
+# Drives the host functions of tests/cuda/cases/runtime.ncd on the CPU: each
+# call below must return before anything reaches a device (none is needed).
+HOST_DRIVER = r"""
+#include <cstdio>
+int main() {
+  int failures = 0;
+  auto expect = [&](const char *what, long long got, long long want) {
+    if (got != want) {
+      std::printf("FAIL: %s: got %lld, expected %lld\n", what, got, want);
+      ++failures;
+    }
+  };
+  using T = __nv_bfloat16;
+  T *a = reinterpret_cast<T *>(uintptr_t{1} << 20);  // aligned; never read
+  T *odd = reinterpret_cast<T *>((uintptr_t{1} << 20) + 2);
+  char *ws = reinterpret_cast<char *>(uintptr_t{1} << 24);
+  const long long need = static_cast<long long>(ncd_Layer_workspace(2, 100));
+  expect("Layer needs a workspace", need > 0, 1);
+  expect("a larger batch needs more", static_cast<long long>(ncd_Layer_workspace(3, 100)) > need, 1);
+  expect("the query of a size below 1", static_cast<long long>(ncd_Layer_workspace(0, 100)), 0);
+  expect("a workspace one byte short", ncd_Layer(a, a, a, a, a, a, a, 2, 100, ws, need - 1, nullptr),
+         cudaErrorInvalidValue);
+  expect("no workspace", ncd_Layer(a, a, a, a, a, a, a, 2, 100, nullptr, 0, nullptr), cudaErrorInvalidValue);
+  expect("a misaligned input", ncd_Layer(odd, a, a, a, a, a, a, 2, 100, ws, need, nullptr),
+         cudaErrorMisalignedAddress);
+  expect("a misaligned param", ncd_Layer(a, a, a, odd, a, a, a, 2, 100, ws, need, nullptr),
+         cudaErrorMisalignedAddress);
+  expect("a misaligned output", ncd_Layer(a, a, a, a, a, a, odd, 2, 100, ws, need, nullptr),
+         cudaErrorMisalignedAddress);
+  expect("a misaligned workspace", ncd_Layer(a, a, a, a, a, a, a, 2, 100, ws + 8, need, nullptr),
+         cudaErrorMisalignedAddress);
+  expect("a size below 1", ncd_Layer(a, a, a, a, a, a, a, 2, 0, ws, need, nullptr), cudaErrorInvalidValue);
+  expect("attention needs no workspace", static_cast<long long>(ncd_Causal_workspace(1000, 777)), 0);
+  expect("attention, misaligned K", ncd_Causal(a, odd, a, a, 1000, 777, nullptr, 0, nullptr),
+         cudaErrorMisalignedAddress);
+  if (failures == 0) std::printf("ok: workspace query, workspace size, alignment and size checks\n");
+  return failures == 0 ? 0 : 1;
+}
+"""
+
+
+def host_api(args):
+    """The host functions' checks, run on the CPU: workspace, alignment, sizes."""
+    nvcc = nvcc_path(args.nvcc)
+    if not nvcc:
+        print("SKIP: nvcc not found (%s)" % args.nvcc)
+        return SKIP
+    with tempfile.TemporaryDirectory() as tmp:
+        cu = os.path.join(tmp, "host.cu")
+        r = run([args.ncd, "emit", "--cuda", "tests/cuda/cases/runtime.ncd", "--all", "-o", cu], cwd=args.root)
+        if r.returncode != 0:
+            fail("emit failed: " + r.stderr)
+        with open(cu) as f:
+            code = f.read()
+        # Nothing is allocated per call; shared-memory limits are raised once (in the helper).
+        for word in ("cudaMallocAsync", "cudaFreeAsync", "cudaMalloc("):
+            if word in code:
+                fail("the host code calls " + word)
+        if code.count("cudaFuncSetAttribute(") != 1 or "ncd_smem_limit(" not in code.split("extern \"C\"", 1)[1]:
+            fail("cudaFuncSetAttribute is not called through ncd_smem_limit alone")
+        with open(cu, "a") as f:
+            f.write(HOST_DRIVER)
+        exe = os.path.join(tmp, "host")
+        r = run([nvcc, "-std=c++17", "-O1", "-arch=sm_80", "-o", exe, cu], cwd=args.root)
+        if r.returncode != 0:
+            fail("nvcc failed:\n" + r.stdout + r.stderr)
+        r = run([exe], cwd=args.root)
+        sys.stdout.write(r.stdout)
+        if r.returncode != 0:
+            fail("the host checks failed:\n" + r.stderr)
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ncd", required=True)
@@ -490,6 +570,7 @@ def main():
     sub.add_parser("errors")
     sub.add_parser("optimized")
     sub.add_parser("agreement")
+    sub.add_parser("host")
     gf = sub.add_parser("golden-fused")
     gf.add_argument("--update", action="store_true")
     args = parser.parse_args()
@@ -504,6 +585,8 @@ def main():
         return optimized(args)
     if args.command == "agreement":
         return agreement(args)
+    if args.command == "host":
+        return host_api(args)
     return errors(args)
 
 

@@ -36,8 +36,20 @@ struct NcdDiagramInfo {
   int sizes;
   const NcdSizeInfo *size_info;
   void (*shapes)(const long long *sizes, NcdTensorInfo *tensors);  // the runtime dimensions, from the sizes
-  int (*run)(void *const *pointers, const long long *sizes, cudaStream_t stream);
+  size_t (*workspace)(const long long *sizes);  // the host function's workspace query
+  int (*run)(void *const *pointers, const long long *sizes, void *workspace, size_t workspace_bytes,
+             cudaStream_t stream);
 };
+
+// Every CUDA call of the harness is checked: a failure names the call and exits 1.
+#define NCD_CHECK(call)                                                                          \
+  do {                                                                                           \
+    const cudaError_t ncd_check_ = (call);                                                       \
+    if (ncd_check_ != cudaSuccess) {                                                             \
+      std::fprintf(stderr, "error: %s failed: %s\n", #call, cudaGetErrorString(ncd_check_));     \
+      return 1;                                                                                  \
+    }                                                                                            \
+  } while (0)
 
 size_t ncd_elements(const NcdTensorInfo &t) {
   size_t n = 1;
@@ -195,10 +207,11 @@ std::string ncd_write_npy(const std::string &path, const NcdTensorInfo &t, const
 
 int ncd_usage(const char *program) {
   std::fprintf(stderr,
-               "usage: %s DIR [--diagram NAME] [--runs N] [--warmup N] [--out DIR] [--no-write] [--size AXIS=N]...\n"
+               "usage: %s DIR [--diagram NAME] [--runs N] [--warmup N] [--out DIR] [--no-write] [--graph] [--size AXIS=N]...\n"
                "  reads DIR/inputs/NAME.npy and DIR/params/PATH.npy (as `ncd run --random SEED --out-dir DIR` writes\n"
                "  them), runs the diagram, writes its outputs to --out (default DIR/cuda) and prints the median time.\n"
-               "  Runtime sizes are read from the inputs' shapes; --size gives one no input has.\n",
+               "  Runtime sizes are read from the inputs' shapes; --size gives one no input has. --graph times\n"
+               "  replays of a CUDA graph of one call (no launch overhead between its kernels).\n",
                program);
   return 2;
 }
@@ -209,7 +222,7 @@ int main(int argc, char **argv) {
   std::string dir, diagram, out_dir;
   std::vector<std::pair<std::string, long long>> given;  // --size AXIS=N
   int runs = 20, warmup = 3;
-  bool write = true;
+  bool write = true, graph = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> const char * { return i + 1 < argc ? argv[++i] : nullptr; };
@@ -218,6 +231,7 @@ int main(int argc, char **argv) {
     else if (a == "--warmup") { const char *v = next(); if (!v) return ncd_usage(argv[0]); warmup = std::max(0, std::atoi(v)); }
     else if (a == "--out") { const char *v = next(); if (!v) return ncd_usage(argv[0]); out_dir = v; }
     else if (a == "--no-write") write = false;
+    else if (a == "--graph") graph = true;
     else if (a == "--size") {
       const char *v = next();
       const char *eq = v ? std::strchr(v, '=') : nullptr;
@@ -275,27 +289,30 @@ int main(int argc, char **argv) {
     sizes[static_cast<size_t>(k)] = shape[static_cast<size_t>(s.dim)];
   }
   if (info->sizes > 0) info->shapes(sizes.data(), tensors.data());
-  std::vector<void *> pointers(static_cast<size_t>(total), nullptr);
-  for (int i = 0; i < total; ++i) {
-    const NcdTensorInfo &t = tensors[static_cast<size_t>(i)];
-    const size_t bytes = std::max<size_t>(1, ncd_elements(t) * ncd_bytes(t.dtype));
+  std::vector<void *> pointers(static_cast<size_t>(total) + 1, nullptr);  // the tensors, then the workspace
+  const size_t ws_bytes = info->workspace(sizes.data());
+  for (int i = 0; i <= total; ++i) {
+    const NcdTensorInfo *t = i < total ? &tensors[static_cast<size_t>(i)] : nullptr;
+    const size_t bytes = t ? std::max<size_t>(1, ncd_elements(*t) * ncd_bytes(t->dtype)) : ws_bytes;
+    if (bytes == 0) continue;
     if (cudaMalloc(&pointers[static_cast<size_t>(i)], bytes) != cudaSuccess) {
       std::fprintf(stderr, "error: cannot allocate %zu bytes on the device\n", bytes);
       return 1;
     }
     if (i >= info->inputs + info->params) continue;
-    const std::string path = dir + (i < info->inputs ? "/inputs/" : "/params/") + t.name + ".npy";
+    const std::string path = dir + (i < info->inputs ? "/inputs/" : "/params/") + t->name + ".npy";
     std::vector<unsigned char> host;
-    const std::string error = ncd_read_npy(path, t, host);
+    const std::string error = ncd_read_npy(path, *t, host);
     if (!error.empty()) {
       std::fprintf(stderr, "error: %s\n", error.c_str());
       return 1;
     }
-    cudaMemcpy(pointers[static_cast<size_t>(i)], host.data(), host.size(), cudaMemcpyHostToDevice);
+    NCD_CHECK(cudaMemcpy(pointers[static_cast<size_t>(i)], host.data(), host.size(), cudaMemcpyHostToDevice));
   }
+  void *const ws = pointers[static_cast<size_t>(total)];
   cudaStream_t stream;
-  cudaStreamCreate(&stream);
-  int status = info->run(pointers.data(), sizes.data(), stream);
+  NCD_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  int status = info->run(pointers.data(), sizes.data(), ws, ws_bytes, stream);
   if (status == 0) status = static_cast<int>(cudaStreamSynchronize(stream));
   if (status != 0) {
     std::fprintf(stderr, "error: %s failed: %s\n", info->name, cudaGetErrorString(static_cast<cudaError_t>(status)));
@@ -306,7 +323,7 @@ int main(int argc, char **argv) {
     for (int i = info->inputs + info->params; i < total; ++i) {
       const NcdTensorInfo &t = tensors[static_cast<size_t>(i)];
       std::vector<unsigned char> host(ncd_elements(t) * ncd_bytes(t.dtype));
-      cudaMemcpy(host.data(), pointers[static_cast<size_t>(i)], host.size(), cudaMemcpyDeviceToHost);
+      NCD_CHECK(cudaMemcpy(host.data(), pointers[static_cast<size_t>(i)], host.size(), cudaMemcpyDeviceToHost));
       const std::string error = ncd_write_npy(out_dir + "/" + t.name + ".npy", t, host);
       if (!error.empty()) {
         std::fprintf(stderr, "error: %s\n", error.c_str());
@@ -314,25 +331,40 @@ int main(int argc, char **argv) {
       }
     }
   }
-  for (int i = 0; i < warmup; ++i) info->run(pointers.data(), sizes.data(), stream);
+  // With --graph, one call is captured (after the first, which set the kernels' attributes) and replayed.
+  cudaGraphExec_t exec = nullptr;
+  if (graph) {
+    cudaGraph_t g = nullptr;
+    NCD_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    status = info->run(pointers.data(), sizes.data(), ws, ws_bytes, stream);
+    const cudaError_t ended = cudaStreamEndCapture(stream, &g);
+    if (status != 0 || ended != cudaSuccess) {
+      std::fprintf(stderr, "error: capturing %s in a CUDA graph failed: %s\n", info->name,
+                   cudaGetErrorString(status != 0 ? static_cast<cudaError_t>(status) : ended));
+      return 1;
+    }
+    NCD_CHECK(cudaGraphInstantiate(&exec, g, 0));
+    NCD_CHECK(cudaGraphDestroy(g));
+  }
+  auto call = [&]() -> cudaError_t {
+    if (exec) return cudaGraphLaunch(exec, stream);
+    return static_cast<cudaError_t>(info->run(pointers.data(), sizes.data(), ws, ws_bytes, stream));
+  };
+  for (int i = 0; i < warmup; ++i) NCD_CHECK(call());
   cudaEvent_t begin, end;
-  cudaEventCreate(&begin);
-  cudaEventCreate(&end);
+  NCD_CHECK(cudaEventCreate(&begin));
+  NCD_CHECK(cudaEventCreate(&end));
   std::vector<float> times;
   for (int i = 0; i < runs; ++i) {
-    cudaEventRecord(begin, stream);
-    info->run(pointers.data(), sizes.data(), stream);
-    cudaEventRecord(end, stream);
-    cudaEventSynchronize(end);
+    NCD_CHECK(cudaEventRecord(begin, stream));
+    NCD_CHECK(call());
+    NCD_CHECK(cudaEventRecord(end, stream));
+    NCD_CHECK(cudaEventSynchronize(end));
     float ms = 0;
-    cudaEventElapsedTime(&ms, begin, end);
+    NCD_CHECK(cudaEventElapsedTime(&ms, begin, end));
     times.push_back(ms);
   }
-  const cudaError_t last = cudaGetLastError();
-  if (last != cudaSuccess) {
-    std::fprintf(stderr, "error: %s\n", cudaGetErrorString(last));
-    return 1;
-  }
+  NCD_CHECK(cudaGetLastError());
   std::sort(times.begin(), times.end());
   const double median = times[times.size() / 2];
   std::printf("%s: median %.4f ms (min %.4f, max %.4f) over %d runs", info->name, median, times.front(), times.back(),
@@ -340,7 +372,12 @@ int main(int argc, char **argv) {
   if (info->flops > 0)
     std::printf("; %.4g GFLOP, %.2f TFLOP/s", info->flops / 1e9, info->flops / (median * 1e-3) / 1e12);
   for (int k = 0; k < info->sizes; ++k) std::printf("%s %s=%lld", k ? "," : ";", info->size_info[k].name, sizes[static_cast<size_t>(k)]);
-  std::printf("\n");
-  for (void *p : pointers) cudaFree(p);
+  std::printf("%s\n", exec ? " (CUDA graph)" : "");
+  if (exec) NCD_CHECK(cudaGraphExecDestroy(exec));
+  NCD_CHECK(cudaEventDestroy(begin));
+  NCD_CHECK(cudaEventDestroy(end));
+  NCD_CHECK(cudaStreamDestroy(stream));
+  for (void *p : pointers)
+    if (p) NCD_CHECK(cudaFree(p));
   return 0;
 }

@@ -9,6 +9,28 @@ inline unsigned ncd_grid(int64_t work, int threads) {
 }
 inline unsigned ncd_tiles(int64_t extent, int64_t tile) { return static_cast<unsigned>((extent + tile - 1) / tile); }
 
+// Raises a kernel's dynamic shared-memory limit once per device (the
+// attribute belongs to the device's context; `done` has a bit per device).
+template <class Kernel>
+inline cudaError_t ncd_smem_limit(Kernel kernel, int bytes, std::atomic<unsigned long long> &done) {
+  int device = 0;
+  cudaError_t status = cudaGetDevice(&device);
+  if (status != cudaSuccess) return status;
+  const unsigned long long bit = device >= 0 && device < 64 ? 1ull << device : 0ull;
+  if (bit != 0 && (done.load(std::memory_order_acquire) & bit) != 0) return cudaSuccess;
+  status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (status == cudaSuccess) done.fetch_or(bit, std::memory_order_release);
+  return status;
+}
+
+// Every tensor and the workspace must be 16-byte aligned (cp.async and vector
+// accesses assume it): checked before anything is launched.
+inline bool ncd_aligned(std::initializer_list<const void *> pointers) {
+  for (const void *p : pointers)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+
 }  // namespace
 
 #define NCD_TRY(expr)                              \
