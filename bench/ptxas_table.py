@@ -70,13 +70,17 @@ def profile(root, name):
 
 
 def kernel_facts(code):
-    """Threads and dynamic shared memory of each kernel, from the emitted code."""
+    """Threads, dynamic shared memory and a description of each kernel, from the emitted code."""
     facts = {}
     pending = None
     for line in code.splitlines():
         m = re.match(r"// streamed attention .*?: (.*?); (\d+) threads, (\d+) bytes of shared memory", line)
         if m:
             pending = {"tiles": m.group(1), "threads": int(m.group(2)), "dynamic": int(m.group(3))}
+        m = re.match(r"// (GEMM .*|tiles: .*|fused kernel for .*)", line)
+        if m:
+            pending = dict(pending or {"dynamic": 0})
+            pending["tiles"] = (pending.get("tiles", "") + "; " if pending.get("tiles") else "") + m.group(1)
         m = re.match(r"__global__ void (?:__launch_bounds__\((\d+)\) )?(ncd_k\w+)\(", line)
         if m:
             f = pending or {"tiles": "", "dynamic": 0}
@@ -84,29 +88,23 @@ def kernel_facts(code):
                 f["threads"] = int(m.group(1))
             facts[m.group(2)] = f
             pending = None
-        m = re.match(r"\s*(ncd_k\w+)<<<[^,]*(?:\)|\d), (\d+), ", line)
+        m = re.match(r"\s*(ncd_k\w+)<<<(?:dim3\([^)]*\)|[^,]+), (\d+), ", line)
         if m and m.group(1) in facts and "threads" not in facts[m.group(1)]:
             facts[m.group(1)]["threads"] = int(m.group(2))
-        m = re.match(r"// (?:fused kernel|tiles).*", line)
     return facts
 
 
-def ptxas(nvcc, cu, arch, tmp):
+def ptxas(nvcc, cu, arch, tmp, names):
+    """Registers, spills and static shared memory per kernel of `names` (each found in its mangled name)."""
     r = run([nvcc, "-std=c++17", "-O3", "-cubin", "-arch=" + arch, "-Xptxas", "-v", "-o",
              os.path.join(tmp, "k.cubin"), cu])
     usage, current = {}, None
     for line in r.stderr.splitlines():
-        m = re.search(r"(?:Compiling entry function|Function properties for) '?(\S+?)'?(?: for|$)", line)
+        m = re.search(r"Compiling entry function '([^']+)'", line)
         if m:
-            name = re.search(r"ncd_k\d+_\w+?(?=E|$)", m.group(1))
-            if not name:
-                mangled = re.search(r"\d+(ncd_k\w+)", m.group(1))
-                name = mangled
-            current = name.group(0) if name else None
-            if current and not current.startswith("ncd_k"):
-                current = re.sub(r"^\d+", "", current)
+            current = next((n for n in names if "%d%s" % (len(n), n) in m.group(1)), None)
             if current:
-                usage.setdefault(current, {"registers": 0, "spill_stores": 0, "spill_loads": 0, "static": 0})
+                usage[current] = {"registers": 0, "spill_stores": 0, "spill_loads": 0, "static": 0}
             continue
         if not current:
             continue
@@ -166,7 +164,7 @@ def main():
                 run([args.ncd, "emit", "--cuda"] + emit + ["--arch", arch, "-o", cu])
                 with open(cu) as f:
                     facts = kernel_facts(f.read())
-                usage = ptxas(args.nvcc, cu, arch, tmp)
+                usage = ptxas(args.nvcc, cu, arch, tmp, list(facts))
                 for name, u in sorted(usage.items(), key=lambda kv: int(re.match(r"ncd_k(\d+)", kv[0]).group(1))):
                     if "gemm" not in name and "attention" not in name and "fused" not in name:
                         continue

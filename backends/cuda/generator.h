@@ -360,11 +360,12 @@ class Generator {
       return str(std::max<int64_t>(1, std::min<int64_t>((*n + threads - 1) / threads, int64_t{1} << 20)));
     return "ncd_grid(" + work.code() + ", " + str(threads) + ")";
   }
-  // Grid dimensions y and z over runtime sizes may exceed CUDA's 65,535: the host code checks.
-  void grid_check(const std::vector<std::string> &dims, const std::string &what) {
+  // Grid dimensions over runtime sizes may exceed CUDA's limits (y and z: 65,535; x: 2^31 - 1): the host code checks.
+  void grid_check(const std::vector<std::string> &dims, const std::string &what, int64_t limit = 65535) {
     for (const std::string &dim : dims)
       if (dim.find_first_not_of("0123456789") != std::string::npos)
-        line("if (" + dim + " > 65535) return cudaErrorInvalidConfiguration;  // " + what + ": grid too large");
+        line("if (" + dim + " > " + str(limit) + ") return cudaErrorInvalidConfiguration;  // " + what +
+             ": grid too large");
   }
   // A size as a float of device code.
   static std::string fsize(const Sz &n) {

@@ -43,9 +43,7 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
   p.e = *size(re).constant();
   const int64_t D = p.d, E = p.e;
   bool stored = Q.kind == Ten::Kind::Buffer && K.kind == Ten::Kind::Buffer && V.kind == Ten::Kind::Buffer;
-  // A runtime number of batches is checked against the grid's limit by the host code.
-  const bool grid_ok = !p.batches.known() || *p.batches.constant() <= 65535;
-  bool ok = D % 16 == 0 && E % 16 == 0 && D <= 256 && E <= 256 && grid_ok && stored;
+  bool ok = D % 16 == 0 && E % 16 == 0 && D <= 256 && E <= 256 && stored;
   if (!ok) {
     why = stored ? "head widths " + str(D) + " and " + str(E) +
                        " must be multiples of 16 up to 256 for the attention kernel"
@@ -56,6 +54,14 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
   if (limits_.block_smem <= 0) throw GenError(limits_.unknown);
   const AttentionTiles fitted = fit_attention_tiles(m.bq, m.bk, D, E, limits_.block_smem);
   const int64_t bq = fitted.bq, bk = fitted.bk;
+  // The grid: batches on x (up to 2^31 - 1), query tiles on y (up to 65,535); runtime
+  // extents are checked by the host code before the launch.
+  const int64_t q_tiles = p.nq.known() ? (*p.nq.constant() + bq - 1) / bq : 0;
+  if (q_tiles > 65535 || (p.batches.known() && *p.batches.constant() > 2147483647)) {
+    why = "the attention kernel's grid would be too large (" + str(p.batches) + " batches of " + str(q_tiles) +
+          " query tiles; at most 2^31 - 1 and 65,535)";
+    return false;
+  }
   p.bq = bq;
   p.bk = bk;
   p.smem = fitted.smem;

@@ -69,7 +69,12 @@ void Generator::print_attention(Frame &frame, const ir::Diagram &d, const Attent
   k += "  __device__ bool keep(int64_t q, int64_t k) const { return " + p.keep + "; }\n";
   k += "};\n";
   k += "__global__ void __launch_bounds__(" + str(p.threads) + ") @NAME@(" + args.param_list() + ") {\n";
-  if (!p.batch.empty()) k += "  const int64_t b = blockIdx.y;\n" + decompose(p.batch, "b", "  ");
+  if (!p.batch.empty()) k += "  const int64_t b = blockIdx.x;\n" + decompose(p.batch, "b", "  ");
+  // Under a mask the last query tiles have the most keys: they start first (grid.y
+  // counts down), so the short ones fill the tail of the schedule.
+  const bool heaviest_first = p.live != "true";
+  const std::string q_tile = heaviest_first ? "(static_cast<int64_t>(gridDim.y) - 1 - blockIdx.y)"
+                                            : "static_cast<int64_t>(blockIdx.y)";
   k += "  const float scale_log2 = " + scale + " * 1.4426950408889634f;\n";
   k += "  const float out_scale = " + out_scale + ";\n";
   k += "  auto score = [&](float s, int64_t q, int64_t k) -> float { return " + score + "; };\n";
@@ -81,7 +86,7 @@ void Generator::print_attention(Frame &frame, const ir::Diagram &d, const Attent
        pk + batch_offset(K) + "),\n      reinterpret_cast<const uint16_t *>(" + pv + batch_offset(V) + "), " +
        str(p.nq) + ", " + str(p.nk) + ", " + str(Q.stride(p.rq)) + ", " + str(Q.stride(p.rd)) + ", " +
        str(K.stride(p.rk)) + ", " + str(K.stride(p.rd)) + ", " + str(V.stride(p.rk)) + ", " + str(V.stride(p.re)) +
-       ",\n      static_cast<int64_t>(blockIdx.x) * " + str(p.bq) + ", scale_log2, @NAME@_mask{}, score, store);\n";
+       ",\n      " + q_tile + " * " + str(p.bq) + ", scale_log2, @NAME@_mask{}, score, store);\n";
   k += "}\n";
   std::string name = add_kernel("attention_" + d.name, k);
   line("// " + result.name + axis_list(axes) + " = streamed attention '" + d.name + "'");
@@ -89,8 +94,9 @@ void Generator::print_attention(Frame &frame, const ir::Diagram &d, const Attent
   line("  static std::atomic<unsigned long long> ncd_smem_set{0};");
   line("  NCD_TRY(ncd_smem_limit(" + name + ", " + str(p.smem) + ", ncd_smem_set));");
   line("}");
-  grid_check({str(p.batches)}, result.name);
-  line(name + "<<<dim3(" + tiles_for(p.nq, p.bq) + ", " + str(p.batches) + "), " + str(p.threads) + ", " +
+  grid_check({str(p.batches)}, result.name, 2147483647);
+  grid_check({tiles_for(p.nq, p.bq)}, result.name);
+  line(name + "<<<dim3(" + str(p.batches) + ", " + tiles_for(p.nq, p.bq) + "), " + str(p.threads) + ", " +
        str(p.smem) + ", stream>>>(" + launch_args(name, args) + ");");
   line("NCD_LAUNCHED();");
 }
