@@ -1,11 +1,13 @@
 // `ncd emit --cuda FILE [--diagram NAME]... [--all] -o OUT.cu [--harness] [--arch ARCH] [--runtime AXIS]... [-D ...]`:
 // generates code for diagrams through a code-generating backend plugin (docs/CUDA.md).
+// `--torch DIR` writes a Python package around the CUDA code instead (docs/TORCH.md).
 // --runtime makes an axis a runtime size even when it has one (its size is then the planning size).
 //
 // Several --diagram (or --all) put several diagrams into one file, so that a
 // test or a build compiles one translation unit per .ncd file. Notes about
 // fallbacks the backend took go to standard error, one line each. The backend
 // checks its own options (which architectures there are is its business).
+#include <filesystem>
 #include <iostream>
 
 #include "common.h"
@@ -21,6 +23,7 @@ Handler setup_emit(CLI::App &command) {
     bool cuda = false;
     std::string backend;
     std::string output = "-";
+    std::string torch;
     bool harness = false;
     std::string arch;
     std::vector<std::string> runtime;
@@ -37,6 +40,10 @@ Handler setup_emit(CLI::App &command) {
   command.add_flag("--all", options->all, "Generate every diagram of the file");
   command.add_option("-o,--output", options->output, "Write the code here (default: standard output)")
       ->type_name("FILE");
+  command.add_option("--torch", options->torch,
+                     "Write a Python package (DIR/__init__.py, kernels.cu, README.md) that calls the CUDA code on "
+                     "torch tensors")
+      ->type_name("DIR");
   command.add_flag("--harness", options->harness,
                    "Add a main() that reads .npy inputs and params, runs, writes .npy outputs and times the run");
   command.add_option("--arch", options->arch, "Target architecture, one the backend knows (default: the backend's)")
@@ -49,6 +56,21 @@ Handler setup_emit(CLI::App &command) {
   add_frontend_options(command, options->frontend);
   return [options]() -> int {
     std::string backend_name = options->backend;
+    if (!options->torch.empty()) {
+      if (options->output != "-") {
+        std::cerr << "ncd emit: error: --torch DIR and -o exclude each other (the package is the output)\n";
+        return kUsageError;
+      }
+      if (options->harness) {
+        std::cerr << "ncd emit: error: --torch writes no harness: leave out --harness\n";
+        return kUsageError;
+      }
+      if (!backend_name.empty() && backend_name != "cuda") {
+        std::cerr << "ncd emit: error: --torch packages the cuda backend's code, not " << backend_name << "'s\n";
+        return kUsageError;
+      }
+      options->cuda = true;
+    }
     if (options->cuda) {
       if (!backend_name.empty() && backend_name != "cuda") {
         std::cerr << "ncd emit: error: --cuda and --backend " << backend_name << " disagree; give one\n";
@@ -131,14 +153,39 @@ Handler setup_emit(CLI::App &command) {
     std::vector<std::string> notes;
     request.notes = &notes;
     std::string code, error;
-    bool ok = backend->emit(request, code, error);
+    std::vector<EmittedFile> files;
+    std::filesystem::path folder = std::filesystem::path(options->torch).lexically_normal();
+    if (!options->torch.empty() && !folder.has_filename()) folder = folder.parent_path();
+    bool ok = options->torch.empty()
+                  ? backend->emit(request, code, error)
+                  : backend->emit_package(request, "torch", folder.filename().string(), files, error);
     for (const std::string &note : notes) std::cerr << "ncd emit: note: " << note << "\n";
     if (!ok) {
       std::cerr << "ncd emit: error: " << error << "\n";
       return kUserError;
     }
-    if (!write_or_report(options->output, code)) return kUserError;
-    if (!write_dependency_file(options->frontend, *compilation, options->file, options->output)) return kUserError;
+    if (options->torch.empty()) {
+      if (!write_or_report(options->output, code)) return kUserError;
+      if (!write_dependency_file(options->frontend, *compilation, options->file, options->output)) return kUserError;
+      return kSuccess;
+    }
+    // The package: its folder (created; its parent must exist), then each file, each written whole.
+    std::error_code failure;
+    if (!std::filesystem::is_directory(folder, failure)) {
+      if (std::filesystem::exists(folder, failure)) {
+        std::cerr << "ncd emit: error: --torch " << options->torch << ": exists and is not a folder\n";
+        return kUserError;
+      }
+      if (!std::filesystem::create_directory(folder, failure)) {
+        std::cerr << "ncd emit: error: --torch " << options->torch << ": cannot create the folder ("
+                  << failure.message() << ")\n";
+        return kUserError;
+      }
+    }
+    for (const EmittedFile &file : files)
+      if (!write_or_report((folder / file.name).string(), file.text)) return kUserError;
+    const std::string target = (folder / "kernels.cu").string();
+    if (!write_dependency_file(options->frontend, *compilation, options->file, target)) return kUserError;
     return kSuccess;
   };
 }

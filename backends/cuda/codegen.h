@@ -17,9 +17,18 @@ namespace ncd::cuda {
 // one the backend knows.
 bool check_options(const std::map<std::string, std::string> &options, std::string &error);
 
+struct HarnessDiagram;
+
 // Returns false, after setting `error`, when an option is wrong or a diagram
-// cannot be generated (e.g. a param axis without a size).
-bool generate(const EmitRequest &request, std::string &output, std::string &error);
+// cannot be generated (e.g. a param axis without a size). With `infos`, also
+// what each host function takes (the harness's and the torch package's view).
+bool generate(const EmitRequest &request, std::string &output, std::string &error,
+              std::vector<HarnessDiagram> *infos = nullptr);
+
+// `ncd emit --torch DIR`: the Python package `name` around the generated .cu
+// (torch_package.cpp; docs/TORCH.md).
+bool torch_package(const EmitRequest &request, const std::string &name, std::vector<EmittedFile> &files,
+                   std::string &error);
 
 // What the harness needs to know of one generated host function.
 struct HarnessTensor {

@@ -23,6 +23,11 @@ class CudaBackend : public ncd::Backend {
   bool emit(const ncd::EmitRequest &request, std::string &output, std::string &error) const override {
     return ncd::cuda::generate(request, output, error);
   }
+  bool emit_package(const ncd::EmitRequest &request, const std::string &kind, const std::string &name,
+                    std::vector<ncd::EmittedFile> &files, std::string &error) const override {
+    if (kind != "torch") return Backend::emit_package(request, kind, name, files, error);
+    return ncd::cuda::torch_package(request, name, files, error);
+  }
   bool check_options(const std::map<std::string, std::string> &options, std::string &error) const override {
     return ncd::cuda::check_options(options, error);
   }

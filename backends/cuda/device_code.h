@@ -12,5 +12,6 @@ extern const char *const gemm;         // ncd_gemm_tile: the tensor-core GEMM ma
 extern const char *const attention;    // ncd_attention_block: the streamed attention block
 extern const char *const prelude_end;  // closes the prelude's namespace; the host macros
 extern const char *const harness;      // the --harness main() and its .npy input and output
+extern const char *const torch_runtime;  // the fixed Python of an `ncd emit --torch` package
 
 }  // namespace ncd::cuda::device

@@ -470,7 +470,8 @@ bool check_options(const std::map<std::string, std::string> &options, std::strin
   return true;
 }
 
-bool generate(const EmitRequest &request, std::string &output, std::string &error) {
+bool generate(const EmitRequest &request, std::string &output, std::string &error,
+              std::vector<HarnessDiagram> *infos_out) {
   if (!request.program || request.diagrams.empty()) {
     error = "no diagram to generate";
     return false;
@@ -514,6 +515,7 @@ bool generate(const EmitRequest &request, std::string &output, std::string &erro
   output += "\nnamespace {\n\n" + generator.size_struct() + generator.kernels() + "}  // namespace\n\n" +
             generator.hosts();
   if (harness) output += harness_code(infos);
+  if (infos_out) *infos_out = std::move(infos);
   return true;
 }
 

@@ -154,6 +154,17 @@ ERROR_CASES = [
     (["emit", "examples/attention.ncd"], 2, "ncd emit: error: choose a target: --cuda (or --backend NAME)\n", None),
     (["emit", "--cuda", "--all", "--diagram", "Attention", "examples/attention.ncd"], 2,
      "ncd emit: error: --all and --diagram exclude each other\n", None),
+    # `--torch DIR`: a Python package (docs/TORCH.md); what it cannot be combined with, names it cannot take.
+    (["emit", "--torch", "pk", "-o", "x.cu", "tests/cuda/cases/torch.ncd", "--all"], 2,
+     "ncd emit: error: --torch DIR and -o exclude each other (the package is the output)\n", None),
+    (["emit", "--torch", "pk", "--harness", "tests/cuda/cases/torch.ncd", "--all"], 2,
+     "ncd emit: error: --torch writes no harness: leave out --harness\n", None),
+    (["emit", "--backend", "cpu", "--torch", "pk", "tests/cuda/cases/torch.ncd", "--all"], 2,
+     "ncd emit: error: --torch packages the cuda backend's code, not cpu's\n", None),
+    (["emit", "--torch", "1-bad", "tests/cuda/cases/torch.ncd", "--all"], 1,
+     "ncd emit: error: --torch: '1-bad' is no Python package name (letters, digits and _, not a keyword)\n", None),
+    (["emit", "--torch", "no/such/pkg", "tests/cuda/cases/torch.ncd", "--all"], 1,
+     "ncd emit: error: --torch no/such/pkg: cannot create the folder (No such file or directory)\n", None),
     # Host functions: a diagram's workspace query must not take another diagram's name.
     (["emit", "--cuda", "tests/cuda/cases/names.ncd", "--all"], 1,
      "ncd emit: error: cannot generate 'Scale_workspace': its host functions would be named like those of 'Scale' "
@@ -556,6 +567,99 @@ def host_api(args):
     return 0
 
 
+# Runs in the folder that holds the package `tp` of tests/cuda/cases/torch.ncd,
+# with /usr/bin/python3 and Debian's CPU-only torch: everything a call checks
+# before it needs a GPU, with the exact messages.
+TORCH_SCRIPT = r"""
+import sys
+import torch
+import tp
+
+failures = []
+
+
+def expect(call, kind, message):
+    try:
+        call()
+    except Exception as e:  # noqa: BLE001
+        if type(e).__name__ != kind or str(e) != message:
+            failures.append("got %s: %s\n  expected %s: %s" % (type(e).__name__, e, kind, message))
+        return
+    failures.append("no error; expected %s: %s" % (kind, message))
+
+
+bf = torch.bfloat16
+X = torch.zeros(5, 64, dtype=bf)
+v = torch.zeros(7, dtype=bf)
+g = torch.zeros(64, dtype=bf)
+where = ("move it with .cuda()" if torch.cuda.is_available() else "this machine has no CUDA device")
+expect(lambda: tp.Spread(v), "ValueError", "Spread: no input carries the size of m: give sizes={'m': N}")
+expect(lambda: tp.Spread(v, sizes={"m": 3, "q": 1}), "ValueError", "Spread: sizes= has q; it takes m")
+expect(lambda: tp.Spread(v, sizes={"m": 0}), "ValueError", "Spread: the size of 'm' is 0; it must be at least 1")
+expect(lambda: tp.Spread(v, sizes={"m": 3}), "ValueError",
+       "Spread: input 'X' is on cpu; the kernels run on CUDA tensors (%s)" % where)
+expect(lambda: tp.Stats(X, torch.zeros(64)), "TypeError",
+       "Stats: input 'lambda' must be torch.bfloat16 (bf16), not torch.float32")
+expect(lambda: tp.Stats(X, torch.zeros(32, dtype=bf)), "ValueError",
+       "Stats: input 'lambda' has shape [32]; expected [64]")
+expect(lambda: tp.Stats(X, [1.0] * 64), "TypeError", "Stats: input 'lambda' must be a torch.Tensor, not list")
+expect(lambda: tp.Stats(torch.zeros(64, 5, dtype=bf).t(), g), "ValueError",
+       "Stats: input 'X' is not contiguous (the kernels read dense row-major tensors): pass X.contiguous()")
+expect(lambda: tp.Scale(X), "ValueError", "Scale: 0 params given; it takes 1 (g)")
+expect(lambda: tp.Scale(X, {"h": g}), "ValueError", "Scale: params missing g; unknown h")
+expect(lambda: tp.Scale(X, {"g": torch.zeros(65, dtype=bf)}), "ValueError",
+       "Scale: param 'g' has shape [65]; expected [64]")
+expect(lambda: tp.Scale(X, [g]), "ValueError", "Scale: input 'X' is on cpu; the kernels run on CUDA tensors (%s)"
+       % where)
+if tp.__all__ != ["build", "Spread", "Stats", "Scale"]:
+    failures.append("__all__ is %r" % tp.__all__)
+for part in ("lambda_: bf16 [64]", "X: bf16 [n, 64]", "Returns S: f32 [n], M: bf16 [n] (a tuple)."):
+    if part not in tp.Stats.__doc__:
+        failures.append("help(Stats) lacks %r:\n%s" % (part, tp.Stats.__doc__))
+if "sizes={...}: m." not in tp.Spread.__doc__:
+    failures.append("help(Spread) does not say that m is given with sizes=")
+# The library loads, with every host function and workspace query the package declares.
+library = tp._library()
+if library.ncd_error_string(1).decode() != "invalid argument":
+    failures.append("ncd_error_string(1) is %r" % library.ncd_error_string(1))
+if hasattr(torch, "library") and hasattr(torch.library, "Library"):
+    if not hasattr(torch.ops.ncd_tp, "Stats"):
+        failures.append("torch.ops.ncd_tp.Stats is not registered")
+for f in failures:
+    print("FAIL: " + f)
+if not failures:
+    print("ok: the package's checks and messages")
+sys.exit(1 if failures else 0)
+"""
+
+
+def torch_package(args):
+    """`ncd emit --torch`: the package builds with nvcc and its functions check what they are given."""
+    nvcc = nvcc_path(args.nvcc)
+    if not nvcc:
+        print("SKIP: nvcc not found (%s)" % args.nvcc)
+        return SKIP
+    with tempfile.TemporaryDirectory() as tmp:
+        package = os.path.join(tmp, "tp")
+        r = run([args.ncd, "emit", "--torch", package, "tests/cuda/cases/torch.ncd", "--all"], cwd=args.root)
+        if r.returncode != 0 or r.stdout or r.stderr:
+            fail("emit --torch: exit %d\n%s%s" % (r.returncode, r.stdout, r.stderr))
+        if sorted(os.listdir(package)) != ["README.md", "__init__.py", "kernels.cu"]:
+            fail("the package has %s" % sorted(os.listdir(package)))
+        env = dict(os.environ, NCD_NVCC=nvcc)
+        build = subprocess.run(["/usr/bin/python3", "-c", "import tp; print(tp.build())"], cwd=tmp, env=env,
+                               capture_output=True, text=True)
+        if build.returncode != 0 or not os.path.exists(os.path.join(package, "_kernels.so")):
+            fail("tp.build() failed:\n" + build.stdout + build.stderr)
+        print("ok: the package builds (%s)" % build.stdout.strip())
+        checks = subprocess.run(["/usr/bin/python3", "-c", TORCH_SCRIPT], cwd=tmp, env=env, capture_output=True,
+                                text=True)
+        sys.stdout.write(checks.stdout)
+        if checks.returncode != 0:
+            fail("the package's checks failed:\n" + checks.stderr)
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ncd", required=True)
@@ -571,6 +675,7 @@ def main():
     sub.add_parser("optimized")
     sub.add_parser("agreement")
     sub.add_parser("host")
+    sub.add_parser("torch")
     gf = sub.add_parser("golden-fused")
     gf.add_argument("--update", action="store_true")
     args = parser.parse_args()
@@ -587,6 +692,8 @@ def main():
         return agreement(args)
     if args.command == "host":
         return host_api(args)
+    if args.command == "torch":
+        return torch_package(args)
     return errors(args)
 
 

@@ -126,7 +126,7 @@ def _param_list(d, params):
         missing = [p[0] for p in d.params if p[0] not in params]
         extra = sorted(set(params) - set(p[0] for p in d.params))
         if missing or extra:
-            raise KeyError("%s: params %s%s%s" % (d.name, "missing " + ", ".join(missing) if missing else "",
+            raise ValueError("%s: params %s%s%s" % (d.name, "missing " + ", ".join(missing) if missing else "",
                                                  "; " if missing and extra else "",
                                                  "unknown " + ", ".join(extra) if extra else ""))
         return [params[p[0]] for p in d.params]
@@ -137,16 +137,24 @@ def _param_list(d, params):
     return params
 
 
+def _arguments(d, inputs, params):
+    """Tensors where tensors belong, checked before the custom op's own argument parsing."""
+    for kind, names, group in (("input", d.inputs, inputs), ("param", d.params, params)):
+        for (name, _, _), t in zip(names, group):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError("%s: %s '%s' must be a torch.Tensor, not %s" % (d.name, kind, name, type(t).__name__))
+
+
 def _extra_sizes(d, sizes):
     """The runtime sizes no input carries, in order, from `sizes=` (a dict by axis name)."""
     wanted = [axis for axis, tensor, _ in d.sizes if tensor < 0]
     sizes = dict(sizes or {})
     unknown = sorted(set(sizes) - set(wanted))
     if unknown:
-        raise KeyError("%s: sizes= has %s; it takes %s" % (d.name, ", ".join(unknown), ", ".join(wanted) or "none"))
+        raise ValueError("%s: sizes= has %s; it takes %s" % (d.name, ", ".join(unknown), ", ".join(wanted) or "none"))
     missing = [axis for axis in wanted if axis not in sizes]
     if missing:
-        raise KeyError("%s: no input carries the size of %s: give sizes={%s}" % (
+        raise ValueError("%s: no input carries the size of %s: give sizes={%s}" % (
             d.name, ", ".join(missing), ", ".join("'%s': N" % a for a in missing)))
     return [int(sizes[axis]) for axis in wanted]
 
@@ -208,7 +216,8 @@ def _register(d, inputs_schema, returns_schema):
     try:
         if _OPS is None:
             _OPS = torch.library.Library(_NAMESPACE, "DEF")
-        _OPS.define("%s(%s, Tensor[] params, int[] sizes) -> %s" % (d.name, inputs_schema, returns_schema))
+        arguments = ", ".join(a for a in (inputs_schema, "Tensor[] params", "int[] sizes") if a)
+        _OPS.define("%s(%s) -> %s" % (d.name, arguments, returns_schema))
 
         def call(*args):
             *inputs, params, sizes = args

@@ -101,6 +101,12 @@ struct ExecuteRequest {
 // A diagram (or several, into one file) to generate code for. `options` are
 // the backend's own (the CUDA backend: "harness", "arch"); `notes` collects
 // lines for the user (fallbacks taken), each naming its source location.
+// One file of a generated package: its name inside the package's folder and its text.
+struct EmittedFile {
+  std::string name;
+  std::string text;
+};
+
 struct EmitRequest {
   const ir::Program *program = nullptr;
   std::vector<const ir::Diagram *> diagrams;
@@ -132,6 +138,18 @@ class Backend {
     (void)request;
     (void)output;
     error = "backend '" + name() + "' does not generate code";
+    return false;
+  }
+  // Writes a package of `kind` named `name` (`ncd emit --torch DIR`: kind
+  // "torch", a Python package around the generated code; `name` is DIR's last
+  // component) as files for the caller to put in one folder. Returns false,
+  // after setting `error`, for a kind it does not write or as emit() does.
+  virtual bool emit_package(const EmitRequest &request, const std::string &kind, const std::string &name,
+                            std::vector<EmittedFile> &files, std::string &error) const {
+    (void)request;
+    (void)name;
+    (void)files;
+    error = "backend '" + this->name() + "' writes no " + kind + " packages";
     return false;
   }
   // Whether `options` (EmitRequest::options) are ones this backend knows, with
