@@ -30,6 +30,7 @@ const Verb kVerbs[] = {
     {"equiv", "Run two diagrams on the same random data and compare their outputs", setup_equiv},
     {"optimize", "Run a verified pass pipeline (fusion, online-softmax streaming, tiling) and write the result", setup_optimize},
     {"emit", "Generate code for a diagram (--cuda: one self-contained .cu file)", setup_emit},
+    {"import", "Read a model of another framework (ONNX) as an ncd program and its weights", setup_import},
 };
 
 // gcc spells the dependency-file options with one dash (-MD -MF -MT); CLI11

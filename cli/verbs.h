@@ -27,5 +27,6 @@ Handler setup_run(CLI::App &command);
 Handler setup_equiv(CLI::App &command);
 Handler setup_optimize(CLI::App &command);
 Handler setup_emit(CLI::App &command);
+Handler setup_import(CLI::App &command);
 
 }  // namespace ncd::cli

@@ -175,6 +175,33 @@ class Backend {
   }
 };
 
+// ---------------------------------------------------------------- importers
+// `ncd import MODEL -o MODEL.ncd`: a model from another framework's file
+// format (ONNX, ...) as ncd source and the weights it needs.
+struct ImportRequest {
+  std::string path;                                    // the model file, for messages
+  std::string bytes;                                   // its contents (read by ncd, bounded)
+  std::map<std::string, std::string> axis_names;       // --axis NAME=NEW: rename the axis the importer calls NAME
+  std::string diagram;                                 // --diagram: the diagram's name ("" : the importer's choice)
+};
+struct ImportResult {
+  std::string source;                                  // the .ncd text, `ncd fmt`-canonical
+  std::vector<std::pair<std::string, Tensor>> weights;  // param path -> value, in declaration order
+  std::vector<std::string> notes;                      // what the importer decided that a user should know
+};
+
+class Importer {
+ public:
+  virtual ~Importer() = default;
+  virtual std::string name() const = 0;
+  virtual std::string description() const = 0;
+  // File name endings it reads (".onnx"); `ncd import` picks the importer by them.
+  virtual std::vector<std::string> extensions() const = 0;
+  // Returns false, after setting `error` (naming the node or part of the file
+  // at fault), when the model cannot be imported; nothing is written then.
+  virtual bool import_model(const ImportRequest &request, ImportResult &result, std::string &error) const = 0;
+};
+
 // ---------------------------------------------------------------- registry
 
 struct PluginRecord {
@@ -192,10 +219,14 @@ class Registry {
   bool add_pass(std::unique_ptr<Pass> pass);
   bool add_renderer(std::unique_ptr<Renderer> renderer);
   bool add_backend(std::unique_ptr<Backend> backend);
+  bool add_importer(std::unique_ptr<Importer> importer);
 
   Pass *pass(const std::string &name) const;
   const Renderer *renderer(const std::string &name) const;
   const Backend *backend(const std::string &name) const;
+  const Importer *importer(const std::string &name) const;
+  // The importer that reads files ending as `path` does, or nullptr.
+  const Importer *importer_for(const std::string &path) const;
   // The first backend (by name) that plans kernels for `hardware`, or nullptr.
   const Backend *planner_for(const HardwareProfile &hardware) const;
   // Renderers able to produce `format`.
@@ -204,6 +235,7 @@ class Registry {
   std::vector<std::string> pass_names() const;
   std::vector<std::string> renderer_names() const;
   std::vector<std::string> backend_names() const;
+  std::vector<std::string> importer_names() const;
 
   // "unknown pass 'fsue'; did you mean 'fuse'? known passes: cse, dce, fuse"
   std::string describe_miss(const std::string &kind, const std::string &name) const;
@@ -222,6 +254,7 @@ class Registry {
   std::map<std::string, std::unique_ptr<Pass>> passes_;
   std::map<std::string, std::unique_ptr<Renderer>> renderers_;
   std::map<std::string, std::unique_ptr<Backend>> backends_;
+  std::map<std::string, std::unique_ptr<Importer>> importers_;
   std::map<std::pair<std::string, std::string>, std::string> origin_;  // (kind, name) -> plugin
   std::vector<PluginRecord> plugins_;
   PluginRecord current_;

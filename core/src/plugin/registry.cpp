@@ -21,6 +21,7 @@ void Registry::abandon_plugin() {
     if (kind == "pass") passes_.erase(name);
     if (kind == "renderer") renderers_.erase(name);
     if (kind == "backend") backends_.erase(name);
+    if (kind == "importer") importers_.erase(name);
     origin_.erase({kind, name});
   }
   loading_ = false;
@@ -69,6 +70,13 @@ bool Registry::add_backend(std::unique_ptr<Backend> backend) {
   return true;
 }
 
+bool Registry::add_importer(std::unique_ptr<Importer> importer) {
+  if (!importer || !claim("importer", importer->name())) return false;
+  std::string name = importer->name();
+  importers_[name] = std::move(importer);
+  return true;
+}
+
 template <typename Map>
 static auto *find_in(const Map &map, const std::string &name) {
   auto it = map.find(name);
@@ -78,6 +86,15 @@ static auto *find_in(const Map &map, const std::string &name) {
 Pass *Registry::pass(const std::string &name) const { return find_in(passes_, name); }
 const Renderer *Registry::renderer(const std::string &name) const { return find_in(renderers_, name); }
 const Backend *Registry::backend(const std::string &name) const { return find_in(backends_, name); }
+const Importer *Registry::importer(const std::string &name) const { return find_in(importers_, name); }
+
+const Importer *Registry::importer_for(const std::string &path) const {
+  for (const auto &[name, importer] : importers_)
+    for (const std::string &ending : importer->extensions())
+      if (path.size() >= ending.size() && path.compare(path.size() - ending.size(), ending.size(), ending) == 0)
+        return importer.get();
+  return nullptr;
+}
 
 const Backend *Registry::planner_for(const HardwareProfile &hardware) const {
   for (const auto &[name, backend] : backends_)
@@ -106,10 +123,12 @@ static std::vector<std::string> names_of(const Map &map) {
 std::vector<std::string> Registry::pass_names() const { return names_of(passes_); }
 std::vector<std::string> Registry::renderer_names() const { return names_of(renderers_); }
 std::vector<std::string> Registry::backend_names() const { return names_of(backends_); }
+std::vector<std::string> Registry::importer_names() const { return names_of(importers_); }
 
 std::string Registry::describe_miss(const std::string &kind, const std::string &name) const {
   std::vector<std::string> known = kind == "pass"       ? pass_names()
                                    : kind == "renderer" ? renderer_names()
+                                   : kind == "importer" ? importer_names()
                                                         : backend_names();
   std::string suggestion = did_you_mean(name, known);  // "; did you mean 'x'?" or ""
   std::string out = "unknown " + kind + " '" + name + "'" + suggestion;

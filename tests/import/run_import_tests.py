@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""Tests of `ncd import` (docs/IMPORT.md) with Debian's PyTorch (CPU):
+
+  models   each module below is exported with torch.onnx.export, imported
+           (`ncd import M.onnx -o M.ncd --weights M.safetensors`), checked
+           with `ncd check --Werror`, run with `ncd run --params` on random
+           inputs and compared with the torch module's own output (f32:
+           max |err| <= 1e-4 * (1 + max |ref|)); `ncd fmt --check` holds, and
+           `ncd cost` and `ncd optimize -O2` work on the imported program.
+  golden   the imported MLP's program is tests/import/mlp.golden (exact).
+  errors   bad files and unsupported models: exit 1, the exact message,
+           nothing written.
+
+    /usr/bin/python3 tests/import/run_import_tests.py --ncd build/bin/ncd [--update] models|golden|errors
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+F = torch.nn.functional
+
+
+class MLP(torch.nn.Module):
+    """Linear, LayerNorm, exact GELU, Linear, softmax (2-D input: ONNX Gemm)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.ln, self.fc2 = torch.nn.Linear(16, 32), torch.nn.LayerNorm(32), torch.nn.Linear(32, 4)
+
+    def forward(self, x):
+        return torch.softmax(self.fc2(F.gelu(self.ln(self.fc1(x)))), -1)
+
+
+class TokenMLP(torch.nn.Module):
+    """Linear layers over [batch, seq, features] (ONNX MatMul with a transposed weight), tanh-GELU, a residual."""
+
+    def __init__(self):
+        super().__init__()
+        self.up, self.down = torch.nn.Linear(24, 48), torch.nn.Linear(48, 24, bias=False)
+
+    def forward(self, x):
+        return x + self.down(F.gelu(self.up(x), approximate="tanh"))
+
+
+class Norms(torch.nn.Module):
+    """A layer norm written out (ReduceMean with kept dims, Pow, Sqrt, Div), sigmoid, relu, log_softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.rand(20) + 0.5)
+        self.proj = torch.nn.Linear(20, 10)
+
+    def forward(self, x):
+        mean = x.mean(-1, keepdim=True)
+        var = ((x - mean) ** 2).mean(-1, keepdim=True)
+        y = (x - mean) / torch.sqrt(var + 1e-6) * self.scale
+        return torch.log_softmax(self.proj(torch.relu(y) * torch.sigmoid(y)), dim=-1)
+
+
+# name, module, example input shape, dynamic axes of the input (and the output)
+MODELS = [
+    ("mlp", MLP, (8, 16), {0: "batch"}),
+    ("token_mlp", TokenMLP, (2, 10, 24), {0: "batch", 1: "seq"}),
+    ("norms", Norms, (6, 20), {0: "rows"}),
+]
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def fail(message):
+    print("FAIL: " + message)
+    sys.exit(1)
+
+
+def export(name, cls, shape, dynamic, folder, seed=0):
+    torch.manual_seed(seed)
+    module = cls().eval()
+    x = torch.randn(*shape)
+    path = os.path.join(folder, name + ".onnx")
+    torch.onnx.export(module, (x,), path, input_names=["X"], output_names=["Y"],
+                      dynamic_axes={"X": dynamic, "Y": dynamic}, opset_version=17)
+    return module, path
+
+
+def models(args):
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, cls, shape, dynamic in MODELS:
+            module, onnx_path = export(name, cls, shape, dynamic, tmp)
+            program = os.path.join(tmp, name + ".ncd")
+            weights = os.path.join(tmp, name + ".safetensors")
+            r = run([args.ncd, "import", onnx_path, "-o", program, "--weights", weights])
+            if r.returncode != 0 or r.stderr:
+                fail("%s: ncd import: exit %d\n%s" % (name, r.returncode, r.stderr))
+            problems = []
+            r = run([args.ncd, "check", "--Werror", program])
+            if r.returncode != 0:
+                problems.append("check --Werror: " + r.stderr)
+            r = run([args.ncd, "fmt", "--check", program])
+            if r.returncode != 0:
+                problems.append("not in fmt form")
+            # At a size other than the exported one: the dynamic axes are axes without a size.
+            other = tuple(s + 3 if i in dynamic else s for i, s in enumerate(shape))
+            x = torch.randn(*other, generator=torch.Generator().manual_seed(7))
+            np.save(os.path.join(tmp, "x.npy"), x.numpy())
+            out = os.path.join(tmp, name + "_out")
+            r = run([args.ncd, "run", program, "--params", weights, "--in", "X=" + os.path.join(tmp, "x.npy"),
+                     "--out-dir", out])
+            if r.returncode != 0:
+                problems.append("ncd run: " + r.stderr)
+            else:
+                got = np.load(os.path.join(out, "Y.npy"))
+                with torch.no_grad():
+                    want = module(x).numpy()
+                err = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
+                tol = 1e-4 * (1 + float(np.abs(want).max()))
+                if not err <= tol:
+                    problems.append("output %s vs torch %s: max |err| %.3g > %.3g" % (got.shape, want.shape, err, tol))
+                else:
+                    print("ok: %s: ncd run equals torch at %s (max |err| %.2g)" % (name, list(other), err))
+            sizes = ["-D", "%s=%d" % (dynamic[0], other[0])] + (
+                ["-D", "%s=%d" % (dynamic[1], other[1])] if 1 in dynamic else [])
+            r = run([args.ncd, "cost", program, "--hw", "h100-sxm"] + sizes)
+            if r.returncode != 0:
+                problems.append("ncd cost: " + r.stderr)
+            r = run([args.ncd, "optimize", program, "--hw", "h100-sxm", "-O2", "-o", os.path.join(tmp, "opt.ncd")] + sizes)
+            if r.returncode != 0:
+                problems.append("ncd optimize -O2: " + r.stderr)
+            for p in problems:
+                failures += 1
+                print("FAIL: %s: %s" % (name, p))
+    return 1 if failures else 0
+
+
+def golden(args):
+    expected_path = os.path.join(args.root, "tests", "import", "mlp.golden")
+    with tempfile.TemporaryDirectory() as tmp:
+        _, onnx_path = export("mlp", MLP, (8, 16), {0: "batch"}, tmp)
+        r = run([args.ncd, "import", os.path.basename(onnx_path), "-o", "-"], cwd=tmp)
+        if r.returncode != 0:
+            fail("ncd import: " + r.stderr)
+        # The exporter's version is in the first line: the golden file holds it as VERSION.
+        got = re.sub(r"\(pytorch [^,]*,", "(pytorch VERSION,", r.stdout, count=1)
+    if args.update:
+        with open(expected_path, "w") as f:
+            f.write(got)
+        print("updated " + expected_path)
+        return 0
+    with open(expected_path) as f:
+        expected = f.read()
+    if got != expected:
+        fail("the imported MLP changed (run with --update if intended):\n--- expected\n%s--- got\n%s" % (expected, got))
+    print("ok: the imported MLP is tests/import/mlp.golden")
+    return 0
+
+
+def onnx_model_bytes(op_type, opset=17, source="X", rows=2):
+    """A minimal ONNX model, one node of `op_type` from X[2, 3] to Y, in the protobuf wire format written by
+    hand (field numbers of onnx.proto), so that no onnx package is needed."""
+    def varint(n):
+        out = b""
+        while True:
+            b = n & 0x7F
+            n >>= 7
+            out += bytes([b | (0x80 if n else 0)])
+            if not n:
+                return out
+
+    def message(number, payload):
+        return varint((number << 3) | 2) + varint(len(payload)) + payload
+
+    def integer(number, n):
+        return varint(number << 3) + varint(n)
+
+    def text(number, value):
+        return message(number, value.encode())
+
+    def value_info(name):
+        shape = message(1, integer(1, rows)) + message(1, integer(1, 3))  # TensorShapeProto: dims rows, 3
+        tensor = integer(1, 1) + message(2, shape)  # elem_type FLOAT, shape
+        return text(1, name) + message(2, message(1, tensor))  # name, TypeProto.tensor_type
+
+    node = text(1, source) + text(2, "Y") + text(3, "/odd/" + op_type) + text(4, op_type)
+    graph = message(1, node) + text(2, "g") + message(11, value_info("X")) + message(12, value_info("Y"))
+    return integer(1, 8) + text(2, "test") + message(7, graph) + message(8, integer(2, opset))
+
+
+def errors(args):
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        _, onnx_path = export("mlp", MLP, (8, 16), {0: "batch"}, tmp)
+        with open(onnx_path, "rb") as f:
+            whole = f.read()
+        cases = [
+            ("truncated.onnx", whole[:len(whole) // 2], [],
+             "ncd import: error: truncated.onnx: not an ONNX model (the protobuf does not parse: truncated, or another "
+             "kind of file)\n"),
+            ("text.onnx", b"this is not a model\n", [],
+             "ncd import: error: text.onnx: not an ONNX model (the protobuf does not parse: truncated, or another "
+             "kind of file)\n"),
+            ("model.txt", b"", [],
+             "ncd import: error: model.txt: no importer reads this kind of file; they read .onnx (onnx)\n"),
+            ("softsign.onnx", onnx_model_bytes("Softsign"), [],
+             "ncd import: error: softsign.onnx: node '/odd/Softsign' (Softsign): ncd import does not support op "
+             "Softsign yet; it reads " + ", ".join(SUPPORTED) + "\n"),
+            ("cycle.onnx", onnx_model_bytes("Relu", source="Y"), [],
+             "ncd import: error: cycle.onnx: node '/odd/Relu' (Relu) reads 'Y', which no earlier node, input or "
+             "initializer defines (the graph is not in order, or has a cycle)\n"),
+            ("huge.onnx", onnx_model_bytes("Relu", rows=1 << 50), [],
+             "ncd import: error: huge.onnx: graph input 'X' has dimension 0 of size 1125899906842624\n"),
+            ("old.onnx", onnx_model_bytes("Relu", opset=9), [],
+             "ncd import: error: old.onnx: the model uses ONNX operator set 9; ncd import reads sets 13 to 21 "
+             "(torch.onnx.export(..., opset_version=17))\n"),
+            ("mlp.onnx", whole, ["--axis", "hidden=width"],
+             "ncd import: error: mlp.onnx: --axis hidden=width: the model has no axis 'hidden' (its axes: batch, x_1, "
+             "fc1, fc2)\n"),
+            ("mlp.onnx", whole, ["--axis", "fc1=fc2"],
+             "ncd import: error: mlp.onnx: --axis fc1=fc2: 'fc2' is already a name in the program\n"),
+            ("mlp.onnx", whole, ["--axis", "fc1"], "ncd import: error: --axis fc1: expected NAME=NEW\n"),
+            ("missing.onnx", None, [], "ncd: error: missing.onnx: cannot open: No such file or directory\n"),
+        ]
+        for name, data, extra, stderr in cases:
+            path = os.path.join(tmp, name)
+            if data is not None:
+                with open(path, "wb") as f:
+                    f.write(data)
+            out = os.path.join(tmp, "out.ncd")
+            weights = os.path.join(tmp, "out.safetensors")
+            r = run([args.ncd, "import", name, "-o", out, "--weights", weights] + extra, cwd=tmp)
+            problems = []
+            expected_status = 2 if extra == ["--axis", "fc1"] else 1
+            if r.returncode != expected_status:
+                problems.append("exit %d, expected %d" % (r.returncode, expected_status))
+            if r.stderr != stderr:
+                problems.append("stderr:\n  got:      %r\n  expected: %r" % (r.stderr, stderr))
+            for left in (out, weights):
+                if os.path.exists(left):
+                    problems.append("wrote " + os.path.basename(left))
+                    os.remove(left)
+            if problems:
+                failures += 1
+                print("FAIL: ncd import %s %s\n  %s" % (name, " ".join(extra), "\n  ".join(problems)))
+            if data is not None and name != "mlp.onnx":
+                os.remove(path)
+    if not failures:
+        print("ok: %d error cases" % len(cases))
+    return 1 if failures else 0
+
+
+SUPPORTED = ["Abs", "Add", "Cast", "Ceil", "Constant", "Cos", "Div", "Erf", "Exp", "Floor", "Gelu", "Gemm", "Identity",
+             "LayerNormalization", "Log", "LogSoftmax", "MatMul", "Max", "Min", "Mul", "Neg", "Pow", "Reciprocal",
+             "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Sigmoid", "Sin", "Softmax", "Softplus",
+             "Sqrt", "Sub", "Tanh"]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ncd", required=True)
+    p.add_argument("--root", default=".")
+    p.add_argument("--update", action="store_true")
+    p.add_argument("command", choices=["models", "golden", "errors"])
+    args = p.parse_args()
+    args.ncd = os.path.abspath(args.ncd)
+    args.root = os.path.abspath(args.root)
+    return {"models": models, "golden": golden, "errors": errors}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
