@@ -88,7 +88,18 @@ bool print_program(Graph &g, const std::string &path, const std::map<std::string
     if (g.values[id].role == Role::Param && g.values[id].users > 0) note_axes(g.values[id]);
   for (int id : g.order) note_axes(g.values[static_cast<size_t>(id)]);
 
+  std::string name = diagram;
+  if (name.empty()) {
+    std::string stem = path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
+    stem = stem.substr(0, stem.find('.'));
+    name = capitalized(identifier(stem));
+  }
   Names names;
+  if (!valid_identifier(name) || names.has(name)) {
+    error = "--diagram " + name + ": " + (valid_identifier(name) ? "a word ncd reserves" : "not a name");
+    return false;
+  }
+  names.take(name);  // no value or axis may take the diagram's name
   std::map<int, std::string> axis_name;
   std::set<std::string> renamed;
   for (int axis : used) {
@@ -194,17 +205,6 @@ bool print_program(Graph &g, const std::string &path, const std::map<std::string
     const std::string axes = axes_of(v);
     return axes.empty() ? v.name : v.name + "[" + axes + "]";
   };
-
-  std::string name = diagram;
-  if (name.empty()) {
-    std::string stem = path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
-    stem = stem.substr(0, stem.find('.'));
-    name = capitalized(identifier(stem));
-  }
-  if (!valid_identifier(name)) {
-    error = "--diagram " + name + ": not a name";
-    return false;
-  }
 
   std::string s = "# Imported by `ncd import` from " + path + " (" + (g.producer.empty() ? "unknown producer" : g.producer) +
                   ", ONNX operator set " + std::to_string(g.opset) + ").\n\ndefault dtype " + dtype_default + "\n\n";

@@ -225,6 +225,8 @@ def errors(args):
             ("mlp.onnx", whole, ["--axis", "fc1=fc2"],
              "ncd import: error: mlp.onnx: --axis fc1=fc2: 'fc2' is already a name in the program\n"),
             ("mlp.onnx", whole, ["--axis", "fc1"], "ncd import: error: --axis fc1: expected NAME=NEW\n"),
+            ("mlp.onnx", whole, ["--diagram", "softmax"],
+             "ncd import: error: mlp.onnx: --diagram softmax: a word ncd reserves\n"),
             ("missing.onnx", None, [], "ncd: error: missing.onnx: cannot open: No such file or directory\n"),
         ]
         for name, data, extra, stderr in cases:
