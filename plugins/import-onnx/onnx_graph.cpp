@@ -251,6 +251,7 @@ class Builder {
       v.dims.push_back(dim);
       if (dim.axis >= 0) shape.push_back(d);
     }
+    if (data.size() <= 64) v.data = data;  // small integer lists may be axes
     v.weight = Tensor::zeros(v.dtype, shape);
     for (size_t i = 0; i < data.size(); ++i) {
       if (v.weight.is_int()) v.weight.ints[i] = static_cast<int32_t>(data[i]);
@@ -266,8 +267,28 @@ class Builder {
     if (it == g_.by_name.end())
       throw Failure{where(node) + " reads '" + node.input(k) + "', which no earlier node, input or initializer defines "
                     "(the graph is not in order, or has a cycle)"};
-    ++g_.values[static_cast<size_t>(it->second)].users;
+    Value &v = g_.values[static_cast<size_t>(it->second)];
+    if (v.role == Role::Data)
+      throw Failure{where(node) + " reads the constant tensor '" + node.input(k) +
+                    "' as a tensor; ncd import reads constant tensors only as lists of axes"};
+    ++v.users;
     return it->second;
+  }
+  // A list of integers given as an input (Unsqueeze's axes, ReduceSum's axes): a constant or an initializer.
+  std::vector<int64_t> constant_list(const onnx::NodeProto &node, int k) {
+    auto it = g_.by_name.find(node.input(k));
+    if (it == g_.by_name.end())
+      throw Failure{where(node) + " reads '" + node.input(k) + "', which no earlier node, input or initializer defines "
+                    "(the graph is not in order, or has a cycle)"};
+    const Value &v = g_.values[static_cast<size_t>(it->second)];
+    std::vector<int64_t> out;
+    if (v.role == Role::Literal) out.push_back(static_cast<int64_t>(v.literal));
+    else if (v.role == Role::Data || (v.role == Role::Param && !v.data.empty()))
+      for (double d : v.data) out.push_back(static_cast<int64_t>(d));
+    else
+      throw Failure{where(node) + " takes its input " + std::to_string(k + 1) + " ('" + node.input(k) +
+                    "') from a computation; ncd import needs it constant"};
+    return out;
   }
   bool has_operand(const onnx::NodeProto &node, int k) { return k < node.input_size() && !node.input(k).empty(); }
 
@@ -379,6 +400,10 @@ class Builder {
         {"Exp", "exp($0)"},       {"Log", "log($0)"},   {"Sqrt", "sqrt($0)"},       {"Reciprocal", "recip($0)"},
         {"Neg", "-$0"},           {"Abs", "abs($0)"},   {"Softplus", "softplus($0)"}, {"Sin", "sin($0)"},
         {"Cos", "cos($0)"},       {"Floor", "floor($0)"}, {"Ceil", "ceil($0)"}};
+    static const std::map<std::string, std::string> logic = {
+        {"Equal", "$0 == $1"}, {"Less", "$0 < $1"}, {"LessOrEqual", "$0 <= $1"}, {"Greater", "$0 > $1"},
+        {"GreaterOrEqual", "$0 >= $1"}, {"And", "$0 && $1"}, {"Or", "$0 || $1"}, {"Not", "!$0"},
+        {"Where", "where($0, $1, $2)"}};
     static const std::map<std::string, std::string> binary = {
         {"Add", "$0 + $1"}, {"Sub", "$0 - $1"}, {"Mul", "$0 * $1"}, {"Div", "$0 / $1"}, {"Pow", "pow($0, $1)"},
         {"Max", "maximum($0, $1)"}, {"Min", "minimum($0, $1)"}};
@@ -386,6 +411,25 @@ class Builder {
       elementwise(node, {operand(node, 0)}, it->second);
     } else if (auto it2 = binary.find(op); it2 != binary.end()) {
       elementwise(node, {operand(node, 0), operand(node, 1)}, it2->second);
+    } else if (auto it3 = logic.find(op); it3 != logic.end()) {
+      std::vector<int> ids;
+      for (int k = 0; k < node.input_size(); ++k) ids.push_back(operand(node, k));
+      if (ids.size() != static_cast<size_t>(op == "Not" ? 1 : op == "Where" ? 3 : 2))
+        throw Failure{where(node) + " has " + std::to_string(ids.size()) + " inputs"};
+      elementwise(node, ids, it3->second);
+    } else if (op == "Transpose") {
+      int x = operand(node, 0);
+      const auto &X = value(x).dims;
+      std::vector<int64_t> perm;
+      if (const auto *a = attribute(node, "perm")) perm.assign(a->ints().begin(), a->ints().end());
+      for (size_t p = perm.empty() ? 0 : X.size(); p < X.size(); ++p) perm.insert(perm.begin(), static_cast<int64_t>(p));
+      if (perm.size() != X.size()) throw Failure{where(node) + " permutes " + std::to_string(perm.size()) + " of " +
+                                                 std::to_string(X.size()) + " dimensions"};
+      std::vector<Dim> out;
+      for (size_t p : positions(node, perm, X.size())) out.push_back(X[p]);
+      result(node, out, ref(x), value(x).dtype, false);  // ncd has no layouts: the same tensor
+    } else if (op == "Unsqueeze" || op == "Squeeze") {
+      squeeze(node);
     } else if (op == "Gelu") {
       const auto *a = attribute(node, "approximate");
       elementwise(node, {operand(node, 0)}, a && a->s() == "tanh" ? "gelu_tanh($0)" : "gelu($0)");
@@ -407,9 +451,18 @@ class Builder {
       double number = 0;
       if (a && a->has_t()) {
         std::vector<double> data = tensor_values(a->t(), where(node));
-        if (data.size() != 1)
-          throw Failure{where(node) + " is a constant of " + std::to_string(data.size()) +
-                        " elements; ncd import reads scalar constants only"};
+        if (data.size() != 1) {
+          if (data.empty() || data.size() > 64)
+            throw Failure{where(node) + " is a constant of " + std::to_string(data.size()) +
+                          " elements; ncd import reads scalars, and lists of axes"};
+          Value v;
+          v.onnx_name = node.output(0);
+          v.role = Role::Data;
+          v.node = node.name();
+          v.data = std::move(data);
+          add(std::move(v));
+          return;
+        }
         number = data[0];
       } else if (const auto *f = attribute(node, "value_float")) {
         number = f->f();
@@ -509,6 +562,42 @@ class Builder {
     if (!module.empty()) g_.hint(dim.axis, module, 1);
   }
 
+  // Unsqueeze adds broadcast placeholders; Squeeze drops size-1 dimensions (a real axis of size 1
+  // is summed away in a statement of its own: the sum of one element).
+  void squeeze(const onnx::NodeProto &node) {
+    int x = operand(node, 0);
+    const auto &X = value(x).dims;
+    std::vector<int64_t> axes;
+    if (const auto *a = attribute(node, "axes")) axes.assign(a->ints().begin(), a->ints().end());
+    else if (has_operand(node, 1)) axes = constant_list(node, 1);
+    std::vector<Dim> out;
+    bool real = false;
+    if (node.op_type() == "Unsqueeze") {
+      auto at = positions(node, axes, X.size() + axes.size());
+      size_t next = 0;
+      for (size_t p = 0; p < X.size() + axes.size(); ++p)
+        out.push_back(std::find(at.begin(), at.end(), p) != at.end() ? Dim{-1, 1} : X[next++]);
+    } else {
+      std::vector<size_t> at;
+      if (axes.empty()) {
+        for (size_t p = 0; p < X.size(); ++p)
+          if (X[p].size == 1) at.push_back(p);
+      } else {
+        at = positions(node, axes, X.size());
+      }
+      for (size_t p = 0; p < X.size(); ++p) {
+        if (std::find(at.begin(), at.end(), p) == at.end()) {
+          out.push_back(X[p]);
+        } else if (X[p].size != 1) {
+          throw Failure{where(node) + " squeezes a dimension of size " + std::to_string(X[p].size)};
+        } else if (X[p].axis >= 0) {
+          real = true;
+        }
+      }
+    }
+    result(node, out, ref(x), value(x).dtype, real);
+  }
+
   void layernorm(const onnx::NodeProto &node) {
     int x = operand(node, 0);
     const auto &X = value(x).dims;
@@ -543,14 +632,7 @@ class Builder {
     if (const auto *a = attribute(node, "axes")) {
       axes.assign(a->ints().begin(), a->ints().end());
     } else if (has_operand(node, 1)) {
-      const std::string &name = node.input(1);
-      bool found = false;
-      for (const auto &t : graph_->initializer())
-        if (t.name() == name) {
-          for (double v : tensor_values(t, where(node) + "'s axes")) axes.push_back(static_cast<int64_t>(v));
-          found = true;
-        }
-      if (!found) throw Failure{where(node) + " takes its axes from a computed tensor"};
+      axes = constant_list(node, 1);
     } else {
       for (size_t p = 0; p < X.size(); ++p) axes.push_back(static_cast<int64_t>(p));
     }
@@ -628,10 +710,11 @@ void recognize_gelu(Graph &g) {
 
 const std::vector<std::string> &supported_ops() {
   static const std::vector<std::string> ops = {
-      "Abs", "Add", "Cast", "Ceil", "Constant", "Cos", "Div", "Erf", "Exp", "Floor", "Gelu", "Gemm", "Identity",
-      "LayerNormalization", "Log", "LogSoftmax", "MatMul", "Max", "Min", "Mul", "Neg", "Pow", "Reciprocal",
-      "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Sigmoid", "Sin", "Softmax", "Softplus", "Sqrt",
-      "Sub", "Tanh"};
+      "Abs", "Add", "And", "Cast", "Ceil", "Constant", "Cos", "Div", "Equal", "Erf", "Exp", "Floor", "Gelu", "Gemm",
+      "Greater", "GreaterOrEqual", "Identity", "LayerNormalization", "Less", "LessOrEqual", "Log", "LogSoftmax",
+      "MatMul", "Max", "Min", "Mul", "Neg", "Not", "Or", "Pow", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin",
+      "ReduceSum", "Relu", "Sigmoid", "Sin", "Softmax", "Softplus", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose",
+      "Unsqueeze", "Where"};
   return ops;
 }
 

@@ -22,7 +22,8 @@ struct Dim {
   int64_t size = 1;
 };
 
-enum class Role { Input, Param, Literal, Statement, Inline };
+// Data: a constant tensor of several elements, read only as a list of axes (Unsqueeze, Squeeze, reductions).
+enum class Role { Input, Param, Literal, Data, Statement, Inline };
 
 struct Value {
   std::string onnx_name;
@@ -30,6 +31,7 @@ struct Value {
   ir::DType dtype = ir::DType::F32;
   Role role = Role::Statement;
   double literal = 0;    // Role::Literal
+  std::vector<double> data;  // Role::Data, and a Param's values (for lists of axes)
   std::string node;      // the producing node's name (for messages and names)
   std::string op;        // its op type
   std::string expr;      // the ncd expression computing it, with {v:N} for a reference to value N

@@ -76,6 +76,20 @@ bool print_program(Graph &g, const std::string &path, const std::map<std::string
       if (operand.role == Role::Inline) operand.role = Role::Statement;
     }
   }
+  // A tensor whose two dimensions are the same axis (a square weight whose input and output
+  // features meet elementwise, x + Linear(x)) would need the axis renamed where it is read.
+  for (size_t id = 0; id < g.values.size(); ++id) {
+    const Value &v = g.values[id];
+    if (v.role == Role::Literal || v.role == Role::Data || (v.role == Role::Param && v.users == 0)) continue;
+    std::set<int> classes;
+    for (const Dim &d : v.dims)
+      if (d.axis >= 0 && !classes.insert(g.find(d.axis)).second) {
+        error = (v.node.empty() ? "'" + v.onnx_name + "'" : "node '" + v.node + "' (" + v.op + ")") +
+                ": two of its dimensions are one axis (a square weight whose input and output features are added "
+                "or compared elementwise); ncd import cannot rename an axis where it is read yet";
+        return false;
+      }
+  }
   // The axes the program uses, in order of first use (inputs, then statements).
   std::vector<int> used;
   std::set<int> seen;
@@ -167,7 +181,7 @@ bool print_program(Graph &g, const std::string &path, const std::map<std::string
         const int n = std::stoi(expr.substr(i + 3, end - i - 3));
         std::string text = expr[i + 1] == 'v' ? reference(n) : axis_name.at(g.find(n));
         // A whole argument of a call needs no parentheses of its own.
-        const bool argument = i > 0 && (expr[i - 1] == '(' || expr.compare(i - 2, 2, ", ") == 0) &&
+        const bool argument = i > 0 && (expr[i - 1] == '(' || (i >= 2 && expr.compare(i - 2, 2, ", ") == 0)) &&
                               end + 1 < expr.size() && (expr[end + 1] == ')' || expr[end + 1] == ',');
         if (argument && text.size() > 1 && text.front() == '(' && text.back() == ')') {
           int depth = 0;
@@ -189,6 +203,8 @@ bool print_program(Graph &g, const std::string &path, const std::map<std::string
   reference = [&](int id) -> std::string {
     const Value &v = g.values[static_cast<size_t>(id)];
     if (v.role == Role::Literal) return v.literal < 0 ? "(" + float_text(v.literal) + ")" : float_text(v.literal);
+    if (v.role == Role::Inline && v.expr.rfind("{v:", 0) == 0 && v.expr.find('}') + 1 == v.expr.size())
+      return reference(v.operands.at(0));  // the same tensor (a transpose, an unsqueeze): named axes need no view
     if (v.role == Role::Inline) {
       // A call (`erf(...)`, `softmax[k](...)`) needs no parentheses; anything else gets them.
       std::string text = expand(v.expr);

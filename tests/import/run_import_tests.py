@@ -63,11 +63,37 @@ class Norms(torch.nn.Module):
         return torch.log_softmax(self.proj(torch.relu(y) * torch.sigmoid(y)), dim=-1)
 
 
+class Gate(torch.nn.Module):
+    """Transposes, unsqueeze and squeeze, comparisons, logic and where (masked_fill), a cast from bool."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(12, 9)
+
+    def forward(self, x):
+        t = self.proj(x).transpose(0, 1)
+        g = torch.where((t > 0.5) & ~(t > 2.0), t, t * 0.1).unsqueeze(0)
+        s = (g * 2).squeeze(0).transpose(0, 1)
+        return s.masked_fill(s < -1.0, -1e4) + (s >= 0).float()
+
+
+class Square(torch.nn.Module):
+    """x + Linear(x) with a square weight: its input and output features are one axis (refused for now)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(12, 12)
+
+    def forward(self, x):
+        return x + self.proj(x)
+
+
 # name, module, example input shape, dynamic axes of the input (and the output)
 MODELS = [
     ("mlp", MLP, (8, 16), {0: "batch"}),
     ("token_mlp", TokenMLP, (2, 10, 24), {0: "batch", 1: "seq"}),
     ("norms", Norms, (6, 20), {0: "rows"}),
+    ("gate", Gate, (5, 12), {0: "batch"}),
 ]
 
 
@@ -199,6 +225,10 @@ def errors(args):
         _, onnx_path = export("mlp", MLP, (8, 16), {0: "batch"}, tmp)
         with open(onnx_path, "rb") as f:
             whole = f.read()
+        _, square_path = export("square", Square, (4, 12), {0: "batch"}, tmp)
+        with open(square_path, "rb") as f:
+            square = f.read()
+        os.remove(square_path)
         cases = [
             ("truncated.onnx", whole[:len(whole) // 2], [],
              "ncd import: error: truncated.onnx: not an ONNX model (the protobuf does not parse: truncated, or another "
@@ -225,6 +255,10 @@ def errors(args):
             ("mlp.onnx", whole, ["--axis", "fc1=fc2"],
              "ncd import: error: mlp.onnx: --axis fc1=fc2: 'fc2' is already a name in the program\n"),
             ("mlp.onnx", whole, ["--axis", "fc1"], "ncd import: error: --axis fc1: expected NAME=NEW\n"),
+            ("square.onnx", square, [],
+             "ncd import: error: square.onnx: 'proj.weight': two of its dimensions are one axis (a square "
+             "weight whose input and output features are added or compared elementwise); ncd import cannot rename an "
+             "axis where it is read yet\n"),
             ("mlp.onnx", whole, ["--diagram", "softmax"],
              "ncd import: error: mlp.onnx: --diagram softmax: a word ncd reserves\n"),
             ("missing.onnx", None, [], "ncd: error: missing.onnx: cannot open: No such file or directory\n"),
@@ -257,10 +291,11 @@ def errors(args):
     return 1 if failures else 0
 
 
-SUPPORTED = ["Abs", "Add", "Cast", "Ceil", "Constant", "Cos", "Div", "Erf", "Exp", "Floor", "Gelu", "Gemm", "Identity",
-             "LayerNormalization", "Log", "LogSoftmax", "MatMul", "Max", "Min", "Mul", "Neg", "Pow", "Reciprocal",
-             "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Sigmoid", "Sin", "Softmax", "Softplus",
-             "Sqrt", "Sub", "Tanh"]
+SUPPORTED = ["Abs", "Add", "And", "Cast", "Ceil", "Constant", "Cos", "Div", "Equal", "Erf", "Exp", "Floor", "Gelu",
+             "Gemm", "Greater", "GreaterOrEqual", "Identity", "LayerNormalization", "Less", "LessOrEqual", "Log",
+             "LogSoftmax", "MatMul", "Max", "Min", "Mul", "Neg", "Not", "Or", "Pow", "Reciprocal", "ReduceMax",
+             "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Sigmoid", "Sin", "Softmax", "Softplus", "Sqrt", "Squeeze",
+             "Sub", "Tanh", "Transpose", "Unsqueeze", "Where"]
 
 
 def main():
