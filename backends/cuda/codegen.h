@@ -40,12 +40,21 @@ struct HarnessDiagram {
   std::string name;      // the diagram's name
   std::string function;  // its extern "C" host function
   std::vector<HarnessTensor> inputs, params, outputs;
-  std::vector<std::pair<std::string, std::string>> sizes;  // runtime sizes: axis name, member of ncd_n
+  // Runtime sizes, in the host function's order: the axis, its member of ncd_n, and the first input
+  // dimension that is that size alone (tensor -1: none; the caller gives it).
+  struct Size {
+    std::string axis, member;
+    int tensor = -1, dim = -1;
+  };
+  std::vector<Size> sizes;
   double flops = 0;  // ncd's FLOP count (the unfused baseline of `ncd cost`)
 };
 
 // The main() of --harness (harness.cpp), appended after the host functions.
 std::string harness_code(const std::vector<HarnessDiagram> &diagrams);
+
+// A double-quoted string literal of `text` (C++ and Python read it alike: names and paths).
+std::string quoted(const std::string &text);
 
 // The C++ type of a dtype's elements in generated code.
 std::string element_type(ir::DType dtype);

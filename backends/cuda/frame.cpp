@@ -350,7 +350,7 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
   root.diagram = &diagram;
   root.instance = std::make_unique<Instance>(program_, diagram, namings_);
 
-  std::vector<std::string> signature;
+  std::vector<std::string> signature, pointers;  // the tensor arguments, and their names
   std::set<std::string> used_names;
   auto unique = [&](std::string name) {
     std::string base = name;
@@ -360,6 +360,7 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
   for (int id : diagram.inputs) {
     const ir::Value &value = diagram.value(id);
     std::string name = unique("in_" + ident(value.name));
+    pointers.push_back(name);
     signature.push_back("const " + element_type(value.dtype) + " *" + name);
     root.values[id] = dense(root, value, name);
     HarnessTensor h{value.name, value.dtype, {}};
@@ -371,6 +372,7 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
   if (!list_param_instances(program_, diagram, params, error)) throw GenError(error);
   for (const ParamInstance &p : params) {
     std::string name = unique("p_" + ident(p.path));
+    pointers.push_back(name);
     signature.push_back("const " + element_type(p.dtype) + " *" + name);
     param_args_[p.path] = {name, p.dtype};
     info.params.push_back({p.path, p.dtype, std::vector<Sz>(p.shape.begin(), p.shape.end())});
@@ -378,6 +380,7 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
   for (int id : diagram.outputs) {
     const ir::Value &value = diagram.value(id);
     std::string name = unique("out_" + ident(value.name));
+    pointers.push_back(name);
     signature.push_back(element_type(value.dtype) + " *" + name);
     root.dest[id] = dense(root, value, name);
     HarnessTensor h{value.name, value.dtype, {}};
@@ -399,45 +402,52 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
   host += "; outputs";
   for (const auto &h : info.outputs) host += " " + h.name;
   // Runtime sizes follow the outputs, in the order the program declares the axes.
-  std::vector<std::string> size_params;
-  std::string sizes_doc, sizes_set;
+  std::vector<std::string> size_params, size_names;
+  std::string sizes_doc;
   for (int axis : diagram_sizes_) {
     const std::string &member = runtime_sizes_.at(axis);
     std::string name = unique("n_" + member);
     size_params.push_back("int64_t " + name);
+    size_names.push_back(name);
     sizes_doc += " " + program_.axis(axis).name;
-    sizes_set += "  if (" + name + " < 1) return static_cast<int>(cudaErrorInvalidValue);\n  ncd_n." + member +
-                 " = " + name + ";\n";
-    info.sizes.push_back({program_.axis(axis).name, "ncd_n." + member});
+    HarnessDiagram::Size size{program_.axis(axis).name, "ncd_n." + member};
+    for (size_t i = 0; i < info.inputs.size() && size.tensor < 0; ++i)
+      for (size_t j = 0; j < info.inputs[i].shape.size() && size.tensor < 0; ++j)
+        if (info.inputs[i].shape[j].code() == size.member) size.tensor = static_cast<int>(i), size.dim = static_cast<int>(j);
+    info.sizes.push_back(size);
   }
   if (!sizes_doc.empty()) host += "; runtime sizes" + sizes_doc;
   host += "; the workspace and its bytes; the stream.\n// Every tensor is dense, row-major in its declared axis order, "
           "16-byte aligned. Returns a cudaError_t (0: success).\n";
   std::string sizes_list;
   for (const std::string &s : size_params) sizes_list += (sizes_list.empty() ? "" : ", ") + s;
-  // The workspace: its bytes as a function of the sizes, shared by the query and the host function.
+  // The sizes into the struct (refusing one below 1 with `refusal`), then the workspace offsets over them:
+  // shared by the query and the host function.
+  auto sizes_and_offsets = [&](const std::string &refusal) {
+    std::string text = size_names.empty() ? "" : "  NcdSizes ncd_n{};\n";
+    for (size_t k = 0; k < size_names.size(); ++k)
+      text += "  if (" + size_names[k] + " < 1) return " + refusal + ";\n  " + info.sizes[k].member + " = " +
+              size_names[k] + ";\n";
+    for (const auto &line : ws_offsets_) text += "  " + line + "\n";
+    return text;
+  };
   const std::string ws_function = info.function + "_workspace";
-  std::string ws_body;
-  if (!sizes_set.empty()) ws_body += "  NcdSizes ncd_n{};\n" + sizes_set;
-  for (const auto &line : ws_offsets_) ws_body += "  " + line + "\n";
   Sz ws_bytes = workspace_;
   if (auto known = ws_bytes.constant()) ws_bytes = std::max<int64_t>(*known, 0);
   // The query answers 0 for sizes the host function refuses; it needs the struct only when the bytes read it.
-  std::string ws_query = ws_bytes.known() ? "" : ws_body;
-  for (size_t k = 0; ws_bytes.known() && k < size_params.size(); ++k)
-    ws_query += "  (void)" + size_params[k].substr(8) + ";\n";
-  const std::string invalid = "return static_cast<int>(cudaErrorInvalidValue)";
-  for (size_t at; (at = ws_query.find(invalid)) != std::string::npos;) ws_query.replace(at, invalid.size(), "return 0");
+  std::string ws_query = ws_bytes.known() ? "" : sizes_and_offsets("0");
+  for (size_t k = 0; ws_bytes.known() && k < size_names.size(); ++k) ws_query += "  (void)" + size_names[k] + ";\n";
   host += "// The workspace " + info.function + " needs, in bytes (0: none; pass nullptr).\n";
   host += "extern \"C\" size_t " + ws_function + "(" + sizes_list + ") {\n" + ws_query +
           "  return static_cast<size_t>(" + str(ws_bytes) + ");\n}\n";
   host += "extern \"C\" int " + info.function + "(";
   for (const std::string &s : signature) host += s + ", ";
   for (const std::string &s : size_params) host += s + ", ";
-  host += "void *workspace, size_t workspace_bytes, cudaStream_t stream) {\n" + ws_body;
-  std::string pointers;
-  for (const std::string &s : signature) pointers += s.substr(s.rfind(' ') + 1).substr(1) + ", ";
-  host += "  if (!ncd_aligned({" + pointers + "workspace})) return static_cast<int>(cudaErrorMisalignedAddress);\n";
+  host += "void *workspace, size_t workspace_bytes, cudaStream_t stream) {\n" +
+          sizes_and_offsets("static_cast<int>(cudaErrorInvalidValue)");
+  std::string aligned;
+  for (const std::string &name : pointers) aligned += name + ", ";
+  host += "  if (!ncd_aligned({" + aligned + "workspace})) return static_cast<int>(cudaErrorMisalignedAddress);\n";
   host += "  const size_t ncd_ws_bytes = " + str(ws_bytes) + ";\n";
   host += "  if (ncd_ws_bytes > 0 && (workspace == nullptr || workspace_bytes < ncd_ws_bytes))\n"
           "    return static_cast<int>(cudaErrorInvalidValue);\n";

@@ -26,13 +26,13 @@ int dtype_code(ir::DType dtype) {
   return 0;
 }
 
+}  // namespace
+
 std::string quoted(const std::string &text) {
   std::string s = "\"";
   for (char c : text) s += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
   return s + "\"";
 }
-
-}  // namespace
 
 std::string harness_code(const std::vector<HarnessDiagram> &diagrams) {
   std::string s = "\n// ---------------------------------------------------------------- harness tables\nnamespace {\n";
@@ -59,7 +59,7 @@ std::string harness_code(const std::vector<HarnessDiagram> &diagrams) {
     shapes += "void ncd_shapes_" + std::to_string(index) + "(const long long *n, NcdTensorInfo *t) {\n";
     if (!d.sizes.empty()) {
       shapes += "  NcdSizes ncd_n{};\n";
-      for (size_t k = 0; k < d.sizes.size(); ++k) shapes += "  " + d.sizes[k].second + " = n[" + std::to_string(k) + "];\n";
+      for (size_t k = 0; k < d.sizes.size(); ++k) shapes += "  " + d.sizes[k].member + " = n[" + std::to_string(k) + "];\n";
     }
     for (size_t i = 0; i < all.size(); ++i)
       for (size_t j = 0; j < all[i]->shape.size(); ++j)
@@ -89,13 +89,8 @@ std::string harness_code(const std::vector<HarnessDiagram> &diagrams) {
     tables += "};\n";
     // Each runtime size is read from the first input dimension that is that size alone.
     tables += "const NcdSizeInfo ncd_sizes_" + std::to_string(index) + "[] = {\n";
-    for (const auto &[name, member] : d.sizes) {
-      int tensor = -1, dim = -1;
-      for (size_t i = 0; i < d.inputs.size() && tensor < 0; ++i)
-        for (size_t j = 0; j < d.inputs[i].shape.size() && tensor < 0; ++j)
-          if (d.inputs[i].shape[j].code() == member) tensor = static_cast<int>(i), dim = static_cast<int>(j);
-      tables += "    {" + quoted(name) + ", " + std::to_string(tensor) + ", " + std::to_string(dim) + "},\n";
-    }
+    for (const HarnessDiagram::Size &size : d.sizes)
+      tables += "    {" + quoted(size.axis) + ", " + std::to_string(size.tensor) + ", " + std::to_string(size.dim) + "},\n";
     if (d.sizes.empty()) tables += "    {\"\", -1, -1},\n";
     tables += "};\n";
     ++index;

@@ -24,12 +24,6 @@ const std::set<std::string> kPythonKeywords = {
     "or",    "pass",  "raise",   "return",   "try",    "while",  "with",   "yield",    "match",
     "case",  "type"};
 
-std::string quote(const std::string &text) {
-  std::string s = "\"";
-  for (char c : text) s += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
-  return s + "\"";
-}
-
 // A size expression of the generated code (`ncd_n.seq` terms) in Python, over the dict `n` of sizes by axis name.
 std::string python_size(const detail::Sz &size, const HarnessDiagram &d, bool for_docs) {
   std::string code = size.code(), out;
@@ -39,9 +33,9 @@ std::string python_size(const detail::Sz &size, const HarnessDiagram &d, bool fo
       while (end < code.size() && (std::isalnum(static_cast<unsigned char>(code[end])) || code[end] == '_')) ++end;
       const std::string member = code.substr(i, end - i);
       std::string axis = member.substr(6);
-      for (const auto &[name, m] : d.sizes)
-        if (m == member) axis = name;
-      out += for_docs ? axis : "n[" + quote(axis) + "]";
+      for (const HarnessDiagram::Size &size : d.sizes)
+        if (size.member == member) axis = size.axis;
+      out += for_docs ? axis : "n[" + quoted(axis) + "]";
       i = end;
     } else {
       out += code[i++];
@@ -72,28 +66,20 @@ std::string argument_name(const std::string &name) {
 
 std::string diagram_code(const HarnessDiagram &d, const std::string &source) {
   const std::string table = "_" + d.name;
-  std::string s = "\n\n" + table + " = _Diagram(\n    " + quote(d.name) + ", " + quote(d.function) + ",\n";
+  std::string s = "\n\n" + table + " = _Diagram(\n    " + quoted(d.name) + ", " + quoted(d.function) + ",\n";
   auto tensors = [&](const char *what, const std::vector<HarnessTensor> &list) {
     s += std::string("    ") + what + "=[";
     for (const HarnessTensor &t : list)
-      s += "\n        (" + quote(t.name) + ", " + quote(dtype_text(t.dtype)) + ", " + shape_lambda(t, d) + "),";
+      s += "\n        (" + quoted(t.name) + ", " + quoted(dtype_text(t.dtype)) + ", " + shape_lambda(t, d) + "),";
     s += list.empty() ? "],\n" : "\n    ],\n";
   };
   tensors("inputs", d.inputs);
   tensors("params", d.params);
   tensors("outputs", d.outputs);
-  // Each runtime size, and the first input dimension that is that size alone (the harness's rule).
   s += "    sizes=[";
-  bool first_size = true;
-  for (const auto &[axis, member] : d.sizes) {
-    int tensor = -1, dim = -1;
-    for (size_t i = 0; i < d.inputs.size() && tensor < 0; ++i)
-      for (size_t j = 0; j < d.inputs[i].shape.size() && tensor < 0; ++j)
-        if (d.inputs[i].shape[j].code() == member) tensor = static_cast<int>(i), dim = static_cast<int>(j);
-    s += std::string(first_size ? "" : ", ") + "(" + quote(axis) + ", " + std::to_string(tensor) + ", " +
-         std::to_string(dim) + ")";
-    first_size = false;
-  }
+  for (size_t k = 0; k < d.sizes.size(); ++k)
+    s += std::string(k ? ", " : "") + "(" + quoted(d.sizes[k].axis) + ", " + std::to_string(d.sizes[k].tensor) + ", " +
+         std::to_string(d.sizes[k].dim) + ")";
   s += "])\n";
 
   std::vector<std::string> names;
@@ -120,11 +106,9 @@ std::string diagram_code(const HarnessDiagram &d, const std::string &source) {
          shape_doc(d.outputs[i], d);
   s += d.outputs.size() > 1 ? " (a tuple).\n" : ".\n";
   std::string carried, given;
-  for (const auto &[axis, member] : d.sizes) {
-    bool found = false;
-    for (const HarnessTensor &t : d.inputs)
-      for (const detail::Sz &dim : t.shape) found = found || dim.code() == member;
-    (found ? carried : given) += std::string((found ? carried : given).empty() ? "" : ", ") + axis;
+  for (const HarnessDiagram::Size &size : d.sizes) {
+    std::string &list = size.tensor >= 0 ? carried : given;
+    list += (list.empty() ? "" : ", ") + size.axis;
   }
   if (!carried.empty()) s += "    Runtime sizes read from the inputs' shapes: " + carried + ".\n";
   if (!given.empty()) s += "    Runtime sizes no input carries, given as sizes={...}: " + given + ".\n";
@@ -146,8 +130,8 @@ std::string registration(const HarnessDiagram &d) {
     for (size_t i = 0; i < d.outputs.size(); ++i) returns += std::string(i ? ", " : "") + "Tensor";
     returns += ")";
   }
-  return "_" + d.name + "_op = _register(_" + d.name + ", " + quote(inputs) + ", " +
-         quote(returns) + ")\n";
+  return "_" + d.name + "_op = _register(_" + d.name + ", " + quoted(inputs) + ", " +
+         quoted(returns) + ")\n";
 }
 
 }  // namespace
@@ -194,7 +178,7 @@ bool torch_package(const EmitRequest &request, const std::string &name, std::vec
                        "(NCD_NVCC, CUDA_HOME or PATH), or ahead with build().\nEach is also the custom op "
                        "torch.ops.ncd_" + name + ".NAME, which torch.compile keeps whole.\n\"\"\"\n";
   module += device::torch_runtime;
-  module += "\n_PACKAGE = " + quote(name) + "\n_NAMESPACE = " + quote("ncd_" + name) + "\n_ARCH = " + quote(arch) +
+  module += "\n_PACKAGE = " + quoted(name) + "\n_NAMESPACE = " + quoted("ncd_" + name) + "\n_ARCH = " + quoted(arch) +
             "\n";
   for (const HarnessDiagram &d : infos) module += diagram_code(d, source);
   module += "\n\n_ALL = [";
@@ -202,13 +186,14 @@ bool torch_package(const EmitRequest &request, const std::string &name, std::vec
   module += "]\n";
   for (const HarnessDiagram &d : infos) module += registration(d);
   module += "__all__ = [\"build\"";
-  for (const HarnessDiagram &d : infos) module += ", " + quote(d.name);
+  for (const HarnessDiagram &d : infos) module += ", " + quoted(d.name);
   module += "]\n";
 
   const HarnessDiagram &first = infos.at(0);
-  std::string call = first.name + "(";
-  for (const HarnessTensor &t : first.inputs) call += argument_name(t.name) + ", ";
-  call += first.params.empty() ? std::string(")") : "params)";
+  std::string arguments;
+  for (const HarnessTensor &t : first.inputs) arguments += (arguments.empty() ? "" : ", ") + argument_name(t.name);
+  if (!first.params.empty()) arguments += (arguments.empty() ? "" : ", ") + std::string("params");
+  const std::string call = first.name + "(" + arguments + ")";
   std::string readme = "# " + name + "\n\nCUDA kernels generated by `ncd emit --torch` from `" + source + "` for " +
                        arch + ": " + names + ".\n\n```python\nimport sys; sys.path.insert(0, \"FOLDER\")  # the folder "
                        "that holds " + name + "/\nimport " + name + "\nout = " + name + "." + call +
