@@ -56,6 +56,13 @@ double float_attribute(const onnx::NodeProto &node, const std::string &name, dou
   return a ? static_cast<double>(a->f()) : fallback;
 }
 
+template <class T>
+double little(const char *p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return static_cast<double>(v);
+}
+
 // The float values of a tensor proto (raw or typed data), for initializers and constants.
 std::vector<double> tensor_values(const onnx::TensorProto &t, const std::string &what) {
   int64_t count = 1;
@@ -66,66 +73,33 @@ std::vector<double> tensor_values(const onnx::TensorProto &t, const std::string 
   if (t.data_location() == onnx::TensorProto::EXTERNAL)
     throw Failure{what + " keeps its data in an external file, which ncd import does not read"};
   std::vector<double> out;
-  auto raw = [&](size_t bytes, auto convert) {
-    if (t.raw_data().size() != static_cast<size_t>(count) * bytes)
-      throw Failure{what + " has " + std::to_string(t.raw_data().size()) + " bytes of data for " +
-                    std::to_string(count) + " elements"};
-    const char *p = t.raw_data().data();
-    out.reserve(static_cast<size_t>(count));
-    for (int64_t i = 0; i < count; ++i) out.push_back(convert(p + i * static_cast<int64_t>(bytes)));
+  // The data are little-endian raw bytes, or a typed field: each element converted to double.
+  auto take = [&](size_t bytes, auto decode, const auto &typed, auto convert) {
+    if (t.has_raw_data()) {
+      if (t.raw_data().size() != static_cast<size_t>(count) * bytes)
+        throw Failure{what + " has " + std::to_string(t.raw_data().size()) + " bytes of data for " +
+                      std::to_string(count) + " elements"};
+      out.reserve(static_cast<size_t>(count));
+      for (int64_t i = 0; i < count; ++i) out.push_back(decode(t.raw_data().data() + i * static_cast<int64_t>(bytes)));
+    } else {
+      if (typed.size() != count)
+        throw Failure{what + " has " + std::to_string(typed.size()) + " values for " + std::to_string(count) + " elements"};
+      for (auto v : typed) out.push_back(convert(v));
+    }
   };
-  auto check = [&](int64_t n) {
-    if (n != count) throw Failure{what + " has " + std::to_string(n) + " values for " + std::to_string(count) + " elements"};
-  };
-  const bool has_raw = t.has_raw_data();
+  auto same = [](auto v) { return static_cast<double>(v); };
+  auto f16 = [](int32_t v) { return static_cast<double>(f16_from_bits(static_cast<uint16_t>(v))); };
+  auto bf16 = [](int32_t v) { return static_cast<double>(bf16_from_bits(static_cast<uint16_t>(v))); };
   switch (t.data_type()) {
-    case onnx::TensorProto::FLOAT:
-      if (has_raw) {
-        raw(4, [](const char *p) { float v; std::memcpy(&v, p, 4); return static_cast<double>(v); });
-      } else {
-        check(t.float_data_size());
-        for (float v : t.float_data()) out.push_back(v);
-      }
-      break;
-    case onnx::TensorProto::DOUBLE:
-      if (has_raw) {
-        raw(8, [](const char *p) { double v; std::memcpy(&v, p, 8); return v; });
-      } else {
-        check(t.double_data_size());
-        for (double v : t.double_data()) out.push_back(v);
-      }
-      break;
-    case onnx::TensorProto::INT64:
-      if (has_raw) {
-        raw(8, [](const char *p) { int64_t v; std::memcpy(&v, p, 8); return static_cast<double>(v); });
-      } else {
-        check(t.int64_data_size());
-        for (int64_t v : t.int64_data()) out.push_back(static_cast<double>(v));
-      }
-      break;
-    case onnx::TensorProto::INT32:
-      if (has_raw) {
-        raw(4, [](const char *p) { int32_t v; std::memcpy(&v, p, 4); return static_cast<double>(v); });
-      } else {
-        check(t.int32_data_size());
-        for (int32_t v : t.int32_data()) out.push_back(v);
-      }
-      break;
+    case onnx::TensorProto::FLOAT: take(4, little<float>, t.float_data(), same); break;
+    case onnx::TensorProto::DOUBLE: take(8, little<double>, t.double_data(), same); break;
+    case onnx::TensorProto::INT64: take(8, little<int64_t>, t.int64_data(), same); break;
+    case onnx::TensorProto::INT32: take(4, little<int32_t>, t.int32_data(), same); break;
     case onnx::TensorProto::FLOAT16:
-      if (has_raw) {
-        raw(2, [](const char *p) { uint16_t v; std::memcpy(&v, p, 2); return static_cast<double>(f16_from_bits(v)); });
-      } else {
-        check(t.int32_data_size());
-        for (int32_t v : t.int32_data()) out.push_back(f16_from_bits(static_cast<uint16_t>(v)));
-      }
+      take(2, [&](const char *p) { return f16(static_cast<int32_t>(little<uint16_t>(p))); }, t.int32_data(), f16);
       break;
     case onnx::TensorProto::BFLOAT16:
-      if (has_raw) {
-        raw(2, [](const char *p) { uint16_t v; std::memcpy(&v, p, 2); return static_cast<double>(bf16_from_bits(v)); });
-      } else {
-        check(t.int32_data_size());
-        for (int32_t v : t.int32_data()) out.push_back(bf16_from_bits(static_cast<uint16_t>(v)));
-      }
+      take(2, [&](const char *p) { return bf16(static_cast<int32_t>(little<uint16_t>(p))); }, t.int32_data(), bf16);
       break;
     default:
       throw Failure{what + " has element type " + std::to_string(t.data_type()) +
@@ -329,37 +303,39 @@ class Builder {
   }
 
   // NumPy broadcasting of the operands' dims, right-aligned; axes of equal extent are united.
-  std::vector<Dim> broadcast(const onnx::NodeProto &node, const std::vector<int> &ids) {
+  std::vector<Dim> broadcast(const onnx::NodeProto &node, const std::vector<std::vector<Dim>> &operands) {
     size_t rank = 0;
-    for (int id : ids) rank = std::max(rank, value(id).dims.size());
+    for (const auto &dims : operands) rank = std::max(rank, dims.size());
     std::vector<Dim> out(rank);
     for (size_t pos = 0; pos < rank; ++pos) {
+      std::vector<const Dim *> here;  // the operands' dims at this position
+      for (const auto &dims : operands)
+        if (pos + dims.size() >= rank) here.push_back(&dims[pos + dims.size() - rank]);
       int64_t size = 1;
       bool symbolic = false;
-      for (int id : ids) {
-        const auto &dims = value(id).dims;
-        if (pos + dims.size() < rank) continue;
-        const Dim &d = dims[pos + dims.size() - rank];
-        if (d.axis >= 0 && g_.axis_size[static_cast<size_t>(g_.find(d.axis))] == 0) symbolic = true;
-        if (d.size > 1) size = d.size;
+      for (const Dim *d : here) {
+        if (d->axis >= 0 && g_.axis_size[static_cast<size_t>(g_.find(d->axis))] == 0) symbolic = true;
+        if (d->size > 1) size = d->size;
       }
       int axis = -1;
-      for (int id : ids) {
-        const auto &dims = value(id).dims;
-        if (pos + dims.size() < rank) continue;
-        const Dim &d = dims[pos + dims.size() - rank];
-        if (d.axis < 0) continue;
-        const int64_t extent = g_.axis_size[static_cast<size_t>(g_.find(d.axis))];
+      for (const Dim *d : here) {
+        if (d->axis < 0) continue;
+        const int64_t extent = g_.axis_size[static_cast<size_t>(g_.find(d->axis))];
         if (extent != 0 && extent != size && !symbolic)
           throw Failure{where(node) + " broadcasts an axis of size " + std::to_string(extent) + " to " +
                         std::to_string(size) + ", which ncd's named axes cannot (the axis would have to vanish)"};
-        if (axis < 0) axis = d.axis;
-        else same(node, axis, d.axis);
+        if (axis < 0) axis = d->axis;
+        else same(node, axis, d->axis);
       }
       out[pos].axis = axis;
       out[pos].size = symbolic ? 0 : size;
     }
     return out;
+  }
+  std::vector<Dim> broadcast(const onnx::NodeProto &node, const std::vector<int> &ids) {
+    std::vector<std::vector<Dim>> operands;
+    for (int id : ids) operands.push_back(value(id).dims);
+    return broadcast(node, operands);
   }
 
   int elementwise(const onnx::NodeProto &node, const std::vector<int> &ids, const std::string &pattern) {
@@ -507,17 +483,9 @@ class Builder {
     same(node, ka.axis, kb.axis);
     std::vector<Dim> out;
     // Batch dimensions broadcast as elementwise operands do.
-    if (A.size() > 2 || B.size() > 2) {
-      Value ba, bb;
-      ba.dims.assign(A.begin(), A.end() - (vector_a ? 1 : 2));
-      bb.dims.assign(B.begin(), B.end() - (vector_b ? 1 : 2));
-      g_.values.push_back(ba);
-      g_.values.push_back(bb);
-      const int ia = static_cast<int>(g_.values.size()) - 2, ib = ia + 1;
-      out = broadcast(node, {ia, ib});
-      g_.values.pop_back();
-      g_.values.pop_back();
-    }
+    if (A.size() > 2 || B.size() > 2)
+      out = broadcast(node, std::vector<std::vector<Dim>>{{A.begin(), A.end() - (vector_a ? 1 : 2)},
+                                                          {B.begin(), B.end() - (vector_b ? 1 : 2)}});
     if (!vector_a) out.push_back(A[A.size() - 2]);
     if (!vector_b) {
       out.push_back(B.back());
@@ -540,12 +508,7 @@ class Builder {
     std::vector<Dim> out = {m, n};
     if (has_operand(node, 2) && beta != 0.0) {
       int c = operand(node, 2);
-      Value shape;
-      shape.dims = out;
-      g_.values.push_back(shape);
-      const int io = static_cast<int>(g_.values.size()) - 1;
-      out = broadcast(node, {io, c});
-      g_.values.pop_back();
+      out = broadcast(node, std::vector<std::vector<Dim>>{out, value(c).dims});
       expr += " + " + ref(c) + (beta != 1.0 ? " * " + number(beta) : "");
     }
     result(node, out, expr, value(a).dtype, true);
@@ -553,13 +516,8 @@ class Builder {
 
   // The features a layer makes take the layer's name: torch names nodes by module path ("/fc1/Gemm": fc1).
   void name_by_module(const onnx::NodeProto &node, const Dim &dim) {
-    if (dim.axis < 0) return;
-    const std::string &name = node.name();
-    size_t end = name.rfind('/');
-    if (end == std::string::npos || end == 0) return;
-    size_t begin = name.rfind('/', end - 1);
-    std::string module = name.substr(begin == std::string::npos ? 0 : begin + 1, end - (begin == std::string::npos ? 0 : begin + 1));
-    if (!module.empty()) g_.hint(dim.axis, module, 1);
+    const std::string module = module_of(node.name());
+    if (dim.axis >= 0 && !module.empty()) g_.hint(dim.axis, module, 1);
   }
 
   // Unsqueeze adds broadcast placeholders; Squeeze drops size-1 dimensions (a real axis of size 1
@@ -657,6 +615,14 @@ class Builder {
 };
 
 }  // namespace
+
+std::string module_of(const std::string &node) {
+  const size_t end = node.rfind('/');
+  if (end == std::string::npos || end == 0) return "";
+  const size_t slash = node.rfind('/', end - 1);
+  const size_t begin = slash == std::string::npos ? 0 : slash + 1;
+  return node.substr(begin, end - begin);
+}
 
 std::string float_text(double v) {
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";

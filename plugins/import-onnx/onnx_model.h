@@ -93,6 +93,9 @@ bool print_program(Graph &graph, const std::string &path, const std::map<std::st
                    const std::string &diagram, std::string &source, std::vector<std::pair<std::string, Tensor>> &weights,
                    std::string &error);
 
+// The innermost module of a node torch named by module path: "/encoder/fc1/Gemm" -> "fc1"; "" for "/Softmax".
+std::string module_of(const std::string &node);
+
 // Shortest decimal text that reads back as the same float32 ("1e-05", "0.5", "1.41421354").
 std::string float_text(double v);
 

@@ -158,12 +158,7 @@ bool print_program(Graph &g, const std::string &path, const std::map<std::string
     Value &v = g.values[static_cast<size_t>(id)];
     if (v.role != Role::Statement || !v.name.empty()) continue;
     // "/fc1/Gemm" -> Fc1; "/Softmax" -> Softmax; "/ln/Add_1" -> Ln_add
-    std::string module, node = v.node;
-    size_t slash = node.rfind('/');
-    if (slash != std::string::npos && slash > 0) {
-      size_t begin = node.rfind('/', slash - 1);
-      module = node.substr(begin == std::string::npos ? 0 : begin + 1, slash - (begin == std::string::npos ? 0 : begin + 1));
-    }
+    const std::string module = module_of(v.node);
     std::string op = v.op;
     for (char &c : op) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     std::string base = module.empty() ? op : module;
