@@ -57,6 +57,14 @@ def compare_structure(args, expected_path, got, what, short):
     return 0
 
 
+def nvcc_or_say_skip(args):
+    """The nvcc to use, or None after printing the SKIP line (the caller returns SKIP)."""
+    nvcc = nvcc_path(args.nvcc)
+    if not nvcc:
+        print("SKIP: nvcc not found (%s)" % args.nvcc)
+    return nvcc
+
+
 def nvcc_path(name):
     if os.path.isabs(name):
         return name if os.access(name, os.X_OK) else None
@@ -64,9 +72,8 @@ def nvcc_path(name):
 
 
 def compile_file(args):
-    nvcc = nvcc_path(args.nvcc)
+    nvcc = nvcc_or_say_skip(args)
     if not nvcc:
-        print("SKIP: nvcc not found (%s)" % args.nvcc)
         return SKIP
     harness = args.variant == "harness"
     with tempfile.TemporaryDirectory() as tmp:
@@ -537,9 +544,8 @@ int main() {
 
 def host_api(args):
     """The host functions' checks, run on the CPU: workspace, alignment, sizes."""
-    nvcc = nvcc_path(args.nvcc)
+    nvcc = nvcc_or_say_skip(args)
     if not nvcc:
-        print("SKIP: nvcc not found (%s)" % args.nvcc)
         return SKIP
     with tempfile.TemporaryDirectory() as tmp:
         cu = os.path.join(tmp, "host.cu")
@@ -635,9 +641,8 @@ sys.exit(1 if failures else 0)
 
 def torch_package(args):
     """`ncd emit --torch`: the package builds with nvcc and its functions check what they are given."""
-    nvcc = nvcc_path(args.nvcc)
+    nvcc = nvcc_or_say_skip(args)
     if not nvcc:
-        print("SKIP: nvcc not found (%s)" % args.nvcc)
         return SKIP
     with tempfile.TemporaryDirectory() as tmp:
         package = os.path.join(tmp, "tp")
