@@ -92,6 +92,7 @@ struct AttentionPlan {
   std::string keep = "true", live = "true", full = "true";  // the mask's device expressions
   bool score = false;          // a score modification (AttentionMatch::score_ops) runs per element
   bool mask_in_score = false;  // the mask reads tensors: the score modification applies it
+  bool tiles_skipped = false;  // the mask rules out tiles: query tiles differ in work (the longest start first)
 };
 
 // Shared memory of a streamed-attention block: Q, and K and V double-buffered, padded rows.

@@ -173,6 +173,7 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
     full += (full.empty() ? "" : " || ") + (clauses.size() > 1 ? "(" + clause_full + ")" : clause_full);
   }
   p.live = always ? "true" : live;
+  p.tiles_skipped = !always;
   p.full = m.mask < 0 ? "true" : pure && !clauses.empty() ? full : "false";
   if (p.score) {
     KernelArgs scratch;

@@ -72,7 +72,7 @@ void Generator::print_attention(Frame &frame, const ir::Diagram &d, const Attent
   if (!p.batch.empty()) k += "  const int64_t b = blockIdx.x;\n" + decompose(p.batch, "b", "  ");
   // Under a mask the last query tiles have the most keys: they start first (grid.y
   // counts down), so the short ones fill the tail of the schedule.
-  const bool heaviest_first = p.live != "true";
+  const bool heaviest_first = p.tiles_skipped;
   const std::string q_tile = heaviest_first ? "(static_cast<int64_t>(gridDim.y) - 1 - blockIdx.y)"
                                             : "static_cast<int64_t>(blockIdx.y)";
   k += "  const float scale_log2 = " + scale + " * 1.4426950408889634f;\n";
