@@ -453,7 +453,7 @@ class Generator {
   struct PositionCode {
     std::string code;
     bool integer = false;
-    std::string as_float;  // an integer literal's float spelling
+    std::string as_float{};  // an integer literal's float spelling
   };
   static std::string as_float(const PositionCode &e) {
     if (!e.as_float.empty()) return e.as_float;
