@@ -1,29 +1,22 @@
 // Reading an ONNX model into the importer's graph (onnx_model.h): the file
 // parsed with ONNX's own protobuf classes, shapes completed by ONNX's shape
 // inference, then one rule per op type that says which dimensions are the
-// same axis and what ncd expression computes the node. Preconditions: none;
-// every refusal names the node (or the part of the file) and nothing is kept.
+// same axis and what ncd expression computes the node (the shape-changing
+// ops are in onnx_shape.cpp). Preconditions: none; every refusal names the
+// node (or the part of the file) and nothing is kept.
 #include <onnx/onnx_pb.h>
 #include <onnx/shape_inference/implementation.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
 #include <set>
 
-#include "onnx_model.h"
+#include "onnx_builder.h"
 
 namespace ncd::onnx_import {
-namespace {
-
-// Dimensions of any one tensor, and elements of an initializer: beyond these a model is refused.
-constexpr int kMaxRank = 8;
-constexpr int64_t kMaxDim = int64_t{1} << 40;
-
-struct Failure {
-  std::string message;
-};
 
 std::string where(const onnx::NodeProto &node) {
   return "node '" + (node.name().empty() ? node.output_size() ? node.output(0) : std::string("?") : node.name()) +
@@ -56,12 +49,15 @@ double float_attribute(const onnx::NodeProto &node, const std::string &name, dou
   return a ? static_cast<double>(a->f()) : fallback;
 }
 
+namespace {
 template <class T>
 double little(const char *p) {
   T v;
   std::memcpy(&v, p, sizeof v);
   return static_cast<double>(v);
 }
+
+}  // namespace
 
 // The float values of a tensor proto (raw or typed data), for initializers and constants.
 std::vector<double> tensor_values(const onnx::TensorProto &t, const std::string &what) {
@@ -95,6 +91,8 @@ std::vector<double> tensor_values(const onnx::TensorProto &t, const std::string 
     case onnx::TensorProto::DOUBLE: take(8, little<double>, t.double_data(), same); break;
     case onnx::TensorProto::INT64: take(8, little<int64_t>, t.int64_data(), same); break;
     case onnx::TensorProto::INT32: take(4, little<int32_t>, t.int32_data(), same); break;
+    case onnx::TensorProto::INT8: take(1, little<int8_t>, t.int32_data(), same); break;
+    case onnx::TensorProto::BOOL: take(1, little<uint8_t>, t.int32_data(), same); break;
     case onnx::TensorProto::FLOAT16:
       take(2, [&](const char *p) { return f16(static_cast<int32_t>(little<uint16_t>(p))); }, t.int32_data(), f16);
       break;
@@ -103,518 +101,664 @@ std::vector<double> tensor_values(const onnx::TensorProto &t, const std::string 
       break;
     default:
       throw Failure{what + " has element type " + std::to_string(t.data_type()) +
-                    ", which ncd import does not read (float32/16, bfloat16, float64, int32, int64)"};
+                    ", which ncd import does not read (float32/16, bfloat16, float64, int8, int32, int64, bool)"};
   }
   return out;
 }
 
-class Builder {
- public:
-  explicit Builder(Graph &g) : g_(g) {}
+int Graph::new_axis(int64_t size) {
+  parent.push_back(static_cast<int>(parent.size()));
+  axis_size.push_back(size);
+  axis_hint.emplace_back();
+  axis_hint_rank.push_back(1 << 30);
+  return parent.back();
+}
 
-  void run(onnx::ModelProto &model) {
-    for (const auto &opset : model.opset_import())
-      if (opset.domain().empty() || opset.domain() == "ai.onnx") g_.opset = opset.version();
-    if (g_.opset == 0) throw Failure{"the model imports no version of the standard ONNX operator set"};
-    if (g_.opset < 13 || g_.opset > 21)
-      throw Failure{"the model uses ONNX operator set " + std::to_string(g_.opset) +
-                    "; ncd import reads sets 13 to 21 (torch.onnx.export(..., opset_version=17))"};
-    try {
-      onnx::shape_inference::InferShapes(model);
-    } catch (const std::exception &e) {
-      throw Failure{std::string("ONNX shape inference failed: ") + e.what()};
-    }
-    const onnx::GraphProto &graph = model.graph();
-    g_.graph_name = graph.name();
-    g_.producer = model.producer_name() + (model.producer_version().empty() ? "" : " " + model.producer_version());
-    for (const auto &info : graph.value_info()) shapes_[info.name()] = &info;
-    for (const auto &info : graph.output()) shapes_[info.name()] = &info;
-    std::set<std::string> initializers;
-    for (const auto &t : graph.initializer()) initializers.insert(t.name());
-    for (const auto &input : graph.input()) {
-      if (initializers.count(input.name())) continue;
-      int id = declare(input.name(), input, "graph input '" + input.name() + "'", true);
-      g_.values[static_cast<size_t>(id)].role = Role::Input;
-      g_.inputs.push_back(id);
-    }
-    for (const auto &t : graph.initializer()) param(t);
-    for (const auto &node : graph.node()) this->node(node);
-    for (const auto &output : graph.output()) {
-      auto it = g_.by_name.find(output.name());
-      if (it == g_.by_name.end()) throw Failure{"graph output '" + output.name() + "' is computed by no node"};
-      Value &v = g_.values[static_cast<size_t>(it->second)];
-      if (v.role == Role::Input || v.role == Role::Param || v.role == Role::Literal)
-        throw Failure{"graph output '" + output.name() + "' is an input, a weight or a constant, not a computation"};
-      v.role = Role::Statement;
-      ++v.users;
-      g_.outputs.push_back(it->second);
-    }
-    if (g_.outputs.empty()) throw Failure{"the graph has no outputs"};
+int Graph::find(int a) {
+  while (parent[static_cast<size_t>(a)] != a)
+    a = parent[static_cast<size_t>(a)] = parent[static_cast<size_t>(parent[static_cast<size_t>(a)])];
+  return a;
+}
+
+void Graph::hint(int axis, const std::string &name, int rank) {
+  int r = find(axis);
+  if (rank < axis_hint_rank[static_cast<size_t>(r)]) {
+    axis_hint_rank[static_cast<size_t>(r)] = rank;
+    axis_hint[static_cast<size_t>(r)] = name;
   }
+}
 
- private:
-  Graph &g_;
-  std::map<std::string, const onnx::ValueInfoProto *> shapes_;
-
-  // A value with the shape ONNX gives `info`; each dimension a new axis (named by a dim_param when it has one).
-  int declare(const std::string &name, const onnx::ValueInfoProto &info, const std::string &what, bool input) {
-    if (!info.type().has_tensor_type()) throw Failure{what + " is not a tensor"};
-    const auto &type = info.type().tensor_type();
-    auto dtype = dtype_of(type.elem_type());
-    if (!dtype)
-      throw Failure{what + " has element type " + std::to_string(type.elem_type()) +
-                    ", which has no ncd dtype (float32, float16, bfloat16, int8, int32, bool)"};
-    if (!type.has_shape()) throw Failure{what + " has no shape"};
-    Value v;
-    v.onnx_name = name;
-    v.dtype = *dtype;
-    if (type.shape().dim_size() > kMaxRank) throw Failure{what + " has more than 8 dimensions"};
-    for (int i = 0; i < type.shape().dim_size(); ++i) {
-      const auto &d = type.shape().dim(i);
-      Dim dim;
-      if (d.has_dim_value()) {
-        if (d.dim_value() < 1 || d.dim_value() > kMaxDim)
-          throw Failure{what + " has dimension " + std::to_string(i) + " of size " + std::to_string(d.dim_value())};
-        dim.size = d.dim_value();
-        dim.axis = g_.new_axis(dim.size);
-        if (input) g_.hint(dim.axis, name + "_" + std::to_string(i), 3);
-      } else if (d.has_dim_param() && input) {
-        dim.size = 0;  // symbolic: no size
-        dim.axis = g_.new_axis(0);
-        g_.hint(dim.axis, d.dim_param(), 0);
-      } else {
-        throw Failure{what + " has dimension " + std::to_string(i) + " of unknown size"};
-      }
-      v.dims.push_back(dim);
-    }
-    return add(std::move(v));
+bool Graph::unite(int a, int b) {
+  a = find(a), b = find(b);
+  if (a == b) return true;
+  if (axis_size[static_cast<size_t>(a)] != axis_size[static_cast<size_t>(b)]) return false;
+  if (axis_hint_rank[static_cast<size_t>(b)] < axis_hint_rank[static_cast<size_t>(a)]) {
+    axis_hint_rank[static_cast<size_t>(a)] = axis_hint_rank[static_cast<size_t>(b)];
+    axis_hint[static_cast<size_t>(a)] = axis_hint[static_cast<size_t>(b)];
   }
+  parent[static_cast<size_t>(b)] = a;
+  auto fb = factors.find(b);
+  if (fb == factors.end()) return true;
+  std::vector<int> parts = fb->second;
+  factors.erase(fb);
+  return factorize(a, parts);
+}
 
-  int add(Value v) {
-    const std::string name = v.onnx_name;
-    g_.values.push_back(std::move(v));
-    int id = static_cast<int>(g_.values.size()) - 1;
-    g_.by_name[name] = id;
-    return id;
+std::vector<int> Graph::atoms(int node) {
+  int r = find(node);
+  auto it = factors.find(r);
+  if (it == factors.end()) return {r};
+  std::vector<int> out;
+  for (int part : std::vector<int>(it->second))
+    for (int atom : atoms(part)) out.push_back(atom);
+  return out;
+}
+
+bool Graph::factorize(int node, const std::vector<int> &parts) {
+  int r = find(node);
+  for (int part : parts)
+    if (find(part) == r) return false;  // a class cannot be a product containing itself
+  auto it = factors.find(r);
+  if (it == factors.end()) {
+    factors[r] = parts;
+    return true;
   }
-
-  void param(const onnx::TensorProto &t) {
-    const std::string what = "initializer '" + t.name() + "'";
-    auto dtype = dtype_of(t.data_type());
-    if (t.dims_size() > kMaxRank) throw Failure{what + " has more than 8 dimensions"};
-    std::vector<double> data = tensor_values(t, what);
-    Value v;
-    v.onnx_name = t.name();
-    if (t.dims_size() == 0 || (data.size() == 1 && t.dims_size() <= 1)) {
-      v.role = Role::Literal;  // a scalar weight is a number in the program
-      v.literal = data.at(0);
-      add(std::move(v));
-      return;
-    }
-    if (!dtype && t.data_type() != onnx::TensorProto::DOUBLE && t.data_type() != onnx::TensorProto::INT64)
-      throw Failure{what + " has no ncd dtype"};
-    v.dtype = dtype.value_or(t.data_type() == onnx::TensorProto::INT64 ? ir::DType::I32 : ir::DType::F32);
-    v.role = Role::Param;
-    std::vector<int64_t> shape;
-    for (int64_t d : t.dims()) {
-      Dim dim;
-      dim.size = d;
-      if (d > 1) dim.axis = g_.new_axis(d);
-      else if (d == 1) dim.axis = -1;  // squeezed: a weight's size-1 dimension only broadcasts
-      else throw Failure{what + " has a dimension of size 0"};
-      v.dims.push_back(dim);
-      if (dim.axis >= 0) shape.push_back(d);
-    }
-    if (data.size() <= 64) v.data = data;  // small integer lists may be axes
-    v.weight = Tensor::zeros(v.dtype, shape);
-    for (size_t i = 0; i < data.size(); ++i) {
-      if (v.weight.is_int()) v.weight.ints[i] = static_cast<int32_t>(data[i]);
-      else v.weight.values[i] = convert_float(static_cast<float>(data[i]), v.dtype);
-    }
-    add(std::move(v));
+  std::vector<int> mine = it->second;
+  if (mine.size() != parts.size()) {
+    // 2304 = (3, 768) and 2304 = (3, 12, 64): the same when written finest.
+    std::vector<int> a, b;
+    for (int p : mine)
+      for (int x : atoms(p)) a.push_back(x);
+    for (int p : parts)
+      for (int x : atoms(p)) b.push_back(x);
+    if (a.size() != b.size()) return false;
+    mine = a;
+    std::vector<int> flat = b;
+    for (size_t i = 0; i < mine.size(); ++i)
+      if (!unite(mine[i], flat[i])) return false;
+    return true;
   }
+  for (size_t i = 0; i < mine.size(); ++i)
+    if (!unite(mine[i], parts[i])) return false;
+  return true;
+}
 
-  int operand(const onnx::NodeProto &node, int k) {
-    if (k >= node.input_size() || node.input(k).empty())
-      throw Failure{where(node) + " lacks its input " + std::to_string(k + 1)};
-    auto it = g_.by_name.find(node.input(k));
-    if (it == g_.by_name.end())
-      throw Failure{where(node) + " reads '" + node.input(k) + "', which no earlier node, input or initializer defines "
-                    "(the graph is not in order, or has a cycle)"};
+void Builder::run(onnx::ModelProto &model) {
+  for (const auto &opset : model.opset_import())
+    if (opset.domain().empty() || opset.domain() == "ai.onnx") g_.opset = opset.version();
+  if (g_.opset == 0) throw Failure{"the model imports no version of the standard ONNX operator set"};
+  if (g_.opset < 13 || g_.opset > 21)
+    throw Failure{"the model uses ONNX operator set " + std::to_string(g_.opset) +
+                  "; ncd import reads sets 13 to 21 (torch.onnx.export(..., opset_version=17))"};
+  try {
+    onnx::shape_inference::InferShapes(model);
+  } catch (const std::exception &e) {
+    throw Failure{std::string("ONNX shape inference failed: ") + e.what()};
+  }
+  const onnx::GraphProto &graph = model.graph();
+  g_.graph_name = graph.name();
+  g_.producer = model.producer_name() + (model.producer_version().empty() ? "" : " " + model.producer_version());
+  for (const auto &info : graph.value_info()) shapes_[info.name()] = &info;
+  for (const auto &info : graph.output()) shapes_[info.name()] = &info;
+  std::set<std::string> initializers;
+  for (const auto &t : graph.initializer()) initializers.insert(t.name());
+  for (const auto &input : graph.input()) {
+    if (initializers.count(input.name())) continue;
+    int id = declare(input.name(), input, "graph input '" + input.name() + "'");
+    g_.values[static_cast<size_t>(id)].role = Role::Input;
+    g_.inputs.push_back(id);
+  }
+  for (const auto &t : graph.initializer()) constant_tensor(t, t.name(), "");
+  for (const auto &node : graph.node()) this->node(node);
+  for (const auto &output : graph.output()) {
+    auto it = g_.by_name.find(output.name());
+    if (it == g_.by_name.end()) throw Failure{"graph output '" + output.name() + "' is computed by no node"};
     Value &v = g_.values[static_cast<size_t>(it->second)];
-    if (v.role == Role::Data)
-      throw Failure{where(node) + " reads the constant tensor '" + node.input(k) +
-                    "' as a tensor; ncd import reads constant tensors only as lists of axes"};
+    if (v.role != Role::Statement && v.role != Role::Inline)
+      throw Failure{"graph output '" + output.name() + "' is an input, a weight or a constant, not a computation"};
+    v.role = Role::Statement;
     ++v.users;
-    return it->second;
+    g_.outputs.push_back(it->second);
   }
-  // A list of integers given as an input (Unsqueeze's axes, ReduceSum's axes): a constant or an initializer.
-  std::vector<int64_t> constant_list(const onnx::NodeProto &node, int k) {
-    auto it = g_.by_name.find(node.input(k));
-    if (it == g_.by_name.end())
-      throw Failure{where(node) + " reads '" + node.input(k) + "', which no earlier node, input or initializer defines "
-                    "(the graph is not in order, or has a cycle)"};
-    const Value &v = g_.values[static_cast<size_t>(it->second)];
-    std::vector<int64_t> out;
-    if (v.role == Role::Literal) out.push_back(static_cast<int64_t>(v.literal));
-    else if (v.role == Role::Data || (v.role == Role::Param && !v.data.empty()))
-      for (double d : v.data) out.push_back(static_cast<int64_t>(d));
-    else
-      throw Failure{where(node) + " takes its input " + std::to_string(k + 1) + " ('" + node.input(k) +
-                    "') from a computation; ncd import needs it constant"};
-    return out;
-  }
-  bool has_operand(const onnx::NodeProto &node, int k) { return k < node.input_size() && !node.input(k).empty(); }
-
-  // The result of `node` with the dims given; its dtype from shape inference, else the first operand's.
-  int result(const onnx::NodeProto &node, std::vector<Dim> dims, std::string expr, ir::DType dtype, bool contraction) {
-    if (node.output_size() < 1 || node.output(0).empty()) throw Failure{where(node) + " has no output"};
-    Value v;
-    v.onnx_name = node.output(0);
-    v.dims = std::move(dims);
-    v.dtype = dtype;
-    v.node = node.name();
-    v.op = node.op_type();
-    v.expr = std::move(expr);
-    v.contraction = contraction;
-    v.role = contraction ? Role::Statement : Role::Inline;  // a contraction is its own statement
-    for (size_t at = v.expr.find("{v:"); at != std::string::npos; at = v.expr.find("{v:", at + 1))
-      v.operands.push_back(std::stoi(v.expr.substr(at + 3)));
-    auto known = shapes_.find(node.output(0));
-    if (known != shapes_.end() && known->second->type().has_tensor_type()) {
-      const auto &type = known->second->type().tensor_type();
-      if (type.has_shape() && type.shape().dim_size() != static_cast<int>(v.dims.size()))
-        throw Failure{where(node) + ": ONNX gives its output " + std::to_string(type.shape().dim_size()) +
-                      " dimensions, ncd's reading " + std::to_string(v.dims.size())};
-      if (auto d = dtype_of(type.elem_type())) v.dtype = *d;
-    }
-    int id = add(std::move(v));
-    g_.order.push_back(id);
-    return id;
-  }
-
-  const Value &value(int id) const { return g_.values[static_cast<size_t>(id)]; }
-  static std::string ref(int id) { return "{v:" + std::to_string(id) + "}"; }
-
-  void same(const onnx::NodeProto &node, int a, int b) {
-    if (!g_.unite(a, b))
-      throw Failure{where(node) + " pairs dimensions of sizes " + std::to_string(g_.axis_size[static_cast<size_t>(g_.find(a))]) +
-                    " and " + std::to_string(g_.axis_size[static_cast<size_t>(g_.find(b))])};
-  }
-
-  // NumPy broadcasting of the operands' dims, right-aligned; axes of equal extent are united.
-  std::vector<Dim> broadcast(const onnx::NodeProto &node, const std::vector<std::vector<Dim>> &operands) {
-    size_t rank = 0;
-    for (const auto &dims : operands) rank = std::max(rank, dims.size());
-    std::vector<Dim> out(rank);
-    for (size_t pos = 0; pos < rank; ++pos) {
-      std::vector<const Dim *> here;  // the operands' dims at this position
-      for (const auto &dims : operands)
-        if (pos + dims.size() >= rank) here.push_back(&dims[pos + dims.size() - rank]);
-      int64_t size = 1;
-      bool symbolic = false;
-      for (const Dim *d : here) {
-        if (d->axis >= 0 && g_.axis_size[static_cast<size_t>(g_.find(d->axis))] == 0) symbolic = true;
-        if (d->size > 1) size = d->size;
+  if (g_.outputs.empty()) throw Failure{"the graph has no outputs"};
+  // Classes that are the same product are one axis (a merged (heads, d) and the q part it came from).
+  for (bool changed = true; changed;) {
+    changed = false;
+    std::map<std::vector<int>, int> seen;
+    for (const auto &[cls, parts] : std::map<int, std::vector<int>>(g_.factors)) {
+      std::vector<int> roots;
+      for (int p : parts) roots.push_back(g_.find(p));
+      auto [it, fresh] = seen.emplace(roots, cls);
+      if (!fresh && g_.find(it->second) != g_.find(cls)) {
+        if (!g_.unite(it->second, cls)) throw Failure{"two dimensions of one product have different sizes"};
+        changed = true;
+        break;
       }
-      int axis = -1;
-      for (const Dim *d : here) {
-        if (d->axis < 0) continue;
-        const int64_t extent = g_.axis_size[static_cast<size_t>(g_.find(d->axis))];
-        if (extent != 0 && extent != size && !symbolic)
-          throw Failure{where(node) + " broadcasts an axis of size " + std::to_string(extent) + " to " +
-                        std::to_string(size) + ", which ncd's named axes cannot (the axis would have to vanish)"};
-        if (axis < 0) axis = d->axis;
-        else same(node, axis, d->axis);
+    }
+  }
+  // Attention: a product of two activations summing one part of a split (q @ k.T sums the head
+  // width); the other part is the heads.
+  for (const auto &[cls, parts] : g_.factors) {
+    if (parts.size() != 2) continue;
+    for (int summed : head_contractions_)
+      if (g_.find(summed) == g_.find(parts[1])) {
+        g_.hint(parts[0], "heads", 2);
+        g_.hint(parts[1], "head_dim", 2);
       }
-      out[pos].axis = axis;
-      out[pos].size = symbolic ? 0 : size;
-    }
-    return out;
   }
-  std::vector<Dim> broadcast(const onnx::NodeProto &node, const std::vector<int> &ids) {
-    std::vector<std::vector<Dim>> operands;
-    for (int id : ids) operands.push_back(value(id).dims);
-    return broadcast(node, operands);
-  }
+}
 
-  int elementwise(const onnx::NodeProto &node, const std::vector<int> &ids, const std::string &pattern) {
-    std::string expr = pattern;
-    for (size_t k = 0; k < ids.size(); ++k) {
-      const std::string slot = "$" + std::to_string(k);
-      for (size_t at; (at = expr.find(slot)) != std::string::npos;) expr.replace(at, slot.size(), ref(ids[k]));
+// A graph input with the shape ONNX gives `info`; each dimension a new class (named by a dim_param when it has one).
+int Builder::declare(const std::string &name, const onnx::ValueInfoProto &info, const std::string &what) {
+  if (!info.type().has_tensor_type()) throw Failure{what + " is not a tensor"};
+  const auto &type = info.type().tensor_type();
+  auto dtype = dtype_of(type.elem_type());
+  if (!dtype)
+    throw Failure{what + " has element type " + std::to_string(type.elem_type()) +
+                  ", which has no ncd dtype (float32, float16, bfloat16, int8, int32, bool)"};
+  if (!type.has_shape()) throw Failure{what + " has no shape"};
+  Value v;
+  v.onnx_name = name;
+  v.dtype = *dtype;
+  if (type.shape().dim_size() > kMaxRank) throw Failure{what + " has more than 8 dimensions"};
+  for (int i = 0; i < type.shape().dim_size(); ++i) {
+    const auto &d = type.shape().dim(i);
+    Dim dim;
+    if (d.has_dim_value()) {
+      if (d.dim_value() < 1 || d.dim_value() > kMaxDim)
+        throw Failure{what + " has dimension " + std::to_string(i) + " of size " + std::to_string(d.dim_value())};
+      dim.size = d.dim_value();
+      dim.axis = g_.new_axis(dim.size);
+      g_.hint(dim.axis, name + "_" + std::to_string(i), 3);
+    } else if (d.has_dim_param()) {
+      dim.size = 0;  // symbolic: no size
+      dim.axis = g_.new_axis(0);
+      g_.hint(dim.axis, d.dim_param(), 0);
+    } else {
+      throw Failure{what + " has dimension " + std::to_string(i) + " of unknown size"};
     }
-    return result(node, broadcast(node, ids), expr, value(ids[0]).dtype, false);
+    v.dims.push_back(dim);
   }
+  return add(std::move(v));
+}
 
-  // Positive axis positions of an `axes` list over a rank.
-  std::vector<size_t> positions(const onnx::NodeProto &node, const std::vector<int64_t> &axes, size_t rank) {
-    std::vector<size_t> out;
-    for (int64_t a : axes) {
-      int64_t p = a < 0 ? a + static_cast<int64_t>(rank) : a;
-      if (p < 0 || p >= static_cast<int64_t>(rank))
-        throw Failure{where(node) + " names axis " + std::to_string(a) + " of a rank-" + std::to_string(rank) + " tensor"};
-      out.push_back(static_cast<size_t>(p));
-    }
-    return out;
-  }
-  std::string axes_slot(const std::vector<Dim> &dims, const std::vector<size_t> &at, const onnx::NodeProto &node) {
-    std::string s;
-    for (size_t p : at) {
-      if (dims[p].axis < 0) throw Failure{where(node) + " works along a broadcast dimension of size 1"};
-      s += (s.empty() ? "" : ", ") + ("{a:" + std::to_string(dims[p].axis) + "}");
-    }
-    return s;
-  }
+int Builder::add(Value v) {
+  const std::string name = v.onnx_name;
+  g_.values.push_back(std::move(v));
+  int id = static_cast<int>(g_.values.size()) - 1;
+  g_.by_name[name] = id;
+  return id;
+}
 
-  void node(const onnx::NodeProto &node) {
-    if (!node.domain().empty() && node.domain() != "ai.onnx")
-      throw Failure{where(node) + " is from operator domain '" + node.domain() + "', which ncd import does not read"};
-    const std::string &op = node.op_type();
-    static const std::map<std::string, std::string> unary = {
-        {"Relu", "relu($0)"},     {"Tanh", "tanh($0)"}, {"Sigmoid", "sigmoid($0)"}, {"Erf", "erf($0)"},
-        {"Exp", "exp($0)"},       {"Log", "log($0)"},   {"Sqrt", "sqrt($0)"},       {"Reciprocal", "recip($0)"},
-        {"Neg", "-$0"},           {"Abs", "abs($0)"},   {"Softplus", "softplus($0)"}, {"Sin", "sin($0)"},
-        {"Cos", "cos($0)"},       {"Floor", "floor($0)"}, {"Ceil", "ceil($0)"}};
-    static const std::map<std::string, std::string> logic = {
-        {"Equal", "$0 == $1"}, {"Less", "$0 < $1"}, {"LessOrEqual", "$0 <= $1"}, {"Greater", "$0 > $1"},
-        {"GreaterOrEqual", "$0 >= $1"}, {"And", "$0 && $1"}, {"Or", "$0 || $1"}, {"Not", "!$0"},
-        {"Where", "where($0, $1, $2)"}};
-    static const std::map<std::string, std::string> binary = {
-        {"Add", "$0 + $1"}, {"Sub", "$0 - $1"}, {"Mul", "$0 * $1"}, {"Div", "$0 / $1"}, {"Pow", "pow($0, $1)"},
-        {"Max", "maximum($0, $1)"}, {"Min", "minimum($0, $1)"}};
-    if (auto it = unary.find(op); it != unary.end()) {
-      elementwise(node, {operand(node, 0)}, it->second);
-    } else if (auto it2 = binary.find(op); it2 != binary.end()) {
-      elementwise(node, {operand(node, 0), operand(node, 1)}, it2->second);
-    } else if (auto it3 = logic.find(op); it3 != logic.end()) {
-      std::vector<int> ids;
-      for (int k = 0; k < node.input_size(); ++k) ids.push_back(operand(node, k));
-      if (ids.size() != static_cast<size_t>(op == "Not" ? 1 : op == "Where" ? 3 : 2))
-        throw Failure{where(node) + " has " + std::to_string(ids.size()) + " inputs"};
-      elementwise(node, ids, it3->second);
-    } else if (op == "Transpose") {
-      int x = operand(node, 0);
-      const auto &X = value(x).dims;
-      std::vector<int64_t> perm;
-      if (const auto *a = attribute(node, "perm")) perm.assign(a->ints().begin(), a->ints().end());
-      for (size_t p = perm.empty() ? 0 : X.size(); p < X.size(); ++p) perm.insert(perm.begin(), static_cast<int64_t>(p));
-      if (perm.size() != X.size()) throw Failure{where(node) + " permutes " + std::to_string(perm.size()) + " of " +
-                                                 std::to_string(X.size()) + " dimensions"};
-      std::vector<Dim> out;
-      for (size_t p : positions(node, perm, X.size())) out.push_back(X[p]);
-      result(node, out, ref(x), value(x).dtype, false);  // ncd has no layouts: the same tensor
-    } else if (op == "Unsqueeze" || op == "Squeeze") {
-      squeeze(node);
-    } else if (op == "Gelu") {
-      const auto *a = attribute(node, "approximate");
-      elementwise(node, {operand(node, 0)}, a && a->s() == "tanh" ? "gelu_tanh($0)" : "gelu($0)");
-    } else if (op == "Identity" || (op == "Cast" && dtype_of(static_cast<int>(int_attribute(node, "to", 0))) ==
-                                                        std::optional<ir::DType>(value(operand(node, 0)).dtype))) {
-      // The same value under another name: its users are counted where the alias is read.
-      int id = operand(node, 0);
-      if (op == "Cast") --g_.values[static_cast<size_t>(id)].users;  // the condition above read it too
-      --g_.values[static_cast<size_t>(id)].users;
-      g_.by_name[node.output(0)] = id;
-    } else if (op == "Cast") {
-      int id = operand(node, 0);
-      auto to = dtype_of(static_cast<int>(int_attribute(node, "to", 0)));
-      if (!to) throw Failure{where(node) + " casts to element type " + std::to_string(int_attribute(node, "to", 0)) +
-                             ", which has no ncd dtype"};
-      result(node, value(id).dims, std::string(ir::dtype_name(*to)) + "(" + ref(id) + ")", *to, false);
-    } else if (op == "Constant") {
-      const auto *a = attribute(node, "value");
-      double number = 0;
-      if (a && a->has_t()) {
-        std::vector<double> data = tensor_values(a->t(), where(node));
-        if (data.size() != 1) {
-          if (data.empty() || data.size() > 64)
-            throw Failure{where(node) + " is a constant of " + std::to_string(data.size()) +
-                          " elements; ncd import reads scalars, and lists of axes"};
-          Value v;
-          v.onnx_name = node.output(0);
-          v.role = Role::Data;
-          v.node = node.name();
-          v.data = std::move(data);
-          add(std::move(v));
-          return;
-        }
-        number = data[0];
-      } else if (const auto *f = attribute(node, "value_float")) {
-        number = f->f();
-      } else if (const auto *i = attribute(node, "value_int")) {
-        number = static_cast<double>(i->i());
-      } else {
-        throw Failure{where(node) + " has no scalar value"};
-      }
+// An initializer or a Constant: a scalar is a number in the program, a short integer
+// list is data (a shape, axes), anything else a param (a triangle of positions, a mask).
+void Builder::constant_tensor(const onnx::TensorProto &t, const std::string &name, const std::string &node) {
+  const std::string what = node.empty() ? "initializer '" + name + "'" : "constant '" + name + "'";
+  if (t.dims_size() > kMaxRank) throw Failure{what + " has more than 8 dimensions"};
+  std::vector<double> data = tensor_values(t, what);
+  Value v;
+  v.onnx_name = name;
+  v.node = node;
+  v.op = node.empty() ? "" : "Constant";
+  const bool integer = t.data_type() == onnx::TensorProto::INT64 || t.data_type() == onnx::TensorProto::INT32;
+  if (t.dims_size() == 0 || (data.size() == 1 && t.dims_size() <= 1)) {
+    v.role = Role::Literal;
+    v.literal = data.at(0);
+    add(std::move(v));
+    return;
+  }
+  if (integer && t.dims_size() == 1 && data.size() <= 64) {
+    v.role = Role::Data;
+    for (double d : data) v.items.push_back(ShapeItem{static_cast<int64_t>(d), {}});
+    add(std::move(v));
+    return;
+  }
+  auto dtype = dtype_of(t.data_type());
+  if (!dtype && t.data_type() != onnx::TensorProto::DOUBLE && !integer) throw Failure{what + " has no ncd dtype"};
+  v.dtype = dtype.value_or(integer ? ir::DType::I32 : ir::DType::F32);
+  v.role = Role::Param;
+  std::vector<int64_t> shape;
+  for (int64_t d : t.dims()) {
+    Dim dim;
+    dim.size = d;
+    if (d > 1) dim.axis = g_.new_axis(d);
+    else if (d == 1) dim.axis = -1;  // squeezed: a weight's size-1 dimension only broadcasts
+    else throw Failure{what + " has a dimension of size 0"};
+    v.dims.push_back(dim);
+    if (dim.axis >= 0) shape.push_back(d);
+  }
+  v.weight = Tensor::zeros(v.dtype, shape);
+  for (size_t i = 0; i < data.size(); ++i) {
+    if (v.weight.is_int()) v.weight.ints[i] = static_cast<int32_t>(data[i]);
+    else v.weight.values[i] = convert_float(static_cast<float>(data[i]), v.dtype);
+  }
+  if (data.size() <= (size_t{1} << 22)) v.data = std::move(data);
+  if (!triangle(v)) v.data.clear();
+  int id = add(std::move(v));
+  if (g_.values[static_cast<size_t>(id)].role == Role::Inline) g_.order.push_back(id);
+}
+
+int Builder::lookup(const onnx::NodeProto &node, int k) {
+  if (!has_operand(node, k)) throw Failure{where(node) + " lacks its input " + std::to_string(k + 1)};
+  auto it = g_.by_name.find(node.input(k));
+  if (it == g_.by_name.end())
+    throw Failure{where(node) + " reads '" + node.input(k) + "', which no earlier node, input or initializer defines "
+                  "(the graph is not in order, or has a cycle)"};
+  return it->second;
+}
+
+bool Builder::is_data(const onnx::NodeProto &node, int k) {
+  return has_operand(node, k) && value(lookup(node, k)).role == Role::Data;
+}
+
+// A read of input k: new nodes, each linked to the value's.
+int Builder::operand(const onnx::NodeProto &node, int k) {
+  const int id = lookup(node, k);
+  Value &v = g_.values[static_cast<size_t>(id)];
+  if (v.role == Role::Data)
+    throw Failure{where(node) + " reads '" + node.input(k) + "', a list of integers (a shape), as a tensor; ncd "
+                  "import reads such lists only as shapes and axes"};
+  ++v.users;
+  Use use;
+  use.value = id;
+  for (const Dim &d : v.dims) {
+    Dim mine = d;
+    if (d.axis >= 0) {
+      mine.axis = g_.new_axis(g_.size_of(d.axis));
+      g_.unite(d.axis, mine.axis);
+    }
+    use.dims.push_back(mine);
+  }
+  g_.uses.push_back(std::move(use));
+  return static_cast<int>(g_.uses.size()) - 1;
+}
+
+// The result of `node` with the dims given (each a new node linked to the given one);
+// its dtype from shape inference, else the one given.
+int Builder::result(const onnx::NodeProto &node, std::vector<Dim> dims, std::string expr, ir::DType dtype,
+                    bool contraction, int output) {
+  if (node.output_size() <= output || node.output(output).empty()) throw Failure{where(node) + " has no output"};
+  Value v;
+  v.onnx_name = node.output(output);
+  for (Dim &d : dims) {
+    if (d.axis < 0) continue;
+    const int fresh = g_.new_axis(g_.size_of(d.axis));
+    link(node, fresh, d.axis);
+    d.axis = fresh;
+    d.at = -1;
+  }
+  v.dims = std::move(dims);
+  v.dtype = dtype;
+  v.node = node.name();
+  v.op = node.op_type();
+  v.expr = std::move(expr);
+  v.contraction = contraction;
+  v.role = contraction ? Role::Statement : Role::Inline;  // a contraction is its own statement
+  for (size_t at = v.expr.find("{u:"); at != std::string::npos; at = v.expr.find("{u:", at + 1))
+    v.uses.push_back(std::stoi(v.expr.substr(at + 3)));
+  v.edges = std::move(pending_edges_);
+  v.regroups = std::move(pending_regroups_);
+  pending_edges_.clear();
+  pending_regroups_.clear();
+  auto known = shapes_.find(v.onnx_name);
+  if (known != shapes_.end() && known->second->type().has_tensor_type()) {
+    const auto &type = known->second->type().tensor_type();
+    if (type.has_shape() && type.shape().dim_size() != static_cast<int>(v.dims.size()))
+      throw Failure{where(node) + ": ONNX gives its output " + std::to_string(type.shape().dim_size()) +
+                    " dimensions, ncd's reading " + std::to_string(v.dims.size())};
+    if (auto d = dtype_of(type.elem_type())) v.dtype = *d;
+  }
+  int id = add(std::move(v));
+  g_.order.push_back(id);
+  return id;
+}
+
+void Builder::link(const onnx::NodeProto &node, int a, int b) {
+  const int64_t sa = g_.size_of(a), sb = g_.size_of(b);
+  if (!g_.unite(a, b))
+    throw Failure{where(node) + " pairs dimensions of sizes " + (sa ? std::to_string(sa) : "unknown") + " and " +
+                  (sb ? std::to_string(sb) : "unknown") + (sa == sb ? " that are reshaped differently" : "")};
+  pending_edges_.emplace_back(a, b);
+}
+
+// NumPy broadcasting of the operands' dims, right-aligned; dims at one position are linked.
+std::vector<Dim> Builder::broadcast(const onnx::NodeProto &node, const std::vector<std::vector<Dim>> &operands) {
+  size_t rank = 0;
+  for (const auto &dims : operands) rank = std::max(rank, dims.size());
+  std::vector<Dim> out(rank);
+  for (size_t pos = 0; pos < rank; ++pos) {
+    std::vector<const Dim *> here;  // the operands' dims at this position
+    for (const auto &dims : operands)
+      if (pos + dims.size() >= rank) here.push_back(&dims[pos + dims.size() - rank]);
+    int64_t size = 1;
+    bool symbolic = false;
+    for (const Dim *d : here) {
+      if (d->axis >= 0 && g_.size_of(d->axis) == 0) symbolic = true;
+      if (d->size > 1) size = d->size;
+    }
+    int axis = -1;
+    for (const Dim *d : here) {
+      if (d->axis < 0) continue;
+      const int64_t extent = g_.size_of(d->axis);
+      if (extent != 0 && extent != size && !symbolic)
+        throw Failure{where(node) + " broadcasts an axis of size " + std::to_string(extent) + " to " +
+                      std::to_string(size) + ", which ncd's named axes cannot (the axis would have to vanish)"};
+      if (axis < 0) axis = d->axis;
+      else link(node, axis, d->axis);
+    }
+    out[pos].axis = axis;
+    out[pos].size = symbolic ? 0 : size;
+  }
+  return out;
+}
+
+std::vector<Dim> Builder::broadcast_uses(const onnx::NodeProto &node, const std::vector<int> &uses) {
+  std::vector<std::vector<Dim>> operands;
+  for (int u : uses) operands.push_back(dims(u));
+  return broadcast(node, operands);
+}
+
+int Builder::elementwise(const onnx::NodeProto &node, const std::vector<int> &uses, const std::string &pattern) {
+  std::string expr = pattern;
+  for (size_t k = 0; k < uses.size(); ++k) {
+    const std::string slot = "$" + std::to_string(k);
+    for (size_t at; (at = expr.find(slot)) != std::string::npos;) expr.replace(at, slot.size(), ref(uses[k]));
+  }
+  return result(node, broadcast_uses(node, uses), expr, dtype(uses[0]), false);
+}
+
+// Positive axis positions of an `axes` list over a rank.
+std::vector<size_t> Builder::positions(const onnx::NodeProto &node, const std::vector<int64_t> &axes, size_t rank) {
+  std::vector<size_t> out;
+  for (int64_t a : axes) {
+    int64_t p = a < 0 ? a + static_cast<int64_t>(rank) : a;
+    if (p < 0 || p >= static_cast<int64_t>(rank))
+      throw Failure{where(node) + " names axis " + std::to_string(a) + " of a rank-" + std::to_string(rank) + " tensor"};
+    out.push_back(static_cast<size_t>(p));
+  }
+  return out;
+}
+
+std::string Builder::axes_slot(const std::vector<Dim> &dims, const std::vector<size_t> &at, const onnx::NodeProto &node) {
+  std::string s;
+  for (size_t p : at) {
+    if (dims[p].axis < 0) throw Failure{where(node) + " works along a broadcast dimension of size 1"};
+    s += (s.empty() ? "" : ", ") + axis_ref(dims[p].axis);
+  }
+  return s;
+}
+
+void Builder::node(const onnx::NodeProto &node) {
+  if (!node.domain().empty() && node.domain() != "ai.onnx")
+    throw Failure{where(node) + " is from operator domain '" + node.domain() + "', which ncd import does not read"};
+  const std::string &op = node.op_type();
+  static const std::map<std::string, std::string> unary = {
+      {"Relu", "relu($0)"},     {"Tanh", "tanh($0)"}, {"Sigmoid", "sigmoid($0)"}, {"Erf", "erf($0)"},
+      {"Exp", "exp($0)"},       {"Log", "log($0)"},   {"Sqrt", "sqrt($0)"},       {"Reciprocal", "recip($0)"},
+      {"Neg", "-$0"},           {"Abs", "abs($0)"},   {"Softplus", "softplus($0)"}, {"Sin", "sin($0)"},
+      {"Cos", "cos($0)"},       {"Floor", "floor($0)"}, {"Ceil", "ceil($0)"}};
+  static const std::map<std::string, std::string> logic = {
+      {"Equal", "$0 == $1"}, {"Less", "$0 < $1"}, {"LessOrEqual", "$0 <= $1"}, {"Greater", "$0 > $1"},
+      {"GreaterOrEqual", "$0 >= $1"}, {"And", "$0 && $1"}, {"Or", "$0 || $1"}, {"Not", "!$0"},
+      {"Where", "where($0, $1, $2)"}};
+  static const std::map<std::string, std::string> binary = {
+      {"Add", "$0 + $1"}, {"Sub", "$0 - $1"}, {"Mul", "$0 * $1"}, {"Div", "$0 / $1"}, {"Pow", "pow($0, $1)"},
+      {"Max", "maximum($0, $1)"}, {"Min", "minimum($0, $1)"}};
+  if (shape_node(node)) return;
+  if (fold(node)) return;
+  if (auto it = unary.find(op); it != unary.end()) {
+    elementwise(node, {operand(node, 0)}, it->second);
+  } else if (auto it2 = binary.find(op); it2 != binary.end()) {
+    elementwise(node, {operand(node, 0), operand(node, 1)}, it2->second);
+  } else if (auto it3 = logic.find(op); it3 != logic.end()) {
+    std::vector<int> uses;
+    for (int k = 0; k < node.input_size(); ++k) uses.push_back(operand(node, k));
+    if (uses.size() != static_cast<size_t>(op == "Not" ? 1 : op == "Where" ? 3 : 2))
+      throw Failure{where(node) + " has " + std::to_string(uses.size()) + " inputs"};
+    elementwise(node, uses, it3->second);
+  } else if (op == "Transpose") {
+    int x = operand(node, 0);
+    const auto &X = dims(x);
+    std::vector<int64_t> perm;
+    if (const auto *a = attribute(node, "perm")) perm.assign(a->ints().begin(), a->ints().end());
+    for (size_t p = perm.empty() ? 0 : X.size(); p < X.size(); ++p) perm.insert(perm.begin(), static_cast<int64_t>(p));
+    if (perm.size() != X.size())
+      throw Failure{where(node) + " permutes " + std::to_string(perm.size()) + " of " + std::to_string(X.size()) +
+                    " dimensions"};
+    std::vector<Dim> out;
+    for (size_t p : positions(node, perm, X.size())) out.push_back(X[p]);
+    result(node, out, ref(x), dtype(x), false);  // ncd has no layouts: the same tensor
+  } else if (op == "Unsqueeze" || op == "Squeeze") {
+    squeeze(node);
+  } else if (op == "Gelu") {
+    const auto *a = attribute(node, "approximate");
+    elementwise(node, {operand(node, 0)}, a && a->s() == "tanh" ? "gelu_tanh($0)" : "gelu($0)");
+  } else if (op == "Identity" || (op == "Cast" && dtype_of(static_cast<int>(int_attribute(node, "to", 0))) ==
+                                                      std::optional<ir::DType>(value(lookup(node, 0)).dtype))) {
+    // The same value under another name: its users are counted where the alias is read.
+    g_.by_name[node.output(0)] = lookup(node, 0);
+  } else if (op == "Cast") {
+    int u = operand(node, 0);
+    auto to = dtype_of(static_cast<int>(int_attribute(node, "to", 0)));
+    if (!to)
+      throw Failure{where(node) + " casts to element type " + std::to_string(int_attribute(node, "to", 0)) +
+                    ", which has no ncd dtype"};
+    result(node, dims(u), std::string(ir::dtype_name(*to)) + "(" + ref(u) + ")", *to, false);
+  } else if (op == "Constant") {
+    const auto *a = attribute(node, "value");
+    if (a && a->has_t()) {
+      constant_tensor(a->t(), node.output(0), node.name());
+    } else {
       Value v;
       v.onnx_name = node.output(0);
       v.role = Role::Literal;
-      v.literal = number;
+      if (const auto *f = attribute(node, "value_float")) v.literal = f->f();
+      else if (const auto *i = attribute(node, "value_int")) v.literal = static_cast<double>(i->i());
+      else throw Failure{where(node) + " has no scalar value"};
       add(std::move(v));
-    } else if (op == "MatMul") {
-      matmul(node);
-    } else if (op == "Gemm") {
-      gemm(node);
-    } else if (op == "Softmax" || op == "LogSoftmax") {
-      int x = operand(node, 0);
-      auto at = positions(node, {int_attribute(node, "axis", -1)}, value(x).dims.size());
-      const std::string fn = op == "Softmax" ? "softmax" : "logsoftmax";
-      result(node, value(x).dims, fn + "[" + axes_slot(value(x).dims, at, node) + "](" + ref(x) + ")", value(x).dtype,
-             false);
-    } else if (op == "LayerNormalization") {
-      layernorm(node);
-    } else if (op == "ReduceMean" || op == "ReduceSum" || op == "ReduceMax" || op == "ReduceMin") {
-      reduce(node);
-    } else {
-      std::string list;
-      for (const std::string &name : supported_ops()) list += (list.empty() ? "" : ", ") + name;
-      throw Failure{where(node) + ": ncd import does not support op " + op + " yet; it reads " + list};
     }
-  }
-
-  void matmul(const onnx::NodeProto &node) {
-    int a = operand(node, 0), b = operand(node, 1);
-    std::vector<Dim> A = value(a).dims, B = value(b).dims;
-    if (A.empty() || B.empty()) throw Failure{where(node) + " multiplies a scalar"};
-    const bool vector_a = A.size() == 1, vector_b = B.size() == 1;
-    const Dim ka = A.back(), kb = vector_b ? B.back() : B[B.size() - 2];
-    if (ka.axis < 0 || kb.axis < 0) throw Failure{where(node) + " sums over a broadcast dimension of size 1"};
-    same(node, ka.axis, kb.axis);
-    std::vector<Dim> out;
-    // Batch dimensions broadcast as elementwise operands do.
-    if (A.size() > 2 || B.size() > 2)
-      out = broadcast(node, std::vector<std::vector<Dim>>{{A.begin(), A.end() - (vector_a ? 1 : 2)},
-                                                          {B.begin(), B.end() - (vector_b ? 1 : 2)}});
-    if (!vector_a) out.push_back(A[A.size() - 2]);
-    if (!vector_b) {
-      out.push_back(B.back());
-      name_by_module(node, B.back());
-    }
-    result(node, out, ref(a) + " * " + ref(b), value(a).dtype, true);
-  }
-
-  void gemm(const onnx::NodeProto &node) {
-    int a = operand(node, 0), b = operand(node, 1);
-    const bool ta = int_attribute(node, "transA", 0) != 0, tb = int_attribute(node, "transB", 0) != 0;
-    const double alpha = float_attribute(node, "alpha", 1.0), beta = float_attribute(node, "beta", 1.0);
-    const auto &A = value(a).dims, &B = value(b).dims;
-    if (A.size() != 2 || B.size() != 2) throw Failure{where(node) + " takes two matrices"};
-    Dim m = ta ? A[1] : A[0], ka = ta ? A[0] : A[1], kb = tb ? B[1] : B[0], n = tb ? B[0] : B[1];
-    if (ka.axis < 0 || kb.axis < 0) throw Failure{where(node) + " sums over a broadcast dimension of size 1"};
-    name_by_module(node, n);
-    same(node, ka.axis, kb.axis);
-    std::string expr = ref(a) + " * " + ref(b) + (alpha != 1.0 ? " * " + number(alpha) : "");
-    std::vector<Dim> out = {m, n};
-    if (has_operand(node, 2) && beta != 0.0) {
-      int c = operand(node, 2);
-      out = broadcast(node, std::vector<std::vector<Dim>>{out, value(c).dims});
-      expr += " + " + ref(c) + (beta != 1.0 ? " * " + number(beta) : "");
-    }
-    result(node, out, expr, value(a).dtype, true);
-  }
-
-  // The features a layer makes take the layer's name: torch names nodes by module path ("/fc1/Gemm": fc1).
-  void name_by_module(const onnx::NodeProto &node, const Dim &dim) {
-    const std::string module = module_of(node.name());
-    if (dim.axis >= 0 && !module.empty()) g_.hint(dim.axis, module, 1);
-  }
-
-  // Unsqueeze adds broadcast placeholders; Squeeze drops size-1 dimensions (a real axis of size 1
-  // is summed away in a statement of its own: the sum of one element).
-  void squeeze(const onnx::NodeProto &node) {
+  } else if (op == "MatMul") {
+    matmul(node);
+  } else if (op == "Gemm") {
+    gemm(node);
+  } else if (op == "Softmax" || op == "LogSoftmax") {
     int x = operand(node, 0);
-    const auto &X = value(x).dims;
-    std::vector<int64_t> axes;
-    if (const auto *a = attribute(node, "axes")) axes.assign(a->ints().begin(), a->ints().end());
-    else if (has_operand(node, 1)) axes = constant_list(node, 1);
-    std::vector<Dim> out;
-    bool real = false;
-    if (node.op_type() == "Unsqueeze") {
-      auto at = positions(node, axes, X.size() + axes.size());
-      size_t next = 0;
-      for (size_t p = 0; p < X.size() + axes.size(); ++p)
-        out.push_back(std::find(at.begin(), at.end(), p) != at.end() ? Dim{-1, 1} : X[next++]);
-    } else {
-      std::vector<size_t> at;
-      if (axes.empty()) {
-        for (size_t p = 0; p < X.size(); ++p)
-          if (X[p].size == 1) at.push_back(p);
-      } else {
-        at = positions(node, axes, X.size());
-      }
-      for (size_t p = 0; p < X.size(); ++p) {
-        if (std::find(at.begin(), at.end(), p) == at.end()) {
-          out.push_back(X[p]);
-        } else if (X[p].size != 1) {
-          throw Failure{where(node) + " squeezes a dimension of size " + std::to_string(X[p].size)};
-        } else if (X[p].axis >= 0) {
-          real = true;
-        }
-      }
-    }
-    result(node, out, ref(x), value(x).dtype, real);
+    auto at = positions(node, {int_attribute(node, "axis", -1)}, dims(x).size());
+    const std::string fn = op == "Softmax" ? "softmax" : "logsoftmax";
+    result(node, dims(x), fn + "[" + axes_slot(dims(x), at, node) + "](" + ref(x) + ")", dtype(x), false);
+  } else if (op == "LayerNormalization") {
+    layernorm(node);
+  } else if (op == "ReduceMean" || op == "ReduceSum" || op == "ReduceMax" || op == "ReduceMin") {
+    reduce(node);
+  } else {
+    std::string list;
+    for (const std::string &name : supported_ops()) list += (list.empty() ? "" : ", ") + name;
+    throw Failure{where(node) + ": ncd import does not support op " + op + " yet; it reads " + list};
   }
+}
 
-  void layernorm(const onnx::NodeProto &node) {
-    int x = operand(node, 0);
-    const auto &X = value(x).dims;
-    int64_t axis = int_attribute(node, "axis", -1);
-    if (axis < 0) axis += static_cast<int64_t>(X.size());
-    if (axis < 0 || axis >= static_cast<int64_t>(X.size())) throw Failure{where(node) + " has axis out of range"};
+// Arithmetic on numbers alone (a scale 1 / sqrt(8)) is a number of the program.
+bool Builder::fold(const onnx::NodeProto &node) {
+  static const std::map<std::string, std::function<double(double, double)>> ops = {
+      {"Add", [](double a, double b) { return a + b; }},      {"Sub", [](double a, double b) { return a - b; }},
+      {"Mul", [](double a, double b) { return a * b; }},      {"Div", [](double a, double b) { return a / b; }},
+      {"Pow", [](double a, double b) { return std::pow(a, b); }}, {"Sqrt", [](double a, double) { return std::sqrt(a); }},
+      {"Reciprocal", [](double a, double) { return 1 / a; }}, {"Neg", [](double a, double) { return -a; }}};
+  auto it = ops.find(node.op_type());
+  if (it == ops.end() || node.input_size() < 1 || node.input_size() > 2) return false;
+  double x[2] = {0, 0};
+  for (int k = 0; k < node.input_size(); ++k) {
+    const Value &v = value(lookup(node, k));
+    if (v.role != Role::Literal) return false;
+    x[k] = v.literal;
+  }
+  const double r = it->second(x[0], x[1]);
+  if (!std::isfinite(r)) return false;
+  Value v;
+  v.onnx_name = node.output(0);
+  v.role = Role::Literal;
+  v.literal = static_cast<double>(static_cast<float>(r));
+  add(std::move(v));
+  return true;
+}
+
+void Builder::matmul(const onnx::NodeProto &node) {
+  int a = operand(node, 0), b = operand(node, 1);
+  std::vector<Dim> A = dims(a), B = dims(b);
+  if (A.empty() || B.empty()) throw Failure{where(node) + " multiplies a scalar"};
+  const bool vector_a = A.size() == 1, vector_b = B.size() == 1;
+  const Dim ka = A.back(), kb = vector_b ? B.back() : B[B.size() - 2];
+  if (ka.axis < 0 || kb.axis < 0) throw Failure{where(node) + " sums over a broadcast dimension of size 1"};
+  link(node, ka.axis, kb.axis);
+  std::vector<Dim> out;
+  // Batch dimensions broadcast as elementwise operands do.
+  if (A.size() > 2 || B.size() > 2)
+    out = broadcast(node, std::vector<std::vector<Dim>>{{A.begin(), A.end() - (vector_a ? 1 : 2)},
+                                                        {B.begin(), B.end() - (vector_b ? 1 : 2)}});
+  if (!vector_a) out.push_back(A[A.size() - 2]);
+  const bool weights = value(g_.uses[static_cast<size_t>(b)].value).role == Role::Param ||
+                       (is_view_of_param(b));
+  if (!vector_b) {
+    out.push_back(B.back());
+    if (weights) name_by_module(node, B.back());
+  }
+  if (weights) name_param(node, b);
+  else if (value(g_.uses[static_cast<size_t>(a)].value).role != Role::Param) head_contractions_.push_back(ka.axis);
+  result(node, out, ref(a) + " * " + ref(b), dtype(a), true);
+}
+
+void Builder::gemm(const onnx::NodeProto &node) {
+  int a = operand(node, 0), b = operand(node, 1);
+  const bool ta = int_attribute(node, "transA", 0) != 0, tb = int_attribute(node, "transB", 0) != 0;
+  const double alpha = float_attribute(node, "alpha", 1.0), beta = float_attribute(node, "beta", 1.0);
+  const auto &A = dims(a), &B = dims(b);
+  if (A.size() != 2 || B.size() != 2) throw Failure{where(node) + " takes two matrices"};
+  Dim m = ta ? A[1] : A[0], ka = ta ? A[0] : A[1], kb = tb ? B[1] : B[0], n = tb ? B[0] : B[1];
+  if (ka.axis < 0 || kb.axis < 0) throw Failure{where(node) + " sums over a broadcast dimension of size 1"};
+  name_by_module(node, n);
+  name_param(node, b);
+  link(node, ka.axis, kb.axis);
+  std::string expr = ref(a) + " * " + ref(b) + (alpha != 1.0 ? " * " + number(alpha) : "");
+  std::vector<Dim> out = {m, n};
+  if (has_operand(node, 2) && beta != 0.0) {
+    int c = operand(node, 2);
+    out = broadcast(node, std::vector<std::vector<Dim>>{out, dims(c)});
+    expr += " + " + ref(c) + (beta != 1.0 ? " * " + number(beta) : "");
+  }
+  result(node, out, expr, dtype(a), true);
+}
+
+bool Builder::is_view_of_param(int use) const {
+  for (int id = g_.uses[static_cast<size_t>(use)].value;;) {
+    const Value &v = value(id);
+    if (v.role == Role::Param) return true;
+    if (v.role != Role::Inline || v.uses.size() != 1 || v.expr != ref(v.uses[0])) return false;
+    id = g_.uses[static_cast<size_t>(v.uses[0])].value;
+  }
+}
+
+// torch writes a Linear's weight transposed for MatMul as a new initializer ("onnx::MatMul_131"):
+// it takes the layer's path instead ("/attn/c_attn/MatMul" -> attn_c_attn_weight).
+void Builder::name_param(const onnx::NodeProto &node, int use) {
+  Value &v = g_.values[static_cast<size_t>(g_.uses[static_cast<size_t>(use)].value)];
+  const size_t slash = node.name().rfind('/');
+  if (v.role != Role::Param || v.onnx_name.rfind("onnx::", 0) != 0 || slash == std::string::npos || slash == 0) return;
+  v.name = node.name().substr(1, slash - 1) + "_weight";
+}
+
+// The features a layer makes take the layer's name: torch names nodes by module path ("/fc1/Gemm": fc1).
+void Builder::name_by_module(const onnx::NodeProto &node, const Dim &dim) {
+  const std::string module = module_of(node.name());
+  if (dim.axis >= 0 && !module.empty()) g_.hint(dim.axis, module, 1);
+}
+
+// Unsqueeze adds broadcast placeholders; Squeeze drops size-1 dimensions (a real axis of size 1
+// is summed away in a statement of its own: the sum of one element).
+void Builder::squeeze(const onnx::NodeProto &node) {
+  int x = operand(node, 0);
+  const auto &X = dims(x);
+  std::vector<int64_t> axes;
+  if (const auto *a = attribute(node, "axes")) axes.assign(a->ints().begin(), a->ints().end());
+  else if (has_operand(node, 1)) axes = constant_list(node, 1);
+  std::vector<Dim> out;
+  bool real = false;
+  if (node.op_type() == "Unsqueeze") {
+    auto at = positions(node, axes, X.size() + axes.size());
+    size_t next = 0;
+    for (size_t p = 0; p < X.size() + axes.size(); ++p)
+      out.push_back(std::find(at.begin(), at.end(), p) != at.end() ? Dim{-1, 1, -1} : X[next++]);
+  } else {
     std::vector<size_t> at;
-    for (size_t p = static_cast<size_t>(axis); p < X.size(); ++p) at.push_back(p);
-    const double eps = float_attribute(node, "epsilon", 1e-5);
-    std::string expr = "layernorm[" + axes_slot(X, at, node) + "](" + ref(x) + ", eps = " + number(eps) + ")";
-    std::vector<int> ids = {x};
-    if (has_operand(node, 1)) {
-      int s = operand(node, 1);
-      ids.push_back(s);
-      expr += " * " + ref(s);
-    }
-    if (has_operand(node, 2)) {
-      int b = operand(node, 2);
-      ids.push_back(b);
-      expr += " + " + ref(b);
-    }
-    if (node.output_size() > 1)
-      for (int k = 1; k < node.output_size(); ++k)
-        if (!node.output(k).empty()) throw Failure{where(node) + ": its mean and inverse deviation outputs are not read"};
-    result(node, broadcast(node, ids), expr, value(x).dtype, false);
-  }
-
-  void reduce(const onnx::NodeProto &node) {
-    int x = operand(node, 0);
-    const auto &X = value(x).dims;
-    std::vector<int64_t> axes;
-    if (const auto *a = attribute(node, "axes")) {
-      axes.assign(a->ints().begin(), a->ints().end());
-    } else if (has_operand(node, 1)) {
-      axes = constant_list(node, 1);
+    if (axes.empty()) {
+      for (size_t p = 0; p < X.size(); ++p)
+        if (X[p].size == 1) at.push_back(p);
     } else {
-      for (size_t p = 0; p < X.size(); ++p) axes.push_back(static_cast<int64_t>(p));
+      at = positions(node, axes, X.size());
     }
-    auto at = positions(node, axes, X.size());
-    const bool keep = int_attribute(node, "keepdims", 1) != 0;
-    std::vector<Dim> out;
     for (size_t p = 0; p < X.size(); ++p) {
-      bool reduced = std::find(at.begin(), at.end(), p) != at.end();
-      if (!reduced) out.push_back(X[p]);
-      else if (keep) out.push_back(Dim{-1, 1});  // kept as a broadcast placeholder
+      if (std::find(at.begin(), at.end(), p) == at.end()) {
+        out.push_back(X[p]);
+      } else if (X[p].size != 1) {
+        throw Failure{where(node) + " squeezes a dimension of size " + std::to_string(X[p].size)};
+      } else if (X[p].axis >= 0) {
+        real = true;
+      }
     }
-    const std::string fn = node.op_type() == "ReduceMean"  ? "mean"
-                           : node.op_type() == "ReduceSum" ? "sum"
-                           : node.op_type() == "ReduceMax" ? "max"
-                                                           : "min";
-    result(node, out, fn + "[" + axes_slot(X, at, node) + "](" + ref(x) + ")", value(x).dtype, false);
   }
+  result(node, out, ref(x), dtype(x), real);
+}
 
- public:
-  static std::string number(double v) { return v < 0 ? "(" + float_text(v) + ")" : float_text(v); }
-  const onnx::GraphProto *graph_ = nullptr;
-};
+void Builder::layernorm(const onnx::NodeProto &node) {
+  int x = operand(node, 0);
+  const auto &X = dims(x);
+  int64_t axis = int_attribute(node, "axis", -1);
+  if (axis < 0) axis += static_cast<int64_t>(X.size());
+  if (axis < 0 || axis >= static_cast<int64_t>(X.size())) throw Failure{where(node) + " has axis out of range"};
+  std::vector<size_t> at;
+  for (size_t p = static_cast<size_t>(axis); p < X.size(); ++p) at.push_back(p);
+  const double eps = float_attribute(node, "epsilon", 1e-5);
+  std::string expr = "layernorm[" + axes_slot(X, at, node) + "](" + ref(x) + ", eps = " + number(eps) + ")";
+  std::vector<int> uses = {x};
+  if (has_operand(node, 1)) {
+    int s = operand(node, 1);
+    uses.push_back(s);
+    expr += " * " + ref(s);
+  }
+  if (has_operand(node, 2)) {
+    int b = operand(node, 2);
+    uses.push_back(b);
+    expr += " + " + ref(b);
+  }
+  for (int k = 1; k < node.output_size(); ++k)
+    if (!node.output(k).empty()) throw Failure{where(node) + ": its mean and inverse deviation outputs are not read"};
+  result(node, broadcast_uses(node, uses), expr, dtype(x), false);
+}
 
-}  // namespace
+void Builder::reduce(const onnx::NodeProto &node) {
+  int x = operand(node, 0);
+  const auto &X = dims(x);
+  std::vector<int64_t> axes;
+  if (const auto *a = attribute(node, "axes")) {
+    axes.assign(a->ints().begin(), a->ints().end());
+  } else if (has_operand(node, 1)) {
+    axes = constant_list(node, 1);
+  } else {
+    for (size_t p = 0; p < X.size(); ++p) axes.push_back(static_cast<int64_t>(p));
+  }
+  auto at = positions(node, axes, X.size());
+  const bool keep = int_attribute(node, "keepdims", 1) != 0;
+  std::vector<Dim> out;
+  for (size_t p = 0; p < X.size(); ++p) {
+    bool reduced = std::find(at.begin(), at.end(), p) != at.end();
+    if (!reduced) out.push_back(X[p]);
+    else if (keep) out.push_back(Dim{-1, 1, -1});  // kept as a broadcast placeholder
+  }
+  const std::string fn = node.op_type() == "ReduceMean"  ? "mean"
+                         : node.op_type() == "ReduceSum" ? "sum"
+                         : node.op_type() == "ReduceMax" ? "max"
+                                                         : "min";
+  result(node, out, fn + "[" + axes_slot(X, at, node) + "](" + ref(x) + ")", dtype(x), false);
+}
 
 std::string module_of(const std::string &node) {
   const size_t end = node.rfind('/');
@@ -638,49 +782,122 @@ std::string float_text(double v) {
 
 namespace {
 
-// torch exports GELU (exact) as x * (erf(x / sqrt 2) + 1) * 0.5: found again, it is gelu(x).
-void recognize_gelu(Graph &g) {
-  auto at = [&](int id) -> Value & { return g.values[static_cast<size_t>(id)]; };
-  auto literal = [&](int id, double want, double tolerance) {
-    return at(id).role == Role::Literal && std::fabs(at(id).literal - want) <= tolerance;
-  };
-  auto single = [&](int id, const char *op) { return at(id).role == Role::Inline && at(id).users == 1 && at(id).op == op; };
-  for (int id : g.order) {
-    Value &v = at(id);
-    if (v.op != "Mul" || v.operands.size() != 2) continue;
-    int half = v.operands[1], product = v.operands[0];
-    if (!literal(half, 0.5, 0)) std::swap(half, product);
-    if (!literal(half, 0.5, 0) || !single(product, "Mul")) continue;
-    const Value &p = at(product);
-    for (int side = 0; side < 2; ++side) {
-      int x = p.operands[static_cast<size_t>(side)], sum = p.operands[static_cast<size_t>(1 - side)];
-      if (!single(sum, "Add") || at(sum).operands.size() != 2) continue;
-      int erf = at(sum).operands[0], one = at(sum).operands[1];
-      if (!literal(one, 1.0, 0)) std::swap(erf, one);
-      if (!literal(one, 1.0, 0) || !single(erf, "Erf")) continue;
-      int div = at(erf).operands.at(0);
-      if (!single(div, "Div") || at(div).operands.size() != 2 || at(div).operands[0] != x ||
-          !literal(at(div).operands[1], std::sqrt(2.0), 1e-6))
-        continue;
-      v.expr = "gelu({v:" + std::to_string(x) + "})";
-      v.op = "Gelu";
-      v.operands = {x};
-      --at(x).users;  // read by the division and the product; now by gelu alone
-      for (int gone : {product, sum, erf, div}) at(gone).users = 0;
-      break;
+// torch exports GELU as its formula (opset < 20): exact, x * (erf(x / √2) + 1) * 0.5, and
+// tanh, 0.5 * x * (1 + tanh(√(2/π) * (x + 0.044715 * x³))). Found again, each is one call.
+class Gelus {
+ public:
+  explicit Gelus(Graph &g) : g_(g) {}
+
+  void run() {
+    for (int id : g_.order) {
+      if (at(id).op != "Mul") continue;
+      std::vector<int> removed;
+      int x_use = -1;
+      const int product = other(id, 0.5, 0);
+      if (product < 0 || !single(product, "Mul")) continue;
+      removed.push_back(product);
+      if ((x_use = exact(product, removed)) >= 0) replace(id, "gelu", x_use, removed);
+      else if ((x_use = tanh_form(product, removed)) >= 0) replace(id, "gelu_tanh", x_use, removed);
     }
   }
-}
+
+ private:
+  Graph &g_;
+  Value &at(int id) { return g_.values[static_cast<size_t>(id)]; }
+  int read(int id, size_t k) { return g_.uses[static_cast<size_t>(at(id).uses.at(k))].value; }
+  bool literal(int id, double want, double tolerance) {
+    return at(id).role == Role::Literal && std::fabs(at(id).literal - want) <= tolerance;
+  }
+  bool single(int id, const char *op) {
+    return at(id).role == Role::Inline && at(id).users == 1 && at(id).op == op && at(id).uses.size() == (op[0] == 'E' || op[0] == 'T' ? 1u : 2u);
+  }
+  // The operand of a two-operand node that is not the literal `want` (-1 when neither is).
+  int other(int id, double want, double tolerance) {
+    if (at(id).uses.size() != 2) return -1;
+    if (literal(read(id, 1), want, tolerance)) return read(id, 0);
+    if (literal(read(id, 0), want, tolerance)) return read(id, 1);
+    return -1;
+  }
+  // product = x * (erf(x / √2) + 1): the use of x in product, or -1.
+  int exact(int product, std::vector<int> &removed) {
+    for (size_t side = 0; side < 2; ++side) {
+      const int x = read(product, side), sum = read(product, 1 - side);
+      if (!single(sum, "Add")) continue;
+      const int erf = other(sum, 1.0, 0);
+      if (erf < 0 || !single(erf, "Erf")) continue;
+      const int div = read(erf, 0);
+      if (!single(div, "Div") || read(div, 0) != x || !literal(read(div, 1), std::sqrt(2.0), 1e-6)) continue;
+      removed.insert(removed.end(), {sum, erf, div});
+      return at(product).uses[side];
+    }
+    return -1;
+  }
+  // product = x * (tanh(c * (x + 0.044715 * x*x*x)) + 1): the use of x in product, or -1.
+  int tanh_form(int product, std::vector<int> &removed) {
+    for (size_t side = 0; side < 2; ++side) {
+      const int x = read(product, side), sum = read(product, 1 - side);
+      if (!single(sum, "Add")) continue;
+      const int tanh = other(sum, 1.0, 0);
+      if (tanh < 0 || !single(tanh, "Tanh")) continue;
+      const int scaled = read(tanh, 0);
+      if (!single(scaled, "Mul")) continue;
+      const int inner = other(scaled, std::sqrt(2.0 / M_PI), 1e-6);
+      if (inner < 0 || !single(inner, "Add")) continue;
+      int cube_term = read(inner, 1);
+      if (read(inner, 0) != x) {
+        if (read(inner, 1) != x) continue;
+        cube_term = read(inner, 0);
+      }
+      if (!single(cube_term, "Mul")) continue;
+      const int cube = other(cube_term, 0.044715, 1e-7);
+      if (cube < 0 || !cubes(cube, x, removed)) continue;
+      removed.insert(removed.end(), {sum, tanh, scaled, inner, cube_term, cube});
+      return at(product).uses[side];
+    }
+    return -1;
+  }
+  // x*x*x written as x * (x * x), (x * x) * x or pow(x, 3).
+  bool cubes(int cube, int x, std::vector<int> &removed) {
+    if (single(cube, "Pow")) return read(cube, 0) == x && literal(read(cube, 1), 3.0, 0);
+    if (!single(cube, "Mul")) return false;
+    for (size_t side = 0; side < 2; ++side) {
+      const int square = read(cube, 1 - side);
+      if (read(cube, side) == x && single(square, "Mul") && read(square, 0) == x && read(square, 1) == x) {
+        removed.push_back(square);
+        return true;
+      }
+    }
+    return false;
+  }
+  void replace(int id, const std::string &fn, int x_use, const std::vector<int> &removed) {
+    Value &v = at(id);
+    const Use &use = g_.uses[static_cast<size_t>(x_use)];
+    const int x = use.value;
+    v.expr = fn + "({u:" + std::to_string(x_use) + "})";
+    v.op = fn == "gelu" ? "Gelu" : "GeluTanh";
+    v.uses = {x_use};
+    // The result and x's read are the same wires (right-aligned, as broadcasting).
+    for (size_t i = 0; i < std::min(v.dims.size(), use.dims.size()); ++i) {
+      const Dim &a = v.dims[v.dims.size() - 1 - i], &b = use.dims[use.dims.size() - 1 - i];
+      if (a.axis >= 0 && b.axis >= 0) v.edges.emplace_back(a.axis, b.axis);
+    }
+    for (int gone : removed) {
+      for (int u : at(gone).uses)
+        if (u != x_use && g_.uses[static_cast<size_t>(u)].value == x) --at(x).users;
+      at(gone).users = 0;
+    }
+  }
+};
 
 }  // namespace
 
 const std::vector<std::string> &supported_ops() {
   static const std::vector<std::string> ops = {
-      "Abs", "Add", "And", "Cast", "Ceil", "Constant", "Cos", "Div", "Equal", "Erf", "Exp", "Floor", "Gelu", "Gemm",
-      "Greater", "GreaterOrEqual", "Identity", "LayerNormalization", "Less", "LessOrEqual", "Log", "LogSoftmax",
-      "MatMul", "Max", "Min", "Mul", "Neg", "Not", "Or", "Pow", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin",
-      "ReduceSum", "Relu", "Sigmoid", "Sin", "Softmax", "Softplus", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose",
-      "Unsqueeze", "Where"};
+      "Abs", "Add", "And", "Cast", "Ceil", "Concat", "Constant", "Cos", "Div", "Equal", "Erf", "Exp", "Flatten",
+      "Floor", "Gather", "Gelu", "Gemm", "Greater", "GreaterOrEqual", "Identity", "LayerNormalization", "Less",
+      "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "Min", "Mul", "Neg", "Not", "Or", "Pow", "Reciprocal",
+      "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid", "Sin", "Slice",
+      "Softmax", "Softplus", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where"};
   return ops;
 }
 
@@ -696,9 +913,8 @@ bool build_graph(const std::string &bytes, Graph &graph, std::string &error) {
   }
   try {
     Builder builder(graph);
-    builder.graph_ = &model.graph();
     builder.run(model);
-    recognize_gelu(graph);
+    Gelus(graph).run();
   } catch (const Failure &f) {
     error = f.message;
     return false;

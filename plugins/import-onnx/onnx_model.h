@@ -1,10 +1,18 @@
-// The ONNX importer's model of a graph (plugin import-onnx; docs/IMPORT.md):
-// every ONNX value with its dimensions, each dimension either an axis (a
-// class of dimensions that ops say are the same, kept by union-find) or
-// absent (a broadcast placeholder of size 1: a reduction's kept dimension);
-// and what each value is in ncd: an input, a param, a literal, a statement or
-// an expression inlined into its one user. onnx_graph.cpp builds it (one
-// rule per op), onnx_print.cpp names the axes and values and writes ncd.
+// The ONNX importer's model of a graph (plugin import-onnx; docs/IMPORT.md).
+//
+// Every dimension of every value, and of every read of a value (a *use*), is
+// a node; an op links the nodes it says are the same wire (a matrix
+// product's summed dimensions, broadcast dimensions, a result and the
+// operand it passes through). Linked nodes form a *class* (union-find), an
+// axis of the model with one size. A reshape does not link: it says that a
+// class is the product of others (`factors`: 768 = heads × d), and a split
+// or a chunk says which part of a dimension a use reads. Each statement is
+// named on its own (onnx_print.cpp): the links made inside it decide which
+// dimensions are one axis there, so a class met twice in a statement (the
+// query and key positions of `q @ k.T`) gets a second name.
+//
+// onnx_graph.cpp and onnx_shape.cpp build it (one rule per op),
+// onnx_print.cpp names the axes and values and writes ncd.
 #pragma once
 
 #include <cstdint>
@@ -18,11 +26,31 @@
 namespace ncd::onnx_import {
 
 struct Dim {
-  int axis = -1;  // a union-find node, or -1: absent (broadcast, size 1)
-  int64_t size = 1;
+  int axis = -1;     // a node, or -1: absent (a broadcast placeholder of size 1)
+  int64_t size = 1;  // 0: symbolic
+  int64_t at = -1;   // in a use: the dimension is read at this constant position (a chunk, a Gather)
 };
 
-// Data: a constant tensor of several elements, read only as a list of axes (Unsqueeze, Squeeze, reductions).
+// A read of a value by one node: its own nodes, linked to the value's.
+struct Use {
+  int value = -1;
+  std::vector<Dim> dims;
+};
+
+// A class written as a product where one op changes granularity: `coarse` is the
+// product of `fine` (outermost first). A fine node may be a constant position (Dim::at).
+struct Regroup {
+  int coarse = -1;
+  std::vector<Dim> fine;
+};
+
+// An element of a shape computed in the graph (Shape, Gather, Concat, arithmetic): coef × Π sizes of nodes.
+struct ShapeItem {
+  int64_t coef = 1;
+  std::vector<int> nodes;
+};
+
+// Data: a constant or computed integer list (a shape, a list of axes), never a tensor of the program.
 enum class Role { Input, Param, Literal, Data, Statement, Inline };
 
 struct Value {
@@ -30,59 +58,44 @@ struct Value {
   std::vector<Dim> dims;
   ir::DType dtype = ir::DType::F32;
   Role role = Role::Statement;
-  double literal = 0;    // Role::Literal
-  std::vector<double> data;  // Role::Data, and a Param's values (for lists of axes)
-  std::string node;      // the producing node's name (for messages and names)
-  std::string op;        // its op type
-  std::string expr;      // the ncd expression computing it, with {v:N} for a reference to value N
-  bool contraction = false;  // its expression sums axes (its own statement; operands are references)
-  std::vector<int> operands; // the values its node reads, in order
+  double literal = 0;               // Role::Literal
+  std::vector<ShapeItem> items;     // Role::Data
+  std::vector<double> data;         // a Param's values when few (lists of axes, masks)
+  std::string node;                 // the producing node's name (for messages and names)
+  std::string op;                   // its op type
+  std::string expr;                 // ncd expression: {u:K} reads use K, {a:N} names node N's axis
+  bool contraction = false;         // its expression sums axes (its own statement; operands are references)
+  std::vector<int> uses;            // the uses its expression reads
+  std::vector<std::pair<int, int>> edges;  // nodes its op links (results, uses)
+  std::vector<Regroup> regroups;    // granularity changes its op makes
   int users = 0;
-  std::string name;      // ncd name (filled by the printer)
-  Tensor weight;         // Role::Param: the initializer, absent dims squeezed out
+  std::string name;                 // ncd name (filled by the printer)
+  Tensor weight;                    // Role::Param: the initializer, absent dims squeezed out
 };
 
 struct Graph {
   std::vector<Value> values;
-  std::map<std::string, int> by_name;  // ONNX name -> value index
-  std::vector<int> inputs, outputs, order;  // order: statement values in graph order
-  std::vector<int> parent;                  // union-find over axes
-  std::vector<int64_t> axis_size;
-  std::vector<std::string> axis_hint;       // a name an axis may take (a dim_param, a module), "" none
+  std::vector<Use> uses;
+  std::map<std::string, int> by_name;       // ONNX name -> value index
+  std::vector<int> inputs, outputs, order;  // order: computed values in graph order
+  std::vector<int> parent;                  // union-find over nodes
+  std::vector<int64_t> axis_size;           // per class root: size, 0 symbolic
+  std::vector<std::string> axis_hint;       // a name a class may take (a dim_param, a module), "" none
   std::vector<int> axis_hint_rank;          // lower is better
+  std::map<int, std::vector<int>> factors;  // class root -> the nodes it is the product of
   std::string graph_name, producer;
   int64_t opset = 0;
 
-  int new_axis(int64_t size) {
-    parent.push_back(static_cast<int>(parent.size()));
-    axis_size.push_back(size);
-    axis_hint.emplace_back();
-    axis_hint_rank.push_back(1 << 30);
-    return parent.back();
-  }
-  int find(int a) {
-    while (parent[static_cast<size_t>(a)] != a) a = parent[static_cast<size_t>(a)] = parent[static_cast<size_t>(parent[static_cast<size_t>(a)])];
-    return a;
-  }
-  void hint(int axis, const std::string &name, int rank) {
-    int r = find(axis);
-    if (rank < axis_hint_rank[static_cast<size_t>(r)]) {
-      axis_hint_rank[static_cast<size_t>(r)] = rank;
-      axis_hint[static_cast<size_t>(r)] = name;
-    }
-  }
-  // Merges two axes; false when their sizes differ (the model is inconsistent).
-  bool unite(int a, int b) {
-    a = find(a), b = find(b);
-    if (a == b) return true;
-    if (axis_size[static_cast<size_t>(a)] != axis_size[static_cast<size_t>(b)]) return false;
-    if (axis_hint_rank[static_cast<size_t>(b)] < axis_hint_rank[static_cast<size_t>(a)]) {
-      axis_hint_rank[static_cast<size_t>(a)] = axis_hint_rank[static_cast<size_t>(b)];
-      axis_hint[static_cast<size_t>(a)] = axis_hint[static_cast<size_t>(b)];
-    }
-    parent[static_cast<size_t>(b)] = a;
-    return true;
-  }
+  int new_axis(int64_t size);
+  int find(int a);
+  void hint(int axis, const std::string &name, int rank);
+  int64_t size_of(int node) { return axis_size[static_cast<size_t>(find(node))]; }
+  // Merges two classes (and their factorizations); false when their sizes or factorizations differ.
+  bool unite(int a, int b);
+  // Records that the class of `node` is the product of the classes of `parts`; false when it disagrees.
+  bool factorize(int node, const std::vector<int> &parts);
+  // The classes a class is written as, finest first-level-expanded: a class without factors is itself.
+  std::vector<int> atoms(int node);
 };
 
 // Reads the model; false with `error` naming the node (or the part of the file) at fault.

@@ -3,7 +3,11 @@
 // output) and which are inlined into their one user; names for axes (a
 // dim_param, else the layer that makes the features, else the graph input
 // and dimension, else the size) and for values (the layer, else the op);
-// then the text. Preconditions: build_graph succeeded on `graph`.
+// then the text. Each statement is named on its own: the links its ops made
+// decide which dimensions are one axis in it, a class met twice gets a
+// second name (`axis seq_2 = seq`), a class that is a product is written as
+// its parts (read as a split of an input or a param, merged on the left of
+// an output). Preconditions: build_graph succeeded on `graph`.
 #include <algorithm>
 #include <cctype>
 #include <functional>
@@ -58,123 +62,310 @@ std::string capitalized(std::string s) {
   return s;
 }
 
-}  // namespace
 
-bool print_program(Graph &g, const std::string &path, const std::map<std::string, std::string> &renames,
-                   const std::string &diagram, std::string &source, std::vector<std::pair<std::string, Tensor>> &weights,
-                   std::string &error) {
-  // Statements: what is read twice, by a contraction, or is an output; the rest is inlined.
-  for (int id : g.order) {
-    Value &v = g.values[static_cast<size_t>(id)];
-    if (v.role == Role::Inline && v.users > 1) v.role = Role::Statement;
+// One atom of a dimension as a statement sees it: a local class, or a constant position.
+struct Atom {
+  int cls = -1;
+  int64_t at = -1;
+};
+
+class Printer {
+ public:
+  Printer(Graph &g, Names &names) : g_(g), names_(names) {}
+
+  // The name of a class in the program (its first, lazily taken) and its k-th second name.
+  std::string primary(int node) {
+    const int c = g_.find(node);
+    auto it = primary_.find(c);
+    if (it != primary_.end()) return it->second;
+    std::string base = g_.axis_hint[static_cast<size_t>(c)];
+    base = base.empty() ? "d" + std::to_string(g_.axis_size[static_cast<size_t>(c)]) : identifier(base);
+    for (char &ch : base) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    const std::string name = names_.take(base);
+    primary_[c] = name;
+    axis_order_.push_back(name);
+    class_of_[name] = c;
+    return name;
   }
-  for (int id : g.order) {
-    const Value &v = g.values[static_cast<size_t>(id)];
-    if (!v.contraction) continue;
-    for (size_t at = v.expr.find("{v:"); at != std::string::npos; at = v.expr.find("{v:", at + 1)) {
-      Value &operand = g.values[std::stoul(v.expr.substr(at + 3))];
-      if (operand.role == Role::Inline) operand.role = Role::Statement;
+  std::string alias(int node, size_t k) {
+    const int c = g_.find(node);
+    if (k == 0) return primary(c);
+    std::vector<std::string> &list = aliases_[c];
+    while (list.size() < k) {
+      const std::string name = names_.take(primary(c) + "_" + std::to_string(list.size() + 2));
+      list.push_back(name);
+      axis_order_.push_back(name);
+      class_of_[name] = c;
+      alias_of_[name] = primary(c);
     }
+    return list[k - 1];
   }
-  // A tensor whose two dimensions are the same axis (a square weight whose input and output
-  // features meet elementwise, x + Linear(x)) would need the axis renamed where it is read.
-  for (size_t id = 0; id < g.values.size(); ++id) {
-    const Value &v = g.values[id];
-    if (v.role == Role::Literal || v.role == Role::Data || (v.role == Role::Param && v.users == 0)) continue;
-    std::set<int> classes;
-    for (const Dim &d : v.dims)
-      if (d.axis >= 0 && !classes.insert(g.find(d.axis)).second) {
-        error = (v.node.empty() ? "'" + v.onnx_name + "'" : "node '" + v.node + "' (" + v.op + ")") +
-                ": two of its dimensions are one axis (a square weight whose input and output features are added "
-                "or compared elementwise); ncd import cannot rename an axis where it is read yet";
-        return false;
+
+  // Declared names of a value written with ONNX's dims (inputs, params, outputs): a class met
+  // again in the same value takes its next name.
+  std::vector<std::vector<std::string>> coarse(const Value &v) {
+    std::vector<std::vector<std::string>> out;
+    std::map<int, size_t> seen;
+    for (const Dim &d : v.dims) {
+      if (d.axis < 0) {
+        out.emplace_back();
+        continue;
       }
-  }
-  // The axes the program uses, in order of first use (inputs, then statements).
-  std::vector<int> used;
-  std::set<int> seen;
-  auto note_axes = [&](const Value &v) {
-    for (const Dim &d : v.dims)
-      if (d.axis >= 0 && seen.insert(g.find(d.axis)).second) used.push_back(g.find(d.axis));
-  };
-  for (int id : g.inputs) note_axes(g.values[static_cast<size_t>(id)]);
-  for (size_t id = 0; id < g.values.size(); ++id)
-    if (g.values[id].role == Role::Param && g.values[id].users > 0) note_axes(g.values[id]);
-  for (int id : g.order) note_axes(g.values[static_cast<size_t>(id)]);
-
-  std::string name = diagram;
-  if (name.empty()) {
-    std::string stem = path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
-    stem = stem.substr(0, stem.find('.'));
-    name = capitalized(identifier(stem));
-  }
-  Names names;
-  if (!valid_identifier(name) || names.has(name)) {
-    error = "--diagram " + name + ": " + (valid_identifier(name) ? "a word ncd reserves" : "not a name");
-    return false;
-  }
-  names.take(name);  // no value or axis may take the diagram's name
-  std::map<int, std::string> axis_name;
-  std::set<std::string> renamed;
-  for (int axis : used) {
-    std::string base = g.axis_hint[static_cast<size_t>(axis)];
-    base = base.empty() ? "d" + std::to_string(g.axis_size[static_cast<size_t>(axis)]) : identifier(base);
-    for (char &c : base) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    axis_name[axis] = names.take(base);
-  }
-  for (const auto &[from, to] : renames) {
-    int found = -1;
-    for (const auto &[axis, name] : axis_name)
-      if (name == from) found = axis;
-    if (found < 0) {
-      std::string list;
-      for (int axis : used) list += (list.empty() ? "" : ", ") + axis_name[axis];
-      error = "--axis " + from + "=" + to + ": the model has no axis '" + from + "' (its axes: " + list + ")";
-      return false;
+      out.push_back({alias(d.axis, seen[g_.find(d.axis)]++)});
     }
-    if (!valid_identifier(to) || names.has(to)) {
-      error = "--axis " + from + "=" + to + ": '" + to + "' is " +
-              (valid_identifier(to) ? "already a name in the program" : "not a name");
-      return false;
-    }
-    names.take(to);
-    axis_name[found] = to;
+    return out;
   }
 
-  auto axes_of = [&](const Value &v) {
+  bool declared_coarse(int id) const {
+    const Value &v = g_.values[static_cast<size_t>(id)];
+    return v.role == Role::Input || v.role == Role::Param ||
+           std::find(g_.outputs.begin(), g_.outputs.end(), id) != g_.outputs.end();
+  }
+
+  // The statement computing value `root`: "Name[axes] = expression". Fills declared_[root].
+  std::string statement(int root, std::string &error) {
+    local_.clear();
+    expansion_.clear();
+    taken_.clear();
+    cls_name_.clear();
+    error_.clear();
+    tree_.clear();
+    collect(root);
+    for (int id : tree_) {
+      const Value &v = at(id);
+      for (const auto &[a, b] : v.edges) unite(a, b);
+      for (int u : v.uses) {
+        const Use &use = g_.uses[static_cast<size_t>(u)];
+        if (!in_tree(use.value)) continue;
+        const Value &used = at(use.value);
+        for (size_t i = 0; i < use.dims.size() && i < used.dims.size(); ++i)
+          if (use.dims[i].axis >= 0 && used.dims[i].axis >= 0) unite(use.dims[i].axis, used.dims[i].axis);
+      }
+    }
+    for (int id : tree_)
+      for (const Regroup &r : at(id).regroups) expand(r.coarse, r.fine);
+    const Value &R = at(root);
+    const bool output = declared_coarse(root);
+    // The left side is named first; an output keeps its declared names.
+    std::vector<std::vector<std::string>> wanted = output ? coarse(R) : std::vector<std::vector<std::string>>();
+    for (size_t p = 0; p < R.dims.size(); ++p) {
+      if (R.dims[p].axis < 0) continue;
+      std::vector<Atom> as = atoms(R.dims[p].axis);
+      if (output && as.size() == 1) name(as[0].cls, wanted[p][0]);
+    }
+    gather_hints(root);
+    std::vector<std::vector<std::string>> decl;
+    std::string left;
+    for (size_t p = 0; p < R.dims.size(); ++p) {
+      if (R.dims[p].axis < 0) {
+        decl.emplace_back();
+        continue;
+      }
+      std::vector<std::string> parts;
+      for (const Atom &a : atoms(R.dims[p].axis)) parts.push_back(a.at >= 0 ? std::to_string(a.at) : name(a.cls));
+      std::string item;
+      for (const std::string &s : parts) item += (item.empty() ? "" : ", ") + s;
+      if (output && parts.size() > 1) item = "(" + item + ")";
+      left += (left.empty() ? "" : ", ") + item;
+      decl.push_back(output ? wanted[p] : parts);
+    }
+    const std::string right = expand_expr(R.expr);
+    declared_[root] = decl;
+    error = error_;
+    return R.name + (left.empty() ? "" : "[" + left + "]") + typed(R) + " = " + right;
+  }
+
+  void declare(int id, std::vector<std::vector<std::string>> names) { declared_[id] = std::move(names); }
+  const std::vector<std::string> &axis_order() const { return axis_order_; }
+  int class_of(const std::string &name) const { return class_of_.at(name); }
+  const std::map<std::string, std::string> &aliases() const { return alias_of_; }
+  static std::string typed(const Value &v) {
+    return v.dtype == ir::DType::F32 ? std::string() : ": " + std::string(ir::dtype_name(v.dtype));
+  }
+  std::string reference_of(int id) {  // a declared value with its declared names (signatures, params)
+    const Value &v = at(id);
     std::string s;
-    for (const Dim &d : v.dims)
-      if (d.axis >= 0) s += (s.empty() ? "" : ", ") + axis_name.at(g.find(d.axis));
-    return s;
-  };
-  for (int id : g.inputs) g.values[static_cast<size_t>(id)].name = names.take(identifier(g.values[static_cast<size_t>(id)].onnx_name));
-  for (int id : g.outputs) {
-    Value &v = g.values[static_cast<size_t>(id)];
-    if (v.name.empty()) v.name = names.take(identifier(v.onnx_name));
-  }
-  for (size_t id = 0; id < g.values.size(); ++id)
-    if (g.values[id].role == Role::Param && g.values[id].users > 0) g.values[id].name = names.take(identifier(g.values[id].onnx_name));
-  for (int id : g.order) {
-    Value &v = g.values[static_cast<size_t>(id)];
-    if (v.role != Role::Statement || !v.name.empty()) continue;
-    // "/fc1/Gemm" -> Fc1; "/Softmax" -> Softmax; "/ln/Add_1" -> Ln_add
-    const std::string module = module_of(v.node);
-    std::string op = v.op;
-    for (char &c : op) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    std::string base = module.empty() ? op : module;
-    v.name = names.take(capitalized(identifier(base)));
+    for (const auto &names : declared_.at(id)) {
+      if (names.empty()) continue;
+      std::string item;
+      for (const std::string &n : names) item += (item.empty() ? "" : ", ") + n;
+      s += (s.empty() ? "" : ", ") + item;
+    }
+    return s.empty() ? v.name : v.name + "[" + s + "]";
   }
 
-  const std::string dtype_default = "f32";
-  auto typed = [&](const Value &v) { return v.dtype == ir::DType::F32 ? std::string() : ": " + std::string(ir::dtype_name(v.dtype)); };
-  std::function<std::string(int)> reference;
-  std::function<std::string(const std::string &)> expand = [&](const std::string &expr) {
+ private:
+  Graph &g_;
+  Names &names_;
+  std::map<int, std::string> primary_;
+  std::map<int, std::vector<std::string>> aliases_;
+  std::map<std::string, int> class_of_;
+  std::map<std::string, std::string> alias_of_;
+  std::vector<std::string> axis_order_;
+  std::map<int, std::vector<std::vector<std::string>>> declared_;
+  // Per statement:
+  std::map<int, int> local_;                    // union-find over nodes
+  std::map<int, std::vector<Dim>> expansion_;   // local class -> its parts
+  std::map<int, std::string> cls_name_;         // local class -> name
+  std::map<int, std::vector<std::string>> hints_;  // local class -> names its readers were declared with
+  std::set<std::string> taken_;
+  std::vector<int> tree_;
+  std::string error_;
+
+  Value &at(int id) { return g_.values[static_cast<size_t>(id)]; }
+  bool in_tree(int id) const { return std::find(tree_.begin(), tree_.end(), id) != tree_.end(); }
+  void collect(int id) {
+    if (in_tree(id)) return;
+    tree_.push_back(id);
+    for (int u : at(id).uses) {
+      const int used = g_.uses[static_cast<size_t>(u)].value;
+      if (at(used).role == Role::Inline) collect(used);
+    }
+  }
+  int find(int a) {
+    auto it = local_.find(a);
+    if (it == local_.end()) {
+      local_[a] = a;
+      return a;
+    }
+    if (it->second == a) return a;
+    return it->second = find(it->second);
+  }
+  void unite(int a, int b) {
+    a = find(a), b = find(b);
+    if (a != b) local_[b] = a;
+  }
+  void expand(int coarse, const std::vector<Dim> &fine) {
+    const int c = find(coarse);
+    auto it = expansion_.find(c);
+    if (it == expansion_.end()) {
+      expansion_[c] = fine;
+      return;
+    }
+    if (it->second.size() == fine.size())
+      for (size_t i = 0; i < fine.size(); ++i) unite(it->second[i].axis, fine[i].axis);
+  }
+  // A local class written as its parts: from the statement's reshapes, else from the class's factors.
+  std::vector<Atom> atoms(int node, int depth = 0) {
+    const int c = find(node);
+    auto it = expansion_.find(c);
+    if (it == expansion_.end() && g_.factors.count(g_.find(node)) && depth < 64) {
+      std::vector<Dim> parts;
+      for (int f : g_.factors.at(g_.find(node))) {
+        const int fresh = g_.new_axis(g_.size_of(f));
+        g_.unite(f, fresh);  // f keeps its root: names are kept by root
+        parts.push_back(Dim{fresh, g_.size_of(f), -1});
+      }
+      expansion_[c] = parts;
+      it = expansion_.find(c);
+    }
+    if (it == expansion_.end() || depth >= 64) return {Atom{c, -1}};
+    std::vector<Atom> out;
+    const std::vector<Dim> parts = it->second;
+    for (const Dim &d : parts) {
+      if (d.at >= 0) {
+        out.push_back(Atom{-1, d.at});
+        continue;
+      }
+      for (const Atom &a : atoms(d.axis, depth + 1)) out.push_back(a);
+    }
+    return out;
+  }
+  // Names the readers' declarations suggest for each local class, in the order they are read.
+  void gather_hints(int id) {
+    hints_.clear();
+    std::function<void(int)> walk = [&](int v) {
+      for (int u : at(v).uses) {
+        const Use &use = g_.uses[static_cast<size_t>(u)];
+        if (at(use.value).role == Role::Inline) {
+          walk(use.value);
+          continue;
+        }
+        auto decl = declared_.find(use.value);
+        if (decl == declared_.end()) continue;
+        for (size_t p = 0; p < use.dims.size() && p < decl->second.size(); ++p) {
+          if (use.dims[p].axis < 0 || use.dims[p].at >= 0) continue;
+          std::vector<Atom> as = atoms(use.dims[p].axis);
+          if (as.size() != decl->second[p].size()) continue;
+          for (size_t k = 0; k < as.size(); ++k)
+            if (as[k].at < 0) hints_[as[k].cls].push_back(decl->second[p][k]);
+        }
+      }
+    };
+    walk(id);
+  }
+  // The name of a local class in this statement: a reader's declared name, else the class's
+  // name, else its next second name, whichever no other class of the statement has.
+  std::string name(int cls, const std::string &want = "") {
+    cls = find(cls);
+    auto it = cls_name_.find(cls);
+    if (it != cls_name_.end()) return it->second;
+    std::string chosen;
+    std::vector<std::string> candidates;
+    if (!want.empty()) candidates.push_back(want);
+    for (const std::string &h : hints_[cls]) candidates.push_back(h);
+    for (const std::string &c : candidates)
+      if (!taken_.count(c) && class_of_.count(c) && g_.find(class_of_.at(c)) == g_.find(cls)) {
+        chosen = c;
+        break;
+      }
+    for (size_t k = 0; chosen.empty(); ++k)
+      if (!taken_.count(alias(cls, k))) chosen = alias(cls, k);
+    taken_.insert(chosen);
+    cls_name_[cls] = chosen;
+    return chosen;
+  }
+  std::string use_text(int u) {
+    const Use &use = g_.uses[static_cast<size_t>(u)];
+    const Value &v = at(use.value);
+    if (v.role == Role::Literal) return v.literal < 0 ? "(" + float_text(v.literal) + ")" : float_text(v.literal);
+    if (v.role == Role::Inline) {
+      // A view (transpose, reshape, chunk) is its operand read another way: named axes need no copy.
+      if (v.uses.size() == 1 && v.expr == "{u:" + std::to_string(v.uses[0]) + "}") return use_text(v.uses[0]);
+      std::string text = expand_expr(v.expr);
+      size_t open = text.find('(');
+      bool call = open != std::string::npos && open > 0 && text.back() == ')' &&
+                  (std::isalnum(static_cast<unsigned char>(text[open - 1])) || text[open - 1] == ']');
+      for (size_t i = 0, depth = 0; call && i < text.size(); ++i) {
+        if (text[i] == '(') ++depth;
+        if (text[i] == ')' && --depth == 0 && i + 1 < text.size()) call = false;
+        if (depth == 0 && i < open && text[i] == ' ') call = false;
+      }
+      return call ? text : "(" + text + ")";
+    }
+    const bool split = declared_coarse(use.value);
+    std::string items;
+    for (const Dim &d : use.dims) {
+      if (d.axis < 0) continue;
+      std::string item;
+      if (d.at >= 0) {
+        item = std::to_string(d.at);
+      } else {
+        std::vector<Atom> as = atoms(d.axis);
+        for (const Atom &a : as) {
+          if (a.at >= 0 && split && error_.empty())
+            error_ = "'" + v.onnx_name + "' is read in parts of one dimension (a chunk of a split); ncd import "
+                     "reads chunks of computed values only";
+          item += (item.empty() ? "" : ", ") + (a.at >= 0 ? std::to_string(a.at) : name(a.cls));
+        }
+        if (split && as.size() > 1) item = "(" + item + ")";
+      }
+      items += (items.empty() ? "" : ", ") + item;
+    }
+    return items.empty() ? v.name : v.name + "[" + items + "]";
+  }
+  std::string expand_expr(const std::string &expr) {
     std::string out;
     for (size_t i = 0; i < expr.size();) {
-      if (expr.compare(i, 3, "{v:") == 0 || expr.compare(i, 3, "{a:") == 0) {
+      if (expr.compare(i, 3, "{u:") == 0 || expr.compare(i, 3, "{a:") == 0) {
         size_t end = expr.find('}', i);
         const int n = std::stoi(expr.substr(i + 3, end - i - 3));
-        std::string text = expr[i + 1] == 'v' ? reference(n) : axis_name.at(g.find(n));
+        std::string text;
+        if (expr[i + 1] == 'u') {
+          text = use_text(n);
+        } else {
+          for (const Atom &a : atoms(n)) text += (text.empty() ? "" : ", ") + (a.at >= 0 ? std::to_string(a.at) : name(a.cls));
+        }
         // A whole argument of a call needs no parentheses of its own.
         const bool argument = i > 0 && (expr[i - 1] == '(' || (i >= 2 && expr.compare(i - 2, 2, ", ") == 0)) &&
                               end + 1 < expr.size() && (expr[end + 1] == ')' || expr[end + 1] == ',');
@@ -194,78 +385,164 @@ bool print_program(Graph &g, const std::string &path, const std::map<std::string
       }
     }
     return out;
-  };
-  reference = [&](int id) -> std::string {
-    const Value &v = g.values[static_cast<size_t>(id)];
-    if (v.role == Role::Literal) return v.literal < 0 ? "(" + float_text(v.literal) + ")" : float_text(v.literal);
-    if (v.role == Role::Inline && v.expr.rfind("{v:", 0) == 0 && v.expr.find('}') + 1 == v.expr.size())
-      return reference(v.operands.at(0));  // the same tensor (a transpose, an unsqueeze): named axes need no view
-    if (v.role == Role::Inline) {
-      // A call (`erf(...)`, `softmax[k](...)`) needs no parentheses; anything else gets them.
-      std::string text = expand(v.expr);
-      size_t open = text.find('(');
-      bool call = open != std::string::npos && open > 0 && text.back() == ')' &&
-                  (std::isalnum(static_cast<unsigned char>(text[open - 1])) || text[open - 1] == ']');
-      for (size_t i = 0, depth = 0; call && i < text.size(); ++i) {
-        if (text[i] == '(') ++depth;
-        if (text[i] == ')' && --depth == 0 && i + 1 < text.size()) call = false;
-        if (depth == 0 && i < open && (text[i] == ' ')) call = false;
-      }
-      return call ? text : "(" + text + ")";
-    }
-    const std::string axes = axes_of(v);
-    return axes.empty() ? v.name : v.name + "[" + axes + "]";
-  };
+  }
+};
 
-  std::string s = "# Imported by `ncd import` from " + path + " (" + (g.producer.empty() ? "unknown producer" : g.producer) +
-                  ", ONNX operator set " + std::to_string(g.opset) + ").\n\ndefault dtype " + dtype_default + "\n\n";
-  std::string symbolic, sized;
-  for (int axis : used) {
-    if (g.axis_size[static_cast<size_t>(axis)] == 0)
-      symbolic += (symbolic.empty() ? "" : ", ") + axis_name[axis];
-    else
-      sized += (sized.empty() ? "" : ", ") + axis_name[axis] + " = " + std::to_string(g.axis_size[static_cast<size_t>(axis)]);
+// A view is its operand read another way (a transpose, a reshape, a chunk).
+bool is_view(const Value &v) { return v.uses.size() == 1 && v.expr == "{u:" + std::to_string(v.uses[0]) + "}"; }
+
+}  // namespace
+
+bool print_program(Graph &g, const std::string &path, const std::map<std::string, std::string> &renames,
+                   const std::string &diagram, std::string &source, std::vector<std::pair<std::string, Tensor>> &weights,
+                   std::string &error) {
+  auto at = [&](int id) -> Value & { return g.values[static_cast<size_t>(id)]; };
+  auto used_value = [&](int u) { return g.uses[static_cast<size_t>(u)].value; };
+  // The value a view stands for.
+  std::function<int(int)> through = [&](int id) { return is_view(at(id)) && at(id).role == Role::Inline ? through(used_value(at(id).uses[0])) : id; };
+  // Statements: what is read twice, by a contraction, or is an output; the rest is inlined.
+  // A view read twice stays a view: what it reads becomes the statement.
+  for (int id : g.order) {
+    Value &v = at(id);
+    if (v.role != Role::Inline || v.users < 2) continue;
+    const int target = through(id);
+    if (at(target).role == Role::Inline) at(target).role = Role::Statement;
   }
-  if (!symbolic.empty()) s += "axis " + symbolic + "\n";
-  if (!sized.empty()) s += "axis " + sized + "\n";
-  s += "\ndiagram " + name + "(";
-  for (size_t i = 0; i < g.inputs.size(); ++i) {
-    const Value &v = g.values[static_cast<size_t>(g.inputs[i])];
-    s += (i ? ", " : "") + reference(g.inputs[i]) + typed(v);
+  for (int id : g.order) {
+    const Value &v = at(id);
+    if (!v.contraction || v.users == 0) continue;
+    for (int u : v.uses) {
+      const int target = through(used_value(u));
+      if (at(target).role == Role::Inline) at(target).role = Role::Statement;
+    }
   }
-  s += ") -> ";
-  for (size_t i = 0; i < g.outputs.size(); ++i) {
-    const Value &v = g.values[static_cast<size_t>(g.outputs[i])];
-    s += (i ? ", " : "") + reference(g.outputs[i]) + typed(v);
+
+  std::string name = diagram;
+  if (name.empty()) {
+    std::string stem = path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
+    stem = stem.substr(0, stem.find('.'));
+    name = capitalized(identifier(stem));
   }
-  s += " {\n";
-  weights.clear();
-  std::string params;
-  std::vector<int> param_order;  // in order of first use
+  Names names;
+  if (!valid_identifier(name) || names.has(name)) {
+    error = "--diagram " + name + ": " + (valid_identifier(name) ? "a word ncd reserves" : "not a name");
+    return false;
+  }
+  names.take(name);  // no value or axis may take the diagram's name
+  Printer printer(g, names);
+
+  for (int id : g.inputs) at(id).name = names.take(identifier(at(id).onnx_name));
+  for (int id : g.outputs)
+    if (at(id).name.empty()) at(id).name = names.take(identifier(at(id).onnx_name));
+  // Params in order of first use, read from statements through inlined expressions.
+  std::vector<int> param_order;
   std::function<void(int)> visit = [&](int id) {
-    const Value &v = g.values[static_cast<size_t>(id)];
-    if (v.role == Role::Param && v.users > 0 &&
-        std::find(param_order.begin(), param_order.end(), id) == param_order.end())
+    const Value &v = at(id);
+    if (v.role == Role::Param && std::find(param_order.begin(), param_order.end(), id) == param_order.end())
       param_order.push_back(id);
     if (v.role == Role::Inline || v.role == Role::Statement)
-      for (int operand : v.operands) visit(operand);
+      for (int u : v.uses) visit(used_value(u));
   };
   for (int id : g.order)
-    if (g.values[static_cast<size_t>(id)].role == Role::Statement)
-      for (int operand : g.values[static_cast<size_t>(id)].operands) visit(operand);
-  for (int id : param_order) {
-    const Value &v = g.values[static_cast<size_t>(id)];
-    params += "  param " + reference(id) + typed(v) + "\n";
-    weights.emplace_back(v.name, v.weight);
-  }
-  s += params;
+    if (at(id).role == Role::Statement && at(id).users > 0)
+      for (int u : at(id).uses) visit(used_value(u));
+  for (int id : param_order) at(id).name = names.take(identifier(at(id).name.empty() ? at(id).onnx_name : at(id).name));
   for (int id : g.order) {
-    const Value &v = g.values[static_cast<size_t>(id)];
-    if (v.role != Role::Statement) continue;
-    s += "  " + reference(id) + typed(v) + " = " + expand(v.expr) + "\n";
+    Value &v = at(id);
+    if (v.role != Role::Statement || !v.name.empty() || v.users == 0) continue;
+    // "/fc1/Gemm" -> Fc1; "/Softmax" -> Softmax; "/ln/Add_1" -> Ln
+    const std::string module = module_of(v.node);
+    std::string op = v.op;
+    for (char &c : op) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    v.name = names.take(capitalized(identifier(module.empty() ? op : module)));
   }
-  s += "}\n";
-  source = s;
+  for (int id : g.inputs) printer.declare(id, printer.coarse(at(id)));
+  for (int id : param_order) printer.declare(id, printer.coarse(at(id)));
+  for (int id : g.outputs) printer.declare(id, printer.coarse(at(id)));
+
+  std::string body;
+  for (int id : g.order) {
+    const Value &v = at(id);
+    if (v.role != Role::Statement || v.users == 0) continue;
+    body += "  " + printer.statement(id, error) + "\n";
+    if (!error.empty()) return false;
+  }
+  std::string signature = "diagram " + name + "(";
+  for (size_t i = 0; i < g.inputs.size(); ++i)
+    signature += (i ? ", " : "") + printer.reference_of(g.inputs[i]) + Printer::typed(at(g.inputs[i]));
+  signature += ") -> ";
+  for (size_t i = 0; i < g.outputs.size(); ++i)
+    signature += (i ? ", " : "") + printer.reference_of(g.outputs[i]) + Printer::typed(at(g.outputs[i]));
+  signature += " {\n";
+  std::string params;
+  weights.clear();
+  for (int id : param_order) {
+    params += "  param " + printer.reference_of(id) + Printer::typed(at(id)) + "\n";
+    weights.emplace_back(at(id).name, at(id).weight);
+  }
+
+  // Axes: symbolic, sized, products of others (after their parts), second names.
+  std::vector<std::string> symbolic, sized, derived, second;
+  std::set<std::string> done;
+  std::function<void(const std::string &)> place = [&](const std::string &axis) {
+    if (done.count(axis)) return;
+    done.insert(axis);
+    const int c = g.find(printer.class_of(axis));
+    if (printer.aliases().count(axis)) {
+      second.push_back(axis + " = " + printer.aliases().at(axis));
+    } else if (g.factors.count(c)) {
+      std::string product;
+      for (int part : std::vector<int>(g.factors.at(c))) {
+        const std::string p = printer.primary(part);
+        place(p);
+        product += (product.empty() ? "" : " * ") + p;
+      }
+      derived.push_back(axis + " = " + product);
+    } else if (g.axis_size[static_cast<size_t>(c)] == 0) {
+      symbolic.push_back(axis);
+    } else {
+      sized.push_back(axis + " = " + std::to_string(g.axis_size[static_cast<size_t>(c)]));
+    }
+  };
+  for (size_t i = 0; i < printer.axis_order().size(); ++i) place(printer.axis_order()[i]);
+  std::string axes;
+  for (const auto *list : {&symbolic, &sized, &derived, &second}) {
+    if (list->empty()) continue;
+    std::string line;
+    for (const std::string &s : *list) line += (line.empty() ? "" : ", ") + s;
+    axes += "axis " + line + "\n";
+  }
+  std::string text = "default dtype f32\n\n" + axes + "\n" + signature + params + body + "}\n";
+
+  // --axis OLD=NEW: every whole-word OLD in the program (names are unique in it).
+  for (const auto &[from, to] : renames) {
+    if (std::find(printer.axis_order().begin(), printer.axis_order().end(), from) == printer.axis_order().end()) {
+      std::string list;
+      for (const std::string &a : printer.axis_order()) list += (list.empty() ? "" : ", ") + a;
+      error = "--axis " + from + "=" + to + ": the model has no axis '" + from + "' (its axes: " + list + ")";
+      return false;
+    }
+    if (!valid_identifier(to) || names.has(to)) {
+      error = "--axis " + from + "=" + to + ": '" + to + "' is " + (valid_identifier(to) ? "already a name in the program" : "not a name");
+      return false;
+    }
+    names.take(to);
+    std::string out;
+    for (size_t i = 0; i < text.size();) {
+      const bool boundary = i == 0 || !(std::isalnum(static_cast<unsigned char>(text[i - 1])) || text[i - 1] == '_');
+      const size_t end = i + from.size();
+      if (boundary && text.compare(i, from.size(), from) == 0 &&
+          (end == text.size() || !(std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '_'))) {
+        out += to;
+        i = end;
+      } else {
+        out += text[i++];
+      }
+    }
+    text = out;
+  }
+  source = "# Imported by `ncd import` from " + path + " (" + (g.producer.empty() ? "unknown producer" : g.producer) +
+           ", ONNX operator set " + std::to_string(g.opset) + ").\n\n" + text;
   return true;
 }
 

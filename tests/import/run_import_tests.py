@@ -7,7 +7,8 @@
            inputs and compared with the torch module's own output (f32:
            max |err| <= 1e-4 * (1 + max |ref|)); `ncd fmt --check` holds, and
            `ncd cost` and `ncd optimize -O2` work on the imported program.
-  golden   the imported MLP's program is tests/import/mlp.golden (exact).
+  golden   the imported MLP's and GPT-2 block's programs are tests/import/*.golden
+           (exact).
   errors   bad files and unsupported models: exit 1, the exact message,
            nothing written.
 
@@ -78,7 +79,7 @@ class Gate(torch.nn.Module):
 
 
 class Square(torch.nn.Module):
-    """x + Linear(x) with a square weight: its input and output features are one axis (refused for now)."""
+    """x + Linear(x) with a square weight: its input and output features meet elementwise (a renamed read)."""
 
     def __init__(self):
         super().__init__()
@@ -88,12 +89,84 @@ class Square(torch.nn.Module):
         return x + self.proj(x)
 
 
+class CausalSelfAttention(torch.nn.Module):
+    """GPT-2's attention as nanoGPT writes it: one c_attn split in three, views into heads, a tril buffer mask."""
+
+    def __init__(self, d=32, heads=4, context=64):
+        super().__init__()
+        self.heads = heads
+        self.c_attn, self.c_proj = torch.nn.Linear(d, 3 * d), torch.nn.Linear(d, d)
+        self.register_buffer("bias", torch.tril(torch.ones(context, context, dtype=torch.bool)).view(1, 1, context, context))
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        k = k.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        v = v.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / (C // self.heads) ** 0.5)
+        att = att.masked_fill(~self.bias[:, :, :T, :T], float("-inf"))
+        y = (torch.softmax(att, dim=-1) @ v).transpose(1, 2).contiguous().view(B, T, C)
+        return self.c_proj(y)
+
+
+class GPT2Block(torch.nn.Module):
+    """A GPT-2 block: pre-LayerNorm, causal attention, tanh-GELU MLP, two residuals."""
+
+    def __init__(self, d=32):
+        super().__init__()
+        self.ln_1, self.attn, self.ln_2 = torch.nn.LayerNorm(d), CausalSelfAttention(d), torch.nn.LayerNorm(d)
+        self.c_fc, self.c_proj = torch.nn.Linear(d, 4 * d), torch.nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.c_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+
+class MHA(torch.nn.Module):
+    """nn.MultiheadAttention (self-attention): a sliced in_proj weight, heads merged with the batch and back."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = torch.nn.MultiheadAttention(32, 4, batch_first=True)
+
+    def forward(self, x):
+        return self.attn(x, x, x, need_weights=False)[0]
+
+
+class EncoderLayer(torch.nn.Module):
+    """nn.TransformerEncoderLayer (post-norm, ReLU feed-forward)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True)
+
+    def forward(self, x):
+        return self.layer(x)
+
+
+class Uneven(torch.nn.Module):
+    """A split into parts of different sizes (refused for now)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(12, 12)
+
+    def forward(self, x):
+        a, b = self.proj(x).split([4, 8], -1)
+        return a.sum(-1, keepdim=True) * b
+
+
 # name, module, example input shape, dynamic axes of the input (and the output)
 MODELS = [
     ("mlp", MLP, (8, 16), {0: "batch"}),
     ("token_mlp", TokenMLP, (2, 10, 24), {0: "batch", 1: "seq"}),
     ("norms", Norms, (6, 20), {0: "rows"}),
     ("gate", Gate, (5, 12), {0: "batch"}),
+    ("square", Square, (4, 12), {0: "batch"}),
+    ("gpt2_block", GPT2Block, (2, 10, 32), {0: "batch", 1: "seq"}),
+    ("mha", MHA, (2, 10, 32), {0: "batch", 1: "seq"}),
+    ("encoder_layer", EncoderLayer, (2, 10, 32), {0: "batch", 1: "seq"}),
 ]
 
 
@@ -166,26 +239,34 @@ def models(args):
     return 1 if failures else 0
 
 
+GOLDEN = [("mlp", MLP, (8, 16), {0: "batch"}), ("gpt2_block", GPT2Block, (2, 10, 32), {0: "batch", 1: "seq"})]
+
+
 def golden(args):
-    expected_path = os.path.join(args.root, "tests", "import", "mlp.golden")
-    with tempfile.TemporaryDirectory() as tmp:
-        _, onnx_path = export("mlp", MLP, (8, 16), {0: "batch"}, tmp)
-        r = run([args.ncd, "import", os.path.basename(onnx_path), "-o", "-"], cwd=tmp)
-        if r.returncode != 0:
-            fail("ncd import: " + r.stderr)
-        # The exporter's version is in the first line: the golden file holds it as VERSION.
-        got = re.sub(r"\(pytorch [^,]*,", "(pytorch VERSION,", r.stdout, count=1)
-    if args.update:
-        with open(expected_path, "w") as f:
-            f.write(got)
-        print("updated " + expected_path)
-        return 0
-    with open(expected_path) as f:
-        expected = f.read()
-    if got != expected:
-        fail("the imported MLP changed (run with --update if intended):\n--- expected\n%s--- got\n%s" % (expected, got))
-    print("ok: the imported MLP is tests/import/mlp.golden")
-    return 0
+    failures = 0
+    for name, cls, shape, dynamic in GOLDEN:
+        expected_path = os.path.join(args.root, "tests", "import", name + ".golden")
+        with tempfile.TemporaryDirectory() as tmp:
+            _, onnx_path = export(name, cls, shape, dynamic, tmp)
+            r = run([args.ncd, "import", os.path.basename(onnx_path), "-o", "-"], cwd=tmp)
+            if r.returncode != 0:
+                fail("%s: ncd import: %s" % (name, r.stderr))
+            # The exporter's version is in the first line: the golden file holds it as VERSION.
+            got = re.sub(r"\(pytorch [^,]*,", "(pytorch VERSION,", r.stdout, count=1)
+        if args.update:
+            with open(expected_path, "w") as f:
+                f.write(got)
+            print("updated " + expected_path)
+            continue
+        with open(expected_path) as f:
+            expected = f.read()
+        if got != expected:
+            failures += 1
+            print("FAIL: the imported %s changed (run with --update if intended):\n--- expected\n%s--- got\n%s" %
+                  (name, expected, got))
+        else:
+            print("ok: the imported %s is tests/import/%s.golden" % (name, name))
+    return 1 if failures else 0
 
 
 def onnx_model_bytes(op_type, opset=17, source="X", rows=2):
@@ -225,10 +306,10 @@ def errors(args):
         _, onnx_path = export("mlp", MLP, (8, 16), {0: "batch"}, tmp)
         with open(onnx_path, "rb") as f:
             whole = f.read()
-        _, square_path = export("square", Square, (4, 12), {0: "batch"}, tmp)
-        with open(square_path, "rb") as f:
-            square = f.read()
-        os.remove(square_path)
+        _, uneven_path = export("uneven", Uneven, (4, 12), {0: "batch"}, tmp)
+        with open(uneven_path, "rb") as f:
+            uneven = f.read()
+        os.remove(uneven_path)
         cases = [
             ("truncated.onnx", whole[:len(whole) // 2], [],
              "ncd import: error: truncated.onnx: not an ONNX model (the protobuf does not parse: truncated, or another "
@@ -255,10 +336,9 @@ def errors(args):
             ("mlp.onnx", whole, ["--axis", "fc1=fc2"],
              "ncd import: error: mlp.onnx: --axis fc1=fc2: 'fc2' is already a name in the program\n"),
             ("mlp.onnx", whole, ["--axis", "fc1"], "ncd import: error: --axis fc1: expected NAME=NEW\n"),
-            ("square.onnx", square, [],
-             "ncd import: error: square.onnx: 'proj.weight': two of its dimensions are one axis (a square "
-             "weight whose input and output features are added or compared elementwise); ncd import cannot rename an "
-             "axis where it is read yet\n"),
+            ("uneven.onnx", uneven, [],
+             "ncd import: error: uneven.onnx: node '/Split' (Split) splits into parts of unequal sizes; ncd import "
+             "reads equal parts (torch.chunk, split of equal sizes)\n"),
             ("mlp.onnx", whole, ["--diagram", "softmax"],
              "ncd import: error: mlp.onnx: --diagram softmax: a word ncd reserves\n"),
             ("missing.onnx", None, [], "ncd: error: missing.onnx: cannot open: No such file or directory\n"),
@@ -291,11 +371,12 @@ def errors(args):
     return 1 if failures else 0
 
 
-SUPPORTED = ["Abs", "Add", "And", "Cast", "Ceil", "Constant", "Cos", "Div", "Equal", "Erf", "Exp", "Floor", "Gelu",
-             "Gemm", "Greater", "GreaterOrEqual", "Identity", "LayerNormalization", "Less", "LessOrEqual", "Log",
-             "LogSoftmax", "MatMul", "Max", "Min", "Mul", "Neg", "Not", "Or", "Pow", "Reciprocal", "ReduceMax",
-             "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Sigmoid", "Sin", "Softmax", "Softplus", "Sqrt", "Squeeze",
-             "Sub", "Tanh", "Transpose", "Unsqueeze", "Where"]
+SUPPORTED = ["Abs", "Add", "And", "Cast", "Ceil", "Concat", "Constant", "Cos", "Div", "Equal", "Erf", "Exp",
+             "Flatten", "Floor", "Gather", "Gelu", "Gemm", "Greater", "GreaterOrEqual", "Identity",
+             "LayerNormalization", "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "Min", "Mul", "Neg",
+             "Not", "Or", "Pow", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape",
+             "Shape", "Sigmoid", "Sin", "Slice", "Softmax", "Softplus", "Split", "Sqrt", "Squeeze", "Sub", "Tanh",
+             "Transpose", "Unsqueeze", "Where"]
 
 
 def main():

@@ -1,0 +1,95 @@
+// The rules that read an ONNX graph into the importer's model (onnx_model.h),
+// shared by onnx_graph.cpp (the model, values, elementwise ops, products,
+// normalizations, reductions) and onnx_shape.cpp (reshapes, chunks, slices,
+// gathers and the shape arithmetic that feeds them). Private to the plugin.
+#pragma once
+
+#include <onnx/onnx_pb.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "onnx_model.h"
+
+namespace ncd::onnx_import {
+
+// Dimensions of any one tensor, and the largest dimension: beyond these a model is refused.
+constexpr int kMaxRank = 8;
+constexpr int64_t kMaxDim = int64_t{1} << 40;
+
+struct Failure {
+  std::string message;
+};
+
+std::string where(const onnx::NodeProto &node);
+std::optional<ir::DType> dtype_of(int onnx_type);
+const onnx::AttributeProto *attribute(const onnx::NodeProto &node, const std::string &name);
+int64_t int_attribute(const onnx::NodeProto &node, const std::string &name, int64_t fallback);
+double float_attribute(const onnx::NodeProto &node, const std::string &name, double fallback);
+// The values of a tensor proto (raw or typed data) as doubles.
+std::vector<double> tensor_values(const onnx::TensorProto &t, const std::string &what);
+
+class Builder {
+ public:
+  explicit Builder(Graph &g) : g_(g) {}
+  void run(onnx::ModelProto &model);
+  static std::string number(double v) { return v < 0 ? "(" + float_text(v) + ")" : float_text(v); }
+
+ private:
+  Graph &g_;
+  std::map<std::string, const onnx::ValueInfoProto *> shapes_;
+  std::vector<std::pair<int, int>> pending_edges_;  // links made by the node being read
+  std::vector<Regroup> pending_regroups_;
+  std::vector<int> head_contractions_;  // nodes summed by products of two activations
+
+  // onnx_graph.cpp
+  int declare(const std::string &name, const onnx::ValueInfoProto &info, const std::string &what);
+  int add(Value v);
+  void constant_tensor(const onnx::TensorProto &t, const std::string &name, const std::string &node);
+  int lookup(const onnx::NodeProto &node, int k);
+  int operand(const onnx::NodeProto &node, int k);
+  bool has_operand(const onnx::NodeProto &node, int k) const { return k < node.input_size() && !node.input(k).empty(); }
+  bool is_data(const onnx::NodeProto &node, int k);
+  int result(const onnx::NodeProto &node, std::vector<Dim> dims, std::string expr, ir::DType dtype, bool contraction,
+             int output = 0);
+  const Value &value(int id) const { return g_.values[static_cast<size_t>(id)]; }
+  const std::vector<Dim> &dims(int use) const { return g_.uses[static_cast<size_t>(use)].dims; }
+  ir::DType dtype(int use) const { return value(g_.uses[static_cast<size_t>(use)].value).dtype; }
+  static std::string ref(int use) { return "{u:" + std::to_string(use) + "}"; }
+  static std::string axis_ref(int node) { return "{a:" + std::to_string(node) + "}"; }
+  void link(const onnx::NodeProto &node, int a, int b);
+  std::vector<Dim> broadcast(const onnx::NodeProto &node, const std::vector<std::vector<Dim>> &operands);
+  std::vector<Dim> broadcast_uses(const onnx::NodeProto &node, const std::vector<int> &uses);
+  int elementwise(const onnx::NodeProto &node, const std::vector<int> &uses, const std::string &pattern);
+  std::vector<size_t> positions(const onnx::NodeProto &node, const std::vector<int64_t> &axes, size_t rank);
+  std::string axes_slot(const std::vector<Dim> &dims, const std::vector<size_t> &at, const onnx::NodeProto &node);
+  void node(const onnx::NodeProto &node);
+  bool fold(const onnx::NodeProto &node);
+  void matmul(const onnx::NodeProto &node);
+  void gemm(const onnx::NodeProto &node);
+  void name_by_module(const onnx::NodeProto &node, const Dim &dim);
+  void name_param(const onnx::NodeProto &node, int use);
+  bool is_view_of_param(int use) const;
+  void squeeze(const onnx::NodeProto &node);
+  void layernorm(const onnx::NodeProto &node);
+  void reduce(const onnx::NodeProto &node);
+
+  // onnx_shape.cpp
+  std::vector<ShapeItem> items(const onnx::NodeProto &node, int k);
+  std::vector<int64_t> constant_list(const onnx::NodeProto &node, int k);
+  int data_result(const onnx::NodeProto &node, std::vector<ShapeItem> items, int output = 0);
+  bool shape_arithmetic(const onnx::NodeProto &node);
+  void reshape(const onnx::NodeProto &node, const std::vector<ShapeItem> &target);
+  void split(const onnx::NodeProto &node);
+  void slice(const onnx::NodeProto &node);
+  void gather(const onnx::NodeProto &node);
+  void chunk(const onnx::NodeProto &node, size_t axis, int64_t k, int64_t n);
+  bool triangle(Value &v);
+
+ public:
+  // Dispatch of the ops onnx_shape.cpp reads; false when `node` is not one of them.
+  bool shape_node(const onnx::NodeProto &node);
+};
+
+}  // namespace ncd::onnx_import
