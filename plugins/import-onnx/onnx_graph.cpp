@@ -145,12 +145,17 @@ bool Graph::unite(int a, int b) {
 }
 
 std::vector<int> Graph::atoms(int node) {
-  int r = find(node);
-  auto it = factors.find(r);
-  if (it == factors.end()) return {r};
+  std::function<void(int, int, std::vector<int> &)> walk = [&](int n, int depth, std::vector<int> &out) {
+    const int r = find(n);
+    auto it = factors.find(r);
+    if (it == factors.end() || depth > 64) {  // a product nested deeper is a malformed model: stop there
+      out.push_back(r);
+      return;
+    }
+    for (int part : std::vector<int>(it->second)) walk(part, depth + 1, out);
+  };
   std::vector<int> out;
-  for (int part : std::vector<int>(it->second))
-    for (int atom : atoms(part)) out.push_back(atom);
+  walk(node, 0, out);
   return out;
 }
 
