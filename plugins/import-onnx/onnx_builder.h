@@ -49,6 +49,8 @@ class Builder {
   void constant_tensor(const onnx::TensorProto &t, const std::string &name, const std::string &node);
   int lookup(const onnx::NodeProto &node, int k);
   int operand(const onnx::NodeProto &node, int k);
+  int read(int id);
+  int clone(int id);
   bool has_operand(const onnx::NodeProto &node, int k) const { return k < node.input_size() && !node.input(k).empty(); }
   bool is_data(const onnx::NodeProto &node, int k);
   int result(const onnx::NodeProto &node, std::vector<Dim> dims, std::string expr, ir::DType dtype, bool contraction,
@@ -85,6 +87,9 @@ class Builder {
   void slice(const onnx::NodeProto &node);
   void gather(const onnx::NodeProto &node);
   void chunk(const onnx::NodeProto &node, size_t axis, int64_t k, int64_t n);
+  void range(const onnx::NodeProto &node);
+  void concat(const onnx::NodeProto &node);
+  void einsum(const onnx::NodeProto &node);
   bool triangle(Value &v);
 
  public:

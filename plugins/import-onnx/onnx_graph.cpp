@@ -314,7 +314,8 @@ void Builder::constant_tensor(const onnx::TensorProto &t, const std::string &nam
   }
   if (integer && t.dims_size() == 1 && data.size() <= 64) {
     v.role = Role::Data;
-    for (double d : data) v.items.push_back(ShapeItem{static_cast<int64_t>(d), {}});
+    for (double d : data)  // INT64_MAX ("to the end" of a Slice) does not survive a double: clamp
+      v.items.push_back(ShapeItem{d >= 9.2e18 ? INT64_MAX : d <= -9.2e18 ? INT64_MIN : static_cast<int64_t>(d), {}});
     add(std::move(v));
     return;
   }
@@ -359,10 +360,20 @@ bool Builder::is_data(const onnx::NodeProto &node, int k) {
 // A read of input k: new nodes, each linked to the value's.
 int Builder::operand(const onnx::NodeProto &node, int k) {
   const int id = lookup(node, k);
-  Value &v = g_.values[static_cast<size_t>(id)];
-  if (v.role == Role::Data)
+  if (value(id).role == Role::Data)
     throw Failure{where(node) + " reads '" + node.input(k) + "', a list of integers (a shape), as a tensor; ncd "
                   "import reads such lists only as shapes and axes"};
+  return read(id);
+}
+
+// A view read again (q read whole and as two halves) is a view of its own for each reader, so
+// that one statement's readers of it do not share its wires.
+int Builder::read(int id) {
+  {
+    const Value &v = value(id);
+    if (v.role == Role::Inline && v.users >= 1 && v.uses.size() == 1 && v.expr == ref(v.uses[0])) id = clone(id);
+  }
+  Value &v = g_.values[static_cast<size_t>(id)];
   ++v.users;
   Use use;
   use.value = id;
@@ -376,6 +387,43 @@ int Builder::operand(const onnx::NodeProto &node, int k) {
   }
   g_.uses.push_back(std::move(use));
   return static_cast<int>(g_.uses.size()) - 1;
+}
+
+int Builder::clone(int id) {
+  Value c = value(id);
+  const Use old_use = g_.uses[static_cast<size_t>(c.uses[0])];
+  const int use = read(old_use.value);
+  std::map<int, int> fresh;
+  auto map = [&](int node) {
+    if (node < 0) return node;
+    auto it = fresh.find(node);
+    if (it != fresh.end()) return it->second;
+    const int n = g_.new_axis(g_.size_of(node));
+    g_.unite(node, n);
+    fresh[node] = n;
+    return n;
+  };
+  const Use &new_use = g_.uses[static_cast<size_t>(use)];
+  for (size_t i = 0; i < old_use.dims.size(); ++i)
+    if (old_use.dims[i].axis >= 0) fresh[old_use.dims[i].axis] = new_use.dims[i].axis;
+  g_.uses[static_cast<size_t>(use)].dims = [&] {
+    std::vector<Dim> d = new_use.dims;
+    for (size_t i = 0; i < d.size() && i < old_use.dims.size(); ++i) d[i].at = old_use.dims[i].at;
+    return d;
+  }();
+  for (Dim &d : c.dims) d.axis = map(d.axis);
+  for (auto &[a, b] : c.edges) a = map(a), b = map(b);
+  for (Regroup &r : c.regroups) {
+    r.coarse = map(r.coarse);
+    for (Dim &d : r.fine) d.axis = map(d.axis);
+  }
+  c.uses = {use};
+  c.expr = ref(use);
+  c.users = 0;
+  g_.values.push_back(std::move(c));
+  const int made = static_cast<int>(g_.values.size()) - 1;
+  g_.order.push_back(made);
+  return made;
 }
 
 // The result of `node` with the dims given (each a new node linked to the given one);
@@ -564,6 +612,8 @@ void Builder::node(const onnx::NodeProto &node) {
     }
   } else if (op == "MatMul") {
     matmul(node);
+  } else if (op == "Einsum") {
+    einsum(node);
   } else if (op == "Gemm") {
     gemm(node);
   } else if (op == "Softmax" || op == "LogSoftmax") {
@@ -630,6 +680,46 @@ void Builder::matmul(const onnx::NodeProto &node) {
   if (weights) name_param(node, b);
   else if (value(g_.uses[static_cast<size_t>(a)].value).role != Role::Param) head_contractions_.push_back(ka.axis);
   result(node, out, ref(a) + " * " + ref(b), dtype(a), true);
+}
+
+// Einsum: equal letters are one wire; letters not in the output are summed.
+void Builder::einsum(const onnx::NodeProto &node) {
+  const auto *a = attribute(node, "equation");
+  std::string eq = a ? a->s() : "";
+  eq.erase(std::remove(eq.begin(), eq.end(), ' '), eq.end());
+  const size_t arrow = eq.find("->");
+  if (arrow == std::string::npos || eq.find("...") != std::string::npos)
+    throw Failure{where(node) + " has equation '" + eq + "'; ncd import reads explicit ones (\"ij,jk->ik\")"};
+  std::vector<std::string> terms;
+  for (size_t begin = 0;;) {
+    const size_t comma = eq.find(',', begin);
+    terms.push_back(eq.substr(begin, std::min(comma, arrow) - begin));
+    if (comma == std::string::npos || comma > arrow) break;
+    begin = comma + 1;
+  }
+  if (static_cast<int>(terms.size()) != node.input_size()) throw Failure{where(node) + " has an equation for other inputs"};
+  std::map<char, int> letter;
+  std::string expr;
+  bool summed = false;
+  const std::string output = eq.substr(arrow + 2);
+  for (size_t k = 0; k < terms.size(); ++k) {
+    const int u = operand(node, static_cast<int>(k));
+    const std::vector<Dim> &D = dims(u);
+    if (D.size() != terms[k].size()) throw Failure{where(node) + " names " + std::to_string(terms[k].size()) + " dimensions of a rank-" + std::to_string(D.size()) + " input"};
+    for (size_t p = 0; p < D.size(); ++p) {
+      if (D[p].axis < 0) continue;
+      auto [it, fresh] = letter.emplace(terms[k][p], D[p].axis);
+      if (!fresh) link(node, it->second, D[p].axis);
+      summed = summed || output.find(terms[k][p]) == std::string::npos;
+    }
+    expr += (expr.empty() ? "" : " * ") + ref(u);
+  }
+  std::vector<Dim> out;
+  for (char c : output) {
+    auto it = letter.find(c);
+    out.push_back(it == letter.end() ? Dim{-1, 1, -1} : Dim{it->second, g_.size_of(it->second), -1});
+  }
+  result(node, out, expr, dtype(static_cast<int>(g_.uses.size()) - 1), summed);
 }
 
 void Builder::gemm(const onnx::NodeProto &node) {
@@ -898,10 +988,10 @@ class Gelus {
 
 const std::vector<std::string> &supported_ops() {
   static const std::vector<std::string> ops = {
-      "Abs", "Add", "And", "Cast", "Ceil", "Concat", "Constant", "Cos", "Div", "Equal", "Erf", "Exp", "Flatten",
+      "Abs", "Add", "And", "Cast", "Ceil", "Concat", "Constant", "Cos", "Div", "Einsum", "Equal", "Erf", "Exp", "Flatten",
       "Floor", "Gather", "Gelu", "Gemm", "Greater", "GreaterOrEqual", "Identity", "LayerNormalization", "Less",
       "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "Min", "Mul", "Neg", "Not", "Or", "Pow", "Reciprocal",
-      "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid", "Sin", "Slice",
+      "Range", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid", "Sin", "Slice",
       "Softmax", "Softplus", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where"};
   return ops;
 }

@@ -40,7 +40,8 @@ std::optional<Mono> divide(const Mono &a, const Mono &b) {
 std::vector<ShapeItem> Builder::items(const onnx::NodeProto &node, int k) {
   const Value &v = value(lookup(node, k));
   if (v.role == Role::Data) return v.items;
-  if (v.role == Role::Literal) return {ShapeItem{static_cast<int64_t>(v.literal), {}}};
+  if (v.role == Role::Literal)  // INT64_MAX ("to the end" of a Slice) does not survive a double: clamp
+    return {ShapeItem{v.literal >= 9.2e18 ? INT64_MAX : v.literal <= -9.2e18 ? INT64_MIN : static_cast<int64_t>(v.literal), {}}};
   throw Failure{where(node) + " takes its input " + std::to_string(k + 1) + " ('" + node.input(k) +
                 "') from a computation on tensors; ncd import needs a shape it can fold to sizes"};
 }
@@ -133,11 +134,14 @@ bool Builder::shape_node(const onnx::NodeProto &node) {
     if ((to == onnx::TensorProto::FLOAT || to == onnx::TensorProto::DOUBLE || to == onnx::TensorProto::FLOAT16 ||
          to == onnx::TensorProto::BFLOAT16) && list.size() == 1) {
       double n = static_cast<double>(list[0].coef);
+      bool known = true;
       for (int id : list[0].nodes) {
-        if (g_.size_of(id) == 0)
-          throw Failure{where(node) + " computes a number from the size of a dimension without a size; ncd import "
-                        "folds only sizes it knows"};
+        known = known && g_.size_of(id) != 0;
         n *= static_cast<double>(g_.size_of(id));
+      }
+      if (!known) {  // a size without a number stays a size (Range's limit)
+        data_result(node, list);
+        return true;
       }
       Value v;
       v.onnx_name = node.output(0);
@@ -177,6 +181,14 @@ bool Builder::shape_node(const onnx::NodeProto &node) {
   }
   if (op == "Reshape") {
     reshape(node, items(node, 1));
+    return true;
+  }
+  if (op == "Range") {
+    range(node);
+    return true;
+  }
+  if (op == "Concat") {
+    concat(node);
     return true;
   }
   if (op == "Flatten") {
@@ -401,6 +413,71 @@ void Builder::split(const onnx::NodeProto &node) {
   }
 }
 
+// Range(0, n, 1): the positions of an axis of n (ncd: the axis used as a value).
+void Builder::range(const onnx::NodeProto &node) {
+  const std::vector<ShapeItem> start = items(node, 0), limit = items(node, 1), delta = items(node, 2);
+  if (start.size() != 1 || limit.size() != 1 || delta.size() != 1 || !start[0].nodes.empty() || start[0].coef != 0 ||
+      !delta[0].nodes.empty() || delta[0].coef != 1)
+    throw Failure{where(node) + " counts other than from 0 in steps of 1; ncd import reads the positions of an axis"};
+  int axis = -1;
+  if (limit[0].nodes.empty()) {
+    if (limit[0].coef < 1 || limit[0].coef > kMaxDim) throw Failure{where(node) + " counts to " + std::to_string(limit[0].coef)};
+    axis = g_.new_axis(limit[0].coef);
+  } else if (limit[0].coef == 1 && limit[0].nodes.size() == 1) {
+    axis = g_.new_axis(g_.size_of(limit[0].nodes[0]));
+    g_.unite(limit[0].nodes[0], axis);
+  } else {
+    throw Failure{where(node) + " counts to a product of sizes; ncd import reads the positions of one axis"};
+  }
+  const auto out = shapes_.find(node.output(0));
+  ir::DType dtype = ir::DType::I32;
+  if (out != shapes_.end() && out->second->type().has_tensor_type())
+    if (auto d = dtype_of(out->second->type().tensor_type().elem_type())) dtype = *d;
+  const std::string positions = axis_ref(axis);
+  result(node, {Dim{axis, g_.size_of(axis), -1}}, dtype == ir::DType::I32 ? positions : std::string(ir::dtype_name(dtype)) + "(" + positions + ")", dtype, false);
+}
+
+// Concat of n tensors of one size along an axis: that axis is (parts, part), part k read from tensor k.
+void Builder::concat(const onnx::NodeProto &node) {
+  std::vector<int> uses;
+  for (int k = 0; k < node.input_size(); ++k) uses.push_back(operand(node, k));
+  if (uses.empty()) throw Failure{where(node) + " has no inputs"};
+  const size_t rank = dims(uses[0]).size();
+  auto at = positions(node, {int_attribute(node, "axis", 0)}, rank);
+  const size_t axis = at[0];
+  if (uses.size() == 1) {
+    result(node, dims(uses[0]), ref(uses[0]), dtype(uses[0]), false);
+    return;
+  }
+  std::vector<std::vector<Dim>> rest;
+  int64_t size = -1;
+  for (int u : uses) {
+    const std::vector<Dim> &D = dims(u);
+    if (D.size() != rank) throw Failure{where(node) + " joins tensors of different ranks"};
+    const int64_t s = D[axis].axis >= 0 ? g_.size_of(D[axis].axis) : 1;
+    if (size >= 0 && s != size)
+      throw Failure{where(node) + " joins parts of different sizes; ncd import reads a Concat of equal parts"};
+    size = s;
+    std::vector<Dim> r = D;
+    r.erase(r.begin() + static_cast<std::ptrdiff_t>(axis));
+    rest.push_back(r);
+  }
+  if (size == 0) throw Failure{where(node) + " joins along a dimension without a size"};
+  const int64_t n = static_cast<int64_t>(uses.size());
+  const int parts = g_.new_axis(n), part = g_.new_axis(size), whole = g_.new_axis(n * size);
+  g_.hint(parts, "part", 2);
+  for (int u : uses)
+    if (dims(u)[axis].axis >= 0) link(node, part, dims(u)[axis].axis);
+  if (!g_.factorize(whole, {parts, part})) throw Failure{where(node) + " joins inconsistently"};
+  pending_regroups_.push_back(Regroup{whole, {Dim{parts, n, -1}, Dim{part, size, -1}}});
+  std::vector<Dim> out = broadcast(node, rest);
+  out.insert(out.begin() + static_cast<std::ptrdiff_t>(axis), Dim{whole, n * size, -1});
+  std::string expr = ref(uses.back());
+  for (size_t k = uses.size() - 1; k-- > 0;)
+    expr = "where(" + axis_ref(parts) + " == " + std::to_string(k) + ", " + ref(uses[k]) + ", " + expr + ")";
+  result(node, out, expr, dtype(uses[0]), false);
+}
+
 // Part k of n equal parts of dimension `axis`: of a weight, a weight of its own (the part copied);
 // of a computed value, the dimension written (parts, part) and read at part k.
 void Builder::chunk(const onnx::NodeProto &node, size_t axis, int64_t k, int64_t n) {
@@ -488,7 +565,8 @@ void Builder::slice(const onnx::NodeProto &node) {
     if (!starts[k].nodes.empty() || (!steps.empty() && steps[k] != 1))
       throw Failure{where(node) + " slices with a start or step that is not a constant 0 or 1"};
     int64_t start = starts[k].coef < 0 ? starts[k].coef + extent : starts[k].coef;
-    const ShapeItem &end = ends[k];
+    ShapeItem end = ends[k];
+    if (end.nodes.empty() && end.coef < 0) end.coef = std::max<int64_t>(end.coef + extent, 0);
     const bool to_end = end.nodes.empty() && (end.coef >= extent || end.coef >= (int64_t{1} << 62));
     if (start == 0 && to_end) continue;  // the whole dimension
     if (source.op != "Triangle" && d.axis >= 0 && end.nodes.empty() && at.size() == 1) {

@@ -157,6 +157,56 @@ class Uneven(torch.nn.Module):
         return a.sum(-1, keepdim=True) * b
 
 
+class RMSNorm(torch.nn.Module):
+    """LLaMA's RMSNorm: x * rsqrt(mean(x^2) + eps) * weight."""
+
+    def __init__(self, d, eps=1e-6):
+        super().__init__()
+        self.eps, self.weight = eps, torch.nn.Parameter(torch.rand(d) + 0.5)
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rotate_half(x):
+    """RoPE's rotation: the halves of the head width swapped, the first negated (Slice, Neg, Concat)."""
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2 :]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class LlamaBlock(torch.nn.Module):
+    """A LLaMA block: RMSNorm, q/k/v without bias, RoPE from positions (Range, Einsum), causal mask, SwiGLU."""
+
+    def __init__(self, d=32, heads=4, hidden=64, context=64):
+        super().__init__()
+        self.heads, self.hd = heads, d // heads
+        self.input_layernorm, self.post_attention_layernorm = RMSNorm(d), RMSNorm(d)
+        self.q_proj, self.k_proj, self.v_proj, self.o_proj = [torch.nn.Linear(d, d, bias=False) for _ in range(4)]
+        self.gate_proj, self.up_proj = torch.nn.Linear(d, hidden, bias=False), torch.nn.Linear(d, hidden, bias=False)
+        self.down_proj = torch.nn.Linear(hidden, d, bias=False)
+        self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, self.hd, 2).float() / self.hd)))
+        self.register_buffer("mask", torch.tril(torch.ones(context, context, dtype=torch.bool)))
+
+    def forward(self, x):
+        B, T, C = x.shape
+        h = self.input_layernorm(x)
+        q = self.q_proj(h).view(B, T, self.heads, self.hd).transpose(1, 2)
+        k = self.k_proj(h).view(B, T, self.heads, self.hd).transpose(1, 2)
+        v = self.v_proj(h).view(B, T, self.heads, self.hd).transpose(1, 2)
+        t = torch.arange(T, dtype=torch.float32)
+        freqs = torch.outer(t, self.inv_freq)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos(), emb.sin()
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        att = (q @ k.transpose(-2, -1)) / (self.hd ** 0.5)
+        att = att.masked_fill(~self.mask[:T, :T], float("-inf"))
+        y = (torch.softmax(att, -1) @ v).transpose(1, 2).reshape(B, T, C)
+        x = x + self.o_proj(y)
+        h = self.post_attention_layernorm(x)
+        return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
+
+
 # name, module, example input shape, dynamic axes of the input (and the output)
 MODELS = [
     ("mlp", MLP, (8, 16), {0: "batch"}),
@@ -167,6 +217,7 @@ MODELS = [
     ("gpt2_block", GPT2Block, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("mha", MHA, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("encoder_layer", EncoderLayer, (2, 10, 32), {0: "batch", 1: "seq"}),
+    ("llama_block", LlamaBlock, (2, 10, 32), {0: "batch", 1: "seq"}),
 ]
 
 
@@ -371,10 +422,11 @@ def errors(args):
     return 1 if failures else 0
 
 
-SUPPORTED = ["Abs", "Add", "And", "Cast", "Ceil", "Concat", "Constant", "Cos", "Div", "Equal", "Erf", "Exp",
-             "Flatten", "Floor", "Gather", "Gelu", "Gemm", "Greater", "GreaterOrEqual", "Identity",
+SUPPORTED = ["Abs", "Add", "And", "Cast", "Ceil", "Concat", "Constant", "Cos", "Div", "Einsum", "Equal", "Erf",
+             "Exp", "Flatten", "Floor", "Gather", "Gelu", "Gemm", "Greater", "GreaterOrEqual", "Identity",
              "LayerNormalization", "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "Min", "Mul", "Neg",
-             "Not", "Or", "Pow", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape",
+             "Not", "Or", "Pow", "Range", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu",
+             "Reshape",
              "Shape", "Sigmoid", "Sin", "Slice", "Softmax", "Softplus", "Split", "Sqrt", "Squeeze", "Sub", "Tanh",
              "Transpose", "Unsqueeze", "Where"]
 
