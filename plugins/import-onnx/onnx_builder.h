@@ -68,10 +68,12 @@ class Builder {
   std::string axes_slot(const std::vector<Dim> &dims, const std::vector<size_t> &at, const onnx::NodeProto &node);
   void node(const onnx::NodeProto &node);
   bool fold(const onnx::NodeProto &node);
+  void window(const onnx::NodeProto &node);
+  void batchnorm(const onnx::NodeProto &node);
   void matmul(const onnx::NodeProto &node);
   void gemm(const onnx::NodeProto &node);
   void name_by_module(const onnx::NodeProto &node, const Dim &dim);
-  void name_param(const onnx::NodeProto &node, int use);
+  void name_param(const onnx::NodeProto &node, int use, const std::string &suffix = "_weight");
   bool is_view_of_param(int use) const;
   void squeeze(const onnx::NodeProto &node);
   void layernorm(const onnx::NodeProto &node);

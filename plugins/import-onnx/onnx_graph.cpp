@@ -614,6 +614,25 @@ void Builder::node(const onnx::NodeProto &node) {
     matmul(node);
   } else if (op == "Einsum") {
     einsum(node);
+  } else if (op == "Conv" || op == "MaxPool" || op == "AveragePool") {
+    window(node);
+  } else if (op == "GlobalAveragePool" || op == "GlobalMaxPool") {
+    int x = operand(node, 0);
+    const auto &X = dims(x);
+    std::vector<size_t> at;
+    std::vector<Dim> out;
+    for (size_t p = 0; p < X.size(); ++p) {
+      if (p >= 2 && X[p].axis >= 0) at.push_back(p);
+      out.push_back(p >= 2 ? make_dim(-1, 1, -1) : X[p]);
+    }
+    if (at.empty()) {
+      result(node, out, ref(x), dtype(x), false);
+    } else {
+      const std::string fn = op == "GlobalAveragePool" ? "mean" : "max";
+      result(node, out, fn + "[" + axes_slot(X, at, node) + "](" + ref(x) + ")", dtype(x), false);
+    }
+  } else if (op == "BatchNormalization") {
+    batchnorm(node);
   } else if (op == "Gemm") {
     gemm(node);
   } else if (op == "Softmax" || op == "LogSoftmax") {
@@ -717,9 +736,112 @@ void Builder::einsum(const onnx::NodeProto &node) {
   std::vector<Dim> out;
   for (char c : output) {
     auto it = letter.find(c);
-    out.push_back(it == letter.end() ? Dim{-1, 1, -1} : Dim{it->second, g_.size_of(it->second), -1});
+    out.push_back(it == letter.end() ? make_dim(-1, 1, -1) : make_dim(it->second, g_.size_of(it->second), -1));
   }
   result(node, out, expr, dtype(static_cast<int>(g_.uses.size()) - 1), summed);
+}
+
+// Conv, MaxPool, AveragePool over [N, C, spatial...]: output position o reads the input at
+// stride·o + dilation·k − pad for each window position k (positions outside read zero).
+void Builder::window(const onnx::NodeProto &node) {
+  const std::string &op = node.op_type();
+  const int x = operand(node, 0);
+  const std::vector<Dim> X = dims(x);
+  if (X.size() < 3) throw Failure{where(node) + " takes a tensor [batch, channels, spatial...]"};
+  const size_t spatial = X.size() - 2;
+  auto ints = [&](const char *name, int64_t fallback, size_t count) {
+    std::vector<int64_t> v(count, fallback);
+    if (const auto *a = attribute(node, name)) v.assign(a->ints().begin(), a->ints().end());
+    if (v.size() != count) throw Failure{where(node) + " has " + std::to_string(v.size()) + " " + name};
+    return v;
+  };
+  if (const auto *a = attribute(node, "auto_pad"); a && a->s() != "NOTSET")
+    throw Failure{where(node) + " pads with auto_pad " + a->s() + "; ncd import reads explicit pads"};
+  if (int_attribute(node, "group", 1) != 1) throw Failure{where(node) + " is a grouped convolution; ncd import reads group 1"};
+  if (int_attribute(node, "ceil_mode", 0) != 0) throw Failure{where(node) + " rounds its output size up (ceil_mode)"};
+  int w = -1;
+  std::vector<Dim> W;
+  std::vector<int64_t> kernel(spatial, 1);
+  if (op == "Conv") {
+    w = operand(node, 1);
+    W = dims(w);
+    if (W.size() != X.size()) throw Failure{where(node) + " has a weight of rank " + std::to_string(W.size())};
+    for (size_t i = 0; i < spatial; ++i) kernel[i] = W[2 + i].axis >= 0 ? g_.size_of(W[2 + i].axis) : 1;
+  } else {
+    kernel = ints("kernel_shape", 1, spatial);
+  }
+  const std::vector<int64_t> strides = ints("strides", 1, spatial), dilations = ints("dilations", 1, spatial);
+  const std::vector<int64_t> pads = ints("pads", 0, 2 * spatial);
+  if (op == "MaxPool")
+    for (int64_t p : pads)
+      if (p != 0) throw Failure{where(node) + " pads a max pool (with -inf); ncd import reads max pools without padding"};
+  std::vector<Dim> out = {X[0]};
+  Use &in = g_.uses[static_cast<size_t>(x)];
+  std::vector<int> window_axes;
+  if (op == "Conv") {
+    if (X[1].axis < 0 || W[1].axis < 0) throw Failure{where(node) + " sums over a channel dimension of size 1"};
+    link(node, X[1].axis, W[1].axis);
+    out.push_back(W[0]);
+    name_by_module(node, W[0]);
+  } else {
+    out.push_back(X[1]);
+  }
+  for (size_t i = 0; i < spatial; ++i) {
+    const int64_t extent = X[2 + i].axis >= 0 ? g_.size_of(X[2 + i].axis) : 1;
+    if (extent == 0) throw Failure{where(node) + " slides over a dimension without a size"};
+    const int64_t span = dilations[i] * (kernel[i] - 1) + 1;
+    const int64_t size = (extent + pads[i] + pads[spatial + i] - span) / strides[i] + 1;
+    if (size < 1 || strides[i] < 1 || dilations[i] < 1) throw Failure{where(node) + " has an empty output"};
+    const int o = g_.new_axis(size);
+    int k = -1;
+    if (op == "Conv") {
+      k = W[2 + i].axis;
+    } else if (kernel[i] > 1) {
+      k = g_.new_axis(kernel[i]);
+      window_axes.push_back(k);
+    }
+    Dim &d = in.dims[2 + i];
+    d.terms = {{strides[i], o}};
+    if (k >= 0) d.terms.emplace_back(dilations[i], k);
+    d.offset = -pads[i];
+    out.push_back(make_dim(o, size, -1));
+  }
+  std::string expr;
+  if (op == "Conv") {
+    expr = ref(x) + " * " + ref(w);
+    if (has_operand(node, 2)) {
+      const int b = operand(node, 2);
+      if (dims(b).size() != 1 || dims(b)[0].axis < 0) throw Failure{where(node) + " has a bias that is not one per channel"};
+      link(node, dims(b)[0].axis, W[0].axis);
+      expr += " + " + ref(b);
+      name_param(node, b, "_bias");  // a batch norm folded into the conv by the exporter
+    }
+    name_param(node, w);
+  } else {
+    std::string slot;
+    for (int k : window_axes) slot += (slot.empty() ? "" : ", ") + axis_ref(k);
+    expr = slot.empty() ? ref(x) : (op == "MaxPool" ? "max[" : "mean[") + slot + "](" + ref(x) + ")";
+  }
+  result(node, out, expr, dtype(x), op == "Conv");
+}
+
+// BatchNormalization (inference): (x - mean) / sqrt(var + eps) * scale + bias, per channel (dim 1).
+void Builder::batchnorm(const onnx::NodeProto &node) {
+  if (int_attribute(node, "training_mode", 0) != 0 || node.output_size() > 1)
+    throw Failure{where(node) + " is in training mode; ncd import reads inference batch norms"};
+  const int x = operand(node, 0);
+  const std::vector<Dim> X = dims(x);
+  if (X.size() < 2 || X[1].axis < 0) throw Failure{where(node) + " takes a tensor [batch, channels, ...]"};
+  int u[4];
+  for (int k = 0; k < 4; ++k) {
+    u[k] = operand(node, k + 1);
+    if (dims(u[k]).size() != 1 || dims(u[k])[0].axis < 0) throw Failure{where(node) + " has parameters that are not one per channel"};
+    link(node, dims(u[k])[0].axis, X[1].axis);
+  }
+  const double eps = float_attribute(node, "epsilon", 1e-5);
+  const std::string expr = "(" + ref(x) + " - " + ref(u[2]) + ") / sqrt(" + ref(u[3]) + " + " + number(eps) + ") * " +
+                           ref(u[0]) + " + " + ref(u[1]);
+  result(node, X, expr, dtype(x), false);
 }
 
 void Builder::gemm(const onnx::NodeProto &node) {
@@ -754,11 +876,11 @@ bool Builder::is_view_of_param(int use) const {
 
 // torch writes a Linear's weight transposed for MatMul as a new initializer ("onnx::MatMul_131"):
 // it takes the layer's path instead ("/attn/c_attn/MatMul" -> attn_c_attn_weight).
-void Builder::name_param(const onnx::NodeProto &node, int use) {
+void Builder::name_param(const onnx::NodeProto &node, int use, const std::string &suffix) {
   Value &v = g_.values[static_cast<size_t>(g_.uses[static_cast<size_t>(use)].value)];
   const size_t slash = node.name().rfind('/');
   if (v.role != Role::Param || v.onnx_name.rfind("onnx::", 0) != 0 || slash == std::string::npos || slash == 0) return;
-  v.name = node.name().substr(1, slash - 1) + "_weight";
+  v.name = node.name().substr(1, slash - 1) + suffix;
 }
 
 // The features a layer makes take the layer's name: torch names nodes by module path ("/fc1/Gemm": fc1).
@@ -781,7 +903,7 @@ void Builder::squeeze(const onnx::NodeProto &node) {
     auto at = positions(node, axes, X.size() + axes.size());
     size_t next = 0;
     for (size_t p = 0; p < X.size() + axes.size(); ++p)
-      out.push_back(std::find(at.begin(), at.end(), p) != at.end() ? Dim{-1, 1, -1} : X[next++]);
+      out.push_back(std::find(at.begin(), at.end(), p) != at.end() ? make_dim(-1, 1, -1) : X[next++]);
   } else {
     std::vector<size_t> at;
     if (axes.empty()) {
@@ -846,7 +968,7 @@ void Builder::reduce(const onnx::NodeProto &node) {
   for (size_t p = 0; p < X.size(); ++p) {
     bool reduced = std::find(at.begin(), at.end(), p) != at.end();
     if (!reduced) out.push_back(X[p]);
-    else if (keep) out.push_back(Dim{-1, 1, -1});  // kept as a broadcast placeholder
+    else if (keep) out.push_back(make_dim(-1, 1, -1));  // kept as a broadcast placeholder
   }
   const std::string fn = node.op_type() == "ReduceMean"  ? "mean"
                          : node.op_type() == "ReduceSum" ? "sum"
@@ -988,9 +1110,9 @@ class Gelus {
 
 const std::vector<std::string> &supported_ops() {
   static const std::vector<std::string> ops = {
-      "Abs", "Add", "And", "Cast", "Ceil", "Concat", "Constant", "Cos", "Div", "Einsum", "Equal", "Erf", "Exp", "Flatten",
-      "Floor", "Gather", "Gelu", "Gemm", "Greater", "GreaterOrEqual", "Identity", "LayerNormalization", "Less",
-      "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "Min", "Mul", "Neg", "Not", "Or", "Pow", "Range",
+      "Abs", "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Ceil", "Concat", "Constant", "Conv", "Cos", "Div", "Einsum", "Equal", "Erf", "Exp", "Flatten",
+      "Floor", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Identity", "LayerNormalization", "Less",
+      "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Min", "Mul", "Neg", "Not", "Or", "Pow", "Range",
       "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid", "Sin", "Slice",
       "Softmax", "Softplus", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where"};
   return ops;

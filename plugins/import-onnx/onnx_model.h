@@ -29,7 +29,16 @@ struct Dim {
   int axis = -1;     // a node, or -1: absent (a broadcast placeholder of size 1)
   int64_t size = 1;  // 0: symbolic
   int64_t at = -1;   // in a use: the dimension is read at this constant position (a chunk, a Gather)
+  // In a use: the dimension is read at Σ coef·node + offset (a convolution's window; outside reads 0).
+  std::vector<std::pair<int64_t, int>> terms;
+  int64_t offset = 0;
 };
+
+inline Dim make_dim(int axis, int64_t size, int64_t at = -1) {
+  Dim d;
+  d.axis = axis, d.size = size, d.at = at;
+  return d;
+}
 
 // A read of a value by one node: its own nodes, linked to the value's.
 struct Use {

@@ -254,7 +254,7 @@ class Printer {
       for (int f : g_.factors.at(g_.find(node))) {
         const int fresh = g_.new_axis(g_.size_of(f));
         g_.unite(f, fresh);  // f keeps its root: names are kept by root
-        parts.push_back(Dim{fresh, g_.size_of(f), -1});
+        parts.push_back(make_dim(fresh, g_.size_of(f), -1));
       }
       expansion_[c] = parts;
       it = expansion_.find(c);
@@ -340,6 +340,14 @@ class Printer {
       std::string item;
       if (d.at >= 0) {
         item = std::to_string(d.at);
+      } else if (!d.terms.empty()) {
+        for (const auto &[coef, node] : d.terms) {
+          std::string n;
+          for (const Atom &a : atoms(node)) n += (n.empty() ? "" : ", ") + name(a.cls);
+          item += (item.empty() ? "" : " + ") + (coef == 1 ? "" : std::to_string(coef) + " * ") + n;
+        }
+        if (d.offset > 0) item += " + " + std::to_string(d.offset);
+        if (d.offset < 0) item += " - " + std::to_string(-d.offset);
       } else {
         std::vector<Atom> as = atoms(d.axis);
         for (const Atom &a : as) {
@@ -408,6 +416,11 @@ bool print_program(Graph &g, const std::string &path, const std::map<std::string
     const int target = through(id);
     if (at(target).role == Role::Inline) at(target).role = Role::Statement;
   }
+  // A value read through a window (a convolution's or a pool's affine positions) is declared.
+  for (int id : g.order)
+    for (int u : at(id).uses)
+      for (const Dim &d : g.uses[static_cast<size_t>(u)].dims)
+        if (!d.terms.empty() && at(through(used_value(u))).role == Role::Inline) at(through(used_value(u))).role = Role::Statement;
   for (int id : g.order) {
     const Value &v = at(id);
     if (!v.contraction || v.users == 0) continue;

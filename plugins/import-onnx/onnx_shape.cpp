@@ -277,7 +277,7 @@ void Builder::reshape(const onnx::NodeProto &node, const std::vector<ShapeItem> 
     throw Failure{where(node) + " reshapes to sizes whose product is not its input's"};
   }
   auto size_of_mono = [](const Mono &m) { return m.syms.empty() ? m.coef : 0; };
-  std::vector<Dim> out(target.size(), Dim{-1, 1, -1});
+  std::vector<Dim> out(target.size(), make_dim(-1, 1, -1));
   std::vector<size_t> outs;  // target positions of size other than 1
   for (size_t j = 0; j < target.size(); ++j)
     if (!(want[j] == Mono{1, {}})) outs.push_back(j);
@@ -342,7 +342,7 @@ void Builder::reshape(const onnx::NodeProto &node, const std::vector<ShapeItem> 
       r.coarse = d.axis;
       std::vector<int> parts;
       for (size_t p : of_in[k]) {
-        Dim f{g_.new_axis(size_of_mono(pieces[p])), size_of_mono(pieces[p]), -1};
+        Dim f = make_dim(g_.new_axis(size_of_mono(pieces[p])), size_of_mono(pieces[p]), -1);
         piece_dims[p] = f;
         r.fine.push_back(f);
         parts.push_back(f.axis);
@@ -359,7 +359,7 @@ void Builder::reshape(const onnx::NodeProto &node, const std::vector<ShapeItem> 
           throw Failure{where(node) + " reshapes to sizes that disagree"};
         continue;
       }
-      Dim d{g_.new_axis(size_of_mono(want[pos])), size_of_mono(want[pos]), -1};
+      Dim d = make_dim(g_.new_axis(size_of_mono(want[pos])), size_of_mono(want[pos]), -1);
       Regroup r;
       r.coarse = d.axis;
       std::vector<int> parts;
@@ -406,9 +406,9 @@ void Builder::split(const onnx::NodeProto &node) {
     if (k == 0) parts_axis = p, part_axis = q;
     else if (!g_.unite(p, parts_axis) || !g_.unite(q, part_axis)) throw Failure{where(node) + " splits inconsistently"};
     if (!g_.factorize(d.axis, {p, q})) throw Failure{where(node) + " splits a dimension that is split differently elsewhere"};
-    pending_regroups_.push_back(Regroup{d.axis, {Dim{p, n, k}, Dim{q, sizes[0], -1}}});
+    pending_regroups_.push_back(Regroup{d.axis, {make_dim(p, n, k), make_dim(q, sizes[0], -1)}});
     std::vector<Dim> out = dims(u);
-    out[axis] = Dim{q, sizes[0], -1};
+    out[axis] = make_dim(q, sizes[0], -1);
     result(node, out, ref(u), dtype(u), false, k);
   }
 }
@@ -434,7 +434,7 @@ void Builder::range(const onnx::NodeProto &node) {
   if (out != shapes_.end() && out->second->type().has_tensor_type())
     if (auto d = dtype_of(out->second->type().tensor_type().elem_type())) dtype = *d;
   const std::string positions = axis_ref(axis);
-  result(node, {Dim{axis, g_.size_of(axis), -1}}, dtype == ir::DType::I32 ? positions : std::string(ir::dtype_name(dtype)) + "(" + positions + ")", dtype, false);
+  result(node, {make_dim(axis, g_.size_of(axis), -1)}, dtype == ir::DType::I32 ? positions : std::string(ir::dtype_name(dtype)) + "(" + positions + ")", dtype, false);
 }
 
 // Concat of n tensors of one size along an axis: that axis is (parts, part), part k read from tensor k.
@@ -469,9 +469,9 @@ void Builder::concat(const onnx::NodeProto &node) {
   for (int u : uses)
     if (dims(u)[axis].axis >= 0) link(node, part, dims(u)[axis].axis);
   if (!g_.factorize(whole, {parts, part})) throw Failure{where(node) + " joins inconsistently"};
-  pending_regroups_.push_back(Regroup{whole, {Dim{parts, n, -1}, Dim{part, size, -1}}});
+  pending_regroups_.push_back(Regroup{whole, {make_dim(parts, n, -1), make_dim(part, size, -1)}});
   std::vector<Dim> out = broadcast(node, rest);
-  out.insert(out.begin() + static_cast<std::ptrdiff_t>(axis), Dim{whole, n * size, -1});
+  out.insert(out.begin() + static_cast<std::ptrdiff_t>(axis), make_dim(whole, n * size, -1));
   std::string expr = ref(uses.back());
   for (size_t k = uses.size() - 1; k-- > 0;)
     expr = "where(" + axis_ref(parts) + " == " + std::to_string(k) + ", " + ref(uses[k]) + ", " + expr + ")";
@@ -520,9 +520,9 @@ void Builder::chunk(const onnx::NodeProto &node, size_t axis, int64_t k, int64_t
   const int p = g_.new_axis(n), q = g_.new_axis(length);
   g_.hint(p, "part", 2);
   if (!g_.factorize(d.axis, {p, q})) throw Failure{where(node) + " cuts a dimension that is split differently elsewhere"};
-  pending_regroups_.push_back(Regroup{d.axis, {Dim{p, n, k}, Dim{q, length, -1}}});
+  pending_regroups_.push_back(Regroup{d.axis, {make_dim(p, n, k), make_dim(q, length, -1)}});
   std::vector<Dim> out = dims(u);
-  out[axis] = Dim{q, length, -1};
+  out[axis] = make_dim(q, length, -1);
   result(node, out, ref(u), dtype(u), false);
 }
 
@@ -590,7 +590,7 @@ void Builder::slice(const onnx::NodeProto &node) {
     } else {
       throw Failure{where(node) + " slices to a size ncd import cannot follow"};
     }
-    out[at[k]] = Dim{fresh, g_.size_of(fresh), -1};
+    out[at[k]] = make_dim(fresh, g_.size_of(fresh), -1);
     renamed.emplace_back(d.axis, fresh);
   }
   if (renamed.empty()) {

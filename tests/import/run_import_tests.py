@@ -207,6 +207,27 @@ class LlamaBlock(torch.nn.Module):
         return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
 
 
+class ConvBlock(torch.nn.Module):
+    """conv-BN-ReLU (the batch norm folded into the conv by the exporter), a strided conv, ReLU, a batch norm
+    the exporter keeps, max pool, global average pool, flatten, Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8)
+        self.conv2, self.bn2 = torch.nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), torch.nn.BatchNorm2d(16)
+        self.pool, self.fc = torch.nn.MaxPool2d(2), torch.nn.Linear(16, 10)
+        for bn in (self.bn1, self.bn2):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.data.uniform_(0.5, 1.5)
+            bn.bias.data.uniform_(-0.2, 0.2)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.pool(self.bn2(torch.relu(self.conv2(x))))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 # name, module, example input shape, dynamic axes of the input (and the output)
 MODELS = [
     ("mlp", MLP, (8, 16), {0: "batch"}),
@@ -218,6 +239,7 @@ MODELS = [
     ("mha", MHA, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("encoder_layer", EncoderLayer, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("llama_block", LlamaBlock, (2, 10, 32), {0: "batch", 1: "seq"}),
+    ("conv_block", ConvBlock, (2, 3, 16, 16), {0: "batch"}),
 ]
 
 
@@ -422,9 +444,10 @@ def errors(args):
     return 1 if failures else 0
 
 
-SUPPORTED = ["Abs", "Add", "And", "Cast", "Ceil", "Concat", "Constant", "Cos", "Div", "Einsum", "Equal", "Erf",
-             "Exp", "Flatten", "Floor", "Gather", "Gelu", "Gemm", "Greater", "GreaterOrEqual", "Identity",
-             "LayerNormalization", "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "Min", "Mul", "Neg",
+SUPPORTED = ["Abs", "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Ceil", "Concat", "Constant", "Conv",
+             "Cos", "Div", "Einsum", "Equal", "Erf", "Exp", "Flatten", "Floor", "Gather", "Gelu", "Gemm",
+             "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Identity", "LayerNormalization",
+             "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Min", "Mul", "Neg",
              "Not", "Or", "Pow", "Range", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu",
              "Reshape",
              "Shape", "Sigmoid", "Sin", "Slice", "Softmax", "Softplus", "Split", "Sqrt", "Squeeze", "Sub", "Tanh",
