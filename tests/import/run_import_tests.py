@@ -6,7 +6,8 @@
            with `ncd check --Werror`, run with `ncd run --params` on random
            inputs and compared with the torch module's own output (f32:
            max |err| <= 1e-4 * (1 + max |ref|)); `ncd fmt --check` holds, and
-           `ncd cost` and `ncd optimize -O2` work on the imported program.
+           `ncd render`, `ncd cost` and `ncd optimize -O2` work on the imported
+           program.
   golden   the imported MLP's and GPT-2 block's programs are tests/import/*.golden
            (exact).
   errors   bad files and unsupported models: exit 1, the exact message,
@@ -300,6 +301,9 @@ def models(args):
                     print("ok: %s: ncd run equals torch at %s (max |err| %.2g)" % (name, list(other), err))
             sizes = ["-D", "%s=%d" % (dynamic[0], other[0])] + (
                 ["-D", "%s=%d" % (dynamic[1], other[1])] if 1 in dynamic else [])
+            r = run([args.ncd, "render", program, "-o", os.path.join(tmp, name + ".dot")])
+            if r.returncode != 0 or os.path.getsize(os.path.join(tmp, name + ".dot")) == 0:
+                problems.append("ncd render: " + r.stderr)
             r = run([args.ncd, "cost", program, "--hw", "h100-sxm"] + sizes)
             if r.returncode != 0:
                 problems.append("ncd cost: " + r.stderr)
