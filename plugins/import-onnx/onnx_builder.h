@@ -1,7 +1,8 @@
 // The rules that read an ONNX graph into the importer's model (onnx_model.h),
-// shared by onnx_graph.cpp (the model, values, elementwise ops, products,
-// normalizations, reductions) and onnx_shape.cpp (reshapes, chunks, slices,
-// gathers and the shape arithmetic that feeds them). Private to the plugin.
+// shared by onnx_graph.cpp (the model, values, reads, elementwise ops),
+// onnx_ops.cpp (products, windows, normalizations, reductions) and
+// onnx_shape.cpp (reshapes, chunks, slices, gathers and the shape arithmetic
+// that feeds them). Private to the plugin.
 #pragma once
 
 #include <onnx/onnx_pb.h>
@@ -68,8 +69,11 @@ class Builder {
   std::string axes_slot(const std::vector<Dim> &dims, const std::vector<size_t> &at, const onnx::NodeProto &node);
   void node(const onnx::NodeProto &node);
   bool fold(const onnx::NodeProto &node);
+
+  // onnx_ops.cpp
   void window(const onnx::NodeProto &node);
   void batchnorm(const onnx::NodeProto &node);
+  void einsum(const onnx::NodeProto &node);
   void matmul(const onnx::NodeProto &node);
   void gemm(const onnx::NodeProto &node);
   void name_by_module(const onnx::NodeProto &node, const Dim &dim);
@@ -91,7 +95,6 @@ class Builder {
   void chunk(const onnx::NodeProto &node, size_t axis, int64_t k, int64_t n);
   void range(const onnx::NodeProto &node);
   void concat(const onnx::NodeProto &node);
-  void einsum(const onnx::NodeProto &node);
   bool triangle(Value &v);
 
  public:
