@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <map>
 
 #include "onnx_builder.h"
 
@@ -183,14 +184,6 @@ bool Builder::shape_node(const onnx::NodeProto &node) {
     reshape(node, items(node, 1));
     return true;
   }
-  if (op == "Range") {
-    range(node);
-    return true;
-  }
-  if (op == "Concat") {
-    concat(node);
-    return true;
-  }
   if (op == "Flatten") {
     const std::vector<Dim> &X = value(lookup(node, 0)).dims;
     int64_t axis = int_attribute(node, "axis", 1);
@@ -202,16 +195,12 @@ bool Builder::shape_node(const onnx::NodeProto &node) {
     reshape(node, {outer, inner});
     return true;
   }
-  if (op == "Split") {
-    split(node);
-    return true;
-  }
-  if (op == "Slice") {
-    slice(node);
-    return true;
-  }
-  if (op == "Gather") {
-    gather(node);
+  // On tensors (the shape forms of Concat, Slice and Gather were read above).
+  static const std::map<std::string, void (Builder::*)(const onnx::NodeProto &)> rules = {
+      {"Concat", &Builder::concat}, {"Gather", &Builder::gather}, {"Range", &Builder::range},
+      {"Slice", &Builder::slice},   {"Split", &Builder::split}};
+  if (auto it = rules.find(op); it != rules.end()) {
+    (this->*it->second)(node);
     return true;
   }
   return false;
