@@ -735,13 +735,19 @@ class Gelus {
     if (literal(read(id, 0), want, tolerance)) return read(id, 1);
     return -1;
   }
+  // product = x * (OP(...) + 1), x on `side`: OP's node (and x, the sum), or -1.
+  int one_plus(int product, size_t side, const char *op, int &x, int &sum) {
+    x = read(product, side), sum = read(product, 1 - side);
+    if (!single(sum, "Add")) return -1;
+    const int inner = other(sum, 1.0, 0);
+    return inner >= 0 && single(inner, op) ? inner : -1;
+  }
   // product = x * (erf(x / √2) + 1): the use of x in product, or -1.
   int exact(int product, std::vector<int> &removed) {
     for (size_t side = 0; side < 2; ++side) {
-      const int x = read(product, side), sum = read(product, 1 - side);
-      if (!single(sum, "Add")) continue;
-      const int erf = other(sum, 1.0, 0);
-      if (erf < 0 || !single(erf, "Erf")) continue;
+      int x = -1, sum = -1;
+      const int erf = one_plus(product, side, "Erf", x, sum);
+      if (erf < 0) continue;
       const int div = read(erf, 0);
       if (!single(div, "Div") || read(div, 0) != x || !literal(read(div, 1), std::sqrt(2.0), 1e-6)) continue;
       removed.insert(removed.end(), {sum, erf, div});
@@ -752,10 +758,9 @@ class Gelus {
   // product = x * (tanh(c * (x + 0.044715 * x*x*x)) + 1): the use of x in product, or -1.
   int tanh_form(int product, std::vector<int> &removed) {
     for (size_t side = 0; side < 2; ++side) {
-      const int x = read(product, side), sum = read(product, 1 - side);
-      if (!single(sum, "Add")) continue;
-      const int tanh = other(sum, 1.0, 0);
-      if (tanh < 0 || !single(tanh, "Tanh")) continue;
+      int x = -1, sum = -1;
+      const int tanh = one_plus(product, side, "Tanh", x, sum);
+      if (tanh < 0) continue;
       const int scaled = read(tanh, 0);
       if (!single(scaled, "Mul")) continue;
       const int inner = other(scaled, std::sqrt(2.0 / M_PI), 1e-6);
