@@ -107,6 +107,24 @@ struct Graph {
   std::vector<int> atoms(int node);
 };
 
+// A run of N >= 2 layers of one module list, folded into a diagram called in `repeat` (onnx_layers.cpp).
+struct Layers {
+  std::string prefix;                     // the list's module path: "h", "encoder/layers"
+  std::vector<std::vector<int>> regions;  // each layer's statements, in order
+  std::vector<std::vector<int>> params;   // each layer's params, in the order its statements read them
+  std::vector<int> outputs;               // the value each layer hands on
+  int carried = -1;                       // the value the first layer reads where the others read outputs[i - 1]
+  std::vector<int> invariants;            // values computed before the layers that every layer reads
+};
+
+// The module list and item of a node torch named by module path: "/h.0/attn/MatMul" -> {"h", 0},
+// "/encoder/layers.2/fc/Gemm" -> {"encoder/layers", 2}; {"", -1} outside any list.
+std::pair<std::string, int> layer_key(const std::string &node);
+
+// The runs of layers among `statements` (in order) that are one computation with other weights;
+// their corresponding dimensions are united, so that every layer prints alike.
+std::vector<Layers> find_layers(Graph &graph, const std::vector<int> &statements);
+
 // Reads the model; false with `error` naming the node (or the part of the file) at fault.
 bool build_graph(const std::string &bytes, Graph &graph, std::string &error);
 

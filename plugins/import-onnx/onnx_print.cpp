@@ -36,25 +36,37 @@ bool valid_identifier(const std::string &text) {
   return true;
 }
 
+// Axis and diagram names are unique in the file; a value's name is unique in its diagram and never
+// an axis's or a diagram's (an index that names both would be ambiguous).
 class Names {
  public:
   Names() {
     for (const char *word : {"import", "axis", "default", "dtype", "diagram", "param", "repeat", "schedule", "for",
                              "group", "stream", "level", "by", "inf"})
-      taken_.insert(word);
-    for (const ops::Info &row : ops::kTable) taken_.insert(std::string(row.name));
-    for (const std::string &d : ir::dtype_names()) taken_.insert(d);
+      global_.insert(word);
+    for (const ops::Info &row : ops::kTable) global_.insert(std::string(row.name));
+    for (const std::string &d : ir::dtype_names()) global_.insert(d);
   }
-  std::string take(std::string base) {
+  std::string take(const std::string &base) {
     std::string name = base;
-    for (int i = 2; taken_.count(name); ++i) name = base + "_" + std::to_string(i);
-    taken_.insert(name);
+    for (int i = 2; global_.count(name) || values_.count(name); ++i) name = base + "_" + std::to_string(i);
+    global_.insert(name);
     return name;
   }
-  bool has(const std::string &name) const { return taken_.count(name) > 0; }
+  std::string value(const std::string &base) {
+    std::string name = base;
+    for (int i = 2; global_.count(name) || scope_->count(name); ++i) name = base + "_" + std::to_string(i);
+    scope_->insert(name);
+    values_.insert(name);
+    return name;
+  }
+  // Values named from now on belong to `scope` (a diagram's names), or to the main diagram's.
+  void scope(std::set<std::string> *scope) { scope_ = scope ? scope : &main_; }
+  bool has(const std::string &name) const { return global_.count(name) > 0 || values_.count(name) > 0; }
 
  private:
-  std::set<std::string> taken_;
+  std::set<std::string> global_, values_, main_;
+  std::set<std::string> *scope_ = &main_;
 };
 
 std::string capitalized(std::string s) {
@@ -118,7 +130,7 @@ class Printer {
 
   bool declared_coarse(int id) const {
     const Value &v = g_.values[static_cast<size_t>(id)];
-    return v.role == Role::Input || v.role == Role::Param ||
+    return v.role == Role::Input || v.role == Role::Param || boundary_.count(id) ||
            std::find(g_.outputs.begin(), g_.outputs.end(), id) != g_.outputs.end();
   }
 
@@ -176,6 +188,15 @@ class Printer {
   }
 
   void declare(int id, std::vector<std::vector<std::string>> names) { declared_[id] = std::move(names); }
+  // Values declared like inputs and outputs in the diagram being printed: a layer's inputs and
+  // output, and in the caller the values passed to and from the layers.
+  void set_boundary(std::set<int> ids) { boundary_ = std::move(ids); }
+  // "[a, b]" of a declaration (reference_of without the name).
+  std::string brackets(int id) {
+    const std::string r = reference_of(id);
+    const size_t open = r.find('[');
+    return open == std::string::npos ? "" : r.substr(open);
+  }
   const std::vector<std::string> &axis_order() const { return axis_order_; }
   int class_of(const std::string &name) const { return class_of_.at(name); }
   const std::map<std::string, std::string> &aliases() const { return alias_of_; }
@@ -203,6 +224,7 @@ class Printer {
   std::map<std::string, std::string> alias_of_;
   std::vector<std::string> axis_order_;
   std::map<int, std::vector<std::vector<std::string>>> declared_;
+  std::set<int> boundary_;
   // Per statement:
   std::map<int, int> local_;                    // union-find over nodes
   std::map<int, std::vector<Dim>> expansion_;   // local class -> its parts
@@ -416,6 +438,15 @@ bool print_program(Graph &g, const std::string &path, const std::map<std::string
     const int target = through(id);
     if (at(target).role == Role::Inline) at(target).role = Role::Statement;
   }
+  // What a layer of a module list computes and something outside the layer reads is a statement:
+  // the layer's result, handed on (onnx_layers.cpp).
+  for (int id : g.order)
+    for (int u : at(id).uses) {
+      const int target = through(used_value(u));
+      const auto key = layer_key(at(target).node);
+      if (at(target).role == Role::Inline && key.second >= 0 && key != layer_key(at(id).node))
+        at(target).role = Role::Statement;
+    }
   // A value read through a window (a convolution's or a pool's affine positions) is declared.
   for (int id : g.order)
     for (int u : at(id).uses)
@@ -444,39 +475,155 @@ bool print_program(Graph &g, const std::string &path, const std::map<std::string
   names.take(name);  // no value or axis may take the diagram's name
   Printer printer(g, names);
 
-  for (int id : g.inputs) at(id).name = names.take(identifier(at(id).onnx_name));
+  for (int id : g.inputs) at(id).name = names.value(identifier(at(id).onnx_name));
   for (int id : g.outputs)
-    if (at(id).name.empty()) at(id).name = names.take(identifier(at(id).onnx_name));
-  // Params in order of first use, read from statements through inlined expressions.
-  std::vector<int> param_order;
-  std::function<void(int)> visit = [&](int id) {
-    const Value &v = at(id);
-    if (v.role == Role::Param && std::find(param_order.begin(), param_order.end(), id) == param_order.end())
-      param_order.push_back(id);
-    if (v.role == Role::Inline || v.role == Role::Statement)
-      for (int u : v.uses) visit(used_value(u));
-  };
+    if (at(id).name.empty()) at(id).name = names.value(identifier(at(id).onnx_name));
+  std::vector<int> statements;
   for (int id : g.order)
-    if (at(id).role == Role::Statement && at(id).users > 0)
-      for (int u : at(id).uses) visit(used_value(u));
-  for (int id : param_order) at(id).name = names.take(identifier(at(id).name.empty() ? at(id).onnx_name : at(id).name));
-  for (int id : g.order) {
-    Value &v = at(id);
-    if (v.role != Role::Statement || !v.name.empty() || v.users == 0) continue;
-    // "/fc1/Gemm" -> Fc1; "/Softmax" -> Softmax; "/ln/Add_1" -> Ln
-    const std::string module = module_of(v.node);
+    if (at(id).role == Role::Statement && at(id).users > 0) statements.push_back(id);
+  // "/fc1/Gemm" -> Fc1; "/Softmax" -> Softmax; "/ln/Add_1" -> Ln
+  auto name_statement = [&](Value &v) {
+    if (!v.name.empty()) return;
+    std::string module = module_of(v.node);
+    if (layer_key(v.node).second >= 0 && module.find('.') != std::string::npos) module.clear();  // "/h.0/Add": Add
     std::string op = v.op;
     for (char &c : op) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    v.name = names.take(capitalized(identifier(module.empty() ? op : module)));
+    v.name = names.value(capitalized(identifier(module.empty() ? op : module)));
+  };
+  auto param_base = [&](const Value &v) { return identifier(v.name.empty() ? v.onnx_name : v.name); };
+  // Params in order of first use, read from statements through inlined expressions.
+  auto params_of = [&](const std::vector<int> &list) {
+    std::vector<int> order;
+    std::function<void(int)> visit = [&](int id) {
+      const Value &v = at(id);
+      if (v.role == Role::Param && std::find(order.begin(), order.end(), id) == order.end()) order.push_back(id);
+      if (v.role == Role::Inline)
+        for (int u : v.uses) visit(used_value(u));
+    };
+    for (int id : list)
+      for (int u : at(id).uses) visit(used_value(u));
+    return order;
+  };
+
+  // Repeated layers: each printed as a diagram of its own; folded into one called in `repeat`
+  // when every layer prints the same.
+  const std::vector<Layers> candidates = find_layers(g, statements);
+  std::set<int> in_layers;
+  for (const Layers &l : candidates)
+    for (const auto &r : l.regions) in_layers.insert(r.begin(), r.end());
+  for (int id : statements)
+    if (!in_layers.count(id)) name_statement(at(id));
+  struct Fold {
+    const Layers *layers;
+    std::string diagram, text, count_axis, carried;
+    std::vector<std::string> param_names;  // layer-local names of layers->params[i][k], the same for each i
+  };
+  std::vector<Fold> folds;
+  std::set<int> folded;
+  for (const Layers &l : candidates) {
+    const std::string list = l.prefix.substr(l.prefix.rfind('/') == std::string::npos ? 0 : l.prefix.rfind('/') + 1);
+    Fold f{&l, names.take(capitalized(identifier(list))), "", "", "", {}};
+    bool same = true;
+    // The caller's names of what the layers are printed with, put back after.
+    std::map<int, std::string> saved;
+    saved[l.carried] = at(l.carried).name;
+    for (int id : l.outputs) saved[id] = at(id).name;
+    for (const auto &r : l.params)
+      for (int p : r) saved[p] = at(p).name;
+    for (size_t i = 0; i < l.regions.size() && same; ++i) {
+      std::set<std::string> scope;
+      names.scope(&scope);
+      for (int w : l.invariants) names.value(at(w).name);
+      const int in = i == 0 ? l.carried : l.outputs[i - 1], out = l.outputs[i];
+      at(in).name = names.value("X");
+      at(out).name = names.value("Y");
+      // A param's name within the layer: its path after the list's item ("h_0_attn_w" -> "attn_w").
+      const std::string item = identifier(list + "." + std::to_string(i)) + "_";
+      std::vector<std::string> local;
+      for (int p : l.params[i]) {
+        std::string base = param_base(at(p));
+        const size_t k = base.find(item);
+        if (k != std::string::npos && (k == 0 || base[k - 1] == '_') && k + item.size() < base.size())
+          base = base.substr(k + item.size());
+        local.push_back(names.value(base));
+        at(p).name = local.back();
+      }
+      for (int id : l.regions[i]) name_statement(at(id));
+      std::set<int> boundary(l.invariants.begin(), l.invariants.end());
+      boundary.insert(in), boundary.insert(out);
+      printer.set_boundary(boundary);
+      for (int w : boundary)
+        if (w != out) printer.declare(w, printer.coarse(at(w)));
+      for (int p : l.params[i]) printer.declare(p, printer.coarse(at(p)));
+      std::string text, failure;
+      for (int id : l.regions[i]) text += "  " + printer.statement(id, failure) + "\n";
+      std::string head = "diagram " + f.diagram + "(" + printer.reference_of(in) + Printer::typed(at(in));
+      for (int w : l.invariants) head += ", " + printer.reference_of(w) + Printer::typed(at(w));
+      head += ") -> " + printer.reference_of(out) + Printer::typed(at(out)) + " {\n";
+      for (int p : l.params[i]) head += "  param " + printer.reference_of(p) + Printer::typed(at(p)) + "\n";
+      text = head + text + "}\n";
+      if (i == 0) f.text = text, f.param_names = local;
+      same = failure.empty() && text == f.text;
+      names.scope(nullptr);
+    }
+    printer.set_boundary({});
+    if (!same)
+      for (const auto &r : l.regions)
+        for (int id : r) at(id).name.clear();
+    for (const auto &[id, before] : saved) at(id).name = before;
+    if (!same) continue;
+    for (const auto &r : l.regions) folded.insert(r.begin(), r.end());
+    f.count_axis = names.take(list.size() >= 3 ? identifier(list) : "layers");
+    folds.push_back(std::move(f));
   }
+  // Layers that did not fold are statements of the caller like any other.
+  for (int id : statements)
+    if (!folded.count(id) && at(id).name.empty()) name_statement(at(id));
+
+  std::vector<int> main_statements;
+  for (int id : statements)
+    if (!folded.count(id)) main_statements.push_back(id);
+  std::vector<int> param_order = params_of(main_statements);
+  for (int id : param_order) at(id).name = names.value(param_base(at(id)));
+  std::set<int> boundary;
+  for (Fold &f : folds) {
+    const Layers &l = *f.layers;
+    boundary.insert(l.invariants.begin(), l.invariants.end());
+    const bool output = std::find(g.outputs.begin(), g.outputs.end(), l.carried) != g.outputs.end();
+    if (at(l.carried).role == Role::Statement && !output) {
+      f.carried = at(l.carried).name;
+      boundary.insert(l.carried);
+    } else {
+      f.carried = names.value("Hidden");
+    }
+  }
+  printer.set_boundary(boundary);
   for (int id : g.inputs) printer.declare(id, printer.coarse(at(id)));
   for (int id : param_order) printer.declare(id, printer.coarse(at(id)));
   for (int id : g.outputs) printer.declare(id, printer.coarse(at(id)));
 
-  std::string body;
-  for (int id : g.order) {
-    const Value &v = at(id);
-    if (v.role != Role::Statement || v.users == 0) continue;
+  std::string body, layer_diagrams;
+  for (int id : statements) {
+    auto fold = std::find_if(folds.begin(), folds.end(), [&](const Fold &f) { return f.layers->regions[0][0] == id; });
+    if (fold != folds.end()) {
+      const Layers &l = *fold->layers;
+      const int last = l.outputs.back();
+      if (fold->carried != at(l.carried).name) body += "  " + fold->carried + printer.brackets(l.carried) + " = " + at(l.carried).name + "\n";
+      body += "  repeat #" + fold->count_axis + " {\n    " + fold->carried + " = " + fold->diagram + "(" + fold->carried;
+      for (int w : l.invariants) body += ", " + at(w).name;
+      body += ")\n  }\n";
+      if (std::find(g.outputs.begin(), g.outputs.end(), last) != g.outputs.end()) {
+        body += "  " + at(last).name + " = " + fold->carried + "\n";
+      } else {
+        // Readers after the layers read the carried value.
+        at(last).name = fold->carried;
+        printer.declare(last, printer.coarse(at(l.carried)));
+        boundary.insert(last);
+        printer.set_boundary(boundary);
+      }
+      layer_diagrams += fold->text + "\n";
+    }
+    if (folded.count(id)) continue;
     body += "  " + printer.statement(id, error) + "\n";
     if (!error.empty()) return false;
   }
@@ -492,6 +639,15 @@ bool print_program(Graph &g, const std::string &path, const std::map<std::string
   for (int id : param_order) {
     params += "  param " + printer.reference_of(id) + Printer::typed(at(id)) + "\n";
     weights.emplace_back(at(id).name, at(id).weight);
+  }
+  // A layer's param exists once per iteration: its path is "I.Diagram.name" (I@R with several repeats).
+  for (size_t r = 0; r < folds.size(); ++r) {
+    const Layers &l = *folds[r].layers;
+    for (size_t i = 0; i < l.params.size(); ++i)
+      for (size_t k = 0; k < l.params[i].size(); ++k)
+        weights.emplace_back(std::to_string(i) + (folds.size() > 1 ? "@" + std::to_string(r) : "") + "." +
+                                 folds[r].diagram + "." + folds[r].param_names[k],
+                             at(l.params[i][k]).weight);
   }
 
   // Axes: symbolic, sized, products of others (after their parts), second names.
@@ -518,6 +674,7 @@ bool print_program(Graph &g, const std::string &path, const std::map<std::string
     }
   };
   for (size_t i = 0; i < printer.axis_order().size(); ++i) place(printer.axis_order()[i]);
+  for (const Fold &f : folds) sized.push_back(f.count_axis + " = " + std::to_string(f.layers->regions.size()));
   std::string axes;
   for (const auto *list : {&symbolic, &sized, &derived, &second}) {
     if (list->empty()) continue;
@@ -525,7 +682,7 @@ bool print_program(Graph &g, const std::string &path, const std::map<std::string
     for (const std::string &s : *list) line += (line.empty() ? "" : ", ") + s;
     axes += "axis " + line + "\n";
   }
-  std::string text = "default dtype f32\n\n" + axes + "\n" + signature + params + body + "}\n";
+  std::string text = "default dtype f32\n\n" + axes + "\n" + layer_diagrams + signature + params + body + "}\n";
 
   // --axis OLD=NEW: every whole-word OLD in the program (names are unique in it).
   for (const auto &[from, to] : renames) {
