@@ -229,6 +229,64 @@ class ConvBlock(torch.nn.Module):
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
+class GPT2Stack(torch.nn.Module):
+    """Three GPT-2 blocks in a ModuleList and a final LayerNorm: the blocks become one diagram called in `repeat`."""
+
+    def __init__(self, layers=3):
+        super().__init__()
+        self.h = torch.nn.ModuleList([GPT2Block() for _ in range(layers)])
+        self.ln_f = torch.nn.LayerNorm(32)
+
+    def forward(self, x):
+        for block in self.h:
+            x = block(x)
+        return self.ln_f(x)
+
+
+class RopeLayer(torch.nn.Module):
+    """A LLaMA-style layer given the rotary tables (RMSNorm, attention with RoPE and a causal mask, SwiGLU)."""
+
+    def __init__(self, d=32, heads=4, hidden=48):
+        super().__init__()
+        self.heads, self.hd = heads, d // heads
+        self.norm, self.mlp_norm = RMSNorm(d), RMSNorm(d)
+        self.q_proj, self.k_proj, self.v_proj, self.o_proj = [torch.nn.Linear(d, d, bias=False) for _ in range(4)]
+        self.gate_proj, self.up_proj = torch.nn.Linear(d, hidden, bias=False), torch.nn.Linear(d, hidden, bias=False)
+        self.down_proj = torch.nn.Linear(hidden, d, bias=False)
+
+    def forward(self, x, cos, sin, mask):
+        B, T, C = x.shape
+        h = self.norm(x)
+        q, k, v = [p(h).view(B, T, self.heads, self.hd).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj)]
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        att = ((q @ k.transpose(-2, -1)) / (self.hd ** 0.5)).masked_fill(mask, float("-inf"))
+        x = x + self.o_proj((torch.softmax(att, -1) @ v).transpose(1, 2).reshape(B, T, C))
+        h = self.mlp_norm(x)
+        return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
+
+
+class LlamaStack(torch.nn.Module):
+    """Two LLaMA layers sharing rotary tables and a mask computed once before them (what every layer reads)."""
+
+    def __init__(self, d=32, heads=4, context=64):
+        super().__init__()
+        self.layers = torch.nn.ModuleList([RopeLayer(d, heads) for _ in range(2)])
+        self.norm = RMSNorm(d)
+        hd = d // heads
+        self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, hd, 2).float() / hd)))
+        self.register_buffer("mask", torch.tril(torch.ones(context, context, dtype=torch.bool)))
+
+    def forward(self, x):
+        T = x.shape[1]
+        freqs = torch.outer(torch.arange(T, dtype=torch.float32), self.inv_freq)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin, mask = emb.cos(), emb.sin(), ~self.mask[:T, :T]
+        for layer in self.layers:
+            x = layer(x, cos, sin, mask)
+        return self.norm(x)
+
+
 # name, module, example input shape, dynamic axes of the input (and the output)
 MODELS = [
     ("mlp", MLP, (8, 16), {0: "batch"}),
@@ -241,6 +299,8 @@ MODELS = [
     ("encoder_layer", EncoderLayer, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("llama_block", LlamaBlock, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("conv_block", ConvBlock, (2, 3, 16, 16), {0: "batch"}),
+    ("gpt2_stack", GPT2Stack, (2, 10, 32), {0: "batch", 1: "seq"}),
+    ("llama_stack", LlamaStack, (2, 10, 32), {0: "batch", 1: "seq"}),
 ]
 
 
@@ -256,6 +316,11 @@ def fail(message):
 def export(name, cls, shape, dynamic, folder, seed=0):
     torch.manual_seed(seed)
     module = cls().eval()
+    # Every param its own values (LayerNorm's ones and zeros would be one initializer to the exporter,
+    # and a param read under the wrong name would go unnoticed).
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
     x = torch.randn(*shape)
     path = os.path.join(folder, name + ".onnx")
     torch.onnx.export(module, (x,), path, input_names=["X"], output_names=["Y"],
@@ -285,8 +350,11 @@ def models(args):
             x = torch.randn(*other, generator=torch.Generator().manual_seed(7))
             np.save(os.path.join(tmp, "x.npy"), x.numpy())
             out = os.path.join(tmp, name + "_out")
+            # Repeated layers are diagrams of their own: the model's is the last.
+            with open(program) as f:
+                diagram = ["--diagram", re.findall(r"^diagram (\w+)\(", f.read(), re.M)[-1]]
             r = run([args.ncd, "run", program, "--params", weights, "--in", "X=" + os.path.join(tmp, "x.npy"),
-                     "--out-dir", out])
+                     "--out-dir", out] + diagram)
             if r.returncode != 0:
                 problems.append("ncd run: " + r.stderr)
             else:
@@ -301,13 +369,13 @@ def models(args):
                     print("ok: %s: ncd run equals torch at %s (max |err| %.2g)" % (name, list(other), err))
             sizes = ["-D", "%s=%d" % (dynamic[0], other[0])] + (
                 ["-D", "%s=%d" % (dynamic[1], other[1])] if 1 in dynamic else [])
-            r = run([args.ncd, "render", program, "-o", os.path.join(tmp, name + ".dot")])
+            r = run([args.ncd, "render", program, "-o", os.path.join(tmp, name + ".dot")] + diagram)
             if r.returncode != 0 or os.path.getsize(os.path.join(tmp, name + ".dot")) == 0:
                 problems.append("ncd render: " + r.stderr)
-            r = run([args.ncd, "cost", program, "--hw", "h100-sxm"] + sizes)
+            r = run([args.ncd, "cost", program, "--hw", "h100-sxm"] + sizes + diagram)
             if r.returncode != 0:
                 problems.append("ncd cost: " + r.stderr)
-            r = run([args.ncd, "optimize", program, "--hw", "h100-sxm", "-O2", "-o", os.path.join(tmp, "opt.ncd")] + sizes)
+            r = run([args.ncd, "optimize", program, "--hw", "h100-sxm", "-O2", "-o", os.path.join(tmp, "opt.ncd")] + sizes + diagram)
             if r.returncode != 0:
                 problems.append("ncd optimize -O2: " + r.stderr)
             for p in problems:
@@ -316,7 +384,8 @@ def models(args):
     return 1 if failures else 0
 
 
-GOLDEN = [("mlp", MLP, (8, 16), {0: "batch"}), ("gpt2_block", GPT2Block, (2, 10, 32), {0: "batch", 1: "seq"})]
+GOLDEN = [("mlp", MLP, (8, 16), {0: "batch"}), ("gpt2_block", GPT2Block, (2, 10, 32), {0: "batch", 1: "seq"}),
+          ("llama_stack", LlamaStack, (2, 10, 32), {0: "batch", 1: "seq"})]
 
 
 def golden(args):
