@@ -617,7 +617,7 @@ expect(lambda: tp.Scale(X, {"g": torch.zeros(65, dtype=bf)}), "ValueError",
        "Scale: param 'g' has shape [65]; expected [64]")
 expect(lambda: tp.Scale(X, [g]), "ValueError", "Scale: input 'X' is on cpu; the kernels run on CUDA tensors (%s)"
        % where)
-if tp.__all__ != ["build", "Spread", "Stats", "Scale"]:
+if tp.__all__ != ["build", "load_params", "Spread", "Stats", "Scale"]:
     failures.append("__all__ is %r" % tp.__all__)
 for part in ("lambda_: bf16 [64]", "X: bf16 [n, 64]", "Returns S: f32 [n], M: bf16 [n] (a tuple)."):
     if part not in tp.Stats.__doc__:

@@ -12,12 +12,16 @@
            (exact).
   errors   bad files and unsupported models: exit 1, the exact message,
            nothing written.
+  torch    `ncd emit --torch` on the imported GPT-2 stack: the package builds
+           with nvcc, load_params reads the imported weights (the module's,
+           by param path), a CPU tensor is refused (skipped without nvcc).
 
     /usr/bin/python3 tests/import/run_import_tests.py --ncd build/bin/ncd [--update] models|golden|errors
 """
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -517,6 +521,81 @@ def errors(args):
     return 1 if failures else 0
 
 
+TORCH_SCRIPT = r"""
+import sys
+import numpy as np
+import torch
+import stack
+
+failures = []
+params = stack.load_params(sys.argv[1], device="cpu")
+state = torch.load(sys.argv[2])
+# The weights by param path are the module's own (its state_dict): one diagram per layer, called in repeat.
+for i in range(3):
+    for path, key, transposed in (("%d.H.ln_2_weight", "h.%d.ln_2.weight", False),
+                                  ("%d.H.attn_c_attn_weight", "h.%d.attn.c_attn.weight", True),
+                                  ("%d.H.c_proj_bias", "h.%d.c_proj.bias", False)):
+        want = state[key % i].t() if transposed else state[key % i]
+        if path % i not in params or not torch.equal(params[path % i], want):
+            failures.append("load_params: %s is not the module's %s" % (path % i, key % i))
+if not torch.equal(params["ln_f_weight"], state["ln_f.weight"]):
+    failures.append("load_params: ln_f_weight is not the module's ln_f.weight")
+if sorted(params) != sorted(p for p, _, _ in stack._Stack.params):
+    failures.append("load_params gives %s; the function takes %s" % (sorted(params), [p for p, _, _ in stack._Stack.params]))
+where = "move it with .cuda()" if torch.cuda.is_available() else "this machine has no CUDA device"
+try:
+    stack.Stack(torch.zeros(2, 5, 32), params)
+    failures.append("a CPU tensor was taken")
+except ValueError as e:
+    if str(e) != "Stack: input 'X' is on cpu; the kernels run on CUDA tensors (%s)" % where:
+        failures.append("the message for a CPU tensor is %r" % str(e))
+try:
+    stack.load_params(sys.argv[3])
+    failures.append("a text file was read as weights")
+except ValueError as e:
+    if str(e) != "stack: %s is not a safetensors file (its header runs past the end)" % sys.argv[3]:
+        failures.append("the message for a text file is %r" % str(e))
+for f in failures:
+    print("FAIL: " + f)
+if not failures:
+    print("ok: the package of the imported GPT-2 stack: load_params gives the module's weights by param path, "
+          "a CPU tensor is refused")
+sys.exit(1 if failures else 0)
+"""
+
+
+def torch_package(args):
+    """`ncd emit --torch` on an imported model: the package builds with nvcc and takes the imported weights."""
+    nvcc = shutil.which(args.nvcc) or (args.nvcc if os.path.isfile(args.nvcc) else None)
+    if not nvcc:
+        print("SKIP: nvcc not found (%s)" % args.nvcc)
+        return 77
+    with tempfile.TemporaryDirectory() as tmp:
+        module, onnx_path = export("stack", GPT2Stack, (2, 10, 32), {0: "batch", 1: "seq"}, tmp)
+        torch.save(module.state_dict(), os.path.join(tmp, "module.pt"))
+        program, weights = os.path.join(tmp, "stack.ncd"), os.path.join(tmp, "stack.safetensors")
+        r = run([args.ncd, "import", onnx_path, "-o", program, "--weights", weights])
+        if r.returncode != 0:
+            fail("ncd import: " + r.stderr)
+        r = run([args.ncd, "emit", "--torch", os.path.join(tmp, "stack"), program, "--diagram", "Stack"])
+        if r.returncode != 0:
+            fail("emit --torch: exit %d\n%s" % (r.returncode, r.stderr))
+        env = dict(os.environ, NCD_NVCC=nvcc)
+        build = subprocess.run(["/usr/bin/python3", "-c", "import stack; print(stack.build())"], cwd=tmp, env=env,
+                               capture_output=True, text=True)
+        if build.returncode != 0:
+            fail("stack.build() failed:\n" + build.stdout + build.stderr)
+        with open(os.path.join(tmp, "text.safetensors"), "w") as f:
+            f.write("not weights\n")
+        checks = subprocess.run(["/usr/bin/python3", "-c", TORCH_SCRIPT, weights, os.path.join(tmp, "module.pt"),
+                                 os.path.join(tmp, "text.safetensors")], cwd=tmp, env=env, capture_output=True,
+                                text=True)
+        sys.stdout.write(checks.stdout)
+        if checks.returncode != 0:
+            fail("the package's checks failed:\n" + checks.stderr)
+    return 0
+
+
 SUPPORTED = ["Abs", "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Ceil", "Concat", "Constant", "Conv",
              "Cos", "Div", "Einsum", "Equal", "Erf", "Exp", "Flatten", "Floor", "Gather", "Gelu", "Gemm",
              "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Identity", "LayerNormalization",
@@ -532,11 +611,12 @@ def main():
     p.add_argument("--ncd", required=True)
     p.add_argument("--root", default=".")
     p.add_argument("--update", action="store_true")
-    p.add_argument("command", choices=["models", "golden", "errors"])
+    p.add_argument("--nvcc", default="nvcc")
+    p.add_argument("command", choices=["models", "golden", "errors", "torch"])
     args = p.parse_args()
     args.ncd = os.path.abspath(args.ncd)
     args.root = os.path.abspath(args.root)
-    return {"models": models, "golden": golden, "errors": errors}[args.command](args)
+    return {"models": models, "golden": golden, "errors": errors, "torch": torch_package}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,49 @@ def build(force=False):
     return _LIBRARY_FILE
 
 
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
+    "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+def load_params(path, device="cuda"):
+    """The tensors of a safetensors file (the weights `ncd import --weights` or `ncd run --random` write)
+    as a dict by name on `device`: the `params` the functions below take."""
+    import json
+    import struct
+    with open(path, "rb") as f:
+        data = f.read()
+    bad = "%s: %s is not a safetensors file" % (_PACKAGE, path)
+    if len(data) < 8:
+        raise ValueError(bad + " (shorter than its header)")
+    size = struct.unpack("<Q", data[:8])[0]
+    if size > len(data) - 8:
+        raise ValueError(bad + " (its header runs past the end)")
+    try:
+        header = json.loads(data[8:8 + size].decode("utf-8"))
+    except ValueError:
+        raise ValueError(bad + " (its header is not JSON)") from None
+    out = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = _SAFETENSORS_DTYPES[entry["dtype"]], entry["shape"], entry["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError("%s (tensor %r: dtype %r)" % (bad, name, entry.get("dtype") if isinstance(entry, dict)
+                                                           else entry)) from None
+        count = 1
+        for n in shape:
+            count *= n
+        if not 0 <= begin <= end <= len(data) - 8 - size or end - begin != count * torch.tensor([], dtype=dtype).element_size():
+            raise ValueError("%s (tensor %r: its bytes do not match its shape %s)" % (bad, name, shape))
+        chunk = bytearray(data[8 + size + begin:8 + size + end])
+        t = torch.frombuffer(chunk, dtype=dtype) if chunk else torch.empty(0, dtype=dtype)
+        out[name] = t.reshape(shape).to(device)
+    return out
+
+
 def _library():
     global _LOADED
     with _LOCK:
