@@ -31,6 +31,9 @@ double float_attribute(const onnx::NodeProto &node, const std::string &name, dou
 // The values of a tensor proto (raw or typed data) as doubles.
 std::vector<double> tensor_values(const onnx::TensorProto &t, const std::string &what);
 
+// Replaces every call of a local function of the model by the function's nodes (onnx_functions.cpp).
+void inline_functions(onnx::ModelProto &model);
+
 class Builder {
  public:
   explicit Builder(Graph &g) : g_(g) {}

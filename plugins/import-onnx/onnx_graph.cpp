@@ -196,6 +196,7 @@ void Builder::run(onnx::ModelProto &model) {
   if (g_.opset < 13 || g_.opset > 21)
     throw Failure{"the model uses ONNX operator set " + std::to_string(g_.opset) +
                   "; ncd import reads sets 13 to 21 (torch.onnx.export(..., opset_version=17))"};
+  inline_functions(model);
   try {
     onnx::shape_inference::InferShapes(model);
   } catch (const std::exception &e) {

@@ -221,6 +221,8 @@ void Builder::name_param(const onnx::NodeProto &node, int use, const std::string
 // The features a layer makes take the layer's name: torch names nodes by module path ("/fc1/Gemm": fc1).
 void Builder::name_by_module(const onnx::NodeProto &node, const Dim &dim) {
   const std::string module = module_of(node.name());
+  // An item of a module list ("h.0": a node of a local function called there) is no name for features.
+  if (module.find_last_not_of("0123456789") + 1 < module.size() && module.find('.') != std::string::npos) return;
   if (dim.axis >= 0 && !module.empty()) g_.hint(dim.axis, module, 1);
 }
 

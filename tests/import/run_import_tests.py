@@ -305,6 +305,8 @@ MODELS = [
     ("conv_block", ConvBlock, (2, 3, 16, 16), {0: "batch"}),
     ("gpt2_stack", GPT2Stack, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("llama_stack", LlamaStack, (2, 10, 32), {0: "batch", 1: "seq"}),
+    # Each block an ONNX local function, called three times: inlined, then folded into repeat.
+    ("gpt2_functions", GPT2Stack, (2, 10, 32), {0: "batch", 1: "seq"}, {"export_modules_as_functions": {GPT2Block}}),
 ]
 
 
@@ -317,7 +319,7 @@ def fail(message):
     sys.exit(1)
 
 
-def export(name, cls, shape, dynamic, folder, seed=0):
+def export(name, cls, shape, dynamic, folder, seed=0, options=None):
     torch.manual_seed(seed)
     module = cls().eval()
     # Every param its own values (LayerNorm's ones and zeros would be one initializer to the exporter,
@@ -328,15 +330,15 @@ def export(name, cls, shape, dynamic, folder, seed=0):
     x = torch.randn(*shape)
     path = os.path.join(folder, name + ".onnx")
     torch.onnx.export(module, (x,), path, input_names=["X"], output_names=["Y"],
-                      dynamic_axes={"X": dynamic, "Y": dynamic}, opset_version=17)
+                      dynamic_axes={"X": dynamic, "Y": dynamic}, opset_version=17, **(options or {}))
     return module, path
 
 
 def models(args):
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for name, cls, shape, dynamic in MODELS:
-            module, onnx_path = export(name, cls, shape, dynamic, tmp)
+        for name, cls, shape, dynamic, *options in MODELS:
+            module, onnx_path = export(name, cls, shape, dynamic, tmp, options=options[0] if options else None)
             program = os.path.join(tmp, name + ".ncd")
             weights = os.path.join(tmp, name + ".safetensors")
             r = run([args.ncd, "import", onnx_path, "-o", program, "--weights", weights])
