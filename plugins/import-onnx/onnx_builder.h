@@ -75,6 +75,7 @@ class Builder {
 
   // onnx_ops.cpp
   void window(const onnx::NodeProto &node);
+  void grouped(const onnx::NodeProto &node, const std::vector<Dim> &X, const std::vector<Dim> &W, int64_t groups);
   void batchnorm(const onnx::NodeProto &node);
   void einsum(const onnx::NodeProto &node);
   void matmul(const onnx::NodeProto &node);

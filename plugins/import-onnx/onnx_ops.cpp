@@ -92,7 +92,8 @@ void Builder::window(const onnx::NodeProto &node) {
   };
   if (const auto *a = attribute(node, "auto_pad"); a && a->s() != "NOTSET")
     throw Failure{where(node) + " pads with auto_pad " + a->s() + "; ncd import reads explicit pads"};
-  if (int_attribute(node, "group", 1) != 1) throw Failure{where(node) + " is a grouped convolution; ncd import reads group 1"};
+  const int64_t groups = int_attribute(node, "group", 1);
+  if (groups != 1 && op != "Conv") throw Failure{where(node) + " has groups; ncd import reads them on Conv only"};
   if (int_attribute(node, "ceil_mode", 0) != 0) throw Failure{where(node) + " rounds its output size up (ceil_mode)"};
   int w = -1;
   std::vector<Dim> W;
@@ -113,9 +114,13 @@ void Builder::window(const onnx::NodeProto &node) {
   std::vector<Dim> out = {X[0]};
   Use &in = g_.uses[static_cast<size_t>(x)];
   std::vector<int> window_axes;
-  if (op == "Conv") {
+  if (op == "Conv" && groups == 1) {
     if (X[1].axis < 0 || W[1].axis < 0) throw Failure{where(node) + " sums over a channel dimension of size 1"};
     link(node, X[1].axis, W[1].axis);
+    out.push_back(W[0]);
+    name_by_module(node, W[0]);
+  } else if (op == "Conv") {
+    grouped(node, X, W, groups);
     out.push_back(W[0]);
     name_by_module(node, W[0]);
   } else {
@@ -158,6 +163,34 @@ void Builder::window(const onnx::NodeProto &node) {
     expr = slot.empty() ? ref(x) : (op == "MaxPool" ? "max[" : "mean[") + slot + "](" + ref(x) + ")";
   }
   result(node, out, expr, dtype(x), op == "Conv");
+}
+
+// A grouped convolution (depthwise when each group is one channel): the input channels are
+// (group, per group), the output channels (group, per group), the weight's second dimension the
+// input channels of one group; a statement writes the channels as these parts.
+void Builder::grouped(const onnx::NodeProto &node, const std::vector<Dim> &X, const std::vector<Dim> &W, int64_t groups) {
+  if (X[1].axis < 0 || W[0].axis < 0) throw Failure{where(node) + " has one channel"};
+  const int64_t in = g_.size_of(X[1].axis), out = g_.size_of(W[0].axis);
+  const int64_t per = W[1].axis >= 0 ? g_.size_of(W[1].axis) : 1;
+  if (groups < 1 || in == 0 || in != groups * per || out % groups != 0)
+    throw Failure{where(node) + " has " + std::to_string(in) + " input and " + std::to_string(out) +
+                  " output channels, which do not divide into " + std::to_string(groups) + " groups"};
+  int group = X[1].axis;  // one channel per group: the channels are the groups
+  if (per > 1) {
+    group = g_.new_axis(groups);
+    g_.hint(group, "groups", 2);
+    if (!g_.factorize(X[1].axis, {group, W[1].axis}))
+      throw Failure{where(node) + " groups channels that are split differently elsewhere"};
+    pending_regroups_.push_back(Regroup{X[1].axis, {make_dim(group, groups), make_dim(W[1].axis, per)}});
+  }
+  if (out == groups) {
+    link(node, group, W[0].axis);
+    return;
+  }
+  const int each = g_.new_axis(out / groups);
+  if (!g_.factorize(W[0].axis, {group, each}))
+    throw Failure{where(node) + " groups channels that are split differently elsewhere"};
+  pending_regroups_.push_back(Regroup{W[0].axis, {make_dim(group, groups), make_dim(each, out / groups)}});
 }
 
 // BatchNormalization (inference): (x - mean) / sqrt(var + eps) * scale + bias, per channel (dim 1).

@@ -233,6 +233,20 @@ class ConvBlock(torch.nn.Module):
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
+class GroupedConvs(torch.nn.Module):
+    """A depthwise conv, a conv of two groups, a strided one with a channel multiplier per group, a pointwise conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.dw = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.gc = torch.nn.Conv2d(8, 12, 3, padding=1, groups=2)
+        self.mult = torch.nn.Conv2d(12, 24, 3, stride=2, groups=12)
+        self.pw = torch.nn.Conv2d(24, 6, 1)
+
+    def forward(self, x):
+        return self.pw(torch.relu(self.mult(torch.relu(self.gc(torch.relu(self.dw(x)))))))
+
+
 class GPT2Stack(torch.nn.Module):
     """Three GPT-2 blocks in a ModuleList and a final LayerNorm: the blocks become one diagram called in `repeat`."""
 
@@ -303,6 +317,7 @@ MODELS = [
     ("encoder_layer", EncoderLayer, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("llama_block", LlamaBlock, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("conv_block", ConvBlock, (2, 3, 16, 16), {0: "batch"}),
+    ("grouped_convs", GroupedConvs, (2, 8, 12, 12), {0: "batch"}),
     ("gpt2_stack", GPT2Stack, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("llama_stack", LlamaStack, (2, 10, 32), {0: "batch", 1: "seq"}),
     # Each block an ONNX local function, called three times: inlined, then folded into repeat.
