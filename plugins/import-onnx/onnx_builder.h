@@ -27,6 +27,8 @@ std::string where(const onnx::NodeProto &node);
 std::optional<ir::DType> dtype_of(int onnx_type);
 const onnx::AttributeProto *attribute(const onnx::NodeProto &node, const std::string &name);
 int64_t int_attribute(const onnx::NodeProto &node, const std::string &name, int64_t fallback);
+// An attribute's list of `count` integers, each `fallback` when it is absent; a list of another length is refused.
+std::vector<int64_t> int_list(const onnx::NodeProto &node, const std::string &name, int64_t fallback, size_t count);
 double float_attribute(const onnx::NodeProto &node, const std::string &name, double fallback);
 // The values of a tensor proto (raw or typed data) as doubles.
 std::vector<double> tensor_values(const onnx::TensorProto &t, const std::string &what);
@@ -75,6 +77,7 @@ class Builder {
 
   // onnx_ops.cpp
   void window(const onnx::NodeProto &node);
+  void transposed(const onnx::NodeProto &node);
   void grouped(const onnx::NodeProto &node, const std::vector<Dim> &X, const std::vector<Dim> &W, int64_t groups);
   void batchnorm(const onnx::NodeProto &node);
   void einsum(const onnx::NodeProto &node);

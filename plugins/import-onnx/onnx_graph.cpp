@@ -618,6 +618,8 @@ void Builder::node(const onnx::NodeProto &node) {
     einsum(node);
   } else if (op == "Conv" || op == "MaxPool" || op == "AveragePool") {
     window(node);
+  } else if (op == "ConvTranspose") {
+    transposed(node);
   } else if (op == "GlobalAveragePool" || op == "GlobalMaxPool") {
     int x = operand(node, 0);
     const auto &X = dims(x);
@@ -816,7 +818,7 @@ class Gelus {
 
 const std::vector<std::string> &supported_ops() {
   static const std::vector<std::string> ops = {
-      "Abs", "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Ceil", "Concat", "Constant", "Conv", "Cos", "Div", "Einsum", "Equal", "Erf", "Exp", "Flatten",
+      "Abs", "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Ceil", "Concat", "Constant", "Conv", "ConvTranspose", "Cos", "Div", "Einsum", "Equal", "Erf", "Exp", "Flatten",
       "Floor", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Identity", "LayerNormalization", "Less",
       "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Min", "Mul", "Neg", "Not", "Or", "Pow", "Range",
       "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid", "Sin", "Slice",

@@ -74,6 +74,7 @@ struct Value {
   std::string op;                   // its op type
   std::string expr;                 // ncd expression: {u:K} reads use K, {a:N} names node N's axis
   bool contraction = false;         // its expression sums axes (its own statement; operands are references)
+  bool merged = false;              // declared with its products merged on the left, as an output is
   std::vector<int> uses;            // the uses its expression reads
   std::vector<std::pair<int, int>> edges;  // nodes its op links (results, uses)
   std::vector<Regroup> regroups;    // granularity changes its op makes

@@ -84,12 +84,7 @@ void Builder::window(const onnx::NodeProto &node) {
   const std::vector<Dim> X = dims(x);
   if (X.size() < 3) throw Failure{where(node) + " takes a tensor [batch, channels, spatial...]"};
   const size_t spatial = X.size() - 2;
-  auto ints = [&](const char *name, int64_t fallback, size_t count) {
-    std::vector<int64_t> v(count, fallback);
-    if (const auto *a = attribute(node, name)) v.assign(a->ints().begin(), a->ints().end());
-    if (v.size() != count) throw Failure{where(node) + " has " + std::to_string(v.size()) + " " + name};
-    return v;
-  };
+  auto ints = [&](const char *name, int64_t fallback, size_t count) { return int_list(node, name, fallback, count); };
   if (const auto *a = attribute(node, "auto_pad"); a && a->s() != "NOTSET")
     throw Failure{where(node) + " pads with auto_pad " + a->s() + "; ncd import reads explicit pads"};
   const int64_t groups = int_attribute(node, "group", 1);
@@ -163,6 +158,102 @@ void Builder::window(const onnx::NodeProto &node) {
     expr = slot.empty() ? ref(x) : (op == "MaxPool" ? "max[" : "mean[") + slot + "](" + ref(x) + ")";
   }
   result(node, out, expr, dtype(x), op == "Conv");
+}
+
+std::vector<int64_t> int_list(const onnx::NodeProto &node, const std::string &name, int64_t fallback, size_t count) {
+  std::vector<int64_t> v(count, fallback);
+  if (const auto *a = attribute(node, name)) v.assign(a->ints().begin(), a->ints().end());
+  if (v.size() != count) throw Failure{where(node) + " has " + std::to_string(v.size()) + " " + name};
+  return v;
+}
+
+// ConvTranspose: output position o takes input i through kernel tap k where o + pad = stride·i + k.
+// Writing o + pad = stride·q + r (q, r a split of the output), Z[q, r] = Σ X[q - m] · W[stride·m + r]
+// with the kernel read as zero past its end; Y[o] is Z at o + pad, a second statement when the pad
+// or the sizes make the two differ (a pad of 0 with a longer Z shifts Z by one block, since ncd
+// reads a shorter axis only at an offset).
+void Builder::transposed(const onnx::NodeProto &node) {
+  const int x = operand(node, 0), w = operand(node, 1);
+  const std::vector<Dim> X = dims(x), W = dims(w);
+  if (X.size() < 3 || W.size() != X.size()) throw Failure{where(node) + " takes a tensor [batch, channels, spatial...] and a weight of its rank"};
+  const size_t spatial = X.size() - 2;
+  if (const auto *a = attribute(node, "auto_pad"); a && a->s() != "NOTSET")
+    throw Failure{where(node) + " pads with auto_pad " + a->s() + "; ncd import reads explicit pads"};
+  if (attribute(node, "output_shape")) throw Failure{where(node) + " gives output_shape; ncd import reads pads and output_padding"};
+  if (int_attribute(node, "group", 1) != 1) throw Failure{where(node) + " is a grouped transposed convolution; ncd import reads group 1"};
+  for (int64_t d : int_list(node, "dilations", 1, spatial))
+    if (d != 1) throw Failure{where(node) + " is dilated; ncd import reads transposed convolutions without dilation"};
+  const std::vector<int64_t> strides = int_list(node, "strides", 1, spatial), pads = int_list(node, "pads", 0, 2 * spatial),
+                             extra = int_list(node, "output_padding", 0, spatial);
+  if (X[1].axis < 0 || W[0].axis < 0) throw Failure{where(node) + " sums over a channel dimension of size 1"};
+  link(node, X[1].axis, W[0].axis);
+  std::vector<Dim> zdims = {X[0], W[1]}, ydims = {X[0], W[1]};
+  std::vector<std::pair<int, int64_t>> reads;  // per spatial dimension: Y's position node, the offset it reads Z at
+  bool plain = true;
+  for (size_t i = 0; i < spatial; ++i) {
+    const int64_t in = X[2 + i].axis >= 0 ? g_.size_of(X[2 + i].axis) : 1;
+    const int64_t k = W[2 + i].axis >= 0 ? g_.size_of(W[2 + i].axis) : 1, s = strides[i], pad = pads[i];
+    if (in == 0) throw Failure{where(node) + " slides over a dimension without a size"};
+    if (s < 1 || pad < 0 || pads[spatial + i] < 0 || extra[i] < 0 || extra[i] >= s)
+      throw Failure{where(node) + " has strides, pads or output_padding out of range"};
+    const int64_t size = s * (in - 1) + k - pad - pads[spatial + i] + extra[i];
+    if (size < 1) throw Failure{where(node) + " has an empty output"};
+    int64_t blocks = (size + pad + s - 1) / s;
+    const int64_t shift = pad == 0 && blocks * s != size ? 1 : 0;
+    blocks += shift;
+    const int q = g_.new_axis(blocks);
+    const int r = s > 1 ? g_.new_axis(s) : -1;
+    Dim &xd = g_.uses[static_cast<size_t>(x)].dims[2 + i];
+    Dim &wd = g_.uses[static_cast<size_t>(w)].dims[2 + i];
+    xd.terms = {{1, q}};
+    xd.offset = -shift;
+    if (wd.axis >= 0 && k > s) {
+      const int m = g_.new_axis((k + s - 1) / s);
+      xd.terms.emplace_back(-1, m);
+      wd.terms = {{s, m}};
+      if (r >= 0) wd.terms.emplace_back(1, r);
+    } else if (wd.axis >= 0) {  // one tap per output position: the kernel is read at r
+      wd.terms = {{1, r}};
+    }
+    int z = q;
+    if (r >= 0) {
+      z = g_.new_axis(blocks * s);
+      if (!g_.factorize(z, {q, r})) throw Failure{where(node) + " has an output split differently elsewhere"};
+      pending_regroups_.push_back(Regroup{z, {make_dim(q, blocks), make_dim(r, s)}});
+    }
+    zdims.push_back(make_dim(z, blocks * s));
+    const int o = g_.new_axis(size);
+    ydims.push_back(make_dim(o, size));
+    reads.emplace_back(o, pad + shift * s);
+    if (pad + shift * s != 0 || blocks * s != size) plain = false;
+  }
+  // The bias is per output channel: linked to the channel of the statement that adds it.
+  auto bias = [&](int channel) -> std::string {
+    if (!has_operand(node, 2)) return "";
+    const int b = operand(node, 2);
+    if (dims(b).size() != 1 || dims(b)[0].axis < 0 || channel < 0)
+      throw Failure{where(node) + " has a bias that is not one per channel"};
+    link(node, dims(b)[0].axis, channel);
+    name_param(node, b, "_bias");
+    return " + " + ref(b);
+  };
+  name_param(node, w);
+  if (plain) {
+    result(node, zdims, ref(x) + " * " + ref(w) + bias(W[1].axis), dtype(x), true);
+    return;
+  }
+  const int full = result(node, zdims, ref(x) + " * " + ref(w), dtype(x), true);
+  g_.values[static_cast<size_t>(full)].merged = true;
+  const int u = read(full);
+  for (size_t i = 0; i < spatial; ++i) {
+    Dim &d = g_.uses[static_cast<size_t>(u)].dims[2 + i];
+    d.terms = {{1, reads[i].first}};
+    d.offset = reads[i].second;
+  }
+  ydims[0] = g_.uses[static_cast<size_t>(u)].dims[0];
+  ydims[1] = g_.uses[static_cast<size_t>(u)].dims[1];
+  const std::string b = bias(ydims[1].axis);
+  result(node, ydims, ref(u) + b, dtype(x), false);
 }
 
 // A grouped convolution (depthwise when each group is one channel): the input channels are

@@ -130,7 +130,7 @@ class Printer {
 
   bool declared_coarse(int id) const {
     const Value &v = g_.values[static_cast<size_t>(id)];
-    return v.role == Role::Input || v.role == Role::Param || boundary_.count(id) ||
+    return v.role == Role::Input || v.role == Role::Param || v.merged || boundary_.count(id) ||
            std::find(g_.outputs.begin(), g_.outputs.end(), id) != g_.outputs.end();
   }
 
@@ -366,7 +366,9 @@ class Printer {
         for (const auto &[coef, node] : d.terms) {
           std::string n;
           for (const Atom &a : atoms(node)) n += (n.empty() ? "" : ", ") + name(a.cls);
-          item += (item.empty() ? "" : " + ") + (coef == 1 ? "" : std::to_string(coef) + " * ") + n;
+          const int64_t size = coef < 0 ? -coef : coef;
+          item += (item.empty() ? (coef < 0 ? "-" : "") : (coef < 0 ? " - " : " + ")) +
+                  (size == 1 ? "" : std::to_string(size) + " * ") + n;
         }
         if (d.offset > 0) item += " + " + std::to_string(d.offset);
         if (d.offset < 0) item += " - " + std::to_string(-d.offset);
@@ -447,11 +449,16 @@ bool print_program(Graph &g, const std::string &path, const std::map<std::string
       if (at(target).role == Role::Inline && key.second >= 0 && key != layer_key(at(id).node))
         at(target).role = Role::Statement;
     }
-  // A value read through a window (a convolution's or a pool's affine positions) is declared.
+  // A value read through a window (a convolution's or a pool's affine positions) is declared,
+  // whole: an affine position indexes one axis, so a product is merged on its left side.
   for (int id : g.order)
     for (int u : at(id).uses)
       for (const Dim &d : g.uses[static_cast<size_t>(u)].dims)
-        if (!d.terms.empty() && at(through(used_value(u))).role == Role::Inline) at(through(used_value(u))).role = Role::Statement;
+        if (!d.terms.empty()) {
+          Value &target = at(through(used_value(u)));
+          if (target.role == Role::Inline) target.role = Role::Statement;
+          if (target.role == Role::Statement) target.merged = true;
+        }
   for (int id : g.order) {
     const Value &v = at(id);
     if (!v.contraction || v.users == 0) continue;

@@ -247,6 +247,32 @@ class GroupedConvs(torch.nn.Module):
         return self.pw(torch.relu(self.mult(torch.relu(self.gc(torch.relu(self.dw(x)))))))
 
 
+class Upsample(torch.nn.Module):
+    """Transposed convolutions: DCGAN's (kernel 4, stride 2, pad 1), U-Net's (2, 2), an odd kernel with
+    output_padding, and stride 1 (the output grows by kernel - 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.ConvTranspose2d(6, 8, 4, stride=2, padding=1)
+        self.b = torch.nn.ConvTranspose2d(8, 4, 2, stride=2)
+        self.c = torch.nn.ConvTranspose2d(4, 5, 3, stride=2, padding=1, output_padding=1)
+        self.d = torch.nn.ConvTranspose2d(5, 3, 3)
+
+    def forward(self, x):
+        return self.d(torch.relu(self.c(torch.relu(self.b(torch.relu(self.a(x)))))))
+
+
+class GroupedUp(torch.nn.Module):
+    """A transposed convolution of two groups (refused for now)."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = torch.nn.ConvTranspose2d(4, 4, 2, stride=2, groups=2)
+
+    def forward(self, x):
+        return self.up(x)
+
+
 class GPT2Stack(torch.nn.Module):
     """Three GPT-2 blocks in a ModuleList and a final LayerNorm: the blocks become one diagram called in `repeat`."""
 
@@ -318,6 +344,7 @@ MODELS = [
     ("llama_block", LlamaBlock, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("conv_block", ConvBlock, (2, 3, 16, 16), {0: "batch"}),
     ("grouped_convs", GroupedConvs, (2, 8, 12, 12), {0: "batch"}),
+    ("upsample", Upsample, (2, 6, 5, 5), {0: "batch"}),
     ("gpt2_stack", GPT2Stack, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("llama_stack", LlamaStack, (2, 10, 32), {0: "batch", 1: "seq"}),
     # Each block an ONNX local function, called three times: inlined, then folded into repeat.
@@ -477,6 +504,10 @@ def errors(args):
         with open(uneven_path, "rb") as f:
             uneven = f.read()
         os.remove(uneven_path)
+        _, grouped_path = export("grouped_up", GroupedUp, (1, 4, 3, 3), {0: "batch"}, tmp)
+        with open(grouped_path, "rb") as f:
+            grouped_up = f.read()
+        os.remove(grouped_path)
         cases = [
             ("truncated.onnx", whole[:len(whole) // 2], [],
              "ncd import: error: truncated.onnx: not an ONNX model (the protobuf does not parse: truncated, or another "
@@ -506,6 +537,9 @@ def errors(args):
             ("uneven.onnx", uneven, [],
              "ncd import: error: uneven.onnx: node '/Split' (Split) splits into parts of unequal sizes; ncd import "
              "reads equal parts (torch.chunk, split of equal sizes)\n"),
+            ("grouped_up.onnx", grouped_up, [],
+             "ncd import: error: grouped_up.onnx: node '/up/ConvTranspose' (ConvTranspose) is a grouped transposed "
+             "convolution; ncd import reads group 1\n"),
             ("mlp.onnx", whole, ["--diagram", "softmax"],
              "ncd import: error: mlp.onnx: --diagram softmax: a word ncd reserves\n"),
             ("missing.onnx", None, [], "ncd: error: missing.onnx: cannot open: No such file or directory\n"),
@@ -614,7 +648,7 @@ def torch_package(args):
 
 
 SUPPORTED = ["Abs", "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Ceil", "Concat", "Constant", "Conv",
-             "Cos", "Div", "Einsum", "Equal", "Erf", "Exp", "Flatten", "Floor", "Gather", "Gelu", "Gemm",
+             "ConvTranspose", "Cos", "Div", "Einsum", "Equal", "Erf", "Exp", "Flatten", "Floor", "Gather", "Gelu", "Gemm",
              "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Identity", "LayerNormalization",
              "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Min", "Mul", "Neg",
              "Not", "Or", "Pow", "Range", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu",
