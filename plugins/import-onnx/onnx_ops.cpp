@@ -103,9 +103,16 @@ void Builder::window(const onnx::NodeProto &node) {
   }
   const std::vector<int64_t> strides = ints("strides", 1, spatial), dilations = ints("dilations", 1, spatial);
   const std::vector<int64_t> pads = ints("pads", 0, 2 * spatial);
-  if (op == "MaxPool")
+  // ncd reads zero outside an axis; a max pool pads with -inf, which is the same where no value is
+  // negative (ResNet's stem pools a ReLU's output).
+  const std::string &source = value(g_.uses[static_cast<size_t>(x)].value).op;
+  const bool nonnegative = source == "Relu" || source == "Sigmoid" || source == "Softplus" || source == "Exp" ||
+                           source == "Softmax";
+  if (op == "MaxPool" && !nonnegative)
     for (int64_t p : pads)
-      if (p != 0) throw Failure{where(node) + " pads a max pool (with -inf); ncd import reads max pools without padding"};
+      if (p != 0)
+        throw Failure{where(node) + " pads a max pool (with -inf) of values that may be negative; ncd import reads "
+                      "padded max pools of ReLU, sigmoid, softplus, exp and softmax outputs"};
   std::vector<Dim> out = {X[0]};
   Use &in = g_.uses[static_cast<size_t>(x)];
   std::vector<int> window_axes;

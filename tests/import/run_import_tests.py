@@ -213,14 +213,15 @@ class LlamaBlock(torch.nn.Module):
 
 
 class ConvBlock(torch.nn.Module):
-    """conv-BN-ReLU (the batch norm folded into the conv by the exporter), a strided conv, ReLU, a batch norm
-    the exporter keeps, max pool, global average pool, flatten, Linear."""
+    """conv-BN-ReLU (the batch norm folded into the conv by the exporter), a padded max pool of the ReLU, a
+    strided conv, ReLU, a batch norm the exporter keeps, max pool, global average pool, flatten, Linear."""
 
     def __init__(self):
         super().__init__()
         self.conv1, self.bn1 = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8)
         self.conv2, self.bn2 = torch.nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), torch.nn.BatchNorm2d(16)
         self.pool, self.fc = torch.nn.MaxPool2d(2), torch.nn.Linear(16, 10)
+        self.stem_pool = torch.nn.MaxPool2d(3, stride=1, padding=1)  # ResNet's stem pool, over a ReLU
         for bn in (self.bn1, self.bn2):
             bn.running_mean.uniform_(-0.5, 0.5)
             bn.running_var.uniform_(0.5, 2.0)
@@ -228,7 +229,7 @@ class ConvBlock(torch.nn.Module):
             bn.bias.data.uniform_(-0.2, 0.2)
 
     def forward(self, x):
-        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.stem_pool(torch.relu(self.bn1(self.conv1(x))))
         x = self.pool(self.bn2(torch.relu(self.conv2(x))))
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
