@@ -8,7 +8,7 @@ shift || true
 
 packages=(build-essential cmake ninja-build pkg-config antlr4 libantlr4-runtime-dev
           libyaml-cpp-dev libcli11-dev libmimalloc-dev libgraphviz-dev libgvc6 fonts-dejavu-core libgtest-dev nlohmann-json3-dev
-          libopenblas-dev libonnx-dev libprotobuf-dev python3 python3-numpy python3-torch)
+          libopenblas-dev libonnx-dev libprotobuf-dev python3 python3-numpy python3-torch python3-onnx)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -85,8 +85,6 @@ void Builder::window(const onnx::NodeProto &node) {
   if (X.size() < 3) throw Failure{where(node) + " takes a tensor [batch, channels, spatial...]"};
   const size_t spatial = X.size() - 2;
   auto ints = [&](const char *name, int64_t fallback, size_t count) { return int_list(node, name, fallback, count); };
-  if (const auto *a = attribute(node, "auto_pad"); a && a->s() != "NOTSET")
-    throw Failure{where(node) + " pads with auto_pad " + a->s() + "; ncd import reads explicit pads"};
   const int64_t groups = int_attribute(node, "group", 1);
   if (groups != 1 && op != "Conv") throw Failure{where(node) + " has groups; ncd import reads them on Conv only"};
   if (int_attribute(node, "ceil_mode", 0) != 0) throw Failure{where(node) + " rounds its output size up (ceil_mode)"};
@@ -102,12 +100,31 @@ void Builder::window(const onnx::NodeProto &node) {
     kernel = ints("kernel_shape", 1, spatial);
   }
   const std::vector<int64_t> strides = ints("strides", 1, spatial), dilations = ints("dilations", 1, spatial);
-  const std::vector<int64_t> pads = ints("pads", 0, 2 * spatial);
+  std::vector<int64_t> pads = ints("pads", 0, 2 * spatial);
+  // auto_pad: VALID pads nothing; SAME_UPPER and SAME_LOWER pad to ceil(size / stride) outputs, the
+  // odd one at the end or at the start.
+  if (const auto *a = attribute(node, "auto_pad"); a && a->s() != "NOTSET") {
+    const std::string mode = a->s();
+    if (mode != "VALID" && mode != "SAME_UPPER" && mode != "SAME_LOWER")
+      throw Failure{where(node) + " pads with auto_pad " + mode + ", which ONNX does not define"};
+    for (size_t i = 0; i < spatial; ++i) {
+      const int64_t extent = X[2 + i].axis >= 0 ? g_.size_of(X[2 + i].axis) : 1;
+      const int64_t span = dilations[i] * (kernel[i] - 1) + 1, stride = strides[i] < 1 ? 1 : strides[i];
+      const int64_t total = mode == "VALID" ? 0 : std::max<int64_t>(((extent + stride - 1) / stride - 1) * stride + span - extent, 0);
+      pads[i] = mode == "SAME_LOWER" ? total - total / 2 : total / 2;
+      pads[spatial + i] = total - pads[i];
+    }
+  }
   // ncd reads zero outside an axis; a max pool pads with -inf, which is the same where no value is
   // negative (ResNet's stem pools a ReLU's output).
   const std::string &source = value(g_.uses[static_cast<size_t>(x)].value).op;
   const bool nonnegative = source == "Relu" || source == "Sigmoid" || source == "Softplus" || source == "Exp" ||
                            source == "Softmax";
+  if (op == "AveragePool" && int_attribute(node, "count_include_pad", 0) == 0)
+    for (int64_t p : pads)
+      if (p != 0)
+        throw Failure{where(node) + " averages over the positions inside the input only (count_include_pad=0); "
+                      "ncd import reads padded average pools that count the padding (torch's default)"};
   if (op == "MaxPool" && !nonnegative)
     for (int64_t p : pads)
       if (p != 0)

@@ -377,8 +377,62 @@ def export(name, cls, shape, dynamic, folder, seed=0, options=None):
     return module, path
 
 
+def auto_pad_model(path, weights):
+    """A model torch does not export (it writes explicit pads): convolutions with auto_pad SAME_UPPER,
+    SAME_LOWER and VALID, and an average pool that counts its padding, built with python3-onnx. Returns
+    the module computing the same with explicit torch padding."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    w1, w2, w3 = weights
+    nodes = [
+        helper.make_node("Conv", ["X", "w1"], ["a"], name="/up/Conv", kernel_shape=[2, 2], auto_pad="SAME_UPPER"),
+        helper.make_node("Conv", ["a", "w2"], ["b"], name="/low/Conv", kernel_shape=[2, 2], auto_pad="SAME_LOWER"),
+        helper.make_node("Conv", ["b", "w3"], ["c"], name="/valid/Conv", kernel_shape=[3, 3], strides=[2, 2],
+                         auto_pad="VALID"),
+        helper.make_node("AveragePool", ["c"], ["Y"], name="/pool/AveragePool", kernel_shape=[2, 2], pads=[1, 1, 0, 0],
+                         count_include_pad=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "auto_pad", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 3, 7, 7])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w.numpy(), name) for w, name in ((w1, "w1"), (w2, "w2"), (w3, "w3"))])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+    def module(x):
+        a = F.conv2d(F.pad(x, (0, 1, 0, 1)), w1)
+        b = F.conv2d(F.pad(a, (1, 0, 1, 0)), w2)
+        c = F.conv2d(b, w3, stride=2)
+        return F.avg_pool2d(F.pad(c, (1, 0, 1, 0)), 2, stride=1)
+    return module
+
+
 def models(args):
     failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        g = torch.Generator().manual_seed(3)
+        weights = [torch.randn(5, 3, 2, 2, generator=g), torch.randn(4, 5, 2, 2, generator=g),
+                   torch.randn(6, 4, 3, 3, generator=g)]
+        onnx_path = os.path.join(tmp, "auto_pad.onnx")
+        module = auto_pad_model(onnx_path, weights)
+        r = run([args.ncd, "import", onnx_path, "-o", os.path.join(tmp, "auto_pad.ncd"), "--weights",
+                 os.path.join(tmp, "auto_pad.safetensors")])
+        x = torch.randn(2, 3, 7, 7, generator=g)
+        np.save(os.path.join(tmp, "x.npy"), x.numpy())
+        if r.returncode == 0:
+            r = run([args.ncd, "run", os.path.join(tmp, "auto_pad.ncd"), "--params", os.path.join(tmp, "auto_pad.safetensors"),
+                     "--in", "X=" + os.path.join(tmp, "x.npy"), "--out-dir", os.path.join(tmp, "auto_pad_out")])
+        if r.returncode != 0:
+            failures += 1
+            print("FAIL: auto_pad: " + r.stderr)
+        else:
+            got, want = np.load(os.path.join(tmp, "auto_pad_out", "Y.npy")), module(x).numpy()
+            err = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
+            if not err <= 1e-4 * (1 + float(np.abs(want).max())):
+                failures += 1
+                print("FAIL: auto_pad: output %s vs %s: max |err| %.3g" % (got.shape, want.shape, err))
+            else:
+                print("ok: auto_pad (SAME_UPPER, SAME_LOWER, VALID, a padded average pool): ncd run equals torch with "
+                      "explicit padding (max |err| %.2g)" % err)
     with tempfile.TemporaryDirectory() as tmp:
         for name, cls, shape, dynamic, *options in MODELS:
             module, onnx_path = export(name, cls, shape, dynamic, tmp, options=options[0] if options else None)
@@ -505,6 +559,13 @@ def errors(args):
         with open(uneven_path, "rb") as f:
             uneven = f.read()
         os.remove(uneven_path)
+        import onnx
+        from onnx import TensorProto, helper
+        pool = helper.make_node("AveragePool", ["X"], ["Y"], name="/pool/AveragePool", kernel_shape=[3], pads=[1, 1])
+        excluding = helper.make_model(helper.make_graph(
+            [pool], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [2, 3, 8])],
+            [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)]), opset_imports=[helper.make_opsetid("", 17)])
+        excluding = excluding.SerializeToString()
         _, grouped_path = export("grouped_up", GroupedUp, (1, 4, 3, 3), {0: "batch"}, tmp)
         with open(grouped_path, "rb") as f:
             grouped_up = f.read()
@@ -541,6 +602,10 @@ def errors(args):
             ("grouped_up.onnx", grouped_up, [],
              "ncd import: error: grouped_up.onnx: node '/up/ConvTranspose' (ConvTranspose) is a grouped transposed "
              "convolution; ncd import reads group 1\n"),
+            ("pool.onnx", excluding, [],
+             "ncd import: error: pool.onnx: node '/pool/AveragePool' (AveragePool) averages over the positions inside "
+             "the input only (count_include_pad=0); ncd import reads padded average pools that count the padding "
+             "(torch's default)\n"),
             ("mlp.onnx", whole, ["--diagram", "softmax"],
              "ncd import: error: mlp.onnx: --diagram softmax: a word ncd reserves\n"),
             ("missing.onnx", None, [], "ncd: error: missing.onnx: cannot open: No such file or directory\n"),
