@@ -170,7 +170,9 @@ def Indices(x, p):
     Z = read(X, (2 * s_ - 1, c_)) + read(X, (s_ + 1, c_ - 1))
     Y = P.reshape(ns, 4) * 2
     H = read(Sq, (np.asarray(ids), np.asarray(ids)))
-    return {"A": A, "D": D, "F": F, "P": P, "G": G, "W": W, "Z": Z, "Y": Y, "H": H}
+    Pre = X[:, :3].copy()
+    Cat = np.concatenate([X, Pre], axis=1)
+    return {"A": A, "D": D, "F": F, "P": P, "G": G, "W": W, "Z": Z, "Y": Y, "H": H, "Pre": Pre, "Cat": Cat}
 
 
 def Contractions(x, p):
@@ -278,4 +280,4 @@ ORACLES = {name: globals()[name] for name in
 # Outputs compared exactly (deterministic roundings of identical float32 values).
 EXACT = {("Dtypes", name) for name in ["F16", "BF", "E4", "E5", "I8", "I32", "B", "F"]} | {
     ("Positions", "I"), ("Indices", "A"), ("Indices", "D"), ("Indices", "P"), ("Indices", "G"), ("Indices", "Y"),
-    ("Indices", "F"), ("Indices", "H"), ("Round", "R"), ("Round", "H"), ("Round", "K")}
+    ("Indices", "F"), ("Indices", "H"), ("Indices", "Pre"), ("Indices", "Cat"), ("Round", "R"), ("Round", "H"), ("Round", "K")}

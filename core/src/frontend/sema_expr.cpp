@@ -258,8 +258,9 @@ bool Sema::typed_index(const ast::Index &index, int stored, const std::string &t
   for (auto [axis, coefficient] : terms)
     if (coefficient != 0) out.terms.push_back({axis, coefficient});
   if (out.terms.empty()) return true;  // a constant index
-  // A plain rename (`X[q, d]` of X[s, d]) requires equal sizes.
-  if (out.terms.size() == 1 && out.terms[0].second == 1 && out.offset == 0) {
+  // A plain rename (`X[q, d]` of X[s, d]) requires equal sizes; written with arithmetic (`X[q + 0, d]`)
+  // it is an affine position like any other: a shorter axis reads a prefix, a longer one zeros past the end.
+  if (index.kind == ast::Index::Kind::Ref && out.terms.size() == 1 && out.terms[0].second == 1 && out.offset == 0) {
     int axis = out.terms[0].first;
     if (!same_size(axis, stored)) {
       d_.error(index.location, "axis '" + p_.axis(axis).name + "' (size " + size_text(axis) +
