@@ -31,6 +31,7 @@ std::optional<ir::DType> dtype_of(int onnx_type) {
     case onnx::TensorProto::BFLOAT16: return ir::DType::BF16;
     case onnx::TensorProto::INT8: return ir::DType::I8;
     case onnx::TensorProto::INT32: return ir::DType::I32;
+    case onnx::TensorProto::INT64: return ir::DType::I32;  // token ids, positions: ncd indexes with i32
     case onnx::TensorProto::BOOL: return ir::DType::Bool;
     default: return std::nullopt;
   }
@@ -215,6 +216,7 @@ void Builder::run(onnx::ModelProto &model) {
     g_.inputs.push_back(id);
   }
   for (const auto &t : graph.initializer()) constant_tensor(t, t.name(), "");
+  tie_transposed();
   for (const auto &node : graph.node()) this->node(node);
   for (const auto &output : graph.output()) {
     auto it = g_.by_name.find(output.name());
@@ -252,6 +254,7 @@ void Builder::run(onnx::ModelProto &model) {
         g_.hint(parts[1], "head_dim", 2);
       }
   }
+  split_table_reads();
 }
 
 // A graph input with the shape ONNX gives `info`; each dimension a new class (named by a dim_param when it has one).
@@ -261,7 +264,7 @@ int Builder::declare(const std::string &name, const onnx::ValueInfoProto &info, 
   auto dtype = dtype_of(type.elem_type());
   if (!dtype)
     throw Failure{what + " has element type " + std::to_string(type.elem_type()) +
-                  ", which has no ncd dtype (float32, float16, bfloat16, int8, int32, bool)"};
+                  ", which has no ncd dtype (float32, float16, bfloat16, int8, int32, int64 as i32, bool)"};
   if (!type.has_shape()) throw Failure{what + " has no shape"};
   Value v;
   v.onnx_name = name;

@@ -515,16 +515,20 @@ void Builder::chunk(const onnx::NodeProto &node, size_t axis, int64_t k, int64_t
   result(node, out, ref(u), dtype(u), false);
 }
 
-// Gather with a constant scalar index along a dimension: that dimension read at one position.
+// Gather with a constant scalar index along a dimension: that dimension read at one position
+// (through an integer tensor: onnx_views.cpp).
 void Builder::gather(const onnx::NodeProto &node) {
-  if (!is_data(node, 1) && value(lookup(node, 1)).role != Role::Literal)
-    throw Failure{where(node) + " gathers with computed indices; ncd import reads a Gather at a constant position"};
+  if (!is_data(node, 1) && value(lookup(node, 1)).role != Role::Literal) {
+    gather_indices(node);
+    return;
+  }
   const int u = operand(node, 0);
   std::vector<Dim> X = dims(u);
   auto at = positions(node, {int_attribute(node, "axis", 0)}, X.size());
   std::vector<int64_t> index = constant_list(node, 1);
   if (value(lookup(node, 1)).role != Role::Literal || index.size() != 1)
-    throw Failure{where(node) + " gathers a list of positions; ncd import reads one constant position"};
+    throw Failure{where(node) + " gathers a list of constant positions (x[:, [0, 2]]); ncd import reads one constant "
+                  "position or positions from an integer tensor (an embedding)"};
   const int64_t extent = X[at[0]].axis >= 0 ? g_.size_of(X[at[0]].axis) : 1;
   int64_t i = index[0] < 0 ? index[0] + extent : index[0];
   if (extent == 0 || i < 0 || i >= extent) throw Failure{where(node) + " reads position " + std::to_string(index[0]) + " of a dimension of size " + (extent ? std::to_string(extent) : "unknown")};

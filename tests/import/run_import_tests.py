@@ -8,8 +8,8 @@
            max |err| <= 1e-4 * (1 + max |ref|)); `ncd fmt --check` holds, and
            `ncd render`, `ncd cost` and `ncd optimize -O2` work on the imported
            program.
-  golden   the imported MLP's and GPT-2 block's programs are tests/import/*.golden
-           (exact).
+  golden   the imported MLP's, GPT-2 block's and GPT-2 embedding front end's programs
+           are tests/import/*.golden (exact).
   errors   bad files and unsupported models: exit 1, the exact message,
            nothing written.
 
@@ -229,7 +229,30 @@ class ConvBlock(torch.nn.Module):
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
-# name, module, example input shape, dynamic axes of the input (and the output)
+class GPT2Embed(torch.nn.Module):
+    """GPT-2's front and back end: token and position embeddings (Gather through the int64 token ids and through
+    arange(T)), the final LayerNorm and logits through the tied token embedding (x @ wte.weight.t())."""
+
+    def __init__(self, vocab=50, d=16, context=32):
+        super().__init__()
+        self.wte, self.wpe, self.ln_f = torch.nn.Embedding(vocab, d), torch.nn.Embedding(context, d), torch.nn.LayerNorm(d)
+
+    def forward(self, idx):
+        B, T = idx.size()
+        x = self.wte(idx) + self.wpe(torch.arange(0, T, dtype=torch.long))
+        return self.ln_f(x) @ self.wte.weight.t()
+
+
+def token_ids(vocab):
+    """An input maker: int64 token ids in [0, vocab) (an embedding's input), for export and for the runs."""
+    return lambda shape, generator=None: torch.randint(0, vocab, shape, generator=generator)
+
+
+def normal(shape, generator=None):
+    return torch.randn(*shape, generator=generator)
+
+
+# name, module, example input shape, dynamic axes of the input (and the output)[, input maker (default normal)]
 MODELS = [
     ("mlp", MLP, (8, 16), {0: "batch"}),
     ("token_mlp", TokenMLP, (2, 10, 24), {0: "batch", 1: "seq"}),
@@ -241,6 +264,7 @@ MODELS = [
     ("encoder_layer", EncoderLayer, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("llama_block", LlamaBlock, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("conv_block", ConvBlock, (2, 3, 16, 16), {0: "batch"}),
+    ("gpt2_embed", GPT2Embed, (2, 10), {0: "batch", 1: "seq"}, token_ids(50)),
 ]
 
 
@@ -253,10 +277,10 @@ def fail(message):
     sys.exit(1)
 
 
-def export(name, cls, shape, dynamic, folder, seed=0):
+def export(name, cls, shape, dynamic, folder, seed=0, make=normal):
     torch.manual_seed(seed)
     module = cls().eval()
-    x = torch.randn(*shape)
+    x = make(shape)
     path = os.path.join(folder, name + ".onnx")
     torch.onnx.export(module, (x,), path, input_names=["X"], output_names=["Y"],
                       dynamic_axes={"X": dynamic, "Y": dynamic}, opset_version=17)
@@ -266,8 +290,9 @@ def export(name, cls, shape, dynamic, folder, seed=0):
 def models(args):
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for name, cls, shape, dynamic in MODELS:
-            module, onnx_path = export(name, cls, shape, dynamic, tmp)
+        for name, cls, shape, dynamic, *maker in MODELS:
+            make = maker[0] if maker else normal
+            module, onnx_path = export(name, cls, shape, dynamic, tmp, make=make)
             program = os.path.join(tmp, name + ".ncd")
             weights = os.path.join(tmp, name + ".safetensors")
             r = run([args.ncd, "import", onnx_path, "-o", program, "--weights", weights])
@@ -282,7 +307,7 @@ def models(args):
                 problems.append("not in fmt form")
             # At a size other than the exported one: the dynamic axes are axes without a size.
             other = tuple(s + 3 if i in dynamic else s for i, s in enumerate(shape))
-            x = torch.randn(*other, generator=torch.Generator().manual_seed(7))
+            x = make(other, generator=torch.Generator().manual_seed(7))
             np.save(os.path.join(tmp, "x.npy"), x.numpy())
             out = os.path.join(tmp, name + "_out")
             r = run([args.ncd, "run", program, "--params", weights, "--in", "X=" + os.path.join(tmp, "x.npy"),
@@ -316,15 +341,16 @@ def models(args):
     return 1 if failures else 0
 
 
-GOLDEN = [("mlp", MLP, (8, 16), {0: "batch"}), ("gpt2_block", GPT2Block, (2, 10, 32), {0: "batch", 1: "seq"})]
+GOLDEN = [("mlp", MLP, (8, 16), {0: "batch"}), ("gpt2_block", GPT2Block, (2, 10, 32), {0: "batch", 1: "seq"}),
+          ("gpt2_embed", GPT2Embed, (2, 10), {0: "batch", 1: "seq"}, token_ids(50))]
 
 
 def golden(args):
     failures = 0
-    for name, cls, shape, dynamic in GOLDEN:
+    for name, cls, shape, dynamic, *maker in GOLDEN:
         expected_path = os.path.join(args.root, "tests", "import", name + ".golden")
         with tempfile.TemporaryDirectory() as tmp:
-            _, onnx_path = export(name, cls, shape, dynamic, tmp)
+            _, onnx_path = export(name, cls, shape, dynamic, tmp, make=maker[0] if maker else normal)
             r = run([args.ncd, "import", os.path.basename(onnx_path), "-o", "-"], cwd=tmp)
             if r.returncode != 0:
                 fail("%s: ncd import: %s" % (name, r.stderr))
