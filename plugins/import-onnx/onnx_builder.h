@@ -2,8 +2,8 @@
 // shared by onnx_graph.cpp (the model, values, reads, elementwise ops),
 // onnx_ops.cpp (products, windows, normalizations, reductions),
 // onnx_shape.cpp (reshapes, chunks, slices, gathers and the shape arithmetic
-// that feeds them) and onnx_views.cpp (gathers through integer tensors, tied
-// weights). Private to the plugin.
+// that feeds them) and onnx_views.cpp (gathers through integer tensors,
+// broadcasts, triangles, tied weights). Private to the plugin.
 #pragma once
 
 #include <onnx/onnx_pb.h>
@@ -104,6 +104,11 @@ class Builder {
   bool triangle(Value &v);
 
   // onnx_views.cpp
+  Dim dim_of_item(const onnx::NodeProto &node, const ShapeItem &item);
+  void expand(const onnx::NodeProto &node);
+  void constant_of_shape(const onnx::NodeProto &node);
+  void trilu(const onnx::NodeProto &node);
+  bool data_logic(const onnx::NodeProto &node);
   void gather_indices(const onnx::NodeProto &node);
   void split_table_reads();
   void tie_transposed();
@@ -111,6 +116,8 @@ class Builder {
  public:
   // Dispatch of the ops onnx_shape.cpp reads; false when `node` is not one of them.
   bool shape_node(const onnx::NodeProto &node);
+  // Dispatch of the ops onnx_views.cpp reads; false when `node` is not one of them.
+  bool view_node(const onnx::NodeProto &node);
 };
 
 }  // namespace ncd::onnx_import

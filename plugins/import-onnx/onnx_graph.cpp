@@ -562,6 +562,7 @@ void Builder::node(const onnx::NodeProto &node) {
       {"Add", "$0 + $1"}, {"Sub", "$0 - $1"}, {"Mul", "$0 * $1"}, {"Div", "$0 / $1"}, {"Pow", "pow($0, $1)"},
       {"Max", "maximum($0, $1)"}, {"Min", "minimum($0, $1)"}};
   if (shape_node(node)) return;
+  if (view_node(node)) return;
   if (fold(node)) return;
   if (auto it = unary.find(op); it != unary.end()) {
     elementwise(node, {operand(node, 0)}, it->second);
@@ -665,13 +666,24 @@ bool Builder::fold(const onnx::NodeProto &node) {
   auto it = ops.find(node.op_type());
   if (it == ops.end() || node.input_size() < 1 || node.input_size() > 2) return false;
   double x[2] = {0, 0};
+  bool shaped = false;  // a number over dimensions (ConstantOfShape): the result keeps them
   for (int k = 0; k < node.input_size(); ++k) {
     const Value &v = value(lookup(node, k));
     if (v.role != Role::Literal) return false;
     x[k] = v.literal;
+    shaped = shaped || !v.dims.empty();
   }
   const double r = it->second(x[0], x[1]);
   if (!std::isfinite(r)) return false;
+  if (shaped) {
+    std::vector<int> uses;
+    for (int k = 0; k < node.input_size(); ++k) uses.push_back(operand(node, k));
+    Value &made = g_.values[static_cast<size_t>(result(node, broadcast_uses(node, uses), number(r), dtype(uses[0]), false))];
+    made.role = Role::Literal;
+    made.literal = static_cast<double>(static_cast<float>(r));
+    made.uses.clear();
+    return true;
+  }
   Value v;
   v.onnx_name = node.output(0);
   v.role = Role::Literal;
@@ -818,11 +830,13 @@ class Gelus {
 
 const std::vector<std::string> &supported_ops() {
   static const std::vector<std::string> ops = {
-      "Abs", "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Ceil", "Concat", "Constant", "Conv", "Cos", "Div", "Einsum", "Equal", "Erf", "Exp", "Flatten",
-      "Floor", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Identity", "LayerNormalization", "Less",
-      "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Min", "Mul", "Neg", "Not", "Or", "Pow", "Range",
-      "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid", "Sin", "Slice",
-      "Softmax", "Softplus", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where"};
+      "Abs", "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Ceil", "Concat", "Constant",
+      "ConstantOfShape", "Conv", "Cos", "Div", "Einsum", "Equal", "Erf", "Exp", "Expand", "Flatten", "Floor",
+      "Gather", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Identity",
+      "LayerNormalization", "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Min", "Mul",
+      "Neg", "Not", "Or", "Pow", "Range", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu",
+      "Reshape", "Shape", "Sigmoid", "Sin", "Slice", "Softmax", "Softplus", "Split", "Sqrt", "Squeeze", "Sub", "Tanh",
+      "Transpose", "Trilu", "Unsqueeze", "Where"};
   return ops;
 }
 

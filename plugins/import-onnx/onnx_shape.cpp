@@ -118,6 +118,7 @@ bool Builder::shape_node(const onnx::NodeProto &node) {
   if (op == "Shape") {
     const Value &x = value(lookup(node, 0));
     std::vector<ShapeItem> list;
+    if (x.role == Role::Data) list.push_back(ShapeItem{static_cast<int64_t>(x.items.size()), {}});  // a list's length
     for (const Dim &d : x.dims) list.push_back(d.axis >= 0 ? ShapeItem{1, {d.axis}} : ShapeItem{1, {}});
     const int64_t rank = static_cast<int64_t>(list.size());
     int64_t start = int_attribute(node, "start", 0), end = int_attribute(node, "end", rank);
@@ -156,7 +157,14 @@ bool Builder::shape_node(const onnx::NodeProto &node) {
     data_result(node, items(node, 0));
     return true;
   }
-  if (op == "Concat" && data) {
+  // A shape list joined from sizes and numbers (a 1-element constant is a number: [-1] of expand(-1, C)).
+  bool listed = op == "Concat" && node.input_size() > 0, any_data = false;
+  for (int k = 0; listed && k < node.input_size(); ++k) {
+    const Role r = has_operand(node, k) ? value(lookup(node, k)).role : Role::Statement;
+    listed = r == Role::Data || r == Role::Literal;
+    any_data = any_data || r == Role::Data;
+  }
+  if (listed && any_data) {
     std::vector<ShapeItem> list;
     for (int k = 0; k < node.input_size(); ++k)
       for (const ShapeItem &item : items(node, k)) list.push_back(item);
@@ -178,6 +186,14 @@ bool Builder::shape_node(const onnx::NodeProto &node) {
       for (int64_t i = start; i < end; ++i) out.push_back(list[static_cast<size_t>(i)]);
     }
     data_result(node, std::move(out));
+    return true;
+  }
+  if (op == "Reshape" && data) {  // a shape list kept a list ([-1] or its length)
+    const std::vector<ShapeItem> list = items(node, 0), target = items(node, 1);
+    if (target.size() != 1 || !target[0].nodes.empty() ||
+        (target[0].coef != -1 && target[0].coef != static_cast<int64_t>(list.size())))
+      throw Failure{where(node) + " reshapes a shape list into more than one dimension"};
+    data_result(node, list);
     return true;
   }
   if (op == "Reshape") {

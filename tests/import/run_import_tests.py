@@ -158,6 +158,13 @@ class Uneven(torch.nn.Module):
         return a.sum(-1, keepdim=True) * b
 
 
+class Pick(torch.nn.Module):
+    """A gather of a list of constant positions (refused for now)."""
+
+    def forward(self, x):
+        return x[:, [0, 2]] * 2
+
+
 class RMSNorm(torch.nn.Module):
     """LLaMA's RMSNorm: x * rsqrt(mean(x^2) + eps) * weight."""
 
@@ -243,6 +250,29 @@ class GPT2Embed(torch.nn.Module):
         return self.ln_f(x) @ self.wte.weight.t()
 
 
+class Broadcasts(torch.nn.Module):
+    """Expand (to new axes, with -1 entries, expand_as, to a merged batch × seq), tril and triu with offsets on
+    computed scores (Trilu), zeros_like and a bool ones_like (ConstantOfShape)."""
+
+    def __init__(self, d=8, heads=4):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v = torch.nn.Linear(d, d), torch.nn.Linear(d, d), torch.nn.Linear(d, d)
+        self.head_scale = torch.nn.Parameter(torch.rand(heads, 1, 1) + 0.5)
+        self.shift = torch.nn.Parameter(torch.randn(d))
+
+    def forward(self, x):
+        B, T, C = x.shape
+        a = self.q(x) @ self.k(x).transpose(1, 2)
+        m = torch.tril(a, -1) + torch.triu(a, 2) * 0.5 + torch.tril(a)
+        m = torch.where((a > -1.0) & torch.ones_like(a, dtype=torch.bool), m, a * 0.1)
+        h = (m.unsqueeze(1).expand(B, self.heads, T, T) * self.head_scale).sum(1)
+        g = self.v(x).mean(-1, keepdim=True)
+        e = g.expand(B, T, C) + g.expand(-1, -1, C) * 2 + torch.sigmoid(g).expand_as(x)
+        rows = (self.shift.expand(B * T, C) + x.reshape(B * T, C)).view(B, T, C)
+        return h @ (e + (torch.zeros_like(x) + 1.5)) + rows
+
+
 def token_ids(vocab):
     """An input maker: int64 token ids in [0, vocab) (an embedding's input), for export and for the runs."""
     return lambda shape, generator=None: torch.randint(0, vocab, shape, generator=generator)
@@ -265,6 +295,7 @@ MODELS = [
     ("llama_block", LlamaBlock, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("conv_block", ConvBlock, (2, 3, 16, 16), {0: "batch"}),
     ("gpt2_embed", GPT2Embed, (2, 10), {0: "batch", 1: "seq"}, token_ids(50)),
+    ("broadcasts", Broadcasts, (2, 10, 8), {0: "batch", 1: "seq"}),
 ]
 
 
@@ -413,6 +444,10 @@ def errors(args):
         with open(uneven_path, "rb") as f:
             uneven = f.read()
         os.remove(uneven_path)
+        _, pick_path = export("pick", Pick, (4, 12), {0: "batch"}, tmp)
+        with open(pick_path, "rb") as f:
+            pick = f.read()
+        os.remove(pick_path)
         cases = [
             ("truncated.onnx", whole[:len(whole) // 2], [],
              "ncd import: error: truncated.onnx: not an ONNX model (the protobuf does not parse: truncated, or another "
@@ -442,6 +477,9 @@ def errors(args):
             ("uneven.onnx", uneven, [],
              "ncd import: error: uneven.onnx: node '/Split' (Split) splits into parts of unequal sizes; ncd import "
              "reads equal parts (torch.chunk, split of equal sizes)\n"),
+            ("pick.onnx", pick, [],
+             "ncd import: error: pick.onnx: node '/Gather' (Gather) gathers a list of constant positions (x[:, [0, 2]]); "
+             "ncd import reads one constant position or positions from an integer tensor (an embedding)\n"),
             ("mlp.onnx", whole, ["--diagram", "softmax"],
              "ncd import: error: mlp.onnx: --diagram softmax: a word ncd reserves\n"),
             ("missing.onnx", None, [], "ncd: error: missing.onnx: cannot open: No such file or directory\n"),
@@ -474,14 +512,13 @@ def errors(args):
     return 1 if failures else 0
 
 
-SUPPORTED = ["Abs", "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Ceil", "Concat", "Constant", "Conv",
-             "Cos", "Div", "Einsum", "Equal", "Erf", "Exp", "Flatten", "Floor", "Gather", "Gelu", "Gemm",
-             "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Identity", "LayerNormalization",
-             "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Min", "Mul", "Neg",
-             "Not", "Or", "Pow", "Range", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu",
-             "Reshape",
-             "Shape", "Sigmoid", "Sin", "Slice", "Softmax", "Softplus", "Split", "Sqrt", "Squeeze", "Sub", "Tanh",
-             "Transpose", "Unsqueeze", "Where"]
+SUPPORTED = ["Abs", "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Ceil", "Concat", "Constant",
+             "ConstantOfShape", "Conv", "Cos", "Div", "Einsum", "Equal", "Erf", "Exp", "Expand", "Flatten", "Floor",
+             "Gather", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Identity",
+             "LayerNormalization", "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Min", "Mul",
+             "Neg", "Not", "Or", "Pow", "Range", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum",
+             "Relu", "Reshape", "Shape", "Sigmoid", "Sin", "Slice", "Softmax", "Softplus", "Split", "Sqrt", "Squeeze",
+             "Sub", "Tanh", "Transpose", "Trilu", "Unsqueeze", "Where"]
 
 
 def main():
