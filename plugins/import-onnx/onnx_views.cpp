@@ -144,7 +144,7 @@ void Builder::trilu(const onnx::NodeProto &node) {
   }
   if (X.size() < 2 || X[X.size() - 2].axis < 0 || X.back().axis < 0)
     throw Failure{where(node) + " cuts a triangle from a tensor whose last two dimensions are not both axes"};
-  if (std::llabs(k) > kMaxDim) throw Failure{where(node) + " has a diagonal offset of " + std::to_string(k)};
+  if (k > kMaxDim || k < -kMaxDim) throw Failure{where(node) + " has a diagonal offset of " + std::to_string(k)};
   const bool upper = int_attribute(node, "upper", 1) != 0;
   const std::string i = axis_ref(X[X.size() - 2].axis), j = axis_ref(X.back().axis);
   const std::string bound = k == 0 ? i : k > 0 ? i + " + " + std::to_string(k) : i + " - " + std::to_string(-k);
