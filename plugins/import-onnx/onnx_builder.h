@@ -1,8 +1,9 @@
 // The rules that read an ONNX graph into the importer's model (onnx_model.h),
 // shared by onnx_graph.cpp (the model, values, reads, elementwise ops),
-// onnx_ops.cpp (products, windows, normalizations, reductions) and
+// onnx_ops.cpp (products, windows, normalizations, reductions),
 // onnx_shape.cpp (reshapes, chunks, slices, gathers and the shape arithmetic
-// that feeds them). Private to the plugin.
+// that feeds them) and onnx_views.cpp (gathers through integer tensors,
+// broadcasts, triangles, tied weights). Private to the plugin.
 #pragma once
 
 #include <onnx/onnx_pb.h>
@@ -48,6 +49,11 @@ class Builder {
   std::vector<std::pair<int, int>> pending_edges_;  // links made by the node being read
   std::vector<Regroup> pending_regroups_;
   std::vector<int> head_contractions_;  // nodes summed by products of two activations
+  struct TableRead {                   // a gather's table, written by its bare name and its other nodes
+    int value = -1, table = -1;
+    std::vector<int> nodes;
+  };
+  std::vector<TableRead> table_reads_;
 
   // onnx_graph.cpp
   int declare(const std::string &name, const onnx::ValueInfoProto &info, const std::string &what);
@@ -104,9 +110,21 @@ class Builder {
   void concat(const onnx::NodeProto &node);
   bool triangle(Value &v);
 
+  // onnx_views.cpp
+  Dim dim_of_item(const onnx::NodeProto &node, const ShapeItem &item);
+  void expand(const onnx::NodeProto &node);
+  void constant_of_shape(const onnx::NodeProto &node);
+  void trilu(const onnx::NodeProto &node);
+  bool data_logic(const onnx::NodeProto &node);
+  void gather_indices(const onnx::NodeProto &node);
+  void split_table_reads();
+  void tie_transposed();
+
  public:
   // Dispatch of the ops onnx_shape.cpp reads; false when `node` is not one of them.
   bool shape_node(const onnx::NodeProto &node);
+  // Dispatch of the ops onnx_views.cpp reads; false when `node` is not one of them.
+  bool view_node(const onnx::NodeProto &node);
 };
 
 }  // namespace ncd::onnx_import

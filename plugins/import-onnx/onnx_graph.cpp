@@ -31,6 +31,7 @@ std::optional<ir::DType> dtype_of(int onnx_type) {
     case onnx::TensorProto::BFLOAT16: return ir::DType::BF16;
     case onnx::TensorProto::INT8: return ir::DType::I8;
     case onnx::TensorProto::INT32: return ir::DType::I32;
+    case onnx::TensorProto::INT64: return ir::DType::I32;  // token ids, positions: ncd indexes with i32
     case onnx::TensorProto::BOOL: return ir::DType::Bool;
     default: return std::nullopt;
   }
@@ -216,6 +217,7 @@ void Builder::run(onnx::ModelProto &model) {
     g_.inputs.push_back(id);
   }
   for (const auto &t : graph.initializer()) constant_tensor(t, t.name(), "");
+  tie_transposed();
   for (const auto &node : graph.node()) this->node(node);
   for (const auto &output : graph.output()) {
     auto it = g_.by_name.find(output.name());
@@ -253,6 +255,7 @@ void Builder::run(onnx::ModelProto &model) {
         g_.hint(parts[1], "head_dim", 2);
       }
   }
+  split_table_reads();
 }
 
 // A graph input with the shape ONNX gives `info`; each dimension a new class (named by a dim_param when it has one).
@@ -262,7 +265,7 @@ int Builder::declare(const std::string &name, const onnx::ValueInfoProto &info, 
   auto dtype = dtype_of(type.elem_type());
   if (!dtype)
     throw Failure{what + " has element type " + std::to_string(type.elem_type()) +
-                  ", which has no ncd dtype (float32, float16, bfloat16, int8, int32, bool)"};
+                  ", which has no ncd dtype (float32, float16, bfloat16, int8, int32, int64 as i32, bool)"};
   if (!type.has_shape()) throw Failure{what + " has no shape"};
   Value v;
   v.onnx_name = name;
@@ -560,6 +563,7 @@ void Builder::node(const onnx::NodeProto &node) {
       {"Add", "$0 + $1"}, {"Sub", "$0 - $1"}, {"Mul", "$0 * $1"}, {"Div", "$0 / $1"}, {"Pow", "pow($0, $1)"},
       {"Max", "maximum($0, $1)"}, {"Min", "minimum($0, $1)"}};
   if (shape_node(node)) return;
+  if (view_node(node)) return;
   if (fold(node)) return;
   if (auto it = unary.find(op); it != unary.end()) {
     elementwise(node, {operand(node, 0)}, it->second);
@@ -665,13 +669,24 @@ bool Builder::fold(const onnx::NodeProto &node) {
   auto it = ops.find(node.op_type());
   if (it == ops.end() || node.input_size() < 1 || node.input_size() > 2) return false;
   double x[2] = {0, 0};
+  bool shaped = false;  // a number over dimensions (ConstantOfShape): the result keeps them
   for (int k = 0; k < node.input_size(); ++k) {
     const Value &v = value(lookup(node, k));
     if (v.role != Role::Literal) return false;
     x[k] = v.literal;
+    shaped = shaped || !v.dims.empty();
   }
   const double r = it->second(x[0], x[1]);
   if (!std::isfinite(r)) return false;
+  if (shaped) {
+    std::vector<int> uses;
+    for (int k = 0; k < node.input_size(); ++k) uses.push_back(operand(node, k));
+    Value &made = g_.values[static_cast<size_t>(result(node, broadcast_uses(node, uses), number(r), dtype(uses[0]), false))];
+    made.role = Role::Literal;
+    made.literal = static_cast<double>(static_cast<float>(r));
+    made.uses.clear();
+    return true;
+  }
   Value v;
   v.onnx_name = node.output(0);
   v.role = Role::Literal;
@@ -818,11 +833,13 @@ class Gelus {
 
 const std::vector<std::string> &supported_ops() {
   static const std::vector<std::string> ops = {
-      "Abs", "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Ceil", "Concat", "Constant", "Conv", "ConvTranspose", "Cos", "Div", "Einsum", "Equal", "Erf", "Exp", "Flatten",
-      "Floor", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Identity", "LayerNormalization", "Less",
-      "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Min", "Mul", "Neg", "Not", "Or", "Pow", "Range",
-      "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid", "Sin", "Slice",
-      "Softmax", "Softplus", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where"};
+      "Abs", "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Ceil", "Concat", "Constant",
+      "ConstantOfShape", "Conv", "ConvTranspose", "Cos", "Div", "Einsum", "Equal", "Erf", "Exp", "Expand", "Flatten", "Floor",
+      "Gather", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Identity",
+      "LayerNormalization", "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Min", "Mul",
+      "Neg", "Not", "Or", "Pow", "Range", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu",
+      "Reshape", "Shape", "Sigmoid", "Sin", "Slice", "Softmax", "Softplus", "Split", "Sqrt", "Squeeze", "Sub", "Tanh",
+      "Transpose", "Trilu", "Unsqueeze", "Where"};
   return ops;
 }
 

@@ -118,6 +118,7 @@ bool Builder::shape_node(const onnx::NodeProto &node) {
   if (op == "Shape") {
     const Value &x = value(lookup(node, 0));
     std::vector<ShapeItem> list;
+    if (x.role == Role::Data) list.push_back(ShapeItem{static_cast<int64_t>(x.items.size()), {}});  // a list's length
     for (const Dim &d : x.dims) list.push_back(d.axis >= 0 ? ShapeItem{1, {d.axis}} : ShapeItem{1, {}});
     const int64_t rank = static_cast<int64_t>(list.size());
     int64_t start = int_attribute(node, "start", 0), end = int_attribute(node, "end", rank);
@@ -156,7 +157,14 @@ bool Builder::shape_node(const onnx::NodeProto &node) {
     data_result(node, items(node, 0));
     return true;
   }
-  if (op == "Concat" && data) {
+  // A shape list joined from sizes and numbers (a 1-element constant is a number: [-1] of expand(-1, C)).
+  bool listed = op == "Concat" && node.input_size() > 0, any_data = false;
+  for (int k = 0; listed && k < node.input_size(); ++k) {
+    const Role r = has_operand(node, k) ? value(lookup(node, k)).role : Role::Statement;
+    listed = r == Role::Data || r == Role::Literal;
+    any_data = any_data || r == Role::Data;
+  }
+  if (listed && any_data) {
     std::vector<ShapeItem> list;
     for (int k = 0; k < node.input_size(); ++k)
       for (const ShapeItem &item : items(node, k)) list.push_back(item);
@@ -178,6 +186,14 @@ bool Builder::shape_node(const onnx::NodeProto &node) {
       for (int64_t i = start; i < end; ++i) out.push_back(list[static_cast<size_t>(i)]);
     }
     data_result(node, std::move(out));
+    return true;
+  }
+  if (op == "Reshape" && data) {  // a shape list kept a list ([-1] or its length)
+    const std::vector<ShapeItem> list = items(node, 0), target = items(node, 1);
+    if (target.size() != 1 || !target[0].nodes.empty() ||
+        (target[0].coef != -1 && target[0].coef != static_cast<int64_t>(list.size())))
+      throw Failure{where(node) + " reshapes a shape list into more than one dimension"};
+    data_result(node, list);
     return true;
   }
   if (op == "Reshape") {
@@ -515,16 +531,20 @@ void Builder::chunk(const onnx::NodeProto &node, size_t axis, int64_t k, int64_t
   result(node, out, ref(u), dtype(u), false);
 }
 
-// Gather with a constant scalar index along a dimension: that dimension read at one position.
+// Gather with a constant scalar index along a dimension: that dimension read at one position
+// (through an integer tensor: onnx_views.cpp).
 void Builder::gather(const onnx::NodeProto &node) {
-  if (!is_data(node, 1) && value(lookup(node, 1)).role != Role::Literal)
-    throw Failure{where(node) + " gathers with computed indices; ncd import reads a Gather at a constant position"};
+  if (!is_data(node, 1) && value(lookup(node, 1)).role != Role::Literal) {
+    gather_indices(node);
+    return;
+  }
   const int u = operand(node, 0);
   std::vector<Dim> X = dims(u);
   auto at = positions(node, {int_attribute(node, "axis", 0)}, X.size());
   std::vector<int64_t> index = constant_list(node, 1);
   if (value(lookup(node, 1)).role != Role::Literal || index.size() != 1)
-    throw Failure{where(node) + " gathers a list of positions; ncd import reads one constant position"};
+    throw Failure{where(node) + " gathers a list of constant positions (x[:, [0, 2]]); ncd import reads one constant "
+                  "position or positions from an integer tensor (an embedding)"};
   const int64_t extent = X[at[0]].axis >= 0 ? g_.size_of(X[at[0]].axis) : 1;
   int64_t i = index[0] < 0 ? index[0] + extent : index[0];
   if (extent == 0 || i < 0 || i >= extent) throw Failure{where(node) + " reads position " + std::to_string(index[0]) + " of a dimension of size " + (extent ? std::to_string(extent) : "unknown")};

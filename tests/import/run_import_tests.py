@@ -8,8 +8,8 @@
            max |err| <= 1e-4 * (1 + max |ref|)); `ncd fmt --check` holds, and
            `ncd render`, `ncd cost` and `ncd optimize -O2` work on the imported
            program.
-  golden   the imported MLP's and GPT-2 block's programs are tests/import/*.golden
-           (exact).
+  golden   the imported MLP's, GPT-2 block's and GPT-2 embedding front end's programs
+           are tests/import/*.golden (exact).
   errors   bad files and unsupported models: exit 1, the exact message,
            nothing written.
   torch    `ncd emit --torch` on the imported GPT-2 stack: the package builds
@@ -160,6 +160,13 @@ class Uneven(torch.nn.Module):
     def forward(self, x):
         a, b = self.proj(x).split([4, 8], -1)
         return a.sum(-1, keepdim=True) * b
+
+
+class Pick(torch.nn.Module):
+    """A gather of a list of constant positions (refused for now)."""
+
+    def forward(self, x):
+        return x[:, [0, 2]] * 2
 
 
 class RMSNorm(torch.nn.Module):
@@ -332,7 +339,54 @@ class LlamaStack(torch.nn.Module):
         return self.norm(x)
 
 
-# name, module, example input shape, dynamic axes of the input (and the output)
+class GPT2Embed(torch.nn.Module):
+    """GPT-2's front and back end: token and position embeddings (Gather through the int64 token ids and through
+    arange(T)), the final LayerNorm and logits through the tied token embedding (x @ wte.weight.t())."""
+
+    def __init__(self, vocab=50, d=16, context=32):
+        super().__init__()
+        self.wte, self.wpe, self.ln_f = torch.nn.Embedding(vocab, d), torch.nn.Embedding(context, d), torch.nn.LayerNorm(d)
+
+    def forward(self, idx):
+        B, T = idx.size()
+        x = self.wte(idx) + self.wpe(torch.arange(0, T, dtype=torch.long))
+        return self.ln_f(x) @ self.wte.weight.t()
+
+
+class Broadcasts(torch.nn.Module):
+    """Expand (to new axes, with -1 entries, expand_as, to a merged batch × seq), tril and triu with offsets on
+    computed scores (Trilu), zeros_like and a bool ones_like (ConstantOfShape)."""
+
+    def __init__(self, d=8, heads=4):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v = torch.nn.Linear(d, d), torch.nn.Linear(d, d), torch.nn.Linear(d, d)
+        self.head_scale = torch.nn.Parameter(torch.rand(heads, 1, 1) + 0.5)
+        self.shift = torch.nn.Parameter(torch.randn(d))
+
+    def forward(self, x):
+        B, T, C = x.shape
+        a = self.q(x) @ self.k(x).transpose(1, 2)
+        m = torch.tril(a, -1) + torch.triu(a, 2) * 0.5 + torch.tril(a)
+        m = torch.where((a > -1.0) & torch.ones_like(a, dtype=torch.bool), m, a * 0.1)
+        h = (m.unsqueeze(1).expand(B, self.heads, T, T) * self.head_scale).sum(1)
+        g = self.v(x).mean(-1, keepdim=True)
+        e = g.expand(B, T, C) + g.expand(-1, -1, C) * 2 + torch.sigmoid(g).expand_as(x)
+        rows = (self.shift.expand(B * T, C) + x.reshape(B * T, C)).view(B, T, C)
+        return h @ (e + (torch.zeros_like(x) + 1.5)) + rows
+
+
+def token_ids(vocab):
+    """An input maker: int64 token ids in [0, vocab) (an embedding's input), for export and for the runs."""
+    return lambda shape, generator=None: torch.randint(0, vocab, shape, generator=generator)
+
+
+def normal(shape, generator=None):
+    return torch.randn(*shape, generator=generator)
+
+
+# name, module, example input shape, dynamic axes of the input (and the output)[, input maker (default normal)[,
+# options of torch.onnx.export]]
 MODELS = [
     ("mlp", MLP, (8, 16), {0: "batch"}),
     ("token_mlp", TokenMLP, (2, 10, 24), {0: "batch", 1: "seq"}),
@@ -344,12 +398,15 @@ MODELS = [
     ("encoder_layer", EncoderLayer, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("llama_block", LlamaBlock, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("conv_block", ConvBlock, (2, 3, 16, 16), {0: "batch"}),
+    ("gpt2_embed", GPT2Embed, (2, 10), {0: "batch", 1: "seq"}, token_ids(50)),
+    ("broadcasts", Broadcasts, (2, 10, 8), {0: "batch", 1: "seq"}),
     ("grouped_convs", GroupedConvs, (2, 8, 12, 12), {0: "batch"}),
     ("upsample", Upsample, (2, 6, 5, 5), {0: "batch"}),
     ("gpt2_stack", GPT2Stack, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("llama_stack", LlamaStack, (2, 10, 32), {0: "batch", 1: "seq"}),
     # Each block an ONNX local function, called three times: inlined, then folded into repeat.
-    ("gpt2_functions", GPT2Stack, (2, 10, 32), {0: "batch", 1: "seq"}, {"export_modules_as_functions": {GPT2Block}}),
+    ("gpt2_functions", GPT2Stack, (2, 10, 32), {0: "batch", 1: "seq"}, normal,
+     {"export_modules_as_functions": {GPT2Block}}),
 ]
 
 
@@ -362,7 +419,7 @@ def fail(message):
     sys.exit(1)
 
 
-def export(name, cls, shape, dynamic, folder, seed=0, options=None):
+def export(name, cls, shape, dynamic, folder, seed=0, make=normal, options=None):
     torch.manual_seed(seed)
     module = cls().eval()
     # Every param its own values (LayerNorm's ones and zeros would be one initializer to the exporter,
@@ -370,7 +427,7 @@ def export(name, cls, shape, dynamic, folder, seed=0, options=None):
     with torch.no_grad():
         for p in module.parameters():
             p.add_(torch.randn_like(p) * 0.1)
-    x = torch.randn(*shape)
+    x = make(shape)
     path = os.path.join(folder, name + ".onnx")
     torch.onnx.export(module, (x,), path, input_names=["X"], output_names=["Y"],
                       dynamic_axes={"X": dynamic, "Y": dynamic}, opset_version=17, **(options or {}))
@@ -434,8 +491,10 @@ def models(args):
                 print("ok: auto_pad (SAME_UPPER, SAME_LOWER, VALID, a padded average pool): ncd run equals torch with "
                       "explicit padding (max |err| %.2g)" % err)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, cls, shape, dynamic, *options in MODELS:
-            module, onnx_path = export(name, cls, shape, dynamic, tmp, options=options[0] if options else None)
+        for name, cls, shape, dynamic, *extra in MODELS:
+            make = extra[0] if extra else normal
+            module, onnx_path = export(name, cls, shape, dynamic, tmp, make=make,
+                                       options=extra[1] if len(extra) > 1 else None)
             program = os.path.join(tmp, name + ".ncd")
             weights = os.path.join(tmp, name + ".safetensors")
             r = run([args.ncd, "import", onnx_path, "-o", program, "--weights", weights])
@@ -450,7 +509,7 @@ def models(args):
                 problems.append("not in fmt form")
             # At a size other than the exported one: the dynamic axes are axes without a size.
             other = tuple(s + 3 if i in dynamic else s for i, s in enumerate(shape))
-            x = torch.randn(*other, generator=torch.Generator().manual_seed(7))
+            x = make(other, generator=torch.Generator().manual_seed(7))
             np.save(os.path.join(tmp, "x.npy"), x.numpy())
             out = os.path.join(tmp, name + "_out")
             # Repeated layers are diagrams of their own: the model's is the last.
@@ -488,15 +547,16 @@ def models(args):
 
 
 GOLDEN = [("mlp", MLP, (8, 16), {0: "batch"}), ("gpt2_block", GPT2Block, (2, 10, 32), {0: "batch", 1: "seq"}),
+          ("gpt2_embed", GPT2Embed, (2, 10), {0: "batch", 1: "seq"}, token_ids(50)),
           ("llama_stack", LlamaStack, (2, 10, 32), {0: "batch", 1: "seq"})]
 
 
 def golden(args):
     failures = 0
-    for name, cls, shape, dynamic in GOLDEN:
+    for name, cls, shape, dynamic, *maker in GOLDEN:
         expected_path = os.path.join(args.root, "tests", "import", name + ".golden")
         with tempfile.TemporaryDirectory() as tmp:
-            _, onnx_path = export(name, cls, shape, dynamic, tmp)
+            _, onnx_path = export(name, cls, shape, dynamic, tmp, make=maker[0] if maker else normal)
             r = run([args.ncd, "import", os.path.basename(onnx_path), "-o", "-"], cwd=tmp)
             if r.returncode != 0:
                 fail("%s: ncd import: %s" % (name, r.stderr))
@@ -570,6 +630,10 @@ def errors(args):
         with open(grouped_path, "rb") as f:
             grouped_up = f.read()
         os.remove(grouped_path)
+        _, pick_path = export("pick", Pick, (4, 12), {0: "batch"}, tmp)
+        with open(pick_path, "rb") as f:
+            pick = f.read()
+        os.remove(pick_path)
         cases = [
             ("truncated.onnx", whole[:len(whole) // 2], [],
              "ncd import: error: truncated.onnx: not an ONNX model (the protobuf does not parse: truncated, or another "
@@ -606,6 +670,9 @@ def errors(args):
              "ncd import: error: pool.onnx: node '/pool/AveragePool' (AveragePool) averages over the positions inside "
              "the input only (count_include_pad=0); ncd import reads padded average pools that count the padding "
              "(torch's default)\n"),
+            ("pick.onnx", pick, [],
+             "ncd import: error: pick.onnx: node '/Gather' (Gather) gathers a list of constant positions (x[:, [0, 2]]); "
+             "ncd import reads one constant position or positions from an integer tensor (an embedding)\n"),
             ("mlp.onnx", whole, ["--diagram", "softmax"],
              "ncd import: error: mlp.onnx: --diagram softmax: a word ncd reserves\n"),
             ("missing.onnx", None, [], "ncd: error: missing.onnx: cannot open: No such file or directory\n"),
@@ -713,14 +780,13 @@ def torch_package(args):
     return 0
 
 
-SUPPORTED = ["Abs", "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Ceil", "Concat", "Constant", "Conv",
-             "ConvTranspose", "Cos", "Div", "Einsum", "Equal", "Erf", "Exp", "Flatten", "Floor", "Gather", "Gelu", "Gemm",
-             "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Identity", "LayerNormalization",
-             "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Min", "Mul", "Neg",
-             "Not", "Or", "Pow", "Range", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu",
-             "Reshape",
-             "Shape", "Sigmoid", "Sin", "Slice", "Softmax", "Softplus", "Split", "Sqrt", "Squeeze", "Sub", "Tanh",
-             "Transpose", "Unsqueeze", "Where"]
+SUPPORTED = ["Abs", "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Ceil", "Concat", "Constant",
+             "ConstantOfShape", "Conv", "ConvTranspose", "Cos", "Div", "Einsum", "Equal", "Erf", "Exp", "Expand", "Flatten", "Floor",
+             "Gather", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Identity",
+             "LayerNormalization", "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Min", "Mul",
+             "Neg", "Not", "Or", "Pow", "Range", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum",
+             "Relu", "Reshape", "Shape", "Sigmoid", "Sin", "Slice", "Softmax", "Softplus", "Split", "Sqrt", "Squeeze",
+             "Sub", "Tanh", "Transpose", "Trilu", "Unsqueeze", "Where"]
 
 
 def main():
