@@ -108,6 +108,9 @@ class Builder {
   void chunk(const onnx::NodeProto &node, size_t axis, int64_t k, int64_t n);
   void range(const onnx::NodeProto &node);
   void concat(const onnx::NodeProto &node);
+  void unequal_concat(const onnx::NodeProto &node, const std::vector<int> &uses, size_t axis,
+                      const std::vector<std::vector<Dim>> &rest);
+  void offset_slice(const onnx::NodeProto &node, size_t axis, int64_t start, int fresh, int output = 0);
   bool triangle(Value &v);
 
   // onnx_views.cpp

@@ -413,7 +413,12 @@ int Builder::clone(int id) {
     if (old_use.dims[i].axis >= 0) fresh[old_use.dims[i].axis] = new_use.dims[i].axis;
   g_.uses[static_cast<size_t>(use)].dims = [&] {
     std::vector<Dim> d = new_use.dims;
-    for (size_t i = 0; i < d.size() && i < old_use.dims.size(); ++i) d[i].at = old_use.dims[i].at;
+    for (size_t i = 0; i < d.size() && i < old_use.dims.size(); ++i) {
+      d[i].at = old_use.dims[i].at;
+      d[i].offset = old_use.dims[i].offset;
+      d[i].terms.clear();
+      for (const auto &[coef, n] : old_use.dims[i].terms) d[i].terms.emplace_back(coef, map(n));
+    }
     return d;
   }();
   for (Dim &d : c.dims) d.axis = map(d.axis);

@@ -372,6 +372,13 @@ class Printer {
         }
         if (d.offset > 0) item += " + " + std::to_string(d.offset);
         if (d.offset < 0) item += " - " + std::to_string(-d.offset);
+        // One axis read at offset 0 is a renaming unless written with arithmetic: `t + 0` reads a prefix
+        // of a longer axis or a shorter one padded with zeros.
+        const size_t k = static_cast<size_t>(&d - use.dims.data());
+        if (d.offset == 0 && d.terms.size() == 1 && d.terms[0].first == 1 && k < v.dims.size() && v.dims[k].axis >= 0 &&
+            g_.find(d.terms[0].second) != g_.find(v.dims[k].axis) &&
+            (g_.size_of(d.terms[0].second) == 0 || g_.size_of(d.terms[0].second) != g_.size_of(v.dims[k].axis)))
+          item += " + 0";
       } else {
         std::vector<Atom> as = atoms(d.axis);
         for (const Atom &a : as) {
@@ -449,13 +456,15 @@ bool print_program(Graph &g, const std::string &path, const std::map<std::string
       if (at(target).role == Role::Inline && key.second >= 0 && key != layer_key(at(id).node))
         at(target).role = Role::Statement;
     }
-  // A value read through a window (a convolution's or a pool's affine positions) is declared,
-  // whole: an affine position indexes one axis, so a product is merged on its left side.
+  // A value read through a window (a convolution's or a pool's affine positions, a part of a
+  // concatenation) is declared, whole: an affine position indexes one axis, so a product is merged
+  // on its left side.
   for (int id : g.order)
     for (int u : at(id).uses)
       for (const Dim &d : g.uses[static_cast<size_t>(u)].dims)
         if (!d.terms.empty()) {
-          Value &target = at(through(used_value(u)));
+          // A view read this way is computed: positions do not compose with its own reading.
+          Value &target = at(used_value(u));
           if (target.role == Role::Inline) target.role = Role::Statement;
           if (target.role == Role::Statement) target.merged = true;
         }

@@ -397,11 +397,21 @@ void Builder::split(const onnx::NodeProto &node) {
   if (static_cast<int64_t>(sizes.size()) != n || n < 1)
     throw Failure{where(node) + " has " + std::to_string(n) + " outputs for " + std::to_string(sizes.size()) + " parts"};
   int64_t sum = 0;
+  bool equal = true;
   for (int64_t s : sizes) {
-    if (s != sizes[0] || s < 1) throw Failure{where(node) + " splits into parts of unequal sizes; ncd import reads equal parts (torch.chunk, split of equal sizes)"};
+    if (s < 1) throw Failure{where(node) + " splits into an empty part"};
+    equal = equal && s == sizes[0];
     sum += s;
   }
   if (sum != extent) throw Failure{where(node) + " splits a dimension of size " + std::to_string(extent) + " into parts of " + std::to_string(sum)};
+  if (!equal) {  // each part a slice at its offset
+    int64_t start = 0;
+    for (int k = 0; k < n; ++k) {
+      offset_slice(node, axis, start, g_.new_axis(sizes[static_cast<size_t>(k)]), k);
+      start += sizes[static_cast<size_t>(k)];
+    }
+    return;
+  }
   int parts_axis = -1, part_axis = -1;
   for (int k = 0; k < n; ++k) {
     const int u = operand(node, 0);
@@ -460,12 +470,15 @@ void Builder::concat(const onnx::NodeProto &node) {
     const std::vector<Dim> &D = dims(u);
     if (D.size() != rank) throw Failure{where(node) + " joins tensors of different ranks"};
     const int64_t s = D[axis].axis >= 0 ? g_.size_of(D[axis].axis) : 1;
-    if (size >= 0 && s != size)
-      throw Failure{where(node) + " joins parts of different sizes; ncd import reads a Concat of equal parts"};
-    size = s;
+    if (size >= 0 && s != size) size = -2;  // parts of different sizes
+    if (size != -2) size = s;
     std::vector<Dim> r = D;
     r.erase(r.begin() + static_cast<std::ptrdiff_t>(axis));
     rest.push_back(r);
+  }
+  if (size == -2) {
+    unequal_concat(node, uses, axis, rest);
+    return;
   }
   if (size == 0) throw Failure{where(node) + " joins along a dimension without a size"};
   const int64_t n = static_cast<int64_t>(uses.size());
@@ -481,6 +494,51 @@ void Builder::concat(const onnx::NodeProto &node) {
   for (size_t k = uses.size() - 1; k-- > 0;)
     expr = "where(" + axis_ref(parts) + " == " + std::to_string(k) + ", " + ref(uses[k]) + ", " + expr + ")";
   result(node, out, expr, dtype(uses[0]), false);
+}
+
+// Parts of different sizes joined: Y[r] = A[r + 0] + B[r - #A] + ..., each part read at its offset
+// (zero outside its range).
+void Builder::unequal_concat(const onnx::NodeProto &node, const std::vector<int> &uses, size_t axis,
+                             const std::vector<std::vector<Dim>> &rest) {
+  int64_t total = 0;
+  for (int u : uses) {
+    const int64_t s = dims(u)[axis].axis >= 0 ? g_.size_of(dims(u)[axis].axis) : 1;
+    if (s == 0) throw Failure{where(node) + " joins along a dimension without a size"};
+    total += s;
+  }
+  const int whole = g_.new_axis(total);
+  std::string expr;
+  int64_t offset = 0;
+  for (int u : uses) {
+    Dim &d = g_.uses[static_cast<size_t>(u)].dims[axis];
+    const int64_t s = d.axis >= 0 ? g_.size_of(d.axis) : 1;
+    std::string part = ref(u);
+    if (d.axis < 0) {  // a broadcast placeholder (a class token): one position of the whole
+      part = "where(" + axis_ref(whole) + " == " + std::to_string(offset) + ", " + part + ", 0.0)";
+    } else {
+      d.terms = {{1, whole}};
+      d.offset = -offset;
+    }
+    offset += s;
+    expr += (expr.empty() ? "" : " + ") + part;
+  }
+  std::vector<Dim> out = broadcast(node, rest);
+  out.insert(out.begin() + static_cast<std::ptrdiff_t>(axis), make_dim(whole, total, -1));
+  result(node, out, expr, dtype(uses[0]), false);
+}
+
+// Positions start, start + 1, ... of dimension `axis` as a new axis `fresh`: the operand read at
+// fresh + start (a prefix of a longer axis is `fresh + 0`).
+void Builder::offset_slice(const onnx::NodeProto &node, size_t axis, int64_t start, int fresh, int output) {
+  const int u = operand(node, 0);
+  Dim &d = g_.uses[static_cast<size_t>(u)].dims[axis];
+  d.terms = {{1, fresh}};
+  d.offset = start;
+  std::vector<Dim> out = dims(u);
+  out[axis] = make_dim(fresh, g_.size_of(fresh), -1);
+  out[axis].terms.clear();
+  out[axis].offset = 0;
+  result(node, out, ref(u), dtype(u), false, output);
 }
 
 // Part k of n equal parts of dimension `axis`: of a weight, a weight of its own (the part copied);
@@ -553,8 +611,8 @@ void Builder::gather(const onnx::NodeProto &node) {
   result(node, X, ref(u), dtype(u), false);
 }
 
-// Slice: a mask of positions (a triangle) cut to the sizes it is read at, or a slice that keeps
-// every element. Other slices (offsets into a dimension) are not read yet.
+// Slice: a mask of positions (a triangle) cut to the sizes it is read at, a slice that keeps
+// every element, one of equal parts (a chunk), or any other run of one dimension (read at an offset).
 void Builder::slice(const onnx::NodeProto &node) {
   const int id = lookup(node, 0);
   const Value source = value(id);
@@ -585,9 +643,23 @@ void Builder::slice(const onnx::NodeProto &node) {
         return;
       }
     }
+    if (source.op != "Triangle" && at.size() == 1 && d.axis >= 0 && start >= 0) {
+      // Another part of one dimension: a new axis read at an offset (a RoPE table cut to the length).
+      int fresh = -1;
+      if (end.nodes.empty() && std::min(end.coef, extent) - start >= 1) {
+        fresh = g_.new_axis(std::min(end.coef, extent) - start);
+      } else if (!end.nodes.empty() && start == 0 && end.coef == 1 && end.nodes.size() == 1) {
+        fresh = g_.new_axis(g_.size_of(end.nodes[0]));
+        g_.unite(fresh, end.nodes[0]);
+      } else {
+        throw Failure{where(node) + " slices to an empty dimension or a size ncd import cannot follow"};
+      }
+      offset_slice(node, at[0], start, fresh);
+      return;
+    }
     if (start != 0 || source.op != "Triangle" || d.axis < 0)
-      throw Failure{where(node) + " slices part of a dimension other than one of equal parts; ncd import reads "
-                    "such slices only of a mask of positions (a triangle)"};
+      throw Failure{where(node) + " slices several dimensions of a value at once, or from a negative start; "
+                    "ncd import reads such slices only of a mask of positions (a triangle)"};
     int64_t size = end.nodes.empty() ? end.coef : 0;
     int fresh = -1;
     if (end.nodes.empty()) {

@@ -150,23 +150,18 @@ class EncoderLayer(torch.nn.Module):
         return self.layer(x)
 
 
-class Uneven(torch.nn.Module):
-    """A split into parts of different sizes (refused for now)."""
-
-    def __init__(self):
-        super().__init__()
-        self.proj = torch.nn.Linear(12, 12)
-
-    def forward(self, x):
-        a, b = self.proj(x).split([4, 8], -1)
-        return a.sum(-1, keepdim=True) * b
-
-
 class Pick(torch.nn.Module):
     """A gather of a list of constant positions (refused for now)."""
 
     def forward(self, x):
         return x[:, [0, 2]] * 2
+
+
+class SeqCat(torch.nn.Module):
+    """A concatenation along a dimension without a size (refused: the joined size would be seq + seq)."""
+
+    def forward(self, x):
+        return torch.cat([x, x * 2], 1)
 
 
 class RMSNorm(torch.nn.Module):
@@ -279,6 +274,39 @@ class GroupedUp(torch.nn.Module):
 
     def forward(self, x):
         return self.up(x)
+
+
+class Parts(torch.nn.Module):
+    """Parts of different sizes: a split [4, 8], a slice at an offset (x[..., 2:5]), a concatenation of unequal
+    parts, and a rotary table kept as a buffer of 64 rows cut to the sequence length (cos_cached[:T])."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(12, 12)
+        self.register_buffer("cos_cached", torch.cos(torch.arange(64.0)[:, None] * torch.linspace(0.1, 1.0, 15)))
+
+    def forward(self, x):
+        B, T, C = x.shape
+        a, b = self.proj(x).split([4, 8], -1)
+        mid = x[..., 2:5]
+        y = torch.cat([b * a.sum(-1, keepdim=True), mid, torch.tanh(a)], -1)  # 8 + 3 + 4 = 15
+        return y * self.cos_cached[:T]
+
+
+class PatchEmbed(torch.nn.Module):
+    """ViT's front end: a patch embedding (a 4 x 4 convolution of stride 4), the patches flattened into a
+    sequence, a class token prepended (cat of an expanded [1, 1, d] parameter), position embeddings."""
+
+    def __init__(self, d=24):
+        super().__init__()
+        self.patch = torch.nn.Conv2d(3, d, 4, stride=4)
+        self.cls_token = torch.nn.Parameter(torch.randn(1, 1, d))
+        self.pos_embed = torch.nn.Parameter(torch.randn(1, 17, d))
+        self.norm = torch.nn.LayerNorm(d)
+
+    def forward(self, x):
+        p = self.patch(x).flatten(2).transpose(1, 2)
+        return self.norm(torch.cat([self.cls_token.expand(x.shape[0], -1, -1), p], 1) + self.pos_embed)
 
 
 class GPT2Stack(torch.nn.Module):
@@ -402,6 +430,8 @@ MODELS = [
     ("broadcasts", Broadcasts, (2, 10, 8), {0: "batch", 1: "seq"}),
     ("grouped_convs", GroupedConvs, (2, 8, 12, 12), {0: "batch"}),
     ("upsample", Upsample, (2, 6, 5, 5), {0: "batch"}),
+    ("parts", Parts, (2, 10, 12), {0: "batch", 1: "seq"}),
+    ("patch_embed", PatchEmbed, (2, 3, 16, 16), {0: "batch"}),
     ("gpt2_stack", GPT2Stack, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("llama_stack", LlamaStack, (2, 10, 32), {0: "batch", 1: "seq"}),
     # Each block an ONNX local function, called three times: inlined, then folded into repeat.
@@ -615,10 +645,10 @@ def errors(args):
         _, onnx_path = export("mlp", MLP, (8, 16), {0: "batch"}, tmp)
         with open(onnx_path, "rb") as f:
             whole = f.read()
-        _, uneven_path = export("uneven", Uneven, (4, 12), {0: "batch"}, tmp)
-        with open(uneven_path, "rb") as f:
-            uneven = f.read()
-        os.remove(uneven_path)
+        _, seq_cat_path = export("seq_cat", SeqCat, (2, 5, 3), {0: "batch", 1: "seq"}, tmp)
+        with open(seq_cat_path, "rb") as f:
+            seq_cat = f.read()
+        os.remove(seq_cat_path)
         import onnx
         from onnx import TensorProto, helper
         pool = helper.make_node("AveragePool", ["X"], ["Y"], name="/pool/AveragePool", kernel_shape=[3], pads=[1, 1])
@@ -660,9 +690,8 @@ def errors(args):
             ("mlp.onnx", whole, ["--axis", "fc1=fc2"],
              "ncd import: error: mlp.onnx: --axis fc1=fc2: 'fc2' is already a name in the program\n"),
             ("mlp.onnx", whole, ["--axis", "fc1"], "ncd import: error: --axis fc1: expected NAME=NEW\n"),
-            ("uneven.onnx", uneven, [],
-             "ncd import: error: uneven.onnx: node '/Split' (Split) splits into parts of unequal sizes; ncd import "
-             "reads equal parts (torch.chunk, split of equal sizes)\n"),
+            ("seq_cat.onnx", seq_cat, [],
+             "ncd import: error: seq_cat.onnx: node '/Concat' (Concat) joins along a dimension without a size\n"),
             ("grouped_up.onnx", grouped_up, [],
              "ncd import: error: grouped_up.onnx: node '/up/ConvTranspose' (ConvTranspose) is a grouped transposed "
              "convolution; ncd import reads group 1\n"),

@@ -273,13 +273,6 @@ std::string Sema::size_text(int axis) const {
 
 // Whether two axes are known to have the same size (same axis, same
 // polynomial, or equal concrete sizes). Unknown counts as unequal.
-bool Sema::same_size(int a, int b) const {
-  if (a == b) return true;
-  if (p_.size_poly(a) == p_.size_poly(b)) return true;
-  auto sa = p_.axis(a).size, sb = p_.axis(b).size;
-  return sa && sb && *sa == *sb;
-}
-
 void Sema::declare_diagrams(int module) {
   if (!c_.modules[static_cast<size_t>(module)].ast) return;
   ModuleScope &scope = modules_[static_cast<size_t>(module)];

@@ -262,7 +262,7 @@ bool Sema::typed_index(const ast::Index &index, int stored, const std::string &t
   // it is an affine position like any other: a shorter axis reads a prefix, a longer one zeros past the end.
   if (index.kind == ast::Index::Kind::Ref && out.terms.size() == 1 && out.terms[0].second == 1 && out.offset == 0) {
     int axis = out.terms[0].first;
-    if (!same_size(axis, stored)) {
+    if (!p_.same_size(axis, stored)) {
       d_.error(index.location, "axis '" + p_.axis(axis).name + "' (size " + size_text(axis) +
                                    ") indexes axis '" + p_.axis(stored).name + "' of '" + tensor + "' (size " +
                                    size_text(stored) + "); the sizes differ");

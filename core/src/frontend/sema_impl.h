@@ -110,7 +110,6 @@ class Sema {
   void compute_sizes();
   static std::string format_size(double value);
   std::string size_text(int axis) const;
-  bool same_size(int a, int b) const;
   void declare_diagrams(int module);
   int declare_tensor(const ast::TensorDecl &tensor, ir::Value::Role role);
   std::vector<std::string> visible_axis_names() const;

@@ -136,6 +136,12 @@ std::vector<Diagram *> Program::editable_root_diagrams() {
   return out;
 }
 
+bool Program::same_size(int a, int b) const {
+  if (a == b || size_poly(a) == size_poly(b)) return true;
+  auto sa = axis(a).size, sb = axis(b).size;
+  return sa && sb && *sa == *sb;
+}
+
 Poly Program::size_poly(int axis_id) const {
   const Axis &a = axis(axis_id);
   return a.derived ? a.definition : Poly::axis(axis_id);

@@ -256,7 +256,7 @@ std::string Writer::normalize(const ir::Op &op) const {
   return function + "[" + axis_list(op.axes) + "](" + operand(op.operands[0]) + eps + ")";
 }
 
-std::string Writer::affine_text(const ir::AccessIndex &index) const {
+std::string Writer::affine_text(const ir::AccessIndex &index, int stored) const {
   std::vector<std::pair<int, int64_t>> terms;
   for (auto term : index.terms)
     if (term.second != 0) terms.push_back(term);
@@ -273,6 +273,9 @@ std::string Writer::affine_text(const ir::AccessIndex &index) const {
     else
       out += (coefficient > 0 ? " + " : " - ") + term;
   }
+  // One axis of another size at offset 0 is affine only written with arithmetic (a bare axis renames).
+  if (index.offset == 0 && terms.size() == 1 && terms[0].second == 1 && !p_.same_size(terms[0].first, stored))
+    return out + " + 0";
   if (index.offset != 0 || out.empty()) {
     uint64_t magnitude =
         index.offset < 0 ? 0 - static_cast<uint64_t>(index.offset) : static_cast<uint64_t>(index.offset);
@@ -304,7 +307,7 @@ std::string Writer::access(const ir::Op &op) const {
       case ir::AccessIndex::Kind::Affine:
         for (auto [axis, coefficient] : index.terms)
           if (coefficient != 0) add(axis);
-        out += affine_text(index);
+        out += affine_text(index, read.axes[i]);
         break;
       case ir::AccessIndex::Kind::Split:
         if (index.split.size() < 2) fail("a split" + where() + " names fewer than two axes");
