@@ -353,7 +353,15 @@ class Printer {
         if (text[i] == ')' && --depth == 0 && i + 1 < text.size()) call = false;
         if (depth == 0 && i < open && text[i] == ' ') call = false;
       }
-      return call ? text : "(" + text + ")";
+      // A single reference (a gather: `wte_weight[X[batch, seq], d16]`) needs no parentheses either.
+      const size_t bracket = text.find('[');
+      bool reference = bracket != std::string::npos && bracket > 0 && text.back() == ']' &&
+                       valid_identifier(text.substr(0, bracket));
+      for (size_t i = bracket, depth = 0; reference && i < text.size(); ++i) {
+        if (text[i] == '[') ++depth;
+        if (text[i] == ']' && --depth == 0 && i + 1 < text.size()) reference = false;
+      }
+      return call || reference ? text : "(" + text + ")";
     }
     const bool split = declared_coarse(use.value);
     std::string items;

@@ -218,6 +218,17 @@ void Builder::gather_indices(const onnx::NodeProto &node) {
     if (!ir::is_integer(index.dtype))
       throw Failure{where(node) + " gathers with indices of dtype " + std::string(ir::dtype_name(index.dtype)) +
                     "; ncd gathers through integer tensors"};
+    // The positions of an axis (wpe(arange(T))) are the table's first rows: `wpe_weight[seq + 0, d]`.
+    if (index.op == "Range" && index.dims.size() == 1 && index.dims[0].axis >= 0 && index.expr.rfind("{a:", 0) == 0 &&
+        index.expr.find('}') + 1 == index.expr.size()) {
+      const size_t axis = positions(node, {int_attribute(node, "axis", 0)}, value(lookup(node, 0)).dims.size())[0];
+      const int rows = g_.new_axis(g_.size_of(index.dims[0].axis));
+      g_.unite(rows, index.dims[0].axis);
+      const int table = value(lookup(node, 0)).dims[axis].axis;
+      if (table >= 0 && !module_of(node.name()).empty()) g_.hint(table, module_of(node.name()), 2);
+      offset_slice(node, axis, 0, rows);
+      return;
+    }
   }
   // The table and the indices are written as references: a value inlined elsewhere is a statement here.
   auto declared = [&](int id) {
