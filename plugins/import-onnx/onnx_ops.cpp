@@ -125,11 +125,8 @@ void Builder::window(const onnx::NodeProto &node) {
       if (p != 0)
         throw Failure{where(node) + " averages over the positions inside the input only (count_include_pad=0); "
                       "ncd import reads padded average pools that count the padding (torch's default)"};
-  if (op == "MaxPool" && !nonnegative)
-    for (int64_t p : pads)
-      if (p != 0)
-        throw Failure{where(node) + " pads a max pool (with -inf) of values that may be negative; ncd import reads "
-                      "padded max pools of ReLU, sigmoid, softplus, exp and softmax outputs"};
+  // Otherwise the padded positions are masked to -inf.
+  std::string inside;
   std::vector<Dim> out = {X[0]};
   Use &in = g_.uses[static_cast<size_t>(x)];
   std::vector<int> window_axes;
@@ -164,6 +161,12 @@ void Builder::window(const onnx::NodeProto &node) {
     if (k >= 0) d.terms.emplace_back(dilations[i], k);
     d.offset = -pads[i];
     out.push_back(make_dim(o, size, -1));
+    if (op == "MaxPool" && !nonnegative && (pads[i] != 0 || pads[spatial + i] != 0)) {
+      std::string at = (strides[i] == 1 ? "" : std::to_string(strides[i]) + " * ") + axis_ref(o);
+      if (k >= 0) at += " + " + (dilations[i] == 1 ? "" : std::to_string(dilations[i]) + " * ") + axis_ref(k);
+      if (pads[i] != 0) at += " - " + std::to_string(pads[i]);
+      inside += (inside.empty() ? "" : " && ") + at + " >= 0 && " + at + " < " + std::to_string(extent);
+    }
   }
   std::string expr;
   if (op == "Conv") {
@@ -179,7 +182,8 @@ void Builder::window(const onnx::NodeProto &node) {
   } else {
     std::string slot;
     for (int k : window_axes) slot += (slot.empty() ? "" : ", ") + axis_ref(k);
-    expr = slot.empty() ? ref(x) : (op == "MaxPool" ? "max[" : "mean[") + slot + "](" + ref(x) + ")";
+    const std::string read = inside.empty() ? ref(x) : "where(" + inside + ", " + ref(x) + ", -inf)";
+    expr = slot.empty() ? read : (op == "MaxPool" ? "max[" : "mean[") + slot + "](" + read + ")";
   }
   result(node, out, expr, dtype(x), op == "Conv");
 }

@@ -237,7 +237,8 @@ class ConvBlock(torch.nn.Module):
 
 
 class GroupedConvs(torch.nn.Module):
-    """A depthwise conv, a conv of two groups, a strided one with a channel multiplier per group, a pointwise conv."""
+    """A depthwise conv, a conv of two groups, a strided one with a channel multiplier per group, a pointwise conv,
+    a padded max pool of its output (of either sign)."""
 
     def __init__(self):
         super().__init__()
@@ -247,7 +248,8 @@ class GroupedConvs(torch.nn.Module):
         self.pw = torch.nn.Conv2d(24, 6, 1)
 
     def forward(self, x):
-        return self.pw(torch.relu(self.mult(torch.relu(self.gc(torch.relu(self.dw(x)))))))
+        y = self.pw(torch.relu(self.mult(torch.relu(self.gc(torch.relu(self.dw(x)))))))
+        return F.max_pool2d(y, 3, stride=2, padding=1)  # padded over values of either sign: -inf outside
 
 
 class Upsample(torch.nn.Module):
