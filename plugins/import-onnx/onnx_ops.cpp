@@ -120,11 +120,9 @@ void Builder::window(const onnx::NodeProto &node) {
   const std::string &source = value(g_.uses[static_cast<size_t>(x)].value).op;
   const bool nonnegative = source == "Relu" || source == "Sigmoid" || source == "Softplus" || source == "Exp" ||
                            source == "Softmax";
-  if (op == "AveragePool" && int_attribute(node, "count_include_pad", 0) == 0)
-    for (int64_t p : pads)
-      if (p != 0)
-        throw Failure{where(node) + " averages over the positions inside the input only (count_include_pad=0); "
-                      "ncd import reads padded average pools that count the padding (torch's default)"};
+  // An average that leaves the padding out divides by the positions inside (count_include_pad=0).
+  const bool masked = (op == "MaxPool" && !nonnegative) ||
+                      (op == "AveragePool" && int_attribute(node, "count_include_pad", 0) == 0);
   // Otherwise the padded positions are masked to -inf.
   std::string inside;
   std::vector<Dim> out = {X[0]};
@@ -161,7 +159,7 @@ void Builder::window(const onnx::NodeProto &node) {
     if (k >= 0) d.terms.emplace_back(dilations[i], k);
     d.offset = -pads[i];
     out.push_back(make_dim(o, size, -1));
-    if (op == "MaxPool" && !nonnegative && (pads[i] != 0 || pads[spatial + i] != 0)) {
+    if (masked && (pads[i] != 0 || pads[spatial + i] != 0)) {
       std::string at = (strides[i] == 1 ? "" : std::to_string(strides[i]) + " * ") + axis_ref(o);
       if (k >= 0) at += " + " + (dilations[i] == 1 ? "" : std::to_string(dilations[i]) + " * ") + axis_ref(k);
       if (pads[i] != 0) at += " - " + std::to_string(pads[i]);
@@ -182,8 +180,12 @@ void Builder::window(const onnx::NodeProto &node) {
   } else {
     std::string slot;
     for (int k : window_axes) slot += (slot.empty() ? "" : ", ") + axis_ref(k);
-    const std::string read = inside.empty() ? ref(x) : "where(" + inside + ", " + ref(x) + ", -inf)";
-    expr = slot.empty() ? read : (op == "MaxPool" ? "max[" : "mean[") + slot + "](" + read + ")";
+    if (inside.empty() || slot.empty())
+      expr = slot.empty() ? ref(x) : (op == "MaxPool" ? "max[" : "mean[") + slot + "](" + ref(x) + ")";
+    else if (op == "MaxPool")
+      expr = "max[" + slot + "](where(" + inside + ", " + ref(x) + ", -inf))";
+    else
+      expr = "sum[" + slot + "](" + ref(x) + ") / sum[" + slot + "](where(" + inside + ", 1.0, 0.0))";
   }
   result(node, out, expr, dtype(x), op == "Conv");
 }

@@ -527,12 +527,13 @@ void Builder::unequal_concat(const onnx::NodeProto &node, const std::vector<int>
   result(node, out, expr, dtype(uses[0]), false);
 }
 
-// Positions start, start + 1, ... of dimension `axis` as a new axis `fresh`: the operand read at
-// fresh + start (a prefix of a longer axis is `fresh + 0`).
-void Builder::offset_slice(const onnx::NodeProto &node, size_t axis, int64_t start, int fresh, int output) {
+// Positions start, start + step, ... of dimension `axis` as a new axis `fresh`: the operand read at
+// step * fresh + start (a prefix of a longer axis is `fresh + 0`).
+void Builder::offset_slice(const onnx::NodeProto &node, size_t axis, int64_t start, int fresh, int output,
+                           int64_t step) {
   const int u = operand(node, 0);
   Dim &d = g_.uses[static_cast<size_t>(u)].dims[axis];
-  d.terms = {{1, fresh}};
+  d.terms = {{step, fresh}};
   d.offset = start;
   std::vector<Dim> out = dims(u);
   out[axis] = make_dim(fresh, g_.size_of(fresh), -1);
@@ -629,8 +630,24 @@ void Builder::slice(const onnx::NodeProto &node) {
   for (size_t k = 0; k < at.size(); ++k) {
     const Dim d = source.dims[at[k]];
     const int64_t extent = d.axis >= 0 ? g_.size_of(d.axis) : 1;
-    if (!starts[k].nodes.empty() || (!steps.empty() && steps[k] != 1))
-      throw Failure{where(node) + " slices with a start or step that is not a constant 0 or 1"};
+    if (!starts[k].nodes.empty()) throw Failure{where(node) + " slices from a start computed from sizes"};
+    if (!steps.empty() && steps[k] != 1) {
+      // Every step-th position (or backwards): the operand read at step * t + start.
+      const int64_t step = steps[k];
+      if (step == 0 || at.size() != 1 || d.axis < 0 || !ends[k].nodes.empty() || extent == 0)
+        throw Failure{where(node) + " slices with step " + std::to_string(step) + " a dimension without a size, to "
+                      "a computed end or along several dimensions; ncd import reads steps other than 1 of one "
+                      "sized dimension"};
+      // ONNX clamps start and end to [0, extent] going forward, [-1, extent - 1] going back.
+      int64_t first = starts[k].coef < 0 ? starts[k].coef + extent : starts[k].coef;
+      int64_t stop = ends[k].coef < 0 && ends[k].coef > -(int64_t{1} << 62) ? ends[k].coef + extent : ends[k].coef;
+      first = step > 0 ? std::clamp<int64_t>(first, 0, extent) : std::clamp<int64_t>(first, -1, extent - 1);
+      stop = step > 0 ? std::clamp<int64_t>(stop, 0, extent) : std::clamp<int64_t>(stop, -1, extent - 1);
+      const int64_t length = step > 0 ? (stop - first + step - 1) / step : (first - stop - step - 1) / -step;
+      if (length < 1) throw Failure{where(node) + " slices to an empty dimension"};
+      offset_slice(node, at[0], first, g_.new_axis(length), 0, step);
+      return;
+    }
     int64_t start = starts[k].coef < 0 ? starts[k].coef + extent : starts[k].coef;
     ShapeItem end = ends[k];
     if (end.nodes.empty() && end.coef < 0) end.coef = std::max<int64_t>(end.coef + extent, 0);

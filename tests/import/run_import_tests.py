@@ -157,6 +157,20 @@ class Pick(torch.nn.Module):
         return x[:, [0, 2]] * 2
 
 
+class Strided(torch.nn.Module):
+    """A slice with a step of a dimension without a size (refused: the length would be ceil(seq / 2))."""
+
+    def forward(self, x):
+        return x[:, ::2] * 2
+
+
+class Steps(torch.nn.Module):
+    """Slices with steps: even and odd positions, a flip (a step of -1) cut at an offset."""
+
+    def forward(self, x):
+        return x[:, ::2] * 2 + x[:, 1::2] - x.flip(1)[:, 3:9]
+
+
 class SeqCat(torch.nn.Module):
     """A concatenation along a dimension without a size (refused: the joined size would be seq + seq)."""
 
@@ -434,6 +448,7 @@ MODELS = [
     ("upsample", Upsample, (2, 6, 5, 5), {0: "batch"}),
     ("parts", Parts, (2, 10, 12), {0: "batch", 1: "seq"}),
     ("patch_embed", PatchEmbed, (2, 3, 16, 16), {0: "batch"}),
+    ("steps", Steps, (4, 12), {0: "batch"}),
     ("gpt2_stack", GPT2Stack, (2, 10, 32), {0: "batch", 1: "seq"}),
     ("llama_stack", LlamaStack, (2, 10, 32), {0: "batch", 1: "seq"}),
     # Each block an ONNX local function, called three times: inlined, then folded into repeat.
@@ -468,7 +483,7 @@ def export(name, cls, shape, dynamic, folder, seed=0, make=normal, options=None)
 
 def auto_pad_model(path, weights):
     """A model torch does not export (it writes explicit pads): convolutions with auto_pad SAME_UPPER,
-    SAME_LOWER and VALID, and an average pool that counts its padding, built with python3-onnx. Returns
+    SAME_LOWER and VALID, an average pool that counts its padding and one that does not, built with python3-onnx. Returns
     the module computing the same with explicit torch padding."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -478,8 +493,10 @@ def auto_pad_model(path, weights):
         helper.make_node("Conv", ["a", "w2"], ["b"], name="/low/Conv", kernel_shape=[2, 2], auto_pad="SAME_LOWER"),
         helper.make_node("Conv", ["b", "w3"], ["c"], name="/valid/Conv", kernel_shape=[3, 3], strides=[2, 2],
                          auto_pad="VALID"),
-        helper.make_node("AveragePool", ["c"], ["Y"], name="/pool/AveragePool", kernel_shape=[2, 2], pads=[1, 1, 0, 0],
+        helper.make_node("AveragePool", ["c"], ["p"], name="/pool/AveragePool", kernel_shape=[2, 2], pads=[1, 1, 0, 0],
                          count_include_pad=1),
+        helper.make_node("AveragePool", ["p"], ["Y"], name="/inside/AveragePool", kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1]),  # count_include_pad=0: the padding is not counted
     ]
     graph = helper.make_graph(
         nodes, "auto_pad", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 3, 7, 7])],
@@ -491,7 +508,8 @@ def auto_pad_model(path, weights):
         a = F.conv2d(F.pad(x, (0, 1, 0, 1)), w1)
         b = F.conv2d(F.pad(a, (1, 0, 1, 0)), w2)
         c = F.conv2d(b, w3, stride=2)
-        return F.avg_pool2d(F.pad(c, (1, 0, 1, 0)), 2, stride=1)
+        p = F.avg_pool2d(F.pad(c, (1, 0, 1, 0)), 2, stride=1)
+        return F.avg_pool2d(p, 3, stride=1, padding=1, count_include_pad=False)
     return module
 
 
@@ -520,7 +538,8 @@ def models(args):
                 failures += 1
                 print("FAIL: auto_pad: output %s vs %s: max |err| %.3g" % (got.shape, want.shape, err))
             else:
-                print("ok: auto_pad (SAME_UPPER, SAME_LOWER, VALID, a padded average pool): ncd run equals torch with "
+                print("ok: auto_pad (SAME_UPPER, SAME_LOWER, VALID, average pools counting the padding or not): ncd run "
+                      "equals torch with "
                       "explicit padding (max |err| %.2g)" % err)
     with tempfile.TemporaryDirectory() as tmp:
         for name, cls, shape, dynamic, *extra in MODELS:
@@ -653,11 +672,10 @@ def errors(args):
         os.remove(seq_cat_path)
         import onnx
         from onnx import TensorProto, helper
-        pool = helper.make_node("AveragePool", ["X"], ["Y"], name="/pool/AveragePool", kernel_shape=[3], pads=[1, 1])
-        excluding = helper.make_model(helper.make_graph(
-            [pool], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [2, 3, 8])],
-            [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)]), opset_imports=[helper.make_opsetid("", 17)])
-        excluding = excluding.SerializeToString()
+        _, strided_path = export("strided", Strided, (4, 12), {0: "batch", 1: "seq"}, tmp)
+        with open(strided_path, "rb") as f:
+            strided = f.read()
+        os.remove(strided_path)
         _, grouped_path = export("grouped_up", GroupedUp, (1, 4, 3, 3), {0: "batch"}, tmp)
         with open(grouped_path, "rb") as f:
             grouped_up = f.read()
@@ -697,10 +715,10 @@ def errors(args):
             ("grouped_up.onnx", grouped_up, [],
              "ncd import: error: grouped_up.onnx: node '/up/ConvTranspose' (ConvTranspose) is a grouped transposed "
              "convolution; ncd import reads group 1\n"),
-            ("pool.onnx", excluding, [],
-             "ncd import: error: pool.onnx: node '/pool/AveragePool' (AveragePool) averages over the positions inside "
-             "the input only (count_include_pad=0); ncd import reads padded average pools that count the padding "
-             "(torch's default)\n"),
+            ("strided.onnx", strided, [],
+             "ncd import: error: strided.onnx: node '/Slice' (Slice) slices with step 2 a dimension without a size, "
+             "to a computed end or along several dimensions; ncd import reads steps other than 1 of one sized "
+             "dimension\n"),
             ("pick.onnx", pick, [],
              "ncd import: error: pick.onnx: node '/Gather' (Gather) gathers a list of constant positions (x[:, [0, 2]]); "
              "ncd import reads one constant position or positions from an integer tensor (an embedding)\n"),
