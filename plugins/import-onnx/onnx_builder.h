@@ -105,6 +105,7 @@ class Builder {
   void split(const onnx::NodeProto &node);
   void slice(const onnx::NodeProto &node);
   void gather(const onnx::NodeProto &node);
+  void positions_list(const onnx::NodeProto &node, int u, size_t axis, std::vector<int64_t> index, int64_t extent);
   void chunk(const onnx::NodeProto &node, size_t axis, int64_t k, int64_t n);
   void range(const onnx::NodeProto &node);
   void concat(const onnx::NodeProto &node);

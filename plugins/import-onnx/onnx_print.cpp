@@ -371,12 +371,16 @@ class Printer {
       if (d.at >= 0) {
         item = std::to_string(d.at);
       } else if (!d.terms.empty()) {
-        for (const auto &[coef, node] : d.terms) {
+        // Positive terms first: a leading `-` binds tighter than `*` in an index, `-(2 * t)`.
+        std::vector<std::pair<int64_t, int>> terms = d.terms;
+        std::stable_partition(terms.begin(), terms.end(), [](const auto &term) { return term.first > 0; });
+        for (const auto &[coef, node] : terms) {
           std::string n;
           for (const Atom &a : atoms(node)) n += (n.empty() ? "" : ", ") + name(a.cls);
           const int64_t size = coef < 0 ? -coef : coef;
-          item += (item.empty() ? (coef < 0 ? "-" : "") : (coef < 0 ? " - " : " + ")) +
-                  (size == 1 ? "" : std::to_string(size) + " * ") + n;
+          const std::string term = size == 1 ? n : std::to_string(size) + " * " + n;
+          if (item.empty()) item = coef > 0 ? term : size == 1 ? "-" + term : "-(" + term + ")";
+          else item += (coef < 0 ? " - " : " + ") + term;
         }
         if (d.offset > 0) item += " + " + std::to_string(d.offset);
         if (d.offset < 0) item += " - " + std::to_string(-d.offset);

@@ -601,15 +601,61 @@ void Builder::gather(const onnx::NodeProto &node) {
   std::vector<Dim> X = dims(u);
   auto at = positions(node, {int_attribute(node, "axis", 0)}, X.size());
   std::vector<int64_t> index = constant_list(node, 1);
-  if (value(lookup(node, 1)).role != Role::Literal || index.size() != 1)
-    throw Failure{where(node) + " gathers a list of constant positions (x[:, [0, 2]]); ncd import reads one constant "
-                  "position or positions from an integer tensor (an embedding)"};
   const int64_t extent = X[at[0]].axis >= 0 ? g_.size_of(X[at[0]].axis) : 1;
+  if (value(lookup(node, 1)).role != Role::Literal) {
+    positions_list(node, u, at[0], index, extent);
+    return;
+  }
+  if (index.size() != 1) throw Failure{where(node) + " gathers with an empty list of positions"};
   int64_t i = index[0] < 0 ? index[0] + extent : index[0];
   if (extent == 0 || i < 0 || i >= extent) throw Failure{where(node) + " reads position " + std::to_string(index[0]) + " of a dimension of size " + (extent ? std::to_string(extent) : "unknown")};
   g_.uses[static_cast<size_t>(u)].dims[at[0]].at = i;
   X.erase(X.begin() + static_cast<std::ptrdiff_t>(at[0]));
   result(node, X, ref(u), dtype(u), false);
+}
+
+// Gather of a list of constant positions (x[:, [0, 2]]) along `axis`, read by use `u`: a new axis
+// of the list's length, read at step * t + first when the positions are evenly spaced, else one
+// constant read per position chosen by `where`.
+void Builder::positions_list(const onnx::NodeProto &node, int u, size_t axis, std::vector<int64_t> index, int64_t extent) {
+  // One position per output position: the list is one-dimensional when the output keeps the rank.
+  auto known = shapes_.find(node.output(0));
+  const bool flat = known != shapes_.end() && known->second->type().has_tensor_type() &&
+                    known->second->type().tensor_type().has_shape() &&
+                    known->second->type().tensor_type().shape().dim_size() == static_cast<int>(dims(u).size());
+  if (!flat || index.empty() || index.size() > 64)
+    throw Failure{where(node) + " gathers positions given as a constant of several dimensions or more than 64 of "
+                  "them; ncd import reads a list of up to 64 positions"};
+  if (extent == 0) throw Failure{where(node) + " gathers positions of a dimension without a size"};
+  for (int64_t &i : index) {
+    if (i < 0) i += extent;
+    if (i < 0 || i >= extent) throw Failure{where(node) + " reads position " + std::to_string(i) + " of a dimension of size " + std::to_string(extent)};
+  }
+  const int64_t n = static_cast<int64_t>(index.size()), step = n > 1 ? index[1] - index[0] : 1;
+  bool even = step != 0;
+  for (size_t k = 1; k < index.size() && even; ++k) even = index[k] - index[k - 1] == step;
+  const int t = g_.new_axis(n);
+  std::vector<Dim> out = dims(u);
+  out[axis] = make_dim(t, n, -1);
+  if (even) {
+    Dim &d = g_.uses[static_cast<size_t>(u)].dims[axis];
+    d.terms = {{step, t}};
+    d.offset = index[0];
+    result(node, out, ref(u), dtype(u), false);
+    return;
+  }
+  std::vector<int> reads = {u};
+  for (size_t k = 1; k < index.size(); ++k) {
+    const int r = operand(node, 0);
+    for (size_t p = 0; p < dims(r).size(); ++p)
+      if (p != axis && dims(r)[p].axis >= 0) link(node, dims(r)[p].axis, dims(u)[p].axis);
+    reads.push_back(r);
+  }
+  std::string expr = ref(reads.back());
+  for (size_t k = 0; k < reads.size(); ++k) g_.uses[static_cast<size_t>(reads[k])].dims[axis].at = index[k];
+  for (size_t k = reads.size() - 1; k-- > 0;)
+    expr = "where(" + axis_ref(t) + " == " + std::to_string(k) + ", " + ref(reads[k]) + ", " + expr + ")";
+  result(node, out, expr, dtype(u), false);
 }
 
 // Slice: a mask of positions (a triangle) cut to the sizes it is read at, a slice that keeps

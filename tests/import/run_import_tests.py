@@ -151,7 +151,8 @@ class EncoderLayer(torch.nn.Module):
 
 
 class Pick(torch.nn.Module):
-    """A gather of a list of constant positions (refused for now)."""
+    """A gather of a list of constant positions of a dimension without a size (refused: a position may be past
+    its end)."""
 
     def forward(self, x):
         return x[:, [0, 2]] * 2
@@ -165,10 +166,11 @@ class Strided(torch.nn.Module):
 
 
 class Steps(torch.nn.Module):
-    """Slices with steps: even and odd positions, a flip (a step of -1) cut at an offset."""
+    """Slices with steps: even and odd positions, a flip (a step of -1) cut at an offset; lists of positions,
+    evenly spaced (backwards) and not."""
 
     def forward(self, x):
-        return x[:, ::2] * 2 + x[:, 1::2] - x.flip(1)[:, 3:9]
+        return x[:, ::2] * 2 + x[:, 1::2] - x.flip(1)[:, 3:9] + x[:, [0, 5, 2, 7, 1, 3]] * x[:, [11, 9, 7, 5, 3, 1]]
 
 
 class SeqCat(torch.nn.Module):
@@ -680,7 +682,7 @@ def errors(args):
         with open(grouped_path, "rb") as f:
             grouped_up = f.read()
         os.remove(grouped_path)
-        _, pick_path = export("pick", Pick, (4, 12), {0: "batch"}, tmp)
+        _, pick_path = export("pick", Pick, (4, 12), {0: "batch", 1: "seq"}, tmp)
         with open(pick_path, "rb") as f:
             pick = f.read()
         os.remove(pick_path)
@@ -720,8 +722,7 @@ def errors(args):
              "to a computed end or along several dimensions; ncd import reads steps other than 1 of one sized "
              "dimension\n"),
             ("pick.onnx", pick, [],
-             "ncd import: error: pick.onnx: node '/Gather' (Gather) gathers a list of constant positions (x[:, [0, 2]]); "
-             "ncd import reads one constant position or positions from an integer tensor (an embedding)\n"),
+             "ncd import: error: pick.onnx: node '/Gather' (Gather) gathers positions of a dimension without a size\n"),
             ("mlp.onnx", whole, ["--diagram", "softmax"],
              "ncd import: error: mlp.onnx: --diagram softmax: a word ncd reserves\n"),
             ("missing.onnx", None, [], "ncd: error: missing.onnx: cannot open: No such file or directory\n"),
