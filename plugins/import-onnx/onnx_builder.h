@@ -83,6 +83,7 @@ class Builder {
 
   // onnx_ops.cpp
   void window(const onnx::NodeProto &node);
+  void name_window(const onnx::NodeProto &node, size_t spatial, size_t i, int in, int out, int tap);
   void transposed(const onnx::NodeProto &node);
   void grouped(const onnx::NodeProto &node, const std::vector<Dim> &X, const std::vector<Dim> &W, int64_t groups);
   void batchnorm(const onnx::NodeProto &node);

@@ -18,16 +18,20 @@
 
 namespace ncd::onnx_import {
 
+bool list_item(const std::string &segment) {
+  const size_t dot = segment.rfind('.');
+  return dot != std::string::npos && dot > 0 && dot + 1 < segment.size() && dot + 7 > segment.size() &&
+         segment.find_last_not_of("0123456789") == dot;
+}
+
 std::pair<std::string, int> layer_key(const std::string &node) {
   size_t begin = node.empty() || node[0] != '/' ? 0 : 1;
   while (begin < node.size()) {
     size_t end = node.find('/', begin);
     if (end == std::string::npos) break;  // the last segment is the op, not a module
     const std::string segment = node.substr(begin, end - begin);
-    const size_t dot = segment.rfind('.');
-    if (dot != std::string::npos && dot > 0 && dot + 1 < segment.size() && dot + 7 > segment.size() &&
-        std::all_of(segment.begin() + static_cast<std::ptrdiff_t>(dot) + 1, segment.end(),
-                    [](char c) { return c >= '0' && c <= '9'; })) {
+    if (list_item(segment)) {
+      const size_t dot = segment.rfind('.');
       // "/h/h.0/" (nn.Sequential repeats the list's name): the prefix is the path to the list.
       std::string path = node.substr(1, begin > 1 ? begin - 2 : 0);
       const std::string list = segment.substr(0, dot);

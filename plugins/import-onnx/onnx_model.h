@@ -118,6 +118,9 @@ struct Layers {
   std::vector<int> invariants;            // values computed before the layers that every layer reads
 };
 
+// A module path segment that is an item of a module list: "h.0", "layers.12".
+bool list_item(const std::string &segment);
+
 // The module list and item of a node torch named by module path: "/h.0/attn/MatMul" -> {"h", 0},
 // "/encoder/layers.2/fc/Gemm" -> {"encoder/layers", 2}; {"", -1} outside any list.
 std::pair<std::string, int> layer_key(const std::string &node);

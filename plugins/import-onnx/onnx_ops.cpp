@@ -5,6 +5,7 @@
 // axis and give the ncd expression. Preconditions: the operands were read by
 // onnx_graph.cpp; every refusal names the node.
 #include <algorithm>
+#include <cctype>
 #include <map>
 
 #include "onnx_builder.h"
@@ -154,6 +155,7 @@ void Builder::window(const onnx::NodeProto &node) {
       k = g_.new_axis(kernel[i]);
       window_axes.push_back(k);
     }
+    name_window(node, spatial, i, X[2 + i].axis, o, k);
     Dim &d = in.dims[2 + i];
     d.terms = {{strides[i], o}};
     if (k >= 0) d.terms.emplace_back(dilations[i], k);
@@ -188,6 +190,22 @@ void Builder::window(const onnx::NodeProto &node) {
       expr = "sum[" + slot + "](" + ref(x) + ") / sum[" + slot + "](where(" + inside + ", 1.0, 0.0))";
   }
   result(node, out, expr, dtype(x), op == "Conv");
+}
+
+// The axes of a window by role: an image's are `h` and `w` (`l` in 1-D, `d, h, w` in 3-D), a
+// layer's output positions and kernel taps take its name (`conv1_h`, `conv1_kh`).
+void Builder::name_window(const onnx::NodeProto &node, size_t spatial, size_t i, int in, int out, int tap) {
+  static const char *const kRoles[3][3] = {{"l", "", ""}, {"h", "w", ""}, {"d", "h", "w"}};
+  if (spatial < 1 || spatial > 3) return;
+  const std::string role = kRoles[spatial - 1][i];
+  std::string module = module_of(node.name());
+  if (module.empty() || list_item(module)) {
+    module = node.op_type();
+    for (char &c : module) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  if (in >= 0) g_.hint(in, role, 2);
+  g_.hint(out, module + "_" + role, 2);
+  if (tap >= 0) g_.hint(tap, module + "_k" + role, 2);
 }
 
 std::vector<int64_t> int_list(const onnx::NodeProto &node, const std::string &name, int64_t fallback, size_t count) {
@@ -253,6 +271,7 @@ void Builder::transposed(const onnx::NodeProto &node) {
     }
     zdims.push_back(make_dim(z, blocks * s));
     const int o = g_.new_axis(size);
+    name_window(node, spatial, i, X[2 + i].axis, o, -1);
     ydims.push_back(make_dim(o, size));
     reads.emplace_back(o, pad + shift * s);
     if (pad + shift * s != 0 || blocks * s != size) plain = false;
@@ -376,7 +395,7 @@ void Builder::name_param(const onnx::NodeProto &node, int use, const std::string
 void Builder::name_by_module(const onnx::NodeProto &node, const Dim &dim) {
   const std::string module = module_of(node.name());
   // An item of a module list ("h.0": a node of a local function called there) is no name for features.
-  if (module.find_last_not_of("0123456789") + 1 < module.size() && module.find('.') != std::string::npos) return;
+  if (list_item(module)) return;
   if (dim.axis >= 0 && !module.empty()) g_.hint(dim.axis, module, 1);
 }
 

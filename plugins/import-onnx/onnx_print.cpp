@@ -513,7 +513,7 @@ bool print_program(Graph &g, const std::string &path, const std::map<std::string
   auto name_statement = [&](Value &v) {
     if (!v.name.empty()) return;
     std::string module = module_of(v.node);
-    if (layer_key(v.node).second >= 0 && module.find('.') != std::string::npos) module.clear();  // "/h.0/Add": Add
+    if (list_item(module)) module.clear();  // "/h.0/Add": Add
     std::string op = v.op;
     for (char &c : op) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     v.name = names.value(capitalized(identifier(module.empty() ? op : module)));

@@ -601,6 +601,7 @@ def models(args):
 
 GOLDEN = [("mlp", MLP, (8, 16), {0: "batch"}), ("gpt2_block", GPT2Block, (2, 10, 32), {0: "batch", 1: "seq"}),
           ("gpt2_embed", GPT2Embed, (2, 10), {0: "batch", 1: "seq"}, token_ids(50)),
+          ("conv_block", ConvBlock, (2, 3, 16, 16), {0: "batch"}),
           ("llama_stack", LlamaStack, (2, 10, 32), {0: "batch", 1: "seq"})]
 
 
