@@ -1,4 +1,4 @@
-// `ncd import MODEL -o MODEL.ncd [--weights W.safetensors] [--axis NAME=NEW]... [--diagram NAME]`:
+// `ncd import MODEL -o MODEL.ncd [--weights W.safetensors] [--axis NAME=NEW]... [--diagram NAME] [--dtype D]`:
 // a model of another framework (ONNX: what torch.onnx.export writes) as an ncd
 // program, through an importer plugin chosen by the file's ending
 // (docs/IMPORT.md). The program is parsed, checked and put in `ncd fmt` form
@@ -12,6 +12,26 @@
 #include "verbs.h"
 
 namespace ncd::cli {
+namespace {
+
+// Replaces the `default dtype` line of an importer's program (or adds one after its leading comments).
+void set_default_dtype(std::string &source, const std::string &dtype) {
+  const std::string line = "default dtype " + dtype;
+  size_t at = 0, insert = std::string::npos;
+  while (at < source.size()) {
+    const size_t end = source.find('\n', at) == std::string::npos ? source.size() : source.find('\n', at);
+    const std::string text = source.substr(at, end - at);
+    if (text.rfind("default dtype ", 0) == 0) {
+      source.replace(at, end - at, line);
+      return;
+    }
+    if (insert == std::string::npos && !text.empty() && text[0] != '#') insert = at;
+    at = end + 1;
+  }
+  source.insert(insert == std::string::npos ? source.size() : insert, line + "\n\n");
+}
+
+}  // namespace
 
 Handler setup_import(CLI::App &command) {
   struct Options {
@@ -21,6 +41,7 @@ Handler setup_import(CLI::App &command) {
     std::vector<std::string> axes;
     std::string diagram;
     std::string importer;
+    std::string dtype;
     std::vector<std::string> plugins;
   };
   auto options = std::make_shared<Options>();
@@ -35,6 +56,9 @@ Handler setup_import(CLI::App &command) {
       ->allow_extra_args(false);
   command.add_option("--diagram", options->diagram, "The diagram's name (default: from the file's name)")
       ->type_name("NAME");
+  command.add_option("--dtype", options->dtype,
+                     "The program's default dtype: f32 (the model's float32), bf16 or f16 (weights stay float32)")
+      ->type_name("DTYPE");
   command.add_option("--importer", options->importer, "Use this importer plugin (default: by the file's ending)")
       ->type_name("NAME");
   command.add_option("--plugin", options->plugins, "Load this plugin (a shared library) too")->type_name("FILE");
@@ -50,6 +74,13 @@ Handler setup_import(CLI::App &command) {
       }
       if (!request.axis_names.emplace(pair.substr(0, eq), pair.substr(eq + 1)).second) {
         std::cerr << "ncd import: error: --axis " << pair.substr(0, eq) << " is renamed twice\n";
+        return kUsageError;
+      }
+    }
+    if (!options->dtype.empty()) {
+      auto dtype = ir::parse_dtype(options->dtype);
+      if (!dtype || (*dtype != ir::DType::F32 && *dtype != ir::DType::BF16 && *dtype != ir::DType::F16)) {
+        std::cerr << "ncd import: error: --dtype " << options->dtype << ": expected f32, bf16 or f16\n";
         return kUsageError;
       }
     }
@@ -86,6 +117,8 @@ Handler setup_import(CLI::App &command) {
       return kUserError;
     }
     for (const std::string &note : result.notes) std::cerr << "ncd import: note: " << note << "\n";
+    // --dtype: the file's default, which every float32 tensor of the model follows.
+    if (!options->dtype.empty()) set_default_dtype(result.source, options->dtype);
     // The program must be one ncd reads: parsed, checked, then written as `ncd fmt` would.
     const std::string shown = options->output == "-" ? "<imported>" : options->output;
     Compilation compilation;

@@ -184,6 +184,8 @@ bool torch_package(const EmitRequest &request, const std::string &name, std::vec
   module += "\n\n_ALL = [";
   for (size_t i = 0; i < infos.size(); ++i) module += (i ? ", _" : "_") + infos[i].name;
   module += "]\n";
+  // The dtype each param path is taken in, for load_params.
+  module += "_PARAM_DTYPES = {p[0]: _DTYPES[p[1]] for d in _ALL for p in d.params}\n";
   for (const HarnessDiagram &d : infos) module += registration(d);
   module += "__all__ = [\"build\", \"load_params\"";
   for (const HarnessDiagram &d : infos) module += ", " + quoted(d.name);

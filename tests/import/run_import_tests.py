@@ -12,9 +12,10 @@
            are tests/import/*.golden (exact).
   errors   bad files and unsupported models: exit 1, the exact message,
            nothing written.
-  torch    `ncd emit --torch` on the imported GPT-2 stack: the package builds
-           with nvcc, load_params reads the imported weights (the module's,
-           by param path), a CPU tensor is refused (skipped without nvcc).
+  torch    `ncd emit --torch` on the GPT-2 stack imported at bf16: the
+           package builds with nvcc (tensor-core kernels), load_params reads
+           the imported weights (the module's, by param path, rounded to
+           bf16), a CPU tensor is refused (skipped without nvcc).
 
     /usr/bin/python3 tests/import/run_import_tests.py --ncd build/bin/ncd [--update] models|golden|errors
 """
@@ -459,6 +460,10 @@ MODELS = [
 ]
 
 
+# Imported at bf16 as well (ncd import --dtype bf16).
+BF16 = {"gpt2_block", "llama_stack"}
+
+
 def run(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, **kw)
 
@@ -582,6 +587,22 @@ def models(args):
                     problems.append("output %s vs torch %s: max |err| %.3g > %.3g" % (got.shape, want.shape, err, tol))
                 else:
                     print("ok: %s: ncd run equals torch at %s (max |err| %.2g)" % (name, list(other), err))
+                if name in BF16:
+                    # Imported at bf16 (every float tensor, the weights file still float32): within bf16's error.
+                    half = os.path.join(tmp, name + "_bf16.ncd")
+                    r = run([args.ncd, "import", onnx_path, "-o", half, "--dtype", "bf16"])
+                    if r.returncode == 0:
+                        r = run([args.ncd, "run", half, "--params", weights, "--in", "X=" + os.path.join(tmp, "x.npy"),
+                                 "--out-dir", out + "_bf16"] + diagram)
+                    if r.returncode != 0:
+                        problems.append("--dtype bf16: " + r.stderr)
+                    else:
+                        got = np.load(os.path.join(out + "_bf16", "Y.npy"))
+                        err = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
+                        if not err <= 2e-2 * (1 + float(np.abs(want).max())):
+                            problems.append("--dtype bf16: max |err| %.3g" % err)
+                        else:
+                            print("ok: %s imported at bf16: ncd run within bf16 of torch (max |err| %.2g)" % (name, err))
             sizes = ["-D", "%s=%d" % (dynamic[0], other[0])] + (
                 ["-D", "%s=%d" % (dynamic[1], other[1])] if 1 in dynamic else [])
             r = run([args.ncd, "render", program, "-o", os.path.join(tmp, name + ".dot")] + diagram)
@@ -713,6 +734,7 @@ def errors(args):
             ("mlp.onnx", whole, ["--axis", "fc1=fc2"],
              "ncd import: error: mlp.onnx: --axis fc1=fc2: 'fc2' is already a name in the program\n"),
             ("mlp.onnx", whole, ["--axis", "fc1"], "ncd import: error: --axis fc1: expected NAME=NEW\n"),
+            ("mlp.onnx", whole, ["--dtype", "i8"], "ncd import: error: --dtype i8: expected f32, bf16 or f16\n"),
             ("seq_cat.onnx", seq_cat, [],
              "ncd import: error: seq_cat.onnx: node '/Concat' (Concat) joins along a dimension without a size\n"),
             ("grouped_up.onnx", grouped_up, [],
@@ -737,7 +759,7 @@ def errors(args):
             weights = os.path.join(tmp, "out.safetensors")
             r = run([args.ncd, "import", name, "-o", out, "--weights", weights] + extra, cwd=tmp)
             problems = []
-            expected_status = 2 if extra == ["--axis", "fc1"] else 1
+            expected_status = 2 if extra in (["--axis", "fc1"], ["--dtype", "i8"]) else 1
             if r.returncode != expected_status:
                 problems.append("exit %d, expected %d" % (r.returncode, expected_status))
             if r.stderr != stderr:
@@ -765,21 +787,22 @@ import stack
 failures = []
 params = stack.load_params(sys.argv[1], device="cpu")
 state = torch.load(sys.argv[2])
-# The weights by param path are the module's own (its state_dict): one diagram per layer, called in repeat.
+# The weights by param path are the module's own (its state_dict), rounded to the program's bf16: one diagram
+# per layer, called in repeat.
 for i in range(3):
     for path, key, transposed in (("%d.H.ln_2_weight", "h.%d.ln_2.weight", False),
                                   ("%d.H.attn_c_attn_weight", "h.%d.attn.c_attn.weight", True),
                                   ("%d.H.c_proj_bias", "h.%d.c_proj.bias", False)):
-        want = state[key % i].t() if transposed else state[key % i]
+        want = (state[key % i].t() if transposed else state[key % i]).to(torch.bfloat16)
         if path % i not in params or not torch.equal(params[path % i], want):
             failures.append("load_params: %s is not the module's %s" % (path % i, key % i))
-if not torch.equal(params["ln_f_weight"], state["ln_f.weight"]):
+if not torch.equal(params["ln_f_weight"], state["ln_f.weight"].to(torch.bfloat16)):
     failures.append("load_params: ln_f_weight is not the module's ln_f.weight")
 if sorted(params) != sorted(p for p, _, _ in stack._Stack.params):
     failures.append("load_params gives %s; the function takes %s" % (sorted(params), [p for p, _, _ in stack._Stack.params]))
 where = "move it with .cuda()" if torch.cuda.is_available() else "this machine has no CUDA device"
 try:
-    stack.Stack(torch.zeros(2, 5, 32), params)
+    stack.Stack(torch.zeros(2, 5, 32, dtype=torch.bfloat16), params)
     failures.append("a CPU tensor was taken")
 except ValueError as e:
     if str(e) != "Stack: input 'X' is on cpu; the kernels run on CUDA tensors (%s)" % where:
@@ -809,11 +832,12 @@ def torch_package(args):
         module, onnx_path = export("stack", GPT2Stack, (2, 10, 32), {0: "batch", 1: "seq"}, tmp)
         torch.save(module.state_dict(), os.path.join(tmp, "module.pt"))
         program, weights = os.path.join(tmp, "stack.ncd"), os.path.join(tmp, "stack.safetensors")
-        r = run([args.ncd, "import", onnx_path, "-o", program, "--weights", weights])
+        # bf16, as a GPU runs it (tensor cores); the weights file stays float32.
+        r = run([args.ncd, "import", onnx_path, "-o", program, "--weights", weights, "--dtype", "bf16"])
         if r.returncode != 0:
             fail("ncd import: " + r.stderr)
         r = run([args.ncd, "emit", "--torch", os.path.join(tmp, "stack"), program, "--diagram", "Stack"])
-        if r.returncode != 0:
+        if r.returncode != 0 or "generic kernel" in r.stderr:
             fail("emit --torch: exit %d\n%s" % (r.returncode, r.stderr))
         env = dict(os.environ, NCD_NVCC=nvcc)
         build = subprocess.run(["/usr/bin/python3", "-c", "import stack; print(stack.build())"], cwd=tmp, env=env,

@@ -67,7 +67,8 @@ _SAFETENSORS_DTYPES = {
 
 def load_params(path, device="cuda"):
     """The tensors of a safetensors file (the weights `ncd import --weights` or `ncd run --random` write)
-    as a dict by name on `device`: the `params` the functions below take."""
+    as a dict by name on `device`: the `params` the functions below take, each in the dtype they take
+    it (a float32 file for a bf16 program is rounded)."""
     import json
     import struct
     with open(path, "rb") as f:
@@ -98,7 +99,8 @@ def load_params(path, device="cuda"):
             raise ValueError("%s (tensor %r: its bytes do not match its shape %s)" % (bad, name, shape))
         chunk = bytearray(data[8 + size + begin:8 + size + end])
         t = torch.frombuffer(chunk, dtype=dtype) if chunk else torch.empty(0, dtype=dtype)
-        out[name] = t.reshape(shape).to(device)
+        wanted = _PARAM_DTYPES.get(name)
+        out[name] = t.reshape(shape).to(device=device, dtype=wanted if wanted is not None else t.dtype)
     return out
 
 
