@@ -690,24 +690,17 @@ def errors(args):
         _, onnx_path = export("mlp", MLP, (8, 16), {0: "batch"}, tmp)
         with open(onnx_path, "rb") as f:
             whole = f.read()
-        _, seq_cat_path = export("seq_cat", SeqCat, (2, 5, 3), {0: "batch", 1: "seq"}, tmp)
-        with open(seq_cat_path, "rb") as f:
-            seq_cat = f.read()
-        os.remove(seq_cat_path)
-        import onnx
-        from onnx import TensorProto, helper
-        _, strided_path = export("strided", Strided, (4, 12), {0: "batch", 1: "seq"}, tmp)
-        with open(strided_path, "rb") as f:
-            strided = f.read()
-        os.remove(strided_path)
-        _, grouped_path = export("grouped_up", GroupedUp, (1, 4, 3, 3), {0: "batch"}, tmp)
-        with open(grouped_path, "rb") as f:
-            grouped_up = f.read()
-        os.remove(grouped_path)
-        _, pick_path = export("pick", Pick, (4, 12), {0: "batch", 1: "seq"}, tmp)
-        with open(pick_path, "rb") as f:
-            pick = f.read()
-        os.remove(pick_path)
+        def exported(name, cls, shape, dynamic):
+            _, path = export(name, cls, shape, dynamic, tmp)
+            with open(path, "rb") as f:
+                data = f.read()
+            os.remove(path)
+            return data
+
+        seq_cat = exported("seq_cat", SeqCat, (2, 5, 3), {0: "batch", 1: "seq"})
+        strided = exported("strided", Strided, (4, 12), {0: "batch", 1: "seq"})
+        grouped_up = exported("grouped_up", GroupedUp, (1, 4, 3, 3), {0: "batch"})
+        pick = exported("pick", Pick, (4, 12), {0: "batch", 1: "seq"})
         cases = [
             ("truncated.onnx", whole[:len(whole) // 2], [],
              "ncd import: error: truncated.onnx: not an ONNX model (the protobuf does not parse: truncated, or another "
