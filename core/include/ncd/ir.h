@@ -190,7 +190,8 @@ struct Program {
   // Size of an axis as a polynomial in base axes (derived axes expanded).
   Poly size_poly(int axis_id) const;
   std::optional<int64_t> size(int axis_id) const { return axis(axis_id).size; }
-  // The same axis, the same polynomial, or the same number: what a renaming index requires.
+  // The same axis, the same polynomial, or the same number (unknown counts as unequal): what a
+  // renaming index requires.
   bool same_size(int a, int b) const;
   std::string axis_label(int axis_id) const;  // "d(64)" or "q" when symbolic
 };

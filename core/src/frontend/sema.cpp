@@ -271,8 +271,6 @@ std::string Sema::size_text(int axis) const {
   return p_.size_poly(axis).to_string(axis_name_fn());
 }
 
-// Whether two axes are known to have the same size (same axis, same
-// polynomial, or equal concrete sizes). Unknown counts as unequal.
 void Sema::declare_diagrams(int module) {
   if (!c_.modules[static_cast<size_t>(module)].ast) return;
   ModuleScope &scope = modules_[static_cast<size_t>(module)];
