@@ -500,8 +500,10 @@ std::vector<Dim> Builder::broadcast(const onnx::NodeProto &node, const std::vect
       if (d->size > 1) size = d->size;
     }
     int axis = -1;
+    bool spread = true;  // along it, every operand that has it is the same everywhere
     for (const Dim *d : here) {
       if (d->axis < 0) continue;
+      spread = spread && d->spread;
       const int64_t extent = g_.size_of(d->axis);
       if (extent != 0 && extent != size && !symbolic)
         throw Failure{where(node) + " broadcasts an axis of size " + std::to_string(extent) + " to " +
@@ -511,6 +513,7 @@ std::vector<Dim> Builder::broadcast(const onnx::NodeProto &node, const std::vect
     }
     out[pos].axis = axis;
     out[pos].size = symbolic ? 0 : size;
+    out[pos].spread = axis >= 0 && spread;
   }
   return out;
 }

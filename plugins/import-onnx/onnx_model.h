@@ -32,6 +32,9 @@ struct Dim {
   // In a use: the dimension is read at Σ coef·node + offset (a convolution's window; outside reads 0).
   std::vector<std::pair<int64_t, int>> terms;
   int64_t offset = 0;
+  // The value is the same at every position along it: a broadcast (Expand, ConstantOfShape) that its
+  // expression does not carry, so a reduction over it is no sum in ncd (onnx_ops.cpp, reduce).
+  bool spread = false;
 };
 
 inline Dim make_dim(int axis, int64_t size, int64_t at = -1) {

@@ -484,7 +484,16 @@ void Builder::reduce(const onnx::NodeProto &node) {
                          : node.op_type() == "ReduceSum" ? "sum"
                          : node.op_type() == "ReduceMax" ? "max"
                                                          : "min";
-  result(node, out, fn + "[" + axes_slot(X, at, node) + "](" + ref(x) + ")", dtype(x), false);
+  // Over a broadcast the expression does not carry (x.expand(B, H, T).sum(1)), the value is the
+  // same at every position: a sum is it times the count, a mean, max or min is it.
+  std::vector<size_t> carried;
+  std::string count;
+  for (size_t p : at) {
+    if (!X[p].spread || X[p].axis < 0) carried.push_back(p);
+    else if (fn == "sum") count += " * #" + axis_ref(X[p].axis);
+  }
+  const std::string reduced = carried.empty() ? ref(x) : fn + "[" + axes_slot(X, carried, node) + "](" + ref(x) + ")";
+  result(node, out, count.empty() || carried.empty() ? reduced + count : "(" + reduced + ")" + count, dtype(x), false);
 }
 
 }  // namespace ncd::onnx_import

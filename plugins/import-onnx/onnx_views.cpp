@@ -92,7 +92,10 @@ void Builder::expand(const onnx::NodeProto &node) {
                       std::to_string(wanted) + ", which ncd's named axes cannot (the axis would have to vanish)"};
       continue;
     }
-    if (!keep) out[pos] = dim_of_item(node, *s);
+    if (!keep) {
+      out[pos] = dim_of_item(node, *s);
+      out[pos].spread = true;
+    }
   }
   result(node, out, ref(x), dtype(x), false);
 }
@@ -120,7 +123,10 @@ void Builder::constant_of_shape(const onnx::NodeProto &node) {
   auto dtype = dtype_of(type);
   if (!dtype && type != onnx::TensorProto::DOUBLE) throw Failure{where(node) + " fills with element type " + std::to_string(type) + ", which has no ncd dtype"};
   std::vector<Dim> out;
-  for (const ShapeItem &item : shape) out.push_back(dim_of_item(node, item));
+  for (const ShapeItem &item : shape) {
+    out.push_back(dim_of_item(node, item));
+    out.back().spread = true;
+  }
   if (dtype == ir::DType::Bool) {  // torch.ones_like(x, dtype=torch.bool): a truth value, cast from a number
     result(node, out, fill != 0 ? "bool(1.0)" : "bool(0.0)", ir::DType::Bool, false);
     return;

@@ -417,6 +417,7 @@ class Broadcasts(torch.nn.Module):
         m = torch.tril(a, -1) + torch.triu(a, 2) * 0.5 + torch.tril(a)
         m = torch.where((a > -1.0) & torch.ones_like(a, dtype=torch.bool), m, a * 0.1)
         h = (m.unsqueeze(1).expand(B, self.heads, T, T) * self.head_scale).sum(1)
+        h = h + m.unsqueeze(1).expand(B, self.heads, T, T).sum(1) * 0.25  # a sum over the broadcast: 4 * m
         g = self.v(x).mean(-1, keepdim=True)
         e = g.expand(B, T, C) + g.expand(-1, -1, C) * 2 + torch.sigmoid(g).expand_as(x)
         rows = (self.shift.expand(B * T, C) + x.reshape(B * T, C)).view(B, T, C)
