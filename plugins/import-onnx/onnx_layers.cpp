@@ -50,15 +50,18 @@ namespace {
 class Finder {
  public:
   Finder(Graph &g, const std::vector<int> &statements) : g_(g), statements_(statements) {
-    for (size_t k = 0; k < statements.size(); ++k) position_[statements[k]] = k;
-    for (int id : statements) leaves(id, reads_[id]);
+    for (int id : statements) {
+      key_[id] = layer_key(at(id).node);
+      leaves(id, reads_[id]);
+      for (int w : reads_[id]) readers_[w].push_back(id);
+    }
   }
 
   std::vector<Layers> run() {
     std::vector<Layers> out;
     std::set<std::string> tried;
     for (int id : statements_) {
-      const auto [prefix, index] = layer_key(at(id).node);
+      const std::string &prefix = key_[id].first;
       if (prefix.empty() || !tried.insert(prefix).second) continue;
       Layers layers;
       if (collect(prefix, layers) && flows(layers) && correspond(layers)) out.push_back(std::move(layers));
@@ -69,8 +72,9 @@ class Finder {
  private:
   Graph &g_;
   const std::vector<int> &statements_;
-  std::map<int, size_t> position_;
-  std::map<int, std::vector<int>> reads_;  // statement -> the inputs, params and statements its expression reads
+  std::map<int, std::pair<std::string, int>> key_;  // statement -> its module list and item
+  std::map<int, std::vector<int>> reads_;    // statement -> the inputs, params and statements its expression reads
+  std::map<int, std::vector<int>> readers_;  // value -> the statements that read it
 
   Value &at(int id) { return g_.values[static_cast<size_t>(id)]; }
 
@@ -89,10 +93,10 @@ class Finder {
   bool collect(const std::string &prefix, Layers &layers) {
     size_t first = statements_.size(), last = 0;
     for (size_t k = 0; k < statements_.size(); ++k)
-      if (layer_key(at(statements_[k]).node).first == prefix) first = std::min(first, k), last = k;
+      if (key_[statements_[k]].first == prefix) first = std::min(first, k), last = k;
     int expected = 0;
     for (size_t k = first; k <= last && k < statements_.size(); ++k) {
-      const auto [p, index] = layer_key(at(statements_[k]).node);
+      const auto &[p, index] = key_[statements_[k]];
       if (p != prefix) return false;
       if (layers.regions.empty() || index != expected - 1) {
         if (index != expected) return false;
@@ -115,12 +119,6 @@ class Finder {
       auto it = region_of.find(id);
       return it != region_of.end() && it->second == i;
     };
-    std::map<int, std::set<size_t>> param_readers;  // param -> regions reading it (n: a statement outside)
-    for (int id : statements_) {
-      auto it = region_of.find(id);
-      for (int w : reads_[id])
-        if (at(w).role == Role::Param) param_readers[w].insert(it == region_of.end() ? n : it->second);
-    }
     std::vector<std::vector<int>> external(n);
     layers.params.assign(n, {});
     for (size_t i = 0; i < n; ++i) {
@@ -128,8 +126,7 @@ class Finder {
       std::vector<int> handed;
       for (int id : layers.regions[i]) {
         bool out = std::find(g_.outputs.begin(), g_.outputs.end(), id) != g_.outputs.end();
-        for (int reader : statements_)
-          if (!in_region(reader, i) && std::count(reads_[reader].begin(), reads_[reader].end(), id)) out = true;
+        for (int reader : readers_[id]) out = out || !in_region(reader, i);
         if (out) handed.push_back(id);
       }
       if (handed.size() != 1) return false;
@@ -138,7 +135,8 @@ class Finder {
         for (int w : reads_[id]) {
           if (in_region(w, i)) continue;
           if (at(w).role == Role::Param) {
-            if (param_readers[w].size() != 1) return false;  // shared with another layer or the rest
+            for (int reader : readers_[w])
+              if (!in_region(reader, i)) return false;  // shared with another layer or the rest
             if (std::find(layers.params[i].begin(), layers.params[i].end(), w) == layers.params[i].end())
               layers.params[i].push_back(w);
           } else if (std::find(external[i].begin(), external[i].end(), w) == external[i].end()) {
@@ -150,10 +148,8 @@ class Finder {
     for (size_t i = 0; i + 1 < n; ++i) {
       const int handed = layers.outputs[i];
       if (std::find(g_.outputs.begin(), g_.outputs.end(), handed) != g_.outputs.end()) return false;
-      for (int reader : statements_)
-        if (!in_region(reader, i) && !in_region(reader, i + 1) &&
-            std::count(reads_[reader].begin(), reads_[reader].end(), handed))
-          return false;
+      for (int reader : readers_[handed])
+        if (!in_region(reader, i) && !in_region(reader, i + 1)) return false;
       if (!std::count(external[i + 1].begin(), external[i + 1].end(), handed)) return false;
     }
     std::vector<int> invariants;
