@@ -112,8 +112,9 @@ class Builder {
   void concat(const onnx::NodeProto &node);
   void unequal_concat(const onnx::NodeProto &node, const std::vector<int> &uses, size_t axis,
                       const std::vector<std::vector<Dim>> &rest);
-  void offset_slice(const onnx::NodeProto &node, size_t axis, int64_t start, int fresh, int output = 0,
+  void offset_slice(const onnx::NodeProto &node, int u, size_t axis, int64_t start, int fresh, int output = 0,
                     int64_t step = 1);
+  std::string where_chain(int axis, const std::vector<int> &uses);
   bool triangle(Value &v);
 
   // onnx_views.cpp

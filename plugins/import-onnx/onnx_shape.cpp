@@ -407,7 +407,7 @@ void Builder::split(const onnx::NodeProto &node) {
   if (!equal) {  // each part a slice at its offset
     int64_t start = 0;
     for (int k = 0; k < n; ++k) {
-      offset_slice(node, axis, start, g_.new_axis(sizes[static_cast<size_t>(k)]), k);
+      offset_slice(node, operand(node, 0), axis, start, g_.new_axis(sizes[static_cast<size_t>(k)]), k);
       start += sizes[static_cast<size_t>(k)];
     }
     return;
@@ -465,18 +465,18 @@ void Builder::concat(const onnx::NodeProto &node) {
     return;
   }
   std::vector<std::vector<Dim>> rest;
-  int64_t size = -1;
+  auto size_at = [&](int u) { return dims(u)[axis].axis >= 0 ? g_.size_of(dims(u)[axis].axis) : int64_t{1}; };
+  const int64_t size = size_at(uses[0]);
+  bool equal = true;
   for (int u : uses) {
     const std::vector<Dim> &D = dims(u);
     if (D.size() != rank) throw Failure{where(node) + " joins tensors of different ranks"};
-    const int64_t s = D[axis].axis >= 0 ? g_.size_of(D[axis].axis) : 1;
-    if (size >= 0 && s != size) size = -2;  // parts of different sizes
-    if (size != -2) size = s;
+    equal = equal && size_at(u) == size;
     std::vector<Dim> r = D;
     r.erase(r.begin() + static_cast<std::ptrdiff_t>(axis));
     rest.push_back(r);
   }
-  if (size == -2) {
+  if (!equal) {
     unequal_concat(node, uses, axis, rest);
     return;
   }
@@ -490,10 +490,7 @@ void Builder::concat(const onnx::NodeProto &node) {
   pending_regroups_.push_back(Regroup{whole, {make_dim(parts, n, -1), make_dim(part, size, -1)}});
   std::vector<Dim> out = broadcast(node, rest);
   out.insert(out.begin() + static_cast<std::ptrdiff_t>(axis), make_dim(whole, n * size, -1));
-  std::string expr = ref(uses.back());
-  for (size_t k = uses.size() - 1; k-- > 0;)
-    expr = "where(" + axis_ref(parts) + " == " + std::to_string(k) + ", " + ref(uses[k]) + ", " + expr + ")";
-  result(node, out, expr, dtype(uses[0]), false);
+  result(node, out, where_chain(parts, uses), dtype(uses[0]), false);
 }
 
 // Parts of different sizes joined: Y[r] = A[r + 0] + B[r - #A] + ..., each part read at its offset
@@ -527,19 +524,24 @@ void Builder::unequal_concat(const onnx::NodeProto &node, const std::vector<int>
   result(node, out, expr, dtype(uses[0]), false);
 }
 
-// Positions start, start + step, ... of dimension `axis` as a new axis `fresh`: the operand read at
-// step * fresh + start (a prefix of a longer axis is `fresh + 0`).
-void Builder::offset_slice(const onnx::NodeProto &node, size_t axis, int64_t start, int fresh, int output,
+// Positions start, start + step, ... of dimension `axis` as a new axis `fresh`: use `u` of the
+// operand read at step * fresh + start (a prefix of a longer axis is `fresh + 0`).
+void Builder::offset_slice(const onnx::NodeProto &node, int u, size_t axis, int64_t start, int fresh, int output,
                            int64_t step) {
-  const int u = operand(node, 0);
   Dim &d = g_.uses[static_cast<size_t>(u)].dims[axis];
   d.terms = {{step, fresh}};
   d.offset = start;
   std::vector<Dim> out = dims(u);
   out[axis] = make_dim(fresh, g_.size_of(fresh), -1);
-  out[axis].terms.clear();
-  out[axis].offset = 0;
   result(node, out, ref(u), dtype(u), false, output);
+}
+
+// where(axis == 0, uses[0], where(axis == 1, uses[1], ... uses[n - 1])): one operand per position.
+std::string Builder::where_chain(int axis, const std::vector<int> &uses) {
+  std::string expr = ref(uses.back());
+  for (size_t k = uses.size() - 1; k-- > 0;)
+    expr = "where(" + axis_ref(axis) + " == " + std::to_string(k) + ", " + ref(uses[k]) + ", " + expr + ")";
+  return expr;
 }
 
 // Part k of n equal parts of dimension `axis`: of a weight, a weight of its own (the part copied);
@@ -638,10 +640,7 @@ void Builder::positions_list(const onnx::NodeProto &node, int u, size_t axis, st
   std::vector<Dim> out = dims(u);
   out[axis] = make_dim(t, n, -1);
   if (even) {
-    Dim &d = g_.uses[static_cast<size_t>(u)].dims[axis];
-    d.terms = {{step, t}};
-    d.offset = index[0];
-    result(node, out, ref(u), dtype(u), false);
+    offset_slice(node, u, axis, index[0], t, 0, step);
     return;
   }
   std::vector<int> reads = {u};
@@ -651,11 +650,8 @@ void Builder::positions_list(const onnx::NodeProto &node, int u, size_t axis, st
       if (p != axis && dims(r)[p].axis >= 0) link(node, dims(r)[p].axis, dims(u)[p].axis);
     reads.push_back(r);
   }
-  std::string expr = ref(reads.back());
   for (size_t k = 0; k < reads.size(); ++k) g_.uses[static_cast<size_t>(reads[k])].dims[axis].at = index[k];
-  for (size_t k = reads.size() - 1; k-- > 0;)
-    expr = "where(" + axis_ref(t) + " == " + std::to_string(k) + ", " + ref(reads[k]) + ", " + expr + ")";
-  result(node, out, expr, dtype(u), false);
+  result(node, out, where_chain(t, reads), dtype(u), false);
 }
 
 // Slice: a mask of positions (a triangle) cut to the sizes it is read at, a slice that keeps
@@ -691,7 +687,7 @@ void Builder::slice(const onnx::NodeProto &node) {
       stop = step > 0 ? std::clamp<int64_t>(stop, 0, extent) : std::clamp<int64_t>(stop, -1, extent - 1);
       const int64_t length = step > 0 ? (stop - first + step - 1) / step : (first - stop - step - 1) / -step;
       if (length < 1) throw Failure{where(node) + " slices to an empty dimension"};
-      offset_slice(node, at[0], first, g_.new_axis(length), 0, step);
+      offset_slice(node, operand(node, 0), at[0], first, g_.new_axis(length), 0, step);
       return;
     }
     int64_t start = starts[k].coef < 0 ? starts[k].coef + extent : starts[k].coef;
@@ -717,7 +713,7 @@ void Builder::slice(const onnx::NodeProto &node) {
       } else {
         throw Failure{where(node) + " slices to an empty dimension or a size ncd import cannot follow"};
       }
-      offset_slice(node, at[0], start, fresh);
+      offset_slice(node, operand(node, 0), at[0], start, fresh);
       return;
     }
     if (start != 0 || source.op != "Triangle" || d.axis < 0)

@@ -232,7 +232,7 @@ void Builder::gather_indices(const onnx::NodeProto &node) {
       g_.unite(rows, index.dims[0].axis);
       const int table = value(lookup(node, 0)).dims[axis].axis;
       if (table >= 0 && !module_of(node.name()).empty()) g_.hint(table, module_of(node.name()), 2);
-      offset_slice(node, axis, 0, rows);
+      offset_slice(node, operand(node, 0), axis, 0, rows);
       return;
     }
   }
