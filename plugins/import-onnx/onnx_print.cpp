@@ -461,13 +461,15 @@ bool print_program(Graph &g, const std::string &path, const std::map<std::string
   }
   // What a layer of a module list computes and something outside the layer reads is a statement:
   // the layer's result, handed on (onnx_layers.cpp).
-  for (int id : g.order)
+  for (int id : g.order) {
+    const auto reader = layer_key(at(id).node);
     for (int u : at(id).uses) {
       const int target = through(used_value(u));
+      if (at(target).role != Role::Inline) continue;
       const auto key = layer_key(at(target).node);
-      if (at(target).role == Role::Inline && key.second >= 0 && key != layer_key(at(id).node))
-        at(target).role = Role::Statement;
+      if (key.second >= 0 && key != reader) at(target).role = Role::Statement;
     }
+  }
   // A value read through a window (a convolution's or a pool's affine positions, a part of a
   // concatenation) is declared, whole: an affine position indexes one axis, so a product is merged
   // on its left side.

@@ -465,6 +465,12 @@ MODELS = [
 BF16 = {"gpt2_block", "llama_stack"}
 
 
+def error(got, want, rtol):
+    """max |got - want| (infinite when the shapes differ) and the bound rtol * (1 + max |want|)."""
+    err = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
+    return err, rtol * (1 + float(np.abs(want).max()))
+
+
 def run(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, **kw)
 
@@ -541,8 +547,8 @@ def models(args):
             print("FAIL: auto_pad: " + r.stderr)
         else:
             got, want = np.load(os.path.join(tmp, "auto_pad_out", "Y.npy")), module(x).numpy()
-            err = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
-            if not err <= 1e-4 * (1 + float(np.abs(want).max())):
+            err, tol = error(got, want, 1e-4)
+            if not err <= tol:
                 failures += 1
                 print("FAIL: auto_pad: output %s vs %s: max |err| %.3g" % (got.shape, want.shape, err))
             else:
@@ -582,8 +588,7 @@ def models(args):
                 got = np.load(os.path.join(out, "Y.npy"))
                 with torch.no_grad():
                     want = module(x).numpy()
-                err = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
-                tol = 1e-4 * (1 + float(np.abs(want).max()))
+                err, tol = error(got, want, 1e-4)
                 if not err <= tol:
                     problems.append("output %s vs torch %s: max |err| %.3g > %.3g" % (got.shape, want.shape, err, tol))
                 else:
@@ -599,8 +604,8 @@ def models(args):
                         problems.append("--dtype bf16: " + r.stderr)
                     else:
                         got = np.load(os.path.join(out + "_bf16", "Y.npy"))
-                        err = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
-                        if not err <= 2e-2 * (1 + float(np.abs(want).max())):
+                        err, tol = error(got, want, 2e-2)
+                        if not err <= tol:
                             problems.append("--dtype bf16: max |err| %.3g" % err)
                         else:
                             print("ok: %s imported at bf16: ncd run within bf16 of torch (max |err| %.2g)" % (name, err))
