@@ -217,9 +217,8 @@ std::vector<int64_t> int_list(const onnx::NodeProto &node, const std::string &na
 
 // ConvTranspose: output position o takes input i through kernel tap k where o + pad = stride·i + k.
 // Writing o + pad = stride·q + r (q, r a split of the output), Z[q, r] = Σ X[q - m] · W[stride·m + r]
-// with the kernel read as zero past its end; Y[o] is Z at o + pad, a second statement when the pad
-// or the sizes make the two differ (a pad of 0 with a longer Z shifts Z by one block, since ncd
-// reads a shorter axis only at an offset).
+// with the kernel read as zero past its end; Y[o] is Z at o + pad (`o + 0`: a prefix), a second
+// statement when the pad or the sizes make the two differ.
 void Builder::transposed(const onnx::NodeProto &node) {
   const int x = operand(node, 0), w = operand(node, 1);
   const std::vector<Dim> X = dims(x), W = dims(w);
@@ -246,15 +245,12 @@ void Builder::transposed(const onnx::NodeProto &node) {
       throw Failure{where(node) + " has strides, pads or output_padding out of range"};
     const int64_t size = s * (in - 1) + k - pad - pads[spatial + i] + extra[i];
     if (size < 1) throw Failure{where(node) + " has an empty output"};
-    int64_t blocks = (size + pad + s - 1) / s;
-    const int64_t shift = pad == 0 && blocks * s != size ? 1 : 0;
-    blocks += shift;
+    const int64_t blocks = (size + pad + s - 1) / s;
     const int q = g_.new_axis(blocks);
     const int r = s > 1 ? g_.new_axis(s) : -1;
     Dim &xd = g_.uses[static_cast<size_t>(x)].dims[2 + i];
     Dim &wd = g_.uses[static_cast<size_t>(w)].dims[2 + i];
     xd.terms = {{1, q}};
-    xd.offset = -shift;
     if (wd.axis >= 0 && k > s) {
       const int m = g_.new_axis((k + s - 1) / s);
       xd.terms.emplace_back(-1, m);
@@ -273,8 +269,8 @@ void Builder::transposed(const onnx::NodeProto &node) {
     const int o = g_.new_axis(size);
     name_window(node, spatial, i, X[2 + i].axis, o, -1);
     ydims.push_back(make_dim(o, size));
-    reads.emplace_back(o, pad + shift * s);
-    if (pad + shift * s != 0 || blocks * s != size) plain = false;
+    reads.emplace_back(o, pad);
+    if (pad != 0 || blocks * s != size) plain = false;
   }
   // The bias is per output channel: linked to the channel of the statement that adds it.
   auto bias = [&](int channel) -> std::string {
