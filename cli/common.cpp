@@ -16,7 +16,7 @@ void add_frontend_options(CLI::App &app, FrontendOptions &options) {
   app.add_option("-I", options.include_dirs, "Add a folder to the import search path")
       ->type_name("DIR")
       ->allow_extra_args(false);
-  app.add_option("-D", options.defines, "Override an axis size, e.g. -D seq=8192")
+  app.add_option("-D", options.defines, "Override an axis size (-D seq=8192) or every file's default dtype (-D dtype=f32)")
       ->type_name("AXIS=N")
       ->allow_extra_args(false);
   // -MD, -MF and -MT are also accepted with one dash, as gcc spells them (see main.cpp).

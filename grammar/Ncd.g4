@@ -70,7 +70,7 @@ primary
   | INF                                                  # infPrimary
   | SIZEOF                                               # sizeofPrimary
   | '(' expr ')'                                         # parenPrimary
-  | name ('[' (bracketItem (',' bracketItem)*)? ']')? '(' (argument (',' argument)*)? ')'  # callPrimary
+  | (label=name ':')? callee=name ('[' (bracketItem (',' bracketItem)*)? ']')? '(' (argument (',' argument)*)? ')'  # callPrimary
   | tensorRef                                            # refPrimary
   ;
 

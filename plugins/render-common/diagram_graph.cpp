@@ -617,7 +617,7 @@ class Drawer {
         std::set<int> lifted(op.lifted.begin(), op.lifted.end());
         for (auto &lane : lanes)
           lane.role = lifted.count(lane.axis) && lane.in && lane.out ? Lane::Pass : Lane::Acted;
-        glyph.lines = wrap(op.callee_name, kWrapWidth);
+        glyph.lines = wrap((op.label.empty() ? "" : op.label + ": ") + op.callee_name, kWrapWidth);
         glyph.notes.push_back("folded call");
         glyph.fill = "#f1f5f9";
         glyph.stroke = "#0f172a";
@@ -766,7 +766,7 @@ class Drawer {
     }
     prepare(inner);
 
-    std::string title = callee.name;
+    std::string title = (op.label.empty() ? "" : op.label + ": ") + callee.name;
     if (!op.lifted.empty()) {
       title += "  lifted over ";
       for (size_t i = 0; i < op.lifted.size(); ++i) title += (i ? ", " : "") + wire_label(scope, op.lifted[i]);

@@ -381,6 +381,158 @@ def GPT2(x, p, r, sizes):
     return {"logits": gpt2(x["tokens"], p, r)}
 
 
+# ---------------------------------------------------------------- std/gpt2.ncd (transformers' layout)
+
+
+def gelu_tanh(x):
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def conv1d_hf(X, p, r, pre):
+    return r(r(X @ p[pre + "weight"]) + p[pre + "bias"])
+
+
+def ln_hf(X, p, r, pre):
+    return r(r(r(layernorm(X, -1, 1e-5)) * p[pre + "weight"]) + p[pre + "bias"])
+
+
+def gpt2_attention_hf(X, p, r, heads, pre=""):
+    n = X.shape[0]
+    P = conv1d_hf(X, p, r, pre + "c_attn.").reshape(n, 3, heads, -1)  # split (three, heads, head_dim)
+    Q, K, V = (P[:, i].transpose(1, 0, 2) for i in range(3))  # [heads, seq, head_dim]
+    O = attention_core(Q, K, V, r, causal_mask(n, n)).transpose(1, 0, 2).reshape(n, -1)  # merge (heads, head_dim)
+    return conv1d_hf(O, p, r, pre + "c_proj.")
+
+
+def gpt2_mlp_hf(X, p, r, pre=""):
+    return conv1d_hf(r(gelu_tanh(conv1d_hf(X, p, r, pre + "c_fc."))), p, r, pre + "c_proj.")
+
+
+def gpt2_block_hf(X, p, r, heads, pre=""):
+    A = r(X + gpt2_attention_hf(ln_hf(X, p, r, pre + "ln_1."), p, r, heads, pre + "attn."))
+    return r(A + gpt2_mlp_hf(ln_hf(A, p, r, pre + "ln_2."), p, r, pre + "mlp."))
+
+
+def hf_Conv1D(x, p, r, sizes):
+    return {"Y": conv1d_hf(x["X"], p, r, "")}
+
+
+def hf_GPT2LayerNorm(x, p, r, sizes):
+    return {"Y": ln_hf(x["X"], p, r, "")}
+
+
+def hf_GPT2Embedding(x, p, r, sizes):
+    return {"E": gather_rows(p["weight"], x["ids"])}
+
+
+def hf_GPT2PositionEmbedding(x, p, r, sizes):
+    return {"E": p["weight"][: sizes["seq"]]}
+
+
+def hf_GPT2Attention(x, p, r, sizes):
+    return {"Y": gpt2_attention_hf(x["X"], p, r, sizes["heads"])}
+
+
+def hf_GPT2MLP(x, p, r, sizes):
+    return {"Y": gpt2_mlp_hf(x["X"], p, r)}
+
+
+def hf_GPT2Block(x, p, r, sizes):
+    return {"Y": gpt2_block_hf(x["X"], p, r, sizes["heads"])}
+
+
+def hf_GPT2Model(x, p, r, sizes):
+    ids = x["input_ids"]
+    H = r(gather_rows(p["wte.weight"], ids) + p["wpe.weight"][: len(ids)])
+    for i in range(sizes["layers"]):
+        H = gpt2_block_hf(H, p, r, sizes["heads"], f"h.{i}.")
+    return {"last_hidden_state": ln_hf(H, p, r, "ln_f.")}
+
+
+# ---------------------------------------------------------------- std/llama.ncd (transformers' layout)
+
+
+def linear_hf(X, p, r, pre):
+    return r(X @ p[pre + "weight"].T)
+
+
+def rms_hf(X, p, r, pre):
+    return r(r(rmsnorm(X, -1, 1e-5)) * p[pre + "weight"])
+
+
+def rotary_hf(X, r):
+    """X[..., seq, head_dim]: x cos + rotate_half(x) sin (the two halves are the pairs), base 500000."""
+    n, d = X.shape[-2], X.shape[-1]
+    half = np.arange(d // 2, dtype=np.float64)[None, :]
+    A = F32(np.arange(n, dtype=np.float64)[:, None] * np.exp(half * (-2.0 * np.log(500000.0) / d)))
+    A = np.concatenate([A, A], axis=-1)  # the angle of each position of the head
+    R = np.concatenate([-X[..., d // 2 :], X[..., : d // 2]], axis=-1)
+    return r(r(X * r(np.cos(A))) + r(R * r(np.sin(A))))
+
+
+def llama_attention_hf(X, p, r, sizes, pre=""):
+    n, kv, group = X.shape[0], sizes["kv_heads"], sizes["group"]
+    Q = linear_hf(X, p, r, pre + "q_proj.").reshape(n, kv, group, -1).transpose(1, 2, 0, 3)  # [kv, group, seq, hd]
+    K = linear_hf(X, p, r, pre + "k_proj.").reshape(n, kv, -1).transpose(1, 0, 2)  # [kv, seq, hd]
+    V = linear_hf(X, p, r, pre + "v_proj.").reshape(n, kv, -1).transpose(1, 0, 2)
+    O = attention_core(rotary_hf(Q, r), rotary_hf(K, r)[:, None], V[:, None], r, causal_mask(n, n))
+    return linear_hf(O.transpose(2, 0, 1, 3).reshape(n, -1), p, r, pre + "o_proj.")
+
+
+def llama_mlp_hf(X, p, r, pre=""):
+    G = linear_hf(X, p, r, pre + "gate_proj.")
+    U = linear_hf(X, p, r, pre + "up_proj.")
+    return linear_hf(r(r(silu(G)) * U), p, r, pre + "down_proj.")
+
+
+def llama_layer_hf(X, p, r, sizes, pre=""):
+    A = r(X + llama_attention_hf(rms_hf(X, p, r, pre + "input_layernorm."), p, r, sizes, pre + "self_attn."))
+    return r(A + llama_mlp_hf(rms_hf(A, p, r, pre + "post_attention_layernorm."), p, r, pre + "mlp."))
+
+
+def llama_model_hf(ids, p, r, sizes, pre=""):
+    H = gather_rows(p[pre + "embed_tokens.weight"], ids)
+    for i in range(sizes["layers"]):
+        H = llama_layer_hf(H, p, r, sizes, f"{pre}layers.{i}.")
+    return rms_hf(H, p, r, pre + "norm.")
+
+
+def hf_LlamaLinear(x, p, r, sizes):
+    return {"Y": linear_hf(x["X"], p, r, "")}
+
+
+def hf_LlamaRMSNorm(x, p, r, sizes):
+    return {"Y": rms_hf(x["X"], p, r, "")}
+
+
+def hf_LlamaEmbedding(x, p, r, sizes):
+    return {"E": gather_rows(p["weight"], x["ids"])}
+
+
+def hf_LlamaRotary(x, p, r, sizes):
+    return {"Y": rotary_hf(x["X"], r)}
+
+
+def hf_LlamaAttention(x, p, r, sizes):
+    return {"Y": llama_attention_hf(x["X"], p, r, sizes)}
+
+
+def hf_LlamaMLP(x, p, r, sizes):
+    return {"Y": llama_mlp_hf(x["X"], p, r)}
+
+
+def hf_LlamaDecoderLayer(x, p, r, sizes):
+    return {"Y": llama_layer_hf(x["X"], p, r, sizes)}
+
+
+def hf_LlamaModel(x, p, r, sizes):
+    return {"last_hidden_state": llama_model_hf(x["input_ids"], p, r, sizes)}
+
+
+def hf_LlamaForCausalLM(x, p, r, sizes):
+    return {"logits": linear_hf(llama_model_hf(x["input_ids"], p, r, sizes, "model."), p, r, "lm_head.")}
+
+
 # ---------------------------------------------------------------- examples
 
 
@@ -435,6 +587,23 @@ ORACLES = {
     ("stdlib/std/transformer.ncd", "GPT2Block"): GPT2Block,
     ("stdlib/std/transformer.ncd", "LlamaBlock"): LlamaBlock,
     ("stdlib/std/transformer.ncd", "GPT2"): GPT2,
+    ("stdlib/std/gpt2.ncd", "Conv1D"): hf_Conv1D,
+    ("stdlib/std/gpt2.ncd", "GPT2LayerNorm"): hf_GPT2LayerNorm,
+    ("stdlib/std/gpt2.ncd", "GPT2Embedding"): hf_GPT2Embedding,
+    ("stdlib/std/gpt2.ncd", "GPT2PositionEmbedding"): hf_GPT2PositionEmbedding,
+    ("stdlib/std/gpt2.ncd", "GPT2Attention"): hf_GPT2Attention,
+    ("stdlib/std/gpt2.ncd", "GPT2MLP"): hf_GPT2MLP,
+    ("stdlib/std/gpt2.ncd", "GPT2Block"): hf_GPT2Block,
+    ("stdlib/std/gpt2.ncd", "GPT2Model"): hf_GPT2Model,
+    ("stdlib/std/llama.ncd", "LlamaLinear"): hf_LlamaLinear,
+    ("stdlib/std/llama.ncd", "LlamaRMSNorm"): hf_LlamaRMSNorm,
+    ("stdlib/std/llama.ncd", "LlamaEmbedding"): hf_LlamaEmbedding,
+    ("stdlib/std/llama.ncd", "LlamaRotary"): hf_LlamaRotary,
+    ("stdlib/std/llama.ncd", "LlamaAttention"): hf_LlamaAttention,
+    ("stdlib/std/llama.ncd", "LlamaMLP"): hf_LlamaMLP,
+    ("stdlib/std/llama.ncd", "LlamaDecoderLayer"): hf_LlamaDecoderLayer,
+    ("stdlib/std/llama.ncd", "LlamaModel"): hf_LlamaModel,
+    ("stdlib/std/llama.ncd", "LlamaForCausalLM"): hf_LlamaForCausalLM,
     ("examples/attention.ncd", "Attention"): Attention,
     ("examples/gpt2.ncd", "Block"): example_Block,
     ("examples/gpt2.ncd", "Model"): example_Model,
@@ -447,6 +616,9 @@ SIZES = {
     "stdlib/std/conv.ncd": dict(c=3, o=4, t=10, kw=3, h=6, w=5, kh=3),
     "stdlib/std/nn.ncd": dict(d_in=6, d_out=5, model=8, hidden=12, vocab=20, seq=5),
     "stdlib/std/transformer.ncd": dict(seq=8, heads=2, d=4, hidden=12, vocab=20, kv_heads=2, group=2, ffn=10),
+    "stdlib/std/gpt2.ncd": dict(seq=8, positions=12, vocab=20, heads=2, head_dim=4, layers=2, nx=6, nf=5),
+    "stdlib/std/llama.ncd": dict(seq=8, vocab=20, layers=2, kv_heads=2, group=2, head_dim=4, intermediate=12,
+                                 in_features=6, out_features=5),
     "examples/attention.ncd": dict(q=8, k=6, d=4),
     "examples/gpt2.ncd": dict(batch=2, ctx=8, nh=2, hd=4, vocab=20),
     "examples/multihead.ncd": dict(seq=8, model=8, heads=2, d=4),

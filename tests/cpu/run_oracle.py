@@ -7,8 +7,9 @@ Runs `ncd run --random 1` at the small sizes of oracle.SIZES, reads back the
 inputs and params it generated and its outputs, computes the oracle on the same
 inputs and params, and compares. The stdlib and the examples are bf16 files:
 as written, the oracle rounds each statement's intermediates to bfloat16 like
-the language says, and the tolerance is bf16's. With --f32, the files are first
-copied with `default dtype f32`, and the tolerance is float32's (rtol 1e-4).
+the language says, and the tolerance is bf16's. With --f32, the run sets every
+file's default dtype to f32 (`-D dtype=f32`), and the tolerance is float32's
+(rtol 1e-4).
 """
 
 import argparse
@@ -50,20 +51,8 @@ def main():
     work = tempfile.mkdtemp(prefix="ncd-oracle-")
     try:
         path = os.path.join(args.root, args.file)
-        includes = []
-        dtype = "bf16"
-        if args.f32:
-            dtype = "f32"
-            for folder in ("stdlib/std", "examples"):
-                os.makedirs(os.path.join(work, folder), exist_ok=True)
-                for source in glob.glob(os.path.join(args.root, folder, "*.ncd")):
-                    with open(source, encoding="utf-8") as f:
-                        text = f.read()
-                    assert "default dtype bf16" in text, source
-                    with open(os.path.join(work, folder, os.path.basename(source)), "w", encoding="utf-8") as f:
-                        f.write(text.replace("default dtype bf16", "default dtype f32"))
-            path = os.path.join(work, args.file)
-            includes = ["-I", os.path.join(work, "stdlib")]
+        dtype = "f32" if args.f32 else "bf16"
+        includes = ["-D", "dtype=f32"] if args.f32 else []  # every file's default dtype, the stdlib's included
         out = os.path.join(work, "out")
         command = [args.ncd, "run", path, "--diagram", args.diagram, "--random", "1", "--out-dir", out] + includes
         for name, size in sizes.items():

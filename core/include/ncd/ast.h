@@ -75,6 +75,7 @@ struct Expr {
   // SizeOf: the axis; Call: the callee.
   Name name;
   // Call
+  std::optional<Name> label;  // `attn: Attention(x)`: the call site's name in param paths
   bool has_brackets = false;
   std::vector<BracketItem> brackets;
   std::vector<Argument> arguments;

@@ -10,13 +10,18 @@
 // path names that chain from the root diagram:
 //
 //   path     = segment "." segment "." ... "." param name
-//   segment  = call site:  the callee's name, or NAME@K (K from 0, in op order)
-//                          when the caller has several call sites of that callee
+//   segment  = named call site (`attn: F(x)`): its name, then the 0-based iteration
+//                          of each repeat of the caller enclosing it ("h.3"), as
+//                          torch names a module list's items
+//            | call site:  the callee's name, or NAME@K (K from 0, in op order)
+//                          when the caller has several unnamed call sites of that
+//                          callee, after the iterations of the repeats enclosing it
 //            | iteration:  the 0-based iteration of an enclosing repeat, or I@R
 //                          when the diagram has several repeats (R from 0, in op order)
 //
-// e.g. "wte", "LayerNorm.gamma", "3.GPT2Block.LayerNorm@1.beta". Backends, the
-// CLI (--params, --random) and tools all use these names.
+// e.g. "wte", "LayerNorm.gamma", "3.GPT2Block.LayerNorm@1.beta",
+// "h.3.attn.c_attn.weight". Backends, the CLI (--params, --random) and tools
+// all use these names.
 #pragma once
 
 #include <cstdint>

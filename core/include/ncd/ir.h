@@ -104,6 +104,7 @@ struct Op {
   // Call
   int callee = -1;                             // index into Program::diagrams
   std::string callee_name;                     // the callee's name, for messages and printing
+  std::string label;                           // the call site's name (`attn: F(x)`), "" when unnamed
   std::vector<std::pair<int, int>> bindings;   // (callee axis, caller axis)
   std::vector<int> lifted;                     // caller axes the call is lifted over
   // Repeat

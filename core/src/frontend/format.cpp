@@ -96,7 +96,7 @@ std::string format_expr(const ast::Expr &expr) {
     case ast::Expr::Kind::Unary: return expr.op + format_expr(*expr.lhs);
     case ast::Expr::Kind::Binary: return format_expr(*expr.lhs) + " " + expr.op + " " + format_expr(*expr.rhs);
     case ast::Expr::Kind::Call: {
-      std::string out = expr.name.text;
+      std::string out = (expr.label ? expr.label->text + ": " : std::string()) + expr.name.text;
       if (expr.has_brackets) {
         out += "[";
         for (size_t i = 0; i < expr.brackets.size(); ++i) {
@@ -469,7 +469,7 @@ class Dumper {
       case Expr::Kind::Unary: return "(" + e.op + " " + sexpr(*e.lhs) + ")";
       case Expr::Kind::Binary: return "(" + e.op + " " + sexpr(*e.lhs) + " " + sexpr(*e.rhs) + ")";
       case Expr::Kind::Call: {
-        std::string out = "(call " + e.name.text;
+        std::string out = "(call " + (e.label ? e.label->text + ": " : std::string()) + e.name.text;
         if (e.has_brackets) {
           out += " [";
           for (size_t i = 0; i < e.brackets.size(); ++i)

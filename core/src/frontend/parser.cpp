@@ -496,7 +496,8 @@ class AstBuilder {
       out->lhs = expr(paren->expr(), depth + 1);
     } else if (auto *call = as<NcdParser::CallPrimaryContext>(context)) {
       out->kind = ast::Expr::Kind::Call;
-      out->name = name(call->name());
+      out->name = name(call->callee);
+      if (call->label) out->label = name(call->label);
       out->has_brackets = has_token(call, "[");
       for (auto *item_context : call->bracketItem()) {
         ast::BracketItem item;

@@ -182,6 +182,22 @@ void Sema::apply_defines(const std::vector<std::string> &defines) {
       bad("expected NAME=SIZE");
       continue;
     }
+    // `-D dtype=f32` replaces every file's default dtype (a library written for bf16 runs at f32).
+    if (name == "dtype" && !value.empty() && !(value[0] >= '0' && value[0] <= '9')) {
+      auto dtype = ir::parse_dtype(value);
+      if (!dtype) {
+        std::string names;
+        for (const std::string &n : ir::dtype_names()) names += (names.empty() ? "" : ", ") + n;
+        bad("unknown dtype '" + value + "'" + did_you_mean(value, ir::dtype_names()) + " (dtypes: " + names + ")");
+        continue;
+      }
+      if (auto [it, fresh] = seen.insert({name, {define, 0}}); !fresh) {
+        if (it->second.first != define) bad("the default dtype is already set by -D " + it->second.first);
+        continue;
+      }
+      for (ModuleScope &scope : modules_) scope.default_dtype = *dtype;
+      continue;
+    }
     bool digits = !value.empty() && std::all_of(value.begin(), value.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
     if (!digits || value.size() > 15) {
       bad("the size must be a positive integer");

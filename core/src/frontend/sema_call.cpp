@@ -143,6 +143,16 @@ std::unique_ptr<TypedExpr> Sema::typed_diagram_call(const ast::Expr &expr, int c
   }
   auto node = make(TypedExpr::Kind::Call, expr.location);
   node->callee_name = name;
+  if (expr.label) {
+    const ast::Name &label = *expr.label;
+    if (auto [at, fresh] = call_labels_.emplace(label.text, label.location); !fresh) {
+      d_.error(label.location, "call site '" + label.text + "' is named twice in diagram '" + current_->name +
+                                   "'; its params' paths start with this name")
+          .notes.push_back({at->second, "first named here"});
+      return nullptr;
+    }
+    node->label = label.text;
+  }
   node->callee = callee_index;
   for (auto [from, to] : binding) node->bindings.push_back({from, to});
   // Arguments: each must carry the mapped axes of its input; the rest are lifted.

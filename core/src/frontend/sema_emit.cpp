@@ -102,6 +102,7 @@ int Sema::emit_node(TypedExpr &node) {
 std::vector<int> Sema::emit_call(TypedExpr &node) {
   auto op = new_op(ir::OpKind::Call, node.location);
   op->callee_name = node.callee_name;
+  op->label = node.label;
   op->callee = node.callee;
   op->bindings = node.bindings;
   op->lifted = node.lifted;

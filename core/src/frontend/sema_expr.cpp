@@ -323,6 +323,11 @@ std::unique_ptr<TypedExpr> Sema::typed_call(const ast::Expr &expr) {
   const std::string &name = expr.name.text;
   // Builtin names are reserved at declaration: no diagram shadows them.
   if (auto builtin = builtins().find(name); builtin != builtins().end()) {
+    if (expr.label) {
+      d_.error(expr.label->location, "'" + name + "' is a builtin function: only a call of a diagram is named (" +
+                                         expr.label->text + ": Diagram(...)), to give its params their path");
+      return nullptr;
+    }
     ops::Fn fn = builtin->second;
     // `max`/`min` are reductions with brackets and pointwise with two arguments.
     if (!expr.has_brackets && ops::info(fn).pointwise != ops::Fn::None) fn = ops::info(fn).pointwise;

@@ -47,6 +47,7 @@ struct TypedExpr {
   const ast::TensorRef *ref = nullptr;  // Value; Access: the read as written (for lints)
   ops::Fn function = ops::Fn::None;  // Elementwise, Reduce, Normalize
   std::string callee_name;           // Call
+  std::string label;                 // Call: the call site's name, "" when unnamed
   double constant = 0;
   int axis = -1;                       // SizeOf, AxisIndex
   std::vector<int> op_axes;            // Reduce/Normalize axes
@@ -159,6 +160,7 @@ class Sema {
                 ir::Value::Role role = ir::Value::Role::Intermediate);
   std::optional<Target> resolve_target(const ast::Lhs &lhs);
   std::vector<int> merged_axis_candidates(const std::vector<int> &group);
+  bool same_size_as_product(int axis, const std::vector<int> &group) const;
   std::string axes_text(const std::vector<int> &axes) const;
   void lower_assign(const ast::Stmt &stmt);
   void poison(const ast::Lhs &lhs);
@@ -220,6 +222,7 @@ class Sema {
   std::vector<Frame> frames_;
   std::set<int> reads_;
   std::set<int> assigned_outputs_;
+  std::map<std::string, SourceLocation> call_labels_;  // the current diagram's named call sites
   std::set<std::pair<const ir::Diagram *, int>> poisoned_values_;
   DType statement_dtype_ = DType::F32;
   int next_op_id_ = 0;

@@ -27,7 +27,18 @@ void Sema::lower_body(const ast::Diagram &decl) {
   reads_.clear();
   for (int id : current_->inputs) frames_.back().names[current_->value(id).name] = id;
   assigned_outputs_.clear();
+  call_labels_.clear();
   lower_block(decl.body);
+  // An unnamed call site's path segment is its callee's name: a call site named so would share it.
+  ir::for_each_op(current_->body, [&](const ir::Op &op) {
+    if (op.kind != ir::OpKind::Call || !op.label.empty()) return;
+    auto named = call_labels_.find(op.callee_name);
+    if (named == call_labels_.end()) return;
+    d_.error(named->second, "call site '" + named->first + "' has the name of an unnamed call of '" + op.callee_name +
+                                "' in this diagram, whose params' paths start with it too; name that call")
+        .notes.push_back({op.location, "the unnamed call"});
+    call_labels_.erase(named);
+  });
   for (int id : current_->outputs) {
     const ir::Value &output = current_->value(id);
     if (!assigned_outputs_.count(id))
@@ -296,6 +307,14 @@ std::optional<Sema::Target> Sema::resolve_target(const ast::Lhs &lhs) {
       if (declared_value >= 0)
         for (int candidate : candidates)
           if (contains(current_->value(declared_value).axes, candidate)) merged = candidate;
+      // A declared axis that no product names but whose size is the product's: `head_dim` for
+      // (two, half), with half = head_dim / 2 and two = 2. Only where the declaration names it.
+      if (merged < 0 && candidates.empty() && declared_value >= 0) {
+        std::vector<int> sized;
+        for (int axis : current_->value(declared_value).axes)
+          if (!contains(target.expanded, axis) && same_size_as_product(axis, group)) sized.push_back(axis);
+        if (sized.size() == 1) merged = sized[0];
+      }
       if (merged < 0 && candidates.size() > 1) {
         std::string names;
         for (size_t i = 0; i < candidates.size(); ++i)
@@ -367,6 +386,17 @@ std::optional<Sema::Target> Sema::resolve_target(const ast::Lhs &lhs) {
 }
 
 // The axes declared as the product of `group` (e.g. model = heads * d).
+bool Sema::same_size_as_product(int axis, const std::vector<int> &group) const {
+  auto size = p_.axis(axis).size;
+  int64_t product = 1;
+  for (int part : group) {
+    auto part_size = p_.axis(part).size;
+    if (!size || !part_size) return false;
+    product *= *part_size;
+  }
+  return size && *size == product;
+}
+
 std::vector<int> Sema::merged_axis_candidates(const std::vector<int> &group) {
   Poly product = Poly::constant(1);
   for (int axis : group) product = product * p_.size_poly(axis);
@@ -376,7 +406,7 @@ std::vector<int> Sema::merged_axis_candidates(const std::vector<int> &group) {
   for (auto &[name, id] : modules_[static_cast<size_t>(current_module_)].axes) scope_axes.push_back(id);
   std::vector<int> out;
   for (int id : scope_axes)
-    if (p_.axis(id).derived && p_.size_poly(id) == product) out.push_back(id);
+    if (p_.size_poly(id) == product) out.push_back(id);  // a base axis too: (two, half) with half = d / 2 is d
   return out;
 }
 

@@ -46,14 +46,16 @@ ParamNaming::ParamNaming(const ir::Diagram &diagram) {
   std::map<int, int> calls_per_callee, seen_per_callee;
   std::map<int, std::vector<const ir::Op *>> first_use;
   ir::for_each_op(diagram.body, [&](const ir::Op &op) {
-    if (op.kind == ir::OpKind::Call) ++calls_per_callee[op.callee];
+    if (op.kind == ir::OpKind::Call && op.label.empty()) ++calls_per_callee[op.callee];
     if (op.kind == ir::OpKind::Repeat) repeat_ordinals_[&op] = static_cast<int>(repeat_count_++);
   });
   std::vector<const ir::Op *> stack;
   std::function<void(const ir::Region &)> walk = [&](const ir::Region &region) {
     for (const auto &op : region.ops) {
       enclosing_[op.get()] = stack;
-      if (op->kind == ir::OpKind::Call) {
+      if (op->kind == ir::OpKind::Call && !op->label.empty()) {
+        call_labels_[op.get()] = op->label;
+      } else if (op->kind == ir::OpKind::Call) {
         int k = seen_per_callee[op->callee]++;
         call_labels_[op.get()] = calls_per_callee[op->callee] > 1 ? op->callee_name + "@" + std::to_string(k) : op->callee_name;
       }
@@ -98,7 +100,12 @@ const std::vector<const ir::Op *> &ParamNaming::param_repeats(int value) const {
 std::string path_text(const ParamPath &path, const std::function<int64_t(const ir::Op *)> &iteration) {
   std::string text;
   for (const PathSegment &segment : path)
-    text += segment.repeat ? segment.naming->repeat_segment(segment.repeat, iteration(segment.repeat)) + "." : segment.text;
+    if (!segment.repeat)
+      text += segment.text;
+    else if (!segment.naming)  // under a named call site: the bare iteration
+      text += std::to_string(iteration(segment.repeat)) + ".";
+    else
+      text += segment.naming->repeat_segment(segment.repeat, iteration(segment.repeat)) + ".";
   return text;
 }
 
@@ -149,8 +156,13 @@ Instance::Instance(const Instance &caller, const ir::Op &call)
       sizes_(*caller.program_, call, caller.sizes_),
       binding_(CallBinding(*caller.program_, call)),
       prefix_(caller.prefix_) {
-  for (const ir::Op *repeat : caller.naming_->enclosing_repeats(&call)) prefix_.push_back({"", repeat, caller.naming_});
-  prefix_.push_back({caller.naming_->call_label(&call) + ".", nullptr, nullptr});
+  // A named call site is a torch module list: its name, then the iterations (`h.3.`);
+  // an unnamed one the iterations, then the callee's name (`3.GPT2Block.`).
+  const bool named = !call.label.empty();
+  if (named) prefix_.push_back({call.label + ".", nullptr, nullptr});
+  for (const ir::Op *repeat : caller.naming_->enclosing_repeats(&call))
+    prefix_.push_back({"", repeat, named ? nullptr : caller.naming_});
+  if (!named) prefix_.push_back({caller.naming_->call_label(&call) + ".", nullptr, nullptr});
 }
 
 ParamPath Instance::param_path(int value) const {

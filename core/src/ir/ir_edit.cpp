@@ -142,6 +142,7 @@ std::unique_ptr<Op> clone_op(const Op &op) {
   copy->kind = op.kind;
   copy->function = op.function;
   copy->callee_name = op.callee_name;
+  copy->label = op.label;
   copy->operands = op.operands;
   copy->results = op.results;
   copy->axes = op.axes;

@@ -125,6 +125,7 @@ class TextPrinter {
       out_ << indent;
       for (size_t i = 0; i < op->results.size(); ++i) out_ << (i ? ", " : "") << ref(d, op->results[i]);
       out_ << (op->results.empty() ? "" : " = ") << ir::op_kind_name(op->kind);
+      if (!op->label.empty()) out_ << " " << op->label << ":";
       if (std::string name = function_name(*op); !name.empty()) out_ << " " << name;
       switch (op->kind) {
         case ir::OpKind::Constant: out_ << " " << number_text(op->constant); break;
@@ -332,6 +333,7 @@ class JsonPrinter {
       }
       if (op->kind == ir::OpKind::Call) {
         o["callee"] = p_.diagrams[static_cast<size_t>(op->callee)]->name;
+        if (!op->label.empty()) o["label"] = op->label;
         json bindings = json::array();
         for (auto [from, to] : op->bindings)
           bindings.push_back({{"callee_axis", p_.axis(from).name}, {"axis", p_.axis(to).name}});
