@@ -25,11 +25,12 @@ axisDecl : AXIS axisItem (',' axisItem)* ;
 axisItem : name ('=' sizeExpr)? ;
 
 sizeExpr
-  : sizeExpr op=('*' | '/') sizeExpr   # sizeMul
-  | sizeExpr op=('+' | '-') sizeExpr   # sizeAdd
-  | INT                                # sizeInt
-  | name                               # sizeAxis
-  | '(' sizeExpr ')'                   # sizeParen
+  : sizeExpr op=('*' | '/' | '//') sizeExpr   # sizeMul
+  | sizeExpr op=('+' | '-') sizeExpr          # sizeAdd
+  | INT                                       # sizeInt
+  | fn=name '(' sizeExpr ')'                  # sizeCall
+  | name                                      # sizeAxis
+  | '(' sizeExpr ')'                          # sizeParen
   ;
 
 diagramDecl
@@ -48,7 +49,7 @@ stmt
   : PARAM tensorDecl (',' tensorDecl)*            # paramStmt
   | axisDecl                                      # axisStmt
   | lhs (',' lhs)* '=' expr                       # assignStmt
-  | REPEAT (INT | SIZEOF) block                   # repeatStmt
+  | REPEAT (INT | SIZEOF) (asWord=name indexName=name)? block  # repeatStmt
   | ';'                                           # emptyStmt
   ;
 

@@ -41,6 +41,11 @@ Sz Generator::axis_size(Frame &frame, int axis) {
     if (runtime)
       throw GenError("axis '" + a.name + "' (derived) divides by or scales a runtime size by a fraction; give its axes sizes");
   }
+  if (a.formula)
+    for (int base : a.formula->axes())
+      if (!size(rt_axis(frame, base)).known())
+        throw GenError("axis '" + a.name + "' rounds a quotient of the runtime size '" + program_.axis(base).name +
+                       "'; give it a size, or make the rounded axis a runtime size of its own");
   if (known) return *known;
   if (a.derived)
     throw GenError("diagram '" + frame.diagram->name + "': " + frame.instance->sizes().missing_message(axis));

@@ -64,6 +64,10 @@ def gelu(x):
     return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
 
 
+def gelu_tanh(x):
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+
+
 def silu(x):
     return x / (1.0 + np.exp(-x))
 
@@ -307,7 +311,7 @@ def Linear(x, p, r, sizes):
 
 
 def ffn(X, p, r, pre=""):
-    H = r(gelu(r(r(X @ p[pre + "W1"]) + p[pre + "b1"])))
+    H = r(gelu_tanh(r(r(X @ p[pre + "W1"]) + p[pre + "b1"])))
     return r(r(H @ p[pre + "W2"]) + p[pre + "b2"])
 
 
@@ -382,10 +386,6 @@ def GPT2(x, p, r, sizes):
 
 
 # ---------------------------------------------------------------- std/gpt2.ncd (transformers' layout)
-
-
-def gelu_tanh(x):
-    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
 
 
 def conv1d_hf(X, p, r, pre):

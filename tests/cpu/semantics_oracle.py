@@ -273,9 +273,25 @@ def Loops(x, p):
     return {"Y": H, "Z": C + G}
 
 
+def Named(x, p):
+    X, Q = x["X"], x["Q"]
+    H = X
+    for i in range(3):  # n
+        for j in range(2):
+            H = layer(H, p[f"blk.{i}.{j}.W"], p[f"blk.{i}.{j}.b"]) * p["gain"][i] + i - j
+    Y = layer(H, p["first.W"], p["first.b"]) + H
+    s, k = len(Q), 3
+    pooled = (s - k) // 2 + 1
+    P = np.array([max(Q[2 * o + j] for j in range(k)) for o in range(pooled)])
+    halves = -(-s // 2)
+    padded = np.concatenate([Q, [0.0]])  # reads past the end are zero
+    R = np.array([padded[2 * h] + padded[2 * h + 1] for h in range(halves)])
+    return {"Y": Y, "P": P, "R": R}
+
+
 ORACLES = {name: globals()[name] for name in
            ["Pointwise", "Reductions", "Indices", "Contractions", "Positions", "Dtypes", "Round", "Rounding", "Calls",
-            "Loops"]}
+            "Loops", "Named"]}
 
 # Outputs compared exactly (deterministic roundings of identical float32 values).
 EXACT = {("Dtypes", name) for name in ["F16", "BF", "E4", "E5", "I8", "I32", "B", "F"]} | {

@@ -21,15 +21,16 @@ struct Name {
   SourceLocation location;
 };
 
-// Size expressions in `axis` declarations: integers, axis names, + - * /.
+// Size expressions in `axis` declarations: integers, axis names, + - * / //,
+// and `ceil(...)` / `floor(...)` of a quotient.
 struct SizeExpr {
-  enum class Kind { Integer, Axis, Binary, Paren };
+  enum class Kind { Integer, Axis, Binary, Paren, Call };
   Kind kind = Kind::Integer;
   SourceLocation location;
   int64_t value = 0;
-  Name axis;
-  char op = 0;
-  std::unique_ptr<SizeExpr> lhs, rhs;  // Paren uses lhs
+  Name axis;           // Axis; Call: the function
+  std::string op;      // Binary: "+", "-", "*", "/", "//"
+  std::unique_ptr<SizeExpr> lhs, rhs;  // Paren and Call use lhs
 };
 
 struct Index;
@@ -129,6 +130,7 @@ struct Stmt {
   std::unique_ptr<Expr> value;          // Assign
   int64_t count = 0;                    // Repeat: `repeat N`
   std::optional<Name> count_axis;       // Repeat: `repeat #layers` (the size of an axis)
+  std::optional<Name> index;            // Repeat: `repeat N as i`, the iteration index
   SourceLocation count_location;        // Repeat
   std::vector<std::unique_ptr<Stmt>> body;  // Repeat
   int body_end_line = 0;                // Repeat: the line of its closing brace

@@ -38,6 +38,9 @@ struct Axis {
   SourceLocation location;
   bool derived = false;             // `axis model = heads * d`
   Poly definition;                  // derived: over other axes; otherwise the axis itself
+  // Computed (`axis out = (t - kw) // stride + 1`): a rounded quotient no polynomial states. The
+  // axis is then its own symbol (definition), not derived; the formula gives its size.
+  std::shared_ptr<const SizeFormula> formula;
   std::optional<int64_t> default_size;
   std::optional<int64_t> size;      // concrete size after defaults, -D and derivation
   bool overridden = false;          // set by -D

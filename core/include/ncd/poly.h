@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -48,6 +49,33 @@ class Poly {
  private:
   void add_term(const Monomial &monomial, double coefficient);
   std::map<Monomial, double> terms_;
+};
+
+// A size that no polynomial states: a quotient rounded down (`(t - kw) // stride
+// + 1`, `floor(a / b)`) or up (`ceil(a / b)`), and sums and products with it.
+// An axis with a formula is its own symbol to every polynomial (its size is not
+// a polynomial of the others); the formula gives its size wherever the sizes it
+// reads are known: after -D, and inside a call at the sizes bound there.
+class SizeFormula {
+ public:
+  enum class Kind { Leaf, Add, Sub, Mul, FloorDiv, CeilDiv };
+  static std::shared_ptr<const SizeFormula> leaf(Poly poly);
+  static std::shared_ptr<const SizeFormula> node(Kind kind, std::shared_ptr<const SizeFormula> lhs,
+                                                 std::shared_ptr<const SizeFormula> rhs);
+  Kind kind() const { return kind_; }
+  const Poly &poly() const { return poly_; }
+  // nullopt when some size is unknown or a divisor is not a positive integer.
+  std::optional<double> evaluate(const std::function<std::optional<double>(int)> &size) const;
+  std::vector<int> axes() const;
+  // Source text (`(t - kw) // stride + 1`, `ceil(n / block)`), each polynomial printed by `poly_text`;
+  // parentheses where precedence needs them.
+  std::string to_string(const std::function<std::string(const Poly &)> &poly_text) const;
+  SizeFormula substitute(const std::function<Poly(int)> &axis_value) const;
+
+ private:
+  Kind kind_ = Kind::Leaf;
+  Poly poly_;
+  std::shared_ptr<const SizeFormula> lhs_, rhs_;
 };
 
 }  // namespace ncd

@@ -73,8 +73,14 @@ class Planner {
       if (axis.derived && axis.size) all_derived_.push_back(axis.id);
     // -D sets every base axis of a name; a name derived anywhere cannot take one.
     std::set<std::string> derived_names;
-    for (const ir::Axis &axis : p_.axes)
+    for (const ir::Axis &axis : p_.axes) {
       if (axis.derived) derived_names.insert(axis.name);
+      // A rounded quotient and what it reads keep their sizes: shrinking them would break the rounding's relation.
+      if (axis.formula) {
+        derived_names.insert(axis.name);
+        for (int id : axis.formula->axes()) derived_names.insert(p_.axis(id).name);
+      }
+    }
     for (int id : used_bases_) note_base(id, derived_names);
   }
 

@@ -10,8 +10,8 @@ std::string format_size(const ast::SizeExpr &expr) {
     case ast::SizeExpr::Kind::Integer: return std::to_string(expr.value);
     case ast::SizeExpr::Kind::Axis: return expr.axis.text;
     case ast::SizeExpr::Kind::Paren: return "(" + format_size(*expr.lhs) + ")";
-    case ast::SizeExpr::Kind::Binary:
-      return format_size(*expr.lhs) + " " + std::string(1, expr.op) + " " + format_size(*expr.rhs);
+    case ast::SizeExpr::Kind::Call: return expr.axis.text + "(" + format_size(*expr.lhs) + ")";
+    case ast::SizeExpr::Kind::Binary: return format_size(*expr.lhs) + " " + expr.op + " " + format_size(*expr.rhs);
   }
   return "";
 }
@@ -221,7 +221,8 @@ class Formatter {
         break;
       }
       case ast::Stmt::Kind::Repeat:
-        line("repeat " + (stmt.count_axis ? "#" + stmt.count_axis->text : std::to_string(stmt.count)) + " {",
+        line("repeat " + (stmt.count_axis ? "#" + stmt.count_axis->text : std::to_string(stmt.count)) +
+                 (stmt.index ? " as " + stmt.index->text : std::string()) + " {",
              stmt.location.line);
         body(stmt.body, stmt.body_end_line);
         line("}", stmt.body_end_line);
@@ -420,7 +421,7 @@ class Dumper {
       }
       case Stmt::Kind::Repeat:
         open(depth, "repeat " + (stmt.count_axis ? "#" + stmt.count_axis->text : std::to_string(stmt.count)) +
-                        at(stmt.location) + "\n");
+                        (stmt.index ? " as " + stmt.index->text : std::string()) + at(stmt.location) + "\n");
         for (const auto &inner : stmt.body) statement(depth + 1, *inner);
         out_ << std::string(static_cast<size_t>(depth * 2), ' ') << ")\n";
         break;
@@ -432,7 +433,8 @@ class Dumper {
       case SizeExpr::Kind::Integer: return std::to_string(e.value);
       case SizeExpr::Kind::Axis: return e.axis.text;
       case SizeExpr::Kind::Paren: return "(paren " + sexpr(*e.lhs) + ")";
-      case SizeExpr::Kind::Binary: return "(" + std::string(1, e.op) + " " + sexpr(*e.lhs) + " " + sexpr(*e.rhs) + ")";
+      case SizeExpr::Kind::Call: return "(" + e.axis.text + " " + sexpr(*e.lhs) + ")";
+      case SizeExpr::Kind::Binary: return "(" + e.op + " " + sexpr(*e.lhs) + " " + sexpr(*e.rhs) + ")";
     }
     return "";
   }

@@ -332,6 +332,10 @@ class AstBuilder {
     } else if (auto *paren = as<NcdParser::SizeParenContext>(context)) {
       out->kind = ast::SizeExpr::Kind::Paren;
       out->lhs = size_expr(paren->sizeExpr(), depth + 1);
+    } else if (auto *call = as<NcdParser::SizeCallContext>(context)) {
+      out->kind = ast::SizeExpr::Kind::Call;
+      out->axis = name(call->fn);
+      out->lhs = size_expr(call->sizeExpr(), depth + 1);
     } else if (auto *mul = as<NcdParser::SizeMulContext>(context)) {
       binary_size(*out, mul->op, mul->sizeExpr(0), mul->sizeExpr(1), depth);
     } else if (auto *add = as<NcdParser::SizeAddContext>(context)) {
@@ -343,7 +347,7 @@ class AstBuilder {
   void binary_size(ast::SizeExpr &out, antlr4::Token *op, NcdParser::SizeExprContext *lhs,
                    NcdParser::SizeExprContext *rhs, int depth) {
     out.kind = ast::SizeExpr::Kind::Binary;
-    out.op = op->getText()[0];
+    out.op = op->getText();
     out.lhs = size_expr(lhs, depth + 1);
     out.rhs = size_expr(rhs, depth + 1);
   }
@@ -406,6 +410,14 @@ class AstBuilder {
         // The name starts after '#'.
         out->count_axis = ast::Name{repeat->SIZEOF()->getText().substr(1),
                                     {location.file, location.line, location.column + 1, location.length - 1}};
+      }
+      if (repeat->asWord) {
+        ast::Name word = name(repeat->asWord);
+        if (word.text != "as") {
+          diagnostics_.error(word.location, "expected 'as' or '{' after the repeat count, found '" + word.text + "'");
+          return out;
+        }
+        out->index = name(repeat->indexName);
       }
       out->body = block(repeat->block(), depth + 1);
       out->body_end_line = at_.end_line(repeat->block());

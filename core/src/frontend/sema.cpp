@@ -68,11 +68,20 @@ void Sema::declare_axes(const ast::AxisDecl &decl, int module, std::map<std::str
       }
       return -1;
     };
-    auto size = size_expr(*item.size, lookup, scope, outer, id);
-    if (!size) {
+    auto value = size_expr(*item.size, lookup, scope, outer, id);
+    if (!value) {
       p_.axes[static_cast<size_t>(id)].definition = Poly::axis(id);
       continue;
     }
+    if (value->formula && !value->formula->axes().empty()) {  // its own symbol; compute_sizes sizes it
+      p_.axes[static_cast<size_t>(id)].formula = value->formula;
+      continue;
+    }
+    if (value->formula) {  // `7 // 2`: a number
+      auto number = value->formula->evaluate([](int) { return std::nullopt; });
+      value->poly = Poly::constant(number ? *number : 0);
+    }
+    const Poly *size = &value->poly;
     if (auto constant = size->constant_value()) {
       if (*constant != std::floor(*constant) || *constant < 1) {
         d_.error(item.size->location, "axis '" + item.name.text + "' must have a positive integer size");
@@ -86,12 +95,17 @@ void Sema::declare_axes(const ast::AxisDecl &decl, int module, std::map<std::str
   }
 }
 
-std::optional<Poly> Sema::size_expr(const ast::SizeExpr &expr, const std::function<int(const ast::Name &)> &lookup,
-                                    const std::map<std::string, int> &scope, const std::map<std::string, int> *outer,
-                                    int declaring) {
+std::optional<Sema::SizeValue> Sema::size_expr(const ast::SizeExpr &expr,
+                                               const std::function<int(const ast::Name &)> &lookup,
+                                               const std::map<std::string, int> &scope,
+                                               const std::map<std::string, int> *outer, int declaring) {
+  auto sub = [&](const ast::SizeExpr &e) { return size_expr(e, lookup, scope, outer, declaring); };
+  auto formula = [](SizeFormula::Kind kind, const SizeValue &a, const SizeValue &b) {
+    return SizeValue{Poly(), SizeFormula::node(kind, a.as_formula(), b.as_formula())};
+  };
   switch (expr.kind) {
-    case ast::SizeExpr::Kind::Integer: return Poly::constant(static_cast<double>(expr.value));
-    case ast::SizeExpr::Kind::Paren: return size_expr(*expr.lhs, lookup, scope, outer, declaring);
+    case ast::SizeExpr::Kind::Integer: return SizeValue{Poly::constant(static_cast<double>(expr.value)), nullptr};
+    case ast::SizeExpr::Kind::Paren: return sub(*expr.lhs);
     case ast::SizeExpr::Kind::Axis: {
       int id = lookup(expr.axis);
       if (id < 0) {
@@ -107,25 +121,48 @@ std::optional<Poly> Sema::size_expr(const ast::SizeExpr &expr, const std::functi
         return std::nullopt;
       }
       used_axes_.insert(id);
-      return p_.size_poly(id);
+      return SizeValue{p_.size_poly(id), nullptr};
+    }
+    case ast::SizeExpr::Kind::Call: {
+      // ceil(a / b) and floor(a / b): the quotient rounded up or down.
+      const std::string &fn = expr.axis.text;
+      const ast::SizeExpr *inner = expr.lhs.get();
+      while (inner && inner->kind == ast::SizeExpr::Kind::Paren) inner = inner->lhs.get();
+      if (fn != "ceil" && fn != "floor") {
+        d_.error(expr.axis.location, "a size can call only ceil(a / b) and floor(a / b), not '" + fn + "'" +
+                                         did_you_mean(fn, {"ceil", "floor"}));
+        return std::nullopt;
+      }
+      if (!inner || inner->kind != ast::SizeExpr::Kind::Binary || inner->op != "/") {
+        d_.error(expr.lhs->location, fn + "() of a size takes a quotient: " + fn + "(a / b)");
+        return std::nullopt;
+      }
+      auto a = sub(*inner->lhs), b = sub(*inner->rhs);
+      if (!a || !b) return std::nullopt;
+      return formula(fn == "ceil" ? SizeFormula::Kind::CeilDiv : SizeFormula::Kind::FloorDiv, *a, *b);
     }
     case ast::SizeExpr::Kind::Binary: {
-      auto lhs = size_expr(*expr.lhs, lookup, scope, outer, declaring);
-      auto rhs = size_expr(*expr.rhs, lookup, scope, outer, declaring);
+      auto lhs = sub(*expr.lhs);
+      auto rhs = sub(*expr.rhs);
       if (!lhs || !rhs) return std::nullopt;
-      switch (expr.op) {
-        case '+': return *lhs + *rhs;
-        case '-': return *lhs - *rhs;
-        case '*': return *lhs * *rhs;
-        default: {
-          auto quotient = lhs->divide(*rhs);
-          if (!quotient) {
-            d_.error(expr.location, "size division must be exact: divide by an integer or by a single product of axes");
-            return std::nullopt;
-          }
-          return quotient;
-        }
+      if (expr.op == "//") return formula(SizeFormula::Kind::FloorDiv, *lhs, *rhs);
+      if (lhs->formula || rhs->formula) {
+        if (expr.op == "+") return formula(SizeFormula::Kind::Add, *lhs, *rhs);
+        if (expr.op == "-") return formula(SizeFormula::Kind::Sub, *lhs, *rhs);
+        if (expr.op == "*") return formula(SizeFormula::Kind::Mul, *lhs, *rhs);
+        d_.error(expr.location, "a rounded size cannot be divided exactly: round the quotient with // or ceil(a / b)");
+        return std::nullopt;
       }
+      if (expr.op == "+") return SizeValue{lhs->poly + rhs->poly, nullptr};
+      if (expr.op == "-") return SizeValue{lhs->poly - rhs->poly, nullptr};
+      if (expr.op == "*") return SizeValue{lhs->poly * rhs->poly, nullptr};
+      auto quotient = lhs->poly.divide(rhs->poly);
+      if (!quotient) {
+        d_.error(expr.location, "size division must be exact: divide by an integer or by a single product of axes, "
+                                "or round the quotient with // or ceil(a / b)");
+        return std::nullopt;
+      }
+      return SizeValue{*quotient, nullptr};
     }
   }
   return std::nullopt;
@@ -218,7 +255,7 @@ void Sema::apply_defines(const std::vector<std::string> &defines) {
     const ir::Axis *derived = nullptr;
     for (ir::Axis &axis : p_.axes) {
       if (axis.name != name) continue;
-      if (axis.derived) {
+      if (axis.derived || axis.formula) {
         if (!derived) derived = &axis;
         continue;
       }
@@ -227,8 +264,11 @@ void Sema::apply_defines(const std::vector<std::string> &defines) {
       axis.overridden = true;
     }
     if (!found && derived) {
-      bad("axis '" + name + "' is derived (" + name + " = " + derived->definition.to_string(axis_name_fn()) +
-          "); set the axes it is derived from instead");
+      std::string definition = derived->formula ? derived->formula->to_string([&](const Poly &poly) {
+        return poly.to_string(axis_name_fn());
+      })
+                                                : derived->definition.to_string(axis_name_fn());
+      bad("axis '" + name + "' is derived (" + name + " = " + definition + "); set the axes it is derived from instead");
       continue;
     }
     if (!found) {
@@ -247,6 +287,28 @@ void Sema::compute_sizes() {
   for (ir::Axis &axis : p_.axes) {
     if (axis.derived || axis.overridden) continue;
     axis.size = axis.default_size;
+  }
+  // Computed axes read base axes and computed axes declared before them; derived axes may read them.
+  for (ir::Axis &axis : p_.axes) {
+    if (!axis.formula) continue;
+    auto value = axis.formula->evaluate([&](int id) -> std::optional<double> {
+      auto size = p_.axis(id).size;
+      return size ? std::optional<double>(static_cast<double>(*size)) : std::nullopt;
+    });
+    std::string text = axis.formula->to_string([&](const Poly &poly) { return poly.to_string(axis_name_fn()); });
+    bool known = true;
+    for (int id : axis.formula->axes()) known = known && p_.axis(id).size.has_value();
+    if (!known) continue;  // symbolic until -D sizes what it reads
+    if (!value || *value < 1 || *value > 4.0e18) {
+      std::string inputs;
+      for (int id : axis.formula->axes())
+        inputs += (inputs.empty() ? "" : ", ") + p_.axis(id).name + " = " + std::to_string(*p_.axis(id).size);
+      d_.error(axis.location, "axis '" + axis.name + "' = " + text +
+                                  (value ? " evaluates to " + format_size(*value) : std::string(" has a divisor below 1")) +
+                                  " with " + inputs + "; sizes must be positive integers");
+      continue;
+    }
+    axis.size = static_cast<int64_t>(*value);
   }
   for (ir::Axis &axis : p_.axes) {
     if (!axis.derived) continue;

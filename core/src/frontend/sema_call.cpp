@@ -122,6 +122,29 @@ std::unique_ptr<TypedExpr> Sema::typed_diagram_call(const ast::Expr &expr, int c
   // Bound sizes must agree with derived relations inside the callee.
   for (auto [from, to] : binding) {
     const ir::Axis &axis = p_.axis(from);
+    if (axis.formula) {
+      // A rounded quotient: evaluated at the sizes this call binds (the callee's own elsewhere).
+      std::function<std::optional<double>(int)> sized = [&](int id) -> std::optional<double> {
+        if (auto it = binding.find(id); it != binding.end() && id != from) {
+          auto size = p_.axis(it->second).size;
+          return size ? std::optional<double>(static_cast<double>(*size)) : std::nullopt;
+        }
+        const ir::Axis &inner = p_.axis(id);
+        if (inner.formula && id != from) return inner.formula->evaluate(sized);
+        return inner.size ? std::optional<double>(static_cast<double>(*inner.size)) : std::nullopt;
+      };
+      auto expected_size = axis.formula->evaluate(sized);
+      auto actual = p_.axis(to).size;
+      if (expected_size && actual && *expected_size != static_cast<double>(*actual)) {
+        SourceLocation location = binding_location.count(from) ? binding_location[from] : expr.name.location;
+        d_.error(location, "axis sizes disagree at this call: '" + axis.name + "' of '" + name + "' is " +
+                               axis.formula->to_string([&](const Poly &poly) { return poly.to_string(axis_name_fn()); }) +
+                               " = " + format_size(*expected_size) + ", but it is bound to '" + p_.axis(to).name +
+                               "' of size " + std::to_string(*actual));
+        return nullptr;
+      }
+      continue;
+    }
     if (!axis.derived) continue;
     Poly expected = axis.definition.substitute([&](int base) {
       auto it = binding.find(base);

@@ -101,7 +101,13 @@ class Sema {
   int new_axis(const ast::Name &name, int module);
   void declare_axes(const ast::AxisDecl &decl, int module, std::map<std::string, int> &scope,
                     const std::map<std::string, int> *outer);
-  std::optional<Poly> size_expr(const ast::SizeExpr &expr, const std::function<int(const ast::Name &)> &lookup,
+  // A size: a polynomial, or a formula where it rounds a quotient (`//`, ceil, floor).
+  struct SizeValue {
+    Poly poly;
+    std::shared_ptr<const SizeFormula> formula;  // set when no polynomial states the size
+    std::shared_ptr<const SizeFormula> as_formula() const { return formula ? formula : SizeFormula::leaf(poly); }
+  };
+  std::optional<SizeValue> size_expr(const ast::SizeExpr &expr, const std::function<int(const ast::Name &)> &lookup,
                                 const std::map<std::string, int> &scope, const std::map<std::string, int> *outer,
                                 int declaring);
   void declare_module_axes(int module);
@@ -131,6 +137,7 @@ class Sema {
     std::map<std::string, int> yields;    // name -> latest value (repeat frames)
     ir::Region *region = nullptr;
     int64_t instances = 1;
+    std::string index;  // repeat frames: the iteration index's name (`repeat N as i`), read-only
   };
 
   struct Target {

@@ -151,7 +151,7 @@ void Sema::lower_repeat(const ast::Stmt &stmt) {
   Frame frame;
   frame.repeat = true;
   frame.region = op->body.get();
-  frame.instances = frames_.back().instances * stmt.count;
+  frame.instances = frames_.back().instances * count;
   for (const std::string &name : carried) {
     int outer = lookup_value_quiet(name);
     const ir::Value &outer_value = current_->value(outer);
@@ -167,8 +167,38 @@ void Sema::lower_repeat(const ast::Stmt &stmt) {
     reads_.insert(outer);
     op->body_arguments.push_back(argument);
   }
+  // `repeat N as i`: an i32 scalar carried from 0, one more each iteration (plain IR: a constant,
+  // a block argument, an add), so every backend runs it as it runs any carried value.
+  int index_init = -1, index_argument = -1;
+  if (stmt.index) {
+    const ast::Name &index = *stmt.index;
+    if (lookup_value_quiet(index.text) >= 0 || find_axis(index.text) >= 0 || builtins().count(index.text)) {
+      d_.error(index.location, "the iteration index '" + index.text + "' has the name of " +
+                                   (lookup_value_quiet(index.text) >= 0 ? std::string("a tensor")
+                                    : find_axis(index.text) >= 0        ? std::string("an axis")
+                                                                        : std::string("a builtin function")) +
+                                   " in scope; choose another name");
+    } else {
+      auto zero = new_op(ir::OpKind::Constant, index.location);
+      zero->constant = 0;
+      index_init = finish(std::move(zero), {}, DType::I32, index.location);
+      index_argument = new_value({}, DType::I32, index.location, index.text, ir::Value::Role::BlockArgument);
+      frame.names[index.text] = index_argument;
+      frame.index = index.text;
+      op->operands.push_back(index_init);
+      op->body_arguments.push_back(index_argument);
+    }
+  }
   frames_.push_back(std::move(frame));
   lower_block(stmt.body);
+  if (index_argument >= 0) {
+    auto one = new_op(ir::OpKind::Constant, stmt.index->location);
+    one->constant = 1;
+    int step = finish(std::move(one), {}, DType::I32, stmt.index->location);
+    frames_.back().yields[stmt.index->text] = emit_elementwise(ops::Fn::Add, {index_argument, step}, DType::I32,
+                                                               stmt.index->location);
+    reads_.insert(index_argument);
+  }
   Frame done = std::move(frames_.back());
   frames_.pop_back();
   // Results, in the order of the operands.
@@ -178,7 +208,10 @@ void Sema::lower_repeat(const ast::Stmt &stmt) {
     op->body_yields.push_back(yield);
     reads_.insert(yield);
     const ir::Value &outer_value = current_->value(op->operands[i]);
-    int result = new_value(outer_value.axes, outer_value.dtype, stmt.location, name);
+    // The index's last value is nobody's: a temporary name, not visible after the repeat.
+    const bool index = op->body_arguments[i] == index_argument;
+    int result = new_value(outer_value.axes, outer_value.dtype, stmt.location, index ? "" : name);
+    if (index) reads_.insert(result);
     current_->value(result).producer = op->id;
     op->results.push_back(result);
     // State the body reads is used by the next iteration, even when nothing
@@ -188,7 +221,8 @@ void Sema::lower_repeat(const ast::Stmt &stmt) {
   std::vector<int> results = op->results;
   frames_.back().region->ops.push_back(std::move(op));
   // The repeat's results update their names, which an enclosing repeat may carry in turn.
-  for (int result : results) record_update(current_->value(result).name, result);
+  for (int result : results)
+    if (current_->value(result).name[0] != '%') record_update(current_->value(result).name, result);
 }
 
 // A new value for a name in the innermost frame; a repeat frame that carries
@@ -235,6 +269,12 @@ std::optional<Sema::Target> Sema::resolve_target(const ast::Lhs &lhs) {
   target.output = output_named(name);
   if (existing >= 0) {
     const ir::Value &value = current_->value(existing);
+    for (const Frame &frame : frames_)
+      if (frame.index == name) {
+        auto &error = d_.error(lhs.name.location, "cannot assign to the iteration index '" + name + "'");
+        error.notes.push_back({value.location, "declared here"});
+        return std::nullopt;
+      }
     Frame *carrier = nullptr;
     for (auto frame = frames_.rbegin(); frame != frames_.rend(); ++frame)
       if (frame->carried.count(name)) {

@@ -20,12 +20,13 @@ std::optional<int64_t> AxisSizes::size(int axis) const {
   if (auto it = bound_.find(axis); it != bound_.end()) return it->second;
   if (auto it = cache_.find(axis); it != cache_.end()) return it->second;
   std::optional<int64_t> result;
-  if (a.derived) {
+  if (a.derived || a.formula) {
     cache_[axis] = std::nullopt;  // guards against cycles
-    auto value = a.definition.evaluate([&](int base) -> std::optional<double> {
+    auto sized = [&](int base) -> std::optional<double> {
       auto s = size(base);
       return s ? std::optional<double>(static_cast<double>(*s)) : std::nullopt;
-    });
+    };
+    auto value = a.formula ? a.formula->evaluate(sized) : a.definition.evaluate(sized);
     if (value && *value >= 1 && std::floor(*value) == *value) result = static_cast<int64_t>(*value);
   } else {
     result = a.size;
@@ -36,7 +37,7 @@ std::optional<int64_t> AxisSizes::size(int axis) const {
 
 std::string AxisSizes::missing_message(int axis) const {
   const ir::Axis &a = program_->axis(axis);
-  if (a.derived) return "axis '" + a.name + "' (derived) has no concrete size here; set the axes it is derived from with -D";
+  if (a.derived || a.formula) return "axis '" + a.name + "' (derived) has no concrete size here; set the axes it is derived from with -D";
   return "axis '" + a.name + "' has no size; set it with -D " + a.name + "=SIZE";
 }
 

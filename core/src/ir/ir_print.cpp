@@ -54,9 +54,13 @@ class TextPrinter {
     for (const ir::Axis &axis : program.axes) {
       if (only && !uses_axis(*only, axis.id)) continue;
       if (!only && axis.module != program.modules[0].path) continue;
+      auto name = [&](int id) { return p_.axis(id).name; };
+      const bool defined = axis.derived || axis.formula;
       out_ << "axis " << axis.name << " = "
-           << (axis.derived ? axis.definition.to_string([&](int id) { return p_.axis(id).name; }) : "")
-           << (axis.derived && axis.size ? " = " : "") << (axis.size ? std::to_string(*axis.size) : axis.derived ? "" : "?")
+           << (axis.derived     ? axis.definition.to_string(name)
+               : axis.formula ? axis.formula->to_string([&](const Poly &poly) { return poly.to_string(name); })
+                              : "")
+           << (defined && axis.size ? " = " : "") << (axis.size ? std::to_string(*axis.size) : defined ? "" : "?")
            << (axis.overridden ? "  (-D)" : "") << "\n";
     }
     for (const ir::Diagram *diagram : selected(program, only)) this->diagram(*diagram);
@@ -218,6 +222,10 @@ class JsonPrinter {
              {"module", axis.module},
              {"derived", axis.derived},
              {"definition", p_.size_poly(axis.id).to_string([&](int id) { return p_.axis(id).name; })},
+             {"computed", axis.formula ? json(axis.formula->to_string([&](const Poly &poly) {
+                            return poly.to_string([&](int id) { return p_.axis(id).name; });
+                          }))
+                                       : json(nullptr)},
              {"overridden", axis.overridden},
              {"location", location(axis.location)}};
       a["size"] = axis.size ? json(*axis.size) : json(nullptr);

@@ -122,8 +122,7 @@ void Writer::find_owners(const ir::Diagram &diagram, const std::set<int> &bound,
   std::function<void(int)> own = [&](int axis) {
     if (bound.count(axis) || !done.insert(axis).second) return;
     owners_.insert(axis);
-    if (p_.axis(axis).derived)
-      for (int base : p_.axis(axis).definition.axes()) own(base);
+    for (int base : defining_axes(p_.axis(axis))) own(base);
   };
   for (int axis : axes_of(diagram)) own(axis);
   ir::for_each_op(diagram.body, [&](const ir::Op &op) {
@@ -145,8 +144,7 @@ void Writer::choose_axes() {
     used.insert(axes.begin(), axes.end());
   }
   for (int axis : std::set<int>(used))
-    if (p_.axis(axis).derived)
-      for (int base : p_.axis(axis).definition.axes()) used.insert(base);
+    for (int base : defining_axes(p_.axis(axis))) used.insert(base);
   // Only the roots run with their own sizes; a callee's axes take the sizes they are bound to.
   std::set<std::pair<const ir::Diagram *, std::set<int>>> seen;
   for (const ir::Diagram *root : roots_) find_owners(*root, {}, seen);
@@ -180,6 +178,13 @@ std::string Writer::describe_axis(int axis) const {
   return a.module + " (" + size + ")";
 }
 
+// The axes a derived or computed axis's size reads.
+std::vector<int> Writer::defining_axes(const ir::Axis &axis) const {
+  if (axis.derived) return axis.definition.axes();
+  if (axis.formula) return axis.formula->axes();
+  return {};
+}
+
 // The size of the written axis of this name, as a polynomial in written base axes.
 Poly Writer::written_poly(const std::string &name) {
   if (auto it = written_polys_.find(name); it != written_polys_.end()) return it->second;
@@ -199,7 +204,15 @@ Poly Writer::mapped(const Poly &poly) {
 
 bool Writer::equivalent(int a, int b) {
   const ir::Axis &x = p_.axis(a), &y = p_.axis(b);
-  if (x.derived != y.derived) return false;
+  if (x.derived != y.derived || !x.formula != !y.formula) return false;
+  if (x.formula) {
+    auto text = [&](const ir::Axis &a) {
+      return a.formula->substitute([&](int axis) { return mapped(Poly::axis(axis)); }).to_string([&](const Poly &poly) {
+        return size_expression(poly);
+      });
+    };
+    return text(x) == text(y);
+  }
   if (!x.derived) return x.size == y.size;
   return mapped(x.definition) == mapped(y.definition);
 }
@@ -251,8 +264,7 @@ void Writer::write_axes(std::ostringstream &out) {
     if (done.count(name)) return;
     if (!active.insert(name).second) fail("the definitions of the axes named '" + name + "' form a cycle");
     const ir::Axis &axis = p_.axis(representatives_.at(name));
-    if (axis.derived)
-      for (int base : axis.definition.axes()) visit(p_.axis(base).name);
+    for (int base : defining_axes(axis)) visit(p_.axis(base).name);
     active.erase(name);
     done.insert(name);
     order.push_back(axis.id);
@@ -268,6 +280,8 @@ void Writer::write_axes(std::ostringstream &out) {
     std::string item = axis.name;
     if (axis.derived)
       item += " = " + size_expression(axis.definition);
+    else if (axis.formula)
+      item += " = " + axis.formula->to_string([&](const Poly &poly) { return size_expression(poly); });
     else if (axis.size)
       item += " = " + std::to_string(*axis.size);
     if (!line.empty() && line.size() + item.size() > 100) {

@@ -75,7 +75,36 @@ void Writer::region(std::ostringstream &out, const ir::Region &region, int depth
     }
     if (!line.empty()) out << indent << line << "\n";
   }
-  for (const auto &op : region.ops) statement(out, *op, depth);
+  for (const auto &op : region.ops)
+    if (op->kind == ir::OpKind::Repeat) iteration_index(*op);
+  for (const auto &op : region.ops)
+    if (!index_ops_.count(op.get())) statement(out, *op, depth);
+}
+
+int Writer::iteration_index(const ir::Op &repeat) {
+  auto constant = [&](int value, double number) {
+    auto it = plan_->producers.find(value);
+    return it != plan_->producers.end() && it->second->kind == ir::OpKind::Constant && it->second->constant == number &&
+                   d_->value(value).axes.empty()
+               ? it->second
+               : nullptr;
+  };
+  for (size_t k = 0; k < repeat.body_arguments.size() && k < repeat.operands.size(); ++k) {
+    const int argument = repeat.body_arguments[k];
+    const ir::Value &value = d_->value(argument);
+    if (value.dtype != ir::DType::I32 || !value.axes.empty() || d_->value(repeat.results[k]).name[0] != '%') continue;
+    const ir::Op *zero = constant(repeat.operands[k], 0);
+    auto step = plan_->producers.find(repeat.body_yields[k]);
+    if (!zero || step == plan_->producers.end()) continue;
+    const ir::Op &add = *step->second;
+    if (add.kind != ir::OpKind::Elementwise || add.function != ops::Fn::Add || add.operands.size() != 2) continue;
+    const int other = add.operands[0] == argument ? add.operands[1] : add.operands[1] == argument ? add.operands[0] : -1;
+    const ir::Op *one = other >= 0 ? constant(other, 1) : nullptr;
+    if (!one) continue;
+    index_ops_.insert({zero, &add, one});
+    return static_cast<int>(k);
+  }
+  return -1;
 }
 
 void Writer::statement(std::ostringstream &out, const ir::Op &op, int depth) {
@@ -424,9 +453,15 @@ void Writer::repeat(std::ostringstream &out, const ir::Op &op, int depth) {
       op.results.size() != carried)
     fail("a repeat" + where() + " does not carry each value through its body");
   const std::string indent(static_cast<size_t>(depth) * 2, ' ');
+  const int index = iteration_index(op);
   std::vector<std::string> names;
   for (size_t i = 0; i < carried; ++i) {
     const std::string &name = name_of(op.body_arguments[i]);
+    if (static_cast<int>(i) == index) {
+      if (lookup(name) >= 0 || is_output_name(name)) fail("the iteration index '" + name + "'" + where() + " hides another name");
+      names.push_back(name);
+      continue;
+    }
     if (name_of(op.results[i]) != name || std::find(names.begin(), names.end(), name) != names.end())
       fail("the value carried as '" + name + "' by a repeat" + where() + " changes its name");
     names.push_back(name);
@@ -453,16 +488,16 @@ void Writer::repeat(std::ostringstream &out, const ir::Op &op, int depth) {
   for (const std::string &name : assigned)
     if (lookup(name) >= 0 && std::find(names.begin(), names.end(), name) == names.end())
       fail("a repeat" + where() + " assigns '" + name + "', which exists before it, without carrying it");
-  out << indent << "repeat " << op.count << " {\n";
+  out << indent << "repeat " << op.count << (index >= 0 ? " as " + names[static_cast<size_t>(index)] : "") << " {\n";
   Frame frame;
   for (size_t i = 0; i < carried; ++i) {
     frame.names[names[i]] = op.body_arguments[i];
-    frame.carried[names[i]] = op.body_arguments[i];
+    if (static_cast<int>(i) != index) frame.carried[names[i]] = op.body_arguments[i];
   }
   frames_.push_back(frame);
   region(out, *op.body, depth + 1);
   for (size_t i = 0; i < carried; ++i) {
-    if (frames_.back().names.at(names[i]) == op.body_yields[i]) continue;
+    if (static_cast<int>(i) == index || frames_.back().names.at(names[i]) == op.body_yields[i]) continue;
     out << indent << "  " << renaming_copy(op.body_arguments[i], op.body_yields[i]) << "\n";
     frames_.back().names[names[i]] = op.body_yields[i];
   }

@@ -114,6 +114,7 @@ class Writer {
   std::string describe_axis(int axis) const;
   Poly written_poly(const std::string &name);
   Poly mapped(const Poly &poly);
+  std::vector<int> defining_axes(const ir::Axis &axis) const;
   bool equivalent(int a, int b);
   std::string size_expression(const Poly &poly) const;
   void write_axes(std::ostringstream &out);
@@ -160,6 +161,10 @@ class Writer {
   std::string merge(const ir::Op &op, std::string &indices);
   std::string call(const ir::Op &op) const;
   void repeat(std::ostringstream &out, const ir::Op &op, int depth);
+  // The position of a repeat's iteration index (`repeat N as i`: an i32 scalar carried from a constant 0,
+  // plus a constant 1 each iteration, its last value unread), or -1; its three ops are written by `as i`.
+  int iteration_index(const ir::Op &repeat);
+  std::set<const ir::Op *> index_ops_;
   std::string renaming_copy(int argument, int source) const;
   void write_schedule(std::ostringstream &out, const ir::Diagram &diagram, const ir::Schedule &schedule);
 

@@ -169,4 +169,107 @@ std::string Poly::to_string(const std::function<std::string(int)> &name) const {
   return out;
 }
 
+// ---------------------------------------------------------------- formulas
+
+std::shared_ptr<const SizeFormula> SizeFormula::leaf(Poly poly) {
+  auto out = std::make_shared<SizeFormula>();
+  out->poly_ = std::move(poly);
+  return out;
+}
+
+std::shared_ptr<const SizeFormula> SizeFormula::node(Kind kind, std::shared_ptr<const SizeFormula> lhs,
+                                                     std::shared_ptr<const SizeFormula> rhs) {
+  auto out = std::make_shared<SizeFormula>();
+  out->kind_ = kind;
+  out->lhs_ = std::move(lhs);
+  out->rhs_ = std::move(rhs);
+  return out;
+}
+
+std::optional<double> SizeFormula::evaluate(const std::function<std::optional<double>(int)> &size) const {
+  if (kind_ == Kind::Leaf) return poly_.evaluate(size);
+  auto a = lhs_->evaluate(size);
+  auto b = rhs_->evaluate(size);
+  if (!a || !b) return std::nullopt;
+  switch (kind_) {
+    case Kind::Add: return *a + *b;
+    case Kind::Sub: return *a - *b;
+    case Kind::Mul: return *a * *b;
+    case Kind::FloorDiv:
+    case Kind::CeilDiv: {
+      // Integer operands only: the quotient of sizes, rounded; a divisor below 1 has none.
+      if (*b < 1 || *a != std::floor(*a) || *b != std::floor(*b)) return std::nullopt;
+      double q = std::floor(*a / *b);
+      if (kind_ == Kind::CeilDiv && q * *b != *a) q += 1;
+      return q;
+    }
+    case Kind::Leaf: break;
+  }
+  return std::nullopt;
+}
+
+std::vector<int> SizeFormula::axes() const {
+  if (kind_ == Kind::Leaf) return poly_.axes();
+  std::vector<int> out = lhs_->axes();
+  for (int axis : rhs_->axes())
+    if (std::find(out.begin(), out.end(), axis) == out.end()) out.push_back(axis);
+  return out;
+}
+
+namespace {
+
+// Binding strength for printing: sums 1, products and quotients 2, atoms 3.
+int precedence(const SizeFormula &f) {
+  switch (f.kind()) {
+    case SizeFormula::Kind::Add:
+    case SizeFormula::Kind::Sub: return 1;
+    case SizeFormula::Kind::Mul:
+    case SizeFormula::Kind::FloorDiv: return 2;
+    case SizeFormula::Kind::CeilDiv: return 3;
+    case SizeFormula::Kind::Leaf: break;
+  }
+  const auto &terms = f.poly().terms();
+  if (terms.size() > 1) return 1;
+  if (terms.empty()) return 3;
+  const auto &[monomial, coefficient] = *terms.begin();
+  size_t factors = (coefficient != 1 ? 1 : 0);
+  for (const auto &[axis, power] : monomial) factors += static_cast<size_t>(power);
+  return factors > 1 || coefficient < 0 ? 2 : 3;
+}
+
+}  // namespace
+
+std::string SizeFormula::to_string(const std::function<std::string(const Poly &)> &poly_text) const {
+  if (kind_ == Kind::Leaf) return poly_text(poly_);
+  auto wrapped = [&](const SizeFormula &f, bool wrap) { return wrap ? "(" + f.to_string(poly_text) + ")" : f.to_string(poly_text); };
+  const int mine = kind_ == Kind::CeilDiv ? 2 : precedence(*this);
+  const std::string left = wrapped(*lhs_, precedence(*lhs_) < mine);
+  // The right operand of - and // (not associative), or of another kind of the same strength, keeps its parentheses.
+  const bool right_wrap = precedence(*rhs_) < mine ||
+                          (precedence(*rhs_) == mine && (kind_ == Kind::Sub || kind_ == Kind::FloorDiv ||
+                                                         kind_ == Kind::CeilDiv || rhs_->kind_ != kind_));
+  const std::string right = wrapped(*rhs_, right_wrap);
+  switch (kind_) {
+    case Kind::Add: return left + " + " + right;
+    case Kind::Sub: return left + " - " + right;
+    case Kind::Mul: return left + " * " + right;
+    case Kind::FloorDiv: return left + " // " + right;
+    case Kind::CeilDiv: return "ceil(" + left + " / " + right + ")";
+    case Kind::Leaf: break;
+  }
+  return "";
+}
+
+SizeFormula SizeFormula::substitute(const std::function<Poly(int)> &axis_value) const {
+  SizeFormula out;
+  out.kind_ = kind_;
+  if (kind_ == Kind::Leaf) {
+    out.poly_ = poly_.substitute(axis_value);
+  } else {
+    out.lhs_ = std::make_shared<SizeFormula>(lhs_->substitute(axis_value));
+    out.rhs_ = std::make_shared<SizeFormula>(rhs_->substitute(axis_value));
+  }
+  return out;
+}
+
 }  // namespace ncd
