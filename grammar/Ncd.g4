@@ -71,7 +71,8 @@ primary
   | INF                                                  # infPrimary
   | SIZEOF                                               # sizeofPrimary
   | '(' expr ')'                                         # parenPrimary
-  | (label=name ':')? callee=name ('[' (bracketItem (',' bracketItem)*)? ']')? '(' (argument (',' argument)*)? ')'  # callPrimary
+  | (label=name ':')? callee=name ('[' (bracketItem (',' bracketItem)*)? ']')? '(' (argument (',' argument)*)? ')'
+    (result='[' index (',' index)* ']')?                                                                   # callPrimary
   | tensorRef                                            # refPrimary
   ;
 

@@ -80,6 +80,9 @@ struct Expr {
   bool has_brackets = false;
   std::vector<BracketItem> brackets;
   std::vector<Argument> arguments;
+  // Call: `F(x)[s + 1, d]` reads the result through indices (result_index.name stays empty).
+  bool has_result_index = false;
+  TensorRef result_index;
   // Ref
   TensorRef ref;
   // Unary ("-", "!") uses lhs; Binary ("*", "/", "+", "-", "<", ..., "&&", "||").

@@ -111,7 +111,7 @@ std::string format_expr(const ast::Expr &expr) {
         if (expr.arguments[i].keyword) out += expr.arguments[i].keyword->text + " = ";
         out += format_expr(*expr.arguments[i].value);
       }
-      return out + ")";
+      return out + ")" + (expr.has_result_index ? format_ref(expr.result_index) : std::string());
     }
   }
   return "";
@@ -480,6 +480,7 @@ class Dumper {
         }
         for (const auto &argument : e.arguments)
           out += " " + (argument.keyword ? argument.keyword->text + "=" : std::string()) + sexpr(*argument.value);
+        if (e.has_result_index) out += " at " + sexpr(e.result_index);
         return out + ")";
       }
     }

@@ -523,6 +523,12 @@ class AstBuilder {
         argument.value = expr(argument_context->expr(), depth + 1);
         out->arguments.push_back(std::move(argument));
       }
+      if (call->result) {
+        out->has_result_index = true;
+        out->result_index.has_brackets = true;
+        out->result_index.location = at_.token(call->result);
+        for (auto *index_context : call->index()) out->result_index.indices.push_back(index(index_context, depth + 1));
+      }
     } else if (auto *ref = as<NcdParser::RefPrimaryContext>(context)) {
       out->kind = ast::Expr::Kind::Ref;
       out->ref = tensor_ref(ref->tensorRef(), depth + 1);

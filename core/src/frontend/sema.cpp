@@ -128,6 +128,8 @@ std::optional<Sema::SizeValue> Sema::size_expr(const ast::SizeExpr &expr,
       const std::string &fn = expr.axis.text;
       const ast::SizeExpr *inner = expr.lhs.get();
       while (inner && inner->kind == ast::SizeExpr::Kind::Paren) inner = inner->lhs.get();
+      if ((fn != "ceil" && fn != "floor") || !inner || inner->kind != ast::SizeExpr::Kind::Binary || inner->op != "/")
+        sub(*expr.lhs);  // its axes count as used; the error below is about the call
       if (fn != "ceil" && fn != "floor") {
         d_.error(expr.axis.location, "a size can call only ceil(a / b) and floor(a / b), not '" + fn + "'" +
                                          did_you_mean(fn, {"ceil", "floor"}));

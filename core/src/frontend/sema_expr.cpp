@@ -150,6 +150,20 @@ std::unique_ptr<TypedExpr> Sema::typed_ref(const ast::TensorRef &ref, SourceLoca
   if (poisoned_values_.count({current_, value_id})) return nullptr;
   reads_.insert(value_id);
   const ir::Value &value = current_->value(value_id);
+  if (ref.has_brackets && ref.indices.size() != value.axes.size()) {
+    d_.error(ref.location, "'" + name + "' has " + std::to_string(value.axes.size()) +
+                               (value.axes.size() == 1 ? " axis " : " axes ") +
+                               axes_text(value.axes) + " but is indexed with " + std::to_string(ref.indices.size()));
+    return nullptr;
+  }
+  return typed_access(value_id, ref, location, name, {});
+}
+
+// Reads value `value_id` through `ref`'s indices: index i reads position `positions[i]` of the
+// value's axes (every position in order when `positions` is empty); other positions pass through.
+std::unique_ptr<TypedExpr> Sema::typed_access(int value_id, const ast::TensorRef &ref, SourceLocation location,
+                                              const std::string &name, const std::vector<size_t> &positions) {
+  const ir::Value &value = current_->value(value_id);
   if (!ref.has_brackets) {
     auto node = make(TypedExpr::Kind::Value, location);
     node->value = value_id;
@@ -159,12 +173,6 @@ std::unique_ptr<TypedExpr> Sema::typed_ref(const ast::TensorRef &ref, SourceLoca
     node->dtype_fixed = true;
     return node;
   }
-  if (ref.indices.size() != value.axes.size()) {
-    d_.error(ref.location, "'" + name + "' has " + std::to_string(value.axes.size()) +
-                               (value.axes.size() == 1 ? " axis " : " axes ") +
-                               axes_text(value.axes) + " but is indexed with " + std::to_string(ref.indices.size()));
-    return nullptr;
-  }
   auto node = make(TypedExpr::Kind::Access, location);
   node->value = value_id;
   node->ref = &ref;
@@ -172,10 +180,20 @@ std::unique_ptr<TypedExpr> Sema::typed_ref(const ast::TensorRef &ref, SourceLoca
   node->dtype_fixed = true;
   bool identity = true;
   bool ok = true;
-  for (size_t position = 0; position < ref.indices.size(); ++position) {
-    const ast::Index &index = *ref.indices[position];
+  for (size_t position = 0; position < value.axes.size(); ++position) {
     int stored = value.axes[position];
     ir::AccessIndex access;
+    size_t which = position;
+    if (!positions.empty()) {
+      auto at = std::find(positions.begin(), positions.end(), position);
+      if (at == positions.end()) {  // a position no index names: read as it is
+        access.terms = {{stored, 1}};
+        node->access.push_back(access);
+        continue;
+      }
+      which = static_cast<size_t>(at - positions.begin());
+    }
+    const ast::Index &index = *ref.indices[which];
     if (!typed_index(index, stored, name, access, *node)) {
       ok = false;
       continue;
@@ -328,6 +346,11 @@ std::unique_ptr<TypedExpr> Sema::typed_call(const ast::Expr &expr) {
                                          expr.label->text + ": Diagram(...)), to give its params their path");
       return nullptr;
     }
+    if (expr.has_result_index) {
+      d_.error(expr.result_index.location, "only a call of a diagram can be indexed; '" + name +
+                                               "' is a builtin function: assign its result, then index that");
+      return nullptr;
+    }
     ops::Fn fn = builtin->second;
     // `max`/`min` are reductions with brackets and pointwise with two arguments.
     if (!expr.has_brackets && ops::info(fn).pointwise != ops::Fn::None) fn = ops::info(fn).pointwise;
@@ -348,7 +371,44 @@ std::unique_ptr<TypedExpr> Sema::typed_call(const ast::Expr &expr) {
     d_.error(expr.name.location, "diagram '" + name + "' calls itself; recursion is not allowed");
     return nullptr;
   }
-  return typed_diagram_call(expr, callee);
+  auto node = typed_diagram_call(expr, callee);
+  if (!node || !expr.has_result_index) return node;
+  return typed_indexed_call(expr, std::move(node));
+}
+
+// `F(x)[...]`: the call is emitted first, into a value of its own that the indices read. One index
+// per axis of the callee's output, in its declared order; the axes the call is lifted over pass through.
+std::unique_ptr<TypedExpr> Sema::typed_indexed_call(const ast::Expr &expr, std::unique_ptr<TypedExpr> node) {
+  const ast::TensorRef &ref = expr.result_index;
+  if (node->output_axes.size() != 1) {
+    d_.error(ref.location, "'" + node->callee_name + "' has " + std::to_string(node->output_axes.size()) +
+                               " outputs; only the result of a call with one output can be indexed");
+    return nullptr;
+  }
+  const ir::Diagram &callee = *p_.diagrams.at(static_cast<size_t>(node->callee));
+  const ir::Value &output = callee.value(callee.outputs[0]);
+  if (ref.indices.size() != output.axes.size()) {
+    d_.error(ref.location, "the result of '" + node->callee_name + "' has " + std::to_string(output.axes.size()) +
+                               (output.axes.size() == 1 ? " axis " : " axes ") + axes_text(output.axes) +
+                               " but is indexed with " + std::to_string(ref.indices.size()));
+    return nullptr;
+  }
+  std::map<int, int> bound(node->bindings.begin(), node->bindings.end());
+  const std::string callee_name = node->callee_name;
+  int result = emit(*node);
+  if (result < 0) return nullptr;
+  reads_.insert(result);
+  const ir::Value &value = current_->value(result);
+  std::vector<size_t> positions;
+  for (int axis : output.axes) {
+    auto at = std::find(value.axes.begin(), value.axes.end(), bound.count(axis) ? bound[axis] : axis);
+    if (at == value.axes.end()) {
+      d_.error(ref.location, "internal: the result of '" + callee_name + "' lacks its axis '" + p_.axis(axis).name + "'");
+      return nullptr;
+    }
+    positions.push_back(static_cast<size_t>(at - value.axes.begin()));
+  }
+  return typed_access(result, ref, expr.location, callee_name, positions);
 }
 
 std::unique_ptr<TypedExpr> Sema::typed_builtin(const ast::Expr &expr, ops::Fn fn) {

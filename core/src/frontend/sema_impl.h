@@ -185,6 +185,9 @@ class Sema {
   std::unique_ptr<TypedExpr> typed(const ast::Expr &expr);
   std::unique_ptr<TypedExpr> typed_product(const ast::Expr &expr);
   std::unique_ptr<TypedExpr> typed_ref(const ast::TensorRef &ref, SourceLocation location);
+  std::unique_ptr<TypedExpr> typed_access(int value_id, const ast::TensorRef &ref, SourceLocation location,
+                                          const std::string &name, const std::vector<size_t> &positions);
+  std::unique_ptr<TypedExpr> typed_indexed_call(const ast::Expr &expr, std::unique_ptr<TypedExpr> node);
   bool typed_index(const ast::Index &index, int stored, const std::string &tensor, ir::AccessIndex &out,
                    TypedExpr &node);
   bool affine(const ast::Index &index, int64_t scale, std::map<int, int64_t> &terms, int64_t &offset);

@@ -222,12 +222,12 @@ class JsonPrinter {
              {"module", axis.module},
              {"derived", axis.derived},
              {"definition", p_.size_poly(axis.id).to_string([&](int id) { return p_.axis(id).name; })},
-             {"computed", axis.formula ? json(axis.formula->to_string([&](const Poly &poly) {
-                            return poly.to_string([&](int id) { return p_.axis(id).name; });
-                          }))
-                                       : json(nullptr)},
              {"overridden", axis.overridden},
              {"location", location(axis.location)}};
+      if (axis.formula)
+        a["computed"] = axis.formula->to_string([&](const Poly &poly) {
+          return poly.to_string([&](int id) { return p_.axis(id).name; });
+        });
       a["size"] = axis.size ? json(*axis.size) : json(nullptr);
       a["default"] = axis.default_size ? json(*axis.default_size) : json(nullptr);
       out["axes"].push_back(a);

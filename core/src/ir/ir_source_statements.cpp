@@ -303,7 +303,9 @@ std::string Writer::affine_text(const ir::AccessIndex &index, int stored) const 
       out += (coefficient > 0 ? " + " : " - ") + term;
   }
   // One axis of another size at offset 0 is affine only written with arithmetic (a bare axis renames).
-  if (index.offset == 0 && terms.size() == 1 && terms[0].second == 1 && !p_.same_size(terms[0].first, stored))
+  // Sizes that are equal only as numbers stay `+ 0`: -D may make them differ.
+  if (index.offset == 0 && terms.size() == 1 && terms[0].second == 1 && terms[0].first != stored &&
+      p_.size_poly(terms[0].first) != p_.size_poly(stored))
     return out + " + 0";
   if (index.offset != 0 || out.empty()) {
     uint64_t magnitude =
@@ -393,6 +395,9 @@ std::string Writer::merge(const ir::Op &op, std::string &indices) {
       for (const std::string &candidate : candidates)
         for (int axis : result_axes)
           if (p_.axis(axis).name == candidate) merged = candidate;
+    // No product names it: sema merges into the declared axis of the product's size (`(two, half)` into d).
+    if (candidates.empty() && (is_output_name(target) || (lookup(target) >= 0 && carrier(target))))
+      merged = p_.axis(result_axes[i]).name;
     if (merged != p_.axis(result_axes[i]).name)
       fail("the merge into '" + p_.axis(result_axes[i]).name + "'" + where() +
            " would be read as a merge into another axis of the same size");
