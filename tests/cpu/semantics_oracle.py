@@ -286,7 +286,8 @@ def Named(x, p):
     halves = -(-s // 2)
     padded = np.concatenate([Q, [0.0]])  # reads past the end are zero
     R = np.array([padded[2 * h] + padded[2 * h + 1] for h in range(halves)])
-    return {"Y": Y, "P": P, "R": R}
+    V = np.concatenate([[0.0], 2 * Q[:-1]]) + Q
+    return {"Y": Y, "P": P, "R": R, "V": V}
 
 
 ORACLES = {name: globals()[name] for name in

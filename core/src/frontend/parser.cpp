@@ -510,7 +510,13 @@ class AstBuilder {
       out->kind = ast::Expr::Kind::Call;
       out->name = name(call->callee);
       if (call->label) out->label = name(call->label);
-      out->has_brackets = has_token(call, "[");
+      // Brackets before the arguments (`F[q = s](x)`); those after them index the result.
+      out->has_brackets = false;
+      for (antlr4::tree::ParseTree *child : call->children)
+        if (auto *terminal = dynamic_cast<antlr4::tree::TerminalNode *>(child)) {
+          if (terminal->getSymbol()->getText() == "(") break;
+          if (terminal->getSymbol()->getText() == "[") out->has_brackets = true;
+        }
       for (auto *item_context : call->bracketItem()) {
         ast::BracketItem item;
         item.name = name(item_context->name(0));
