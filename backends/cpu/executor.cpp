@@ -314,6 +314,18 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
       out = finish(normalize(op.function, t, axes, eps), result.dtype);
       break;
     }
+    case ir::OpKind::Scan: {
+      std::vector<RtTensor> operands;
+      for (int id : op.operands) operands.push_back(get(frame, id));
+      std::vector<int> order;
+      std::vector<int64_t> sizes;
+      for (int axis : result.axes) {
+        order.push_back(rt_axis(frame, axis));
+        sizes.push_back(axis_sizes_[static_cast<size_t>(order.back())]);
+      }
+      out = finish(scan(op.function, operands, rt_axis(frame, op.axes.at(0)), order, sizes), result.dtype);
+      break;
+    }
     case ir::OpKind::Access: out = finish(run_access(frame, op), result.dtype); break;
     case ir::OpKind::Merge: out = finish(run_merge(frame, op), result.dtype); break;
     default: throw RunError("internal: unexpected op kind");
@@ -321,7 +333,8 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
   store_result(frame, op, std::move(out));
   if (request_.options.profile) {
     std::string key = std::string(ir::op_kind_name(op.kind));
-    if (op.kind == ir::OpKind::Elementwise || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize)
+    if (op.kind == ir::OpKind::Elementwise || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize ||
+        op.kind == ir::OpKind::Scan)
       key += " " + std::string(ops::name(op.function));
     profile(key, start);
   }
