@@ -584,9 +584,9 @@ class Drawer {
         // A box like a normalisation's (every axis kept), the scanned lane marked and named.
         for (auto &lane : lanes) lane.role = op_axes.count(lane.axis) ? Lane::Acted : lane.role;
         glyph.lines = {std::string(ops::name(op.function))};
-        glyph.notes.push_back("scan along " + axis_name(scope, op.axes.at(0)));
-        glyph.fill = "#dbeafe";
-        glyph.stroke = "#1e40af";
+        glyph.notes.push_back("along " + axis_name(scope, op.axes.at(0)));
+        glyph.fill = "#ccfbf1";
+        glyph.stroke = "#0f766e";
         glyph.rounded = true;
         glyph.border = 2;
         break;

@@ -125,9 +125,11 @@ class Checker {
   bool check_group(const ir::Diagram &diagram, const ir::ScheduleDirective &directive) {
     int axis = directive.axis;
     if (const ir::Op *op = consumer(diagram, axis)) {
+      // A scan cannot be streamed either (scan_stream): no hint to stream it.
+      std::string hint = op->kind == ir::OpKind::Scan ? "" : "; stream it instead (stream " + name(axis) + " by N)";
       auto &error = d_.error(directive.location, "cannot group '" + name(axis) + "': " + describe(*op) +
                                                      " consumes it, and a group partition splits only an axis the diagram is "
-                                                     "lifted or mapped over; stream it instead (stream " + name(axis) + " by N)");
+                                                     "lifted or mapped over" + hint);
       error.notes.push_back({op->location, "'" + name(axis) + "' is consumed here"});
       return false;
     }
