@@ -124,8 +124,8 @@ inline constexpr int64_t kPointwiseThreads = 256;
 // total carries into the next chunk: work about 2n + 10·n/(32·per_lane)
 // combines per row of n, depth per_lane + 5 per chunk (docs/COST.md).
 struct ScanPlan {
-  int64_t per_lane = 1;             // elements a lane scans in registers per chunk
-  int64_t threads = kRowThreads;    // 8 warps, a row each
+  int64_t per_lane = 1;           // elements a lane scans in registers per chunk
+  int64_t threads = kRowThreads;  // 8 warps, a row each
 };
 // `extent` positions along the scanned axis (nullopt: a runtime size).
 ScanPlan plan_scan(std::optional<int64_t> extent);

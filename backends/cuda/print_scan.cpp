@@ -43,8 +43,9 @@ Ten Generator::scan(Frame &frame, const ir::Op &o) {
   const std::string per = str(plan.per_lane), chunk = str(32 * plan.per_lane);
   // The monoid's combine as device code (NaN propagates through ncd_max/ncd_min as through NumPy's).
   auto combine = [&](const std::string &h, const std::string &v) { return function_expr(row.combine, {h, v}); };
-  const std::string identity =
-      pair ? "0.f" : std::isinf(row.identity) ? (row.identity < 0 ? "-INFINITY" : "INFINITY") : flit(row.identity);
+  const std::string identity = pair                       ? "0.f"
+                               : std::isinf(row.identity) ? (row.identity < 0 ? "-INFINITY" : "INFINITY")
+                                                          : flit(row.identity);
   const std::string full = "0xffffffffu";
   std::string k = "__global__ void @NAME@(" + args.param_list() + ") {\n";
   k += "  const int lane = threadIdx.x % 32;\n";
@@ -60,8 +61,10 @@ Ten Generator::scan(Frame &frame, const ir::Op &o) {
   k += "        const int64_t j = base + lane * " + per + " + e;\n";
   k += std::string("        float ") + (pair ? "a = 1.f, " : "") + "v = " + identity + ";\n";
   k += "        if (j < " + str(extent) + ") {\n" + decompose({along}, "j", "          ");
-  if (pair) k += "          a = " + loads[0] + ";\n          v = " + loads[1] + ";\n";
-  else k += "          v = " + loads[0] + ";\n";
+  if (pair)
+    k += "          a = " + loads[0] + ";\n          v = " + loads[1] + ";\n";
+  else
+    k += "          v = " + loads[0] + ";\n";
   k += "        }\n";
   if (pair)
     k += "        tv = a * tv + v;\n        ta = ta * a;\n        pa[e] = ta;\n        pv[e] = tv;\n";

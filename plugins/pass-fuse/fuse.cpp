@@ -157,11 +157,10 @@ class Fuse : public Pass {
   static std::string describe(const ir::Diagram &diagram, const Group &group) {
     std::string out;
     for (const ir::Op *op : group.ops) {
-      std::string what =
-          op->kind == ir::OpKind::Elementwise || op->kind == ir::OpKind::Reduce || op->kind == ir::OpKind::Normalize ||
-                  op->kind == ir::OpKind::Scan
-              ? std::string(ops::name(op->function))
-              : std::string(ir::op_kind_name(op->kind));
+      std::string what = op->kind == ir::OpKind::Elementwise || op->kind == ir::OpKind::Reduce ||
+                                 op->kind == ir::OpKind::Normalize || op->kind == ir::OpKind::Scan
+                             ? std::string(ops::name(op->function))
+                             : std::string(ir::op_kind_name(op->kind));
       out += (out.empty() ? "" : ", ") + what + " " + ir::value_label(diagram, op->results[0]);
     }
     return out;

@@ -186,7 +186,8 @@ TEST(VerifierOnBrokenIr, ScanAlongAMissingAxis) {
   f.op().kind = ir::OpKind::Scan;
   f.op().function = ncd::ops::Fn::CumSum;
   f.op().axes = {1};
-  EXPECT_NE(f.violations().find("scans along other than one axis of its operands"), std::string::npos) << f.violations();
+  EXPECT_NE(f.violations().find("scans along other than one axis of its operands"), std::string::npos)
+      << f.violations();
 }
 
 TEST(VerifierOnBrokenIr, ScanWithOneOperandOfTwo) {

@@ -243,7 +243,8 @@ class Graph {
       case ir::OpKind::Contract: return "contract sum[" + axis_list(op.axes, instance) + "]";
       case ir::OpKind::Reduce:
       case ir::OpKind::Normalize:
-      case ir::OpKind::Scan: return kind + " " + std::string(ops::name(op.function)) + "[" + axis_list(op.axes, instance) + "]";
+      case ir::OpKind::Scan:
+        return kind + " " + std::string(ops::name(op.function)) + "[" + axis_list(op.axes, instance) + "]";
       case ir::OpKind::Elementwise: return kind + " " + std::string(ops::name(op.function));
       default: return kind;
     }
@@ -564,7 +565,8 @@ class Graph {
         return per_element(x, rows, ops::info(op.op->function));
       }
       // The work of the sequential recurrence: the row's FLOPs per result element (docs/COST.md).
-      case ir::OpKind::Scan: return per_element(product(axes_of(op.results[0]), extents), Sized::of(0), ops::info(op.op->function));
+      case ir::OpKind::Scan:
+        return per_element(product(axes_of(op.results[0]), extents), Sized::of(0), ops::info(op.op->function));
       default: return Sized::of(0);
     }
   }

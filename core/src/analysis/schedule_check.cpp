@@ -98,8 +98,8 @@ class Checker {
     const ir::Op *found = nullptr;
     for_each_op(diagram.body, [&](const ir::Op &op) {
       if (found) return;
-      bool consumes = (op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize ||
-                       op.kind == ir::OpKind::Scan) &&
+      bool consumes = (op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce ||
+                       op.kind == ir::OpKind::Normalize || op.kind == ir::OpKind::Scan) &&
                       contains(op.axes, axis);
       if (op.kind == ir::OpKind::Call)
         for (auto [from, to] : op.bindings)
@@ -127,9 +127,11 @@ class Checker {
     if (const ir::Op *op = consumer(diagram, axis)) {
       // A scan cannot be streamed either (scan_stream): no hint to stream it.
       std::string hint = op->kind == ir::OpKind::Scan ? "" : "; stream it instead (stream " + name(axis) + " by N)";
-      auto &error = d_.error(directive.location, "cannot group '" + name(axis) + "': " + describe(*op) +
-                                                     " consumes it, and a group partition splits only an axis the diagram is "
-                                                     "lifted or mapped over" + hint);
+      auto &error =
+          d_.error(directive.location, "cannot group '" + name(axis) + "': " + describe(*op) +
+                                           " consumes it, and a group partition splits only an axis the diagram is "
+                                           "lifted or mapped over" +
+                                           hint);
       error.notes.push_back({op->location, "'" + name(axis) + "' is consumed here"});
       return false;
     }
@@ -195,8 +197,8 @@ class Checker {
         any_carries = any_carries || carries(operand);
       }
       for (int result : op.results) any_carries = any_carries || carries(result);
-      bool consumes = (op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize ||
-                       op.kind == ir::OpKind::Scan) &&
+      bool consumes = (op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce ||
+                       op.kind == ir::OpKind::Normalize || op.kind == ir::OpKind::Scan) &&
                       contains(op.axes, axis);
       if (consumes) {
         scan.consumed = true;
@@ -218,7 +220,8 @@ class Checker {
           for (int result : op.results) finished[result] = op.location;
         } else if (op.kind == ir::OpKind::Scan) {
           // A scan could carry its state from tile to tile, but no kernel does: refused.
-          auto &error = d_.error(at, "cannot stream '" + axis_name + "': " + fn_name(op) + " along it carries its state across tiles, which no kernel does");
+          auto &error = d_.error(at, "cannot stream '" + axis_name + "': " + fn_name(op) +
+                                         " along it carries its state across tiles, which no kernel does");
           error.notes.push_back({op.location, "scanned here"});
           scan.ok = false;
         } else {

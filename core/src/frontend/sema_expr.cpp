@@ -380,7 +380,8 @@ std::unique_ptr<TypedExpr> Sema::typed_builtin(const ast::Expr &expr, ops::Fn fn
                                      (expected == 1 ? "" : "s") + ", not " + std::to_string(arguments.size()));
     return nullptr;
   }
-  bool wants_axes = builtin.kind == ops::Kind::Reduce || builtin.kind == ops::Kind::Normalize || builtin.kind == ops::Kind::Scan;
+  bool wants_axes =
+      builtin.kind == ops::Kind::Reduce || builtin.kind == ops::Kind::Normalize || builtin.kind == ops::Kind::Scan;
   // A scan acts on the union of its operands' axes (`scan`'s broadcast as elementwise operands do).
   std::vector<int> operand_axes = arguments[0]->axes;
   if (builtin.kind == ops::Kind::Scan)

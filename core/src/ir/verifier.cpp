@@ -94,8 +94,8 @@ class Verifier {
   // Ops that apply a function apply one of their kind, to as many operands as it takes.
   void check_function(const ir::Op &op) {
     const ops::Info &row = ops::info(op.function);
-    bool applies = op.kind == ir::OpKind::Elementwise || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize ||
-                   op.kind == ir::OpKind::Scan;
+    bool applies = op.kind == ir::OpKind::Elementwise || op.kind == ir::OpKind::Reduce ||
+                   op.kind == ir::OpKind::Normalize || op.kind == ir::OpKind::Scan;
     if (!applies) {
       if (op.function != ops::Fn::None) fail(&op, "applies a function ('" + std::string(row.name) + "')");
       return;
@@ -146,7 +146,8 @@ class Verifier {
         break;
       case ir::OpKind::Scan:
         if (operand_union != result_axes) fail(&op, "changes its operands' axes");
-        if (op.axes.size() != 1 || !operand_union.count(op.axes[0])) fail(&op, "scans along other than one axis of its operands");
+        if (op.axes.size() != 1 || !operand_union.count(op.axes[0]))
+          fail(&op, "scans along other than one axis of its operands");
         break;
       case ir::OpKind::Access: {
         if (op.operands.empty() || op.access.size() != d_->value(op.operands[0]).axes.size()) {
