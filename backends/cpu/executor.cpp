@@ -317,12 +317,17 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
     case ir::OpKind::Scan: {
       std::vector<RtTensor> operands;
       for (int id : op.operands) operands.push_back(get(frame, id));
-      std::vector<int> order;
+      // The result's axes, after the axes of a call it is lifted over (which the operands carry and it does not).
+      std::vector<int> own, order;
+      for (int axis : result.axes) own.push_back(rt_axis(frame, axis));
+      for (const RtTensor &t : operands)
+        for (int r : t.axes)
+          if (std::find(own.begin(), own.end(), r) == own.end() &&
+              std::find(order.begin(), order.end(), r) == order.end())
+            order.push_back(r);
+      order.insert(order.end(), own.begin(), own.end());
       std::vector<int64_t> sizes;
-      for (int axis : result.axes) {
-        order.push_back(rt_axis(frame, axis));
-        sizes.push_back(axis_sizes_[static_cast<size_t>(order.back())]);
-      }
+      for (int r : order) sizes.push_back(axis_sizes_[static_cast<size_t>(r)]);
       out = finish(scan(op.function, operands, rt_axis(frame, op.axes.at(0)), order, sizes), result.dtype);
       break;
     }

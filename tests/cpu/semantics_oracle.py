@@ -312,6 +312,7 @@ def Scans(x, p):
         "H": H,
         "HB": HB,
         "R": np.cumsum(X, axis=0).sum(axis=0),
+        "K": linear_scan(np.full(Y.shape, 0.5), Y, axis=1) + np.maximum.accumulate(Y, axis=1),
     }
 
 
