@@ -3,8 +3,8 @@
 
 `tests/cuda` compiles every emitted kernel; this script runs them. It has two halves:
 
-  prepare  (the machine with ncd built; no GPU)  for every diagram of stdlib/std/, examples/ and
-           tests/cuda/cases/fused.ncd, at small sizes that the tiles do not divide, twice (as
+  prepare  (the machine with ncd built; no GPU)  for every diagram of stdlib/std/, examples/,
+           tests/cuda/cases/fused.ncd and tests/cuda/cases/scan.ncd, at small sizes that the tiles do not divide, twice (as
            written, and after `ncd optimize -O2`): `ncd run --random 1` writes inputs, params and
            the CPU backend's outputs (the reference; that backend is itself checked against a NumPy
            oracle in tests/cpu), and `ncd emit --cuda --harness` writes the .cu. A diagram that
@@ -51,6 +51,8 @@ SOURCES = {
     "examples/multihead.ncd": dict(seq=200, heads=4, d=64, model=256),
     "examples/gpt2.ncd": dict(batch=2, ctx=130, nh=4, hd=64, vocab=1000),
     "tests/cuda/cases/fused.ncd": dict(batch=3, seq=200),
+    "stdlib/std/ssm.ncd": dict(l=300, d=136, n=16, r=24),
+    "tests/cuda/cases/scan.ncd": dict(l=1000, m=33, d=64, n=16, t=257),
 }
 # Narrower still where a diagram repeats a layer 12 times (the data must stay small to travel).
 DIAGRAM_DEFINES = {

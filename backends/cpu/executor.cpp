@@ -314,6 +314,23 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
       out = finish(normalize(op.function, t, axes, eps), result.dtype);
       break;
     }
+    case ir::OpKind::Scan: {
+      std::vector<RtTensor> operands;
+      for (int id : op.operands) operands.push_back(get(frame, id));
+      // The result's axes, after the axes of a call it is lifted over (which the operands carry and it does not).
+      std::vector<int> own, order;
+      for (int axis : result.axes) own.push_back(rt_axis(frame, axis));
+      for (const RtTensor &t : operands)
+        for (int r : t.axes)
+          if (std::find(own.begin(), own.end(), r) == own.end() &&
+              std::find(order.begin(), order.end(), r) == order.end())
+            order.push_back(r);
+      order.insert(order.end(), own.begin(), own.end());
+      std::vector<int64_t> sizes;
+      for (int r : order) sizes.push_back(axis_sizes_[static_cast<size_t>(r)]);
+      out = finish(scan(op.function, operands, rt_axis(frame, op.axes.at(0)), order, sizes), result.dtype);
+      break;
+    }
     case ir::OpKind::Access: out = finish(run_access(frame, op), result.dtype); break;
     case ir::OpKind::Merge: out = finish(run_merge(frame, op), result.dtype); break;
     default: throw RunError("internal: unexpected op kind");
@@ -321,7 +338,8 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
   store_result(frame, op, std::move(out));
   if (request_.options.profile) {
     std::string key = std::string(ir::op_kind_name(op.kind));
-    if (op.kind == ir::OpKind::Elementwise || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize)
+    if (op.kind == ir::OpKind::Elementwise || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize ||
+        op.kind == ir::OpKind::Scan)
       key += " " + std::string(ops::name(op.function));
     profile(key, start);
   }

@@ -31,6 +31,15 @@ RtTensor reduce(ops::Fn fn, const RtTensor &t, const std::vector<int> &axes, int
 // independently for every position of its other axes.
 RtTensor normalize(ops::Fn fn, const RtTensor &t, const std::vector<int> &axes, double eps);
 
+// ---------------------------------------------------------------- scans
+
+// The inclusive scan `fn` (an ops::Kind::Scan row) of the operands along the
+// runtime axis `axis`, operands broadcast by runtime axis id into a result
+// with the axes `order` (sizes `sizes`, `axis` among them); float64 state,
+// float32 result. Every position of the other axes independently (scan.cpp).
+RtTensor scan(ops::Fn fn, const std::vector<RtTensor> &operands, int axis, const std::vector<int> &order,
+              const std::vector<int64_t> &sizes);
+
 // ---------------------------------------------------------------- contraction
 
 // The product of all operands summed over `axes` (runtime ids). `axis_sizes`

@@ -170,6 +170,7 @@ void Generator::op(Frame &frame, const ir::Op &o) {
     case OpKind::Contract: out = contract(frame, o); break;
     case OpKind::Reduce: out = reduce(frame, o); break;
     case OpKind::Normalize: out = normalize(frame, o); break;
+    case OpKind::Scan: out = scan(frame, o); break;
     case OpKind::Access: out = access(frame, o); break;
     case OpKind::Merge: out = merge(frame, o); break;
     default: throw GenError("internal: unexpected op kind");

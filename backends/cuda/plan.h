@@ -117,6 +117,19 @@ inline constexpr int64_t kGemmThreads = 256;  // 8 warps
 inline constexpr int64_t kRowThreads = 256;   // row kernels: a warp per row, 8 rows a block
 inline constexpr int64_t kPointwiseThreads = 256;
 
+// A scan's kernel (plan_scan.cpp, print_scan.cpp): a warp per lifted row,
+// walking the scanned axis in chunks of 32 × `per_lane` elements. Each lane
+// scans its `per_lane` consecutive elements in registers, the warp scans the
+// lanes' totals with __shfl_up_sync (5 steps, Hillis–Steele), and the chunk's
+// total carries into the next chunk: work about 2n + 10·n/(32·per_lane)
+// combines per row of n, depth per_lane + 5 per chunk (docs/COST.md).
+struct ScanPlan {
+  int64_t per_lane = 1;           // elements a lane scans in registers per chunk
+  int64_t threads = kRowThreads;  // 8 warps, a row each
+};
+// `extent` positions along the scanned axis (nullopt: a runtime size).
+ScanPlan plan_scan(std::optional<int64_t> extent);
+
 // The kernel the generator builds for a scheduled diagram where it is called
 // (plan_shape.cpp), or nullopt with the reason it runs the operations apart.
 std::optional<KernelShape> kernel_shape(const KernelQuery &query, const Limits &limits, std::string &why);

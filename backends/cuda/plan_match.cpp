@@ -41,6 +41,7 @@ const char *kind_name(OpKind kind) {
     case OpKind::Contract: return "contraction";
     case OpKind::Reduce: return "reduction";
     case OpKind::Normalize: return "normalisation";
+    case OpKind::Scan: return "scan";
     case OpKind::Access: return "access";
     case OpKind::Merge: return "merge";
     case OpKind::Call: return "call";
@@ -316,9 +317,10 @@ bool match_fused(const ir::Diagram &d, FusedMatch &m, std::string &why) {
     return op.kind == OpKind::Constant || op.kind == OpKind::SizeOf || op.kind == OpKind::AxisIndex;
   };
   for (const auto &op : d.body.ops)
-    if (op->kind == OpKind::Call || op->kind == OpKind::Repeat || op->kind == OpKind::Merge) {
-      why =
-          std::string("it has a ") + kind_name(op->kind) + (op->kind == OpKind::Merge ? " ('" + name(*op) + "')" : "");
+    if (op->kind == OpKind::Call || op->kind == OpKind::Repeat || op->kind == OpKind::Merge ||
+        op->kind == OpKind::Scan) {
+      why = std::string("it has a ") + kind_name(op->kind) +
+            (op->kind == OpKind::Merge || op->kind == OpKind::Scan ? " ('" + name(*op) + "')" : "");
       return false;
     }
   // Data-free ops and scalar arithmetic on them come first (literals, or tiny kernels).

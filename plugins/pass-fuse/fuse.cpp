@@ -100,8 +100,10 @@ class Fuse : public Pass {
       Group &group = groups[static_cast<size_t>(joined)];
       group.ops.push_back(&op);
       group.upstream.insert(upstream.begin(), upstream.end());
-      group.closed =
-          group.closed || op.kind == ir::OpKind::Call || op.kind == ir::OpKind::Repeat || op.kind == ir::OpKind::Merge;
+      // A scan is a kernel of its own (no fused kernel carries a scan's state):
+      // it joins no group (can_join) and nothing joins its.
+      group.closed = group.closed || op.kind == ir::OpKind::Call || op.kind == ir::OpKind::Repeat ||
+                     op.kind == ir::OpKind::Merge || op.kind == ir::OpKind::Scan;
       group.has_contraction = group.has_contraction || op.kind == ir::OpKind::Contract;
       group.has_reduction = group.has_reduction || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize;
       group_of_op[op.id] = joined;
@@ -155,10 +157,10 @@ class Fuse : public Pass {
   static std::string describe(const ir::Diagram &diagram, const Group &group) {
     std::string out;
     for (const ir::Op *op : group.ops) {
-      std::string what =
-          op->kind == ir::OpKind::Elementwise || op->kind == ir::OpKind::Reduce || op->kind == ir::OpKind::Normalize
-              ? std::string(ops::name(op->function))
-              : std::string(ir::op_kind_name(op->kind));
+      std::string what = op->kind == ir::OpKind::Elementwise || op->kind == ir::OpKind::Reduce ||
+                                 op->kind == ir::OpKind::Normalize || op->kind == ir::OpKind::Scan
+                             ? std::string(ops::name(op->function))
+                             : std::string(ir::op_kind_name(op->kind));
       out += (out.empty() ? "" : ", ") + what + " " + ir::value_label(diagram, op->results[0]);
     }
     return out;

@@ -224,10 +224,11 @@ class Tile : public Pass {
       return lifted ? (kernel.time - kernel.launch) * kernel.efficiency + kernel.launch : kernel.time;
     };
     if (schedule.target.empty()) schedule.target = hardware.name;
-    std::set<int> consumed;  // summed, reduced or normalised
+    std::set<int> consumed;  // summed, reduced, normalised or scanned
     const ir::Op *contraction = nullptr;
     ir::for_each_op(diagram.body, [&](const ir::Op &op) {
-      if (op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize)
+      if (op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize ||
+          op.kind == ir::OpKind::Scan)
         consumed.insert(op.axes.begin(), op.axes.end());
       if (op.kind == ir::OpKind::Contract && !contraction) contraction = &op;
     });

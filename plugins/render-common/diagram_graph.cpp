@@ -580,6 +580,17 @@ class Drawer {
         glyph.border = 2;
         break;
       }
+      case OpKind::Scan: {
+        // A box like a normalisation's (every axis kept), the scanned lane marked and named.
+        for (auto &lane : lanes) lane.role = op_axes.count(lane.axis) ? Lane::Acted : lane.role;
+        glyph.lines = {std::string(ops::name(op.function))};
+        glyph.notes.push_back("along " + axis_name(scope, op.axes.at(0)));
+        glyph.fill = "#ccfbf1";
+        glyph.stroke = "#0f766e";
+        glyph.rounded = true;
+        glyph.border = 2;
+        break;
+      }
       case OpKind::Reduce: {
         for (auto &lane : lanes) lane.role = op_axes.count(lane.axis) ? Lane::Acted : lane.role;
         static const std::map<ops::Fn, std::string> symbols{{ops::Fn::Sum, "\u03A3"}, {ops::Fn::Prod, "\u03A0"}};

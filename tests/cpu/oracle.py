@@ -533,6 +533,32 @@ def hf_LlamaForCausalLM(x, p, r, sizes):
     return {"logits": linear_hf(llama_model_hf(x["input_ids"], p, r, sizes, "model."), p, r, "lm_head.")}
 
 
+# ---------------------------------------------------------------- std/ssm.ncd
+
+
+def softplus(x):
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def SelectiveScan(x, p, r, sizes):
+    X = x["X"]  # [l, d]
+    R = r(X @ p["Wx"])
+    Dt = r(softplus(r(r(R @ p["Wdt"]) + p["bdt"])))
+    B = r(X @ p["WB"])  # [l, n]
+    C = r(X @ p["WC"])
+    A = r(-r(np.exp(p["A_log"])))  # [d, n]
+    dA = r(np.exp(r(Dt[:, :, None] * A[None, :, :])))  # [l, d, n]
+    dBx = r(r(Dt[:, :, None] * B[:, None, :]) * X[:, :, None])
+    # h_t = dA_t * h_(t-1) + dBx_t from h_(-1) = 0, in float64; each h rounded as the statement stores it.
+    h = np.zeros(dA.shape[1:])
+    H = np.empty(dA.shape)
+    for t in range(dA.shape[0]):
+        h = dA[t] * h + dBx[t]
+        H[t] = h
+    H = r(H)
+    return {"Y": r(r(np.einsum("ldn,ln->ld", H, C)) + r(p["D"][None, :] * X))}
+
+
 # ---------------------------------------------------------------- examples
 
 
@@ -604,6 +630,7 @@ ORACLES = {
     ("stdlib/std/llama.ncd", "LlamaDecoderLayer"): hf_LlamaDecoderLayer,
     ("stdlib/std/llama.ncd", "LlamaModel"): hf_LlamaModel,
     ("stdlib/std/llama.ncd", "LlamaForCausalLM"): hf_LlamaForCausalLM,
+    ("stdlib/std/ssm.ncd", "SelectiveScan"): SelectiveScan,
     ("examples/attention.ncd", "Attention"): Attention,
     ("examples/gpt2.ncd", "Block"): example_Block,
     ("examples/gpt2.ncd", "Model"): example_Model,
@@ -615,6 +642,7 @@ SIZES = {
     "stdlib/std/attention.ncd": dict(q=8, k=6, d=4, seq=8, heads=2, window=3, prefix=2, kv_heads=2, group=2),
     "stdlib/std/conv.ncd": dict(c=3, o=4, t=10, kw=3, h=6, w=5, kh=3),
     "stdlib/std/nn.ncd": dict(d_in=6, d_out=5, model=8, hidden=12, vocab=20, seq=5),
+    "stdlib/std/ssm.ncd": dict(l=7, d=5, n=4, r=3),
     "stdlib/std/transformer.ncd": dict(seq=8, heads=2, d=4, hidden=12, vocab=20, kv_heads=2, group=2, ffn=10),
     "stdlib/std/gpt2.ncd": dict(seq=8, positions=12, vocab=20, heads=2, head_dim=4, layers=2, nx=6, nf=5),
     "stdlib/std/llama.ncd": dict(seq=8, vocab=20, layers=2, kv_heads=2, group=2, head_dim=4, intermediate=12,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks `ncd run` against the NumPy oracle (oracle.py) for one diagram.
 
-    run_oracle.py --ncd BUILD/bin/ncd --root SRC --file stdlib/std/nn.ncd --diagram FFN [--f32]
+    run_oracle.py --ncd BUILD/bin/ncd --root SRC --file stdlib/std/nn.ncd --diagram FFN [--f32] [--size AXIS=N]...
 
 Runs `ncd run --random 1` at the small sizes of oracle.SIZES, reads back the
 inputs and params it generated and its outputs, computes the oracle on the same
@@ -43,11 +43,16 @@ def main():
     parser.add_argument("--file", required=True)
     parser.add_argument("--diagram", required=True)
     parser.add_argument("--f32", action="store_true")
+    parser.add_argument("--size", action="append", default=[], metavar="AXIS=N",
+                        help="override one of oracle.SIZES (e.g. the sequence length of a scan)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
 
     function = oracle.ORACLES[(args.file, args.diagram)]
-    sizes = oracle.SIZES.get((args.file, args.diagram), oracle.SIZES[args.file])
+    sizes = dict(oracle.SIZES.get((args.file, args.diagram), oracle.SIZES[args.file]))
+    for item in args.size:
+        name, value = item.split("=")
+        sizes[name] = int(value)
     work = tempfile.mkdtemp(prefix="ncd-oracle-")
     try:
         path = os.path.join(args.root, args.file)

@@ -290,11 +290,54 @@ def Named(x, p):
     return {"Y": Y, "P": P, "R": R, "V": V}
 
 
+def linear_scan(a, b, axis):
+    """h_t = a_t * h_(t-1) + b_t from h_(-1) = 0 along `axis`, in float64."""
+    a, b = np.broadcast_arrays(a, b)
+    a, b = np.moveaxis(a, axis, 0), np.moveaxis(b, axis, 0)
+    h = np.zeros(a.shape[1:])
+    out = np.empty(a.shape)
+    for t in range(a.shape[0]):
+        h = a[t] * h + b[t]
+        out[t] = h
+    return np.moveaxis(out, 0, axis)
+
+
+def Scans(x, p):
+    X, Y, Z, W, A, B = (x[k] for k in ["X", "Y", "Z", "W", "A", "B"])
+    X32 = X.astype(np.float32)
+    # float32 arithmetic before each scan, as the statement computes it (the scans themselves in float64).
+    floor2 = np.floor(X32 * np.float32(2)).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        Q = np.where(X32 > np.float32(0.8), np.sqrt(X32 - np.float32(2)), X32).astype(np.float64)
+    # np.maximum.accumulate and np.minimum.accumulate propagate NaN, as the language says.
+    N = np.cumsum(Q, axis=0) + np.cumprod(Q, axis=0) * 0.5 + np.maximum.accumulate(Q, axis=0) - np.minimum.accumulate(
+        Q, axis=0)
+    sig = 1 / (1 + np.exp(-A))
+    H = linear_scan(sig[None, :, :], B, axis=1)
+    r = lambda a: round_bf16(np.asarray(a, dtype=np.float64).astype(np.float32)).astype(np.float64)
+    HB = r(linear_scan(r(sig)[None, :, :], B, axis=1))
+    return {
+        "S": np.cumsum(X, axis=0),
+        "P": np.cumprod((X32 + np.float32(1)).astype(np.float64), axis=0),
+        "Mx": np.maximum.accumulate(floor2, axis=0),
+        "Mn": np.minimum.accumulate(floor2, axis=0),
+        "N": N,
+        "T": np.cumsum(Y, axis=1) + np.maximum.accumulate(Y, axis=1) * 3,
+        "L": np.cumsum(Z) + np.cumprod((1 + Z.astype(np.float32) / np.float32(1000)).astype(np.float64)) +
+        np.minimum.accumulate(Z) * 2,
+        "V": W + W * 2 + W * 4,
+        "H": H,
+        "HB": HB,
+        "R": np.cumsum(X, axis=0).sum(axis=0),
+        "K": linear_scan(np.full(Y.shape, 0.5), Y, axis=1) + np.maximum.accumulate(Y, axis=1),
+    }
+
+
 ORACLES = {name: globals()[name] for name in
            ["Pointwise", "Reductions", "Indices", "Contractions", "Positions", "Dtypes", "Round", "Rounding", "Calls",
-            "Loops", "Named"]}
+            "Loops", "Named", "Scans"]}
 
 # Outputs compared exactly (deterministic roundings of identical float32 values).
 EXACT = {("Dtypes", name) for name in ["F16", "BF", "E4", "E5", "I8", "I32", "B", "F"]} | {
     ("Positions", "I"), ("Indices", "A"), ("Indices", "D"), ("Indices", "P"), ("Indices", "G"), ("Indices", "Y"),
-    ("Indices", "F"), ("Indices", "H"), ("Indices", "Pre"), ("Indices", "Cat"), ("Round", "R"), ("Round", "H"), ("Round", "K")}
+    ("Scans", "Mx"), ("Scans", "Mn"), ("Indices", "F"), ("Indices", "H"), ("Indices", "Pre"), ("Indices", "Cat"), ("Round", "R"), ("Round", "H"), ("Round", "K")}

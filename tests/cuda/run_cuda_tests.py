@@ -225,7 +225,7 @@ OPTIMIZED = [
     ("stdlib/std/transformer.ncd", "LlamaBlock"), ("stdlib/std/attention.ncd", "SoftcapAttention"),
     ("stdlib/std/attention.ncd", "SlidingWindowSoftcapAttention"), ("stdlib/std/attention.ncd", "ALiBiAttention"),
     ("stdlib/std/attention.ncd", "PrefixLMAttention"), ("stdlib/std/attention.ncd", "DocumentAttention"),
-    ("stdlib/std/attention.ncd", "T5Attention"),
+    ("stdlib/std/attention.ncd", "T5Attention"), ("stdlib/std/ssm.ncd", "SelectiveScan"),
 ]
 SCHEDULED = re.compile(r"^schedule (\w+)", re.M)
 

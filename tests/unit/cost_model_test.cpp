@@ -90,6 +90,20 @@ TEST(CostModel, ElementwiseReductionAndNormalisationCosts) {
 
 // Every pointwise function the language calls by name costs its op table
 // row's FLOPs per element: a new row is priced with no change here.
+// A scan costs its row's FLOPs per result element: the sequential recurrence's work.
+TEST(CostModel, ScanFlopsArePerResultElement) {
+  auto priced = price_text(
+      "axis l = 8, d = 16\ndiagram F(X[l, d], A[l]) -> (C[l, d], M[l, d], H[l, d]) {\n"
+      "  C[l, d] = cumsum[l](X)\n  M[l, d] = cummax[l](X)\n  H[l, d] = scan[l](A, X)\n}\n",
+      "F");
+  ASSERT_TRUE(priced.report) << priced.messages;
+  std::map<std::string, double> flops;
+  for (const OpCost &op : priced.report->ops) flops[op.name] = op.flops.value;
+  EXPECT_EQ(flops["C"], ops::info(ops::Fn::CumSum).flops * 8 * 16);
+  EXPECT_EQ(flops["M"], 8.0 * 16);
+  EXPECT_EQ(flops["H"], 2.0 * 8 * 16);
+}
+
 TEST(CostModel, PointwiseFlopsComeFromTheOpTable) {
   std::string outputs, body;
   std::map<std::string, double> expected;

@@ -178,6 +178,26 @@ TEST(VerifierOnBrokenIr, NormalizeOverAMissingAxis) {
   EXPECT_NE(f.violations().find("normalises over an axis its operand lacks"), std::string::npos) << f.violations();
 }
 
+TEST(VerifierOnBrokenIr, ScanAlongAMissingAxis) {
+  Fixture f;
+  f.program.axes.push_back(f.program.axes[0]);
+  f.program.axes[1].id = 1;
+  f.program.axes[1].name = "b";
+  f.op().kind = ir::OpKind::Scan;
+  f.op().function = ncd::ops::Fn::CumSum;
+  f.op().axes = {1};
+  EXPECT_NE(f.violations().find("scans along other than one axis of its operands"), std::string::npos)
+      << f.violations();
+}
+
+TEST(VerifierOnBrokenIr, ScanWithOneOperandOfTwo) {
+  Fixture f;
+  f.op().kind = ir::OpKind::Scan;
+  f.op().function = ncd::ops::Fn::Scan;
+  f.op().axes = {0};
+  EXPECT_NE(f.violations().find("'scan' takes 2 operands, not 1"), std::string::npos) << f.violations();
+}
+
 TEST(VerifierOnBrokenIr, FunctionWithTheWrongNumberOfOperands) {
   Fixture f;
   f.op().function = ncd::ops::Fn::Add;  // on one operand

@@ -69,12 +69,13 @@ enum class OpKind {
   Contract,     // product of all operands, summed over `axes`
   Reduce,       // `function` (an ops::Kind::Reduce) over `axes`
   Normalize,    // `function` (an ops::Kind::Normalize) along `axes`
+  Scan,         // `function` (an ops::Kind::Scan) along `axes[0]`; operands broadcast by axis name, axes kept
   Call,         // diagram `callee` with `bindings`, lifted over `lifted`
   Repeat,       // `body` run `count` times, threading `body_arguments` → `body_yields`
 };
 std::string_view op_kind_name(OpKind kind);
 // The op kind that applies `fn`: Elementwise for pointwise functions and
-// casts, Reduce, Normalize; Constant (no function) for ops::Fn::None.
+// casts, Reduce, Normalize, Scan; Constant (no function) for ops::Fn::None.
 OpKind op_kind_of(ops::Fn fn);
 
 // An index into one position of the accessed tensor: an affine form of axes
@@ -94,12 +95,12 @@ struct Region;
 struct Op {
   int id = -1;
   OpKind kind = OpKind::Elementwise;
-  // Elementwise/Reduce/Normalize: the function (ncd/ops.h), whose kind matches
+  // Elementwise/Reduce/Normalize/Scan: the function (ncd/ops.h), whose kind matches
   // the op's and whose arity is the number of operands; None for other ops.
   ops::Fn function = ops::Fn::None;
   std::vector<int> operands;   // value ids
   std::vector<int> results;    // value ids
-  std::vector<int> axes;       // Contract: summed; Reduce: reduced; Normalize: normalised; SizeOf/AxisIndex
+  std::vector<int> axes;       // Contract: summed; Reduce: reduced; Normalize: normalised; Scan: scanned; SizeOf/AxisIndex
   double constant = 0;         // Constant
   std::map<std::string, double> options;  // e.g. eps for normalisations
   std::vector<AccessIndex> access;        // Access: one per position of operand 0

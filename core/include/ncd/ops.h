@@ -34,6 +34,8 @@ enum class Fn : uint8_t {
   // Reductions and normalisations over the axes in brackets.
   Sum, Max, Min, Mean, LogSumExp, Prod,
   Softmax, LogSoftmax, LayerNorm, RMSNorm,
+  // Inclusive scans along the axis in brackets.
+  CumSum, CumProd, CumMax, CumMin, Scan,
 };
 
 enum class Kind : uint8_t {
@@ -42,6 +44,7 @@ enum class Kind : uint8_t {
   Cast,         // the operand converted to the result's dtype (a copy also broadcasts to the result's axes)
   Reduce,       // removes the axes in brackets
   Normalize,    // keeps its operand's axes, normalising along those in brackets
+  Scan,         // an inclusive scan along the one axis in brackets; keeps its operands' (broadcast) axes
 };
 
 // How the language writes a call of the function.
@@ -85,7 +88,8 @@ struct Info {
   int arity = 0;            // operands
   // FLOPs (docs/COST.md): pointwise per result element; a reduction per
   // operand element plus `flops_out` per result element; a normalisation per
-  // element plus `flops_out` per row.
+  // element plus `flops_out` per row; a scan per result element (the work of a
+  // sequential scan: applications of `combine`).
   double flops = 0;
   double flops_out = 0;
   bool special = false;  // evaluated on special-function units (transcendentals per element)
@@ -95,6 +99,11 @@ struct Info {
   double default_eps = 0;
   Fn pointwise = Fn::None;  // a reduction whose name without brackets is this pointwise function
   Fold fold;                // pointwise: the value (float32 as the CPU reference computes it)
+  // Scan: the step h = combine(h, x) of the recurrence (for `scan`, x is the
+  // pair (a, b) and the step a·h + b is written by the backends), and the
+  // state before the first element.
+  Fn combine = Fn::None;
+  double identity = 0;
   // CUDA: a float expression, $0 $1 $2 the operands (as floats). Empty for
   // reductions and normalisations, which the backend writes as kernels.
   std::string_view cuda;
@@ -252,6 +261,17 @@ inline constexpr Info kTable[] = {
      .eps = true, .default_eps = 1e-5},
     {.fn = Fn::RMSNorm, .name = "rmsnorm", .kind = Kind::Normalize, .syntax = Syntax::Call, .arity = 1, .flops = 3, .flops_out = 3,
      .eps = true, .default_eps = 1e-6},
+    // ------------------------------------------------ scans
+    // h_t = combine(h_{t-1}, x_t) from h_{-1} = identity; NaN propagates (as NumPy's accumulations).
+    {.fn = Fn::CumSum, .name = "cumsum", .kind = Kind::Scan, .syntax = Syntax::Call, .arity = 1, .flops = 1, .combine = Fn::Add},
+    {.fn = Fn::CumProd, .name = "cumprod", .kind = Kind::Scan, .syntax = Syntax::Call, .arity = 1, .flops = 1, .combine = Fn::Mul,
+     .identity = 1},
+    {.fn = Fn::CumMax, .name = "cummax", .kind = Kind::Scan, .syntax = Syntax::Call, .arity = 1, .flops = 1, .combine = Fn::Maximum,
+     .identity = -std::numeric_limits<double>::infinity()},
+    {.fn = Fn::CumMin, .name = "cummin", .kind = Kind::Scan, .syntax = Syntax::Call, .arity = 1, .flops = 1, .combine = Fn::Minimum,
+     .identity = std::numeric_limits<double>::infinity()},
+    // The linear recurrence h_t = a_t·h_{t-1} + b_t from h_{-1} = 0: a multiply and an add per element.
+    {.fn = Fn::Scan, .name = "scan", .kind = Kind::Scan, .syntax = Syntax::Call, .arity = 2, .flops = 2},
 };
 // clang-format on
 #pragma GCC diagnostic pop
@@ -262,7 +282,7 @@ constexpr bool rows_in_enum_order() {
   return true;
 }
 static_assert(rows_in_enum_order(), "the rows of kTable follow the order of Fn");
-static_assert(static_cast<size_t>(Fn::RMSNorm) + 1 == std::size(kTable), "one row per Fn");
+static_assert(static_cast<size_t>(Fn::Scan) + 1 == std::size(kTable), "one row per Fn");
 
 // Every row, Fn::None first.
 constexpr std::span<const Info> all() { return kTable; }

@@ -242,7 +242,9 @@ class Graph {
     switch (op.kind) {
       case ir::OpKind::Contract: return "contract sum[" + axis_list(op.axes, instance) + "]";
       case ir::OpKind::Reduce:
-      case ir::OpKind::Normalize: return kind + " " + std::string(ops::name(op.function)) + "[" + axis_list(op.axes, instance) + "]";
+      case ir::OpKind::Normalize:
+      case ir::OpKind::Scan:
+        return kind + " " + std::string(ops::name(op.function)) + "[" + axis_list(op.axes, instance) + "]";
       case ir::OpKind::Elementwise: return kind + " " + std::string(ops::name(op.function));
       default: return kind;
     }
@@ -562,6 +564,9 @@ class Graph {
         Sized rows = product(kept, extents);
         return per_element(x, rows, ops::info(op.op->function));
       }
+      // The work of the sequential recurrence: the row's FLOPs per result element (docs/COST.md).
+      case ir::OpKind::Scan:
+        return per_element(product(axes_of(op.results[0]), extents), Sized::of(0), ops::info(op.op->function));
       default: return Sized::of(0);
     }
   }

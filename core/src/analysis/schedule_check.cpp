@@ -98,7 +98,8 @@ class Checker {
     const ir::Op *found = nullptr;
     for_each_op(diagram.body, [&](const ir::Op &op) {
       if (found) return;
-      bool consumes = (op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize) &&
+      bool consumes = (op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce ||
+                       op.kind == ir::OpKind::Normalize || op.kind == ir::OpKind::Scan) &&
                       contains(op.axes, axis);
       if (op.kind == ir::OpKind::Call)
         for (auto [from, to] : op.bindings)
@@ -114,7 +115,8 @@ class Checker {
     switch (op.kind) {
       case ir::OpKind::Contract: return "the contraction over " + axes;
       case ir::OpKind::Reduce: return fn_name(op) + "[" + axes + "]";
-      case ir::OpKind::Normalize: return fn_name(op) + "[" + axes + "]";
+      case ir::OpKind::Normalize:
+      case ir::OpKind::Scan: return fn_name(op) + "[" + axes + "]";
       case ir::OpKind::Call: return "the call to '" + op.callee_name + "'";
       default: return std::string(ir::op_kind_name(op.kind));
     }
@@ -123,9 +125,13 @@ class Checker {
   bool check_group(const ir::Diagram &diagram, const ir::ScheduleDirective &directive) {
     int axis = directive.axis;
     if (const ir::Op *op = consumer(diagram, axis)) {
-      auto &error = d_.error(directive.location, "cannot group '" + name(axis) + "': " + describe(*op) +
-                                                     " consumes it, and a group partition splits only an axis the diagram is "
-                                                     "lifted or mapped over; stream it instead (stream " + name(axis) + " by N)");
+      // A scan cannot be streamed either (scan_stream): no hint to stream it.
+      std::string hint = op->kind == ir::OpKind::Scan ? "" : "; stream it instead (stream " + name(axis) + " by N)";
+      auto &error =
+          d_.error(directive.location, "cannot group '" + name(axis) + "': " + describe(*op) +
+                                           " consumes it, and a group partition splits only an axis the diagram is "
+                                           "lifted or mapped over" +
+                                           hint);
       error.notes.push_back({op->location, "'" + name(axis) + "' is consumed here"});
       return false;
     }
@@ -191,7 +197,8 @@ class Checker {
         any_carries = any_carries || carries(operand);
       }
       for (int result : op.results) any_carries = any_carries || carries(result);
-      bool consumes = (op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize) &&
+      bool consumes = (op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce ||
+                       op.kind == ir::OpKind::Normalize || op.kind == ir::OpKind::Scan) &&
                       contains(op.axes, axis);
       if (consumes) {
         scan.consumed = true;
@@ -211,6 +218,12 @@ class Checker {
           }
           scan.accumulators.push_back({root_axis, fn_name(op), op.location});
           for (int result : op.results) finished[result] = op.location;
+        } else if (op.kind == ir::OpKind::Scan) {
+          // A scan could carry its state from tile to tile, but no kernel does: refused.
+          auto &error = d_.error(at, "cannot stream '" + axis_name + "': " + fn_name(op) +
+                                         " along it carries its state across tiles, which no kernel does");
+          error.notes.push_back({op.location, "scanned here"});
+          scan.ok = false;
         } else {
           check_online_softmax(diagram, op, axis, root_axis, at, axis_name, users, scan);
         }

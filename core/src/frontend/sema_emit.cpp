@@ -67,9 +67,11 @@ int Sema::emit_node(TypedExpr &node) {
     }
     case TypedExpr::Kind::Elementwise:
     case TypedExpr::Kind::Reduce:
-    case TypedExpr::Kind::Normalize: {
+    case TypedExpr::Kind::Normalize:
+    case TypedExpr::Kind::Scan: {
       auto kind = node.kind == TypedExpr::Kind::Elementwise ? ir::OpKind::Elementwise
                   : node.kind == TypedExpr::Kind::Reduce    ? ir::OpKind::Reduce
+                  : node.kind == TypedExpr::Kind::Scan      ? ir::OpKind::Scan
                                                             : ir::OpKind::Normalize;
       auto op = new_op(kind, node.location);
       op->function = node.function;

@@ -445,7 +445,12 @@ std::unique_ptr<TypedExpr> Sema::typed_builtin(const ast::Expr &expr, ops::Fn fn
                                      (expected == 1 ? "" : "s") + ", not " + std::to_string(arguments.size()));
     return nullptr;
   }
-  bool wants_axes = builtin.kind == ops::Kind::Reduce || builtin.kind == ops::Kind::Normalize;
+  bool wants_axes =
+      builtin.kind == ops::Kind::Reduce || builtin.kind == ops::Kind::Normalize || builtin.kind == ops::Kind::Scan;
+  // A scan acts on the union of its operands' axes (`scan`'s broadcast as elementwise operands do).
+  std::vector<int> operand_axes = arguments[0]->axes;
+  if (builtin.kind == ops::Kind::Scan)
+    for (auto &argument : arguments) append_unique(operand_axes, argument->axes);
   if (wants_axes && !expr.has_brackets) {
     d_.error(expr.name.location, "'" + name + "' needs the axes it acts on: " + name + "[axis](...)");
     return nullptr;
@@ -466,12 +471,16 @@ std::unique_ptr<TypedExpr> Sema::typed_builtin(const ast::Expr &expr, ops::Fn fn
       d_.error(item.name.location, "axis '" + item.name.text + "' is named twice");
       return nullptr;
     }
-    if (!contains(arguments[0]->axes, axis)) {
-      d_.error(item.name.location, "'" + name + "' over axis '" + item.name.text + "', but its argument has axes " +
-                                       axes_text(arguments[0]->axes));
+    if (!contains(operand_axes, axis)) {
+      d_.error(item.name.location, "'" + name + "' over axis '" + item.name.text + "', but its argument" +
+                                       (arguments.size() > 1 ? "s have" : " has") + " axes " + axes_text(operand_axes));
       return nullptr;
     }
     axes.push_back(axis);
+  }
+  if (builtin.kind == ops::Kind::Scan && axes.size() > 1) {
+    d_.error(expr.brackets[1].name.location, "'" + name + "' scans along one axis, not " + std::to_string(axes.size()));
+    return nullptr;
   }
   if (wants_axes && axes.empty()) {
     d_.error(expr.location, "'" + name + "' needs at least one axis in its brackets");
@@ -509,6 +518,12 @@ std::unique_ptr<TypedExpr> Sema::typed_builtin(const ast::Expr &expr, ops::Fn fn
       node->function = fn;
       node->axes = arguments[0]->axes;
       if (builtin.eps) node->options["eps"] = options.count("eps") ? options["eps"] : builtin.default_eps;
+      break;
+    }
+    case ops::Kind::Scan: {
+      node = make(TypedExpr::Kind::Scan, expr.location);
+      node->function = fn;
+      node->axes = operand_axes;
       break;
     }
   }

@@ -36,7 +36,7 @@ const std::map<std::string, ops::Fn> &builtins();
 
 struct TypedExpr {
   enum class Kind {
-    Value, Access, Constant, SizeOf, AxisIndex, Elementwise, Reduce, Normalize, Call, Product
+    Value, Access, Constant, SizeOf, AxisIndex, Elementwise, Reduce, Normalize, Scan, Call, Product
   };
   Kind kind = Kind::Constant;
   SourceLocation location;
@@ -45,12 +45,12 @@ struct TypedExpr {
   bool dtype_fixed = false;  // Value/Access/Call/Bool results keep their dtype
   int value = -1;            // Value; Access: the source value
   const ast::TensorRef *ref = nullptr;  // Value; Access: the read as written (for lints)
-  ops::Fn function = ops::Fn::None;  // Elementwise, Reduce, Normalize
+  ops::Fn function = ops::Fn::None;  // Elementwise, Reduce, Normalize, Scan
   std::string callee_name;           // Call
   std::string label;                 // Call: the call site's name, "" when unnamed
   double constant = 0;
   int axis = -1;                       // SizeOf, AxisIndex
-  std::vector<int> op_axes;            // Reduce/Normalize axes
+  std::vector<int> op_axes;            // Reduce/Normalize axes; Scan: the scanned axis
   std::map<std::string, double> options;
   std::vector<ir::AccessIndex> access;  // Access (gather operands are children)
   std::vector<std::unique_ptr<TypedExpr>> children;

@@ -637,7 +637,10 @@ void Sema::place_sum(TypedExpr &root, int axis) {
   TypedExpr *node = &root;
   TypedExpr *parent = nullptr;
   while (true) {
-    bool barrier = node->kind == TypedExpr::Kind::Call ||
+    // A scan is a barrier for every axis: a sum commutes with cumsum, but not
+    // with cumprod, cummax, cummin or with `scan`'s coefficient, so the sum is
+    // taken of the scan's result.
+    bool barrier = node->kind == TypedExpr::Kind::Call || node->kind == TypedExpr::Kind::Scan ||
                    (node->kind == TypedExpr::Kind::Normalize && contains(node->op_axes, axis));
     if (barrier) break;
     TypedExpr *only = nullptr;

@@ -137,7 +137,8 @@ class TextPrinter {
         case ir::OpKind::SizeOf:
         case ir::OpKind::AxisIndex:
         case ir::OpKind::Reduce:
-        case ir::OpKind::Normalize: out_ << "[" << axes(op->axes) << "]"; break;
+        case ir::OpKind::Normalize:
+        case ir::OpKind::Scan: out_ << "[" << axes(op->axes) << "]"; break;
         case ir::OpKind::Repeat: out_ << " " << op->count; break;
         default: break;
       }

@@ -128,6 +128,7 @@ void Writer::statement(std::ostringstream &out, const ir::Op &op, int depth) {
     case ir::OpKind::Contract: value = contract(op); break;
     case ir::OpKind::Reduce: value = reduce(op); break;
     case ir::OpKind::Normalize: value = normalize(op); break;
+    case ir::OpKind::Scan: value = scan(op); break;
     case ir::OpKind::Call: value = call(op); break;
     case ir::OpKind::Repeat: break;
   }
@@ -283,6 +284,20 @@ std::string Writer::normalize(const ir::Op &op) const {
     if (value != row.default_eps) eps = ", eps = " + number_text(value);
   }
   return function + "[" + axis_list(op.axes) + "](" + operand(op.operands[0]) + eps + ")";
+}
+
+std::string Writer::scan(const ir::Op &op) const {
+  const ops::Info &row = ops::info(op.function);
+  const std::string function(row.name);
+  if (row.kind != ops::Kind::Scan) fail("the scan '" + function + "'" + where() + " has no spelling in the language");
+  arity(op, static_cast<size_t>(row.arity));
+  if (op.axes.size() != 1) fail("the scan '" + function + "'" + where() + " does not name one axis");
+  check_result_axes(op, operand_axes(op), {});
+  if (!contains(operand_axes(op), op.axes[0]))
+    fail("'" + function + "'" + where() + " scans along an axis its operands lack");
+  std::string out = function + "[" + axis_list(op.axes) + "](";
+  for (size_t i = 0; i < op.operands.size(); ++i) out += (i ? ", " : "") + operand(op.operands[i]);
+  return out + ")";
 }
 
 std::string Writer::affine_text(const ir::AccessIndex &index, int stored) const {

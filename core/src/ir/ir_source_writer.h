@@ -156,6 +156,7 @@ class Writer {
   std::string contract(const ir::Op &op) const;
   std::string reduce(const ir::Op &op) const;
   std::string normalize(const ir::Op &op) const;
+  std::string scan(const ir::Op &op) const;
   std::string affine_text(const ir::AccessIndex &index, int stored) const;  // `stored`: the axis it indexes
   std::string access(const ir::Op &op) const;
   std::string merge(const ir::Op &op, std::string &indices);

@@ -94,7 +94,8 @@ class Verifier {
   // Ops that apply a function apply one of their kind, to as many operands as it takes.
   void check_function(const ir::Op &op) {
     const ops::Info &row = ops::info(op.function);
-    bool applies = op.kind == ir::OpKind::Elementwise || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize;
+    bool applies = op.kind == ir::OpKind::Elementwise || op.kind == ir::OpKind::Reduce ||
+                   op.kind == ir::OpKind::Normalize || op.kind == ir::OpKind::Scan;
     if (!applies) {
       if (op.function != ops::Fn::None) fail(&op, "applies a function ('" + std::string(row.name) + "')");
       return;
@@ -142,6 +143,11 @@ class Verifier {
         if (operand_union != result_axes || op.operands.size() != 1) fail(&op, "changes its operand's axes");
         for (int axis : op_axes)
           if (!operand_union.count(axis)) fail(&op, "normalises over an axis its operand lacks");
+        break;
+      case ir::OpKind::Scan:
+        if (operand_union != result_axes) fail(&op, "changes its operands' axes");
+        if (op.axes.size() != 1 || !operand_union.count(op.axes[0]))
+          fail(&op, "scans along other than one axis of its operands");
         break;
       case ir::OpKind::Access: {
         if (op.operands.empty() || op.access.size() != d_->value(op.operands[0]).axes.size()) {
