@@ -500,6 +500,7 @@ class Generator {
   Ten contract(Frame &frame, const ir::Op &op);
   Ten reduce(Frame &frame, const ir::Op &op);
   Ten normalize(Frame &frame, const ir::Op &op);
+  void select(Frame &frame, const ir::Op &op);  // both results into frame.values
   Ten access(Frame &frame, const ir::Op &op);
   Ten merge(Frame &frame, const ir::Op &op);
   void copy(const Ten &from, const Ten &to, const std::string &what);

@@ -45,6 +45,7 @@ const char *kind_name(OpKind kind) {
     case OpKind::Merge: return "merge";
     case OpKind::Call: return "call";
     case OpKind::Repeat: return "repeat";
+    case OpKind::Select: return "selection";
     default: return "operation";
   }
 }
@@ -316,7 +317,8 @@ bool match_fused(const ir::Diagram &d, FusedMatch &m, std::string &why) {
     return op.kind == OpKind::Constant || op.kind == OpKind::SizeOf || op.kind == OpKind::AxisIndex;
   };
   for (const auto &op : d.body.ops)
-    if (op->kind == OpKind::Call || op->kind == OpKind::Repeat || op->kind == OpKind::Merge) {
+    if (op->kind == OpKind::Call || op->kind == OpKind::Repeat || op->kind == OpKind::Merge ||
+        op->kind == OpKind::Select) {
       why =
           std::string("it has a ") + kind_name(op->kind) + (op->kind == OpKind::Merge ? " ('" + name(*op) + "')" : "");
       return false;

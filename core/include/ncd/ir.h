@@ -66,12 +66,15 @@ enum class OpKind {
   Contract,     // product of all operands, summed over `axes`
   Reduce,       // `function` (an ops::Kind::Reduce) over `axes`
   Normalize,    // `function` (an ops::Kind::Normalize) along `axes`
+  // `function` (an ops::Kind::Select) along `axes[0]`, its results' axis
+  // `axes[1]` in its place: results the values and their positions (i32)
+  Select,
   Call,         // diagram `callee` with `bindings`, lifted over `lifted`
   Repeat,       // `body` run `count` times, threading `body_arguments` → `body_yields`
 };
 std::string_view op_kind_name(OpKind kind);
 // The op kind that applies `fn`: Elementwise for pointwise functions and
-// casts, Reduce, Normalize; Constant (no function) for ops::Fn::None.
+// casts, Reduce, Normalize, Select; Constant (no function) for ops::Fn::None.
 OpKind op_kind_of(ops::Fn fn);
 
 // An index into one position of the accessed tensor: an affine form of axes
@@ -96,7 +99,7 @@ struct Op {
   ops::Fn function = ops::Fn::None;
   std::vector<int> operands;   // value ids
   std::vector<int> results;    // value ids
-  std::vector<int> axes;       // Contract: summed; Reduce: reduced; Normalize: normalised; SizeOf/AxisIndex
+  std::vector<int> axes;       // Contract: summed; Reduce: reduced; Normalize: normalised; SizeOf/AxisIndex; Select: along, result
   double constant = 0;         // Constant
   std::map<std::string, double> options;  // e.g. eps for normalisations
   std::vector<AccessIndex> access;        // Access: one per position of operand 0

@@ -243,6 +243,8 @@ class Graph {
       case ir::OpKind::Contract: return "contract sum[" + axis_list(op.axes, instance) + "]";
       case ir::OpKind::Reduce:
       case ir::OpKind::Normalize: return kind + " " + std::string(ops::name(op.function)) + "[" + axis_list(op.axes, instance) + "]";
+      case ir::OpKind::Select:
+        return kind + " " + std::string(ops::name(op.function)) + "[" + axis_list({op.axes.at(0)}, instance) + "]";
       case ir::OpKind::Elementwise: return kind + " " + std::string(ops::name(op.function));
       default: return kind;
     }
@@ -561,6 +563,12 @@ class Graph {
           if (!contains(op.axes, axis)) kept.push_back(axis);
         Sized rows = product(kept, extents);
         return per_element(x, rows, ops::info(op.op->function));
+      }
+      case ir::OpKind::Select: {
+        // A comparison sort: ⌈log2 n⌉ comparisons per element of a row of n.
+        Sized x = product(axes_of(op.operands[0]), extents);
+        const double n = extent(extents, op.axes.at(0)).v;
+        return x.scaled(ops::info(op.op->function).flops * std::max(1.0, std::ceil(std::log2(std::max(n, 1.0)))));
       }
       default: return Sized::of(0);
     }

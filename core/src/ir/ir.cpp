@@ -59,6 +59,7 @@ std::string_view op_kind_name(OpKind kind) {
     case OpKind::Contract: return "contract";
     case OpKind::Reduce: return "reduce";
     case OpKind::Normalize: return "normalize";
+    case OpKind::Select: return "select";
     case OpKind::Call: return "call";
     case OpKind::Repeat: return "repeat";
   }
@@ -71,6 +72,7 @@ OpKind op_kind_of(ops::Fn fn) {
     case ops::Kind::Cast: return OpKind::Elementwise;
     case ops::Kind::Reduce: return OpKind::Reduce;
     case ops::Kind::Normalize: return OpKind::Normalize;
+    case ops::Kind::Select: return OpKind::Select;
     case ops::Kind::None: break;
   }
   return OpKind::Constant;
