@@ -587,8 +587,9 @@ class Graph {
     }
   }
 
-  // The dtype an op computes in: a contraction's widest summed operand, else
-  // the widest of its operands and results (free scalars aside).
+  // The dtype an op computes in: a contraction's widest summed operand, a
+  // position's operand, else the widest of its operands and results (free
+  // scalars aside).
   ir::DType compute_dtype(const VOp &op) const {
     ir::DType best = ir::DType::F32;
     int best_bytes = 0;
@@ -608,7 +609,11 @@ class Graph {
       }
     } else {
       for (int operand : op.operands) consider(operand);
-      for (int result : op.results) consider(result);
+      // Positions (argmax, argmin, topk, sort) compare their operand's values; the i32 positions are stored, not computed with.
+      const bool positions = op.op->kind == ir::OpKind::Select ||
+                             (op.op->kind == ir::OpKind::Reduce && ops::info(op.op->function).position);
+      if (!positions)
+        for (int result : op.results) consider(result);
     }
     if (best_bytes == 0) {
       for (int result : op.results) consider(result);
