@@ -337,8 +337,8 @@ void Executor::run_select(Frame &frame, const ir::Op &op) {
   const std::string name(ops::name(op.function));
   // Sizes a caller binds are checked here; sema checks the ones it knows.
   if (ops::info(op.function).whole ? count != n : count > n)
-    throw RunError("'" + name + "' takes " + std::to_string(count) + " of the " + std::to_string(n) + " positions of '" +
-                   program_.axis(op.axes[0]).name + "'");
+    throw RunError("'" + name + "' takes " + std::to_string(count) + " of the " + std::to_string(n) +
+                   " positions of '" + program_.axis(op.axes[0]).name + "'");
   if (t.find(along) < 0) {  // constant along the axis: make it explicit
     t.axes.push_back(along);
     t.sizes.push_back(n);

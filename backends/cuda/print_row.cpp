@@ -59,7 +59,8 @@ Ten Generator::reduce(Frame &frame, const ir::Op &o) {
     // the row, then the warp combines them; ties go to the lower position.
     const std::string g = ops::info(f).greatest ? "true" : "false";
     k += "    float acc = 0.f;\n    long long at = -1;\n" + loop + "      const float e = " + v +
-         ";\n      if (ncd_position_better<" + g + ">(e, j, acc, at)) {\n        acc = e;\n        at = j;\n      }\n    }\n";
+         ";\n      if (ncd_position_better<" + g +
+         ">(e, j, acc, at)) {\n        acc = e;\n        at = j;\n      }\n    }\n";
     k += "    ncd_warp_position<" + g + ">(acc, at);\n";
     value = "at";
   } else {

@@ -99,7 +99,8 @@ struct Op {
   ops::Fn function = ops::Fn::None;
   std::vector<int> operands;   // value ids
   std::vector<int> results;    // value ids
-  std::vector<int> axes;       // Contract: summed; Reduce: reduced; Normalize: normalised; SizeOf/AxisIndex; Select: along, result
+  // Contract: summed; Reduce: reduced; Normalize: normalised; SizeOf/AxisIndex; Select: along, result
+  std::vector<int> axes;
   double constant = 0;         // Constant
   std::map<std::string, double> options;  // e.g. eps for normalisations
   std::vector<AccessIndex> access;        // Access: one per position of operand 0

@@ -609,7 +609,8 @@ class Graph {
       }
     } else {
       for (int operand : op.operands) consider(operand);
-      // Positions (argmax, argmin, topk, sort) compare their operand's values; the i32 positions are stored, not computed with.
+      // Positions (argmax, argmin, topk, sort) compare their operand's values; the i32 positions are stored, not
+      // computed with.
       const bool positions = op.op->kind == ir::OpKind::Select ||
                              (op.op->kind == ir::OpKind::Reduce && ops::info(op.op->function).position);
       if (!positions)

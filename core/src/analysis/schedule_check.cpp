@@ -98,9 +98,10 @@ class Checker {
     const ir::Op *found = nullptr;
     for_each_op(diagram.body, [&](const ir::Op &op) {
       if (found) return;
-      bool consumes = ((op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize) &&
-                       contains(op.axes, axis)) ||
-                      (op.kind == ir::OpKind::Select && op.axes.at(0) == axis);
+      bool consumes =
+          ((op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize) &&
+           contains(op.axes, axis)) ||
+          (op.kind == ir::OpKind::Select && op.axes.at(0) == axis);
       if (op.kind == ir::OpKind::Call)
         for (auto [from, to] : op.bindings)
           if (to == axis && consumer(*p_.diagrams[static_cast<size_t>(op.callee)], from)) consumes = true;
@@ -193,9 +194,10 @@ class Checker {
         any_carries = any_carries || carries(operand);
       }
       for (int result : op.results) any_carries = any_carries || carries(result);
-      bool consumes = ((op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize) &&
-                       contains(op.axes, axis)) ||
-                      (op.kind == ir::OpKind::Select && op.axes.at(0) == axis);
+      bool consumes =
+          ((op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize) &&
+           contains(op.axes, axis)) ||
+          (op.kind == ir::OpKind::Select && op.axes.at(0) == axis);
       if (consumes) {
         scan.consumed = true;
         if (any_finished) {

@@ -331,8 +331,8 @@ std::unique_ptr<TypedExpr> Sema::typed_call(const ast::Expr &expr) {
       return nullptr;
     }
     if (ops::info(fn).kind == ops::Kind::Select) {
-      d_.error(expr.name.location, "'" + name + "' gives values and their positions: assign them, V[...], I[...] = " + name +
-                                       "[axis](...), or the values alone, V[...] = " + name + "[axis](...)");
+      d_.error(expr.name.location, "'" + name + "' gives values and their positions: assign them, V[...], I[...] = " +
+                                       name + "[axis](...), or the values alone, V[...] = " + name + "[axis](...)");
       return nullptr;
     }
     // `max`/`min` are reductions with brackets and pointwise with two arguments.

@@ -88,8 +88,8 @@ std::unique_ptr<TypedExpr> Sema::typed_concat(const ast::Expr &expr) {
       for (int a : own)
         if (hint.empty()) hint = did_you_mean(p_.axis(a).name, names);
       d_.error(where, "part " + std::to_string(i + 1) + " of 'concat' has axes " + axes_text(parts[i]->axes) +
-                          ", but part 1 has " + axes_text(first) + ": the parts must agree on every axis but the one laid along '" +
-                          along.text + "'" + hint);
+                          ", but part 1 has " + axes_text(first) +
+                          ": the parts must agree on every axis but the one laid along '" + along.text + "'" + hint);
       return nullptr;
     }
     first_piece = lacks[0];
@@ -109,8 +109,8 @@ std::unique_ptr<TypedExpr> Sema::typed_concat(const ast::Expr &expr) {
   for (size_t i = 0; i < parts.size(); ++i) {
     auto size = p_.size(pieces[i]);
     if (!size) {
-      d_.error(expr.arguments[i].value->location, "'concat' places its parts by their sizes, but '" +
-                                                      p_.axis(pieces[i]).name + "' has none: give it one");
+      d_.error(expr.arguments[i].value->location,
+               "'concat' places its parts by their sizes, but '" + p_.axis(pieces[i]).name + "' has none: give it one");
       return nullptr;
     }
     offsets.push_back(total);
@@ -177,8 +177,8 @@ void Sema::lower_split(const ast::Stmt &stmt, std::vector<Target> &targets) {
     return fail();
   }
   if (targets.size() < 2) {
-    d_.error(expr.name.location, "'split' gives one tensor per part; assign at least 2: A[...], B[...] = split[" +
-                                     along.text + "](...)");
+    d_.error(expr.name.location,
+             "'split' gives one tensor per part; assign at least 2: A[...], B[...] = split[" + along.text + "](...)");
     return fail();
   }
   // Each part has the argument's other axes and one of its own, its share of `axis`.
@@ -196,8 +196,9 @@ void Sema::lower_split(const ast::Stmt &stmt, std::vector<Target> &targets) {
       for (int a : own)
         if (hint.empty()) hint = did_you_mean(p_.axis(a).name, names);
       d_.error(target.lhs->location, "'" + target.lhs->name.text + "' has axes " + axes_text(target.expanded) +
-                                         ", but a part of 'split' along '" + along.text + "' has the argument's other axes " +
-                                         axes_text(rest) + " and one of its own" + hint);
+                                         ", but a part of 'split' along '" + along.text +
+                                         "' has the argument's other axes " + axes_text(rest) + " and one of its own" +
+                                         hint);
       return fail();
     }
     auto size = p_.size(own[0]);
@@ -244,7 +245,8 @@ void Sema::lower_select(const ast::Stmt &stmt, std::vector<Target> &targets, con
       return fail();
     }
   if (expr.brackets.size() != 1 || expr.brackets[0].value) {
-    d_.error(expr.name.location, "'" + name + "' takes the one axis it orders along: V[...], I[...] = " + name + "[axis](X)");
+    d_.error(expr.name.location,
+             "'" + name + "' takes the one axis it orders along: V[...], I[...] = " + name + "[axis](X)");
     return fail();
   }
   if (expr.arguments.size() != 1) {
@@ -273,8 +275,9 @@ void Sema::lower_select(const ast::Stmt &stmt, std::vector<Target> &targets, con
   const Target &values = targets[0];
   std::vector<int> own = minus(values.expanded, rest), lacks = minus(rest, values.expanded);
   if (own.size() != 1 || !lacks.empty()) {
-    d_.error(values.lhs->location, "'" + values.lhs->name.text + "' has axes " + axes_text(values.expanded) + ", but '" + name +
-                                       "' along '" + along_name.text + "' gives the argument's other axes " + axes_text(rest) +
+    d_.error(values.lhs->location, "'" + values.lhs->name.text + "' has axes " + axes_text(values.expanded) +
+                                       ", but '" + name + "' along '" + along_name.text +
+                                       "' gives the argument's other axes " + axes_text(rest) +
                                        " and one of its own, where the selection lies");
     return fail();
   }
@@ -284,8 +287,9 @@ void Sema::lower_select(const ast::Stmt &stmt, std::vector<Target> &targets, con
     std::sort(a.begin(), a.end());
     std::sort(b.begin(), b.end());
     if (a != b) {
-      d_.error(targets[1].lhs->location, "'" + targets[1].lhs->name.text + "' has axes " + axes_text(targets[1].expanded) +
-                                             ", but the positions have the axes of the values, " + axes_text(values.expanded));
+      d_.error(targets[1].lhs->location,
+               "'" + targets[1].lhs->name.text + "' has axes " + axes_text(targets[1].expanded) +
+                   ", but the positions have the axes of the values, " + axes_text(values.expanded));
       return fail();
     }
   }
@@ -299,8 +303,8 @@ void Sema::lower_select(const ast::Stmt &stmt, std::vector<Target> &targets, con
     d_.error(kept_location, row.whole ? "'" + name + "' keeps every position of '" + along_name.text + "' (" +
                                             std::to_string(*n) + "), but '" + kn + "' has " + std::to_string(*k)
                                       : "'" + name + "' takes #" + kn + " = " + std::to_string(*k) + " of the " +
-                                            std::to_string(*n) + " positions of '" + along_name.text +
-                                            "': '" + kn + "' is longer than '" + along_name.text + "'");
+                                            std::to_string(*n) + " positions of '" + along_name.text + "': '" + kn +
+                                            "' is longer than '" + along_name.text + "'");
     return fail();
   }
   // Sizes known only where a caller binds them are checked when the program runs.

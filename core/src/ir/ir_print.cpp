@@ -133,7 +133,9 @@ class TextPrinter {
         case ir::OpKind::AxisIndex:
         case ir::OpKind::Reduce:
         case ir::OpKind::Normalize: out_ << "[" << axes(op->axes) << "]"; break;
-        case ir::OpKind::Select: out_ << "[" << p_.axis(op->axes.at(0)).name << " -> " << p_.axis(op->axes.at(1)).name << "]"; break;
+        case ir::OpKind::Select:
+          out_ << "[" << p_.axis(op->axes.at(0)).name << " -> " << p_.axis(op->axes.at(1)).name << "]";
+          break;
         case ir::OpKind::Repeat: out_ << " " << op->count; break;
         default: break;
       }

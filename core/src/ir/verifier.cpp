@@ -138,8 +138,10 @@ class Verifier {
           if (!op_axes.count(axis)) expected.insert(axis);
         if (expected != result_axes || op.operands.size() != 1) fail(&op, "result axes are not the operand's minus the reduced");
         if (ops::info(op.function).position) {
-          if (op.axes.size() != 1 || !operand_union.count(op.axes[0])) fail(&op, "gives a position along other than one axis of its operand");
-          if (!op.results.empty() && d_->value(op.results[0]).dtype != ir::DType::I32) fail(&op, "gives a position in other than i32");
+          if (op.axes.size() != 1 || !operand_union.count(op.axes[0]))
+            fail(&op, "gives a position along other than one axis of its operand");
+          if (!op.results.empty() && d_->value(op.results[0]).dtype != ir::DType::I32)
+            fail(&op, "gives a position in other than i32");
         }
         break;
       }
