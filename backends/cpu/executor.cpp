@@ -228,6 +228,7 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
   const ir::Diagram &diagram = *frame.diagram;
   if (op.kind == ir::OpKind::Call) return run_call(frame, op);
   if (op.kind == ir::OpKind::Repeat) return run_repeat(frame, op);
+  if (op.kind == ir::OpKind::Select) return run_select(frame, op);
   auto start = std::chrono::steady_clock::now();
   const ir::Value &result = diagram.value(op.results.at(0));
   RtTensor out;
@@ -343,6 +344,29 @@ void Executor::run_op(Frame &frame, const ir::Op &op) {
       key += " " + std::string(ops::name(op.function));
     profile(key, start);
   }
+}
+
+void Executor::run_select(Frame &frame, const ir::Op &op) {
+  auto start = std::chrono::steady_clock::now();
+  const ir::Diagram &diagram = *frame.diagram;
+  RtTensor t = get(frame, op.operands.at(0));
+  const int along = rt_axis(frame, op.axes.at(0)), kept = rt_axis(frame, op.axes.at(1));
+  const int64_t n = axis_sizes_[static_cast<size_t>(along)], count = axis_sizes_[static_cast<size_t>(kept)];
+  const std::string name(ops::name(op.function));
+  // Sizes a caller binds are checked here; sema checks the ones it knows.
+  if (ops::info(op.function).whole ? count != n : count > n)
+    throw RunError("'" + name + "' takes " + std::to_string(count) + " of the " + std::to_string(n) +
+                   " positions of '" + program_.axis(op.axes[0]).name + "'");
+  if (t.find(along) < 0) {  // constant along the axis: make it explicit
+    t.axes.push_back(along);
+    t.sizes.push_back(n);
+    t.strides.push_back(0);
+  }
+  RtTensor values, positions;
+  select(op.function, t, along, kept, count, values, positions);
+  set(frame, op.results.at(0), finish(std::move(values), diagram.value(op.results[0]).dtype));
+  set(frame, op.results.at(1), std::move(positions));
+  profile("select " + name, start);
 }
 
 RtTensor Executor::run_access(Frame &frame, const ir::Op &op) {

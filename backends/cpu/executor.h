@@ -58,6 +58,7 @@ class Executor {
   void profile(const std::string &key, std::chrono::steady_clock::time_point start);
   void run_call(Frame &frame, const ir::Op &op);
   void run_repeat(Frame &frame, const ir::Op &op);
+  void run_select(Frame &frame, const ir::Op &op);
   RtTensor run_access(Frame &frame, const ir::Op &op);
   RtTensor run_merge(Frame &frame, const ir::Op &op);
   RtTensor finish(RtTensor tensor, ir::DType dtype);

@@ -26,6 +26,11 @@ RtTensor elementwise(ops::Fn fn, const std::vector<RtTensor> &operands, ir::DTyp
 // for sums). `missing` is the number of positions of reduced axes that t does
 // not carry (1 when it has them all).
 RtTensor reduce(ops::Fn fn, const RtTensor &t, const std::vector<int> &axes, int64_t missing = 1);
+// topk and sort of `t` along runtime axis `along`: `count` positions each
+// (sort: all of them), the results laid along runtime axis `kept`; the values
+// in float32 and their positions in i32. Stable: ties keep their order, NaN
+// lies above every number.
+void select(ops::Fn fn, const RtTensor &t, int along, int kept, int64_t count, RtTensor &values, RtTensor &positions);
 
 // Normalises t by `fn` (an ops::Kind::Normalize row) along `axes`,
 // independently for every position of its other axes.

@@ -3,6 +3,8 @@
 // The axes acted on are brought into one contiguous innermost run (a dense
 // copy only when the input is not already laid out that way); each run is
 // then reduced or normalised with float64 accumulation, runs in parallel.
+// argmax and argmin scan their run in order and give i32 positions; topk
+// and sort order each run's positions (values and positions as results).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -131,11 +133,38 @@ double logsumexp_run(const float *x, int64_t n) {
   return static_cast<double>(m) + std::log(sum_exp_run(x, n, m));
 }
 
+// The position of the largest (`greatest`) or smallest element, the first
+// on ties; a NaN is the extreme and the first NaN wins (NumPy's argmax).
+int32_t position_run(const float *x, int64_t n, bool greatest) {
+  int64_t best = 0;
+  float b = x[0];
+  if (b != b) return 0;
+  for (int64_t i = 1; i < n; ++i) {
+    const float v = x[i];
+    if (v != v) return static_cast<int32_t>(i);
+    if (greatest ? v > b : v < b) {
+      b = v;
+      best = i;
+    }
+  }
+  return static_cast<int32_t>(best);
+}
+
 }  // namespace
 
 RtTensor reduce(ops::Fn fn, const RtTensor &input, const std::vector<int> &axes, int64_t missing) {
   RtTensor t = as_float(input);
   Runs r = runs_of(t, axes);
+  if (ops::info(fn).position) {
+    // One axis, which the operand has (sema and the verifier see to it); each run is scanned in order.
+    if (axes.size() != 1 || r.length < 1) throw RunError("internal: a position along other than one axis");
+    RtTensor out = make_tensor(ir::DType::I32, r.kept, r.kept_sizes);
+    int32_t *o = out.idata();
+    const int64_t n = r.length;
+    const bool greatest = ops::info(fn).greatest;
+    for_each_run(r, out, n, [&](int64_t k, const float *x) { o[k] = position_run(x, n, greatest); });
+    return out;
+  }
   RtTensor out = make_tensor(ir::DType::F32, r.kept, r.kept_sizes);
   float *o = out.fdata();
   const int64_t n = r.length;
@@ -169,6 +198,45 @@ RtTensor reduce(ops::Fn fn, const RtTensor &input, const std::vector<int> &axes,
     default: throw RunError("the cpu backend has no reduction '" + std::string(ops::name(fn)) + "'");
   }
   return out;
+}
+
+void select(ops::Fn fn, const RtTensor &input, int along, int kept, int64_t count, RtTensor &values,
+            RtTensor &positions) {
+  RtTensor t = as_float(input);
+  Runs r = runs_of(t, {along});
+  std::vector<int> order = r.kept;
+  std::vector<int64_t> sizes = r.kept_sizes;
+  order.push_back(kept);
+  sizes.push_back(count);
+  // Runs are contiguous in the results as well: kept axes outermost, the selection innermost.
+  values = make_tensor(ir::DType::F32, order, sizes);
+  positions = make_tensor(ir::DType::I32, order, sizes);
+  float *v = values.fdata();
+  int32_t *p = positions.idata();
+  const int64_t n = r.length;
+  const bool greatest = ops::info(fn).greatest;
+  const int64_t work = n * std::max<int64_t>(1, static_cast<int64_t>(std::log2(static_cast<double>(n) + 1)));
+  for_each_run(r, values, work, [&](int64_t k, const float *x) {
+    // A strict total order (NaN beyond every number, then the lower position first): partial_sort and sort
+    // give the same answer as a stable sort, on any thread.
+    auto before = [&](int32_t a, int32_t b) {
+      const float xa = x[a], xb = x[b];
+      const bool na = xa != xa, nb = xb != xb;
+      if (na != nb) return greatest ? na : nb;
+      if (!na && xa != xb) return greatest ? xa > xb : xa < xb;
+      return a < b;
+    };
+    std::vector<int32_t> index(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) index[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+    if (count < n)
+      std::partial_sort(index.begin(), index.begin() + count, index.end(), before);
+    else
+      std::sort(index.begin(), index.end(), before);
+    for (int64_t j = 0; j < count; ++j) {
+      p[k + j] = index[static_cast<size_t>(j)];
+      v[k + j] = x[index[static_cast<size_t>(j)]];
+    }
+  });
 }
 
 RtTensor normalize(ops::Fn fn, const RtTensor &input, const std::vector<int> &axes, double eps) {

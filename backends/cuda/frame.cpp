@@ -144,6 +144,7 @@ void Generator::op(Frame &frame, const ir::Op &o) {
   const ir::Diagram &diagram = *frame.diagram;
   if (o.kind == OpKind::Call) return call(frame, o);
   if (o.kind == OpKind::Repeat) return repeat(frame, o);
+  if (o.kind == OpKind::Select) return select(frame, o);
   const ir::Value &result = diagram.value(o.results.at(0));
   Ten out;
   switch (o.kind) {

@@ -501,6 +501,7 @@ class Generator {
   Ten reduce(Frame &frame, const ir::Op &op);
   Ten normalize(Frame &frame, const ir::Op &op);
   Ten scan(Frame &frame, const ir::Op &op);
+  void select(Frame &frame, const ir::Op &op);  // both results into frame.values
   Ten access(Frame &frame, const ir::Op &op);
   Ten merge(Frame &frame, const ir::Op &op);
   void copy(const Ten &from, const Ten &to, const std::string &what);

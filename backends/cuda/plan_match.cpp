@@ -46,6 +46,7 @@ const char *kind_name(OpKind kind) {
     case OpKind::Merge: return "merge";
     case OpKind::Call: return "call";
     case OpKind::Repeat: return "repeat";
+    case OpKind::Select: return "selection";
     default: return "operation";
   }
 }
@@ -318,7 +319,7 @@ bool match_fused(const ir::Diagram &d, FusedMatch &m, std::string &why) {
   };
   for (const auto &op : d.body.ops)
     if (op->kind == OpKind::Call || op->kind == OpKind::Repeat || op->kind == OpKind::Merge ||
-        op->kind == OpKind::Scan) {
+        op->kind == OpKind::Scan || op->kind == OpKind::Select) {
       why = std::string("it has a ") + kind_name(op->kind) +
             (op->kind == OpKind::Merge || op->kind == OpKind::Scan ? " ('" + name(*op) + "')" : "");
       return false;

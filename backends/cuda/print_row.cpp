@@ -1,6 +1,7 @@
 // Row kernels, one warp per row: reductions (sum, mean, prod, max, min,
-// logsumexp; a summed axis no operand has scales the result) and
-// normalisations (softmax, log-softmax, layernorm, rmsnorm) of one op. The
+// logsumexp; a summed axis no operand has scales the result; argmax and
+// argmin carrying (value, position)), normalisations (softmax, log-softmax,
+// layernorm, rmsnorm) and selections (topk, sort, by rank) of one op. The
 // fused row kernels of a schedule are print_fused.cpp.
 #include "generator.h"
 
@@ -53,11 +54,21 @@ Ten Generator::reduce(Frame &frame, const ir::Op &o) {
     k += "    const float mu = m == -INFINITY ? 0.f : m;\n";
     k += "    float acc = 0.f;\n" + loop + "      acc += expf(" + v + " - mu);\n    }\n    acc = ncd_warp_sum(acc);\n";
     value = "mu + logf(acc)" + log_term(missing);
+  } else if (ops::info(f).position) {
+    // Each lane keeps its best (value, position) over its strided share of
+    // the row, then the warp combines them; ties go to the lower position.
+    const std::string g = ops::info(f).greatest ? "true" : "false";
+    k += "    float acc = 0.f;\n    long long at = -1;\n" + loop + "      const float e = " + v +
+         ";\n      if (ncd_position_better<" + g +
+         ">(e, j, acc, at)) {\n        acc = e;\n        at = j;\n      }\n    }\n";
+    k += "    ncd_warp_position<" + g + ">(acc, at);\n";
+    value = "at";
   } else {
     throw GenError("the cuda backend has no reduction '" + fn + "'");
   }
-  k += "    if (lane == 0) " + r + "[" + offset(out, index) + "] = ncd_to<" + element_type(out.dtype) + ">(" + value +
-       ");\n  }\n}\n";
+  const std::string stored = ops::info(f).position ? "static_cast<" + element_type(out.dtype) + ">(" + value + ")"
+                                                   : "ncd_to<" + element_type(out.dtype) + ">(" + value + ")";
+  k += "    if (lane == 0) " + r + "[" + offset(out, index) + "] = " + stored + ";\n  }\n}\n";
   std::string name = add_kernel(fn + "_" + result.name, k);
   launch(name, grid_for(rows * Sz(32), kRowThreads), kRowThreads, args, result.name + axis_list(axes) + " = " + fn + axis_list(present));
   return out;
@@ -117,6 +128,47 @@ Ten Generator::normalize(Frame &frame, const ir::Op &o) {
   std::string name = add_kernel(fn + "_" + result.name, k);
   launch(name, grid_for(rows * Sz(32), kRowThreads), kRowThreads, args, result.name + axis_list(axes) + " = " + fn + axis_list(along));
   return out;
+}
+
+// topk and sort, one thread per element of each row: the element's rank is
+// the number of the row's elements ordered before it (NaN beyond every
+// number, ties by position, so ranks are distinct and the order stable), and
+// an element ranked within the count stores itself and its position there.
+// n comparisons per element: for the rows of a few thousand this is written for.
+void Generator::select(Frame &frame, const ir::Op &o) {
+  const ir::Value &values = frame.diagram->value(o.results.at(0));
+  const ir::Value &positions = frame.diagram->value(o.results.at(1));
+  Ten in = get(frame, o.operands.at(0));
+  const int along = rt_axis(frame, o.axes.at(0)), kept = rt_axis(frame, o.axes.at(1));
+  std::vector<int> axes = result_axes(frame, values, {&in}, {along});
+  std::vector<int> row_axes;
+  for (int a : axes)
+    if (a != kept) row_axes.push_back(a);
+  Ten v_out = output(frame, o.results[0], values.dtype, axes);
+  Ten i_out = output(frame, o.results[1], positions.dtype, axes);
+  KernelArgs args;
+  const std::string e = load(args, in, [](int a) { return x(a); });
+  const std::string other = load(args, in, [&](int a) { return a == along ? std::string("j") : x(a); });
+  const std::string v = args.out(v_out), i = args.out(i_out);
+  auto at_rank = [&](int a) { return a == kept ? std::string("rank") : x(a); };
+  const Sz rows = numel(row_axes), n = size(along), count = size(kept);
+  const std::string g = ops::info(o.function).greatest ? "true" : "false";
+  std::vector<int> walk = row_axes;
+  walk.push_back(along);
+  std::string k = grid_stride_kernel(args, rows * n, walk);
+  k += "    const float e = " + e + ";\n    int64_t rank = 0;\n";
+  k += "    for (int64_t j = 0; j < " + str(n) + "; ++j) rank += ncd_select_before<" + g + ">(" + other + ", j, e, " +
+       x(along) + ") ? 1 : 0;\n";
+  k += "    if (rank < " + str(count) + ") {\n";
+  k += "      " + v + "[" + offset(v_out, at_rank) + "] = ncd_to<" + element_type(v_out.dtype) + ">(e);\n";
+  k += "      " + i + "[" + offset(i_out, at_rank) + "] = static_cast<int32_t>(" + x(along) + ");\n";
+  k += "    }\n  }\n}\n";
+  const std::string fn(ops::name(o.function));
+  std::string name = add_kernel(fn + "_" + values.name, k);
+  launch(name, grid_for(rows * n, kRowThreads), kRowThreads, args,
+         values.name + ", " + positions.name + axis_list(axes) + " = " + fn + axis_list({along}));
+  frame.values[o.results[0]] = v_out;
+  frame.values[o.results[1]] = i_out;
 }
 
 // The body of a fused row kernel: passes over each row for the statistics

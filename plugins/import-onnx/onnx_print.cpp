@@ -42,7 +42,7 @@ class Names {
  public:
   Names() {
     for (const char *word : {"import", "axis", "default", "dtype", "diagram", "param", "repeat", "schedule", "for",
-                             "group", "stream", "level", "by", "inf"})
+                             "group", "stream", "level", "by", "inf", "concat", "split"})
       global_.insert(word);
     for (const ops::Info &row : ops::kTable) global_.insert(std::string(row.name));
     for (const std::string &d : ir::dtype_names()) global_.insert(d);

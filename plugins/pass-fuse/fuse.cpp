@@ -77,8 +77,11 @@ class Fuse : public Pass {
                         groups[static_cast<size_t>(it->second)].upstream.end());
       }
       int joined = -1;
+      // Positions (argmax, argmin, topk, sort) are kernels of their own: the fused row kernels carry none.
+      const bool alone =
+          op.kind == ir::OpKind::Select || (op.kind == ir::OpKind::Reduce && ops::info(op.function).position);
       if (op.kind != ir::OpKind::Call && op.kind != ir::OpKind::Repeat && op.kind != ir::OpKind::Access &&
-          op.kind != ir::OpKind::Merge) {
+          op.kind != ir::OpKind::Merge && !alone) {
         for (int operand : op.operands) {
           auto it = group_of_value.find(operand);
           if (it == group_of_value.end()) continue;
@@ -103,7 +106,7 @@ class Fuse : public Pass {
       // A scan is a kernel of its own (no fused kernel carries a scan's state):
       // it joins no group (can_join) and nothing joins its.
       group.closed = group.closed || op.kind == ir::OpKind::Call || op.kind == ir::OpKind::Repeat ||
-                     op.kind == ir::OpKind::Merge || op.kind == ir::OpKind::Scan;
+                     op.kind == ir::OpKind::Merge || op.kind == ir::OpKind::Scan || alone;
       group.has_contraction = group.has_contraction || op.kind == ir::OpKind::Contract;
       group.has_reduction = group.has_reduction || op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Normalize;
       group_of_op[op.id] = joined;

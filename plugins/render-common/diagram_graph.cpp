@@ -591,12 +591,23 @@ class Drawer {
         glyph.border = 2;
         break;
       }
+      case OpKind::Select: {
+        // topk / sort: the values and their positions, along one axis into another (`e → top`).
+        for (auto &lane : lanes) lane.role = op_axes.count(lane.axis) ? Lane::Acted : lane.role;
+        glyph.lines = {std::string(ops::name(op.function))};
+        const std::string along = axis_name(scope, op.axes.at(0)), into = axis_name(scope, op.axes.at(1));
+        glyph.notes.push_back(along == into ? "along " + along : along + " \u2192 " + into);
+        glyph.notes.push_back("values, positions");
+        glyph.fill = "#dcfce7";
+        glyph.stroke = "#166534";
+        break;
+      }
       case OpKind::Reduce: {
         for (auto &lane : lanes) lane.role = op_axes.count(lane.axis) ? Lane::Acted : lane.role;
         static const std::map<ops::Fn, std::string> symbols{{ops::Fn::Sum, "\u03A3"}, {ops::Fn::Prod, "\u03A0"}};
         auto it = symbols.find(op.function);
         glyph.lines = {it != symbols.end() ? it->second : std::string(ops::name(op.function))};
-        glyph.notes.push_back("reduce");
+        glyph.notes.push_back(ops::info(op.function).position ? "position" : "reduce");
         glyph.fill = "#dcfce7";
         glyph.stroke = "#166534";
         break;

@@ -333,11 +333,87 @@ def Scans(x, p):
     }
 
 
+# ---------------------------------------------------------------- positions and selections
+
+
+def nan_log(R, above=1):
+    """where(R > above, log(-R), floor(R)): NaN wherever R > above, ties elsewhere."""
+    with np.errstate(invalid="ignore"):
+        return np.where(R > np.float32(above), np.log(-R), np.floor(R))
+
+
+def order(a, descending):
+    """Positions along the last axis in the order of a stable sort: ascending,
+    or descending (largest first); NaN above every number (as torch.sort);
+    ties keep their order."""
+    out = np.empty(a.shape, dtype=np.int64)
+    for row in np.ndindex(a.shape[:-1]):
+        x = a[row]
+        nan = np.isnan(x)
+        filled = np.where(nan, 0.0, x)
+        position = np.arange(x.size)
+        if descending:  # NaN first, then the largest, then the lower position
+            out[row] = np.lexsort((position, -filled, ~nan))
+        else:  # the smallest first, NaN last, then the lower position
+            out[row] = np.lexsort((position, filled, nan))
+    return out
+
+
+def selection(a, count, descending):
+    index = order(a, descending)[..., :count]
+    return np.take_along_axis(a, index, axis=-1), index
+
+
+def Argmax(x, p):
+    X, L, O, R = x["X"], x["L"], x["O"], x["R"]
+    h = np.arange(2)[None, :, None] - 0.5
+    with np.errstate(invalid="ignore"):
+        N = np.argmax(np.where(R > 1, np.log(-R), R), axis=1)
+    # np.argmax and np.argmin: the first extreme, the first NaN.
+    return {"A": np.argmax(X, axis=1), "B": np.argmin(X, axis=0), "T": np.argmax(np.floor(X), axis=1),
+            "U": np.argmin(np.floor(X), axis=1) * 10.0 + 1, "N": N, "P": np.argmin(nan_log(R), axis=1),
+            "G": np.argmax(L, axis=1), "H": np.argmin(np.floor(L * 2), axis=1), "Z": np.argmax(O, axis=1),
+            "W": np.argmax(X[:, None, :] * h, axis=2)}
+
+
+def TopK(x, p):
+    X, L, R, O = x["X"], x["L"], x["R"], x["O"]
+    V, I = selection(X, 3, True)
+    TV, TI = selection(np.floor(R), 3, True)
+    NV, NI = selection(nan_log(R, 1.8), 3, True)
+    LV, LI = selection(L, 7, True)
+    OV, OI = selection(O, 1, True)
+    return {"V": V, "I": I, "TV": TV, "TI": TI, "NV": NV, "NI": NI, "LV": LV, "LI": LI, "OV": OV, "OI": OI,
+            "W": selection(X * 2, 3, True)[0], "Vl": V, "Il": I, "Al": np.argmax(X, axis=1)}
+
+
+def Sort(x, p):
+    X, R, Q, L, O = x["X"], x["R"], x["Q"], x["L"], x["O"]
+    out = {}
+    for (v, i), a in [(("A", "AI"), X), (("T", "TI"), np.floor(Q)), (("N", "NI"), nan_log(Q)), (("B", "BI"), L),
+                      (("U", "UI"), O), (("P", "PI"), R)]:
+        out[v], out[i] = selection(a, a.shape[-1], False)
+    out["E"] = np.sort(X, axis=0).T
+    return out
+
+
+def Concat(x, p):
+    X, Y, Z, O = x["X"], x["Y"], x["Z"], x["O"]
+    C = np.concatenate([X, Y], axis=1)
+    F = np.concatenate([O, X], axis=1)
+    return {"C": C, "D": np.concatenate([X, Y, Z * 2], axis=1), "A": X * 3, "B": Y * 3,
+            "Q": np.concatenate([X, np.exp(Y)], axis=1) + 1, "S": C.sum(axis=1), "F": F, "H": F[:, :4], "G": F[:, 4:]}
+
+
 ORACLES = {name: globals()[name] for name in
            ["Pointwise", "Reductions", "Indices", "Contractions", "Positions", "Dtypes", "Round", "Rounding", "Calls",
-            "Loops", "Named", "Scans"]}
+            "Loops", "Named", "Scans", "Argmax", "TopK", "Sort", "Concat"]}
 
 # Outputs compared exactly (deterministic roundings of identical float32 values).
 EXACT = {("Dtypes", name) for name in ["F16", "BF", "E4", "E5", "I8", "I32", "B", "F"]} | {
     ("Positions", "I"), ("Indices", "A"), ("Indices", "D"), ("Indices", "P"), ("Indices", "G"), ("Indices", "Y"),
-    ("Scans", "Mx"), ("Scans", "Mn"), ("Indices", "F"), ("Indices", "H"), ("Indices", "Pre"), ("Indices", "Cat"), ("Round", "R"), ("Round", "H"), ("Round", "K")}
+    ("Scans", "Mx"), ("Scans", "Mn"), ("Indices", "F"), ("Indices", "H"), ("Indices", "Pre"), ("Indices", "Cat"), ("Round", "R"), ("Round", "H"), ("Round", "K")} | {
+    ("Argmax", name) for name in ["A", "B", "T", "U", "N", "P", "G", "H", "Z", "W"]} | {
+    ("TopK", name) for name in ["V", "I", "TV", "TI", "NV", "NI", "LV", "LI", "OV", "OI", "W", "Vl", "Il", "Al"]} | {
+    ("Sort", name) for name in ["A", "AI", "T", "TI", "N", "NI", "B", "BI", "U", "UI", "P", "PI", "E"]} | {
+    ("Concat", name) for name in ["C", "D", "F", "G", "H"]}

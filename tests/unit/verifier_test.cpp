@@ -198,6 +198,37 @@ TEST(VerifierOnBrokenIr, ScanWithOneOperandOfTwo) {
   EXPECT_NE(f.violations().find("'scan' takes 2 operands, not 1"), std::string::npos) << f.violations();
 }
 
+TEST(VerifierOnBrokenIr, PositionInAFloat) {
+  Fixture f;
+  f.op().kind = ir::OpKind::Reduce;
+  f.op().function = ncd::ops::Fn::ArgMax;
+  f.op().axes = {0};
+  f.d->value(1).axes = {};  // f32, as the fixture made it
+  EXPECT_NE(f.violations().find("gives a position in other than i32"), std::string::npos) << f.violations();
+}
+
+// topk of the 4 positions of a into 5: the result axis longer than the one selected along.
+TEST(VerifierOnBrokenIr, SelectionLongerThanItsAxis) {
+  Fixture f;
+  f.program.axes.push_back(f.program.axes[0]);
+  f.program.axes[1].id = 1;
+  f.program.axes[1].name = "top";
+  f.program.axes[1].size = 5;
+  f.op().kind = ir::OpKind::Select;
+  f.op().function = ncd::ops::Fn::TopK;
+  f.op().axes = {0, 1};
+  f.d->value(1).axes = {1};
+  int positions = f.add_value("I", {1});
+  f.d->value(positions).dtype = ir::DType::I32;
+  f.d->value(positions).producer = 0;
+  f.op().results = {1, positions};
+  EXPECT_NE(f.violations().find("selects 5 of 4"), std::string::npos) << f.violations();
+  f.program.axes[1].size = 3;
+  EXPECT_EQ(f.violations(), "");
+  f.d->value(positions).dtype = ir::DType::F32;
+  EXPECT_NE(f.violations().find("gives positions in other than i32"), std::string::npos) << f.violations();
+}
+
 TEST(VerifierOnBrokenIr, FunctionWithTheWrongNumberOfOperands) {
   Fixture f;
   f.op().function = ncd::ops::Fn::Add;  // on one operand

@@ -107,6 +107,40 @@ __device__ inline float ncd_warp_min(float v) {
   for (int o = 16; o > 0; o >>= 1) v = ncd_min(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
+// argmax/argmin: whether (v, i) beats the best so far (b, at), `at` -1 for none
+// yet. A NaN beats any number, the lower position wins a tie (and between
+// NaNs): the first NaN or the first extreme, as NumPy's argmax.
+template <bool Greatest>
+__device__ inline bool ncd_position_better(float v, long long i, float b, long long at) {
+  if (i < 0) return false;
+  if (at < 0) return true;
+  const bool vn = v != v, bn = b != b;
+  if (vn || bn) return vn && (!bn || i < at);
+  if (v == b) return i < at;
+  return Greatest ? v > b : v < b;
+}
+// topk and sort: whether (a, ia) comes before (b, ib) in the order, the
+// largest first (Greatest) or the smallest; NaN beyond every number, ties by
+// position.
+template <bool Greatest>
+__device__ inline bool ncd_select_before(float a, long long ia, float b, long long ib) {
+  const bool na = a != a, nb = b != b;
+  if (na != nb) return Greatest ? na : nb;
+  if (!na && a != b) return Greatest ? a > b : a < b;
+  return ia < ib;
+}
+// The warp's best (b, at) in every lane.
+template <bool Greatest>
+__device__ inline void ncd_warp_position(float &b, long long &at) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ob = __shfl_xor_sync(0xffffffffu, b, o);
+    const long long oat = __shfl_xor_sync(0xffffffffu, at, o);
+    if (ncd_position_better<Greatest>(ob, oat, b, at)) {
+      b = ob;
+      at = oat;
+    }
+  }
+}
 
 // 16 bytes global -> shared, bypassing registers; a false predicate writes zeros.
 __device__ inline void ncd_cp_async16(void *smem, const void *gmem, bool pred) {

@@ -70,12 +70,15 @@ enum class OpKind {
   Reduce,       // `function` (an ops::Kind::Reduce) over `axes`
   Normalize,    // `function` (an ops::Kind::Normalize) along `axes`
   Scan,         // `function` (an ops::Kind::Scan) along `axes[0]`; operands broadcast by axis name, axes kept
+  // `function` (an ops::Kind::Select) along `axes[0]`, its results' axis
+  // `axes[1]` in its place: results the values and their positions (i32)
+  Select,
   Call,         // diagram `callee` with `bindings`, lifted over `lifted`
   Repeat,       // `body` run `count` times, threading `body_arguments` → `body_yields`
 };
 std::string_view op_kind_name(OpKind kind);
 // The op kind that applies `fn`: Elementwise for pointwise functions and
-// casts, Reduce, Normalize, Scan; Constant (no function) for ops::Fn::None.
+// casts, Reduce, Normalize, Scan, Select; Constant (no function) for ops::Fn::None.
 OpKind op_kind_of(ops::Fn fn);
 
 // An index into one position of the accessed tensor: an affine form of axes
@@ -100,7 +103,8 @@ struct Op {
   ops::Fn function = ops::Fn::None;
   std::vector<int> operands;   // value ids
   std::vector<int> results;    // value ids
-  std::vector<int> axes;       // Contract: summed; Reduce: reduced; Normalize: normalised; Scan: scanned; SizeOf/AxisIndex
+  // Contract: summed; Reduce: reduced; Normalize: normalised; Scan: scanned; SizeOf/AxisIndex; Select: along, result
+  std::vector<int> axes;
   double constant = 0;         // Constant
   std::map<std::string, double> options;  // e.g. eps for normalisations
   std::vector<AccessIndex> access;        // Access: one per position of operand 0

@@ -33,18 +33,23 @@ enum class Fn : uint8_t {
   Copy, Cast,
   // Reductions and normalisations over the axes in brackets.
   Sum, Max, Min, Mean, LogSumExp, Prod,
+  // Reductions to the i32 position of the extreme along one axis.
+  ArgMax, ArgMin,
   Softmax, LogSoftmax, LayerNorm, RMSNorm,
   // Inclusive scans along the axis in brackets.
   CumSum, CumProd, CumMax, CumMin, Scan,
+  // Selections along one axis giving values and their positions.
+  TopK, Sort,
 };
 
 enum class Kind : uint8_t {
   None,
   Elementwise,  // pointwise; operands broadcast by axis
   Cast,         // the operand converted to the result's dtype (a copy also broadcasts to the result's axes)
-  Reduce,       // removes the axes in brackets
+  Reduce,       // removes the axes in brackets (`position`: gives where along its one axis, as i32)
   Normalize,    // keeps its operand's axes, normalising along those in brackets
   Scan,         // an inclusive scan along the one axis in brackets; keeps its operands' (broadcast) axes
+  Select,       // orders along one axis: two results, the values and their positions (i32)
 };
 
 // How the language writes a call of the function.
@@ -98,6 +103,14 @@ struct Info {
   bool eps = false;  // a normalisation taking `eps = ...`
   double default_eps = 0;
   Fn pointwise = Fn::None;  // a reduction whose name without brackets is this pointwise function
+  // A reduction over exactly one axis giving the i32 position of its
+  // extreme (the first on ties; a NaN is the extreme, the first NaN wins, as
+  // NumPy's argmax): `greatest` picks the largest, otherwise the smallest.
+  bool position = false;
+  bool greatest = false;  // also a selection's order: the largest first, otherwise the smallest
+  // A selection keeping every position of its axis (sort) rather than as many
+  // as its result axis has (topk).
+  bool whole = false;
   Fold fold;                // pointwise: the value (float32 as the CPU reference computes it)
   // Scan: the step h = combine(h, x) of the recurrence (for `scan`, x is the
   // pair (a, b) and the step a·h + b is written by the backends), and the
@@ -250,6 +263,10 @@ inline constexpr Info kTable[] = {
     {.fn = Fn::LogSumExp, .name = "logsumexp", .kind = Kind::Reduce, .syntax = Syntax::Call, .arity = 1, .flops = 4, .flops_out = 2,
      .special = true, .stream = Stream::Running},
     {.fn = Fn::Prod, .name = "prod", .kind = Kind::Reduce, .syntax = Syntax::Call, .arity = 1, .flops = 1, .stream = Stream::Running},
+    // One comparison per element; not streamed (the position would need carrying across tiles).
+    {.fn = Fn::ArgMax, .name = "argmax", .kind = Kind::Reduce, .syntax = Syntax::Call, .arity = 1, .flops = 1, .position = true,
+     .greatest = true},
+    {.fn = Fn::ArgMin, .name = "argmin", .kind = Kind::Reduce, .syntax = Syntax::Call, .arity = 1, .flops = 1, .position = true},
     // ------------------------------------------------ normalisations
     // max, subtract, exp, sum, divide per element; one reciprocal per row
     {.fn = Fn::Softmax, .name = "softmax", .kind = Kind::Normalize, .syntax = Syntax::Call, .arity = 1, .flops = 5, .flops_out = 1,
@@ -272,6 +289,10 @@ inline constexpr Info kTable[] = {
      .identity = std::numeric_limits<double>::infinity()},
     // The linear recurrence h_t = a_t·h_{t-1} + b_t from h_{-1} = 0: a multiply and an add per element.
     {.fn = Fn::Scan, .name = "scan", .kind = Kind::Scan, .syntax = Syntax::Call, .arity = 2, .flops = 2},
+    // ------------------------------------------------ selections (stable: ties keep their order; NaN above every number)
+    // FLOPs: comparisons, ⌈log2 n⌉ per element of a row of n (docs/COST.md).
+    {.fn = Fn::TopK, .name = "topk", .kind = Kind::Select, .syntax = Syntax::Call, .arity = 1, .flops = 1, .greatest = true},
+    {.fn = Fn::Sort, .name = "sort", .kind = Kind::Select, .syntax = Syntax::Call, .arity = 1, .flops = 1, .whole = true},
 };
 // clang-format on
 #pragma GCC diagnostic pop
@@ -282,7 +303,7 @@ constexpr bool rows_in_enum_order() {
   return true;
 }
 static_assert(rows_in_enum_order(), "the rows of kTable follow the order of Fn");
-static_assert(static_cast<size_t>(Fn::Scan) + 1 == std::size(kTable), "one row per Fn");
+static_assert(static_cast<size_t>(Fn::Sort) + 1 == std::size(kTable), "one row per Fn");
 
 // Every row, Fn::None first.
 constexpr std::span<const Info> all() { return kTable; }

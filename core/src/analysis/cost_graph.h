@@ -245,6 +245,8 @@ class Graph {
       case ir::OpKind::Normalize:
       case ir::OpKind::Scan:
         return kind + " " + std::string(ops::name(op.function)) + "[" + axis_list(op.axes, instance) + "]";
+      case ir::OpKind::Select:
+        return kind + " " + std::string(ops::name(op.function)) + "[" + axis_list({op.axes.at(0)}, instance) + "]";
       case ir::OpKind::Elementwise: return kind + " " + std::string(ops::name(op.function));
       default: return kind;
     }
@@ -567,6 +569,12 @@ class Graph {
       // The work of the sequential recurrence: the row's FLOPs per result element (docs/COST.md).
       case ir::OpKind::Scan:
         return per_element(product(axes_of(op.results[0]), extents), Sized::of(0), ops::info(op.op->function));
+      case ir::OpKind::Select: {
+        // A comparison sort: ⌈log2 n⌉ comparisons per element of a row of n.
+        Sized x = product(axes_of(op.operands[0]), extents);
+        const double n = extent(extents, op.axes.at(0)).v;
+        return x.scaled(ops::info(op.op->function).flops * std::max(1.0, std::ceil(std::log2(std::max(n, 1.0)))));
+      }
       default: return Sized::of(0);
     }
   }
@@ -584,8 +592,9 @@ class Graph {
     }
   }
 
-  // The dtype an op computes in: a contraction's widest summed operand, else
-  // the widest of its operands and results (free scalars aside).
+  // The dtype an op computes in: a contraction's widest summed operand, a
+  // position's operand, else the widest of its operands and results (free
+  // scalars aside).
   ir::DType compute_dtype(const VOp &op) const {
     ir::DType best = ir::DType::F32;
     int best_bytes = 0;
@@ -605,7 +614,12 @@ class Graph {
       }
     } else {
       for (int operand : op.operands) consider(operand);
-      for (int result : op.results) consider(result);
+      // Positions (argmax, argmin, topk, sort) compare their operand's values; the i32 positions are stored, not
+      // computed with.
+      const bool positions = op.op->kind == ir::OpKind::Select ||
+                             (op.op->kind == ir::OpKind::Reduce && ops::info(op.op->function).position);
+      if (!positions)
+        for (int result : op.results) consider(result);
     }
     if (best_bytes == 0) {
       for (int result : op.results) consider(result);

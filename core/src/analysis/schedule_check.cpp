@@ -98,9 +98,10 @@ class Checker {
     const ir::Op *found = nullptr;
     for_each_op(diagram.body, [&](const ir::Op &op) {
       if (found) return;
-      bool consumes = (op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce ||
-                       op.kind == ir::OpKind::Normalize || op.kind == ir::OpKind::Scan) &&
-                      contains(op.axes, axis);
+      bool consumes = ((op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce ||
+                        op.kind == ir::OpKind::Normalize || op.kind == ir::OpKind::Scan) &&
+                       contains(op.axes, axis)) ||
+                      (op.kind == ir::OpKind::Select && op.axes.at(0) == axis);
       if (op.kind == ir::OpKind::Call)
         for (auto [from, to] : op.bindings)
           if (to == axis && consumer(*p_.diagrams[static_cast<size_t>(op.callee)], from)) consumes = true;
@@ -117,6 +118,7 @@ class Checker {
       case ir::OpKind::Reduce: return fn_name(op) + "[" + axes + "]";
       case ir::OpKind::Normalize:
       case ir::OpKind::Scan: return fn_name(op) + "[" + axes + "]";
+      case ir::OpKind::Select: return fn_name(op) + "[" + name(op.axes.at(0)) + "]";
       case ir::OpKind::Call: return "the call to '" + op.callee_name + "'";
       default: return std::string(ir::op_kind_name(op.kind));
     }
@@ -197,9 +199,10 @@ class Checker {
         any_carries = any_carries || carries(operand);
       }
       for (int result : op.results) any_carries = any_carries || carries(result);
-      bool consumes = (op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce ||
-                       op.kind == ir::OpKind::Normalize || op.kind == ir::OpKind::Scan) &&
-                      contains(op.axes, axis);
+      bool consumes = ((op.kind == ir::OpKind::Contract || op.kind == ir::OpKind::Reduce ||
+                        op.kind == ir::OpKind::Normalize || op.kind == ir::OpKind::Scan) &&
+                       contains(op.axes, axis)) ||
+                      (op.kind == ir::OpKind::Select && op.axes.at(0) == axis);
       if (consumes) {
         scan.consumed = true;
         if (any_finished) {
@@ -209,8 +212,8 @@ class Checker {
         if (op.kind == ir::OpKind::Contract) {
           scan.accumulators.push_back({root_axis, "sum (contraction)", op.location});
           for (int result : op.results) finished[result] = op.location;
-        } else if (op.kind == ir::OpKind::Reduce) {
-          if (ops::info(op.function).stream != ops::Stream::Running) {
+        } else if (op.kind == ir::OpKind::Reduce || op.kind == ir::OpKind::Select) {
+          if (op.kind == ir::OpKind::Select || ops::info(op.function).stream != ops::Stream::Running) {
             auto &error = d_.error(at, "cannot stream '" + axis_name + "': " + fn_name(op) + " over it has no running accumulator");
             error.notes.push_back({op.location, "reduced here"});
             scan.ok = false;

@@ -97,6 +97,7 @@ int Sema::emit_node(TypedExpr &node) {
       return results.empty() ? -1 : results[static_cast<size_t>(node.output_index)];
     }
     case TypedExpr::Kind::Product: return emit_product(node);
+    case TypedExpr::Kind::Concat: return emit_concat(node);
   }
   return -1;
 }

@@ -12,6 +12,7 @@ const std::map<std::string, ops::Fn> &builtins() {
     for (const ops::Info &row : ops::all())
       if (row.syntax == ops::Syntax::Call) t[std::string(row.name)] = row.fn;
     for (const std::string &name : ir::dtype_names()) t[name] = ops::Fn::Cast;
+    t["concat"] = t["split"] = ops::Fn::None;
     return t;
   }();
   return table;
@@ -352,6 +353,16 @@ std::unique_ptr<TypedExpr> Sema::typed_call(const ast::Expr &expr) {
       return nullptr;
     }
     ops::Fn fn = builtin->second;
+    if (name == "concat") return typed_concat(expr);
+    if (name == "split") {
+      d_.error(expr.name.location, "'split' gives one tensor per part: assign them, A[...], B[...] = split[axis](...)");
+      return nullptr;
+    }
+    if (ops::info(fn).kind == ops::Kind::Select) {
+      d_.error(expr.name.location, "'" + name + "' gives values and their positions: assign them, V[...], I[...] = " +
+                                       name + "[axis](...), or the values alone, V[...] = " + name + "[axis](...)");
+      return nullptr;
+    }
     // `max`/`min` are reductions with brackets and pointwise with two arguments.
     if (!expr.has_brackets && ops::info(fn).pointwise != ops::Fn::None) fn = ops::info(fn).pointwise;
     return typed_builtin(expr, fn);
@@ -472,8 +483,11 @@ std::unique_ptr<TypedExpr> Sema::typed_builtin(const ast::Expr &expr, ops::Fn fn
       return nullptr;
     }
     if (!contains(operand_axes, axis)) {
+      std::vector<std::string> names;
+      for (int have : operand_axes) names.push_back(p_.axis(have).name);
       d_.error(item.name.location, "'" + name + "' over axis '" + item.name.text + "', but its argument" +
-                                       (arguments.size() > 1 ? "s have" : " has") + " axes " + axes_text(operand_axes));
+                                       (arguments.size() > 1 ? "s have" : " has") + " axes " + axes_text(operand_axes) +
+                                       did_you_mean(item.name.text, names));
       return nullptr;
     }
     axes.push_back(axis);
@@ -486,9 +500,16 @@ std::unique_ptr<TypedExpr> Sema::typed_builtin(const ast::Expr &expr, ops::Fn fn
     d_.error(expr.location, "'" + name + "' needs at least one axis in its brackets");
     return nullptr;
   }
+  // A position is along one axis: positions over several would need an order of their pairs.
+  if (builtin.position && axes.size() != 1) {
+    d_.error(expr.brackets[1].name.location, "'" + name + "' gives a position along one axis, not " +
+                                                 std::to_string(axes.size()) + ": " + name + "[axis](...)");
+    return nullptr;
+  }
   std::unique_ptr<TypedExpr> node;
   switch (builtin.kind) {
-    case ops::Kind::None: return nullptr;
+    case ops::Kind::None:
+    case ops::Kind::Select: return nullptr;  // statements of their own (sema_structure.cpp)
     case ops::Kind::Elementwise:
     case ops::Kind::Cast: {
       node = make(TypedExpr::Kind::Elementwise, expr.location);
@@ -509,6 +530,10 @@ std::unique_ptr<TypedExpr> Sema::typed_builtin(const ast::Expr &expr, ops::Fn fn
     case ops::Kind::Reduce: {
       node = make(TypedExpr::Kind::Reduce, expr.location);
       node->function = fn;
+      if (builtin.position) {
+        node->dtype = DType::I32;
+        node->dtype_fixed = true;
+      }
       for (int axis : arguments[0]->axes)
         if (!contains(axes, axis)) node->axes.push_back(axis);
       break;

@@ -4,7 +4,9 @@
 // members are defined by concern: sema.cpp (driver, axes and sizes, signatures,
 // lookup, schedules), sema_statements.cpp (bodies, statements, left-hand sides,
 // contraction placement), sema_expr.cpp (typing expressions and indices),
-// sema_call.cpp (diagram calls: bindings and lifting), sema_emit.cpp
+// sema_call.cpp (diagram calls: bindings and lifting), sema_structure.cpp
+// (concat and split, lowered to affine reads; topk and sort, statements
+// with two results), sema_emit.cpp
 // (emitting IR) and sema_lint.cpp (warnings about valid but suspicious
 // statements).
 //
@@ -31,12 +33,14 @@ namespace ncd::sema_detail {
 using ir::DType;
 
 // The builtin functions by the names the language calls them (ncd/ops.h):
-// the rows of Syntax::Call, and one cast per dtype name. Reserved names.
+// the rows of Syntax::Call, one cast per dtype name, and `concat` and `split`
+// (ops::Fn::None: sema lowers them to reads, sema_structure.cpp). Reserved names.
 const std::map<std::string, ops::Fn> &builtins();
 
 struct TypedExpr {
   enum class Kind {
-    Value, Access, Constant, SizeOf, AxisIndex, Elementwise, Reduce, Normalize, Scan, Call, Product
+    Value, Access, Constant, SizeOf, AxisIndex, Elementwise, Reduce, Normalize, Scan, Call, Product,
+    Concat,  // children side by side along `axis` (sema_structure.cpp)
   };
   Kind kind = Kind::Constant;
   SourceLocation location;
@@ -49,7 +53,9 @@ struct TypedExpr {
   std::string callee_name;           // Call
   std::string label;                 // Call: the call site's name, "" when unnamed
   double constant = 0;
-  int axis = -1;                       // SizeOf, AxisIndex
+  int axis = -1;                       // SizeOf, AxisIndex; Concat: the result's axis
+  std::vector<int> pieces;             // Concat: each child's axis laid along `axis`
+  std::vector<int64_t> offsets;        // Concat: where each child starts along `axis`
   std::vector<int> op_axes;            // Reduce/Normalize axes; Scan: the scanned axis
   std::map<std::string, double> options;
   std::vector<ir::AccessIndex> access;  // Access (gather operands are children)
@@ -194,6 +200,14 @@ class Sema {
   std::unique_ptr<TypedExpr> typed_call(const ast::Expr &expr);
   std::unique_ptr<TypedExpr> typed_builtin(const ast::Expr &expr, ops::Fn fn);
 
+  // ------------------- concat, split, topk and sort (sema_structure.cpp)
+  std::unique_ptr<TypedExpr> typed_concat(const ast::Expr &expr);
+  bool is_split(const ast::Expr &expr) const;
+  void lower_split(const ast::Stmt &stmt, std::vector<Target> &targets);
+  int emit_concat(TypedExpr &node);
+  int emit_shifted(int source, int from, int to, int64_t offset, SourceLocation location);
+  const ops::Info *selection(const ast::Expr &expr) const;
+  void lower_select(const ast::Stmt &stmt, std::vector<Target> &targets, const ops::Info &row);
   // ------------------------------------------ diagram calls (sema_call.cpp)
 
   std::unique_ptr<TypedExpr> typed_diagram_call(const ast::Expr &expr, int callee_index);

@@ -474,6 +474,14 @@ void Sema::lower_assign(const ast::Stmt &stmt) {
     targets.push_back(std::move(*target));
   }
   statement_dtype_ = targets.empty() ? DType::F32 : targets[0].dtype;
+  if (ok && is_split(*stmt.value)) {
+    lower_split(stmt, targets);
+    return;
+  }
+  if (const ops::Info *row = ok ? selection(*stmt.value) : nullptr) {
+    lower_select(stmt, targets, *row);
+    return;
+  }
   std::unique_ptr<TypedExpr> value = ok ? typed(*stmt.value) : nullptr;
   if (!value) {
     // Declare the names anyway so that later statements do not cascade errors.
@@ -641,6 +649,7 @@ void Sema::place_sum(TypedExpr &root, int axis) {
     // with cumprod, cummax, cummin or with `scan`'s coefficient, so the sum is
     // taken of the scan's result.
     bool barrier = node->kind == TypedExpr::Kind::Call || node->kind == TypedExpr::Kind::Scan ||
+                   node->kind == TypedExpr::Kind::Concat ||
                    (node->kind == TypedExpr::Kind::Normalize && contains(node->op_axes, axis));
     if (barrier) break;
     TypedExpr *only = nullptr;

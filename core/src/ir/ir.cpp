@@ -60,6 +60,7 @@ std::string_view op_kind_name(OpKind kind) {
     case OpKind::Reduce: return "reduce";
     case OpKind::Normalize: return "normalize";
     case OpKind::Scan: return "scan";
+    case OpKind::Select: return "select";
     case OpKind::Call: return "call";
     case OpKind::Repeat: return "repeat";
   }
@@ -73,6 +74,7 @@ OpKind op_kind_of(ops::Fn fn) {
     case ops::Kind::Reduce: return OpKind::Reduce;
     case ops::Kind::Normalize: return OpKind::Normalize;
     case ops::Kind::Scan: return OpKind::Scan;
+    case ops::Kind::Select: return OpKind::Select;
     case ops::Kind::None: break;
   }
   return OpKind::Constant;

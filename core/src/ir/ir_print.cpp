@@ -139,6 +139,9 @@ class TextPrinter {
         case ir::OpKind::Reduce:
         case ir::OpKind::Normalize:
         case ir::OpKind::Scan: out_ << "[" << axes(op->axes) << "]"; break;
+        case ir::OpKind::Select:
+          out_ << "[" << p_.axis(op->axes.at(0)).name << " -> " << p_.axis(op->axes.at(1)).name << "]";
+          break;
         case ir::OpKind::Repeat: out_ << " " << op->count; break;
         default: break;
       }

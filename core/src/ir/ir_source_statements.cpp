@@ -112,7 +112,7 @@ void Writer::statement(std::ostringstream &out, const ir::Op &op, int depth) {
     repeat(out, op, depth);
     return;
   }
-  if (op.kind != ir::OpKind::Call && op.results.size() != 1)
+  if (op.kind != ir::OpKind::Call && op.results.size() != (op.kind == ir::OpKind::Select ? 2u : 1u))
     fail("a " + std::string(ir::op_kind_name(op.kind)) + where() + " does not have one result");
   if (inlinable(op.kind) && !needs_statement(*plan_, *d_, op.results[0])) return;
   // The right side is read in the scope before the statement: `H = F(H)` reads the old H.
@@ -129,6 +129,7 @@ void Writer::statement(std::ostringstream &out, const ir::Op &op, int depth) {
     case ir::OpKind::Reduce: value = reduce(op); break;
     case ir::OpKind::Normalize: value = normalize(op); break;
     case ir::OpKind::Scan: value = scan(op); break;
+    case ir::OpKind::Select: value = select(op); break;
     case ir::OpKind::Call: value = call(op); break;
     case ir::OpKind::Repeat: break;
   }
@@ -263,6 +264,17 @@ std::string Writer::reduce(const ir::Op &op) const {
   if (op.axes.empty()) fail("a reduction" + where() + " names no axes");
   check_result_axes(op, operand_axes(op), op.axes);
   return function + "[" + axis_list(op.axes) + "](" + operand(op.operands[0]) + ")";
+}
+
+// `V[.., top], I[.., top] = topk[e](X)`: the results' axis in place of the
+// one selected along is the left side's (sema finds it there).
+std::string Writer::select(const ir::Op &op) const {
+  const std::string function(ops::name(op.function));
+  if (ops::info(op.function).kind != ops::Kind::Select)
+    fail("the selection '" + function + "'" + where() + " has no spelling in the language");
+  arity(op, 1);
+  if (op.axes.size() != 2) fail("a selection" + where() + " does not name its two axes");
+  return function + "[" + p_.axis(op.axes[0]).name + "](" + operand(op.operands[0]) + ")";
 }
 
 std::string Writer::normalize(const ir::Op &op) const {

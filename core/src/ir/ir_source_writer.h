@@ -29,7 +29,8 @@ struct Unwritable {
 // Names that a temporary must not take: keywords, builtins called by name and dtypes.
 inline bool is_reserved(const std::string &name) {
   static const std::set<std::string> names = [] {
-    std::set<std::string> out{"import", "axis", "diagram", "param", "repeat", "schedule", "inf"};
+    // `concat` and `split` are builtins that sema lowers: no row of the op table.
+    std::set<std::string> out{"import", "axis", "diagram", "param", "repeat", "schedule", "inf", "concat", "split"};
     for (const ops::Info &row : ops::all())
       if (row.syntax == ops::Syntax::Call) out.insert(std::string(row.name));
     for (const std::string &name : ir::dtype_names()) out.insert(name);
@@ -155,6 +156,7 @@ class Writer {
   void check_result_axes(const ir::Op &op, const std::vector<int> &available, const std::vector<int> &removed) const;
   std::string contract(const ir::Op &op) const;
   std::string reduce(const ir::Op &op) const;
+  std::string select(const ir::Op &op) const;
   std::string normalize(const ir::Op &op) const;
   std::string scan(const ir::Op &op) const;
   std::string affine_text(const ir::AccessIndex &index, int stored) const;  // `stored`: the axis it indexes

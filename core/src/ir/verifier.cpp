@@ -95,7 +95,7 @@ class Verifier {
   void check_function(const ir::Op &op) {
     const ops::Info &row = ops::info(op.function);
     bool applies = op.kind == ir::OpKind::Elementwise || op.kind == ir::OpKind::Reduce ||
-                   op.kind == ir::OpKind::Normalize || op.kind == ir::OpKind::Scan;
+                   op.kind == ir::OpKind::Normalize || op.kind == ir::OpKind::Scan || op.kind == ir::OpKind::Select;
     if (!applies) {
       if (op.function != ops::Fn::None) fail(&op, "applies a function ('" + std::string(row.name) + "')");
       return;
@@ -137,6 +137,12 @@ class Verifier {
         for (int axis : operand_union)
           if (!op_axes.count(axis)) expected.insert(axis);
         if (expected != result_axes || op.operands.size() != 1) fail(&op, "result axes are not the operand's minus the reduced");
+        if (ops::info(op.function).position) {
+          if (op.axes.size() != 1 || !operand_union.count(op.axes[0]))
+            fail(&op, "gives a position along other than one axis of its operand");
+          if (!op.results.empty() && d_->value(op.results[0]).dtype != ir::DType::I32)
+            fail(&op, "gives a position in other than i32");
+        }
         break;
       }
       case ir::OpKind::Normalize:
@@ -170,6 +176,25 @@ class Verifier {
           }
         }
         if (indexed != result_axes) fail(&op, "result axes differ from the axes its indices use");
+        break;
+      }
+      case ir::OpKind::Select: {
+        // Along axes[0]; both results have axes[1] in its place, the second holds positions.
+        if (op.axes.size() != 2 || op.results.size() != 2 || op.operands.size() != 1) {
+          fail(&op, "has other than one operand, two results and two axes");
+          break;
+        }
+        const int along = op.axes[0], kept = op.axes[1];
+        std::set<int> expected = operand_union;
+        if (!expected.erase(along)) fail(&op, "selects along an axis its operand lacks");
+        if (kept != along && operand_union.count(kept)) fail(&op, "gives its operand's axis as the selected one");
+        expected.insert(kept);
+        if (expected != result_axes || axes_of(op.results[1]) != result_axes)
+          fail(&op, "result axes are not the operand's with the selected axis in place of the one selected along");
+        if (d_->value(op.results[1]).dtype != ir::DType::I32) fail(&op, "gives positions in other than i32");
+        auto n = program_.size(along), k = program_.size(kept);
+        if (n && k && (ops::info(op.function).whole ? *k != *n : *k > *n))
+          fail(&op, "selects " + std::to_string(*k) + " of " + std::to_string(*n));
         break;
       }
       case ir::OpKind::Merge:
