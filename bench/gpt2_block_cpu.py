@@ -72,7 +72,7 @@ def block(x):
     s = s.masked_fill(~mask, float("-inf"))
     a = torch.matmul(torch.softmax(s, dim=-1), v).transpose(0, 1).reshape(S, H * D)
     x = x + torch.addmm(bo, a, Wo)
-    h = F.gelu(torch.addmm(c1, F.layer_norm(x, (M,), g2, b2, 1e-5), W1))
+    h = F.gelu(torch.addmm(c1, F.layer_norm(x, (M,), g2, b2, 1e-5), W1), approximate="tanh")
     return x + torch.addmm(c2, h, W2)
 
 with torch.no_grad():
@@ -220,8 +220,8 @@ def main():
             "`GPT2Block` of `stdlib/std/transformer.ncd` with `default dtype f32`, at "
             + ", ".join(f"{k} {v}" for k, v in SIZES.items())
             + " (model = heads·d = 768): layernorm, causal multi-head attention with biases, residual, layernorm, "
-            "GELU FFN, residual. Weights and input from `ncd run --random 1`; PyTorch loads the same .npy files "
-            "(fused QKV projection, `addmm` with the biases fused, `softmax`, exact `gelu`, `layer_norm`).",
+            "tanh-GELU FFN, residual. Weights and input from `ncd run --random 1`; PyTorch loads the same .npy files "
+            "(fused QKV projection, `addmm` with the biases fused, `softmax`, `gelu(approximate=\"tanh\")`, `layer_norm`).",
             "",
             f"Outputs agree: max |ncd − torch| = {max_abs:.3g} with max |Y| = {scale:.3g}.",
             "",
