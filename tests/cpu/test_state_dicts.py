@@ -13,15 +13,16 @@ Debian's python3-torch.
 """
 
 import argparse
-import json
 import math
 import os
-import struct
 import subprocess
 import sys
 import tempfile
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_io import write_safetensors  # noqa: E402  (the safetensors layout, written independently of ncd)
 
 try:
     import torch
@@ -212,19 +213,8 @@ class LlamaForCausalLM(nn.Module):
 
 
 def save_safetensors(path, state_dict):
-    header, blobs, offset = {}, [], 0
-    for name, tensor in state_dict.items():
-        data = tensor.detach().contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensor.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
+    write_safetensors(path, {name: ("F32", tuple(tensor.shape), tensor.detach().contiguous().numpy().astype("<f4").tobytes())
+                             for name, tensor in state_dict.items()})
 
 
 CASES = {
