@@ -425,7 +425,7 @@ std::optional<Sema::Target> Sema::resolve_target(const ast::Lhs &lhs) {
   return target;
 }
 
-// The axes declared as the product of `group` (e.g. model = heads * d).
+// Whether `axis` has the product of the sizes of `group` as its size (numbers, after -D).
 bool Sema::same_size_as_product(int axis, const std::vector<int> &group) const {
   auto size = p_.axis(axis).size;
   int64_t product = 1;
@@ -437,6 +437,7 @@ bool Sema::same_size_as_product(int axis, const std::vector<int> &group) const {
   return size && *size == product;
 }
 
+// The axes declared as the product of `group` (e.g. model = heads * d).
 std::vector<int> Sema::merged_axis_candidates(const std::vector<int> &group) {
   Poly product = Poly::constant(1);
   for (int axis : group) product = product * p_.size_poly(axis);
@@ -446,7 +447,7 @@ std::vector<int> Sema::merged_axis_candidates(const std::vector<int> &group) {
   for (auto &[name, id] : modules_[static_cast<size_t>(current_module_)].axes) scope_axes.push_back(id);
   std::vector<int> out;
   for (int id : scope_axes)
-    if (p_.size_poly(id) == product) out.push_back(id);  // a base axis too: (two, half) with half = d / 2 is d
+    if (p_.axis(id).derived && p_.size_poly(id) == product) out.push_back(id);
   return out;
 }
 
