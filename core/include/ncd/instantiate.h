@@ -86,6 +86,7 @@ struct PathSegment {
   std::string text;
   const ir::Op *repeat = nullptr;
   const ParamNaming *naming = nullptr;
+  bool bare = false;  // after a named call site: the iteration alone (`h.3`), never `I@R`
 };
 using ParamPath = std::vector<PathSegment>;
 

@@ -203,6 +203,8 @@ struct Program {
   // renaming index requires.
   bool same_size(int a, int b) const;
   std::string axis_label(int axis_id) const;  // "d(64)" or "q" when symbolic
+  // What a derived or computed axis's size is, for people: "heads*d", "(-kw + t) // stride + 1"; "" for a base axis.
+  std::string definition_text(int axis_id) const;
 };
 
 // Walks every op of a region, nested repeat bodies included, in order.

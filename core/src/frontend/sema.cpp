@@ -266,11 +266,8 @@ void Sema::apply_defines(const std::vector<std::string> &defines) {
       axis.overridden = true;
     }
     if (!found && derived) {
-      std::string definition = derived->formula ? derived->formula->to_string([&](const Poly &poly) {
-        return poly.to_string(axis_name_fn());
-      })
-                                                : derived->definition.to_string(axis_name_fn());
-      bad("axis '" + name + "' is derived (" + name + " = " + definition + "); set the axes it is derived from instead");
+      bad("axis '" + name + "' is derived (" + name + " = " + p_.definition_text(derived->id) +
+          "); set the axes it is derived from instead");
       continue;
     }
     if (!found) {
@@ -293,19 +290,15 @@ void Sema::compute_sizes() {
   // Computed axes read base axes and computed axes declared before them; derived axes may read them.
   for (ir::Axis &axis : p_.axes) {
     if (!axis.formula) continue;
-    auto value = axis.formula->evaluate([&](int id) -> std::optional<double> {
-      auto size = p_.axis(id).size;
-      return size ? std::optional<double>(static_cast<double>(*size)) : std::nullopt;
-    });
-    std::string text = axis.formula->to_string([&](const Poly &poly) { return poly.to_string(axis_name_fn()); });
     bool known = true;
     for (int id : axis.formula->axes()) known = known && p_.axis(id).size.has_value();
     if (!known) continue;  // symbolic until -D sizes what it reads
+    auto value = axis.formula->evaluate([&](int id) { return std::optional<double>(static_cast<double>(*p_.axis(id).size)); });
     if (!value || *value < 1 || *value > 4.0e18) {
       std::string inputs;
       for (int id : axis.formula->axes())
         inputs += (inputs.empty() ? "" : ", ") + p_.axis(id).name + " = " + std::to_string(*p_.axis(id).size);
-      d_.error(axis.location, "axis '" + axis.name + "' = " + text +
+      d_.error(axis.location, "axis '" + axis.name + "' = " + p_.definition_text(axis.id) +
                                   (value ? " evaluates to " + format_size(*value) : std::string(" has a divisor below 1")) +
                                   " with " + inputs + "; sizes must be positive integers");
       continue;

@@ -138,7 +138,7 @@ std::unique_ptr<TypedExpr> Sema::typed_diagram_call(const ast::Expr &expr, int c
       if (expected_size && actual && *expected_size != static_cast<double>(*actual)) {
         SourceLocation location = binding_location.count(from) ? binding_location[from] : expr.name.location;
         d_.error(location, "axis sizes disagree at this call: '" + axis.name + "' of '" + name + "' is " +
-                               axis.formula->to_string([&](const Poly &poly) { return poly.to_string(axis_name_fn()); }) +
+                               p_.definition_text(from) +
                                " = " + format_size(*expected_size) + ", but it is bound to '" + p_.axis(to).name +
                                "' of size " + std::to_string(*actual));
         return nullptr;

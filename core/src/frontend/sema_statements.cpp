@@ -172,11 +172,12 @@ void Sema::lower_repeat(const ast::Stmt &stmt) {
   int index_init = -1, index_argument = -1;
   if (stmt.index) {
     const ast::Name &index = *stmt.index;
-    if (lookup_value_quiet(index.text) >= 0 || find_axis(index.text) >= 0 || builtins().count(index.text)) {
-      d_.error(index.location, "the iteration index '" + index.text + "' has the name of " +
-                                   (lookup_value_quiet(index.text) >= 0 ? std::string("a tensor")
-                                    : find_axis(index.text) >= 0        ? std::string("an axis")
-                                                                        : std::string("a builtin function")) +
+    const char *taken = lookup_value_quiet(index.text) >= 0 ? "a tensor"
+                        : find_axis(index.text) >= 0        ? "an axis"
+                        : builtins().count(index.text)      ? "a builtin function"
+                                                            : nullptr;
+    if (taken) {
+      d_.error(index.location, "the iteration index '" + index.text + "' has the name of " + taken +
                                    " in scope; choose another name");
     } else {
       auto zero = new_op(ir::OpKind::Constant, index.location);
@@ -428,13 +429,14 @@ std::optional<Sema::Target> Sema::resolve_target(const ast::Lhs &lhs) {
 // Whether `axis` has the product of the sizes of `group` as its size (numbers, after -D).
 bool Sema::same_size_as_product(int axis, const std::vector<int> &group) const {
   auto size = p_.axis(axis).size;
+  if (!size) return false;
   int64_t product = 1;
   for (int part : group) {
     auto part_size = p_.axis(part).size;
-    if (!size || !part_size) return false;
+    if (!part_size) return false;
     product *= *part_size;
   }
-  return size && *size == product;
+  return *size == product;
 }
 
 // The axes declared as the product of `group` (e.g. model = heads * d).

@@ -103,7 +103,7 @@ std::string path_text(const ParamPath &path, const std::function<int64_t(const i
   for (const PathSegment &segment : path)
     if (!segment.repeat)
       text += segment.text;
-    else if (!segment.naming)  // under a named call site: the bare iteration
+    else if (segment.bare)
       text += std::to_string(iteration(segment.repeat)) + ".";
     else
       text += segment.naming->repeat_segment(segment.repeat, iteration(segment.repeat)) + ".";
@@ -162,7 +162,7 @@ Instance::Instance(const Instance &caller, const ir::Op &call)
   const bool named = !call.label.empty();
   if (named) prefix_.push_back({call.label + ".", nullptr, nullptr});
   for (const ir::Op *repeat : caller.naming_->enclosing_repeats(&call))
-    prefix_.push_back({"", repeat, named ? nullptr : caller.naming_});
+    prefix_.push_back({"", repeat, caller.naming_, named});
   if (!named) prefix_.push_back({caller.naming_->call_label(&call) + ".", nullptr, nullptr});
 }
 

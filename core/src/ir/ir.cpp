@@ -151,6 +151,13 @@ Poly Program::size_poly(int axis_id) const {
   return a.derived ? a.definition : Poly::axis(axis_id);
 }
 
+std::string Program::definition_text(int axis_id) const {
+  const Axis &a = axis(axis_id);
+  auto name = [&](int id) { return axis(id).name; };
+  if (a.formula) return a.formula->to_string([&](const Poly &poly) { return poly.to_string(name); });
+  return a.derived ? a.definition.to_string(name) : "";
+}
+
 std::string Program::axis_label(int axis_id) const {
   const Axis &a = axis(axis_id);
   return a.size ? a.name + "(" + std::to_string(*a.size) + ")" : a.name;

@@ -54,12 +54,8 @@ class TextPrinter {
     for (const ir::Axis &axis : program.axes) {
       if (only && !uses_axis(*only, axis.id)) continue;
       if (!only && axis.module != program.modules[0].path) continue;
-      auto name = [&](int id) { return p_.axis(id).name; };
       const bool defined = axis.derived || axis.formula;
-      out_ << "axis " << axis.name << " = "
-           << (axis.derived     ? axis.definition.to_string(name)
-               : axis.formula ? axis.formula->to_string([&](const Poly &poly) { return poly.to_string(name); })
-                              : "")
+      out_ << "axis " << axis.name << " = " << p_.definition_text(axis.id)
            << (defined && axis.size ? " = " : "") << (axis.size ? std::to_string(*axis.size) : defined ? "" : "?")
            << (axis.overridden ? "  (-D)" : "") << "\n";
     }
@@ -228,10 +224,7 @@ class JsonPrinter {
              {"definition", p_.size_poly(axis.id).to_string([&](int id) { return p_.axis(id).name; })},
              {"overridden", axis.overridden},
              {"location", location(axis.location)}};
-      if (axis.formula)
-        a["computed"] = axis.formula->to_string([&](const Poly &poly) {
-          return poly.to_string([&](int id) { return p_.axis(id).name; });
-        });
+      if (axis.formula) a["computed"] = p_.definition_text(axis.id);
       a["size"] = axis.size ? json(*axis.size) : json(nullptr);
       a["default"] = axis.default_size ? json(*axis.default_size) : json(nullptr);
       out["axes"].push_back(a);

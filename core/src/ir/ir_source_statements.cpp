@@ -76,7 +76,7 @@ void Writer::region(std::ostringstream &out, const ir::Region &region, int depth
     if (!line.empty()) out << indent << line << "\n";
   }
   for (const auto &op : region.ops)
-    if (op->kind == ir::OpKind::Repeat) iteration_index(*op);
+    if (op->kind == ir::OpKind::Repeat) index_positions_[op.get()] = iteration_index(*op);
   for (const auto &op : region.ops)
     if (!index_ops_.count(op.get())) statement(out, *op, depth);
 }
@@ -485,7 +485,7 @@ void Writer::repeat(std::ostringstream &out, const ir::Op &op, int depth) {
       op.results.size() != carried)
     fail("a repeat" + where() + " does not carry each value through its body");
   const std::string indent(static_cast<size_t>(depth) * 2, ' ');
-  const int index = iteration_index(op);
+  const int index = index_positions_.at(&op);  // found when the enclosing region was scanned
   std::vector<std::string> names;
   for (size_t i = 0; i < carried; ++i) {
     const std::string &name = name_of(op.body_arguments[i]);

@@ -166,7 +166,9 @@ class Writer {
   void repeat(std::ostringstream &out, const ir::Op &op, int depth);
   // The position of a repeat's iteration index (`repeat N as i`: an i32 scalar carried from a constant 0,
   // plus a constant 1 each iteration, its last value unread), or -1; its three ops are written by `as i`.
+  // region() finds it for each repeat before writing any (index_positions_, index_ops_).
   int iteration_index(const ir::Op &repeat);
+  std::map<const ir::Op *, int> index_positions_;
   std::set<const ir::Op *> index_ops_;
   std::string renaming_copy(int argument, int source) const;
   void write_schedule(std::ostringstream &out, const ir::Diagram &diagram, const ir::Schedule &schedule);
