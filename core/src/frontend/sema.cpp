@@ -530,10 +530,8 @@ void Sema::lower_schedules(int module) {
                                                                       : ir::ScheduleDirective::Kind::Stream;
         int axis = find_axis(entry.subject.text);
         if (axis < 0 || !diagram_axes.count(axis)) {
-          std::vector<std::string> names;
-          for (int id : diagram_axes) names.push_back(p_.axis(id).name);
           d_.error(entry.subject.location, "diagram '" + diagram.name + "' has no axis '" + entry.subject.text + "'" +
-                                               did_you_mean(entry.subject.text, names));
+                                               did_you_mean_axis(entry.subject.text, {diagram_axes.begin(), diagram_axes.end()}));
           continue;
         }
         if (partitioned.count(axis)) {

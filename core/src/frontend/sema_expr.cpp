@@ -483,11 +483,9 @@ std::unique_ptr<TypedExpr> Sema::typed_builtin(const ast::Expr &expr, ops::Fn fn
       return nullptr;
     }
     if (!contains(operand_axes, axis)) {
-      std::vector<std::string> names;
-      for (int have : operand_axes) names.push_back(p_.axis(have).name);
       d_.error(item.name.location, "'" + name + "' over axis '" + item.name.text + "', but its argument" +
                                        (arguments.size() > 1 ? "s have" : " has") + " axes " + axes_text(operand_axes) +
-                                       did_you_mean(item.name.text, names));
+                                       did_you_mean_axis(item.name.text, operand_axes));
       return nullptr;
     }
     axes.push_back(axis);

@@ -175,6 +175,8 @@ class Sema {
   std::vector<int> merged_axis_candidates(const std::vector<int> &group);
   bool same_size_as_product(int axis, const std::vector<int> &group) const;
   std::string axes_text(const std::vector<int> &axes) const;
+  // ", did you mean 'x'?" among the names of `axes`, or "".
+  std::string did_you_mean_axis(const std::string &name, const std::vector<int> &axes) const;
   void lower_assign(const ast::Stmt &stmt);
   void poison(const ast::Lhs &lhs);
   void bind_target(const Target &target, int result, SourceLocation location, bool fresh);

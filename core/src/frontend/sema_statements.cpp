@@ -459,6 +459,12 @@ std::string Sema::axes_text(const std::vector<int> &axes) const {
   return out + "]";
 }
 
+std::string Sema::did_you_mean_axis(const std::string &name, const std::vector<int> &axes) const {
+  std::vector<std::string> names;
+  for (int axis : axes) names.push_back(p_.axis(axis).name);
+  return did_you_mean(name, names);
+}
+
 void Sema::lower_assign(const ast::Stmt &stmt) {
   std::vector<Target> targets;
   bool ok = true;

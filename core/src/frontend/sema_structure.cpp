@@ -82,11 +82,9 @@ std::unique_ptr<TypedExpr> Sema::typed_concat(const ast::Expr &expr) {
       return nullptr;
     }
     if (own.size() != 1 || lacks.size() != 1 || (first_piece >= 0 && lacks[0] != first_piece)) {
-      std::vector<std::string> names;
-      for (int a : lacks) names.push_back(p_.axis(a).name);
       std::string hint;
       for (int a : own)
-        if (hint.empty()) hint = did_you_mean(p_.axis(a).name, names);
+        if (hint.empty()) hint = did_you_mean_axis(p_.axis(a).name, lacks);
       d_.error(where, "part " + std::to_string(i + 1) + " of 'concat' has axes " + axes_text(parts[i]->axes) +
                           ", but part 1 has " + axes_text(first) +
                           ": the parts must agree on every axis but the one laid along '" + along.text + "'" + hint);
@@ -170,10 +168,8 @@ void Sema::lower_split(const ast::Stmt &stmt, std::vector<Target> &targets) {
   auto whole = typed(*expr.arguments[0].value);
   if (!whole) return fail();
   if (!contains(whole->axes, axis)) {
-    std::vector<std::string> names;
-    for (int a : whole->axes) names.push_back(p_.axis(a).name);
     d_.error(along.location, "'split' along axis '" + along.text + "', but its argument has axes " +
-                                 axes_text(whole->axes) + did_you_mean(along.text, names));
+                                 axes_text(whole->axes) + did_you_mean_axis(along.text, whole->axes));
     return fail();
   }
   if (targets.size() < 2) {
@@ -190,11 +186,9 @@ void Sema::lower_split(const ast::Stmt &stmt, std::vector<Target> &targets) {
   for (Target &target : targets) {
     std::vector<int> own = minus(target.expanded, rest), lacks = minus(rest, target.expanded);
     if (own.size() != 1 || !lacks.empty()) {
-      std::vector<std::string> names;
-      for (int a : lacks.empty() ? std::vector<int>{axis} : lacks) names.push_back(p_.axis(a).name);
       std::string hint;
       for (int a : own)
-        if (hint.empty()) hint = did_you_mean(p_.axis(a).name, names);
+        if (hint.empty()) hint = did_you_mean_axis(p_.axis(a).name, lacks.empty() ? std::vector<int>{axis} : lacks);
       d_.error(target.lhs->location, "'" + target.lhs->name.text + "' has axes " + axes_text(target.expanded) +
                                          ", but a part of 'split' along '" + along.text +
                                          "' has the argument's other axes " + axes_text(rest) + " and one of its own" +
@@ -264,10 +258,8 @@ void Sema::lower_select(const ast::Stmt &stmt, std::vector<Target> &targets, con
   auto whole = typed(*expr.arguments[0].value);
   if (!whole) return fail();
   if (!contains(whole->axes, along)) {
-    std::vector<std::string> names;
-    for (int a : whole->axes) names.push_back(p_.axis(a).name);
     d_.error(along_name.location, "'" + name + "' over axis '" + along_name.text + "', but its argument has axes " +
-                                      axes_text(whole->axes) + did_you_mean(along_name.text, names));
+                                      axes_text(whole->axes) + did_you_mean_axis(along_name.text, whole->axes));
     return fail();
   }
   // The values have the argument's other axes and one of their own, where the selection lies.
