@@ -114,12 +114,32 @@ const Executor::RegionPlan &Executor::plan(const ir::Diagram &diagram, const ir:
       out.insert(op.body_yields.begin(), op.body_yields.end());
     }
   };
+  // Routed contractions read their gathered table in place: the gather, in
+  // this region and read by nothing else, is never materialised.
+  p.skip.assign(region.ops.size(), 0);
+  {
+    const ir::ProducerIndex producers(diagram);
+    const std::vector<int> uses = ir::use_counts(diagram);
+    for (size_t i = 0; i < region.ops.size(); ++i) {
+      const ir::Op &op = *region.ops[i];
+      if (op.kind != ir::OpKind::Contract) continue;
+      auto routed = ir::routed_operand(diagram, program_, op, producers, uses);
+      if (!routed || keep.count(op.operands[routed->operand])) continue;
+      for (size_t j = 0; j < i; ++j)
+        if (region.ops[j].get() == routed->gather) {
+          p.skip[j] = 1;
+          p.routed.emplace(i, *routed);
+        }
+    }
+  }
   std::map<int, size_t> last;
   std::map<int, int> use_count;  // ops of this region that use the value
   for (size_t i = 0; i < region.ops.size(); ++i) {
     for (int r : region.ops[i]->results) last[r] = i;  // an unused result is freed at once
     std::set<int> used;
     uses(*region.ops[i], used);
+    if (auto routed = p.routed.find(i); routed != p.routed.end())  // it reads the gather's operands itself
+      used.insert(routed->second.gather->operands.begin(), routed->second.gather->operands.end());
     for (int v : used) {
       ++use_count[v];
       if (owned.count(v)) last[v] = i;
@@ -136,7 +156,9 @@ const Executor::RegionPlan &Executor::plan(const ir::Diagram &diagram, const ir:
     const int product = op.results.at(0);
     if ((next.operands[0] == product) == (next.operands[1] == product))
       continue;  // the add of something else, or product + product
-    if (use_count[product] != 1 || keep.count(product) || diagram.value(product).dtype != ir::DType::F32) continue;
+    if (use_count[product] != 1 || keep.count(product) || diagram.value(product).dtype != ir::DType::F32 ||
+        p.routed.count(i))
+      continue;
     p.add_into_product[i] = 1;
   }
   if (top)
@@ -157,6 +179,18 @@ void Executor::run_region(Frame &frame, const ir::Region &region, const ir::Op *
   };
   for (size_t i = 0; i < region.ops.size(); ++i) {
     const ir::Op &op = *region.ops[i];
+    if (p.skip[i]) {  // read in place by a routed contraction
+      release(i);
+      continue;
+    }
+    if (auto routed = p.routed.find(i); routed != p.routed.end()) {
+      if (!run_routed(frame, op, routed->second)) {
+        run_op(frame, *routed->second.gather);  // the tensors do not fit: gather, then contract
+        run_op(frame, op);
+      }
+      release(i);
+      continue;
+    }
     if (p.add_into_product[i] && run_contract_add(frame, op, *region.ops[i + 1])) {
       release(i);
       release(++i);
@@ -367,6 +401,44 @@ void Executor::run_select(Frame &frame, const ir::Op &op) {
   set(frame, op.results.at(0), finish(std::move(values), diagram.value(op.results[0]).dtype));
   set(frame, op.results.at(1), std::move(positions));
   profile("select " + name, start);
+}
+
+bool Executor::run_routed(Frame &frame, const ir::Op &op, const ir::Routed &routed) {
+  auto start = std::chrono::steady_clock::now();
+  const ir::Diagram &diagram = *frame.diagram;
+  const ir::Value &table_value = diagram.value(routed.table);
+  RoutedRead read;
+  read.index = get(frame, routed.index);
+  RtTensor table = get(frame, routed.table);
+  // The table's positions in runtime terms: the expert axis, and each other
+  // position renamed to the result axis it is read as.
+  read.expert = rt_axis(frame, table_value.axes[routed.expert]);
+  for (size_t position = 0; position < table_value.axes.size(); ++position) {
+    if (position == routed.expert) continue;
+    int from = rt_axis(frame, table_value.axes[position]), to = rt_axis(frame, routed.renamed[position]);
+    int d = table.find(from);
+    if (d < 0 || table.sizes[static_cast<size_t>(d)] != axis_sizes_[static_cast<size_t>(to)]) return false;
+    if (read.index.find(to) >= 0 || (from != to && table.find(to) >= 0)) return false;
+    table.axes[static_cast<size_t>(d)] = to;
+  }
+  if (table.find(read.expert) < 0) return false;
+  read.table = std::move(table);
+  std::vector<RtTensor> operands;
+  for (size_t k = 0; k < op.operands.size(); ++k)
+    operands.push_back(k == routed.operand ? RtTensor{} : get(frame, op.operands[k]));
+  std::vector<int> axes;
+  std::vector<int64_t> sizes;
+  summed_axes(frame, op, axes, sizes);
+  for (int axis : read.index.axes)
+    if (std::find(axes.begin(), axes.end(), axis) != axes.end()) return false;
+  // A runtime axis of its own for the gathered rows.
+  const int rows = static_cast<int>(axis_sizes_.size());
+  axis_sizes_.push_back(0);
+  const ir::Value &result = diagram.value(op.results.at(0));
+  RtTensor out = routed_contract(std::move(operands), routed.operand, read, axes, sizes, rows, result.dtype);
+  store_result(frame, op, finish(std::move(out), result.dtype));
+  profile("contract routed", start);
+  return true;
 }
 
 RtTensor Executor::run_access(Frame &frame, const ir::Op &op) {

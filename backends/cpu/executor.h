@@ -18,6 +18,7 @@
 #include "kernels.h"
 #include "ncd/instantiate.h"
 #include "ncd/registry.h"
+#include "ncd/routing.h"
 
 namespace ncd::cpu {
 
@@ -38,6 +39,8 @@ class Executor {
   struct RegionPlan {
     std::vector<std::vector<int>> release;  // values to free after op i
     std::vector<char> add_into_product;     // op i is a contraction whose one use, op i + 1, adds a bias to it
+    std::map<size_t, ir::Routed> routed;    // op i is a routed contraction (ncd/routing.h)
+    std::vector<char> skip;                 // op i is the gather a routed contraction reads in place
   };
 
   int rt_axis(Frame &frame, int axis);
@@ -59,6 +62,9 @@ class Executor {
   void run_call(Frame &frame, const ir::Op &op);
   void run_repeat(Frame &frame, const ir::Op &op);
   void run_select(Frame &frame, const ir::Op &op);
+  // A routed contraction as a grouped matrix product (routed.cpp); false when
+  // the runtime tensors do not fit the pattern (the gather then runs as usual).
+  bool run_routed(Frame &frame, const ir::Op &op, const ir::Routed &routed);
   RtTensor run_access(Frame &frame, const ir::Op &op);
   RtTensor run_merge(Frame &frame, const ir::Op &op);
   RtTensor finish(RtTensor tensor, ir::DType dtype);

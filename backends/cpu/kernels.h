@@ -67,6 +67,23 @@ RtTensor contract_exact(const std::vector<RtTensor> &operands, const std::vector
 bool contract_add(const std::vector<RtTensor> &operands, const std::vector<int> &axes,
                   const std::vector<int64_t> &axis_sizes, const RtTensor &addend, RtTensor &result);
 
+// A routed read (ncd/routing.h) in runtime terms: `table` (its positions other
+// than the expert axis already renamed to the result's runtime axes) read at
+// position index[...] along its runtime axis `expert`.
+struct RoutedRead {
+  RtTensor table;
+  int expert = -1;
+  RtTensor index;  // integer positions over some of the result's axes: the routes
+};
+// The contraction of `operands` over `axes` (as `contract`) where operand
+// `routed` is `read` (its entry in `operands` is ignored): a grouped matrix
+// product, one per expert that has routes, never materialising the gathered
+// table (routed.cpp). `row_axis` is a runtime axis id no tensor uses (the
+// gathered rows). `dtype` an integer: exact, as `contract_exact`.
+RtTensor routed_contract(std::vector<RtTensor> operands, size_t routed, const RoutedRead &read,
+                         const std::vector<int> &axes, const std::vector<int64_t> &axis_sizes, int row_axis,
+                         ir::DType dtype);
+
 // ---------------------------------------------------------------- data movement
 
 // One position of an accessed tensor, in runtime terms: an affine form of the

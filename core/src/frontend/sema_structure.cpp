@@ -316,7 +316,13 @@ void Sema::lower_select(const ast::Stmt &stmt, std::vector<Target> &targets, con
   op->results = {v, i};
   frames_.back().region->ops.push_back(std::move(op));
   bind_target(targets[0], v, stmt.location, /*fresh=*/true);
-  if (targets.size() == 2) bind_target(targets[1], i, stmt.location, /*fresh=*/true);
+  if (targets.size() == 2) {
+    // Positions are integers: a local named without a dtype keeps i32 rather
+    // than taking the file's default (which would make it unusable as an index).
+    Target &positions = targets[1];
+    if (!positions.lhs->dtype && positions.output < 0 && positions.carried < 0) positions.dtype = DType::I32;
+    bind_target(positions, i, stmt.location, /*fresh=*/true);
+  }
 }
 
 }  // namespace ncd::sema_detail
