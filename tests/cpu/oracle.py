@@ -559,6 +559,59 @@ def SelectiveScan(x, p, r, sizes):
     return {"Y": r(r(np.einsum("ldn,ln->ld", H, C)) + r(p["D"][None, :] * X))}
 
 
+# ---------------------------------------------------------------- std/moe.ncd
+# The dense reference of a routing: every expert runs on every token, and each
+# token adds the outputs of the experts it chose, weighted; nothing is gathered.
+
+
+def route(scores, k):
+    """topk along the last axis: descending, ties to the lower position (a stable sort of the negation)."""
+    order = np.argsort(-scores, axis=-1, kind="stable")[..., :k]
+    return np.take_along_axis(scores, order, -1), order
+
+
+def dense_experts(X, w_gate, w_up, w_down, r):
+    """Every expert's SwiGLU on every token: [seq, experts, hidden]."""
+    G = r(np.einsum("sh,efh->sef", X, w_gate))
+    U = r(np.einsum("sh,efh->sef", X, w_up))
+    return r(np.einsum("sef,sef,ehf->seh", r(silu(G)), U, w_down))
+
+
+def combine(weights, chosen, experts_out):
+    """sum over the chosen slots of weight * that expert's output, as a mask over all experts."""
+    n = experts_out.shape[1]
+    onehot = (chosen[..., None] == np.arange(n)).astype(np.float64)  # [seq, top, experts]
+    return np.einsum("st,ste,seh->sh", weights, onehot, experts_out)
+
+
+def MixtralSparseMoeBlock(x, p, r, sizes):
+    X = x["X"]
+    Logits = r(X @ p["gate"].T)
+    Top, I = route(Logits, sizes["top"])
+    Weight = r(softmax(Top, -1))
+    return {"Y": r(combine(Weight, I, dense_experts(X, p["w1"], p["w3"], p["w2"], r)))}
+
+
+def MixtralDenseMoeBlock(x, p, r, sizes):
+    X = x["X"]
+    Logits = r(X @ p["gate"].T)
+    Top, I = route(Logits, sizes["top"])
+    Weight = r(softmax(Top, -1))
+    Dense = r(np.einsum("st,ste->se", Weight, (I[..., None] == np.arange(Logits.shape[1])).astype(np.float64)))
+    return {"Y": r(np.einsum("se,seh->sh", Dense, dense_experts(X, p["w1"], p["w3"], p["w2"], r)))}
+
+
+def DeepseekMoE(x, p, r, sizes):
+    X = x["X"]
+    Scores = r(softmax(r(X @ p["gate"].T), -1))
+    Weight, I = route(Scores, sizes["chosen"])
+    routed = r(combine(Weight, I, dense_experts(X, p["gate_proj"], p["up_proj"], p["down_proj"], r)))
+    SG = r(X @ p["shared_gate"].T)
+    SU = r(X @ p["shared_up"].T)
+    shared = r((r(silu(SG)) * SU) @ p["shared_down"].T)
+    return {"Y": r(routed + shared)}
+
+
 # ---------------------------------------------------------------- examples
 
 
@@ -631,6 +684,9 @@ ORACLES = {
     ("stdlib/std/llama.ncd", "LlamaModel"): hf_LlamaModel,
     ("stdlib/std/llama.ncd", "LlamaForCausalLM"): hf_LlamaForCausalLM,
     ("stdlib/std/ssm.ncd", "SelectiveScan"): SelectiveScan,
+    ("stdlib/std/moe.ncd", "MixtralSparseMoeBlock"): MixtralSparseMoeBlock,
+    ("stdlib/std/moe.ncd", "MixtralDenseMoeBlock"): MixtralDenseMoeBlock,
+    ("stdlib/std/moe.ncd", "DeepseekMoE"): DeepseekMoE,
     ("examples/attention.ncd", "Attention"): Attention,
     ("examples/gpt2.ncd", "Block"): example_Block,
     ("examples/gpt2.ncd", "Model"): example_Model,
@@ -643,6 +699,8 @@ SIZES = {
     "stdlib/std/conv.ncd": dict(c=3, o=4, t=10, kw=3, h=6, w=5, kh=3),
     "stdlib/std/nn.ncd": dict(d_in=6, d_out=5, model=8, hidden=12, vocab=20, seq=5),
     "stdlib/std/ssm.ncd": dict(l=7, d=5, n=4, r=3),
+    "stdlib/std/moe.ncd": dict(seq=9, hidden_size=6, experts=5, top=2, ffn=7, routed=8, chosen=3, expert_ffn=4,
+                               shared_ffn=5),
     "stdlib/std/transformer.ncd": dict(seq=8, heads=2, d=4, hidden=12, vocab=20, kv_heads=2, group=2, ffn=10),
     "stdlib/std/gpt2.ncd": dict(seq=8, positions=12, vocab=20, heads=2, head_dim=4, layers=2, nx=6, nf=5),
     "stdlib/std/llama.ncd": dict(seq=8, vocab=20, layers=2, kv_heads=2, group=2, head_dim=4, intermediate=12,

@@ -43,6 +43,24 @@ struct Traffic {
   Figure read, write;
 };
 
+// A routed contraction (ncd/routing.h: a mixture of experts): the rows its
+// experts multiply and how routing can spread them (docs/COST.md, "Mixtures
+// of experts"). The operation's FLOPs are the routed work; its weight bytes
+// are those of every expert that can receive a row, min(routes, experts).
+struct Routing {
+  std::string table, index;  // the experts' table and the routing index, by name
+  Figure routes;             // positions of the index: the rows multiplied in all
+  Figure experts;            // positions of the table's expert axis
+  Figure rows_uniform;       // rows per expert when routing is uniform: routes / experts
+  // Rows of the busiest expert when routing is as skewed as it can be: every
+  // token choosing it (routes / choices per token for a top-k index, all routes otherwise).
+  Figure rows_skewed;
+  double experts_touched = 0;  // expected experts receiving a row at uniform routing (their weights are read)
+  // The same contraction computing every expert for every token, when the
+  // index is a top-k selection (the dense equivalent); value 0 otherwise.
+  Figure dense_flops;
+};
+
 struct OpCost {
   std::string name;      // the result's name ("S", "%5"), or the callee / "repeat"
   std::string what;      // "contract sum[d]", "call Attention[q = s] over heads", "repeat 12"
@@ -64,6 +82,7 @@ struct OpCost {
   std::vector<Formula> roofline;
   double efficiency = 1;  // the share of the machine a kernel's blocks keep busy (docs/COST.md, "Parallelism")
   double launch = 0;      // seconds of launch overhead included in `time`
+  std::optional<Routing> routing;  // a routed contraction
 };
 
 struct TileTransfer {  // one tensor entering the tile level from the top level

@@ -96,7 +96,43 @@ OpCost Pricer::leaf(const VOp &op) {
   // ideal one: it fills the machine), launched once per repeat.
   if (!op.view() && read.v + write.v > 0) cost.launch = hw_.launch * op.repeat;
   finish_roofline(cost);
+  if (op.op->kind == ir::OpKind::Contract) cost.routing = routing(op, flops);
   return cost;
+}
+
+std::optional<Routing> Pricer::routing(const VOp &op, const Sized &flops) {
+  const ir::Diagram &diagram = *g_.instances[static_cast<size_t>(op.instance)].diagram;
+  auto &index = routing_index_[&diagram];
+  if (!index) index = std::make_unique<RoutingIndex>(RoutingIndex{ir::ProducerIndex(diagram), ir::use_counts(diagram)});
+  auto routed = ir::routed_operand(diagram, p_, *op.op, index->producers, index->uses);
+  if (!routed) return std::nullopt;
+  Routing r;
+  r.table = diagram.value(routed->table).name;
+  r.index = diagram.value(routed->index).name;
+  Sized routes = g_.elements_of(g_.value_of(op.instance, routed->index), empty_);
+  Sized experts = g_.full(g_.vaxis_of(op.instance, diagram.value(routed->table).axes[routed->expert]));
+  r.routes = routes.figure();
+  r.experts = experts.figure();
+  r.rows_uniform = divide(routes, experts).figure();
+  // A top-k index chooses distinct experts for a token: at most one route per token reaches an expert.
+  Sized choices = Sized::of(1);
+  bool selected = false;
+  const ir::Op *producer = index->producers.producer(routed->index);
+  if (producer && producer->kind == ir::OpKind::Select && producer->results.size() == 2 &&
+      producer->results[1] == routed->index)
+  {
+    choices = g_.full(g_.vaxis_of(op.instance, producer->axes.at(1)));
+    selected = true;
+  }
+  r.rows_skewed = divide(routes, choices).figure();
+  // Each token's choices are distinct and uniform: an expert is missed by a
+  // token with probability 1 - choices/experts.
+  if (experts.v > 0) {
+    double tokens = choices.v > 0 ? routes.v / choices.v : routes.v;
+    r.experts_touched = experts.v * (1 - std::pow(std::max(0.0, 1 - choices.v / experts.v), tokens));
+  }
+  if (selected) r.dense_flops = divide(flops * experts, choices).figure();
+  return r;
 }
 
 void Pricer::finish_roofline(OpCost &cost) const {

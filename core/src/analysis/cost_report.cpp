@@ -111,6 +111,32 @@ std::string intensity_formula(const CostReport &report, const OpCost &op) {
   return "(" + report.text(op.flops.formula) + ")/(" + report.text(bytes) + ")";
 }
 
+void collect_routed(const OpCost &op, std::vector<const OpCost *> &out) {
+  if (op.routing) out.push_back(&op);
+  for (const OpCost &child : op.children) collect_routed(child, out);
+}
+
+// The routed contractions (mixtures of experts): their rows and how routing spreads them.
+void routing_text(std::ostringstream &out, const CostReport &report) {
+  std::vector<const OpCost *> routed;
+  for (const OpCost &op : report.ops) collect_routed(op, routed);
+  if (routed.empty()) return;
+  out << "  Routed contractions (mixtures of experts): each route multiplies one expert's weights; the FLOPs\n"
+         "  above are routed work, the weight bytes those of every expert that can receive a route.\n";
+  for (const OpCost *op : routed) {
+    const Routing &r = *op->routing;
+    out << "    " << op->name << " reads '" << r.table << "' through '" << r.index << "': "
+        << costfmt::number(r.routes.value) << " routes over " << costfmt::number(r.experts.value) << " experts; per expert "
+        << costfmt::number(r.rows_uniform.value) << " at uniform routing (" << costfmt::number(r.experts_touched)
+        << " experts reached on average), up to " << costfmt::number(r.rows_skewed.value) << " when skewed";
+    if (r.dense_flops.value > 0)
+      out << "; dense equivalent " << costfmt::flops(r.dense_flops.value) << " ("
+          << costfmt::number(r.dense_flops.value / std::max(op->flops.value, 1.0)) << "x)";
+    out << "\n";
+  }
+  out << "\n";
+}
+
 void op_formulas(std::ostringstream &out, const CostReport &report, const OpCost &op, const std::string &indent) {
   std::string label = op.name.empty() ? op.what : op.name;
   out << indent << label << ": FLOPs = " << report.text(op.flops.formula);
@@ -166,6 +192,7 @@ std::string format_report(const CostReport &report, const SourceManager &sources
   if (std::string f = intensity_formula(report, report.total); !f.empty())
     out << "           FLOP/B = " << f << "\n";
   out << "\n";
+  routing_text(out, report);
   energy_text(out, report, report.energy, "  ");
   if (!report.declined.empty())
     out << "\nThe schedule is not built as one kernel (" << report.declined << "): its operations are priced above, each its own kernel.\n";
@@ -285,6 +312,17 @@ json op_json(const CostReport &report, const SourceManager &sources, const OpCos
            {"time_formula", time_formula(report, op)},
            {"energy", op.energy},
            {"kernel", op.kernel}};
+  if (op.routing) {
+    const Routing &r = *op.routing;
+    out["routing"] = json{{"table", r.table},
+                          {"index", r.index},
+                          {"routes", figure(report, r.routes)},
+                          {"experts", figure(report, r.experts)},
+                          {"rows_uniform", figure(report, r.rows_uniform)},
+                          {"rows_skewed", figure(report, r.rows_skewed)},
+                          {"experts_touched", r.experts_touched},
+                          {"dense_flops", figure(report, r.dense_flops)}};
+  }
   json children = json::array();
   for (const OpCost &child : op.children) children.push_back(op_json(report, sources, child));
   out["children"] = children;

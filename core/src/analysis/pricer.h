@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -13,6 +14,7 @@
 
 #include "cost_graph.h"
 #include "ncd/cost.h"
+#include "ncd/routing.h"
 #include "ncd/schedule_check.h"
 
 namespace ncd::cost_graph {
@@ -53,6 +55,8 @@ class Pricer {
   // ------------------------------------------------ unfused baseline
 
   OpCost leaf(const VOp &op);
+  // The routing figures of a routed contraction (ncd/routing.h), if `op` is one.
+  std::optional<Routing> routing(const VOp &op, const Sized &flops);
 
   // Adds `flops` (of which `special` evaluations) to the seconds of the units
   // that run them: special functions on the special-function units when the
@@ -141,6 +145,12 @@ class Pricer {
   bool failed_ = false;
   Formula energy_formula_, bits_formula_;
   std::map<int, double> values_;
+  // Per diagram, what recognising its routed contractions needs (built once).
+  struct RoutingIndex {
+    ir::ProducerIndex producers;
+    std::vector<int> uses;
+  };
+  std::map<const ir::Diagram *, std::unique_ptr<RoutingIndex>> routing_index_;
 };
 
 }  // namespace ncd::cost_graph
