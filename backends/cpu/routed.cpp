@@ -47,13 +47,25 @@ void copy_block(const RtTensor &src, int64_t src_offset, const std::vector<int> 
   const auto *s = static_cast<const uint32_t *>(src.buffer->data) + src.offset;
   std::vector<int64_t> src_strides;
   for (int axis : axes) src_strides.push_back(src.stride_of(axis));
-  for_each_position(sizes, [&](int64_t, const std::vector<int64_t> &c) {
+  if (sizes.empty()) {
+    dst[dst_offset] = s[src_offset];
+    return;
+  }
+  // The innermost axis as a tight loop (a memcpy when both sides are contiguous there).
+  const size_t last = sizes.size() - 1;
+  const int64_t n = sizes[last], from_stride = src_strides[last], to_stride = dst_strides[last];
+  const std::vector<int64_t> outer(sizes.begin(), sizes.end() - 1);
+  for_each_position(outer, [&](int64_t, const std::vector<int64_t> &c) {
     int64_t from = src_offset, to = dst_offset;
     for (size_t d = 0; d < c.size(); ++d) {
       from += c[d] * src_strides[d];
       to += c[d] * dst_strides[d];
     }
-    dst[to] = s[from];
+    if (from_stride == 1 && to_stride == 1) {
+      std::memcpy(dst + to, s + from, static_cast<size_t>(n) * sizeof(uint32_t));
+      return;
+    }
+    for (int64_t i = 0; i < n; ++i) dst[to + i * to_stride] = s[from + i * from_stride];
   });
 }
 
