@@ -10,6 +10,7 @@
 #include "diagram_graph.h"
 
 #include "drawing_parts.h"
+#include "ncd/routing.h"
 
 #include <algorithm>
 #include <cmath>
@@ -723,6 +724,20 @@ class Drawer {
     return text;
   }
 
+  // Whether `op` is the gather of a routed contraction (ncd/routing.h), found once per diagram.
+  bool routed(const Scope &scope, const ir::Op &op) const {
+    auto [it, fresh] = routed_gathers_.try_emplace(scope.diagram);
+    if (fresh) {
+      const ir::ProducerIndex producers(*scope.diagram);
+      const std::vector<int> uses = ir::use_counts(*scope.diagram);
+      ir::for_each_op(scope.diagram->body, [&](const ir::Op &contraction) {
+        if (auto r = ir::routed_operand(*scope.diagram, program_, contraction, producers, uses))
+          it->second.insert(r->gather);
+      });
+    }
+    return it->second.count(&op) > 0;
+  }
+
   void access_glyph(const Scope &scope, const ir::Op &op, std::vector<Lane> &lanes, Glyph &glyph) const {
     const ir::Diagram &d = *scope.diagram;
     const auto &source_axes = d.value(op.operands.at(0)).axes;
@@ -761,6 +776,15 @@ class Drawer {
     }
     for (auto &lane : lanes) lane.role = identity.count(lane.axis) ? Lane::Pass : Lane::Acted;
     if (glyph.lines.empty()) glyph.lines = {"access"};
+    if (routed(scope, op)) {
+      // A routed contraction's gather (docs/LANGUAGE.md, "Mixtures of experts"): each route picks
+      // one expert's slice, the backends run one product per expert; the router's amber.
+      glyph.notes.push_back("route: one product per expert");
+      glyph.fill = "#fef3c7";
+      glyph.stroke = "#b45309";
+      glyph.font_size = 11;
+      return;
+    }
     glyph.notes.push_back(gather ? "gather" : "index");
     glyph.fill = "#ede9fe";
     glyph.stroke = "#5b21b6";
@@ -962,6 +986,7 @@ class Drawer {
   }
 
   const ir::Program &program_;
+  mutable std::map<const ir::Diagram *, std::set<const ir::Op *>> routed_gathers_;
   DrawOptions options_;
   bool lane_labels_ = false;
   std::set<const ir::Diagram *> legend_done_;
