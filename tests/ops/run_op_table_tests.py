@@ -27,6 +27,7 @@ import numpy as np
 ROW = re.compile(r'\{\.fn = Fn::\w+, \.name = "(\w+)", \.kind = Kind::Elementwise, \.syntax = Syntax::Call,'
                  r' \.arity = (\d), \.flops = (\d+)(.*?)\.cuda = "([^"]*)"\}', re.S)
 SIZES = {"s": 4, "m": 3}
+INTEGER_RESULTS = {"quantize"}
 
 
 def rows(root):
@@ -42,7 +43,8 @@ def source(table):
     outputs, body = [], []
     for name, arity, _, _ in table:
         arguments = ["X", "X, P", "X > P, X, P"][arity - 1]
-        outputs.append("O_%s[s, m]" % name)
+        # quantize gives integers: its statement must have an integer dtype (the saturation).
+        outputs.append("O_%s[s, m]%s" % (name, ": i32" if name in INTEGER_RESULTS else ""))
         body.append("  O_%s[s, m] = %s(%s)" % (name, name, arguments))
     return ("axis s = %d, m = %d\n\ndiagram Every(X[s, m], P[s, m]) -> %s {\n%s\n}\n"
             % (SIZES["s"], SIZES["m"], ", ".join(outputs), "\n".join(body)))
@@ -86,6 +88,10 @@ def main():
 
         report = json.loads(run([args.ncd, "cost", path, "--json"]).stdout)
         flops = {op["name"]: op["flops"]["value"] for op in report["baseline"]["operations"]}
+        # An integer statement computes the function into an f32 temporary, then converts it.
+        for op in report["baseline"]["operations"]:
+            if op["what"].startswith("elementwise ") and op["what"].split()[1] in INTEGER_RESULTS:
+                flops["O_" + op["what"].split()[1]] = op["flops"]["value"]
         for name, _, per_element, _ in table:
             want = per_element * SIZES["s"] * SIZES["m"]
             if flops.get("O_" + name) != want:
@@ -97,7 +103,9 @@ def main():
             code = f.read()
         for name, _, _, cuda in table:
             head = cuda.split("$")[0]  # the spelling up to the first operand: `rintf(`, `(1.f / `
-            kernel = re.search(r"__global__ void \w*%s_O_%s\w*\(.*?\n}\n" % (name, name), code, re.S)
+            pattern = r"__global__ void \w*_%s_\w*\(.*?\n}\n" if name in INTEGER_RESULTS else \
+                r"__global__ void \w*%s_O_%s\w*\(.*?\n}\n" % (name, "%s")
+            kernel = re.search(pattern % name, code, re.S)
             if not kernel or (head and head not in kernel.group(0)):
                 problems.append("cuda: no kernel for %s spelling it %r" % (name, cuda))
         nvcc = args.nvcc if os.path.isabs(args.nvcc) and os.access(args.nvcc, os.X_OK) else shutil.which(args.nvcc)

@@ -26,7 +26,7 @@ enum class Fn : uint8_t {
   None,  // ops that apply no function: constants, accesses, contractions, calls
   // Pointwise functions called by name.
   Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, Gelu, GeluTanh, Silu, Abs, Sin, Cos, Erf, Recip, Square, Floor, Ceil, Round,
-  Log1p, Expm1, Softplus, Pow, Minimum, Maximum, Where,
+  Log1p, Expm1, Softplus, Pow, Minimum, Maximum, Where, Quantize, Dequantize,
   // Pointwise functions written as operators.
   Neg, Not, Add, Sub, Mul, Div, Lt, Le, Gt, Ge, Eq, Ne, And, Or,
   // Conversions to the result's dtype.
@@ -214,6 +214,13 @@ inline constexpr Info kTable[] = {
      .fold = fold([](auto x, auto y, auto) { return (x != x || x > y) ? x : y; }), .cuda = "ncd_max($0, $1)"},
     {.fn = Fn::Where, .name = "where", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 3, .flops = 1,
      .fold = fold([](auto c, auto x, auto y) { return c != decltype(c)(0) ? x : y; }), .cuda = "($0 != 0.f ? $1 : $2)"},
+    // Affine quantization (docs/LANGUAGE.md, "Quantization"): q = round(x / scale) + zero, halves to
+    // even; the statement's integer dtype then saturates it. dequantize: x = (q - zero) * scale.
+    {.fn = Fn::Quantize, .name = "quantize", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 3, .flops = 3,
+     .fold = fold([](auto x, auto scale, auto zero) { return std::nearbyint(x / scale) + zero; }),
+     .cuda = "(rintf($0 / $1) + $2)"},
+    {.fn = Fn::Dequantize, .name = "dequantize", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 3, .flops = 2,
+     .fold = fold([](auto q, auto scale, auto zero) { return (q - zero) * scale; }), .cuda = "(($0 - $2) * $1)"},
     // ------------------------------------------------ pointwise, written as operators
     {.fn = Fn::Neg, .name = "neg", .kind = Kind::Elementwise, .syntax = Syntax::Prefix, .symbol = "-", .arity = 1, .flops = 1,
      .fold = fold([](auto x, auto, auto) { return -x; }), .cuda = "(-$0)"},

@@ -517,6 +517,15 @@ std::unique_ptr<TypedExpr> Sema::typed_builtin(const ast::Expr &expr, ops::Fn fn
         node->dtype_fixed = true;
       }
       for (auto &argument : arguments) append_unique(node->axes, argument->axes);
+      // quantize's saturation is its statement's conversion to an integer dtype.
+      if (fn == ops::Fn::Quantize && !ir::is_integer(statement_dtype_)) {
+        d_.error(expr.name.location,
+                 "'quantize' gives integers, saturated by its statement's dtype, but this statement is " +
+                     std::string(ir::dtype_name(statement_dtype_)) +
+                     ": write the left side as i8 or i32 (Q[...]: i8 = quantize(X, scale, zero)); for an 8-bit "
+                     "float, divide and cast (f8e4m3(X / scale))");
+        return nullptr;
+      }
       if (fn == ops::Fn::Where && node->children.empty() && arguments[0]->dtype != DType::Bool) {
         d_.error(expr.arguments[0].value->location,
                  "the condition of 'where' must be a comparison or a bool tensor, not " +
