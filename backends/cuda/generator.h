@@ -231,6 +231,9 @@ struct RoutedPlan {
 struct Routing {
   Ten offsets;  // int32 [experts + 2]: where each bucket's routes start (the last bucket: outside the table)
   Ten order;    // int32 [routes]: the routes, grouped by bucket, ascending within each
+  // The planes of A already written in this grouping, by what they hold
+  // (Mixtral's w1 and w3 both read X per route: one copy serves both).
+  std::map<std::string, std::vector<Ten>> planes;
 };
 
 // How fexpr generates a value: the index of each runtime axis, the locals
@@ -550,7 +553,7 @@ class Generator {
   // with a note; the caller materialises the gather), its planner and printers
   bool routed(Frame &frame, const ir::Op &op, const ir::Routed &routed);
   bool plan_routed(Frame &frame, const ir::Op &op, const ir::Routed &routed, RoutedPlan &p, std::string &why);
-  const Routing &routing(const RoutedPlan &p);
+  Routing &routing(const RoutedPlan &p);
   void routed_rows(const std::string &name, const RoutedPlan &p, const Routing &r, const std::vector<Ten> &planes);
   void routed_gemm(const std::string &name, const RoutedPlan &p, const Routing &r, const std::vector<Ten> &planes);
   // A dense workspace buffer of `count` elements.

@@ -11,6 +11,8 @@
 //      (ncd_route_tile), runs the tensor-core tile of gemm.cuh on that
 //      expert's rows and table slice, and writes each result row to its
 //      route's place. A table that is not 16-bit takes an FMA kernel.
+// Routings and rows of A are written once per host function and reused by
+// every routed contraction that reads the same index and operands.
 // A route whose position lies outside the table reads zeros in the language:
 // its result row is written as exact zeros (0 times finite operands; NaN or
 // infinity in the other operands is not propagated there).
@@ -32,16 +34,30 @@ bool Generator::routed(Frame &frame, const ir::Op &o, const ir::Routed &r) {
                  ")");
   if (!p.routes.known()) line("if (" + p.routes.code() + " > 2147483647) return cudaErrorInvalidValue;  // " +
                               result.name + ": routes are numbered in int32");
-  const Routing &routes = routing(p);
-  std::vector<Ten> planes;
-  for (int k = 0; k < (p.split ? 2 : 1); ++k) planes.push_back(alloc_elements(p.a_dtype, p.routes * p.K));
-  routed_rows(result.name, p, routes, planes);
-  routed_gemm(result.name, p, routes, planes);
+  Routing &routes = routing(p);
+  // What the rows of A hold: the operands read per route, over the summed axes, in this dtype.
+  std::string what = element_type(p.a_dtype) + (p.split ? "|split" : "");
+  for (int a : p.k_axes) what += "|k" + str(a);
+  for (const Ten &t : p.rows) {
+    what += "|" + t.ptr + ":" + element_type(t.dtype) + ":" + str(static_cast<int64_t>(t.kind));
+    for (size_t i = 0; i < t.axes.size(); ++i)
+      what += "," + str(t.axes[i]) + "*" + (i < t.strides.size() ? t.strides[i].code() : "");
+  }
+  auto known = routes.planes.find(what);
+  if (known == routes.planes.end()) {
+    std::vector<Ten> planes;
+    for (int k = 0; k < (p.split ? 2 : 1); ++k) planes.push_back(alloc_elements(p.a_dtype, p.routes * p.K));
+    routed_rows(result.name, p, routes, planes);
+    known = routes.planes.emplace(what, planes).first;
+  } else {
+    line("// the rows of A for " + result.name + ": those written above");
+  }
+  routed_gemm(result.name, p, routes, known->second);
   frame.values[o.results[0]] = p.out;
   return true;
 }
 
-const Routing &Generator::routing(const RoutedPlan &p) {
+Routing &Generator::routing(const RoutedPlan &p) {
   const Ten &index = p.index;
   std::string key = index.ptr + "|" + element_type(index.dtype) + "|" + str(p.experts);
   for (size_t i = 0; i < index.axes.size(); ++i) key += "|" + str(index.axes[i]) + ":" + index.strides[i].code();
@@ -189,7 +205,7 @@ void Generator::routed_gemm(const std::string &name, const RoutedPlan &p, const 
     Sz most = p.routes + Sz(buckets * (BM - 1));
     blocks = "dim3(" + tiles_for(most, BM) + ", " + tiles_for(p.N, BN) + ")";
     threads = static_cast<int>(kGemmThreads);
-    if (!p.routes.known()) grid_check({tiles_for(most, BM)}, name, 2147483647);
+    // (Fewer than 2^31 routes, checked above, keep the grid's x below CUDA's limit.)
   } else {
     k += "an FMA kernel, a thread per routed row and kept position\n";
     std::string load_b;
