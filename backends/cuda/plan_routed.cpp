@@ -13,8 +13,9 @@ std::optional<Sz> merged_stride(const Ten &t, const std::vector<int> &group, con
 
 namespace {
 
-bool contains(const std::vector<int> &list, int axis) { return std::find(list.begin(), list.end(), axis) != list.end(); }
-
+bool contains(const std::vector<int> &list, int axis) {
+  return std::find(list.begin(), list.end(), axis) != list.end();
+}
 
 }  // namespace
 
@@ -126,7 +127,8 @@ bool Generator::plan_routed(Frame &frame, const ir::Op &o, const ir::Routed &rou
   p.out = output(frame, o.results[0], result.dtype, axes);
   // The routing steps: up to 256 blocks, each over a contiguous range of routes.
   p.route_blocks = 256;
-  if (auto n = p.routes.constant()) p.route_blocks = std::clamp<int64_t>((*n + kRouteThreads - 1) / kRouteThreads, 1, 256);
+  if (auto n = p.routes.constant())
+    p.route_blocks = std::clamp<int64_t>((*n + kRouteThreads - 1) / kRouteThreads, 1, 256);
 
   // Tensor cores for a 16-bit table: A's rows are the operand itself when it
   // is one tensor of the table's dtype, else their product in f32, split into

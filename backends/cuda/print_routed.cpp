@@ -32,8 +32,9 @@ bool Generator::routed(Frame &frame, const ir::Op &o, const ir::Routed &r) {
   if (!p.mma)
     note(&o, "FMA kernel for routed contraction '" + result.name + "' in '" + frame.diagram->name + "' (" + p.fma_why +
                  ")");
-  if (!p.routes.known()) line("if (" + p.routes.code() + " > 2147483647) return cudaErrorInvalidValue;  // " +
-                              result.name + ": routes are numbered in int32");
+  if (!p.routes.known())
+    line("if (" + p.routes.code() + " > 2147483647) return cudaErrorInvalidValue;  // " + result.name +
+         ": routes are numbered in int32");
   Routing &routes = routing(p);
   // What the rows of A hold: the operands read per route, over the summed axes, in this dtype.
   std::string what = element_type(p.a_dtype) + (p.split ? "|split" : "");
@@ -88,10 +89,11 @@ Routing &Generator::routing(const RoutedPlan &p) {
   {
     KernelArgs args;
     std::string c = args.out(counts), offsets = args.out(r.offsets);
-    std::string k = "// routing: per-expert offsets (exclusive scan) and each block's bases\n__global__ void "
-                    "__launch_bounds__(" +
-                    threads + ") @NAME@(" + args.param_list() + ") {\n  ncd_route_scan<" + b + ">(" +
-                    str(p.route_blocks) + ", " + c + ", " + offsets + ");\n}\n";
+    std::string k =
+        "// routing: per-expert offsets (exclusive scan) and each block's bases\n__global__ void "
+        "__launch_bounds__(" +
+        threads + ") @NAME@(" + args.param_list() + ") {\n  ncd_route_scan<" + b + ">(" + str(p.route_blocks) + ", " +
+        c + ", " + offsets + ");\n}\n";
     launch(add_kernel("route_scan", k), "1", static_cast<int>(kRouteThreads), args,
            "routing by " + name + ": offsets per expert");
   }
@@ -99,17 +101,19 @@ Routing &Generator::routing(const RoutedPlan &p) {
     KernelArgs args;
     std::string lambda = bucket(args);
     std::string bases = args.in(counts), order = args.out(r.order);
-    std::string k = "// routing: the routes grouped by expert, ascending within each (stable)\n__global__ void "
-                    "__launch_bounds__(" +
-                    threads + ") @NAME@(" + args.param_list() + ") {\n  ncd_route_place<" + b + ", " + threads +
-                    ">(" + str(p.routes) + ", " + lambda + ", " + bases + ", " + order + ");\n}\n";
+    std::string k =
+        "// routing: the routes grouped by expert, ascending within each (stable)\n__global__ void "
+        "__launch_bounds__(" +
+        threads + ") @NAME@(" + args.param_list() + ") {\n  ncd_route_place<" + b + ", " + threads + ">(" +
+        str(p.routes) + ", " + lambda + ", " + bases + ", " + order + ");\n}\n";
     launch(add_kernel("route_place", k), str(p.route_blocks), static_cast<int>(kRouteThreads), args,
            "routing by " + name + ": routes grouped by expert");
   }
   return routings_.emplace(key, r).first->second;
 }
 
-void Generator::routed_rows(const std::string &name, const RoutedPlan &p, const Routing &r, const std::vector<Ten> &planes) {
+void Generator::routed_rows(const std::string &name, const RoutedPlan &p, const Routing &r,
+                            const std::vector<Ten> &planes) {
   KernelArgs args;
   auto index = [](int a) { return x(a); };
   std::string order = args.in(r.order), offsets = args.in(r.offsets);
@@ -140,7 +144,8 @@ void Generator::routed_rows(const std::string &name, const RoutedPlan &p, const 
          "the rows of A for " + name + ", grouped by expert");
 }
 
-void Generator::routed_gemm(const std::string &name, const RoutedPlan &p, const Routing &r, const std::vector<Ten> &planes) {
+void Generator::routed_gemm(const std::string &name, const RoutedPlan &p, const Routing &r,
+                            const std::vector<Ten> &planes) {
   KernelArgs args;
   auto index = [](int a) { return x(a); };
   std::vector<std::string> a;
@@ -153,8 +158,8 @@ void Generator::routed_gemm(const std::string &name, const RoutedPlan &p, const 
   const std::string T = element_type(p.out.dtype);
   // Where route p's row goes: its positions, then those of the kept axes.
   auto store = [&](const std::string &pad, const std::string &value) {
-    return decompose(p.index.axes, "p", pad) + decompose(p.n_axes, "n", pad) + pad + out + "[" +
-           offset(p.out, index) + "] = ncd_to<" + T + ">(" + value + ");\n";
+    return decompose(p.index.axes, "p", pad) + decompose(p.n_axes, "n", pad) + pad + out + "[" + offset(p.out, index) +
+           "] = ncd_to<" + T + ">(" + value + ");\n";
   };
   std::string k = "// routed GEMM " + axis_list(p.index.axes) + " x " + axis_list(p.n_axes) + ", summed " +
                   axis_list(p.k_axes) + ", " + str(p.experts) + " experts: ";
@@ -171,8 +176,8 @@ void Generator::routed_gemm(const std::string &name, const RoutedPlan &p, const 
     k += "__global__ void __launch_bounds__(" + str(kGemmThreads) + ") @NAME@(" + args.param_list() + ") {\n";
     k += "  int g;\n  int64_t m0;\n";
     k += "  if (!ncd_route_tile(" + offsets + ", " + str(buckets) + ", " + str(BM) + ", blockIdx.x, g, m0)) return;\n";
-    k += "  const int64_t first = " + offsets + "[g], rows = " + offsets + "[g + 1] - first, n0 = static_cast<int64_t>(blockIdx.y) * " +
-         str(BN) + ";\n";
+    k += "  const int64_t first = " + offsets + "[g], rows = " + offsets +
+         "[g + 1] - first, n0 = static_cast<int64_t>(blockIdx.y) * " + str(BN) + ";\n";
     k += "  float acc[" + str(BM / 32) + "][" + str(BN / 32) + "][4];\n";
     const std::string tile = "ncd_gemm_tile<" + std::string(p.f16 ? "true" : "false") + ", " + str(p.la) + ", " +
                              str(p.lb) + ", " + str(BM) + ", " + str(BN) + ">";
@@ -210,8 +215,8 @@ void Generator::routed_gemm(const std::string &name, const RoutedPlan &p, const 
     k += "an FMA kernel, a thread per routed row and kept position\n";
     std::string load_b;
     k += "__global__ void @NAME@(" + args.param_list() + ") {\n";
-    k += "  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < " +
-         str(p.routes * p.N) + "; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {\n";
+    k += "  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < " + str(p.routes * p.N) +
+         "; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {\n";
     k += "    const int64_t row = i / " + str(p.N) + ", n = i % " + str(p.N) + ";\n";
     k += "    if (row >= " + offsets + "[" + str(buckets) + "]) continue;\n";
     k += "    const int g = ncd_route_bucket(" + offsets + ", " + str(buckets) + ", row);\n";

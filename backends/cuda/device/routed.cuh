@@ -32,7 +32,8 @@ __device__ void ncd_route_count(int64_t routes, Bucket bucket, int32_t *__restri
   // Integer counts: the order of the shared-memory atomics does not matter.
   for (int64_t p = begin + threadIdx.x; p < end; p += blockDim.x) atomicAdd(&n[bucket(p)], 1);
   __syncthreads();
-  for (int g = threadIdx.x; g < kBuckets; g += blockDim.x) counts[static_cast<int64_t>(blockIdx.x) * kBuckets + g] = n[g];
+  for (int g = threadIdx.x; g < kBuckets; g += blockDim.x)
+    counts[static_cast<int64_t>(blockIdx.x) * kBuckets + g] = n[g];
 }
 
 // One block: offsets[g] = the routes of the buckets before g (offsets[kBuckets]
@@ -71,7 +72,8 @@ __device__ void ncd_route_place(int64_t routes, Bucket bucket, const int32_t *__
                                 int32_t *__restrict__ order) {
   __shared__ int32_t next[kBuckets];
   __shared__ int32_t chunk[kThreads];
-  for (int g = threadIdx.x; g < kBuckets; g += kThreads) next[g] = bases[static_cast<int64_t>(blockIdx.x) * kBuckets + g];
+  for (int g = threadIdx.x; g < kBuckets; g += kThreads)
+    next[g] = bases[static_cast<int64_t>(blockIdx.x) * kBuckets + g];
   __syncthreads();
   int64_t begin, end;
   ncd_route_range(routes, gridDim.x, blockIdx.x, begin, end);
