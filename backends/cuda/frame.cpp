@@ -13,6 +13,7 @@
 // A scheduled diagram is planned first (plan_match.cpp: streamed attention, or
 // a fused GEMM, row or pointwise kernel, or a decline with its reason); every
 // other op is a kernel of its family: print_gemm.cpp (tensor cores),
+// print_routed.cpp (routed contractions: a mixture of experts' grouped GEMM),
 // print_generic.cpp (any other contraction), print_row.cpp (reductions and
 // normalisations), print_pointwise.cpp (elementwise, access, merge, copies),
 // print_attention.cpp and print_fused.cpp (the scheduled kernels).
@@ -137,7 +138,36 @@ Ten Generator::output(Frame &frame, int value, DType dtype, const std::vector<in
 // ---------------------------------------------------------------- ops
 
 void Generator::region(Frame &frame, const ir::Region &region) {
-  for (const auto &o : region.ops) op(frame, *o);
+  // Routed contractions (ncd/routing.h, plan_routed.cpp) read their gathered
+  // table in place: the gather, in this region and read by nothing else, is
+  // deferred to its contraction and materialised only if that declines.
+  const ir::Diagram &diagram = *frame.diagram;
+  std::map<const ir::Op *, ir::Routed> routed_ops;
+  std::set<const ir::Op *> deferred;
+  bool contracts = false;
+  for (const auto &o : region.ops) contracts = contracts || o->kind == OpKind::Contract;
+  if (contracts) {
+    const ir::ProducerIndex producers(diagram);
+    const std::vector<int> uses = ir::use_counts(diagram);
+    std::set<const ir::Op *> before;
+    for (const auto &o : region.ops) {
+      if (o->kind == OpKind::Contract)
+        if (auto r = ir::routed_operand(diagram, program_, *o, producers, uses); r && before.count(r->gather)) {
+          routed_ops.emplace(o.get(), *r);
+          deferred.insert(r->gather);
+        }
+      before.insert(o.get());
+    }
+  }
+  for (const auto &o : region.ops) {
+    if (deferred.count(o.get())) continue;
+    auto it = routed_ops.find(o.get());
+    if (it != routed_ops.end() && !routed(frame, *o, it->second)) {
+      frame.values[it->second.gather->results.at(0)] = access(frame, *it->second.gather);
+      it = routed_ops.end();
+    }
+    if (it == routed_ops.end()) op(frame, *o);
+  }
 }
 
 void Generator::op(Frame &frame, const ir::Op &o) {
@@ -276,6 +306,7 @@ void Generator::repeat(Frame &frame, const ir::Op &o) {
     copy(t, slot, arg.name + " (into the repeat)");
     carried.push_back(slot);
   }
+  routings_.clear();  // an index inside the body changes per iteration
   std::string var = "it" + str(loop_counter_++);
   frame.loops[&o] = {var, o.count};
   line("for (int " + var + " = 0; " + var + " < " + str(o.count) + "; ++" + var + ") {");
@@ -305,6 +336,7 @@ void Generator::repeat(Frame &frame, const ir::Op &o) {
     if (!frame.instance->naming().param_repeats(id).empty()) frame.values.erase(id);
   --indent_;
   line("}");
+  routings_.clear();
   for (size_t k = 0; k < o.results.size(); ++k) {
     auto dest = frame.dest.find(o.results[k]);
     if (dest != frame.dest.end()) {
@@ -344,6 +376,7 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
   param_args_.clear();
   param_arrays_.clear();
   diagram_sizes_.clear();
+  routings_.clear();
 
   HarnessDiagram info;
   info.name = diagram.name;
@@ -523,7 +556,7 @@ bool generate(const EmitRequest &request, std::string &output, std::string &erro
   output += "// Self-contained: needs only the CUDA toolkit. Build: nvcc -std=c++17 -O3 -arch=" + arch +
             (harness ? " -o prog FILE.cu" : " -c FILE.cu") + "\n";
   output += "// Host functions, layouts and dtypes: docs/CUDA.md in the ncd sources.\n";
-  for (const char *text : {device::prelude, device::gemm, device::attention, device::prelude_end}) output += text;
+  for (const char *text : {device::prelude, device::gemm, device::routed, device::attention, device::prelude_end}) output += text;
   output += "\nnamespace {\n\n" + generator.size_struct() + generator.kernels() + "}  // namespace\n\n" +
             generator.hosts();
   if (harness) output += harness_code(infos);

@@ -2,9 +2,9 @@
 // frames, kernel arguments and the Generator class. Its member functions are
 // defined by concern: frame.cpp (walking the IR, calls, repeats, the host
 // function and the file), the planner (plan_match.cpp, plan_attention.cpp,
-// plan_fused.cpp; the plans are plan.h) and the printers by kernel family
-// (print_gemm.cpp, print_generic.cpp, print_row.cpp, print_pointwise.cpp,
-// print_attention.cpp, print_fused.cpp).
+// plan_fused.cpp, plan_routed.cpp; the plans are plan.h) and the printers by
+// kernel family (print_gemm.cpp, print_generic.cpp, print_row.cpp,
+// print_pointwise.cpp, print_attention.cpp, print_fused.cpp, print_routed.cpp).
 #pragma once
 
 #include <algorithm>
@@ -25,6 +25,7 @@
 #include "ncd/cost.h"
 #include "ncd/hardware.h"
 #include "ncd/instantiate.h"
+#include "ncd/routing.h"
 #include "ncd/tensor.h"
 
 namespace ncd::cuda {
@@ -197,6 +198,42 @@ struct GemmPlan {
   std::string tiles;           // the tiles in words (fused kernels)
   int la = 0, lb = 0;          // staging of A and B: 0 element loads, 1 cp.async along K, 2 along M / N
   bool f16 = false;
+};
+
+// A routed contraction (ncd/routing.h) as plan_routed decides it
+// (plan_routed.cpp): the routes are the positions of the routing index; the
+// rows of A are the product of the other tensor operands at each route, over
+// the summed axes; B is one expert's slice of the table. print_routed.cpp
+// groups the routes by expert and runs the grouped product in one launch.
+struct RoutedPlan {
+  Ten index;               // the routing index (its axes, row-major, number the routes)
+  Ten table;               // the table without its expert axis, its other axes renamed to the result's
+  Sz expert_stride;        // elements between two experts' slices
+  int64_t experts = 0;     // the table's extent along the expert axis
+  std::vector<Ten> rows;   // tensor operands read per route: their product is a row of A
+  std::vector<Ten> scalars;  // scalar factors (the epilogue's scale)
+  std::vector<int> k_axes, n_axes;  // summed axes and the table's kept axes, outermost first in the table
+  Ten out;
+  Sz routes, K, N;
+  bool mma = false;      // tensor cores (a 16-bit table); else the FMA kernel
+  std::string fma_why;   // why the FMA kernel (reported as a fallback)
+  bool split = false;    // A is an f32 product beside a bf16 table: bf16 hi + lo planes, two products summed
+  DType a_dtype = DType::F32;  // the dtype of A's planes
+  bool f16 = false;
+  Sz sBk, sBn;           // merged strides of B (tensor cores)
+  int64_t BM = 64, BN = 128;
+  int la = 0, lb = 0;    // staging of A and B (gemm.cuh's kLA, kLB)
+  int64_t route_blocks = 1;  // blocks of the routing steps
+};
+
+// The grouping of the routes of one routing index (print_routed.cpp), shared
+// by the routed contractions of a host function that read the same index.
+struct Routing {
+  Ten offsets;  // int32 [experts + 2]: where each bucket's routes start (the last bucket: outside the table)
+  Ten order;    // int32 [routes]: the routes, grouped by bucket, ascending within each
+  // The planes of A already written in this grouping, by what they hold
+  // (Mixtral's w1 and w3 both read X per route: one copy serves both).
+  std::map<std::string, std::vector<Ten>> planes;
 };
 
 // How fexpr generates a value: the index of each runtime axis, the locals
@@ -512,6 +549,21 @@ class Generator {
             const Ten &out, std::string &why, const GemmEpilogue *epilogue = nullptr);
   void generic_contract(Frame &frame, const ir::Op &op, const std::vector<Ten> &operands, const std::vector<int> &summed,
                         const Ten &out);
+  // routed contractions (mixtures of experts): the host step (false: declined,
+  // with a note; the caller materialises the gather), its planner and printers
+  bool routed(Frame &frame, const ir::Op &op, const ir::Routed &routed);
+  bool plan_routed(Frame &frame, const ir::Op &op, const ir::Routed &routed, RoutedPlan &p, std::string &why);
+  Routing &routing(const RoutedPlan &p);
+  void routed_rows(const std::string &name, const RoutedPlan &p, const Routing &r, const std::vector<Ten> &planes);
+  void routed_gemm(const std::string &name, const RoutedPlan &p, const Routing &r, const std::vector<Ten> &planes);
+  // A dense workspace buffer of `count` elements.
+  Ten alloc_elements(DType dtype, const Sz &count) {
+    Sz bytes = count * Sz(dtype_bytes(dtype));
+    if (auto known = bytes.constant()) bytes = std::max<int64_t>(*known, 1);
+    Ten t = dense(dtype, {}, "reinterpret_cast<" + element_type(dtype) + " *>(ncd_ws + " + str(ws_align()) + ")");
+    workspace_ += bytes;
+    return t;
+  }
 
   // ------------------------------------------------ scheduled diagrams
   bool scheduled(Frame &frame, const ir::Diagram &diagram, const ir::Op *site);
@@ -563,6 +615,9 @@ class Generator {
   int loop_counter_ = 0;
   std::map<std::string, std::pair<std::string, DType>> param_args_;  // path -> (host argument, dtype)
   std::map<std::string, std::string> param_arrays_;                  // array key -> array name
+  // Routings computed in this host function, by index layout and number of
+  // experts (forgotten at a repeat's bounds: its values change per iteration).
+  std::map<std::string, Routing> routings_;
 };
 
 }  // namespace detail

@@ -116,6 +116,11 @@ inline constexpr int64_t kGemmChunk = 32;     // the template's BK
 inline constexpr int64_t kGemmThreads = 256;  // 8 warps
 inline constexpr int64_t kRowThreads = 256;   // row kernels: a warp per row, 8 rows a block
 inline constexpr int64_t kPointwiseThreads = 256;
+// Routed contractions (plan_routed.cpp, device/routed.cuh): the threads of a
+// routing step's block, and the most buckets (experts + the bucket outside
+// the table) it keeps in shared memory.
+inline constexpr int64_t kRouteThreads = 256;
+inline constexpr int64_t kRouteMaxBuckets = 4096;
 
 // A scan's kernel (plan_scan.cpp, print_scan.cpp): a warp per lifted row,
 // walking the scanned axis in chunks of 32 × `per_lane` elements. Each lane

@@ -4,6 +4,8 @@
 // block sizes of the row and pointwise kernels), and how many positions of the
 // call's lifted axes one block covers. The generator builds kernels with the
 // same functions, so what `tile` and `ncd cost` see is what `emit` writes.
+// Routed contractions (plan_routed.cpp) are no scheduled kernel and have no
+// shape here: the cost model prices their routed work itself (ncd/routing.h).
 #include <algorithm>
 #include <functional>
 

@@ -18,6 +18,15 @@
                  A layer that cannot be optimized, written or emitted fails the test.
   golden-fused   the structure of the fused FFN kernels (kernel list, launches,
                  tiles, epilogue lines) against ffn_fused.golden; --update rewrites it.
+  golden-routed  Mixtral's sparse MoE block (stdlib/std/moe.ncd) at small sizes:
+                 the routing kernels and grouped GEMMs against moe_routed.golden
+                 (--update rewrites it); no gather of a routed table is
+                 materialised (no access kernel, a workspace far below one
+                 [seq, top, ffn, hidden_size] tensor); lifted and runtime-sized
+                 variants stay routed.
+  compile-routed the same code (plain and --harness, and the lifted and
+                 runtime-sized cases) compiled with nvcc for sm_80, sm_89 and
+                 sm_90. Exit 77 (skipped) when nvcc is missing.
 """
 import argparse
 import os
@@ -431,6 +440,102 @@ def golden_fused(args):
     return compare_structure(args, expected_path, got, "fused FFN code's", "fused FFN")
 
 
+# Mixtral's block at sizes small enough to read (tests/cuda/moe_routed.golden).
+ROUTED_SIZES = ["-D", "seq=64", "-D", "hidden_size=64", "-D", "ffn=96"]
+ROUTED_EMIT = ["emit", "--cuda", "stdlib/std/moe.ncd", "--diagram", "MixtralSparseMoeBlock"] + ROUTED_SIZES
+# The same block called with a batch axis, and with runtime sizes (tests/cuda/cases/moe.ncd).
+# (arguments, the exact notes): f32 experts take the FMA kernel, reported as a fallback.
+ROUTED_CASES = [(["emit", "--cuda", "tests/cuda/cases/moe.ncd", "--all"],
+                 "ncd emit: note: tests/cuda/cases/moe.ncd:22:30: FMA kernel for routed contraction 'H' in 'Float' "
+                 "(the table is f32; tensor cores take a bf16 or f16 table)\n")]
+ROUTED_STRUCTURE = [
+    (re.compile(r"^// (routed GEMM|routing:|the rows of A|fallback)"), None),
+    (re.compile(r"^__global__ void (__launch_bounds__\(\d+\) )?(ncd_k\d+_\w+)\("), lambda m: "kernel " + m.group(2)),
+    (re.compile(r'^extern "C" int (\w+)\('), lambda m: "host " + m.group(1)),
+    (re.compile(r"^\s*// (.* = routed contract.*|routing by .*|the rows of A .*)$"), lambda m: "  // " + m.group(1)),
+    (re.compile(r"^\s*(\w+)<<<([^>]*)>>>"), lambda m: "  launch %s<<<%s>>>" % (m.group(1), m.group(2).replace(", stream", ""))),
+    (re.compile(r"^\s*(ncd_gemm_tile<.*|if \(!ncd_route_tile.*|ncd_route_(count|scan|place)<[^(]*)"), lambda m: "    " + m.group(1)),
+]
+
+
+def routed_structure(code):
+    lines = []
+    for line in code.splitlines():
+        for pattern, form in ROUTED_STRUCTURE:
+            m = pattern.match(line)
+            if m:
+                lines.append(form(m) if form else line.strip())
+                break
+    return "\n".join(lines) + "\n"
+
+
+def routed_checks(code, what, gathered_bytes=None):
+    """Problems of emitted code that should run its routed contractions as grouped GEMMs."""
+    problems = []
+    if re.search(r"= access$", code, re.M):
+        problems.append("%s: an access kernel runs (the gathered table is materialised):\n%s" % (
+            what, "\n".join(l for l in code.splitlines() if l.strip().endswith("= access"))))
+    if "routed contract" not in code or "ncd_route_place<" not in code:
+        problems.append("%s: no grouped GEMM or routing kernel" % what)
+    if "// fallback" in code.replace("// fallback: FMA kernel for routed contraction", ""):
+        problems.append("%s: a fallback:\n%s" % (what, "\n".join(l for l in code.splitlines() if "// fallback" in l)))
+    if gathered_bytes is not None:
+        m = re.search(r"_workspace\([^)]*\) \{\n(?:.*\n)*?  return static_cast<size_t>\((\d+)\);", code)
+        if not m:
+            problems.append("%s: no constant workspace size" % what)
+        elif int(m.group(1)) >= gathered_bytes:
+            problems.append("%s: the workspace (%s bytes) holds a gathered [seq, top, ffn, hidden_size] (%d bytes)" % (
+                what, m.group(1), gathered_bytes))
+    return problems
+
+
+def golden_routed(args):
+    r = run([args.ncd] + ROUTED_EMIT + ["-o", "-"], cwd=args.root)
+    if r.returncode != 0 or r.stderr:
+        fail("emit of MixtralSparseMoeBlock: exit %d\n%s" % (r.returncode, r.stderr))
+    # One gathered w1 alone would be seq * top * ffn * hidden_size bf16 values.
+    problems = routed_checks(r.stdout, "MixtralSparseMoeBlock", gathered_bytes=64 * 2 * 96 * 64 * 2)
+    # The three routed contractions share one routing of I.
+    if r.stdout.count("ncd_route_count<") != 1 or len(re.findall(r"= routed contract", r.stdout)) != 3:
+        problems.append("expected one routing and three grouped GEMMs")
+    for case, notes in ROUTED_CASES:
+        c = run([args.ncd] + case + ["-o", "-"], cwd=args.root)
+        if c.returncode != 0 or c.stderr != notes:
+            problems.append("%s: exit %d\n%r\nexpected notes %r" % (" ".join(case), c.returncode, c.stderr, notes))
+        else:
+            problems += routed_checks(c.stdout, " ".join(case))
+    for p in problems:
+        print("FAIL: " + p)
+    if problems:
+        return 1
+    return compare_structure(args, os.path.join(HERE, "moe_routed.golden"), routed_structure(r.stdout),
+                             "routed MoE code's", "routed MoE")
+
+
+def compile_routed(args):
+    nvcc = nvcc_or_say_skip(args)
+    if not nvcc:
+        return SKIP
+    flags = ["-std=c++17", "-O1", "-Werror", "all-warnings"]
+    for arch in ("80", "89", "90"):
+        flags += ["-gencode", "arch=compute_%s,code=sm_%s" % (arch, arch)]
+    with tempfile.TemporaryDirectory() as tmp:
+        emits = [(ROUTED_EMIT, False), (ROUTED_EMIT, True)] + [(case, False) for case, _ in ROUTED_CASES]
+        for i, (emit, harness) in enumerate(emits):
+            cu = os.path.join(tmp, "moe%d.cu" % i)
+            cmd = [args.ncd] + emit + ["-o", cu] + (["--harness"] if harness else [])
+            r = run(cmd, cwd=args.root)
+            if r.returncode != 0:
+                fail("%s exited %d:\n%s" % (" ".join(cmd), r.returncode, r.stderr))
+            out = os.path.join(tmp, "moe%d" % i + ("" if harness else ".o"))
+            cmd = [nvcc] + flags + (["-o", out] if harness else ["-c", "-o", out]) + [cu]
+            r = run(cmd)
+            if r.returncode != 0:
+                fail("nvcc failed:\n%s\n%s" % (" ".join(cmd), (r.stdout + r.stderr)[-6000:]))
+            print("ok: %s%s compiles for sm_80, sm_89 and sm_90" % (" ".join(emit[2:]), " --harness" if harness else ""))
+    return 0
+
+
 def runtime_sizes(args):
     """Runtime sizes: every kernel that reads one takes the size struct and every launch of it passes it;
     all kernels stay fused; with -D the file has no runtime size at all."""
@@ -453,7 +558,7 @@ def runtime_sizes(args):
         for launch in re.findall(re.escape(name) + r"<<<[^;]*>>>\(([^;]*)\);", code):
             if sized != launch.startswith("ncd_n"):
                 problems.append("a launch of %s passes (%s)" % (name, launch))
-    if "// fallback" in code:
+    if "// fallback" in code.replace("// fallback: FMA kernel for routed contraction", ""):
         problems.append("a kernel fell back:\n" + "\n".join(l for l in code.splitlines() if "// fallback" in l))
     fixed = run(base + ["-D", "batch=2", "-D", "seq=256", "-D", "q=256", "-D", "k=256"], cwd=args.root)
     if fixed.returncode != 0 or re.search(r"\bncd_n\b|NcdSizes", fixed.stdout):
@@ -683,6 +788,9 @@ def main():
     sub.add_parser("torch")
     gf = sub.add_parser("golden-fused")
     gf.add_argument("--update", action="store_true")
+    gr = sub.add_parser("golden-routed")
+    gr.add_argument("--update", action="store_true")
+    sub.add_parser("compile-routed")
     args = parser.parse_args()
     args.ncd = os.path.abspath(args.ncd)
     if args.command == "compile":
@@ -691,6 +799,10 @@ def main():
         return golden(args)
     if args.command == "golden-fused":
         return golden_fused(args)
+    if args.command == "golden-routed":
+        return golden_routed(args)
+    if args.command == "compile-routed":
+        return compile_routed(args)
     if args.command == "optimized":
         return optimized(args)
     if args.command == "agreement":
