@@ -99,12 +99,23 @@ int verify_optimized(ir::Program &optimized, ir::Diagram &root, size_t first_new
     if (!sides[s].diagram) return kUserError;
   }
   EquivRequest equiv;
+  if (request.inexact) equiv.max_rel_l2 = request.tolerance;
   equiv.diagram = request.diagram;
   equiv.seed = request.seed;
   equiv.frontend.plugins = request.frontend.plugins;
   std::ostringstream figures;
   EquivVerdict verdict = compare_diagrams(sides, equiv, figures, "verification");
   const std::string sizes = sizes_text(plan);
+  if (request.inexact && (verdict == EquivVerdict::Equivalent || verdict == EquivVerdict::Differs)) {
+    // The change is the point: say how large it is, whether or not it is accepted.
+    std::cerr << "ncd: note: the pipeline (" << request.pipeline << ") changes what '" << request.diagram
+              << "' computes; the optimized diagram against the input on the CPU backend (sizes:" << sizes << "):\n"
+              << figures.str();
+    if (verdict == EquivVerdict::Equivalent) return kSuccess;
+    std::cerr << "ncd: error: the optimized '" << request.diagram << "' is further from the input than --tolerance "
+              << request.tolerance << "; nothing written\n";
+    return kUserError;
+  }
   switch (verdict) {
     case EquivVerdict::Equivalent:
       if (request.explain)

@@ -21,6 +21,12 @@ struct VerifyRequest {
   uint64_t seed = 1;
   int64_t target = 64;
   bool explain = false;
+  // The pipeline changes what the diagram computes (Pass::exact): the
+  // outputs are measured against `tolerance` (relative L2 error) and the
+  // figures always printed, instead of checked for equivalence.
+  bool inexact = false;
+  std::string pipeline;  // the passes, for messages
+  double tolerance = 0.05;
   FrontendOptions frontend;
 };
 

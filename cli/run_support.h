@@ -71,6 +71,9 @@ struct EquivRequest {
   std::string a, b, diagram, backend = "cpu";
   uint64_t seed = 1;
   double rtol = -1, atol = -1;  // negative: the default of each output's dtype
+  // Non-negative: an output agrees when its relative L2 error is at most this
+  // (an inexact rewrite), instead of element by element within rtol and atol.
+  double max_rel_l2 = -1;
   int threads = 0;
   FrontendOptions frontend;
 };

@@ -32,6 +32,7 @@ Handler setup_optimize(CLI::App &command) {
     bool explain = false, verify = true, print_after_all = false, time_passes = false;
     int64_t verify_size = 64;
     uint64_t seed = 1;
+    double tolerance = -1;
     FrontendOptions frontend;
   };
   auto options = std::make_shared<Options>();
@@ -55,6 +56,12 @@ Handler setup_optimize(CLI::App &command) {
                   "Axis size the verification shrinks larger axes to, -D and derived ones included (default 64)")
       ->type_name("N")
       ->check(CLI::Range(1, 1 << 20));
+  command
+      .add_option("--tolerance", options->tolerance,
+                  "For an inexact pipeline (quantize): the largest relative L2 error accepted per output "
+                  "(default 0.05)")
+      ->type_name("E")
+      ->check(CLI::NonNegativeNumber);
   command.add_option("--seed", options->seed, "Seed of the verification's random data (default 1)")->type_name("N");
   command.add_flag("--print-after-all", options->print_after_all, "Print the IR after every pass (stderr)");
   command.add_flag("--time-passes", options->time_passes, "Print the time of every pass (stderr)");
@@ -81,6 +88,11 @@ Handler setup_optimize(CLI::App &command) {
       }
     } else {
       pipeline_for_level(options->level < 0 ? 2 : options->level, names);
+    }
+    if (options->tolerance >= 0 && pipeline_is_exact(*registry, names)) {
+      std::cerr << "ncd: error: --tolerance is for inexact pipelines (quantize=...); this one must keep the "
+                   "diagram's values, and verification checks them within each dtype's rounding\n";
+      return kUsageError;
     }
     std::vector<std::string> explain;
     PassContext context;
@@ -123,6 +135,9 @@ Handler setup_optimize(CLI::App &command) {
       request.target = options->verify_size;
       request.explain = options->explain;
       request.frontend = options->frontend;
+      request.inexact = !pipeline_is_exact(*registry, names);
+      request.pipeline = pipeline_text;
+      if (options->tolerance >= 0) request.tolerance = options->tolerance;
       if (int verdict = verify_optimized(compilation->program, diagram, axes_before, request); verdict != kSuccess)
         return verdict;
     }

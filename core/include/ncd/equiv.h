@@ -45,6 +45,10 @@ Tolerance default_tolerance(ir::DType dtype);
 struct OutputDifference {
   bool shapes_differ = false;  // no alignment of B's axes with A's: nothing else is set
   double max_abs = 0, max_rel = 0;
+  // ||B - A||_2 / ||A||_2 over all elements (0 when both are 0; infinity
+  // when a NaN of one side is a number on the other): the measure of an
+  // inexact rewrite such as quantization.
+  double rel_l2 = 0;
   int64_t failures = 0;    // elements beyond the tolerance
   int64_t first = -1;      // A's linear index of the first of them
   double a_value = 0, b_value = 0;  // the two values there

@@ -21,8 +21,12 @@ namespace ncd {
 // The passes of an optimization level; false for an unknown level.
 bool pipeline_for_level(int level, std::vector<std::string> &names);
 
-// Splits "a, b,c" into names; false (with `error`) for an empty name.
+// Splits "a, b,c" into names; false (with `error`) for an empty name. A name
+// may carry an argument: `quantize=w8a8`.
 bool parse_pipeline(const std::string &text, std::vector<std::string> &names, std::string &error);
+
+// Whether every pass of the pipeline is exact (Pass::exact); unknown names count as exact.
+bool pipeline_is_exact(const Registry &registry, const std::vector<std::string> &names);
 
 struct PipelineOptions {
   bool print_after_all = false;

@@ -34,6 +34,7 @@ struct PassContext {
   const HardwareProfile *hardware = nullptr;    // the profile of --hw, when the verb has one
   const Backend *planner = nullptr;             // the backend that builds kernels for `hardware`, if any
   std::string pass;                             // the running pass's name, set by the pass manager
+  std::string argument;                         // its argument (`--passes NAME=ARGUMENT`), "" when none
 
   // Adds "FILE:LINE:COL: PASS: message" (or "PASS: message" without a location) to the explain log.
   void note(const SourceLocation &location, const std::string &message) const {
@@ -55,6 +56,20 @@ class Pass {
   virtual std::string description() const = 0;
   // Preconditions are stated by each pass; the IR verifier runs after it.
   virtual PassResult run(ir::Program &program, ir::Diagram &diagram, PassContext &context) = 0;
+  // Why `argument` (the text after `=` in `--passes NAME=ARGUMENT`) is not
+  // one this pass takes, or "" when it is; checked before any pass runs. By
+  // default a pass takes none.
+  virtual std::string check_argument(const std::string &argument) const {
+    return argument.empty() ? "" : "pass '" + name() + "' takes no argument, but is given '" + argument + "'";
+  }
+  // Whether the pass keeps what the diagram computes (up to rounding): an
+  // inexact one (quantization) changes it by design, and `ncd optimize
+  // --verify` then measures the change against --tolerance instead of
+  // asking for equivalence.
+  virtual bool exact(const std::string &argument) const {
+    (void)argument;
+    return true;
+  }
 };
 
 // ---------------------------------------------------------------- renderers

@@ -45,6 +45,7 @@ OutputDifference compare_output(const std::vector<std::string> &a_axes, const Te
     for (size_t d = ta.shape.size(); d-- > 1;) b_stride[d - 1] = b_stride[d] * ta.shape[d];
   }
   const int64_t n = ta.size();
+  double error_sq = 0, norm_sq = 0;
   std::vector<int64_t> index(ta.shape.size(), 0);
   int64_t b_offset = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -61,6 +62,8 @@ OutputDifference compare_output(const std::vector<std::string> &a_axes, const Te
         diff.b_value = b;
       }
     }
+    if (!same) error_sq += abs_error * abs_error;
+    if (!std::isnan(a)) norm_sq += a * a;
     diff.max_abs = std::max(diff.max_abs, abs_error);
     diff.max_rel = std::max(diff.max_rel, rel_error);
     for (size_t d = index.size(); d-- > 0;) {
@@ -72,6 +75,7 @@ OutputDifference compare_output(const std::vector<std::string> &a_axes, const Te
       index[d] = 0;
     }
   }
+  diff.rel_l2 = error_sq == 0 ? 0 : norm_sq > 0 ? std::sqrt(error_sq / norm_sq) : std::numeric_limits<double>::infinity();
   return diff;
 }
 

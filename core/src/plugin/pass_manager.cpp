@@ -41,6 +41,25 @@ bool parse_pipeline(const std::string &text, std::vector<std::string> &names, st
   return true;
 }
 
+namespace {
+
+// "quantize=w8a8" as ("quantize", "w8a8"); a name without '=' has no argument.
+std::pair<std::string, std::string> split_argument(const std::string &entry) {
+  size_t equals = entry.find('=');
+  if (equals == std::string::npos) return {entry, ""};
+  return {entry.substr(0, equals), entry.substr(equals + 1)};
+}
+
+}  // namespace
+
+bool pipeline_is_exact(const Registry &registry, const std::vector<std::string> &names) {
+  for (const auto &entry : names) {
+    auto [name, argument] = split_argument(entry);
+    if (const Pass *pass = registry.pass(name); pass && !pass->exact(argument)) return false;
+  }
+  return true;
+}
+
 std::vector<ir::Diagram *> reachable_diagrams(ir::Program &program, ir::Diagram &root) {
   std::vector<ir::Diagram *> out;
   std::set<const ir::Diagram *> seen;
@@ -69,18 +88,24 @@ std::string print_reachable(ir::Program &program, ir::Diagram &root, const Sourc
 int run_pipeline(const Registry &registry, ir::Program &program, ir::Diagram &root,
                  const std::vector<std::string> &names, PassContext &context, const PipelineOptions &options,
                  std::string &error) {
-  std::vector<Pass *> passes;
-  for (const auto &name : names) {
+  std::vector<std::pair<Pass *, std::string>> passes;
+  for (const auto &entry : names) {
+    auto [name, argument] = split_argument(entry);
     Pass *pass = registry.pass(name);
     if (!pass) {
       error = registry.describe_miss("pass", name);
       return 1;
     }
-    passes.push_back(pass);
+    if (std::string why = pass->check_argument(argument); !why.empty()) {
+      error = why;
+      return 1;
+    }
+    passes.emplace_back(pass, argument);
   }
   std::vector<std::pair<std::string, double>> times;
-  for (Pass *pass : passes) {
+  for (auto [pass, argument] : passes) {
     context.pass = pass->name();
+    context.argument = argument;
     auto start = std::chrono::steady_clock::now();
     bool changed = false;
     for (ir::Diagram *diagram : reachable_diagrams(program, root)) {
