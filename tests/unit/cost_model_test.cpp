@@ -111,7 +111,9 @@ TEST(CostModel, PointwiseFlopsComeFromTheOpTable) {
     if (row.kind != ops::Kind::Elementwise || row.syntax != ops::Syntax::Call) continue;
     std::string name = "O_" + std::string(row.name);
     const char *arguments = row.arity == 1 ? "X" : row.arity == 2 ? "X, P" : "X > P, X, P";
-    outputs += (outputs.empty() ? "" : ", ") + name + "[s, m]";
+    // quantize belongs in an integer statement (its saturation): computed into an f32 temporary, then converted.
+    const bool integer = row.fn == ops::Fn::Quantize;
+    outputs += (outputs.empty() ? "" : ", ") + name + "[s, m]" + (integer ? ": i32" : "");
     body += "  " + name + "[s, m] = " + std::string(row.name) + "(" + arguments + ")\n";
     expected[name] = row.flops * 8 * 16;
   }
@@ -119,9 +121,15 @@ TEST(CostModel, PointwiseFlopsComeFromTheOpTable) {
   auto priced = price_text("axis s = 8, m = 16\ndiagram F(X[s, m], P[s, m]) -> (" + outputs + ") {\n" + body + "}\n", "F");
   ASSERT_TRUE(priced.report) << priced.messages;
   std::map<std::string, double> flops;
-  for (const OpCost &op : priced.report->ops) flops[op.name] = op.flops.value;
+  double quantize = 0;
+  for (const OpCost &op : priced.report->ops) {
+    flops[op.name] = op.flops.value;
+    if (op.what == "elementwise quantize") quantize = op.flops.value;
+  }
+  flops["O_quantize"] = quantize;
   for (const auto &[name, value] : expected) EXPECT_EQ(flops[name], value) << name;
   EXPECT_EQ(flops["O_round"], 8.0 * 16);
+  EXPECT_EQ(flops["O_quantize"], 3.0 * 8 * 16);
 }
 
 TEST(CostModel, RooflineBoundAndEnergy) {

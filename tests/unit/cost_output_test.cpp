@@ -39,7 +39,8 @@ TEST(CostOutput, JsonSchemaIsStable) {
   EXPECT_EQ(json["schema"], "ncd-cost");
   EXPECT_EQ(json["version"], kCostJsonVersion);
   EXPECT_EQ(keys(json), (std::vector<std::string>{"schema", "version", "diagram", "location", "hardware", "sizes", "baseline", "declined", "kernel"}));
-  EXPECT_EQ(keys(json["baseline"]), (std::vector<std::string>{"operations", "total", "energy"}));
+  EXPECT_EQ(keys(json["baseline"]), (std::vector<std::string>{"operations", "total", "params_only", "energy"}));
+  EXPECT_TRUE(json["baseline"]["params_only"].is_null());  // attention reads no params
   const auto &op = json["baseline"]["operations"][1];
   EXPECT_EQ(keys(op), (std::vector<std::string>{"name", "what", "location", "flops", "traffic", "intensity", "intensity_formula",
                                                 "unit", "bound", "compute_time", "efficiency", "launch", "time", "time_formula",

@@ -188,6 +188,10 @@ struct CostReport {
   std::vector<std::pair<std::string, int64_t>> sizes;  // the axes the diagram uses
   std::vector<OpCost> ops;              // the unfused baseline, one per operation
   OpCost total;                         // baseline totals
+  // The part of the totals that reads params and no input (a weight's
+  // quantization, a transposed copy): work a deployment does once, when it
+  // loads the params; its operations as children. Absent when there is none.
+  std::optional<OpCost> params_only;
   Energy energy;                        // baseline energy
   std::optional<KernelCost> kernel;     // the diagram under its schedule
   std::string declined;                 // why the backend does not build the schedule as one kernel ("" when it does)

@@ -97,7 +97,34 @@ OpCost Pricer::leaf(const VOp &op) {
   if (!op.view() && read.v + write.v > 0) cost.launch = hw_.launch * op.repeat;
   finish_roofline(cost);
   if (op.op->kind == ir::OpKind::Contract) cost.routing = routing(op, flops);
+  bool params_only = !op.view() && !op.results.empty() && (cost.flops.value > 0 || read.v + write.v > 0);
+  for (int result : op.results)
+    params_only = params_only && static_cast<size_t>(result) < params_only_.size() && params_only_[static_cast<size_t>(result)];
+  if (params_only) params_only_ops_.push_back(cost);
   return cost;
+}
+
+void Pricer::find_params_only() {
+  params_only_.assign(g_.values.size(), 0);
+  // 0: depends on an input; 1: on params (and constants) only; 2: constants only.
+  auto state = [&](int v) {
+    for (int depth = 0; depth < 64 && g_.values[static_cast<size_t>(v)].alias_of >= 0; ++depth)
+      v = g_.values[static_cast<size_t>(v)].alias_of;
+    const VValue &value = g_.values[static_cast<size_t>(v)];
+    if (value.role == VValue::Role::Param || params_only_[static_cast<size_t>(v)]) return 1;
+    if (value.free) return 2;
+    return 0;
+  };
+  for (const VOp &op : g_.vops) {
+    bool any_param = false, no_input = true;
+    for (int operand : op.operands) {
+      int s = state(operand);
+      no_input = no_input && s != 0;
+      any_param = any_param || s == 1;
+    }
+    if (no_input && any_param)
+      for (int result : op.results) params_only_[static_cast<size_t>(result)] = 1;
+  }
 }
 
 std::optional<Routing> Pricer::routing(const VOp &op, const Sized &flops) {
@@ -268,11 +295,14 @@ std::optional<CostReport> Pricer::run(const ir::Diagram &diagram) {
   for (int axis : used)
     if (auto size = p_.axis(axis).size) report.sizes.push_back({p_.axis(axis).name, *size});
 
+  find_params_only();
+  params_only_ops_.clear();
   for (int row : g_.top_rows)
     if (auto cost = price_row(row)) report.ops.push_back(std::move(*cost));
   if (failed_) return std::nullopt;
   report.total = aggregate("total", "", diagram.location, report.ops);
   report.total.children.clear();
+  if (!params_only_ops_.empty()) report.params_only = aggregate("params only", "", diagram.location, params_only_ops_);
   report.energy = make_energy(report.total.energy, report.total, energy_formula_, report.total.erased_bits);
   report.energy.erased_bits_formula = bits_formula_;
 

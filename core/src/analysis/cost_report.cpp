@@ -191,6 +191,16 @@ std::string format_report(const CostReport &report, const SourceManager &sources
         << "           " << top << " write = " << report.text(report.total.traffic[0].write.formula) << "\n";
   if (std::string f = intensity_formula(report, report.total); !f.empty())
     out << "           FLOP/B = " << f << "\n";
+  if (report.params_only) {
+    const OpCost &prepared = *report.params_only;
+    out << "  of which on params alone (no input: e.g. quantizing the weights), work a deployment does once,\n"
+           "  when it loads the params: "
+        << costfmt::flops(prepared.flops.value) << ", " << top << " read "
+        << costfmt::bytes(prepared.traffic.empty() ? 0 : prepared.traffic[0].read.value) << ", write "
+        << costfmt::bytes(prepared.traffic.empty() ? 0 : prepared.traffic[0].write.value) << ", "
+        << costfmt::seconds(prepared.time) << " in " << prepared.children.size() << " operation"
+        << (prepared.children.size() == 1 ? "" : "s") << "\n";
+  }
   out << "\n";
   routing_text(out, report);
   energy_text(out, report, report.energy, "  ");
@@ -355,7 +365,10 @@ json report_object(const CostReport &report, const SourceManager &sources) {
            {"hardware", {{"name", report.hardware}, {"description", report.hardware_description}, {"levels", report.levels}}},
            {"sizes", sizes},
            {"baseline",
-            {{"operations", operations}, {"total", op_json(report, sources, report.total)}, {"energy", energy_json(report, report.energy)}}}};
+            {{"operations", operations},
+             {"total", op_json(report, sources, report.total)},
+             {"params_only", report.params_only ? op_json(report, sources, *report.params_only) : json(nullptr)},
+             {"energy", energy_json(report, report.energy)}}}};
   out["declined"] = report.declined;
   if (!report.kernel) {
     out["kernel"] = nullptr;

@@ -151,6 +151,10 @@ class Pricer {
     std::vector<int> uses;
   };
   std::map<const ir::Diagram *, std::unique_ptr<RoutingIndex>> routing_index_;
+  // Per value: computed from params (and constants) alone, no input; the leaf ops computing such values.
+  std::vector<char> params_only_;
+  std::vector<OpCost> params_only_ops_;
+  void find_params_only();
 };
 
 }  // namespace ncd::cost_graph
