@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Quantization on the CPU backend: quantize/dequantize and the `quantize` pass.
 
-    test_quantize.py --ncd NCD --root SRC modes|gpt2_w8a8|gpt2_modes
+    test_quantize.py --ncd NCD --root SRC modes|gpt2_w8a8|gpt2_modes|cost
 
 - modes: every granularity of `quantize` (per tensor, per channel, per token,
   per group over a split axis, with a zero point), saturation, halves to even,
@@ -16,6 +16,8 @@
   block by a quantization-sized error.
 - gpt2_modes: w8a16 and fp8 on the same block: reported, within tolerance,
   and a tolerance too tight is refused with nothing written.
+- cost: the int8 and fp8 products of a quantized layer are priced at the
+  profile's int8 and fp8 tensor rates (an A100's fp8 at its 16-bit rate).
 """
 
 import argparse
@@ -234,7 +236,36 @@ def gpt2_modes(ncd, root, work):
           f"a tolerance of 1e-6: exit {code}, written {os.path.exists(out)}: {err}")
 
 
-SECTIONS = {"modes": modes, "gpt2_w8a8": gpt2_w8a8, "gpt2_modes": gpt2_modes}
+def cost(ncd, root, work):
+    # The quantized products are priced at the profile's int8 and fp8 tensor rates (stdlib/hw), twice bf16's on
+    # an H100; on an A100, which has no fp8 tensor cores, the fp8 product falls back to a 16-bit rate.
+    import json
+    layer = os.path.join(root, "tests/golden/optimize/quantize_w8a8.ncd")
+    for mode, unit in (("w8a8", "tensor i8"), ("fp8", "tensor f8e4m3")):
+        out = os.path.join(work, f"layer-{mode}.ncd")
+        code, _, err = run(ncd, ["optimize", layer, "--passes", f"quantize={mode}", "-o", out,
+                                 "-D", "s=4096", "-D", "m=4096", "-D", "n=4096"], work)
+        check(code == 0, f"cost: optimize {mode}: {err}")
+        if code:
+            continue
+        for hw, rate in (("h100-sxm", 1978.9e12), ("a100-80g", 624e12 if mode == "w8a8" else 312e12)):
+            code, stdout, err = run(ncd, ["cost", out, "--hw", hw, "--json"], work)
+            check(code == 0, f"cost {mode} {hw}: {err}")
+            if code:
+                continue
+            ops = [op for op in json.loads(stdout)["baseline"]["operations"] if op["what"].startswith("contract")
+                   and op["flops"]["value"] == 2 * 4096 ** 3]
+            check(len(ops) == 1, f"cost {mode} {hw}: no product of 2*4096^3 FLOPs")
+            if ops:
+                op = ops[0]
+                want_unit = unit if hw == "h100-sxm" or mode == "w8a8" else op["unit"]
+                check(op["unit"] == want_unit and abs(op["compute_time"] * rate / op["flops"]["value"] - 1) < 1e-3,
+                      f"cost {mode} {hw}: unit {op['unit']}, {op['flops']['value'] / op['compute_time']:.4g} FLOP/s "
+                      f"(expected {unit} at {rate:.4g})")
+                print(f"{mode} on {hw}: {op['unit']}, {op['flops']['value'] / op['compute_time'] / 1e12:.1f} TFLOP/s")
+
+
+SECTIONS = {"modes": modes, "gpt2_w8a8": gpt2_w8a8, "gpt2_modes": gpt2_modes, "cost": cost}
 
 
 def main():
