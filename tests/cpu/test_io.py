@@ -13,32 +13,19 @@ do not depend on the thread count), integers (integer results are exact), limits
 without a size take theirs from the --in files).
 """
 
-import argparse
 import json
 import os
-import shutil
 import struct
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sections import check, main, run  # noqa: E402
 import semantics_oracle  # noqa: E402  (bf16/f8 rounding written from the formats)
 
-FAILURES = []
 
 
-def check(condition, message):
-    if not condition:
-        FAILURES.append(message)
-        print("FAIL:", message)
-
-
-def run(ncd, args, cwd):
-    result = subprocess.run([ncd] + args, capture_output=True, text=True, cwd=cwd, timeout=300)
-    return result.returncode, result.stdout, result.stderr
 
 
 def save(path, array, version=None):
@@ -429,20 +416,5 @@ SECTIONS = {"npy_formats": npy_formats, "outputs": outputs, "repeatable": repeat
             "limits": limits, "runtime_sizes": runtime_sizes}
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--ncd", required=True)
-    parser.add_argument("--root", required=True)
-    parser.add_argument("section", choices=sorted(SECTIONS))
-    args = parser.parse_args()
-    work = tempfile.mkdtemp(prefix="ncd-io-")
-    try:
-        SECTIONS[args.section](os.path.abspath(args.ncd), os.path.abspath(args.root), work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    print(f"{args.section}: {len(FAILURES)} failure(s)")
-    return 1 if FAILURES else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(SECTIONS, "ncd-io-"))

@@ -18,33 +18,20 @@
   token reads the weights of its chosen experts only.
 """
 
-import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sections import check, main, run  # noqa: E402
 import oracle  # noqa: E402
 
-FAILURES = []
 F32 = lambda a: np.asarray(a, dtype=np.float64).astype(np.float32).astype(np.float64)  # noqa: E731
 SMALL = dict(seq=9, hidden_size=6, experts=5, top=2, ffn=7, routed=8, chosen=3, expert_ffn=4, shared_ffn=5)
 
 
-def check(condition, message):
-    if not condition:
-        FAILURES.append(message)
-        print("FAIL:", message)
-
-
-def run(ncd, args, cwd):
-    p = subprocess.run([ncd] + args, cwd=cwd, capture_output=True, text=True)
-    return p.returncode, p.stdout, p.stderr
 
 
 def defines(sizes):
@@ -308,20 +295,5 @@ SECTIONS = {"torch": torch_section, "routing": routing, "lifted": lifted, "threa
             "routed_work": routed_work}
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--ncd", required=True)
-    parser.add_argument("--root", required=True)
-    parser.add_argument("section", choices=sorted(SECTIONS))
-    args = parser.parse_args()
-    work = tempfile.mkdtemp(prefix="ncd-moe-")
-    try:
-        SECTIONS[args.section](os.path.abspath(args.ncd), os.path.abspath(args.root), work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    print(f"{args.section}: {len(FAILURES)} failure(s)")
-    return 1 if FAILURES else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(SECTIONS, "ncd-moe-"))

@@ -20,33 +20,20 @@
   profile's int8 and fp8 tensor rates (an A100's fp8 at its 16-bit rate).
 """
 
-import argparse
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sections import check, main, run  # noqa: E402
 import oracle  # noqa: E402
 import semantics_oracle  # noqa: E402  (f8 rounding written from the formats)
 
-FAILURES = []
 F32 = oracle.rounder("f32")
 
 
-def check(condition, message):
-    if not condition:
-        FAILURES.append(message)
-        print("FAIL:", message)
-
-
-def run(ncd, args, cwd):
-    p = subprocess.run([ncd] + args, cwd=cwd, capture_output=True, text=True)
-    return p.returncode, p.stdout, p.stderr
 
 
 def load(folder):
@@ -268,20 +255,5 @@ def cost(ncd, root, work):
 SECTIONS = {"modes": modes, "gpt2_w8a8": gpt2_w8a8, "gpt2_modes": gpt2_modes, "cost": cost}
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--ncd", required=True)
-    parser.add_argument("--root", required=True)
-    parser.add_argument("section", choices=sorted(SECTIONS))
-    args = parser.parse_args()
-    work = tempfile.mkdtemp(prefix="ncd-quantize-")
-    try:
-        SECTIONS[args.section](os.path.abspath(args.ncd), os.path.abspath(args.root), work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    print(f"{args.section}: {len(FAILURES)} failure(s)")
-    return 1 if FAILURES else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(SECTIONS, "ncd-quantize-"))
