@@ -27,9 +27,11 @@ import platform
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_processes import machine, report, run, thread_env, timed  # noqa: E402
 
 ROOT = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 SIZES = dict(seq=512, heads=12, d=64, hidden=3072)
@@ -85,36 +87,6 @@ with torch.no_grad():
         times.append((time.perf_counter() - start) * 1e3)
 print("times_ms", " ".join(f"{t:.3f}" for t in times))
 '''
-
-
-def thread_env(threads):
-    """The environment that holds a process to `threads` threads, its BLAS's included."""
-    env = dict(os.environ)
-    env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    return env
-
-
-def run(command, **kwargs):
-    return subprocess.run(command, capture_output=True, text=True, **kwargs)
-
-
-def timed(command, env=None):
-    """Runs under /usr/bin/time -v; returns (result, peak RSS in KiB)."""
-    result = run(["/usr/bin/time", "-v"] + command, env=env)
-    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr)
-    return result, int(peak.group(1)) if peak else 0
-
-
-def machine():
-    cpu = "unknown CPU"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as f:
-        memory = int(f.readline().split()[1]) / 1024 / 1024
-    return cpu, os.cpu_count(), memory
 
 
 def main():
@@ -263,11 +235,7 @@ def main():
             "PyTorch script: loaded and fused), activations and workspaces.",
             "",
         ]
-        text = "\n".join(lines)
-        print(text)
-        if args.out:
-            with open(args.out, "w") as f:
-                f.write(text)
+        report(lines, args.out)
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

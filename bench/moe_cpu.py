@@ -28,9 +28,11 @@ import platform
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_processes import machine, report, run, thread_env, timed  # noqa: E402
 
 ROOT = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 SIZES = dict(seq=512, hidden_size=1024, ffn=2816, experts=8, top=2)
@@ -71,16 +73,6 @@ print("times_ms", " ".join(f"{t:.3f}" for t in times))
 '''
 
 
-def run(command, env=None):
-    return subprocess.run(command, capture_output=True, text=True, env=env)
-
-
-def timed(command, env):
-    result = run(["/usr/bin/time", "-v"] + command, env)
-    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr)
-    return result, int(peak.group(1)) if peak else 0
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ncd", default=os.path.join(ROOT, "build", "bin", "ncd"))
@@ -104,7 +96,7 @@ def main():
         script = os.path.join(work, "torch_moe.py")
         with open(script, "w") as f:
             f.write(TORCH_SCRIPT)
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
+        env = thread_env(args.threads)
         common = ["--params", os.path.join(data, "params"), "--in", "X=" + os.path.join(data, "inputs", "X.npy"),
                   "--threads", str(args.threads), "--bench", str(args.runs)] + defines
         commands = {
@@ -140,8 +132,7 @@ def main():
         if any(err > 1e-4 * scale for err in agree.values()):
             print("the outputs disagree:", agree, "max |Y|", scale)
             return 1
-        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                   "unknown CPU")
+        cpu, _, _ = machine()
         commit = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).stdout.strip()
         torch_version = run(["/usr/bin/python3", "-c", "import torch; print(torch.__version__)"]).stdout.strip()
         median = {who: statistics.median(times[who]) for who in commands}
@@ -180,11 +171,7 @@ def main():
                          f"{min(times[who]):.1f}–{max(times[who]):.1f} | {max(peaks[who]) / 1024:.1f} MiB |")
         lines += ["", f"Routed against dense in ncd: {median['ncd dense'] / median['ncd']:.2f}x faster "
                       f"(the FLOPs differ by experts / top = {SIZES['experts'] / SIZES['top']:.0f}x).", ""]
-        text = "\n".join(lines)
-        print(text)
-        if args.out:
-            with open(args.out, "w") as f:
-                f.write(text)
+        report(lines, args.out)
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
