@@ -56,6 +56,7 @@ struct Routing {
   // token choosing it (routes / choices per token for a top-k index, all routes otherwise).
   Figure rows_skewed;
   double experts_touched = 0;  // expected experts receiving a row at uniform routing (their weights are read)
+  Figure expert_bytes;         // one expert's slice of the table: weights read per expert reached
   // The same contraction computing every expert for every token, when the
   // index is a top-k selection (the dense equivalent); value 0 otherwise.
   Figure dense_flops;

@@ -141,6 +141,9 @@ std::optional<Routing> Pricer::routing(const VOp &op, const Sized &flops) {
   r.routes = routes.figure();
   r.experts = experts.figure();
   r.rows_uniform = divide(routes, experts).figure();
+  const int table = g_.value_of(op.instance, routed->table);
+  r.expert_bytes =
+      divide(g_.elements_of(table, empty_), experts).scaled(ir::dtype_bytes(diagram.value(routed->table).dtype)).figure();
   // A top-k index chooses distinct experts for a token: at most one route per token reaches an expert.
   Sized choices = Sized::of(1);
   bool selected = false;

@@ -128,7 +128,9 @@ void routing_text(std::ostringstream &out, const CostReport &report) {
     out << "    " << op->name << " reads '" << r.table << "' through '" << r.index << "': "
         << costfmt::number(r.routes.value) << " routes over " << costfmt::number(r.experts.value) << " experts; per expert "
         << costfmt::number(r.rows_uniform.value) << " at uniform routing (" << costfmt::number(r.experts_touched)
-        << " experts reached on average), up to " << costfmt::number(r.rows_skewed.value) << " when skewed";
+        << " experts reached on average: " << costfmt::bytes(r.experts_touched * r.expert_bytes.value)
+        << " of weights, of " << costfmt::bytes(std::min(r.routes.value, r.experts.value) * r.expert_bytes.value)
+        << " at most), up to " << costfmt::number(r.rows_skewed.value) << " when skewed";
     if (r.dense_flops.value > 0)
       out << "; dense equivalent " << costfmt::flops(r.dense_flops.value) << " ("
           << costfmt::number(r.dense_flops.value / std::max(op->flops.value, 1.0)) << "x)";
@@ -331,6 +333,7 @@ json op_json(const CostReport &report, const SourceManager &sources, const OpCos
                           {"rows_uniform", figure(report, r.rows_uniform)},
                           {"rows_skewed", figure(report, r.rows_skewed)},
                           {"experts_touched", r.experts_touched},
+                          {"expert_bytes", figure(report, r.expert_bytes)},
                           {"dense_flops", figure(report, r.dense_flops)}};
   }
   json children = json::array();
