@@ -281,6 +281,8 @@ def routed_work(ncd, root, work):
             check(r["rows_uniform"]["value"] == 1024 and r["rows_skewed"]["value"] == 4096, f"rows per expert {r}")
             check(r["dense_flops"]["value"] == 4 * ops["G"]["flops"]["value"], f"dense equivalent {r}")
             check(r["routes"]["formula"] == "seq*top", f"routes formula {r['routes']['formula']}")
+            check(r["expert_bytes"]["value"] == 14336 * 4096 * 2 and abs(r["experts_touched"] - 8) < 1e-9,
+                  f"one expert's weights and the experts reached {r}")
     # One decoding token reads its 2 experts' weights, not all 8.
     one = cost(ncd, root, work, "MixtralSparseMoeBlock", {"seq": 1})
     if one:
