@@ -5,8 +5,12 @@
 // (scalars stay with the last step) every pairing order is priced — a pair's
 // cost is the product of the sizes of the axes it touches; an axis is summed
 // at the first step after which no other operand and not the result carries
-// it — and the cheapest is written as binary contractions with f32
-// intermediates. Two-operand contractions have one order: nothing to do.
+// it — and the cheapest is written as binary contractions. An intermediate
+// holds the statement's dtype where that is a 16-bit float (the language
+// holds a statement's intermediates in its dtype, and a bf16 partial product
+// keeps the next step on tensor cores: SwiGLU's silu(G) * U * Wd) or an
+// integer (exact, as the integer contraction it splits), f32 otherwise.
+// Two-operand contractions have one order: nothing to do.
 #include <algorithm>
 #include <functional>
 #include <limits>
@@ -107,7 +111,9 @@ class ContractOrder : public Pass {
           out.push_back(std::move(entry));
           break;
         }
-        int partial = ir::add_value(diagram, "", kept_axes, ir::DType::F32, op.location);
+        const ir::DType result_dtype = diagram.value(op.results[0]).dtype;
+        const bool keep = ir::is_integer(result_dtype) || ir::dtype_bytes(result_dtype) == 2;
+        int partial = ir::add_value(diagram, "", kept_axes, keep ? result_dtype : ir::DType::F32, op.location);
         diagram.value(partial).name = "%" + std::to_string(partial);
         auto step = ir::make_op(diagram, ir::OpKind::Contract, op.location);
         step->operands = {a, b};

@@ -574,7 +574,8 @@ def dense_experts(X, w_gate, w_up, w_down, r):
     """Every expert's SwiGLU on every token: [seq, experts, hidden]."""
     G = r(np.einsum("sh,efh->sef", X, w_gate))
     U = r(np.einsum("sh,efh->sef", X, w_up))
-    return r(np.einsum("sef,sef,ehf->seh", r(silu(G)), U, w_down))
+    H = r(r(silu(G)) * U)
+    return r(np.einsum("sef,ehf->seh", H, w_down))
 
 
 def combine(weights, chosen, experts_out):
@@ -608,7 +609,7 @@ def DeepseekMoE(x, p, r, sizes):
     routed = r(combine(Weight, I, dense_experts(X, p["gate_proj"], p["up_proj"], p["down_proj"], r)))
     SG = r(X @ p["shared_gate"].T)
     SU = r(X @ p["shared_up"].T)
-    shared = r((r(silu(SG)) * SU) @ p["shared_down"].T)
+    shared = r(r(r(silu(SG)) * SU) @ p["shared_down"].T)
     return {"Y": r(routed + shared)}
 
 
