@@ -4,7 +4,7 @@
 `tests/cuda` compiles every emitted kernel; this script runs them. It has two halves:
 
   prepare  (the machine with ncd built; no GPU)  for every diagram of stdlib/std/, examples/,
-           tests/cuda/cases/fused.ncd and tests/cuda/cases/scan.ncd, at small sizes that the tiles do not divide, twice (as
+           tests/cuda/cases/fused.ncd, scan.ncd and moe.ncd, at small sizes that the tiles do not divide, twice (as
            written, and after `ncd optimize -O2`): `ncd run --random 1` writes inputs, params and
            the CPU backend's outputs (the reference; that backend is itself checked against a NumPy
            oracle in tests/cpu), and `ncd emit --cuda --harness` writes the .cu. A diagram that
@@ -53,6 +53,9 @@ SOURCES = {
     "tests/cuda/cases/fused.ncd": dict(batch=3, seq=200),
     "stdlib/std/ssm.ncd": dict(l=300, d=136, n=16, r=24),
     "tests/cuda/cases/scan.ncd": dict(l=1000, m=33, d=64, n=16, t=257),
+    "stdlib/std/moe.ncd": dict(seq=200, hidden_size=256, ffn=520, experts=8, top=2, routed=16, chosen=4,
+                               expert_ffn=136, shared_ffn=272),
+    "tests/cuda/cases/moe.ncd": dict(tokens=300),
 }
 # Narrower still where a diagram repeats a layer 12 times (the data must stay small to travel).
 DIAGRAM_DEFINES = {
