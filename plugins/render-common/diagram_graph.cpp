@@ -777,7 +777,7 @@ class Drawer {
     for (auto &lane : lanes) lane.role = identity.count(lane.axis) ? Lane::Pass : Lane::Acted;
     if (glyph.lines.empty()) glyph.lines = {"access"};
     if (routed(scope, op)) {
-      // A routed contraction's gather (docs/LANGUAGE.md, "Mixtures of experts"): each route picks
+      // A routed contraction's gather (docs/SPARSE_AND_QUANTIZED.md): each route picks
       // one expert's slice, the backends run one product per expert; the router's amber.
       glyph.notes.push_back("route: one product per expert");
       glyph.fill = "#fef3c7";

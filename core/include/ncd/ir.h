@@ -7,7 +7,7 @@
 // value is its storage layout only: operations match axes by identity, never
 // by position. Passes, the cost model, renderers and backends all read this.
 //
-// Semantics of each operation kind are stated in docs/LANGUAGE.md ("Core IR").
+// Semantics of each operation kind are stated in docs/IR_JSON.md ("Core IR").
 #pragma once
 
 #include <cstdint>

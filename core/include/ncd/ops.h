@@ -214,7 +214,7 @@ inline constexpr Info kTable[] = {
      .fold = fold([](auto x, auto y, auto) { return (x != x || x > y) ? x : y; }), .cuda = "ncd_max($0, $1)"},
     {.fn = Fn::Where, .name = "where", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 3, .flops = 1,
      .fold = fold([](auto c, auto x, auto y) { return c != decltype(c)(0) ? x : y; }), .cuda = "($0 != 0.f ? $1 : $2)"},
-    // Affine quantization (docs/LANGUAGE.md, "Quantization"): q = round(x / scale) + zero, halves to
+    // Affine quantization (docs/SPARSE_AND_QUANTIZED.md): q = round(x / scale) + zero, halves to
     // even; the statement's integer dtype then saturates it. dequantize: x = (q - zero) * scale.
     {.fn = Fn::Quantize, .name = "quantize", .kind = Kind::Elementwise, .syntax = Syntax::Call, .arity = 3, .flops = 3,
      .fold = fold([](auto x, auto scale, auto zero) { return std::nearbyint(x / scale) + zero; }),
