@@ -1,6 +1,6 @@
 // The CUDA backend's fixed device code: the files of device/, embedded at
 // build time (cmake/NcdEmbedText.cmake) without their leading `//!` lines.
-// A generated .cu file is the prelude, gemm, routed, attention and prelude_end texts
+// A generated .cu file is the prelude, gemm, gemm_q8, routed, attention and prelude_end texts
 // in that order, then the kernels and host functions, then (with --harness)
 // the harness text with the diagram tables inserted.
 #pragma once
@@ -9,6 +9,7 @@ namespace ncd::cuda::device {
 
 extern const char *const prelude;      // includes, dtypes, docs/RUN.md functions, warp and mma helpers
 extern const char *const gemm;         // ncd_gemm_tile: the tensor-core GEMM main loop
+extern const char *const gemm_q8;      // ncd_gemm_tile_q8: the same for 8-bit operands (int8, fp8)
 extern const char *const routed;       // the routing steps and tile walk of routed contractions
 extern const char *const attention;    // ncd_attention_block: the streamed attention block
 extern const char *const prelude_end;  // closes the prelude's namespace; the host macros

@@ -79,6 +79,8 @@ inline std::string ident(const std::string &text) {
 }
 
 inline bool is_16bit_float(DType t) { return t == DType::BF16 || t == DType::F16; }
+// The operands of gemm_q8.cuh: i8, f8e4m3, f8e5m2 (two i8, or two fp8 of either kind).
+inline bool is_8bit(DType t) { return t == DType::I8 || t == DType::F8E4M3 || t == DType::F8E5M2; }
 
 inline bool same_axes(const std::vector<int> &a, const std::vector<int> &b) {
   return std::set<int>(a.begin(), a.end()) == std::set<int>(b.begin(), b.end());
@@ -198,6 +200,11 @@ struct GemmPlan {
   std::string tiles;           // the tiles in words (fused kernels)
   int la = 0, lb = 0;          // staging of A and B: 0 element loads, 1 cp.async along K, 2 along M / N
   bool f16 = false;
+  // 8-bit operands (device/gemm_q8.cuh): each operand's kind (gemm_q8.cuh's
+  // kTA, kTB: 0 s8, 1 f8e4m3, 2 f8e5m2); s8 x s8 accumulates exactly in s32.
+  bool q8 = false, integer = false;
+  int ta = 0, tb = 0;
+  std::string q8_note;  // why the target runs the fp8 products on f16 tensor cores (reported), or empty
 };
 
 // A routed contraction (ncd/routing.h) as plan_routed decides it
@@ -545,6 +552,7 @@ class Generator {
   void split_copy(const Ten &from, const Ten &to, bool split, const std::string &what);
   bool plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const Ten &second, const Ten &final_out,
                  const GemmEpilogue *epilogue, GemmPlan &p, std::string &why);
+  bool plan_q8(const std::string &result, DType a, DType b, GemmPlan &p, std::string &why);
   bool gemm(Frame &frame, const ir::Op &op, const std::vector<Ten> &tensors, const std::vector<Ten> &scalars,
             const Ten &out, std::string &why, const GemmEpilogue *epilogue = nullptr);
   void generic_contract(Frame &frame, const ir::Op &op, const std::vector<Ten> &operands, const std::vector<int> &summed,

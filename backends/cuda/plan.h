@@ -28,6 +28,10 @@ namespace ncd::cuda::detail {
 struct Limits {
   int64_t block_smem = 0;  // bytes of shared memory one block may opt in to; 0: unknown
   std::string unknown;     // why block_smem is unknown (a profile that could not be read)
+  std::string profile;     // the hardware profile's name
+  // The dtypes the profile gives a tensor-core rate for (`compute: tensor:`):
+  // whether int8 and fp8 contractions have tensor cores on this target.
+  std::set<ir::DType> tensor;
 };
 
 // ---------------------------------------------------------------- patterns (IR only)
@@ -112,7 +116,11 @@ AttentionTiles fit_attention_tiles(int64_t asked_q, int64_t asked_k, int64_t d, 
 // `extent` positions when the schedule asks for `asked` of them (nullopt:
 // not grouped): 64 or 128, the template's two sizes.
 int64_t gemm_block_tile(std::optional<int64_t> asked, int64_t extent);
-inline constexpr int64_t kGemmChunk = 32;     // the template's BK
+inline constexpr int64_t kGemmChunk = 32;    // the template's BK
+inline constexpr int64_t kGemmChunkQ8 = 64;  // gemm_q8.cuh's BK: 64 one-byte elements
+// s8 x s8 products are at most 2^14 in magnitude: an s32 sum of fewer than
+// 2^31 / 2^14 = 131,072 of them is exact (docs/CUDA.md, "Quantized contractions").
+inline constexpr int64_t kGemmMaxK_S8 = 131071;
 inline constexpr int64_t kGemmThreads = 256;  // 8 warps
 inline constexpr int64_t kRowThreads = 256;   // row kernels: a warp per row, 8 rows a block
 inline constexpr int64_t kPointwiseThreads = 256;

@@ -19,6 +19,34 @@ std::optional<Sz> merged_stride(const Ten &t, const std::vector<int> &group, con
   return t.stride(group.back());
 }
 
+// 8-bit operands: two i8 (s32 accumulators: any result dtype, the exact sum
+// converted once), or two fp8 of either kind (f32 accumulators). fp8 tensor
+// cores are sm_89's and later: on a target whose profile has no f8 tensor
+// rate the same kernel widens the fragments to f16 (gemm_q8.cuh), noted.
+// False with `why` set when tensor cores cannot take them, with `why` empty
+// when the operands are not 8-bit.
+bool Generator::plan_q8(const std::string &result, DType a, DType b, GemmPlan &p, std::string &why) {
+  auto kind = [](DType t) { return t == DType::I8 ? 0 : t == DType::F8E4M3 ? 1 : t == DType::F8E5M2 ? 2 : -1; };
+  const int ta = kind(a), tb = kind(b);
+  if (ta < 0 || tb < 0 || (ta == 0) != (tb == 0)) return false;
+  const DType need = ta == 0 ? DType::I8 : DType::F8E4M3;
+  if (!limits_.tensor.count(need)) {
+    if (ta == 0 || !limits_.unknown.empty()) {
+      why = !limits_.unknown.empty() ? limits_.unknown
+                                     : "the hardware profile '" + limits_.profile + "' has no i8 tensor-core rate";
+      return false;
+    }
+    p.q8_note = "fp8 contraction " + result + " on f16 tensor cores (the hardware profile '" + limits_.profile +
+                "' has no f8 tensor rate: no fp8 tensor cores; the fp8 tiles are widened to f16 in registers, exact; "
+                "built for sm_89 or later the same code runs fp8 mma.sync)";
+  }
+  p.q8 = true;
+  p.integer = ta == 0;
+  p.ta = ta;
+  p.tb = tb;
+  return true;
+}
+
 int64_t gemm_block_tile(std::optional<int64_t> asked, int64_t extent) {
   if (extent <= 64) return 64;
   if (!asked) return 128;
@@ -35,9 +63,13 @@ bool Generator::plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const
   // for a product of two bf16 values), still on tensor cores.
   const bool split =
       (a.dtype == DType::F32 && b.dtype == DType::BF16) || (a.dtype == DType::BF16 && b.dtype == DType::F32);
-  if (!split && (!is_16bit_float(a.dtype) || a.dtype != b.dtype)) {
-    why = std::string("operands are ") + std::string(ir::dtype_name(a.dtype)) + " and " +
-          std::string(ir::dtype_name(b.dtype)) + "; tensor cores take two bf16, two f16, or f32 with bf16";
+  // 8-bit operands (two i8, or two fp8 of either kind) take gemm_q8.cuh.
+  const std::string what = "'" + frame.diagram->value(o.results[0]).name + "' in '" + frame.diagram->name + "'";
+  if (!split && (!is_16bit_float(a.dtype) || a.dtype != b.dtype) && !plan_q8(what, a.dtype, b.dtype, p, why)) {
+    if (why.empty())
+      why = std::string("operands are ") + std::string(ir::dtype_name(a.dtype)) + " and " +
+            std::string(ir::dtype_name(b.dtype)) +
+            "; tensor cores take two bf16, two f16, f32 with bf16, two i8, or two f8e4m3/f8e5m2";
     return false;
   }
   if (a.kind != Ten::Kind::Buffer || b.kind != Ten::Kind::Buffer) {
@@ -76,6 +108,16 @@ bool Generator::plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const
       why = "axis '" + axis_names_[static_cast<size_t>(ax)] + "' is summed but no operand has it";
       return false;
     }
+  if (p.integer && !numel(k_axes).known()) {
+    why = "the summed length is a runtime size; s32 accumulation of i8 products is exact only below " +
+          str(kGemmMaxK_S8 + 1) + " terms";
+    return false;
+  }
+  if (p.integer && numel(k_axes).hint() > kGemmMaxK_S8) {
+    why = "the summed length " + str(numel(k_axes).hint()) +
+          " would overflow s32 accumulators of i8 products (exact only below " + str(kGemmMaxK_S8 + 1) + " terms)";
+    return false;
+  }
   // Order each group by A's (M, K) or B's (N) layout, outermost first, so that contiguous groups merge.
   auto by_stride = [](const Ten &t, std::vector<int> &group) {
     std::stable_sort(group.begin(), group.end(), [&](int p, int q) { return t.stride(p).hint() > t.stride(q).hint(); });
@@ -176,10 +218,12 @@ bool Generator::plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const
     pick(n_axes, numel(n_axes), BN, "BN");
   }
   // How each operand is staged: cp.async along its contiguous dimension when rows are 16-byte aligned.
+  // (16 bytes: 8 elements of 16 bits, 16 of 8 bits.)
+  const int64_t vector = p.q8 ? 16 : 8;
   auto aligned = [&](const Ten &t, const Sz &other_stride, const Sz &extent) {
-    if (!other_stride.multiple_of(8) || !extent.multiple_of(8)) return false;
+    if (!other_stride.multiple_of(vector) || !extent.multiple_of(vector)) return false;
     for (int ax : batch)
-      if (!t.stride(ax).multiple_of(8)) return false;
+      if (!t.stride(ax).multiple_of(vector)) return false;
     return true;
   };
   int la = 0, lb = 0;

@@ -429,9 +429,9 @@ bool match_fused(const ir::Diagram &d, FusedMatch &m, std::string &why) {
       return false;
     }
     DType a = d.value(tensors[0]).dtype, b = d.value(tensors[1]).dtype;
-    if (!is_16bit_float(a) || a != b) {
+    if ((!is_16bit_float(a) || a != b) && !(is_8bit(a) && is_8bit(b) && (a == DType::I8) == (b == DType::I8))) {
       why = std::string("the contraction's operands are ") + std::string(ir::dtype_name(a)) + " and " +
-            std::string(ir::dtype_name(b)) + "; tensor cores take two bf16 or two f16";
+            std::string(ir::dtype_name(b)) + "; tensor cores take two bf16, two f16, two i8 or two fp8";
       return false;
     }
     m.kind = FusedMatch::Kind::Gemm;

@@ -145,12 +145,15 @@ std::optional<KernelShape> kernel_shape(const KernelQuery &query, const Limits &
     };
     int64_t bm = tile_dimension(m_axes, a_lifted && !b_lifted);
     int64_t bn = tile_dimension(n_axes, b_lifted && !a_lifted);
+    // 8-bit operands (gemm_q8.cuh): chunks of 64 one-byte elements, rows padded by 16 bytes.
+    const bool q8 = is_8bit(d.value(a).dtype);
+    const int64_t chunk = q8 ? kGemmChunkQ8 : kGemmChunk, bytes = q8 ? 1 : 2, pad = q8 ? 16 : 8;
     std::vector<int> k_axes(main.axes.begin(), main.axes.end());
     for (size_t i = 0; i < k_axes.size(); ++i)
-      shape.streams[k_axes[i]] = i + 1 == k_axes.size() ? std::min(kGemmChunk, size(k_axes[i])) : 1;
+      shape.streams[k_axes[i]] = i + 1 == k_axes.size() ? std::min(chunk, size(k_axes[i])) : 1;
     shape.family = "gemm";
     shape.threads = kGemmThreads;
-    shape.smem = 2 * (bm + bn) * (kGemmChunk + 8) * 2;  // two stages of A and B tiles, padded rows, 16-bit
+    shape.smem = 2 * (bm + bn) * (chunk + pad) * bytes;  // two stages of A and B tiles, padded rows
   } else {
     // Row kernels: a warp per row, kRowThreads / 32 rows a block; pointwise
     // kernels: a thread per element. Both cover their positions innermost first.

@@ -47,8 +47,12 @@ bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tens
   const std::string &tiles = p.tiles;
   KernelArgs args;
   std::string pa = args.in(a), pb = args.in(b);
+  // Scalar factors: float, or double beside the exact s32 sum of i8 products.
+  const bool integer = p.integer;
   std::string scale;
-  for (const Ten &s : scalars) scale += " * " + load(args, s, [](int) { return std::string("0"); });
+  for (const Ten &s : scalars)
+    scale += " * " + std::string(integer ? "static_cast<double>(" : "") +
+             load(args, s, [](int) { return std::string("0"); }) + (integer ? ")" : "");
   std::string r = epilogue ? std::string() : args.out(out);
   const bool f16 = p.f16;
   auto index = [](int ax) { return x(ax); };
@@ -61,7 +65,12 @@ bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tens
                   (lb == 1   ? "by cp.async along K"
                    : lb == 2 ? "by cp.async along N"
                              : "by element loads") +
-                  (split ? "; the f32 operand split into bf16 hi + lo pairs along K" : "") + "\n";
+                  (split ? "; the f32 operand split into bf16 hi + lo pairs along K" : "") +
+                  (p.q8 ? std::string("; 8-bit operands (") + std::string(ir::dtype_name(a.dtype)) + " x " +
+                              std::string(ir::dtype_name(b.dtype)) + "), " +
+                              (integer ? "exact s32 accumulators" : "f32 accumulators")
+                        : std::string()) +
+                  "\n";
   if (epilogue) k += "// tiles: " + tiles + "\n";
   auto batch_offset = [&](const Ten &t) {
     std::string s;
@@ -72,25 +81,37 @@ bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tens
   // The per-element code; an epilogue's reads and writes join args after A, B and the scalars.
   std::string store;
   const std::string pad = "        ";
+  // The accumulator as the epilogue's f32, and as stored: an s32 sum is
+  // stored as it is into i32 (exact), else converted once from float64.
+  const std::string value = integer ? "static_cast<double>(acc[i][j][c]) * scale" : "acc[i][j][c] * scale";
+  std::string stored = "ncd_to<" + element_type(out.dtype) + ">(" + value + ")";
+  if (integer && out.dtype == DType::I32 && scalars.empty())
+    stored = "acc[i][j][c]";
+  else if (integer && ir::is_integer(out.dtype))
+    stored = "ncd_to_int<" + element_type(out.dtype) + ">(" + value + ")";
+  else if (integer)
+    stored = "ncd_to<" + element_type(out.dtype) + ">(static_cast<float>(" + value + "))";
   if (epilogue) {
     store = decompose(m_axes, "m", pad) + decompose(n_axes, "n", pad);
-    store += epilogue->body(args, "acc[i][j][c] * scale", pad);
+    store += epilogue->body(args, integer ? "static_cast<float>(" + value + ")" : value, pad);
   } else {
-    store = pad + r + "[m * " + str(sCm) + " + n * " + str(sCn) + batch_offset(out) + "] = ncd_to<" +
-            element_type(out.dtype) + ">(acc[i][j][c] * scale);\n";
+    store = pad + r + "[m * " + str(sCm) + " + n * " + str(sCn) + batch_offset(out) + "] = " + stored + ";\n";
   }
   const bool default_tiles = BM == 128 && BN == 128;
   k += "__global__ void __launch_bounds__(" + str(kGemmThreads) + ") @NAME@(" + args.param_list() + ") {\n";
   if (!batch.empty()) k += "  const int64_t b = blockIdx.z;\n" + decompose(batch, "b", "  ");
-  k += "  const uint16_t *A = reinterpret_cast<const uint16_t *>(" + pa + batch_offset(a) + ");\n";
-  k += "  const uint16_t *B = reinterpret_cast<const uint16_t *>(" + pb + batch_offset(b) + ");\n";
+  const std::string bits = p.q8 ? "uint8_t" : "uint16_t";
+  k += "  const " + bits + " *A = reinterpret_cast<const " + bits + " *>(" + pa + batch_offset(a) + ");\n";
+  k += "  const " + bits + " *B = reinterpret_cast<const " + bits + " *>(" + pb + batch_offset(b) + ");\n";
   k += "  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * " + str(BM) +
        ", n0 = static_cast<int64_t>(blockIdx.x) * " + str(BN) + ";\n";
-  k += "  float acc[" + str(BM / 32) + "][" + str(BN / 32) + "][4];\n";
-  k += "  ncd_gemm_tile<" + std::string(f16 ? "true" : "false") + ", " + str(la) + ", " + str(lb) +
-       (default_tiles ? std::string() : ", " + str(BM) + ", " + str(BN)) + ">(A, B, " + str(M) + ", " + str(N) + ", " +
-       str(K) + ", " + str(sAm) + ", " + str(sAk) + ", " + str(sBk) + ", " + str(sBn) + ", m0, n0, acc);\n";
-  k += "  const float scale = 1.f" + scale + ";\n";
+  k += std::string(integer ? "  int acc[" : "  float acc[") + str(BM / 32) + "][" + str(BN / 32) + "][4];\n";
+  const std::string tile = p.q8 ? "ncd_gemm_tile_q8<" + str(p.ta) + ", " + str(p.tb) + ", "
+                                : "ncd_gemm_tile<" + std::string(f16 ? "true" : "false") + ", ";
+  k += "  " + tile + str(la) + ", " + str(lb) + (default_tiles ? std::string() : ", " + str(BM) + ", " + str(BN)) +
+       ">(A, B, " + str(M) + ", " + str(N) + ", " + str(K) + ", " + str(sAm) + ", " + str(sAk) + ", " + str(sBk) +
+       ", " + str(sBn) + ", m0, n0, acc);\n";
+  k += std::string(integer ? "  const double scale = 1.0" : "  const float scale = 1.f") + scale + ";\n";
   k += "  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;\n";
   k += "  for (int i = 0; i < " + str(BM / 32) + "; ++i)\n    for (int j = 0; j < " + str(BN / 32) +
        "; ++j)\n      for (int c = 0; c < 4; ++c) {\n";
@@ -102,6 +123,7 @@ bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tens
   (void)index;
   const ir::Value &result = frame.diagram->value(o.results[0]);
   std::string name = add_kernel((epilogue ? "gemm_fused_" : "gemm_") + result.name, k);
+  if (!p.q8_note.empty()) note(&o, p.q8_note);
   line("// " + result.name + axis_list(out.axes) + " = contract" + axis_list(summed) + " on tensor cores" +
        (epilogue ? " with its fused epilogue" : ""));
   grid_check({tiles_for(M, BM), str(batches)}, result.name);

@@ -1,6 +1,7 @@
 // The architectures the CUDA backend generates for, each with the hardware
 // profile (stdlib/hw/*.yaml) that describes it. Every hardware fact a kernel
-// depends on (today: how much shared memory a block may use) is read from that
+// depends on (how much shared memory a block may use, which dtypes its tensor
+// cores take: int8 and fp8 contractions) is read from that
 // profile, so that adding an architecture is a row here and a profile there.
 #include "targets.h"
 
@@ -43,6 +44,8 @@ std::optional<detail::Limits> profile_limits(const HardwareProfile &hardware) {
   for (const Target &target : kTargets) {
     if (!hardware.answers_to(target.profile)) continue;
     detail::Limits limits;
+    limits.profile = hardware.name;
+    for (const auto &[dtype, rate] : hardware.tensor) limits.tensor.insert(dtype);
     int smem = hardware.level_index("smem");
     if (smem < 0)
       limits.unknown = "the hardware profile '" + hardware.name + "' has no level 'smem'";
@@ -61,6 +64,9 @@ detail::Limits target_limits(const std::string &arch) {
     DiagnosticEngine quiet(sources);
     auto hardware = load_hardware(target.profile, sources, quiet);
     int smem = hardware ? hardware->level_index("smem") : -1;
+    limits.profile = target.profile;
+    if (hardware)
+      for (const auto &[dtype, rate] : hardware->tensor) limits.tensor.insert(dtype);
     if (!hardware)
       limits.unknown = "the hardware profile '" + std::string(target.profile) + "' of " + arch + " cannot be read";
     else if (smem < 0)

@@ -322,7 +322,8 @@ AGREEMENT = OPTIMIZED + [
     ("stdlib/std/attention.ncd", "Attention"), ("stdlib/std/attention.ncd", "CausalAttention"),
     ("stdlib/std/attention.ncd", "SlidingWindowAttention"), ("stdlib/std/attention.ncd", "CausalMultiHeadAttention"),
     ("examples/attention.ncd", "Attention"), ("examples/multihead.ncd", "MultiHead"), ("examples/gpt2.ncd", "Block"),
-    ("examples/gpt2.ncd", "Model"),
+    ("examples/gpt2.ncd", "Model"), ("tests/cuda/cases/quantized.ncd", "FP8Linear"),
+    ("tests/cuda/cases/quantized.ncd", "W8A16Linear"),
 ]
 AGREEMENT_SIZES = [[], ["-D", "seq=1000"], ["-D", "ctx=1000"], ["-D", "q=3000", "-D", "k=3000"]]
 ANNOUNCED = re.compile(r"tile: tiles of '(\w+)'(?: where '\w+' calls it)?(?: on [\w-]+)?: ([^;]*);")
