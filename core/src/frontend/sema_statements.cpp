@@ -524,8 +524,10 @@ void Sema::lower_assign(const ast::Stmt &stmt) {
     ir::Value &computed = current_->value(result);
     const auto &ops = frames_.back().region->ops;
     const ir::Op *producer = !ops.empty() && ops.back()->id == computed.producer ? ops.back().get() : nullptr;
+    // quantize's integer result is the op's own, so that it reads back as one statement.
     if (producer && (producer->kind == ir::OpKind::Contract ||
-                     (producer->kind == ir::OpKind::Reduce && producer->function == ops::Fn::Sum)))
+                     (producer->kind == ir::OpKind::Reduce && producer->function == ops::Fn::Sum) ||
+                     (producer->kind == ir::OpKind::Elementwise && producer->function == ops::Fn::Quantize)))
       computed.dtype = statement_dtype_;
   }
   bind_target(target, result, stmt.location, /*fresh=*/value->kind != TypedExpr::Kind::Value);
