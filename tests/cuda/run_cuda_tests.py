@@ -210,7 +210,7 @@ ERROR_CASES = [
      "(static_cast<float>((q - k)) < static_cast<float>((static_cast<float>(ncd_n.k) / 2.0f))"),
     (["emit", "--cuda", "tests/cuda/cases/fallback.ncd", "--all"], 0,
      "ncd emit: note: tests/cuda/cases/fallback.ncd:8:13: generic kernel for contraction 'Y' in 'Product' "
-     "(operands are f32 and f32; tensor cores take two bf16, two f16, or f32 with bf16)\n"
+     "(operands are f32 and f32; tensor cores take two bf16, two f16, f32 with bf16, two i8, or two f8e4m3/f8e5m2)\n"
      "ncd emit: note: tests/cuda/cases/fallback.ncd:12:17: 'Scheduled' has a schedule but is not a fused kernel the "
      "cuda backend knows (it has more than one contraction, reduction or normalisation ('L' and 'M')); its operations "
      "run as separate kernels\n",
