@@ -109,6 +109,9 @@ struct Ten {
   std::string ptr;  // Buffer: host expression of the base pointer
   double literal = 0;
   std::string literal_code;  // Literal: an expression of runtime sizes (then `literal` is its planning value)
+  // A value of a fused kernel computed where a GEMM stages it (its prologue):
+  // the IR value, laid out densely over `axes` for the planner; no pointer.
+  int computed = -1;
 
   int find(int axis) const {
     for (size_t i = 0; i < axes.size(); ++i)
@@ -182,6 +185,9 @@ struct GemmEpilogue {
   // `acc` is the scaled f32 accumulator. Reads and writes go through `args`.
   std::function<std::string(KernelArgs &args, const std::string &acc, const std::string &pad)> body;
   std::map<int, int64_t> groups;  // runtime axis -> the schedule's group tile
+  // A prologue operand's staging code: the bits of the computed operand (a
+  // Ten with `computed` set) at the x<axis> of its axes, which are declared.
+  std::function<std::string(KernelArgs &args, const Ten &operand, const std::string &pad)> prologue;
 };
 
 // A tensor-core GEMM as plan_gemm decides it (a kernel plan that needs the

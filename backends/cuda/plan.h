@@ -61,6 +61,9 @@ struct FusedMatch {
   const ir::Op *main = nullptr;        // the contraction, normalisation or reduction
   std::vector<const ir::Op *> before;  // scalar arithmetic computed first (folded or tiny kernels)
   std::set<int> after;                 // values computed from main's result
+  // Gemm: values the GEMM computes as it stages an operand (a quantization
+  // prologue: the operand's elementwise chain from the kernel's inputs).
+  std::set<int> prologue;
 };
 
 // The kernel family a scheduled diagram is, or why it is none (then its

@@ -72,6 +72,10 @@ bool Generator::plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const
             "; tensor cores take two bf16, two f16, f32 with bf16, two i8, or two f8e4m3/f8e5m2";
     return false;
   }
+  if (split && (a.computed >= 0 || b.computed >= 0)) {
+    why = "a prologue computes an operand beside an f32 one";
+    return false;
+  }
   if (a.kind != Ten::Kind::Buffer || b.kind != Ten::Kind::Buffer) {
     why = "an operand is not stored";
     return false;
@@ -146,14 +150,16 @@ bool Generator::plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const
     x1.insert(x1.end(), x3.begin(), x3.end());
     return x1;
   };
-  p.pack_a = !sAm || !sAk;
+  // A computed operand (a fused kernel's prologue) is laid out densely for
+  // the planner: it is never packed, and staged by its functor.
+  p.pack_a = a.computed < 0 && (!sAm || !sAk);
   if (p.pack_a) {
     a = dense(a.dtype, concat(batch, m_axes, k_axes), "");
     p.packed_a = a;
     sAm = merged_stride(a, m_axes, sizes_of(m_axes));
     sAk = merged_stride(a, k_axes, sizes_of(k_axes));
   }
-  p.pack_b = !sBk || !sBn;
+  p.pack_b = b.computed < 0 && (!sBk || !sBn);
   if (p.pack_b) {
     b = dense(b.dtype, concat(batch, n_axes, k_axes), "");
     p.packed_b = b;
@@ -227,11 +233,15 @@ bool Generator::plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const
     return true;
   };
   int la = 0, lb = 0;
-  if (*sAk == 1 && aligned(a, *sAm, K))
+  if (a.computed >= 0)
+    la = *sAk == 1 ? 3 : 4;  // computed in the order its dense layout (its inputs' order) runs
+  else if (*sAk == 1 && aligned(a, *sAm, K))
     la = 1;
   else if (*sAm == 1 && aligned(a, *sAk, M))
     la = 2;
-  if (*sBk == 1 && aligned(b, *sBn, K))
+  if (b.computed >= 0)
+    lb = *sBk == 1 ? 3 : 4;
+  else if (*sBk == 1 && aligned(b, *sBn, K))
     lb = 1;
   else if (*sBn == 1 && aligned(b, *sBk, N))
     lb = 2;

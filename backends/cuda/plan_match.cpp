@@ -349,6 +349,34 @@ bool match_fused(const ir::Diagram &d, FusedMatch &m, std::string &why) {
     }
     m.main = op.get();
   }
+  // A quantization prologue: an operand of the contraction that is 8-bit, or
+  // dequantized, computed by elementwise ops alone from the kernel's inputs
+  // and read by nothing else. The GEMM computes it as it stages the operand
+  // (docs/CUDA.md, "Quantized contractions"); any other prologue is declined.
+  if (m.main && m.main->kind == OpKind::Contract)
+    for (int operand : m.main->operands) {
+      if (!index.producer(operand) || early.count(operand) || d.value(operand).axes.empty()) continue;
+      std::set<int> chain;
+      bool ok = true, dequantized = false;
+      std::function<void(int)> walk = [&](int v) {
+        const ir::Op *p = index.producer(v);
+        if (!p || early.count(v) || !chain.insert(v).second) return;
+        ok =
+            ok && p->kind == OpKind::Elementwise && std::find(d.outputs.begin(), d.outputs.end(), v) == d.outputs.end();
+        dequantized = dequantized || (p->kind == OpKind::Elementwise && p->function == ops::Fn::Dequantize);
+        for (int o : p->operands) walk(o);
+      };
+      walk(operand);
+      if (!ok || !(is_8bit(d.value(operand).dtype) || dequantized)) continue;
+      for (int v : chain) {
+        int inside = 0;
+        for (const auto &op : d.body.ops)
+          if (op.get() == m.main || chain.count(op->results.at(0)))
+            for (int o : op->operands) inside += o == v;
+        ok = ok && uses(d, v) == inside;
+      }
+      if (ok) m.prologue.insert(chain.begin(), chain.end());
+    }
   std::set<int> upstream;
   if (m.main) {
     m.after.insert(m.main->results.at(0));
@@ -382,7 +410,10 @@ bool match_fused(const ir::Diagram &d, FusedMatch &m, std::string &why) {
         why = "'" + name(*op) + "' is broadcast beyond the result of '" + name(*m.main) + "'";
         return false;
       }
+    } else if (m.prologue.count(r)) {
+      continue;
     } else if (m.main->kind == OpKind::Contract) {
+      // (Quantization prologues were taken above; the words stay those of ncd cost's reports.)
       why = "the contraction '" + name(*m.main) + "' has a prologue ('" + name(*op) + "'); only epilogues are fused";
       return false;
     } else if (!upstream.count(r)) {
@@ -418,7 +449,7 @@ bool match_fused(const ir::Diagram &d, FusedMatch &m, std::string &why) {
     std::vector<int> tensors;
     for (int operand : op.operands) {
       if (d.value(operand).axes.empty()) continue;
-      if (index.producer(operand)) {
+      if (index.producer(operand) && !m.prologue.count(operand)) {
         why = "an operand of the contraction '" + name(op) + "' is computed in the kernel";
         return false;
       }

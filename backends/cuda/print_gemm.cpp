@@ -46,7 +46,16 @@ bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tens
   const int la = p.la, lb = p.lb;
   const std::string &tiles = p.tiles;
   KernelArgs args;
-  std::string pa = args.in(a), pb = args.in(b);
+  // A computed operand (a fused kernel's prologue) is staged by a functor of
+  // (row, k) that computes its bits from the kernel's inputs.
+  auto functor = [&](const Ten &t, const std::vector<int> &rows, const char *row, const char *name) {
+    if (t.computed < 0) return std::string();
+    const std::string pad = "    ", bits = p.q8 ? "uint8_t" : "uint16_t";
+    return "  auto " + std::string(name) + " = [&](const int64_t " + row + ", const int64_t k) -> " + bits + " {\n" +
+           decompose(rows, row, pad) + decompose(p.k_axes, "k", pad) + epilogue->prologue(args, t, pad) + "  };\n";
+  };
+  std::string pa = a.computed < 0 ? args.in(a) : std::string(), fa = functor(a, p.m_axes, "m", "fa");
+  std::string pb = b.computed < 0 ? args.in(b) : std::string(), fb = functor(b, p.n_axes, "n", "fb");
   // Scalar factors: float, or double beside the exact s32 sum of i8 products.
   const bool integer = p.integer;
   std::string scale;
@@ -60,10 +69,12 @@ bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tens
                   (batch.empty() ? "" : ", batched over " + axis_list(batch)) + "; A staged " +
                   (la == 1   ? "by cp.async along K"
                    : la == 2 ? "by cp.async along M"
+                   : la >= 3 ? "as its prologue computes it"
                              : "by element loads") +
                   ", B staged " +
                   (lb == 1   ? "by cp.async along K"
                    : lb == 2 ? "by cp.async along N"
+                   : lb >= 3 ? "as its prologue computes it"
                              : "by element loads") +
                   (split ? "; the f32 operand split into bf16 hi + lo pairs along K" : "") +
                   (p.q8 ? std::string("; 8-bit operands (") + std::string(ir::dtype_name(a.dtype)) + " x " +
@@ -101,16 +112,25 @@ bool Generator::gemm(Frame &frame, const ir::Op &o, const std::vector<Ten> &tens
   k += "__global__ void __launch_bounds__(" + str(kGemmThreads) + ") @NAME@(" + args.param_list() + ") {\n";
   if (!batch.empty()) k += "  const int64_t b = blockIdx.z;\n" + decompose(batch, "b", "  ");
   const std::string bits = p.q8 ? "uint8_t" : "uint16_t";
-  k += "  const " + bits + " *A = reinterpret_cast<const " + bits + " *>(" + pa + batch_offset(a) + ");\n";
-  k += "  const " + bits + " *B = reinterpret_cast<const " + bits + " *>(" + pb + batch_offset(b) + ");\n";
+  auto pointer = [&](const char *name, const std::string &ptr, const Ten &t) {
+    return "  const " + bits + " *" + name + " = " +
+           (t.computed >= 0 ? std::string("nullptr")
+                            : "reinterpret_cast<const " + bits + " *>(" + ptr + batch_offset(t) + ")") +
+           ";\n";
+  };
+  k += pointer("A", pa, a) + pointer("B", pb, b) + fa + fb;
   k += "  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * " + str(BM) +
        ", n0 = static_cast<int64_t>(blockIdx.x) * " + str(BN) + ";\n";
   k += std::string(integer ? "  int acc[" : "  float acc[") + str(BM / 32) + "][" + str(BN / 32) + "][4];\n";
+  const std::string none = p.q8 ? "ncd_no_load_q8{}" : "ncd_no_load{}";
+  const std::string functors = fa.empty() && fb.empty() ? std::string()
+                                                        : ", " + (fa.empty() ? none : std::string("fa")) + ", " +
+                                                              (fb.empty() ? none : std::string("fb"));
   const std::string tile = p.q8 ? "ncd_gemm_tile_q8<" + str(p.ta) + ", " + str(p.tb) + ", "
                                 : "ncd_gemm_tile<" + std::string(f16 ? "true" : "false") + ", ";
   k += "  " + tile + str(la) + ", " + str(lb) + (default_tiles ? std::string() : ", " + str(BM) + ", " + str(BN)) +
        ">(A, B, " + str(M) + ", " + str(N) + ", " + str(K) + ", " + str(sAm) + ", " + str(sAk) + ", " + str(sBk) +
-       ", " + str(sBn) + ", m0, n0, acc);\n";
+       ", " + str(sBn) + ", m0, n0, acc" + functors + ");\n";
   k += std::string(integer ? "  const double scale = 1.0" : "  const float scale = 1.f") + scale + ";\n";
   k += "  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;\n";
   k += "  for (int i = 0; i < " + str(BM / 32) + "; ++i)\n    for (int j = 0; j < " + str(BN / 32) +
@@ -142,6 +162,12 @@ bool Generator::fused_gemm(Frame &frame, const ir::Diagram &d, const FusedMatch 
   const ir::Op &c = *m.main;
   std::vector<Ten> tensors, scalars;
   for (int id : c.operands) {
+    if (m.prologue.count(id)) {
+      Ten t = dense(d.value(id).dtype, fused_axes(frame, id), "");
+      t.computed = id;
+      tensors.push_back(t);
+      continue;
+    }
     Ten t = get(frame, id);
     (d.value(id).axes.empty() ? scalars : tensors).push_back(t);
   }
@@ -166,6 +192,14 @@ bool Generator::fused_gemm(Frame &frame, const ir::Diagram &d, const FusedMatch 
     ctx.special[c.results[0]] = "e_acc";
     fused_stores(frame, d, kernel, args, ctx);
     return ctx.code;
+  };
+  epilogue.prologue = [&](KernelArgs &args, const Ten &operand, const std::string &pad) {
+    ExprCtx ctx;
+    ctx.pad = pad;
+    ctx.counter = &kernel.counter;
+    ctx.index = identity;
+    std::string v = fexpr(frame, args, ctx, operand.computed);
+    return ctx.code + pad + "return ncd_bits<" + element_type(operand.dtype) + ">(" + v + ");\n";
   };
   size_t mark = kernel_order_.size();
   if (!gemm(frame, c, tensors, scalars, cten, why, &epilogue)) return false;

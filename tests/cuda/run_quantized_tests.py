@@ -6,7 +6,8 @@ emitted as they are (with hand-written GEMM + scale epilogue kernels, lifted)
 and after `ncd optimize -O2`.
 
   golden    the structure of the emitted code (kernel list, launches, the GEMM
-            lines and the 8-bit tile instantiations, fused epilogues) against
+            lines and the 8-bit tile instantiations, fused prologues and
+            epilogues; -O2 must fuse the fp8 and weight-only layers) against
             quantized.golden (--update rewrites it); the exact notes for
             sm_90 (none) and sm_80 (fp8 widened to f16); no contraction is left
             to the generic kernel.
@@ -28,8 +29,9 @@ import run_cuda_tests as base
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = "tests/cuda/cases/quantized.ncd"
 # The layers optimized with -O2. W8A8Linear is left out: `ncd optimize` writes
-# its quantize as an f32 statement that sema then refuses (tests/KNOWN_ISSUES.md);
-# its fused GEMM + scale epilogue is the hand-written W8A8Epilogue of the file.
+# its quantize as an f32 statement (`t9[s, m]: f32 = quantize(...)`) that sema
+# then refuses when the file is read back; its fused GEMM + scale epilogue is
+# the hand-written W8A8Epilogue of the file.
 DIAGRAMS = ["FP8Linear", "W8A16Linear"]
 # The note for fp8 on a target without fp8 tensor cores.
 SM80_NOTE = "".join(
@@ -41,6 +43,7 @@ S8 = "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32"
 E4M3 = "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32"
 E4M3_E5M2 = "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e5m2.f32"
 F16 = "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"
+BF16 = "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"
 
 STRUCTURE = [
     (re.compile(r"^// (fused kernel|GEMM|tiles|fallback)"), None),
@@ -51,6 +54,7 @@ STRUCTURE = [
     (re.compile(r"^\s*(int|float) acc\[.*"), lambda m: "    " + m.group(0).strip()),
     (re.compile(r"^\s*ncd_gemm_tile(_q8)?<.*"), lambda m: "    " + m.group(0).strip()),
     (re.compile(r"^\s*r\d+\[m \* .*"), lambda m: "    " + m.group(0).strip()),
+    (re.compile(r"^\s*(auto f[ab] = .*|return ncd_bits<.*)"), lambda m: "    " + m.group(1)),
 ]
 
 
@@ -118,7 +122,7 @@ def golden(args):
     sections, problems = [], []
     code = emit(args, CASES, ["--arch", "sm_90"], "")
     problems += checks(code, CASES)
-    for kernel in ("W8A8Epilogue", "FP8Epilogue"):
+    for kernel in ("W8A8Epilogue", "FP8Epilogue", "W8A8Kernel"):
         if "// fused kernel for '%s'" % kernel not in code:
             problems.append("%s: '%s' is not a fused GEMM kernel" % (CASES, kernel))
     sections.append("== %s --arch sm_90\n" % CASES + structure(code))
@@ -126,6 +130,9 @@ def golden(args):
     with tempfile.TemporaryDirectory() as tmp:
         for path in optimized(args, tmp):
             code = emit(args, path, ["--arch", "sm_90"], "")
+            # The quantization (fp8) or dequantization (int8 weights) is the GEMM's prologue.
+            if "staged as its prologue computes it" not in code or "// fused kernel for" not in code:
+                problems.append("%s -O2: no fused GEMM with a prologue" % os.path.basename(path))
             sections.append("== %s -O2 --arch sm_90\n" % os.path.basename(path) + structure(code))
     for p in problems:
         print("FAIL: " + p)
@@ -169,7 +176,9 @@ def compile_cases(args):
                 fp8.append(E4M3)
             if "ncd_gemm_tile_q8<1, 2," in code:
                 fp8.append(E4M3_E5M2)
-            expected = {"80": (s8 + ([F16] if fp8 else []), fp8), "89": (s8 + fp8, []), "90": (s8 + fp8, [])}
+            bf16 = [BF16] if "ncd_gemm_tile<false," in code else []  # weight-only int8: bf16 after the prologue
+            expected = {"80": (s8 + bf16 + ([F16] if fp8 else []), fp8), "89": (s8 + bf16 + fp8, []),
+                        "90": (s8 + bf16 + fp8, [])}
             for arch, (present, absent) in expected.items():
                 ptx = os.path.join(tmp, "q%d_%s.ptx" % (i, arch))
                 cmd = [nvcc, "-std=c++17", "-O1", "-arch=sm_" + arch, "--ptx", "-o", ptx, cu]

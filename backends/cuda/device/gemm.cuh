@@ -8,13 +8,18 @@
 // inlined body folds as constants, or runtime sizes. kLA / kLB say how a K-chunk of BK is
 // staged through shared memory: 1 = cp.async along the contiguous K (tile kept
 // [row][k]), 2 = cp.async along the contiguous M / N (tile kept [k][row]),
-// 0 = element loads (any strides). Two stages: the next chunk loads while the
-// current one is multiplied.
-template <bool kF16, int kLA, int kLB, int BM = 128, int BN = 128>
+// 0 = element loads (any strides), 3 / 4 = computed (a fused kernel's
+// prologue: the functor fa / fb gives the bits of element (row, k), K fastest
+// for 3, rows fastest for 4, as the operand's inputs lie; tile kept [row][k]).
+// Two stages: the next chunk loads while the current one is multiplied.
+struct ncd_no_load {
+  __device__ uint16_t operator()(int64_t, int64_t) const { return 0; }
+};
+template <bool kF16, int kLA, int kLB, int BM = 128, int BN = 128, class FA = ncd_no_load, class FB = ncd_no_load>
 __device__ __forceinline__ void ncd_gemm_tile(const uint16_t *__restrict__ A, const uint16_t *__restrict__ B,
                                               const int64_t M, const int64_t N, const int64_t K, const int64_t sAm,
                                               const int64_t sAk, const int64_t sBk, const int64_t sBn, int64_t m0,
-                                              int64_t n0, float (&acc)[BM / 32][BN / 32][4]) {
+                                              int64_t n0, float (&acc)[BM / 32][BN / 32][4], FA fa = {}, FB fb = {}) {
   static_assert((BM == 64 || BM == 128) && (BN == 64 || BN == 128), "block tiles are 64 or 128");
   constexpr int BK = 32, PAD = 8, THREADS = 256;
   constexpr int MI = BM / 32, NJ = BN / 32, WM = BM / 2, WN = BN / 4;  // fragments and extent per warp
@@ -45,6 +50,12 @@ __device__ __forceinline__ void ncd_gemm_tile(const uint16_t *__restrict__ A, co
         const bool ok = m < M && k < K;
         ncd_cp_async16(&sA[stage][r * AS + mc], ok ? A + m + k * sAk : A, ok);
       }
+    } else if constexpr (kLA >= 3) {
+      for (int e = tid; e < BM * BK; e += THREADS) {
+        const int r = kLA == 3 ? e / BK : e % BM, kk = kLA == 3 ? e % BK : e / BM;
+        const int64_t m = m0 + r, k = k0 + kk;
+        sA[stage][r * AS + kk] = (m < M && k < K) ? fa(m, k) : uint16_t(0);
+      }
     } else {
       for (int e = tid; e < BM * BK; e += THREADS) {
         const int r = e / BK, kk = e % BK;
@@ -65,6 +76,12 @@ __device__ __forceinline__ void ncd_gemm_tile(const uint16_t *__restrict__ A, co
         const int64_t n = n0 + nc, k = k0 + r;
         const bool ok = n < N && k < K;
         ncd_cp_async16(&sB[stage][r * BS + nc], ok ? B + n + k * sBk : B, ok);
+      }
+    } else if constexpr (kLB >= 3) {
+      for (int e = tid; e < BN * BK; e += THREADS) {
+        const int r = kLB == 3 ? e / BK : e % BN, kk = kLB == 3 ? e % BK : e / BN;
+        const int64_t n = n0 + r, k = k0 + kk;
+        sB[stage][r * BS + kk] = (n < N && k < K) ? fb(n, k) : uint16_t(0);
       }
     } else {
       for (int e = tid; e < BN * BK; e += THREADS) {

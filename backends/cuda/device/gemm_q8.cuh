@@ -18,7 +18,9 @@
 // (kL 2: the operand is contiguous along M or N, staged as it lies) is
 // transposed when the fragments are built, four byte loads per register.
 // kLA / kLB: 1 = cp.async along the contiguous K, 2 = cp.async along the
-// contiguous M / N, 0 = element loads (any strides). Two stages.
+// contiguous M / N, 0 = element loads (any strides), 3 / 4 = computed by the
+// functor fa / fb (a fused kernel's prologue, e.g. the quantization of the
+// activations: K fastest for 3, rows fastest for 4). Two stages.
 template <int kT>
 __device__ __forceinline__ void ncd_f8x4_to_f16(uint32_t v, uint32_t &lo, uint32_t &hi) {
   constexpr __nv_fp8_interpretation_t kind = kT == 1 ? __NV_E4M3 : __NV_E5M2;
@@ -76,11 +78,16 @@ __device__ __forceinline__ uint32_t ncd_pack4(uint8_t b0, uint8_t b1, uint8_t b2
          (static_cast<uint32_t>(b3) << 24);
 }
 
-template <int kTA, int kTB, int kLA, int kLB, int BM = 128, int BN = 128, class Acc>
+struct ncd_no_load_q8 {
+  __device__ uint8_t operator()(int64_t, int64_t) const { return 0; }
+};
+
+template <int kTA, int kTB, int kLA, int kLB, int BM = 128, int BN = 128, class Acc = float, class FA = ncd_no_load_q8,
+          class FB = ncd_no_load_q8>
 __device__ __forceinline__ void ncd_gemm_tile_q8(const uint8_t *__restrict__ A, const uint8_t *__restrict__ B,
                                                  const int64_t M, const int64_t N, const int64_t K, const int64_t sAm,
                                                  const int64_t sAk, const int64_t sBk, const int64_t sBn, int64_t m0,
-                                                 int64_t n0, Acc (&acc)[BM / 32][BN / 32][4]) {
+                                                 int64_t n0, Acc (&acc)[BM / 32][BN / 32][4], FA fa = {}, FB fb = {}) {
   static_assert((BM == 64 || BM == 128) && (BN == 64 || BN == 128), "block tiles are 64 or 128");
   constexpr int BK = 64, PAD = 16, THREADS = 256;  // bytes: PAD keeps staged rows 16-byte aligned
   constexpr int MI = BM / 32, NJ = BN / 32, WM = BM / 2, WN = BN / 4;
@@ -98,9 +105,15 @@ __device__ __forceinline__ void ncd_gemm_tile_q8(const uint8_t *__restrict__ A, 
 
   // One operand's K-chunk: R rows (M or N) of a [row][k] or [k][row] tile.
   auto stage = [&](uint8_t *tile, const uint8_t *X, auto layout, int R, int S, int64_t r0, int64_t rows, int64_t sr,
-                   int64_t sk, int64_t k0) {
+                   int64_t sk, int64_t k0, auto f) {
     constexpr int kL = decltype(layout)::value;
-    if constexpr (kL == 1) {
+    if constexpr (kL >= 3) {
+      for (int e = tid; e < R * BK; e += THREADS) {
+        const int r = kL == 3 ? e / BK : e % R, kk = kL == 3 ? e % BK : e / R;
+        const int64_t row = r0 + r, k = k0 + kk;
+        tile[r * S + kk] = (row < rows && k < K) ? f(row, k) : uint8_t(0);
+      }
+    } else if constexpr (kL == 1) {
       for (int c = tid; c < R * BK / 16; c += THREADS) {
         const int r = c / (BK / 16), kc = (c % (BK / 16)) * 16;
         const int64_t row = r0 + r, k = k0 + kc;
@@ -123,8 +136,8 @@ __device__ __forceinline__ void ncd_gemm_tile_q8(const uint8_t *__restrict__ A, 
     }
   };
   auto load = [&](int s, int64_t k0) {
-    stage(sA[s], A, std::integral_constant<int, kLA>(), BM, AS, m0, M, sAm, sAk, k0);
-    stage(sB[s], B, std::integral_constant<int, kLB>(), BN, BS, n0, N, sBn, sBk, k0);
+    stage(sA[s], A, std::integral_constant<int, kLA>(), BM, AS, m0, M, sAm, sAk, k0, fa);
+    stage(sB[s], B, std::integral_constant<int, kLB>(), BN, BS, n0, N, sBn, sBk, k0, fb);
   };
   // The four bytes at k = k, k+1, k+2, k+3 of row r of a staged tile.
   auto quad = [](const uint8_t *tile, auto layout, int S, int r, int k) -> uint32_t {

@@ -73,6 +73,20 @@ __host__ __device__ inline int32_t ncd_to<int32_t>(float x) { return ncd_to_int<
 template <>
 __host__ __device__ inline bool ncd_to<bool>(float x) { return x != 0.f; }
 
+// The bits of a value of an 8- or 16-bit tensor-core operand (a GEMM prologue
+// computes them in float32 and stages them as the stored value would be).
+template <class T>
+__device__ inline auto ncd_bits(float x) {
+  if constexpr (std::is_same_v<T, int8_t>)
+    return static_cast<uint8_t>(ncd_to<int8_t>(x));
+  else if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    return static_cast<uint16_t>(__bfloat16_as_ushort(ncd_to<T>(x)));
+  else if constexpr (std::is_same_v<T, __half>)
+    return static_cast<uint16_t>(__half_as_ushort(ncd_to<T>(x)));
+  else
+    return static_cast<uint8_t>(ncd_to<T>(x).__x);
+}
+
 // ---------------------------------------------------------------- functions (docs/RUN.md)
 __device__ inline float ncd_max(float a, float b) { return (a != a || b != b) ? a + b : fmaxf(a, b); }
 __device__ inline float ncd_min(float a, float b) { return (a != a || b != b) ? a + b : fminf(a, b); }
