@@ -10,7 +10,6 @@
 #include "diagram_graph.h"
 
 #include "drawing_parts.h"
-#include "ncd/routing.h"
 
 #include <algorithm>
 #include <cmath>
@@ -724,17 +723,10 @@ class Drawer {
     return text;
   }
 
-  // Whether `op` is the gather of a routed contraction (ncd/routing.h), found once per diagram.
+  // Whether `op` is the gather of a routed contraction, found once per diagram.
   bool routed(const Scope &scope, const ir::Op &op) const {
     auto [it, fresh] = routed_gathers_.try_emplace(scope.diagram);
-    if (fresh) {
-      const ir::ProducerIndex producers(*scope.diagram);
-      const std::vector<int> uses = ir::use_counts(*scope.diagram);
-      ir::for_each_op(scope.diagram->body, [&](const ir::Op &contraction) {
-        if (auto r = ir::routed_operand(*scope.diagram, program_, contraction, producers, uses))
-          it->second.insert(r->gather);
-      });
-    }
+    if (fresh) it->second = parts::routed_gathers(program_, *scope.diagram);
     return it->second.count(&op) > 0;
   }
 

@@ -9,6 +9,8 @@
 #include <map>
 #include <set>
 
+#include "ncd/routing.h"
+
 namespace ncd::render::parts {
 
 // ---------------------------------------------------------------- text
@@ -192,6 +194,16 @@ std::string node_table(std::vector<Lane> lanes, const Glyph &glyph, const char *
            (lane.role == Lane::Join ? "" : empty_half) + "</TR>";
   }
   return out + "</TABLE>";
+}
+
+std::set<const ir::Op *> routed_gathers(const ir::Program &program, const ir::Diagram &diagram) {
+  std::set<const ir::Op *> out;
+  const ir::ProducerIndex producers(diagram);
+  const std::vector<int> uses = ir::use_counts(diagram);
+  ir::for_each_op(diagram.body, [&](const ir::Op &contraction) {
+    if (auto r = ir::routed_operand(diagram, program, contraction, producers, uses)) out.insert(r->gather);
+  });
+  return out;
 }
 
 }  // namespace ncd::render::parts

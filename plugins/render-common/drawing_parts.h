@@ -4,9 +4,12 @@
 #pragma once
 
 #include <cstddef>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "ncd/ir.h"
 
 namespace ncd::render::parts {
 
@@ -58,5 +61,9 @@ LevelColor level_color(const std::string &level, int order);
 std::string glyph_cell(const Glyph &glyph, int rowspan, const std::string &port, const char *level_fill);
 void gather_acted(std::vector<Lane> &lanes);
 std::string node_table(std::vector<Lane> lanes, const Glyph &glyph, const char *level_fill, const char *line_color);
+
+// The gathers of the diagram's routed contractions (ncd/routing.h): drawn as
+// a route, not a materialised gather.
+std::set<const ir::Op *> routed_gathers(const ir::Program &program, const ir::Diagram &diagram);
 
 }  // namespace ncd::render::parts
