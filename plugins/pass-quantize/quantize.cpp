@@ -149,7 +149,8 @@ class Quantize : public Pass {
     int w = tensors[0], x = tensors[1];
     if (!weights_.count(w)) std::swap(w, x);
     if (!weights_.count(w) || weights_.count(x)) return false;
-    const ir::Value &wv = diagram.value(w), &xv = diagram.value(x);
+    // Copies: adding values below may move the diagram's value table.
+    const ir::Value wv = diagram.value(w), xv = diagram.value(x);
     auto carries = [](const ir::Value &v, int axis) { return std::find(v.axes.begin(), v.axes.end(), axis) != v.axes.end(); };
     if (!floating(wv.dtype) || !floating(xv.dtype) || eight_bit(wv.dtype) || eight_bit(xv.dtype)) return false;
     for (int axis : op.axes)
