@@ -404,8 +404,9 @@ FUSED_STRUCTURE = [
 ]
 
 
-def fused_structure(code):
-    """The pinned lines, and in each fused GEMM kernel the epilogue (after the bounds test)."""
+def fused_structure(code, patterns=None):
+    """The pinned lines (FUSED_STRUCTURE, or `patterns`), and in each fused GEMM kernel the epilogue (after the
+    bounds test)."""
     lines = []
     in_gemm = epilogue = False
     for line in code.splitlines():
@@ -417,7 +418,7 @@ def fused_structure(code):
             continue
         if line == "}":
             in_gemm = False
-        for pattern, form in FUSED_STRUCTURE:
+        for pattern, form in patterns or FUSED_STRUCTURE:
             m = pattern.match(line)
             if m:
                 lines.append(form(m) if form else line.strip())

@@ -59,29 +59,8 @@ STRUCTURE = [
 
 
 def structure(code):
-    """The pinned lines, and in each fused GEMM kernel the epilogue (after the bounds test)."""
-    lines = []
-    in_gemm = epilogue = False
-    for line in code.splitlines():
-        if epilogue:
-            if line.strip() == "}":
-                epilogue = False
-            else:
-                lines.append("    " + line.strip())
-            continue
-        if line == "}":
-            in_gemm = False
-        for pattern, form in STRUCTURE:
-            m = pattern.match(line)
-            if m:
-                lines.append(form(m) if form else line.strip())
-                if lines[-1].startswith("kernel ") and "_gemm_fused_" in lines[-1]:
-                    in_gemm = True
-                break
-        if in_gemm and "continue;" in line:
-            epilogue = True
-            lines.append("  epilogue:")
-    return "\n".join(lines) + "\n"
+    """The pinned lines, and in each fused GEMM kernel the epilogue."""
+    return base.fused_structure(code, STRUCTURE)
 
 
 def emit(args, path, extra, notes):
