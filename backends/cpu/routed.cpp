@@ -141,6 +141,21 @@ RtTensor routed_contract(std::vector<RtTensor> operands, size_t routed, const Ro
     return at;
   };
 
+  // The result's axes other than the routes: what each route's row holds.
+  std::vector<int> out_rest;
+  std::vector<int64_t> out_rest_sizes, out_rest_strides;
+  for (size_t d = 0; d < out_axes.size(); ++d)
+    if (!has(index.axes, out_axes[d])) {
+      out_rest.push_back(out_axes[d]);
+      out_rest_sizes.push_back(out_sizes[d]);
+      out_rest_strides.push_back(out_strides[d]);
+    }
+  // Each route axis's stride in the result.
+  std::vector<int64_t> route_out_strides;
+  for (int axis : index.axes)
+    route_out_strides.push_back(out_strides[static_cast<size_t>(std::find(out_axes.begin(), out_axes.end(), axis) -
+                                                                out_axes.begin())]);
+
   // One contraction per expert that has routes.
   for (int64_t g = 0; g <= experts; ++g) {
     const int64_t first = start[static_cast<size_t>(g)], rows = count[static_cast<size_t>(g)];
@@ -196,24 +211,13 @@ RtTensor routed_contract(std::vector<RtTensor> operands, size_t routed, const Ro
     RtTensor part = ir::is_integer(dtype) ? contract_exact(group, axes, axis_sizes, dtype)
                                           : contract(group, axes, axis_sizes);
     // Write the rows back to their routes.
-    std::vector<int> rest;
-    std::vector<int64_t> rest_sizes, rest_strides;
-    for (size_t d = 0; d < out_axes.size(); ++d)
-      if (!has(index.axes, out_axes[d])) {
-        rest.push_back(out_axes[d]);
-        rest_sizes.push_back(out_sizes[d]);
-        rest_strides.push_back(out_strides[d]);
-      }
     const int64_t row_stride = part.stride_of(row_axis);
     parallel_for(rows, static_cast<int64_t>(out.numel() / std::max<int64_t>(routes, 1)), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         const auto &c = coords_of[static_cast<size_t>(order[static_cast<size_t>(first + r)])];
         int64_t at = 0;
-        for (size_t d = 0; d < route_rank; ++d) {
-          size_t position = static_cast<size_t>(std::find(out_axes.begin(), out_axes.end(), index.axes[d]) - out_axes.begin());
-          at += c[d] * out_strides[position];
-        }
-        copy_block(part, r * row_stride, rest, rest_sizes, dst, at, rest_strides);
+        for (size_t d = 0; d < route_rank; ++d) at += c[d] * route_out_strides[d];
+        copy_block(part, r * row_stride, out_rest, out_rest_sizes, dst, at, out_rest_strides);
       }
     });
   }
