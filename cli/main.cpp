@@ -29,6 +29,7 @@ const Verb kVerbs[] = {
     {"run", "Run a diagram on the CPU reference backend with .npy/safetensors data", setup_run},
     {"equiv", "Run two diagrams on the same random data and compare their outputs", setup_equiv},
     {"optimize", "Run a verified pass pipeline (fusion, online-softmax streaming, tiling) and write the result", setup_optimize},
+    {"grad", "Derive the gradient of a diagram (reverse mode) as .ncd diagrams D_grad and D_train", setup_grad},
     {"emit", "Generate code for a diagram (--cuda: one self-contained .cu file)", setup_emit},
     {"import", "Read a model of another framework (ONNX) as an ncd program and its weights", setup_import},
 };

@@ -26,6 +26,7 @@ Handler setup_cost(CLI::App &command);
 Handler setup_run(CLI::App &command);
 Handler setup_equiv(CLI::App &command);
 Handler setup_optimize(CLI::App &command);
+Handler setup_grad(CLI::App &command);
 Handler setup_emit(CLI::App &command);
 Handler setup_import(CLI::App &command);
 

@@ -2,9 +2,28 @@
 // (`F(Q, K = Kx, V = Vx)`), explicit and implicit axis bindings, the
 // agreement of bound sizes with the callee's derived axes, and lifting: an
 // argument's axes beyond its input's are carried over the call.
+#include "ncd/instantiate.h"
 #include "sema_impl.h"
 
 namespace ncd::sema_detail {
+
+bool Sema::params_can_tie(const ir::Diagram &a, const ir::Diagram &b) const {
+  std::vector<ParamInstance> first, second;
+  std::string error;
+  if (!list_param_instances(p_, a, first, error) || !list_param_instances(p_, b, second, error)) return false;
+  // One's params must be among the other's, with the same shapes and dtypes (a gradient reads
+  // only some of its diagram's params).
+  auto among = [](const std::vector<ParamInstance> &some, const std::vector<ParamInstance> &all) {
+    std::map<std::string, std::pair<std::vector<int64_t>, ir::DType>> known;
+    for (const auto &param : all) known[param.path] = {param.shape, param.dtype};
+    for (const auto &param : some) {
+      auto it = known.find(param.path);
+      if (it == known.end() || it->second != std::make_pair(param.shape, param.dtype)) return false;
+    }
+    return true;
+  };
+  return among(first, second) || among(second, first);
+}
 
 std::unique_ptr<TypedExpr> Sema::typed_diagram_call(const ast::Expr &expr, int callee_index) {
   const ir::Diagram &callee = *p_.diagrams[static_cast<size_t>(callee_index)];
@@ -169,10 +188,18 @@ std::unique_ptr<TypedExpr> Sema::typed_diagram_call(const ast::Expr &expr, int c
   if (expr.label) {
     const ast::Name &label = *expr.label;
     if (auto [at, fresh] = call_labels_.emplace(label.text, label.location); !fresh) {
-      d_.error(label.location, "call site '" + label.text + "' is named twice in diagram '" + current_->name +
-                                   "'; its params' paths start with this name")
-          .notes.push_back({at->second, "first named here"});
-      return nullptr;
+      // A second call site of that name is tied to the first: it shares their params, so one
+      // callee's params must be among the other's (a diagram and its gradient, docs/LANGUAGE.md).
+      const int first = call_label_callees_[label.text];
+      if (!params_can_tie(*p_.diagrams[static_cast<size_t>(first)], callee)) {
+        d_.error(label.location, "call site '" + label.text + "' is named twice in diagram '" + current_->name +
+                                     "'; its params' paths start with this name, and the params of '" + name +
+                                     "' are not among those of '" + p_.diagrams[static_cast<size_t>(first)]->name + "'")
+            .notes.push_back({at->second, "first named here"});
+        return nullptr;
+      }
+    } else {
+      call_label_callees_[label.text] = callee_index;
     }
     node->label = label.text;
   }

@@ -213,6 +213,9 @@ class Sema {
   // ------------------------------------------ diagram calls (sema_call.cpp)
 
   std::unique_ptr<TypedExpr> typed_diagram_call(const ast::Expr &expr, int callee_index);
+  // Whether the params one diagram reaches are among the other's (paths, shapes, dtypes): call sites
+  // of one name share them.
+  bool params_can_tie(const ir::Diagram &a, const ir::Diagram &b) const;
   // Warns when a positional argument is named like another input of the callee.
   void swapped_argument_warnings(const std::vector<const ast::Argument *> &ordered,
                                  const std::vector<std::string> &inputs, const std::string &callee);
@@ -249,6 +252,7 @@ class Sema {
   std::set<int> reads_;
   std::set<int> assigned_outputs_;
   std::map<std::string, SourceLocation> call_labels_;  // the current diagram's named call sites
+  std::map<std::string, int> call_label_callees_;      // the callee first called at each name
   std::set<std::pair<const ir::Diagram *, int>> poisoned_values_;
   DType statement_dtype_ = DType::F32;
   int next_op_id_ = 0;

@@ -28,6 +28,7 @@ void Sema::lower_body(const ast::Diagram &decl) {
   for (int id : current_->inputs) frames_.back().names[current_->value(id).name] = id;
   assigned_outputs_.clear();
   call_labels_.clear();
+  call_label_callees_.clear();
   lower_block(decl.body);
   // An unnamed call site's path segment is its callee's name: a call site named so would share it.
   ir::for_each_op(current_->body, [&](const ir::Op &op) {

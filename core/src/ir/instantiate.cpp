@@ -206,7 +206,16 @@ class Lister {
       for (const ir::Op *repeat : repeats) iterations_[repeat] = 0;
       for (bool more = true; more;) {
         param.path = path_text(path, [&](const ir::Op *repeat) { return iterations_.at(repeat); });
-        out_.push_back(param);
+        // Call sites given the same name share their params (docs/LANGUAGE.md, "Tied call sites").
+        if (auto [at, fresh] = listed_.emplace(param.path, out_.size()); !fresh) {
+          const ParamInstance &first = out_[at->second];
+          if (first.shape != param.shape || first.dtype != param.dtype) {
+            error_ = "param '" + param.path + "' is reached twice (tied call sites) with different shapes or dtypes";
+            return false;
+          }
+        } else {
+          out_.push_back(param);
+        }
         more = false;
         for (size_t k = repeats.size(); k-- > 0;) {
           if (++iterations_[repeats[k]] < repeats[k]->count) {
@@ -240,6 +249,7 @@ class Lister {
   const ir::Program &program_;
   std::vector<ParamInstance> &out_;
   std::map<const ir::Op *, int64_t> iterations_;  // the iteration each repeat on the way is at
+  std::map<std::string, size_t> listed_;          // path → its entry of out_
   std::string error_;
 };
 

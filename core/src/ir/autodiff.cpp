@@ -1,0 +1,396 @@
+// Reverse-mode differentiation (ncd/autodiff.h, docs/AUTODIFF.md): the
+// derived diagram, the reverse sweep and calls.
+//
+// Preconditions: a verified program whose diagram sizes are concrete. The
+// derived diagram starts as a copy of D (its forward values), seeds each float
+// output with a cotangent input, and walks D's ops backwards, adding each
+// op's vector-Jacobian products (autodiff_rules.cpp) to the cotangents of its
+// operands. A call is differentiated once per callee (F_grad: gradients of
+// all its float inputs and params) and called with the same bindings and
+// lifting at a call site of the same name, so that its params are the call's
+// (tied call sites). Ops no output needs are dropped at the end.
+#include "ncd/autodiff.h"
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "autodiff_impl.h"
+#include "ncd/diagnostics.h"
+#include "ncd/instantiate.h"
+#include "ncd/ir_edit.h"
+#include "ncd/verifier.h"
+
+namespace ncd {
+namespace {
+
+using autodiff::Builder;
+using autodiff::Failure;
+
+bool is_real(ir::DType dtype) { return !ir::is_integer(dtype) && dtype != ir::DType::Bool; }
+
+// A path as a name of the language: dots and @ become underscores.
+std::string path_name(const std::string &path) {
+  std::string out = path;
+  for (char &c : out)
+    if (c == '.' || c == '@') c = '_';
+  return out;
+}
+
+// What each output of a derived diagram is the gradient of.
+struct GradientOf {
+  int input = -1;    // index into the differentiated diagram's inputs, or
+  std::string path;  // a param's path relative to it
+};
+
+struct Derived {
+  ir::Diagram *diagram = nullptr;
+  std::vector<GradientOf> gradients;  // one per gradient output, after the kept outputs
+};
+
+struct Wanted {
+  std::set<int> inputs;      // value ids of the differentiated diagram
+  bool all_params = false;
+  std::set<std::string> params;  // paths
+  bool wants(const std::string &path) const { return all_params || params.count(path); }
+  bool wants_under(const std::string &prefix) const {
+    if (all_params) return true;
+    for (const auto &path : params)
+      if (path.compare(0, prefix.size(), prefix) == 0) return true;
+    return false;
+  }
+};
+
+class Deriver {
+ public:
+  explicit Deriver(ir::Program &program) : program_(program) {}
+
+  Derived derive(const ir::Diagram &d, const std::string &name, const Wanted &wanted, bool keep_outputs);
+
+ private:
+  const Derived &callee_gradient(const ir::Diagram &callee);
+  std::string fresh_value_name(const ir::Diagram &d, const std::string &base) const;
+
+  ir::Program &program_;
+  std::map<const ir::Diagram *, Derived> callee_gradients_;
+};
+
+std::string Deriver::fresh_value_name(const ir::Diagram &d, const std::string &base) const {
+  std::set<std::string> taken;
+  for (const ir::Value &v : d.values) taken.insert(v.name);
+  for (const auto &other : program_.diagrams) taken.insert(other->name);
+  std::string name = base;
+  for (int k = 2; taken.count(name); ++k) name = base + "_" + std::to_string(k);
+  return name;
+}
+
+const Derived &Deriver::callee_gradient(const ir::Diagram &callee) {
+  if (auto it = callee_gradients_.find(&callee); it != callee_gradients_.end()) return it->second;
+  Wanted all;
+  for (int id : callee.inputs)
+    if (is_real(callee.value(id).dtype)) all.inputs.insert(id);
+  all.all_params = true;
+  Derived derived = derive(callee, ir::fresh_diagram_name(program_, callee.name + "_grad"), all, false);
+  return callee_gradients_.emplace(&callee, std::move(derived)).first->second;
+}
+
+Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wanted &wanted, bool keep_outputs) {
+  ir::for_each_op(d.body, [&](const ir::Op &op) {
+    if (op.kind == ir::OpKind::Repeat)
+      throw Failure{op.location, "'repeat' has no derivative in ncd yet (it would run its iterations backwards); "
+                                 "differentiate the diagram it repeats"};
+  });
+  auto owned = std::make_unique<ir::Diagram>();
+  ir::Diagram &g = *owned;
+  g.name = name;
+  g.module = d.module;
+  g.location = d.location;
+  g.values = d.values;
+  g.body.ops.clear();
+  for (const auto &op : d.body.ops) g.body.ops.push_back(ir::clone_op(*op));
+  g.max_op_id = d.max_op_id;
+  g.inputs = d.inputs;
+  g.params = d.params;
+  for (int id : d.outputs) g.value(id).role = keep_outputs ? ir::Value::Role::Output : ir::Value::Role::Intermediate;
+  if (keep_outputs) g.outputs = d.outputs;
+  Builder b(program_, g);
+  b.location = d.location;
+
+  // Which unnamed call of each callee is which: a call that reaches params is named in g after its path segment.
+  std::map<int, int> unnamed_calls;
+  for (const auto &op : d.body.ops)
+    if (op->kind == ir::OpKind::Call && op->label.empty()) ++unnamed_calls[op->callee];
+
+  // Forward activity: a value depends on something differentiated.
+  std::set<int> active(wanted.inputs.begin(), wanted.inputs.end());
+  for (int id : d.params)
+    if (wanted.wants(d.value(id).name)) active.insert(id);
+  std::map<const ir::Op *, std::string> call_segment;
+  for (const auto &op : d.body.ops) {
+    bool any = false;
+    for (int operand : op->operands) any |= active.count(operand) > 0;
+    if (op->kind == ir::OpKind::Call) {
+      const ir::Diagram &callee = *program_.diagrams[static_cast<size_t>(op->callee)];
+      if (ir::reaches_params(program_, callee)) {
+        if (op->label.empty() && unnamed_calls[op->callee] > 1)
+          throw Failure{op->location, "'" + d.name + "' calls '" + callee.name +
+                                          "' unnamed more than once; name these call sites (`ln: " + callee.name +
+                                          "(...)`) so that their gradients can share their params"};
+        const std::string segment = op->label.empty() ? callee.name : op->label;
+        call_segment[op.get()] = segment;
+        any |= wanted.wants_under(segment + ".");
+      }
+    }
+    if (!any) continue;
+    for (int result : op->results)
+      if (is_real(d.value(result).dtype)) active.insert(result);
+  }
+
+  // Seeds: one cotangent input per float output.
+  std::map<int, int> cot;
+  auto accumulate = [&](int v, int c) {
+    if (c < 0 || !active.count(v)) return;
+    c = b.fit(c, g.value(v).axes, g.value(v).dtype);
+    auto [it, fresh] = cot.emplace(v, c);
+    if (!fresh) it->second = b.elementwise(ops::Fn::Add, {it->second, c}, g.value(v).dtype);
+  };
+  for (int id : d.outputs) {
+    const ir::Value &output = d.value(id);
+    if (!is_real(output.dtype)) continue;
+    const int seed = ir::add_value(g, fresh_value_name(g, "d_" + output.name), output.axes, output.dtype,
+                                   output.location);
+    g.value(seed).role = ir::Value::Role::Input;
+    g.inputs.push_back(seed);
+    accumulate(id, seed);
+  }
+
+  std::map<std::string, int> param_cot;  // param path → cotangent
+  auto add_param = [&](const std::string &path, int c, const std::vector<int> &axes, ir::DType dtype) {
+    c = b.fit(c, axes, dtype);
+    auto [it, fresh] = param_cot.emplace(path, c);
+    if (!fresh) it->second = b.elementwise(ops::Fn::Add, {it->second, c}, dtype);
+  };
+
+  // The reverse sweep, over the forward ops of d (their clones in g have the same ids and values).
+  for (auto it = d.body.ops.rbegin(); it != d.body.ops.rend(); ++it) {
+    const ir::Op &op = **it;
+    std::vector<int> results;
+    bool seeded = false;
+    for (int result : op.results) {
+      auto found = cot.find(result);
+      results.push_back(found == cot.end() ? -1 : found->second);
+      seeded |= found != cot.end();
+    }
+    if (!seeded) continue;
+    b.location = op.location;
+    // The cotangents of this op's results are complete: a named value's is d_NAME in the written file.
+    for (size_t k = 0; k < op.results.size(); ++k)
+      if (results[k] >= 0 && g.value(results[k]).name.empty() && !g.value(op.results[k]).name.empty() &&
+          g.value(op.results[k]).name[0] != '%')
+        b.name(results[k], "d_" + g.value(op.results[k]).name);
+    if (op.kind != ir::OpKind::Call) {
+      const std::vector<int> operands = autodiff::operand_cotangents(b, op, results);
+      for (size_t i = 0; i < operands.size(); ++i) accumulate(op.operands[i], operands[i]);
+      continue;
+    }
+    const ir::Diagram &callee = *program_.diagrams[static_cast<size_t>(op.callee)];
+    const Derived &grad = callee_gradient(callee);
+    auto grad_call = ir::make_op(g, ir::OpKind::Call, op.location);
+    grad_call->callee = static_cast<int>(std::find_if(program_.diagrams.begin(), program_.diagrams.end(),
+                                                      [&](const auto &x) { return x.get() == grad.diagram; }) -
+                                         program_.diagrams.begin());
+    grad_call->callee_name = grad.diagram->name;
+    grad_call->bindings = op.bindings;
+    grad_call->lifted = op.lifted;
+    std::map<int, int> bound;  // callee axis → caller axis
+    for (auto [from, to] : op.bindings) bound[from] = to;
+    auto caller_axes = [&](const std::vector<int> &axes) {
+      std::vector<int> out;
+      for (int axis : axes) {
+        auto found = bound.find(axis);
+        if (found == bound.end()) {
+          // An internal axis of the callee (a param's) left unbound: the caller reads it as its own.
+          grad_call->bindings.push_back({axis, axis});
+          bound[axis] = axis;
+          out.push_back(axis);
+        } else {
+          out.push_back(found->second);
+        }
+      }
+      out.insert(out.end(), op.lifted.begin(), op.lifted.end());
+      return out;
+    };
+    grad_call->operands = op.operands;
+    for (size_t k = 0; k < op.results.size(); ++k) {
+      const ir::Value &result = g.value(op.results[k]);
+      if (!is_real(result.dtype)) continue;
+      grad_call->operands.push_back(results[k] >= 0 ? results[k] : b.fit(b.constant(0), result.axes, result.dtype));
+    }
+    if (call_segment.count(&op)) {
+      grad_call->label = call_segment[&op];
+      for (auto &clone : g.body.ops)
+        if (clone->id == op.id) clone->label = grad_call->label;
+    }
+    std::vector<int> outs;
+    for (int id : grad.diagram->outputs) {
+      const ir::Value &out = grad.diagram->value(id);
+      outs.push_back(ir::add_value(g, "", caller_axes(out.axes), out.dtype, op.location));
+    }
+    ir::set_results(g, *grad_call, outs);
+    g.body.ops.push_back(std::move(grad_call));
+    for (size_t k = 0; k < grad.gradients.size(); ++k) {
+      const GradientOf &of = grad.gradients[k];
+      const int value = outs[k];
+      if (of.input >= 0) {
+        accumulate(op.operands[static_cast<size_t>(of.input)], value);
+      } else {
+        const std::string path = call_segment[&op] + "." + of.path;
+        if (!wanted.wants(path)) continue;
+        // A lifted call shares its params along the lifted axes: their gradient sums over them.
+        std::vector<int> axes = g.value(value).axes;
+        axes.resize(axes.size() - op.lifted.size());
+        add_param(path, value, axes, g.value(value).dtype);
+      }
+    }
+  }
+
+  // The gradient outputs: inputs in order, then the diagram's own params, then the callees'.
+  Derived derived;
+  auto output = [&](int v, const std::vector<int> &axes, ir::DType dtype, const std::string &of) {
+    if (v < 0) v = b.fit(b.constant(0), axes, dtype);
+    if (!g.value(v).name.empty() || g.value(v).role != ir::Value::Role::Intermediate ||
+        std::count(g.outputs.begin(), g.outputs.end(), v))
+      v = b.elementwise(ops::Fn::Copy, {v}, dtype);
+    g.value(v).name = fresh_value_name(g, "d_" + path_name(of));
+    g.value(v).role = ir::Value::Role::Output;
+    g.outputs.push_back(v);
+  };
+  b.location = d.location;
+  for (size_t i = 0; i < d.inputs.size(); ++i) {
+    const int id = d.inputs[i];
+    if (!wanted.inputs.count(id)) continue;
+    auto found = cot.find(id);
+    output(found == cot.end() ? -1 : found->second, d.value(id).axes, d.value(id).dtype, d.value(id).name);
+    derived.gradients.push_back({static_cast<int>(i), ""});
+  }
+  std::set<int> used;
+  for (const auto &op : d.body.ops) used.insert(op->operands.begin(), op->operands.end());
+  for (int id : d.params) {
+    const ir::Value &param = d.value(id);
+    if (!used.count(id) || !wanted.wants(param.name)) continue;
+    auto found = cot.find(id);
+    output(found == cot.end() ? -1 : found->second, param.axes, param.dtype, param.name);
+    derived.gradients.push_back({-1, param.name});
+  }
+  for (auto &[path, value] : param_cot) {
+    output(value, g.value(value).axes, g.value(value).dtype, path);
+    derived.gradients.push_back({-1, path});
+  }
+
+  // Drop what no output needs, and the params nothing reads any more.
+  std::set<int> needed(g.outputs.begin(), g.outputs.end());
+  for (auto it = g.body.ops.rbegin(); it != g.body.ops.rend(); ++it) {
+    bool keep = false;
+    for (int result : (*it)->results) keep |= needed.count(result) > 0;
+    if (keep) needed.insert((*it)->operands.begin(), (*it)->operands.end());
+  }
+  ir::erase_ops(g.body, [&](const ir::Op &op) {
+    return std::none_of(op.results.begin(), op.results.end(), [&](int r) { return needed.count(r) > 0; });
+  });
+  std::vector<int> params;
+  for (int id : g.params)
+    if (needed.count(id)) params.push_back(id);
+  g.params = params;
+  for (const ir::Value &v : g.values)
+    if (v.role == ir::Value::Role::Param && !needed.count(v.id)) g.value(v.id).role = ir::Value::Role::Intermediate;
+
+  program_.diagrams.push_back(std::move(owned));
+  derived.diagram = program_.diagrams.back().get();
+  return derived;
+}
+
+// Reads --wrt: "params", "inputs", input names and param paths.
+bool parse_wanted(const ir::Program &program, const ir::Diagram &d, const std::vector<std::string> &wrt,
+                  Wanted &wanted, GradientError &error) {
+  std::vector<ParamInstance> params;
+  std::string listing;
+  if (!list_param_instances(program, d, params, listing)) {
+    error = {d.location, listing};
+    return false;
+  }
+  std::vector<std::string> candidates{"params", "inputs"};
+  for (int id : d.inputs) candidates.push_back(d.value(id).name);
+  for (const auto &param : params) candidates.push_back(param.path);
+  auto all_inputs = [&] {
+    for (int id : d.inputs)
+      if (is_real(d.value(id).dtype)) wanted.inputs.insert(id);
+  };
+  if (wrt.empty()) {
+    all_inputs();
+    wanted.all_params = true;
+    return true;
+  }
+  for (const std::string &name : wrt) {
+    if (name == "params") {
+      wanted.all_params = true;
+      continue;
+    }
+    if (name == "inputs") {
+      all_inputs();
+      continue;
+    }
+    auto input = std::find_if(d.inputs.begin(), d.inputs.end(), [&](int id) { return d.value(id).name == name; });
+    if (input != d.inputs.end()) {
+      if (!is_real(d.value(*input).dtype)) {
+        error = {d.value(*input).location, "input '" + name + "' is " + std::string(ir::dtype_name(d.value(*input).dtype)) +
+                                               ": an integer or boolean input has no gradient"};
+        return false;
+      }
+      wanted.inputs.insert(*input);
+      continue;
+    }
+    auto param = std::find_if(params.begin(), params.end(), [&](const ParamInstance &p) { return p.path == name; });
+    if (param != params.end()) {
+      wanted.params.insert(name);
+      continue;
+    }
+    error = {d.location, "'" + name + "' is neither an input nor a param of '" + d.name + "'" +
+                             did_you_mean(name, candidates) + " (--wrt takes params, inputs, input names and param paths)"};
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool derive_gradient(ir::Program &program, const ir::Diagram &diagram, const GradientRequest &request,
+                     GradientResult &result, GradientError &error) {
+  Wanted wanted;
+  if (!parse_wanted(program, diagram, request.wrt, wanted, error)) return false;
+  const size_t before = program.diagrams.size();
+  try {
+    Deriver deriver(program);
+    Derived grad = deriver.derive(diagram, ir::fresh_diagram_name(program, diagram.name + "_grad"), wanted, false);
+    result.grad = grad.diagram;
+    for (size_t k = 0; k < grad.gradients.size(); ++k) {
+      const GradientOf &of = grad.gradients[k];
+      const std::string what = of.input >= 0 ? diagram.value(diagram.inputs[static_cast<size_t>(of.input)]).name : of.path;
+      result.gradients.push_back({grad.diagram->value(grad.diagram->outputs[k]).name, what});
+    }
+    if (request.train)
+      result.train = deriver.derive(diagram, ir::fresh_diagram_name(program, diagram.name + "_train"), wanted, true).diagram;
+  } catch (const Failure &failure) {
+    program.diagrams.resize(before);
+    error = {failure.location, failure.message};
+    return false;
+  }
+  if (auto problems = verify(program); !problems.empty()) {
+    error = {diagram.location, "internal: a derived diagram is malformed: " + problems.front()};
+    program.diagrams.resize(before);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace ncd

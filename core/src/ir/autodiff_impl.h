@@ -1,0 +1,71 @@
+// What autodiff.cpp (the reverse sweep, calls, the derived diagrams) and
+// autodiff_rules.cpp (the vector-Jacobian product of each op kind and the
+// op table's formulas) share: a builder that appends ops to a diagram.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ncd/ir.h"
+
+namespace ncd::autodiff {
+
+// An op with no derivative ncd can state; reported as a located error.
+struct Failure {
+  SourceLocation location;
+  std::string message;
+};
+
+// Appends ops to the top-level body of `diagram`, each at `location`.
+class Builder {
+ public:
+  Builder(ir::Program &program, ir::Diagram &diagram) : program(program), diagram(diagram) {}
+
+  ir::Program &program;
+  ir::Diagram &diagram;
+  SourceLocation location;
+
+  const ir::Value &value(int id) const { return diagram.value(id); }
+  int constant(double number);
+  int size_of(int axis);
+  int axis_index(int axis);
+  // `fn` pointwise; the result has the union of the operands' axes and `extra`.
+  int elementwise(ops::Fn fn, const std::vector<int> &operands, ir::DType dtype, const std::vector<int> &extra = {});
+  int reduce(ops::Fn fn, int operand, const std::vector<int> &axes, ir::DType dtype);
+  // The result in `prefer`'s order when it has those axes.
+  int contract(const std::vector<int> &operands, const std::vector<int> &summed, ir::DType dtype,
+               const std::vector<int> &prefer = {});
+  int scan(ops::Fn fn, const std::vector<int> &operands, int axis, ir::DType dtype);
+  int access(const std::vector<int> &operands, std::vector<ir::AccessIndex> indices, const std::vector<int> &axes,
+             ir::DType dtype);
+  // `v` with exactly `axes`: summed over the others, copied along missing ones, in `dtype`.
+  int fit(int v, const std::vector<int> &axes, ir::DType dtype);
+  // The product of the sizes of `axes` as a scalar.
+  int count(const std::vector<int> &axes);
+  // Gives `value` a readable name (when free) for the written file.
+  void name(int value, const std::string &name);
+
+ private:
+  int emit(std::unique_ptr<ir::Op> op, std::vector<int> axes, ir::DType dtype);
+};
+
+// What a row's formula may name (ops::Info::vjp).
+struct FormulaScope {
+  int a = -1, b = -1, c = -1;  // operands
+  int r = -1;                  // the result
+  int g = -1;                  // the result's cotangent
+  std::vector<int> axes;       // the function's axes (sum, mean, rsum, n)
+  double eps = 0;
+  ir::DType dtype = ir::DType::F32;
+};
+
+// Builds the formula's value; -1 for "0" (no contribution). Throws Failure on
+// a formula the grammar does not accept (a bug of the table, caught by tests).
+int build_formula(Builder &b, std::string_view formula, const FormulaScope &scope);
+
+// The cotangent of each operand of `op` (-1 where none), given the cotangent
+// of each result (-1 where none). Not for calls and repeats (autodiff.cpp).
+std::vector<int> operand_cotangents(Builder &b, const ir::Op &op, const std::vector<int> &result_cotangents);
+
+}  // namespace ncd::autodiff

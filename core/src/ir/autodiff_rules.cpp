@@ -1,0 +1,528 @@
+// The vector-Jacobian product of each op kind (docs/AUTODIFF.md, "Rules").
+//
+// Pointwise functions, reductions, normalisations and scans read theirs from
+// the op table (`ops::Info::vjp`), a formula in the language's own operators
+// that build_formula turns into ops. The rules of the op kinds are here:
+// a contraction's operand gets the cotangent contracted with the other
+// operands (named axes make the transposes disappear); an access is a
+// renaming, undone by renaming the cotangent back, or a read whose positions
+// are equalities of axis positions (shifts, strides, splits, gathers), undone
+// by contracting the cotangent with the 0/1 tensor of those equalities (a
+// scatter-add: convolution's transposed read, an embedding's gradient); a
+// merge is undone by a split; a selection scatters its values' cotangent back
+// through its positions; the linear recurrence `scan` runs backwards.
+#include <cctype>
+#include <cstdlib>
+#include <set>
+
+#include "autodiff_impl.h"
+#include "ncd/ir_edit.h"
+
+namespace ncd::autodiff {
+namespace {
+
+bool is_real(ir::DType dtype) { return !ir::is_integer(dtype) && dtype != ir::DType::Bool; }
+
+std::vector<int> union_axes(const ir::Diagram &diagram, const std::vector<int> &values) {
+  std::vector<int> axes;
+  for (int v : values)
+    for (int axis : diagram.value(v).axes)
+      if (std::find(axes.begin(), axes.end(), axis) == axes.end()) axes.push_back(axis);
+  return axes;
+}
+
+std::vector<int> minus(const std::vector<int> &axes, const std::vector<int> &removed) {
+  std::vector<int> out;
+  for (int axis : axes)
+    if (std::find(removed.begin(), removed.end(), axis) == removed.end()) out.push_back(axis);
+  return out;
+}
+
+ir::AccessIndex affine(int axis, int64_t coefficient = 1, int64_t offset = 0) {
+  ir::AccessIndex index;
+  index.terms = {{axis, coefficient}};
+  index.offset = offset;
+  return index;
+}
+
+// ---------------------------------------------------------------- formulas
+
+// Recursive descent over the formula text, building ops as it reads.
+class FormulaReader {
+ public:
+  FormulaReader(Builder &b, std::string_view text, const FormulaScope &scope) : b_(b), text_(text), scope_(scope) {}
+
+  int read() {
+    int v = comparison();
+    skip();
+    if (pos_ != text_.size()) fail("unexpected text");
+    return v;
+  }
+
+ private:
+  void fail(const std::string &what) {
+    throw Failure{b_.location, "the op table's derivative formula '" + std::string(text_) + "' is malformed: " + what};
+  }
+  void skip() {
+    while (pos_ < text_.size() && text_[pos_] == ' ') ++pos_;
+  }
+  bool take(std::string_view token) {
+    skip();
+    if (text_.substr(pos_, token.size()) != token) return false;
+    pos_ += token.size();
+    return true;
+  }
+  int real(ops::Fn fn, std::vector<int> operands) {
+    const bool boolean = ops::info(fn).boolean;
+    return b_.elementwise(fn, operands, boolean ? ir::DType::Bool : scope_.dtype);
+  }
+  int comparison() {
+    int left = sum();
+    static const std::pair<std::string_view, ops::Fn> kComparisons[] = {
+        {"<=", ops::Fn::Le}, {">=", ops::Fn::Ge}, {"==", ops::Fn::Eq}, {"!=", ops::Fn::Ne},
+        {"<", ops::Fn::Lt},  {">", ops::Fn::Gt}};
+    for (auto [symbol, fn] : kComparisons)
+      if (take(symbol)) return real(fn, {left, sum()});
+    return left;
+  }
+  int sum() {
+    int left = product();
+    for (;;) {
+      if (take("+"))
+        left = real(ops::Fn::Add, {left, product()});
+      else if (take("-"))
+        left = real(ops::Fn::Sub, {left, product()});
+      else
+        return left;
+    }
+  }
+  int product() {
+    int left = unary();
+    for (;;) {
+      if (take("*"))
+        left = real(ops::Fn::Mul, {left, unary()});
+      else if (take("/"))
+        left = real(ops::Fn::Div, {left, unary()});
+      else
+        return left;
+    }
+  }
+  int unary() {
+    if (take("-")) return real(ops::Fn::Neg, {unary()});
+    return primary();
+  }
+  int primary() {
+    skip();
+    if (take("(")) {
+      int v = comparison();
+      if (!take(")")) fail("')' expected");
+      return v;
+    }
+    if (pos_ < text_.size() && (std::isdigit(static_cast<unsigned char>(text_[pos_])) || text_[pos_] == '.')) {
+      const std::string rest(text_.substr(pos_));
+      char *end = nullptr;
+      const double number = std::strtod(rest.c_str(), &end);
+      pos_ += static_cast<size_t>(end - rest.c_str());
+      return b_.constant(number);
+    }
+    const size_t start = pos_;
+    while (pos_ < text_.size() && (std::isalnum(static_cast<unsigned char>(text_[pos_])) || text_[pos_] == '_')) ++pos_;
+    const std::string name(text_.substr(start, pos_ - start));
+    if (name.empty()) fail("a name or number expected");
+    if (!take("(")) return variable(name);
+    std::vector<int> arguments;
+    if (!take(")")) {
+      do arguments.push_back(comparison());
+      while (take(","));
+      if (!take(")")) fail("')' expected");
+    }
+    return call(name, arguments);
+  }
+  int variable(const std::string &name) {
+    int v = name == "a" ? scope_.a : name == "b" ? scope_.b : name == "c" ? scope_.c : name == "r" ? scope_.r
+            : name == "g" ? scope_.g : -2;
+    if (name == "n") return b_.count(scope_.axes);
+    if (name == "eps") return b_.constant(scope_.eps);
+    if (v < 0) fail("'" + name + "' names nothing here");
+    return v;
+  }
+  int call(const std::string &name, const std::vector<int> &arguments) {
+    if (name == "sum" || name == "mean" || name == "rsum") {
+      if (arguments.size() != 1 || scope_.axes.empty()) fail("'" + name + "' takes one operand, over axes");
+      const int x = arguments[0];
+      if (name == "mean") return b_.reduce(ops::Fn::Mean, x, scope_.axes, scope_.dtype);
+      const int total = b_.reduce(ops::Fn::Sum, x, scope_.axes, scope_.dtype);
+      if (name == "sum") return total;
+      // Σ_{s ≥ t} x_s = Σ x − Σ_{s ≤ t} x + x_t: the reverse of an inclusive scan without reversing the axis.
+      const int before = b_.scan(ops::Fn::CumSum, {x}, scope_.axes[0], scope_.dtype);
+      return real(ops::Fn::Add, {x, real(ops::Fn::Sub, {total, before})});
+    }
+    const ops::Info *row = ops::find(name);
+    if (!row || row->kind != ops::Kind::Elementwise || row->arity != static_cast<int>(arguments.size()))
+      fail("'" + name + "' is not a pointwise function of " + std::to_string(arguments.size()) + " operands");
+    return real(row->fn, arguments);
+  }
+
+  Builder &b_;
+  std::string_view text_;
+  const FormulaScope &scope_;
+  size_t pos_ = 0;
+};
+
+// ---------------------------------------------------------------- rules of the op kinds
+
+std::vector<int> table_rule(Builder &b, const ir::Op &op, int g) {
+  const ops::Info &row = ops::info(op.function);
+  std::vector<int> out(op.operands.size(), -1);
+  if (g < 0) return out;
+  FormulaScope scope;
+  int *slots[] = {&scope.a, &scope.b, &scope.c};
+  for (size_t i = 0; i < op.operands.size() && i < 3; ++i) *slots[i] = op.operands[i];
+  scope.r = op.results[0];
+  scope.g = g;
+  scope.axes = op.axes;
+  scope.dtype = b.value(g).dtype;
+  if (auto eps = op.options.find("eps"); eps != op.options.end()) scope.eps = eps->second;
+  for (size_t i = 0; i < op.operands.size(); ++i) {
+    const ir::Value &operand = b.value(op.operands[i]);
+    if (!is_real(operand.dtype)) continue;
+    const std::string_view formula = i < row.vjp.size() ? row.vjp[i] : std::string_view();
+    if (formula.empty()) {
+      if (op.kind == ir::OpKind::Elementwise && row.boolean) continue;
+      throw Failure{op.location, "'" + std::string(row.name) + "' has no derivative ncd can state"};
+    }
+    const int d = build_formula(b, formula, scope);
+    if (d >= 0) out[i] = b.fit(d, operand.axes, operand.dtype);
+  }
+  return out;
+}
+
+std::vector<int> contract_rule(Builder &b, const ir::Op &op, int g) {
+  std::vector<int> out(op.operands.size(), -1);
+  for (size_t j = 0; j < op.operands.size(); ++j) {
+    const ir::Value &x = b.value(op.operands[j]);
+    if (!is_real(x.dtype)) continue;
+    std::vector<int> factors{g};
+    for (size_t i = 0; i < op.operands.size(); ++i)
+      if (i != j) factors.push_back(op.operands[i]);
+    const std::vector<int> summed = minus(union_axes(b.diagram, factors), x.axes);
+    const ir::DType dtype = b.value(g).dtype;
+    int d = g;
+    if (!summed.empty()) {
+      d = b.contract(factors, summed, dtype, x.axes);
+    } else {
+      for (size_t i = 1; i < factors.size(); ++i) d = b.elementwise(ops::Fn::Mul, {d, factors[i]}, dtype);
+    }
+    out[j] = b.fit(d, x.axes, x.dtype);
+  }
+  return out;
+}
+
+// A 0/1 tensor in `dtype`: where(condition, 1, 0).
+int indicator(Builder &b, int condition, ir::DType dtype) {
+  return b.elementwise(ops::Fn::Where, {condition, b.constant(1), b.constant(0)}, dtype);
+}
+
+// The position an access index reads, as a tensor over the axes it mentions.
+int index_position(Builder &b, const ir::Op &op, const ir::AccessIndex &index) {
+  auto f32 = ir::DType::F32;
+  int position = -1;
+  auto add = [&](int term) { position = position < 0 ? term : b.elementwise(ops::Fn::Add, {position, term}, f32); };
+  switch (index.kind) {
+    case ir::AccessIndex::Kind::Affine:
+      for (auto [axis, coefficient] : index.terms) {
+        int term = b.axis_index(axis);
+        if (coefficient != 1) term = b.elementwise(ops::Fn::Mul, {term, b.constant(static_cast<double>(coefficient))}, f32);
+        add(term);
+      }
+      if (index.offset != 0 || position < 0) add(b.constant(static_cast<double>(index.offset)));
+      return position;
+    case ir::AccessIndex::Kind::Split:
+      // Outermost first: Σ_i position(s_i) · Π_{j > i} #s_j.
+      for (size_t i = 0; i < index.split.size(); ++i) {
+        int term = b.axis_index(index.split[i]);
+        std::vector<int> inner(index.split.begin() + static_cast<std::ptrdiff_t>(i) + 1, index.split.end());
+        if (!inner.empty()) term = b.elementwise(ops::Fn::Mul, {term, b.count(inner)}, f32);
+        add(term);
+      }
+      return position;
+    case ir::AccessIndex::Kind::Gather: return op.operands[static_cast<size_t>(index.gather_operand)];
+  }
+  return position;
+}
+
+std::vector<int> access_rule(Builder &b, const ir::Op &op, int g) {
+  std::vector<int> out(op.operands.size(), -1);
+  const ir::Value &x = b.value(op.operands[0]);
+  if (!is_real(x.dtype) || g < 0) return out;
+  // How many positions mention each result axis: a renaming must be the only one.
+  std::map<int, int> uses;
+  for (const auto &index : op.access) {
+    for (auto [axis, coefficient] : index.terms) ++uses[axis];
+    for (int axis : index.split) ++uses[axis];
+    if (index.kind == ir::AccessIndex::Kind::Gather)
+      for (int axis : b.value(op.operands[static_cast<size_t>(index.gather_operand)]).axes) ++uses[axis];
+  }
+  std::map<int, int> renamed;  // result axis → the source axis it reads
+  std::vector<size_t> masked;
+  for (size_t p = 0; p < op.access.size(); ++p) {
+    const auto &index = op.access[p];
+    const int source = x.axes[p];
+    if (index.kind == ir::AccessIndex::Kind::Affine && index.terms.size() == 1 && index.terms[0].second == 1 &&
+        index.offset == 0 && uses[index.terms[0].first] == 1 && b.program.same_size(index.terms[0].first, source))
+      renamed[index.terms[0].first] = source;
+    else
+      masked.push_back(p);
+  }
+  // A renaming back onto an axis the cotangent keeps would merge two axes: state it as equalities instead.
+  std::set<int> targets;
+  for (auto [from, to] : renamed) targets.insert(to);
+  for (int axis : b.value(g).axes)
+    if (!renamed.count(axis) && targets.count(axis)) {
+      renamed.clear();
+      masked.clear();
+      for (size_t p = 0; p < op.access.size(); ++p) masked.push_back(p);
+      break;
+    }
+  int back = g;
+  bool moves = false;
+  for (auto [from, to] : renamed) moves |= from != to;
+  if (moves) {
+    std::vector<ir::AccessIndex> indices;
+    std::vector<int> axes;
+    for (int axis : b.value(g).axes) {
+      const int to = renamed.count(axis) ? renamed[axis] : axis;
+      indices.push_back(affine(to));
+      axes.push_back(to);
+    }
+    back = b.access({g}, indices, axes, b.value(g).dtype);
+  }
+  if (masked.empty()) {
+    out[0] = b.fit(back, x.axes, x.dtype);
+    return out;
+  }
+  int mask = -1;
+  for (size_t p : masked) {
+    const int equal = b.elementwise(ops::Fn::Eq, {b.axis_index(x.axes[p]), index_position(b, op, op.access[p])},
+                                    ir::DType::Bool);
+    mask = mask < 0 ? equal : b.elementwise(ops::Fn::And, {mask, equal}, ir::DType::Bool);
+  }
+  const ir::DType dtype = b.value(g).dtype;
+  const int weights = indicator(b, mask, dtype);
+  const std::vector<int> summed = minus(union_axes(b.diagram, {back, weights}), x.axes);
+  const int d = summed.empty() ? b.elementwise(ops::Fn::Mul, {back, weights}, dtype)
+                               : b.contract({back, weights}, summed, dtype, x.axes);
+  out[0] = b.fit(d, x.axes, x.dtype);
+  return out;
+}
+
+std::vector<int> merge_rule(Builder &b, const ir::Op &op, int g) {
+  const ir::Value &x = b.value(op.operands[0]);
+  if (!is_real(x.dtype) || g < 0) return {-1};
+  std::vector<ir::AccessIndex> indices;
+  const ir::Value &y = b.value(op.results[0]);
+  for (size_t i = 0; i < y.axes.size(); ++i) {
+    const auto &group = op.merges[i];
+    if (group.size() == 1) {
+      indices.push_back(affine(group[0]));
+    } else {
+      ir::AccessIndex split;
+      split.kind = ir::AccessIndex::Kind::Split;
+      split.split = group;
+      indices.push_back(split);
+    }
+  }
+  // The cotangent's storage order is the result's: access indices follow it.
+  const ir::Value &cot = b.value(g);
+  std::vector<ir::AccessIndex> ordered;
+  for (int axis : cot.axes) {
+    auto at = std::find(y.axes.begin(), y.axes.end(), axis);
+    ordered.push_back(indices[static_cast<size_t>(at - y.axes.begin())]);
+  }
+  std::vector<int> axes;
+  for (const auto &group : op.merges) axes.insert(axes.end(), group.begin(), group.end());
+  return {b.fit(b.access({g}, ordered, axes, cot.dtype), x.axes, x.dtype)};
+}
+
+std::vector<int> select_rule(Builder &b, const ir::Op &op, int g) {
+  const ir::Value &x = b.value(op.operands[0]);
+  if (!is_real(x.dtype) || g < 0) return {-1};
+  const int along = op.axes[0], kept = op.axes[1];
+  if (along == kept)
+    throw Failure{op.location, "a '" + std::string(ops::name(op.function)) +
+                                   "' in place (its result on the axis it orders) has no derivative ncd can state; "
+                                   "give the result an axis of its own"};
+  const ir::DType dtype = b.value(g).dtype;
+  const int hit = b.elementwise(ops::Fn::Eq, {op.results[1], b.axis_index(along)}, ir::DType::Bool);
+  return {b.fit(b.contract({g, indicator(b, hit, dtype)}, {kept}, dtype, x.axes), x.axes, x.dtype)};
+}
+
+// h_t = a_t·h_{t−1} + b_t: λ_t = g_t + a_{t+1}·λ_{t+1} (the same recurrence, backwards), db = λ, da_t = λ_t·h_{t−1}.
+std::vector<int> linear_scan_rule(Builder &b, const ir::Op &op, int g) {
+  std::vector<int> out(2, -1);
+  if (g < 0) return out;
+  const int axis = op.axes[0];
+  auto n = b.program.size(axis);
+  if (!n) throw Failure{op.location, "the derivative of 'scan' reverses its axis, whose size is not known"};
+  const ir::DType dtype = b.value(g).dtype;
+  auto shifted = [&](int v, int64_t by) {
+    std::vector<ir::AccessIndex> indices;
+    for (int a : b.value(v).axes) indices.push_back(a == axis ? affine(axis, 1, by) : affine(a));
+    return b.access({v}, indices, b.value(v).axes, b.value(v).dtype);
+  };
+  auto reversed = [&](int v) {
+    std::vector<ir::AccessIndex> indices;
+    for (int a : b.value(v).axes) indices.push_back(a == axis ? affine(axis, -1, *n - 1) : affine(a));
+    return b.access({v}, indices, b.value(v).axes, b.value(v).dtype);
+  };
+  int a = op.operands[0];
+  std::vector<int> with_axis = b.value(a).axes;
+  if (std::find(with_axis.begin(), with_axis.end(), axis) == with_axis.end()) {
+    with_axis.push_back(axis);
+    a = b.fit(a, with_axis, b.value(a).dtype);
+  }
+  const int lambda = reversed(b.scan(ops::Fn::Scan, {reversed(shifted(a, 1)), reversed(g)}, axis, dtype));
+  const ir::Value &av = b.value(op.operands[0]), &bv = b.value(op.operands[1]);
+  if (is_real(bv.dtype)) out[1] = b.fit(lambda, bv.axes, bv.dtype);
+  if (is_real(av.dtype))
+    out[0] = b.fit(b.elementwise(ops::Fn::Mul, {lambda, shifted(op.results[0], -1)}, dtype), av.axes, av.dtype);
+  return out;
+}
+
+}  // namespace
+
+int build_formula(Builder &b, std::string_view formula, const FormulaScope &scope) {
+  if (formula == "0") return -1;
+  return FormulaReader(b, formula, scope).read();
+}
+
+std::vector<int> operand_cotangents(Builder &b, const ir::Op &op, const std::vector<int> &result_cotangents) {
+  b.location = op.location;
+  const int g = result_cotangents.empty() ? -1 : result_cotangents[0];
+  switch (op.kind) {
+    case ir::OpKind::Constant:
+    case ir::OpKind::SizeOf:
+    case ir::OpKind::AxisIndex: return {};
+    case ir::OpKind::Elementwise:
+    case ir::OpKind::Reduce:
+    case ir::OpKind::Normalize: return table_rule(b, op, g);
+    case ir::OpKind::Scan:
+      if (op.function == ops::Fn::Scan) return linear_scan_rule(b, op, g);
+      return table_rule(b, op, g);
+    case ir::OpKind::Contract: return g < 0 ? std::vector<int>(op.operands.size(), -1) : contract_rule(b, op, g);
+    case ir::OpKind::Access: return access_rule(b, op, g);
+    case ir::OpKind::Merge: return merge_rule(b, op, g);
+    case ir::OpKind::Select: return select_rule(b, op, g);
+    case ir::OpKind::Call:
+    case ir::OpKind::Repeat: break;
+  }
+  throw Failure{op.location, "internal: no rule for this op kind"};
+}
+
+// ---------------------------------------------------------------- the builder
+
+int Builder::emit(std::unique_ptr<ir::Op> op, std::vector<int> axes, ir::DType dtype) {
+  const int result = ir::add_value(diagram, "", std::move(axes), dtype, location);
+  ir::set_results(diagram, *op, {result});
+  diagram.body.ops.push_back(std::move(op));
+  return result;
+}
+
+int Builder::constant(double number) {
+  auto op = ir::make_op(diagram, ir::OpKind::Constant, location);
+  op->constant = number;
+  return emit(std::move(op), {}, ir::DType::F32);
+}
+
+int Builder::size_of(int axis) {
+  auto op = ir::make_op(diagram, ir::OpKind::SizeOf, location);
+  op->axes = {axis};
+  return emit(std::move(op), {}, ir::DType::F32);
+}
+
+int Builder::axis_index(int axis) {
+  auto op = ir::make_op(diagram, ir::OpKind::AxisIndex, location);
+  op->axes = {axis};
+  return emit(std::move(op), {axis}, ir::DType::I32);
+}
+
+int Builder::count(const std::vector<int> &axes) {
+  int total = -1;
+  for (int axis : axes) {
+    const int size = size_of(axis);
+    total = total < 0 ? size : elementwise(ops::Fn::Mul, {total, size}, ir::DType::F32);
+  }
+  return total < 0 ? constant(1) : total;
+}
+
+int Builder::elementwise(ops::Fn fn, const std::vector<int> &operands, ir::DType dtype, const std::vector<int> &extra) {
+  auto op = ir::make_op(diagram, ir::OpKind::Elementwise, location);
+  op->function = fn;
+  op->operands = operands;
+  // The widest operand's order first: the result is laid out as most of its data is.
+  std::vector<int> order = operands;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int x, int y) { return value(x).axes.size() > value(y).axes.size(); });
+  std::vector<int> axes = union_axes(diagram, order);
+  for (int axis : extra)
+    if (std::find(axes.begin(), axes.end(), axis) == axes.end()) axes.push_back(axis);
+  return emit(std::move(op), axes, dtype);
+}
+
+int Builder::reduce(ops::Fn fn, int operand, const std::vector<int> &axes, ir::DType dtype) {
+  auto op = ir::make_op(diagram, ir::OpKind::Reduce, location);
+  op->function = fn;
+  op->operands = {operand};
+  op->axes = axes;
+  return emit(std::move(op), minus(value(operand).axes, axes), dtype);
+}
+
+int Builder::contract(const std::vector<int> &operands, const std::vector<int> &summed, ir::DType dtype,
+                      const std::vector<int> &prefer) {
+  auto op = ir::make_op(diagram, ir::OpKind::Contract, location);
+  op->operands = operands;
+  op->axes = summed;
+  std::vector<int> order = operands;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int x, int y) { return value(x).axes.size() > value(y).axes.size(); });
+  std::vector<int> axes = minus(union_axes(diagram, order), summed);
+  if (std::set<int>(axes.begin(), axes.end()) == std::set<int>(prefer.begin(), prefer.end())) axes = prefer;
+  return emit(std::move(op), axes, dtype);
+}
+
+int Builder::scan(ops::Fn fn, const std::vector<int> &operands, int axis, ir::DType dtype) {
+  auto op = ir::make_op(diagram, ir::OpKind::Scan, location);
+  op->function = fn;
+  op->operands = operands;
+  op->axes = {axis};
+  return emit(std::move(op), union_axes(diagram, operands), dtype);
+}
+
+int Builder::access(const std::vector<int> &operands, std::vector<ir::AccessIndex> indices,
+                    const std::vector<int> &axes, ir::DType dtype) {
+  auto op = ir::make_op(diagram, ir::OpKind::Access, location);
+  op->operands = operands;
+  op->access = std::move(indices);
+  return emit(std::move(op), axes, dtype);
+}
+
+int Builder::fit(int v, const std::vector<int> &axes, ir::DType dtype) {
+  const std::vector<int> extra = minus(value(v).axes, axes);
+  if (!extra.empty()) v = reduce(ops::Fn::Sum, v, extra, dtype);
+  const std::vector<int> have = value(v).axes;
+  const bool same_order = have == axes;
+  if (same_order && value(v).dtype == dtype) return v;
+  // A copy converts and broadcasts; in the target's axis order, so that values accumulate without transposes.
+  auto op = ir::make_op(diagram, ir::OpKind::Elementwise, location);
+  op->function = ops::Fn::Copy;
+  op->operands = {v};
+  return emit(std::move(op), axes, dtype);
+}
+
+void Builder::name(int id, const std::string &wanted) {
+  for (const ir::Value &v : diagram.values)
+    if (v.name == wanted) return;
+  diagram.value(id).name = wanted;
+}
+
+}  // namespace ncd::autodiff
