@@ -66,14 +66,19 @@ class Deriver {
  public:
   explicit Deriver(ir::Program &program) : program_(program) {}
 
-  Derived derive(const ir::Diagram &d, const std::string &name, const Wanted &wanted, bool keep_outputs);
+  // `primed`: (param path, position) whose axis the gradient output holds under a copy of the axis,
+  // for a call site that binds two axes of the param to one axis (a square weight).
+  using Primed = std::set<std::pair<std::string, size_t>>;
+  Derived derive(const ir::Diagram &d, const std::string &name, const Wanted &wanted, bool keep_outputs,
+                 const Primed &primed = {});
 
  private:
-  const Derived &callee_gradient(const ir::Diagram &callee);
+  const Derived &callee_gradient(const ir::Diagram &callee, const Primed &primed);
   std::string fresh_value_name(const ir::Diagram &d, const std::string &base) const;
 
   ir::Program &program_;
-  std::map<const ir::Diagram *, Derived> callee_gradients_;
+  std::map<std::pair<const ir::Diagram *, Primed>, Derived> callee_gradients_;
+  std::map<int, int> copy_of_;  // a primed axis → the axis it copies
 };
 
 std::string Deriver::fresh_value_name(const ir::Diagram &d, const std::string &base) const {
@@ -85,17 +90,18 @@ std::string Deriver::fresh_value_name(const ir::Diagram &d, const std::string &b
   return name;
 }
 
-const Derived &Deriver::callee_gradient(const ir::Diagram &callee) {
-  if (auto it = callee_gradients_.find(&callee); it != callee_gradients_.end()) return it->second;
+const Derived &Deriver::callee_gradient(const ir::Diagram &callee, const Primed &primed) {
+  if (auto it = callee_gradients_.find({&callee, primed}); it != callee_gradients_.end()) return it->second;
   Wanted all;
   for (int id : callee.inputs)
     if (is_real(callee.value(id).dtype)) all.inputs.insert(id);
   all.all_params = true;
-  Derived derived = derive(callee, ir::fresh_diagram_name(program_, callee.name + "_grad"), all, false);
-  return callee_gradients_.emplace(&callee, std::move(derived)).first->second;
+  Derived derived = derive(callee, ir::fresh_diagram_name(program_, callee.name + "_grad"), all, false, primed);
+  return callee_gradients_.emplace(std::make_pair(&callee, primed), std::move(derived)).first->second;
 }
 
-Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wanted &wanted, bool keep_outputs) {
+Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wanted &wanted, bool keep_outputs,
+                        const Primed &primed) {
   ir::for_each_op(d.body, [&](const ir::Op &op) {
     if (op.kind == ir::OpKind::Repeat)
       throw Failure{op.location, "'repeat' has no derivative in ncd yet (it would run its iterations backwards); "
@@ -195,7 +201,23 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
       continue;
     }
     const ir::Diagram &callee = *program_.diagrams[static_cast<size_t>(op.callee)];
-    const Derived &grad = callee_gradient(callee);
+    std::map<int, int> bound;  // callee axis → caller axis
+    for (auto [from, to] : op.bindings) bound[from] = to;
+    // A param whose axes this call binds to one axis (a square weight) returns its gradient on a copy of the later ones.
+    Primed call_primed;
+    {
+      const Derived &plain = callee_gradient(callee, {});
+      for (size_t k = 0; k < plain.gradients.size(); ++k) {
+        if (plain.gradients[k].input >= 0) continue;
+        std::set<int> seen;
+        const auto &axes = plain.diagram->value(plain.diagram->outputs[k]).axes;
+        for (size_t i = 0; i < axes.size(); ++i) {
+          const int to = bound.count(axes[i]) ? bound[axes[i]] : axes[i];
+          if (!seen.insert(to).second) call_primed.insert({plain.gradients[k].path, i});
+        }
+      }
+    }
+    const Derived &grad = callee_gradient(callee, call_primed);
     auto grad_call = ir::make_op(g, ir::OpKind::Call, op.location);
     grad_call->callee = static_cast<int>(std::find_if(program_.diagrams.begin(), program_.diagrams.end(),
                                                       [&](const auto &x) { return x.get() == grad.diagram; }) -
@@ -203,13 +225,17 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
     grad_call->callee_name = grad.diagram->name;
     grad_call->bindings = op.bindings;
     grad_call->lifted = op.lifted;
-    std::map<int, int> bound;  // callee axis → caller axis
-    for (auto [from, to] : op.bindings) bound[from] = to;
     auto caller_axes = [&](const std::vector<int> &axes) {
       std::vector<int> out;
       for (int axis : axes) {
         auto found = bound.find(axis);
-        if (found == bound.end()) {
+        if (found == bound.end() && copy_of_.count(axis) && bound.count(copy_of_[axis])) {
+          // A primed axis: bound to a copy of the caller's axis, so that the two stay apart.
+          const int copy = b.copy_axis(bound[copy_of_[axis]]);
+          grad_call->bindings.push_back({axis, copy});
+          bound[axis] = copy;
+          out.push_back(copy);
+        } else if (found == bound.end()) {
           // An internal axis of the callee (a param's) left unbound: the caller reads it as its own.
           grad_call->bindings.push_back({axis, axis});
           bound[axis] = axis;
@@ -266,6 +292,17 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
     g.value(v).role = ir::Value::Role::Output;
     g.outputs.push_back(v);
   };
+  auto prime = [&](int v, const std::string &path) {
+    if (v < 0) return v;
+    const std::vector<int> axes = g.value(v).axes;
+    for (size_t i = 0; i < axes.size(); ++i)
+      if (primed.count({path, i})) {
+        const int copy = b.copy_axis(axes[i]);
+        copy_of_[copy] = axes[i];
+        v = b.rename(v, axes[i], copy);
+      }
+    return v;
+  };
   b.location = d.location;
   for (size_t i = 0; i < d.inputs.size(); ++i) {
     const int id = d.inputs[i];
@@ -280,11 +317,13 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
     const ir::Value &param = d.value(id);
     if (!used.count(id) || !wanted.wants(param.name)) continue;
     auto found = cot.find(id);
-    output(found == cot.end() ? -1 : found->second, param.axes, param.dtype, param.name);
+    int v = prime(found == cot.end() ? b.fit(b.constant(0), param.axes, param.dtype) : found->second, param.name);
+    output(v, g.value(v).axes, param.dtype, param.name);
     derived.gradients.push_back({-1, param.name});
   }
   for (auto &[path, value] : param_cot) {
-    output(value, g.value(value).axes, g.value(value).dtype, path);
+    const int v = prime(value, path);
+    output(v, g.value(v).axes, g.value(v).dtype, path);
     derived.gradients.push_back({-1, path});
   }
 

@@ -43,6 +43,10 @@ class Builder {
   int fit(int v, const std::vector<int> &axes, ir::DType dtype);
   // The product of the sizes of `axes` as a scalar.
   int count(const std::vector<int> &axes);
+  // A new axis of the program of the same size as `axis` (autodiff_rules.cpp says how).
+  int copy_axis(int axis);
+  // `v` with axis `from` renamed to `to` (of the same size).
+  int rename(int v, int from, int to);
   // Gives `value` a readable name (when free) for the written file.
   void name(int value, const std::string &name);
 

@@ -301,17 +301,33 @@ std::vector<int> access_rule(Builder &b, const ir::Op &op, int g) {
     out[0] = b.fit(back, x.axes, x.dtype);
     return out;
   }
+  // A source axis the read also indexes by (`X[t + k]` read at `t`) stands for its positions under a
+  // copy of itself, renamed back once the cotangent is summed.
+  std::set<int> indexing(b.value(back).axes.begin(), b.value(back).axes.end());
+  for (size_t p : masked) {
+    for (auto [axis, coefficient] : op.access[p].terms) indexing.insert(axis);
+    indexing.insert(op.access[p].split.begin(), op.access[p].split.end());
+  }
+  std::vector<int> target = x.axes;
+  std::vector<std::pair<int, int>> copies;  // (copy, source axis)
   int mask = -1;
   for (size_t p : masked) {
-    const int equal = b.elementwise(ops::Fn::Eq, {b.axis_index(x.axes[p]), index_position(b, op, op.access[p])},
-                                    ir::DType::Bool);
+    int source = x.axes[p];
+    if (indexing.count(source)) {
+      copies.push_back({b.copy_axis(source), source});
+      source = target[p] = copies.back().first;
+    }
+    const int equal =
+        b.elementwise(ops::Fn::Eq, {b.axis_index(source), index_position(b, op, op.access[p])}, ir::DType::Bool);
     mask = mask < 0 ? equal : b.elementwise(ops::Fn::And, {mask, equal}, ir::DType::Bool);
   }
   const ir::DType dtype = b.value(g).dtype;
   const int weights = indicator(b, mask, dtype);
-  const std::vector<int> summed = minus(union_axes(b.diagram, {back, weights}), x.axes);
-  const int d = summed.empty() ? b.elementwise(ops::Fn::Mul, {back, weights}, dtype)
-                               : b.contract({back, weights}, summed, dtype, x.axes);
+  const std::vector<int> summed = minus(union_axes(b.diagram, {back, weights}), target);
+  int d = summed.empty() ? b.elementwise(ops::Fn::Mul, {back, weights}, dtype)
+                         : b.contract({back, weights}, summed, dtype, target);
+  d = b.fit(d, target, dtype);
+  for (auto [copy, source] : copies) d = b.rename(d, copy, source);
   out[0] = b.fit(d, x.axes, x.dtype);
   return out;
 }
@@ -517,6 +533,37 @@ int Builder::fit(int v, const std::vector<int> &axes, ir::DType dtype) {
   op->function = ops::Fn::Copy;
   op->operands = {v};
   return emit(std::move(op), axes, dtype);
+}
+
+int Builder::copy_axis(int axis) {
+  const ir::Axis &original = program.axis(axis);
+  std::set<std::string> taken;
+  for (const ir::Axis &a : program.axes) taken.insert(a.name);
+  ir::Axis copy;
+  copy.id = static_cast<int>(program.axes.size());
+  copy.name = original.name + "_2";
+  for (int k = 3; taken.count(copy.name); ++k) copy.name = original.name + "_" + std::to_string(k);
+  copy.module = original.module;
+  copy.location = original.location;
+  // Derived from a base axis, it follows that axis through every call. A copy of a derived axis
+  // (heads * d) is a base axis of its size: two axes defined as one product would make a merge into
+  // that product ambiguous.
+  copy.derived = !original.derived && !original.formula;
+  copy.definition = copy.derived ? Poly::axis(axis) : Poly::axis(copy.id);
+  copy.size = original.size;
+  if (!copy.derived) copy.default_size = original.size;
+  program.axes.push_back(copy);
+  return copy.id;
+}
+
+int Builder::rename(int v, int from, int to) {
+  std::vector<ir::AccessIndex> indices;
+  std::vector<int> axes;
+  for (int axis : value(v).axes) {
+    indices.push_back(affine(axis == from ? to : axis));
+    axes.push_back(axis == from ? to : axis);
+  }
+  return access({v}, indices, axes, value(v).dtype);
 }
 
 void Builder::name(int id, const std::string &wanted) {

@@ -1,0 +1,181 @@
+"""Checks every gradient `ncd grad` derives against central finite differences in float64.
+
+    /usr/bin/python3 tests/grad/test_gradients.py [--ncd BUILD/bin/ncd] [FILTER]
+
+For every diagram of stdlib/std (small sizes, -D dtype=f32), `ncd grad` writes
+D_grad. The float64 interpreter (ir_numpy.py, which reads ncd's IR but never
+runs ncd code) runs D_grad on the inputs and params `ncd run --random`
+generated and on random output cotangents c. For each differentiated tensor x
+and a random direction v along it, the derivative of f = Σ c·D(x) along v by
+central differences, (f(x + hv) − f(x − hv)) / 2h with D run by the same
+interpreter, must equal ⟨∂f/∂x, v⟩ to a relative error below 1e-6. `ncd run`
+of D_grad at f32 must agree with the interpreter within 1e-3 of the largest
+gradient. A diagram ncd declines to differentiate must decline with the
+message DECLINED lists for it, and nothing else may decline.
+"""
+
+import argparse
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True
+import ir_numpy  # noqa: E402
+from test_ir_numpy import SIZES, axis_names, read_folder  # noqa: E402
+
+RTOL = 1e-6
+ATOL = 1e-8
+STEP = 1e-5
+
+# Diagrams whose derivative ncd does not state yet, and the start of the reason it gives.
+DECLINED = {
+    "gpt2.ncd:GPT2Model": "'repeat' has no derivative",
+    "gpt2.ncd:GPT2LMHeadModel": "'repeat' has no derivative",
+    "llama.ncd:LlamaModel": "'repeat' has no derivative",
+    "llama.ncd:LlamaForCausalLM": "'repeat' has no derivative",
+    "transformer.ncd:GPT2": "'repeat' has no derivative",
+}
+
+
+def gradient_names(path):
+    """What each gradient output is the gradient of, from the header `ncd grad` writes."""
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            m = re.match(r"#   (\w+): the gradient of (\S+)$", line.rstrip())
+            if m:
+                out[m.group(1)] = m.group(2)
+    return out
+
+
+def objective(outputs, cotangents):
+    return sum(float(np.sum(np.asarray(outputs[name], dtype=np.float64) * c)) for name, c in cotangents.items())
+
+
+def check_case(ncd, work, path, diagram, defines):
+    base = os.path.basename(path)
+    grad_file = os.path.join(work, diagram + ".grad.ncd")
+    command = [ncd, "grad", path, "--diagram", diagram, "--no-train", "-o", grad_file, "-w"]
+    for d in defines:
+        command += ["-D", d]
+    result = subprocess.run(command, capture_output=True, text=True)
+    expected = DECLINED.get("%s:%s" % (base, diagram))
+    if result.returncode != 0:
+        if expected and expected in result.stderr and result.returncode == 1:
+            return "pass", "declined as expected: " + expected
+        return "fail", "ncd grad failed (%d): %s" % (result.returncode, result.stderr.strip())
+    if expected:
+        return "fail", "ncd grad no longer declines; remove it from DECLINED"
+    out = os.path.join(work, "out")
+    shutil.rmtree(out, ignore_errors=True)
+    command = [ncd, "run", path, "--diagram", diagram, "--random", "1", "--out-dir", out, "--threads", "2", "-w"]
+    for d in defines:
+        command += ["-D", d]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        return "fail", "ncd run failed: " + result.stderr.strip()
+    inputs = read_folder(os.path.join(out, "inputs"))
+    params = read_folder(os.path.join(out, "params"))
+    forward = ir_numpy.load(path, diagram, defines)
+    backward = ir_numpy.load(grad_file, diagram + "_grad")
+    rng = np.random.default_rng(7)
+    outputs = forward.run(inputs, params)
+    cotangents = {}
+    for o in forward.signature()["outputs"]:
+        if o["dtype"] in ("i32", "i8", "bool"):
+            continue
+        cotangents[o["name"]] = rng.standard_normal(np.shape(outputs[o["name"]]))
+    grad_inputs = dict(inputs)
+    for name, c in cotangents.items():
+        grad_inputs["d_" + name] = c
+    grads = backward.run(grad_inputs, params)
+    of = gradient_names(grad_file)
+    errors = []
+    for grad_name, target in of.items():
+        is_input = target in inputs
+        x = inputs[target] if is_input else params[target]
+        v = rng.standard_normal(np.shape(x))
+
+        def f(sign):
+            moved = dict(inputs if is_input else params)
+            moved[target] = np.asarray(x, dtype=np.float64) + sign * STEP * v
+            return objective(forward.run(moved, params) if is_input else forward.run(inputs, moved), cotangents)
+
+        numeric = (f(1) - f(-1)) / (2 * STEP)
+        analytic = float(np.sum(np.asarray(grads[grad_name], dtype=np.float64) * v))
+        # A gradient that is zero (a key bias under softmax) leaves only the differences' rounding, ~1e-10.
+        error = abs(numeric - analytic) / max(abs(numeric), abs(analytic), 1e-30)
+        if abs(numeric - analytic) > RTOL * max(abs(numeric), abs(analytic)) + ATOL:
+            errors.append("%s: finite differences %.9g, gradient %.9g (relative error %.2g)" %
+                          (target, numeric, analytic, error))
+    # The CPU backend runs the gradient diagram too.
+    grad_out = os.path.join(work, "grad_out")
+    shutil.rmtree(grad_out, ignore_errors=True)
+    command = [ncd, "run", grad_file, "--diagram", diagram + "_grad", "--out-dir", grad_out, "--threads", "2", "-w",
+               ] + (["--params", os.path.join(out, "params")] if params else [])
+    os.makedirs(os.path.join(work, "in"), exist_ok=True)
+    for name, array in grad_inputs.items():
+        file = os.path.join(work, "in", name + ".npy")
+        np.save(file, array.astype(np.int32) if array.dtype.kind in "iu" else array.astype(np.float32))
+        command += ["--in", "%s=%s" % (name, file)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        errors.append("ncd run of the gradient failed: " + result.stderr.strip())
+    else:
+        # Against the largest gradient of the case: a gradient that is zero is f32 rounding in ncd.
+        largest = max(float(np.max(np.abs(np.asarray(grads[n], dtype=np.float64)))) for n in of) if of else 1.0
+        for grad_name in of:
+            got = np.load(os.path.join(grad_out, grad_name + ".npy")).astype(np.float64)
+            want = np.asarray(grads[grad_name], dtype=np.float64)
+            scale = max(largest, 1e-30)
+            if float(np.max(np.abs(got - want))) > 1e-3 * scale:
+                errors.append("%s: ncd run differs from the interpreter by %.3g of the largest gradient" %
+                              (grad_name, float(np.max(np.abs(got - want))) / scale))
+    if errors:
+        return "fail", "; ".join(errors)
+    return "pass", "%d gradients" % len(of)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ncd", default=os.environ.get("NCD") or os.path.join(ROOT, "build", "bin", "ncd"))
+    parser.add_argument("filter", nargs="?", default="", help="only cases whose FILE:DIAGRAM contains this")
+    args = parser.parse_args()
+    os.environ["NCD"] = os.path.abspath(args.ncd)
+    ncd = os.environ["NCD"]
+    work = tempfile.mkdtemp(prefix="ncd-grad-")
+    counts = {"pass": 0, "fail": 0}
+    try:
+        for path in sorted(glob.glob(os.path.join(ROOT, "stdlib", "std", "*.ncd"))):
+            base = os.path.basename(path)
+            names, diagrams = axis_names(ncd, path)
+            defines = ["dtype=f32"] + ["%s=%d" % (k, v) for k, v in SIZES.get(base, {}).items() if k in names]
+            for diagram in diagrams:
+                case = "%s:%s" % (base, diagram)
+                if args.filter not in case:
+                    continue
+                start = time.time()
+                try:
+                    status, detail = check_case(ncd, work, path, diagram, defines)
+                except Exception as e:  # reported per case, so that one crash hides no other result
+                    status, detail = "fail", "%s: %s" % (type(e).__name__, e)
+                counts[status] += 1
+                print("%-4s %s (%.1fs): %s" % (status, case, time.time() - start, detail), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("%d passed, %d failed" % (counts["pass"], counts["fail"]))
+    return 1 if counts["fail"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
