@@ -56,8 +56,8 @@ P = lambda name: load("params/" + name)
 X = load("inputs/X")
 S, M = X.shape
 H, D = P("CausalMultiHeadAttention.Wq").shape[1:]
-g1, b1 = P("LayerNorm@0.gamma"), P("LayerNorm@0.beta")
-g2, b2 = P("LayerNorm@1.gamma"), P("LayerNorm@1.beta")
+g1, b1 = P("ln_1.gamma"), P("ln_1.beta")
+g2, b2 = P("ln_2.gamma"), P("ln_2.beta")
 # The usual GPT-2 layout: one fused QKV projection (c_attn), then per-head attention.
 Wqkv = torch.cat([P("CausalMultiHeadAttention." + n).reshape(M, H * D) for n in ("Wq", "Wk", "Wv")], dim=1).contiguous()
 bqkv = torch.cat([P("CausalMultiHeadAttention." + n).reshape(H * D) for n in ("bq", "bk", "bv")])

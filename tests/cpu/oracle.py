@@ -359,8 +359,8 @@ def Embedding(x, p, r, sizes):
 
 
 def gpt2_block(X, p, r, pre=""):
-    A = r(X + mha(layer_norm(X, p, r, pre + "LayerNorm@0."), p, r, True, pre + "CausalMultiHeadAttention."))
-    return r(A + ffn(layer_norm(A, p, r, pre + "LayerNorm@1."), p, r, pre + "FFN."))
+    A = r(X + mha(layer_norm(X, p, r, pre + "ln_1."), p, r, True, pre + "CausalMultiHeadAttention."))
+    return r(A + ffn(layer_norm(A, p, r, pre + "ln_2."), p, r, pre + "FFN."))
 
 
 def GPT2Block(x, p, r, sizes):
@@ -369,8 +369,8 @@ def GPT2Block(x, p, r, sizes):
 
 def LlamaBlock(x, p, r, sizes):
     X = x["X"]
-    A = r(X + gqa(rms_norm(X, p, r, "RMSNorm@0."), p, r, "GroupedQueryAttention."))
-    return {"Y": r(A + swiglu(rms_norm(A, p, r, "RMSNorm@1."), p, r, "SwiGLU."))}
+    A = r(X + gqa(rms_norm(X, p, r, "input_layernorm."), p, r, "GroupedQueryAttention."))
+    return {"Y": r(A + swiglu(rms_norm(A, p, r, "post_attention_layernorm."), p, r, "SwiGLU."))}
 
 
 def gpt2(tokens, p, r, pre=""):

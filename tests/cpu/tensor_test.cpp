@@ -263,10 +263,10 @@ TEST(ParamNames, CalleeSizesFollowBindings) {
   ASSERT_TRUE(list_param_instances(compilation.program, *block, params, error)) << error;
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto &p : params) shapes[p.path] = p.shape;
-  EXPECT_EQ(shapes["LayerNorm@0.gamma"], (std::vector<int64_t>{8}));
+  EXPECT_EQ(shapes["ln_1.gamma"], (std::vector<int64_t>{8}));
   EXPECT_EQ(shapes["CausalMultiHeadAttention.Wq"], (std::vector<int64_t>{8, 2, 4}));
   EXPECT_EQ(shapes["FFN.W1"], (std::vector<int64_t>{8, 12}));
-  EXPECT_EQ(shapes["LayerNorm@1.beta"], (std::vector<int64_t>{8}));
+  EXPECT_EQ(shapes["ln_2.beta"], (std::vector<int64_t>{8}));
   EXPECT_EQ(params.size(), 16u);
 }
 

@@ -146,7 +146,7 @@ def repeatable(ncd, root, work):
     check(read("a", "logits.npy") != read("d", "logits.npy"), "another seed gives the same outputs")
     params = sorted(os.listdir(os.path.join(work, "a", "params")))
     check(len(params) == 3 + 12 * 16 + 2 - 1, f"{len(params)} param files")
-    for name in ["wte.npy", "wpe.npy", "0.GPT2Block.LayerNorm@0.gamma.npy", "11.GPT2Block.FFN.b2.npy",
+    for name in ["wte.npy", "wpe.npy", "0.GPT2Block.ln_1.gamma.npy", "11.GPT2Block.FFN.b2.npy",
                  "5.GPT2Block.CausalMultiHeadAttention.Wq.npy", "LayerNorm.beta.npy"]:
         check(name in params, f"param file {name} missing: {params[:8]}...")
     tokens = np.load(os.path.join(work, "a", "inputs", "tokens.npy"))

@@ -19,7 +19,7 @@
 //            | iteration:  the 0-based iteration of an enclosing repeat, or I@R
 //                          when the diagram has several repeats (R from 0, in op order)
 //
-// e.g. "wte", "LayerNorm.gamma", "3.GPT2Block.LayerNorm@1.beta",
+// e.g. "wte", "LayerNorm.gamma", "3.GPT2Block.ln_2.beta",
 // "h.3.attn.c_attn.weight". Backends, the CLI (--params, --random) and tools
 // all use these names.
 #pragma once

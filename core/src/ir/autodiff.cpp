@@ -47,6 +47,9 @@ struct GradientOf {
 struct Derived {
   ir::Diagram *diagram = nullptr;
   std::vector<GradientOf> gradients;  // one per gradient output, after the kept outputs
+  // A callee's gradient takes only the inputs it reads: for each, its place among the callee's
+  // inputs followed by its float outputs' cotangents.
+  std::vector<size_t> operands;
 };
 
 struct Wanted {
@@ -70,7 +73,7 @@ class Deriver {
   // for a call site that binds two axes of the param to one axis (a square weight).
   using Primed = std::set<std::pair<std::string, size_t>>;
   Derived derive(const ir::Diagram &d, const std::string &name, const Wanted &wanted, bool keep_outputs,
-                 const Primed &primed = {});
+                 const Primed &primed = {}, bool top_level = true);
 
  private:
   const Derived &callee_gradient(const ir::Diagram &callee, const Primed &primed);
@@ -96,12 +99,12 @@ const Derived &Deriver::callee_gradient(const ir::Diagram &callee, const Primed 
   for (int id : callee.inputs)
     if (is_real(callee.value(id).dtype)) all.inputs.insert(id);
   all.all_params = true;
-  Derived derived = derive(callee, ir::fresh_diagram_name(program_, callee.name + "_grad"), all, false, primed);
+  Derived derived = derive(callee, ir::fresh_diagram_name(program_, callee.name + "_grad"), all, false, primed, false);
   return callee_gradients_.emplace(std::make_pair(&callee, primed), std::move(derived)).first->second;
 }
 
 Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wanted &wanted, bool keep_outputs,
-                        const Primed &primed) {
+                        const Primed &primed, bool top_level) {
   ir::for_each_op(d.body, [&](const ir::Op &op) {
     if (op.kind == ir::OpKind::Repeat)
       throw Failure{op.location, "'repeat' has no derivative in ncd yet (it would run its iterations backwards); "
@@ -247,12 +250,13 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
       out.insert(out.end(), op.lifted.begin(), op.lifted.end());
       return out;
     };
-    grad_call->operands = op.operands;
+    std::vector<int> arguments = op.operands;
     for (size_t k = 0; k < op.results.size(); ++k) {
       const ir::Value &result = g.value(op.results[k]);
       if (!is_real(result.dtype)) continue;
-      grad_call->operands.push_back(results[k] >= 0 ? results[k] : b.fit(b.constant(0), result.axes, result.dtype));
+      arguments.push_back(results[k] >= 0 ? results[k] : b.fit(b.constant(0), result.axes, result.dtype));
     }
+    for (size_t k : grad.operands) grad_call->operands.push_back(arguments[k]);
     if (call_segment.count(&op)) {
       grad_call->label = call_segment[&op];
       for (auto &clone : g.body.ops)
@@ -341,6 +345,20 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
   for (int id : g.params)
     if (needed.count(id)) params.push_back(id);
   g.params = params;
+  for (size_t k = 0; k < g.inputs.size(); ++k) derived.operands.push_back(k);
+  if (!keep_outputs && !top_level) {
+    // A callee's gradient: an input nothing reads is not passed (nor warned about).
+    std::vector<int> inputs;
+    derived.operands.clear();
+    for (size_t k = 0; k < g.inputs.size(); ++k)
+      if (needed.count(g.inputs[k])) {
+        inputs.push_back(g.inputs[k]);
+        derived.operands.push_back(k);
+      } else {
+        g.value(g.inputs[k]).role = ir::Value::Role::Intermediate;
+      }
+    g.inputs = inputs;
+  }
   for (const ir::Value &v : g.values)
     if (v.role == ir::Value::Role::Param && !needed.count(v.id)) g.value(v.id).role = ir::Value::Role::Intermediate;
 
