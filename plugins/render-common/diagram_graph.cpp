@@ -45,6 +45,7 @@ struct Scope {
   std::map<int, std::string> pure_text;
   std::set<int> pure_infix;  // pure values whose text is an operator expression (parenthesised as operands)
   std::set<int> needs_node;  // pure values some consumer cannot fold
+  std::set<int> cotangents;  // the backward flow of a gradient (parts::cotangent_values)
 };
 
 class Drawer {
@@ -99,12 +100,6 @@ class Drawer {
     return out;
   }
 
-  static std::string join(const std::vector<std::string> &items, const std::string &separator) {
-    std::string out;
-    for (size_t i = 0; i < items.size(); ++i) out += (i ? separator : "") + items[i];
-    return out;
-  }
-
   // A node with an HTML label, one table row per line so that DOT diffs read row by row.
   std::string html_node(const std::string &name, const std::string &label) const {
     std::string pad = "\n" + std::string(static_cast<size_t>(indent_) * 2 + 4, ' ');
@@ -123,6 +118,7 @@ class Drawer {
 
   void prepare(Scope &scope) {
     const ir::Diagram &d = *scope.diagram;
+    scope.cotangents = parts::cotangent_values(d);
     // Pure values, in dependency order.
     ir::for_each_op(d.body, [&](const ir::Op &op) {
       bool pure = false;
@@ -333,6 +329,8 @@ class Drawer {
     if (level != scope.level_of.end()) {
       LevelColor color = level_color(level->second, scope.level_order[level->second]);
       attributes += std::string(", color=\"") + color.stroke + "\", fontcolor=\"" + color.stroke + "\"";
+    } else if (scope.cotangents.count(value)) {
+      attributes += std::string(", color=\"") + parts::kCotangentColor + "\", fontcolor=\"" + parts::kCotangentColor + "\"";
     }
     if (!extra.empty()) attributes += ", " + extra;
     edges_.push_back(endpoint(from, "e") + " -> " + endpoint({node, port}, "w") + " [" + attributes + "];");
@@ -918,11 +916,6 @@ class Drawer {
         map[axis] = {exit, port};
       }
     }
-  }
-
-  static std::string strip(const std::string &rows) {
-    return "<TABLE BORDER=\"1\" COLOR=\"#64748b\" CELLBORDER=\"0\" CELLSPACING=\"0\" CELLPADDING=\"2\" BGCOLOR=\"#ffffff\">"
-           + rows + "</TABLE>";
   }
 
   // `repeat N`: the body drawn once in a cluster marked ×N, carried values entering and leaving

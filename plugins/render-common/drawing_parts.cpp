@@ -206,4 +206,27 @@ std::set<const ir::Op *> routed_gathers(const ir::Program &program, const ir::Di
   return out;
 }
 
+std::set<int> cotangent_values(const ir::Diagram &diagram) {
+  std::set<int> out;
+  for (int id : diagram.inputs)
+    if (diagram.value(id).name.rfind("d_", 0) == 0) out.insert(id);
+  if (out.empty()) return out;
+  ir::for_each_op(diagram.body, [&](const ir::Op &op) {
+    if (std::any_of(op.operands.begin(), op.operands.end(), [&](int v) { return out.count(v) > 0; }))
+      out.insert(op.results.begin(), op.results.end());
+  });
+  return out;
+}
+
+std::string join(const std::vector<std::string> &items, const std::string &separator) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? separator : "") + items[i];
+  return out;
+}
+
+std::string strip(const std::string &rows) {
+  return "<TABLE BORDER=\"1\" COLOR=\"#64748b\" CELLBORDER=\"0\" CELLSPACING=\"0\" CELLPADDING=\"2\" BGCOLOR=\"#ffffff\">" +
+         rows + "</TABLE>";
+}
+
 }  // namespace ncd::render::parts

@@ -16,6 +16,7 @@ namespace ncd::render::parts {
 inline constexpr size_t kWrapWidth = 28;  // columns of a glyph's text line
 inline constexpr const char *kFont = "Helvetica";
 inline constexpr const char *kWireColor = "#333333";
+inline constexpr const char *kCotangentColor = "#c2410c";  // the backward flow of a gradient
 
 // Memory levels get fixed colours by their usual names, others a palette in order of appearance.
 struct LevelColor {
@@ -65,5 +66,13 @@ std::string node_table(std::vector<Lane> lanes, const Glyph &glyph, const char *
 // The gathers of the diagram's routed contractions (ncd/routing.h): drawn as
 // a route, not a materialised gather.
 std::set<const ir::Op *> routed_gathers(const ir::Program &program, const ir::Diagram &diagram);
+
+// The values of a gradient's backward flow: inputs named d_NAME (the cotangents `ncd grad`
+// takes, docs/AUTODIFF.md) and every value computed from one.
+std::set<int> cotangent_values(const ir::Diagram &diagram);
+
+std::string join(const std::vector<std::string> &items, const std::string &separator);
+// A bordered strip (a repeat's entry and exit) holding table rows.
+std::string strip(const std::string &rows);
 
 }  // namespace ncd::render::parts

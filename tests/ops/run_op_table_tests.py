@@ -25,7 +25,7 @@ import tempfile
 import numpy as np
 
 ROW = re.compile(r'\{\.fn = Fn::\w+, \.name = "(\w+)", \.kind = Kind::Elementwise, \.syntax = Syntax::Call,'
-                 r' \.arity = (\d), \.flops = (\d+)(.*?)\.cuda = "([^"]*)"\}', re.S)
+                 r' \.arity = (\d), \.flops = (\d+)(.*?)\.cuda = "([^"]*)"(?:,\s*\.vjp = \{[^}]*\})?\}', re.S)
 SIZES = {"s": 4, "m": 3}
 INTEGER_RESULTS = {"quantize"}
 

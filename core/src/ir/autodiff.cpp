@@ -181,6 +181,22 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
     if (!fresh) it->second = b.elementwise(ops::Fn::Add, {it->second, c}, dtype);
   };
 
+  std::map<int, std::vector<const ir::Op *>> readers;  // the ops of d reading each value
+  for (const auto &op : d.body.ops)
+    for (int operand : op->operands)
+      if (readers[operand].empty() || readers[operand].back() != op.get()) readers[operand].push_back(op.get());
+
+  // FlashAttention's saved state: a softmax read by one contraction over its axis is recomputed in
+  // the backward from its rows' logsumexp (autodiff::attention_softmax).
+  std::map<int, int> recomputed;  // softmax result → its recomputation
+  for (const auto &op : d.body.ops)
+    if (op->kind == ir::OpKind::Normalize && op->function == ops::Fn::Softmax && active.count(op->results[0]) &&
+        readers[op->results[0]].size() == 1 && !std::count(d.outputs.begin(), d.outputs.end(), op->results[0])) {
+      b.location = op->location;
+      const int p = autodiff::recompute_softmax(b, *op, *readers[op->results[0]][0]);
+      if (p >= 0) recomputed[op->results[0]] = p;
+    }
+
   // The reverse sweep, over the forward ops of d (their clones in g have the same ids and values).
   for (auto it = d.body.ops.rbegin(); it != d.body.ops.rend(); ++it) {
     const ir::Op &op = **it;
@@ -198,8 +214,30 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
       if (results[k] >= 0 && g.value(results[k]).name.empty() && !g.value(op.results[k]).name.empty() &&
           g.value(op.results[k]).name[0] != '%')
         b.name(results[k], "d_" + g.value(op.results[k]).name);
+    if (auto p = recomputed.find(op.results[0]); p != recomputed.end() && op.kind == ir::OpKind::Normalize) {
+      const ir::Op &consumer = *readers[op.results[0]][0];
+      auto found = cot.find(consumer.results[0]);
+      if (results[0] >= 0 && found != cot.end()) {
+        accumulate(op.operands[0], autodiff::attention_softmax(b, op, p->second, results[0], consumer, found->second));
+        continue;
+      }
+    }
     if (op.kind != ir::OpKind::Call) {
-      const std::vector<int> operands = autodiff::operand_cotangents(b, op, results);
+      // The backward reads attention's probabilities as recomputed from the logsumexp.
+      ir::Op reading;
+      const ir::Op *rule_op = &op;
+      if (std::any_of(op.operands.begin(), op.operands.end(), [&](int v) { return recomputed.count(v) > 0; })) {
+        reading.kind = op.kind;
+        reading.function = op.function;
+        reading.axes = op.axes;
+        reading.results = op.results;
+        reading.location = op.location;
+        reading.operands = op.operands;
+        for (int &v : reading.operands)
+          if (recomputed.count(v)) v = recomputed[v];
+        rule_op = &reading;
+      }
+      const std::vector<int> operands = autodiff::operand_cotangents(b, *rule_op, results);
       for (size_t i = 0; i < operands.size(); ++i) accumulate(op.operands[i], operands[i]);
       continue;
     }

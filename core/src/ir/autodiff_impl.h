@@ -72,4 +72,12 @@ int build_formula(Builder &b, std::string_view formula, const FormulaScope &scop
 // of each result (-1 where none). Not for calls and repeats (autodiff.cpp).
 std::vector<int> operand_cotangents(Builder &b, const ir::Op &op, const std::vector<int> &result_cotangents);
 
+// FlashAttention's form of a softmax's derivative when its result P is read by one
+// contraction O = Σ_k P·V over its axis k: P recomputed as exp(S − L) from the
+// row's logsumexp L (what a kernel keeps of the forward; recompute_softmax,
+// -1 when the pattern does not hold), and Σ_k dP·P as D = Σ dO·O over O's
+// other axes (a row of O, not of P): attention_softmax returns dS.
+int recompute_softmax(Builder &b, const ir::Op &softmax, const ir::Op &consumer);
+int attention_softmax(Builder &b, const ir::Op &softmax, int recomputed, int d_p, const ir::Op &consumer, int d_o);
+
 }  // namespace ncd::autodiff

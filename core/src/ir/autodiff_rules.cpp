@@ -407,6 +407,26 @@ std::vector<int> linear_scan_rule(Builder &b, const ir::Op &op, int g) {
 
 }  // namespace
 
+int recompute_softmax(Builder &b, const ir::Op &softmax, const ir::Op &consumer) {
+  if (softmax.axes.size() != 1 || consumer.kind != ir::OpKind::Contract || consumer.operands.size() != 2) return -1;
+  const int p = softmax.results[0], s = softmax.operands[0], k = softmax.axes[0];
+  if (std::count(consumer.operands.begin(), consumer.operands.end(), p) != 1 ||
+      std::find(consumer.axes.begin(), consumer.axes.end(), k) == consumer.axes.end())
+    return -1;
+  const int lse = b.reduce(ops::Fn::LogSumExp, s, {k}, ir::DType::F32);
+  return b.elementwise(ops::Fn::Exp, {b.elementwise(ops::Fn::Sub, {s, lse}, ir::DType::F32)}, b.value(p).dtype);
+}
+
+int attention_softmax(Builder &b, const ir::Op &softmax, int recomputed, int d_p, const ir::Op &consumer, int d_o) {
+  b.location = softmax.location;
+  const ir::DType dtype = b.value(d_p).dtype;
+  const int o = consumer.results[0];
+  const std::vector<int> summed = minus(b.value(o).axes, b.value(softmax.results[0]).axes);
+  const int rows = summed.empty() ? b.elementwise(ops::Fn::Mul, {d_o, o}, ir::DType::F32)
+                                  : b.contract({d_o, o}, summed, ir::DType::F32);
+  return b.elementwise(ops::Fn::Mul, {recomputed, b.elementwise(ops::Fn::Sub, {d_p, rows}, dtype)}, dtype);
+}
+
 int build_formula(Builder &b, std::string_view formula, const FormulaScope &scope) {
   if (formula == "0") return -1;
   return FormulaReader(b, formula, scope).read();
