@@ -10,8 +10,9 @@ and a random direction v along it, the derivative of f = Σ c·D(x) along v by
 central differences, (f(x + hv) − f(x − hv)) / 2h with D run by the same
 interpreter, must equal ⟨∂f/∂x, v⟩ to a relative error below 1e-6. `ncd run`
 of D_grad at f32 must agree with the interpreter within 1e-3 of the largest
-gradient. A diagram ncd declines to differentiate must decline with the
-message DECLINED lists for it, and nothing else may decline.
+gradient. Split with `--save flash`, D_forward then D_backward must give
+D_grad's gradients. A diagram ncd declines to differentiate must decline with
+the message DECLINED lists for it, and nothing else may decline.
 """
 
 import argparse
@@ -113,11 +114,34 @@ def check_case(ncd, work, path, diagram, defines):
 
         numeric = (f(1) - f(-1)) / (2 * STEP)
         analytic = float(np.sum(np.asarray(grads[grad_name], dtype=np.float64) * v))
+        if not (np.isfinite(numeric) and np.isfinite(analytic)):
+            errors.append("%s: finite differences %r, gradient %r" % (target, numeric, analytic))
+            continue
         # A gradient that is zero (a key bias under softmax) leaves only the differences' rounding, ~1e-10.
         error = abs(numeric - analytic) / max(abs(numeric), abs(analytic), 1e-30)
         if abs(numeric - analytic) > RTOL * max(abs(numeric), abs(analytic)) + ATOL:
             errors.append("%s: finite differences %.9g, gradient %.9g (relative error %.2g)" %
                           (target, numeric, analytic, error))
+    # Split at what FlashAttention saves, the forward pass then the backward pass give the same gradients.
+    split_file = os.path.join(work, diagram + ".split.ncd")
+    command = [ncd, "grad", path, "--diagram", diagram, "--no-train", "--save", "flash", "-o", split_file, "-w"]
+    for d in defines:
+        command += ["-D", d]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        errors.append("ncd grad --save flash failed: " + result.stderr.strip())
+    else:
+        saved = ir_numpy.load(split_file, diagram + "_forward").run(inputs, params)
+        backward_program = ir_numpy.load(split_file, diagram + "_backward")
+        given = {}
+        for entry in backward_program.signature()["inputs"]:
+            name = entry["name"]
+            given[name] = grad_inputs[name] if name in grad_inputs else saved[name]
+        split = backward_program.run(given, params)
+        for grad_name in of:
+            want = np.asarray(grads[grad_name], dtype=np.float64)
+            if not np.allclose(np.asarray(split[grad_name], dtype=np.float64), want, rtol=1e-9, atol=1e-12):
+                errors.append("%s: forward then backward (--save flash) differs from D_grad" % grad_name)
     # The CPU backend runs the gradient diagram too.
     grad_out = os.path.join(work, "grad_out")
     shutil.rmtree(grad_out, ignore_errors=True)
@@ -138,6 +162,9 @@ def check_case(ncd, work, path, diagram, defines):
             got = np.load(os.path.join(grad_out, grad_name + ".npy")).astype(np.float64)
             want = np.asarray(grads[grad_name], dtype=np.float64)
             scale = max(largest, 1e-30)
+            if not (np.all(np.isfinite(got)) and np.all(np.isfinite(want))):
+                errors.append("%s: not finite (ncd run or the interpreter)" % grad_name)
+                continue
             if float(np.max(np.abs(got - want))) > 1e-3 * scale:
                 errors.append("%s: ncd run differs from the interpreter by %.3g of the largest gradient" %
                               (grad_name, float(np.max(np.abs(got - want))) / scale))

@@ -50,6 +50,7 @@ struct Derived {
   // A callee's gradient takes only the inputs it reads: for each, its place among the callee's
   // inputs followed by its float outputs' cotangents.
   std::vector<size_t> operands;
+  std::vector<int> scores, row_stats;  // attention the backward recomputes (autodiff::StepParts)
 };
 
 struct Wanted {
@@ -189,12 +190,18 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
   // FlashAttention's saved state: a softmax read by one contraction over its axis is recomputed in
   // the backward from its rows' logsumexp (autodiff::attention_softmax).
   std::map<int, int> recomputed;  // softmax result → its recomputation
+  std::vector<int> scores, row_stats;
   for (const auto &op : d.body.ops)
     if (op->kind == ir::OpKind::Normalize && op->function == ops::Fn::Softmax && active.count(op->results[0]) &&
         readers[op->results[0]].size() == 1 && !std::count(d.outputs.begin(), d.outputs.end(), op->results[0])) {
       b.location = op->location;
-      const int p = autodiff::recompute_softmax(b, *op, *readers[op->results[0]][0]);
-      if (p >= 0) recomputed[op->results[0]] = p;
+      int lse = -1;
+      const int p = autodiff::recompute_softmax(b, *op, *readers[op->results[0]][0], lse);
+      if (p >= 0) {
+        recomputed[op->results[0]] = p;
+        scores.push_back(op->operands[0]);
+        row_stats.push_back(lse);
+      }
     }
 
   // The reverse sweep, over the forward ops of d (their clones in g have the same ids and values).
@@ -402,6 +409,8 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
 
   program_.diagrams.push_back(std::move(owned));
   derived.diagram = program_.diagrams.back().get();
+  derived.scores = scores;
+  derived.row_stats = row_stats;
   return derived;
 }
 
@@ -475,6 +484,12 @@ bool derive_gradient(ir::Program &program, const ir::Diagram &diagram, const Gra
     }
     if (request.train)
       result.train = deriver.derive(diagram, ir::fresh_diagram_name(program, diagram.name + "_train"), wanted, true).diagram;
+    if (request.split) {
+      const autodiff::StepParts parts{&diagram, grad.diagram, grad.scores, grad.row_stats};
+      for (SavePolicy policy : {SavePolicy::None, SavePolicy::Flash, SavePolicy::All})
+        result.choices.push_back(autodiff::split_step(program, parts, policy, policy == request.save, result.forward,
+                                                      result.backward));
+    }
   } catch (const Failure &failure) {
     program.diagrams.resize(before);
     error = {failure.location, failure.message};

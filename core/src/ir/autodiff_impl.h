@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ncd/autodiff.h"
 #include "ncd/ir.h"
 
 namespace ncd::autodiff {
@@ -74,10 +75,22 @@ std::vector<int> operand_cotangents(Builder &b, const ir::Op &op, const std::vec
 
 // FlashAttention's form of a softmax's derivative when its result P is read by one
 // contraction O = Σ_k P·V over its axis k: P recomputed as exp(S − L) from the
-// row's logsumexp L (what a kernel keeps of the forward; recompute_softmax,
+// row's logsumexp L (`lse`, what a kernel keeps of the forward; recompute_softmax,
 // -1 when the pattern does not hold), and Σ_k dP·P as D = Σ dO·O over O's
 // other axes (a row of O, not of P): attention_softmax returns dS.
-int recompute_softmax(Builder &b, const ir::Op &softmax, const ir::Op &consumer);
+int recompute_softmax(Builder &b, const ir::Op &softmax, const ir::Op &consumer, int &lse);
 int attention_softmax(Builder &b, const ir::Op &softmax, int recomputed, int d_p, const ir::Op &consumer, int d_o);
+
+// A derived step split into its forward and backward passes (autodiff_save.cpp).
+struct StepParts {
+  const ir::Diagram *original = nullptr;  // D
+  const ir::Diagram *grad = nullptr;      // D_grad: D's ops (ids up to D's max_op_id), then the backward's
+  std::vector<int> scores;                // attention scores the backward recomputes
+  std::vector<int> row_stats;             // their rows' logsumexp: forward work a pass may save
+};
+
+// Prices `policy`; with `add`, adds D_forward and D_backward to the program.
+SaveChoice split_step(ir::Program &program, const StepParts &parts, SavePolicy policy, bool add,
+                      ir::Diagram *&forward, ir::Diagram *&backward);
 
 }  // namespace ncd::autodiff

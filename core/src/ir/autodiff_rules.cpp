@@ -12,6 +12,7 @@
 // merge is undone by a split; a selection scatters its values' cotangent back
 // through its positions; the linear recurrence `scan` runs backwards.
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <set>
 
@@ -407,14 +408,20 @@ std::vector<int> linear_scan_rule(Builder &b, const ir::Op &op, int g) {
 
 }  // namespace
 
-int recompute_softmax(Builder &b, const ir::Op &softmax, const ir::Op &consumer) {
+int recompute_softmax(Builder &b, const ir::Op &softmax, const ir::Op &consumer, int &lse) {
   if (softmax.axes.size() != 1 || consumer.kind != ir::OpKind::Contract || consumer.operands.size() != 2) return -1;
   const int p = softmax.results[0], s = softmax.operands[0], k = softmax.axes[0];
   if (std::count(consumer.operands.begin(), consumer.operands.end(), p) != 1 ||
       std::find(consumer.axes.begin(), consumer.axes.end(), k) == consumer.axes.end())
     return -1;
-  const int lse = b.reduce(ops::Fn::LogSumExp, s, {k}, ir::DType::F32);
-  return b.elementwise(ops::Fn::Exp, {b.elementwise(ops::Fn::Sub, {s, lse}, ir::DType::F32)}, b.value(p).dtype);
+  lse = b.reduce(ops::Fn::LogSumExp, s, {k}, ir::DType::F32);
+  const std::string &score = b.value(s).name;
+  b.name(lse, !score.empty() && score[0] != '%' ? "lse_" + score : "lse");
+  // A row masked throughout has L = −∞ and, as in the forward, probabilities 0 (not exp(−∞ + ∞)).
+  const int finite = b.elementwise(ops::Fn::Gt, {lse, b.elementwise(ops::Fn::Neg, {b.constant(INFINITY)}, ir::DType::F32)},
+                                   ir::DType::Bool);
+  const int shift = b.elementwise(ops::Fn::Where, {finite, lse, b.constant(0)}, ir::DType::F32);
+  return b.elementwise(ops::Fn::Exp, {b.elementwise(ops::Fn::Sub, {s, shift}, ir::DType::F32)}, b.value(p).dtype);
 }
 
 int attention_softmax(Builder &b, const ir::Op &softmax, int recomputed, int d_p, const ir::Op &consumer, int d_o) {
