@@ -83,6 +83,8 @@ class Deriver {
   ir::Program &program_;
   std::map<std::pair<const ir::Diagram *, Primed>, Derived> callee_gradients_;
   std::map<int, int> copy_of_;  // a primed axis → the axis it copies
+  // Callees with a call's lifted axes made their own, by callee and the lifted axes of each argument.
+  std::map<std::pair<const ir::Diagram *, std::vector<std::vector<int>>>, std::unique_ptr<ir::Diagram>> lifted_;
 };
 
 std::string Deriver::fresh_value_name(const ir::Diagram &d, const std::string &base) const {
@@ -251,10 +253,29 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
     const ir::Diagram &callee = *program_.diagrams[static_cast<size_t>(op.callee)];
     std::map<int, int> bound;  // callee axis → caller axis
     for (auto [from, to] : op.bindings) bound[from] = to;
+    // A lifted call of a diagram with params: its gradient is derived with the lifted axes as its own,
+    // so that a param's gradient is summed over them inside one contraction.
+    const ir::Diagram *target = &callee;
+    std::vector<int> lifted = op.lifted;
+    if (!op.lifted.empty() && ir::reaches_params(program_, callee)) {
+      std::vector<std::vector<int>> carried;
+      for (int operand : op.operands) {
+        carried.emplace_back();
+        for (int axis : op.lifted)
+          if (std::count(g.value(operand).axes.begin(), g.value(operand).axes.end(), axis)) carried.back().push_back(axis);
+      }
+      auto &slot = lifted_[{&callee, carried}];
+      if (!slot) slot = autodiff::lift_callee(callee, op.lifted, carried);
+      if (slot) {
+        target = slot.get();
+        for (int axis : op.lifted) bound[axis] = axis;
+        lifted.clear();
+      }
+    }
     // A param whose axes this call binds to one axis (a square weight) returns its gradient on a copy of the later ones.
     Primed call_primed;
     {
-      const Derived &plain = callee_gradient(callee, {});
+      const Derived &plain = callee_gradient(*target, {});
       for (size_t k = 0; k < plain.gradients.size(); ++k) {
         if (plain.gradients[k].input >= 0) continue;
         std::set<int> seen;
@@ -265,14 +286,16 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
         }
       }
     }
-    const Derived &grad = callee_gradient(callee, call_primed);
+    const Derived &grad = callee_gradient(*target, call_primed);
     auto grad_call = ir::make_op(g, ir::OpKind::Call, op.location);
     grad_call->callee = static_cast<int>(std::find_if(program_.diagrams.begin(), program_.diagrams.end(),
                                                       [&](const auto &x) { return x.get() == grad.diagram; }) -
                                          program_.diagrams.begin());
     grad_call->callee_name = grad.diagram->name;
     grad_call->bindings = op.bindings;
-    grad_call->lifted = op.lifted;
+    if (lifted.empty())
+      for (int axis : op.lifted) grad_call->bindings.push_back({axis, axis});
+    grad_call->lifted = lifted;
     auto caller_axes = [&](const std::vector<int> &axes) {
       std::vector<int> out;
       for (int axis : axes) {
@@ -292,7 +315,7 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
           out.push_back(found->second);
         }
       }
-      out.insert(out.end(), op.lifted.begin(), op.lifted.end());
+      out.insert(out.end(), lifted.begin(), lifted.end());
       return out;
     };
     std::vector<int> arguments = op.operands;
@@ -324,7 +347,7 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
         if (!wanted.wants(path)) continue;
         // A lifted call shares its params along the lifted axes: their gradient sums over them.
         std::vector<int> axes = g.value(value).axes;
-        axes.resize(axes.size() - op.lifted.size());
+        axes.resize(axes.size() - lifted.size());
         add_param(path, value, axes, g.value(value).dtype);
       }
     }

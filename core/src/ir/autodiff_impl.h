@@ -81,6 +81,12 @@ std::vector<int> operand_cotangents(Builder &b, const ir::Op &op, const std::vec
 int recompute_softmax(Builder &b, const ir::Op &softmax, const ir::Op &consumer, int &lse);
 int attention_softmax(Builder &b, const ir::Op &softmax, int recomputed, int d_p, const ir::Op &consumer, int d_o);
 
+// `callee` with the lifted axes of a call made its own (autodiff_lift.cpp); `carried`: for each
+// input, the lifted axes its argument has. nullptr when the callee has one of those axes already
+// or holds a repeat.
+std::unique_ptr<ir::Diagram> lift_callee(const ir::Diagram &callee, const std::vector<int> &lifted,
+                                         const std::vector<std::vector<int>> &carried);
+
 // A derived step split into its forward and backward passes (autodiff_save.cpp).
 struct StepParts {
   const ir::Diagram *original = nullptr;  // D
