@@ -37,6 +37,8 @@ struct Axis {
   std::string module;  // path of the declaring file
   SourceLocation location;
   bool derived = false;             // `axis model = heads * d`
+  // `axis b = a`: declared as another axis, of its size; beside that axis, never a merge's target.
+  int alias_of = -1;
   Poly definition;                  // derived: over other axes; otherwise the axis itself
   // Computed (`axis out = (t - kw) // stride + 1`): a rounded quotient no polynomial states. The
   // axis is then its own symbol (definition), not derived; the formula gives its size.

@@ -91,6 +91,7 @@ void Sema::declare_axes(const ast::AxisDecl &decl, int module, std::map<std::str
     } else {
       p_.axes[static_cast<size_t>(id)].derived = true;
       p_.axes[static_cast<size_t>(id)].definition = *size;
+      if (item.size->kind == ast::SizeExpr::Kind::Axis) p_.axes[static_cast<size_t>(id)].alias_of = lookup(item.size->axis);
     }
   }
 }

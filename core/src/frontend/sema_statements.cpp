@@ -451,7 +451,11 @@ std::vector<int> Sema::merged_axis_candidates(const std::vector<int> &group) {
   std::vector<int> out;
   for (int id : scope_axes)
     if (p_.axis(id).derived && p_.size_poly(id) == product) out.push_back(id);
-  return out;
+  // An alias (`axis b = a`) of another candidate is not one: the merge is read as the original.
+  std::vector<int> originals;
+  for (int id : out)
+    if (std::find(out.begin(), out.end(), p_.axis(id).alias_of) == out.end()) originals.push_back(id);
+  return originals;
 }
 
 std::string Sema::axes_text(const std::vector<int> &axes) const {

@@ -572,13 +572,11 @@ int Builder::copy_axis(int axis) {
   for (int k = 3; taken.count(copy.name); ++k) copy.name = original.name + "_" + std::to_string(k);
   copy.module = original.module;
   copy.location = original.location;
-  // Derived from a base axis, it follows that axis through every call. A copy of a derived axis
-  // (heads * d) is a base axis of its size: two axes defined as one product would make a merge into
-  // that product ambiguous.
-  copy.derived = !original.derived && !original.formula;
-  copy.definition = copy.derived ? Poly::axis(axis) : Poly::axis(copy.id);
+  // An alias (`axis t_2 = t`): it follows the original's size through calls, -D and shrinking.
+  copy.derived = true;
+  copy.definition = program.size_poly(axis);
+  copy.alias_of = axis;
   copy.size = original.size;
-  if (!copy.derived) copy.default_size = original.size;
   program.axes.push_back(copy);
   return copy.id;
 }

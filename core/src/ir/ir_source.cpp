@@ -178,8 +178,16 @@ std::string Writer::describe_axis(int axis) const {
   return a.module + " (" + size + ")";
 }
 
+// An alias written as one (`axis b = a`, which sema reads as an alias again): its original is written.
+bool Writer::written_alias(const ir::Axis &axis) const {
+  if (!axis.derived || axis.alias_of < 0) return false;
+  auto it = representatives_.find(p_.axis(axis.alias_of).name);
+  return it != representatives_.end() && it->second == axis.alias_of;
+}
+
 // The axes a derived or computed axis's size reads.
 std::vector<int> Writer::defining_axes(const ir::Axis &axis) const {
+  if (written_alias(axis)) return {axis.alias_of};
   if (axis.derived) return axis.definition.axes();
   if (axis.formula) return axis.formula->axes();
   return {};
@@ -278,7 +286,9 @@ void Writer::write_axes(std::ostringstream &out) {
     const ir::Axis &axis = p_.axis(id);
     axis_positions_[axis.name] = static_cast<int>(axis_positions_.size());
     std::string item = axis.name;
-    if (axis.derived)
+    if (written_alias(axis))
+      item += " = " + p_.axis(axis.alias_of).name;
+    else if (axis.derived)
       item += " = " + size_expression(axis.definition);
     else if (axis.formula)
       item += " = " + axis.formula->to_string([&](const Poly &poly) { return size_expression(poly); });

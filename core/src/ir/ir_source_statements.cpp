@@ -413,8 +413,17 @@ std::string Writer::merge(const ir::Op &op, std::string &indices) {
     Poly product = Poly::constant(1);
     for (int axis : group) product = product * written_poly(p_.axis(axis).name);
     std::vector<std::string> candidates;
+    std::vector<int> chosen;
     for (auto &[name, representative] : representatives_)
-      if (p_.axis(representative).derived && written_poly(name) == product) candidates.push_back(name);
+      if (p_.axis(representative).derived && written_poly(name) == product) chosen.push_back(representative);
+    // An alias (`axis b = a`) of another candidate is not one, as sema reads it.
+    for (int id : chosen) {
+      const int original = p_.axis(id).alias_of;
+      if (original < 0 || std::none_of(chosen.begin(), chosen.end(), [&](int o) {
+            return p_.axis(o).name == p_.axis(original).name;
+          }))
+        candidates.push_back(p_.axis(id).name);
+    }
     std::string merged = candidates.size() == 1 ? candidates[0] : "";
     // A declared output or carried value says which axis it stores.
     const std::string &target = name_of(result);

@@ -116,6 +116,7 @@ class Writer {
   Poly written_poly(const std::string &name);
   Poly mapped(const Poly &poly);
   std::vector<int> defining_axes(const ir::Axis &axis) const;
+  bool written_alias(const ir::Axis &axis) const;
   bool equivalent(int a, int b);
   std::string size_expression(const Poly &poly) const;
   void write_axes(std::ostringstream &out);
