@@ -40,6 +40,8 @@ class Builder {
   int scan(ops::Fn fn, const std::vector<int> &operands, int axis, ir::DType dtype);
   int access(const std::vector<int> &operands, std::vector<ir::AccessIndex> indices, const std::vector<int> &axes,
              ir::DType dtype);
+  // `operand`'s axes merged by `groups`, one per result axis (`axes`).
+  int merge(int operand, std::vector<std::vector<int>> groups, const std::vector<int> &axes, ir::DType dtype);
   // `v` with exactly `axes`: summed over the others, copied along missing ones, in `dtype`.
   int fit(int v, const std::vector<int> &axes, ir::DType dtype);
   // The product of the sizes of `axes` as a scalar.

@@ -302,6 +302,33 @@ std::vector<int> access_rule(Builder &b, const ir::Op &op, int g) {
     out[0] = b.fit(back, x.axes, x.dtype);
     return out;
   }
+  // Splits of whole positions into axes of their own (`P[seq, (three, heads, d)]`): the inverse is a merge.
+  bool splits = true;
+  for (size_t p : masked) {
+    const auto &index = op.access[p];
+    splits &= index.kind == ir::AccessIndex::Kind::Split;
+    if (!splits) break;
+    Poly product = Poly::constant(1);
+    for (int axis : index.split) {
+      splits &= uses[axis] == 1;
+      product = product * b.program.size_poly(axis);
+    }
+    splits &= product == b.program.size_poly(x.axes[p]);
+  }
+  if (splits) {
+    std::vector<std::vector<int>> groups;
+    std::set<int> grouped;
+    for (size_t p = 0; p < op.access.size(); ++p) {
+      const auto &index = op.access[p];
+      groups.push_back(index.kind == ir::AccessIndex::Kind::Split ? index.split : std::vector<int>{x.axes[p]});
+      grouped.insert(groups.back().begin(), groups.back().end());
+    }
+    const std::vector<int> &have = b.value(back).axes;
+    if (std::all_of(have.begin(), have.end(), [&](int axis) { return grouped.count(axis) > 0; })) {
+      out[0] = b.fit(b.merge(back, groups, x.axes, b.value(back).dtype), x.axes, x.dtype);
+      return out;
+    }
+  }
   // A source axis the read also indexes by (`X[t + k]` read at `t`) stands for its positions under a
   // copy of itself, renamed back once the cotangent is summed.
   std::set<int> indexing(b.value(back).axes.begin(), b.value(back).axes.end());
@@ -546,6 +573,13 @@ int Builder::access(const std::vector<int> &operands, std::vector<ir::AccessInde
   auto op = ir::make_op(diagram, ir::OpKind::Access, location);
   op->operands = operands;
   op->access = std::move(indices);
+  return emit(std::move(op), axes, dtype);
+}
+
+int Builder::merge(int operand, std::vector<std::vector<int>> groups, const std::vector<int> &axes, ir::DType dtype) {
+  auto op = ir::make_op(diagram, ir::OpKind::Merge, location);
+  op->operands = {operand};
+  op->merges = std::move(groups);
   return emit(std::move(op), axes, dtype);
 }
 
