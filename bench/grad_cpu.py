@@ -35,8 +35,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "cpu"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "grad"))
 sys.dont_write_bytecode = True
 from bench_processes import machine, report, run, thread_env, timed  # noqa: E402
+from test_gradients import gradient_names  # noqa: E402
 
 SEQ, HEADS, HEAD_DIM = 256, 12, 64
 
@@ -107,12 +109,7 @@ def main():
         if result.returncode:
             print(result.stderr)
             return 1
-        of = {}
-        with open(step_file, encoding="utf-8") as f:
-            for line in f:
-                m = re.match(r"#   (\w+): the gradient of (\S+)$", line.rstrip())
-                if m:
-                    of[m.group(1)] = m.group(2)
+        of = gradient_names(step_file)
         torch_script = os.path.join(work, "torch_step.py")
         with open(torch_script, "w") as f:
             f.write(TORCH_SCRIPT)

@@ -14,7 +14,6 @@ each param, by its state_dict key) must match at float32: max abs error within
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,9 @@ except ImportError:  # pragma: no cover
     sys.exit(77)
 
 from test_state_dicts import GPT2Block, LlamaDecoderLayer, save_safetensors  # noqa: E402
+
+sys.path.insert(0, HERE)
+from test_gradients import gradient_names  # noqa: E402
 
 CASES = {
     # name: (file, diagram, module factory, -D sizes, width)
@@ -75,12 +77,7 @@ def main():
         if result.returncode != 0:
             print("FAIL ncd grad: exit %d: %s" % (result.returncode, result.stderr.strip()))
             return 1
-        of = {}
-        with open(grad_file, encoding="utf-8") as f:
-            for line in f:
-                m = re.match(r"#   (\w+): the gradient of (\S+)$", line.rstrip())
-                if m:
-                    of[m.group(1)] = m.group(2)
+        of = gradient_names(grad_file)
         np.save(os.path.join(work, "X.npy"), x.detach().numpy())
         np.save(os.path.join(work, "dY.npy"), dy.numpy())
         out = os.path.join(work, "out")

@@ -71,6 +71,9 @@ std::string value_label(const Diagram &diagram, int value);
 // A fresh diagram name based on `base` that no diagram of the program has.
 std::string fresh_diagram_name(const Program &program, const std::string &base);
 
+// A copy of a diagram under another name: values, ops (ids kept), signature and schedules.
+std::unique_ptr<Diagram> clone_diagram(const Diagram &diagram, const std::string &name);
+
 // Deep copy of a region (op ids and value ids kept).
 std::unique_ptr<Region> clone_region(const Region &region);
 std::unique_ptr<Op> clone_op(const Op &op);

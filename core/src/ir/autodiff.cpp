@@ -113,17 +113,10 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
       throw Failure{op.location, "'repeat' has no derivative in ncd yet (it would run its iterations backwards); "
                                  "differentiate the diagram it repeats"};
   });
-  auto owned = std::make_unique<ir::Diagram>();
+  auto owned = ir::clone_diagram(d, name);
   ir::Diagram &g = *owned;
-  g.name = name;
-  g.module = d.module;
-  g.location = d.location;
-  g.values = d.values;
-  g.body.ops.clear();
-  for (const auto &op : d.body.ops) g.body.ops.push_back(ir::clone_op(*op));
-  g.max_op_id = d.max_op_id;
-  g.inputs = d.inputs;
-  g.params = d.params;
+  g.schedules.clear();
+  g.outputs.clear();
   for (int id : d.outputs) g.value(id).role = keep_outputs ? ir::Value::Role::Output : ir::Value::Role::Intermediate;
   if (keep_outputs) g.outputs = d.outputs;
   Builder b(program_, g);

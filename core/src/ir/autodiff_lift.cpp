@@ -31,16 +31,9 @@ std::unique_ptr<ir::Diagram> lift_callee(const ir::Diagram &callee, const std::v
     if (own.count(axis)) return nullptr;  // the callee has that axis already: lifting would merge the two
   if (!plain) return nullptr;
 
-  auto out = std::make_unique<ir::Diagram>();
+  auto out = ir::clone_diagram(callee, callee.name);
   ir::Diagram &l = *out;
-  l.name = callee.name;
-  l.module = callee.module;
-  l.location = callee.location;
-  l.values = callee.values;
-  l.max_op_id = callee.max_op_id;
-  for (const auto &op : callee.body.ops) l.body.ops.push_back(ir::clone_op(*op));
-  l.inputs = callee.inputs;
-  l.params = callee.params;
+  l.outputs.clear();
   std::map<int, std::vector<int>> gained;  // value → the lifted axes it has, in `lifted` order
   auto gain = [&](int value, const std::set<int> &axes) {
     std::vector<int> ordered;

@@ -89,14 +89,9 @@ SaveChoice split_step(ir::Program &program, const StepParts &parts, SavePolicy p
   for (int v : saved) names[v] = saved_name(g, v, taken);
 
   // The backward pass: D_grad with the saved values as inputs, and what no longer is needed dropped.
-  auto b = std::make_unique<ir::Diagram>();
-  b->name = ir::fresh_diagram_name(program, d.name + "_backward");
-  b->module = g.module;
-  b->location = g.location;
-  b->values = g.values;
-  b->max_op_id = g.max_op_id;
-  for (const auto &op : g.body.ops) b->body.ops.push_back(ir::clone_op(*op));
-  b->outputs = g.outputs;
+  auto b = ir::clone_diagram(g, ir::fresh_diagram_name(program, d.name + "_backward"));
+  b->inputs.clear();
+  b->params.clear();
   std::set<int> needed(g.outputs.begin(), g.outputs.end());
   for (auto it = b->body.ops.rbegin(); it != b->body.ops.rend(); ++it) {
     bool keep = false;
@@ -134,22 +129,13 @@ SaveChoice split_step(ir::Program &program, const StepParts &parts, SavePolicy p
   if (!add) return choice;
 
   // The forward pass: D, also returning what it saves.
-  auto f = std::make_unique<ir::Diagram>();
-  f->name = ir::fresh_diagram_name(program, d.name + "_forward");
-  f->module = d.module;
-  f->location = d.location;
-  f->values = d.values;
-  f->max_op_id = d.max_op_id;
-  for (const auto &op : d.body.ops) f->body.ops.push_back(ir::clone_op(*op));
+  auto f = ir::clone_diagram(d, ir::fresh_diagram_name(program, d.name + "_forward"));
   // Attention's row statistics are forward work when they are saved (FlashAttention's forward keeps them).
   for (const auto &op : g.body.ops)
     if (saved_set.count(op->results[0]) && op->id > d.max_op_id) {
       f->body.ops.push_back(ir::clone_op(*op));
       for (int id = static_cast<int>(f->values.size()); id <= op->results[0]; ++id) f->values.push_back(g.value(id));
     }
-  f->inputs = d.inputs;
-  f->params = d.params;
-  f->outputs = d.outputs;
   for (int v : saved)
     if (!std::count(f->outputs.begin(), f->outputs.end(), v)) {
       f->value(v).role = ir::Value::Role::Output;

@@ -167,4 +167,19 @@ std::unique_ptr<Region> clone_region(const Region &region) {
   return copy;
 }
 
+std::unique_ptr<Diagram> clone_diagram(const Diagram &diagram, const std::string &name) {
+  auto out = std::make_unique<Diagram>();
+  out->name = name;
+  out->module = diagram.module;
+  out->location = diagram.location;
+  out->inputs = diagram.inputs;
+  out->params = diagram.params;
+  out->outputs = diagram.outputs;
+  out->values = diagram.values;
+  for (const auto &op : diagram.body.ops) out->body.ops.push_back(clone_op(*op));
+  out->schedules = diagram.schedules;
+  out->max_op_id = diagram.max_op_id;
+  return out;
+}
+
 }  // namespace ncd::ir
