@@ -171,7 +171,7 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
   }
 
   std::map<std::string, int> param_cot;  // param path → cotangent
-  auto add_param = [&](const std::string &path, int c, const std::vector<int> &axes, ir::DType dtype) {
+  auto add_param = [&](const std::string &path, int c, std::vector<int> axes, ir::DType dtype) {
     c = b.fit(c, axes, dtype);
     auto [it, fresh] = param_cot.emplace(path, c);
     if (!fresh) it->second = b.elementwise(ops::Fn::Add, {it->second, c}, dtype);
@@ -313,7 +313,7 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
     };
     std::vector<int> arguments = op.operands;
     for (size_t k = 0; k < op.results.size(); ++k) {
-      const ir::Value &result = g.value(op.results[k]);
+      const ir::Value result = g.value(op.results[k]);
       if (!is_real(result.dtype)) continue;
       arguments.push_back(results[k] >= 0 ? results[k] : b.fit(b.constant(0), result.axes, result.dtype));
     }
@@ -348,7 +348,7 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
 
   // The gradient outputs: inputs in order, then the diagram's own params, then the callees'.
   Derived derived;
-  auto output = [&](int v, const std::vector<int> &axes, ir::DType dtype, const std::string &of) {
+  auto output = [&](int v, std::vector<int> axes, ir::DType dtype, const std::string &of) {
     if (v < 0) v = b.fit(b.constant(0), axes, dtype);
     if (!g.value(v).name.empty() || g.value(v).role != ir::Value::Role::Intermediate ||
         std::count(g.outputs.begin(), g.outputs.end(), v))

@@ -18,7 +18,8 @@ struct Failure {
   std::string message;
 };
 
-// Appends ops to the top-level body of `diagram`, each at `location`.
+// Appends ops to the top-level body of `diagram`, each at `location`. The vectors it keeps are taken
+// by value: a reference into the diagram's values would not survive the values it adds.
 class Builder {
  public:
   Builder(ir::Program &program, ir::Diagram &diagram) : program(program), diagram(diagram) {}
@@ -32,18 +33,18 @@ class Builder {
   int size_of(int axis);
   int axis_index(int axis);
   // `fn` pointwise; the result has the union of the operands' axes and `extra`.
-  int elementwise(ops::Fn fn, const std::vector<int> &operands, ir::DType dtype, const std::vector<int> &extra = {});
+  int elementwise(ops::Fn fn, const std::vector<int> &operands, ir::DType dtype, std::vector<int> extra = {});
   int reduce(ops::Fn fn, int operand, const std::vector<int> &axes, ir::DType dtype);
   // The result in `prefer`'s order when it has those axes.
   int contract(const std::vector<int> &operands, const std::vector<int> &summed, ir::DType dtype,
                const std::vector<int> &prefer = {});
   int scan(ops::Fn fn, const std::vector<int> &operands, int axis, ir::DType dtype);
-  int access(const std::vector<int> &operands, std::vector<ir::AccessIndex> indices, const std::vector<int> &axes,
+  int access(const std::vector<int> &operands, std::vector<ir::AccessIndex> indices, std::vector<int> axes,
              ir::DType dtype);
   // `operand`'s axes merged by `groups`, one per result axis (`axes`).
-  int merge(int operand, std::vector<std::vector<int>> groups, const std::vector<int> &axes, ir::DType dtype);
+  int merge(int operand, std::vector<std::vector<int>> groups, std::vector<int> axes, ir::DType dtype);
   // `v` with exactly `axes`: summed over the others, copied along missing ones, in `dtype`.
-  int fit(int v, const std::vector<int> &axes, ir::DType dtype);
+  int fit(int v, std::vector<int> axes, ir::DType dtype);
   // The product of the sizes of `axes` as a scalar.
   int count(const std::vector<int> &axes);
   // A new axis of the program of the same size as `axis` (autodiff_rules.cpp says how).

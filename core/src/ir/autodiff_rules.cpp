@@ -185,7 +185,7 @@ std::vector<int> table_rule(Builder &b, const ir::Op &op, int g) {
   scope.dtype = b.value(g).dtype;
   if (auto eps = op.options.find("eps"); eps != op.options.end()) scope.eps = eps->second;
   for (size_t i = 0; i < op.operands.size(); ++i) {
-    const ir::Value &operand = b.value(op.operands[i]);
+    const ir::Value operand = b.value(op.operands[i]);
     if (!is_real(operand.dtype)) continue;
     const std::string_view formula = i < row.vjp.size() ? row.vjp[i] : std::string_view();
     if (formula.empty()) {
@@ -201,7 +201,7 @@ std::vector<int> table_rule(Builder &b, const ir::Op &op, int g) {
 std::vector<int> contract_rule(Builder &b, const ir::Op &op, int g) {
   std::vector<int> out(op.operands.size(), -1);
   for (size_t j = 0; j < op.operands.size(); ++j) {
-    const ir::Value &x = b.value(op.operands[j]);
+    const ir::Value x = b.value(op.operands[j]);
     if (!is_real(x.dtype)) continue;
     std::vector<int> factors{g};
     for (size_t i = 0; i < op.operands.size(); ++i)
@@ -254,7 +254,7 @@ int index_position(Builder &b, const ir::Op &op, const ir::AccessIndex &index) {
 
 std::vector<int> access_rule(Builder &b, const ir::Op &op, int g) {
   std::vector<int> out(op.operands.size(), -1);
-  const ir::Value &x = b.value(op.operands[0]);
+  const ir::Value x = b.value(op.operands[0]);
   if (!is_real(x.dtype) || g < 0) return out;
   // How many positions mention each result axis: a renaming must be the only one.
   std::map<int, int> uses;
@@ -361,10 +361,10 @@ std::vector<int> access_rule(Builder &b, const ir::Op &op, int g) {
 }
 
 std::vector<int> merge_rule(Builder &b, const ir::Op &op, int g) {
-  const ir::Value &x = b.value(op.operands[0]);
+  const ir::Value x = b.value(op.operands[0]);
   if (!is_real(x.dtype) || g < 0) return {-1};
   std::vector<ir::AccessIndex> indices;
-  const ir::Value &y = b.value(op.results[0]);
+  const ir::Value y = b.value(op.results[0]);
   for (size_t i = 0; i < y.axes.size(); ++i) {
     const auto &group = op.merges[i];
     if (group.size() == 1) {
@@ -377,7 +377,7 @@ std::vector<int> merge_rule(Builder &b, const ir::Op &op, int g) {
     }
   }
   // The cotangent's storage order is the result's: access indices follow it.
-  const ir::Value &cot = b.value(g);
+  const ir::Value cot = b.value(g);
   std::vector<ir::AccessIndex> ordered;
   for (int axis : cot.axes) {
     auto at = std::find(y.axes.begin(), y.axes.end(), axis);
@@ -389,7 +389,7 @@ std::vector<int> merge_rule(Builder &b, const ir::Op &op, int g) {
 }
 
 std::vector<int> select_rule(Builder &b, const ir::Op &op, int g) {
-  const ir::Value &x = b.value(op.operands[0]);
+  const ir::Value x = b.value(op.operands[0]);
   if (!is_real(x.dtype) || g < 0) return {-1};
   const int along = op.axes[0], kept = op.axes[1];
   if (along == kept)
@@ -426,7 +426,7 @@ std::vector<int> linear_scan_rule(Builder &b, const ir::Op &op, int g) {
     a = b.fit(a, with_axis, b.value(a).dtype);
   }
   const int lambda = reversed(b.scan(ops::Fn::Scan, {reversed(shifted(a, 1)), reversed(g)}, axis, dtype));
-  const ir::Value &av = b.value(op.operands[0]), &bv = b.value(op.operands[1]);
+  const ir::Value av = b.value(op.operands[0]), bv = b.value(op.operands[1]);
   if (is_real(bv.dtype)) out[1] = b.fit(lambda, bv.axes, bv.dtype);
   if (is_real(av.dtype))
     out[0] = b.fit(b.elementwise(ops::Fn::Mul, {lambda, shifted(op.results[0], -1)}, dtype), av.axes, av.dtype);
@@ -525,7 +525,7 @@ int Builder::count(const std::vector<int> &axes) {
   return total < 0 ? constant(1) : total;
 }
 
-int Builder::elementwise(ops::Fn fn, const std::vector<int> &operands, ir::DType dtype, const std::vector<int> &extra) {
+int Builder::elementwise(ops::Fn fn, const std::vector<int> &operands, ir::DType dtype, std::vector<int> extra) {
   auto op = ir::make_op(diagram, ir::OpKind::Elementwise, location);
   op->function = fn;
   op->operands = operands;
@@ -568,22 +568,22 @@ int Builder::scan(ops::Fn fn, const std::vector<int> &operands, int axis, ir::DT
   return emit(std::move(op), union_axes(diagram, operands), dtype);
 }
 
-int Builder::access(const std::vector<int> &operands, std::vector<ir::AccessIndex> indices,
-                    const std::vector<int> &axes, ir::DType dtype) {
+int Builder::access(const std::vector<int> &operands, std::vector<ir::AccessIndex> indices, std::vector<int> axes,
+                    ir::DType dtype) {
   auto op = ir::make_op(diagram, ir::OpKind::Access, location);
   op->operands = operands;
   op->access = std::move(indices);
   return emit(std::move(op), axes, dtype);
 }
 
-int Builder::merge(int operand, std::vector<std::vector<int>> groups, const std::vector<int> &axes, ir::DType dtype) {
+int Builder::merge(int operand, std::vector<std::vector<int>> groups, std::vector<int> axes, ir::DType dtype) {
   auto op = ir::make_op(diagram, ir::OpKind::Merge, location);
   op->operands = {operand};
   op->merges = std::move(groups);
   return emit(std::move(op), axes, dtype);
 }
 
-int Builder::fit(int v, const std::vector<int> &axes, ir::DType dtype) {
+int Builder::fit(int v, std::vector<int> axes, ir::DType dtype) {
   const std::vector<int> extra = minus(value(v).axes, axes);
   if (!extra.empty()) v = reduce(ops::Fn::Sum, v, extra, dtype);
   const std::vector<int> have = value(v).axes;
