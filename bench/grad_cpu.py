@@ -182,7 +182,7 @@ def main():
             "Gradients agree: largest error %.3g of each gradient's largest value." % worst,
             "",
             "```sh",
-            " ".join(ncd_command).replace(work, "$WORK"),
+            " ".join(ncd_command).replace(work, "$WORK").replace(ROOT, "$ROOT"),
             " ".join(torch_command).replace(work, "$WORK").replace(ROOT, "$ROOT"),
             "```",
             "",
@@ -197,6 +197,10 @@ def main():
             "| %d | %.1f | %.1f | **%.2f** | %.1f–%.1f | %.1f–%.1f | %.1f MiB | %.1f MiB |" % (
                 args.threads, ncd_median, torch_median, ncd_median / torch_median, min(ncd_times), max(ncd_times),
                 min(torch_times), max(torch_times), max(ncd_peaks) / 1024, max(torch_peaks) / 1024),
+            "",
+            "A load average above the CPU count (other work on the machine) widens both ranges; the rounds "
+            "alternate, so both sides see it, but PyTorch's thread pool suffers more from it: rerun on a quiet "
+            "machine before reading much into the ratio.",
             "",
         ]
         report(lines, args.out)
