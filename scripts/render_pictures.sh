@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the pictures in docs/ that README.md and docs/RENDER.md show.
+# Regenerates the pictures in docs/ that README.md, docs/RENDER.md and docs/AUTODIFF.md show.
 # Usage: scripts/render_pictures.sh [NCD]   (default: build/bin/ncd)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,3 +9,7 @@ ncd=${1:-build/bin/ncd}
 "$ncd" render stdlib/std/transformer.ncd --diagram GPT2Block -o docs/gpt2_block.png
 "$ncd" render stdlib/std/conv.ncd --diagram Conv2d -o docs/conv2d.png
 "$ncd" render tests/render/golden/attention_schedule.ncd --title "Causal attention, scheduled" -o docs/attention_schedule.png
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$ncd" grad examples/attention.ncd --diagram Attention --no-train -o "$tmp/attention_grad.ncd"
+"$ncd" render "$tmp/attention_grad.ncd" --diagram Attention_grad --title "Attention, its gradient" -o docs/attention_grad.png
