@@ -482,6 +482,48 @@ bool parse_wanted(const ir::Program &program, const ir::Diagram &d, const std::v
   return true;
 }
 
+// Gradients derived along the way that nothing calls (a callee's plain gradient, derived to find
+// which of its weights a call binds square, when that call needs the other variant) are removed,
+// and a variant left alone takes the plain name (`Mix_grad`, not `Mix_grad_2`).
+void drop_unreached(ir::Program &program, size_t before, GradientResult &result) {
+  std::set<const ir::Diagram *> reached;
+  std::function<void(const ir::Diagram *)> reach = [&](const ir::Diagram *d) {
+    if (!d || !reached.insert(d).second) return;
+    ir::for_each_op(d->body, [&](const ir::Op &op) {
+      if (op.kind == ir::OpKind::Call) reach(program.diagrams[static_cast<size_t>(op.callee)].get());
+    });
+  };
+  for (const ir::Diagram *root : {result.grad, result.train, result.forward, result.backward}) reach(root);
+  std::vector<int> index(program.diagrams.size(), -1);
+  std::vector<std::unique_ptr<ir::Diagram>> kept;
+  for (size_t i = 0; i < program.diagrams.size(); ++i)
+    if (i < before || reached.count(program.diagrams[i].get())) {
+      index[i] = static_cast<int>(kept.size());
+      kept.push_back(std::move(program.diagrams[i]));
+    }
+  program.diagrams = std::move(kept);
+  std::map<std::string, std::string> renamed;
+  for (size_t i = before; i < program.diagrams.size(); ++i) {
+    ir::Diagram &d = *program.diagrams[i];
+    const size_t cut = d.name.rfind("_grad_");
+    if (cut == std::string::npos || d.name.find_first_not_of("0123456789", cut + 6) != std::string::npos) continue;
+    const std::string plain = d.name.substr(0, cut + 5);
+    if (program.find_diagram(plain)) continue;
+    renamed[d.name] = plain;
+    d.name = plain;
+  }
+  std::function<void(ir::Region &)> remap = [&](ir::Region &region) {
+    for (auto &op : region.ops) {
+      if (op->kind == ir::OpKind::Call) {
+        op->callee = index[static_cast<size_t>(op->callee)];
+        if (auto it = renamed.find(op->callee_name); it != renamed.end()) op->callee_name = it->second;
+      }
+      if (op->body) remap(*op->body);
+    }
+  };
+  for (auto &d : program.diagrams) remap(d->body);
+}
+
 }  // namespace
 
 bool derive_gradient(ir::Program &program, const ir::Diagram &diagram, const GradientRequest &request,
@@ -511,6 +553,7 @@ bool derive_gradient(ir::Program &program, const ir::Diagram &diagram, const Gra
     error = {failure.location, failure.message};
     return false;
   }
+  drop_unreached(program, before, result);
   if (auto problems = verify(program); !problems.empty()) {
     error = {diagram.location, "internal: a derived diagram is malformed: " + problems.front()};
     program.diagrams.resize(before);
