@@ -534,6 +534,11 @@ bool derive_gradient(ir::Program &program, const ir::Diagram &diagram, const Gra
   try {
     Deriver deriver(program);
     Derived grad = deriver.derive(diagram, ir::fresh_diagram_name(program, diagram.name + "_grad"), wanted, false);
+    if (grad.gradients.empty())
+      throw Failure{diagram.location, request.wrt.empty()
+                                          ? "'" + diagram.name + "' has nothing to differentiate: no float input or param"
+                                          : "--wrt selects no float input or param of '" + diagram.name +
+                                                "' that it reads"};
     result.grad = grad.diagram;
     for (size_t k = 0; k < grad.gradients.size(); ++k) {
       const GradientOf &of = grad.gradients[k];
