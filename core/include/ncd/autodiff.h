@@ -64,7 +64,7 @@ struct GradientError {
 
 // Adds D_grad (and D_train) to `program`, with F_grad for every diagram D
 // calls. Returns false with `error` when some op of D or of a callee has no
-// derivative ncd can state (a `repeat`, `cummax`, a sort in place, ...).
+// derivative ncd can state (a `repeat`, `cummax`, ...).
 bool derive_gradient(ir::Program &program, const ir::Diagram &diagram, const GradientRequest &request,
                      GradientResult &result, GradientError &error);
 

@@ -10,7 +10,7 @@
 // by contracting the cotangent with the 0/1 tensor of those equalities (a
 // scatter-add: convolution's transposed read, an embedding's gradient); a
 // merge is undone by a split; a selection scatters its values' cotangent back
-// through its positions; the linear recurrence `scan` runs backwards.
+// through its positions (in place, on a copy of the axis); the linear recurrence `scan` runs backwards.
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
@@ -391,14 +391,17 @@ std::vector<int> merge_rule(Builder &b, const ir::Op &op, int g) {
 std::vector<int> select_rule(Builder &b, const ir::Op &op, int g) {
   const ir::Value x = b.value(op.operands[0]);
   if (!is_real(x.dtype) || g < 0) return {-1};
-  const int along = op.axes[0], kept = op.axes[1];
-  if (along == kept)
-    throw Failure{op.location, "a '" + std::string(ops::name(op.function)) +
-                                   "' in place (its result on the axis it orders) has no derivative ncd can state; "
-                                   "give the result an axis of its own"};
+  const int along = op.axes[0];
+  int kept = op.axes[1], d_values = g, positions = op.results[1];
+  if (kept == along) {
+    // In place (`sort[s](X)` on s): the result's positions stand on a copy of the axis while they are summed.
+    kept = b.copy_axis(along);
+    d_values = b.rename(g, along, kept);
+    positions = b.rename(positions, along, kept);
+  }
   const ir::DType dtype = b.value(g).dtype;
-  const int hit = b.elementwise(ops::Fn::Eq, {op.results[1], b.axis_index(along)}, ir::DType::Bool);
-  return {b.fit(b.contract({g, indicator(b, hit, dtype)}, {kept}, dtype, x.axes), x.axes, x.dtype)};
+  const int hit = b.elementwise(ops::Fn::Eq, {positions, b.axis_index(along)}, ir::DType::Bool);
+  return {b.fit(b.contract({d_values, indicator(b, hit, dtype)}, {kept}, dtype, x.axes), x.axes, x.dtype)};
 }
 
 // h_t = a_t·h_{t−1} + b_t: λ_t = g_t + a_{t+1}·λ_{t+1} (the same recurrence, backwards), db = λ, da_t = λ_t·h_{t−1}.
