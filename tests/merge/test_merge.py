@@ -233,7 +233,7 @@ def oracle(ncd, root, work):
                     np.testing.assert_allclose(got, round_bf16(expected), rtol=2 ** -7, atol=1e-6,
                                                err_msg=f"{dtype} {method} {flags} {name}")
                     check(np.mean(got == round_bf16(expected)) > 0.99, f"{dtype} {method} {name}: not bf16-exact")
-            print(f"ok {dtype} {method} {' '.join(flags)}: {len(names)} tensors")
+            print(f"ok {dtype} {method} {' '.join(os.path.basename(f) for f in flags)}: {len(names)} tensors")
 
         # DARE: same seed, same bytes; another seed, another mask; density 1 is task arithmetic.
         def merge_bytes(flags, name):

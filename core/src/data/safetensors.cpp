@@ -217,6 +217,11 @@ bool read_safetensors_header(const std::string &path, SafetensorsHeader &out, st
     error = path + ": is a directory";
     return false;
   }
+  // Its size bounds the header and the data; a FIFO or a device has none to trust (and opening a FIFO blocks).
+  if (std::filesystem::exists(path, code) && !std::filesystem::is_regular_file(path, code)) {
+    error = path + ": not a regular file";
+    return false;
+  }
   std::ifstream file(path, std::ios::binary);
   if (!file) {
     error = path + ": cannot open: " + std::strerror(errno);
