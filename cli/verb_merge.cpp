@@ -60,20 +60,17 @@ Handler setup_merge(CLI::App &command) {
   command.add_option("checkpoints", options->inputs, "The safetensors checkpoints to merge")
       ->required()
       ->type_name("CHECKPOINT");
-  command.add_option("--diagram", options->diagram, "The diagram whose params the checkpoints hold")
-      ->type_name("NAME");
-  auto *method = command
-                     .add_option("--method", options->method,
-                                 "linear, slerp, task-arithmetic, ties or dare (docs/MERGE.md)")
-                     ->required()
-                     ->type_name("METHOD");
+  command.add_option("--diagram", options->diagram, "The diagram whose params the checkpoints hold")->type_name("NAME");
+  auto *method =
+      command.add_option("--method", options->method, "linear, slerp, task-arithmetic, ties or dare (docs/MERGE.md)")
+          ->required()
+          ->type_name("METHOD");
   (void)method;
   auto *base = command.add_option("--base", options->base, "The base checkpoint (task-arithmetic, ties, dare)")
                    ->type_name("FILE");
-  auto *weights = command
-                      .add_option("--weights", options->weights,
-                                  "One weight per checkpoint (slerp: the factor t, default 0.5)")
-                      ->type_name("W,...");
+  auto *weights =
+      command.add_option("--weights", options->weights, "One weight per checkpoint (slerp: the factor t, default 0.5)")
+          ->type_name("W,...");
   (void)weights;
   auto *density = command
                       .add_option("--density", options->density,
@@ -98,7 +95,8 @@ Handler setup_merge(CLI::App &command) {
       return kUsageError;
     }
     if (merge_method_uses_base(*method) && base->count() == 0) {
-      std::cerr << "ncd: error: " << name << " merges task vectors θ_i − θ_base: give the base checkpoint with --base\n";
+      std::cerr << "ncd: error: " << name
+                << " merges task vectors θ_i − θ_base: give the base checkpoint with --base\n";
       return kUsageError;
     }
     if (!merge_method_uses_base(*method) && base->count() > 0) {
@@ -145,8 +143,8 @@ Handler setup_merge(CLI::App &command) {
       if (request.weights.empty()) request.weights.assign(n, 1.0);
       if (request.weights.size() != n) {
         std::cerr << "ncd: error: --weights has " << request.weights.size() << " weight"
-                  << (request.weights.size() == 1 ? "" : "s") << " for " << n << " checkpoint"
-                  << (n == 1 ? "" : "s") << "\n";
+                  << (request.weights.size() == 1 ? "" : "s") << " for " << n << " checkpoint" << (n == 1 ? "" : "s")
+                  << "\n";
         return kUsageError;
       }
       double total = 0;
@@ -178,7 +176,7 @@ Handler setup_merge(CLI::App &command) {
       return kUserError;
     }
     return write_dependency_file(options->frontend, *compilation, options->file, options->output) ? kSuccess
-                                                                                                   : kUserError;
+                                                                                                  : kUserError;
   };
 }
 

@@ -461,9 +461,13 @@ bool merge_method_uses_base(MergeMethod method) {
   return method == MergeMethod::TaskArithmetic || method == MergeMethod::Ties || method == MergeMethod::Dare;
 }
 
-bool merge_method_uses_density(MergeMethod method) { return method == MergeMethod::Ties || method == MergeMethod::Dare; }
+bool merge_method_uses_density(MergeMethod method) {
+  return method == MergeMethod::Ties || method == MergeMethod::Dare;
+}
 
-double merge_default_density(MergeMethod method) { return method == MergeMethod::Ties ? 0.2 : method == MergeMethod::Dare ? 0.1 : 1.0; }
+double merge_default_density(MergeMethod method) {
+  return method == MergeMethod::Ties ? 0.2 : method == MergeMethod::Dare ? 0.1 : 1.0;
+}
 
 bool dare_keep(uint64_t seed, const std::string &path, uint64_t input, uint64_t element, double density) {
   return dare_keep_keyed(dare_key(seed, path, input), element, density);
@@ -495,8 +499,8 @@ bool merge_checkpoints(const std::vector<MergeParam> &params, const MergeRequest
   for (const MergeParam &param : params) {
     const ElementType type = *element_type_of(param.dtype);
     const uint64_t bytes = static_cast<uint64_t>(element_count(param.shape)) * element_bytes(type);
-    header[param.path] = {{"dtype", safetensors_type_code(type)}, {"shape", param.shape},
-                          {"data_offsets", {offset, offset + bytes}}};
+    header[param.path] = {
+        {"dtype", safetensors_type_code(type)}, {"shape", param.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string text = header.dump();
