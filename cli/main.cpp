@@ -32,6 +32,7 @@ const Verb kVerbs[] = {
     {"grad", "Derive the gradient of a diagram (reverse mode) as .ncd diagrams D_grad and D_train", setup_grad},
     {"emit", "Generate code for a diagram (--cuda: one self-contained .cu file)", setup_emit},
     {"import", "Read a model of another framework (ONNX) as an ncd program and its weights", setup_import},
+    {"merge", "Merge checkpoints of a diagram's params (linear, slerp, task arithmetic, TIES, DARE)", setup_merge},
 };
 
 // gcc spells the dependency-file options with one dash (-MD -MF -MT); CLI11

@@ -29,5 +29,6 @@ Handler setup_optimize(CLI::App &command);
 Handler setup_grad(CLI::App &command);
 Handler setup_emit(CLI::App &command);
 Handler setup_import(CLI::App &command);
+Handler setup_merge(CLI::App &command);
 
 }  // namespace ncd::cli

@@ -136,6 +136,23 @@ bool parse_safetensors(const std::string &bytes, SafetensorsFile &out, std::stri
 bool read_safetensors(const std::string &path, SafetensorsFile &out, std::string &error);  // errors name the file
 std::string safetensors_bytes(const SafetensorsFile &file);
 
+// A file's header alone (tensor types, shapes and data offsets, relative to
+// `data_start` in the file), validated as parse_safetensors does, without
+// reading the data: for tools that stream tensors from files larger than memory.
+struct SafetensorsEntry {
+  ElementType type = ElementType::F32;
+  std::vector<int64_t> shape;
+  uint64_t begin = 0, end = 0;
+};
+struct SafetensorsHeader {
+  std::map<std::string, SafetensorsEntry> tensors;
+  std::map<std::string, std::string> metadata;
+  uint64_t data_start = 0;  // 8 + the header length
+};
+bool read_safetensors_header(const std::string &path, SafetensorsHeader &out, std::string &error);  // errors name the file
+// "F32", "BF16", ...: the dtype code of the format.
+std::string safetensors_type_code(ElementType type);
+
 // ---------------------------------------------------------------- random tensors
 
 // Deterministic random data (docs/RUN.md, "Random data"): each tensor's stream

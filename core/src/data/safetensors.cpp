@@ -5,6 +5,10 @@
 //   the rest  the byte buffer; offsets are relative to its start, and the
 //             tensors cover it entirely, without holes or overlaps.
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 
@@ -30,39 +34,27 @@ const char *type_code(ElementType type) {
 
 }  // namespace
 
-bool parse_safetensors(const std::string &bytes, SafetensorsFile &out, std::string &error) {
-  if (bytes.size() < 8) {
-    error = "truncated: a safetensors file starts with an 8-byte header length, but the file has " +
-            std::to_string(bytes.size()) + " bytes";
-    return false;
-  }
-  uint64_t header_length = 0;
-  for (int i = 0; i < 8; ++i) header_length |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
-  if (header_length > kMaxHeader) {
-    error = "malformed: the header length is " + std::to_string(header_length) + " bytes (more than 100 MiB)";
-    return false;
-  }
-  if (bytes.size() - 8 < header_length) {
-    error = "truncated: the header is " + std::to_string(header_length) + " bytes long, but the file has only " +
-            std::to_string(bytes.size() - 8) + " bytes after the header length";
-    return false;
-  }
+namespace {
+
+// The header's entries, checked against a buffer of `buffer_size` bytes: the
+// one definition of a valid header, for parse_safetensors (which then copies
+// the data) and read_safetensors_header (which never reads it).
+bool parse_header(const char *text, uint64_t header_length, uint64_t buffer_size, SafetensorsHeader &out,
+                  std::string &error) {
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_length));
+    header = nlohmann::json::parse(text, text + header_length);
   } catch (const nlohmann::json::exception &e) {
     // parse_error for bad syntax, out_of_range for a number no type holds (1e400).
     std::string what = e.what();
-    auto text = what.find("] ");
-    error = "malformed header: invalid JSON (" + (text != std::string::npos ? what.substr(text + 2) : what) + ")";
+    auto where = what.find("] ");
+    error = "malformed header: invalid JSON (" + (where != std::string::npos ? what.substr(where + 2) : what) + ")";
     return false;
   }
   if (!header.is_object()) {
     error = "malformed header: the JSON header is not an object";
     return false;
   }
-  const uint64_t buffer_size = bytes.size() - 8 - header_length;
-  const size_t data_start = 8 + header_length;
   struct Range {
     uint64_t begin, end;
     std::string name;
@@ -70,6 +62,7 @@ bool parse_safetensors(const std::string &bytes, SafetensorsFile &out, std::stri
   std::vector<Range> ranges;
   out.tensors.clear();
   out.metadata.clear();
+  out.data_start = 8 + header_length;
   for (auto &[name, entry] : header.items()) {
     if (name == "__metadata__") {
       if (!entry.is_object()) {
@@ -95,7 +88,7 @@ bool parse_safetensors(const std::string &bytes, SafetensorsFile &out, std::stri
       return false;
     }
     std::string code = entry["dtype"].get<std::string>();
-    RawArray array;
+    SafetensorsEntry array;
     bool known = false;
     for (auto &[c, type] : kTypes)
       if (code == c) {
@@ -147,10 +140,8 @@ bool parse_safetensors(const std::string &bytes, SafetensorsFile &out, std::stri
               std::to_string(expected) + " bytes, but its data_offsets span " + std::to_string(end - begin);
       return false;
     }
-    array.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(data_start + begin),
-                      bytes.begin() + static_cast<std::ptrdiff_t>(data_start + end));
-    if (array.type == ElementType::Bool)
-      for (auto &b : array.data) b = b != 0;
+    array.begin = begin;
+    array.end = end;
     ranges.push_back({begin, end, name});
     out.tensors[name] = std::move(array);
   }
@@ -172,6 +163,97 @@ bool parse_safetensors(const std::string &bytes, SafetensorsFile &out, std::stri
   }
   if (position != buffer_size) {
     error = "malformed: " + std::to_string(buffer_size - position) + " bytes after the last tensor's data belong to no tensor";
+    return false;
+  }
+  return true;
+}
+
+uint64_t header_length_of(const unsigned char *bytes) {
+  uint64_t length = 0;
+  for (int i = 0; i < 8; ++i) length |= static_cast<uint64_t>(bytes[i]) << (8 * i);
+  return length;
+}
+
+}  // namespace
+
+std::string safetensors_type_code(ElementType type) { return type_code(type); }
+
+bool parse_safetensors(const std::string &bytes, SafetensorsFile &out, std::string &error) {
+  if (bytes.size() < 8) {
+    error = "truncated: a safetensors file starts with an 8-byte header length, but the file has " +
+            std::to_string(bytes.size()) + " bytes";
+    return false;
+  }
+  uint64_t header_length = header_length_of(reinterpret_cast<const unsigned char *>(bytes.data()));
+  if (header_length > kMaxHeader) {
+    error = "malformed: the header length is " + std::to_string(header_length) + " bytes (more than 100 MiB)";
+    return false;
+  }
+  if (bytes.size() - 8 < header_length) {
+    error = "truncated: the header is " + std::to_string(header_length) + " bytes long, but the file has only " +
+            std::to_string(bytes.size() - 8) + " bytes after the header length";
+    return false;
+  }
+  SafetensorsHeader header;
+  if (!parse_header(bytes.data() + 8, header_length, bytes.size() - 8 - header_length, header, error)) return false;
+  out.tensors.clear();
+  out.metadata = std::move(header.metadata);
+  for (auto &[name, entry] : header.tensors) {
+    RawArray array;
+    array.type = entry.type;
+    array.shape = entry.shape;
+    array.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header.data_start + entry.begin),
+                      bytes.begin() + static_cast<std::ptrdiff_t>(header.data_start + entry.end));
+    if (array.type == ElementType::Bool)
+      for (auto &b : array.data) b = b != 0;
+    out.tensors[name] = std::move(array);
+  }
+  return true;
+}
+
+bool read_safetensors_header(const std::string &path, SafetensorsHeader &out, std::string &error) {
+  std::error_code code;
+  if (std::filesystem::is_directory(path, code)) {
+    error = path + ": is a directory";
+    return false;
+  }
+  // Its size bounds the header and the data; a FIFO or a device has none to trust (and opening a FIFO blocks).
+  if (std::filesystem::exists(path, code) && !std::filesystem::is_regular_file(path, code)) {
+    error = path + ": not a regular file";
+    return false;
+  }
+  std::ifstream file(path, std::ios::binary);
+  if (!file) {
+    error = path + ": cannot open: " + std::strerror(errno);
+    return false;
+  }
+  file.seekg(0, std::ios::end);
+  const auto size = static_cast<uint64_t>(file.tellg());
+  file.seekg(0);
+  unsigned char prefix[8];
+  if (size < 8 || !file.read(reinterpret_cast<char *>(prefix), 8)) {
+    error = path + ": truncated: a safetensors file starts with an 8-byte header length, but the file has " +
+            std::to_string(size) + " bytes";
+    return false;
+  }
+  uint64_t header_length = header_length_of(prefix);
+  if (header_length > kMaxHeader) {
+    error = path + ": malformed: the header length is " + std::to_string(header_length) + " bytes (more than 100 MiB)";
+    return false;
+  }
+  if (size - 8 < header_length) {
+    error = path + ": truncated: the header is " + std::to_string(header_length) +
+            " bytes long, but the file has only " + std::to_string(size - 8) + " bytes after the header length";
+    return false;
+  }
+  std::string text(header_length, '\0');
+  if (!file.read(text.data(), static_cast<std::streamsize>(header_length))) {
+    error = path + ": cannot read: " + std::strerror(errno);
+    return false;
+  }
+  std::string problem;
+  if (!parse_header(text.data(), header_length, size - 8 - header_length, out, problem)) {
+    error = path + ": " + problem;
     return false;
   }
   return true;
