@@ -13,8 +13,9 @@ the comparison is element by element; besides, the same seed gives
 byte-identical files and density 1 gives task arithmetic's bytes. The merged
 params must then run (`ncd run --params`).
 
-memory: two checkpoints of tests/merge/two_layer.ncd at -D n=4096 -D m=8192
-(256 MiB of f32 params each) are merged under `prlimit --as` set to the
+memory: two GPT-2-shaped checkpoints (std/gpt2.ncd's GPT2Block at
+n_embd 2048: 16 heads of 128, f32, 192 MiB of params each) are merged under
+`prlimit --as` set to the
 binary's own baseline (measured on a tiny merge) plus 64 MiB, well below one
 checkpoint; the result is checked on sampled rows and the peak resident
 memory of an unlimited run is printed beside the checkpoint size and that of
@@ -336,12 +337,17 @@ def memory(ncd, root, work):
             baseline = limit
             break
     check(sanitized or baseline is not None, "a tiny merge fails under every address-space limit up to 1 GiB")
-    big = ["-D", "n=4096", "-D", "m=8192"]
+    gpt2 = os.path.join(root, "stdlib/std/gpt2.ncd")
+    big = ["--diagram", "GPT2Block", "-D", "dtype=f32", "-D", "heads=16", "-D", "head_dim=128", "-D", "seq=8"]
+    e = 16 * 128
+    shapes = {"ln_1.weight": (e,), "ln_1.bias": (e,), "attn.c_attn.weight": (e, 3 * e), "attn.c_attn.bias": (3 * e,),
+              "attn.c_proj.weight": (e, e), "attn.c_proj.bias": (e,), "ln_2.weight": (e,), "ln_2.bias": (e,),
+              "mlp.c_fc.weight": (e, 4 * e), "mlp.c_fc.bias": (4 * e,), "mlp.c_proj.weight": (4 * e, e),
+              "mlp.c_proj.bias": (e,)}
     for index, name in enumerate(("A", "B")):
-        write_big(os.path.join(work, name + ".safetensors"), 10 + index,
-                  {"W1": (4096, 8192), "W2": (8192, 4096), "b": (4096,)})
+        write_big(os.path.join(work, name + ".safetensors"), 10 + index, shapes)
     size = os.path.getsize(os.path.join(work, "A.safetensors"))
-    command = [ncd, "merge", two_layer] + big + ["A.safetensors", "B.safetensors", "--method", "linear",
+    command = [ncd, "merge", gpt2] + big + ["A.safetensors", "B.safetensors", "--method", "linear",
                                                  "-o", "M.safetensors"]
     limit = 0
     if not sanitized:
@@ -368,7 +374,7 @@ def memory(ncd, root, work):
             (length,) = struct.unpack("<Q", f.read(8))
             entry = json.loads(f.read(length))[name]
         return np.memmap(path, "<f4", "r", 8 + length + entry["data_offsets"][0], tuple(entry["shape"]))
-    for name in ("W1", "W2", "b"):
+    for name in shapes:
         a, b, m = (tensor(os.path.join(work, f), name) for f in ("A.safetensors", "B.safetensors", "M.safetensors"))
         rows = [0, 1, a.shape[0] // 2, a.shape[0] - 1]
         expected = ((a[rows].astype(np.float64) + b[rows].astype(np.float64)) / 2).astype(np.float32)
