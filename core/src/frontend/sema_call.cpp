@@ -187,19 +187,17 @@ std::unique_ptr<TypedExpr> Sema::typed_diagram_call(const ast::Expr &expr, int c
   node->callee_name = name;
   if (expr.label) {
     const ast::Name &label = *expr.label;
-    if (auto [at, fresh] = call_labels_.emplace(label.text, label.location); !fresh) {
+    if (auto [at, fresh] = call_labels_.emplace(label.text, CallLabel{label.location, callee_index}); !fresh) {
       // A second call site of that name is tied to the first: it shares their params, so one
       // callee's params must be among the other's (a diagram and its gradient, docs/LANGUAGE.md).
-      const int first = call_label_callees_[label.text];
+      const int first = at->second.callee;
       if (!params_can_tie(*p_.diagrams[static_cast<size_t>(first)], callee)) {
         d_.error(label.location, "call site '" + label.text + "' is named twice in diagram '" + current_->name +
                                      "'; its params' paths start with this name, and the params of '" + name +
                                      "' are not among those of '" + p_.diagrams[static_cast<size_t>(first)]->name + "'")
-            .notes.push_back({at->second, "first named here"});
+            .notes.push_back({at->second.location, "first named here"});
         return nullptr;
       }
-    } else {
-      call_label_callees_[label.text] = callee_index;
     }
     node->label = label.text;
   }

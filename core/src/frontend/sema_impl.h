@@ -251,8 +251,12 @@ class Sema {
   std::vector<Frame> frames_;
   std::set<int> reads_;
   std::set<int> assigned_outputs_;
-  std::map<std::string, SourceLocation> call_labels_;  // the current diagram's named call sites
-  std::map<std::string, int> call_label_callees_;      // the callee first called at each name
+  // The current diagram's named call sites: where each name is first given, and to a call of which diagram.
+  struct CallLabel {
+    SourceLocation location;
+    int callee = -1;
+  };
+  std::map<std::string, CallLabel> call_labels_;
   std::set<std::pair<const ir::Diagram *, int>> poisoned_values_;
   DType statement_dtype_ = DType::F32;
   int next_op_id_ = 0;

@@ -28,14 +28,13 @@ void Sema::lower_body(const ast::Diagram &decl) {
   for (int id : current_->inputs) frames_.back().names[current_->value(id).name] = id;
   assigned_outputs_.clear();
   call_labels_.clear();
-  call_label_callees_.clear();
   lower_block(decl.body);
   // An unnamed call site's path segment is its callee's name: a call site named so would share it.
   ir::for_each_op(current_->body, [&](const ir::Op &op) {
     if (op.kind != ir::OpKind::Call || !op.label.empty()) return;
     auto named = call_labels_.find(op.callee_name);
     if (named == call_labels_.end()) return;
-    d_.error(named->second, "call site '" + named->first + "' has the name of an unnamed call of '" + op.callee_name +
+    d_.error(named->second.location, "call site '" + named->first + "' has the name of an unnamed call of '" + op.callee_name +
                                 "' in this diagram, whose params' paths start with it too; name that call")
         .notes.push_back({op.location, "the unnamed call"});
     call_labels_.erase(named);

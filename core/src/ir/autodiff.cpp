@@ -27,8 +27,7 @@ namespace {
 
 using autodiff::Builder;
 using autodiff::Failure;
-
-bool is_real(ir::DType dtype) { return !ir::is_integer(dtype) && dtype != ir::DType::Bool; }
+using autodiff::is_real;
 
 // A path as a name of the language: dots and @ become underscores.
 std::string path_name(const std::string &path) {

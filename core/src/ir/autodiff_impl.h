@@ -3,6 +3,7 @@
 // op table's formulas) share: a builder that appends ops to a diagram.
 #pragma once
 
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,6 +12,9 @@
 #include "ncd/ir.h"
 
 namespace ncd::autodiff {
+
+// Whether values of the dtype carry cotangents (integers and booleans do not).
+inline bool is_real(ir::DType dtype) { return !ir::is_integer(dtype) && dtype != ir::DType::Bool; }
 
 // An op with no derivative ncd can state; reported as a located error.
 struct Failure {
@@ -56,6 +60,9 @@ class Builder {
 
  private:
   int emit(std::unique_ptr<ir::Op> op, std::vector<int> axes, ir::DType dtype);
+  // The diagram's value names, gathered at the first `name` (values the builder adds are unnamed).
+  std::set<std::string> names_;
+  bool names_known_ = false;
 };
 
 // What a row's formula may name (ops::Info::vjp).

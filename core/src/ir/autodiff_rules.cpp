@@ -22,8 +22,6 @@
 namespace ncd::autodiff {
 namespace {
 
-bool is_real(ir::DType dtype) { return !ir::is_integer(dtype) && dtype != ir::DType::Bool; }
-
 std::vector<int> union_axes(const ir::Diagram &diagram, const std::vector<int> &values) {
   std::vector<int> axes;
   for (int v : values)
@@ -77,39 +75,26 @@ class FormulaReader {
     const bool boolean = ops::info(fn).boolean;
     return b_.elementwise(fn, operands, boolean ? ir::DType::Bool : scope_.dtype);
   }
-  int comparison() {
-    int left = sum();
-    static const std::pair<std::string_view, ops::Fn> kComparisons[] = {
-        {"<=", ops::Fn::Le}, {">=", ops::Fn::Ge}, {"==", ops::Fn::Eq}, {"!=", ops::Fn::Ne},
-        {"<", ops::Fn::Lt},  {">", ops::Fn::Gt}};
-    for (auto [symbol, fn] : kComparisons)
-      if (take(symbol)) return real(fn, {left, sum()});
+  // The binary operators by precedence, loosest first (two-character ones before their prefixes);
+  // what each applies is the op table's row for the symbol.
+  static constexpr std::string_view kLevels[][6] = {{"<=", ">=", "==", "!=", "<", ">"}, {"+", "-"}, {"*", "/"}};
+  int comparison() { return binary(0); }
+  int binary(size_t level) {
+    if (level == std::size(kLevels)) return unary();
+    int left = binary(level + 1);
+    for (bool more = true; more;) {
+      more = false;
+      for (std::string_view symbol : kLevels[level])
+        if (!symbol.empty() && take(symbol)) {
+          left = real(ops::find_operator(symbol, 2)->fn, {left, binary(level + 1)});
+          more = level > 0;  // comparisons do not chain
+          break;
+        }
+    }
     return left;
   }
-  int sum() {
-    int left = product();
-    for (;;) {
-      if (take("+"))
-        left = real(ops::Fn::Add, {left, product()});
-      else if (take("-"))
-        left = real(ops::Fn::Sub, {left, product()});
-      else
-        return left;
-    }
-  }
-  int product() {
-    int left = unary();
-    for (;;) {
-      if (take("*"))
-        left = real(ops::Fn::Mul, {left, unary()});
-      else if (take("/"))
-        left = real(ops::Fn::Div, {left, unary()});
-      else
-        return left;
-    }
-  }
   int unary() {
-    if (take("-")) return real(ops::Fn::Neg, {unary()});
+    if (take("-")) return real(ops::find_operator("-", 1)->fn, {unary()});
     return primary();
   }
   int primary() {
@@ -629,9 +614,11 @@ int Builder::rename(int v, int from, int to) {
 }
 
 void Builder::name(int id, const std::string &wanted) {
-  for (const ir::Value &v : diagram.values)
-    if (v.name == wanted) return;
-  diagram.value(id).name = wanted;
+  if (!names_known_) {
+    for (const ir::Value &v : diagram.values) names_.insert(v.name);
+    names_known_ = true;
+  }
+  if (names_.insert(wanted).second) diagram.value(id).name = wanted;
 }
 
 }  // namespace ncd::autodiff
