@@ -29,6 +29,7 @@
 
 #include "ncd/diagnostics.h"
 #include "ncd/tensor.h"
+#include "elements.h"
 
 namespace ncd {
 namespace {
@@ -49,42 +50,6 @@ std::optional<ElementType> element_type_of(ir::DType dtype) {
     case ir::DType::F8E4M3: return ElementType::F8E4M3;
     case ir::DType::F8E5M2: return ElementType::F8E5M2;
     default: return std::nullopt;
-  }
-}
-
-double decode(const unsigned char *p, ElementType type) {
-  switch (type) {
-    case ElementType::F32: {
-      float f;
-      std::memcpy(&f, p, 4);
-      return f;
-    }
-    case ElementType::F16: return f16_from_bits(static_cast<uint16_t>(p[0] | (p[1] << 8)));
-    case ElementType::BF16: return bf16_from_bits(static_cast<uint16_t>(p[0] | (p[1] << 8)));
-    case ElementType::F8E4M3: return f8e4m3_from_bits(p[0]);
-    case ElementType::F8E5M2: return f8e5m2_from_bits(p[0]);
-    default: return 0;
-  }
-}
-
-// Rounds through float32 with ncd's dtype rounding (tensor.h), the rounding every backend uses.
-void encode(double value, ElementType type, unsigned char *p) {
-  const float f = static_cast<float>(value);
-  switch (type) {
-    case ElementType::F32: std::memcpy(p, &f, 4); break;
-    case ElementType::F16: {
-      uint16_t bits = f16_bits(f);
-      p[0] = bits & 0xff, p[1] = bits >> 8;
-      break;
-    }
-    case ElementType::BF16: {
-      uint16_t bits = bf16_bits(f);
-      p[0] = bits & 0xff, p[1] = bits >> 8;
-      break;
-    }
-    case ElementType::F8E4M3: p[0] = f8e4m3_bits(f); break;
-    case ElementType::F8E5M2: p[0] = f8e5m2_bits(f); break;
-    default: break;
   }
 }
 
@@ -118,29 +83,16 @@ bool load_chunk(const Checkpoint &file, const std::string &name, int64_t first, 
     return false;
   }
   const auto *bytes = static_cast<const unsigned char *>(map) + (begin - aligned);
-  for (int64_t i = 0; i < count; ++i) out[i] = decode(bytes + i * width, entry.type);
+  for (int64_t i = 0; i < count; ++i) out[i] = data::element_value(bytes + i * width, entry.type);
   ::munmap(map, span);
   return true;
 }
 
-uint64_t splitmix64(uint64_t x) {
-  uint64_t z = x + 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-uint64_t fnv1a64(const std::string &text) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
+// SplitMix64 of one state: its output function after one step of γ.
+uint64_t splitmix64(uint64_t x) { return data::mix64(x + data::kGolden); }
 
 uint64_t dare_key(uint64_t seed, const std::string &path, uint64_t input) {
-  return splitmix64(splitmix64(seed ^ fnv1a64(path)) + input);
+  return splitmix64(splitmix64(seed ^ data::fnv1a64(path)) + input);
 }
 
 bool dare_keep_keyed(uint64_t key, uint64_t element, double density) {
@@ -520,7 +472,9 @@ bool merge_checkpoints(const std::vector<MergeParam> &params, const MergeRequest
     bool written = true;
     auto emit = [&](const double *values, int64_t count) {
       encoded.resize(static_cast<size_t>(count * width));
-      for (int64_t j = 0; j < count; ++j) encode(values[j], type, encoded.data() + j * width);
+      // Rounded through float32 with ncd's dtype rounding, as every backend rounds.
+      for (int64_t j = 0; j < count; ++j)
+        data::store_float_element(static_cast<float>(values[j]), type, encoded.data() + j * width);
       written = output.write(encoded.data(), encoded.size(), error);
       return written;
     };

@@ -2,6 +2,8 @@
 // between tensors and file arrays, and deterministic random data.
 #include "ncd/tensor.h"
 
+#include "elements.h"
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -279,10 +281,10 @@ void store(uint8_t *p, T v) {
   std::memcpy(p, &v, sizeof(T));
 }
 
-// Element i of an array as a double (integers exactly up to 2^53).
-double element_as_double(const RawArray &a, int64_t i) {
-  const uint8_t *p = a.data.data() + i * element_bytes(a.type);
-  switch (a.type) {
+}  // namespace
+
+double data::element_value(const uint8_t *p, ElementType type) {
+  switch (type) {
     case ElementType::Bool: return *p != 0 ? 1.0 : 0.0;
     case ElementType::U8: return *p;
     case ElementType::I8: return static_cast<int8_t>(*p);
@@ -300,6 +302,24 @@ double element_as_double(const RawArray &a, int64_t i) {
     case ElementType::F8E5M2: return f8e5m2_from_bits(*p);
   }
   return 0;
+}
+
+void data::store_float_element(float value, ElementType type, uint8_t *p) {
+  switch (type) {
+    case ElementType::F32: store<float>(p, value); break;
+    case ElementType::F16: store<uint16_t>(p, f16_bits(value)); break;
+    case ElementType::BF16: store<uint16_t>(p, bf16_bits(value)); break;
+    case ElementType::F8E4M3: *p = f8e4m3_bits(value); break;
+    case ElementType::F8E5M2: *p = f8e5m2_bits(value); break;
+    default: break;
+  }
+}
+
+namespace {
+
+// Element i of an array as a double.
+double element_as_double(const RawArray &a, int64_t i) {
+  return data::element_value(a.data.data() + i * element_bytes(a.type), a.type);
 }
 
 const char *dtype_storage_hint(ir::DType dtype) {
@@ -352,11 +372,11 @@ RawArray array_from_tensor(const Tensor &tensor, bool npy) {
   for (int64_t i = 0; i < n; ++i) {
     uint8_t *p = out + i * width;
     switch (a.type) {
-      case ElementType::F32: store<float>(p, tensor.values[static_cast<size_t>(i)]); break;
-      case ElementType::F16: store<uint16_t>(p, f16_bits(tensor.values[static_cast<size_t>(i)])); break;
-      case ElementType::BF16: store<uint16_t>(p, bf16_bits(tensor.values[static_cast<size_t>(i)])); break;
-      case ElementType::F8E4M3: *p = f8e4m3_bits(tensor.values[static_cast<size_t>(i)]); break;
-      case ElementType::F8E5M2: *p = f8e5m2_bits(tensor.values[static_cast<size_t>(i)]); break;
+      case ElementType::F32:
+      case ElementType::F16:
+      case ElementType::BF16:
+      case ElementType::F8E4M3:
+      case ElementType::F8E5M2: data::store_float_element(tensor.values[static_cast<size_t>(i)], a.type, p); break;
       case ElementType::I8: *p = static_cast<uint8_t>(static_cast<int8_t>(tensor.values[static_cast<size_t>(i)])); break;
       case ElementType::I32: store<int32_t>(p, tensor.ints[static_cast<size_t>(i)]); break;
       case ElementType::Bool: *p = tensor.values[static_cast<size_t>(i)] != 0 ? 1 : 0; break;
@@ -405,19 +425,13 @@ bool tensor_from_array(const RawArray &array, ir::DType dtype, const std::vector
 
 namespace {
 
-constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
+using data::kGolden;
+using data::mix64;
+using data::fnv1a64;
 
-// SplitMix64's output function. Applied to a counter (key + (i + 1)·γ), it is
-// SplitMix64's i-th output computed without the sequential state: element i
-// depends only on the seed, the stream name and i, never on the order or the
-// number of threads, and the loops below vectorise.
-inline uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+}  // namespace
 
-uint64_t fnv1a64(const std::string &text) {
+uint64_t data::fnv1a64(const std::string &text) {
   uint64_t h = 0xcbf29ce484222325ull;
   for (unsigned char c : text) {
     h ^= c;
@@ -425,8 +439,6 @@ uint64_t fnv1a64(const std::string &text) {
   }
   return h;
 }
-
-}  // namespace
 
 Tensor random_tensor(uint64_t seed, const std::string &name, ir::DType dtype, const std::vector<int64_t> &shape,
                      const RandomSpec &spec) {
