@@ -15,15 +15,12 @@ D_grad's gradients. A diagram ncd declines to differentiate must decline with
 the message DECLINED lists for it, and nothing else may decline.
 """
 
-import argparse
 import glob
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 
 import numpy as np
 
@@ -32,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True
 import ir_numpy  # noqa: E402
-from test_ir_numpy import NARROW, SIZES, axis_names, read_folder  # noqa: E402
+from test_ir_numpy import NARROW, read_folder, run_suite  # noqa: E402
 
 RTOL = 1e-6
 ATOL = 1e-8
@@ -185,36 +182,13 @@ def check_case(ncd, work, path, diagram, defines):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ncd", default=os.environ.get("NCD") or os.path.join(ROOT, "build", "bin", "ncd"))
-    parser.add_argument("filter", nargs="?", default="", help="only cases whose FILE:DIAGRAM contains this")
-    args = parser.parse_args()
-    os.environ["NCD"] = os.path.abspath(args.ncd)
-    ncd = os.environ["NCD"]
-    work = tempfile.mkdtemp(prefix="ncd-grad-")
-    counts = {"pass": 0, "fail": 0}
-    try:
-        paths = sorted(glob.glob(os.path.join(ROOT, "stdlib", "std", "*.ncd")))
-        paths.append(os.path.join(ROOT, "tests", "cpu", "semantics.ncd"))  # every pointwise function, scans, selections
-        for path in paths:
-            base = os.path.basename(path)
-            names, diagrams = axis_names(ncd, path)
-            defines = ["dtype=f32"] + ["%s=%d" % (k, v) for k, v in SIZES.get(base, {}).items() if k in names]
-            for diagram in diagrams:
-                case = "%s:%s" % (base, diagram)
-                if args.filter not in case:
-                    continue
-                start = time.time()
-                try:
-                    status, detail = check_case(ncd, work, path, diagram, defines)
-                except Exception as e:  # reported per case, so that one crash hides no other result
-                    status, detail = "fail", "%s: %s" % (type(e).__name__, e)
-                counts[status] += 1
-                print("%-4s %s (%.1fs): %s" % (status, case, time.time() - start, detail), flush=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    print("%d passed, %d failed" % (counts["pass"], counts["fail"]))
-    return 1 if counts["fail"] else 0
+    def paths(work):
+        found = sorted(glob.glob(os.path.join(ROOT, "stdlib", "std", "*.ncd")))
+        found.append(os.path.join(ROOT, "tests", "cpu", "semantics.ncd"))  # every pointwise function, scans, selections
+        return found
+
+    return run_suite(__doc__.splitlines()[0], "ncd-grad-", ("pass", "fail"), paths, check_case,
+                     lambda path, diagram: "%s:%s" % (os.path.basename(path), diagram))
 
 
 if __name__ == "__main__":

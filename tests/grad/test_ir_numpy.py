@@ -207,43 +207,62 @@ def run_case(ncd, work, path, diagram, defines, given=None):
     return "pass", detail
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_suite(description, prefix, statuses, paths, check, case_name):
+    """Runs `check(ncd, work, path, diagram, defines)` on every diagram of `paths(work)`.
+
+    Each file runs at -D dtype=f32 and its SIZES; a case (named by
+    `case_name(path, diagram)`) is skipped unless it contains the command
+    line's filter. Prints a line per case and the counts of `statuses`; returns
+    the exit status (1 when a case failed)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--ncd", default=os.environ.get("NCD") or os.path.join(ROOT, "build", "bin", "ncd"))
     parser.add_argument("filter", nargs="?", default="", help="only cases whose FILE:DIAGRAM contains this")
     args = parser.parse_args()
     os.environ["NCD"] = os.path.abspath(args.ncd)
     ncd = os.environ["NCD"]
-    work = tempfile.mkdtemp(prefix="ncd-ir-numpy-")
-    counts = {"pass": 0, "skip": 0, "fail": 0}
+    work = tempfile.mkdtemp(prefix=prefix)
+    counts = dict.fromkeys(statuses, 0)
     try:
-        paths = sorted(glob.glob(os.path.join(ROOT, "stdlib", "std", "*.ncd")))
-        paths.append(os.path.join(ROOT, "tests", "cpu", "semantics.ncd"))
-        extras = os.path.join(work, "extras", "extras.ncd")
-        os.makedirs(os.path.dirname(extras))
-        with open(extras, "w", encoding="utf-8") as f:
-            f.write(EXTRAS_NCD)
-        paths.append(extras)
-        for path in paths:
+        for path in paths(work):
             base = os.path.basename(path)
             names, diagrams = axis_names(ncd, path)
             defines = ["dtype=f32"] + ["%s=%d" % (k, v) for k, v in SIZES.get(base, {}).items() if k in names]
             for diagram in diagrams:
-                case = "%s/%s:%s" % (os.path.basename(os.path.dirname(path)), base, diagram)
+                case = case_name(path, diagram)
                 if args.filter not in case:
                     continue
                 start = time.time()
                 try:
-                    given = EXTRAS_INPUTS if path == extras else None
-                    status, detail = run_case(ncd, work, path, diagram, defines, given)
-                except Exception as e:  # a crash of the interpreter is a failure, reported per case
+                    status, detail = check(ncd, work, path, diagram, defines)
+                except Exception as e:  # reported per case, so that one crash hides no other result
                     status, detail = "fail", "%s: %s" % (type(e).__name__, e)
                 counts[status] += 1
                 print("%-4s %s (%.1fs): %s" % (status, case, time.time() - start, detail), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print("%d passed, %d skipped, %d failed" % (counts["pass"], counts["skip"], counts["fail"]))
+    words = {"pass": "passed", "skip": "skipped", "fail": "failed"}
+    print(", ".join("%d %s" % (counts[s], words[s]) for s in statuses))
     return 1 if counts["fail"] else 0
+
+
+def main():
+    def paths(work):
+        found = sorted(glob.glob(os.path.join(ROOT, "stdlib", "std", "*.ncd")))
+        found.append(os.path.join(ROOT, "tests", "cpu", "semantics.ncd"))
+        extras = os.path.join(work, "extras", "extras.ncd")
+        os.makedirs(os.path.dirname(extras))
+        with open(extras, "w", encoding="utf-8") as f:
+            f.write(EXTRAS_NCD)
+        found.append(extras)
+        return found
+
+    def check(ncd, work, path, diagram, defines):
+        given = EXTRAS_INPUTS if os.path.basename(path) == "extras.ncd" else None
+        return run_case(ncd, work, path, diagram, defines, given)
+
+    return run_suite(__doc__.splitlines()[0], "ncd-ir-numpy-", ("pass", "skip", "fail"), paths, check,
+                     lambda path, diagram: "%s/%s:%s" % (os.path.basename(os.path.dirname(path)),
+                                                         os.path.basename(path), diagram))
 
 
 if __name__ == "__main__":
