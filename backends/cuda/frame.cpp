@@ -356,6 +356,10 @@ bool Generator::scheduled(Frame &frame, const ir::Diagram &diagram, const ir::Op
     attention(frame, diagram, plan.attention, site);
     return true;
   }
+  if (plan.kind == ScheduledPlan::Kind::Grid) {
+    grid(frame, diagram, plan.grid, site);
+    return true;
+  }
   if (plan.kind == ScheduledPlan::Kind::Fused) {
     fused(frame, diagram, plan.fused, site);
     return true;
@@ -556,7 +560,7 @@ bool generate(const EmitRequest &request, std::string &output, std::string &erro
   output += "// Self-contained: needs only the CUDA toolkit. Build: nvcc -std=c++17 -O3 -arch=" + arch +
             (harness ? " -o prog FILE.cu" : " -c FILE.cu") + "\n";
   output += "// Host functions, layouts and dtypes: docs/CUDA.md in the ncd sources.\n";
-  for (const char *text : {device::prelude, device::gemm, device::gemm_q8, device::routed, device::attention, device::prelude_end}) output += text;
+  for (const char *text : {device::prelude, device::gemm, device::gemm_q8, device::routed, device::attention, device::grid, device::prelude_end}) output += text;
   output += "\nnamespace {\n\n" + generator.size_struct() + generator.kernels() + "}  // namespace\n\n" +
             generator.hosts();
   if (harness) output += harness_code(infos);

@@ -585,6 +585,20 @@ class Generator {
   void attention(Frame &frame, const ir::Diagram &diagram, const AttentionMatch &m, const ir::Op *site);
   bool plan_attention(Frame &frame, const ir::Diagram &d, const AttentionMatch &m, const Ten &Q, const Ten &K, const Ten &V,
                       const Ten &O, AttentionPlan &p, std::string &why);
+  // The mask of a streamed kernel as device code (plan_attention.cpp).
+  struct MaskCode {
+    std::string keep;                     // a predicate of q and k; empty when the mask reads tensors
+    std::string live = "true", full = "true";  // of a tile [q0, q1] x [k0, k1]
+    bool skipped = false;                 // live can rule tiles out
+  };
+  void mask_code(Frame &frame, const ir::Diagram &d, int mask, int q_axis, int k_axis, MaskCode &out);
+  // An elementwise value of a kernel as a float device expression of its
+  // leaves (named values), the positions (`position` of a runtime axis) and
+  // inputs read there; `what` names it in the reasons it cannot be written.
+  std::optional<std::string> element_expression(Frame &frame, const ir::Diagram &d, KernelArgs &args, int top,
+                                                const std::function<std::optional<std::string>(int)> &position,
+                                                const std::map<int, std::string> &leaves, const std::string &what,
+                                                std::string &why);
   // The score modification as a device expression of `s` (the scaled score),
   // `q`, `k` and the batch positions, loading tensors through `args`; nullopt
   // with the reason when a part cannot be expressed in the kernel.
@@ -592,6 +606,8 @@ class Generator {
                                                const AttentionPlan &p, KernelArgs &args, std::string &why);
   void print_attention(Frame &frame, const ir::Diagram &d, const AttentionMatch &m, const AttentionPlan &p, const Ten &Q,
                        const Ten &K, const Ten &V, const Ten &O, const std::vector<int> &axes);
+  // streamed grids (plan_grid.cpp): the host step, planning and printing
+  void grid(Frame &frame, const ir::Diagram &diagram, const GridMatch &m, const ir::Op *site);
   // fused kernels: the host step, the layout planner, the printers per family
   void fused(Frame &frame, const ir::Diagram &diagram, const FusedMatch &m, const ir::Op *site);
   std::vector<int> fused_axes(Frame &frame, int id);

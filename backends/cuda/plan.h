@@ -66,13 +66,47 @@ struct FusedMatch {
   std::set<int> prologue;
 };
 
+// A streamed grid (docs/CUDA.md, "Grid kernels"; FlashAttention-2's backward
+// kernels as `fuse` forms them): a block owns `bg` positions of the grouped
+// axis g and streams the axis s in chunks of `bs`. The grid's values at
+// (g, s) come from one or two producer contractions of inputs over an axis c
+// (x[g, c] · y[s, c]: the scores Q·K, dP = dO·V) through elementwise work
+// (per element: row and column vectors, positions, masks); one or two
+// consumer contractions sum a grid value times an input over s
+// (grid[g, s] · z[s, e]: dV, dK, dQ), each into an output, maybe through a copy.
+struct GridMatch {
+  struct Producer {
+    int value = -1, x = -1, y = -1, c_axis = -1;
+    std::vector<int> scales;  // scalar factors
+  };
+  struct Consumer {
+    int value = -1, grid = -1, z = -1, e_axis = -1, output = -1;
+    std::vector<int> scales;
+  };
+  int g_axis = -1, s_axis = -1;
+  std::vector<Producer> producers;
+  std::vector<Consumer> consumers;
+  int mask = -1;  // the condition of a where(mask, ., -inf) on the grid, -1: none
+  int64_t bg = 0, bs = 0;
+};
+
+// The tiles of a grid kernel: `bg` rows of g (16 per warp, 64 or 128), chunks
+// of `bs` along s (16, 32 or 64: fewer when the widths would need more
+// registers), halved until the block fits `smem_limit`.
+struct GridTiles {
+  int64_t bg = 0, bs = 0, smem = 0, threads = 0;
+};
+GridTiles fit_grid_tiles(int64_t asked_g, int64_t asked_s, const std::vector<int64_t> &c_widths,
+                         const std::vector<int64_t> &e_widths, int64_t smem_limit);
+
 // The kernel family a scheduled diagram is, or why it is none (then its
 // operations run as separate kernels). Attention is tried first, then the
 // fused families; the reason is that of the matcher that got further.
 struct ScheduledPlan {
-  enum class Kind { Attention, Fused, Decline };
+  enum class Kind { Attention, Grid, Fused, Decline };
   Kind kind = Kind::Decline;
   AttentionMatch attention;
+  GridMatch grid;
   FusedMatch fused;
   std::string reason;  // Decline
 };
@@ -80,6 +114,7 @@ struct ScheduledPlan {
 ScheduledPlan plan_scheduled(const ir::Diagram &diagram, const ir::Schedule &schedule);
 bool match_attention(const ir::Diagram &diagram, const ir::Schedule &schedule, AttentionMatch &m, std::string &why);
 bool match_fused(const ir::Diagram &diagram, FusedMatch &m, std::string &why);
+bool match_grid(const ir::Diagram &diagram, const ir::Schedule &schedule, GridMatch &m, std::string &why);
 
 // ---------------------------------------------------------------- layouts (runtime axes)
 

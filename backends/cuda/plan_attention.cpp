@@ -27,9 +27,116 @@ AttentionTiles fit_attention_tiles(int64_t asked_q, int64_t asked_k, int64_t d, 
   return {bq, bk, attention_smem(bq, bk, d, e), bq / 16 * 32};
 }
 
+// The mask `where(mask, ., -inf)` as device code over the positions q and k
+// (the axes q_axis and k_axis): `keep` (empty when the mask reads tensors),
+// and whether a tile [q0, q1] x [k0, k1] may keep something (`live`) or keeps
+// everything (`full`), from its linear conjuncts (ncd/index_predicate.h).
+void Generator::mask_code(Frame &frame, const ir::Diagram &d, int mask, int q_axis, int k_axis, MaskCode &out) {
+  const ir::ProducerIndex index(d);
+  // The mask: a float expression of the positions q and k, and its linear
+  // comparisons for skipping tiles, as an `or` of `and`s.
+  std::vector<std::vector<std::pair<Affine, ops::Fn>>> clauses;  // f(q, k) REL 0
+  bool pure = true;                                              // the mask is exactly the clauses
+  std::function<std::optional<PositionCode>(int)> expr = [&](int v) -> std::optional<PositionCode> {
+    const ir::Op *op = index.producer(v);
+    if (!op) return std::nullopt;
+    if (op->kind == OpKind::Constant) return position_constant(op->constant);
+    if (op->kind == OpKind::SizeOf) {
+      // A runtime size is not visible to the mask's struct: such a mask is applied in the score lambda.
+      auto n = size(rt_axis(frame, op->axes.at(0))).constant();
+      if (!n) return std::nullopt;
+      return position_constant(static_cast<double>(*n));
+    }
+    if (op->kind == OpKind::AxisIndex) {
+      if (op->axes.at(0) == q_axis) return PositionCode{"q", true};
+      if (op->axes.at(0) == k_axis) return PositionCode{"k", true};
+      return std::nullopt;
+    }
+    if (op->kind != OpKind::Elementwise) return std::nullopt;
+    std::vector<PositionCode> args;
+    for (int operand : op->operands) {
+      auto e = expr(operand);
+      if (!e) return std::nullopt;
+      args.push_back(*e);
+    }
+    try {
+      return position_function(op->function, args);
+    } catch (const GenError &) {
+      return std::nullopt;
+    }
+  };
+  // The mask's clauses over q and k (ncd/index_predicate.h); a comparison
+  // over any other axis cannot bound a tile: left out, the mask is impure.
+  auto split = [&](int v) {
+    auto size_of = [&](int axis) -> std::optional<double> {
+      auto n = size(rt_axis(frame, axis)).constant();
+      return n ? std::optional<double>(static_cast<double>(*n)) : std::nullopt;
+    };
+    IndexPredicate predicate = index_predicate(d, index, v, size_of);
+    pure = predicate.pure && !predicate.clauses.empty();
+    for (const auto &clause : predicate.clauses) {
+      clauses.emplace_back();
+      for (const IndexConjunct &conjunct : clause) {
+        Affine a{0, 0, conjunct.form.constant};
+        bool usable = true;
+        for (const auto &[axis, c] : conjunct.form.axes) {
+          if (axis == q_axis) a.q = c;
+          else if (axis == k_axis) a.k = c;
+          else usable = false;
+        }
+        if (usable) clauses.back().push_back({a, conjunct.relation});
+        else pure = false;
+      }
+    }
+  };
+  if (mask >= 0) {
+    split(mask);
+    if (auto e = expr(mask)) {
+      out.keep = "(" + e->code + ") != " + (e->integer ? "0" : "0.f");
+    } else {
+      pure = false;
+    }
+  }
+  // live: some element of the tile may be kept (every conjunct can hold at its best corner);
+  // full: every element is kept (the mask is the conjunction and each holds at its worst corner).
+  // Integer coefficients (the usual case) compare in int64, others in double: exact either way.
+  auto integral = [](const Affine &a) {
+    for (double c : {a.c, a.q, a.k})
+      if (!position_constant(c).integer) return false;
+    return true;
+  };
+  auto corner = [&](const Affine &a, bool best_high) {
+    const bool exact = integral(a);
+    auto number = [&](double c) { return exact ? position_constant(c).code : dlit(c); };
+    auto pick = [&](double coefficient, const char *lo, const char *hi) {
+      if (coefficient == 0) return std::string();
+      const std::string at = (coefficient > 0) == best_high ? hi : lo;
+      return " + " + number(coefficient) + " * " + (exact ? at : "static_cast<double>(" + at + ")");
+    };
+    return "(" + number(a.c) + pick(a.q, "q0", "q1") + pick(a.k, "k0", "k1") + ")";
+  };
+  // Over clauses: live when some clause may hold, full when some clause holds everywhere.
+  std::string live, full;
+  bool always = clauses.empty();
+  for (const auto &clause : clauses) {
+    std::string clause_live = "true", clause_full = "true";
+    for (const auto &[a, rel] : clause) {
+      bool upper = rel == ops::Fn::Gt || rel == ops::Fn::Ge;  // f > 0: best is the maximum
+      std::string op = " " + std::string(ops::info(rel).symbol) + (integral(a) ? " 0" : " 0.0");
+      clause_live += " && " + corner(a, upper) + op;
+      clause_full += " && " + corner(a, !upper) + op;
+    }
+    always = always || clause.empty();
+    live += (live.empty() ? "" : " || ") + (clauses.size() > 1 ? "(" + clause_live + ")" : clause_live);
+    full += (full.empty() ? "" : " || ") + (clauses.size() > 1 ? "(" + clause_full + ")" : clause_full);
+  }
+  out.live = always ? "true" : live;
+  out.skipped = !always;
+  out.full = mask < 0 ? "true" : pure && !clauses.empty() ? full : "false";
+}
+
 bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const AttentionMatch &m, const Ten &Q, const Ten &K,
                                const Ten &V, const Ten &O, AttentionPlan &p, std::string &why) {
-  const ir::ProducerIndex index(d);
   const int rq = p.rq, rk = p.rk, rd = p.rd, re = p.re;
   p.nq = size(rq);
   p.nk = size(rk);
@@ -70,111 +177,19 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
             axis_names_[static_cast<size_t>(rk)] + " by " + str(bk);
   if (bq != m.bq || bk != m.bk)
     p.tiles += " (the schedule says " + str(m.bq) + " and " + str(m.bk) + "; rounded to multiples of 16 that fit)";
-  // The mask: a float expression of the positions q and k, and its linear
-  // comparisons for skipping tiles, as an `or` of `and`s.
-  std::vector<std::vector<std::pair<Affine, ops::Fn>>> clauses;  // f(q, k) REL 0
-  bool pure = true;                                              // the mask is exactly the clauses
-  std::function<std::optional<PositionCode>(int)> expr = [&](int v) -> std::optional<PositionCode> {
-    const ir::Op *op = index.producer(v);
-    if (!op) return std::nullopt;
-    if (op->kind == OpKind::Constant) return position_constant(op->constant);
-    if (op->kind == OpKind::SizeOf) {
-      // A runtime size is not visible to the mask's struct: such a mask is applied in the score lambda.
-      auto n = size(rt_axis(frame, op->axes.at(0))).constant();
-      if (!n) return std::nullopt;
-      return position_constant(static_cast<double>(*n));
-    }
-    if (op->kind == OpKind::AxisIndex) {
-      if (op->axes.at(0) == m.q_axis) return PositionCode{"q", true};
-      if (op->axes.at(0) == m.k_axis) return PositionCode{"k", true};
-      return std::nullopt;
-    }
-    if (op->kind != OpKind::Elementwise) return std::nullopt;
-    std::vector<PositionCode> args;
-    for (int operand : op->operands) {
-      auto e = expr(operand);
-      if (!e) return std::nullopt;
-      args.push_back(*e);
-    }
-    try {
-      return position_function(op->function, args);
-    } catch (const GenError &) {
-      return std::nullopt;
-    }
-  };
-  // The mask's clauses over q and k (ncd/index_predicate.h); a comparison
-  // over any other axis cannot bound a tile: left out, the mask is impure.
-  auto split = [&](int v) {
-    auto size_of = [&](int axis) -> std::optional<double> {
-      auto n = size(rt_axis(frame, axis)).constant();
-      return n ? std::optional<double>(static_cast<double>(*n)) : std::nullopt;
-    };
-    IndexPredicate predicate = index_predicate(d, index, v, size_of);
-    pure = predicate.pure && !predicate.clauses.empty();
-    for (const auto &clause : predicate.clauses) {
-      clauses.emplace_back();
-      for (const IndexConjunct &conjunct : clause) {
-        Affine a{0, 0, conjunct.form.constant};
-        bool usable = true;
-        for (const auto &[axis, c] : conjunct.form.axes) {
-          if (axis == m.q_axis) a.q = c;
-          else if (axis == m.k_axis) a.k = c;
-          else usable = false;
-        }
-        if (usable) clauses.back().push_back({a, conjunct.relation});
-        else pure = false;
-      }
-    }
-  };
   p.score = !m.score_ops.empty();
-  if (m.mask >= 0) {
-    split(m.mask);
-    if (auto e = expr(m.mask)) {
-      p.keep = "(" + e->code + ") != " + (e->integer ? "0" : "0.f");
-    } else {
-      // A mask that reads tensors (document ids, ...) is applied per element by
-      // the score modification; its conjuncts of the positions still skip tiles.
-      p.mask_in_score = true;
-      p.score = true;
-      pure = false;
-    }
+  MaskCode mask;
+  mask_code(frame, d, m.mask, m.q_axis, m.k_axis, mask);
+  p.keep = mask.keep.empty() ? p.keep : mask.keep;
+  if (m.mask >= 0 && mask.keep.empty()) {
+    // A mask that reads tensors (document ids, ...) is applied per element by
+    // the score modification; its conjuncts of the positions still skip tiles.
+    p.mask_in_score = true;
+    p.score = true;
   }
-  // live: some element of the tile may be kept (every conjunct can hold at its best corner);
-  // full: every element is kept (the mask is the conjunction and each holds at its worst corner).
-  // Integer coefficients (the usual case) compare in int64, others in double: exact either way.
-  auto integral = [](const Affine &a) {
-    for (double c : {a.c, a.q, a.k})
-      if (!position_constant(c).integer) return false;
-    return true;
-  };
-  auto corner = [&](const Affine &a, bool best_high) {
-    const bool exact = integral(a);
-    auto number = [&](double c) { return exact ? position_constant(c).code : dlit(c); };
-    auto pick = [&](double coefficient, const char *lo, const char *hi) {
-      if (coefficient == 0) return std::string();
-      const std::string at = (coefficient > 0) == best_high ? hi : lo;
-      return " + " + number(coefficient) + " * " + (exact ? at : "static_cast<double>(" + at + ")");
-    };
-    return "(" + number(a.c) + pick(a.q, "q0", "q1") + pick(a.k, "k0", "k1") + ")";
-  };
-  // Over clauses: live when some clause may hold, full when some clause holds everywhere.
-  std::string live, full;
-  bool always = clauses.empty();
-  for (const auto &clause : clauses) {
-    std::string clause_live = "true", clause_full = "true";
-    for (const auto &[a, rel] : clause) {
-      bool upper = rel == ops::Fn::Gt || rel == ops::Fn::Ge;  // f > 0: best is the maximum
-      std::string op = " " + std::string(ops::info(rel).symbol) + (integral(a) ? " 0" : " 0.0");
-      clause_live += " && " + corner(a, upper) + op;
-      clause_full += " && " + corner(a, !upper) + op;
-    }
-    always = always || clause.empty();
-    live += (live.empty() ? "" : " || ") + (clauses.size() > 1 ? "(" + clause_live + ")" : clause_live);
-    full += (full.empty() ? "" : " || ") + (clauses.size() > 1 ? "(" + clause_full + ")" : clause_full);
-  }
-  p.live = always ? "true" : live;
-  p.tiles_skipped = !always;
-  p.full = m.mask < 0 ? "true" : pure && !clauses.empty() ? full : "false";
+  p.live = mask.live;
+  p.full = mask.full;
+  p.tiles_skipped = mask.skipped;
   if (p.score) {
     KernelArgs scratch;
     if (!score_expression(frame, d, m, p, scratch, why)) return false;
@@ -192,7 +207,6 @@ bool Generator::plan_attention(Frame &frame, const ir::Diagram &d, const Attenti
 
 std::optional<std::string> Generator::score_expression(Frame &frame, const ir::Diagram &d, const AttentionMatch &m,
                                                        const AttentionPlan &p, KernelArgs &args, std::string &why) {
-  const ir::ProducerIndex index(d);
   // A runtime axis as the kernel sees it: the query and key positions, or a batch position.
   auto position = [&](int axis) -> std::optional<std::string> {
     if (axis == p.rq) return std::string("q");
@@ -200,6 +214,16 @@ std::optional<std::string> Generator::score_expression(Frame &frame, const ir::D
     if (std::find(p.batch.begin(), p.batch.end(), axis) != p.batch.end()) return x(axis);
     return std::nullopt;
   };
+  // With the mask inside it, the expression ends at the where that feeds the softmax.
+  const int top = p.mask_in_score && m.mask_op ? m.mask_op->results.at(0) : m.score_value;
+  return element_expression(frame, d, args, top, position, {{m.raw_scores, "s"}}, "the score modification", why);
+}
+
+std::optional<std::string> Generator::element_expression(Frame &frame, const ir::Diagram &d, KernelArgs &args, int top,
+                                                         const std::function<std::optional<std::string>(int)> &position,
+                                                         const std::map<int, std::string> &leaves, const std::string &what,
+                                                         std::string &why) {
+  const ir::ProducerIndex index(d);
   std::function<std::optional<std::string>(int)> expr;
   // An input read at computed positions (T5's bias table at the bucket of q - k):
   // each index a gather (its value), an affine form of the kernel's positions;
@@ -208,7 +232,7 @@ std::optional<std::string> Generator::score_expression(Frame &frame, const ir::D
     const ir::Value &source_value = d.value(op.operands.at(0));
     Ten source = get(frame, op.operands[0]);
     if (source.kind != Ten::Kind::Buffer) {
-      why = "the score modification reads '" + source_value.name + "', which is not stored";
+      why = what + " reads '" + source_value.name + "', which is not stored";
       return std::nullopt;
     }
     std::map<int, std::string> at;  // runtime axis of the source -> its position
@@ -229,14 +253,14 @@ std::optional<std::string> Generator::score_expression(Frame &frame, const ir::D
         for (auto [axis, coefficient] : ix.terms) {
           auto p = position(rt_axis(frame, axis));
           if (!p) {
-            why = "the score modification reads '" + source_value.name + "' along '" + program_.axis(axis).name + "'";
+            why = what + " reads '" + source_value.name + "' along '" + program_.axis(axis).name + "'";
             return std::nullopt;
           }
           e += (e.empty() ? "" : " + ") + (coefficient == 1 ? "" : str(coefficient) + " * ") + *p;
         }
         if (ix.offset != 0 || e.empty()) e += (e.empty() ? "" : " + ") + ("(" + str(ix.offset) + ")");
       } else {
-        why = "the score modification reads '" + source_value.name + "' through a split index";
+        why = what + " reads '" + source_value.name + "' through a split index";
         return std::nullopt;
       }
       at[r] = e;
@@ -244,7 +268,7 @@ std::optional<std::string> Generator::score_expression(Frame &frame, const ir::D
     }
     for (int axis : source.axes)
       if (!at.count(axis) && !position(axis)) {
-        why = "the score modification reads '" + source_value.name + "' along '" +
+        why = what + " reads '" + source_value.name + "' along '" +
               axis_names_[static_cast<size_t>(axis)] + "', which is neither a query, a key nor a batch position";
         return std::nullopt;
       }
@@ -255,14 +279,14 @@ std::optional<std::string> Generator::score_expression(Frame &frame, const ir::D
   };
   // Positions, integral constants, sizes and integer tensors stay int64 while the arithmetic is exact.
   std::function<std::optional<PositionCode>(int)> code = [&](int v) -> std::optional<PositionCode> {
-    if (v == m.raw_scores) return PositionCode{rounded(d.value(v).dtype, "s")};
+    if (auto leaf = leaves.find(v); leaf != leaves.end()) return PositionCode{rounded(d.value(v).dtype, leaf->second)};
     const ir::Op *op = index.producer(v);
     const bool input = std::find(d.inputs.begin(), d.inputs.end(), v) != d.inputs.end();
     if (input || (!op && frame.values.count(v)) || (op && d.value(v).axes.empty() && frame.values.count(v))) {
       Ten t = get(frame, v);
       for (int axis : t.axes)
         if (!position(axis)) {
-          why = "the score modification reads '" + d.value(v).name + "' along '" + axis_names_[static_cast<size_t>(axis)] +
+          why = what + " reads '" + d.value(v).name + "' along '" + axis_names_[static_cast<size_t>(axis)] +
                 "', which is neither a query, a key nor a batch position of the kernel";
           return std::nullopt;
         }
@@ -283,7 +307,7 @@ std::optional<std::string> Generator::score_expression(Frame &frame, const ir::D
     if (op->kind == OpKind::AxisIndex) {
       auto at = position(rt_axis(frame, op->axes.at(0)));
       if (!at) {
-        why = "the score modification uses the position along '" + program_.axis(op->axes.at(0)).name + "'";
+        why = what + " uses the position along '" + program_.axis(op->axes.at(0)).name + "'";
         return std::nullopt;
       }
       return PositionCode{*at, true};
@@ -294,7 +318,7 @@ std::optional<std::string> Generator::score_expression(Frame &frame, const ir::D
       return PositionCode{*read};
     }
     if (op->kind != OpKind::Elementwise) {
-      why = "the score modification needs '" + d.value(v).name + "', which is not elementwise";
+      why = what + " needs '" + d.value(v).name + "', which is not elementwise";
       return std::nullopt;
     }
     std::vector<PositionCode> operands;
@@ -319,8 +343,6 @@ std::optional<std::string> Generator::score_expression(Frame &frame, const ir::D
     if (!e) return std::nullopt;
     return e->integer ? e->code : as_float(*e);
   };
-  // With the mask inside it, the expression ends at the where that feeds the softmax.
-  const int top = p.mask_in_score && m.mask_op ? m.mask_op->results.at(0) : m.score_value;
   auto top_code = code(top);
   if (!top_code) return std::nullopt;
   return as_float(*top_code);

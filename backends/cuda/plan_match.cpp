@@ -481,11 +481,221 @@ bool match_fused(const ir::Diagram &d, FusedMatch &m, std::string &why) {
   return true;
 }
 
+bool match_grid(const ir::Diagram &d, const ir::Schedule &schedule, GridMatch &m, std::string &why) {
+  const ir::ProducerIndex index(d);
+  auto is_input = [&](int v) { return std::find(d.inputs.begin(), d.inputs.end(), v) != d.inputs.end(); };
+  auto has = [&](int v, int axis) {
+    const auto &axes = d.value(v).axes;
+    return std::find(axes.begin(), axes.end(), axis) != axes.end();
+  };
+  auto name = [&](int v) { return "'" + d.value(v).name + "'"; };
+  std::map<int, int64_t> groups;
+  for (const ir::ScheduleDirective &dir : schedule.directives) {
+    if (dir.kind == ir::ScheduleDirective::Kind::Group) groups[dir.axis] = dir.amount;
+    if (dir.kind != ir::ScheduleDirective::Kind::Stream) continue;
+    if (m.s_axis >= 0) {
+      why = "it streams more than one axis";
+      return false;
+    }
+    m.s_axis = dir.axis;
+    m.bs = dir.amount;
+  }
+  if (m.s_axis < 0) {
+    why = "a grid kernel streams one axis";
+    return false;
+  }
+  const int s = m.s_axis;
+  std::vector<const ir::Op *> contractions;
+  for (const auto &op : d.body.ops) {
+    if (op->kind == OpKind::Call || op->kind == OpKind::Repeat) {
+      why = "it calls or repeats";
+      return false;
+    }
+    if (op->kind == OpKind::Contract) contractions.push_back(op.get());
+  }
+  auto tensors = [&](const ir::Op &op, std::vector<int> &scales) {
+    std::vector<int> out;
+    for (int operand : op.operands) {
+      if (d.value(operand).axes.empty()) scales.push_back(operand);
+      else out.push_back(operand);
+    }
+    return out;
+  };
+  // Producers: x[g, c] * y[s, c] over c, of two inputs.
+  for (const ir::Op *op : contractions) {
+    const int r = op->results.at(0);
+    if (!has(r, s)) continue;
+    GridMatch::Producer p;
+    p.value = r;
+    std::vector<int> t = tensors(*op, p.scales);
+    if (op->axes.size() != 1 || t.size() != 2 || !is_input(t[0]) || !is_input(t[1])) {
+      why = "the grid value " + name(r) + " is not a contraction of two inputs over one axis";
+      return false;
+    }
+    p.c_axis = op->axes[0];
+    p.x = has(t[0], s) ? t[1] : t[0];
+    p.y = has(t[0], s) ? t[0] : t[1];
+    if (has(p.x, s) || !has(p.y, s)) {
+      why = "the grid value " + name(r) + " is not x[g, c] * y[s, c]";
+      return false;
+    }
+    int g = -1;
+    for (int axis : d.value(p.x).axes)
+      if (!has(p.y, axis) && axis != p.c_axis) g = g < 0 ? axis : -2;
+    if (g < 0 || !groups.count(g) || (m.g_axis >= 0 && m.g_axis != g)) {
+      why = "the grid value " + name(r) + " is not x[g, c] * y[s, c] over a grouped axis g";
+      return false;
+    }
+    m.g_axis = g;
+    m.producers.push_back(p);
+  }
+  if (m.producers.empty() || m.producers.size() > 2) {
+    why = "a grid kernel computes its grid from one or two contractions (" + std::to_string(m.producers.size()) + ")";
+    return false;
+  }
+  const int g = m.g_axis;
+  m.bg = groups.at(g);
+  auto on_grid = [&](int v) { return has(v, g) && has(v, s); };
+  // Consumers: grid[g, s] * z[s, e] over s.
+  for (const ir::Op *op : contractions) {
+    const int r = op->results.at(0);
+    if (has(r, s)) continue;
+    GridMatch::Consumer c;
+    c.value = r;
+    std::vector<int> t = tensors(*op, c.scales);
+    if (op->axes != std::vector<int>{s} || t.size() != 2) {
+      why = "the contraction " + name(r) + " does not sum the streamed axis of a grid value and an input";
+      return false;
+    }
+    c.grid = on_grid(t[0]) ? t[0] : t[1];
+    c.z = on_grid(t[0]) ? t[1] : t[0];
+    if (!on_grid(c.grid) || is_input(c.grid) || !is_input(c.z) || has(c.z, g)) {
+      why = "the contraction " + name(r) + " does not sum the streamed axis of a grid value and an input";
+      return false;
+    }
+    for (int axis : d.value(c.z).axes)
+      if (axis != s && has(r, axis) && !has(c.grid, axis)) c.e_axis = c.e_axis < 0 ? axis : -2;
+    if (c.e_axis < 0 || !has(r, g)) {
+      why = "the contraction " + name(r) + " is not grid[g, s] * z[s, e] with one axis e";
+      return false;
+    }
+    m.consumers.push_back(c);
+  }
+  if (m.consumers.empty() || m.consumers.size() > 2) {
+    why = "a grid kernel sums its grid into one or two outputs (" + std::to_string(m.consumers.size()) + ")";
+    return false;
+  }
+  // Every output is a consumer's result or a copy of one; no grid value leaves.
+  for (int out : d.outputs) {
+    int source = out;
+    const ir::Op *op = index.producer(out);
+    if (op && op->kind == OpKind::Elementwise && (op->function == ops::Fn::Copy || op->function == ops::Fn::Cast) &&
+        op->operands.size() == 1)
+      source = op->operands[0];
+    bool found = false;
+    for (GridMatch::Consumer &c : m.consumers)
+      if (c.value == source && c.output < 0) {
+        c.output = out;
+        found = true;
+        break;
+      }
+    if (!found) {
+      why = "its output " + name(out) + " is not a sum over the streamed axis";
+      return false;
+    }
+  }
+  for (const GridMatch::Consumer &c : m.consumers)
+    if (c.output < 0 || uses(d, c.value) != 1) {
+      why = "the sum " + name(c.value) + " is read inside the kernel or not written";
+      return false;
+    }
+  // The rest is elementwise work (per grid element, or on scalars and the
+  // positions), data-free ops and reads of inputs at computed positions.
+  for (const auto &op : d.body.ops) {
+    if (op->kind == OpKind::Contract || op->kind == OpKind::Constant || op->kind == OpKind::SizeOf ||
+        op->kind == OpKind::AxisIndex || op->kind == OpKind::Elementwise ||
+        (op->kind == OpKind::Access && is_input(op->operands.at(0))))
+      continue;
+    why = "it computes more than a grid ('" + d.value(op->results.at(0)).name + "' is a " + kind_name(op->kind) + ")";
+    return false;
+  }
+  // Tensor cores: every operand of the contractions bf16, or every one f16.
+  DType t = d.value(m.producers[0].x).dtype;
+  bool same = is_16bit_float(t);
+  for (const auto &p : m.producers) same = same && d.value(p.x).dtype == t && d.value(p.y).dtype == t;
+  for (const auto &c : m.consumers) same = same && d.value(c.z).dtype == t;
+  if (!same) {
+    why = "the inputs of the grid's contractions must all be bf16 or all f16 for tensor cores";
+    return false;
+  }
+  // A mask where(mask, ., -inf) on the grid: the kernel skips the tiles it
+  // rules out, which is right only when every summed grid value is 0 there.
+  auto neg_inf = [&](int v) {
+    auto c = scalar_value(d, v, [](int) -> int64_t { return 1; });
+    return c && std::isinf(*c) && *c < 0;
+  };
+  for (const auto &op : d.body.ops)
+    if (op->kind == OpKind::Elementwise && op->function == ops::Fn::Where && on_grid(op->results.at(0)) &&
+        neg_inf(op->operands.at(2))) {
+      if (m.mask >= 0 && m.mask != op->operands[0]) {
+        why = "the grid has two masks";
+        return false;
+      }
+      m.mask = op->operands[0];
+    }
+  if (m.mask >= 0) {
+    std::function<bool(int)> minus_inf = [&](int v) -> bool {  // -inf wherever the mask is false
+      const ir::Op *op = index.producer(v);
+      if (!op || op->kind != OpKind::Elementwise) return false;
+      const auto &a = op->operands;
+      switch (op->function) {
+        case ops::Fn::Where: return a.at(0) == m.mask && neg_inf(a.at(2));
+        case ops::Fn::Sub: return minus_inf(a.at(0)) && !on_grid(a.at(1));
+        case ops::Fn::Add: return (minus_inf(a.at(0)) && !on_grid(a.at(1))) || (minus_inf(a.at(1)) && !on_grid(a.at(0)));
+        case ops::Fn::Copy:
+        case ops::Fn::Cast: return minus_inf(a.at(0));
+        default: return false;
+      }
+    };
+    std::function<bool(int)> zero = [&](int v) -> bool {  // 0 wherever the mask is false
+      const ir::Op *op = index.producer(v);
+      if (!op || op->kind != OpKind::Elementwise) return false;
+      const auto &a = op->operands;
+      switch (op->function) {
+        case ops::Fn::Where: {
+          auto other = scalar_value(d, a.at(2), [](int) -> int64_t { return 1; });
+          return a.at(0) == m.mask && other && *other == 0;
+        }
+        case ops::Fn::Exp: return minus_inf(a.at(0));
+        case ops::Fn::Mul: return zero(a.at(0)) || zero(a.at(1));
+        case ops::Fn::Copy:
+        case ops::Fn::Cast: return zero(a.at(0));
+        default: return false;
+      }
+    };
+    for (const auto &c : m.consumers)
+      if (!zero(c.grid)) {
+        why = "the summed grid value " + name(c.grid) + " is not 0 where the mask is false, so masked tiles cannot be skipped";
+        return false;
+      }
+  }
+  return true;
+}
+
 ScheduledPlan plan_scheduled(const ir::Diagram &diagram, const ir::Schedule &schedule) {
   ScheduledPlan plan;
   std::string why;
   if (match_attention(diagram, schedule, plan.attention, why)) {
     plan.kind = ScheduledPlan::Kind::Attention;
+    return plan;
+  }
+  // A grid: several contractions over a streamed axis, none a softmax's.
+  bool softmax = false;
+  for (const auto &op : diagram.body.ops)
+    softmax = softmax || (op->kind == OpKind::Normalize && op->function == ops::Fn::Softmax);
+  std::string grid_why;
+  if (!softmax && match_grid(diagram, schedule, plan.grid, grid_why)) {
+    plan.kind = ScheduledPlan::Kind::Grid;
     return plan;
   }
   std::string fused_why;
@@ -500,7 +710,9 @@ ScheduledPlan plan_scheduled(const ir::Diagram &diagram, const ir::Schedule &sch
   bool has_softmax = false;
   for (const auto &op : diagram.body.ops)
     has_softmax = has_softmax || (op->kind == OpKind::Normalize && op->function == ops::Fn::Softmax);
-  if (!(streams && has_softmax)) why = fused_why;
+  size_t contractions = 0;
+  for (const auto &op : diagram.body.ops) contractions += op->kind == OpKind::Contract;
+  if (!(streams && has_softmax)) why = streams && contractions >= 2 ? grid_why : fused_why;
   plan.reason = why;
   return plan;
 }

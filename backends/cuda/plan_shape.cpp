@@ -87,6 +87,30 @@ std::optional<KernelShape> kernel_shape(const KernelQuery &query, const Limits &
     shape.streams[m.k_axis] = std::min(tiles.bk, size(m.k_axis));
     shape.threads = tiles.threads;
     shape.smem = tiles.smem;
+  } else if (plan.kind == ScheduledPlan::Kind::Grid) {
+    const GridMatch &m = plan.grid;
+    if (!query.lifted.empty()) {
+      why = "a grid kernel is not built lifted over a call's axes";
+      return std::nullopt;
+    }
+    std::vector<int64_t> c_widths, e_widths;
+    for (const auto &p : m.producers) c_widths.push_back(size(p.c_axis));
+    for (const auto &c : m.consumers) e_widths.push_back(size(c.e_axis));
+    for (int64_t w : c_widths)
+      if (w % 16 != 0 || w > 128) why = "the grid kernel's widths must be multiples of 16 up to 128";
+    for (int64_t w : e_widths)
+      if (w % 16 != 0 || w > 128) why = "the grid kernel's widths must be multiples of 16 up to 128";
+    if (!why.empty()) return std::nullopt;
+    if (limits.block_smem <= 0) {
+      why = limits.unknown;
+      return std::nullopt;
+    }
+    GridTiles tiles = fit_grid_tiles(m.bg, m.bs, c_widths, e_widths, limits.block_smem);
+    shape.family = "grid";
+    shape.groups[m.g_axis] = std::min(tiles.bg, size(m.g_axis));
+    shape.streams[m.s_axis] = std::min(tiles.bs, size(m.s_axis));
+    shape.threads = tiles.threads;
+    shape.smem = tiles.smem;
   } else if (plan.fused.kind == FusedMatch::Kind::Gemm) {
     const ir::Op &main = *plan.fused.main;
     std::vector<int> factors;

@@ -21,6 +21,12 @@
 // input at positions computed that way (`table[bucket(k - q)]`: T5's relative
 // bias) and what is computed from those alone: a kernel computes them where it
 // needs them instead of reading a mask or bias tensor.
+// Before that, score grids (grid.h: values on a [a, b] grid computed from
+// contractions of inputs and only summed away by contractions over a or b,
+// as in attention's backward) become one kernel per summed axis that
+// recomputes the grid tile by tile, streaming that axis, when the backend that
+// builds kernels for the hardware accepts each (`PassContext::planner`; none:
+// no grid kernels); only elementwise epilogues join them.
 // A kernel of two or more operations becomes a diagram `<Diagram>_kernel<N>`
 // with an empty schedule (its tiles come from the `tile` pass) called with
 // every axis bound to itself (so it runs at the caller's sizes); when one kernel covers the whole diagram, the diagram
@@ -31,8 +37,10 @@
 #include <map>
 #include <set>
 
+#include "grid.h"
 #include "ncd/hardware.h"
 #include "ncd/ir_edit.h"
+#include "ncd/kernel_plan.h"
 #include "ncd/plugin.h"
 #include "ncd/registry.h"
 
@@ -45,6 +53,7 @@ struct Group {
   bool has_contraction = false;
   bool has_reduction = false;  // reduce or normalize
   bool closed = false;         // a call, repeat or merge: nothing joins it
+  int grid = -1;               // a grid kernel (grid_streams_): only elementwise epilogues join it
   std::set<int> upstream;      // groups this one depends on
 };
 
@@ -62,6 +71,8 @@ class Fuse : public Pass {
     std::map<int, int> group_of_value;  // value id → group of its producer (non-free ops)
     std::set<int> free_ops;
     positional_ = positional(diagram);
+    std::map<int, int> grid_of_op = grid_kernels(program, diagram, context);
+    std::map<int, int> group_of_grid;
     for (auto &entry : diagram.body.ops) {
       ir::Op &op = *entry;
       if (ir::is_data_free(diagram, op) || positional_.count(op.id)) {
@@ -77,16 +88,25 @@ class Fuse : public Pass {
                         groups[static_cast<size_t>(it->second)].upstream.end());
       }
       int joined = -1;
+      if (auto grid = grid_of_op.find(op.id); grid != grid_of_op.end()) {
+        auto [it, fresh] = group_of_grid.emplace(grid->second, static_cast<int>(groups.size()));
+        if (fresh) {
+          groups.push_back(Group{});
+          groups.back().grid = grid->second;
+        }
+        joined = it->second;
+      }
       // Positions (argmax, argmin, topk, sort) are kernels of their own: the fused row kernels carry none.
       const bool alone =
           op.kind == ir::OpKind::Select || (op.kind == ir::OpKind::Reduce && ops::info(op.function).position);
-      if (op.kind != ir::OpKind::Call && op.kind != ir::OpKind::Repeat && op.kind != ir::OpKind::Access &&
+      if (joined < 0 && op.kind != ir::OpKind::Call && op.kind != ir::OpKind::Repeat && op.kind != ir::OpKind::Access &&
           op.kind != ir::OpKind::Merge && !alone) {
         for (int operand : op.operands) {
           auto it = group_of_value.find(operand);
           if (it == group_of_value.end()) continue;
           int candidate = it->second;
           if (groups[static_cast<size_t>(candidate)].closed) continue;
+          if (groups[static_cast<size_t>(candidate)].grid >= 0 && op.kind != ir::OpKind::Elementwise) continue;
           if (!convex(groups, group_of_value, op, candidate)) continue;
           if (can_join(diagram, groups[static_cast<size_t>(candidate)], op, operand)) {
             joined = candidate;
@@ -97,9 +117,8 @@ class Fuse : public Pass {
       if (joined < 0) {
         joined = static_cast<int>(groups.size());
         groups.push_back(Group{});
-      } else {
-        upstream.erase(joined);
       }
+      upstream.erase(joined);
       Group &group = groups[static_cast<size_t>(joined)];
       group.ops.push_back(&op);
       group.upstream.insert(upstream.begin(), upstream.end());
@@ -128,13 +147,19 @@ class Fuse : public Pass {
         schedule.location = diagram.location;
         diagram.schedules.push_back(schedule);
       }
+      if (int grid = groups[static_cast<size_t>(kernels[0])].grid; grid >= 0)
+        diagram.schedules.front().directives.push_back(grid_stream(grid, diagram.location));
       context.note(diagram.location, "'" + diagram.name + "' is one kernel: " +
                                          describe(diagram, groups[static_cast<size_t>(kernels[0])]));
       result.changed = true;
       return result;
     }
     int number = 0;
-    for (int g : kernels) extract(program, diagram, groups[static_cast<size_t>(g)], ++number, context);
+    for (int g : kernels) {
+      ir::Diagram &kernel = extract(program, diagram, groups[static_cast<size_t>(g)], ++number, context);
+      if (int grid = groups[static_cast<size_t>(g)].grid; grid >= 0)
+        kernel.schedules.front().directives.push_back(grid_stream(grid, kernel.location));
+    }
     // Data-free ops the kernels now recompute are left unused here.
     for (bool removed = true; removed;) {
       auto used = ir::users(diagram);
@@ -213,6 +238,77 @@ class Fuse : public Pass {
   }
 
   std::set<int> positional_;
+  std::vector<int> grid_streams_;  // per grid kernel, the axis it streams
+
+  ir::ScheduleDirective grid_stream(int grid, const SourceLocation &location) const {
+    // The chunk is a placeholder: `tile` chooses it.
+    return {ir::ScheduleDirective::Kind::Stream, grid_streams_.at(static_cast<size_t>(grid)), 64, {}, {}, location};
+  }
+
+  // The score grids (grid.h) whose kernels the backend builds, each kernel
+  // given its own copy of the grid ops it recomputes: op id → grid kernel.
+  std::map<int, int> grid_kernels(ir::Program &program, ir::Diagram &diagram, PassContext &context) {
+    grid_streams_.clear();
+    std::map<int, int> out;
+    std::set<int> recomputed;
+    for (const auto &op : diagram.body.ops)
+      if (ir::is_data_free(diagram, *op) || positional_.count(op->id)) recomputed.insert(op->id);
+    for (std::vector<fuse::GridKernel> &kernels : fuse::find_grids(diagram, recomputed)) {
+      const ir::Op *seed = nullptr;  // the grid's first op, where the note points
+      for (const auto &op : diagram.body.ops)
+        if (!seed && kernels.front().ops.count(op->id)) seed = op.get();
+      std::string grid = "the grid " + ir::value_label(diagram, seed->results.at(0));
+      std::string why;
+      if (!accepted(program, diagram, kernels, context, why)) {
+        context.note(seed->location, grid + " is not recomputed per tile: " + why);
+        continue;
+      }
+      std::string summary;
+      for (const fuse::GridKernel &kernel : kernels)
+        summary += std::string(summary.empty() ? "" : "; ") + "one grouping " + program.axis(kernel.group).name +
+                   " and streaming " + program.axis(kernel.stream).name;
+      context.note(seed->location, grid + " is recomputed per tile by " + std::to_string(kernels.size()) +
+                                       (kernels.size() == 1 ? " kernel (" : " kernels (") + summary +
+                                       ") instead of written whole");
+      fuse::separate(diagram, kernels);
+      for (const fuse::GridKernel &kernel : kernels) {
+        for (int id : kernel.ops) out[id] = static_cast<int>(grid_streams_.size());
+        grid_streams_.push_back(kernel.stream);
+      }
+    }
+    return out;
+  }
+
+  // Whether the backend builds every kernel of a grid (asked on a copy of the
+  // diagram with the kernels separated).
+  bool accepted(const ir::Program &program, const ir::Diagram &diagram, std::vector<fuse::GridKernel> kernels,
+                const PassContext &context, std::string &why) const {
+    if (!context.planner || !context.hardware) {
+      why = "no backend builds kernels for the hardware profile";
+      return false;
+    }
+    auto trial = ir::clone_diagram(diagram, diagram.name);
+    fuse::separate(*trial, kernels);
+    for (const fuse::GridKernel &kernel : kernels) {
+      Group group;
+      for (const auto &op : trial->body.ops)
+        if (kernel.ops.count(op->id)) group.ops.push_back(op.get());
+      Built built = build_kernel(program, *trial, group, 0);
+      ir::Schedule schedule;
+      schedule.target = context.hardware->name;
+      schedule.location = built.kernel->location;
+      schedule.directives.push_back({ir::ScheduleDirective::Kind::Group, kernel.group, 64, {}, {}, schedule.location});
+      schedule.directives.push_back({ir::ScheduleDirective::Kind::Stream, kernel.stream, 64, {}, {}, schedule.location});
+      KernelQuery query;
+      query.program = &program;
+      query.kernel = built.kernel.get();
+      query.schedule = &schedule;
+      query.size = [&](int axis) { return program.size(axis); };
+      query.hardware = context.hardware;
+      if (!context.planner->plan_kernel(query, why)) return false;
+    }
+    return true;
+  }
 
   // Joining `op` to `candidate` keeps it convex: no other operand of `op`
   // comes from a group downstream of the candidate.
@@ -250,13 +346,20 @@ class Fuse : public Pass {
     }
   }
 
-  void extract(ir::Program &program, ir::Diagram &diagram, Group &group, int number, PassContext &context) {
+  // The diagram of a kernel: the group's ops, the data-free ops and
+  // positions it reads (recomputed), its inputs and outputs.
+  struct Built {
+    std::unique_ptr<ir::Diagram> kernel;
+    std::vector<int> inputs, outputs;
+  };
+  Built build_kernel(const ir::Program &program, ir::Diagram &diagram, const Group &group, int number) const {
+    Built built;
+    std::vector<int> &inputs = built.inputs, &outputs = built.outputs;
     std::set<int> members;
     for (ir::Op *op : group.ops) members.insert(op->id);
     std::set<int> produced;
     for (ir::Op *op : group.ops) produced.insert(op->results.begin(), op->results.end());
     // Inputs: values the group reads that it does not produce; data-free producers are cloned in.
-    std::vector<int> inputs;
     std::vector<const ir::Op *> cloned_free;
     std::set<int> seen_inputs, seen_free;
     std::function<void(int)> need = [&](int value) {
@@ -276,7 +379,6 @@ class Fuse : public Pass {
     // Outputs: values used outside the group or leaving the diagram.
     auto used = ir::users(diagram);
     auto escaping = ir::escaping_values(diagram);
-    std::vector<int> outputs;
     for (ir::Op *op : group.ops)
       for (int value : op->results) {
         bool outside = escaping.count(value) > 0;
@@ -310,6 +412,16 @@ class Fuse : public Pass {
     for (const ir::Op *op : cloned_free) kernel->body.ops.push_back(ir::clone_op(*op));
     for (ir::Op *op : group.ops) kernel->body.ops.push_back(ir::clone_op(*op));
     kernel->max_op_id = diagram.max_op_id;
+    built.kernel = std::move(kernel);
+    return built;
+  }
+
+  ir::Diagram &extract(ir::Program &program, ir::Diagram &diagram, Group &group, int number, PassContext &context) {
+    std::set<int> members;
+    for (ir::Op *op : group.ops) members.insert(op->id);
+    Built built = build_kernel(program, diagram, group, number);
+    std::unique_ptr<ir::Diagram> &kernel = built.kernel;
+    const std::vector<int> &inputs = built.inputs, &outputs = built.outputs;
     // Stream directives whose axis this kernel sums or reduces move here.
     ir::Schedule schedule;
     schedule.target = context.hardware ? context.hardware->name : "";
@@ -343,11 +455,13 @@ class Fuse : public Pass {
     for (int value : inputs)
       if (diagram.value(value).name.empty() || diagram.value(value).name[0] == '%')
         diagram.value(value).name = "t" + std::to_string(value);
+    ir::Diagram &made = *kernel;
     program.diagrams.push_back(std::move(kernel));
     size_t position = 0;
     while (position < diagram.body.ops.size() && !members.count(diagram.body.ops[position]->id)) ++position;
     ir::erase_ops(diagram.body, [&](const ir::Op &op) { return members.count(op.id) > 0; });
     diagram.body.ops.insert(diagram.body.ops.begin() + static_cast<std::ptrdiff_t>(position), std::move(call));
+    return made;
   }
 
   // Restores dependency order after kernels replaced groups (stable: program order where possible).

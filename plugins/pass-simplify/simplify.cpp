@@ -10,6 +10,10 @@
 // |result| - |operand| multiplications, e.g. rsqrt(#d) on Q[q, d] rather than
 // on S[q, k] — when that operand is f32 already: scaling a 16-bit operand
 // would make it f32 and move the contraction off the tensor cores.
+// A 16-bit value widened to f32 (a copy, then selections against 0: the
+// gradient of attention's scores, `where(mask, dS, 0)`) that only
+// contractions read is held at 16 bits: its values are the same, and the
+// contractions keep the tensor cores.
 #include <cmath>
 #include <functional>
 #include <map>
@@ -96,6 +100,7 @@ class Simplify : public Pass {
     for (auto it = inserts.rbegin(); it != inserts.rend(); ++it)
       diagram.body.ops.insert(diagram.body.ops.begin() + static_cast<std::ptrdiff_t>(it->first), std::move(it->second));
     if (!forwarded.empty()) ir::erase_ops(diagram.body, [&](const ir::Op &op) { return forwarded.count(op.id) > 0; });
+    if (narrow(diagram, context)) result.changed = true;
     return result;
   }
 
@@ -127,6 +132,54 @@ class Simplify : public Pass {
     const ir::Value &from = diagram.value(*candidate), &to = diagram.value(op.results[0]);
     if (from.dtype != to.dtype || ir::axis_set(from) != ir::axis_set(to)) return std::nullopt;
     return candidate;
+  }
+
+  // Holds exactly widened values that only contractions read at their 16-bit dtype.
+  static bool narrow(ir::Diagram &diagram, PassContext &context) {
+    bool changed = false;
+    auto users = ir::users(diagram);
+    auto escaping = ir::escaping_values(diagram);
+    auto zero = [&](int value) {
+      const ir::Op *op = diagram.producer(value);
+      return op && op->kind == ir::OpKind::Constant && op->constant == 0;
+    };
+    for (const auto &entry : diagram.body.ops) {
+      const ir::Op &op = *entry;
+      if (op.kind != ir::OpKind::Elementwise || ops::info(op.function).kind != ops::Kind::Cast ||
+          op.operands.size() != 1)
+        continue;
+      const ir::DType narrow = diagram.value(op.operands[0]).dtype;
+      if ((narrow != ir::DType::BF16 && narrow != ir::DType::F16) || diagram.value(op.results[0]).dtype != ir::DType::F32)
+        continue;
+      std::set<int> held{op.results[0]};
+      std::vector<int> work{op.results[0]};
+      bool ok = true, contracted = false;
+      while (ok && !work.empty()) {
+        int value = work.back();
+        work.pop_back();
+        ok = !escaping.count(value);
+        for (ir::Op *user : users[value]) {
+          if (!ok) break;
+          if (user->kind == ir::OpKind::Contract) {
+            contracted = true;
+            continue;
+          }
+          const bool select = user->kind == ir::OpKind::Elementwise && user->function == ops::Fn::Where &&
+                              user->operands[0] != value &&
+                              (held.count(user->operands[1]) || zero(user->operands[1])) &&
+                              (held.count(user->operands[2]) || zero(user->operands[2]));
+          const bool widen = user->kind == ir::OpKind::Elementwise && ops::info(user->function).kind == ops::Kind::Cast;
+          ok = (select || widen) && diagram.value(user->results[0]).dtype == ir::DType::F32;
+          if (ok && held.insert(user->results[0]).second) work.push_back(user->results[0]);
+        }
+      }
+      if (!ok || !contracted) continue;
+      for (int value : held) diagram.value(value).dtype = narrow;
+      context.note(op.location, "held " + ir::value_label(diagram, op.results[0]) + " at " +
+                                    std::string(ir::dtype_name(narrow)) + ", as computed: only contractions read it");
+      changed = true;
+    }
+    return changed;
   }
 
   // Applies the scalar operands of a contraction to its smallest tensor operand.
