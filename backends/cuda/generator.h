@@ -605,7 +605,7 @@ class Generator {
   std::optional<std::string> score_expression(Frame &frame, const ir::Diagram &d, const AttentionMatch &m,
                                                const AttentionPlan &p, KernelArgs &args, std::string &why);
   void print_attention(Frame &frame, const ir::Diagram &d, const AttentionMatch &m, const AttentionPlan &p, const Ten &Q,
-                       const Ten &K, const Ten &V, const Ten &O, const std::vector<int> &axes);
+                       const Ten &K, const Ten &V, const Ten &O, const Ten *L, const std::vector<int> &axes);
   // streamed grids (plan_grid.cpp): the host step, planning and printing
   void grid(Frame &frame, const ir::Diagram &diagram, const GridMatch &m, const ir::Op *site);
   // fused kernels: the host step, the layout planner, the printers per family

@@ -104,13 +104,23 @@ namespace {
 
 bool match_attention_on(const ir::Diagram &d, int group, int stream, AttentionMatch &m, std::string &why) {
   const ir::ProducerIndex index(d);
-  if (d.outputs.size() != 1) {
+  m.q_axis = group;
+  m.k_axis = stream;
+  // One output, or two: O and the rows' logsumexp of the softmax's operand.
+  auto logsumexp = [&](int v) {
+    const ir::Op *op = index.producer(v);
+    return op && op->kind == OpKind::Reduce && op->function == ops::Fn::LogSumExp &&
+           op->axes == std::vector<int>{stream};
+  };
+  if (d.outputs.size() == 2 && logsumexp(d.outputs[0]) != logsumexp(d.outputs[1])) {
+    m.lse = logsumexp(d.outputs[0]) ? d.outputs[0] : d.outputs[1];
+    m.output = logsumexp(d.outputs[0]) ? d.outputs[1] : d.outputs[0];
+  } else if (d.outputs.size() == 1) {
+    m.output = d.outputs[0];
+  } else {
     why = "it has " + str(static_cast<int64_t>(d.outputs.size())) + " outputs";
     return false;
   }
-  m.q_axis = group;
-  m.k_axis = stream;
-  m.output = d.outputs[0];
   auto is_input = [&](int v) {
     return std::find(d.inputs.begin(), d.inputs.end(), v) == d.inputs.end() ? false : true;
   };
@@ -238,8 +248,20 @@ bool match_attention_on(const ir::Diagram &d, int group, int stream, AttentionMa
       return false;
     }
     matched.insert(p_op);
+    if (m.lse >= 0) {
+      const ir::Op *lse = index.producer(m.lse);
+      if (lse->operands.at(0) != p_op->operands.at(0)) {
+        why = "the logsumexp output is not of the softmax's operand";
+        return false;
+      }
+      matched.insert(lse);
+    }
     if (!scores(p_op->operands.at(0), why)) return false;
   } else {
+    if (m.lse >= 0) {
+      why = "a logsumexp output needs the softmax form";
+      return false;
+    }
     // E = exp(S - M), M = max[k](S), L = sum[k](E)
     if (!p_op || p_op->kind != OpKind::Elementwise || p_op->function != ops::Fn::Exp) {
       why = "the numerator is not exp(S - M)";
@@ -292,7 +314,7 @@ bool match_attention_on(const ir::Diagram &d, int group, int stream, AttentionMa
   // Intermediates of the pattern must not be read outside it.
   for (const ir::Op *op : matched)
     for (int r : op->results) {
-      if (r == m.output) continue;
+      if (r == m.output || r == m.lse) continue;
       int inside = 0;
       for (const ir::Op *user : matched)
         for (int operand : user->operands) inside += operand == r;
@@ -628,6 +650,14 @@ bool match_grid(const ir::Diagram &d, const ir::Schedule &schedule, GridMatch &m
     why = "the inputs of the grid's contractions must all be bf16 or all f16 for tensor cores";
     return false;
   }
+  // The summed grid values are tensor-core operands too: the kernel rounds
+  // them to 16 bits, which is what the diagram says only when they are.
+  for (const auto &c : m.consumers)
+    if (d.value(c.grid).dtype != t) {
+      why = "the summed grid value " + name(c.grid) + " is " + std::string(ir::dtype_name(d.value(c.grid).dtype)) +
+            ", not " + std::string(ir::dtype_name(t)) + " as the tensor cores take it";
+      return false;
+    }
   // A mask where(mask, ., -inf) on the grid: the kernel skips the tiles it
   // rules out, which is right only when every summed grid value is 0 there.
   auto neg_inf = [&](int v) {
@@ -668,6 +698,10 @@ bool match_grid(const ir::Diagram &d, const ir::Schedule &schedule, GridMatch &m
         }
         case ops::Fn::Exp: return minus_inf(a.at(0));
         case ops::Fn::Mul: return zero(a.at(0)) || zero(a.at(1));
+        case ops::Fn::Div: {
+          auto divisor = scalar_value(d, a.at(1), [](int) -> int64_t { return 1; });
+          return zero(a.at(0)) && divisor && *divisor != 0;
+        }
         case ops::Fn::Copy:
         case ops::Fn::Cast: return zero(a.at(0));
         default: return false;

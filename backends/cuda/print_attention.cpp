@@ -30,18 +30,29 @@ void Generator::attention(Frame &frame, const ir::Diagram &d, const AttentionMat
     if (std::find(own.begin(), own.end(), a) == own.end()) axes.push_back(a);
   axes.insert(axes.end(), own.begin(), own.end());
   Ten O = output(frame, m.output, result.dtype, axes);
+  std::optional<Ten> L;  // the rows' logsumexp, when the diagram outputs it
+  if (m.lse >= 0) {
+    std::vector<int> lse_own, lse_axes;
+    for (int axis : d.value(m.lse).axes) lse_own.push_back(rt_axis(frame, axis));
+    for (int a : p.batch)
+      if (std::find(lse_own.begin(), lse_own.end(), a) == lse_own.end()) lse_axes.push_back(a);
+    lse_axes.insert(lse_axes.end(), lse_own.begin(), lse_own.end());
+    L = output(frame, m.lse, d.value(m.lse).dtype, lse_axes);
+  }
   std::string why;
   if (!plan_attention(frame, d, m, Q, K, V, O, p, why)) {
     note(site, "'" + d.name + "': " + why + "; its operations run as separate kernels");
     region(frame, d.body);
     return;
   }
-  print_attention(frame, d, m, p, Q, K, V, O, axes);
+  print_attention(frame, d, m, p, Q, K, V, O, L ? &*L : nullptr, axes);
   frame.values[m.output] = O;
+  if (L) frame.values[m.lse] = *L;
 }
 
 void Generator::print_attention(Frame &frame, const ir::Diagram &d, const AttentionMatch &m, const AttentionPlan &p,
-                                const Ten &Q, const Ten &K, const Ten &V, const Ten &O, const std::vector<int> &axes) {
+                                const Ten &Q, const Ten &K, const Ten &V, const Ten &O, const Ten *L,
+                                const std::vector<int> &axes) {
   const ir::Value &result = d.value(m.output);
   KernelArgs args;
   std::string pq = args.in(Q), pk = args.in(K), pv = args.in(V);
@@ -49,6 +60,7 @@ void Generator::print_attention(Frame &frame, const ir::Diagram &d, const Attent
   for (int s : m.scale_values) scale += " * " + load(args, get(frame, s), [](int) { return std::string("0"); });
   for (int s : m.out_scale_values) out_scale += " * " + load(args, get(frame, s), [](int) { return std::string("0"); });
   std::string r = args.out(O);
+  const std::string lse_ptr = L ? args.out(*L) : "";
   std::string why;  // the planner checked that the score modification can be written
   std::string score = p.score ? score_expression(frame, d, m, p, args, why).value_or("") : "s";
   if (score.empty()) throw GenError(why);
@@ -80,13 +92,19 @@ void Generator::print_attention(Frame &frame, const ir::Diagram &d, const Attent
   k += "  auto score = [&](float s, int64_t q, int64_t k) -> float { return " + score + "; };\n";
   k += "  auto store = [&](int64_t q, int64_t e, float v) { " + r + "[q * " + str(O.stride(p.rq)) + " + e * " +
        str(O.stride(p.re)) + batch_offset(O) + "] = ncd_to<" + element_type(O.dtype) + ">(v * out_scale); };\n";
+  if (L)
+    k += "  auto store_lse = [&](int64_t q, float v) { " + lse_ptr + "[q * " + str(L->stride(p.rq)) +
+         batch_offset(*L) + "] = ncd_to<" + element_type(L->dtype) + ">(v); };\n";
+  else
+    k += "  auto store_lse = [](int64_t, float) {};\n";
   k += "  ncd_attention_block<" + std::string(p.f16 ? "true" : "false") + ", " + str(p.d) + ", " + str(p.e) + ", " +
-       str(p.bq) + ", " + str(p.bk) + ", " + (p.async ? "true" : "false") + ", " + (p.score ? "true" : "false") + ">(\n";
+       str(p.bq) + ", " + str(p.bk) + ", " + (p.async ? "true" : "false") + ", " + (p.score ? "true" : "false") + ", " +
+       (L ? "true" : "false") + ">(\n";
   k += "      reinterpret_cast<const uint16_t *>(" + pq + batch_offset(Q) + "), reinterpret_cast<const uint16_t *>(" +
        pk + batch_offset(K) + "),\n      reinterpret_cast<const uint16_t *>(" + pv + batch_offset(V) + "), " +
        str(p.nq) + ", " + str(p.nk) + ", " + str(Q.stride(p.rq)) + ", " + str(Q.stride(p.rd)) + ", " +
        str(K.stride(p.rk)) + ", " + str(K.stride(p.rd)) + ", " + str(V.stride(p.rk)) + ", " + str(V.stride(p.re)) +
-       ",\n      " + q_tile + " * " + str(p.bq) + ", scale_log2, @NAME@_mask{}, score, store);\n";
+       ",\n      " + q_tile + " * " + str(p.bq) + ", scale_log2, @NAME@_mask{}, score, store, store_lse);\n";
   k += "}\n";
   std::string name = add_kernel("attention_" + d.name, k);
   line("// " + result.name + axis_list(axes) + " = streamed attention '" + d.name + "'");

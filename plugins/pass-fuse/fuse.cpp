@@ -257,7 +257,10 @@ class Fuse : public Pass {
       const ir::Op *seed = nullptr;  // the grid's first op, where the note points
       for (const auto &op : diagram.body.ops)
         if (!seed && kernels.front().ops.count(op->id)) seed = op.get();
-      std::string grid = "the grid " + ir::value_label(diagram, seed->results.at(0));
+      std::string grid = "the [";
+      for (int axis : diagram.value(seed->results.at(0)).axes)
+        grid += (grid.back() == '[' ? "" : ", ") + program.axis(axis).name;
+      grid += "] grid of " + ir::value_label(diagram, seed->results.at(0));
       std::string why;
       if (!accepted(program, diagram, kernels, context, why)) {
         context.note(seed->location, grid + " is not recomputed per tile: " + why);

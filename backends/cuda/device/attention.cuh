@@ -9,15 +9,18 @@
 // log2 e). With kScore, `score(s, q, k)` modifies each scaled score first (a
 // softcap, a bias, a mask read from tensors: FlexAttention's score_mod). Key tiles the mask rules out for the whole block are skipped; tiles
 // it keeps entirely skip the per-element test. A row with no kept key gives
-// 0, as the reference softmax does (FlashAttention's convention).
+// 0, as the reference softmax does (FlashAttention's convention). With kLse,
+// `store_lse(q, v)` also writes each row's logsumexp of the scores (natural
+// units; -inf for a row with no kept key), what the backward pass keeps.
 // Sizes and strides are arguments (literals the inlined body folds, or runtime sizes).
-template <bool kF16, int D, int E, int BQ, int BK, bool kAsync, bool kScore, class Mask, class Score, class Store>
+template <bool kF16, int D, int E, int BQ, int BK, bool kAsync, bool kScore, bool kLse, class Mask, class Score,
+          class Store, class StoreLse>
 __device__ __forceinline__ void ncd_attention_block(const uint16_t *__restrict__ Q, const uint16_t *__restrict__ K,
                                                     const uint16_t *__restrict__ V, const int64_t NQ, const int64_t NK,
                                                     const int64_t sQq, const int64_t sQd, const int64_t sKk,
                                                     const int64_t sKd, const int64_t sVk, const int64_t sVe, int64_t q0,
                                                     float scale_log2, const Mask &mask, const Score &score,
-                                                    const Store &store) {
+                                                    const Store &store, const StoreLse &store_lse) {
   constexpr int THREADS = BQ / 16 * 32;
   constexpr int QS = D + 8, KS = D + 8, VS = E + 8;
   extern __shared__ __align__(16) uint16_t ncd_smem[];
@@ -171,6 +174,8 @@ __device__ __forceinline__ void ncd_attention_block(const uint16_t *__restrict__
     const int64_t q = qa + 8 * h;
     // A query the mask keeps no key of has l = 0: its output is 0, not NaN.
     const float inv = l > 0.f ? 1.f / l : 0.f;
+    if constexpr (kLse)
+      if (t == 0 && q < NQ) store_lse(q, l > 0.f ? (row_max[h] + log2f(l)) * 0.6931471805599453f : -INFINITY);
     if (q < NQ)
       for (int n = 0; n < E / 8; ++n) {
         store(q, n * 8 + 2 * t, o[n][2 * h] * inv);
