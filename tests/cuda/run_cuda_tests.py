@@ -10,7 +10,8 @@
                  the streamed loop) against attention_streamed.golden; --update
                  rewrites the expectation.
   errors         error paths and fallback notes, with their exact messages.
-  optimized      `ncd optimize -O2 --no-verify` of the stdlib layers (OPTIMIZED),
+  optimized      `ncd optimize -O2 --no-verify` of the stdlib layers (OPTIMIZED) and
+                 of attention's training steps (TRAINING_STEPS: forward and backward),
                  then `ncd emit --cuda --harness`: every scheduled kernel of the
                  optimized file must be a fused kernel (no fallback note for a
                  scheduled diagram); the files, with tests/cuda/cases/fused.ncd,
@@ -239,6 +240,11 @@ OPTIMIZED = [
 SCHEDULED = re.compile(r"^schedule (\w+)", re.M)
 
 
+# Training steps (`ncd grad --save flash`): the forward pass (streamed attention
+# that also writes the rows' logsumexp) and the backward pass (two streamed grid
+# kernels, FlashAttention-2's dK/dV and dQ), optimized and emitted as above.
+TRAINING_STEPS = [("stdlib/std/attention.ncd", "CausalAttention"), ("stdlib/std/attention.ncd", "DocumentAttention")]
+
 # Optimized layers also emitted with `--runtime seq` (docs/CUDA.md, "Runtime sizes"): the same fused kernels.
 RUNTIME_OPTIMIZED = [("stdlib/std/transformer.ncd", "GPT2Block"), ("stdlib/std/transformer.ncd", "LlamaBlock")]
 
@@ -270,7 +276,8 @@ def optimize_and_emit(args, tmp, path, diagram, harness=True, runtime=None):
     with open(cu) as f:
         code = f.read()
     for name in scheduled:
-        if "fused kernel for '%s'" % name not in code and "streamed attention '%s'" % name not in code:
+        if ("fused kernel for '%s'" % name not in code and "streamed attention '%s'" % name not in code and
+                "streamed grid '%s'" % name not in code):
             fail("%s %s: the scheduled kernel '%s' is not one fused kernel in the generated code" % (path, diagram, name))
     return cu, scheduled
 
@@ -283,6 +290,15 @@ def optimized(args):
             cu, scheduled = optimize_and_emit(args, tmp, path, diagram)
             files.append(cu)
             print("ok: %s %s: %d scheduled kernels, all fused" % (path, diagram, len(scheduled)))
+        for path, diagram in TRAINING_STEPS:
+            step = os.path.join(tmp, diagram + "_step.ncd")
+            r = run([args.ncd, "grad", path, "--diagram", diagram, "--save", "flash", "-o", step], cwd=args.root)
+            if r.returncode != 0:
+                fail("ncd grad %s --diagram %s exited %d:\n%s" % (path, diagram, r.returncode, r.stderr))
+            for part in ("forward", "backward"):
+                cu, scheduled = optimize_and_emit(args, tmp, step, diagram + "_" + part)
+                files.append(cu)
+                print("ok: %s %s_%s: %d scheduled kernels, all fused" % (path, diagram, part, len(scheduled)))
         for path, diagram in RUNTIME_OPTIMIZED:
             cu, scheduled = optimize_and_emit(args, tmp, path, diagram, runtime="seq")
             with open(cu) as f:
