@@ -243,7 +243,8 @@ SCHEDULED = re.compile(r"^schedule (\w+)", re.M)
 # Training steps (`ncd grad --save flash`): the forward pass (streamed attention
 # that also writes the rows' logsumexp) and the backward pass (two streamed grid
 # kernels, FlashAttention-2's dK/dV and dQ), optimized and emitted as above.
-TRAINING_STEPS = [("stdlib/std/attention.ncd", "CausalAttention"), ("stdlib/std/attention.ncd", "DocumentAttention")]
+TRAINING_STEPS = [("stdlib/std/attention.ncd", "CausalAttention", []), ("stdlib/std/attention.ncd", "DocumentAttention", []),
+                  ("stdlib/std/attention.ncd", "T5Attention", ["--wrt", "Q,K,V"])]
 
 # Optimized layers also emitted with `--runtime seq` (docs/CUDA.md, "Runtime sizes"): the same fused kernels.
 RUNTIME_OPTIMIZED = [("stdlib/std/transformer.ncd", "GPT2Block"), ("stdlib/std/transformer.ncd", "LlamaBlock")]
@@ -290,9 +291,9 @@ def optimized(args):
             cu, scheduled = optimize_and_emit(args, tmp, path, diagram)
             files.append(cu)
             print("ok: %s %s: %d scheduled kernels, all fused" % (path, diagram, len(scheduled)))
-        for path, diagram in TRAINING_STEPS:
+        for path, diagram, extra in TRAINING_STEPS:
             step = os.path.join(tmp, diagram + "_step.ncd")
-            r = run([args.ncd, "grad", path, "--diagram", diagram, "--save", "flash", "-o", step], cwd=args.root)
+            r = run([args.ncd, "grad", path, "--diagram", diagram, "--save", "flash", "-o", step] + extra, cwd=args.root)
             if r.returncode != 0:
                 fail("ncd grad %s --diagram %s exited %d:\n%s" % (path, diagram, r.returncode, r.stderr))
             for part in ("forward", "backward"):
