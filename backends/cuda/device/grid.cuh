@@ -83,24 +83,18 @@ __device__ __forceinline__ void ncd_grid_block(
 #pragma unroll
     for (int j = 0; j < BS / 8; ++j)
       for (int c = 0; c < 4; ++c) r0[j][c] = r1[j][c] = 0.f;
+    auto produce = [&](float (*r)[4], uint32_t (*xf)[4], const uint16_t *y, int ys, int width) {
 #pragma unroll
-    for (int kk = 0; kk < W0 / 16; ++kk)
-#pragma unroll
-      for (int j = 0; j < BS / 8; ++j) {
-        const uint16_t *p = sY0 + (j * 8 + g) * XS0 + kk * 16 + 2 * t;
-        const uint32_t b[2] = {ncd_ld32(p), ncd_ld32(p + 8)};
-        ncd_mma<kF16>(r0[j], xf0[kk], b);
-      }
-    if constexpr (C1 > 0) {
-#pragma unroll
-      for (int kk = 0; kk < W1 / 16; ++kk)
+      for (int kk = 0; kk < width / 16; ++kk)
 #pragma unroll
         for (int j = 0; j < BS / 8; ++j) {
-          const uint16_t *p = sY1 + (j * 8 + g) * XS1 + kk * 16 + 2 * t;
+          const uint16_t *p = y + (j * 8 + g) * ys + kk * 16 + 2 * t;
           const uint32_t b[2] = {ncd_ld32(p), ncd_ld32(p + 8)};
-          ncd_mma<kF16>(r1[j], xf1[kk], b);
+          ncd_mma<kF16>(r[j], xf[kk], b);
         }
-    }
+    };
+    produce(r0, xf0, sY0, XS0, C0);
+    if constexpr (C1 > 0) produce(r1, xf1, sY1, XS1, C1);
     // The grid values, in place of the raw ones: out0 into r0, out1 into r1.
 #pragma unroll
     for (int j = 0; j < BS / 8; ++j)
