@@ -39,7 +39,10 @@ struct Limits {
 // Attention pattern found in a scheduled diagram (IR value ids of its diagram).
 struct AttentionMatch {
   int q_input = -1, k_input = -1, v_input = -1, output = -1;
-  int lse = -1;  // a second output logsumexp[k] of the softmax's operand (kept for the backward pass), -1: none
+  // A second output: the rows' logsumexp[k] of the softmax's operand (kept for
+  // the backward pass), maybe through elementwise row work (a guard against
+  // -inf); -1: none. lse_raw is the logsumexp's value.
+  int lse = -1, lse_raw = -1;
   int q_axis = -1, k_axis = -1, d_axis = -1, e_axis = -1;  // IR axes
   std::vector<int> scale_values;                           // scalar factors of the scores
   std::vector<int> out_scale_values;                       // scalar factors of the P.V contraction

@@ -106,15 +106,30 @@ bool match_attention_on(const ir::Diagram &d, int group, int stream, AttentionMa
   const ir::ProducerIndex index(d);
   m.q_axis = group;
   m.k_axis = stream;
-  // One output, or two: O and the rows' logsumexp of the softmax's operand.
-  auto logsumexp = [&](int v) {
+  // One output, or two: O and the rows' logsumexp of the softmax's operand,
+  // maybe through elementwise work on it and scalars (its ops, lse_chain).
+  std::set<const ir::Op *> lse_chain;
+  std::function<int(int)> logsumexp = [&](int v) -> int {  // the logsumexp value, or -1
     const ir::Op *op = index.producer(v);
-    return op && op->kind == OpKind::Reduce && op->function == ops::Fn::LogSumExp &&
-           op->axes == std::vector<int>{stream};
+    if (!op) return -1;
+    if (op->kind == OpKind::Reduce && op->function == ops::Fn::LogSumExp && op->axes == std::vector<int>{stream})
+      return v;
+    if (op->kind != OpKind::Elementwise) return -1;
+    int found = -1;
+    for (int operand : op->operands) {
+      if (d.value(operand).axes.empty()) continue;
+      int r = logsumexp(operand);
+      if (r < 0 || (found >= 0 && found != r)) return -1;
+      found = r;
+    }
+    if (found >= 0) lse_chain.insert(op);
+    return found;
   };
-  if (d.outputs.size() == 2 && logsumexp(d.outputs[0]) != logsumexp(d.outputs[1])) {
-    m.lse = logsumexp(d.outputs[0]) ? d.outputs[0] : d.outputs[1];
-    m.output = logsumexp(d.outputs[0]) ? d.outputs[1] : d.outputs[0];
+  if (d.outputs.size() == 2 && (logsumexp(d.outputs[0]) >= 0) != (logsumexp(d.outputs[1]) >= 0)) {
+    const bool first = logsumexp(d.outputs[0]) >= 0;
+    m.lse = d.outputs[first ? 0 : 1];
+    m.output = d.outputs[first ? 1 : 0];
+    m.lse_raw = logsumexp(m.lse);
   } else if (d.outputs.size() == 1) {
     m.output = d.outputs[0];
   } else {
@@ -249,12 +264,13 @@ bool match_attention_on(const ir::Diagram &d, int group, int stream, AttentionMa
     }
     matched.insert(p_op);
     if (m.lse >= 0) {
-      const ir::Op *lse = index.producer(m.lse);
+      const ir::Op *lse = index.producer(m.lse_raw);
       if (lse->operands.at(0) != p_op->operands.at(0)) {
         why = "the logsumexp output is not of the softmax's operand";
         return false;
       }
       matched.insert(lse);
+      matched.insert(lse_chain.begin(), lse_chain.end());
     }
     if (!scores(p_op->operands.at(0), why)) return false;
   } else {

@@ -88,11 +88,7 @@ std::optional<KernelShape> kernel_shape(const KernelQuery &query, const Limits &
     shape.threads = tiles.threads;
     shape.smem = tiles.smem;
   } else if (plan.kind == ScheduledPlan::Kind::Grid) {
-    const GridMatch &m = plan.grid;
-    if (!query.lifted.empty()) {
-      why = "a grid kernel is not built lifted over a call's axes";
-      return std::nullopt;
-    }
+    const GridMatch &m = plan.grid;  // lifted axes: one position a block, on the grid's x
     std::vector<int64_t> c_widths, e_widths;
     for (const auto &p : m.producers) c_widths.push_back(size(p.c_axis));
     for (const auto &c : m.consumers) e_widths.push_back(size(c.e_axis));

@@ -61,6 +61,18 @@ void Generator::print_attention(Frame &frame, const ir::Diagram &d, const Attent
   for (int s : m.out_scale_values) out_scale += " * " + load(args, get(frame, s), [](int) { return std::string("0"); });
   std::string r = args.out(O);
   const std::string lse_ptr = L ? args.out(*L) : "";
+  std::string lse_value = "v";  // the row work after the logsumexp (a guard against -inf), of it
+  if (L) {
+    auto position = [&](int axis) -> std::optional<std::string> {
+      if (axis == p.rq) return std::string("q");
+      if (std::find(p.batch.begin(), p.batch.end(), axis) != p.batch.end()) return x(axis);
+      return std::nullopt;
+    };
+    std::string lse_why;
+    auto value = element_expression(frame, d, args, m.lse, position, {{m.lse_raw, "v"}}, "the logsumexp output", lse_why);
+    if (!value) throw GenError(lse_why);
+    lse_value = *value;
+  }
   std::string why;  // the planner checked that the score modification can be written
   std::string score = p.score ? score_expression(frame, d, m, p, args, why).value_or("") : "s";
   if (score.empty()) throw GenError(why);
@@ -94,7 +106,7 @@ void Generator::print_attention(Frame &frame, const ir::Diagram &d, const Attent
        str(O.stride(p.re)) + batch_offset(O) + "] = ncd_to<" + element_type(O.dtype) + ">(v * out_scale); };\n";
   if (L)
     k += "  auto store_lse = [&](int64_t q, float v) { " + lse_ptr + "[q * " + str(L->stride(p.rq)) +
-         batch_offset(*L) + "] = ncd_to<" + element_type(L->dtype) + ">(v); };\n";
+         batch_offset(*L) + "] = ncd_to<" + element_type(L->dtype) + ">(" + lse_value + "); };\n";
   else
     k += "  auto store_lse = [](int64_t, float) {};\n";
   k += "  ncd_attention_block<" + std::string(p.f16 ? "true" : "false") + ", " + str(p.d) + ", " + str(p.e) + ", " +

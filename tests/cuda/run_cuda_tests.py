@@ -244,7 +244,8 @@ SCHEDULED = re.compile(r"^schedule (\w+)", re.M)
 # that also writes the rows' logsumexp) and the backward pass (two streamed grid
 # kernels, FlashAttention-2's dK/dV and dQ), optimized and emitted as above.
 TRAINING_STEPS = [("stdlib/std/attention.ncd", "CausalAttention", []), ("stdlib/std/attention.ncd", "DocumentAttention", []),
-                  ("stdlib/std/attention.ncd", "T5Attention", ["--wrt", "Q,K,V"])]
+                  ("stdlib/std/attention.ncd", "T5Attention", ["--wrt", "Q,K,V"]),
+                  ("stdlib/std/attention.ncd", "MultiHeadAttention", [])]
 
 # Optimized layers also emitted with `--runtime seq` (docs/CUDA.md, "Runtime sizes"): the same fused kernels.
 RUNTIME_OPTIMIZED = [("stdlib/std/transformer.ncd", "GPT2Block"), ("stdlib/std/transformer.ncd", "LlamaBlock")]

@@ -232,6 +232,17 @@ class Checker {
         }
         return;
       }
+      if (op.kind == ir::OpKind::Call && !p_.diagrams[static_cast<size_t>(op.callee)]->schedules.empty()) {
+        // A callee with a schedule of its own is a kernel of its own (`fuse`
+        // joins no call): it runs once its operands are complete.
+        if (any_finished) {
+          SourceLocation origin;
+          for (int operand : op.operands)
+            if (finished.count(operand)) origin = finished[operand];
+          for (int result : op.results) finished[result] = origin;
+        }
+        return;
+      }
       if (op.kind == ir::OpKind::Call) {
         int bound = -1;
         for (auto [from, to] : op.bindings)

@@ -15,9 +15,11 @@ bool pipeline_for_level(int level, std::vector<std::string> &names) {
   switch (level) {
     case 0: names = {}; return true;
     case 1: names = {"inline", "simplify", "cse", "dce"}; return true;
+    // grid before stream: once a gradient's score grids are kernels of their
+    // own, the forward pass it recomputes (softmax, logsumexp) streams alone;
     // stream before fuse: fusing a softmax with the contraction that consumes
     // it is only worth it once the softmax is in its streamed form.
-    case 2: names = {"inline", "simplify", "cse", "dce", "contract-order", "stream", "fuse", "tile"}; return true;
+    case 2: names = {"inline", "simplify", "cse", "dce", "contract-order", "grid", "stream", "fuse", "tile"}; return true;
     default: return false;
   }
 }
