@@ -29,7 +29,7 @@ struct Found {
 
 class Finder {
  public:
-  Finder(const Diagram &d, const std::set<int> &recomputed) : d_(d), recomputed_(recomputed) {
+  Finder(const Diagram &d, const std::set<int> &recomputed) : d_(d), index_(d), recomputed_(recomputed) {
     for (const auto &op : d.body.ops) {
       by_id_[op->id] = op.get();
       for (int operand : op->operands) users_[operand].push_back(op.get());
@@ -61,7 +61,7 @@ class Finder {
       const Op *op = work.back();
       work.pop_back();
       for (int operand : op->operands) {
-        const Op *producer = d_.producer(operand);
+        const Op *producer = index_.producer(operand);
         if (!producer || recomputed_.count(producer->id) || grid.region.count(producer->id)) continue;
         if (!on_grid(operand, grid)) continue;  // a row or column vector, a scalar: an operand of the kernel
         if (!grid_op(*producer, grid)) return std::nullopt;
@@ -114,14 +114,14 @@ class Finder {
       }
     for (int id : grid.epilogues) {
       const Op *copy = by_id_.at(id);
-      const Op *source = d_.producer(copy->operands[0]);
+      const Op *source = index_.producer(copy->operands[0]);
       if (source && kernel.ops.count(source->id)) kernel.ops.insert(id);
     }
     while (!work.empty()) {
       const Op *op = by_id_.at(work.back());
       work.pop_back();
       for (int operand : op->operands) {
-        const Op *producer = d_.producer(operand);
+        const Op *producer = index_.producer(operand);
         if (producer && grid.region.count(producer->id) && kernel.ops.insert(producer->id).second) {
           kernel.recomputes.insert(producer->id);
           work.push_back(producer->id);
@@ -153,7 +153,7 @@ class Finder {
     }
     for (int id : kernel.ops)
       for (int operand : by_id_.at(id)->operands) {
-        const Op *producer = d_.producer(operand);
+        const Op *producer = index_.producer(operand);
         if (producer && !kernel.ops.count(producer->id) && downstream.count(producer->id)) return false;
       }
     return true;
@@ -197,6 +197,7 @@ class Finder {
   }
 
   const Diagram &d_;
+  const ProducerIndex index_;  // the diagram is not edited while a Finder lives
   const std::set<int> &recomputed_;
   std::map<int, const Op *> by_id_;
   std::map<int, std::vector<const Op *>> users_;
