@@ -310,8 +310,8 @@ def write_markdown(args, info, load_before, load_after, rows):
               "```", "",
               "Each case ran %d times per format after one warm-up run; wall time includes process start-up "
               "(parsing and checking the .ncd files); CPU is user + system time of the child. `drawing` is the "
-              "drawing alone (`--format dot`); `ncd layout` is SVG through ncd's own layout (`--layout ncd`, the "
-              "default); `dot layout` is SVG through Graphviz's dot layout in process (`--layout dot`), run only up to "
+              "drawing alone (`--format dot`); `ncd layout` is SVG through ncd's own layout (`--layout ncd`); "
+              "`dot layout` is SVG through Graphviz's dot layout in process (`--layout dot`), run only up to "
               "%d operations." % (args.runs, args.dot_limit), "",
               "## Results", "",
               "| case | input | ops in the diagram | nodes | edges | clusters | drawing median (s) | ncd layout min (s) | ncd layout median (s) | ncd layout max (s) | ncd layout median CPU (s) | dot layout median (s) | dot / ncd | SVG size (ncd) |",

@@ -1,4 +1,4 @@
-// `ncd render FILE [--diagram NAME] [-o OUT] [--format svg|dot|png|pdf] [--depth N] [--layout ncd|dot]
+// `ncd render FILE [--diagram NAME] [-o OUT] [--format svg|dot|png|pdf] [--depth N] [--layout auto|ncd|dot]
 // [--style full|paper] [--sizes] [--label-intermediates] [--legend]`:
 // draws a diagram as a neural circuit diagram through a renderer plugin.
 //
@@ -39,7 +39,7 @@ Handler setup_render(CLI::App &command) {
     std::string renderer;
     std::string title;
     int depth = -1;
-    std::string layout = "ncd";
+    std::string layout = "auto";
     std::string style = "full";
     bool sizes = false, label_intermediates = false, legend = false;
     FrontendOptions frontend;
@@ -60,9 +60,11 @@ Handler setup_render(CLI::App &command) {
       ->type_name("N")
       ->check(CLI::Range(0, 1 << 20));
   command.add_option("--title", options->title, "Title of the drawing (default: the diagram's name)")->type_name("TEXT");
-  command.add_option("--layout", options->layout, "ncd (ncd's own layout, default) or dot (Graphviz's dot layout)")
-      ->type_name("ncd|dot")
-      ->check(CLI::IsMember({"ncd", "dot"}));
+  command.add_option("--layout", options->layout,
+                     "ncd (ncd's own layout), dot (Graphviz's dot layout) or auto (default: dot for small drawings "
+                     "in full style, else ncd)")
+      ->type_name("auto|ncd|dot")
+      ->check(CLI::IsMember({"auto", "ncd", "dot"}));
   command.add_option("--style", options->style,
                      "full (every wire labelled axis(size), default) or paper (axis names only where wires start)")
       ->type_name("full|paper")

@@ -275,7 +275,7 @@ class Layouter {
 
   double bottom_pad(int cluster) const {
     if (cluster < 0) return 12;
-    return model_.clusters[static_cast<size_t>(cluster)].kind == ModelCluster::Repeat ? 24 : kClusterBottom;
+    return model_.clusters[static_cast<size_t>(cluster)].kind == ModelCluster::Repeat ? 24 : kClusterBottom + 4;
   }
 
   void place_children(int cluster, std::vector<Child> &items) {
@@ -353,6 +353,11 @@ class Layouter {
       root_height_ = high - low + top_pad(cluster) + bottom_pad(cluster);
   }
 
+  // A call's lifted axis, from its entry strip to its exit strip: drawn along the call's bottom.
+  bool lifted(const ModelEdge &edge) const {
+    return model_.nodes[static_cast<size_t>(edge.from)].strip && !edge.from_port.empty() && edge.from_port[0] == 'L';
+  }
+
   // Whether node `target` is the item or inside it.
   bool holds(const Child &item, int target) const {
     if (item.item >= 0) return target == item.item;
@@ -367,7 +372,7 @@ class Layouter {
     auto add = [&](int node) {
       for (int e : out_edges_[static_cast<size_t>(node)]) {
         const ModelEdge &edge = model_.edges[static_cast<size_t>(e)];
-        if (holds(item, edge.to)) continue;
+        if (holds(item, edge.to) || lifted(edge)) continue;
         double y = offset(node, cluster) +
                    port_y(model_.nodes[static_cast<size_t>(node)], measured_[static_cast<size_t>(node)], edge.from_port);
         int from = column_[static_cast<size_t>(node)] + 1, to = column_[static_cast<size_t>(edge.to)] - 1;
@@ -599,6 +604,7 @@ Layout Layouter::finish() {
     out.clusters[k] = {left, cluster_top[k], r - left, height_[k]};
   }
   // Wires.
+  std::map<const Box *, int> lifted_count;
   for (size_t e = 0; e < model_.edges.size(); ++e) {
     const ModelEdge &edge = model_.edges[e];
     EdgeGeometry &g = out.edges[e];
@@ -615,6 +621,13 @@ Layout Layouter::finish() {
       continue;
     }
     g.label_at = {a.x + 4, a.y - 4};
+    if (lifted(edge) && model_.nodes[static_cast<size_t>(edge.from)].cluster >= 0) {
+      const Box &box = out.clusters[static_cast<size_t>(model_.nodes[static_cast<size_t>(edge.from)].cluster)];
+      double bottom = box.y + box.h - 5 - 4 * (lifted_count[&box]++ % 2);
+      double left = x[static_cast<size_t>(from.column)] + width[static_cast<size_t>(from.column)] + 2;
+      g.points = {a, {left, a.y}, {left, bottom}, {b.x - 2, bottom}, {b.x - 2, b.y}, b};
+      continue;
+    }
     // The names of the values a node makes go once above its topmost wire.
     auto named_here = names.find(edge.from);
     if (named_here != names.end() && !named_here->second.empty()) {

@@ -15,6 +15,9 @@ namespace {
 
 class SvgRenderer : public ncd::Renderer {
  public:
+  // Above this many wires, --layout auto uses ncd's layout: Graphviz's time grows quadratically
+  // with the wires (bench/results/render.md).
+  static constexpr size_t kAutoMaxWires = 2000;
   std::string name() const override { return "svg"; }
   std::string description() const override {
     return "neural circuit diagram laid out by ncd (or Graphviz's dot): SVG, or PNG and PDF through Graphviz's cairo plugin";
@@ -26,16 +29,27 @@ class SvgRenderer : public ncd::Renderer {
       error = "the svg renderer writes formats svg, png and pdf, not '" + options.format + "'";
       return false;
     }
-    if (options.layout == "dot") {
+    // auto: Graphviz's dot where it does well (small drawings in full style), ncd's layout for
+    // paper style and for drawings too large for dot (docs/RENDER.md, "Choosing a layout").
+    ncd::render::DrawingModel model;
+    std::string layout_name = options.layout;
+    if (layout_name == "auto") {
+      if (options.paper || options.label_intermediates) {
+        layout_name = "ncd";
+      } else {
+        ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title, &model});
+        layout_name = model.edges.size() > kAutoMaxWires ? "ncd" : "dot";
+      }
+    }
+    if (layout_name == "dot") {
       std::string dot = ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title});
       return ncd::render::graphviz_render(dot, options.format, output, error);
     }
-    if (options.layout != "ncd") {
-      error = "unknown layout '" + options.layout + "' (known: ncd, dot)";
+    if (layout_name != "ncd") {
+      error = "unknown layout '" + options.layout + "' (known: auto, ncd, dot)";
       return false;
     }
-    ncd::render::DrawingModel model;
-    ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title, &model});
+    if (model.nodes.empty()) ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title, &model});
     ncd::render::LayoutOptions layout_options;
     layout_options.paper = options.paper;
     layout_options.sizes = options.sizes;
