@@ -196,7 +196,8 @@ class Layouter {
       for (int k = node.cluster; k >= 0; k = model_.clusters[static_cast<size_t>(k)].parent)
         if (floor_[static_cast<size_t>(k)] < 0) floor_[static_cast<size_t>(k)] = col;
     }
-    // Nodes nobody feeds sit just before their first reader.
+    // Nodes nobody feeds sit just before their first reader. (Moving every node right to its
+    // first reader, as network simplex would, was tried: it crossed more wires.)
     for (size_t i = n; i-- > 0;) {
       if (!in_edges_[i].empty() || model_.nodes[i].source || out_edges_[i].empty()) continue;
       int reader = std::numeric_limits<int>::max();
@@ -353,6 +354,13 @@ class Layouter {
       root_height_ = high - low + top_pad(cluster) + bottom_pad(cluster);
   }
 
+  // A wire from a param to a reader beyond the next column (layout step 5 takes it over the top).
+  bool far_reader(const ModelEdge &edge) const {
+    size_t from = static_cast<size_t>(edge.from);
+    return in_edges_[from].empty() && !model_.nodes[from].source && !edge.back &&
+           column_[static_cast<size_t>(edge.to)] - column_[from] >= 2;
+  }
+
   // A call's lifted axis, from its entry strip to its exit strip: drawn along the call's bottom.
   bool lifted(const ModelEdge &edge) const {
     return model_.nodes[static_cast<size_t>(edge.from)].strip && !edge.from_port.empty() && edge.from_port[0] == 'L';
@@ -372,7 +380,7 @@ class Layouter {
     auto add = [&](int node) {
       for (int e : out_edges_[static_cast<size_t>(node)]) {
         const ModelEdge &edge = model_.edges[static_cast<size_t>(e)];
-        if (holds(item, edge.to) || lifted(edge)) continue;
+        if (holds(item, edge.to) || lifted(edge) || far_reader(edge)) continue;
         double y = offset(node, cluster) +
                    port_y(model_.nodes[static_cast<size_t>(node)], measured_[static_cast<size_t>(node)], edge.from_port);
         int from = column_[static_cast<size_t>(node)] + 1, to = column_[static_cast<size_t>(edge.to)] - 1;
@@ -412,6 +420,8 @@ class Layouter {
 
   double wanted_top(int cluster, const Child &item) {
     int target = item.first;
+    double sum = 0;
+    int count = 0;
     if (unfed(item)) {
       // Level with the port of its first placed reader, so that its wire runs straight in.
       for (int e : out_edges_[static_cast<size_t>(target)]) {
@@ -432,9 +442,11 @@ class Layouter {
       double target_offset =
           (item.item >= 0 ? 0 : offset(target, ~item.item)) +
           port_y(model_.nodes[static_cast<size_t>(target)], measured_[static_cast<size_t>(target)], edge.to_port);
-      return source_y - target_offset;
+      sum += source_y - target_offset;
+      ++count;
     }
-    // Nothing placed feeds it (a param): just above where its first reader's other wire arrives.
+    if (count > 0) return sum / count;
+    // Nothing placed feeds it (an input): just above where its first reader's other wire arrives.
     for (int e : out_edges_[static_cast<size_t>(target)]) {
       int reader = model_.edges[static_cast<size_t>(e)].to;
       for (int f : in_edges_[static_cast<size_t>(reader)]) {
@@ -605,6 +617,7 @@ Layout Layouter::finish() {
   }
   // Wires.
   std::map<const Box *, int> lifted_count;
+  std::map<int, int> over_count;
   for (size_t e = 0; e < model_.edges.size(); ++e) {
     const ModelEdge &edge = model_.edges[e];
     EdgeGeometry &g = out.edges[e];
@@ -639,13 +652,24 @@ Layout Layouter::finish() {
         named_here->second.clear();
       }
     }
+    size_t col = static_cast<size_t>(column_[static_cast<size_t>(edge.to)]);
+    double bend = x[col] - open_pad[col] - 6 - kTrack * std::max(track[e], 0);
+    if (bend < a.x + 2) bend = a.x + 2;
+    size_t from_col = static_cast<size_t>(column_[static_cast<size_t>(edge.from)]);
+    if (far_reader(edge) && from_col + 1 < columns) {
+      // A param read again far from where it sits (a tied embedding): nothing kept its height
+      // free, so the wire goes over the top of its box rather than through everything between.
+      int k = model_.nodes[static_cast<size_t>(edge.from)].cluster;
+      double channel = (k < 0 ? top_pad(-1) : out.clusters[static_cast<size_t>(k)].y + kClusterTop) - 6 -
+                       3 * (over_count[k]++ % 4);
+      double up = x[from_col + 1] - open_pad[from_col + 1] - 3;
+      g.points = {a, {up, a.y}, {up, channel}, {bend, channel}, {bend, b.y}, b};
+      continue;
+    }
     if (track[e] < 0) {
       g.points = {a, b};
       continue;
     }
-    size_t col = static_cast<size_t>(column_[static_cast<size_t>(edge.to)]);
-    double bend = x[col] - open_pad[col] - 6 - kTrack * track[e];
-    if (bend < a.x + 2) bend = a.x + 2;
     g.points = {a, {bend, a.y}, {bend, b.y}, b};
   }
   // Legend under the drawing.
