@@ -29,7 +29,8 @@ namespace {
 
 constexpr double kLane = 18;        // vertical pitch of a wire's lane inside a node
 constexpr double kSide = 9;         // lane stubs either side of a glyph
-constexpr double kPaperStrip = 6;   // a call's entry or exit in paper style
+constexpr double kPaperStrip = 4;   // a call's entry or exit in paper style
+constexpr size_t kPaperWrap = 16;   // columns of a glyph's text line in paper style
 constexpr double kRow = 16;         // a strip's row
 constexpr double kGap = 14;         // between nodes stacked in a column
 constexpr double kClusterPad = 8;   // a cluster's sides
@@ -66,7 +67,7 @@ Measured measure(const ModelNode &node, bool paper) {
       !paper || (std::any_of(node.lanes.begin(), node.lanes.end(), [](const parts::Lane &l) { return l.in; }) &&
                  std::any_of(node.lanes.begin(), node.lanes.end(), [](const parts::Lane &l) { return l.out; }));
   double text_w = 0, text_h = 0;
-  for (const auto &line : glyph.lines) {
+  for (const auto &line : glyph_lines(node, paper)) {
     text_w = std::max(text_w, text_width(line, glyph.font_size));
     text_h += glyph.font_size * 1.25;
   }
@@ -688,6 +689,14 @@ Layout Layouter::finish() {
 }
 
 }  // namespace
+
+std::vector<std::string> glyph_lines(const ModelNode &node, bool paper) {
+  if (!paper) return node.glyph.lines;
+  std::vector<std::string> out;
+  for (const auto &line : node.glyph.lines)
+    for (auto &piece : parts::wrap(line, kPaperWrap)) out.push_back(std::move(piece));
+  return out;
+}
 
 bool spans_lanes(const ModelNode &node) {
   if (node.strip || node.lanes.empty() || node.glyph.border == 0) return false;

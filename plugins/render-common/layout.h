@@ -55,6 +55,10 @@ struct Layout {
   double width = 0, height = 0;
 };
 
+// The text lines of a node's glyph: as drawn, or in paper style wrapped narrower (a tall box
+// costs less than a wide one in a drawing read left to right).
+std::vector<std::string> glyph_lines(const ModelNode &node, bool paper);
+
 // Whether a node's glyph is drawn over all its lanes: an operation lifted over every wire it
 // has (an elementwise function, a mask), a box the whole bundle passes through, as in the paper.
 bool spans_lanes(const ModelNode &node);

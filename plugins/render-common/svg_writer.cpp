@@ -114,10 +114,11 @@ void write_node(std::string &out, const ModelNode &node, const NodeGeometry &g, 
       !options.paper || (std::any_of(node.lanes.begin(), node.lanes.end(), [](const parts::Lane &l) { return l.in; }) &&
                          std::any_of(node.lanes.begin(), node.lanes.end(), [](const parts::Lane &l) { return l.out; }));
   double height = 0;
-  for (size_t i = 0; i < glyph.lines.size(); ++i) height += glyph.font_size * 1.25;
+  const std::vector<std::string> lines = glyph_lines(node, options.paper);
+  for (size_t i = 0; i < lines.size(); ++i) height += glyph.font_size * 1.25;
   if (notes) height += 9 * 1.25 * static_cast<double>(glyph.notes.size());
   double y = gb.y + (gb.h - height) / 2, cx = gb.x + gb.w / 2;
-  for (const auto &content : glyph.lines) {
+  for (const auto &content : lines) {
     y += glyph.font_size * 1.25;
     out += text(cx, y - glyph.font_size * 0.3, content, glyph.font_size, "middle", "#000000",
                 glyph.bold ? "font-weight=\"bold\"" : nullptr);
