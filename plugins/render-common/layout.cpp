@@ -8,8 +8,8 @@
 //      reader; a call's nodes never go left of its entry strip; outputs last;
 //   3. heights, inside out (deepest cluster first): the children of a cluster
 //      (nodes and inner clusters, each spanning a range of columns) in column
-//      order, each at the free place nearest to the height its first wire
-//      arrives at;
+//      order, params last, each at the free place nearest to the mean height
+//      its placed wires arrive at, off the wires placed before it;
 //   4. column x positions from the widest node, the labels that start in the
 //      gap and the bends the gap holds; cluster boxes from their columns;
 //   5. wires: straight when source and target ports are level, else one
@@ -412,7 +412,8 @@ class Layouter {
     for (int i : members_[static_cast<size_t>(cluster)]) placed_[static_cast<size_t>(i)] = true;
   }
 
-  // The top that puts the item's first wire from an already placed node level with its source.
+  // The top that puts the item's wires from already placed nodes, on average, level with their
+  // sources (a param: its first wire level with its reader's port).
   bool unfed(const Child &item) const {
     if (item.item < 0) return false;
     size_t i = static_cast<size_t>(item.item);

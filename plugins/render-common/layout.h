@@ -3,11 +3,11 @@
 //
 // Operations go in columns by dependency depth, left to right; calls and
 // repeats are boxes sized from their contents, laid out inside out; within a
-// box each node or inner box takes the free place nearest to the height where
-// its first operand's wire arrives, so that a wire runs straight whenever
-// nothing is in its way (the residual stream stays one straight lane) and
-// bends orthogonally, in the gap before its target's column, only where it
-// must change height. Every step is linear in the drawing's size except the
+// box each node or inner box takes the free place nearest to the mean height
+// at which its placed wires arrive, never on a wire already placed, so that a
+// long wire keeps one straight lane (the residual stream) and wires bend
+// orthogonally, in the gap before their target's column, only where they must
+// change height. Every step is linear in the drawing's size except the
 // free-place search, which looks only at the nodes sharing a column span.
 #pragma once
 
