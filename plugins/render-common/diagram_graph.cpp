@@ -374,12 +374,14 @@ class Drawer {
   // its wires leave without crossing each other.
   std::vector<int> source_order(const Scope &scope, int value) const {
     std::vector<int> axes = scope.diagram->value(value).axes;
-    const ir::Op *consumer = nullptr;
-    ir::for_each_op(scope.diagram->body, [&](const ir::Op &op) {
-      if (consumer || op.kind == OpKind::Call || op.kind == OpKind::Repeat) return;
-      if (!op.results.empty() && scope.pure.count(op.results[0])) return;
-      if (std::find(op.operands.begin(), op.operands.end(), value) != op.operands.end()) consumer = &op;
-    });
+    if (scope.first_reader.empty())  // one walk for every input and param of the scope
+      ir::for_each_op(scope.diagram->body, [&](const ir::Op &op) {
+        if (op.kind == OpKind::Call || op.kind == OpKind::Repeat) return;
+        if (!op.results.empty() && scope.pure.count(op.results[0])) return;
+        for (int operand : op.operands) scope.first_reader.emplace(operand, &op);
+      });
+    auto found = scope.first_reader.find(value);
+    const ir::Op *consumer = found == scope.first_reader.end() ? nullptr : found->second;
     if (!consumer) return axes;
     std::vector<Lane> lanes;
     glyph_for(scope, *consumer, lanes);

@@ -36,6 +36,7 @@ struct Scope {
   std::set<int> pure_infix;  // pure values whose text is an operator expression (parenthesised as operands)
   std::set<int> needs_node;  // pure values some consumer cannot fold
   std::set<int> cotangents;  // the backward flow of a gradient (parts::cotangent_values)
+  mutable std::map<int, const ir::Op *> first_reader;  // value -> the first op reading it (drawn as a node)
 };
 
 std::string value_name(const ir::Diagram &d, int id);

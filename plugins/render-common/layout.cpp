@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <cstdint>
 #include <map>
 
 namespace ncd::render {
@@ -197,10 +198,16 @@ class Layouter {
       for (int k = node.cluster; k >= 0; k = model_.clusters[static_cast<size_t>(k)].parent)
         if (floor_[static_cast<size_t>(k)] < 0) floor_[static_cast<size_t>(k)] = col;
     }
-    // Nodes nobody feeds sit just before their first reader. (Moving every node right to its
-    // first reader, as network simplex would, was tried: it crossed more wires.)
+    // Nodes no input reaches (params, index expressions and what is computed from them alone)
+    // sit just before their first reader. (Moving every node right to its first reader, as
+    // network simplex would, was tried: it crossed more wires.)
+    std::vector<bool> reached(n, false);
+    for (size_t i = 0; i < n; ++i) {
+      reached[i] = model_.nodes[i].source || model_.nodes[i].strip;
+      for (int e : in_edges_[i]) reached[i] = reached[i] || reached[static_cast<size_t>(model_.edges[static_cast<size_t>(e)].from)];
+    }
     for (size_t i = n; i-- > 0;) {
-      if (!in_edges_[i].empty() || model_.nodes[i].source || out_edges_[i].empty()) continue;
+      if (reached[i] || out_edges_[i].empty()) continue;
       int reader = std::numeric_limits<int>::max();
       for (int e : out_edges_[i])
         reader = std::min(reader, column_[static_cast<size_t>(model_.edges[static_cast<size_t>(e)].to)]);
@@ -306,8 +313,11 @@ class Layouter {
         for (int col = item.lo; col <= item.hi; ++col) {
           auto it = wires.find(col);
           if (it == wires.end()) continue;
-          for (const auto &[y, target] : it->second)
-            if (top - kWireClearance < y && y < top + item.h + kWireClearance && !holds(item, target)) return false;
+          // Sorted by height: only the wires within the item's span are looked at.
+          auto &list = it->second;
+          for (auto w = std::upper_bound(list.begin(), list.end(), std::make_pair(top - kWireClearance, INT32_MAX));
+               w != list.end() && w->first < top + item.h + kWireClearance; ++w)
+            if (!holds(item, w->second)) return false;
         }
         return true;
       };
@@ -389,7 +399,10 @@ class Layouter {
           from = std::max(from, lo_[static_cast<size_t>(cluster)]);
           to = std::min(to, hi_[static_cast<size_t>(cluster)]);
         }
-        for (int col = from; col <= to; ++col) wires[col].push_back({y, edge.to});
+        for (int col = from; col <= to; ++col) {
+          auto &list = wires[col];
+          list.insert(std::upper_bound(list.begin(), list.end(), std::make_pair(y, edge.to)), {y, edge.to});
+        }
       }
     };
     if (item.item >= 0) add(item.item);
