@@ -1,22 +1,26 @@
 #!/usr/bin/python3
 """Rendering benchmark: how long `ncd render` takes on large drawings.
 
-Cases (each timed as DOT, the drawing alone, and as SVG, the drawing laid out
-and rendered by Graphviz in process):
+Cases (each timed as DOT, the drawing alone, and as SVG laid out by ncd's own
+layout, and, up to --dot-limit operations, as SVG laid out by Graphviz's dot):
 
   gpt2         stdlib/std/transformer.ncd, diagram GPT2: the 12-layer GPT-2
                with every call unfolded (its `repeat 12` drawn once, marked x12)
   gpt2-12      GPT-2 with its 12 blocks written out one call per layer
                (generated), every call unfolded: twelve GPT-2 blocks drawn
-  ops-1000     a generated diagram of exactly 1,000 IR operations
-               (transformer-like blocks: layernorm, projections, causal mask,
-               softmax, contractions, elementwise chains, reductions, a call
-               lifted over the batch axis), every call unfolded
+  ops-N        a generated diagram of exactly N IR operations (ops-100,
+               ops-1000, ops-10000; transformer-like blocks: layernorm,
+               projections, causal mask, softmax, contractions, elementwise
+               chains, reductions, a call lifted over the batch axis), every
+               call unfolded
+
+The growth exponent is the least-squares slope of log(time) against
+log(operations) over the ops-N cases (median wall time of ncd's layout).
 
 Standard library only. Run from the repository root:
 
     /usr/bin/python3 bench/render_bench.py                        # 5 runs per case
-    /usr/bin/python3 bench/render_bench.py --runs 3 --cases gpt2
+    /usr/bin/python3 bench/render_bench.py --runs 3 --cases gpt2,ops-100 --dot-limit 0
     /usr/bin/python3 bench/render_bench.py --out bench/results/render.md --label "..."
 
 Exit status: 0 on success, 1 when a render fails, 2 on a usage error.
@@ -219,8 +223,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ncd", default="build/bin/ncd")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--ops", type=int, default=1000, help="operations in the generated diagram")
-    parser.add_argument("--cases", default="gpt2,gpt2-12,ops-1000")
+    parser.add_argument("--cases", default="gpt2,gpt2-12,ops-100,ops-1000,ops-10000")
+    parser.add_argument("--dot-limit", type=int, default=1000,
+                        help="time Graphviz's dot layout only on cases with at most this many operations")
     parser.add_argument("--out", help="also write the results (Markdown) here")
     parser.add_argument("--label", default="", help="a note recorded in the results file")
     args = parser.parse_args()
@@ -241,28 +246,49 @@ def main():
             path = os.path.join(temp, "gpt2_12.ncd")
             generate_gpt2_unrolled(path, 12)
             inputs["gpt2-12"] = (path, "GPT2Unrolled", "generated: 12 GPT2Block calls, one per layer")
-        if "ops-1000" in cases:
-            path = os.path.join(temp, "ops.ncd")
-            blocks, pad = generate_ops(ncd, path, args.ops)
-            inputs["ops-1000"] = (path, "Big", "generated: %d IR ops (%d blocks + %d padding ops)" % (args.ops, blocks, pad))
+        for case in cases:
+            if case.startswith("ops-") and case[4:].isdigit():
+                target = int(case[4:])
+                path = os.path.join(temp, "ops%d.ncd" % target)
+                blocks, pad = generate_ops(ncd, path, target)
+                inputs[case] = (path, "Big", "generated: %d IR ops (%d blocks + %d padding ops)" % (target, blocks, pad))
         for case in cases:
             if case not in inputs:
                 parser.error("unknown case %r" % case)
             path, diagram, what = inputs[case]
             ops = count_ops(ncd, path, diagram)
             results = {}
-            for fmt in ("dot", "svg"):
-                command = [ncd, "render", path, "--diagram", diagram, "--format", fmt, "-w"]
-                results[fmt] = measure(command, args.runs)
+            base = [ncd, "render", path, "--diagram", diagram, "-w"]
+            results["dot"] = measure(base + ["--format", "dot"], args.runs)
+            results["ncd"] = measure(base + ["--format", "svg", "--layout", "ncd"], args.runs)
+            if ops <= args.dot_limit:
+                results["graphviz"] = measure(base + ["--format", "svg", "--layout", "dot"], args.runs)
             nodes, edges, clusters = graph_size(results["dot"]["output"])
             rows.append((case, what, ops, nodes, edges, clusters, results))
-            print("%-9s ops %5d  nodes %5d  edges %5d  clusters %4d  dot %.3f s  svg %.3f s (median wall; CPU %.3f s)"
-                  % (case, ops, nodes, edges, clusters, results["dot"]["median"], results["svg"]["median"],
-                     results["svg"]["cpu_median"]))
+            graphviz = results.get("graphviz")
+            print("%-9s ops %5d  nodes %5d  edges %5d  clusters %4d  drawing %.3f s  ncd layout %.3f s (CPU %.3f s)  "
+                  "dot layout %s" % (case, ops, nodes, edges, clusters, results["dot"]["median"], results["ncd"]["median"],
+                                     results["ncd"]["cpu_median"],
+                                     "%.3f s" % graphviz["median"] if graphviz else "not run"))
     load_after = load_average()
+    exponent = growth_exponent(rows)
+    if exponent is not None:
+        print("growth exponent of ncd's layout over the ops-N cases: %.2f" % exponent)
     if args.out:
         write_markdown(args, info, load_before, load_after, rows)
     return 0
+
+
+def growth_exponent(rows):
+    """Least-squares slope of log(median wall) against log(ops) over the ops-N cases."""
+    import math
+    points = [(math.log(ops), math.log(results["ncd"]["median"])) for case, _, ops, _, _, _, results in rows
+              if case.startswith("ops-")]
+    if len(points) < 2:
+        return None
+    mx = sum(x for x, _ in points) / len(points)
+    my = sum(y for _, y in points) / len(points)
+    return sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
 
 
 def write_markdown(args, info, load_before, load_after, rows):
@@ -279,20 +305,28 @@ def write_markdown(args, info, load_before, load_after, rows):
     if args.label:
         lines.append("- Binary: %s" % args.label)
     lines += ["", "## Command", "", "```sh",
-              "/usr/bin/python3 bench/render_bench.py --runs %d --out %s%s" % (
-                  args.runs, args.out, (" --label '%s'" % args.label) if args.label else ""),
+              "/usr/bin/python3 bench/render_bench.py --runs %d --cases %s --dot-limit %d --out %s%s" % (
+                  args.runs, args.cases, args.dot_limit, args.out, (" --label '%s'" % args.label) if args.label else ""),
               "```", "",
               "Each case ran %d times per format after one warm-up run; wall time includes process start-up "
-              "(parsing and checking the .ncd files); CPU is user + system time of the child. `dot` is the "
-              "drawing alone (DOT text); `svg` adds Graphviz's layout and SVG output, in process." % args.runs, "",
+              "(parsing and checking the .ncd files); CPU is user + system time of the child. `drawing` is the "
+              "drawing alone (`--format dot`); `ncd layout` is SVG through ncd's own layout (`--layout ncd`); "
+              "`dot layout` is SVG through Graphviz's dot layout in process (`--layout dot`), run only up to "
+              "%d operations." % (args.runs, args.dot_limit), "",
               "## Results", "",
-              "| case | input | ops in the diagram | nodes | edges | clusters | dot median (s) | svg min (s) | svg median (s) | svg max (s) | svg median CPU (s) | SVG size |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| case | input | ops in the diagram | nodes | edges | clusters | drawing median (s) | ncd layout min (s) | ncd layout median (s) | ncd layout max (s) | ncd layout median CPU (s) | dot layout median (s) | dot / ncd | SVG size (ncd) |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for case, what, ops, nodes, edges, clusters, results in rows:
-        svg = results["svg"]
-        lines.append("| %s | %s | %d | %d | %d | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %d KiB |" % (
+        svg = results["ncd"]
+        graphviz = results.get("graphviz")
+        lines.append("| %s | %s | %d | %d | %d | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %s | %s | %d KiB |" % (
             case, what, ops, nodes, edges, clusters, results["dot"]["median"], svg["min"], svg["median"], svg["max"],
-            svg["cpu_median"], svg["bytes"] // 1024))
+            svg["cpu_median"], "%.3f" % graphviz["median"] if graphviz else "not run",
+            "%.1f" % (graphviz["median"] / svg["median"]) if graphviz else "", svg["bytes"] // 1024))
+    exponent = growth_exponent(rows)
+    if exponent is not None:
+        lines += ["", "Growth exponent of ncd's layout (slope of log median wall time against log operations over "
+                  "the ops-N cases): **%.2f**." % exponent]
     with open(args.out, "w") as handle:
         handle.write("\n".join(lines) + "\n")
     print("wrote", args.out)

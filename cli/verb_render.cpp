@@ -1,4 +1,5 @@
-// `ncd render FILE [--diagram NAME] [-o OUT] [--format svg|dot|png|pdf] [--depth N]`:
+// `ncd render FILE [--diagram NAME] [-o OUT] [--format svg|dot|png|pdf] [--depth N] [--layout auto|ncd|dot]
+// [--style full|paper] [--sizes] [--label-intermediates] [--legend]`:
 // draws a diagram as a neural circuit diagram through a renderer plugin.
 //
 // The format comes from --format, else from the extension of -o, else svg.
@@ -38,6 +39,9 @@ Handler setup_render(CLI::App &command) {
     std::string renderer;
     std::string title;
     int depth = -1;
+    std::string layout = "auto";
+    std::string style = "full";
+    bool sizes = false, label_intermediates = false, legend = false;
     FrontendOptions frontend;
   };
   auto options = std::make_shared<Options>();
@@ -56,6 +60,19 @@ Handler setup_render(CLI::App &command) {
       ->type_name("N")
       ->check(CLI::Range(0, 1 << 20));
   command.add_option("--title", options->title, "Title of the drawing (default: the diagram's name)")->type_name("TEXT");
+  command.add_option("--layout", options->layout,
+                     "ncd (ncd's own layout), dot (Graphviz's dot layout) or auto (default: dot for small drawings "
+                     "in full style, else ncd)")
+      ->type_name("auto|ncd|dot")
+      ->check(CLI::IsMember({"auto", "ncd", "dot"}));
+  command.add_option("--style", options->style,
+                     "full (every wire labelled axis(size), default) or paper (axis names only where wires start)")
+      ->type_name("full|paper")
+      ->check(CLI::IsMember({"full", "paper"}));
+  command.add_flag("--sizes", options->sizes, "Write axis sizes on the wires in paper style too");
+  command.add_flag("--label-intermediates", options->label_intermediates,
+                   "Name every named intermediate value where its wires start (ncd layout)");
+  command.add_flag("--legend", options->legend, "Draw the schedule's legend in paper style too");
   add_frontend_options(command, options->frontend);
   return [options]() -> int {
     std::string format = options->format;
@@ -113,6 +130,11 @@ Handler setup_render(CLI::App &command) {
     render_options.format = format;
     render_options.depth = options->depth;
     render_options.title = options->title;
+    render_options.layout = options->layout;
+    render_options.paper = options->style == "paper";
+    render_options.sizes = options->sizes;
+    render_options.label_intermediates = options->label_intermediates;
+    render_options.legend = options->legend;
     std::string text, error;
     if (!renderer->render(compilation->program, *diagram, compilation->sources, render_options, text, error)) {
       std::cerr << "ncd: error: cannot render " << diagram->name << " as " << format << ": " << error << "\n";

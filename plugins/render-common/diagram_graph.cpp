@@ -10,6 +10,7 @@
 #include "diagram_graph.h"
 
 #include "drawing_parts.h"
+#include "drawing_scope.h"
 
 #include <algorithm>
 #include <cmath>
@@ -27,27 +28,6 @@ using namespace parts;
 
 // ---------------------------------------------------------------- scopes
 
-struct AxisView {
-  std::string name, size;
-};
-
-// One diagram being drawn: the top diagram, or a callee inside a call cluster.
-struct Scope {
-  const ir::Diagram *diagram = nullptr;
-  std::string prefix;  // of node names
-  int depth = 0;       // calls between the top diagram and this one
-  std::map<int, AxisView> axes;                    // callee axes bound to a caller's
-  std::map<int, std::map<int, Endpoint>> sources;  // value -> axis (-1: scalar) -> where its wire starts
-  std::map<int, std::string> level_of;             // value -> memory level
-  std::map<std::string, int> level_order;
-  std::map<int, std::string> axis_mark;  // axis -> "group 128", "stream 64"
-  std::set<int> pure;                    // values computed from constants, sizes and axis indices only
-  std::map<int, std::string> pure_text;
-  std::set<int> pure_infix;  // pure values whose text is an operator expression (parenthesised as operands)
-  std::set<int> needs_node;  // pure values some consumer cannot fold
-  std::set<int> cotangents;  // the backward flow of a gradient (parts::cotangent_values)
-};
-
 class Drawer {
  public:
   Drawer(const ir::Program &program, const DrawOptions &options) : program_(program), options_(options) {}
@@ -59,7 +39,7 @@ class Drawer {
 
   std::string draw(const ir::Diagram &diagram) {
     std::string out = draw_once(diagram);
-    if (edges_.size() <= kMaxEdgeLabels) return out;
+    if (edges_.size() <= kMaxEdgeLabels || model_) return out;
     body_.clear();
     edges_.clear();
     legend_rows_.clear();
@@ -80,6 +60,9 @@ class Drawer {
     draw_region(top, diagram.body, true);
     draw_outputs(top, true);
     std::string title = options_.title.empty() ? diagram.name : options_.title;
+    if (model_) model_->title = title;
+    if (model_)
+      for (const auto &row : legend_rows_) model_->legend.push_back(html_to_text(row));
     std::string out = "digraph " + dot_quote(diagram.name) + " {\n";
     out += "  graph [rankdir=LR, newrank=true, fontname=" + dot_quote(kFont) +
            ", fontsize=16, labelloc=t, labeljust=l, nodesep=0.18, ranksep=0.3, pad=0.25, bgcolor=\"white\", label=" +
@@ -170,60 +153,15 @@ class Drawer {
     }
   }
 
-  // The legend lists every schedule of the drawn diagrams: one line per directive, each level
-  // with a square of its colour.
+  // The legend lists every schedule of the drawn diagrams (legend_rows), a callee drawn twice once.
   void add_legend(const Scope &scope) {
-    const ir::Diagram &d = *scope.diagram;
-    if (!legend_done_.insert(&d).second) return;  // a callee drawn twice is listed once
-    for (size_t index = 0; index < d.schedules.size(); ++index) {
-      const ir::Schedule &schedule = d.schedules[index];
-      std::string head = "schedule " + d.name + (schedule.target.empty() ? "" : " for \"" + schedule.target + "\"");
-      if (index > 0) head += " (not drawn)";
-      legend_rows_.push_back("<TR><TD ALIGN=\"LEFT\"><B>" + html_escape(head) + "</B></TD></TR>");
-      for (const auto &directive : schedule.directives) {
-        std::string symbol, text;
-        switch (directive.kind) {
-          case ir::ScheduleDirective::Kind::Group:
-            text = "group " + axis_name(scope, directive.axis) + " by " + std::to_string(directive.amount) +
-                   " (thick wires)";
-            symbol = "<FONT COLOR=\"#333333\">\u2501</FONT>";
-            break;
-          case ir::ScheduleDirective::Kind::Stream:
-            text = "stream " + axis_name(scope, directive.axis) + " by " + std::to_string(directive.amount) +
-                   " (thick dashed wires)";
-            symbol = "<FONT COLOR=\"#333333\">\u254D</FONT>";
-            break;
-          case ir::ScheduleDirective::Kind::Level: {
-            text = "level " + directive.level + ":";
-            for (size_t i = 0; i < directive.values.size(); ++i)
-              text += (i ? ", " : " ") + value_name(d, directive.values[i]);
-            auto it = scope.level_order.find(directive.level);
-            LevelColor color = level_color(directive.level, it == scope.level_order.end() ? 0 : it->second);
-            symbol = index == 0 ? std::string("<FONT COLOR=\"") + color.stroke + "\">\u25A0</FONT>" : "\u25A1";
-            break;
-          }
-        }
-        legend_rows_.push_back("<TR><TD ALIGN=\"LEFT\">" + symbol + " " + html_escape(text) + "</TD></TR>");
-      }
-    }
+    if (!legend_done_.insert(scope.diagram).second) return;
+    for (auto &row : legend_rows(program_, scope)) legend_rows_.push_back(std::move(row));
   }
 
-  static std::string value_name(const ir::Diagram &d, int id) {
-    const ir::Value &value = d.value(id);
-    return value.name.empty() ? "%" + std::to_string(id) : value.name;
-  }
-
-  std::string axis_name(const Scope &scope, int axis) const {
-    auto it = scope.axes.find(axis);
-    return it != scope.axes.end() ? it->second.name : program_.axis(axis).name;
-  }
-
-  AxisView axis_view(const Scope &scope, int axis) const {
-    auto it = scope.axes.find(axis);
-    if (it != scope.axes.end()) return it->second;
-    const ir::Axis &a = program_.axis(axis);
-    return {a.name, a.size ? std::to_string(*a.size) : ""};
-  }
+  static std::string value_name(const ir::Diagram &d, int id) { return render::value_name(d, id); }
+  std::string axis_name(const Scope &scope, int axis) const { return axis_view(scope, axis).name; }
+  AxisView axis_view(const Scope &scope, int axis) const { return render::axis_view(program_, scope, axis); }
 
   std::string wire_label(const Scope &scope, int axis) const {
     AxisView view = axis_view(scope, axis);
@@ -334,6 +272,7 @@ class Drawer {
     }
     if (!extra.empty()) attributes += ", " + extra;
     edges_.push_back(endpoint(from, "e") + " -> " + endpoint({node, port}, "w") + " [" + attributes + "];");
+    if (model_) model_->add_edge(from, {node, port}, model_edge(program_, scope, value, axis));
   }
 
   static std::string endpoint(const Endpoint &at, const char *side) {
@@ -354,16 +293,27 @@ class Drawer {
   // ------------------------------------------------------------ nodes
 
   // Emits a node, inside its memory level's cluster when the schedule puts `value` at a level.
-  void emit_node(Scope &scope, const std::string &name, const std::string &label, int value, bool top) {
-    std::string text = html_node(name, label);
+  void emit_node(Scope &scope, const std::string &name, std::vector<Lane> lanes, const Glyph &glyph, const char *fill,
+                 int value, bool top) {
+    std::string text = html_node(name, node_table(lanes, glyph, fill, kWireColor));
     auto level = value >= 0 ? scope.level_of.find(value) : scope.level_of.end();
-    if (!top || level == scope.level_of.end()) {
-      line(text);
-      return;
-    }
-    open_level(scope, level->second);
+    bool in_level = top && level != scope.level_of.end();
+    if (in_level) open_level(scope, level->second);
     line(text);
-    close_cluster();
+    if (model_) {
+      ModelNode &node = model_->add_node(name);
+      gather_acted(lanes);
+      node.lanes = std::move(lanes);
+      node.glyph = glyph;
+      node.fill = fill ? fill : "";
+    }
+    if (in_level) close_cluster();
+  }
+
+  // A call's or a repeat's entry or exit strip.
+  void emit_strip(const std::string &name, const std::string &rows) {
+    line(html_node(name, strip(rows)));
+    if (model_) model_->add_strip(name, rows);
   }
 
   void open_level(Scope &scope, const std::string &level) {
@@ -372,9 +322,11 @@ class Drawer {
     ++indent_;
     line(std::string("style=\"rounded,filled\"; fillcolor=\"") + color.fill + "\"; color=\"" + color.stroke +
          "\"; fontcolor=\"" + color.stroke + "\"; fontsize=11; label=" + dot_quote(level) + ";");
+    if (model_) model_->open_cluster({"level_" + level, level, -1, ModelCluster::Level, color.fill, color.stroke});
   }
 
   void close_cluster() {
+    if (model_) model_->close_cluster();
     --indent_;
     line("}");
   }
@@ -412,8 +364,9 @@ class Drawer {
     }
     std::vector<Lane> lanes;
     for (int axis : source_order(scope, id)) lanes.push_back({axis, false, true, Lane::Acted});
-    emit_node(scope, node, node_table(lanes, glyph, level_fill(scope, id), kWireColor), id, top);
+    emit_node(scope, node, lanes, glyph, level_fill(scope, id), id, top);
     if (top && !param) sources_rank_.push_back(node);
+    if (top && !param && model_) model_->nodes.back().source = true;
     set_sources(scope, id, node, "o");
   }
 
@@ -421,12 +374,14 @@ class Drawer {
   // its wires leave without crossing each other.
   std::vector<int> source_order(const Scope &scope, int value) const {
     std::vector<int> axes = scope.diagram->value(value).axes;
-    const ir::Op *consumer = nullptr;
-    ir::for_each_op(scope.diagram->body, [&](const ir::Op &op) {
-      if (consumer || op.kind == OpKind::Call || op.kind == OpKind::Repeat) return;
-      if (!op.results.empty() && scope.pure.count(op.results[0])) return;
-      if (std::find(op.operands.begin(), op.operands.end(), value) != op.operands.end()) consumer = &op;
-    });
+    if (scope.first_reader.empty())  // one walk for every input and param of the scope
+      ir::for_each_op(scope.diagram->body, [&](const ir::Op &op) {
+        if (op.kind == OpKind::Call || op.kind == OpKind::Repeat) return;
+        if (!op.results.empty() && scope.pure.count(op.results[0])) return;
+        for (int operand : op.operands) scope.first_reader.emplace(operand, &op);
+      });
+    auto found = scope.first_reader.find(value);
+    const ir::Op *consumer = found == scope.first_reader.end() ? nullptr : found->second;
     if (!consumer) return axes;
     std::vector<Lane> lanes;
     glyph_for(scope, *consumer, lanes);
@@ -459,8 +414,9 @@ class Drawer {
       std::vector<Lane> lanes;
       for (int axis : value.axes) lanes.push_back({axis, true, false, Lane::Acted});
       label_lanes(scope, lanes);
-      emit_node(scope, node, node_table(lanes, glyph, nullptr, kWireColor), -1, top);
+      emit_node(scope, node, lanes, glyph, nullptr, -1, top);
       if (top) sinks_rank_.push_back(node);
+      if (top && model_) model_->nodes.back().sink = true;
       wire_value(scope, id, node, "i");
     }
   }
@@ -498,8 +454,7 @@ class Drawer {
     Glyph glyph = glyph_for(scope, op, lanes);
     label_lanes(scope, lanes);
     int result = op.results.empty() ? -1 : op.results[0];
-    emit_node(scope, node, node_table(lanes, glyph, result >= 0 ? level_fill(scope, result) : nullptr, kWireColor),
-              result, top);
+    emit_node(scope, node, lanes, glyph, result >= 0 ? level_fill(scope, result) : nullptr, result, top);
     for (size_t i = 0; i < op.operands.size(); ++i) {
       if (folds(scope, op, i)) continue;
       wire_value(scope, op.operands[i], node, "i");
@@ -519,7 +474,7 @@ class Drawer {
     glyph.font_size = 11;
     std::vector<Lane> lanes;
     for (int axis : scope.diagram->value(id).axes) lanes.push_back({axis, false, true, Lane::Acted});
-    emit_node(scope, node, node_table(lanes, glyph, level_fill(scope, id), kWireColor), id, top);
+    emit_node(scope, node, lanes, glyph, level_fill(scope, id), id, top);
     set_sources(scope, id, node, "o");
   }
 
@@ -812,6 +767,7 @@ class Drawer {
     bool odd = scope.depth % 2 == 0;
     line(std::string("style=\"rounded,filled\"; fillcolor=\"") + (odd ? "#f8fafc" : "#eef2f7") +
          "\"; color=\"#64748b\"; fontsize=12; label=" + dot_quote(title) + ";");
+    if (model_) model_->open_cluster({base, title, -1, ModelCluster::Call, odd ? "#f8fafc" : "#eef2f7", "#64748b"});
 
     // Entry strip.
     std::string entry = base + "_in";
@@ -830,7 +786,7 @@ class Drawer {
     for (int axis : op.lifted)
       rows += "<TR><TD PORT=\"L" + std::to_string(axis) + "\"><I>" + html_escape(strip_text(scope, axis)) +
               " (lifted)</I></TD></TR>";
-    line(html_node(entry, strip(rows)));
+    emit_strip(entry, rows);
     // Caller wires into the entry strip.
     for (size_t k = 0; k < op.operands.size() && k < callee.inputs.size(); ++k) {
       int operand = op.operands[k];
@@ -879,7 +835,7 @@ class Drawer {
     for (int axis : op.lifted)
       rows += "<TR><TD PORT=\"L" + std::to_string(axis) + "\"><I>" + html_escape(strip_text(scope, axis)) +
               " (lifted)</I></TD></TR>";
-    line(html_node(exit, strip(rows)));
+    emit_strip(exit, rows);
     for (size_t k = 0; k < callee.outputs.size(); ++k) {
       int output = callee.outputs[k];
       const auto &axes = callee.value(output).axes;
@@ -892,6 +848,11 @@ class Drawer {
       std::string label = lane_labels_ ? "" : "label=" + dot_quote(wire_label(scope, axis)) + ", ";
       edges_.push_back(endpoint({entry, port}, "e") + " -> " + endpoint({exit, port}, "w") + " [" + label +
                        "style=dashed, color=\"#64748b\", fontcolor=\"#64748b\"];");
+      if (model_) {
+        ModelEdge edge = model_edge(program_, scope, op.operands.empty() ? 0 : op.operands[0], axis);
+        edge.dashed = true, edge.color = "#64748b", edge.value.clear();
+        model_->add_edge({entry, port}, {exit, port}, edge);
+      }
     }
     close_cluster();
 
@@ -927,6 +888,8 @@ class Drawer {
     ++indent_;
     line("style=\"rounded,dashed,bold\"; color=\"#7c3aed\"; fontcolor=\"#7c3aed\"; fontsize=14; label=" +
          dot_quote("repeat \u00D7" + std::to_string(op.count)) + ";");
+    if (model_)
+      model_->open_cluster({base, "repeat \u00D7" + std::to_string(op.count), -1, ModelCluster::Repeat, "", "#7c3aed", true, true});
     std::string entry = base + "_in", exit = base + "_out";
     std::string rows;
     for (size_t k = 0; k < op.body_arguments.size(); ++k) {
@@ -936,7 +899,7 @@ class Drawer {
         rows += "<TR><TD PORT=\"i" + std::to_string(k) + "_" + std::to_string(axis) + "\">" +
                 html_escape(strip_text(scope, axis)) + "</TD></TR>";
     }
-    line(html_node(entry, strip(rows)));
+    emit_strip(entry, rows);
     for (size_t k = 0; k < op.operands.size() && k < op.body_arguments.size(); ++k) {
       int operand = op.operands[k];
       const auto &axes = d.value(operand).axes;
@@ -954,7 +917,7 @@ class Drawer {
         rows += "<TR><TD PORT=\"r" + std::to_string(k) + "_" + std::to_string(axis) + "\">" +
                 html_escape(strip_text(scope, axis)) + "</TD></TR>";
     }
-    line(html_node(exit, strip(rows)));
+    emit_strip(exit, rows);
     for (size_t k = 0; k < op.body_yields.size(); ++k) {
       int yield = op.body_yields[k];
       const auto &axes = d.value(yield).axes;
@@ -962,6 +925,11 @@ class Drawer {
       for (int axis : axes) wire(scope, yield, axis, exit, "r" + std::to_string(k) + "_" + std::to_string(axis));
     }
     close_cluster();
+    if (model_) {
+      ModelEdge edge;
+      edge.back = edge.dashed = true, edge.color = "#7c3aed", edge.text = "next of " + std::to_string(op.count);
+      model_->add_edge({exit, ""}, {entry, ""}, edge);
+    }
     edges_.push_back(exit + " -> " + entry + " [constraint=false, style=dashed, color=\"#7c3aed\", fontcolor=\"#7c3aed\"" +
                      (lane_labels_ ? std::string() : ", label=" + dot_quote("next of " + std::to_string(op.count))) + "];");
     for (size_t k = 0; k < op.results.size() && k < op.body_yields.size(); ++k) {
@@ -973,6 +941,7 @@ class Drawer {
   const ir::Program &program_;
   mutable std::map<const ir::Diagram *, std::set<const ir::Op *>> routed_gathers_;
   DrawOptions options_;
+  DrawingModel *model_ = options_.model;
   bool lane_labels_ = false;
   std::set<const ir::Diagram *> legend_done_;
   std::string body_;

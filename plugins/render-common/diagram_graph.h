@@ -18,6 +18,7 @@
 
 #include <string>
 
+#include "drawing_model.h"
 #include "ncd/ir.h"
 
 namespace ncd::render {
@@ -25,6 +26,9 @@ namespace ncd::render {
 struct DrawOptions {
   int depth = -1;     // calls nested deeper than this are drawn folded; -1: unfold all
   std::string title;  // graph title; empty: the diagram's name
+  // When set, the drawing is also recorded here as data (for ncd's own layout); every wire
+  // then keeps its label (ncd's layout has no cost per label, unlike Graphviz's).
+  DrawingModel *model = nullptr;
 };
 
 // The DOT source of `diagram`'s drawing.

@@ -5,7 +5,12 @@
 #include <graphviz/cgraph.h>
 #include <graphviz/gvc.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <set>
 
@@ -86,7 +91,19 @@ bool available(const Session &session, const std::string &format) {
   return std::find(renderers.begin(), renderers.end(), renderer) != renderers.end();
 }
 
+std::string parts_quote(const std::string &text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
 }  // namespace
+
+bool render_with(const std::string &dot, const char *engine, const std::string &format, std::string &output,
+                 std::string &error);
 
 bool graphviz_has_format(const std::string &format, std::vector<std::string> *list) {
   Session session;
@@ -95,6 +112,37 @@ bool graphviz_has_format(const std::string &format, std::vector<std::string> *li
 }
 
 bool graphviz_render(const std::string &dot, const std::string &format, std::string &output, std::string &error) {
+  return render_with(dot, "dot", format, output, error);
+}
+
+bool graphviz_render_svg(const std::string &svg, double width, double height, const std::string &format,
+                         std::string &output, std::string &error) {
+  // Graphviz reads images from files: a private temporary one, removed before returning.
+  char path[] = "/tmp/ncd-render-XXXXXX.svg";
+  int fd = mkstemps(path, 4);
+  if (fd < 0) {
+    error = std::string("cannot create a temporary file: ") + std::strerror(errno);
+    return false;
+  }
+  bool written = ::write(fd, svg.data(), svg.size()) == static_cast<ssize_t>(svg.size());
+  ::close(fd);
+  if (!written) {
+    std::remove(path);
+    error = "cannot write a temporary file";
+    return false;
+  }
+  char size[64];
+  std::snprintf(size, sizeof size, "width=%.4f, height=%.4f", width / 72.0, height / 72.0);
+  std::string dot = std::string("graph drawing { graph [pad=0, margin=0, bgcolor=\"white\"]; ") +
+                    "node [shape=none, label=\"\", margin=0, fixedsize=true, " + size + "]; " +
+                    "picture [pos=\"0,0!\", imagescale=true, image=" + parts_quote(path) + "]; }";
+  bool ok = render_with(dot, "neato", format, output, error);
+  std::remove(path);
+  return ok;
+}
+
+bool render_with(const std::string &dot, const char *engine, const std::string &format, std::string &output,
+                 std::string &error) {
   Session session;
   if (!session.context) {
     error = "cannot start Graphviz: " + trimmed(messages());
@@ -113,7 +161,7 @@ bool graphviz_render(const std::string &dot, const std::string &format, std::str
   }
   // Bitmaps at 1.5 times Graphviz's 96 dpi, so that small wire labels stay legible.
   if (format == "png") agsafeset(session.graph, const_cast<char *>("dpi"), const_cast<char *>("144"), const_cast<char *>(""));
-  if (gvLayout(session.context, session.graph, "dot") != 0) {
+  if (gvLayout(session.context, session.graph, engine) != 0) {
     error = "Graphviz layout failed: " + trimmed(messages());
     return false;
   }

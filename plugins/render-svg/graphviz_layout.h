@@ -12,6 +12,12 @@ namespace ncd::render {
 // unavailable in this Graphviz, the DOT text is invalid, or layout fails.
 bool graphviz_render(const std::string &dot, const std::string &format, std::string &output, std::string &error);
 
+// Renders an SVG drawing already laid out (by ncd's layout) to `format` (png, pdf): the SVG
+// is one image at a fixed position in an otherwise empty graph, drawn by Graphviz's cairo
+// plugin through librsvg.
+bool graphviz_render_svg(const std::string &svg, double width, double height, const std::string &format,
+                         std::string &output, std::string &error);
+
 // Whether Graphviz can produce `format` here, and the formats it can.
 bool graphviz_has_format(const std::string &format, std::vector<std::string> *available = nullptr);
 

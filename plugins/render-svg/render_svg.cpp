@@ -1,9 +1,13 @@
-// The `svg` renderer plugin: a diagram laid out by Graphviz's dot engine and
-// written as SVG (or PNG and PDF through Graphviz's cairo plugin), in process.
+// The `svg` renderer plugin: a diagram laid out by ncd's own layout and written
+// as SVG directly (PNG and PDF: that SVG drawn by Graphviz's cairo plugin at
+// fixed positions), or with --layout dot laid out by Graphviz's dot engine, in
+// process.
 #include <memory>
 
 #include "diagram_graph.h"
 #include "graphviz_layout.h"
+#include "layout.h"
+#include "svg_writer.h"
 #include "ncd/plugin.h"
 #include "ncd/registry.h"
 
@@ -11,9 +15,12 @@ namespace {
 
 class SvgRenderer : public ncd::Renderer {
  public:
+  // Above this many wires, --layout auto uses ncd's layout: Graphviz's time grows quadratically
+  // with the wires (bench/results/render.md).
+  static constexpr size_t kAutoMaxWires = 2000;
   std::string name() const override { return "svg"; }
   std::string description() const override {
-    return "neural circuit diagram laid out by Graphviz: SVG, or PNG and PDF through its cairo plugin";
+    return "neural circuit diagram laid out by ncd (or Graphviz's dot): SVG, or PNG and PDF through Graphviz's cairo plugin";
   }
   std::vector<std::string> formats() const override { return {"svg", "png", "pdf"}; }
   bool render(const ncd::ir::Program &program, const ncd::ir::Diagram &diagram, const ncd::SourceManager &,
@@ -22,8 +29,39 @@ class SvgRenderer : public ncd::Renderer {
       error = "the svg renderer writes formats svg, png and pdf, not '" + options.format + "'";
       return false;
     }
-    std::string dot = ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title});
-    return ncd::render::graphviz_render(dot, options.format, output, error);
+    // auto: Graphviz's dot where it does well (small drawings in full style), ncd's layout for
+    // paper style and for drawings too large for dot (docs/RENDER.md, "Choosing a layout").
+    ncd::render::DrawingModel model;
+    std::string layout_name = options.layout;
+    if (layout_name == "auto") {
+      if (options.paper || options.label_intermediates) {
+        layout_name = "ncd";
+      } else {
+        ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title, &model});
+        layout_name = model.edges.size() > kAutoMaxWires ? "ncd" : "dot";
+      }
+    }
+    if (layout_name == "dot") {
+      std::string dot = ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title});
+      return ncd::render::graphviz_render(dot, options.format, output, error);
+    }
+    if (layout_name != "ncd") {
+      error = "unknown layout '" + options.layout + "' (known: auto, ncd, dot)";
+      return false;
+    }
+    if (model.nodes.empty()) ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title, &model});
+    ncd::render::LayoutOptions layout_options;
+    layout_options.paper = options.paper;
+    layout_options.sizes = options.sizes;
+    layout_options.intermediates = options.label_intermediates;
+    layout_options.legend = !options.paper || options.legend;
+    ncd::render::Layout layout = ncd::render::layout_drawing(model, layout_options);
+    std::string svg = ncd::render::write_svg(model, layout, layout_options);
+    if (options.format == "svg") {
+      output = std::move(svg);
+      return true;
+    }
+    return ncd::render::graphviz_render_svg(svg, layout.width, layout.height, options.format, output, error);
   }
 };
 

@@ -8,6 +8,11 @@
         every diagram of FILE renders to SVG that parses as XML with an <svg>
         root, twice with byte-identical output, and no text overlaps another
         element; also folded (--depth 0 and 1) where the diagram has calls.
+    render_tests.py --ncd NCD crossings GOLDEN ROOT [--update]
+        every stdlib and example diagram laid out by ncd has exactly the wire
+        crossings GOLDEN pins (crossings.py counts them from the SVG); Graphviz's
+        dot layout's count is pinned beside it for comparison (--update
+        recounts both; docs/RENDER.md discusses the difference).
     render_tests.py --ncd NCD cli ROOT
         formats, output rules and errors of the verb.
 
@@ -22,6 +27,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import crossings  # noqa: E402
 import svgcheck  # noqa: E402
 
 
@@ -88,17 +94,72 @@ def svg_file(ncd, path):
     diagrams = diagrams_of(ncd, path)
     expect(diagrams, "%s defines no diagram" % path)
     for name, has_calls in diagrams:
-        depths = [None] + ([0, 1] if has_calls else [])
-        for depth in depths:
-            args = ["render", path, "--diagram", name] + ([] if depth is None else ["--depth", str(depth)])
+        # ncd's layout in both styles and at every folding; Graphviz's dot layout as it was.
+        variants = [[], ["--layout", "ncd"], ["--style", "paper"],
+                    ["--style", "paper", "--label-intermediates", "--sizes"], ["--layout", "dot"]]
+        if has_calls:
+            variants += [["--depth", "0"], ["--depth", "1"], ["--layout", "ncd", "--depth", "0"],
+                         ["--layout", "ncd", "--depth", "1"], ["--depth", "1", "--style", "paper"]]
+        for extra in variants:
+            args = ["render", path, "--diagram", name] + extra
             first = run(ncd, args)
             expect(first.returncode == 0, "ncd %s: exit %d\n%s" % (" ".join(args), first.returncode, first.stderr.decode()))
             problems = svgcheck.check_svg(first.stdout)
             expect(not problems, "ncd %s:\n  %s" % (" ".join(args), "\n  ".join(problems[:20])))
             second = run(ncd, args)
             expect(second.stdout == first.stdout, "ncd %s: two runs gave different SVG" % " ".join(args))
-            print("ok %s %s%s (%d bytes)" % (os.path.basename(path), name, "" if depth is None else " --depth %d" % depth,
-                                              len(first.stdout)))
+            print("ok %s %s %s (%d bytes)" % (os.path.basename(path), name, " ".join(extra), len(first.stdout)))
+
+
+# ---------------------------------------------------------------- crossings
+
+def all_diagrams(ncd, root):
+    out = []
+    for folder in ("stdlib/std", "examples"):
+        for entry in sorted(os.listdir(os.path.join(root, folder))):
+            if entry.endswith(".ncd"):
+                path = os.path.join(folder, entry)
+                out += [(path, name) for name, _ in diagrams_of(ncd, os.path.join(root, path))]
+    return out
+
+
+def count(ncd, root, path, name, layout):
+    result = run(ncd, ["render", os.path.join(root, path), "--diagram", name, "--layout", layout])
+    expect(result.returncode == 0, "ncd render %s --diagram %s --layout %s: %s" % (path, name, layout, result.stderr.decode()))
+    return crossings.count_crossings(result.stdout)
+
+
+def crossing_goldens(ncd, golden_path, root, update):
+    pinned = {}
+    if os.path.exists(golden_path):
+        with open(golden_path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip() and not line.startswith("#"):
+                    path, name, ncd_count, dot_count = line.split()
+                    pinned[(path, name)] = (int(ncd_count), int(dot_count))
+    rows = []
+    failures = []
+    for path, name in all_diagrams(ncd, root):
+        ours = count(ncd, root, path, name, "ncd")
+        if update:
+            theirs = count(ncd, root, path, name, "dot")
+            rows.append("%s %s %d %d" % (path, name, ours, theirs))
+            print("%s %s: ncd %d, dot %d" % (path, name, ours, theirs))
+            continue
+        if (path, name) not in pinned:
+            failures.append("%s %s has no pinned count (rerun with --update)" % (path, name))
+            continue
+        want, theirs = pinned[(path, name)]
+        if ours != want:
+            failures.append("%s %s: %d crossings, %d pinned" % (path, name, ours, want))
+        print("ok %s %s: %d crossings (dot: %d)" % (path, name, ours, theirs))
+    if update:
+        with open(golden_path, "w", encoding="utf-8") as handle:
+            handle.write("# file diagram ncd-layout-crossings dot-layout-crossings (tests/render/crossings.py counts them;\n"
+                         "# regenerate with render_tests.py --ncd NCD crossings GOLDEN ROOT --update)\n")
+            handle.write("\n".join(rows) + "\n")
+        return
+    expect(not failures, "\n".join(failures))
 
 
 # ---------------------------------------------------------------- cli
@@ -173,6 +234,26 @@ def cli(ncd, root):
         expect("cluster_n" in result.stdout.decode(), "calls are clusters when unfolded")
         result = run(ncd, ["render", multihead, "--depth", "-1"])
         expect(result.returncode == 2, "--depth -1 is a usage error: exit %d" % result.returncode)
+        # Graphviz's layout for a small drawing in full style, ncd's on request and for paper style;
+        # paper style drops the sizes.
+        result = run(ncd, ["render", attention])
+        expect(result.returncode == 0 and b"Generated by graphviz" in result.stdout, "auto: dot for a small drawing")
+        result = run(ncd, ["render", attention, "--layout", "ncd"])
+        expect(result.returncode == 0 and b"ncd's own layout" in result.stdout, "--layout ncd")
+        result = run(ncd, ["render", attention, "--style", "paper"])
+        expect(result.returncode == 0 and b"ncd's own layout" in result.stdout, "auto: ncd for paper style")
+        result = run(ncd, ["render", attention, "--layout", "ncd", "-o", os.path.join(temp, "n.png")])
+        expect(result.returncode == 0 and open(os.path.join(temp, "n.png"), "rb").read().startswith(b"\x89PNG"),
+               "--layout ncd -o n.png: " + result.stderr.decode())
+        result = run(ncd, ["render", attention, "--layout", "neato"])
+        expect(result.returncode == 2, "--layout neato is a usage error: exit %d" % result.returncode)
+        result = run(ncd, ["render", attention, "--style", "journal"])
+        expect(result.returncode == 2, "--style journal is a usage error: exit %d" % result.returncode)
+        full = run(ncd, ["render", attention, "--layout", "ncd"]).stdout
+        paper = run(ncd, ["render", attention, "--style", "paper"]).stdout
+        expect(b">q(" in full and b">q(" not in paper and b">q<" in paper, "paper style: names without sizes")
+        sized = run(ncd, ["render", attention, "--style", "paper", "--sizes"]).stdout
+        expect(b">q(" in sized, "--sizes puts the sizes back")
         # -D reaches the labels.
         result = run(ncd, ["render", attention, "--format", "dot", "-D", "q=8192"])
         expect('label="q(8192)"' in result.stdout.decode(), "-D q=8192 not in the wire labels")
@@ -190,12 +271,18 @@ def main():
     s.add_argument("file")
     c = sub.add_parser("cli")
     c.add_argument("root")
+    x = sub.add_parser("crossings")
+    x.add_argument("golden")
+    x.add_argument("root")
+    x.add_argument("--update", action="store_true")
     options = parser.parse_args()
     try:
         if options.command == "golden":
             golden(options.ncd, options.case, options.update)
         elif options.command == "svg":
             svg_file(options.ncd, options.file)
+        elif options.command == "crossings":
+            crossing_goldens(options.ncd, options.golden, options.root, options.update)
         else:
             cli(options.ncd, options.root)
     except Failure as failure:

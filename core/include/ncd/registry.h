@@ -78,6 +78,11 @@ struct RenderOptions {
   std::string format = "svg";  // one of the renderer's formats()
   int depth = -1;              // calls nested deeper than this are folded; -1: unfold all
   std::string title;
+  std::string layout = "auto";     // "ncd": ncd's own layout (docs/RENDER.md); "dot": Graphviz's dot; "auto"
+  bool paper = false;              // --style paper: axis names only where wires start, no sizes
+  bool sizes = false;              // sizes on the wires even in paper style
+  bool label_intermediates = false;
+  bool legend = false;             // the schedule's legend in paper style (full style always has it)
 };
 
 class Renderer {

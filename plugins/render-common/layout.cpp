@@ -1,0 +1,744 @@
+// ncd's layout of a neural circuit diagram (see layout.h).
+//
+// Steps, each one pass over the model:
+//   1. measure every node (lanes, glyph, strip rows) in its own coordinates;
+//   2. columns: the longest path from the inputs, in record order (the drawer
+//      records a node after everything it reads, so one forward pass suffices);
+//      nodes nobody feeds (params, index expressions) move next to their first
+//      reader; a call's nodes never go left of its entry strip; outputs last;
+//   3. heights, inside out (deepest cluster first): the children of a cluster
+//      (nodes and inner clusters, each spanning a range of columns) in column
+//      order, params last, each at the free place nearest to the mean height
+//      its placed wires arrive at, off the wires placed before it;
+//   4. column x positions from the widest node, the labels that start in the
+//      gap and the bends the gap holds; cluster boxes from their columns;
+//   5. wires: straight when source and target ports are level, else one
+//      vertical step in a track of the gap before the target's column.
+// Preconditions: the model's edges (but a repeat's back edge) go from a node
+// recorded earlier to one recorded later; edges that do not are drawn but do
+// not constrain columns.
+#include "layout.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <cstdint>
+#include <map>
+
+namespace ncd::render {
+namespace {
+
+constexpr double kLane = 18;        // vertical pitch of a wire's lane inside a node
+constexpr double kSide = 9;         // lane stubs either side of a glyph
+constexpr double kPaperStrip = 4;   // a call's entry or exit in paper style
+constexpr size_t kPaperWrap = 16;   // columns of a glyph's text line in paper style
+constexpr double kRow = 16;         // a strip's row
+constexpr double kGap = 14;         // between nodes stacked in a column
+constexpr double kClusterPad = 8;   // a cluster's sides
+constexpr double kClusterTop = 26;  // room for a cluster's title
+constexpr double kClusterBottom = 10;
+constexpr double kTrack = 4;  // between vertical wire segments in a gap
+constexpr int kTracks = 10;
+constexpr double kLabelFont = 10;
+constexpr double kWireClearance = 6;  // between a wire and a box it passes
+
+struct Measured {
+  double w = 0, h = 0;
+  std::vector<double> lane_y;  // local
+  Box glyph;                   // local
+};
+
+bool circled(const parts::Glyph &glyph) { return glyph.border == 0 && !glyph.outline && glyph.font_size >= 18; }
+
+Measured measure(const ModelNode &node, bool paper) {
+  Measured m;
+  if (node.strip) {
+    // Paper style: a call's entry and exit are thin bars; the wires leaving them name the axes
+    // the call renames.
+    double width = paper ? kPaperStrip : 24;
+    for (const auto &row : node.rows)
+      if (!paper) width = std::max(width, text_width(row.text, 11) + 12);
+    m.w = width;
+    for (size_t k = 0; k < node.rows.size(); ++k) m.lane_y.push_back((static_cast<double>(k) + 0.5) * kRow);
+    m.h = std::max(kRow, static_cast<double>(node.rows.size()) * kRow);
+    return m;
+  }
+  const parts::Glyph &glyph = node.glyph;
+  bool show_notes =
+      !paper || (std::any_of(node.lanes.begin(), node.lanes.end(), [](const parts::Lane &l) { return l.in; }) &&
+                 std::any_of(node.lanes.begin(), node.lanes.end(), [](const parts::Lane &l) { return l.out; }));
+  double text_w = 0, text_h = 0;
+  for (const auto &line : glyph_lines(node, paper)) {
+    text_w = std::max(text_w, text_width(line, glyph.font_size));
+    text_h += glyph.font_size * 1.25;
+  }
+  if (show_notes)
+    for (const auto &note : glyph.notes) {
+      text_w = std::max(text_w, text_width(note, 9));
+      text_h += 9 * 1.25;
+    }
+  double gw = std::max(text_w + 14, 22.0), gh = text_h + 8;
+  if (circled(glyph)) gw = gh = 22;
+  const bool spans = spans_lanes(node);
+  auto is_acted = [&](const parts::Lane &lane) { return spans || lane.role == parts::Lane::Acted; };
+  size_t acted = 0;
+  for (const auto &lane : node.lanes) acted += is_acted(lane);
+  double cursor = 0;
+  if (acted == 0 && !circled(glyph)) {
+    m.glyph = {kSide, 2, gw, gh};
+    cursor = gh + 6;
+  }
+  double block_h = std::max(static_cast<double>(acted) * kLane, gh + 4);
+  bool block_done = false;
+  size_t acted_index = 0;
+  double block_top = 0;
+  for (const auto &lane : node.lanes) {
+    if (is_acted(lane)) {
+      if (!block_done) {
+        block_top = cursor;
+        block_done = true;
+        m.glyph = {kSide, block_top + 2, gw, block_h - 4};
+        cursor += block_h;
+      }
+      m.lane_y.push_back(block_top + (static_cast<double>(acted_index++) + 0.5) * block_h / static_cast<double>(acted));
+      continue;
+    }
+    m.lane_y.push_back(cursor + kLane / 2);
+    cursor += kLane;
+  }
+  if (circled(glyph)) {
+    cursor = std::max(cursor, 26.0);
+    double middle = node.lanes.empty() ? cursor / 2 : (m.lane_y.front() + m.lane_y.back()) / 2;
+    m.glyph = {kSide, middle - gh / 2, gw, gh};
+  }
+  if (node.lanes.empty() && acted == 0) cursor = std::max(cursor, gh + 6);
+  m.w = gw + 2 * kSide;
+  m.h = std::max(cursor, 12.0);
+  return m;
+}
+
+// Where a port is inside a node: the lane or row it names, at the left (`in`) or right side.
+double port_y(const ModelNode &node, const Measured &m, const std::string &port) {
+  if (port.empty() || port == "g") return m.glyph.h > 0 ? m.glyph.y + m.glyph.h / 2 : m.h / 2;
+  if (node.strip) {
+    for (size_t k = 0; k < node.rows.size(); ++k)
+      if (node.rows[k].port == port) return m.lane_y[k];
+    return m.h / 2;
+  }
+  int axis = std::atoi(port.c_str() + 1);
+  bool in = port[0] == 'i';
+  for (size_t k = 0; k < node.lanes.size(); ++k)
+    if (node.lanes[k].axis == axis && (in ? node.lanes[k].in : node.lanes[k].out)) return m.lane_y[k];
+  return m.h / 2;
+}
+
+// One item placed inside a cluster: a node (index >= 0) or a cluster (~index).
+struct Child {
+  int item = 0;
+  int lo = 0, hi = 0;
+  int first = 0;  // the first node recorded inside it
+  double h = 0;
+};
+
+class Layouter {
+ public:
+  Layouter(const DrawingModel &model, const LayoutOptions &options) : model_(model), options_(options) {}
+
+  Layout run() {
+    const size_t n = model_.nodes.size(), c = model_.clusters.size();
+    measured_.reserve(n);
+    for (const auto &node : model_.nodes) measured_.push_back(measure(node, options_.paper));
+    in_edges_.assign(n, {});
+    out_edges_.assign(n, {});
+    for (size_t e = 0; e < model_.edges.size(); ++e) {
+      const ModelEdge &edge = model_.edges[e];
+      if (edge.back || edge.from >= edge.to) continue;
+      in_edges_[static_cast<size_t>(edge.to)].push_back(static_cast<int>(e));
+      out_edges_[static_cast<size_t>(edge.from)].push_back(static_cast<int>(e));
+    }
+    assign_columns();
+    // Cluster column spans and first nodes.
+    lo_.assign(c, std::numeric_limits<int>::max());
+    hi_.assign(c, -1);
+    first_.assign(c, -1);
+    members_.assign(c, {});
+    for (size_t i = 0; i < n; ++i)
+      for (int k = model_.nodes[i].cluster; k >= 0; k = model_.clusters[static_cast<size_t>(k)].parent) {
+        members_[static_cast<size_t>(k)].push_back(static_cast<int>(i));
+        lo_[static_cast<size_t>(k)] = std::min(lo_[static_cast<size_t>(k)], column_[i]);
+        hi_[static_cast<size_t>(k)] = std::max(hi_[static_cast<size_t>(k)], column_[i]);
+        if (first_[static_cast<size_t>(k)] < 0) first_[static_cast<size_t>(k)] = static_cast<int>(i);
+      }
+    place_heights();
+    return finish();
+  }
+
+ private:
+  // ---------------------------------------------------------------- columns
+
+  int floor_of(int cluster) const {
+    int floor = 0;
+    for (int k = cluster; k >= 0; k = model_.clusters[static_cast<size_t>(k)].parent)
+      if (model_.clusters[static_cast<size_t>(k)].kind != ModelCluster::Level)
+        floor = std::max(floor, floor_[static_cast<size_t>(k)]);
+    return floor;
+  }
+
+  void assign_columns() {
+    const size_t n = model_.nodes.size();
+    column_.assign(n, 0);
+    floor_.assign(model_.clusters.size(), -1);
+    for (size_t i = 0; i < n; ++i) {
+      const ModelNode &node = model_.nodes[i];
+      int col = 0;
+      for (int e : in_edges_[i])
+        col = std::max(col, column_[static_cast<size_t>(model_.edges[static_cast<size_t>(e)].from)] + 1);
+      col = std::max(col, floor_of(node.cluster));
+      column_[i] = col;
+      for (int k = node.cluster; k >= 0; k = model_.clusters[static_cast<size_t>(k)].parent)
+        if (floor_[static_cast<size_t>(k)] < 0) floor_[static_cast<size_t>(k)] = col;
+    }
+    // Nodes no input reaches (params, index expressions and what is computed from them alone)
+    // sit just before their first reader. (Moving every node right to its first reader, as
+    // network simplex would, was tried: it crossed more wires.)
+    std::vector<bool> reached(n, false);
+    for (size_t i = 0; i < n; ++i) {
+      reached[i] = model_.nodes[i].source || model_.nodes[i].strip;
+      for (int e : in_edges_[i]) reached[i] = reached[i] || reached[static_cast<size_t>(model_.edges[static_cast<size_t>(e)].from)];
+    }
+    for (size_t i = n; i-- > 0;) {
+      if (reached[i] || out_edges_[i].empty()) continue;
+      int reader = std::numeric_limits<int>::max();
+      for (int e : out_edges_[i])
+        reader = std::min(reader, column_[static_cast<size_t>(model_.edges[static_cast<size_t>(e)].to)]);
+      column_[i] = std::max(floor_of(model_.nodes[i].cluster), reader - 1);
+    }
+    int last = 0;
+    for (size_t i = 0; i < n; ++i) last = std::max(last, column_[i] + (model_.nodes[i].sink ? 0 : 1));
+    for (size_t i = 0; i < n; ++i)
+      if (model_.nodes[i].sink) column_[i] = last;
+    columns_ = last + 1;
+  }
+
+  // ---------------------------------------------------------------- heights
+
+  // y of node i's top relative to the origin of cluster `within` (-1: the drawing), through the
+  // chain of its clusters; valid once every cluster between is placed.
+  double offset(int i, int within) const {
+    double y = rel_node_[static_cast<size_t>(i)];
+    for (int k = model_.nodes[static_cast<size_t>(i)].cluster; k != within && k >= 0;
+         k = model_.clusters[static_cast<size_t>(k)].parent)
+      y += rel_cluster_[static_cast<size_t>(k)];
+    return y;
+  }
+
+  // The child of cluster `within` that holds node i, or nothing (node i is outside it).
+  bool child_of(int i, int within, int &child) const {
+    int k = model_.nodes[static_cast<size_t>(i)].cluster;
+    if (k == within) {
+      child = i;
+      return true;
+    }
+    while (k >= 0) {
+      int parent = model_.clusters[static_cast<size_t>(k)].parent;
+      if (parent == within) {
+        child = ~k;
+        return true;
+      }
+      k = parent;
+    }
+    return false;
+  }
+
+  void place_heights() {
+    const size_t n = model_.nodes.size(), c = model_.clusters.size();
+    rel_node_.assign(n, 0);
+    rel_cluster_.assign(c, 0);
+    height_.assign(c, 0);
+    placed_.assign(n, false);
+    std::vector<std::vector<Child>> children(c + 1);  // slot c: the drawing
+    for (size_t i = 0; i < n; ++i) {
+      int k = model_.nodes[i].cluster;
+      children[k < 0 ? c : static_cast<size_t>(k)].push_back(
+          {static_cast<int>(i), column_[i], column_[i], static_cast<int>(i), measured_[i].h});
+    }
+    for (size_t k = 0; k < c; ++k) {
+      if (first_[k] < 0) continue;
+      int parent = model_.clusters[k].parent;
+      children[parent < 0 ? c : static_cast<size_t>(parent)].push_back(
+          {~static_cast<int>(k), lo_[k], hi_[k], first_[k], 0});
+    }
+    // Inner clusters first: a cluster is recorded after its parent.
+    for (size_t k = c; k-- > 0;)
+      if (first_[k] >= 0) place_children(static_cast<int>(k), children[k]);
+    place_children(-1, children[c]);
+  }
+
+  double gap() const { return options_.intermediates ? kGap + 14 : kGap; }
+
+  double top_pad(int cluster) const {
+    double extra = options_.intermediates ? 12 : 0;
+    if (cluster < 0) return 36 + extra;
+    return kClusterTop + extra;
+  }
+
+  double bottom_pad(int cluster) const {
+    if (cluster < 0) return 12;
+    return model_.clusters[static_cast<size_t>(cluster)].kind == ModelCluster::Repeat ? 24 : kClusterBottom + 4;
+  }
+
+  void place_children(int cluster, std::vector<Child> &items) {
+    for (auto &item : items)
+      if (item.item < 0) item.h = height_[static_cast<size_t>(~item.item)];
+    // Nodes nobody feeds (params, index expressions) go last, each beside its reader's port.
+    std::sort(items.begin(), items.end(), [&](const Child &a, const Child &b) {
+      bool fa = unfed(a), fb = unfed(b);
+      if (fa != fb) return fb;
+      return a.lo != b.lo ? a.lo < b.lo : a.first < b.first;
+    });
+    std::map<int, std::vector<std::pair<double, double>>> occupied;  // column -> (top, bottom), sorted
+    std::map<int, std::vector<std::pair<double, int>>> wires;        // column -> (height, target) of wires passing
+    std::vector<double> tops(items.size());
+    const double g = gap();
+    for (size_t index = 0; index < items.size(); ++index) {
+      const Child &item = items[index];
+      double preferred = wanted_top(cluster, item);
+      auto free_at = [&](double top) {
+        for (int col = item.lo; col <= item.hi; ++col) {
+          auto it = occupied.find(col);
+          if (it == occupied.end()) continue;
+          for (const auto &[t, b] : it->second)
+            if (top < b + g && t < top + item.h + g) return false;
+        }
+        for (int col = item.lo; col <= item.hi; ++col) {
+          auto it = wires.find(col);
+          if (it == wires.end()) continue;
+          // Sorted by height: only the wires within the item's span are looked at.
+          auto &list = it->second;
+          for (auto w = std::upper_bound(list.begin(), list.end(), std::make_pair(top - kWireClearance, INT32_MAX));
+               w != list.end() && w->first < top + item.h + kWireClearance; ++w)
+            if (!holds(item, w->second)) return false;
+        }
+        return true;
+      };
+      double best = preferred;
+      double best_distance = std::numeric_limits<double>::infinity();
+      auto consider = [&](double candidate) {
+        double distance = std::fabs(candidate - preferred);
+        if (distance < best_distance && free_at(candidate)) {
+          best_distance = distance;
+          best = candidate;
+        }
+      };
+      if (!free_at(preferred)) {
+        for (int col = item.lo; col <= item.hi; ++col) {
+          auto it = occupied.find(col);
+          if (it == occupied.end()) continue;
+          for (const auto &[t, b] : it->second) consider(b + g), consider(t - g - item.h);
+        }
+        for (int col = item.lo; col <= item.hi; ++col) {
+          auto it = wires.find(col);
+          if (it == wires.end()) continue;
+          for (const auto &wire : it->second) consider(wire.first + kWireClearance), consider(wire.first - kWireClearance - item.h);
+        }
+      }
+      tops[index] = best;
+      for (int col = item.lo; col <= item.hi; ++col) {
+        auto &list = occupied[col];
+        list.insert(std::upper_bound(list.begin(), list.end(), std::make_pair(best, best + item.h)),
+                    {best, best + item.h});
+      }
+      set_top(item, best);
+      add_wires(cluster, item, wires);
+    }
+    double low = std::numeric_limits<double>::infinity(), high = -low;
+    for (size_t index = 0; index < items.size(); ++index) {
+      low = std::min(low, tops[index]);
+      high = std::max(high, tops[index] + items[index].h);
+    }
+    if (items.empty()) low = high = 0;
+    double shift = top_pad(cluster) - low;
+    for (size_t index = 0; index < items.size(); ++index) set_top(items[index], tops[index] + shift);
+    if (cluster >= 0)
+      height_[static_cast<size_t>(cluster)] = high - low + top_pad(cluster) + bottom_pad(cluster);
+    else
+      root_height_ = high - low + top_pad(cluster) + bottom_pad(cluster);
+  }
+
+  // A wire from a param to a reader beyond the next column (layout step 5 takes it over the top).
+  bool far_reader(const ModelEdge &edge) const {
+    size_t from = static_cast<size_t>(edge.from);
+    return in_edges_[from].empty() && !model_.nodes[from].source && !edge.back &&
+           column_[static_cast<size_t>(edge.to)] - column_[from] >= 2;
+  }
+
+  // A call's lifted axis, from its entry strip to its exit strip: drawn along the call's bottom.
+  bool lifted(const ModelEdge &edge) const {
+    return model_.nodes[static_cast<size_t>(edge.from)].strip && !edge.from_port.empty() && edge.from_port[0] == 'L';
+  }
+
+  // Whether node `target` is the item or inside it.
+  bool holds(const Child &item, int target) const {
+    if (item.item >= 0) return target == item.item;
+    for (int k = model_.nodes[static_cast<size_t>(target)].cluster; k >= 0; k = model_.clusters[static_cast<size_t>(k)].parent)
+      if (k == ~item.item) return true;
+    return false;
+  }
+
+  // The wires leaving a placed item run at their source's height through every column before
+  // their target's (layout step 5): nothing placed later may sit on them but their target.
+  void add_wires(int cluster, const Child &item, std::map<int, std::vector<std::pair<double, int>>> &wires) const {
+    auto add = [&](int node) {
+      for (int e : out_edges_[static_cast<size_t>(node)]) {
+        const ModelEdge &edge = model_.edges[static_cast<size_t>(e)];
+        if (holds(item, edge.to) || lifted(edge) || far_reader(edge)) continue;
+        double y = offset(node, cluster) +
+                   port_y(model_.nodes[static_cast<size_t>(node)], measured_[static_cast<size_t>(node)], edge.from_port);
+        int from = column_[static_cast<size_t>(node)] + 1, to = column_[static_cast<size_t>(edge.to)] - 1;
+        if (cluster >= 0) {
+          from = std::max(from, lo_[static_cast<size_t>(cluster)]);
+          to = std::min(to, hi_[static_cast<size_t>(cluster)]);
+        }
+        for (int col = from; col <= to; ++col) {
+          auto &list = wires[col];
+          list.insert(std::upper_bound(list.begin(), list.end(), std::make_pair(y, edge.to)), {y, edge.to});
+        }
+      }
+    };
+    if (item.item >= 0) add(item.item);
+    else
+      for (int node : members_[static_cast<size_t>(~item.item)]) add(node);
+  }
+
+  void set_top(const Child &item, double top) {
+    if (item.item >= 0) {
+      rel_node_[static_cast<size_t>(item.item)] = top;
+      placed_[static_cast<size_t>(item.item)] = true;
+    } else {
+      rel_cluster_[static_cast<size_t>(~item.item)] = top;
+      // Every node inside is placed once the cluster is.
+      mark_placed(~item.item);
+    }
+  }
+
+  void mark_placed(int cluster) {
+    for (int i : members_[static_cast<size_t>(cluster)]) placed_[static_cast<size_t>(i)] = true;
+  }
+
+  // The top that puts the item's wires from already placed nodes, on average, level with their
+  // sources (a param: its first wire level with its reader's port).
+  bool unfed(const Child &item) const {
+    if (item.item < 0) return false;
+    size_t i = static_cast<size_t>(item.item);
+    return in_edges_[i].empty() && !model_.nodes[i].source && !out_edges_[i].empty();
+  }
+
+  double wanted_top(int cluster, const Child &item) {
+    int target = item.first;
+    double sum = 0;
+    int count = 0;
+    if (unfed(item)) {
+      // Level with the port of its first placed reader, so that its wire runs straight in.
+      for (int e : out_edges_[static_cast<size_t>(target)]) {
+        const ModelEdge &edge = model_.edges[static_cast<size_t>(e)];
+        int holder = 0;
+        if (!placed_[static_cast<size_t>(edge.to)] || !child_of(edge.to, cluster, holder)) continue;
+        return offset(edge.to, cluster) +
+               port_y(model_.nodes[static_cast<size_t>(edge.to)], measured_[static_cast<size_t>(edge.to)], edge.to_port) -
+               port_y(model_.nodes[static_cast<size_t>(target)], measured_[static_cast<size_t>(target)], edge.from_port);
+      }
+    }
+    for (int e : in_edges_[static_cast<size_t>(target)]) {
+      const ModelEdge &edge = model_.edges[static_cast<size_t>(e)];
+      int holder = 0;
+      if (!placed_[static_cast<size_t>(edge.from)] || !child_of(edge.from, cluster, holder)) continue;
+      double source_y = offset(edge.from, cluster) + port_y(model_.nodes[static_cast<size_t>(edge.from)],
+                                                            measured_[static_cast<size_t>(edge.from)], edge.from_port);
+      double target_offset =
+          (item.item >= 0 ? 0 : offset(target, ~item.item)) +
+          port_y(model_.nodes[static_cast<size_t>(target)], measured_[static_cast<size_t>(target)], edge.to_port);
+      sum += source_y - target_offset;
+      ++count;
+    }
+    if (count > 0) return sum / count;
+    // Nothing placed feeds it (an input): just above where its first reader's other wire arrives.
+    for (int e : out_edges_[static_cast<size_t>(target)]) {
+      int reader = model_.edges[static_cast<size_t>(e)].to;
+      for (int f : in_edges_[static_cast<size_t>(reader)]) {
+        const ModelEdge &edge = model_.edges[static_cast<size_t>(f)];
+        int holder = 0;
+        if (!placed_[static_cast<size_t>(edge.from)] || !child_of(edge.from, cluster, holder)) continue;
+        return offset(edge.from, cluster) - item.h - gap();
+      }
+      break;
+    }
+    return 0;
+  }
+
+  // ---------------------------------------------------------------- x, wires, boxes
+
+  Layout finish();
+
+  const DrawingModel &model_;
+  LayoutOptions options_;
+  std::vector<Measured> measured_;
+  std::vector<std::vector<int>> in_edges_, out_edges_;
+  std::vector<int> column_, floor_, lo_, hi_, first_;
+  std::vector<std::vector<int>> members_;  // every node inside each cluster
+  int columns_ = 1;
+  std::vector<double> rel_node_, rel_cluster_, height_;
+  std::vector<bool> placed_;
+  double root_height_ = 0;
+};
+
+std::string label_text(const ModelEdge &edge, const ModelNode &from, const LayoutOptions &options) {
+  if (!edge.text.empty()) return edge.text;
+  if (edge.axis.empty()) return "";
+  bool with_size = !options.paper || options.sizes;
+  std::string text = with_size && !edge.size.empty() ? edge.axis + "(" + edge.size + ")" : edge.axis;
+  if (!edge.mark.empty()) text += " " + edge.mark;
+  if (!options.paper) return text;
+  // Paper style: only where the wire starts (a source, or an op that makes the axis).
+  if (from.strip) {
+    for (const auto &row : from.rows) {
+      size_t arrow = row.text.find(" \u2190 ");
+      if (row.port == edge.from_port && arrow != std::string::npos) return row.text.substr(0, arrow);
+    }
+    return "";
+  }
+  int axis = std::atoi(edge.from_port.c_str() + 1);
+  for (const auto &lane : from.lanes)
+    if (lane.axis == axis && lane.out) return lane.in && lane.role != parts::Lane::Acted ? "" : text;
+  return text;
+}
+
+Layout Layouter::finish() {
+  const size_t n = model_.nodes.size(), c = model_.clusters.size();
+  Layout out;
+  out.nodes.resize(n);
+  out.edges.resize(model_.edges.size());
+  out.clusters.resize(c);
+  // Absolute heights, top down.
+  std::vector<double> cluster_top(c, 0);
+  for (size_t k = 0; k < c; ++k) {
+    int parent = model_.clusters[k].parent;
+    cluster_top[k] = rel_cluster_[k] + (parent < 0 ? 0 : cluster_top[static_cast<size_t>(parent)]);
+  }
+  std::vector<double> node_top(n);
+  for (size_t i = 0; i < n; ++i) {
+    int k = model_.nodes[i].cluster;
+    node_top[i] = rel_node_[i] + (k < 0 ? 0 : cluster_top[static_cast<size_t>(k)]);
+  }
+  // Cluster padding: how many cluster sides open before, or close after, each column.
+  std::vector<int> open_depth(c, 1), close_depth(c, 1);
+  for (size_t k = c; k-- > 0;) {
+    int parent = model_.clusters[k].parent;
+    if (parent < 0 || first_[k] < 0) continue;
+    size_t p = static_cast<size_t>(parent);
+    if (lo_[k] == lo_[p]) open_depth[p] = std::max(open_depth[p], open_depth[k] + 1);
+    if (hi_[k] == hi_[p]) close_depth[p] = std::max(close_depth[p], close_depth[k] + 1);
+  }
+  const size_t columns = static_cast<size_t>(columns_);
+  std::vector<double> open_pad(columns + 1, 0), close_pad(columns + 1, 0), width(columns, 0), labels(columns, 0);
+  std::vector<int> bends(columns + 1, 0);
+  for (size_t k = 0; k < c; ++k) {
+    if (first_[k] < 0) continue;
+    open_pad[static_cast<size_t>(lo_[k])] =
+        std::max(open_pad[static_cast<size_t>(lo_[k])], kClusterPad * open_depth[k]);
+    close_pad[static_cast<size_t>(hi_[k])] =
+        std::max(close_pad[static_cast<size_t>(hi_[k])], kClusterPad * close_depth[k]);
+  }
+  for (size_t i = 0; i < n; ++i)
+    width[static_cast<size_t>(column_[i])] = std::max(width[static_cast<size_t>(column_[i])], measured_[i].w);
+  // Labels: each source port's label once, where the wire starts.
+  std::map<std::pair<int, std::string>, bool> labelled;
+  std::map<std::pair<int, std::string>, bool> named;
+  std::map<int, std::vector<std::string>> names;  // node -> the named values it makes, in order
+  for (size_t e = 0; e < model_.edges.size(); ++e) {
+    const ModelEdge &edge = model_.edges[e];
+    if (edge.back) continue;
+    EdgeGeometry &geometry = out.edges[e];
+    const ModelNode &from = model_.nodes[static_cast<size_t>(edge.from)];
+    if (labelled.emplace(std::make_pair(edge.from, edge.from_port), true).second)
+      geometry.label = label_text(edge, from, options_);
+    if (options_.intermediates && !edge.value.empty() && !from.strip && !from.source &&
+        !(from.glyph.bold && from.glyph.border == 3) &&
+        named.emplace(std::make_pair(edge.from, edge.value), true).second)
+      names[edge.from].push_back(edge.value);
+    size_t col = static_cast<size_t>(column_[static_cast<size_t>(edge.from)]);
+    double w = geometry.label.empty() ? 0 : text_width(geometry.label, kLabelFont);
+    labels[col] = std::max(labels[col], w + (w > 0 ? 8 : 0));
+  }
+  for (const auto &[node, list] : names) {
+    std::string joined;
+    for (const auto &name : list) joined += (joined.empty() ? "" : ", ") + name;
+    size_t col = static_cast<size_t>(column_[static_cast<size_t>(node)]);
+    labels[col] = std::max(labels[col], text_width(joined, kLabelFont) + 8);
+  }
+  // Port positions need x; bends need only columns and heights.
+  auto port_y_abs = [&](int i, const std::string &port) {
+    return node_top[static_cast<size_t>(i)] +
+           port_y(model_.nodes[static_cast<size_t>(i)], measured_[static_cast<size_t>(i)], port);
+  };
+  // Tracks: in each gap, a wire that steps further steps further left, so that its vertical
+  // segment does not cross the horizontal ones of the shorter steps beside it; downward steps
+  // left of upward ones.
+  std::vector<int> track(model_.edges.size(), -1);
+  std::vector<std::vector<std::pair<double, int>>> stepping(columns + 1);
+  for (size_t e = 0; e < model_.edges.size(); ++e) {
+    const ModelEdge &edge = model_.edges[e];
+    if (edge.back) continue;
+    double from_y = port_y_abs(edge.from, edge.from_port), to_y = port_y_abs(edge.to, edge.to_port);
+    if (std::fabs(from_y - to_y) < 0.5) continue;
+    size_t col = static_cast<size_t>(column_[static_cast<size_t>(edge.to)]);
+    double key = to_y > from_y ? 1e9 - to_y : 2e9 + to_y;
+    stepping[col].push_back({key, static_cast<int>(e)});
+  }
+  for (size_t col = 0; col <= columns; ++col) {
+    auto &list = stepping[col];
+    std::stable_sort(list.begin(), list.end(), [](const auto &a, const auto &b) { return a.first < b.first; });
+    bends[col] = static_cast<int>(list.size());
+    int slots = std::min(bends[col], kTracks);
+    for (size_t k = 0; k < list.size(); ++k)
+      track[static_cast<size_t>(list[k].second)] = slots - 1 - static_cast<int>(k * static_cast<size_t>(slots) / list.size());
+  }
+  std::vector<double> x(columns + 1, 0);
+  double cursor = 12 + open_pad[0];
+  for (size_t col = 0; col < columns; ++col) {
+    // A gap holds the labels of the wires starting before it (at their sources' heights, on the
+    // left) and the vertical steps of the wires entering the next column (on the right).
+    if (col > 0)
+      cursor += std::max(labels[col - 1], 4 + std::min(bends[col], kTracks) * kTrack) + 3 + open_pad[col];
+    x[col] = cursor;
+    cursor += width[col] + close_pad[col];
+  }
+  double right = cursor + 12;
+  // Nodes.
+  for (size_t i = 0; i < n; ++i) {
+    const Measured &m = measured_[i];
+    NodeGeometry &g = out.nodes[i];
+    g.column = column_[i];
+    g.box = {x[static_cast<size_t>(column_[i])], node_top[i], m.w, m.h};
+    g.glyph = {g.box.x + m.glyph.x, g.box.y + m.glyph.y, m.glyph.w, m.glyph.h};
+    for (double y : m.lane_y) g.lane_y.push_back(node_top[i] + y);
+  }
+  // Clusters.
+  for (size_t k = 0; k < c; ++k) {
+    if (first_[k] < 0) continue;
+    size_t lo = static_cast<size_t>(lo_[k]), hi = static_cast<size_t>(hi_[k]);
+    double left = x[lo] - kClusterPad * open_depth[k];
+    double r = x[hi] + width[hi] + kClusterPad * close_depth[k];
+    out.clusters[k] = {left, cluster_top[k], r - left, height_[k]};
+  }
+  // Wires.
+  std::map<const Box *, int> lifted_count;
+  std::map<int, int> over_count;
+  for (size_t e = 0; e < model_.edges.size(); ++e) {
+    const ModelEdge &edge = model_.edges[e];
+    EdgeGeometry &g = out.edges[e];
+    const NodeGeometry &from = out.nodes[static_cast<size_t>(edge.from)], &to = out.nodes[static_cast<size_t>(edge.to)];
+    Point a{from.box.x + from.box.w, port_y_abs(edge.from, edge.from_port)};
+    Point b{to.box.x, port_y_abs(edge.to, edge.to_port)};
+    if (edge.back) {
+      int k = model_.nodes[static_cast<size_t>(edge.from)].cluster;
+      double bottom = k >= 0 ? out.clusters[static_cast<size_t>(k)].y + out.clusters[static_cast<size_t>(k)].h - 7
+                             : std::max(from.box.y + from.box.h, to.box.y + to.box.h) + 10;
+      g.points = {a, {a.x + 5, a.y}, {a.x + 5, bottom}, {b.x - 5, bottom}, {b.x - 5, b.y}, b};
+      g.label = edge.text;
+      g.label_at = {(a.x + b.x) / 2 - text_width(edge.text, kLabelFont) / 2, bottom - 4};
+      continue;
+    }
+    g.label_at = {a.x + 4, a.y - 4};
+    if (lifted(edge) && model_.nodes[static_cast<size_t>(edge.from)].cluster >= 0) {
+      const Box &box = out.clusters[static_cast<size_t>(model_.nodes[static_cast<size_t>(edge.from)].cluster)];
+      double bottom = box.y + box.h - 5 - 4 * (lifted_count[&box]++ % 2);
+      double left = x[static_cast<size_t>(from.column)] + width[static_cast<size_t>(from.column)] + 2;
+      g.points = {a, {left, a.y}, {left, bottom}, {b.x - 2, bottom}, {b.x - 2, b.y}, b};
+      continue;
+    }
+    // The names of the values a node makes go once above its topmost wire.
+    auto named_here = names.find(edge.from);
+    if (named_here != names.end() && !named_here->second.empty()) {
+      double top = std::numeric_limits<double>::infinity();
+      for (int f : out_edges_[static_cast<size_t>(edge.from)])
+        top = std::min(top, port_y_abs(edge.from, model_.edges[static_cast<size_t>(f)].from_port));
+      if (a.y <= top) {
+        for (const auto &name : named_here->second) g.value_label += (g.value_label.empty() ? "" : ", ") + name;
+        named_here->second.clear();
+      }
+    }
+    size_t col = static_cast<size_t>(column_[static_cast<size_t>(edge.to)]);
+    double bend = x[col] - open_pad[col] - 6 - kTrack * std::max(track[e], 0);
+    if (bend < a.x + 2) bend = a.x + 2;
+    size_t from_col = static_cast<size_t>(column_[static_cast<size_t>(edge.from)]);
+    if (far_reader(edge) && from_col + 1 < columns) {
+      // A param read again far from where it sits (a tied embedding): nothing kept its height
+      // free, so the wire goes over the top of its box rather than through everything between.
+      int k = model_.nodes[static_cast<size_t>(edge.from)].cluster;
+      double channel = (k < 0 ? top_pad(-1) : out.clusters[static_cast<size_t>(k)].y + kClusterTop) - 6 -
+                       3 * (over_count[k]++ % 4);
+      double up = x[from_col + 1] - open_pad[from_col + 1] - 3;
+      g.points = {a, {up, a.y}, {up, channel}, {bend, channel}, {bend, b.y}, b};
+      continue;
+    }
+    if (track[e] < 0) {
+      g.points = {a, b};
+      continue;
+    }
+    g.points = {a, {bend, a.y}, {bend, b.y}, b};
+  }
+  // Legend under the drawing.
+  double bottom = root_height_;
+  if (!model_.legend.empty() && options_.legend) {
+    double w = 0;
+    for (const auto &line : model_.legend) w = std::max(w, text_width(line, 11));
+    out.legend = {12, bottom + 4, w + 16, static_cast<double>(model_.legend.size()) * 15 + 10};
+    bottom = out.legend.y + out.legend.h + 12;
+    right = std::max(right, out.legend.x + out.legend.w + 12);
+  }
+  right = std::max(right, text_width(model_.title, 16) + 24);
+  out.width = std::ceil(right);
+  out.height = std::ceil(bottom);
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> glyph_lines(const ModelNode &node, bool paper) {
+  if (!paper) return node.glyph.lines;
+  std::vector<std::string> out;
+  for (const auto &line : node.glyph.lines)
+    for (auto &piece : parts::wrap(line, kPaperWrap)) out.push_back(std::move(piece));
+  return out;
+}
+
+bool spans_lanes(const ModelNode &node) {
+  if (node.strip || node.lanes.empty() || node.glyph.border == 0) return false;
+  return std::none_of(node.lanes.begin(), node.lanes.end(), [](const parts::Lane &lane) { return lane.role != parts::Lane::Pass; });
+}
+
+double text_width(const std::string &text, double font_size) {
+  double em = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if ((c & 0xC0) == 0x80) continue;
+    if (c >= 0x80)
+      em += 0.8;
+    else if (std::string_view("iljtfrI.,:;'!|()[]{} ").find(static_cast<char>(c)) != std::string_view::npos)
+      em += 0.36;
+    else if (c == 'm' || c == 'w' || c == 'M' || c == 'W' || c == '@' || c == '%')
+      em += 0.86;
+    else if (std::isupper(c) || std::isdigit(c))
+      em += 0.68;
+    else
+      em += 0.57;
+  }
+  return em * font_size;
+}
+
+Layout layout_drawing(const DrawingModel &model, const LayoutOptions &options) {
+  Layouter layouter(model, options);
+  return layouter.run();
+}
+
+}  // namespace ncd::render
