@@ -7,7 +7,8 @@
 //        simplification): the greedy passes decide locally, and leaving one
 //        out changes fusion groupings and stream choices downstream.
 //   low: coordinate descent over every group and stream size of every
-//        schedule, among all divisors of the axis up to 1024 (the tile pass
+//        schedule, among the divisors of the axis up to 1024 that are
+//        multiples of 16 (or the whole axis when shorter; the tile pass
 //        tries multiples of 16 up to 256 rows and chunks up to 128), each
 //        priced as the whole diagram on the profile.
 //   high: no catalogue yet; nothing is proposed.
@@ -28,6 +29,7 @@ namespace ncd::cli {
 namespace {
 
 constexpr int64_t kLargestTile = 1024;
+constexpr int64_t kFragment = 16;
 constexpr int kSweeps = 3;
 constexpr int kMaxPricings = 4000;
 
@@ -120,7 +122,9 @@ void tile_candidate(const AdvisorContext &context, const std::string &source, st
           const int64_t size = *axis.size, original = directive.amount;
           int64_t chosen = original;
           for (int64_t tile = 1; tile <= std::min(size, kLargestTile) && pricings < kMaxPricings; ++tile) {
-            if (size % tile != 0 || tile == original) continue;
+            // Multiples of the tensor cores' fragment edge (or the whole of a short axis): the
+            // model prices a tile of a few rows, but no backend builds one well.
+            if (size % tile != 0 || tile == original || (tile % kFragment != 0 && tile != size)) continue;
             directive.amount = tile;
             ++pricings;
             auto time = priced_time(program, *root, context);
