@@ -25,7 +25,7 @@ namespace {
 using json = nlohmann::json;
 
 constexpr size_t kMaxAnswer = size_t{16} << 20;  // bytes of an advisor's answer
-constexpr size_t kMaxCandidates = 16;             // per round; the rest are ignored (and said so)
+constexpr size_t kMaxCandidates = 16;            // per round; the rest are ignored (and said so)
 constexpr size_t kMaxRationale = 200;
 
 // Verification prints as it goes (notes, errors, figures); for a candidate
@@ -44,12 +44,6 @@ class CaptureCerr {
 std::string number(double value) {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%.3g", value);
-  return buffer;
-}
-
-std::string micros(double seconds) {
-  char buffer[48];
-  std::snprintf(buffer, sizeof buffer, "%.4g us", seconds * 1e6);
   return buffer;
 }
 
@@ -75,7 +69,8 @@ std::string last_line(const std::string &text) {
   size_t end = text.find_last_not_of("\r\n");
   if (end == std::string::npos) return "";
   size_t start = text.rfind('\n', end);
-  return one_line(text.substr(start == std::string::npos ? 0 : start + 1, end + 1 - (start == std::string::npos ? 0 : start + 1)));
+  return one_line(
+      text.substr(start == std::string::npos ? 0 : start + 1, end + 1 - (start == std::string::npos ? 0 : start + 1)));
 }
 
 // The first error line of captured output, without its "ncd: error: " prefix.
@@ -106,8 +101,8 @@ struct Compiled {
 
 // Compiles `text` at the sizes of the run (-D as given) and prices the diagram
 // on the profile, as `ncd cost` does.
-bool compile_and_price(const AdvisorContext &context, const std::string &path, const std::string &text,
-                       Compiled &out, std::string &error) {
+bool compile_and_price(const AdvisorContext &context, const std::string &path, const std::string &text, Compiled &out,
+                       std::string &error) {
   out.compilation = std::make_unique<Compilation>();
   Compilation &compilation = *out.compilation;
   compilation.diagnostics.set_warnings_enabled(false);
@@ -254,6 +249,12 @@ struct Verdict {
 
 }  // namespace
 
+std::string format_micros(double seconds) {
+  char buffer[48];
+  std::snprintf(buffer, sizeof buffer, "%.4g us", seconds * 1e6);
+  return buffer;
+}
+
 const char *level_name(AdvisorLevel level) {
   switch (level) {
     case AdvisorLevel::High: return "high";
@@ -281,8 +282,8 @@ int run_advisor(const AdvisorSettings &settings, const AdvisorContext &context, 
     if (settings.explain) std::cerr << "advisor: " << line << "\n";
   };
   log(std::string("level ") + level_name(settings.level) + ", " + std::to_string(settings.rounds) + " round" +
-      (settings.rounds == 1 ? "" : "s") + "; '" + context.diagram + "' priced at " + micros(start_time) + " on " +
-      context.hardware->name);
+      (settings.rounds == 1 ? "" : "s") + "; '" + context.diagram + "' priced at " + format_micros(start_time) +
+      " on " + context.hardware->name);
   for (int round = 1; round <= settings.rounds; ++round) {
     std::vector<AdvisorCandidate> candidates;
     if (builtin) {
@@ -336,7 +337,8 @@ int run_advisor(const AdvisorSettings &settings, const AdvisorContext &context, 
                  settings.level != AdvisorLevel::All) {
         verdict.text = std::string("rejected: a schedule alone is a low-level proposal; this is level ") +
                        level_name(settings.level);
-      } else if (!candidate.schedule.empty() && !splice_schedules(best_text, candidate.schedule, candidate_text, error)) {
+      } else if (!candidate.schedule.empty() &&
+                 !splice_schedules(best_text, candidate.schedule, candidate_text, error)) {
         verdict.text = "rejected: " + error;
       } else {
         if (candidate_text.empty()) candidate_text = candidate.ncd;
@@ -390,12 +392,12 @@ int run_advisor(const AdvisorSettings &settings, const AdvisorContext &context, 
             if (compiled.time < best.time) {
               verdict.accepted = true;
               verdict.text = "accepted: faster by " + percent(1 - compiled.time / best.time) + " (" +
-                             micros(best.time) + " -> " + micros(compiled.time) + ")" + inexact_note;
+                             format_micros(best.time) + " -> " + format_micros(compiled.time) + ")" + inexact_note;
             } else {
               verdict.text = compiled.time == best.time
-                                 ? "rejected: not faster (" + micros(compiled.time) + ")"
+                                 ? "rejected: not faster (" + format_micros(compiled.time) + ")"
                                  : "rejected: slower by " + percent(compiled.time / best.time - 1) + " (" +
-                                       micros(compiled.time) + " against " + micros(best.time) + ")";
+                                       format_micros(compiled.time) + " against " + format_micros(best.time) + ")";
               verdict.text += inexact_note;
             }
           }
@@ -420,19 +422,19 @@ int run_advisor(const AdvisorSettings &settings, const AdvisorContext &context, 
     // The built-in advisor answers the same request the same way.
     if (builtin && !improved) break;
   }
-  std::cerr << "ncd: note: " << who << ": " << proposed << " proposal" << (proposed == 1 ? "" : "s") << ", "
-            << accepted << " accepted; priced time of '" << context.diagram << "' on " << context.hardware->name
-            << ": " << micros(start_time);
-  if (best_round) std::cerr << " -> " << micros(best.time);
+  std::cerr << "ncd: note: " << who << ": " << proposed << " proposal" << (proposed == 1 ? "" : "s") << ", " << accepted
+            << " accepted; priced time of '" << context.diagram << "' on " << context.hardware->name << ": "
+            << format_micros(start_time);
+  if (best_round) std::cerr << " -> " << format_micros(best.time);
   std::cerr << "\n";
   if (!best_round) return kSuccess;
   // The output is ncd's own printing of the winner: canonical, and free of
   // whatever else the advisor's text held.
   SourceWriteOptions write;
   write.header_comment = "'" + context.diagram + "' of " + std::filesystem::path(context.input).filename().string() +
-                         ", optimized by ncd optimize for " + context.hardware->name + " (passes: " + context.pipeline +
-                         "), then by " + (builtin ? "the built-in advisor" : "an advisor") +
-                         " (round " + std::to_string(best_round) +
+                         ", optimized by ncd optimize for " + context.hardware->name +
+                         (context.pipeline.empty() ? " (no passes" : " (passes: " + context.pipeline) + "), then by " +
+                         (builtin ? "the built-in advisor" : "an advisor") + " (round " + std::to_string(best_round) +
                          (best_rationale.empty() ? "" : ": " + best_rationale) + ")";
   std::string written;
   if (!write_ncd_source(best.compilation->program, {best.diagram}, write, written, error)) {

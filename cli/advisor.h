@@ -69,4 +69,7 @@ std::vector<AdvisorCandidate> builtin_candidates(const AdvisorContext &context, 
 // "high", "mid", "low", "all".
 const char *level_name(AdvisorLevel level);
 
+// A priced time as the advisor's messages print it: "28.06 us".
+std::string format_micros(double seconds);
+
 }  // namespace ncd::cli

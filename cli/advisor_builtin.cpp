@@ -56,12 +56,6 @@ std::optional<double> priced_time(const ir::Program &program, const ir::Diagram 
   return report->kernel ? report->kernel->time : report->total.time;
 }
 
-std::string micros(double seconds) {
-  char buffer[48];
-  std::snprintf(buffer, sizeof buffer, "%.4g us", seconds * 1e6);
-  return buffer;
-}
-
 // The -O2 pipeline without one of its passes, each run on the input.
 void pipeline_candidates(const AdvisorContext &context, std::vector<AdvisorCandidate> &out) {
   std::vector<std::string> full;
@@ -148,7 +142,7 @@ void tile_candidate(const AdvisorContext &context, const std::string &source, st
   for (size_t i = 0; i < changes.size(); ++i)
     rationale += (i ? ", " : " ") + changes[i].diagram + " " + changes[i].what + " " + changes[i].axis + " " +
                  std::to_string(changes[i].from) + "->" + std::to_string(changes[i].to);
-  rationale += "; " + micros(*start) + " -> " + micros(best);
+  rationale += "; " + format_micros(*start) + " -> " + format_micros(best);
   std::string text, error;
   SourceWriteOptions write;
   write.header_comment = "tile search";

@@ -186,8 +186,7 @@ std::string describe_failure(const ProcessResult &result, double timeout_seconds
       return std::string("did not answer within ") + seconds + " s (--advisor-timeout); it was killed";
     case ProcessResult::Status::TooLarge:
       return "wrote more than " + std::to_string(max_output) + " bytes; it was killed";
-    case ProcessResult::Status::StartFailed:
-      return "could not be started: " + result.error;
+    case ProcessResult::Status::StartFailed: return "could not be started: " + result.error;
   }
   return "failed";
 }

@@ -219,6 +219,20 @@ def case_builtin_stdlib(ncd, workdir):
         expect(r.returncode == 0 and "equivalent" in r.stdout, r.stdout + r.stderr)
 
 
+def case_doc_example(ncd, workdir):
+    # docs/ADVISOR.md's ten-line advisor, as written there, speaks the protocol.
+    with open(os.path.join(ROOT, "docs", "ADVISOR.md")) as handle:
+        code = re.search(r"### A ten-line advisor.*?```python\n(.*?)```", handle.read(), re.S).group(1)
+    expect(len(code.splitlines()) <= 10, code)
+    with open(os.path.join(workdir, "ten.py"), "w") as handle:
+        handle.write(code)
+    r = subprocess.run([ncd, "optimize", "attention.ncd", "-o", "out.ncd", "--explain", "--advisor",
+                        f"{PYTHON} ten.py"], cwd=workdir, capture_output=True, text=True, timeout=120)
+    v = verdicts(r.stderr)
+    expect(r.returncode == 0 and "warning" not in r.stderr and len(v) == 1, r.stderr)
+    expect('("twice the rows per block"): rejected: slower by 1.40% (28.45 us against 28.06 us)' in v[0], v[0])
+
+
 def case_determinism(ncd, workdir):
     texts = []
     for _ in range(2):
