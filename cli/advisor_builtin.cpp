@@ -4,8 +4,10 @@
 //
 //   mid: the input optimized by the -O2 pipeline with one pass left out
 //        (no online-softmax streaming, no contraction reordering, no scalar
-//        simplification): the greedy passes decide locally, and leaving one
-//        out changes fusion groupings and stream choices downstream.
+//        simplification), or with the second or third cheapest contraction
+//        orders by FLOPs (`contract-order=N`): the greedy passes decide
+//        locally, and another choice changes the fusion groupings and stream
+//        choices downstream.
 //   low: coordinate descent over every group and stream size of every
 //        schedule, among the divisors of the axis up to 1024 that are
 //        multiples of 16 (or the whole axis when shorter; the tile pass
@@ -56,15 +58,30 @@ std::optional<double> priced_time(const ir::Program &program, const ir::Diagram 
   return report->kernel ? report->kernel->time : report->total.time;
 }
 
-// The -O2 pipeline without one of its passes, each run on the input.
+// Variants of the -O2 pipeline, each run on the input: one pass left out, or
+// the second and third cheapest contraction orders by FLOPs.
 void pipeline_candidates(const AdvisorContext &context, std::vector<AdvisorCandidate> &out) {
   std::vector<std::string> full;
   pipeline_for_level(2, full);
+  std::vector<std::pair<std::vector<std::string>, std::string>> variants;
   for (const char *left_out : {"stream", "contract-order", "simplify"}) {
     std::vector<std::string> names;
     for (const std::string &name : full)
       if (name != left_out) names.push_back(name);
-    if (names.size() == full.size()) continue;
+    variants.push_back({names, std::string("the -O2 pipeline without ") + left_out});
+  }
+  for (const char *rank : {"2", "3"}) {
+    std::vector<std::string> names = full;
+    for (std::string &name : names)
+      if (name == "contract-order") name += std::string("=") + rank;
+    variants.push_back({names, std::string("the -O2 pipeline with contract-order=") + rank + " (the " +
+                                   (rank[0] == '2' ? "second" : "third") + " fewest-FLOP contraction order)"});
+  }
+  // The -O2 pipeline itself first: a variant that gives the same text (a
+  // contraction order where there is no product of three tensors) is not proposed.
+  variants.insert(variants.begin(), {full, ""});
+  std::set<std::string> seen;
+  for (const auto &[names, rationale] : variants) {
     Compilation compilation;
     compilation.diagnostics.set_warnings_enabled(false);
     if (!compile_file(context.input, compile_options(context), compilation)) continue;
@@ -81,9 +98,10 @@ void pipeline_candidates(const AdvisorContext &context, std::vector<AdvisorCandi
     std::string error, text;
     if (run_pipeline(*context.registry, compilation.program, *diagram, names, passes, options, error) != 0) continue;
     SourceWriteOptions write;
-    write.header_comment = std::string("-O2 without ") + left_out;
+    write.header_comment = "a candidate of the built-in advisor";
     if (!write_ncd_source(compilation.program, {diagram}, write, text, error)) continue;
-    out.push_back({text, "", std::string("the -O2 pipeline without ") + left_out});
+    if (!seen.insert(text).second || rationale.empty()) continue;
+    out.push_back({text, "", rationale});
   }
 }
 

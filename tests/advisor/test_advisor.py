@@ -219,6 +219,29 @@ def case_builtin_stdlib(ncd, workdir):
         expect(r.returncode == 0 and "equivalent" in r.stdout, r.stdout + r.stderr)
 
 
+def case_contract_order_rank(ncd, workdir):
+    # `contract-order=N`, which the built-in advisor tries: SwiGLU's silu(G) * U * Wd in its
+    # second cheapest order is verified equal (ncd optimize's verification) and priced slower.
+    source = os.path.join(ROOT, "stdlib", "std", "nn.ncd")
+    common = [ncd, "optimize", source, "--diagram", "SwiGLU", "--hw", "h100-sxm", "--explain"]
+    flops = []
+    for rank in ("1", "2"):
+        r = subprocess.run(common + ["--passes", f"inline,contract-order={rank}", "-o", f"r{rank}.ncd"], cwd=workdir,
+                           capture_output=True, text=True, timeout=120)
+        expect(r.returncode == 0 and "verify: output matches the input" in r.stderr, r.stderr)
+        m = re.search(r"ordered the 3-operand contraction pairwise: (\d+) FLOPs", r.stderr)
+        expect(m and (rank == "1") == ("(order 2 by FLOPs)" not in r.stderr), r.stderr)
+        flops.append(int(m.group(1)))
+    expect(flops[0] < flops[1], flops)
+    r = subprocess.run(common + ["--passes", "contract-order=0", "-o", "r0.ncd"], cwd=workdir, capture_output=True,
+                       text=True, timeout=120)
+    expect(r.returncode != 0 and "takes a rank N >= 1 (the N-th fewest-FLOP order), not '0'" in r.stderr, r.stderr)
+    r = subprocess.run(common + ["--advisor", "builtin", "--level", "mid", "-o", "adv.ncd"], cwd=workdir,
+                       capture_output=True, text=True, timeout=300)
+    expect(re.search(r'"the -O2 pipeline with contract-order=2 \(the second fewest-FLOP contraction order\)"\): '
+                     r"rejected: slower by", r.stderr), r.stderr)
+
+
 def case_doc_example(ncd, workdir):
     # docs/ADVISOR.md's ten-line advisor, as written there, speaks the protocol.
     with open(os.path.join(ROOT, "docs", "ADVISOR.md")) as handle:
