@@ -81,7 +81,8 @@ ProcessResult run_process(const std::string &command, const std::string &input, 
   const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
                                     std::chrono::duration<double>(std::max(0.0, timeout_seconds)));
   size_t written = 0;
-  bool killed = false;
+  bool killed = false, exited = false;
+  int status = 0;
   char buffer[65536];
   while (out[0] >= 0 || err[0] >= 0) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -96,12 +97,18 @@ ProcessResult run_process(const std::string &command, const std::string &input, 
     if (in[1] >= 0) fds[slot_in = n++] = {in[1], POLLOUT, 0};
     if (out[0] >= 0) fds[slot_out = n++] = {out[0], POLLIN, 0};
     if (err[0] >= 0) fds[slot_err = n++] = {err[0], POLLIN, 0};
-    int ready = poll(fds, static_cast<nfds_t>(n), static_cast<int>(std::min<long long>(left, 1000)));
+    int ready = poll(fds, static_cast<nfds_t>(n), static_cast<int>(std::min<long long>(left, 100)));
     if (ready < 0 && errno != EINTR) {
       result.status = ProcessResult::Status::StartFailed;
       result.error = std::string("poll failed: ") + std::strerror(errno);
       killed = true;
       break;
+    }
+    // The command has exited, but something it started may still hold the
+    // pipes: its group is killed, so that what it wrote can be read to the end.
+    if (!exited && waitpid(pid, &status, WNOHANG) == pid) {
+      exited = true;
+      kill(-pid, SIGKILL);
     }
     if (ready <= 0) continue;
     if (slot_in >= 0 && (fds[slot_in].revents & (POLLOUT | POLLERR | POLLHUP))) {
@@ -137,13 +144,15 @@ ProcessResult run_process(const std::string &command, const std::string &input, 
   close_fd(in[1]);
   close_fd(out[0]);
   close_fd(err[0]);
-  int status = 0;
-  if (!killed) {
+  if (!killed && !exited) {
     // Both outputs are closed; the command may still be running (it closed
     // them, or a child of its holds nothing): wait for it until the deadline.
     while (true) {
       pid_t done = waitpid(pid, &status, WNOHANG);
-      if (done == pid) break;
+      if (done == pid) {
+        exited = true;
+        break;
+      }
       if (done < 0 && errno != EINTR) break;
       if (Clock::now() >= deadline) {
         result.status = ProcessResult::Status::TimedOut;
@@ -154,9 +163,11 @@ ProcessResult run_process(const std::string &command, const std::string &input, 
     }
   }
   kill(-pid, SIGKILL);  // the group: a timeout's advisor, or what an exited one left running
-  if (killed) {
+  if (killed && !exited) {
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
+  } else if (killed) {
+    // Exited, but the answer was cut (a timeout or the cap): the status stays the failure's.
   } else if (WIFEXITED(status)) {
     result.status = ProcessResult::Status::Exited;
     result.code = WEXITSTATUS(status);

@@ -144,6 +144,24 @@ def case_hang(ncd, workdir):
     output(workdir)
 
 
+def case_linger(ncd, workdir):
+    r = run(ncd, workdir, "linger", START + ["--advisor-timeout", "60"], timeout=120)
+    expect(r.returncode == 0 and "warning" not in r.stderr and "round 1: no candidates" in r.stderr, r.stderr)
+    expect(r.seconds < 30, f"took {r.seconds:.1f} s: ncd waited for the advisor's child")
+    with open(os.path.join(workdir, "linger.pid")) as handle:
+        pid = int(handle.read())
+    for _ in range(50):  # killed; reaped by whoever inherits it
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                state = handle.read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state == "Z":
+            return
+        time.sleep(0.1)
+    raise Failure(f"the advisor's child {pid} still runs")
+
+
 def case_crash(ncd, workdir):
     r = run(ncd, workdir, "crash", START)
     expect(r.returncode == 0, r.stderr)
