@@ -67,8 +67,8 @@ Handler setup_optimize(CLI::App &command) {
       ->check(CLI::Range(1, 1 << 20));
   command
       .add_option("--tolerance", options->tolerance,
-                  "For an inexact pipeline (quantize): the largest relative L2 error accepted per output "
-                  "(default 0.05)")
+                  "For an inexact pipeline (quantize), or an advisor's inexact candidate (--allow-inexact): the "
+                  "largest relative L2 error accepted per output (default 0.05)")
       ->type_name("E")
       ->check(CLI::NonNegativeNumber);
   command.add_option("--seed", options->seed, "Seed of the verification's random data (default 1)")->type_name("N");
