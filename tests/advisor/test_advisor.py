@@ -183,12 +183,13 @@ def case_missing_command(ncd, workdir):
 def case_malformed(ncd, workdir):
     r = run(ncd, workdir, "malformed", START)
     v = verdicts(r.stderr)
-    expect(r.returncode == 0 and len(v) == 6, r.stderr)
+    expect(r.returncode == 0 and len(v) == 7, r.stderr)
     expect(re.search(r"rejected: does not compile: candidate-1\.1\.ncd:\d+:\d+: unknown axis 'q'", v[0]), v[0])
     expect('exactly one of "ncd" and "schedule"' in v[1] and 'exactly one of "ncd" and "schedule"' in v[2], r.stderr)
     expect("holds something other than schedule blocks" in v[3], v[3])
     expect("has no diagram 'Attention'" in v[4], v[4])
     expect("rejected: not faster" in v[5], v[5])
+    expect("rejected: verification failed: candidate-1.7.ncd: 'Attention' has no input 'V'" in v[6], v[6])
 
 
 def case_usage(ncd, workdir):

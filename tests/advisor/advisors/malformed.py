@@ -1,5 +1,6 @@
 """Candidates of every malformed kind: text that does not compile, neither
-field, both fields, a schedule of other text, a diagram of another name."""
+field, both fields, a schedule of other text, a diagram of another name,
+the diagram unchanged, an input renamed."""
 import json
 import sys
 
@@ -12,4 +13,5 @@ json.dump({"version": 1, "candidates": [
     {"schedule": "diagram X() -> Y[] {}", "rationale": "not a schedule"},
     {"ncd": source.replace("Attention", "Other"), "rationale": "renamed"},
     {"ncd": source, "rationale": "unchanged"},
+    {"ncd": source.replace("V[", "W["), "rationale": "another interface"},
 ]}, sys.stdout)
