@@ -302,7 +302,10 @@ int run_advisor(const AdvisorSettings &settings, const AdvisorContext &context, 
                       {"cost", json::parse(best.cost_json, nullptr, false)},
                       {"explain", context.explain},
                       {"history", history}};
-      ProcessResult result = run_process(settings.command, request.dump() + "\n", settings.timeout, kMaxAnswer);
+      // A path or name that is not UTF-8 (explain lines name files) is sent with U+FFFD, not refused.
+      ProcessResult result =
+          run_process(settings.command, request.dump(-1, ' ', false, json::error_handler_t::replace) + "\n",
+                      settings.timeout, kMaxAnswer);
       if (result.status != ProcessResult::Status::Exited || result.code != 0) {
         const std::string tail = last_line(result.err);
         std::cerr << "ncd: warning: " << who << " " << describe_failure(result, settings.timeout, kMaxAnswer)
