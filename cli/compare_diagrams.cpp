@@ -158,6 +158,12 @@ EquivVerdict compare_diagrams(const EquivSide (&given)[2], const EquivRequest &r
     if (request.rtol >= 0) tol.rtol = request.rtol;
     if (request.atol >= 0) tol.atol = request.atol;
     const OutputDifference diff = compare_output(na, ta, nb, tb, tol);
+    if (request.measured && !diff.shapes_differ) {
+      // NaN compares false: a NaN difference must still be the largest.
+      auto larger = [](double a, double b) { return std::isnan(b) || b > a ? b : a; };
+      request.measured->max_abs = larger(request.measured->max_abs, diff.max_abs);
+      request.measured->rel_l2 = larger(request.measured->rel_l2, diff.rel_l2);
+    }
     if (diff.shapes_differ) {
       out << label << ": shapes differ: " << shape_text(ta.shape) << " vs " << shape_text(tb.shape) << ": DIFFERS\n";
       ++differing;

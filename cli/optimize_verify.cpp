@@ -102,10 +102,13 @@ int verify_optimized(ir::Program &optimized, ir::Diagram &root, size_t first_new
   if (request.inexact) equiv.max_rel_l2 = request.tolerance;
   equiv.diagram = request.diagram;
   equiv.seed = request.seed;
+  equiv.measured = request.measured;
   equiv.frontend.plugins = request.frontend.plugins;
   std::ostringstream figures;
   EquivVerdict verdict = compare_diagrams(sides, equiv, figures, "verification");
   const std::string sizes = sizes_text(plan);
+  if (request.sizes) *request.sizes = sizes;
+  if (request.verdict) *request.verdict = verdict;
   if (request.inexact && (verdict == EquivVerdict::Equivalent || verdict == EquivVerdict::Differs)) {
     // The change is the point: say how large it is, whether or not it is accepted.
     std::cerr << "ncd: note: the pipeline (" << request.pipeline << ") changes what '" << request.diagram

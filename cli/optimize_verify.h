@@ -10,6 +10,7 @@
 #include "common.h"
 #include "ncd/equiv.h"
 #include "ncd/ir.h"
+#include "run_support.h"
 
 namespace ncd::cli {
 
@@ -28,6 +29,9 @@ struct VerifyRequest {
   std::string pipeline;  // the passes, for messages
   double tolerance = 0.05;
   FrontendOptions frontend;
+  EquivMeasure *measured = nullptr;  // when set: the largest differences found
+  std::string *sizes = nullptr;      // when set: the sizes verified at ("-D q=64 -D k=128")
+  EquivVerdict *verdict = nullptr;   // when set: what the comparison found (untouched when nothing ran)
 };
 
 // Compiles the input file and the optimized text (in memory: no scratch file)

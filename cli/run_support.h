@@ -67,6 +67,11 @@ const Backend *find_executor(const std::string &name, const std::vector<std::str
 bool write_npy(const std::string &path, const Tensor &tensor);
 
 // What `ncd equiv` compares (also used by `ncd optimize --verify`).
+// The largest differences over every output, for a caller that reports them.
+struct EquivMeasure {
+  double max_abs = 0, rel_l2 = 0;
+};
+
 struct EquivRequest {
   std::string a, b, diagram, backend = "cpu";
   uint64_t seed = 1;
@@ -76,6 +81,7 @@ struct EquivRequest {
   double max_rel_l2 = -1;
   int threads = 0;
   FrontendOptions frontend;
+  EquivMeasure *measured = nullptr;  // when set: filled with the largest differences found
 };
 
 // Runs the diagram of both files on the same random data and prints the error

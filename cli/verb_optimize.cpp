@@ -1,5 +1,6 @@
 // `ncd optimize FILE --diagram NAME [--hw NAME] [-O N | --passes a,b] -o OUT.ncd
-//               [--explain] [--verify | --no-verify] [--print-after-all] [--time-passes]`:
+//               [--explain] [--verify | --no-verify] [--print-after-all] [--time-passes]
+//               [--advisor CMD|builtin [--advisor-rounds N] [--level L] [--advisor-timeout S] [--allow-inexact]]`:
 // runs a pass pipeline on a diagram and writes the result as a self-contained
 // .ncd file (kernels as called diagrams with their schedules) that `check`,
 // `render` and `cost` read.
@@ -8,9 +9,13 @@
 // backend at reduced sizes on the same random data and refuses to write the
 // output when they differ: an optimization that changes the function is a bug
 // the user must never receive silently (optimize_verify.cpp).
+//
+// --advisor then asks an advisor for better versions and keeps the fastest
+// verified one (advisor.cpp, docs/ADVISOR.md).
 #include <filesystem>
 #include <iostream>
 
+#include "advisor.h"
 #include "common.h"
 #include "ncd/hardware.h"
 #include "ncd/ir_source.h"
@@ -34,6 +39,10 @@ Handler setup_optimize(CLI::App &command) {
     uint64_t seed = 1;
     double tolerance = -1;
     FrontendOptions frontend;
+    std::string advisor, advisor_level = "all";
+    int advisor_rounds = 1;
+    double advisor_timeout = 60;
+    bool allow_inexact = false;
   };
   auto options = std::make_shared<Options>();
   command.add_option("file", options->file, "The .ncd file")->required()->type_name("FILE");
@@ -58,13 +67,38 @@ Handler setup_optimize(CLI::App &command) {
       ->check(CLI::Range(1, 1 << 20));
   command
       .add_option("--tolerance", options->tolerance,
-                  "For an inexact pipeline (quantize): the largest relative L2 error accepted per output "
-                  "(default 0.05)")
+                  "For an inexact pipeline (quantize), or an advisor's inexact candidate (--allow-inexact): the "
+                  "largest relative L2 error accepted per output (default 0.05)")
       ->type_name("E")
       ->check(CLI::NonNegativeNumber);
   command.add_option("--seed", options->seed, "Seed of the verification's random data (default 1)")->type_name("N");
   command.add_flag("--print-after-all", options->print_after_all, "Print the IR after every pass (stderr)");
   command.add_flag("--time-passes", options->time_passes, "Print the time of every pass (stderr)");
+  auto *advisor = command
+                      .add_option("--advisor", options->advisor,
+                                  "Ask an advisor for better versions of the result and keep the fastest verified "
+                                  "one: a command speaking docs/ADVISOR.md's protocol, or 'builtin'")
+                      ->type_name("CMD|builtin");
+  command.add_option("--advisor-rounds", options->advisor_rounds, "Rounds of proposals (default 1)")
+      ->type_name("N")
+      ->check(CLI::Range(1, 100))
+      ->needs(advisor);
+  command
+      .add_option("--level", options->advisor_level,
+                  "What the advisor may change: high (architecture), mid (rewrites), low (schedules), all (default)")
+      ->type_name("high|mid|low|all")
+      ->check(CLI::IsMember({"high", "mid", "low", "all"}))
+      ->needs(advisor);
+  command
+      .add_option("--advisor-timeout", options->advisor_timeout,
+                  "Seconds an advisor may take to answer one request before it is killed (default 60)")
+      ->type_name("S")
+      ->check(CLI::Range(0.001, 86400.0))
+      ->needs(advisor);
+  command
+      .add_flag("--allow-inexact", options->allow_inexact,
+                "Accept an advisor's candidate that changes the outputs (level high or all) within --tolerance")
+      ->needs(advisor);
   add_frontend_options(command, options->frontend);
   return [options]() -> int {
     auto compilation = load_program(options->file, options->frontend);
@@ -89,7 +123,7 @@ Handler setup_optimize(CLI::App &command) {
     } else {
       pipeline_for_level(options->level < 0 ? 2 : options->level, names);
     }
-    if (options->tolerance >= 0 && pipeline_is_exact(*registry, names)) {
+    if (options->tolerance >= 0 && pipeline_is_exact(*registry, names) && !options->allow_inexact) {
       std::cerr << "ncd: error: --tolerance is for inexact pipelines (quantize=...); this one must keep the "
                    "diagram's values, and verification checks them within each dtype's rounding\n";
       return kUsageError;
@@ -140,6 +174,32 @@ Handler setup_optimize(CLI::App &command) {
       if (options->tolerance >= 0) request.tolerance = options->tolerance;
       if (int verdict = verify_optimized(compilation->program, diagram, axes_before, request); verdict != kSuccess)
         return verdict;
+    }
+    if (!options->advisor.empty()) {
+      AdvisorSettings settings;
+      settings.command = options->advisor;
+      settings.rounds = options->advisor_rounds;
+      settings.level = options->advisor_level == "high"  ? AdvisorLevel::High
+                       : options->advisor_level == "mid" ? AdvisorLevel::Mid
+                       : options->advisor_level == "low" ? AdvisorLevel::Low
+                                                         : AdvisorLevel::All;
+      settings.timeout = options->advisor_timeout;
+      settings.allow_inexact = options->allow_inexact;
+      if (options->tolerance >= 0) settings.tolerance = options->tolerance;
+      settings.explain = options->explain;
+      AdvisorContext context;
+      context.input = options->file;
+      context.output = options->output;
+      context.diagram = diagram.name;
+      context.pipeline = pipeline_text;
+      context.hardware = &*hardware;
+      context.registry = registry;
+      context.frontend = options->frontend;
+      context.verify_size = options->verify_size;
+      context.seed = options->seed;
+      for (size_t a = 0; a < axes_before; ++a) context.input_axes.push_back(compilation->program.axes[a].name);
+      context.explain = explain;
+      if (int status = run_advisor(settings, context, text); status != kSuccess) return status;
     }
     if (!write_or_report(options->output, text)) return kUserError;
     // The hardware profile priced the passes' choices: a change to it must remake the output.

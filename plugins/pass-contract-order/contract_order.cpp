@@ -11,10 +11,18 @@
 // keeps the next step on tensor cores: SwiGLU's silu(G) * U * Wd) or an
 // integer (exact, as the integer contraction it splits), f32 otherwise.
 // Two-operand contractions have one order: nothing to do.
+//
+// With an argument N (`contract-order=N`, N >= 1) the pass writes the order
+// with the N-th fewest FLOPs instead (counting orders of equal FLOPs once;
+// the most expensive when there are fewer): the built-in advisor of `ncd
+// optimize --advisor` (docs/ADVISOR.md) tries these, since the fewest FLOPs
+// is not always the least time (a larger intermediate, another kernel).
 #include <algorithm>
 #include <functional>
 #include <limits>
+#include <map>
 #include <set>
+#include <string>
 
 #include "ncd/ir_edit.h"
 #include "ncd/plugin.h"
@@ -23,6 +31,14 @@
 namespace {
 
 using namespace ncd;
+
+// The argument's rank, or 0 when it is not a positive integer below 1000.
+int rank_of(const std::string &argument) {
+  if (argument.empty() || argument.size() > 3) return 0;
+  for (char ch : argument)
+    if (ch < '0' || ch > '9') return 0;
+  return std::stoi(argument);
+}
 
 struct Plan {
   double flops = std::numeric_limits<double>::infinity();
@@ -33,6 +49,11 @@ class ContractOrder : public Pass {
  public:
   std::string name() const override { return "contract-order"; }
   std::string description() const override { return "Order multi-operand contractions by FLOPs"; }
+  std::string check_argument(const std::string &argument) const override {
+    return argument.empty() || rank_of(argument) > 0
+               ? ""
+               : "pass 'contract-order' takes a rank N >= 1 (the N-th fewest-FLOP order), not '" + argument + "'";
+  }
 
   PassResult run(ir::Program &program, ir::Diagram &diagram, PassContext &context) override {
     PassResult result;
@@ -50,15 +71,17 @@ class ContractOrder : public Pass {
       auto size = [&](int axis) { return static_cast<double>(program.size(axis).value_or(1)); };
       std::vector<std::set<int>> start;
       for (int t : tensors) start.emplace_back(diagram.value(t).axes.begin(), diagram.value(t).axes.end());
-      // Exhaustive search over pairings.
-      Plan best;
+      // Exhaustive search over pairings; for a rank N > 1, the first order
+      // found of each of the N smallest FLOP counts is kept.
+      const size_t rank = context.argument.empty() ? 1 : static_cast<size_t>(rank_of(context.argument));
+      std::map<double, std::vector<std::pair<size_t, size_t>>> cheapest;
       std::vector<std::pair<size_t, size_t>> steps;
       std::function<void(std::vector<std::set<int>>, double)> search = [&](std::vector<std::set<int>> live,
                                                                            double flops) {
-        if (flops >= best.flops) return;
+        if (cheapest.size() >= rank && flops >= std::prev(cheapest.end())->first) return;
         if (live.size() == 1) {
-          best.flops = flops;
-          best.steps = steps;
+          cheapest.emplace(flops, steps);
+          if (cheapest.size() > rank) cheapest.erase(std::prev(cheapest.end()));
           return;
         }
         for (size_t i = 0; i < live.size(); ++i)
@@ -84,6 +107,9 @@ class ContractOrder : public Pass {
           }
       };
       search(start, 0);
+      Plan best;
+      best.flops = std::prev(cheapest.end())->first;
+      best.steps = std::prev(cheapest.end())->second;
       // Emit the chain.
       std::vector<int> live_values = tensors;
       for (size_t s = 0; s < best.steps.size(); ++s) {
@@ -124,7 +150,8 @@ class ContractOrder : public Pass {
         live_values = remaining;
       }
       context.note(op.location, "ordered the " + std::to_string(tensors.size()) + "-operand contraction pairwise: " +
-                                    std::to_string(static_cast<long long>(best.flops)) + " FLOPs");
+                                    std::to_string(static_cast<long long>(best.flops)) + " FLOPs" +
+                                    (rank > 1 ? " (order " + std::to_string(cheapest.size()) + " by FLOPs)" : ""));
       result.changed = true;
     }
     diagram.body.ops = std::move(out);
