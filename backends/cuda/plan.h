@@ -100,6 +100,8 @@ struct GridMatch {
 struct GridTiles {
   int64_t bg = 0, bs = 0, smem = 0, threads = 0;
 };
+// The widths c and e a grid kernel takes (its fragments are compile-time).
+inline bool grid_width_fits(int64_t width) { return width > 0 && width % 16 == 0 && width <= 128; }
 GridTiles fit_grid_tiles(int64_t asked_g, int64_t asked_s, const std::vector<int64_t> &c_widths,
                          const std::vector<int64_t> &e_widths, int64_t smem_limit);
 

@@ -67,14 +67,14 @@ void Generator::grid(Frame &frame, const ir::Diagram &d, const GridMatch &m, con
   for (const std::vector<Ten> *list : {&X, &Y, &Z})
     for (const Ten &t : *list)
       if (t.kind != Ten::Kind::Buffer) return decline("the grid's operands must be stored tensors");
-  for (size_t i = 0; i < widths_c.size() + widths_e.size(); ++i) {
-    const int axis = i < widths_c.size() ? widths_c[i] : widths_e[i - widths_c.size()];
-    auto n = size(axis).constant();
-    if (!n || *n % 16 != 0 || *n > 128)
-      return decline("the width '" + axis_names_[static_cast<size_t>(axis)] +
-                     "' must be a known multiple of 16 up to 128 for the grid kernel");
-    (i < widths_c.size() ? c_widths : e_widths).push_back(*n);
-  }
+  for (auto [axes, widths] : {std::pair{&widths_c, &c_widths}, std::pair{&widths_e, &e_widths}})
+    for (int axis : *axes) {
+      auto n = size(axis).constant();
+      if (!n || !grid_width_fits(*n))
+        return decline("the width '" + axis_names_[static_cast<size_t>(axis)] +
+                       "' must be a known multiple of 16 up to 128 for the grid kernel");
+      widths->push_back(*n);
+    }
   // Batch axes: every other axis of the operands; one position per block on the grid's x.
   std::vector<int> batch;
   auto known = [&](int a) {

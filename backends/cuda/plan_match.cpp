@@ -125,11 +125,12 @@ bool match_attention_on(const ir::Diagram &d, int group, int stream, AttentionMa
     if (found >= 0) lse_chain.insert(op);
     return found;
   };
-  if (d.outputs.size() == 2 && (logsumexp(d.outputs[0]) >= 0) != (logsumexp(d.outputs[1]) >= 0)) {
-    const bool first = logsumexp(d.outputs[0]) >= 0;
-    m.lse = d.outputs[first ? 0 : 1];
-    m.output = d.outputs[first ? 1 : 0];
-    m.lse_raw = logsumexp(m.lse);
+  const int lse0 = d.outputs.size() == 2 ? logsumexp(d.outputs[0]) : -1;
+  const int lse1 = d.outputs.size() == 2 ? logsumexp(d.outputs[1]) : -1;
+  if (d.outputs.size() == 2 && (lse0 >= 0) != (lse1 >= 0)) {
+    m.lse = d.outputs[lse0 >= 0 ? 0 : 1];
+    m.output = d.outputs[lse0 >= 0 ? 1 : 0];
+    m.lse_raw = lse0 >= 0 ? lse0 : lse1;
   } else if (d.outputs.size() == 1) {
     m.output = d.outputs[0];
   } else {

@@ -92,11 +92,12 @@ std::optional<KernelShape> kernel_shape(const KernelQuery &query, const Limits &
     std::vector<int64_t> c_widths, e_widths;
     for (const auto &p : m.producers) c_widths.push_back(size(p.c_axis));
     for (const auto &c : m.consumers) e_widths.push_back(size(c.e_axis));
-    for (int64_t w : c_widths)
-      if (w % 16 != 0 || w > 128) why = "the grid kernel's widths must be multiples of 16 up to 128";
-    for (int64_t w : e_widths)
-      if (w % 16 != 0 || w > 128) why = "the grid kernel's widths must be multiples of 16 up to 128";
-    if (!why.empty()) return std::nullopt;
+    for (const std::vector<int64_t> *widths : {&c_widths, &e_widths})
+      for (int64_t w : *widths)
+        if (!grid_width_fits(w)) {
+          why = "the grid kernel's widths must be multiples of 16 up to 128";
+          return std::nullopt;
+        }
     if (limits.block_smem <= 0) {
       why = limits.unknown;
       return std::nullopt;
