@@ -71,10 +71,13 @@ primary
   | INF                                                  # infPrimary
   | SIZEOF                                               # sizeofPrimary
   | '(' expr ')'                                         # parenPrimary
-  | (label=name ':')? callee=name ('[' (bracketItem (',' bracketItem)*)? ']')? '(' (argument (',' argument)*)? ')'
+  | (label=callLabel ':')? callee=name ('[' (bracketItem (',' bracketItem)*)? ']')? '(' (argument (',' argument)*)? ')'
     (result='[' index (',' index)* ']')?                                                                   # callPrimary
   | tensorRef                                            # refPrimary
   ;
+
+// A call site's name: a name, or a param path in quotes (`"h.3": Block(x)`).
+callLabel : name | STRING ;
 
 // In a call's brackets: reduction axes (`softmax[k]`) or bindings (`Attention[q = s]`).
 bracketItem : name ('=' name)? ;

@@ -37,16 +37,9 @@ STEP = 1e-5
 
 # Diagrams whose derivative ncd does not state yet, and the start of the reason it gives.
 DECLINED = {
-    "semantics.ncd:Calls": "calls 'Layer' unnamed more than once",
-    "semantics.ncd:Loops": "'repeat' has no derivative",
-    "semantics.ncd:Named": "'repeat' has no derivative",
+    "semantics.ncd:Loops": "param 'W' is declared inside a repeat",
     "semantics.ncd:Running": "'cummax' has no derivative",
     "semantics.ncd:Scans": "'cummax' has no derivative",
-    "gpt2.ncd:GPT2Model": "'repeat' has no derivative",
-    "gpt2.ncd:GPT2LMHeadModel": "'repeat' has no derivative",
-    "llama.ncd:LlamaModel": "'repeat' has no derivative",
-    "llama.ncd:LlamaForCausalLM": "'repeat' has no derivative",
-    "transformer.ncd:GPT2": "'repeat' has no derivative",
 }
 
 

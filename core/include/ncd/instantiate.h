@@ -56,6 +56,13 @@ class AxisSizes {
   mutable std::map<int, std::optional<int64_t>> cache_;
 };
 
+// A call site's name: a name of the language (`attn`), or a run of the segments
+// above joined by dots (`h.3`, `0.Block@1`), which names exactly that path; how
+// `ncd grad` writes the iterations of a repeat it unrolls.
+bool is_call_label(const std::string &label);
+// The label as the language spells it: a name as is, a path in double quotes.
+std::string call_label_source(const std::string &label);
+
 // The naming facts of one diagram: call-site labels, repeat segments, and the
 // repeats that multiply each param.
 class ParamNaming {

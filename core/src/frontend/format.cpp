@@ -3,6 +3,8 @@
 
 #include <sstream>
 
+#include "ncd/instantiate.h"
+
 namespace ncd {
 
 std::string format_size(const ast::SizeExpr &expr) {
@@ -96,7 +98,7 @@ std::string format_expr(const ast::Expr &expr) {
     case ast::Expr::Kind::Unary: return expr.op + format_expr(*expr.lhs);
     case ast::Expr::Kind::Binary: return format_expr(*expr.lhs) + " " + expr.op + " " + format_expr(*expr.rhs);
     case ast::Expr::Kind::Call: {
-      std::string out = (expr.label ? expr.label->text + ": " : std::string()) + expr.name.text;
+      std::string out = (expr.label ? call_label_source(expr.label->text) + ": " : std::string()) + expr.name.text;
       if (expr.has_brackets) {
         out += "[";
         for (size_t i = 0; i < expr.brackets.size(); ++i) {
@@ -471,7 +473,7 @@ class Dumper {
       case Expr::Kind::Unary: return "(" + e.op + " " + sexpr(*e.lhs) + ")";
       case Expr::Kind::Binary: return "(" + e.op + " " + sexpr(*e.lhs) + " " + sexpr(*e.rhs) + ")";
       case Expr::Kind::Call: {
-        std::string out = "(call " + (e.label ? e.label->text + ": " : std::string()) + e.name.text;
+        std::string out = "(call " + (e.label ? call_label_source(e.label->text) + ": " : std::string()) + e.name.text;
         if (e.has_brackets) {
           out += " [";
           for (size_t i = 0; i < e.brackets.size(); ++i)

@@ -509,7 +509,11 @@ class AstBuilder {
     } else if (auto *call = as<NcdParser::CallPrimaryContext>(context)) {
       out->kind = ast::Expr::Kind::Call;
       out->name = name(call->callee);
-      if (call->label) out->label = name(call->label);
+      if (call->label && call->label->name()) {
+        out->label = name(call->label->name());
+      } else if (call->label) {
+        out->label = ast::Name{unquote(call->label->STRING()->getText()), at_.token(call->label->STRING()->getSymbol())};
+      }
       // Brackets before the arguments (`F[q = s](x)`); those after them index the result.
       out->has_brackets = false;
       for (antlr4::tree::ParseTree *child : call->children)

@@ -187,6 +187,12 @@ std::unique_ptr<TypedExpr> Sema::typed_diagram_call(const ast::Expr &expr, int c
   node->callee_name = name;
   if (expr.label) {
     const ast::Name &label = *expr.label;
+    if (!is_call_label(label.text)) {
+      d_.error(label.location, "call site name \"" + label.text +
+                                   "\" is not a param path: names, iteration numbers and N@M joined by dots "
+                                   "(\"h.3\", \"0.Block@1\")");
+      return nullptr;
+    }
     if (auto [at, fresh] = call_labels_.emplace(label.text, CallLabel{label.location, callee_index}); !fresh) {
       // A second call site of that name is tied to the first: it shares their params, so one
       // callee's params must be among the other's (a diagram and its gradient, docs/LANGUAGE.md).

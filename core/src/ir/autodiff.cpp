@@ -20,6 +20,7 @@
 #include "ncd/diagnostics.h"
 #include "ncd/instantiate.h"
 #include "ncd/ir_edit.h"
+#include "ncd/unroll.h"
 #include "ncd/verifier.h"
 
 namespace ncd {
@@ -50,6 +51,7 @@ struct Derived {
   // inputs followed by its float outputs' cotangents.
   std::vector<size_t> operands;
   std::vector<int> scores, row_stats;  // attention the backward recomputes (autodiff::StepParts)
+  const ir::Diagram *source = nullptr;  // what was differentiated: D, or D with its repeats unrolled
 };
 
 struct Wanted {
@@ -84,6 +86,7 @@ class Deriver {
   std::map<int, int> copy_of_;  // a primed axis → the axis it copies
   // Callees with a call's lifted axes made their own, by callee and the lifted axes of each argument.
   std::map<std::pair<const ir::Diagram *, std::vector<std::vector<int>>>, std::unique_ptr<ir::Diagram>> lifted_;
+  std::vector<std::unique_ptr<ir::Diagram>> unrolled_;  // repeated diagrams unrolled, differentiated in their place
 };
 
 std::string Deriver::fresh_value_name(const ir::Diagram &d, const std::string &base) const {
@@ -107,11 +110,18 @@ const Derived &Deriver::callee_gradient(const ir::Diagram &callee, const Primed 
 
 Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wanted &wanted, bool keep_outputs,
                         const Primed &primed, bool top_level) {
-  ir::for_each_op(d.body, [&](const ir::Op &op) {
-    if (op.kind == ir::OpKind::Repeat)
-      throw Failure{op.location, "'repeat' has no derivative in ncd yet (it would run its iterations backwards); "
-                                 "differentiate the diagram it repeats"};
-  });
+  // A repeat is differentiated unrolled: its backward runs the iterations in reverse, each reading its
+  // own forward values and params, which straight-line code names directly (ncd/unroll.h).
+  bool repeats = false;
+  ir::for_each_op(d.body, [&](const ir::Op &op) { repeats |= op.kind == ir::OpKind::Repeat; });
+  if (repeats) {
+    std::string why;
+    SourceLocation where;
+    auto flat = ir::unroll_repeats(program_, d, d.name, why, where);
+    if (!flat) throw Failure{where, why};
+    unrolled_.push_back(std::move(flat));
+    return derive(*unrolled_.back(), name, wanted, keep_outputs, primed, top_level);
+  }
   auto owned = ir::clone_diagram(d, name);
   ir::Diagram &g = *owned;
   g.schedules.clear();
@@ -121,10 +131,8 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
   Builder b(program_, g);
   b.location = d.location;
 
-  // Which unnamed call of each callee is which: a call that reaches params is named in g after its path segment.
-  std::map<int, int> unnamed_calls;
-  for (const auto &op : d.body.ops)
-    if (op->kind == ir::OpKind::Call && op->label.empty()) ++unnamed_calls[op->callee];
+  // A call that reaches params is named in g after its path segment (`LayerNorm@1` for the second unnamed one).
+  const ParamNaming naming(d);
 
   // Forward activity: a value depends on something differentiated.
   std::set<int> active(wanted.inputs.begin(), wanted.inputs.end());
@@ -137,11 +145,7 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
     if (op->kind == ir::OpKind::Call) {
       const ir::Diagram &callee = *program_.diagrams[static_cast<size_t>(op->callee)];
       if (ir::reaches_params(program_, callee)) {
-        if (op->label.empty() && unnamed_calls[op->callee] > 1)
-          throw Failure{op->location, "'" + d.name + "' calls '" + callee.name +
-                                          "' unnamed more than once; name these call sites (`ln: " + callee.name +
-                                          "(...)`) so that their gradients can share their params"};
-        const std::string segment = op->label.empty() ? callee.name : op->label;
+        const std::string segment = op->label.empty() ? naming.call_label(op.get()) : op->label;
         call_segment[op.get()] = segment;
         any |= wanted.wants_under(segment + ".");
       }
@@ -426,6 +430,7 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
   derived.diagram = program_.diagrams.back().get();
   derived.scores = scores;
   derived.row_stats = row_stats;
+  derived.source = &d;
   return derived;
 }
 
@@ -547,7 +552,7 @@ bool derive_gradient(ir::Program &program, const ir::Diagram &diagram, const Gra
     if (request.train)
       result.train = deriver.derive(diagram, ir::fresh_diagram_name(program, diagram.name + "_train"), wanted, true).diagram;
     if (request.split) {
-      const autodiff::StepParts parts{&diagram, grad.diagram, grad.scores, grad.row_stats};
+      const autodiff::StepParts parts{grad.source, grad.diagram, grad.scores, grad.row_stats};
       for (SavePolicy policy : {SavePolicy::None, SavePolicy::Flash, SavePolicy::All})
         result.choices.push_back(autodiff::split_step(program, parts, policy, policy == request.save, result.forward,
                                                       result.backward));

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <functional>
 
+#include "ir_source_writer.h"
+
 namespace ncd {
 
 // ---------------------------------------------------------------- sizes
@@ -97,6 +99,31 @@ const std::vector<const ir::Op *> &ParamNaming::param_repeats(int value) const {
 }
 
 // ---------------------------------------------------------------- paths
+
+bool is_call_label(const std::string &label) {
+  if (ir_source_detail::is_identifier(label)) return true;
+  auto digits = [](const std::string &text) {
+    return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  size_t start = 0;
+  while (true) {
+    const size_t dot = label.find('.', start);
+    const std::string segment = label.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    const size_t at = segment.find('@');
+    const std::string head = segment.substr(0, at);
+    const bool ok = at == std::string::npos
+                        ? ir_source_detail::is_identifier(segment) || digits(segment)
+                        : (ir_source_detail::is_identifier(head) || digits(head)) && digits(segment.substr(at + 1));
+    if (!ok) return false;
+    if (dot == std::string::npos) return true;
+    start = dot + 1;
+  }
+}
+
+std::string call_label_source(const std::string &label) {
+  return ir_source_detail::is_identifier(label) ? label : "\"" + label + "\"";
+}
+
 
 std::string path_text(const ParamPath &path, const std::function<int64_t(const ir::Op *)> &iteration) {
   std::string text;
