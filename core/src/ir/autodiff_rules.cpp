@@ -389,36 +389,67 @@ std::vector<int> select_rule(Builder &b, const ir::Op &op, int g) {
   return {b.fit(b.contract({d_values, indicator(b, hit, dtype)}, {kept}, dtype, x.axes), x.axes, x.dtype)};
 }
 
+// `v` read one step along the scan's axis (`by` = 1: the next position, zero past the end).
+int shifted(Builder &b, int v, int axis, int64_t by) {
+  std::vector<ir::AccessIndex> indices;
+  for (int a : b.value(v).axes) indices.push_back(a == axis ? affine(axis, 1, by) : affine(a));
+  return b.access({v}, indices, b.value(v).axes, b.value(v).dtype);
+}
+
+// `v` with the scan's axis (of `n` positions) reversed.
+int reversed(Builder &b, int v, int axis, int64_t n) {
+  std::vector<ir::AccessIndex> indices;
+  for (int a : b.value(v).axes) indices.push_back(a == axis ? affine(axis, -1, n - 1) : affine(a));
+  return b.access({v}, indices, b.value(v).axes, b.value(v).dtype);
+}
+
+// λ_t = g_t + next_t·λ_{t+1}: the linear recurrence run backwards along the axis.
+int backward_recurrence(Builder &b, const ir::Op &op, int next, int g) {
+  const int axis = op.axes[0];
+  auto n = b.program.size(axis);
+  if (!n) throw Failure{op.location, "the derivative of '" + std::string(ops::info(op.function).name) +
+                                         "' reverses its axis, whose size is not known"};
+  const int forward =
+      b.scan(ops::Fn::Scan, {reversed(b, next, axis, *n), reversed(b, g, axis, *n)}, axis, b.value(g).dtype);
+  return reversed(b, forward, axis, *n);
+}
+
 // h_t = a_t·h_{t−1} + b_t: λ_t = g_t + a_{t+1}·λ_{t+1} (the same recurrence, backwards), db = λ, da_t = λ_t·h_{t−1}.
 std::vector<int> linear_scan_rule(Builder &b, const ir::Op &op, int g) {
   std::vector<int> out(2, -1);
   if (g < 0) return out;
-  const int axis = op.axes[0];
-  auto n = b.program.size(axis);
-  if (!n) throw Failure{op.location, "the derivative of 'scan' reverses its axis, whose size is not known"};
   const ir::DType dtype = b.value(g).dtype;
-  auto shifted = [&](int v, int64_t by) {
-    std::vector<ir::AccessIndex> indices;
-    for (int a : b.value(v).axes) indices.push_back(a == axis ? affine(axis, 1, by) : affine(a));
-    return b.access({v}, indices, b.value(v).axes, b.value(v).dtype);
-  };
-  auto reversed = [&](int v) {
-    std::vector<ir::AccessIndex> indices;
-    for (int a : b.value(v).axes) indices.push_back(a == axis ? affine(axis, -1, *n - 1) : affine(a));
-    return b.access({v}, indices, b.value(v).axes, b.value(v).dtype);
-  };
+  const int axis = op.axes[0];
   int a = op.operands[0];
   std::vector<int> with_axis = b.value(a).axes;
   if (std::find(with_axis.begin(), with_axis.end(), axis) == with_axis.end()) {
     with_axis.push_back(axis);
     a = b.fit(a, with_axis, b.value(a).dtype);
   }
-  const int lambda = reversed(b.scan(ops::Fn::Scan, {reversed(shifted(a, 1)), reversed(g)}, axis, dtype));
+  const int lambda = backward_recurrence(b, op, shifted(b, a, axis, 1), g);
   const ir::Value av = b.value(op.operands[0]), bv = b.value(op.operands[1]);
   if (is_real(bv.dtype)) out[1] = b.fit(lambda, bv.axes, bv.dtype);
   if (is_real(av.dtype))
-    out[0] = b.fit(b.elementwise(ops::Fn::Mul, {lambda, shifted(op.results[0], -1)}, dtype), av.axes, av.dtype);
+    out[0] = b.fit(b.elementwise(ops::Fn::Mul, {lambda, shifted(b, op.results[0], axis, -1)}, dtype), av.axes, av.dtype);
   return out;
+}
+
+// cummax and cummin: r_t is the value of the position where the running extreme was last reached
+// anew (the first of equal values, as the forward keeps the earlier one). That position owns the run of
+// equal r after it: λ_t = g_t + [r_{t+1} = r_t]·λ_{t+1} sums each run's cotangents backwards, and
+// da_t = λ_t where a run starts (t = 0, or r_{t−1} ≠ r_t) and 0 elsewhere.
+std::vector<int> running_extreme_rule(Builder &b, const ir::Op &op, int g) {
+  if (g < 0) return {-1};
+  const ir::Value av = b.value(op.operands[0]);
+  if (!is_real(av.dtype)) return {-1};
+  const ir::DType dtype = b.value(g).dtype;
+  const int axis = op.axes[0], r = op.results[0];
+  const int same = indicator(b, b.elementwise(ops::Fn::Eq, {shifted(b, r, axis, 1), r}, ir::DType::Bool), dtype);
+  const int lambda = backward_recurrence(b, op, same, g);
+  const int first = b.elementwise(ops::Fn::Eq, {b.axis_index(axis), b.constant(0)}, ir::DType::Bool);
+  const int changed = b.elementwise(ops::Fn::Ne, {shifted(b, r, axis, -1), r}, ir::DType::Bool);
+  const int starts = b.elementwise(ops::Fn::Or, {first, changed}, ir::DType::Bool);
+  return {b.fit(b.elementwise(ops::Fn::Mul, {lambda, indicator(b, starts, dtype)}, dtype), av.axes, av.dtype)};
 }
 
 }  // namespace
@@ -466,6 +497,7 @@ std::vector<int> operand_cotangents(Builder &b, const ir::Op &op, const std::vec
     case ir::OpKind::Normalize: return table_rule(b, op, g);
     case ir::OpKind::Scan:
       if (op.function == ops::Fn::Scan) return linear_scan_rule(b, op, g);
+      if (op.function == ops::Fn::CumMax || op.function == ops::Fn::CumMin) return running_extreme_rule(b, op, g);
       return table_rule(b, op, g);
     case ir::OpKind::Contract: return g < 0 ? std::vector<int>(op.operands.size(), -1) : contract_rule(b, op, g);
     case ir::OpKind::Access: return access_rule(b, op, g);
