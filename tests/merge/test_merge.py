@@ -14,10 +14,11 @@ byte-identical files and density 1 gives task arithmetic's bytes. The merged
 params must then run (`ncd run --params`).
 
 memory: two GPT-2-shaped checkpoints (std/gpt2.ncd's GPT2Block at
-n_embd 2048: 16 heads of 128, f32, 192 MiB of params each) are merged under
+n_embd 2048: 16 heads of 128, f32, 192 MiB of params each) are merged by
+every method (with a third as the base where one is needed) under
 `prlimit --as` set to the
 binary's own baseline (measured on a tiny merge) plus 64 MiB, well below one
-checkpoint; the result is checked on sampled rows and the peak resident
+checkpoint; linear's result is checked on sampled rows and the peak resident
 memory of an unlimited run is printed beside the checkpoint size and that of
 a tiny merge.
 """
@@ -344,15 +345,29 @@ def memory(ncd, root, work):
               "attn.c_proj.weight": (e, e), "attn.c_proj.bias": (e,), "ln_2.weight": (e,), "ln_2.bias": (e,),
               "mlp.c_fc.weight": (e, 4 * e), "mlp.c_fc.bias": (4 * e,), "mlp.c_proj.weight": (4 * e, e),
               "mlp.c_proj.bias": (e,)}
-    for index, name in enumerate(("A", "B")):
+    for index, name in enumerate(("A", "B", "C")):
         write_big(os.path.join(work, name + ".safetensors"), 10 + index, shapes)
     size = os.path.getsize(os.path.join(work, "A.safetensors"))
+    # Every method, under the same limit: those that look at a whole tensor first (slerp's angle,
+    # TIES's top-k threshold) stream it too.
+    limit = 0 if sanitized else (baseline + 64) * MiB
+    check(sanitized or limit < size, f"the limit {limit / MiB:.0f} MiB is not below one checkpoint ({size / MiB:.0f} MiB)")
+    peaks = []
+    for method, flags in (("slerp", []), ("task-arithmetic", ["--base", "C.safetensors"]),
+                          ("ties", ["--base", "C.safetensors", "--density", "0.3"]),
+                          ("dare", ["--base", "C.safetensors", "--density", "0.3"])):
+        other = [ncd, "merge", gpt2] + big + ["A.safetensors", "B.safetensors", "--method", method] + flags + \
+            ["-o", "O.safetensors"]
+        if not sanitized:
+            status, err, _ = run_measured(["prlimit", f"--as={limit}"] + other, work)
+            check(status == 0, f"{method} under prlimit --as={limit / MiB:.0f} MiB: exit {status}: {err}")
+            os.remove(os.path.join(work, "O.safetensors"))
+        status, err, method_peak = run_measured(other, work)
+        check(status == 0, f"{method} without a limit: exit {status}: {err}")
+        peaks.append(f"{method} {method_peak / MiB:.1f} MiB")
     command = [ncd, "merge", gpt2] + big + ["A.safetensors", "B.safetensors", "--method", "linear",
                                                  "-o", "M.safetensors"]
-    limit = 0
     if not sanitized:
-        limit = (baseline + 64) * MiB
-        check(limit < size, f"the limit {limit / MiB:.0f} MiB is not below one checkpoint ({size / MiB:.0f} MiB)")
         status, err, _ = run_measured(["prlimit", f"--as={limit}"] + command, work)
         check(status == 0, f"merge under prlimit --as={limit / MiB:.0f} MiB: exit {status}: {err}")
         os.remove(os.path.join(work, "M.safetensors"))
@@ -382,8 +397,8 @@ def memory(ncd, root, work):
     limited = ("sanitizer build: no address-space limit applies" if sanitized else
                f"binary baseline {baseline} MiB of address space, merge under prlimit --as={limit / MiB:.0f} MiB "
                "succeeded")
-    print(f"ok memory: checkpoint {size / MiB:.0f} MiB, {limited}, peak RSS without a limit {peak / MiB:.1f} MiB "
-          f"(a tiny merge: {floor / MiB:.1f} MiB)")
+    print(f"ok memory: checkpoint {size / MiB:.0f} MiB, {limited} for every method, peak RSS without a limit "
+          f"linear {peak / MiB:.1f} MiB, {', '.join(peaks)} (a tiny merge: {floor / MiB:.1f} MiB)")
 
 
 def main():

@@ -8,7 +8,7 @@
 // merge of files larger than their limit fail. Two methods need a look at the
 // whole tensor before the first output element: slerp (the angle between the
 // flattened tensors, one pass of dot products) and TIES (each task vector's
-// top-k magnitude threshold, one tensor of float64 magnitudes at a time).
+// top-k magnitude threshold, found by four streamed passes of a radix select).
 #include "ncd/merge.h"
 
 #include <fcntl.h>
@@ -226,25 +226,50 @@ class TensorMerger {
       const auto k = static_cast<int64_t>(std::floor(request_.density * static_cast<double>(n)));
       for (size_t i = 0; i < inputs_.size(); ++i) {
         if (k <= 0) continue;  // threshold +inf: nothing kept
-        std::vector<double> magnitudes(static_cast<size_t>(n));
-        for (int64_t first = 0; first < n; first += kChunk) {
-          const int64_t count = std::min(kChunk, n - first);
-          if (!load_chunk(*inputs_[i], param.path, first, count, chunks_[i].data(), error) ||
-              !load_chunk(*base_, param.path, first, count, base_chunk_.data(), error))
-            return false;
-          for (int64_t j = 0; j < count; ++j) magnitudes[first + j] = std::fabs(chunks_[i][j] - base_chunk_[j]);
-        }
-        std::nth_element(magnitudes.begin(), magnitudes.begin() + (k - 1), magnitudes.end(), std::greater<double>());
-        const double threshold = magnitudes[k - 1];
-        const auto above = std::count_if(magnitudes.begin(), magnitudes.end(), [&](double m) { return m > threshold; });
-        trims_[i].threshold = threshold;
-        trims_[i].equal_kept = k - above;
+        if (!select_threshold(param.path, i, n, k, trims_[i], error)) return false;
       }
     }
     if (request_.method == MergeMethod::Dare) {
       keys_.clear();
       for (size_t i = 0; i < inputs_.size(); ++i) keys_.push_back(dare_key(request_.seed, param.path, i));
     }
+    return true;
+  }
+
+  // The k-th largest magnitude |θ_i − θ_base| of a tensor, streamed: a radix select on the bits of
+  // the magnitudes (for non-negative doubles their order as integers is their order as numbers), 16
+  // bits a pass from the top, each pass a histogram of the elements that match the bits chosen so
+  // far. Four passes find the exact value and how many lie above it, in one histogram's memory
+  // rather than a copy of the tensor.
+  bool select_threshold(const std::string &path, size_t i, int64_t n, int64_t k, Trim &trim, std::string &error) {
+    std::vector<int64_t> histogram(size_t{1} << 16);
+    uint64_t prefix = 0;
+    int64_t above = 0, rank = k;  // elements known to be larger; the rank sought among the rest
+    for (int pass = 0; pass < 4; ++pass) {
+      std::fill(histogram.begin(), histogram.end(), 0);
+      const int shift = 48 - 16 * pass;
+      for (int64_t first = 0; first < n; first += kChunk) {
+        const int64_t count = std::min(kChunk, n - first);
+        if (!load_chunk(*inputs_[i], path, first, count, chunks_[i].data(), error) ||
+            !load_chunk(*base_, path, first, count, base_chunk_.data(), error))
+          return false;
+        for (int64_t j = 0; j < count; ++j) {
+          uint64_t bits;
+          const double magnitude = std::fabs(chunks_[i][j] - base_chunk_[j]);
+          std::memcpy(&bits, &magnitude, sizeof bits);
+          if (pass == 0 || (bits >> (shift + 16)) == prefix) ++histogram[(bits >> shift) & 0xFFFF];
+        }
+      }
+      size_t bucket = histogram.size();
+      while (bucket-- > 0) {
+        if (histogram[bucket] >= rank) break;
+        rank -= histogram[bucket];
+        above += histogram[bucket];
+      }
+      prefix = (prefix << 16) | bucket;
+    }
+    std::memcpy(&trim.threshold, &prefix, sizeof prefix);
+    trim.equal_kept = k - above;
     return true;
   }
 
