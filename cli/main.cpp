@@ -6,6 +6,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <csignal>
 #include <iostream>
 #include <memory>
 
@@ -114,6 +115,9 @@ void *thread_main(void *raw) {
 int main(int argc, char **argv) {
   using namespace ncd::cli;
   std::ios::sync_with_stdio(false);
+  // A file-size limit (`ulimit -f`) would kill ncd by SIGXFSZ mid-write, leaving a partial temporary
+  // file; ignored, the write fails with EFBIG and the output code reports it and cleans up.
+  signal(SIGXFSZ, SIG_IGN);
   ThreadArguments arguments{argc, argv};
   pthread_attr_t attributes;
   pthread_attr_init(&attributes);

@@ -16,6 +16,8 @@ Sections (one CTest test each):
   big_file       5 MB files: real code, comments, one long line
   invalid_utf8   invalid UTF-8 at various positions, with the reported place
   mutations      token-level mutations of the stdlib, the examples and the golden inputs
+  file_size      every writing verb under a 64-byte file-size limit (`ulimit -f`): exit 1,
+                 "cannot write", and no output or temporary file left behind
 
 Usage: run_robustness.py --ncd BUILD/bin/ncd [--root SOURCE] SECTION...
 """
@@ -314,6 +316,41 @@ def section_mutations(runner, rng, root):
     runner.map(check, jobs)
 
 
+def section_file_size(runner, rng, root):
+    import resource
+    example = os.path.join(root, "examples", "attention.ncd")
+    merge = os.path.join(root, "tests", "golden", "merge", "inc")
+    commands = [
+        (["grad", example, "-o", "out.ncd"], "out.ncd"),
+        (["optimize", example, "-O2", "-o", "out.ncd"], "out.ncd"),
+        (["render", example, "-o", "out.svg"], "out.svg"),
+        (["emit", "--cuda", example, "-o", "out.cu"], "out.cu"),
+        (["cost", example, "--plot", "out.svg"], "out.svg"),
+        (["show", "--ir", example, "-o", "out.json"], "out.json"),
+        (["fmt", example, "-o", "out.ncd"], "out.ncd"),
+        (["run", example, "--random", "1", "--out-dir", "outdir"], "outdir/O.npy"),
+        (["merge", os.path.join(merge, "two_layer.ncd"), os.path.join(merge, "a.safetensors"),
+          os.path.join(merge, "b.safetensors"), "--method", "linear", "-o", "out.safetensors"], "out.safetensors"),
+    ]
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
+
+    for arguments, output in commands:
+        runner.runs += 1
+        before = set(os.listdir(runner.workdir))
+        result = subprocess.run([runner.ncd] + arguments, capture_output=True, timeout=60, env=runner.environment,
+                                cwd=runner.workdir, stdin=subprocess.DEVNULL, preexec_fn=limited)
+        stderr = result.stderr.decode("utf-8", "replace")
+        what = f"ncd {' '.join(arguments)} under a 64-byte file-size limit"
+        runner.expect(result.returncode == 1 and "cannot write" in stderr,
+                      f"{what}: exit {result.returncode}, expected 1 with 'cannot write': {stderr[-500:]}")
+        runner.expect(not os.path.exists(os.path.join(runner.workdir, output)), f"{what}: {output} was written")
+        left = sorted(name for name in set(os.listdir(runner.workdir)) - before if name.startswith("."))
+        runner.expect(not left, f"{what}: temporary files left: {left}")
+        shutil.rmtree(os.path.join(runner.workdir, "outdir"), ignore_errors=True)
+
+
 SECTIONS = {
     "random_bytes": section_random_bytes,
     "truncations": section_truncations,
@@ -322,6 +359,7 @@ SECTIONS = {
     "big_file": section_big_file,
     "invalid_utf8": section_invalid_utf8,
     "mutations": section_mutations,
+    "file_size": section_file_size,
 }
 
 
