@@ -255,6 +255,20 @@ class Tile : public Pass {
         if (everywhere && !consumed.count(axis) && !streamed.count(axis)) grouped.push_back(axis);
       }
     }
+    // Batch axes: grouped axes that two operands of the contraction carry (attention's heads), where
+    // a row axis is carried by one. A tensor-core tile acts on the row axes; a batch axis takes one
+    // position per block, and a tile of 16 heads in the model's account would refuse a schedule the
+    // backend builds.
+    std::set<int> batch;
+    if (contraction)
+      for (int axis : grouped) {
+        int carriers = 0;
+        for (int operand : contraction->operands) {
+          const auto &axes = diagram.value(operand).axes;
+          carriers += std::find(axes.begin(), axes.end(), axis) != axes.end();
+        }
+        if (carriers >= 2) batch.insert(axis);
+      }
     // Drop group directives the user or an earlier run wrote; this pass owns them.
     std::erase_if(schedule.directives,
                   [](const ir::ScheduleDirective &d) { return d.kind == ir::ScheduleDirective::Kind::Group; });
@@ -263,7 +277,7 @@ class Tile : public Pass {
       directive.kind = ir::ScheduleDirective::Kind::Group;
       directive.axis = axis;
       // Start small so the first pricing fits (the model refuses tiles over capacity).
-      directive.amount = round_tile(kFragment, program.size(axis).value_or(1));
+      directive.amount = batch.count(axis) ? 1 : round_tile(kFragment, program.size(axis).value_or(1));
       directive.location = diagram.location;
       schedule.directives.insert(schedule.directives.begin(), directive);
     }
@@ -315,7 +329,7 @@ class Tile : public Pass {
           for (int64_t rows = kMaxRows; rows >= kFragment; rows /= 2) {
             ir::Schedule uniform = candidate;
             for (auto &directive : uniform.directives)
-              if (directive.kind == ir::ScheduleDirective::Kind::Group)
+              if (directive.kind == ir::ScheduleDirective::Kind::Group && !batch.count(directive.axis))
                 directive.amount = round_tile(rows, program.size(directive.axis).value_or(1));
             tries.push_back(uniform);
           }

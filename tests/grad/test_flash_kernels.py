@@ -36,7 +36,9 @@ VARIANTS = [("Attention", [], CORE), ("CausalAttention", [], CORE), ("SlidingWin
             ("PrefixLMAttention", [], CORE), ("DocumentAttention", [], CORE),
             ("ALiBiAttention", ["--wrt", "Q,K,V"], CORE), ("T5Attention", ["--wrt", "Q,K,V"], CORE),
             ("MultiHeadAttention", [], ("seq",)), ("CausalMultiHeadAttention", [], ("seq",)),
-            ("GroupedQueryAttention", [], ("seq",))]
+            ("GroupedQueryAttention", [], ("seq",)),
+            # 16 heads: the heads are a batch axis of the grid kernels (one per block), never a tile of 16.
+            ("CausalMultiHeadAttention", ["-D", "heads=16"], ("seq",))]
 
 
 def run(cmd):
@@ -80,8 +82,10 @@ def main():
     args = parser.parse_args()
     failures = 0
     with tempfile.TemporaryDirectory() as work:
-        for name, extra, axes in VARIANTS:
-            step = os.path.join(work, name + ".ncd")
+        for index, (name, extra, axes) in enumerate(VARIANTS):
+            folder = os.path.join(work, str(index))
+            os.mkdir(folder)
+            step = os.path.join(folder, name + ".ncd")
             r = run([args.ncd, "grad", ATTENTION, "--diagram", name, "--save", "flash", "-o", step] + extra +
                     sizes(axes, 4096))
             if r.returncode != 0:
@@ -96,7 +100,7 @@ def main():
                 forward = "is one kernel" if axes == CORE else "streamed into its contraction"
                 for part, expected in (("forward", forward), ("backward", "is recomputed per tile instead of written whole")):
                     diagram = "%s_%s" % (name, part)
-                    optimized = os.path.join(work, diagram + ".opt.ncd")
+                    optimized = os.path.join(folder, diagram + ".opt.ncd")
                     r = run([args.ncd, "optimize", step, "--diagram", diagram, "-O2", "--explain", "-o", optimized])
                     assert r.returncode == 0, "ncd optimize --diagram %s exited %d:\n%s" % (diagram, r.returncode, r.stderr)
                     assert expected in r.stderr, "%s: the explain log lacks %r:\n%s" % (diagram, expected, r.stderr)
@@ -109,7 +113,7 @@ def main():
                     small, formulas, _ = hbm(args.ncd, optimized, diagram, axes, 4096)
                     # Optimized again for the doubled sequence (tiles are chosen for one set of
                     # sizes), where K and V still fit in L2 with the layers' 12 heads.
-                    doubled = os.path.join(work, diagram + ".2x.ncd")
+                    doubled = os.path.join(folder, diagram + ".2x.ncd")
                     r = run([args.ncd, "optimize", step, "--diagram", diagram, "-O2", "--no-verify", "-o", doubled] +
                             sizes(axes, 8192))
                     assert r.returncode == 0, "ncd optimize at 8192 exited %d:\n%s" % (r.returncode, r.stderr)
@@ -119,7 +123,7 @@ def main():
                     print("ok %s: hbm %.2f MB at %s = 4096 (%.2f MB at 8192), %s" %
                           (diagram, small / 1e6, " = ".join(axes), large / 1e6, " + ".join(formulas)))
             except AssertionError as error:
-                print("FAIL %s: %s" % (name, error))
+                print("FAIL %s %s: %s" % (name, " ".join(extra), error))
                 failures += 1
     if failures:
         print("%d of %d variants failed" % (failures, len(VARIANTS)))

@@ -46,6 +46,17 @@ int64_t occupancy(const HardwareProfile &hardware, double block_bytes, int64_t b
   return resident == std::numeric_limits<int64_t>::max() ? 0 : resident;
 }
 
+bool Pricer::shares_softmax_statistics(const Spec &spec, const VOp &op) const {
+  if (op.op->kind != ir::OpKind::Reduce || op.op->function != ops::Fn::LogSumExp || op.operands.empty()) return false;
+  for (int j = spec.first; j < spec.last; ++j) {
+    const VOp &other = g_.vops[static_cast<size_t>(j)];
+    if (spec.online.count(other.op) && other.op->function == ops::Fn::Softmax && !other.operands.empty() &&
+        other.operands[0] == op.operands[0] && other.axes == op.axes)
+      return true;
+  }
+  return false;
+}
+
 void Pricer::charge(std::map<std::string, Sized> &seconds, const Sized &flops, const Sized &special, const ComputeUnit &unit) const {
   Sized rest = flops;
   if (hw_.special.peak > 0 && special.v > 0) {
@@ -270,7 +281,15 @@ KernelCost Pricer::analyse(const Spec &spec) {
     ir::DType dtype = g_.compute_dtype(op);
     ComputeUnit unit = hw_.unit_for(op.op->kind == ir::OpKind::Contract, dtype);
     Sized f = g_.flops(op, extents) * multiplier;
-    if (f.v > 0 || !f.f.is_zero()) add_flops(f, unit, dtype, g_.special(op, extents) * multiplier);
+    Sized special = g_.special(op, extents) * multiplier;
+    if (!free && shares_softmax_statistics(spec, op)) {
+      // The rows' logsumexp of a streamed softmax's operand comes from its running max and sum,
+      // m + log l: a log, an add and a scale per row, not a second exp pass over the row.
+      const Sized rows = g_.elements_of(op.results[0], total) * multiplier;
+      f = rows.scaled(3);
+      special = rows;
+    }
+    if (f.v > 0 || !f.f.is_zero()) add_flops(f, unit, dtype, special);
     if (op.view() || free) continue;
     // The online-softmax rescaling: per step, the accumulators of the
     // contractions it feeds are scaled (1 per element) and the running max

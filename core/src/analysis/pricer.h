@@ -93,6 +93,9 @@ class Pricer {
 
   Spec spec_from(const ir::Diagram &diagram, const ir::Schedule &schedule, const ScheduleFacts &facts, int instance,
                  int first, int last);
+  // Whether `op` is a logsumexp of the operand of a softmax the kernel streams online, along the same
+  // axes: the kernel finishes it from the softmax's running max and sum.
+  bool shares_softmax_statistics(const Spec &spec, const VOp &op) const;
 
   std::optional<KernelCost> call_kernel(const Row &row, const ir::Diagram &callee, const ir::Schedule &schedule);
 
