@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -201,6 +202,37 @@ bool splice_schedules(const std::string &current, const std::string &blocks, std
   return true;
 }
 
+// A candidate's "params": an array of objects of string fields (docs/ADVISOR.md,
+// "Param conversions"). A malformed entry makes the candidate's verdict.
+void read_conversions(const json &list, AdvisorCandidate &candidate) {
+  if (!list.is_array()) {
+    candidate.params_error = "its \"params\" is not an array";
+    return;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string where = "its params[" + std::to_string(i) + "]";
+    if (!list[i].is_object()) {
+      candidate.params_error = where + " is not an object";
+      return;
+    }
+    std::map<std::string, std::string> fields;
+    for (const auto &[key, value] : list[i].items()) {
+      if (!value.is_string()) {
+        candidate.params_error = where + "." + key + " is not a string";
+        return;
+      }
+      fields[key] = value.get<std::string>();
+    }
+    ParamConversion conversion;
+    std::string error;
+    if (!make_conversion(fields, conversion, error)) {
+      candidate.params_error = where + " " + error;
+      return;
+    }
+    candidate.params.push_back(conversion);
+  }
+}
+
 bool parse_answer(const std::string &answer, std::vector<AdvisorCandidate> &candidates, std::string &note,
                   std::string &error) {
   json parsed = json::parse(answer, nullptr, false);
@@ -212,9 +244,10 @@ bool parse_answer(const std::string &answer, std::vector<AdvisorCandidate> &cand
     error = "its answer has no integer \"version\" (the protocol, docs/ADVISOR.md)";
     return false;
   }
-  if (parsed["version"].get<int64_t>() != kAdvisorProtocolVersion) {
-    error = "its answer is of protocol version " + parsed["version"].dump() + "; ncd speaks version " +
-            std::to_string(kAdvisorProtocolVersion);
+  const int64_t version = parsed["version"].get<int64_t>();
+  if (version < kAdvisorOldestVersion || version > kAdvisorProtocolVersion) {
+    error = "its answer is of protocol version " + parsed["version"].dump() + "; ncd speaks versions " +
+            std::to_string(kAdvisorOldestVersion) + " to " + std::to_string(kAdvisorProtocolVersion);
     return false;
   }
   if (!parsed.contains("candidates") || !parsed["candidates"].is_array()) {
@@ -236,6 +269,7 @@ bool parse_answer(const std::string &answer, std::vector<AdvisorCandidate> &cand
         candidate.rationale = one_line(item["rationale"].get<std::string>());
       // Neither or both: kept, so that its verdict says so.
       if (candidate.ncd.empty() == candidate.schedule.empty()) candidate.ncd = candidate.schedule = "";
+      if (item.contains("params")) read_conversions(item["params"], candidate);
     }
     candidates.push_back(std::move(candidate));
   }
@@ -336,6 +370,8 @@ int run_advisor(const AdvisorSettings &settings, const AdvisorContext &context, 
       Compiled compiled;
       if (candidate.ncd.empty() && candidate.schedule.empty()) {
         verdict.text = "rejected: it must hold exactly one of \"ncd\" and \"schedule\"";
+      } else if (!candidate.params_error.empty()) {
+        verdict.text = "rejected: " + candidate.params_error;
       } else if (!candidate.schedule.empty() && settings.level != AdvisorLevel::Low &&
                  settings.level != AdvisorLevel::All) {
         verdict.text = std::string("rejected: a schedule alone is a low-level proposal; this is level ") +
@@ -367,6 +403,7 @@ int run_advisor(const AdvisorSettings &settings, const AdvisorContext &context, 
             request.measured = &measured;
             request.sizes = &sizes;
             request.verdict = &equivalence;
+            request.conversions = &candidate.params;
             CaptureCerr capture;
             verify_optimized(compiled.compilation->program, *compiled.diagram, first_new, request);
             captured = capture.text();

@@ -1,0 +1,28 @@
+"""A rank-32 factorisation of proj.ncd's weight W with the conversion of its
+params (protocol version 2: W_u, W_v from the truncated SVD of W), the same
+without a conversion (its params drawn at random), and conversions that are
+wrong: a misspelt source, an unknown op, a rank axis the factor lacks, and a
+"params" that is not an array."""
+import json
+import sys
+
+json.load(sys.stdin)
+FACTORED = """axis s = 256, m = 128, n = 128, r = 32
+default dtype f32
+
+diagram Proj(X[s, m]) -> Y[s, n] {
+  param W_u[m, r], W_v[r, n]
+  Y[s, n] = X[s, m] * W_u[m, r] * W_v[r, n]
+}
+"""
+left = {"op": "svd_left", "param": "W_u", "from": "W", "rank": "r"}
+right = {"op": "svd_right", "param": "W_v", "from": "W", "rank": "r"}
+candidates = [
+    {"ncd": FACTORED, "rationale": "rank 32 from the SVD", "params": [left, right]},
+    {"ncd": FACTORED, "rationale": "rank 32 at random"},
+    {"ncd": FACTORED, "rationale": "misspelt source", "params": [dict(left, **{"from": "Ww"}), right]},
+    {"ncd": FACTORED, "rationale": "unknown op", "params": [left, dict(right, op="svd")]},
+    {"ncd": FACTORED, "rationale": "wrong rank axis", "params": [dict(left, rank="s"), right]},
+    {"ncd": FACTORED, "rationale": "not an array", "params": {"W_u": "W"}},
+]
+json.dump({"version": 2, "candidates": candidates}, sys.stdout)
