@@ -276,6 +276,14 @@ bool parse_answer(const std::string &answer, std::vector<AdvisorCandidate> &cand
   return true;
 }
 
+// A candidate's priced time against the best so far, as the verdicts say it.
+std::string price_change(double best, double time) {
+  if (time < best)
+    return "faster by " + percent(1 - time / best) + " (" + format_micros(best) + " -> " + format_micros(time) + ")";
+  if (time == best) return "not faster (" + format_micros(time) + ")";
+  return "slower by " + percent(time / best - 1) + " (" + format_micros(time) + " against " + format_micros(best) + ")";
+}
+
 struct Verdict {
   bool accepted = false;
   std::string text;  // "accepted: faster by ..." / "rejected: ..."
@@ -412,14 +420,18 @@ int run_advisor(const AdvisorSettings &settings, const AdvisorContext &context, 
                                       number(measured.rel_l2) + " (sizes:" + sizes + ", seed " +
                                       std::to_string(context.seed) + ")";
           const bool may_be_inexact = settings.level == AdvisorLevel::High || settings.level == AdvisorLevel::All;
+          // A change of the architecture is judged on both counts: say what it would have gained.
+          const std::string priced = "; priced: " + price_change(best.time, compiled.time);
           std::string inexact_note;
           if (equivalence == EquivVerdict::Differs) {
             if (!may_be_inexact) {
               verdict.text = "rejected: not equivalent, " + figures;
             } else if (!settings.allow_inexact) {
-              verdict.text = "rejected: not equivalent, " + figures + "; an inexact change needs --allow-inexact";
+              verdict.text =
+                  "rejected: not equivalent, " + figures + "; an inexact change needs --allow-inexact" + priced;
             } else if (!(measured.rel_l2 <= settings.tolerance)) {
-              verdict.text = "rejected: inexact beyond --tolerance " + number(settings.tolerance) + ", " + figures;
+              verdict.text =
+                  "rejected: inexact beyond --tolerance " + number(settings.tolerance) + ", " + figures + priced;
             } else {
               inexact_note = ", inexact: " + figures;
             }
@@ -429,17 +441,9 @@ int run_advisor(const AdvisorSettings &settings, const AdvisorContext &context, 
                            first_error(captured);
           }
           if (verdict.text.empty()) {
-            if (compiled.time < best.time) {
-              verdict.accepted = true;
-              verdict.text = "accepted: faster by " + percent(1 - compiled.time / best.time) + " (" +
-                             format_micros(best.time) + " -> " + format_micros(compiled.time) + ")" + inexact_note;
-            } else {
-              verdict.text = compiled.time == best.time
-                                 ? "rejected: not faster (" + format_micros(compiled.time) + ")"
-                                 : "rejected: slower by " + percent(compiled.time / best.time - 1) + " (" +
-                                       format_micros(compiled.time) + " against " + format_micros(best.time) + ")";
-              verdict.text += inexact_note;
-            }
+            verdict.accepted = compiled.time < best.time;
+            verdict.text = (verdict.accepted ? "accepted: " : "rejected: ") + price_change(best.time, compiled.time) +
+                           inexact_note;
           }
         }
       }

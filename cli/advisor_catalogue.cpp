@@ -237,9 +237,18 @@ bool projection_chain(ir::Diagram &diagram, int value, int heads, std::set<int> 
   if (v.role != ir::Value::Role::Intermediate) return false;
   ir::Op *producer = diagram.producer(value);
   if (!producer || !in_top_level(diagram, producer) || producer->results.size() != 1 ||
-      (producer->kind != ir::OpKind::Contract && producer->kind != ir::OpKind::Elementwise) ||
       std::find(producer->axes.begin(), producer->axes.end(), heads) != producer->axes.end())
     return false;
+  if (producer->kind == ir::OpKind::Access) {
+    // A renaming read (`bk[heads, d]` read as laid out): heads must stay heads.
+    for (const ir::AccessIndex &index : producer->access) {
+      if (index.kind != ir::AccessIndex::Kind::Affine) return false;
+      for (auto [axis, coefficient] : index.terms)
+        if (axis == heads && (index.terms.size() != 1 || coefficient != 1 || index.offset != 0)) return false;
+    }
+  } else if (producer->kind != ir::OpKind::Contract && producer->kind != ir::OpKind::Elementwise) {
+    return false;
+  }
   ops.insert(producer);
   for (int operand : producer->operands)
     if (!projection_chain(diagram, operand, heads, values, ops)) return false;
@@ -350,6 +359,10 @@ Rewrite grouped_query(int call_id, int heads, int64_t kv_count) {
     for (int value : chain)
       for (int &axis : diagram.value(value).axes)
         if (axis == heads) axis = kv;
+    for (ir::Op *op : chain_ops)
+      for (ir::AccessIndex &index : op->access)
+        for (auto &term : index.terms)
+          if (term.first == heads) term.first = kv;
     for (int value : chain)
       if (diagram.value(value).role == ir::Value::Role::Param)
         edit.params.push_back({ParamConversion::Op::Mean, diagram.value(value).name, param_path(diagram, value),
