@@ -244,10 +244,9 @@ bool parse_answer(const std::string &answer, std::vector<AdvisorCandidate> &cand
     error = "its answer has no integer \"version\" (the protocol, docs/ADVISOR.md)";
     return false;
   }
-  const int64_t version = parsed["version"].get<int64_t>();
-  if (version < kAdvisorOldestVersion || version > kAdvisorProtocolVersion) {
-    error = "its answer is of protocol version " + parsed["version"].dump() + "; ncd speaks versions " +
-            std::to_string(kAdvisorOldestVersion) + " to " + std::to_string(kAdvisorProtocolVersion);
+  if (parsed["version"].get<int64_t>() != kAdvisorProtocolVersion) {
+    error = "its answer is of protocol version " + parsed["version"].dump() + "; ncd speaks version " +
+            std::to_string(kAdvisorProtocolVersion);
     return false;
   }
   if (!parsed.contains("candidates") || !parsed["candidates"].is_array()) {
@@ -333,6 +332,7 @@ int run_advisor(const AdvisorSettings &settings, const AdvisorContext &context, 
     } else {
       json request = {{"schema", "ncd-advisor-request"},
                       {"version", kAdvisorProtocolVersion},
+                      {"extensions", kAdvisorExtensions},
                       {"level", level_name(settings.level)},
                       {"round", round},
                       {"rounds", settings.rounds},

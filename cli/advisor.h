@@ -19,10 +19,11 @@
 namespace ncd::cli {
 
 // The protocol's version (docs/ADVISOR.md): the request carries it, and an
-// answer must state it or an earlier one it extends (version 2 added the
-// candidates' "params" conversions; a version 1 answer is still read).
-inline constexpr int kAdvisorProtocolVersion = 2;
-inline constexpr int kAdvisorOldestVersion = 1;
+// answer must state the same one. Optional fields added since are extensions
+// of the same version, named in the request's "extensions" (an advisor that
+// checks the version keeps working).
+inline constexpr int kAdvisorProtocolVersion = 1;
+inline constexpr const char *kAdvisorExtensions[] = {"params"};
 
 enum class AdvisorLevel { High, Mid, Low, All };
 

@@ -353,8 +353,19 @@ Rewrite grouped_query(int call_id, int heads, int64_t kv_count) {
           std::find(consumer->axes.begin(), consumer->axes.end(), heads) == consumer->axes.end())
         return false;
     const std::string heads_name = program.axis(heads).name;
-    const int kv = add_axis(program, diagram, "kv_" + heads_name, kv_count, std::nullopt);
-    const int group = add_axis(program, diagram, "group_" + heads_name, size / kv_count, std::nullopt);
+    // The side that is not a constant is declared from the heads, so that both
+    // shrink with them when verification shrinks the axes.
+    const int64_t group_size = size / kv_count;
+    const Poly whole = program.size_poly(heads);
+    int kv, group;
+    if (kv_count == 1) {
+      kv = add_axis(program, diagram, "kv_" + heads_name, 1, std::nullopt);
+      group = add_axis(program, diagram, "group_" + heads_name, size, whole);
+    } else {
+      group = add_axis(program, diagram, "group_" + heads_name, group_size, std::nullopt);
+      kv = add_axis(program, diagram, "kv_" + heads_name, kv_count,
+                    whole.divide(Poly::constant(static_cast<double>(group_size))));
+    }
     // The projections run at kv heads; their params become the pooled ones.
     for (int value : chain)
       for (int &axis : diagram.value(value).axes)

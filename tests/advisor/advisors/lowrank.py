@@ -1,12 +1,13 @@
 """A rank-32 factorisation of proj.ncd's weight W with the conversion of its
-params (protocol version 2: W_u, W_v from the truncated SVD of W), the same
+params (the "params" extension: W_u, W_v from the truncated SVD of W), the same
 without a conversion (its params drawn at random), and conversions that are
 wrong: a misspelt source, an unknown op, a rank axis the factor lacks, and a
 "params" that is not an array."""
 import json
 import sys
 
-json.load(sys.stdin)
+request = json.load(sys.stdin)
+assert request["version"] == 1 and "params" in request["extensions"]
 FACTORED = """axis s = 256, m = 128, n = 128, r = 32
 default dtype f32
 
@@ -25,4 +26,4 @@ candidates = [
     {"ncd": FACTORED, "rationale": "wrong rank axis", "params": [dict(left, rank="s"), right]},
     {"ncd": FACTORED, "rationale": "not an array", "params": {"W_u": "W"}},
 ]
-json.dump({"version": 2, "candidates": candidates}, sys.stdout)
+json.dump({"version": 1, "candidates": candidates}, sys.stdout)
