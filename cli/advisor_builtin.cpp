@@ -81,7 +81,8 @@ void pipeline_candidates(const AdvisorContext &context, std::vector<AdvisorCandi
     if (!compile_file(context.input, advisor_compile_options(context), compilation)) continue;
     ir::Diagram *diagram = find_diagram(compilation.program, context.diagram);
     std::string text;
-    if (!diagram || !optimize_and_write(context, compilation, *diagram, names, "a candidate of the built-in advisor", text))
+    if (!diagram ||
+        !optimize_and_write(context, compilation, *diagram, names, "a candidate of the built-in advisor", text))
       continue;
     if (!seen.insert(text).second || rationale.empty()) continue;
     out.push_back({text, "", rationale, {}, ""});

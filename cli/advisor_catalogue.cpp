@@ -139,8 +139,7 @@ std::vector<int> factorisable_rows(ir::Program &program, ir::Diagram &diagram, i
   for (int axis : value.axes)
     if (std::find(rows.begin(), rows.end(), axis) == rows.end()) cols.push_back(axis);
   const int64_t m = product(program, rows), n = product(program, cols);
-  if (rows.empty() || cols.empty() || std::min(m, n) < kSmallestSide ||
-      std::max(m, n) > kWidestRatio * std::min(m, n))
+  if (rows.empty() || cols.empty() || std::min(m, n) < kSmallestSide || std::max(m, n) > kWidestRatio * std::min(m, n))
     return {};
   return rows;
 }
@@ -181,8 +180,10 @@ Rewrite low_rank(const std::string &name, int64_t divisor) {
     *position = v;
     diagram.params.insert(position, u);
     const std::string rank_name = program.axis(rank_axis).name;
-    edit.params.push_back({ParamConversion::Op::SvdLeft, diagram.value(u).name, param_path(diagram, w), "", "", rank_name});
-    edit.params.push_back({ParamConversion::Op::SvdRight, diagram.value(v).name, param_path(diagram, w), "", "", rank_name});
+    edit.params.push_back(
+        {ParamConversion::Op::SvdLeft, diagram.value(u).name, param_path(diagram, w), "", "", rank_name});
+    edit.params.push_back(
+        {ParamConversion::Op::SvdRight, diagram.value(v).name, param_path(diagram, w), "", "", rank_name});
     edit.rationale = "low-rank factorisation of '" + name + "' (" + std::to_string(m) + " x " + std::to_string(n) +
                      ") at rank " + std::to_string(rank) + " (truncated SVD): " + std::to_string(m * n) + " -> " +
                      std::to_string(rank * (m + n)) + " weights";
@@ -209,8 +210,7 @@ Rewrite tied_embedding(const std::string &head_name, const std::string &table_na
     }
     if (head < 0 || table < 0 || head == table || !is_embedding(diagram, table)) return false;
     const ir::Value &h = diagram.value(head), &t = diagram.value(table);
-    if (ir::axis_set(h) != ir::axis_set(t) || h.dtype != t.dtype || h.instances != 1 || t.instances != 1)
-      return false;
+    if (ir::axis_set(h) != ir::axis_set(t) || h.dtype != t.dtype || h.instances != 1 || t.instances != 1) return false;
     std::vector<ir::Op *> ops = readers(diagram, head);
     if (ops.empty()) return false;
     for (ir::Op *op : ops)
@@ -405,9 +405,10 @@ Rewrite grouped_query(int call_id, int heads, int64_t kv_count) {
       consumer->axes = with_split(consumer->axes, heads, kv, group);
     }
     const bool multi = kv_count == 1;
-    edit.rationale = std::string(multi ? "multi-query" : "grouped-query") + " attention from multi-head: " +
-                     std::to_string(kv_count) + " key/value head" + (multi ? "" : "s") + " for " +
-                     std::to_string(size) + " '" + heads_name + "' (projections mean-pooled per group)";
+    edit.rationale = std::string(multi ? "multi-query" : "grouped-query") +
+                     " attention from multi-head: " + std::to_string(kv_count) + " key/value head" +
+                     (multi ? "" : "s") + " for " + std::to_string(size) + " '" + heads_name +
+                     "' (projections mean-pooled per group)";
     return true;
   };
 }

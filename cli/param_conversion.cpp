@@ -131,8 +131,10 @@ bool svd_factor(const ParamConversion &conversion, const Slot &from, const Tenso
   }
   const auto from_strides = strides(from);
   std::vector<int64_t> row_offsets, col_offsets;
-  for_each_element(rows_slot, from_strides, [&](const std::vector<int64_t> &, int64_t at) { row_offsets.push_back(at); });
-  for_each_element(cols_slot, from_strides, [&](const std::vector<int64_t> &, int64_t at) { col_offsets.push_back(at); });
+  for_each_element(rows_slot, from_strides,
+                   [&](const std::vector<int64_t> &, int64_t at) { row_offsets.push_back(at); });
+  for_each_element(cols_slot, from_strides,
+                   [&](const std::vector<int64_t> &, int64_t at) { col_offsets.push_back(at); });
   std::vector<double> matrix(static_cast<size_t>(m * n));
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) matrix[i * n + j] = value.get(row_offsets[i] + col_offsets[j]);
@@ -194,8 +196,7 @@ bool make_conversion(const std::map<std::string, std::string> &fields, ParamConv
   }
   if (!field("param", out.param) || !field("from", out.from)) return false;
   if (out.op == ParamConversion::Op::Mean) return field("axis", out.axis) && field("into", out.into);
-  if (out.op == ParamConversion::Op::SvdLeft || out.op == ParamConversion::Op::SvdRight)
-    return field("rank", out.rank);
+  if (out.op == ParamConversion::Op::SvdLeft || out.op == ParamConversion::Op::SvdRight) return field("rank", out.rank);
   return true;
 }
 
@@ -234,7 +235,8 @@ bool apply_conversions(const std::vector<ParamConversion> &conversions, const st
         std::multiset<std::string> a(param->axis_names.begin(), param->axis_names.end()),
             b(from->axis_names.begin(), from->axis_names.end());
         bool fits = a == b;
-        for (const std::string &axis : param->axis_names) fits = fits && axis_size(*param, axis) == axis_size(*from, axis);
+        for (const std::string &axis : param->axis_names)
+          fits = fits && axis_size(*param, axis) == axis_size(*from, axis);
         if (!fits) {
           error = where + "'" + param->name + "' " + axes_text(*param) + " and '" + from->name + "' " +
                   axes_text(*from) + " differ in their axes";

@@ -74,8 +74,14 @@ def case_external_conversion(ncd, workdir):
         'advisor: candidate 1.5 ("wrong rank axis"): rejected: verification failed: candidate-1.5.ncd: params[0] '
         "(\"W_u\"): 'W_u' [m=64, r=32] must have the rank axis 's', and 'W' [m=64, n=64] must not",
         'advisor: candidate 1.6 ("not an array"): rejected: its "params" is not an array',
+        'advisor: candidate 1.7 ("pooled the wrong way"): rejected: verification failed: candidate-1.7.ncd: '
+        "params[0] (\"W_u\"): 'W_u' [m=64, r=32] must be 'W' [m=64, n=64] with axis 'n' replaced by 's', whose "
+        "size divides it",
+        'advisor: candidate 1.8 ("twice"): rejected: verification failed: candidate-1.8.ncd: params[2] ("W_u"): '
+        "'W_u' is converted twice",
+        'advisor: candidate 1.9 ("no source"): rejected: its params[0] needs a string "from"',
     ], "\n".join(v))
-    expect("1 proposal" not in stderr and "6 proposals, 0 accepted" in stderr, stderr)
+    expect("9 proposals, 0 accepted" in stderr, stderr)
 
 
 def case_external_conversion_oracle(ncd, workdir):

@@ -1,8 +1,9 @@
 """A rank-32 factorisation of proj.ncd's weight W with the conversion of its
 params (the "params" extension: W_u, W_v from the truncated SVD of W), the same
 without a conversion (its params drawn at random), and conversions that are
-wrong: a misspelt source, an unknown op, a rank axis the factor lacks, and a
-"params" that is not an array."""
+wrong: a misspelt source, an unknown op, a rank axis the factor lacks, a
+"params" that is not an array, a mean over axes that do not fit, a param
+converted twice, an entry without "from"."""
 import json
 import sys
 
@@ -25,5 +26,9 @@ candidates = [
     {"ncd": FACTORED, "rationale": "unknown op", "params": [left, dict(right, op="svd")]},
     {"ncd": FACTORED, "rationale": "wrong rank axis", "params": [dict(left, rank="s"), right]},
     {"ncd": FACTORED, "rationale": "not an array", "params": {"W_u": "W"}},
+    {"ncd": FACTORED, "rationale": "pooled the wrong way",
+     "params": [{"op": "mean", "param": "W_u", "from": "W", "axis": "n", "into": "s"}, right]},
+    {"ncd": FACTORED, "rationale": "twice", "params": [left, right, left]},
+    {"ncd": FACTORED, "rationale": "no source", "params": [{"op": "copy", "param": "W_u"}]},
 ]
 json.dump({"version": 1, "candidates": candidates}, sys.stdout)
