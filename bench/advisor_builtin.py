@@ -12,7 +12,7 @@ run of the advisor on this machine.
 With --catalogue, instead: every proposal of the built-in advisor's high level
 (`--level high --allow-inexact --tolerance 100`, so that each is priced and
 measured whatever its error) on every stdlib diagram, with its verdict: the
-priced change against -O2 and the errors measured on the verification's data
+priced change against the best so far and the errors measured on the verification's data
 with the param conversions (at reduced sizes, f32, seed 1).
 
 Usage:
@@ -61,6 +61,8 @@ def catalogue(ncd, hw, out):
         with tempfile.TemporaryDirectory() as work:
             result = subprocess.run(command + ["-o", os.path.join(work, "out.ncd")], cwd=ROOT, capture_output=True,
                                     text=True, timeout=600)
+        if result.returncode != 0:
+            rows.append((f"{source} {diagram}", "-", "fails: " + result.stderr.strip().splitlines()[-1]))
         for line in result.stderr.splitlines():
             match = re.match(r'advisor: candidate \S+ \("(.*)"\): (.*)', line)
             if match:
@@ -77,7 +79,8 @@ def catalogue(ncd, hw, out):
         "",
         f"Machine: {header}. Every proposal of `ncd optimize -O2 -D dtype=f32 --advisor builtin --level high "
         f"--allow-inexact --tolerance 100` on {hw}: its rationale and its verdict, the priced change against the "
-        "-O2 result (the cost model's, deterministic) and the error measured against the input on the CPU backend "
+        "best verified diagram so far (the -O2 result, or the proposal accepted before it in the same run; the cost "
+        "model's, deterministic) and the error measured against the input on the CPU backend "
         "with the params converted from the input's random draw (docs/ADVISOR.md, \"Param conversions\"). Random "
         "weights have no low-rank structure and no similar heads: the errors are those of the recipes on random "
         "params, far above what they lose on trained weights. Diagrams without a proposal are not listed.",

@@ -19,6 +19,7 @@ namespace ncd::cli {
 namespace {
 
 constexpr int kMaxSweeps = 100;
+constexpr double kMaxSvdWork = 5e8;  // rows x columns x the smaller side (800^3): about a second per sweep
 
 const Slot *find_slot(const std::vector<Slot> &slots, const std::string &path) {
   for (const Slot &slot : slots)
@@ -88,11 +89,17 @@ Tensor make_tensor(const Slot &slot, std::vector<double> values) {
   return out;
 }
 
+// One SVD of a matrix view of a param, shared by its left and right factors.
+struct Svd {
+  std::vector<double> u, s, v;
+};
+
 // The truncated SVD of `from` viewed as a matrix: rows are the axes `rows`
 // (in that order), columns the rest of `from`'s (in its order). Fills the
-// factor the conversion asks for, laid out as `param`.
+// factor the conversion asks for, laid out as `param`. `cache` holds the
+// decompositions already computed, by source and row axes.
 bool svd_factor(const ParamConversion &conversion, const Slot &from, const Tensor &value, const Slot &param,
-                std::vector<double> &out, std::string &error) {
+                std::map<std::string, Svd> &cache, std::vector<double> &out, std::string &error) {
   const bool left = conversion.op == ParamConversion::Op::SvdLeft;
   std::vector<std::string> mine;  // the param's axes but the rank: rows (left) or columns (right)
   for (const std::string &axis : param.axis_names)
@@ -124,22 +131,34 @@ bool svd_factor(const ParamConversion &conversion, const Slot &from, const Tenso
   const int64_t m = std::accumulate(rows_slot.shape.begin(), rows_slot.shape.end(), int64_t{1}, std::multiplies<>());
   const int64_t n = std::accumulate(cols_slot.shape.begin(), cols_slot.shape.end(), int64_t{1}, std::multiplies<>());
   const int64_t rank = axis_size(param, conversion.rank);
+  // Jacobi costs about rows x columns x the smaller side per sweep: verification shrinks the axes, but
+  // one it cannot shrink may leave a matrix that would take minutes.
+  if (static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(std::min(m, n)) > kMaxSvdWork) {
+    error = "the " + std::to_string(m) + " x " + std::to_string(n) +
+            " matrix is too large for the SVD at the verification's sizes (a smaller --verify-size)";
+    return false;
+  }
   if (rank > std::min(m, n)) {
     error = "rank '" + conversion.rank + "' = " + std::to_string(rank) + " exceeds min(" + std::to_string(m) + ", " +
             std::to_string(n) + "), the matrix's smaller side";
     return false;
   }
-  const auto from_strides = strides(from);
-  std::vector<int64_t> row_offsets, col_offsets;
-  for_each_element(rows_slot, from_strides,
-                   [&](const std::vector<int64_t> &, int64_t at) { row_offsets.push_back(at); });
-  for_each_element(cols_slot, from_strides,
-                   [&](const std::vector<int64_t> &, int64_t at) { col_offsets.push_back(at); });
-  std::vector<double> matrix(static_cast<size_t>(m * n));
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = 0; j < n; ++j) matrix[i * n + j] = value.get(row_offsets[i] + col_offsets[j]);
-  std::vector<double> u, s, v;
-  thin_svd(matrix, m, n, u, s, v);
+  std::string key = from.name;
+  for (const std::string &axis : row_axes) key += "\n" + axis;
+  Svd &svd = cache[key];
+  if (svd.s.empty()) {
+    const auto from_strides = strides(from);
+    std::vector<int64_t> row_offsets, col_offsets;
+    for_each_element(rows_slot, from_strides,
+                     [&](const std::vector<int64_t> &, int64_t at) { row_offsets.push_back(at); });
+    for_each_element(cols_slot, from_strides,
+                     [&](const std::vector<int64_t> &, int64_t at) { col_offsets.push_back(at); });
+    std::vector<double> matrix(static_cast<size_t>(m * n));
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) matrix[i * n + j] = value.get(row_offsets[i] + col_offsets[j]);
+    thin_svd(matrix, m, n, svd.u, svd.s, svd.v);
+  }
+  const std::vector<double> &u = svd.u, &s = svd.s, &v = svd.v;
   const int64_t k = std::min(m, n);
   // The factor as [mine..., rank] in a scratch slot, then laid out as the param.
   Slot scratch;
@@ -204,6 +223,7 @@ bool apply_conversions(const std::vector<ParamConversion> &conversions, const st
                        const std::map<std::string, Tensor> &input_values, const std::vector<Slot> &candidate_params,
                        std::map<std::string, Tensor> &out, std::string &error) {
   std::set<std::string> done;
+  std::map<std::string, Svd> svds;
   for (size_t c = 0; c < conversions.size(); ++c) {
     const ParamConversion &conversion = conversions[c];
     const std::string where = "params[" + std::to_string(c) + "] (\"" + conversion.param + "\"): ";
@@ -279,7 +299,7 @@ bool apply_conversions(const std::vector<ParamConversion> &conversions, const st
                   conversion.rank + "', and '" + from->name + "' " + axes_text(*from) + " must not";
           return false;
         }
-        if (!svd_factor(conversion, *from, source, *param, values, error)) {
+        if (!svd_factor(conversion, *from, source, *param, svds, values, error)) {
           error = where + error;
           return false;
         }
@@ -294,22 +314,24 @@ void thin_svd(const std::vector<double> &a, int64_t m, int64_t n, std::vector<do
               std::vector<double> &v) {
   // One-sided Jacobi (Hestenes) on the columns of the taller orientation:
   // rotations make the columns of W = A V orthogonal, then W = U diag(s).
+  // Columns are stored contiguously (col[j] holds column j), as the rotations read them.
   const bool transposed = n > m;
   const int64_t rows = transposed ? n : m, cols = transposed ? m : n;
-  std::vector<double> w(static_cast<size_t>(rows * cols)), rot(static_cast<size_t>(cols * cols), 0.0);
+  std::vector<std::vector<double>> col(static_cast<size_t>(cols), std::vector<double>(static_cast<size_t>(rows)));
+  std::vector<std::vector<double>> rot(static_cast<size_t>(cols), std::vector<double>(static_cast<size_t>(cols), 0.0));
   for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j) w[i * cols + j] = transposed ? a[j * n + i] : a[i * n + j];
-  for (int64_t j = 0; j < cols; ++j) rot[j * cols + j] = 1;
+    for (int64_t j = 0; j < cols; ++j) col[j][i] = transposed ? a[j * n + i] : a[i * n + j];
+  for (int64_t j = 0; j < cols; ++j) rot[j][j] = 1;
   for (int sweep = 0; sweep < kMaxSweeps; ++sweep) {
     bool rotated = false;
     for (int64_t p = 0; p + 1 < cols; ++p)
       for (int64_t q = p + 1; q < cols; ++q) {
+        double *x = col[p].data(), *y = col[q].data();
         double alpha = 0, beta = 0, gamma = 0;
         for (int64_t i = 0; i < rows; ++i) {
-          const double x = w[i * cols + p], y = w[i * cols + q];
-          alpha += x * x;
-          beta += y * y;
-          gamma += x * y;
+          alpha += x[i] * x[i];
+          beta += y[i] * y[i];
+          gamma += x[i] * y[i];
         }
         if (gamma == 0 || std::fabs(gamma) <= 1e-15 * std::sqrt(alpha * beta)) continue;
         rotated = true;
@@ -317,14 +339,15 @@ void thin_svd(const std::vector<double> &a, int64_t m, int64_t n, std::vector<do
         const double t = (zeta >= 0 ? 1.0 : -1.0) / (std::fabs(zeta) + std::sqrt(1 + zeta * zeta));
         const double c = 1 / std::sqrt(1 + t * t), sn = c * t;
         for (int64_t i = 0; i < rows; ++i) {
-          const double x = w[i * cols + p], y = w[i * cols + q];
-          w[i * cols + p] = c * x - sn * y;
-          w[i * cols + q] = sn * x + c * y;
+          const double xi = x[i], yi = y[i];
+          x[i] = c * xi - sn * yi;
+          y[i] = sn * xi + c * yi;
         }
+        double *rx = rot[p].data(), *ry = rot[q].data();
         for (int64_t i = 0; i < cols; ++i) {
-          const double x = rot[i * cols + p], y = rot[i * cols + q];
-          rot[i * cols + p] = c * x - sn * y;
-          rot[i * cols + q] = sn * x + c * y;
+          const double xi = rx[i], yi = ry[i];
+          rx[i] = c * xi - sn * yi;
+          ry[i] = sn * xi + c * yi;
         }
       }
     if (!rotated) break;
@@ -332,7 +355,7 @@ void thin_svd(const std::vector<double> &a, int64_t m, int64_t n, std::vector<do
   std::vector<double> norms(static_cast<size_t>(cols));
   for (int64_t j = 0; j < cols; ++j) {
     double sum = 0;
-    for (int64_t i = 0; i < rows; ++i) sum += w[i * cols + j] * w[i * cols + j];
+    for (double x : col[j]) sum += x * x;
     norms[j] = std::sqrt(sum);
   }
   std::vector<int64_t> order(static_cast<size_t>(cols));
@@ -345,8 +368,8 @@ void thin_svd(const std::vector<double> &a, int64_t m, int64_t n, std::vector<do
   for (int64_t r = 0; r < cols; ++r) {
     const int64_t j = order[r];
     s[r] = norms[j];
-    for (int64_t i = 0; i < rows; ++i) left[i * cols + r] = norms[j] > 0 ? w[i * cols + j] / norms[j] : 0;
-    for (int64_t i = 0; i < cols; ++i) right[i * cols + r] = rot[i * cols + j];
+    for (int64_t i = 0; i < rows; ++i) left[i * cols + r] = norms[j] > 0 ? col[j][i] / norms[j] : 0;
+    for (int64_t i = 0; i < cols; ++i) right[i * cols + r] = rot[j][i];
   }
   u = transposed ? right : left;
   v = transposed ? left : right;
