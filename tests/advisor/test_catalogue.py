@@ -181,6 +181,10 @@ def case_catalogue_lowrank(ncd, workdir):
                                                                "0.5", "--advisor-rounds", "2"])
     expect("8 proposals, 4 accepted; priced time of 'FFN' on h100-sxm: 24.41 us -> 12.06 us" in stderr, stderr)
     text = open(os.path.join(workdir, "out.ncd")).read()
+    # Deterministic: the same run writes the same bytes.
+    again, _ = optimize(ncd, workdir, NN, "FFN", "builtin", ["--level", "high", "--allow-inexact", "--tolerance",
+                                                             "0.5", "--advisor-rounds", "2"])
+    expect(again == v and open(os.path.join(workdir, "out.ncd")).read() == text, "two runs differ")
     expect("param W1[model, hidden], b1[hidden], W2_u[hidden, W2_rank], W2_v[W2_rank, model], b2[model]" in text and
            "axis model = 768, hidden = 3072, W2_rank = model / 8" in text, text)
 
