@@ -52,6 +52,12 @@ def priced(ncd, path, diagram, hw):
     return report["kernel"]["time"] if report.get("kernel") else report["baseline"]["total"]["time"]
 
 
+def report_head(title, options):
+    """A results file's title and the command that recorded it."""
+    return [title, "", "Recorded with:", "", "```sh",
+            f"/usr/bin/python3 bench/advisor_builtin.py --ncd build/bin/ncd {options}", "```", ""]
+
+
 def catalogue(ncd, hw, out):
     header = machine()
     rows = []
@@ -68,15 +74,8 @@ def catalogue(ncd, hw, out):
             if match:
                 rows.append((f"{source} {diagram}", match.group(1), match.group(2)))
                 print(*rows[-1], sep=" | ", flush=True)
-    lines = [
-        "# The built-in advisor's high-level catalogue on the stdlib",
-        "",
-        "Recorded with:",
-        "",
-        "```sh",
-        f"/usr/bin/python3 bench/advisor_builtin.py --ncd build/bin/ncd --catalogue --hw {hw} --out bench/results/advisor_catalogue.md",
-        "```",
-        "",
+    lines = report_head("# The built-in advisor's high-level catalogue on the stdlib",
+                        f"--catalogue --hw {hw} --out bench/results/advisor_catalogue.md") + [
         f"Machine: {header}. Every proposal of `ncd optimize -O2 -D dtype=f32 --advisor builtin --level high "
         f"--allow-inexact --tolerance 100` on {hw}: its rationale and its verdict, the priced change against the "
         "best verified diagram so far (the -O2 result, or the proposal accepted before it in the same run; the cost "
@@ -133,15 +132,8 @@ def main():
             rows.append((f"{source} {diagram}", f"{t0 * 1e6:.4g}", f"{t1 * 1e6:.4g}", f"{t0 / t1:.3f}" if t1 > 0 else "-",
                          "; ".join(accepted) + f" ({seconds:.2f} s)"))
             print(*rows[-1], sep=" | ", flush=True)
-    lines = [
-        "# `ncd optimize --advisor builtin` against -O2 alone",
-        "",
-        "Recorded with:",
-        "",
-        "```sh",
-        f"/usr/bin/python3 bench/advisor_builtin.py --ncd build/bin/ncd --hw {args.hw} --out bench/results/advisor_builtin.md",
-        "```",
-        "",
+    lines = report_head("# `ncd optimize --advisor builtin` against -O2 alone",
+                        f"--hw {args.hw} --out bench/results/advisor_builtin.md") + [
         f"Machine: {header}. Priced times are `ncd cost --json` of each output on {args.hw} (the model's, "
         "deterministic: one run each); every accepted candidate was verified by ncd against the input on the CPU "
         "backend at reduced sizes. The last column lists the accepted proposals and the wall time of one advisor run "

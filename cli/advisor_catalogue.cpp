@@ -40,20 +40,23 @@ struct Edit {
 // An edit of a fresh compilation of the input: false when it does not apply.
 using Rewrite = std::function<bool(ir::Program &, ir::Diagram &, Edit &)>;
 
-std::string fresh_axis_name(const ir::Program &program, const std::string &base) {
-  std::set<std::string> taken;
-  for (const ir::Axis &axis : program.axes) taken.insert(axis.name);
+// `base`, or `base_2`, `base_3`, ...: the first that `taken` lacks.
+std::string fresh_name(const std::set<std::string> &taken, const std::string &base) {
   std::string name = base;
   for (int i = 2; taken.count(name); ++i) name = base + "_" + std::to_string(i);
   return name;
 }
 
+std::string fresh_axis_name(const ir::Program &program, const std::string &base) {
+  std::set<std::string> taken;
+  for (const ir::Axis &axis : program.axes) taken.insert(axis.name);
+  return fresh_name(taken, base);
+}
+
 std::string fresh_value_name(const ir::Diagram &diagram, const std::string &base) {
   std::set<std::string> taken;
   for (const ir::Value &value : diagram.values) taken.insert(value.name);
-  std::string name = base;
-  for (int i = 2; taken.count(name); ++i) name = base + "_" + std::to_string(i);
-  return name;
+  return fresh_name(taken, base);
 }
 
 int add_axis(ir::Program &program, const ir::Diagram &diagram, const std::string &base, int64_t size,

@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_advisor import HERE, PYTHON, ROOT, Failure, expect, verdicts  # noqa: E402
+from test_advisor import HERE, PYTHON, ROOT, expect, main, verdicts  # noqa: E402
 
 ATTENTION = os.path.join(ROOT, "stdlib", "std", "attention.ncd")
 NN = os.path.join(ROOT, "stdlib", "std", "nn.ncd")
@@ -200,29 +200,5 @@ def case_catalogue_tied(ncd, workdir):
 CASES = {name[len("case_"):]: function for name, function in globals().items() if name.startswith("case_")}
 
 
-def main():
-    import argparse
-    import shutil
-    import tempfile
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--ncd", required=True)
-    parser.add_argument("--root", required=True)
-    parser.add_argument("cases", nargs="*")
-    args = parser.parse_args()
-    ncd = os.path.abspath(args.ncd)
-    failed = 0
-    for name in args.cases or sorted(CASES):
-        workdir = tempfile.mkdtemp(prefix="ncd-catalogue-")
-        try:
-            CASES[name](ncd, workdir)
-            print(f"ok   {name}")
-        except (Failure, subprocess.TimeoutExpired) as error:
-            failed += 1
-            print(f"FAIL {name}: {error}")
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(CASES))
