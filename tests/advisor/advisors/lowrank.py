@@ -3,7 +3,8 @@ params (the "params" extension: W_u, W_v from the truncated SVD of W), the same
 without a conversion (its params drawn at random), and conversions that are
 wrong: a misspelt source, an unknown op, a rank axis the factor lacks, a
 "params" that is not an array, a mean over axes that do not fit, a param
-converted twice, an entry without "from"."""
+converted twice, an entry without "from"; and W stored transposed (a copy,
+exact)."""
 import json
 import sys
 
@@ -19,6 +20,14 @@ diagram Proj(X[s, m]) -> Y[s, n] {
 """
 left = {"op": "svd_left", "param": "W_u", "from": "W", "rank": "r"}
 right = {"op": "svd_right", "param": "W_v", "from": "W", "rank": "r"}
+TRANSPOSED = """axis s = 256, m = 128, n = 128
+default dtype f32
+
+diagram Proj(X[s, m]) -> Y[s, n] {
+  param Wt[n, m]
+  Y[s, n] = X[s, m] * Wt[n, m]
+}
+"""
 candidates = [
     {"ncd": FACTORED, "rationale": "rank 32 from the SVD", "params": [left, right]},
     {"ncd": FACTORED, "rationale": "rank 32 at random"},
@@ -30,5 +39,6 @@ candidates = [
      "params": [{"op": "mean", "param": "W_u", "from": "W", "axis": "n", "into": "s"}, right]},
     {"ncd": FACTORED, "rationale": "twice", "params": [left, right, left]},
     {"ncd": FACTORED, "rationale": "no source", "params": [{"op": "copy", "param": "W_u"}]},
+    {"ncd": TRANSPOSED, "rationale": "W stored transposed", "params": [{"op": "copy", "param": "Wt", "from": "W"}]},
 ]
 json.dump({"version": 1, "candidates": candidates}, sys.stdout)
