@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -201,6 +202,37 @@ bool splice_schedules(const std::string &current, const std::string &blocks, std
   return true;
 }
 
+// A candidate's "params": an array of objects of string fields (docs/ADVISOR.md,
+// "Param conversions"). A malformed entry makes the candidate's verdict.
+void read_conversions(const json &list, AdvisorCandidate &candidate) {
+  if (!list.is_array()) {
+    candidate.params_error = "its \"params\" is not an array";
+    return;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string where = "its params[" + std::to_string(i) + "]";
+    if (!list[i].is_object()) {
+      candidate.params_error = where + " is not an object";
+      return;
+    }
+    std::map<std::string, std::string> fields;
+    for (const auto &[key, value] : list[i].items()) {
+      if (!value.is_string()) {
+        candidate.params_error = where + "." + key + " is not a string";
+        return;
+      }
+      fields[key] = value.get<std::string>();
+    }
+    ParamConversion conversion;
+    std::string error;
+    if (!make_conversion(fields, conversion, error)) {
+      candidate.params_error = where + " " + error;
+      return;
+    }
+    candidate.params.push_back(conversion);
+  }
+}
+
 bool parse_answer(const std::string &answer, std::vector<AdvisorCandidate> &candidates, std::string &note,
                   std::string &error) {
   json parsed = json::parse(answer, nullptr, false);
@@ -236,10 +268,19 @@ bool parse_answer(const std::string &answer, std::vector<AdvisorCandidate> &cand
         candidate.rationale = one_line(item["rationale"].get<std::string>());
       // Neither or both: kept, so that its verdict says so.
       if (candidate.ncd.empty() == candidate.schedule.empty()) candidate.ncd = candidate.schedule = "";
+      if (item.contains("params")) read_conversions(item["params"], candidate);
     }
     candidates.push_back(std::move(candidate));
   }
   return true;
+}
+
+// A candidate's priced time against the best so far, as the verdicts say it.
+std::string price_change(double best, double time) {
+  if (time < best)
+    return "faster by " + percent(1 - time / best) + " (" + format_micros(best) + " -> " + format_micros(time) + ")";
+  if (time == best) return "not faster (" + format_micros(time) + ")";
+  return "slower by " + percent(time / best - 1) + " (" + format_micros(time) + " against " + format_micros(best) + ")";
 }
 
 struct Verdict {
@@ -291,6 +332,7 @@ int run_advisor(const AdvisorSettings &settings, const AdvisorContext &context, 
     } else {
       json request = {{"schema", "ncd-advisor-request"},
                       {"version", kAdvisorProtocolVersion},
+                      {"extensions", kAdvisorExtensions},
                       {"level", level_name(settings.level)},
                       {"round", round},
                       {"rounds", settings.rounds},
@@ -336,6 +378,8 @@ int run_advisor(const AdvisorSettings &settings, const AdvisorContext &context, 
       Compiled compiled;
       if (candidate.ncd.empty() && candidate.schedule.empty()) {
         verdict.text = "rejected: it must hold exactly one of \"ncd\" and \"schedule\"";
+      } else if (!candidate.params_error.empty()) {
+        verdict.text = "rejected: " + candidate.params_error;
       } else if (!candidate.schedule.empty() && settings.level != AdvisorLevel::Low &&
                  settings.level != AdvisorLevel::All) {
         verdict.text = std::string("rejected: a schedule alone is a low-level proposal; this is level ") +
@@ -367,6 +411,7 @@ int run_advisor(const AdvisorSettings &settings, const AdvisorContext &context, 
             request.measured = &measured;
             request.sizes = &sizes;
             request.verdict = &equivalence;
+            request.conversions = &candidate.params;
             CaptureCerr capture;
             verify_optimized(compiled.compilation->program, *compiled.diagram, first_new, request);
             captured = capture.text();
@@ -375,14 +420,18 @@ int run_advisor(const AdvisorSettings &settings, const AdvisorContext &context, 
                                       number(measured.rel_l2) + " (sizes:" + sizes + ", seed " +
                                       std::to_string(context.seed) + ")";
           const bool may_be_inexact = settings.level == AdvisorLevel::High || settings.level == AdvisorLevel::All;
+          // A change of the architecture is judged on both counts: say what it would have gained.
+          const std::string priced = "; priced: " + price_change(best.time, compiled.time);
           std::string inexact_note;
           if (equivalence == EquivVerdict::Differs) {
             if (!may_be_inexact) {
               verdict.text = "rejected: not equivalent, " + figures;
             } else if (!settings.allow_inexact) {
-              verdict.text = "rejected: not equivalent, " + figures + "; an inexact change needs --allow-inexact";
+              verdict.text =
+                  "rejected: not equivalent, " + figures + "; an inexact change needs --allow-inexact" + priced;
             } else if (!(measured.rel_l2 <= settings.tolerance)) {
-              verdict.text = "rejected: inexact beyond --tolerance " + number(settings.tolerance) + ", " + figures;
+              verdict.text =
+                  "rejected: inexact beyond --tolerance " + number(settings.tolerance) + ", " + figures + priced;
             } else {
               inexact_note = ", inexact: " + figures;
             }
@@ -392,17 +441,9 @@ int run_advisor(const AdvisorSettings &settings, const AdvisorContext &context, 
                            first_error(captured);
           }
           if (verdict.text.empty()) {
-            if (compiled.time < best.time) {
-              verdict.accepted = true;
-              verdict.text = "accepted: faster by " + percent(1 - compiled.time / best.time) + " (" +
-                             format_micros(best.time) + " -> " + format_micros(compiled.time) + ")" + inexact_note;
-            } else {
-              verdict.text = compiled.time == best.time
-                                 ? "rejected: not faster (" + format_micros(compiled.time) + ")"
-                                 : "rejected: slower by " + percent(compiled.time / best.time - 1) + " (" +
-                                       format_micros(compiled.time) + " against " + format_micros(best.time) + ")";
-              verdict.text += inexact_note;
-            }
+            verdict.accepted = compiled.time < best.time;
+            verdict.text = (verdict.accepted ? "accepted: " : "rejected: ") + price_change(best.time, compiled.time) +
+                           inexact_note;
           }
         }
       }

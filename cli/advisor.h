@@ -11,14 +11,19 @@
 #include <vector>
 
 #include "common.h"
+#include "ncd/frontend.h"
 #include "ncd/hardware.h"
 #include "ncd/registry.h"
+#include "param_conversion.h"
 
 namespace ncd::cli {
 
 // The protocol's version (docs/ADVISOR.md): the request carries it, and an
-// answer must state the same one.
+// answer must state the same one. Optional fields added since are extensions
+// of the same version, named in the request's "extensions" (an advisor that
+// checks the version keeps working).
 inline constexpr int kAdvisorProtocolVersion = 1;
+inline constexpr const char *kAdvisorExtensions[] = {"params"};
 
 enum class AdvisorLevel { High, Mid, Low, All };
 
@@ -47,9 +52,12 @@ struct AdvisorContext {
 };
 
 // A proposal: full .ncd text, or schedule blocks only (replacing the current
-// text's blocks of the same diagrams), with a one-line rationale.
+// text's blocks of the same diagrams), with a one-line rationale, and how its
+// params follow from the input's (a high-level rewrite that changes them).
 struct AdvisorCandidate {
   std::string ncd, schedule, rationale;
+  std::vector<ParamConversion> params;
+  std::string params_error;  // a malformed "params" entry: the candidate's verdict
 };
 
 // Runs the advisor's rounds from `text` (the verified output of the
@@ -61,10 +69,27 @@ struct AdvisorCandidate {
 int run_advisor(const AdvisorSettings &settings, const AdvisorContext &context, std::string &text);
 
 // The built-in advisor (advisor_builtin.cpp): candidates for `source` (a
-// self-contained .ncd text) at `level` — alternative pipelines from the input
-// (mid) and a search over the schedules' tile sizes (low).
+// self-contained .ncd text) at `level` — the catalogue of algebraic rewrites
+// (high), alternative pipelines from the input (mid) and a search over the
+// schedules' tile sizes (low).
 std::vector<AdvisorCandidate> builtin_candidates(const AdvisorContext &context, AdvisorLevel level,
                                                  const std::string &source);
+
+// The high-level catalogue (advisor_catalogue.cpp): grouped- and multi-query
+// attention from multi-head, low-rank factorisations of large weights, tied
+// embeddings, each found where it applies in the input's diagram, written
+// optimized by `pipeline`, with the conversion of its params.
+void catalogue_candidates(const AdvisorContext &context, const std::vector<std::string> &pipeline,
+                          std::vector<AdvisorCandidate> &out);
+
+// How the built-in advisor compiles the input: the run's -I and -D.
+CompileOptions advisor_compile_options(const AdvisorContext &context);
+
+// Runs `pipeline` on `diagram` of `compilation` and writes the result as .ncd
+// text under the comment `header`; false when a pass fails or the result has
+// no spelling.
+bool optimize_and_write(const AdvisorContext &context, Compilation &compilation, ir::Diagram &diagram,
+                        const std::vector<std::string> &pipeline, const std::string &header, std::string &text);
 
 // "high", "mid", "low", "all".
 const char *level_name(AdvisorLevel level);

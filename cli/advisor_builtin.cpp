@@ -13,7 +13,8 @@
 //        multiples of 16 (or the whole axis when shorter; the tile pass
 //        tries multiples of 16 up to 256 rows and chunks up to 128), each
 //        priced as the whole diagram on the profile.
-//   high: no catalogue yet; nothing is proposed.
+//   high: the catalogue of algebraic rewrites (advisor_catalogue.cpp), each
+//        with the conversion of its params.
 //
 // Preconditions: `source` is a self-contained .ncd text holding the diagram
 // named by the context; the context's hardware and registry are loaded.
@@ -34,13 +35,6 @@ constexpr int64_t kLargestTile = 1024;
 constexpr int64_t kFragment = 16;
 constexpr int kSweeps = 3;
 constexpr int kMaxPricings = 4000;
-
-CompileOptions compile_options(const AdvisorContext &context) {
-  CompileOptions options;
-  options.include_dirs = context.frontend.include_dirs;
-  options.defines = context.frontend.defines;
-  return options;
-}
 
 ir::Diagram *find_diagram(ir::Program &program, const std::string &name) {
   for (auto &diagram : program.diagrams)
@@ -84,24 +78,14 @@ void pipeline_candidates(const AdvisorContext &context, std::vector<AdvisorCandi
   for (const auto &[names, rationale] : variants) {
     Compilation compilation;
     compilation.diagnostics.set_warnings_enabled(false);
-    if (!compile_file(context.input, compile_options(context), compilation)) continue;
+    if (!compile_file(context.input, advisor_compile_options(context), compilation)) continue;
     ir::Diagram *diagram = find_diagram(compilation.program, context.diagram);
-    if (!diagram) continue;
-    std::vector<std::string> explain;
-    PassContext passes;
-    passes.diagnostics = &compilation.diagnostics;
-    passes.sources = &compilation.sources;
-    passes.explain = &explain;
-    passes.hardware = context.hardware;
-    passes.planner = context.registry->planner_for(*context.hardware);
-    PipelineOptions options;
-    std::string error, text;
-    if (run_pipeline(*context.registry, compilation.program, *diagram, names, passes, options, error) != 0) continue;
-    SourceWriteOptions write;
-    write.header_comment = "a candidate of the built-in advisor";
-    if (!write_ncd_source(compilation.program, {diagram}, write, text, error)) continue;
+    std::string text;
+    if (!diagram ||
+        !optimize_and_write(context, compilation, *diagram, names, "a candidate of the built-in advisor", text))
+      continue;
     if (!seen.insert(text).second || rationale.empty()) continue;
-    out.push_back({text, "", rationale});
+    out.push_back({text, "", rationale, {}, ""});
   }
 }
 
@@ -110,7 +94,7 @@ void pipeline_candidates(const AdvisorContext &context, std::vector<AdvisorCandi
 void tile_candidate(const AdvisorContext &context, const std::string &source, std::vector<AdvisorCandidate> &out) {
   Compilation compilation;
   compilation.diagnostics.set_warnings_enabled(false);
-  if (!compile_text("builtin.ncd", source, compile_options(context), compilation)) return;
+  if (!compile_text("builtin.ncd", source, advisor_compile_options(context), compilation)) return;
   ir::Program &program = compilation.program;
   ir::Diagram *root = find_diagram(program, context.diagram);
   if (!root) return;
@@ -165,14 +149,44 @@ void tile_candidate(const AdvisorContext &context, const std::string &source, st
   SourceWriteOptions write;
   write.header_comment = "tile search";
   if (!write_ncd_source(program, {root}, write, text, error)) return;
-  out.push_back({text, "", rationale});
+  out.push_back({text, "", rationale, {}, ""});
 }
 
 }  // namespace
 
+CompileOptions advisor_compile_options(const AdvisorContext &context) {
+  CompileOptions options;
+  options.include_dirs = context.frontend.include_dirs;
+  options.defines = context.frontend.defines;
+  return options;
+}
+
+bool optimize_and_write(const AdvisorContext &context, Compilation &compilation, ir::Diagram &diagram,
+                        const std::vector<std::string> &pipeline, const std::string &header, std::string &text) {
+  std::vector<std::string> explain;
+  PassContext passes;
+  passes.diagnostics = &compilation.diagnostics;
+  passes.sources = &compilation.sources;
+  passes.explain = &explain;
+  passes.hardware = context.hardware;
+  passes.planner = context.registry->planner_for(*context.hardware);
+  PipelineOptions options;
+  std::string error;
+  if (run_pipeline(*context.registry, compilation.program, diagram, pipeline, passes, options, error) != 0)
+    return false;
+  SourceWriteOptions write;
+  write.header_comment = header;
+  return write_ncd_source(compilation.program, {&diagram}, write, text, error);
+}
+
 std::vector<AdvisorCandidate> builtin_candidates(const AdvisorContext &context, AdvisorLevel level,
                                                  const std::string &source) {
   std::vector<AdvisorCandidate> out;
+  if (level == AdvisorLevel::High || level == AdvisorLevel::All) {
+    std::vector<std::string> pipeline;
+    pipeline_for_level(2, pipeline);
+    catalogue_candidates(context, pipeline, out);
+  }
   if (level == AdvisorLevel::Mid || level == AdvisorLevel::All) pipeline_candidates(context, out);
   if (level == AdvisorLevel::Low || level == AdvisorLevel::All) tile_candidate(context, source, out);
   return out;

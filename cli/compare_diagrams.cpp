@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "ncd/equiv.h"
+#include "param_conversion.h"
 #include "run_support.h"
 
 namespace ncd::cli {
@@ -77,9 +78,15 @@ EquivVerdict compare_diagrams(const EquivSide (&given)[2], const EquivRequest &r
       ok = false;
     }
   }
+  auto converted = [&](const std::string &path) {
+    if (request.conversions)
+      for (const ParamConversion &conversion : *request.conversions)
+        if (conversion.param == path) return true;
+    return false;
+  };
   for (const Slot &a : A.params)
     for (const Slot &b : B.params)
-      if (a.name == b.name && !same_slot(a, b)) {
+      if (a.name == b.name && !same_slot(a, b) && !converted(b.name)) {
         std::cerr << "ncd: error: " << files[1] << ": " << b.describe() << " differs from " << files[0] << "'s "
                   << a.describe() << "\n";
         ok = false;
@@ -113,6 +120,14 @@ EquivVerdict compare_diagrams(const EquivSide (&given)[2], const EquivRequest &r
   const std::map<std::string, Tensor> *params[2] = {&data[0].params, &data[0].params};
   bool same_params = A.params.size() == B.params.size();
   for (const Slot &b : B.params) same_params = same_params && data[0].params.count(b.name);
+  if (request.conversions && !request.conversions->empty()) {
+    same_params = false;
+    std::string error;
+    if (!apply_conversions(*request.conversions, A.params, data[0].params, B.params, data[1].params, error)) {
+      std::cerr << "ncd: error: " << files[1] << ": " << error << "\n";
+      return EquivVerdict::Failed;
+    }
+  }
   if (!same_params) {
     for (const Slot &b : B.params)
       if (auto it = data[0].params.find(b.name); it != data[0].params.end()) data[1].params.emplace(b.name, it->second);

@@ -103,6 +103,7 @@ int verify_optimized(ir::Program &optimized, ir::Diagram &root, size_t first_new
   equiv.diagram = request.diagram;
   equiv.seed = request.seed;
   equiv.measured = request.measured;
+  equiv.conversions = request.conversions;
   equiv.frontend.plugins = request.frontend.plugins;
   std::ostringstream figures;
   EquivVerdict verdict = compare_diagrams(sides, equiv, figures, "verification");

@@ -32,6 +32,7 @@ struct VerifyRequest {
   EquivMeasure *measured = nullptr;  // when set: the largest differences found
   std::string *sizes = nullptr;      // when set: the sizes verified at ("-D q=64 -D k=128")
   EquivVerdict *verdict = nullptr;   // when set: what the comparison found (untouched when nothing ran)
+  const std::vector<ParamConversion> *conversions = nullptr;  // when set: the output's params from the input's
 };
 
 // Compiles the input file and the optimized text (in memory: no scratch file)

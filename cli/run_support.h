@@ -68,6 +68,8 @@ bool write_npy(const std::string &path, const Tensor &tensor);
 
 // What `ncd equiv` compares (also used by `ncd optimize --verify`).
 // The largest differences over every output, for a caller that reports them.
+struct ParamConversion;  // param_conversion.h
+
 struct EquivMeasure {
   double max_abs = 0, rel_l2 = 0;
 };
@@ -82,6 +84,9 @@ struct EquivRequest {
   int threads = 0;
   FrontendOptions frontend;
   EquivMeasure *measured = nullptr;  // when set: filled with the largest differences found
+  // When set: B's params that these compute from A's draw (a rewrite that
+  // changes the params); they need not match A's params of the same path.
+  const std::vector<ParamConversion> *conversions = nullptr;
 };
 
 // Runs the diagram of both files on the same random data and prints the error
