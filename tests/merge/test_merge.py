@@ -352,27 +352,20 @@ def memory(ncd, root, work):
     # TIES's top-k threshold) stream it too.
     limit = 0 if sanitized else (baseline + 64) * MiB
     check(sanitized or limit < size, f"the limit {limit / MiB:.0f} MiB is not below one checkpoint ({size / MiB:.0f} MiB)")
-    peaks = []
+    peaks = {}
     for method, flags in (("slerp", []), ("task-arithmetic", ["--base", "C.safetensors"]),
                           ("ties", ["--base", "C.safetensors", "--density", "0.3"]),
-                          ("dare", ["--base", "C.safetensors", "--density", "0.3"])):
-        other = [ncd, "merge", gpt2] + big + ["A.safetensors", "B.safetensors", "--method", method] + flags + \
-            ["-o", "O.safetensors"]
+                          ("dare", ["--base", "C.safetensors", "--density", "0.3"]), ("linear", [])):
+        # linear's output (M) stays for the row check below.
+        output = "M.safetensors" if method == "linear" else "O.safetensors"
+        command = [ncd, "merge", gpt2] + big + ["A.safetensors", "B.safetensors", "--method", method] + flags + \
+            ["-o", output]
         if not sanitized:
-            status, err, _ = run_measured(["prlimit", f"--as={limit}"] + other, work)
+            status, err, _ = run_measured(["prlimit", f"--as={limit}"] + command, work)
             check(status == 0, f"{method} under prlimit --as={limit / MiB:.0f} MiB: exit {status}: {err}")
-            os.remove(os.path.join(work, "O.safetensors"))
-        status, err, method_peak = run_measured(other, work)
+            os.remove(os.path.join(work, output))
+        status, err, peaks[method] = run_measured(command, work)
         check(status == 0, f"{method} without a limit: exit {status}: {err}")
-        peaks.append(f"{method} {method_peak / MiB:.1f} MiB")
-    command = [ncd, "merge", gpt2] + big + ["A.safetensors", "B.safetensors", "--method", "linear",
-                                                 "-o", "M.safetensors"]
-    if not sanitized:
-        status, err, _ = run_measured(["prlimit", f"--as={limit}"] + command, work)
-        check(status == 0, f"merge under prlimit --as={limit / MiB:.0f} MiB: exit {status}: {err}")
-        os.remove(os.path.join(work, "M.safetensors"))
-    status, err, peak = run_measured(command, work)
-    check(status == 0, f"merge without a limit: exit {status}: {err}")
     # The tiny merge's peak: the binary's own.
     status, err, floor = run_measured([ncd, "merge", two_layer] + small + ["s1.safetensors", "s2.safetensors",
                                                                            "--method", "linear", "-o", "s.safetensors"],
@@ -380,9 +373,10 @@ def memory(ncd, root, work):
     check(status == 0, f"tiny merge: exit {status}: {err}")
     # The sanitizer's own memory grows with what the process touches: there, the big merge's peak is
     # measured above the tiny one's.
-    grown = peak - floor if sanitized else peak
-    check(0 < grown < size / 4, f"peak resident memory {peak / MiB:.0f} MiB (a tiny merge: {floor / MiB:.0f} MiB) "
-          f"for {size / MiB:.0f} MiB checkpoints")
+    for method, peak in peaks.items():
+        grown = peak - floor if sanitized else peak
+        check(0 < grown < size / 4, f"{method}: peak resident memory {peak / MiB:.0f} MiB (a tiny merge: "
+              f"{floor / MiB:.0f} MiB) for {size / MiB:.0f} MiB checkpoints")
     # Sampled rows: the mean of the two inputs, rounded to float32.
     def tensor(path, name):
         with open(path, "rb") as f:
@@ -398,7 +392,7 @@ def memory(ncd, root, work):
                f"binary baseline {baseline} MiB of address space, merge under prlimit --as={limit / MiB:.0f} MiB "
                "succeeded")
     print(f"ok memory: checkpoint {size / MiB:.0f} MiB, {limited} for every method, peak RSS without a limit "
-          f"linear {peak / MiB:.1f} MiB, {', '.join(peaks)} (a tiny merge: {floor / MiB:.1f} MiB)")
+          f"{', '.join(f'{m} {p / MiB:.1f} MiB' for m, p in peaks.items())} (a tiny merge: {floor / MiB:.1f} MiB)")
 
 
 def main():
