@@ -19,6 +19,8 @@
 // not constrain columns.
 #include "layout.h"
 
+#include "crossings.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -41,6 +43,9 @@ constexpr double kTrack = 4;  // between vertical wire segments in a gap
 constexpr int kTracks = 10;
 constexpr double kLabelFont = 10;
 constexpr double kWireClearance = 6;  // between a wire and a box it passes
+constexpr int kPasses = 6;            // ordering sweeps (layout step 3)
+// Transpositions (layout step 3) recount every crossing per try: only for drawings this small.
+constexpr size_t kTransposeMaxWires = 600;
 
 struct Measured {
   double w = 0, h = 0;
@@ -169,8 +174,32 @@ class Layouter {
         hi_[static_cast<size_t>(k)] = std::max(hi_[static_cast<size_t>(k)], column_[i]);
         if (first_[static_cast<size_t>(k)] < 0) first_[static_cast<size_t>(k)] = static_cast<int>(i);
       }
-    place_heights();
-    return finish();
+    // Ordering sweeps: each pass places every cluster again, its items drawn towards where the
+    // previous pass put their readers (odd passes) or towards both their sources and their
+    // readers (even passes); the pass with the fewest crossings, counted exactly, is kept
+    // (ties: the earlier one).
+    Layout best;
+    size_t best_crossings = std::numeric_limits<size_t>::max();
+    std::vector<double> best_node, best_cluster;
+    for (pass_ = 0; pass_ < kPasses; ++pass_) {
+      place_heights();
+      Layout candidate = finish();
+      size_t crossings = count_crossings(model_, candidate);
+      if (crossings < best_crossings) {
+        best_crossings = crossings;
+        best = std::move(candidate);
+        best_node = rel_node_;
+        best_cluster = rel_cluster_;
+      }
+      if (best_crossings == 0) break;
+      prev_node_ = rel_node_;
+      prev_cluster_ = rel_cluster_;
+    }
+    if (best_crossings == 0 || model_.edges.size() > kTransposeMaxWires) return best;
+    rel_node_ = std::move(best_node);
+    rel_cluster_ = std::move(best_cluster);
+    transpose(best, best_crossings);
+    return best;
   }
 
  private:
@@ -229,6 +258,15 @@ class Layouter {
     for (int k = model_.nodes[static_cast<size_t>(i)].cluster; k != within && k >= 0;
          k = model_.clusters[static_cast<size_t>(k)].parent)
       y += rel_cluster_[static_cast<size_t>(k)];
+    return y;
+  }
+
+  // As offset(), in the previous pass.
+  double prev_offset(int i, int within) const {
+    double y = prev_node_[static_cast<size_t>(i)];
+    for (int k = model_.nodes[static_cast<size_t>(i)].cluster; k != within && k >= 0;
+         k = model_.clusters[static_cast<size_t>(k)].parent)
+      y += prev_cluster_[static_cast<size_t>(k)];
     return y;
   }
 
@@ -448,6 +486,32 @@ class Layouter {
                port_y(model_.nodes[static_cast<size_t>(target)], measured_[static_cast<size_t>(target)], edge.from_port);
       }
     }
+    if (pass_ > 0) {
+      // Towards the readers, where the previous pass put them.
+      double back_sum = 0;
+      int back_count = 0;
+      auto add_reads = [&](int node) {
+        for (int e : out_edges_[static_cast<size_t>(node)]) {
+          const ModelEdge &edge = model_.edges[static_cast<size_t>(e)];
+          int holder = 0;
+          if (holds(item, edge.to) || !child_of(edge.to, cluster, holder) || lifted(edge)) continue;
+          double own = (item.item >= 0 ? 0 : prev_offset(node, ~item.item)) +
+                       port_y(model_.nodes[static_cast<size_t>(node)], measured_[static_cast<size_t>(node)], edge.from_port);
+          back_sum += prev_offset(edge.to, cluster) +
+                      port_y(model_.nodes[static_cast<size_t>(edge.to)], measured_[static_cast<size_t>(edge.to)], edge.to_port) -
+                      own;
+          ++back_count;
+        }
+      };
+      if (item.item >= 0) add_reads(item.item);
+      else
+        for (int node : members_[static_cast<size_t>(~item.item)]) add_reads(node);
+      if (back_count > 0) {
+        if (pass_ % 2 == 1) return back_sum / back_count;
+        sum = back_sum;
+        count = back_count;
+      }
+    }
     for (int e : in_edges_[static_cast<size_t>(target)]) {
       const ModelEdge &edge = model_.edges[static_cast<size_t>(e)];
       int holder = 0;
@@ -475,6 +539,68 @@ class Layouter {
     return 0;
   }
 
+  // ---------------------------------------------------------------- transpositions
+
+  // Swaps two nodes stacked next to each other in a column of the same box (the lower one moves
+  // up to the upper one's top, the upper one down to end where the lower one ended, so nothing
+  // else moves) wherever that crosses fewer wires, counted exactly, and hides no wire behind
+  // them; repeated while a round finds one.
+  void transpose(Layout &best, size_t &best_crossings) {
+    const size_t n = model_.nodes.size();
+    std::map<std::pair<int, int>, std::vector<std::pair<double, int>>> stacks;  // (cluster, column) -> (top, item)
+    for (size_t i = 0; i < n; ++i)
+      stacks[{model_.nodes[i].cluster, column_[i]}].push_back({rel_node_[i], static_cast<int>(i)});
+    for (size_t k = 0; k < model_.clusters.size(); ++k) {
+      if (first_[k] < 0) continue;
+      for (int col = lo_[k]; col <= hi_[k]; ++col)
+        stacks[{model_.clusters[k].parent, col}].push_back({rel_cluster_[k], ~static_cast<int>(k)});
+    }
+    for (int round = 0; round < 3 && best_crossings > 0; ++round) {
+      bool improved = false;
+      for (auto &[key, stack] : stacks) {
+        std::sort(stack.begin(), stack.end());
+        for (size_t s = 0; s + 1 < stack.size() && best_crossings > 0; ++s) {
+          int a = stack[s].second, b = stack[s + 1].second;
+          if (a < 0 || b < 0) continue;
+          size_t ua = static_cast<size_t>(a), ub = static_cast<size_t>(b);
+          double top = rel_node_[ua], bottom = rel_node_[ub] + measured_[ub].h;
+          double old_a = rel_node_[ua], old_b = rel_node_[ub];
+          rel_node_[ub] = top;
+          rel_node_[ua] = bottom - measured_[ua].h;
+          Layout candidate = finish();
+          size_t crossings = count_crossings(model_, candidate);
+          if (crossings < best_crossings && !hides_wire(candidate, a) && !hides_wire(candidate, b)) {
+            best_crossings = crossings;
+            best = std::move(candidate);
+            std::swap(stack[s], stack[s + 1]);
+            stack[s].first = rel_node_[ub];
+            stack[s + 1].first = rel_node_[ua];
+            improved = true;
+          } else {
+            rel_node_[ua] = old_a;
+            rel_node_[ub] = old_b;
+          }
+        }
+      }
+      if (!improved) break;
+    }
+  }
+
+  // Whether a horizontal stretch of a wire not touching node i runs behind its box.
+  bool hides_wire(const Layout &layout, int i) const {
+    const Box &box = layout.nodes[static_cast<size_t>(i)].box;
+    for (size_t e = 0; e < model_.edges.size(); ++e) {
+      if (model_.edges[e].from == i || model_.edges[e].to == i) continue;
+      const auto &points = layout.edges[e].points;
+      for (size_t k = 1; k < points.size(); ++k) {
+        if (std::fabs(points[k].y - points[k - 1].y) > 0.01) continue;
+        double y = points[k].y, x0 = std::min(points[k].x, points[k - 1].x), x1 = std::max(points[k].x, points[k - 1].x);
+        if (y > box.y && y < box.y + box.h && x0 < box.x + box.w && x1 > box.x) return true;
+      }
+    }
+    return false;
+  }
+
   // ---------------------------------------------------------------- x, wires, boxes
 
   Layout finish();
@@ -487,6 +613,8 @@ class Layouter {
   std::vector<std::vector<int>> members_;  // every node inside each cluster
   int columns_ = 1;
   std::vector<double> rel_node_, rel_cluster_, height_;
+  std::vector<double> prev_node_, prev_cluster_;  // the previous pass's rel_node_, rel_cluster_
+  int pass_ = 0;
   std::vector<bool> placed_;
   double root_height_ = 0;
 };

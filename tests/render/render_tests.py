@@ -10,9 +10,9 @@
         element; also folded (--depth 0 and 1) where the diagram has calls.
     render_tests.py --ncd NCD crossings GOLDEN ROOT [--update]
         every stdlib and example diagram laid out by ncd has exactly the wire
-        crossings GOLDEN pins (crossings.py counts them from the SVG); Graphviz's
-        dot layout's count is pinned beside it for comparison (--update
-        recounts both; docs/RENDER.md discusses the difference).
+        crossings GOLDEN pins (crossings.py counts them from the SVG), and no
+        more than Graphviz's dot layout, whose count is pinned beside it
+        (--update recounts both).
     render_tests.py --ncd NCD cli ROOT
         formats, output rules and errors of the verb.
 
@@ -22,6 +22,7 @@ Standard library only; exit status 0 when the test passes.
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -152,6 +153,9 @@ def crossing_goldens(ncd, golden_path, root, update):
         want, theirs = pinned[(path, name)]
         if ours != want:
             failures.append("%s %s: %d crossings, %d pinned" % (path, name, ours, want))
+        # The bar: ncd's layout never crosses more wires than Graphviz's dot layout.
+        if ours > theirs:
+            failures.append("%s %s: ncd's layout has %d crossings, more than dot's %d" % (path, name, ours, theirs))
         print("ok %s %s: %d crossings (dot: %d)" % (path, name, ours, theirs))
     if update:
         with open(golden_path, "w", encoding="utf-8") as handle:
@@ -254,6 +258,26 @@ def cli(ncd, root):
         expect(b">q(" in full and b">q(" not in paper and b">q<" in paper, "paper style: names without sizes")
         sized = run(ncd, ["render", attention, "--style", "paper", "--sizes"]).stdout
         expect(b">q(" in sized, "--sizes puts the sizes back")
+        # Paper width: the GPT-2 blocks fit 2,400 px at the default scale.
+        for path, name, extra in (("stdlib/std/gpt2.ncd", "GPT2Block", ["--style", "paper"]),
+                                  ("examples/gpt2.ncd", "Block", ["--style", "paper"]),
+                                  ("stdlib/std/transformer.ncd", "GPT2Block", ["--style", "paper"])):
+            result = run(ncd, ["render", os.path.join(root, path), "--diagram", name] + extra)
+            expect(result.returncode == 0, "%s %s: %s" % (path, name, result.stderr.decode()))
+            width = float(re.search(rb'<svg width="([0-9.]+)"', result.stdout).group(1))
+            expect(width <= 2400, "%s %s %s: %.0f px wide, over the 2,400 px paper width" % (path, name, " ".join(extra), width))
+        # --highlight names a kernel the diagram calls; anything else is a located error, no output.
+        optimized = os.path.join(root, "tests", "render", "golden", "multihead_optimized.ncd")
+        out = os.path.join(temp, "hl.svg")
+        result = run(ncd, ["render", optimized, "--diagram", "MultiHeadAttention", "--highlight",
+                           "MultiHeadAttention_kernel2", "--layout", "ncd", "-o", out])
+        expect(result.returncode == 0 and b"#fde68a" in open(out, "rb").read(), "--highlight: " + result.stderr.decode())
+        os.remove(out)
+        result = run(ncd, ["render", optimized, "--diagram", "MultiHeadAttention", "--highlight",
+                           "MultiHeadAttention_kernel5", "-o", out])
+        expect(result.returncode == 1 and result.stderr.decode() == HIGHLIGHT_ERROR % optimized,
+               "unknown kernel: exit %d\n%s" % (result.returncode, result.stderr.decode()))
+        expect(not os.path.exists(out), "a failing --highlight left %s" % out)
         # -D reaches the labels.
         result = run(ncd, ["render", attention, "--format", "dot", "-D", "q=8192"])
         expect('label="q(8192)"' in result.stdout.decode(), "-D q=8192 not in the wire labels")
