@@ -178,28 +178,37 @@ class Layouter {
     // previous pass put their readers (odd passes) or towards both their sources and their
     // readers (even passes); the pass with the fewest crossings, counted exactly, is kept
     // (ties: the earlier one).
-    Layout best;
-    size_t best_crossings = std::numeric_limits<size_t>::max();
-    std::vector<double> best_node, best_cluster;
-    for (pass_ = 0; pass_ < kPasses; ++pass_) {
+    // Two series of sweeps from the same first pass: items of a column taken in the order they
+    // were recorded, or in the order the previous pass stacked them. The best pass of each series
+    // is then refined by sifting (small drawings), and the better result kept.
+    struct Candidate {
+      Layout layout;
+      size_t crossings = std::numeric_limits<size_t>::max();
+      std::vector<double> node, cluster;
+    };
+    Candidate series[2];
+    for (int step = 0; step < 2 * kPasses - 1; ++step) {
+      by_previous_ = step >= kPasses;
+      pass_ = by_previous_ ? step - kPasses + 1 : step;
+      if (step == kPasses) prev_node_ = first_node_, prev_cluster_ = first_cluster_;
       place_heights();
-      Layout candidate = finish();
-      size_t crossings = count_crossings(model_, candidate);
-      if (crossings < best_crossings) {
-        best_crossings = crossings;
-        best = std::move(candidate);
-        best_node = rel_node_;
-        best_cluster = rel_cluster_;
-      }
-      if (best_crossings == 0) break;
+      if (step == 0) first_node_ = rel_node_, first_cluster_ = rel_cluster_;
+      Layout layout = finish();
+      size_t crossings = count_crossings(model_, layout);
+      Candidate &best = series[by_previous_ ? 1 : 0];
+      if (crossings < best.crossings) best = {std::move(layout), crossings, rel_node_, rel_cluster_};
+      if (crossings == 0) break;
       prev_node_ = rel_node_;
       prev_cluster_ = rel_cluster_;
     }
-    if (best_crossings == 0 || model_.edges.size() > kTransposeMaxWires) return best;
-    rel_node_ = std::move(best_node);
-    rel_cluster_ = std::move(best_cluster);
-    transpose(best, best_crossings);
-    return best;
+    if (model_.edges.size() <= kTransposeMaxWires)
+      for (auto &candidate : series) {
+        if (candidate.crossings == 0 || candidate.node.empty()) continue;
+        rel_node_ = candidate.node;
+        rel_cluster_ = candidate.cluster;
+        transpose(candidate.layout, candidate.crossings);
+      }
+    return std::move(series[series[1].crossings < series[0].crossings ? 1 : 0].layout);
   }
 
  private:
@@ -259,6 +268,14 @@ class Layouter {
          k = model_.clusters[static_cast<size_t>(k)].parent)
       y += rel_cluster_[static_cast<size_t>(k)];
     return y;
+  }
+
+  int cluster_of(const Child &item) const {
+    return item.item >= 0 ? model_.nodes[static_cast<size_t>(item.item)].cluster
+                          : model_.clusters[static_cast<size_t>(~item.item)].parent;
+  }
+  double prev_top(const Child &item) const {
+    return item.item >= 0 ? prev_node_[static_cast<size_t>(item.item)] : prev_cluster_[static_cast<size_t>(~item.item)];
   }
 
   // As offset(), in the previous pass.
@@ -332,7 +349,13 @@ class Layouter {
     std::sort(items.begin(), items.end(), [&](const Child &a, const Child &b) {
       bool fa = unfed(a), fb = unfed(b);
       if (fa != fb) return fb;
-      return a.lo != b.lo ? a.lo < b.lo : a.first < b.first;
+      if (a.lo != b.lo) return a.lo < b.lo;
+      // Later passes: in the order the previous pass stacked them.
+      if (pass_ > 0 && by_previous_ && cluster_of(a) == cluster_of(b)) {
+        double ya = prev_top(a), yb = prev_top(b);
+        if (ya != yb) return ya < yb;
+      }
+      return a.first < b.first;
     });
     std::map<int, std::vector<std::pair<double, double>>> occupied;  // column -> (top, bottom), sorted
     std::map<int, std::vector<std::pair<double, int>>> wires;        // column -> (height, target) of wires passing
@@ -541,10 +564,10 @@ class Layouter {
 
   // ---------------------------------------------------------------- transpositions
 
-  // Swaps two nodes stacked next to each other in a column of the same box (the lower one moves
-  // up to the upper one's top, the upper one down to end where the lower one ended, so nothing
-  // else moves) wherever that crosses fewer wires, counted exactly, and hides no wire behind
-  // them; repeated while a round finds one.
+  // Sifting: each node stacked in a column of a box, among the nodes next to it there (no inner
+  // box between), is tried at every other place of that run, the run packed again from its top
+  // with the same gaps so that nothing else moves; a move is kept where it crosses fewer wires,
+  // counted exactly, and hides no wire behind a moved node. Rounds repeat while one finds a move.
   void transpose(Layout &best, size_t &best_crossings) {
     const size_t n = model_.nodes.size();
     std::map<std::pair<int, int>, std::vector<std::pair<double, int>>> stacks;  // (cluster, column) -> (top, item)
@@ -555,30 +578,55 @@ class Layouter {
       for (int col = lo_[k]; col <= hi_[k]; ++col)
         stacks[{model_.clusters[k].parent, col}].push_back({rel_cluster_[k], ~static_cast<int>(k)});
     }
+    std::vector<std::vector<int>> runs;
+    for (auto &[key, stack] : stacks) {
+      std::sort(stack.begin(), stack.end());
+      std::vector<int> run;
+      for (const auto &entry : stack) {
+        if (entry.second >= 0) {
+          run.push_back(entry.second);
+          continue;
+        }
+        if (run.size() > 1) runs.push_back(run);
+        run.clear();
+      }
+      if (run.size() > 1) runs.push_back(run);
+    }
     for (int round = 0; round < 3 && best_crossings > 0; ++round) {
       bool improved = false;
-      for (auto &[key, stack] : stacks) {
-        std::sort(stack.begin(), stack.end());
-        for (size_t s = 0; s + 1 < stack.size() && best_crossings > 0; ++s) {
-          int a = stack[s].second, b = stack[s + 1].second;
-          if (a < 0 || b < 0) continue;
-          size_t ua = static_cast<size_t>(a), ub = static_cast<size_t>(b);
-          double top = rel_node_[ua], bottom = rel_node_[ub] + measured_[ub].h;
-          double old_a = rel_node_[ua], old_b = rel_node_[ub];
-          rel_node_[ub] = top;
-          rel_node_[ua] = bottom - measured_[ua].h;
-          Layout candidate = finish();
-          size_t crossings = count_crossings(model_, candidate);
-          if (crossings < best_crossings && !hides_wire(candidate, a) && !hides_wire(candidate, b)) {
-            best_crossings = crossings;
-            best = std::move(candidate);
-            std::swap(stack[s], stack[s + 1]);
-            stack[s].first = rel_node_[ub];
-            stack[s + 1].first = rel_node_[ua];
-            improved = true;
-          } else {
-            rel_node_[ua] = old_a;
-            rel_node_[ub] = old_b;
+      for (auto &run : runs) {
+        const size_t r = run.size();
+        std::vector<double> gaps(r - 1);
+        for (size_t j = 0; j + 1 < r; ++j)
+          gaps[j] = rel_node_[static_cast<size_t>(run[j + 1])] -
+                    (rel_node_[static_cast<size_t>(run[j])] + measured_[static_cast<size_t>(run[j])].h);
+        const double start = rel_node_[static_cast<size_t>(run[0])];
+        auto pack = [&](const std::vector<int> &order) {
+          double cursor = start;
+          for (size_t j = 0; j < r; ++j) {
+            rel_node_[static_cast<size_t>(order[j])] = cursor;
+            cursor += measured_[static_cast<size_t>(order[j])].h + (j + 1 < r ? gaps[j] : 0);
+          }
+        };
+        for (size_t from = 0; from < r && best_crossings > 0; ++from) {
+          for (size_t to = 0; to < r && best_crossings > 0; ++to) {
+            if (to == from) continue;
+            std::vector<int> order = run;
+            int moved = order[from];
+            order.erase(order.begin() + static_cast<std::ptrdiff_t>(from));
+            order.insert(order.begin() + static_cast<std::ptrdiff_t>(to), moved);
+            pack(order);
+            Layout candidate = finish();
+            size_t crossings = count_crossings(model_, candidate);
+            bool hidden = false;
+            for (int node : order) hidden = hidden || hides_wire(candidate, node);
+            if (crossings < best_crossings && !hidden) {
+              best_crossings = crossings;
+              best = std::move(candidate);
+              run = order;
+              improved = true;
+            }
+            pack(run);
           }
         }
       }
@@ -615,6 +663,8 @@ class Layouter {
   std::vector<double> rel_node_, rel_cluster_, height_;
   std::vector<double> prev_node_, prev_cluster_;  // the previous pass's rel_node_, rel_cluster_
   int pass_ = 0;
+  bool by_previous_ = false;
+  std::vector<double> first_node_, first_cluster_;  // the first pass's placement
   std::vector<bool> placed_;
   double root_height_ = 0;
 };
