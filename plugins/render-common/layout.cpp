@@ -32,11 +32,13 @@ namespace {
 
 constexpr double kLane = 18;        // vertical pitch of a wire's lane inside a node
 constexpr double kSide = 9;         // lane stubs either side of a glyph
+constexpr double kPaperSide = 4;    // in paper style, where the gaps' wires show the lanes enough
 constexpr double kPaperStrip = 4;   // a call's entry or exit in paper style
-constexpr size_t kPaperWrap = 16;   // columns of a glyph's text line in paper style
+constexpr size_t kPaperWrap = 12;   // columns of a glyph's text line in paper style
 constexpr double kRow = 16;         // a strip's row
 constexpr double kGap = 14;         // between nodes stacked in a column
 constexpr double kClusterPad = 8;   // a cluster's sides
+constexpr double kPaperClusterPad = 5;
 constexpr double kClusterTop = 26;  // room for a cluster's title
 constexpr double kClusterBottom = 10;
 constexpr double kTrack = 4;  // between vertical wire segments in a gap
@@ -69,6 +71,7 @@ Measured measure(const ModelNode &node, bool paper) {
     return m;
   }
   const parts::Glyph &glyph = node.glyph;
+  const double side = paper ? kPaperSide : kSide;
   bool show_notes =
       !paper || (std::any_of(node.lanes.begin(), node.lanes.end(), [](const parts::Lane &l) { return l.in; }) &&
                  std::any_of(node.lanes.begin(), node.lanes.end(), [](const parts::Lane &l) { return l.out; }));
@@ -90,7 +93,7 @@ Measured measure(const ModelNode &node, bool paper) {
   for (const auto &lane : node.lanes) acted += is_acted(lane);
   double cursor = 0;
   if (acted == 0 && !circled(glyph)) {
-    m.glyph = {kSide, 2, gw, gh};
+    m.glyph = {side, 2, gw, gh};
     cursor = gh + 6;
   }
   double block_h = std::max(static_cast<double>(acted) * kLane, gh + 4);
@@ -102,7 +105,7 @@ Measured measure(const ModelNode &node, bool paper) {
       if (!block_done) {
         block_top = cursor;
         block_done = true;
-        m.glyph = {kSide, block_top + 2, gw, block_h - 4};
+        m.glyph = {side, block_top + 2, gw, block_h - 4};
         cursor += block_h;
       }
       m.lane_y.push_back(block_top + (static_cast<double>(acted_index++) + 0.5) * block_h / static_cast<double>(acted));
@@ -114,10 +117,10 @@ Measured measure(const ModelNode &node, bool paper) {
   if (circled(glyph)) {
     cursor = std::max(cursor, 26.0);
     double middle = node.lanes.empty() ? cursor / 2 : (m.lane_y.front() + m.lane_y.back()) / 2;
-    m.glyph = {kSide, middle - gh / 2, gw, gh};
+    m.glyph = {side, middle - gh / 2, gw, gh};
   }
   if (node.lanes.empty() && acted == 0) cursor = std::max(cursor, gh + 6);
-  m.w = gw + 2 * kSide;
+  m.w = gw + 2 * side;
   m.h = std::max(cursor, 12.0);
   return m;
 }
@@ -184,7 +187,8 @@ class Layouter {
     struct Candidate {
       Layout layout;
       size_t crossings = std::numeric_limits<size_t>::max();
-      std::vector<double> node, cluster;
+      std::vector<double> node, cluster, height;
+      double root_height = 0;
     };
     Candidate series[2];
     for (int step = 0; step < 2 * kPasses - 1; ++step) {
@@ -196,7 +200,7 @@ class Layouter {
       Layout layout = finish();
       size_t crossings = count_crossings(model_, layout);
       Candidate &best = series[by_previous_ ? 1 : 0];
-      if (crossings < best.crossings) best = {std::move(layout), crossings, rel_node_, rel_cluster_};
+      if (crossings < best.crossings) best = {std::move(layout), crossings, rel_node_, rel_cluster_, height_, root_height_};
       if (crossings == 0) break;
       prev_node_ = rel_node_;
       prev_cluster_ = rel_cluster_;
@@ -206,6 +210,8 @@ class Layouter {
         if (candidate.crossings == 0 || candidate.node.empty()) continue;
         rel_node_ = candidate.node;
         rel_cluster_ = candidate.cluster;
+        height_ = candidate.height;
+        root_height_ = candidate.root_height;
         transpose(candidate.layout, candidate.crossings);
       }
     return std::move(series[series[1].crossings < series[0].crossings ? 1 : 0].layout);
@@ -431,6 +437,18 @@ class Layouter {
     size_t from = static_cast<size_t>(edge.from);
     return in_edges_[from].empty() && !model_.nodes[from].source && !edge.back &&
            column_[static_cast<size_t>(edge.to)] - column_[from] >= 2;
+  }
+
+  // Paper style: a param's wire whose axis its reader also takes from another operand; the
+  // name is written on that one.
+  bool redundant_param_wire(const ModelEdge &edge) const {
+    size_t from = static_cast<size_t>(edge.from);
+    if (!in_edges_[from].empty() || model_.nodes[from].source || model_.nodes[from].strip) return false;
+    for (int e : in_edges_[static_cast<size_t>(edge.to)]) {
+      const ModelEdge &other = model_.edges[static_cast<size_t>(e)];
+      if (other.from != edge.from && other.to_port == edge.to_port && !other.axis.empty()) return true;
+    }
+    return false;
   }
 
   // A call's lifted axis, from its entry strip to its exit strip: drawn along the call's bottom.
@@ -686,7 +704,7 @@ std::string label_text(const ModelEdge &edge, const ModelNode &from, const Layou
   }
   int axis = std::atoi(edge.from_port.c_str() + 1);
   for (const auto &lane : from.lanes)
-    if (lane.axis == axis && lane.out) return lane.in && lane.role != parts::Lane::Acted ? "" : text;
+    if (lane.axis == axis && lane.out) return lane.in ? "" : text;
   return text;
 }
 
@@ -708,6 +726,7 @@ Layout Layouter::finish() {
     node_top[i] = rel_node_[i] + (k < 0 ? 0 : cluster_top[static_cast<size_t>(k)]);
   }
   // Cluster padding: how many cluster sides open before, or close after, each column.
+  const double pad = options_.paper ? kPaperClusterPad : kClusterPad;
   std::vector<int> open_depth(c, 1), close_depth(c, 1);
   for (size_t k = c; k-- > 0;) {
     int parent = model_.clusters[k].parent;
@@ -722,12 +741,15 @@ Layout Layouter::finish() {
   for (size_t k = 0; k < c; ++k) {
     if (first_[k] < 0) continue;
     open_pad[static_cast<size_t>(lo_[k])] =
-        std::max(open_pad[static_cast<size_t>(lo_[k])], kClusterPad * open_depth[k]);
+        std::max(open_pad[static_cast<size_t>(lo_[k])], pad * open_depth[k]);
     close_pad[static_cast<size_t>(hi_[k])] =
-        std::max(close_pad[static_cast<size_t>(hi_[k])], kClusterPad * close_depth[k]);
+        std::max(close_pad[static_cast<size_t>(hi_[k])], pad * close_depth[k]);
   }
   for (size_t i = 0; i < n; ++i)
     width[static_cast<size_t>(column_[i])] = std::max(width[static_cast<size_t>(column_[i])], measured_[i].w);
+  auto slack = [&](int i) {
+    return width[static_cast<size_t>(column_[static_cast<size_t>(i)])] - measured_[static_cast<size_t>(i)].w;
+  };
   // Labels: each source port's label once, where the wire starts.
   std::map<std::pair<int, std::string>, bool> labelled;
   std::map<std::pair<int, std::string>, bool> named;
@@ -738,20 +760,21 @@ Layout Layouter::finish() {
     EdgeGeometry &geometry = out.edges[e];
     const ModelNode &from = model_.nodes[static_cast<size_t>(edge.from)];
     if (labelled.emplace(std::make_pair(edge.from, edge.from_port), true).second)
-      geometry.label = label_text(edge, from, options_);
+      geometry.label = options_.paper && redundant_param_wire(edge) ? "" : label_text(edge, from, options_);
     if (options_.intermediates && !edge.value.empty() && !from.strip && !from.source &&
         !(from.glyph.bold && from.glyph.border == 3) &&
         named.emplace(std::make_pair(edge.from, edge.value), true).second)
       names[edge.from].push_back(edge.value);
     size_t col = static_cast<size_t>(column_[static_cast<size_t>(edge.from)]);
     double w = geometry.label.empty() ? 0 : text_width(geometry.label, kLabelFont);
-    labels[col] = std::max(labels[col], w + (w > 0 ? 8 : 0));
+    // A node narrower than its column starts its labels in the room beside it.
+    labels[col] = std::max(labels[col], w + (w > 0 ? 8 : 0) - slack(edge.from));
   }
   for (const auto &[node, list] : names) {
     std::string joined;
     for (const auto &name : list) joined += (joined.empty() ? "" : ", ") + name;
     size_t col = static_cast<size_t>(column_[static_cast<size_t>(node)]);
-    labels[col] = std::max(labels[col], text_width(joined, kLabelFont) + 8);
+    labels[col] = std::max(labels[col], text_width(joined, kLabelFont) + 8 - slack(node));
   }
   // Port positions need x; bends need only columns and heights.
   auto port_y_abs = [&](int i, const std::string &port) {
@@ -788,6 +811,7 @@ Layout Layouter::finish() {
     if (col > 0)
       cursor += std::max(labels[col - 1], 4 + std::min(bends[col], kTracks) * kTrack) + 3 + open_pad[col];
     x[col] = cursor;
+    if (getenv("DBGW")) fprintf(stderr, "col %zu x %.0f w %.0f close %.0f open %.0f labels %.0f bends %d\n", col, cursor, width[col], close_pad[col], open_pad[col], col ? labels[col-1] : 0, bends[col]);
     cursor += width[col] + close_pad[col];
   }
   double right = cursor + 12;
@@ -804,8 +828,8 @@ Layout Layouter::finish() {
   for (size_t k = 0; k < c; ++k) {
     if (first_[k] < 0) continue;
     size_t lo = static_cast<size_t>(lo_[k]), hi = static_cast<size_t>(hi_[k]);
-    double left = x[lo] - kClusterPad * open_depth[k];
-    double r = x[hi] + width[hi] + kClusterPad * close_depth[k];
+    double left = x[lo] - pad * open_depth[k];
+    double r = x[hi] + width[hi] + pad * close_depth[k];
     out.clusters[k] = {left, cluster_top[k], r - left, height_[k]};
   }
   // Wires.
