@@ -809,9 +809,9 @@ Layout Layouter::finish() {
     // A gap holds the labels of the wires starting before it (at their sources' heights, on the
     // left) and the vertical steps of the wires entering the next column (on the right).
     if (col > 0)
-      cursor += std::max(labels[col - 1], 4 + std::min(bends[col], kTracks) * kTrack) + 3 + open_pad[col];
+      cursor += std::max(labels[col - 1], (options_.paper ? 2 : 4) + std::min(bends[col], kTracks) * kTrack) + 3 +
+                open_pad[col];
     x[col] = cursor;
-    if (getenv("DBGW")) fprintf(stderr, "col %zu x %.0f w %.0f close %.0f open %.0f labels %.0f bends %d\n", col, cursor, width[col], close_pad[col], open_pad[col], col ? labels[col-1] : 0, bends[col]);
     cursor += width[col] + close_pad[col];
   }
   double right = cursor + 12;
