@@ -47,7 +47,8 @@ constexpr double kLabelFont = 10;
 constexpr double kWireClearance = 6;  // between a wire and a box it passes
 constexpr int kPasses = 6;            // ordering sweeps (layout step 3)
 // Transpositions (layout step 3) recount every crossing per try: only for drawings this small.
-constexpr size_t kTransposeMaxWires = 600;
+constexpr size_t kTransposeMaxWires = 300;
+constexpr size_t kSiftTries = 150;  // at most this many tries a series, whatever the drawing
 
 struct Measured {
   double w = 0, h = 0;
@@ -610,6 +611,7 @@ class Layouter {
       }
       if (run.size() > 1) runs.push_back(run);
     }
+    size_t tries = 0;
     for (int round = 0; round < 3 && best_crossings > 0; ++round) {
       bool improved = false;
       for (auto &run : runs) {
@@ -627,8 +629,9 @@ class Layouter {
           }
         };
         for (size_t from = 0; from < r && best_crossings > 0; ++from) {
-          for (size_t to = 0; to < r && best_crossings > 0; ++to) {
+          for (size_t to = 0; to < r && best_crossings > 0 && tries < kSiftTries; ++to) {
             if (to == from) continue;
+            ++tries;
             std::vector<int> order = run;
             int moved = order[from];
             order.erase(order.begin() + static_cast<std::ptrdiff_t>(from));
@@ -636,9 +639,9 @@ class Layouter {
             pack(order);
             Layout candidate = finish();
             size_t crossings = count_crossings(model_, candidate);
-            bool hidden = false;
+            bool hidden = crossings >= best_crossings;
             for (int node : order) hidden = hidden || hides_wire(candidate, node);
-            if (crossings < best_crossings && !hidden) {
+            if (!hidden) {
               best_crossings = crossings;
               best = std::move(candidate);
               run = order;
