@@ -27,8 +27,10 @@ std::vector<Segment> segments_of(const EdgeGeometry &edge) {
   for (size_t k = 1; k < edge.points.size(); ++k) {
     Point a{round2(edge.points[k - 1].x), round2(edge.points[k - 1].y)};
     Point b{round2(edge.points[k].x), round2(edge.points[k].y)};
-    if (a.y == b.y && a.x != b.x) out.push_back({a.y, std::min(a.x, b.x), std::max(a.x, b.x), true});
-    else if (a.x == b.x && a.y != b.y) out.push_back({a.x, std::min(a.y, b.y), std::max(a.y, b.y), false});
+    if (a.y == b.y && a.x != b.x)
+      out.push_back({a.y, std::min(a.x, b.x), std::max(a.x, b.x), true});
+    else if (a.x == b.x && a.y != b.y)
+      out.push_back({a.x, std::min(a.y, b.y), std::max(a.y, b.y), false});
   }
   return out;
 }
@@ -77,7 +79,9 @@ size_t count_crossings(const DrawingModel &model, const Layout &layout) {
     return p.a != q.a ? p.a < q.a : p.b < q.b;
   });
   std::vector<long long> tree(heights.size() + 1, 0);
-  auto index_of = [&](double y) { return static_cast<size_t>(std::lower_bound(heights.begin(), heights.end(), y) - heights.begin()); };
+  auto index_of = [&](double y) {
+    return static_cast<size_t>(std::lower_bound(heights.begin(), heights.end(), y) - heights.begin());
+  };
   auto add = [&](size_t i, long long d) {
     for (++i; i < tree.size(); i += i & (~i + 1)) tree[i] += d;
   };
@@ -101,7 +105,8 @@ size_t count_crossings(const DrawingModel &model, const Layout &layout) {
   std::vector<std::vector<int>> incident(model.nodes.size());
   for (size_t e = 0; e < edges; ++e) {
     incident[static_cast<size_t>(model.edges[e].from)].push_back(static_cast<int>(e));
-    if (model.edges[e].to != model.edges[e].from) incident[static_cast<size_t>(model.edges[e].to)].push_back(static_cast<int>(e));
+    if (model.edges[e].to != model.edges[e].from)
+      incident[static_cast<size_t>(model.edges[e].to)].push_back(static_cast<int>(e));
   }
   std::vector<int> partners;
   for (size_t e = 0; e < edges; ++e) {
@@ -112,7 +117,8 @@ size_t count_crossings(const DrawingModel &model, const Layout &layout) {
         if (static_cast<size_t>(f) > e) partners.push_back(f);
     std::sort(partners.begin(), partners.end());
     partners.erase(std::unique(partners.begin(), partners.end()), partners.end());
-    for (int f : partners) total -= static_cast<long long>(count_between(segments[e], segments[static_cast<size_t>(f)]));
+    for (int f : partners)
+      total -= static_cast<long long>(count_between(segments[e], segments[static_cast<size_t>(f)]));
   }
   return static_cast<size_t>(std::max(total, 0LL));
 }

@@ -8,8 +8,12 @@
 //      reader; a call's nodes never go left of its entry strip; outputs last;
 //   3. heights, inside out (deepest cluster first): the children of a cluster
 //      (nodes and inner clusters, each spanning a range of columns) in column
-//      order, params last, each at the free place nearest to the mean height
-//      its placed wires arrive at, off the wires placed before it;
+//      order, params last, each at the free place nearest to the height it
+//      prefers, off the wires placed before it; the whole placement is redone
+//      in barycentre sweeps (forward: where its wires arrive; backward: where
+//      the previous pass put its readers), the pass with the fewest crossings
+//      (crossings.h) kept, and small drawings then sifted (a node moved within
+//      its column's stack wherever that crosses fewer wires);
 //   4. column x positions from the widest node, the labels that start in the
 //      gap and the bends the gap holds; cluster boxes from their columns;
 //   5. wires: straight when source and target ports are level, else one
@@ -19,13 +23,13 @@
 // not constrain columns.
 #include "layout.h"
 
-#include "crossings.h"
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <cstdint>
 #include <map>
+
+#include "crossings.h"
 
 namespace ncd::render {
 namespace {
