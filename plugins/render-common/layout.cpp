@@ -273,11 +273,14 @@ class Layouter {
 
   // y of node i's top relative to the origin of cluster `within` (-1: the drawing), through the
   // chain of its clusters; valid once every cluster between is placed.
-  double offset(int i, int within) const {
-    double y = rel_node_[static_cast<size_t>(i)];
+  double offset(int i, int within) const { return offset_in(rel_node_, rel_cluster_, i, within); }
+  // As offset(), in the previous pass.
+  double prev_offset(int i, int within) const { return offset_in(prev_node_, prev_cluster_, i, within); }
+  double offset_in(const std::vector<double> &node_y, const std::vector<double> &cluster_y, int i, int within) const {
+    double y = node_y[static_cast<size_t>(i)];
     for (int k = model_.nodes[static_cast<size_t>(i)].cluster; k != within && k >= 0;
          k = model_.clusters[static_cast<size_t>(k)].parent)
-      y += rel_cluster_[static_cast<size_t>(k)];
+      y += cluster_y[static_cast<size_t>(k)];
     return y;
   }
 
@@ -289,14 +292,6 @@ class Layouter {
     return item.item >= 0 ? prev_node_[static_cast<size_t>(item.item)] : prev_cluster_[static_cast<size_t>(~item.item)];
   }
 
-  // As offset(), in the previous pass.
-  double prev_offset(int i, int within) const {
-    double y = prev_node_[static_cast<size_t>(i)];
-    for (int k = model_.nodes[static_cast<size_t>(i)].cluster; k != within && k >= 0;
-         k = model_.clusters[static_cast<size_t>(k)].parent)
-      y += prev_cluster_[static_cast<size_t>(k)];
-    return y;
-  }
 
   // The child of cluster `within` that holds node i, or nothing (node i is outside it).
   bool child_of(int i, int within, int &child) const {
