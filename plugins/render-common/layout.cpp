@@ -49,9 +49,9 @@ constexpr double kTrack = 4;  // between vertical wire segments in a gap
 constexpr int kTracks = 10;
 constexpr double kLabelFont = 10;
 constexpr double kWireClearance = 6;  // between a wire and a box it passes
-constexpr int kPasses = 6;            // ordering sweeps (layout step 3)
-// Transpositions (layout step 3) recount every crossing per try: only for drawings this small.
-constexpr size_t kTransposeMaxWires = 300;
+constexpr int kPasses = 6;            // ordering sweeps (layout step 3) a series
+// Sifting (layout step 3) recounts every crossing per try: only for drawings this small.
+constexpr size_t kSiftMaxWires = 300;
 constexpr size_t kSiftTries = 150;  // at most this many tries a series, whatever the drawing
 
 struct Measured {
@@ -184,11 +184,10 @@ class Layouter {
       }
     // Ordering sweeps: each pass places every cluster again, its items drawn towards where the
     // previous pass put their readers (odd passes) or towards both their sources and their
-    // readers (even passes); the pass with the fewest crossings, counted exactly, is kept
-    // (ties: the earlier one).
-    // Two series of sweeps from the same first pass: items of a column taken in the order they
-    // were recorded, or in the order the previous pass stacked them. The best pass of each series
-    // is then refined by sifting (small drawings), and the better result kept.
+    // readers (even passes). Two series of sweeps start from the same first pass: items of a
+    // column taken in the order they were recorded, or in the order the previous pass stacked
+    // them. Each series keeps its pass with the fewest crossings, counted exactly (ties: the
+    // earlier one), small drawings sift it, and the better series wins.
     struct Candidate {
       Layout layout;
       size_t crossings = std::numeric_limits<size_t>::max();
@@ -210,14 +209,14 @@ class Layouter {
       prev_node_ = rel_node_;
       prev_cluster_ = rel_cluster_;
     }
-    if (model_.edges.size() <= kTransposeMaxWires)
+    if (model_.edges.size() <= kSiftMaxWires)
       for (auto &candidate : series) {
         if (candidate.crossings == 0 || candidate.node.empty()) continue;
         rel_node_ = candidate.node;
         rel_cluster_ = candidate.cluster;
         height_ = candidate.height;
         root_height_ = candidate.root_height;
-        transpose(candidate.layout, candidate.crossings);
+        sift(candidate.layout, candidate.crossings);
       }
     return std::move(series[series[1].crossings < series[0].crossings ? 1 : 0].layout);
   }
@@ -291,7 +290,6 @@ class Layouter {
   double prev_top(const Child &item) const {
     return item.item >= 0 ? prev_node_[static_cast<size_t>(item.item)] : prev_cluster_[static_cast<size_t>(~item.item)];
   }
-
 
   // The child of cluster `within` that holds node i, or nothing (node i is outside it).
   bool child_of(int i, int within, int &child) const {
@@ -580,13 +578,13 @@ class Layouter {
     return 0;
   }
 
-  // ---------------------------------------------------------------- transpositions
+  // ---------------------------------------------------------------- sifting
 
   // Sifting: each node stacked in a column of a box, among the nodes next to it there (no inner
   // box between), is tried at every other place of that run, the run packed again from its top
   // with the same gaps so that nothing else moves; a move is kept where it crosses fewer wires,
   // counted exactly, and hides no wire behind a moved node. Rounds repeat while one finds a move.
-  void transpose(Layout &best, size_t &best_crossings) {
+  void sift(Layout &best, size_t &best_crossings) {
     const size_t n = model_.nodes.size();
     std::map<std::pair<int, int>, std::vector<std::pair<double, int>>> stacks;  // (cluster, column) -> (top, item)
     for (size_t i = 0; i < n; ++i)
