@@ -1,11 +1,12 @@
 // `ncd render FILE [--diagram NAME] [-o OUT] [--format svg|dot|png|pdf] [--depth N] [--layout auto|ncd|dot]
-// [--style full|paper] [--sizes] [--label-intermediates] [--legend]`:
+// [--style full|paper] [--sizes] [--label-intermediates] [--legend] [--highlight KERNEL]`:
 // draws a diagram as a neural circuit diagram through a renderer plugin.
 //
 // The format comes from --format, else from the extension of -o, else svg.
 // Text formats (svg, dot) go to standard output unless -o is given; binary
 // formats (png, pdf) need -o (`-o -` forces standard output).
 
+#include <algorithm>
 #include <iostream>
 #include <set>
 
@@ -28,6 +29,19 @@ std::string extension_format(const std::string &path) {
 
 bool is_binary(const std::string &format) { return format == "png" || format == "pdf"; }
 
+// The diagrams `diagram` calls, directly or through its callees, in order of first call.
+void called_diagrams(const ir::Program &program, const ir::Diagram &diagram, std::vector<std::string> &names,
+                     int depth = 0) {
+  if (depth > 64) return;
+  ir::for_each_op(diagram.body, [&](const ir::Op &op) {
+    if (op.kind != ir::OpKind::Call) return;
+    const ir::Diagram &callee = *program.diagrams.at(static_cast<size_t>(op.callee));
+    if (std::find(names.begin(), names.end(), callee.name) != names.end()) return;
+    names.push_back(callee.name);
+    called_diagrams(program, callee, names, depth + 1);
+  });
+}
+
 }  // namespace
 
 Handler setup_render(CLI::App &command) {
@@ -42,6 +56,7 @@ Handler setup_render(CLI::App &command) {
     std::string layout = "auto";
     std::string style = "full";
     bool sizes = false, label_intermediates = false, legend = false;
+    std::string highlight;
     FrontendOptions frontend;
   };
   auto options = std::make_shared<Options>();
@@ -73,6 +88,10 @@ Handler setup_render(CLI::App &command) {
   command.add_flag("--label-intermediates", options->label_intermediates,
                    "Name every named intermediate value where its wires start (ncd layout)");
   command.add_flag("--legend", options->legend, "Draw the schedule's legend in paper style too");
+  command.add_option("--highlight", options->highlight,
+                     "Colour the calls of this kernel (a diagram the drawn one calls, e.g. a fused kernel of "
+                     "`ncd optimize`)")
+      ->type_name("KERNEL");
   add_frontend_options(command, options->frontend);
   return [options]() -> int {
     std::string format = options->format;
@@ -125,6 +144,20 @@ Handler setup_render(CLI::App &command) {
     if (!compilation) return kUserError;
     const ir::Diagram *diagram = select_diagram(*compilation, options->diagram, true);
     if (!diagram) return kUserError;
+    if (!options->highlight.empty()) {
+      std::vector<std::string> kernels;
+      called_diagrams(compilation->program, *diagram, kernels);
+      if (std::find(kernels.begin(), kernels.end(), options->highlight) == kernels.end()) {
+        std::string known;
+        for (const auto &name : kernels) known += (known.empty() ? "" : ", ") + name;
+        compilation->diagnostics.error(diagram->location, "--highlight: diagram '" + diagram->name +
+                                                              "' calls no kernel '" + options->highlight + "'" +
+                                                              did_you_mean(options->highlight, kernels) +
+                                                              (kernels.empty() ? " (it calls none)" : " (it calls " + known + ")"));
+        print_diagnostics(*compilation);
+        return kUserError;
+      }
+    }
 
     RenderOptions render_options;
     render_options.format = format;
@@ -135,6 +168,7 @@ Handler setup_render(CLI::App &command) {
     render_options.sizes = options->sizes;
     render_options.label_intermediates = options->label_intermediates;
     render_options.legend = options->legend;
+    render_options.highlight = options->highlight;
     std::string text, error;
     if (!renderer->render(compilation->program, *diagram, compilation->sources, render_options, text, error)) {
       std::cerr << "ncd: error: cannot render " << diagram->name << " as " << format << ": " << error << "\n";

@@ -594,8 +594,9 @@ class Drawer {
           lane.role = lifted.count(lane.axis) && lane.in && lane.out ? Lane::Pass : Lane::Acted;
         glyph.lines = wrap((op.label.empty() ? "" : op.label + ": ") + op.callee_name, kWrapWidth);
         glyph.notes.push_back("folded call");
-        glyph.fill = "#f1f5f9";
-        glyph.stroke = "#0f172a";
+        bool hot = op.callee_name == options_.highlight;
+        glyph.fill = hot ? parts::kHighlightFill : "#f1f5f9";
+        glyph.stroke = hot ? parts::kHighlightStroke : "#0f172a";
         glyph.border = 2;
         glyph.bold = true;
         break;
@@ -764,10 +765,12 @@ class Drawer {
     }
     line("subgraph " + dot_quote("cluster_" + base) + " {");
     ++indent_;
-    bool odd = scope.depth % 2 == 0;
-    line(std::string("style=\"rounded,filled\"; fillcolor=\"") + (odd ? "#f8fafc" : "#eef2f7") +
-         "\"; color=\"#64748b\"; fontsize=12; label=" + dot_quote(title) + ";");
-    if (model_) model_->open_cluster({base, title, -1, ModelCluster::Call, odd ? "#f8fafc" : "#eef2f7", "#64748b"});
+    bool odd = scope.depth % 2 == 0, hot = callee.name == options_.highlight;
+    std::string fill = hot ? parts::kHighlightFill : odd ? "#f8fafc" : "#eef2f7";
+    std::string stroke = hot ? parts::kHighlightStroke : "#64748b";
+    line("style=\"rounded,filled" + std::string(hot ? ",bold" : "") + "\"; fillcolor=\"" + fill + "\"; color=\"" + stroke +
+         "\"; fontsize=12; label=" + dot_quote(title) + ";");
+    if (model_) model_->open_cluster({base, title, -1, ModelCluster::Call, fill, stroke, false, hot});
 
     // Entry strip.
     std::string entry = base + "_in";

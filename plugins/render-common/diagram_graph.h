@@ -29,6 +29,7 @@ struct DrawOptions {
   // When set, the drawing is also recorded here as data (for ncd's own layout); every wire
   // then keeps its label (ncd's layout has no cost per label, unlike Graphviz's).
   DrawingModel *model = nullptr;
+  std::string highlight;  // calls of this diagram (a fused kernel) are drawn in the highlight colour
 };
 
 // The DOT source of `diagram`'s drawing.

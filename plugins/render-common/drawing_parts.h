@@ -17,6 +17,9 @@ inline constexpr size_t kWrapWidth = 28;  // columns of a glyph's text line
 inline constexpr const char *kFont = "Helvetica";
 inline constexpr const char *kWireColor = "#333333";
 inline constexpr const char *kCotangentColor = "#c2410c";  // the backward flow of a gradient
+// `ncd render --highlight KERNEL`: the calls of that kernel, unfolded (a cluster) or folded (a box).
+inline constexpr const char *kHighlightFill = "#fde68a";
+inline constexpr const char *kHighlightStroke = "#b45309";
 
 // Memory levels get fixed colours by their usual names, others a palette in order of appearance.
 struct LevelColor {

@@ -8,8 +8,12 @@
 //      reader; a call's nodes never go left of its entry strip; outputs last;
 //   3. heights, inside out (deepest cluster first): the children of a cluster
 //      (nodes and inner clusters, each spanning a range of columns) in column
-//      order, params last, each at the free place nearest to the mean height
-//      its placed wires arrive at, off the wires placed before it;
+//      order, params last, each at the free place nearest to the height it
+//      prefers, off the wires placed before it; the whole placement is redone
+//      in barycentre sweeps (forward: where its wires arrive; backward: where
+//      the previous pass put its readers), the pass with the fewest crossings
+//      (crossings.h) kept, and small drawings then sifted (a node moved within
+//      its column's stack wherever that crosses fewer wires);
 //   4. column x positions from the widest node, the labels that start in the
 //      gap and the bends the gap holds; cluster boxes from their columns;
 //   5. wires: straight when source and target ports are level, else one
@@ -25,22 +29,30 @@
 #include <cstdint>
 #include <map>
 
+#include "crossings.h"
+
 namespace ncd::render {
 namespace {
 
 constexpr double kLane = 18;        // vertical pitch of a wire's lane inside a node
 constexpr double kSide = 9;         // lane stubs either side of a glyph
+constexpr double kPaperSide = 4;    // in paper style, where the gaps' wires show the lanes enough
 constexpr double kPaperStrip = 4;   // a call's entry or exit in paper style
-constexpr size_t kPaperWrap = 16;   // columns of a glyph's text line in paper style
+constexpr size_t kPaperWrap = 12;   // columns of a glyph's text line in paper style
 constexpr double kRow = 16;         // a strip's row
 constexpr double kGap = 14;         // between nodes stacked in a column
 constexpr double kClusterPad = 8;   // a cluster's sides
+constexpr double kPaperClusterPad = 5;
 constexpr double kClusterTop = 26;  // room for a cluster's title
 constexpr double kClusterBottom = 10;
 constexpr double kTrack = 4;  // between vertical wire segments in a gap
 constexpr int kTracks = 10;
 constexpr double kLabelFont = 10;
 constexpr double kWireClearance = 6;  // between a wire and a box it passes
+constexpr int kPasses = 6;            // ordering sweeps (layout step 3) a series
+// Sifting (layout step 3) recounts every crossing per try: only for drawings this small.
+constexpr size_t kSiftMaxWires = 300;
+constexpr size_t kSiftTries = 150;  // at most this many tries a series, whatever the drawing
 
 struct Measured {
   double w = 0, h = 0;
@@ -64,6 +76,7 @@ Measured measure(const ModelNode &node, bool paper) {
     return m;
   }
   const parts::Glyph &glyph = node.glyph;
+  const double side = paper ? kPaperSide : kSide;
   bool show_notes =
       !paper || (std::any_of(node.lanes.begin(), node.lanes.end(), [](const parts::Lane &l) { return l.in; }) &&
                  std::any_of(node.lanes.begin(), node.lanes.end(), [](const parts::Lane &l) { return l.out; }));
@@ -85,7 +98,7 @@ Measured measure(const ModelNode &node, bool paper) {
   for (const auto &lane : node.lanes) acted += is_acted(lane);
   double cursor = 0;
   if (acted == 0 && !circled(glyph)) {
-    m.glyph = {kSide, 2, gw, gh};
+    m.glyph = {side, 2, gw, gh};
     cursor = gh + 6;
   }
   double block_h = std::max(static_cast<double>(acted) * kLane, gh + 4);
@@ -97,7 +110,7 @@ Measured measure(const ModelNode &node, bool paper) {
       if (!block_done) {
         block_top = cursor;
         block_done = true;
-        m.glyph = {kSide, block_top + 2, gw, block_h - 4};
+        m.glyph = {side, block_top + 2, gw, block_h - 4};
         cursor += block_h;
       }
       m.lane_y.push_back(block_top + (static_cast<double>(acted_index++) + 0.5) * block_h / static_cast<double>(acted));
@@ -109,10 +122,10 @@ Measured measure(const ModelNode &node, bool paper) {
   if (circled(glyph)) {
     cursor = std::max(cursor, 26.0);
     double middle = node.lanes.empty() ? cursor / 2 : (m.lane_y.front() + m.lane_y.back()) / 2;
-    m.glyph = {kSide, middle - gh / 2, gw, gh};
+    m.glyph = {side, middle - gh / 2, gw, gh};
   }
   if (node.lanes.empty() && acted == 0) cursor = std::max(cursor, gh + 6);
-  m.w = gw + 2 * kSide;
+  m.w = gw + 2 * side;
   m.h = std::max(cursor, 12.0);
   return m;
 }
@@ -169,8 +182,43 @@ class Layouter {
         hi_[static_cast<size_t>(k)] = std::max(hi_[static_cast<size_t>(k)], column_[i]);
         if (first_[static_cast<size_t>(k)] < 0) first_[static_cast<size_t>(k)] = static_cast<int>(i);
       }
-    place_heights();
-    return finish();
+    // Ordering sweeps: each pass places every cluster again, its items drawn towards where the
+    // previous pass put their readers (odd passes) or towards both their sources and their
+    // readers (even passes). Two series of sweeps start from the same first pass: items of a
+    // column taken in the order they were recorded, or in the order the previous pass stacked
+    // them. Each series keeps its pass with the fewest crossings, counted exactly (ties: the
+    // earlier one), small drawings sift it, and the better series wins.
+    struct Candidate {
+      Layout layout;
+      size_t crossings = std::numeric_limits<size_t>::max();
+      std::vector<double> node, cluster, height;
+      double root_height = 0;
+    };
+    Candidate series[2];
+    for (int step = 0; step < 2 * kPasses - 1; ++step) {
+      by_previous_ = step >= kPasses;
+      pass_ = by_previous_ ? step - kPasses + 1 : step;
+      if (step == kPasses) prev_node_ = first_node_, prev_cluster_ = first_cluster_;
+      place_heights();
+      if (step == 0) first_node_ = rel_node_, first_cluster_ = rel_cluster_;
+      Layout layout = finish();
+      size_t crossings = count_crossings(model_, layout);
+      Candidate &best = series[by_previous_ ? 1 : 0];
+      if (crossings < best.crossings) best = {std::move(layout), crossings, rel_node_, rel_cluster_, height_, root_height_};
+      if (crossings == 0) break;
+      prev_node_ = rel_node_;
+      prev_cluster_ = rel_cluster_;
+    }
+    if (model_.edges.size() <= kSiftMaxWires)
+      for (auto &candidate : series) {
+        if (candidate.crossings == 0 || candidate.node.empty()) continue;
+        rel_node_ = candidate.node;
+        rel_cluster_ = candidate.cluster;
+        height_ = candidate.height;
+        root_height_ = candidate.root_height;
+        sift(candidate.layout, candidate.crossings);
+      }
+    return std::move(series[series[1].crossings < series[0].crossings ? 1 : 0].layout);
   }
 
  private:
@@ -224,12 +272,23 @@ class Layouter {
 
   // y of node i's top relative to the origin of cluster `within` (-1: the drawing), through the
   // chain of its clusters; valid once every cluster between is placed.
-  double offset(int i, int within) const {
-    double y = rel_node_[static_cast<size_t>(i)];
+  double offset(int i, int within) const { return offset_in(rel_node_, rel_cluster_, i, within); }
+  // As offset(), in the previous pass.
+  double prev_offset(int i, int within) const { return offset_in(prev_node_, prev_cluster_, i, within); }
+  double offset_in(const std::vector<double> &node_y, const std::vector<double> &cluster_y, int i, int within) const {
+    double y = node_y[static_cast<size_t>(i)];
     for (int k = model_.nodes[static_cast<size_t>(i)].cluster; k != within && k >= 0;
          k = model_.clusters[static_cast<size_t>(k)].parent)
-      y += rel_cluster_[static_cast<size_t>(k)];
+      y += cluster_y[static_cast<size_t>(k)];
     return y;
+  }
+
+  int cluster_of(const Child &item) const {
+    return item.item >= 0 ? model_.nodes[static_cast<size_t>(item.item)].cluster
+                          : model_.clusters[static_cast<size_t>(~item.item)].parent;
+  }
+  double prev_top(const Child &item) const {
+    return item.item >= 0 ? prev_node_[static_cast<size_t>(item.item)] : prev_cluster_[static_cast<size_t>(~item.item)];
   }
 
   // The child of cluster `within` that holds node i, or nothing (node i is outside it).
@@ -294,7 +353,13 @@ class Layouter {
     std::sort(items.begin(), items.end(), [&](const Child &a, const Child &b) {
       bool fa = unfed(a), fb = unfed(b);
       if (fa != fb) return fb;
-      return a.lo != b.lo ? a.lo < b.lo : a.first < b.first;
+      if (a.lo != b.lo) return a.lo < b.lo;
+      // Later passes: in the order the previous pass stacked them.
+      if (pass_ > 0 && by_previous_ && cluster_of(a) == cluster_of(b)) {
+        double ya = prev_top(a), yb = prev_top(b);
+        if (ya != yb) return ya < yb;
+      }
+      return a.first < b.first;
     });
     std::map<int, std::vector<std::pair<double, double>>> occupied;  // column -> (top, bottom), sorted
     std::map<int, std::vector<std::pair<double, int>>> wires;        // column -> (height, target) of wires passing
@@ -370,6 +435,18 @@ class Layouter {
     size_t from = static_cast<size_t>(edge.from);
     return in_edges_[from].empty() && !model_.nodes[from].source && !edge.back &&
            column_[static_cast<size_t>(edge.to)] - column_[from] >= 2;
+  }
+
+  // Paper style: a param's wire whose axis its reader also takes from another operand; the
+  // name is written on that one.
+  bool redundant_param_wire(const ModelEdge &edge) const {
+    size_t from = static_cast<size_t>(edge.from);
+    if (!in_edges_[from].empty() || model_.nodes[from].source || model_.nodes[from].strip) return false;
+    for (int e : in_edges_[static_cast<size_t>(edge.to)]) {
+      const ModelEdge &other = model_.edges[static_cast<size_t>(e)];
+      if (other.from != edge.from && other.to_port == edge.to_port && !other.axis.empty()) return true;
+    }
+    return false;
   }
 
   // A call's lifted axis, from its entry strip to its exit strip: drawn along the call's bottom.
@@ -448,6 +525,32 @@ class Layouter {
                port_y(model_.nodes[static_cast<size_t>(target)], measured_[static_cast<size_t>(target)], edge.from_port);
       }
     }
+    if (pass_ > 0) {
+      // Towards the readers, where the previous pass put them.
+      double back_sum = 0;
+      int back_count = 0;
+      auto add_reads = [&](int node) {
+        for (int e : out_edges_[static_cast<size_t>(node)]) {
+          const ModelEdge &edge = model_.edges[static_cast<size_t>(e)];
+          int holder = 0;
+          if (holds(item, edge.to) || !child_of(edge.to, cluster, holder) || lifted(edge)) continue;
+          double own = (item.item >= 0 ? 0 : prev_offset(node, ~item.item)) +
+                       port_y(model_.nodes[static_cast<size_t>(node)], measured_[static_cast<size_t>(node)], edge.from_port);
+          back_sum += prev_offset(edge.to, cluster) +
+                      port_y(model_.nodes[static_cast<size_t>(edge.to)], measured_[static_cast<size_t>(edge.to)], edge.to_port) -
+                      own;
+          ++back_count;
+        }
+      };
+      if (item.item >= 0) add_reads(item.item);
+      else
+        for (int node : members_[static_cast<size_t>(~item.item)]) add_reads(node);
+      if (back_count > 0) {
+        if (pass_ % 2 == 1) return back_sum / back_count;
+        sum = back_sum;
+        count = back_count;
+      }
+    }
     for (int e : in_edges_[static_cast<size_t>(target)]) {
       const ModelEdge &edge = model_.edges[static_cast<size_t>(e)];
       int holder = 0;
@@ -475,6 +578,95 @@ class Layouter {
     return 0;
   }
 
+  // ---------------------------------------------------------------- sifting
+
+  // Sifting: each node stacked in a column of a box, among the nodes next to it there (no inner
+  // box between), is tried at every other place of that run, the run packed again from its top
+  // with the same gaps so that nothing else moves; a move is kept where it crosses fewer wires,
+  // counted exactly, and hides no wire behind a moved node. Rounds repeat while one finds a move.
+  void sift(Layout &best, size_t &best_crossings) {
+    const size_t n = model_.nodes.size();
+    std::map<std::pair<int, int>, std::vector<std::pair<double, int>>> stacks;  // (cluster, column) -> (top, item)
+    for (size_t i = 0; i < n; ++i)
+      stacks[{model_.nodes[i].cluster, column_[i]}].push_back({rel_node_[i], static_cast<int>(i)});
+    for (size_t k = 0; k < model_.clusters.size(); ++k) {
+      if (first_[k] < 0) continue;
+      for (int col = lo_[k]; col <= hi_[k]; ++col)
+        stacks[{model_.clusters[k].parent, col}].push_back({rel_cluster_[k], ~static_cast<int>(k)});
+    }
+    std::vector<std::vector<int>> runs;
+    for (auto &[key, stack] : stacks) {
+      std::sort(stack.begin(), stack.end());
+      std::vector<int> run;
+      for (const auto &entry : stack) {
+        if (entry.second >= 0) {
+          run.push_back(entry.second);
+          continue;
+        }
+        if (run.size() > 1) runs.push_back(run);
+        run.clear();
+      }
+      if (run.size() > 1) runs.push_back(run);
+    }
+    size_t tries = 0;
+    for (int round = 0; round < 3 && best_crossings > 0; ++round) {
+      bool improved = false;
+      for (auto &run : runs) {
+        const size_t r = run.size();
+        std::vector<double> gaps(r - 1);
+        for (size_t j = 0; j + 1 < r; ++j)
+          gaps[j] = rel_node_[static_cast<size_t>(run[j + 1])] -
+                    (rel_node_[static_cast<size_t>(run[j])] + measured_[static_cast<size_t>(run[j])].h);
+        const double start = rel_node_[static_cast<size_t>(run[0])];
+        auto pack = [&](const std::vector<int> &order) {
+          double cursor = start;
+          for (size_t j = 0; j < r; ++j) {
+            rel_node_[static_cast<size_t>(order[j])] = cursor;
+            cursor += measured_[static_cast<size_t>(order[j])].h + (j + 1 < r ? gaps[j] : 0);
+          }
+        };
+        for (size_t from = 0; from < r && best_crossings > 0; ++from) {
+          for (size_t to = 0; to < r && best_crossings > 0 && tries < kSiftTries; ++to) {
+            if (to == from) continue;
+            ++tries;
+            std::vector<int> order = run;
+            int moved = order[from];
+            order.erase(order.begin() + static_cast<std::ptrdiff_t>(from));
+            order.insert(order.begin() + static_cast<std::ptrdiff_t>(to), moved);
+            pack(order);
+            Layout candidate = finish();
+            size_t crossings = count_crossings(model_, candidate);
+            bool hidden = crossings >= best_crossings;
+            for (int node : order) hidden = hidden || hides_wire(candidate, node);
+            if (!hidden) {
+              best_crossings = crossings;
+              best = std::move(candidate);
+              run = order;
+              improved = true;
+            }
+            pack(run);
+          }
+        }
+      }
+      if (!improved) break;
+    }
+  }
+
+  // Whether a horizontal stretch of a wire not touching node i runs behind its box.
+  bool hides_wire(const Layout &layout, int i) const {
+    const Box &box = layout.nodes[static_cast<size_t>(i)].box;
+    for (size_t e = 0; e < model_.edges.size(); ++e) {
+      if (model_.edges[e].from == i || model_.edges[e].to == i) continue;
+      const auto &points = layout.edges[e].points;
+      for (size_t k = 1; k < points.size(); ++k) {
+        if (std::fabs(points[k].y - points[k - 1].y) > 0.01) continue;
+        double y = points[k].y, x0 = std::min(points[k].x, points[k - 1].x), x1 = std::max(points[k].x, points[k - 1].x);
+        if (y > box.y && y < box.y + box.h && x0 < box.x + box.w && x1 > box.x) return true;
+      }
+    }
+    return false;
+  }
+
   // ---------------------------------------------------------------- x, wires, boxes
 
   Layout finish();
@@ -487,6 +679,10 @@ class Layouter {
   std::vector<std::vector<int>> members_;  // every node inside each cluster
   int columns_ = 1;
   std::vector<double> rel_node_, rel_cluster_, height_;
+  std::vector<double> prev_node_, prev_cluster_;  // the previous pass's rel_node_, rel_cluster_
+  int pass_ = 0;
+  bool by_previous_ = false;
+  std::vector<double> first_node_, first_cluster_;  // the first pass's placement
   std::vector<bool> placed_;
   double root_height_ = 0;
 };
@@ -508,7 +704,7 @@ std::string label_text(const ModelEdge &edge, const ModelNode &from, const Layou
   }
   int axis = std::atoi(edge.from_port.c_str() + 1);
   for (const auto &lane : from.lanes)
-    if (lane.axis == axis && lane.out) return lane.in && lane.role != parts::Lane::Acted ? "" : text;
+    if (lane.axis == axis && lane.out) return lane.in ? "" : text;
   return text;
 }
 
@@ -530,6 +726,7 @@ Layout Layouter::finish() {
     node_top[i] = rel_node_[i] + (k < 0 ? 0 : cluster_top[static_cast<size_t>(k)]);
   }
   // Cluster padding: how many cluster sides open before, or close after, each column.
+  const double pad = options_.paper ? kPaperClusterPad : kClusterPad;
   std::vector<int> open_depth(c, 1), close_depth(c, 1);
   for (size_t k = c; k-- > 0;) {
     int parent = model_.clusters[k].parent;
@@ -544,12 +741,15 @@ Layout Layouter::finish() {
   for (size_t k = 0; k < c; ++k) {
     if (first_[k] < 0) continue;
     open_pad[static_cast<size_t>(lo_[k])] =
-        std::max(open_pad[static_cast<size_t>(lo_[k])], kClusterPad * open_depth[k]);
+        std::max(open_pad[static_cast<size_t>(lo_[k])], pad * open_depth[k]);
     close_pad[static_cast<size_t>(hi_[k])] =
-        std::max(close_pad[static_cast<size_t>(hi_[k])], kClusterPad * close_depth[k]);
+        std::max(close_pad[static_cast<size_t>(hi_[k])], pad * close_depth[k]);
   }
   for (size_t i = 0; i < n; ++i)
     width[static_cast<size_t>(column_[i])] = std::max(width[static_cast<size_t>(column_[i])], measured_[i].w);
+  auto slack = [&](int i) {
+    return width[static_cast<size_t>(column_[static_cast<size_t>(i)])] - measured_[static_cast<size_t>(i)].w;
+  };
   // Labels: each source port's label once, where the wire starts.
   std::map<std::pair<int, std::string>, bool> labelled;
   std::map<std::pair<int, std::string>, bool> named;
@@ -560,20 +760,21 @@ Layout Layouter::finish() {
     EdgeGeometry &geometry = out.edges[e];
     const ModelNode &from = model_.nodes[static_cast<size_t>(edge.from)];
     if (labelled.emplace(std::make_pair(edge.from, edge.from_port), true).second)
-      geometry.label = label_text(edge, from, options_);
+      geometry.label = options_.paper && redundant_param_wire(edge) ? "" : label_text(edge, from, options_);
     if (options_.intermediates && !edge.value.empty() && !from.strip && !from.source &&
         !(from.glyph.bold && from.glyph.border == 3) &&
         named.emplace(std::make_pair(edge.from, edge.value), true).second)
       names[edge.from].push_back(edge.value);
     size_t col = static_cast<size_t>(column_[static_cast<size_t>(edge.from)]);
     double w = geometry.label.empty() ? 0 : text_width(geometry.label, kLabelFont);
-    labels[col] = std::max(labels[col], w + (w > 0 ? 8 : 0));
+    // A node narrower than its column starts its labels in the room beside it.
+    labels[col] = std::max(labels[col], w + (w > 0 ? 8 : 0) - slack(edge.from));
   }
   for (const auto &[node, list] : names) {
     std::string joined;
     for (const auto &name : list) joined += (joined.empty() ? "" : ", ") + name;
     size_t col = static_cast<size_t>(column_[static_cast<size_t>(node)]);
-    labels[col] = std::max(labels[col], text_width(joined, kLabelFont) + 8);
+    labels[col] = std::max(labels[col], text_width(joined, kLabelFont) + 8 - slack(node));
   }
   // Port positions need x; bends need only columns and heights.
   auto port_y_abs = [&](int i, const std::string &port) {
@@ -608,7 +809,8 @@ Layout Layouter::finish() {
     // A gap holds the labels of the wires starting before it (at their sources' heights, on the
     // left) and the vertical steps of the wires entering the next column (on the right).
     if (col > 0)
-      cursor += std::max(labels[col - 1], 4 + std::min(bends[col], kTracks) * kTrack) + 3 + open_pad[col];
+      cursor += std::max(labels[col - 1], (options_.paper ? 2 : 4) + std::min(bends[col], kTracks) * kTrack) + 3 +
+                open_pad[col];
     x[col] = cursor;
     cursor += width[col] + close_pad[col];
   }
@@ -626,8 +828,8 @@ Layout Layouter::finish() {
   for (size_t k = 0; k < c; ++k) {
     if (first_[k] < 0) continue;
     size_t lo = static_cast<size_t>(lo_[k]), hi = static_cast<size_t>(hi_[k]);
-    double left = x[lo] - kClusterPad * open_depth[k];
-    double r = x[hi] + width[hi] + kClusterPad * close_depth[k];
+    double left = x[lo] - pad * open_depth[k];
+    double r = x[hi] + width[hi] + pad * close_depth[k];
     out.clusters[k] = {left, cluster_top[k], r - left, height_[k]};
   }
   // Wires.

@@ -4,11 +4,13 @@
 // Operations go in columns by dependency depth, left to right; calls and
 // repeats are boxes sized from their contents, laid out inside out; within a
 // box each node or inner box takes the free place nearest to the mean height
-// at which its placed wires arrive, never on a wire already placed, so that a
-// long wire keeps one straight lane (the residual stream) and wires bend
+// of its placed sources or of its readers (barycentre sweeps, the pass with
+// the fewest crossings kept), never on a wire already placed, so that a long
+// wire keeps one straight lane (the residual stream) and wires bend
 // orthogonally, in the gap before their target's column, only where they must
 // change height. Every step is linear in the drawing's size except the
-// free-place search, which looks only at the nodes sharing a column span.
+// free-place search, which looks only at the nodes sharing a column span, the
+// crossing count (n log n) and the sifting of drawings of at most 300 wires.
 #pragma once
 
 #include <string>

@@ -19,7 +19,7 @@ class DotRenderer : public ncd::Renderer {
       error = "the dot renderer writes only format 'dot', not '" + options.format + "'";
       return false;
     }
-    output = ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title});
+    output = ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title, nullptr, options.highlight});
     return true;
   }
 };

@@ -83,6 +83,7 @@ struct RenderOptions {
   bool sizes = false;              // sizes on the wires even in paper style
   bool label_intermediates = false;
   bool legend = false;             // the schedule's legend in paper style (full style always has it)
+  std::string highlight;           // a kernel (callee) whose calls are drawn in the highlight colour; "": none
 };
 
 class Renderer {
