@@ -117,6 +117,20 @@ class TextPrinter {
         out_ << "\n";
       }
     }
+    if (!d.shards.empty()) {
+      int64_t devices = 1;
+      std::string mesh;
+      for (const ir::ShardDirective &shard : d.shards) {
+        devices *= shard.devices;
+        mesh += (mesh.empty() ? "" : " x ") + std::to_string(shard.devices);
+      }
+      out_ << "  mesh " << mesh << " (" << devices << " device" << (devices == 1 ? "" : "s") << ")\n";
+      for (const ir::ShardDirective &shard : d.shards) {
+        out_ << "    shard";
+        for (size_t i = 0; i < shard.axes.size(); ++i) out_ << (i ? ", " : " ") << p_.axis(shard.axes[i]).name;
+        out_ << " over " << shard.devices << "\n";
+      }
+    }
   }
 
   void region(const ir::Diagram &d, const ir::Region &r, int depth) {
@@ -294,6 +308,14 @@ class JsonPrinter {
         s["directives"].push_back(entry);
       }
       out["schedules"].push_back(s);
+    }
+    if (!d.shards.empty()) {
+      out["shards"] = json::array();
+      for (const ir::ShardDirective &shard : d.shards) {
+        json axes = json::array();
+        for (int axis : shard.axes) axes.push_back(p_.axis(axis).name);
+        out["shards"].push_back({{"axes", axes}, {"devices", shard.devices}, {"location", location(shard.location)}});
+      }
     }
     return out;
   }
