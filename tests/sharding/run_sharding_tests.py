@@ -78,6 +78,7 @@ def section_directive(ncd, folder):
     ir = run(ncd, ["show", "--ir", path], folder).stdout
     check("mesh 2 x 4 (8 devices)" in ir, "show --ir lacks the mesh:\n" + ir)
     check("shard batch over 2" in ir and "shard heads over 4" in ir, "show --ir lacks the shards:\n" + ir)
+    check("all-reduce over mesh 1 of Y[batch, seq, model] at Block" in ir, "show --ir lacks the collective:\n" + ir)
     shown = json.loads(run(ncd, ["show", "--json", path], folder).stdout)
     diagrams = shown["diagrams"] if isinstance(shown, dict) else shown
     block = [d for d in diagrams if d.get("name") == "Block"][0]
@@ -97,6 +98,26 @@ def section_directive(ncd, folder):
         kinds = [c["kind"] for c in report["sharding"]["collectives"]]
         check(kinds.count("all-reduce") == 1, f"Block: {kinds}")
         check("all-reduce over mesh 1 (4 devices)" in log, "--explain lacks the all-reduce:\n" + log)
+    # Megatron's sequence parallelism: a sum over the split hidden axis whose
+    # result stays split along the sequence on the same devices is a reduce-scatter.
+    scatter = write(folder, "scatter.ncd", """axis seq = 16, hidden = 32, model = 8
+
+diagram Down(H[hidden, seq]) -> Y[seq, model] {
+  param W[hidden, model]
+  Y[seq, model] = H[hidden, seq] * W[hidden, model]
+}
+
+schedule Down {
+  shard hidden, seq over 4
+}
+""")
+    report, log = cost_json(ncd, folder, scatter, "Down")
+    if report:
+        collectives = report["sharding"]["collectives"]
+        kinds = [c["kind"] for c in collectives]
+        check(kinds == ["reduce-scatter", "all-gather"], f"Down: {kinds}\n{log}")
+        check(collectives[0]["elements"] == 16 * 8, f"Down: reduce-scatter of {collectives[0]['elements']} elements")
+        check(abs(collectives[0]["wire_bytes"] - 3 / 4 * 16 * 8 * collectives[0]["element_bytes"]) < 1e-9, f"Down: {collectives[0]['wire_bytes']}")
     # Errors.
     bad = write(folder, "bad.ncd", DIRECTIVE.replace("shard heads over 4", "shard heads over 3"))
     err = run(ncd, ["check", bad], folder, expect=1).stderr

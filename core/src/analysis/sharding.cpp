@@ -93,7 +93,14 @@ class Planner {
       for (int axis : root_.shards[m].axes) frame.ctx[axis] = {static_cast<int>(m), axis};
     // Inputs arrive split along the sharded axes they carry; params are whole
     // on every device (each slices what it needs locally).
-    for (int input : root_.inputs) frame.states[input] = restrict(frame.ctx, root_.value(input).axes);
+    for (int input : root_.inputs) {
+      State state;  // one axis per mesh dimension: the first the input's layout names
+      for (int axis : root_.value(input).axes)
+        if (auto it = frame.ctx.find(axis); it != frame.ctx.end() && !mesh_used(state, it->second.mesh))
+          state[axis] = it->second;
+      frame.states[input] = state;
+      if (!state.empty()) note(frame, root_.value(input).location, "input " + value_label(frame, input) + " arrives split along " + state_text(state));
+    }
     walk(frame);
     for (int output : root_.outputs) {
       const State &state = frame.states[output];

@@ -1,7 +1,9 @@
 // IR printers: text for people, JSON for tools.
 #include "ncd/ir_print.h"
+#include "ncd/sharding.h"
 
 #include <cmath>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -129,6 +131,14 @@ class TextPrinter {
         out_ << "    shard";
         for (size_t i = 0; i < shard.axes.size(); ++i) out_ << (i ? ", " : " ") << p_.axis(shard.axes[i]).name;
         out_ << " over " << shard.devices << "\n";
+      }
+      // The collectives the mesh needs (docs/SHARDING.md), as ncd cost prices them.
+      ShardingPlan plan = plan_sharding(p_, d);
+      for (const Collective &c : plan.collectives) {
+        char count[32];
+        std::snprintf(count, sizeof count, "%g", c.count);
+        out_ << "    " << collective_name(c.kind) << " over mesh " << c.mesh_dim << " of " << c.value << " at " << c.site
+             << (c.count != 1 ? std::string(" x") + count : std::string()) << "\n";
       }
     }
   }
