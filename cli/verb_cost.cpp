@@ -7,6 +7,9 @@
 #include "common.h"
 #include "ncd/cost.h"
 #include "ncd/hardware.h"
+#include "ncd/sharding.h"
+
+#include <nlohmann/json.hpp>
 #include "verbs.h"
 
 namespace ncd::cli {
@@ -92,6 +95,77 @@ std::string default_hardware(const ir::Diagram &diagram) {
   return "h100-sxm";
 }
 
+// --devices N: a one-dimensional mesh takes N devices (N must divide every
+// axis it shards); a larger mesh must already have N. A diagram without shards
+// cannot be spread: it says how to shard it.
+bool apply_devices(ir::Diagram &diagram, const ir::Program &program, int64_t devices) {
+  if (diagram.shards.empty()) {
+    if (devices <= 1) return true;
+    std::cerr << "ncd cost: error: --devices " << devices << ": diagram '" << diagram.name
+              << "' has no `shard` directive, so there is nothing to spread; add one to a schedule, e.g. "
+                 "`schedule "
+              << diagram.name << " { shard heads over " << devices << " }` (docs/SHARDING.md)\n";
+    return false;
+  }
+  if (devices == 0) return true;
+  if (devices < 1) {
+    std::cerr << "ncd cost: error: --devices " << devices << ": at least 1 device\n";
+    return false;
+  }
+  int64_t product = 1;
+  for (const auto &shard : diagram.shards) product *= shard.devices;
+  if (diagram.shards.size() > 1) {
+    if (product == devices) return true;
+    std::cerr << "ncd cost: error: --devices " << devices << ": the mesh of '" << diagram.name << "' has " << product
+              << " devices in " << diagram.shards.size() << " dimensions; change its `shard` lines instead\n";
+    return false;
+  }
+  for (int axis : diagram.shards[0].axes)
+    if (auto size = program.axis(axis).size; size && *size % devices != 0) {
+      std::cerr << "ncd cost: error: --devices " << devices << ": " << devices << " does not divide the size of '"
+                << program.axis(axis).name << "' (" << *size << "), which the mesh shards\n";
+      return false;
+    }
+  diagram.shards[0].devices = devices;
+  return true;
+}
+
+nlohmann::json sharded_json(const ShardedCost &cost, const SourceManager &sources) {
+  nlohmann::json out{{"devices", cost.devices},
+                     {"mesh", cost.mesh},
+                     {"communication_time", cost.communication_time},
+                     {"one_device_time", cost.one_device_time},
+                     {"rank_share", cost.rank_share},
+                     {"compute_time", cost.compute_time},
+                     {"serial_time", cost.serial_time},
+                     {"overlap_time", cost.overlap_time},
+                     {"speedup", cost.speedup},
+                     {"efficiency", cost.efficiency},
+                     {"collectives", nlohmann::json::array()}};
+  for (const auto &row : cost.rows) {
+    const Collective &c = row.collective;
+    nlohmann::json entry{{"kind", std::string(collective_name(c.kind))},
+                         {"mesh_dim", c.mesh_dim},
+                         {"group", c.group},
+                         {"value", c.value},
+                         {"site", c.site},
+                         {"reason", c.reason},
+                         {"elements", c.elements},
+                         {"element_bytes", c.element_bytes},
+                         {"bytes", c.bytes()},
+                         {"count", c.count},
+                         {"link", row.link},
+                         {"wire_bytes", row.wire_bytes},
+                         {"time", row.time}};
+    if (c.location.valid()) {
+      const SourceFile &file = sources.file(c.location.file);
+      entry["location"] = {{"file", file.path}, {"line", c.location.line}, {"column", c.location.column}};
+    }
+    out["collectives"].push_back(entry);
+  }
+  return out;
+}
+
 }  // namespace
 
 Handler setup_cost(CLI::App &command) {
@@ -105,6 +179,8 @@ Handler setup_cost(CLI::App &command) {
     bool json = false;
     bool unfused = false;
     bool list = false;
+    bool explain = false;
+    int64_t devices = 0;
     FrontendOptions frontend;
   };
   auto options = std::make_shared<Options>();
@@ -121,6 +197,11 @@ Handler setup_cost(CLI::App &command) {
   command.add_option("--plot", options->plot, "Also write an SVG plot: the roofline, and cost against size with --sweep")
       ->type_name("FILE.svg");
   command.add_flag("--unfused", options->unfused, "Ignore schedules: price every operation as its own kernel");
+  command.add_option("--devices", options->devices,
+                     "Price the diagram's sharding (its schedule's `shard` lines, docs/SHARDING.md) on N devices: "
+                     "a one-dimensional mesh takes N devices, a larger mesh must have N")
+      ->type_name("N");
+  command.add_flag("--explain", options->explain, "Log each sharding decision: splits and collectives, where and why (stderr)");
   command.add_flag("--list-hw", options->list, "List the hardware profiles found and exit");
   command.add_option("-o,--output", options->output, "Write the report here instead of standard output")->type_name("FILE");
   add_frontend_options(command, options->frontend);
@@ -153,6 +234,9 @@ Handler setup_cost(CLI::App &command) {
     if (!compilation) return kUserError;
     const ir::Diagram *diagram = select_diagram(*compilation, options->diagram, true);
     if (!diagram) return kUserError;
+    if (options->devices != 0 || options->explain) {
+      if (!apply_devices(*const_cast<ir::Diagram *>(diagram), compilation->program, options->devices)) return kUsageError;
+    }
     std::string hardware_name = options->hardware.empty() ? default_hardware(*diagram) : options->hardware;
     auto hardware = load_hardware(hardware_name, compilation->sources, compilation->diagnostics);
     if (!hardware) {
@@ -202,6 +286,25 @@ Handler setup_cost(CLI::App &command) {
       text = options->json ? sweep_json(points, kept.empty() ? compilation->sources : kept.front()->sources) : format_sweep(points);
     else
       text = options->json ? report_json(*report, compilation->sources) : format_report(*report, compilation->sources);
+    if (!diagram->shards.empty() && !sweep) {
+      ShardingPlan plan = plan_sharding(compilation->program, *diagram);
+      if (options->explain)
+        for (const std::string &line : plan.explain) std::cerr << "sharding: " << line << "\n";
+      if (plan.devices > 1 && !hardware->interconnect.present) {
+        std::cerr << "ncd cost: error: hardware profile '" << hardware->name
+                  << "' has no 'interconnect' section, so collectives cannot be priced; choose one that has (--hw h100-sxm)\n";
+        return kUserError;
+      }
+      double one = report->kernel ? report->kernel->time : report->total.time;
+      ShardedCost sharded = price_sharding(plan, *hardware, one);
+      if (options->json) {
+        auto object = nlohmann::json::parse(text);
+        object["sharding"] = sharded_json(sharded, compilation->sources);
+        text = object.dump(2) + "\n";
+      } else {
+        text += "\n" + format_sharded_cost(sharded);
+      }
+    }
     if (!write_or_report(options->output, text)) return kUserError;
     if (!options->plot.empty() && !write_or_report(options->plot, plot_svg(*report, *hardware, sweep ? &points : nullptr)))
       return kUserError;

@@ -100,13 +100,14 @@ scheduleItem
   : GROUP name BY INT                   # groupItem
   | STREAM name BY INT                  # streamItem
   | LEVEL name ':' name (',' name)*     # levelItem
+  | SHARD name (',' name)* OVER INT     # shardItem
   | ';'                                 # emptyScheduleItem
   ;
 
 number : INT | FLOAT ;
 
 // Keywords that are only keywords where the grammar expects them stay usable as names.
-name : IDENT | DTYPE | FOR | GROUP | STREAM | LEVEL | BY | DEFAULT ;
+name : IDENT | DTYPE | FOR | GROUP | STREAM | LEVEL | BY | DEFAULT | SHARD | OVER ;
 
 IMPORT   : 'import' ;
 AXIS     : 'axis' ;
@@ -121,6 +122,8 @@ GROUP    : 'group' ;
 STREAM   : 'stream' ;
 LEVEL    : 'level' ;
 BY       : 'by' ;
+SHARD    : 'shard' ;
+OVER     : 'over' ;
 INF      : 'inf' ;
 
 IDENT  : [a-zA-Z_] [a-zA-Z_0-9]* ;

@@ -117,7 +117,7 @@ def corpus(root, with_golden):
 
 
 TOKENS = ["axis", "diagram", "param", "repeat", "schedule", "import", "default", "dtype", "inf", "for", "group",
-          "stream", "level", "by", "q", "k", "d", "X", "Y", "S", "softmax", "sum", "max", "where", "exp", "f32",
+          "stream", "level", "by", "shard", "over", "q", "k", "d", "X", "Y", "S", "softmax", "sum", "max", "where", "exp", "f32",
           "bf16", "i32", "0", "1", "64", "1e-5", ".5", "#d", "# c\n", "\"std/nn.ncd\"", "(", ")", "[", "]", "{", "}",
           ",", "=", "->", ":", ";", "*", "/", "+", "-", "<", "<=", "==", "!=", "&&", "||", "!", "\n", " "]
 

@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "cost_support.h"
+#include "ncd/sharding.h"
 
 namespace ncd {
 namespace {
@@ -133,6 +134,73 @@ TEST(CostHardware, UnitFallbacks) {
   EXPECT_FALSE(a100->unit_for(false, ir::DType::BF16).tensor);
   EXPECT_FALSE(a100->unit_for(true, ir::DType::F32).tensor);
   EXPECT_EQ(a100->unit_for(true, ir::DType::F32).label(), "vector f32");
+}
+
+// The GPU profiles say how eight of them are wired (docs/SHARDING.md): a node's
+// fabric faster than the network between nodes; the CPU has none.
+TEST(CostHardware, GpuInterconnects) {
+  for (const char *name : kProfiles) {
+    SourceManager sources;
+    DiagnosticEngine diagnostics(sources);
+    auto profile = load_hardware(name, sources, diagnostics);
+    ASSERT_TRUE(profile) << name;
+    const Interconnect &wires = profile->interconnect;
+    if (std::string(name) == "epyc-9654") {
+      EXPECT_FALSE(wires.present);
+      continue;
+    }
+    ASSERT_TRUE(wires.present) << name;
+    EXPECT_EQ(wires.node, 8) << name;
+    EXPECT_GT(wires.intra_node.bandwidth, wires.inter_node.bandwidth) << name;
+    EXPECT_GT(wires.inter_node.bandwidth, 0) << name;
+    EXPECT_GT(wires.intra_node.latency, 0) << name;
+    EXPECT_EQ(&wires.link_for(8), &wires.intra_node) << name;
+    EXPECT_EQ(&wires.link_for(16), &wires.inter_node) << name;
+  }
+  SourceManager sources;
+  DiagnosticEngine diagnostics(sources);
+  auto h100 = load_hardware("h100-sxm", sources, diagnostics);
+  ASSERT_TRUE(h100);
+  EXPECT_EQ(h100->interconnect.intra_node.name, "nvlink");
+  EXPECT_DOUBLE_EQ(h100->interconnect.intra_node.bandwidth, 450e9);
+  EXPECT_DOUBLE_EQ(h100->interconnect.intra_node.latency, 3e-6);
+  EXPECT_EQ(h100->interconnect.inter_node.name, "infiniband");
+  EXPECT_DOUBLE_EQ(h100->interconnect.inter_node.bandwidth, 50e9);
+}
+
+TEST(CostHardware, InterconnectErrorsAreLocated) {
+  const std::string yaml = cost_test::gpu_yaml(228 * 1024) +
+                           "interconnect:\n"
+                           "  node: 0\n"
+                           "  intra_node: {name: nvlink, bandwith: 450 GB/s}\n";
+  SourceManager sources;
+  DiagnosticEngine diagnostics(sources);
+  EXPECT_FALSE(parse_hardware(yaml, "bad.yaml", sources, diagnostics));
+  std::ostringstream messages;
+  diagnostics.flush(messages, false);
+  std::string text = messages.str();
+  EXPECT_NE(text.find("error: 'node' is the number of devices per node"), std::string::npos) << text;
+  EXPECT_NE(text.find("error: unknown key 'bandwith'; did you mean 'bandwidth'?"), std::string::npos) << text;
+  EXPECT_NE(text.find("error: 'intra_node' needs a 'bandwidth'"), std::string::npos) << text;
+}
+
+// The ring formulas (docs/SHARDING.md, "Cost") on n bytes over p devices.
+TEST(CostHardware, RingCollectiveFormulas) {
+  Collective c;
+  c.group = 8;
+  c.elements = 1e6;
+  c.element_bytes = 2;
+  const double n = 2e6, bw = 100e9, alpha = 5e-6;
+  c.kind = Collective::Kind::AllReduce;
+  EXPECT_DOUBLE_EQ(collective_wire_bytes(c), 2.0 * 7 / 8 * n);
+  EXPECT_DOUBLE_EQ(collective_time(c, bw, alpha), 2.0 * 7 / 8 * n / bw + 2 * 7 * alpha);
+  for (auto kind : {Collective::Kind::AllGather, Collective::Kind::ReduceScatter, Collective::Kind::AllToAll}) {
+    c.kind = kind;
+    EXPECT_DOUBLE_EQ(collective_wire_bytes(c), 7.0 / 8 * n) << collective_name(kind);
+    EXPECT_DOUBLE_EQ(collective_time(c, bw, alpha), 7.0 / 8 * n / bw + 7 * alpha) << collective_name(kind);
+  }
+  c.group = 1;  // one device: nothing moves
+  EXPECT_EQ(collective_time(c, bw, alpha), 0);
 }
 
 }  // namespace

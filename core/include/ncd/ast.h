@@ -149,14 +149,14 @@ struct Diagram {
 };
 
 struct ScheduleItem {
-  enum class Kind { Group, Stream, Level };
+  enum class Kind { Group, Stream, Level, Shard };
   Kind kind = Kind::Group;
   SourceLocation location;
   int end_line = 0;
-  Name subject;  // the axis (group/stream) or the memory level
-  int64_t amount = 0;
+  Name subject;  // the axis (group/stream), the memory level, or the first sharded axis
+  int64_t amount = 0;  // tile size (group/stream), devices (shard)
   SourceLocation amount_location;
-  std::vector<Name> values;  // level residents
+  std::vector<Name> values;  // level residents; shard: every axis split over the devices
 };
 
 struct Schedule {

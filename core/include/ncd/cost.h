@@ -253,7 +253,7 @@ std::optional<TileChoice> best_tiles(const KernelCost &kernel, const HardwarePro
                                      bool traffic = false, bool parallelism = true);
 
 // Reports as text (for people) and JSON (schema "ncd-cost" version kCostJsonVersion, docs/COST.md).
-inline constexpr int kCostJsonVersion = 3;
+inline constexpr int kCostJsonVersion = 4;
 std::string format_report(const CostReport &report, const SourceManager &sources);
 std::string report_json(const CostReport &report, const SourceManager &sources);
 

@@ -47,6 +47,28 @@ struct ComputeUnit {
   std::string label() const;   // "tensor bf16", "vector f32"
 };
 
+// A link between devices (docs/SHARDING.md, "Cost"): the bandwidth one device
+// sends at, each way, and the latency of one step of a collective.
+struct Link {
+  std::string name;          // "nvlink", "pcie", "infiniband"
+  std::string description;
+  double bandwidth = 0;      // bytes/s per device, each direction
+  double latency = 0;        // seconds per step
+  SourceLocation location;
+};
+
+// How devices of this kind are wired into a cluster: `node` of them share the
+// intra-node fabric (NVLink through NVSwitch, or PCIe); nodes talk over the
+// inter-node network (InfiniBand), one NIC per device.
+struct Interconnect {
+  int64_t node = 1;          // devices per node
+  Link intra_node, inter_node;
+  bool present = false;      // the profile has an `interconnect` section
+  // The link a collective over `group` devices runs at: a ring that stays in
+  // one node runs at the intra-node link; one that spans nodes at the slowest, the network.
+  const Link &link_for(int64_t group) const { return group <= node ? intra_node : inter_node; }
+};
+
 struct HardwareProfile {
   std::string name;                  // "h100-sxm"
   std::string description;           // "NVIDIA H100 SXM5 80 GB"
@@ -66,6 +88,7 @@ struct HardwareProfile {
   // with at least one resident warp per scheduler (0: not modelled).
   int64_t schedulers = 0;
   double temperature = 300;          // kelvin, for the Landauer bound
+  Interconnect interconnect;         // how several of these are wired (for sharded diagrams)
 
   // Index of a level by name, -1 when absent.
   int level_index(std::string_view level) const;

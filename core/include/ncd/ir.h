@@ -139,6 +139,18 @@ struct ScheduleDirective {
   SourceLocation location;
 };
 
+// `shard AXES over N` (docs/SHARDING.md): one dimension of a device mesh.
+// Every axis named is split into N equal slices, slice r on the mesh
+// coordinate r; a diagram's shards, outermost first, make a mesh of the
+// product of their device counts. Kept beside the schedules, not among their
+// directives: a schedule of shards alone plans no kernel.
+struct ShardDirective {
+  std::vector<int> axes;  // axis ids split across this mesh dimension
+  int64_t devices = 1;
+  SourceLocation location;
+  std::string target;     // the `for "..."` of the schedule block it was written in
+};
+
 struct Schedule {
   std::string target;  // hardware profile name, "" when not given
   std::vector<ScheduleDirective> directives;
@@ -153,6 +165,7 @@ struct Diagram {
   std::vector<Value> values;                 // indexed by value id
   Region body;
   std::vector<Schedule> schedules;
+  std::vector<ShardDirective> shards;  // the device mesh, outermost dimension first
   int max_op_id = 0;
 
   Value &value(int id) { return values.at(static_cast<size_t>(id)); }

@@ -147,7 +147,7 @@ class ProfileReader {
     HardwareProfile profile;
     profile.path = path;
     int errors = d_.error_count();
-    check_keys(root, {"name", "description", "aliases", "levels", "compute", "tile_level", "temperature", "launch", "occupancy"});
+    check_keys(root, {"name", "description", "aliases", "levels", "compute", "tile_level", "temperature", "launch", "occupancy", "interconnect"});
     profile.name = required_string(root, "name");
     if (root["description"]) profile.description = string(root["description"]);
     if (auto aliases = root["aliases"]) {
@@ -162,6 +162,7 @@ class ProfileReader {
       if (profile.launch < 0) d_.error(where(launch), "'launch' is a time per kernel, at least 0");
     }
     if (auto occupancy = root["occupancy"]) read_occupancy(occupancy, profile);
+    if (auto interconnect = root["interconnect"]) read_interconnect(interconnect, profile);
     read_levels(root, profile);
     read_compute(root, profile);
     if (auto tile = root["tile_level"]) {
@@ -359,6 +360,46 @@ class ProfileReader {
   }
 
   // occupancy: {blocks: N, threads: N}, what one SM (an instance of the tile level) keeps resident.
+  void read_link(const YAML::Node &node, const char *key, Link &link) {
+    if (!node.IsMap()) {
+      d_.error(where(node), std::string("'") + key + "' is a mapping {name, description, bandwidth, latency}");
+      return;
+    }
+    check_keys(node, {"name", "description", "bandwidth", "latency"});
+    link.location = where(node);
+    link.name = node["name"] ? string(node["name"]) : key;
+    if (node["description"]) link.description = string(node["description"]);
+    if (auto bandwidth = node["bandwidth"]) link.bandwidth = number(bandwidth, Quantity::Bandwidth);
+    else d_.error(where(node), std::string("'") + key + "' needs a 'bandwidth' (per device, each direction)");
+    if (link.bandwidth < 0) d_.error(where(node["bandwidth"]), "a bandwidth is at least 0");
+    if (auto latency = node["latency"]) link.latency = number(latency, Quantity::Time);
+    if (link.latency < 0) d_.error(where(node["latency"]), "a latency is at least 0");
+  }
+
+  void read_interconnect(const YAML::Node &node, HardwareProfile &profile) {
+    if (!node.IsMap()) {
+      d_.error(where(node), "'interconnect' is a mapping {node: N, intra_node: {...}, inter_node: {...}}");
+      return;
+    }
+    check_keys(node, {"node", "intra_node", "inter_node"});
+    Interconnect &out = profile.interconnect;
+    out.present = true;
+    if (auto count = node["node"]) {
+      int before = d_.error_count();
+      double n = number(count, Quantity::Count);
+      if (d_.error_count() == before) {
+        if (n < 1 || n != std::floor(n) || n > 1e6)
+          d_.error(where(count), "'node' is the number of devices per node, a whole number from 1");
+        else
+          out.node = static_cast<int64_t>(n);
+      }
+    }
+    if (auto intra = node["intra_node"]) read_link(intra, "intra_node", out.intra_node);
+    else d_.error(where(node), "'interconnect' needs 'intra_node' (the link between devices of one node)");
+    if (auto inter = node["inter_node"]) read_link(inter, "inter_node", out.inter_node);
+    else out.inter_node = out.intra_node;
+  }
+
   void read_occupancy(const YAML::Node &node, HardwareProfile &profile) {
     if (!node.IsMap()) {
       d_.error(where(node), "'occupancy' is a mapping {blocks: N, threads: N, schedulers: N} (per instance of the tile level)");

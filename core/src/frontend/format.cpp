@@ -252,6 +252,9 @@ class Formatter {
         case ast::ScheduleItem::Kind::Level:
           line("level " + item.subject.text + ": " + join_names(item.values), item.end_line);
           break;
+        case ast::ScheduleItem::Kind::Shard:
+          line("shard " + join_names(item.values) + " over " + std::to_string(item.amount), item.end_line);
+          break;
       }
     }
     if (s.items.empty()) suppress_blank_ = true;
@@ -371,6 +374,8 @@ class Dumper {
         for (const auto &entry : s.items) {
           if (entry.kind == ScheduleItem::Kind::Level)
             open(2, "level " + entry.subject.text + " " + names(entry.values) + at(entry.location) + ")\n");
+          else if (entry.kind == ScheduleItem::Kind::Shard)
+            open(2, "shard " + names(entry.values) + " " + std::to_string(entry.amount) + at(entry.location) + ")\n");
           else
             open(2, std::string(entry.kind == ScheduleItem::Kind::Group ? "group " : "stream ") + entry.subject.text +
                         " " + std::to_string(entry.amount) + at(entry.location) + ")\n");

@@ -158,7 +158,7 @@ class ErrorListener : public antlr4::BaseErrorListener {
       if (wants_name && type != NcdLexer::IDENT &&
           (type == NcdLexer::DTYPE || type == NcdLexer::FOR || type == NcdLexer::GROUP ||
            type == NcdLexer::STREAM || type == NcdLexer::LEVEL || type == NcdLexer::BY ||
-           type == NcdLexer::DEFAULT))
+           type == NcdLexer::DEFAULT || type == NcdLexer::SHARD || type == NcdLexer::OVER))
         continue;
       names.push_back(describe_token_type(vocabulary, type));
     }
@@ -617,6 +617,12 @@ class AstBuilder {
         auto names = level->name();
         item.subject = name(names[0]);
         for (size_t i = 1; i < names.size(); ++i) item.values.push_back(name(names[i]));
+      } else if (auto *shard = as<NcdParser::ShardItemContext>(item_context)) {
+        item.kind = ast::ScheduleItem::Kind::Shard;
+        for (auto *axis : shard->name()) item.values.push_back(name(axis));
+        item.subject = item.values.front();
+        item.amount = integer(shard->INT());
+        item.amount_location = at_.token(shard->INT()->getSymbol());
       }
       out->items.push_back(std::move(item));
     }

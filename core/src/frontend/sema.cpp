@@ -509,7 +509,13 @@ void Sema::lower_schedules(int module) {
       if (!value.name.empty() && value.name[0] != '%') value_names[value.name] = value.id;
     }
     std::map<int, SourceLocation> partitioned;
+    bool only_shards = !schedule.items.empty();
     for (const ast::ScheduleItem &entry : schedule.items) {
+      if (entry.kind == ast::ScheduleItem::Kind::Shard) {
+        lower_shard(diagram, entry, out.target);
+        continue;
+      }
+      only_shards = false;
       ir::ScheduleDirective directive;
       directive.location = entry.location;
       if (entry.kind == ast::ScheduleItem::Kind::Level) {
@@ -551,9 +557,87 @@ void Sema::lower_schedules(int module) {
       }
       out.directives.push_back(directive);
     }
-    diagram.schedules.push_back(std::move(out));
+    // A block of shards alone plans no kernel: it adds to the mesh only.
+    if (!only_shards) diagram.schedules.push_back(std::move(out));
     current_module_ = module;
   }
+}
+
+// The axes a diagram or anything it calls uses: what a `shard` may split.
+static void collect_reachable_axes(const ir::Program &program, const ir::Diagram &diagram, std::set<int> &axes,
+                                   std::set<const ir::Diagram *> &seen) {
+  if (!seen.insert(&diagram).second) return;
+  for (const ir::Value &value : diagram.values) axes.insert(value.axes.begin(), value.axes.end());
+  ir::for_each_op(diagram.body, [&](const ir::Op &op) {
+    if (op.kind != ir::OpKind::Call || op.callee < 0) return;
+    for (auto [from, to] : op.bindings) axes.insert(to);
+    collect_reachable_axes(program, *program.diagrams[static_cast<size_t>(op.callee)], axes, seen);
+  });
+}
+
+// `shard AXES over N`: each axis is one the diagram or a diagram it calls
+// uses, sharded once across all of the diagram's shard lines; N ≥ 1 divides
+// every sharded axis's size where the size is known.
+void Sema::lower_shard(ir::Diagram &diagram, const ast::ScheduleItem &entry, const std::string &target) {
+  std::set<int> reachable;
+  std::set<const ir::Diagram *> seen;
+  collect_reachable_axes(p_, diagram, reachable, seen);
+  ir::ShardDirective shard;
+  shard.location = entry.location;
+  shard.devices = entry.amount;
+  shard.target = target;
+  bool ok = true;
+  if (entry.amount < 1) {
+    d_.error(entry.amount_location, "a shard needs at least 1 device, not " + std::to_string(entry.amount));
+    ok = false;
+  }
+  for (const ast::Name &name : entry.values) {
+    // Axes are never imported, so a shard names an axis by its name: the
+    // axis of that name in scope, and those of the diagrams called (each
+    // file's own `heads`), all split alike.
+    std::vector<int> named;
+    int own = find_axis(name.text);
+    if (own >= 0 && reachable.count(own)) named.push_back(own);
+    for (int axis : reachable)
+      if (axis != own && p_.axis(axis).name == name.text) named.push_back(axis);
+    if (named.empty()) {
+      d_.error(name.location, "diagram '" + diagram.name + "' (and the diagrams it calls) has no axis '" + name.text + "'" +
+                                  did_you_mean_axis(name.text, {reachable.begin(), reachable.end()}));
+      ok = false;
+      continue;
+    }
+    if (own >= 0) used_axes_.insert(own);
+    bool named_ok = true;
+    for (int axis : named)
+      if (!shard_axis(diagram, shard, axis, name, entry)) {
+        named_ok = false;  // one message per name written
+        break;
+      }
+    ok = ok && named_ok;
+  }
+  if (ok) diagram.shards.push_back(std::move(shard));
+}
+
+bool Sema::shard_axis(ir::Diagram &diagram, ir::ShardDirective &shard, int axis, const ast::Name &name,
+                      const ast::ScheduleItem &entry) {
+  for (const ir::ShardDirective &earlier : diagram.shards)
+    if (std::find(earlier.axes.begin(), earlier.axes.end(), axis) != earlier.axes.end()) {
+      auto &error = d_.error(name.location, "axis '" + name.text + "' is already sharded");
+      error.notes.push_back({earlier.location, "first sharded here"});
+      return false;
+    }
+  if (std::find(shard.axes.begin(), shard.axes.end(), axis) != shard.axes.end()) {
+    d_.error(name.location, "axis '" + name.text + "' is named twice in this shard");
+    return false;
+  }
+  if (auto size = p_.axis(axis).size; size && entry.amount >= 1 && *size % entry.amount != 0) {
+    d_.error(entry.amount_location, "shard " + name.text + " over " + std::to_string(entry.amount) + ": " +
+                                        std::to_string(entry.amount) + " does not divide the size of '" + name.text + "' (" +
+                                        std::to_string(*size) + "); each device needs an equal slice");
+    return false;
+  }
+  shard.axes.push_back(axis);
+  return true;
 }
 
 // Diagrams that call themselves through others (direct self-calls are refused earlier).

@@ -127,6 +127,9 @@ class Sema {
   int declare_tensor(const ast::TensorDecl &tensor, ir::Value::Role role);
   std::vector<std::string> visible_axis_names() const;
   int find_axis(const std::string &name) const;
+  void lower_shard(ir::Diagram &diagram, const ast::ScheduleItem &entry, const std::string &target);
+  bool shard_axis(ir::Diagram &diagram, ir::ShardDirective &shard, int axis, const ast::Name &name,
+                  const ast::ScheduleItem &entry);
   int lookup_axis(const ast::Name &name);
   int find_diagram(const std::string &name, SourceLocation location, bool report_ambiguity);
   std::vector<std::string> visible_diagram_names() const;

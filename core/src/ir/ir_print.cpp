@@ -1,7 +1,9 @@
 // IR printers: text for people, JSON for tools.
 #include "ncd/ir_print.h"
+#include "ncd/sharding.h"
 
 #include <cmath>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -115,6 +117,28 @@ class TextPrinter {
           }
         }
         out_ << "\n";
+      }
+    }
+    if (!d.shards.empty()) {
+      int64_t devices = 1;
+      std::string mesh;
+      for (const ir::ShardDirective &shard : d.shards) {
+        devices *= shard.devices;
+        mesh += (mesh.empty() ? "" : " x ") + std::to_string(shard.devices);
+      }
+      out_ << "  mesh " << mesh << " (" << devices << " device" << (devices == 1 ? "" : "s") << ")\n";
+      for (const ir::ShardDirective &shard : d.shards) {
+        out_ << "    shard";
+        for (size_t i = 0; i < shard.axes.size(); ++i) out_ << (i ? ", " : " ") << p_.axis(shard.axes[i]).name;
+        out_ << " over " << shard.devices << "\n";
+      }
+      // The collectives the mesh needs (docs/SHARDING.md), as ncd cost prices them.
+      ShardingPlan plan = plan_sharding(p_, d);
+      for (const Collective &c : plan.collectives) {
+        char count[32];
+        std::snprintf(count, sizeof count, "%g", c.count);
+        out_ << "    " << collective_name(c.kind) << " over mesh " << c.mesh_dim << " of " << c.value << " at " << c.site
+             << (c.count != 1 ? std::string(" x") + count : std::string()) << "\n";
       }
     }
   }
@@ -294,6 +318,14 @@ class JsonPrinter {
         s["directives"].push_back(entry);
       }
       out["schedules"].push_back(s);
+    }
+    if (!d.shards.empty()) {
+      out["shards"] = json::array();
+      for (const ir::ShardDirective &shard : d.shards) {
+        json axes = json::array();
+        for (int axis : shard.axes) axes.push_back(p_.axis(axis).name);
+        out["shards"].push_back({{"axes", axes}, {"devices", shard.devices}, {"location", location(shard.location)}});
+      }
     }
     return out;
   }

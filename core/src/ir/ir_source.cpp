@@ -49,6 +49,10 @@ std::string Writer::write(const std::vector<const ir::Diagram *> &roots, const S
       out << "\n";
       write_schedule(out, *diagram, schedule);
     }
+    if (!diagram->shards.empty()) {
+      out << "\n";
+      write_shards(out, *diagram);
+    }
   }
   return out.str();
 }
@@ -106,6 +110,7 @@ std::set<int> Writer::axes_of(const ir::Diagram &diagram) const {
   for (const ir::Schedule &schedule : diagram.schedules)
     for (const ir::ScheduleDirective &directive : schedule.directives)
       if (directive.kind != ir::ScheduleDirective::Kind::Level) out.insert(directive.axis);
+  for (const ir::ShardDirective &shard : diagram.shards) out.insert(shard.axes.begin(), shard.axes.end());
   for (int axis : out)
     if (axis < 0 || static_cast<size_t>(axis) >= p_.axes.size())
       fail("diagram '" + diagram.name + "' names an axis the program does not have");

@@ -588,4 +588,17 @@ void Writer::write_schedule(std::ostringstream &out, const ir::Diagram &diagram,
   out << "}\n";
 }
 
+// The mesh as one block of `shard` lines (sharding is no kernel plan, so its own block).
+void Writer::write_shards(std::ostringstream &out, const ir::Diagram &diagram) {
+  out << "schedule " << diagram.name << " {\n";
+  for (const ir::ShardDirective &shard : diagram.shards) {
+    std::string axes;
+    std::set<std::string> written;  // a shard names axes by name: every file's axis of that name at once
+    for (int axis : shard.axes)
+      if (written.insert(p_.axis(axis).name).second) axes += (axes.empty() ? "" : ", ") + p_.axis(axis).name;
+    out << "  shard " << axes << " over " << shard.devices << "\n";
+  }
+  out << "}\n";
+}
+
 }  // namespace ncd::ir_source_detail

@@ -173,6 +173,7 @@ class Writer {
   std::set<const ir::Op *> index_ops_;
   std::string renaming_copy(int argument, int source) const;
   void write_schedule(std::ostringstream &out, const ir::Diagram &diagram, const ir::Schedule &schedule);
+  void write_shards(std::ostringstream &out, const ir::Diagram &diagram);
 
   const ir::Program &p_;
   std::vector<const ir::Diagram *> diagrams_;  // in written order, callees first

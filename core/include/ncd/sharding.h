@@ -1,0 +1,104 @@
+// Collective inference: from a diagram's `shard` directives (its device mesh),
+// which collectives its sharded execution needs, where, and how large they are.
+//
+// One entry point, plan_sharding, used by `ncd cost --devices` (pricing),
+// `ncd cost --explain` (the decisions), and whatever runs or emits the sharded
+// program. docs/SHARDING.md states the rules; in short, every value's axes are
+// either whole on every device (replicated) or split over one mesh dimension:
+//   - an operation's result is split along each of its axes that a shard
+//     names (or that a later split access of a sharded axis asks for: the
+//     column-parallel projection in front of attention heads); its operands
+//     are then needed only in that slice, which a replicated operand (a
+//     weight) gives locally, with no communication;
+//   - a contraction or reduction over an axis held split sums partial results:
+//     an all-reduce over that mesh dimension (row-parallel), or a
+//     reduce-scatter where the result stays split along another axis of the
+//     same mesh dimension;
+//   - an operand held split along an axis the operation needs whole (a
+//     normalisation along it, an elementwise partner that is whole, a shifted
+//     read) is first all-gathered;
+//   - a gather through a routing index into a table whose expert axis is
+//     split (expert parallelism) sends each token to its expert's device and
+//     back: one all-to-all each way.
+// Calls are analysed at each call site with their bindings, so one callee
+// (a Linear) can be column-parallel at one site and row-parallel at the next.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ncd/hardware.h"
+#include "ncd/ir.h"
+#include "ncd/source.h"
+
+namespace ncd {
+
+struct Collective {
+  enum class Kind { AllReduce, ReduceScatter, AllGather, AllToAll };
+  Kind kind = Kind::AllReduce;
+  int mesh_dim = 0;        // index into the diagram's shards
+  int64_t group = 1;       // devices taking part (that mesh dimension's size)
+  std::string value;       // the tensor communicated, by name ("%5" for temporaries)
+  std::string site;        // call path from the root: "h.attn.c_proj"
+  std::string reason;      // why, for people
+  SourceLocation location;
+  // Elements of the whole tensor one group communicates (for an all-gather
+  // its gathered result, for a reduction its full sum); 0 when a size is unknown.
+  double elements = 0;
+  int element_bytes = 4;
+  double count = 1;        // times per run of the root (repeat counts multiplied)
+  double bytes() const { return elements * element_bytes; }
+};
+std::string_view collective_name(Collective::Kind kind);  // "all-reduce", ...
+
+struct ShardingPlan {
+  std::vector<int64_t> mesh;  // devices per mesh dimension, outermost first
+  int64_t devices = 1;        // their product
+  std::vector<Collective> collectives;
+  // Work (multiply-adds count 2, other ops 1 per result element), all ranks
+  // together and on the busiest rank, for scaling a one-device time.
+  double work = 0, rank_work = 0;
+  // One line per decision, in program order, for --explain.
+  std::vector<std::string> explain;
+};
+
+// `diagram` is a root diagram of `program` (sizes known); its `shards` give
+// the mesh (none: one device, no collectives).
+ShardingPlan plan_sharding(const ir::Program &program, const ir::Diagram &diagram);
+
+// The standard ring-algorithm time of a collective over `group` devices on
+// links of `bandwidth` bytes/s each way and `latency` seconds per step
+// (docs/SHARDING.md, "Cost"): all-reduce 2(p-1)/p·n/bw + 2(p-1)·α,
+// all-gather and reduce-scatter (p-1)/p·n/bw + (p-1)·α, all-to-all
+// (p-1)/p·n/bw + (p-1)·α (pairwise exchange).
+double collective_time(const Collective &collective, double bandwidth, double latency);
+// Bytes each device sends for one collective under the ring algorithm.
+double collective_wire_bytes(const Collective &collective);
+
+// A sharded diagram priced on a profile's interconnect (`ncd cost --devices`).
+struct ShardedCost {
+  std::vector<int64_t> mesh;
+  int64_t devices = 1;
+  struct Row {
+    Collective collective;
+    std::string link;        // the link it runs at ("nvlink", "infiniband")
+    double bandwidth = 0, latency = 0;
+    double wire_bytes = 0;   // bytes each device sends, once
+    double time = 0;         // seconds, once
+  };
+  std::vector<Row> rows;
+  double communication_time = 0;  // all collectives, each times its count
+  double one_device_time = 0;     // the diagram's time on one device (the cost report's)
+  double rank_share = 1;          // the busiest rank's share of the work (rank_work / work)
+  double compute_time = 0;        // one_device_time x rank_share
+  double serial_time = 0;         // compute + communication, nothing overlapped
+  double overlap_time = 0;        // max(compute, communication): communication hidden behind compute
+  double speedup = 1;             // one_device_time / overlap_time
+  double efficiency = 1;          // speedup / devices
+};
+ShardedCost price_sharding(const ShardingPlan &plan, const HardwareProfile &hardware, double one_device_time);
+std::string format_sharded_cost(const ShardedCost &cost);
+
+}  // namespace ncd

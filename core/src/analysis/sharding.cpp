@@ -1,0 +1,709 @@
+// Collective inference (see ncd/sharding.h for the rules, docs/SHARDING.md
+// for the reasoning).
+//
+// A forward walk over the diagram, call sites analysed one by one with their
+// bindings (a callee is a frame: its split axes, its axis sizes, the lifted
+// positions it runs for). Each value keeps, per axis, the mesh dimension it is
+// split over (and the sharded axis the split follows, its "factor": a merged
+// axis `(heads, d)` is split by heads). Before the walk of a frame, one
+// backward look finds values that a split access of a sharded axis reads
+// (`P[s, (three, heads, d)]`): those are computed split already, which makes
+// the projection that produces them column-parallel instead of replicated.
+#include "ncd/sharding.h"
+
+#include "cost_format.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace ncd {
+
+std::string_view collective_name(Collective::Kind kind) {
+  switch (kind) {
+    case Collective::Kind::AllReduce: return "all-reduce";
+    case Collective::Kind::ReduceScatter: return "reduce-scatter";
+    case Collective::Kind::AllGather: return "all-gather";
+    case Collective::Kind::AllToAll: return "all-to-all";
+  }
+  return "collective";
+}
+
+double collective_wire_bytes(const Collective &c) {
+  double p = static_cast<double>(c.group);
+  if (p <= 1) return 0;
+  double n = c.bytes();
+  double once = (p - 1) / p * n;
+  return c.kind == Collective::Kind::AllReduce ? 2 * once : once;
+}
+
+double collective_time(const Collective &c, double bandwidth, double latency) {
+  double p = static_cast<double>(c.group);
+  if (p <= 1) return 0;
+  double steps = c.kind == Collective::Kind::AllReduce ? 2 * (p - 1) : p - 1;
+  return (bandwidth > 0 ? collective_wire_bytes(c) / bandwidth : 0) + steps * latency;
+}
+
+namespace {
+
+struct Split {
+  int mesh = -1;
+  int factor = -1;  // the sharded axis whose slices these are
+  bool operator==(const Split &other) const { return mesh == other.mesh && factor == other.factor; }
+};
+using State = std::map<int, Split>;  // axis id → split
+
+bool contains(const std::vector<int> &list, int item) { return std::find(list.begin(), list.end(), item) != list.end(); }
+
+bool mesh_used(const State &state, int mesh) {
+  for (auto &[axis, split] : state)
+    if (split.mesh == mesh) return true;
+  return false;
+}
+
+struct Frame {
+  const ir::Diagram *d = nullptr;
+  State ctx;                       // axes this frame splits
+  std::map<int, int64_t> sizes;    // sizes of bound axes (others: the program's)
+  double lift_full = 1, lift_rank = 1;  // lifted positions this frame runs for (all, one rank's)
+  double count = 1;                // runs per root run
+  std::string site;
+  std::map<int, State> states;     // value id → split axes
+  std::map<int, State> demand;     // value id → splits a later split access asks for
+  std::map<int, int> routed;       // value id → mesh dimension of the experts it was routed to
+  std::set<std::pair<int, int>> gathered;  // (value, axis) already all-gathered in this frame
+};
+
+class Planner {
+ public:
+  Planner(const ir::Program &program, const ir::Diagram &root) : p_(program), root_(root) {
+    for (const ir::ShardDirective &shard : root.shards) {
+      plan_.mesh.push_back(shard.devices);
+      plan_.devices *= shard.devices;
+    }
+  }
+
+  ShardingPlan run() {
+    Frame frame;
+    frame.d = &root_;
+    frame.site = root_.name;
+    for (size_t m = 0; m < root_.shards.size(); ++m)
+      for (int axis : root_.shards[m].axes) frame.ctx[axis] = {static_cast<int>(m), axis};
+    // Inputs arrive split along the sharded axes they carry; params are whole
+    // on every device (each slices what it needs locally).
+    for (int input : root_.inputs) {
+      State state;  // one axis per mesh dimension: the first the input's layout names
+      for (int axis : root_.value(input).axes)
+        if (auto it = frame.ctx.find(axis); it != frame.ctx.end() && !mesh_used(state, it->second.mesh))
+          state[axis] = it->second;
+      frame.states[input] = state;
+      if (!state.empty()) note(frame, root_.value(input).location, "input " + value_label(frame, input) + " arrives split along " + state_text(state));
+    }
+    walk(frame);
+    for (int output : root_.outputs) {
+      const State &state = frame.states[output];
+      for (auto &[axis, split] : state)
+        gather(frame, output, axis, split, root_.location, "the output '" + root_.value(output).name + "' is assembled whole");
+    }
+    return std::move(plan_);
+  }
+
+ private:
+  // ----------------------------------------------------------------- helpers
+  static State restrict(const State &state, const std::vector<int> &axes) {
+    State out;
+    for (auto &[axis, split] : state)
+      if (contains(axes, axis)) out[axis] = split;
+    return out;
+  }
+
+  double size(const Frame &f, int axis) const {
+    auto it = f.sizes.find(axis);
+    if (it != f.sizes.end()) return static_cast<double>(it->second);
+    auto known = p_.axis(axis).size;
+    return known ? static_cast<double>(*known) : 0;
+  }
+
+  double devices(int mesh) const { return static_cast<double>(plan_.mesh.at(static_cast<size_t>(mesh))); }
+
+  // Elements of `value` that one group of mesh dimension `mesh` communicates:
+  // whole along axes split over `mesh`, one slice along axes split elsewhere.
+  double elements(const Frame &f, int value, const State &state, int mesh) const {
+    double n = f.lift_rank;
+    for (int axis : f.d->value(value).axes) {
+      double s = size(f, axis);
+      auto it = state.find(axis);
+      if (it != state.end() && it->second.mesh != mesh) s /= devices(it->second.mesh);
+      n *= s;
+    }
+    return n;
+  }
+
+  std::string axis_name(int axis) const { return p_.axis(axis).name; }
+
+  std::string value_label(const Frame &f, int value) const {
+    const ir::Value &v = f.d->value(value);
+    std::string axes;
+    for (int axis : v.axes) axes += (axes.empty() ? "" : ", ") + axis_name(axis);
+    return (v.name.empty() ? "%" + std::to_string(value) : v.name) + "[" + axes + "]";
+  }
+
+  std::string split_text(int axis, const Split &split) const {
+    std::string text = axis_name(axis) + "/" + std::to_string(plan_.mesh[static_cast<size_t>(split.mesh)]);
+    if (split.factor >= 0 && split.factor != axis) text += " (by " + axis_name(split.factor) + ")";
+    return text;
+  }
+
+  std::string state_text(const State &state) const {
+    std::string out;
+    for (auto &[axis, split] : state) out += (out.empty() ? "" : ", ") + split_text(axis, split);
+    return out;
+  }
+
+  void note(const Frame &f, SourceLocation, const std::string &line) { plan_.explain.push_back(f.site + ": " + line); }
+
+  void add(Frame &f, Collective::Kind kind, int value, const State &state, int mesh, SourceLocation at,
+           const std::string &reason, double scale = 1) {
+    Collective c;
+    c.kind = kind;
+    c.mesh_dim = mesh;
+    c.group = plan_.mesh[static_cast<size_t>(mesh)];
+    c.value = value_label(f, value);
+    c.site = f.site;
+    c.reason = reason;
+    c.location = at;
+    c.elements = elements(f, value, state, mesh) * scale;
+    c.element_bytes = ir::dtype_bytes(f.d->value(value).dtype);
+    c.count = f.count;
+    std::ostringstream line;
+    line << collective_name(kind) << " over mesh " << mesh << " (" << c.group << " devices) of " << c.value << ": "
+         << reason << "; " << static_cast<int64_t>(c.elements) << " elements";
+    if (c.count != 1) line << " x" << c.count;
+    note(f, at, line.str());
+    plan_.collectives.push_back(std::move(c));
+  }
+
+  // `value` is needed whole along `axis` (held split by `split`).
+  void gather(Frame &f, int value, int axis, const Split &split, SourceLocation at, const std::string &why) {
+    if (!f.gathered.insert({value, axis}).second) return;
+    add(f, Collective::Kind::AllGather, value, f.states[value], split.mesh, at,
+        "split along " + split_text(axis, split) + ", needed whole: " + why);
+  }
+
+  // Each operand of `op` is needed as `wanted` allows: a split it holds that
+  // `wanted` does not keep (same axis, same mesh dimension) is gathered.
+  void need(Frame &f, int value, const State &wanted, const ir::Op &op, const std::string &why) {
+    State held = f.states[value];
+    for (auto &[axis, split] : held) {
+      auto it = wanted.find(axis);
+      if (it != wanted.end() && it->second.mesh == split.mesh) continue;
+      gather(f, value, axis, split, op.location, why);
+    }
+  }
+
+  void account(const Frame &f, double elements_full, double divisor, double flops_per) {
+    plan_.work += elements_full * flops_per * f.count * f.lift_full;
+    plan_.rank_work += elements_full / divisor * flops_per * f.count * f.lift_rank;
+  }
+
+  double full_elements(const Frame &f, const std::set<int> &axes) const {
+    double n = 1;
+    for (int axis : axes) n *= size(f, axis);
+    return n;
+  }
+
+  static double divisor(const State &state, const std::vector<int64_t> &mesh) {
+    double d = 1;
+    for (auto &[axis, split] : state) d *= static_cast<double>(mesh[static_cast<size_t>(split.mesh)]);
+    return d;
+  }
+
+  // The result's splits: those its operands already hold on its axes (free),
+  // then the frame's sharded axes and what later reads ask for (slices taken
+  // locally), one axis per mesh dimension.
+  State result_splits(Frame &f, const ir::Op &op, const std::vector<int> &result_axes, State held_first) {
+    State out;
+    auto take = [&](int axis, const Split &split) {
+      if (out.count(axis) || mesh_used(out, split.mesh)) return;
+      out[axis] = split;
+    };
+    for (auto &[axis, split] : held_first)
+      if (contains(result_axes, axis)) take(axis, split);
+    for (int axis : result_axes)
+      if (auto it = f.ctx.find(axis); it != f.ctx.end()) take(axis, it->second);
+    for (int result : op.results)
+      if (auto it = f.demand.find(result); it != f.demand.end())
+        for (auto &[axis, split] : it->second) take(axis, split);
+    return out;
+  }
+
+  // ------------------------------------------------------------- the walk
+  void walk(Frame &f) {
+    find_demand(f, f.d->body);
+    region(f, f.d->body);
+    // The frame's address may be another frame's later.
+    for (auto it = fresh_routes_.begin(); it != fresh_routes_.end();) it = it->first == &f ? fresh_routes_.erase(it) : std::next(it);
+    for (auto it = route_index_.begin(); it != route_index_.end();) it = it->first.first == &f ? route_index_.erase(it) : std::next(it);
+  }
+
+  void find_demand(Frame &f, const ir::Region &region) {
+    ir::for_each_op(region, [&](const ir::Op &op) {
+      if (op.kind != ir::OpKind::Access || op.operands.empty()) return;
+      const ir::Value &source = f.d->value(op.operands[0]);
+      for (size_t position = 0; position < op.access.size() && position < source.axes.size(); ++position) {
+        const ir::AccessIndex &index = op.access[position];
+        if (index.kind != ir::AccessIndex::Kind::Split) continue;
+        for (int part : index.split)
+          if (auto it = f.ctx.find(part); it != f.ctx.end()) {
+            f.demand[op.operands[0]][source.axes[position]] = {it->second.mesh, part};
+            break;
+          }
+      }
+    });
+  }
+
+  void region(Frame &f, const ir::Region &r) {
+    for (const auto &op : r.ops) visit(f, *op);
+  }
+
+  State operand_state(Frame &f, const ir::Op &op) {
+    State held;
+    for (int operand : op.operands)
+      for (auto &[axis, split] : f.states[operand])
+        if (!held.count(axis)) held[axis] = split;
+    return held;
+  }
+
+  void set_results(Frame &f, const ir::Op &op, const State &state) {
+    for (int result : op.results) f.states[result] = restrict(state, f.d->value(result).axes);
+  }
+
+  void visit(Frame &f, const ir::Op &op) {
+    if (op.operands.empty() && (op.kind == ir::OpKind::Constant || op.kind == ir::OpKind::SizeOf ||
+                                op.kind == ir::OpKind::AxisIndex)) {
+      set_results(f, op, {});  // computed whole on every device: nothing to communicate
+      return;
+    }
+    switch (op.kind) {
+      case ir::OpKind::Call: call(f, op); return;
+      case ir::OpKind::Repeat: repeat(f, op); return;
+      case ir::OpKind::Access: access(f, op); return;
+      case ir::OpKind::Merge: merge(f, op); return;
+      case ir::OpKind::Contract:
+      case ir::OpKind::Reduce: reduce(f, op); return;
+      default: break;
+    }
+    // Pointwise and the rest: the result keeps its operands' splits; an axis
+    // the op works along (normalise, scan, select) is needed whole.
+    std::vector<int> along;
+    if (op.kind == ir::OpKind::Normalize || op.kind == ir::OpKind::Scan) along = op.axes;
+    if (op.kind == ir::OpKind::Select && !op.axes.empty()) along = {op.axes[0]};
+    std::vector<int> result_axes;
+    for (int result : op.results)
+      for (int axis : f.d->value(result).axes)
+        if (!contains(result_axes, axis) && !contains(along, axis)) result_axes.push_back(axis);
+    State held = operand_state(f, op);
+    for (int axis : along) held.erase(axis);
+    State out = result_splits(f, op, result_axes, held);
+    std::string what = op.kind == ir::OpKind::Elementwise ? std::string(ops::name(op.function))
+                                                           : std::string(ir::op_kind_name(op.kind));
+    if (!along.empty()) what += " along " + axis_name(along[0]);
+    routed_meet(f, op, what);
+    for (int operand : op.operands) need(f, operand, out, op, what + " needs it so");
+    set_results(f, op, out);
+    if (!op.results.empty()) {
+      std::set<int> axes;
+      for (int result : op.results)
+        for (int axis : f.d->value(result).axes) axes.insert(axis);
+      account(f, full_elements(f, axes), divisor(out, plan_.mesh), op.kind == ir::OpKind::Elementwise ? 1 : 2);
+    }
+    if (!out.empty() && !op.results.empty())
+      note(f, op.location, what + " -> " + value_label(f, op.results[0]) + " split along " + state_text(out));
+  }
+
+  // A value routed to its experts' devices meets one that is not: the routed
+  // one comes back (combine). A gather from an expert-split table dispatches
+  // its partners instead (in `access`/`reduce`).
+  void routed_meet(Frame &f, const ir::Op &op, const std::string &what) {
+    int mesh = -1;
+    bool plain = false;
+    for (int operand : op.operands) {
+      auto it = f.routed.find(operand);
+      if (it != f.routed.end())
+        mesh = it->second;
+      else if (f.d->value(operand).axes.size() > 0)
+        plain = true;
+    }
+    if (mesh < 0) return;
+    if (!plain && op.kind != ir::OpKind::Contract && op.kind != ir::OpKind::Reduce) {
+      for (int result : op.results) f.routed[result] = mesh;
+      return;
+    }
+    for (int operand : op.operands)
+      if (f.routed.count(operand)) {
+        add(f, Collective::Kind::AllToAll, operand, f.states[operand], mesh, op.location,
+            "expert outputs return to their tokens' devices (combine) for " + what);
+        f.routed.erase(operand);
+      }
+  }
+
+  void reduce(Frame &f, const ir::Op &op) {
+    const std::vector<int> &summed = op.axes;
+    std::vector<int> result_axes;
+    for (int result : op.results)
+      for (int axis : f.d->value(result).axes) result_axes.push_back(axis);
+    State held = operand_state(f, op);
+    // Expert parallelism: a contraction with a value gathered from an
+    // expert-split table runs on the experts' devices; its other operands
+    // travel there first (dispatch).
+    int routed_mesh = -1;
+    for (int operand : op.operands)
+      if (auto it = f.routed.find(operand); it != f.routed.end()) routed_mesh = it->second;
+    bool all_routed = true;
+    for (int operand : op.operands)
+      if (!f.routed.count(operand) && !f.d->value(operand).axes.empty()) all_routed = false;
+    bool produced_by_gather = false;
+    for (int operand : op.operands)
+      if (fresh_routes_.count({&f, operand})) produced_by_gather = true;
+    if (routed_mesh >= 0 && !all_routed && produced_by_gather) {
+      // Each token goes to each of its experts: the routing index's other axes (top) multiply it.
+      std::set<int> index_axes;
+      for (int operand : op.operands)
+        if (auto it = route_index_.find({&f, operand}); it != route_index_.end())
+          index_axes.insert(it->second.begin(), it->second.end());
+      for (int operand : op.operands)
+        if (!f.routed.count(operand)) {
+          double copies = 1;
+          for (int axis : index_axes)
+            if (!contains(f.d->value(operand).axes, axis)) copies *= size(f, axis);
+          add(f, Collective::Kind::AllToAll, operand, f.states[operand], routed_mesh, op.location,
+              "tokens travel to their experts' devices (dispatch)", copies);
+          f.routed[operand] = routed_mesh;
+        }
+      for (int result : op.results) f.routed[result] = routed_mesh;
+    } else if (routed_mesh >= 0 && all_routed) {
+      for (int result : op.results) f.routed[result] = routed_mesh;
+    } else {
+      routed_meet(f, op, "the contraction");
+    }
+
+    // Splits the result keeps from its operands.
+    State out;
+    for (auto &[axis, split] : held)
+      if (contains(result_axes, axis) && !mesh_used(out, split.mesh)) out[axis] = split;
+    // Summed axes held split: partial sums, combined across that mesh dimension.
+    State summed_split;  // summed axis → split
+    for (int axis : summed) {
+      auto it = held.find(axis);
+      if (it != held.end() && !mesh_used(out, it->second.mesh) && !mesh_used(summed_split, it->second.mesh))
+        summed_split[axis] = it->second;
+    }
+    // The frame's sharded result axes: a local slice, or where a summed axis
+    // already uses that mesh dimension, a reduce-scatter onto it.
+    State scatter;
+    for (int axis : result_axes) {
+      auto it = f.ctx.find(axis);
+      if (it == f.ctx.end() || out.count(axis) || mesh_used(out, it->second.mesh)) continue;
+      if (mesh_used(summed_split, it->second.mesh)) {
+        if (!mesh_used(scatter, it->second.mesh)) scatter[axis] = it->second;
+        continue;
+      }
+      out[axis] = it->second;
+    }
+    // Summed axes the frame shards (row-parallel from replicated operands).
+    for (int axis : summed) {
+      auto it = f.ctx.find(axis);
+      if (it == f.ctx.end() || summed_split.count(axis) || mesh_used(out, it->second.mesh) ||
+          mesh_used(summed_split, it->second.mesh))
+        continue;
+      summed_split[axis] = it->second;
+    }
+    // What later reads ask for.
+    for (int result : op.results)
+      if (auto it = f.demand.find(result); it != f.demand.end())
+        for (auto &[axis, split] : it->second)
+          if (!out.count(axis) && !mesh_used(out, split.mesh) && !mesh_used(summed_split, split.mesh)) out[axis] = split;
+
+    State wanted = out;
+    for (auto &[axis, split] : summed_split) wanted[axis] = split;
+    std::string what = op.kind == ir::OpKind::Contract ? "contraction" : std::string(ops::name(op.function));
+    for (int operand : op.operands) need(f, operand, wanted, op, "the " + what + " needs it so");
+
+    std::set<int> axes(result_axes.begin(), result_axes.end());
+    axes.insert(summed.begin(), summed.end());
+    account(f, full_elements(f, axes), divisor(wanted, plan_.mesh), op.kind == ir::OpKind::Contract ? 2 : 1);
+
+    int result = op.results.empty() ? -1 : op.results[0];
+    if (!out.empty() && result >= 0)
+      note(f, op.location, what + " -> " + value_label(f, result) + " split along " + state_text(out) +
+                               (summed_split.empty() ? " (operands sliced locally)" : ""));
+    set_results(f, op, out);
+    for (auto &[axis, split] : summed_split) {
+      if (result < 0) break;
+      std::string over = "the " + what + " sums over " + split_text(axis, split) + ": partial sums on every device";
+      auto sc = std::find_if(scatter.begin(), scatter.end(), [&](auto &entry) { return entry.second.mesh == split.mesh; });
+      if (sc != scatter.end()) {
+        add(f, Collective::Kind::ReduceScatter, result, f.states[result], split.mesh, op.location,
+            over + ", each keeping its slice of " + axis_name(sc->first));
+        for (int r : op.results) f.states[r][sc->first] = sc->second;
+      } else {
+        add(f, Collective::Kind::AllReduce, result, f.states[result], split.mesh, op.location, over);
+      }
+    }
+  }
+
+  void access(Frame &f, const ir::Op &op) {
+    int source = op.operands.at(0);
+    const ir::Value &from = f.d->value(source);
+    std::vector<int> result_axes;
+    for (int result : op.results)
+      for (int axis : f.d->value(result).axes) result_axes.push_back(axis);
+    State held = f.states[source];
+    State carried;  // result axis → split, from the source's splits
+    int expert_mesh = -1;
+    std::vector<int> expert_index;
+    for (size_t position = 0; position < op.access.size() && position < from.axes.size(); ++position) {
+      const ir::AccessIndex &index = op.access[position];
+      int axis = from.axes[position];
+      auto it = held.find(axis);
+      std::optional<Split> split;
+      if (it != held.end()) split = it->second;
+      if (index.kind == ir::AccessIndex::Kind::Gather) {
+        auto ctx = f.ctx.find(axis);
+        if (!split && ctx != f.ctx.end() && from.role == ir::Value::Role::Param) {
+          expert_mesh = ctx->second.mesh;
+          if (index.gather_operand >= 0 && static_cast<size_t>(index.gather_operand) < op.operands.size())
+            expert_index = f.d->value(op.operands[static_cast<size_t>(index.gather_operand)]).axes;
+        }
+        if (split) gather(f, source, axis, *split, op.location, "a gather reads any position of " + axis_name(axis));
+        continue;
+      }
+      if (!split) continue;
+      if (index.kind == ir::AccessIndex::Kind::Affine && index.terms.size() == 1 && index.terms[0].second == 1 &&
+          index.offset == 0 && contains(result_axes, index.terms[0].first)) {
+        carried[index.terms[0].first] = *split;
+      } else if (index.kind == ir::AccessIndex::Kind::Split && contains(index.split, split->factor)) {
+        carried[split->factor] = {split->mesh, split->factor};
+      } else if (index.kind == ir::AccessIndex::Kind::Split && split->factor == axis && !index.split.empty()) {
+        carried[index.split.front()] = {split->mesh, index.split.front()};  // outermost part keeps the blocks
+      } else {
+        gather(f, source, axis, *split, op.location, "the read of " + axis_name(axis) + " is shifted or strided");
+      }
+    }
+    State out = result_splits(f, op, result_axes, carried);
+    for (size_t i = 1; i < op.operands.size(); ++i) need(f, op.operands[i], out, op, "the gather index");
+    set_results(f, op, out);
+    if (!out.empty() && !op.results.empty())
+      note(f, op.location, "read of " + value_label(f, source) + " -> " + value_label(f, op.results[0]) + " split along " +
+                               state_text(out));
+    if (expert_mesh >= 0) {
+      for (int result : op.results) {
+        f.routed[result] = expert_mesh;
+        fresh_routes_.insert({&f, result});
+        route_index_[{&f, result}] = expert_index;
+      }
+      note(f, op.location, "rows of " + value_label(f, source) + " read through a routing index: experts split over mesh " +
+                               std::to_string(expert_mesh) + " (expert parallel)");
+    }
+  }
+
+  void merge(Frame &f, const ir::Op &op) {
+    int source = op.operands.at(0);
+    State held = f.states[source];
+    int result = op.results.at(0);
+    const ir::Value &to = f.d->value(result);
+    State carried;
+    for (size_t i = 0; i < op.merges.size() && i < to.axes.size(); ++i)
+      for (int part : op.merges[i])
+        if (auto it = held.find(part); it != held.end()) {
+          if (!mesh_used(carried, it->second.mesh)) carried[to.axes[i]] = it->second;
+          break;
+        }
+    State out = result_splits(f, op, to.axes, carried);
+    // A split the merge could not keep (two split parts in one merged axis) is gathered.
+    for (auto &[axis, split] : held) {
+      bool kept = false;
+      for (auto &[a, s] : out) kept = kept || (s.mesh == split.mesh && (s.factor == split.factor || a == axis));
+      if (!kept) gather(f, source, axis, split, op.location, "the merge keeps one split per mesh dimension");
+    }
+    set_results(f, op, out);
+    if (!out.empty()) note(f, op.location, "merge -> " + value_label(f, result) + " split along " + state_text(out));
+  }
+
+  void repeat(Frame &f, const ir::Op &op) {
+    for (size_t i = 0; i < op.operands.size() && i < op.body_arguments.size(); ++i)
+      f.states[op.body_arguments[i]] = f.states[op.operands[i]];
+    double saved = f.count;
+    f.count *= static_cast<double>(op.count);
+    region(f, *op.body);
+    for (size_t i = 0; i < op.body_yields.size() && i < op.body_arguments.size(); ++i) {
+      const State &yield = f.states[op.body_yields[i]];
+      const State &argument = f.states[op.body_arguments[i]];
+      for (auto &[axis, split] : yield) {
+        auto it = argument.find(axis);
+        if (it == argument.end() || !(it->second == split))
+          gather(f, op.body_yields[i], axis, split, op.location, "the next iteration takes it as it came in");
+      }
+    }
+    f.count = saved;
+    for (size_t i = 0; i < op.results.size() && i < op.operands.size(); ++i)
+      f.states[op.results[i]] = f.states[op.body_arguments.size() > i ? op.body_arguments[i] : op.operands[i]];
+  }
+
+  void call(Frame &f, const ir::Op &op) {
+    const ir::Diagram &callee = *p_.diagrams.at(static_cast<size_t>(op.callee));
+    std::map<int, int> bound;  // callee axis → caller axis
+    for (auto [from, to] : op.bindings) bound[from] = to;
+    auto outer = [&](int axis) {
+      auto it = bound.find(axis);
+      return it == bound.end() ? axis : it->second;
+    };
+    Frame inner;
+    inner.d = &callee;
+    inner.site = f.site + "." + (op.label.empty() ? op.callee_name : op.label);
+    inner.count = f.count;
+    // Sizes and split axes seen through the bindings.
+    inner.sizes = f.sizes;
+    for (auto &[from, to] : bound) {
+      inner.sizes.erase(from);
+      if (double s = size(f, to); s > 0) inner.sizes[from] = static_cast<int64_t>(s);
+    }
+    inner.ctx = f.ctx;
+    for (auto &[from, to] : bound) {
+      inner.ctx.erase(from);
+      if (auto it = f.ctx.find(to); it != f.ctx.end()) inner.ctx[from] = it->second;
+    }
+    // Lifted axes: the callee runs once per position (per slice, where split).
+    State held = operand_state(f, op);
+    State lifted_split;
+    inner.lift_full = f.lift_full;
+    inner.lift_rank = f.lift_rank;
+    for (int axis : op.lifted) {
+      double s = size(f, axis);
+      inner.lift_full *= s;
+      std::optional<Split> split;
+      if (auto it = held.find(axis); it != held.end()) split = it->second;
+      else if (auto c = f.ctx.find(axis); c != f.ctx.end()) split = c->second;
+      if (split && !mesh_used(lifted_split, split->mesh)) {
+        lifted_split[axis] = *split;
+        s /= devices(split->mesh);
+      }
+      inner.lift_rank *= s;
+    }
+    // What later reads ask of the results becomes split axes of the callee.
+    for (size_t j = 0; j < op.results.size() && j < callee.outputs.size(); ++j) {
+      auto it = f.demand.find(op.results[j]);
+      if (it == f.demand.end()) continue;
+      for (int axis : callee.value(callee.outputs[j]).axes)
+        if (auto d = it->second.find(outer(axis)); d != it->second.end() && !inner.ctx.count(axis))
+          inner.ctx[axis] = d->second;
+    }
+    // The inputs' splits.
+    for (size_t i = 0; i < op.operands.size() && i < callee.inputs.size(); ++i) {
+      const State &state = f.states[op.operands[i]];
+      State in;
+      for (int axis : callee.value(callee.inputs[i]).axes)
+        if (auto it = state.find(outer(axis)); it != state.end() && !contains(op.lifted, outer(axis))) in[axis] = it->second;
+      // Split lifted axes are not the callee's business; other mismatches it sorts out itself.
+      inner.states[callee.inputs[i]] = in;
+    }
+    // An operand split along a lifted axis over a mesh dimension the lift does not use is gathered.
+    for (int operand : op.operands)
+      for (auto &[axis, split] : State(f.states[operand]))
+        if (contains(op.lifted, axis) && !(lifted_split.count(axis) && lifted_split[axis].mesh == split.mesh))
+          gather(f, operand, axis, split, op.location, "the call runs over " + axis_name(axis) + " on one slice only");
+    if (!lifted_split.empty())
+      note(f, op.location, "call " + op.callee_name + " runs on each device's slice of " + state_text(lifted_split));
+    walk(inner);
+    for (size_t j = 0; j < op.results.size() && j < callee.outputs.size(); ++j) {
+      State out = lifted_split;
+      for (auto &[axis, split] : inner.states[callee.outputs[j]])
+        if (!mesh_used(out, split.mesh)) out[outer(axis)] = split;
+      f.states[op.results[j]] = restrict(out, f.d->value(op.results[j]).axes);
+    }
+  }
+
+  const ir::Program &p_;
+  const ir::Diagram &root_;
+  ShardingPlan plan_;
+  std::set<std::pair<const Frame *, int>> fresh_routes_;            // values just gathered from an expert-split table
+  std::map<std::pair<const Frame *, int>, std::vector<int>> route_index_;  // ... and the axes of their routing index
+};
+
+}  // namespace
+
+ShardingPlan plan_sharding(const ir::Program &program, const ir::Diagram &diagram) {
+  Planner planner(program, diagram);
+  return planner.run();
+}
+
+ShardedCost price_sharding(const ShardingPlan &plan, const HardwareProfile &hardware, double one_device_time) {
+  ShardedCost out;
+  out.mesh = plan.mesh;
+  out.devices = plan.devices;
+  // A mesh dimension's groups are its devices with the inner dimensions' coordinates
+  // fixed, so the outer dimension's rings stride across nodes first: a group
+  // spans nodes when its size times the inner dimensions' exceeds a node.
+  for (const Collective &c : plan.collectives) {
+    ShardedCost::Row row;
+    row.collective = c;
+    int64_t span = c.group;
+    for (size_t m = static_cast<size_t>(c.mesh_dim) + 1; m < plan.mesh.size(); ++m) span *= plan.mesh[m];
+    const Link &link = hardware.interconnect.link_for(span);
+    row.link = link.name;
+    row.bandwidth = link.bandwidth;
+    row.latency = link.latency;
+    row.wire_bytes = collective_wire_bytes(c);
+    row.time = collective_time(c, link.bandwidth, link.latency);
+    out.communication_time += row.time * c.count;
+    out.rows.push_back(std::move(row));
+  }
+  out.one_device_time = one_device_time;
+  out.rank_share = plan.work > 0 ? plan.rank_work / plan.work : 1;
+  out.compute_time = one_device_time * out.rank_share;
+  out.serial_time = out.compute_time + out.communication_time;
+  out.overlap_time = std::max(out.compute_time, out.communication_time);
+  out.speedup = out.overlap_time > 0 ? one_device_time / out.overlap_time : 1;
+  out.efficiency = out.speedup / static_cast<double>(std::max<int64_t>(1, out.devices));
+  return out;
+}
+
+std::string format_sharded_cost(const ShardedCost &cost) {
+  using namespace costfmt;
+  std::ostringstream out;
+  std::string mesh;
+  for (int64_t n : cost.mesh) mesh += (mesh.empty() ? "" : " x ") + std::to_string(n);
+  out << "Sharded across " << cost.devices << " device" << (cost.devices == 1 ? "" : "s") << " (mesh " << mesh << "):\n";
+  if (cost.rows.empty()) out << "  no collectives: every device computes its slice alone\n";
+  std::map<std::string, std::pair<double, double>> totals;  // kind → (count, bytes)
+  for (const auto &row : cost.rows) {
+    const Collective &c = row.collective;
+    char count[32];
+    std::snprintf(count, sizeof count, "%g", c.count);
+    out << "  " << collective_name(c.kind) << " over " << c.group << " of " << c.value << " at " << c.site << ": "
+        << static_cast<int64_t>(c.elements) << " elements, " << bytes(c.bytes()) << " (" << bytes(row.wire_bytes)
+        << " sent per device) on " << row.link << ", " << seconds(row.time) << " x" << count << "\n";
+    auto &total = totals[std::string(collective_name(c.kind))];
+    total.first += c.count;
+    total.second += c.bytes() * c.count;
+  }
+  for (auto &[kind, total] : totals) {
+    char count[32];
+    std::snprintf(count, sizeof count, "%g", total.first);
+    out << "  total " << kind << ": " << count << " per run, " << bytes(total.second) << "\n";
+  }
+  char share[32];
+  std::snprintf(share, sizeof share, "%.4g", cost.rank_share);
+  out << "  communication: " << seconds(cost.communication_time) << "\n";
+  out << "  compute per rank: " << seconds(cost.compute_time) << " (" << share << " of one device's "
+      << seconds(cost.one_device_time) << ")\n";
+  char speed[64];
+  std::snprintf(speed, sizeof speed, "%.2fx, efficiency %.0f%%", cost.speedup, cost.efficiency * 100);
+  out << "  time: " << seconds(cost.overlap_time) << " with communication overlapped, " << seconds(cost.serial_time)
+      << " without; speedup " << speed << "\n";
+  return out.str();
+}
+
+}  // namespace ncd

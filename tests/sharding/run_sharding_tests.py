@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Tests of sharded schedules (docs/SHARDING.md): the directive, the inferred
+collectives and their cost.
+
+    run_sharding_tests.py --ncd BUILD/bin/ncd SECTION
+
+Sections:
+  directive   `shard` checks, round-trips through `ncd fmt` and `show --source`,
+              and shows in `show --ir` and `show --json`.
+  megatron    GPT-2 (12 layers) and the LLaMA decoder layer, sharded 8-way
+              tensor-parallel, report exactly two all-reduces per layer of
+              batch x seq x model elements in the forward pass (Megatron-LM's
+              count) and nothing else; the ring formulas price them.
+  context     GPT-2 sharded along the sequence (context parallel): attention
+              all-gathers keys and values, nothing is all-reduced.
+  experts     a mixture of experts sharded along its experts: all-to-all
+              dispatch and combine.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+FAILURES = []
+
+
+def check(condition, message):
+    if not condition:
+        FAILURES.append(message)
+        print("FAIL: " + message)
+
+
+def run(ncd, args, cwd, expect=0):
+    result = subprocess.run([ncd] + args, cwd=cwd, capture_output=True, text=True, timeout=300)
+    if result.returncode != expect:
+        FAILURES.append(f"ncd {' '.join(args)}: exit {result.returncode}, expected {expect}\n{result.stderr}")
+        print(FAILURES[-1])
+    return result
+
+
+def write(folder, name, text):
+    path = os.path.join(folder, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def cost_json(ncd, folder, file, diagram, extra=()):
+    result = run(ncd, ["cost", file, "--diagram", diagram, "--json", "--explain"] + list(extra), folder)
+    if result.returncode != 0:
+        return None, result.stderr
+    return json.loads(result.stdout), result.stderr
+
+
+DIRECTIVE = """axis batch = 4, seq = 16, heads = 4, d = 8, model = heads * d
+
+diagram Block(X[batch, seq, model]) -> Y[batch, seq, model] {
+  param W[model, heads, d], O[heads, d, model]
+  H[batch, seq, heads, d] = X[batch, seq, model] * W[model, heads, d]
+  Y[batch, seq, model] = H[batch, seq, heads, d] * O[heads, d, model]
+}
+
+schedule Block {
+  shard batch over 2
+  shard heads over 4
+}
+"""
+
+
+def section_directive(ncd, folder):
+    path = write(folder, "block.ncd", DIRECTIVE)
+    run(ncd, ["check", "--Werror", path], folder)
+    fmt = run(ncd, ["fmt", path], folder)
+    check(fmt.stdout == DIRECTIVE, "fmt does not keep the canonical shard lines:\n" + fmt.stdout)
+    ir = run(ncd, ["show", "--ir", path], folder).stdout
+    check("mesh 2 x 4 (8 devices)" in ir, "show --ir lacks the mesh:\n" + ir)
+    check("shard batch over 2" in ir and "shard heads over 4" in ir, "show --ir lacks the shards:\n" + ir)
+    check("all-reduce over mesh 1 of Y[batch, seq, model] at Block" in ir, "show --ir lacks the collective:\n" + ir)
+    shown = json.loads(run(ncd, ["show", "--json", path], folder).stdout)
+    diagrams = shown["diagrams"] if isinstance(shown, dict) else shown
+    block = [d for d in diagrams if d.get("name") == "Block"][0]
+    check(block.get("shards") == [
+        {"axes": ["batch"], "devices": 2, "location": block["shards"][0]["location"]},
+        {"axes": ["heads"], "devices": 4, "location": block["shards"][1]["location"]},
+    ], f"show --json shards: {block.get('shards')}")
+    check(block.get("schedules") == [], "a block of shards alone made a schedule")
+    # The IR written back keeps the mesh, and reads again.
+    source = run(ncd, ["show", "--source", path], folder).stdout
+    check("shard batch over 2" in source and "shard heads over 4" in source, "show --source lost the shards:\n" + source)
+    again = write(folder, "again.ncd", source)
+    run(ncd, ["check", again], folder)
+    # Row-parallel: the contraction over the heads held split is one all-reduce.
+    report, log = cost_json(ncd, folder, path, "Block")
+    if report:
+        kinds = [c["kind"] for c in report["sharding"]["collectives"]]
+        check(kinds.count("all-reduce") == 1, f"Block: {kinds}")
+        check("all-reduce over mesh 1 (4 devices)" in log, "--explain lacks the all-reduce:\n" + log)
+    # Megatron's sequence parallelism: a sum over the split hidden axis whose
+    # result stays split along the sequence on the same devices is a reduce-scatter.
+    scatter = write(folder, "scatter.ncd", """axis seq = 16, hidden = 32, model = 8
+
+diagram Down(H[hidden, seq]) -> Y[seq, model] {
+  param W[hidden, model]
+  Y[seq, model] = H[hidden, seq] * W[hidden, model]
+}
+
+schedule Down {
+  shard hidden, seq over 4
+}
+""")
+    report, log = cost_json(ncd, folder, scatter, "Down")
+    if report:
+        collectives = report["sharding"]["collectives"]
+        kinds = [c["kind"] for c in collectives]
+        check(kinds == ["reduce-scatter", "all-gather"], f"Down: {kinds}\n{log}")
+        check(collectives[0]["elements"] == 16 * 8, f"Down: reduce-scatter of {collectives[0]['elements']} elements")
+        check(abs(collectives[0]["wire_bytes"] - 3 / 4 * 16 * 8 * collectives[0]["element_bytes"]) < 1e-9, f"Down: {collectives[0]['wire_bytes']}")
+    # Errors.
+    bad = write(folder, "bad.ncd", DIRECTIVE.replace("shard heads over 4", "shard heads over 3"))
+    err = run(ncd, ["check", bad], folder, expect=1).stderr
+    check("3 does not divide the size of 'heads' (4)" in err, "no divisibility error:\n" + err)
+    check("bad.ncd:11:20: error" in err, "divisibility error not located at the device count:\n" + err)
+    unknown = write(folder, "unknown.ncd", DIRECTIVE.replace("shard heads over 4", "shard head over 4"))
+    err = run(ncd, ["check", unknown], folder, expect=1).stderr
+    check("has no axis 'head'; did you mean 'heads'?" in err, "no did-you-mean:\n" + err)
+    err = run(ncd, ["cost", path, "--devices", "3"], folder, expect=2).stderr
+    check("the mesh of 'Block' has 8 devices in 2 dimensions" in err, "--devices on a 2-d mesh:\n" + err)
+
+
+def megatron(ncd, folder, name, text, diagram, per_layer_elements, layers, extra=()):
+    path = write(folder, name, text)
+    run(ncd, ["check", path] + list(extra), folder)
+    report, log = cost_json(ncd, folder, path, diagram, extra)
+    if not report:
+        return None
+    sharding = report["sharding"]
+    check(sharding["devices"] == 8, f"{name}: {sharding['devices']} devices")
+    collectives = sharding["collectives"]
+    kinds = sorted({c["kind"] for c in collectives})
+    check(kinds == ["all-reduce"], f"{name}: collectives other than all-reduces: {kinds}\n{log}")
+    reduces = [c for c in collectives if c["kind"] == "all-reduce"]
+    total = sum(c["count"] for c in reduces)
+    check(total == 2 * layers, f"{name}: {total} all-reduces per forward, expected {2 * layers}\n{log}")
+    for c in reduces:
+        check(c["elements"] == per_layer_elements,
+              f"{name}: all-reduce of {c['value']} at {c['site']} has {c['elements']} elements, expected {per_layer_elements}")
+        check(c["group"] == 8, f"{name}: group {c['group']}")
+        # Ring all-reduce: 2(p-1)/p of the bytes, on NVLink (8 devices fit one node).
+        expected_wire = 2 * 7 / 8 * c["elements"] * c["element_bytes"]
+        check(abs(c["wire_bytes"] - expected_wire) <= 1e-6 * expected_wire, f"{name}: wire bytes {c['wire_bytes']}")
+        expected_time = expected_wire / 450e9 + 2 * 7 * 3e-6
+        check(abs(c["time"] - expected_time) <= 1e-9 * expected_time + 1e-15, f"{name}: time {c['time']} vs {expected_time}")
+        check(c["link"] == "nvlink", f"{name}: link {c['link']}")
+    check(0 < sharding["rank_share"] < 0.2, f"{name}: the busiest rank does {sharding['rank_share']} of the work")
+    return sharding
+
+
+def section_megatron(ncd, folder):
+    # Axes are never imported: the wrapper declares its own, bound to GPT-2's by name.
+    gpt2 = """import "std/gpt2.ncd"
+
+axis batch = 2, seq = 1024, heads = 12, head_dim = 64, n_embd = heads * head_dim
+
+diagram Batched(ids[batch, seq]: i32) -> H[batch, seq, n_embd] {
+  H[batch, seq, n_embd] = GPT2Model(ids)
+}
+
+schedule Batched {
+  shard heads, inner over 8
+}
+"""
+    # GPT-2 small has 12 heads, which 8 does not divide: 16 heads of 64 (n_embd 1024), 12 layers.
+    megatron(ncd, folder, "gpt2_tp.ncd", gpt2, "Batched", 2 * 1024 * 1024, 12, ["-D", "heads=16"])
+    # 4-way on GPT-2 small itself.
+    path = write(folder, "gpt2_tp4.ncd", gpt2.replace("over 8", "over 4"))
+    report, log = cost_json(ncd, folder, path, "Batched")
+    if report:
+        reduces = [c for c in report["sharding"]["collectives"] if c["kind"] == "all-reduce"]
+        check(sum(c["count"] for c in reduces) == 24 and all(c["elements"] == 2 * 1024 * 768 for c in reduces),
+              f"GPT-2 small 4-way: {reduces}")
+        check(len(report["sharding"]["collectives"]) == len(reduces), "GPT-2 small 4-way: other collectives")
+    # The same file with --devices 8 and 16 heads.
+    report, _ = cost_json(ncd, folder, path, "Batched", ["-D", "heads=16", "--devices", "8"])
+    if report:
+        check(report["sharding"]["devices"] == 8, "--devices 8 did not take")
+    llama = """import "std/llama.ncd"
+
+axis batch = 2, seq = 8192, hidden_size = 4096
+
+diagram Batched(X[batch, seq, hidden_size]) -> Y[batch, seq, hidden_size] {
+  Y[batch, seq, hidden_size] = LlamaDecoderLayer(X)
+}
+
+schedule Batched {
+  shard kv_heads, intermediate over 8
+}
+"""
+    megatron(ncd, folder, "llama_tp.ncd", llama, "Batched", 2 * 512 * 4096, 1, ["-D", "seq=512"])
+
+
+def section_context(ncd, folder):
+    text = """import "std/gpt2.ncd"
+
+axis seq = 1024, n_embd = 768
+
+diagram Model(ids[seq]: i32) -> H[seq, n_embd] {
+  H[seq, n_embd] = GPT2Model(ids)
+}
+
+schedule Model {
+  shard seq over 4
+}
+"""
+    path = write(folder, "gpt2_cp.ncd", text)
+    run(ncd, ["check", path], folder)
+    report, log = cost_json(ncd, folder, path, "Model")
+    if not report:
+        return
+    collectives = report["sharding"]["collectives"]
+    kinds = [c["kind"] for c in collectives]
+    check("all-reduce" not in kinds, f"context parallel all-reduces: {kinds}\n{log}")
+    attention = [c for c in collectives if c["kind"] == "all-gather" and "attn" in c["site"]]
+    # Keys and values, once per layer each.
+    check(sum(c["count"] for c in attention) == 24, f"context parallel: K and V all-gathers {attention}\n{log}")
+    for c in attention:  # all 12 heads' keys (or values): seq x n_embd
+        check(c["elements"] == 1024 * 768, f"context parallel all-gather of {c['elements']} elements")
+
+
+def section_experts(ncd, folder):
+    text = """import "std/moe.ncd"
+
+axis seq = 4096, hidden_size = 4096
+
+diagram Moe(X[seq, hidden_size]) -> Y[seq, hidden_size] {
+  Y[seq, hidden_size] = MixtralSparseMoeBlock(X)
+}
+
+schedule Moe {
+  shard experts over 8
+}
+"""
+    path = write(folder, "moe_ep.ncd", text)
+    run(ncd, ["check", path], folder)
+    report, log = cost_json(ncd, folder, path, "Moe", ["-D", "seq=64"])
+    if not report:
+        return
+    kinds = [c["kind"] for c in report["sharding"]["collectives"]]
+    check(kinds.count("all-to-all") == 2, f"expert parallel: {kinds}\n{log}")
+
+
+SECTIONS = {"directive": section_directive, "megatron": section_megatron, "context": section_context,
+            "experts": section_experts}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ncd", required=True)
+    parser.add_argument("sections", nargs="*", default=list(SECTIONS))
+    args = parser.parse_args()
+    ncd = os.path.abspath(args.ncd)
+    for section in args.sections:
+        with tempfile.TemporaryDirectory() as folder:
+            SECTIONS[section](ncd, folder)
+    if FAILURES:
+        print(f"{len(FAILURES)} failure(s)")
+        return 1
+    print("ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
