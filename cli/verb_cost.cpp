@@ -3,13 +3,12 @@
 // FLOPs, bytes per memory level, roofline time and energy of a diagram on a
 // hardware profile, as numbers and formulas (the model: docs/COST.md).
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "common.h"
 #include "ncd/cost.h"
 #include "ncd/hardware.h"
 #include "ncd/sharding.h"
-
-#include <nlohmann/json.hpp>
 #include "verbs.h"
 
 namespace ncd::cli {
@@ -197,11 +196,13 @@ Handler setup_cost(CLI::App &command) {
   command.add_option("--plot", options->plot, "Also write an SVG plot: the roofline, and cost against size with --sweep")
       ->type_name("FILE.svg");
   command.add_flag("--unfused", options->unfused, "Ignore schedules: price every operation as its own kernel");
-  command.add_option("--devices", options->devices,
-                     "Price the diagram's sharding (its schedule's `shard` lines, docs/SHARDING.md) on N devices: "
-                     "a one-dimensional mesh takes N devices, a larger mesh must have N")
+  command
+      .add_option("--devices", options->devices,
+                  "Price the diagram's sharding (its schedule's `shard` lines, docs/SHARDING.md) on N devices: "
+                  "a one-dimensional mesh takes N devices, a larger mesh must have N")
       ->type_name("N");
-  command.add_flag("--explain", options->explain, "Log each sharding decision: splits and collectives, where and why (stderr)");
+  command.add_flag("--explain", options->explain,
+                   "Log each sharding decision: splits and collectives, where and why (stderr)");
   command.add_flag("--list-hw", options->list, "List the hardware profiles found and exit");
   command.add_option("-o,--output", options->output, "Write the report here instead of standard output")->type_name("FILE");
   add_frontend_options(command, options->frontend);
@@ -235,7 +236,8 @@ Handler setup_cost(CLI::App &command) {
     const ir::Diagram *diagram = select_diagram(*compilation, options->diagram, true);
     if (!diagram) return kUserError;
     if (options->devices != 0 || options->explain) {
-      if (!apply_devices(*const_cast<ir::Diagram *>(diagram), compilation->program, options->devices)) return kUsageError;
+      if (!apply_devices(*const_cast<ir::Diagram *>(diagram), compilation->program, options->devices))
+        return kUsageError;
     }
     std::string hardware_name = options->hardware.empty() ? default_hardware(*diagram) : options->hardware;
     auto hardware = load_hardware(hardware_name, compilation->sources, compilation->diagnostics);
@@ -292,7 +294,8 @@ Handler setup_cost(CLI::App &command) {
         for (const std::string &line : plan.explain) std::cerr << "sharding: " << line << "\n";
       if (plan.devices > 1 && !hardware->interconnect.present) {
         std::cerr << "ncd cost: error: hardware profile '" << hardware->name
-                  << "' has no 'interconnect' section, so collectives cannot be priced; choose one that has (--hw h100-sxm)\n";
+                  << "' has no 'interconnect' section, so collectives cannot be priced; choose one that has (--hw "
+                     "h100-sxm)\n";
         return kUserError;
       }
       double one = report->kernel ? report->kernel->time : report->total.time;

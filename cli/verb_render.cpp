@@ -88,9 +88,10 @@ Handler setup_render(CLI::App &command) {
   command.add_flag("--label-intermediates", options->label_intermediates,
                    "Name every named intermediate value where its wires start (ncd layout)");
   command.add_flag("--legend", options->legend, "Draw the schedule's legend in paper style too");
-  command.add_option("--highlight", options->highlight,
-                     "Colour the calls of this kernel (a diagram the drawn one calls, e.g. a fused kernel of "
-                     "`ncd optimize`)")
+  command
+      .add_option("--highlight", options->highlight,
+                  "Colour the calls of this kernel (a diagram the drawn one calls, e.g. a fused kernel of "
+                  "`ncd optimize`)")
       ->type_name("KERNEL");
   add_frontend_options(command, options->frontend);
   return [options]() -> int {
@@ -150,10 +151,10 @@ Handler setup_render(CLI::App &command) {
       if (std::find(kernels.begin(), kernels.end(), options->highlight) == kernels.end()) {
         std::string known;
         for (const auto &name : kernels) known += (known.empty() ? "" : ", ") + name;
-        compilation->diagnostics.error(diagram->location, "--highlight: diagram '" + diagram->name +
-                                                              "' calls no kernel '" + options->highlight + "'" +
-                                                              did_you_mean(options->highlight, kernels) +
-                                                              (kernels.empty() ? " (it calls none)" : " (it calls " + known + ")"));
+        compilation->diagnostics.error(
+            diagram->location, "--highlight: diagram '" + diagram->name + "' calls no kernel '" + options->highlight +
+                                   "'" + did_you_mean(options->highlight, kernels) +
+                                   (kernels.empty() ? " (it calls none)" : " (it calls " + known + ")"));
         print_diagnostics(*compilation);
         return kUserError;
       }

@@ -768,8 +768,8 @@ class Drawer {
     bool odd = scope.depth % 2 == 0, hot = callee.name == options_.highlight;
     std::string fill = hot ? parts::kHighlightFill : odd ? "#f8fafc" : "#eef2f7";
     std::string stroke = hot ? parts::kHighlightStroke : "#64748b";
-    line("style=\"rounded,filled" + std::string(hot ? ",bold" : "") + "\"; fillcolor=\"" + fill + "\"; color=\"" + stroke +
-         "\"; fontsize=12; label=" + dot_quote(title) + ";");
+    line("style=\"rounded,filled" + std::string(hot ? ",bold" : "") + "\"; fillcolor=\"" + fill + "\"; color=\"" +
+         stroke + "\"; fontsize=12; label=" + dot_quote(title) + ";");
     if (model_) model_->open_cluster({base, title, -1, ModelCluster::Call, fill, stroke, false, hot});
 
     // Entry strip.

@@ -25,8 +25,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <cstdint>
+#include <limits>
 #include <map>
 
 #include "crossings.h"
@@ -204,7 +204,8 @@ class Layouter {
       Layout layout = finish();
       size_t crossings = count_crossings(model_, layout);
       Candidate &best = series[by_previous_ ? 1 : 0];
-      if (crossings < best.crossings) best = {std::move(layout), crossings, rel_node_, rel_cluster_, height_, root_height_};
+      if (crossings < best.crossings)
+        best = {std::move(layout), crossings, rel_node_, rel_cluster_, height_, root_height_};
       if (crossings == 0) break;
       prev_node_ = rel_node_;
       prev_cluster_ = rel_cluster_;
@@ -534,15 +535,18 @@ class Layouter {
           const ModelEdge &edge = model_.edges[static_cast<size_t>(e)];
           int holder = 0;
           if (holds(item, edge.to) || !child_of(edge.to, cluster, holder) || lifted(edge)) continue;
-          double own = (item.item >= 0 ? 0 : prev_offset(node, ~item.item)) +
-                       port_y(model_.nodes[static_cast<size_t>(node)], measured_[static_cast<size_t>(node)], edge.from_port);
+          double own =
+              (item.item >= 0 ? 0 : prev_offset(node, ~item.item)) +
+              port_y(model_.nodes[static_cast<size_t>(node)], measured_[static_cast<size_t>(node)], edge.from_port);
           back_sum += prev_offset(edge.to, cluster) +
-                      port_y(model_.nodes[static_cast<size_t>(edge.to)], measured_[static_cast<size_t>(edge.to)], edge.to_port) -
+                      port_y(model_.nodes[static_cast<size_t>(edge.to)], measured_[static_cast<size_t>(edge.to)],
+                             edge.to_port) -
                       own;
           ++back_count;
         }
       };
-      if (item.item >= 0) add_reads(item.item);
+      if (item.item >= 0)
+        add_reads(item.item);
       else
         for (int node : members_[static_cast<size_t>(~item.item)]) add_reads(node);
       if (back_count > 0) {
@@ -660,7 +664,8 @@ class Layouter {
       const auto &points = layout.edges[e].points;
       for (size_t k = 1; k < points.size(); ++k) {
         if (std::fabs(points[k].y - points[k - 1].y) > 0.01) continue;
-        double y = points[k].y, x0 = std::min(points[k].x, points[k - 1].x), x1 = std::max(points[k].x, points[k - 1].x);
+        double y = points[k].y, x0 = std::min(points[k].x, points[k - 1].x),
+               x1 = std::max(points[k].x, points[k - 1].x);
         if (y > box.y && y < box.y + box.h && x0 < box.x + box.w && x1 > box.x) return true;
       }
     }
@@ -740,10 +745,8 @@ Layout Layouter::finish() {
   std::vector<int> bends(columns + 1, 0);
   for (size_t k = 0; k < c; ++k) {
     if (first_[k] < 0) continue;
-    open_pad[static_cast<size_t>(lo_[k])] =
-        std::max(open_pad[static_cast<size_t>(lo_[k])], pad * open_depth[k]);
-    close_pad[static_cast<size_t>(hi_[k])] =
-        std::max(close_pad[static_cast<size_t>(hi_[k])], pad * close_depth[k]);
+    open_pad[static_cast<size_t>(lo_[k])] = std::max(open_pad[static_cast<size_t>(lo_[k])], pad * open_depth[k]);
+    close_pad[static_cast<size_t>(hi_[k])] = std::max(close_pad[static_cast<size_t>(hi_[k])], pad * close_depth[k]);
   }
   for (size_t i = 0; i < n; ++i)
     width[static_cast<size_t>(column_[i])] = std::max(width[static_cast<size_t>(column_[i])], measured_[i].w);

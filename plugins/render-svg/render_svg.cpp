@@ -42,14 +42,16 @@ class SvgRenderer : public ncd::Renderer {
       }
     }
     if (layout_name == "dot") {
-      std::string dot = ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title, nullptr, options.highlight});
+      std::string dot =
+          ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title, nullptr, options.highlight});
       return ncd::render::graphviz_render(dot, options.format, output, error);
     }
     if (layout_name != "ncd") {
       error = "unknown layout '" + options.layout + "' (known: auto, ncd, dot)";
       return false;
     }
-    if (model.nodes.empty()) ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title, &model, options.highlight});
+    if (model.nodes.empty())
+      ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title, &model, options.highlight});
     ncd::render::LayoutOptions layout_options;
     layout_options.paper = options.paper;
     layout_options.sizes = options.sizes;

@@ -153,7 +153,7 @@ struct ScheduleItem {
   Kind kind = Kind::Group;
   SourceLocation location;
   int end_line = 0;
-  Name subject;  // the axis (group/stream), the memory level, or the first sharded axis
+  Name subject;        // the axis (group/stream), the memory level, or the first sharded axis
   int64_t amount = 0;  // tile size (group/stream), devices (shard)
   SourceLocation amount_location;
   std::vector<Name> values;  // level residents; shard: every axis split over the devices

@@ -50,10 +50,10 @@ struct ComputeUnit {
 // A link between devices (docs/SHARDING.md, "Cost"): the bandwidth one device
 // sends at, each way, and the latency of one step of a collective.
 struct Link {
-  std::string name;          // "nvlink", "pcie", "infiniband"
+  std::string name;  // "nvlink", "pcie", "infiniband"
   std::string description;
-  double bandwidth = 0;      // bytes/s per device, each direction
-  double latency = 0;        // seconds per step
+  double bandwidth = 0;  // bytes/s per device, each direction
+  double latency = 0;    // seconds per step
   SourceLocation location;
 };
 
@@ -61,9 +61,9 @@ struct Link {
 // intra-node fabric (NVLink through NVSwitch, or PCIe); nodes talk over the
 // inter-node network (InfiniBand), one NIC per device.
 struct Interconnect {
-  int64_t node = 1;          // devices per node
+  int64_t node = 1;  // devices per node
   Link intra_node, inter_node;
-  bool present = false;      // the profile has an `interconnect` section
+  bool present = false;  // the profile has an `interconnect` section
   // The link a collective over `group` devices runs at: a ring that stays in
   // one node runs at the intra-node link; one that spans nodes at the slowest, the network.
   const Link &link_for(int64_t group) const { return group <= node ? intra_node : inter_node; }

@@ -148,7 +148,7 @@ struct ShardDirective {
   std::vector<int> axes;  // axis ids split across this mesh dimension
   int64_t devices = 1;
   SourceLocation location;
-  std::string target;     // the `for "..."` of the schedule block it was written in
+  std::string target;  // the `for "..."` of the schedule block it was written in
 };
 
 struct Schedule {

@@ -38,17 +38,17 @@ namespace ncd {
 struct Collective {
   enum class Kind { AllReduce, ReduceScatter, AllGather, AllToAll };
   Kind kind = Kind::AllReduce;
-  int mesh_dim = 0;        // index into the diagram's shards
-  int64_t group = 1;       // devices taking part (that mesh dimension's size)
-  std::string value;       // the tensor communicated, by name ("%5" for temporaries)
-  std::string site;        // call path from the root: "h.attn.c_proj"
-  std::string reason;      // why, for people
+  int mesh_dim = 0;    // index into the diagram's shards
+  int64_t group = 1;   // devices taking part (that mesh dimension's size)
+  std::string value;   // the tensor communicated, by name ("%5" for temporaries)
+  std::string site;    // call path from the root: "h.attn.c_proj"
+  std::string reason;  // why, for people
   SourceLocation location;
   // Elements of the whole tensor one group communicates (for an all-gather
   // its gathered result, for a reduction its full sum); 0 when a size is unknown.
   double elements = 0;
   int element_bytes = 4;
-  double count = 1;        // times per run of the root (repeat counts multiplied)
+  double count = 1;  // times per run of the root (repeat counts multiplied)
   double bytes() const { return elements * element_bytes; }
 };
 std::string_view collective_name(Collective::Kind kind);  // "all-reduce", ...
@@ -83,10 +83,10 @@ struct ShardedCost {
   int64_t devices = 1;
   struct Row {
     Collective collective;
-    std::string link;        // the link it runs at ("nvlink", "infiniband")
+    std::string link;  // the link it runs at ("nvlink", "infiniband")
     double bandwidth = 0, latency = 0;
-    double wire_bytes = 0;   // bytes each device sends, once
-    double time = 0;         // seconds, once
+    double wire_bytes = 0;  // bytes each device sends, once
+    double time = 0;        // seconds, once
   };
   std::vector<Row> rows;
   double communication_time = 0;  // all collectives, each times its count

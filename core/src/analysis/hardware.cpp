@@ -147,7 +147,8 @@ class ProfileReader {
     HardwareProfile profile;
     profile.path = path;
     int errors = d_.error_count();
-    check_keys(root, {"name", "description", "aliases", "levels", "compute", "tile_level", "temperature", "launch", "occupancy", "interconnect"});
+    check_keys(root, {"name", "description", "aliases", "levels", "compute", "tile_level", "temperature", "launch",
+                      "occupancy", "interconnect"});
     profile.name = required_string(root, "name");
     if (root["description"]) profile.description = string(root["description"]);
     if (auto aliases = root["aliases"]) {
@@ -369,8 +370,10 @@ class ProfileReader {
     link.location = where(node);
     link.name = node["name"] ? string(node["name"]) : key;
     if (node["description"]) link.description = string(node["description"]);
-    if (auto bandwidth = node["bandwidth"]) link.bandwidth = number(bandwidth, Quantity::Bandwidth);
-    else d_.error(where(node), std::string("'") + key + "' needs a 'bandwidth' (per device, each direction)");
+    if (auto bandwidth = node["bandwidth"])
+      link.bandwidth = number(bandwidth, Quantity::Bandwidth);
+    else
+      d_.error(where(node), std::string("'") + key + "' needs a 'bandwidth' (per device, each direction)");
     if (link.bandwidth < 0) d_.error(where(node["bandwidth"]), "a bandwidth is at least 0");
     if (auto latency = node["latency"]) link.latency = number(latency, Quantity::Time);
     if (link.latency < 0) d_.error(where(node["latency"]), "a latency is at least 0");
@@ -394,10 +397,14 @@ class ProfileReader {
           out.node = static_cast<int64_t>(n);
       }
     }
-    if (auto intra = node["intra_node"]) read_link(intra, "intra_node", out.intra_node);
-    else d_.error(where(node), "'interconnect' needs 'intra_node' (the link between devices of one node)");
-    if (auto inter = node["inter_node"]) read_link(inter, "inter_node", out.inter_node);
-    else out.inter_node = out.intra_node;
+    if (auto intra = node["intra_node"])
+      read_link(intra, "intra_node", out.intra_node);
+    else
+      d_.error(where(node), "'interconnect' needs 'intra_node' (the link between devices of one node)");
+    if (auto inter = node["inter_node"])
+      read_link(inter, "inter_node", out.inter_node);
+    else
+      out.inter_node = out.intra_node;
   }
 
   void read_occupancy(const YAML::Node &node, HardwareProfile &profile) {

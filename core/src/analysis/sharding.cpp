@@ -11,13 +11,13 @@
 // the projection that produces them column-parallel instead of replicated.
 #include "ncd/sharding.h"
 
-#include "cost_format.h"
-
 #include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
 #include <sstream>
+
+#include "cost_format.h"
 
 namespace ncd {
 
@@ -55,7 +55,9 @@ struct Split {
 };
 using State = std::map<int, Split>;  // axis id → split
 
-bool contains(const std::vector<int> &list, int item) { return std::find(list.begin(), list.end(), item) != list.end(); }
+bool contains(const std::vector<int> &list, int item) {
+  return std::find(list.begin(), list.end(), item) != list.end();
+}
 
 bool mesh_used(const State &state, int mesh) {
   for (auto &[axis, split] : state)
@@ -65,14 +67,14 @@ bool mesh_used(const State &state, int mesh) {
 
 struct Frame {
   const ir::Diagram *d = nullptr;
-  State ctx;                       // axes this frame splits
-  std::map<int, int64_t> sizes;    // sizes of bound axes (others: the program's)
+  State ctx;                            // axes this frame splits
+  std::map<int, int64_t> sizes;         // sizes of bound axes (others: the program's)
   double lift_full = 1, lift_rank = 1;  // lifted positions this frame runs for (all, one rank's)
-  double count = 1;                // runs per root run
+  double count = 1;                     // runs per root run
   std::string site;
-  std::map<int, State> states;     // value id → split axes
-  std::map<int, State> demand;     // value id → splits a later split access asks for
-  std::map<int, int> routed;       // value id → mesh dimension of the experts it was routed to
+  std::map<int, State> states;             // value id → split axes
+  std::map<int, State> demand;             // value id → splits a later split access asks for
+  std::map<int, int> routed;               // value id → mesh dimension of the experts it was routed to
   std::set<std::pair<int, int>> gathered;  // (value, axis) already all-gathered in this frame
 };
 
@@ -99,13 +101,16 @@ class Planner {
         if (auto it = frame.ctx.find(axis); it != frame.ctx.end() && !mesh_used(state, it->second.mesh))
           state[axis] = it->second;
       frame.states[input] = state;
-      if (!state.empty()) note(frame, root_.value(input).location, "input " + value_label(frame, input) + " arrives split along " + state_text(state));
+      if (!state.empty())
+        note(frame, root_.value(input).location,
+             "input " + value_label(frame, input) + " arrives split along " + state_text(state));
     }
     walk(frame);
     for (int output : root_.outputs) {
       const State &state = frame.states[output];
       for (auto &[axis, split] : state)
-        gather(frame, output, axis, split, root_.location, "the output '" + root_.value(output).name + "' is assembled whole");
+        gather(frame, output, axis, split, root_.location,
+               "the output '" + root_.value(output).name + "' is assembled whole");
     }
     return std::move(plan_);
   }
@@ -244,8 +249,10 @@ class Planner {
     find_demand(f, f.d->body);
     region(f, f.d->body);
     // The frame's address may be another frame's later.
-    for (auto it = fresh_routes_.begin(); it != fresh_routes_.end();) it = it->first == &f ? fresh_routes_.erase(it) : std::next(it);
-    for (auto it = route_index_.begin(); it != route_index_.end();) it = it->first.first == &f ? route_index_.erase(it) : std::next(it);
+    for (auto it = fresh_routes_.begin(); it != fresh_routes_.end();)
+      it = it->first == &f ? fresh_routes_.erase(it) : std::next(it);
+    for (auto it = route_index_.begin(); it != route_index_.end();)
+      it = it->first.first == &f ? route_index_.erase(it) : std::next(it);
   }
 
   void find_demand(Frame &f, const ir::Region &region) {
@@ -281,8 +288,8 @@ class Planner {
   }
 
   void visit(Frame &f, const ir::Op &op) {
-    if (op.operands.empty() && (op.kind == ir::OpKind::Constant || op.kind == ir::OpKind::SizeOf ||
-                                op.kind == ir::OpKind::AxisIndex)) {
+    if (op.operands.empty() &&
+        (op.kind == ir::OpKind::Constant || op.kind == ir::OpKind::SizeOf || op.kind == ir::OpKind::AxisIndex)) {
       set_results(f, op, {});  // computed whole on every device: nothing to communicate
       return;
     }
@@ -308,7 +315,7 @@ class Planner {
     for (int axis : along) held.erase(axis);
     State out = result_splits(f, op, result_axes, held);
     std::string what = op.kind == ir::OpKind::Elementwise ? std::string(ops::name(op.function))
-                                                           : std::string(ir::op_kind_name(op.kind));
+                                                          : std::string(ir::op_kind_name(op.kind));
     if (!along.empty()) what += " along " + axis_name(along[0]);
     routed_meet(f, op, what);
     for (int operand : op.operands) need(f, operand, out, op, what + " needs it so");
@@ -424,7 +431,8 @@ class Planner {
     for (int result : op.results)
       if (auto it = f.demand.find(result); it != f.demand.end())
         for (auto &[axis, split] : it->second)
-          if (!out.count(axis) && !mesh_used(out, split.mesh) && !mesh_used(summed_split, split.mesh)) out[axis] = split;
+          if (!out.count(axis) && !mesh_used(out, split.mesh) && !mesh_used(summed_split, split.mesh))
+            out[axis] = split;
 
     State wanted = out;
     for (auto &[axis, split] : summed_split) wanted[axis] = split;
@@ -437,13 +445,15 @@ class Planner {
 
     int result = op.results.empty() ? -1 : op.results[0];
     if (!out.empty() && result >= 0)
-      note(f, op.location, what + " -> " + value_label(f, result) + " split along " + state_text(out) +
-                               (summed_split.empty() ? " (operands sliced locally)" : ""));
+      note(f, op.location,
+           what + " -> " + value_label(f, result) + " split along " + state_text(out) +
+               (summed_split.empty() ? " (operands sliced locally)" : ""));
     set_results(f, op, out);
     for (auto &[axis, split] : summed_split) {
       if (result < 0) break;
       std::string over = "the " + what + " sums over " + split_text(axis, split) + ": partial sums on every device";
-      auto sc = std::find_if(scatter.begin(), scatter.end(), [&](auto &entry) { return entry.second.mesh == split.mesh; });
+      auto sc =
+          std::find_if(scatter.begin(), scatter.end(), [&](auto &entry) { return entry.second.mesh == split.mesh; });
       if (sc != scatter.end()) {
         add(f, Collective::Kind::ReduceScatter, result, f.states[result], split.mesh, op.location,
             over + ", each keeping its slice of " + axis_name(sc->first));
@@ -496,16 +506,18 @@ class Planner {
     for (size_t i = 1; i < op.operands.size(); ++i) need(f, op.operands[i], out, op, "the gather index");
     set_results(f, op, out);
     if (!out.empty() && !op.results.empty())
-      note(f, op.location, "read of " + value_label(f, source) + " -> " + value_label(f, op.results[0]) + " split along " +
-                               state_text(out));
+      note(f, op.location,
+           "read of " + value_label(f, source) + " -> " + value_label(f, op.results[0]) + " split along " +
+               state_text(out));
     if (expert_mesh >= 0) {
       for (int result : op.results) {
         f.routed[result] = expert_mesh;
         fresh_routes_.insert({&f, result});
         route_index_[{&f, result}] = expert_index;
       }
-      note(f, op.location, "rows of " + value_label(f, source) + " read through a routing index: experts split over mesh " +
-                               std::to_string(expert_mesh) + " (expert parallel)");
+      note(f, op.location,
+           "rows of " + value_label(f, source) + " read through a routing index: experts split over mesh " +
+               std::to_string(expert_mesh) + " (expert parallel)");
     }
   }
 
@@ -584,8 +596,10 @@ class Planner {
       double s = size(f, axis);
       inner.lift_full *= s;
       std::optional<Split> split;
-      if (auto it = held.find(axis); it != held.end()) split = it->second;
-      else if (auto c = f.ctx.find(axis); c != f.ctx.end()) split = c->second;
+      if (auto it = held.find(axis); it != held.end())
+        split = it->second;
+      else if (auto c = f.ctx.find(axis); c != f.ctx.end())
+        split = c->second;
       if (split && !mesh_used(lifted_split, split->mesh)) {
         lifted_split[axis] = *split;
         s /= devices(split->mesh);
@@ -605,7 +619,8 @@ class Planner {
       const State &state = f.states[op.operands[i]];
       State in;
       for (int axis : callee.value(callee.inputs[i]).axes)
-        if (auto it = state.find(outer(axis)); it != state.end() && !contains(op.lifted, outer(axis))) in[axis] = it->second;
+        if (auto it = state.find(outer(axis)); it != state.end() && !contains(op.lifted, outer(axis)))
+          in[axis] = it->second;
       // Split lifted axes are not the callee's business; other mismatches it sorts out itself.
       inner.states[callee.inputs[i]] = in;
     }
@@ -628,7 +643,7 @@ class Planner {
   const ir::Program &p_;
   const ir::Diagram &root_;
   ShardingPlan plan_;
-  std::set<std::pair<const Frame *, int>> fresh_routes_;            // values just gathered from an expert-split table
+  std::set<std::pair<const Frame *, int>> fresh_routes_;  // values just gathered from an expert-split table
   std::map<std::pair<const Frame *, int>, std::vector<int>> route_index_;  // ... and the axes of their routing index
 };
 
@@ -675,7 +690,8 @@ std::string format_sharded_cost(const ShardedCost &cost) {
   std::ostringstream out;
   std::string mesh;
   for (int64_t n : cost.mesh) mesh += (mesh.empty() ? "" : " x ") + std::to_string(n);
-  out << "Sharded across " << cost.devices << " device" << (cost.devices == 1 ? "" : "s") << " (mesh " << mesh << "):\n";
+  out << "Sharded across " << cost.devices << " device" << (cost.devices == 1 ? "" : "s") << " (mesh " << mesh
+      << "):\n";
   if (cost.rows.empty()) out << "  no collectives: every device computes its slice alone\n";
   std::map<std::string, std::pair<double, double>> totals;  // kind → (count, bytes)
   for (const auto &row : cost.rows) {

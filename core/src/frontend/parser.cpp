@@ -156,9 +156,9 @@ class ErrorListener : public antlr4::BaseErrorListener {
     for (size_t type : types) {
       // Keywords that may also serve as names are implied by "a name".
       if (wants_name && type != NcdLexer::IDENT &&
-          (type == NcdLexer::DTYPE || type == NcdLexer::FOR || type == NcdLexer::GROUP ||
-           type == NcdLexer::STREAM || type == NcdLexer::LEVEL || type == NcdLexer::BY ||
-           type == NcdLexer::DEFAULT || type == NcdLexer::SHARD || type == NcdLexer::OVER))
+          (type == NcdLexer::DTYPE || type == NcdLexer::FOR || type == NcdLexer::GROUP || type == NcdLexer::STREAM ||
+           type == NcdLexer::LEVEL || type == NcdLexer::BY || type == NcdLexer::DEFAULT || type == NcdLexer::SHARD ||
+           type == NcdLexer::OVER))
         continue;
       names.push_back(describe_token_type(vocabulary, type));
     }
@@ -512,7 +512,8 @@ class AstBuilder {
       if (call->label && call->label->name()) {
         out->label = name(call->label->name());
       } else if (call->label) {
-        out->label = ast::Name{unquote(call->label->STRING()->getText()), at_.token(call->label->STRING()->getSymbol())};
+        out->label =
+            ast::Name{unquote(call->label->STRING()->getText()), at_.token(call->label->STRING()->getSymbol())};
       }
       // Brackets before the arguments (`F[q = s](x)`); those after them index the result.
       out->has_brackets = false;

@@ -601,8 +601,8 @@ void Sema::lower_shard(ir::Diagram &diagram, const ast::ScheduleItem &entry, con
     for (int axis : reachable)
       if (axis != own && p_.axis(axis).name == name.text) named.push_back(axis);
     if (named.empty()) {
-      d_.error(name.location, "diagram '" + diagram.name + "' (and the diagrams it calls) has no axis '" + name.text + "'" +
-                                  did_you_mean_axis(name.text, {reachable.begin(), reachable.end()}));
+      d_.error(name.location, "diagram '" + diagram.name + "' (and the diagrams it calls) has no axis '" + name.text +
+                                  "'" + did_you_mean_axis(name.text, {reachable.begin(), reachable.end()}));
       ok = false;
       continue;
     }
@@ -632,8 +632,8 @@ bool Sema::shard_axis(ir::Diagram &diagram, ir::ShardDirective &shard, int axis,
   }
   if (auto size = p_.axis(axis).size; size && entry.amount >= 1 && *size % entry.amount != 0) {
     d_.error(entry.amount_location, "shard " + name.text + " over " + std::to_string(entry.amount) + ": " +
-                                        std::to_string(entry.amount) + " does not divide the size of '" + name.text + "' (" +
-                                        std::to_string(*size) + "); each device needs an equal slice");
+                                        std::to_string(entry.amount) + " does not divide the size of '" + name.text +
+                                        "' (" + std::to_string(*size) + "); each device needs an equal slice");
     return false;
   }
   shard.axes.push_back(axis);

@@ -407,8 +407,9 @@ int reversed(Builder &b, int v, int axis, int64_t n) {
 int backward_recurrence(Builder &b, const ir::Op &op, int next, int g) {
   const int axis = op.axes[0];
   auto n = b.program.size(axis);
-  if (!n) throw Failure{op.location, "the derivative of '" + std::string(ops::info(op.function).name) +
-                                         "' reverses its axis, whose size is not known"};
+  if (!n)
+    throw Failure{op.location, "the derivative of '" + std::string(ops::info(op.function).name) +
+                                   "' reverses its axis, whose size is not known"};
   const int forward =
       b.scan(ops::Fn::Scan, {reversed(b, next, axis, *n), reversed(b, g, axis, *n)}, axis, b.value(g).dtype);
   return reversed(b, forward, axis, *n);
@@ -430,7 +431,8 @@ std::vector<int> linear_scan_rule(Builder &b, const ir::Op &op, int g) {
   const ir::Value av = b.value(op.operands[0]), bv = b.value(op.operands[1]);
   if (is_real(bv.dtype)) out[1] = b.fit(lambda, bv.axes, bv.dtype);
   if (is_real(av.dtype))
-    out[0] = b.fit(b.elementwise(ops::Fn::Mul, {lambda, shifted(b, op.results[0], axis, -1)}, dtype), av.axes, av.dtype);
+    out[0] =
+        b.fit(b.elementwise(ops::Fn::Mul, {lambda, shifted(b, op.results[0], axis, -1)}, dtype), av.axes, av.dtype);
   return out;
 }
 

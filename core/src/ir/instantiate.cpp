@@ -124,7 +124,6 @@ std::string call_label_source(const std::string &label) {
   return ir_source_detail::is_identifier(label) ? label : "\"" + label + "\"";
 }
 
-
 std::string path_text(const ParamPath &path, const std::function<int64_t(const ir::Op *)> &iteration) {
   std::string text;
   for (const PathSegment &segment : path)

@@ -1,11 +1,12 @@
 // IR printers: text for people, JSON for tools.
 #include "ncd/ir_print.h"
-#include "ncd/sharding.h"
 
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <sstream>
+
+#include "ncd/sharding.h"
 
 namespace ncd {
 namespace {
@@ -137,8 +138,8 @@ class TextPrinter {
       for (const Collective &c : plan.collectives) {
         char count[32];
         std::snprintf(count, sizeof count, "%g", c.count);
-        out_ << "    " << collective_name(c.kind) << " over mesh " << c.mesh_dim << " of " << c.value << " at " << c.site
-             << (c.count != 1 ? std::string(" x") + count : std::string()) << "\n";
+        out_ << "    " << collective_name(c.kind) << " over mesh " << c.mesh_dim << " of " << c.value << " at "
+             << c.site << (c.count != 1 ? std::string(" x") + count : std::string()) << "\n";
       }
     }
   }

@@ -480,7 +480,8 @@ std::string Writer::call(const ir::Op &op) const {
   std::string bindings;
   for (auto [from, to] : written)
     bindings += (bindings.empty() ? "" : ", ") + p_.axis(from).name + " = " + p_.axis(to).name;
-  std::string out = (op.label.empty() ? "" : call_label_source(op.label) + ": ") + target.name + (bindings.empty() ? "" : "[" + bindings + "]") + "(";
+  std::string out = (op.label.empty() ? "" : call_label_source(op.label) + ": ") + target.name +
+                    (bindings.empty() ? "" : "[" + bindings + "]") + "(";
   for (size_t i = 0; i < op.operands.size(); ++i) out += (i ? ", " : "") + operand(op.operands[i]);
   return out + ")";
 }
