@@ -12,6 +12,16 @@ namespace {
 
 const char *kProfiles[] = {"h100-sxm", "h200", "a100-80g", "rtx4090", "epyc-9654"};
 
+// The messages of a profile that must not load (as bad.yaml).
+std::string refusal(const std::string &yaml) {
+  SourceManager sources;
+  DiagnosticEngine diagnostics(sources);
+  EXPECT_FALSE(parse_hardware(yaml, "bad.yaml", sources, diagnostics)) << yaml;
+  std::ostringstream messages;
+  diagnostics.flush(messages, false);
+  return messages.str();
+}
+
 TEST(CostHardware, StdlibProfilesLoad) {
   for (const char *name : kProfiles) {
     SourceManager sources;
@@ -91,12 +101,7 @@ TEST(CostHardware, MalformedProfileGivesLocatedErrors) {
       "compute:\n"
       "  vector:\n"
       "    f32: {peak: 1 TFLOP/s}\n";
-  SourceManager sources;
-  DiagnosticEngine diagnostics(sources);
-  EXPECT_FALSE(parse_hardware(yaml, "bad.yaml", sources, diagnostics));
-  std::ostringstream messages;
-  diagnostics.flush(messages, false);
-  std::string text = messages.str();
+  const std::string text = refusal(yaml);
   EXPECT_NE(text.find("bad.yaml:5:16: error: unknown unit 'GB/ss'; did you mean 'GB/s'?"), std::string::npos) << text;
   EXPECT_NE(text.find("bad.yaml:7:5: error: unknown key 'capacty'; did you mean 'capacity'?"), std::string::npos) << text;
   EXPECT_NE(text.find("bad.yaml:6:5: error: level 'sram' needs a 'capacity'"), std::string::npos) << text;
@@ -112,12 +117,8 @@ TEST(CostHardware, SyntaxErrorsAndMissingParts) {
            {"name: x\nlevels:\n  - {name: m, capacity: 1 GB, bandwidth: 1 GB/s}\ncompute: {vector: {f32: {peak: fast}}}\n",
             "bad.yaml:4:32: error: expected a number, not 'fast'"},
        }) {
-    SourceManager sources;
-    DiagnosticEngine diagnostics(sources);
-    EXPECT_FALSE(parse_hardware(yaml, "bad.yaml", sources, diagnostics)) << yaml;
-    std::ostringstream messages;
-    diagnostics.flush(messages, false);
-    EXPECT_NE(messages.str().find(expected), std::string::npos) << yaml << "\n---\n" << messages.str();
+    const std::string text = refusal(yaml);
+    EXPECT_NE(text.find(expected), std::string::npos) << yaml << "\n---\n" << text;
   }
 }
 
@@ -173,12 +174,7 @@ TEST(CostHardware, InterconnectErrorsAreLocated) {
                            "interconnect:\n"
                            "  node: 0\n"
                            "  intra_node: {name: nvlink, bandwith: 450 GB/s}\n";
-  SourceManager sources;
-  DiagnosticEngine diagnostics(sources);
-  EXPECT_FALSE(parse_hardware(yaml, "bad.yaml", sources, diagnostics));
-  std::ostringstream messages;
-  diagnostics.flush(messages, false);
-  std::string text = messages.str();
+  const std::string text = refusal(yaml);
   EXPECT_NE(text.find("error: 'node' is the number of devices per node"), std::string::npos) << text;
   EXPECT_NE(text.find("error: unknown key 'bandwith'; did you mean 'bandwidth'?"), std::string::npos) << text;
   EXPECT_NE(text.find("error: 'intra_node' needs a 'bandwidth'"), std::string::npos) << text;
