@@ -8,7 +8,8 @@
 // operands. A call is differentiated once per callee (F_grad: gradients of
 // all its float inputs and params) and called with the same bindings and
 // lifting at a call site of the same name, so that its params are the call's
-// (tied call sites). Ops no output needs are dropped at the end.
+// (tied call sites). A diagram holding a repeat is differentiated as its
+// unrolled copy (ncd/unroll.h). Ops no output needs are dropped at the end.
 #include "ncd/autodiff.h"
 
 #include <algorithm>
