@@ -63,6 +63,21 @@ bool is_call_label(const std::string &label);
 // The label as the language spells it: a name as is, a path in double quotes.
 std::string call_label_source(const std::string &label);
 
+class ParamNaming;
+
+// One segment of a param path: literal text (a call site's label and its '.',
+// or the param's name), or the iteration of an enclosing repeat, named by the
+// naming of the diagram that holds the repeat. Backends resolve iterations
+// their own way: the CPU executor with the iteration it runs, the CUDA
+// generator with a host loop variable.
+struct PathSegment {
+  std::string text;
+  const ir::Op *repeat = nullptr;
+  const ParamNaming *naming = nullptr;
+  bool bare = false;  // after a named call site: the iteration alone (`h.3`), never `I@R`
+};
+using ParamPath = std::vector<PathSegment>;
+
 // The naming facts of one diagram: call-site labels, repeat segments, and the
 // repeats that multiply each param.
 class ParamNaming {
@@ -70,6 +85,10 @@ class ParamNaming {
   explicit ParamNaming(const ir::Diagram &diagram);
   const std::string &call_label(const ir::Op *call) const { return call_labels_.at(call); }
   std::string repeat_segment(const ir::Op *repeat, int64_t iteration) const;
+  // The segments a call site adds to its callee's param paths: a named one its name, then the
+  // iterations of the repeats enclosing it (`h.3.`); an unnamed one those iterations, then its label
+  // (`3.GPT2Block.`).
+  ParamPath call_path(const ir::Op *call) const;
   // The repeats (outermost first) enclosing `op` in its diagram.
   const std::vector<const ir::Op *> &enclosing_repeats(const ir::Op *op) const { return enclosing_.at(op); }
   // The repeats (outermost first) whose iterations each have their own instance of param `value`.
@@ -84,18 +103,6 @@ class ParamNaming {
   std::map<int, std::vector<const ir::Op *>> param_repeats_;
 };
 
-// One segment of a param path: literal text (a call site's label and its '.',
-// or the param's name), or the iteration of an enclosing repeat, named by the
-// naming of the diagram that holds the repeat. Backends resolve iterations
-// their own way: the CPU executor with the iteration it runs, the CUDA
-// generator with a host loop variable.
-struct PathSegment {
-  std::string text;
-  const ir::Op *repeat = nullptr;
-  const ParamNaming *naming = nullptr;
-  bool bare = false;  // after a named call site: the iteration alone (`h.3`), never `I@R`
-};
-using ParamPath = std::vector<PathSegment>;
 
 // The path as text, each repeat segment at iteration(repeat).
 std::string path_text(const ParamPath &path, const std::function<int64_t(const ir::Op *)> &iteration);

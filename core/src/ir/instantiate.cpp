@@ -92,6 +92,17 @@ std::string ParamNaming::repeat_segment(const ir::Op *repeat, int64_t iteration)
   return segment;
 }
 
+ParamPath ParamNaming::call_path(const ir::Op *call) const {
+  // A named call site is a torch module list: its name, then the iterations (`h.3.`);
+  // an unnamed one the iterations, then the callee's name (`3.GPT2Block.`).
+  ParamPath path;
+  const bool named = !call->label.empty();
+  if (named) path.push_back({call->label + ".", nullptr, nullptr});
+  for (const ir::Op *repeat : enclosing_repeats(call)) path.push_back({"", repeat, this, named});
+  if (!named) path.push_back({call_label(call) + ".", nullptr, nullptr});
+  return path;
+}
+
 const std::vector<const ir::Op *> &ParamNaming::param_repeats(int value) const {
   static const std::vector<const ir::Op *> none;
   auto it = param_repeats_.find(value);
@@ -183,13 +194,8 @@ Instance::Instance(const Instance &caller, const ir::Op &call)
       sizes_(*caller.program_, call, caller.sizes_),
       binding_(CallBinding(*caller.program_, call)),
       prefix_(caller.prefix_) {
-  // A named call site is a torch module list: its name, then the iterations (`h.3.`);
-  // an unnamed one the iterations, then the callee's name (`3.GPT2Block.`).
-  const bool named = !call.label.empty();
-  if (named) prefix_.push_back({call.label + ".", nullptr, nullptr});
-  for (const ir::Op *repeat : caller.naming_->enclosing_repeats(&call))
-    prefix_.push_back({"", repeat, caller.naming_, named});
-  if (!named) prefix_.push_back({caller.naming_->call_label(&call) + ".", nullptr, nullptr});
+  const ParamPath segments = caller.naming_->call_path(&call);
+  prefix_.insert(prefix_.end(), segments.begin(), segments.end());
 }
 
 ParamPath Instance::param_path(int value) const {

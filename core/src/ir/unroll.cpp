@@ -60,16 +60,16 @@ class Unroller {
     return reaches_params(program_, *program_.diagrams[static_cast<size_t>(call.callee)]);
   }
 
-  // The label that names a call's params in the original diagram at these iterations.
+  // The label that names a call's params in the original diagram at these iterations: its path
+  // segments (ParamNaming::call_path) without the last dot.
   std::string label(const Op &call, const Iterations &iterations) const {
-    std::string out;
-    if (!call.label.empty()) {
-      out = call.label;
-      for (auto [repeat, k] : iterations) out += "." + std::to_string(k);
-      return out;
-    }
-    for (auto [repeat, k] : iterations) out += naming_.repeat_segment(repeat, k) + ".";
-    return out + naming_.call_label(&call);
+    std::string out = path_text(naming_.call_path(&call), [&](const Op *repeat) {
+      for (auto [r, k] : iterations)
+        if (r == repeat) return k;
+      return int64_t{0};
+    });
+    out.pop_back();
+    return out;
   }
 
   // A user's name gets its iterations (`H_3`, `H_1_0`): straight-line code assigns a name once.
