@@ -87,7 +87,8 @@ class Deriver {
   std::map<int, int> copy_of_;  // a primed axis → the axis it copies
   // Callees with a call's lifted axes made their own, by callee and the lifted axes of each argument.
   std::map<std::pair<const ir::Diagram *, std::vector<std::vector<int>>>, std::unique_ptr<ir::Diagram>> lifted_;
-  std::vector<std::unique_ptr<ir::Diagram>> unrolled_;  // repeated diagrams unrolled, differentiated in their place
+  // Repeated diagrams unrolled, differentiated in their place.
+  std::map<const ir::Diagram *, std::unique_ptr<ir::Diagram>> unrolled_;
 };
 
 std::string Deriver::fresh_value_name(const ir::Diagram &d, const std::string &base) const {
@@ -116,12 +117,14 @@ Derived Deriver::derive(const ir::Diagram &d, const std::string &name, const Wan
   bool repeats = false;
   ir::for_each_op(d.body, [&](const ir::Op &op) { repeats |= op.kind == ir::OpKind::Repeat; });
   if (repeats) {
-    std::string why;
-    SourceLocation where;
-    auto flat = ir::unroll_repeats(program_, d, d.name, why, where);
-    if (!flat) throw Failure{where, why};
-    unrolled_.push_back(std::move(flat));
-    return derive(*unrolled_.back(), name, wanted, keep_outputs, primed, top_level);
+    auto &flat = unrolled_[&d];  // once per diagram: D_grad and D_train share it
+    if (!flat) {
+      std::string why;
+      SourceLocation where;
+      flat = ir::unroll_repeats(program_, d, d.name, why, where);
+      if (!flat) throw Failure{where, why};
+    }
+    return derive(*flat, name, wanted, keep_outputs, primed, top_level);
   }
   auto owned = ir::clone_diagram(d, name);
   ir::Diagram &g = *owned;
