@@ -224,10 +224,7 @@ class TensorMerger {
     if (request_.method == MergeMethod::Ties) {
       trims_.assign(inputs_.size(), Trim{});
       const auto k = static_cast<int64_t>(std::floor(request_.density * static_cast<double>(n)));
-      for (size_t i = 0; i < inputs_.size(); ++i) {
-        if (k <= 0) continue;  // threshold +inf: nothing kept
-        if (!select_threshold(param.path, i, n, k, trims_[i], error)) return false;
-      }
+      if (k > 0 && !select_thresholds(param.path, n, k, error)) return false;  // k = 0: thresholds +inf
     }
     if (request_.method == MergeMethod::Dare) {
       keys_.clear();
@@ -236,40 +233,47 @@ class TensorMerger {
     return true;
   }
 
-  // The k-th largest magnitude |θ_i − θ_base| of a tensor, streamed: a radix select on the bits of
-  // the magnitudes (for non-negative doubles their order as integers is their order as numbers), 16
-  // bits a pass from the top, each pass a histogram of the elements that match the bits chosen so
-  // far. Four passes find the exact value and how many lie above it, in one histogram's memory
-  // rather than a copy of the tensor.
-  bool select_threshold(const std::string &path, size_t i, int64_t n, int64_t k, Trim &trim, std::string &error) {
-    std::vector<int64_t> histogram(size_t{1} << 16);
-    uint64_t prefix = 0;
-    int64_t above = 0, rank = k;  // elements known to be larger; the rank sought among the rest
+  // The k-th largest magnitude |θ_i − θ_base| of a tensor for every input, streamed: a radix select
+  // on the bits of the magnitudes (for non-negative doubles their order as integers is their order as
+  // numbers), 16 bits a pass from the top, each pass a histogram per input of the elements that match
+  // the bits chosen so far. Four passes, each reading the base once, find the exact values and how
+  // many lie above them, in one histogram per input rather than a copy of the tensor.
+  bool select_thresholds(const std::string &path, int64_t n, int64_t k, std::string &error) {
+    const size_t inputs = inputs_.size();
+    std::vector<std::vector<int64_t>> histograms(inputs, std::vector<int64_t>(size_t{1} << 16));
+    std::vector<uint64_t> prefix(inputs, 0);
+    // Elements known to be larger, and the rank sought among the rest.
+    std::vector<int64_t> above(inputs, 0), rank(inputs, k);
     for (int pass = 0; pass < 4; ++pass) {
-      std::fill(histogram.begin(), histogram.end(), 0);
       const int shift = 48 - 16 * pass;
+      for (auto &histogram : histograms) std::fill(histogram.begin(), histogram.end(), 0);
       for (int64_t first = 0; first < n; first += kChunk) {
         const int64_t count = std::min(kChunk, n - first);
-        if (!load_chunk(*inputs_[i], path, first, count, chunks_[i].data(), error) ||
-            !load_chunk(*base_, path, first, count, base_chunk_.data(), error))
-          return false;
-        for (int64_t j = 0; j < count; ++j) {
-          uint64_t bits;
-          const double magnitude = std::fabs(chunks_[i][j] - base_chunk_[j]);
-          std::memcpy(&bits, &magnitude, sizeof bits);
-          if (pass == 0 || (bits >> (shift + 16)) == prefix) ++histogram[(bits >> shift) & 0xFFFF];
+        if (!load_chunk(*base_, path, first, count, base_chunk_.data(), error)) return false;
+        for (size_t i = 0; i < inputs; ++i) {
+          if (!load_chunk(*inputs_[i], path, first, count, chunks_[i].data(), error)) return false;
+          for (int64_t j = 0; j < count; ++j) {
+            uint64_t bits;
+            const double magnitude = std::fabs(chunks_[i][j] - base_chunk_[j]);
+            std::memcpy(&bits, &magnitude, sizeof bits);
+            if (pass == 0 || (bits >> (shift + 16)) == prefix[i]) ++histograms[i][(bits >> shift) & 0xFFFF];
+          }
         }
       }
-      size_t bucket = histogram.size();
-      while (bucket-- > 0) {
-        if (histogram[bucket] >= rank) break;
-        rank -= histogram[bucket];
-        above += histogram[bucket];
+      for (size_t i = 0; i < inputs; ++i) {
+        size_t bucket = histograms[i].size();
+        while (bucket-- > 0) {
+          if (histograms[i][bucket] >= rank[i]) break;
+          rank[i] -= histograms[i][bucket];
+          above[i] += histograms[i][bucket];
+        }
+        prefix[i] = (prefix[i] << 16) | bucket;
       }
-      prefix = (prefix << 16) | bucket;
     }
-    std::memcpy(&trim.threshold, &prefix, sizeof prefix);
-    trim.equal_kept = k - above;
+    for (size_t i = 0; i < inputs; ++i) {
+      std::memcpy(&trims_[i].threshold, &prefix[i], sizeof prefix[i]);
+      trims_[i].equal_kept = k - above[i];
+    }
     return true;
   }
 
