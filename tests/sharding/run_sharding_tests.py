@@ -15,6 +15,8 @@ Sections:
               all-gathers keys and values, nothing is all-reduced.
   experts     a mixture of experts sharded along its experts: all-to-all
               dispatch and combine.
+  sweep       `--sweep devices=...`: the fastest mesh at each device count,
+              counts that no mesh divides, the plot, and its errors.
 """
 
 import argparse
@@ -98,6 +100,13 @@ def section_directive(ncd, folder):
         kinds = [c["kind"] for c in report["sharding"]["collectives"]]
         check(kinds.count("all-reduce") == 1, f"Block: {kinds}")
         check("all-reduce over mesh 1 (4 devices)" in log, "--explain lacks the all-reduce:\n" + log)
+        # Memory by hand (f32): W and O hold 32 x 4 x 8 elements each, a rank the
+        # quarter of its heads. X, H and Y hold 4 x 16 x 32; a rank half the batch
+        # of each and, of H, a quarter of the heads. Live at most: X and H, then H and Y.
+        check(report["sharding"]["memory"] == {
+            "param_bytes": 2 * 1024 * 4 / 4, "param_bytes_one_device": 2 * 1024 * 4,
+            "activation_peak": (2048 / 2 + 2048 / 8) * 4, "activation_peak_one_device": 2 * 2048 * 4},
+            f"Block memory: {report['sharding']['memory']}")
     # Megatron's sequence parallelism: a sum over the split hidden axis whose
     # result stays split along the sequence on the same devices is a reduce-scatter.
     scatter = write(folder, "scatter.ncd", """axis seq = 16, hidden = 32, model = 8
@@ -173,7 +182,19 @@ schedule Batched {
 }
 """
     # GPT-2 small has 12 heads, which 8 does not divide: 16 heads of 64 (n_embd 1024), 12 layers.
-    megatron(ncd, folder, "gpt2_tp.ncd", gpt2, "Batched", 2 * 1024 * 1024, 12, ["-D", "heads=16"])
+    sharding = megatron(ncd, folder, "gpt2_tp.ncd", gpt2, "Batched", 2 * 1024 * 1024, 12, ["-D", "heads=16"])
+    if sharding:
+        # Megatron's partition of the params (bf16, 2 bytes): per layer the QKV and
+        # fc weights and biases and the two output weights are split 8 ways; the
+        # output biases, layer norms, embeddings and ln_f are whole.
+        m, vocab, positions = 1024, 50257, 1024
+        whole = m * (3 * m) + 3 * m + m * m + m + m * 4 * m + 4 * m + 4 * m * m + m + 4 * m
+        split = (3 * m * m + 3 * m + m * m + 4 * m * m + 4 * m + 4 * m * m) / 8 + m + m + 4 * m
+        shared = vocab * m + positions * m + 2 * m
+        memory = sharding["memory"]
+        check(memory["param_bytes_one_device"] == 2 * (12 * whole + shared), f"GPT-2 params: {memory}")
+        check(memory["param_bytes"] == 2 * (12 * split + shared), f"GPT-2 params per device: {memory}")
+        check(memory["activation_peak"] < memory["activation_peak_one_device"] / 4, f"GPT-2 activations: {memory}")
     # 4-way on GPT-2 small itself.
     path = write(folder, "gpt2_tp4.ncd", gpt2.replace("over 8", "over 4"))
     report, log = cost_json(ncd, folder, path, "Batched")
@@ -251,8 +272,67 @@ schedule Moe {
     check(kinds.count("all-to-all") == 2, f"expert parallel: {kinds}\n{log}")
 
 
+def section_sweep(ncd, folder):
+    path = write(folder, "block.ncd", DIRECTIVE)
+    result = run(ncd, ["cost", path, "--sweep", "devices=1..16", "--json", "--explain"], folder)
+    points = json.loads(result.stdout)["points"] if result.returncode == 0 else []
+    check([p["devices"] for p in points] == [1, 2, 4, 8, 16], f"device counts: {[p['devices'] for p in points]}")
+    for p in points:
+        sharding = p.get("sharding", {})
+        mesh = sharding.get("mesh", [])
+        check(len(mesh) == 2 and mesh[0] * mesh[1] == p["devices"] and mesh[0] <= 4 and mesh[1] <= 4,
+              f"{p['devices']} devices: mesh {mesh}")
+    # Every mesh of a count is priced (2 x 4 and 4 x 2 at 8), and the fastest kept.
+    tried = [line for line in result.stderr.splitlines() if line.startswith("sweep: 8 devices")]
+    check(len(tried) == 2, f"meshes tried at 8 devices: {tried}")
+    for p in points:
+        single = run(ncd, ["cost", path, "--json"], folder) if p["devices"] == 8 else None
+        if single and single.returncode == 0:
+            mine = json.loads(single.stdout)["sharding"]  # the file's own mesh is 2 x 4
+            best = p["sharding"]
+            check(best["overlap_time"] <= mine["overlap_time"], "the sweep kept a slower mesh than 2 x 4")
+    # One device: no communication, the one-device time.
+    if points:
+        one = points[0]["sharding"]
+        check(one["communication_time"] == 0 and one["speedup"] == 1, f"1 device: {one}")
+    # GPT-2 with 16 heads: 32 and 64 devices divide no mesh.
+    gpt2 = write(folder, "gpt2.ncd", """import "std/gpt2.ncd"
+
+axis batch = 2, seq = 1024, heads = 12, head_dim = 64, n_embd = heads * head_dim
+
+diagram Batched(ids[batch, seq]: i32) -> H[batch, seq, n_embd] {
+  H[batch, seq, n_embd] = GPT2Model(ids)
+}
+
+schedule Batched {
+  shard heads, inner over 8
+}
+""")
+    plot = os.path.join(folder, "devices.svg")
+    sixteen = ["-D", "heads=16"]  # every file's heads: GPT-2's own too
+    text = run(ncd, ["cost", gpt2, "--sweep", "devices=1..64", "--plot", plot] + sixteen, folder).stdout
+    check("       32  no mesh: 32 does not divide the size of 'heads' (16)" in text, "no refusal at 32:\n" + text)
+    check("fastest: " in text, "no fastest line:\n" + text)
+    import xml.dom.minidom
+    with open(plot) as f:
+        svg = f.read()
+    xml.dom.minidom.parseString(svg)
+    check(svg.count("<path") == 7, f"the plot has {svg.count('<path')} curves, expected 7")
+    run(ncd, ["cost", gpt2, "--sweep", "devices=1..64", "--plot", plot + "2"] + sixteen, folder)
+    with open(plot + "2") as f:
+        check(f.read() == svg, "the device plot is not deterministic")
+    # Errors.
+    err = run(ncd, ["cost", gpt2, "--sweep", "devices=1..8", "--devices", "8"] + sixteen, folder, expect=2).stderr
+    check(err == "ncd cost: error: --devices and --sweep devices=... choose the device count twice; keep one\n", err)
+    err = run(ncd, ["cost", gpt2, "--sweep", "devices,seq=1..8"] + sixteen, folder, expect=2).stderr
+    check(err == "ncd cost: error: --sweep devices,seq=1..8: the device count sweeps alone (--sweep devices=FROM..TO)\n", err)
+    plain = write(folder, "plain.ncd", DIRECTIVE.split("schedule")[0])
+    err = run(ncd, ["cost", plain, "--sweep", "devices=1..8"], folder, expect=2).stderr
+    check("diagram 'Block' has no `shard` directive, so there is nothing to spread" in err, err)
+
+
 SECTIONS = {"directive": section_directive, "megatron": section_megatron, "context": section_context,
-            "experts": section_experts}
+            "experts": section_experts, "sweep": section_sweep}
 
 
 def main():

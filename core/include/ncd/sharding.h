@@ -60,13 +60,21 @@ struct ShardingPlan {
   // Work (multiply-adds count 2, other ops 1 per result element), all ranks
   // together and on the busiest rank, for scaling a one-device time.
   double work = 0, rank_work = 0;
+  // Memory, forward only, in bytes: params (every instance; each device holds
+  // the slices its operations read, whole where one reads it whole) and the
+  // peak of live activations (values freed after their last use, a call's
+  // inside counted at its peak), on one device and on the busiest rank.
+  double param_bytes = 0, rank_param_bytes = 0;
+  double activation_peak = 0, rank_activation_peak = 0;
   // One line per decision, in program order, for --explain.
   std::vector<std::string> explain;
 };
 
 // `diagram` is a root diagram of `program` (sizes known); its `shards` give
-// the mesh (none: one device, no collectives).
-ShardingPlan plan_sharding(const ir::Program &program, const ir::Diagram &diagram);
+// the mesh (none: one device, no collectives). `mesh`, when given, replaces
+// the devices of its shard lines, one count per line.
+ShardingPlan plan_sharding(const ir::Program &program, const ir::Diagram &diagram,
+                           const std::vector<int64_t> *mesh = nullptr);
 
 // The standard ring-algorithm time of a collective over `group` devices on
 // links of `bandwidth` bytes/s each way and `latency` seconds per step
@@ -97,8 +105,30 @@ struct ShardedCost {
   double overlap_time = 0;        // max(compute, communication): communication hidden behind compute
   double speedup = 1;             // one_device_time / overlap_time
   double efficiency = 1;          // speedup / devices
+  // From the plan: bytes of params and of peak activations, one device and per rank.
+  double param_bytes = 0, rank_param_bytes = 0, activation_peak = 0, rank_activation_peak = 0;
 };
 ShardedCost price_sharding(const ShardingPlan &plan, const HardwareProfile &hardware, double one_device_time);
 std::string format_sharded_cost(const ShardedCost &cost);
+
+// `ncd cost --sweep devices=FROM..TO`: at each device count, every mesh over
+// the diagram's shard lines (devices per line, their product the count, each
+// dividing the sizes of the line's axes) is priced, and the fastest kept
+// (ties: the first, outer lines taking devices first).
+struct DeviceSweepPoint {
+  int64_t devices = 1;
+  std::optional<ShardedCost> best;  // none when no mesh of this many devices divides the sharded axes
+  std::string why;                  // ... and why
+  std::vector<std::string> tried;   // each mesh priced, for --explain
+};
+std::vector<DeviceSweepPoint> sweep_devices(const ir::Program &program, const ir::Diagram &diagram,
+                                            const HardwareProfile &hardware, double one_device_time,
+                                            const std::vector<int64_t> &counts);
+std::string format_device_sweep(const std::vector<DeviceSweepPoint> &points, const std::string &diagram,
+                                const std::string &hardware);
+// Time (with and without overlap, compute, communication), efficiency and
+// memory per device against devices, as an SVG (deterministic, valid XML).
+std::string plot_devices_svg(const std::vector<DeviceSweepPoint> &points, const std::string &diagram,
+                             const std::string &hardware);
 
 }  // namespace ncd

@@ -76,14 +76,25 @@ struct Frame {
   std::map<int, State> demand;             // value id → splits a later split access asks for
   std::map<int, int> routed;               // value id → mesh dimension of the experts it was routed to
   std::set<std::pair<int, int>> gathered;  // (value, axis) already all-gathered in this frame
+  // Memory (ShardingPlan's): runs per root run when the frame began (its
+  // params exist that many times over), the splits every use of a param
+  // allows, and the activations held now and at most, one device and one rank.
+  double entry_count = 1;
+  std::map<int, State> param_need;
+  std::map<int, std::pair<double, double>> held;
+  double live = 0, live_rank = 0, peak = 0, peak_rank = 0;
+  double transient = 0, transient_rank = 0;  // the peak inside the op just visited (a call, a repeat)
+  std::vector<int> own;                      // values from outside the body this frame may free (the root's inputs)
 };
 
 class Planner {
  public:
-  Planner(const ir::Program &program, const ir::Diagram &root) : p_(program), root_(root) {
-    for (const ir::ShardDirective &shard : root.shards) {
-      plan_.mesh.push_back(shard.devices);
-      plan_.devices *= shard.devices;
+  Planner(const ir::Program &program, const ir::Diagram &root, const std::vector<int64_t> *mesh)
+      : p_(program), root_(root) {
+    for (size_t m = 0; m < root.shards.size(); ++m) {
+      int64_t n = mesh && m < mesh->size() ? (*mesh)[m] : root.shards[m].devices;
+      plan_.mesh.push_back(n);
+      plan_.devices *= n;
     }
   }
 
@@ -101,11 +112,17 @@ class Planner {
         if (auto it = frame.ctx.find(axis); it != frame.ctx.end() && !mesh_used(state, it->second.mesh))
           state[axis] = it->second;
       frame.states[input] = state;
+      hold(frame, input);
+      frame.own.push_back(input);
       if (!state.empty())
         note(frame, root_.value(input).location,
              "input " + value_label(frame, input) + " arrives split along " + state_text(state));
     }
+    frame.peak = frame.live;
+    frame.peak_rank = frame.live_rank;
     walk(frame);
+    plan_.activation_peak = frame.peak;
+    plan_.rank_activation_peak = frame.peak_rank;
     for (int output : root_.outputs) {
       const State &state = frame.states[output];
       for (auto &[axis, split] : state)
@@ -200,11 +217,73 @@ class Planner {
   // Each operand of `op` is needed as `wanted` allows: a split it holds that
   // `wanted` does not keep (same axis, same mesh dimension) is gathered.
   void need(Frame &f, int value, const State &wanted, const ir::Op &op, const std::string &why) {
+    need_param(f, value, wanted);
     State held = f.states[value];
     for (auto &[axis, split] : held) {
       auto it = wanted.find(axis);
       if (it != wanted.end() && it->second.mesh == split.mesh) continue;
       gather(f, value, axis, split, op.location, why);
+    }
+  }
+
+  // A param is held by each device in the slices its uses read: split along
+  // an axis only where every use reads it split there.
+  void need_param(Frame &f, int value, const State &wanted) {
+    const ir::Value &v = f.d->value(value);
+    if (v.role != ir::Value::Role::Param) return;
+    State slice = restrict(wanted, v.axes);
+    auto [it, fresh] = f.param_need.try_emplace(value, slice);
+    if (fresh) return;
+    for (auto entry = it->second.begin(); entry != it->second.end();) {
+      auto other = slice.find(entry->first);
+      entry =
+          other != slice.end() && other->second.mesh == entry->second.mesh ? std::next(entry) : it->second.erase(entry);
+    }
+  }
+
+  // Bytes of `value` as its splits leave it: all positions, and one rank's.
+  std::pair<double, double> bytes_of(const Frame &f, int value) const {
+    const ir::Value &v = f.d->value(value);
+    double b = ir::dtype_bytes(v.dtype);
+    double full = b * f.lift_full, rank = b * f.lift_rank;
+    auto state = f.states.find(value);
+    for (int axis : v.axes) {
+      double s = size(f, axis);
+      full *= s;
+      rank *= s;
+      if (state == f.states.end()) continue;
+      if (auto it = state->second.find(axis); it != state->second.end()) rank /= devices(it->second.mesh);
+    }
+    return {full, rank};
+  }
+
+  void hold(Frame &f, int value) {
+    auto [full, rank] = bytes_of(f, value);
+    auto &held = f.held[value];
+    f.live += full - held.first;
+    f.live_rank += rank - held.second;
+    held = {full, rank};
+  }
+
+  void release(Frame &f, int value) {
+    auto it = f.held.find(value);
+    if (it == f.held.end()) return;
+    f.live -= it->second.first;
+    f.live_rank -= it->second.second;
+    f.held.erase(it);
+  }
+
+  // The frame's params, each instance once: whole on one device, its slices on a rank.
+  void account_params(const Frame &f) {
+    for (int param : f.d->params) {
+      const ir::Value &v = f.d->value(param);
+      double full = ir::dtype_bytes(v.dtype) * f.entry_count * static_cast<double>(v.instances);
+      for (int axis : v.axes) full *= size(f, axis);
+      double rank = full;
+      if (auto it = f.param_need.find(param); it != f.param_need.end())
+        for (auto &[axis, split] : it->second) rank /= devices(split.mesh);
+      plan_.param_bytes += full;
+      plan_.rank_param_bytes += rank;
     }
   }
 
@@ -247,7 +326,8 @@ class Planner {
   // ------------------------------------------------------------- the walk
   void walk(Frame &f) {
     find_demand(f, f.d->body);
-    region(f, f.d->body);
+    region(f, f.d->body, f.d->outputs);
+    account_params(f);
     // The frame's address may be another frame's later.
     for (auto it = fresh_routes_.begin(); it != fresh_routes_.end();)
       it = it->first == &f ? fresh_routes_.erase(it) : std::next(it);
@@ -271,8 +351,44 @@ class Planner {
     });
   }
 
-  void region(Frame &f, const ir::Region &r) {
-    for (const auto &op : r.ops) visit(f, *op);
+  // Visits the ops of `r` in order, keeping the activations live: a value is
+  // held from its op to the last op of `r` that reads it (a repeat reads what
+  // its body reads), unless `r` hands it on (`keep`: the diagram's outputs, a
+  // body's yields). Values from outside `r` are not its to free, save the
+  // frame's `own`.
+  void region(Frame &f, const ir::Region &r, const std::vector<int> &keep) {
+    std::map<int, size_t> last;
+    for (size_t i = 0; i < r.ops.size(); ++i) {
+      auto use = [&](const ir::Op &op) {
+        for (int operand : op.operands) last[operand] = i;
+      };
+      use(*r.ops[i]);
+      if (r.ops[i]->body) {
+        ir::for_each_op(*r.ops[i]->body, use);
+        for (int yield : r.ops[i]->body_yields) last[yield] = i;
+      }
+    }
+    std::vector<std::vector<int>> dies(r.ops.size());
+    for (auto &[value, at] : last) dies[at].push_back(value);
+    std::set<int> mine(f.own.begin(), f.own.end());
+    auto drop = [&](int value) {
+      if (mine.count(value) && !contains(keep, value)) release(f, value);
+    };
+    for (size_t i = 0; i < r.ops.size(); ++i) {
+      const ir::Op &op = *r.ops[i];
+      double before = f.live, before_rank = f.live_rank;
+      f.transient = f.transient_rank = 0;
+      visit(f, op);
+      for (int result : op.results) {
+        hold(f, result);
+        mine.insert(result);
+      }
+      f.peak = std::max(f.peak, before + std::max(f.transient, f.live - before));
+      f.peak_rank = std::max(f.peak_rank, before_rank + std::max(f.transient_rank, f.live_rank - before_rank));
+      for (int result : op.results)
+        if (!last.count(result)) drop(result);
+      for (int value : dies[i]) drop(value);
+    }
   }
 
   State operand_state(Frame &f, const ir::Op &op) {
@@ -503,6 +619,26 @@ class Planner {
       }
     }
     State out = result_splits(f, op, result_axes, carried);
+    if (from.role == ir::Value::Role::Param) {
+      // A param read is sliced as the read's result is split (an expert table by its experts).
+      State slice;
+      for (size_t position = 0; position < op.access.size() && position < from.axes.size(); ++position) {
+        const ir::AccessIndex &index = op.access[position];
+        int axis = from.axes[position];
+        if (index.kind == ir::AccessIndex::Kind::Gather) {
+          if (auto ctx = f.ctx.find(axis); expert_mesh >= 0 && ctx != f.ctx.end()) slice[axis] = ctx->second;
+          continue;
+        }
+        for (auto &[result_axis, split] : out)
+          if ((index.kind == ir::AccessIndex::Kind::Affine && index.terms.size() == 1 && index.offset == 0 &&
+               index.terms[0].first == result_axis && index.terms[0].second == 1) ||
+              (index.kind == ir::AccessIndex::Kind::Split && contains(index.split, result_axis))) {
+            slice[axis] = split;
+            break;
+          }
+      }
+      need_param(f, source, slice);
+    }
     for (size_t i = 1; i < op.operands.size(); ++i) need(f, op.operands[i], out, op, "the gather index");
     set_results(f, op, out);
     if (!out.empty() && !op.results.empty())
@@ -534,6 +670,13 @@ class Planner {
           break;
         }
     State out = result_splits(f, op, to.axes, carried);
+    if (f.d->value(source).role == ir::Value::Role::Param) {
+      State slice;  // a merged axis split by one of its parts slices the param along that part
+      for (size_t i = 0; i < op.merges.size() && i < to.axes.size(); ++i)
+        if (auto it = out.find(to.axes[i]); it != out.end() && contains(op.merges[i], it->second.factor))
+          slice[it->second.factor] = it->second;
+      need_param(f, source, slice);
+    }
     // A split the merge could not keep (two split parts in one merged axis) is gathered.
     for (auto &[axis, split] : held) {
       bool kept = false;
@@ -549,7 +692,18 @@ class Planner {
       f.states[op.body_arguments[i]] = f.states[op.operands[i]];
     double saved = f.count;
     f.count *= static_cast<double>(op.count);
-    region(f, *op.body);
+    // The body's activations on top of what is live around it (its arguments alias the operands).
+    double outer[4] = {f.live, f.live_rank, f.peak, f.peak_rank};
+    f.live = f.live_rank = f.peak = f.peak_rank = 0;
+    std::vector<int> own = std::move(f.own);
+    f.own.clear();
+    region(f, *op.body, op.body_yields);
+    f.own = std::move(own);
+    double body_peak = f.peak, body_peak_rank = f.peak_rank;
+    f.live = outer[0];
+    f.live_rank = outer[1];
+    f.peak = outer[2];
+    f.peak_rank = outer[3];
     for (size_t i = 0; i < op.body_yields.size() && i < op.body_arguments.size(); ++i) {
       const State &yield = f.states[op.body_yields[i]];
       const State &argument = f.states[op.body_arguments[i]];
@@ -560,6 +714,8 @@ class Planner {
       }
     }
     f.count = saved;
+    f.transient = body_peak;
+    f.transient_rank = body_peak_rank;
     for (size_t i = 0; i < op.results.size() && i < op.operands.size(); ++i)
       f.states[op.results[i]] = f.states[op.body_arguments.size() > i ? op.body_arguments[i] : op.operands[i]];
   }
@@ -576,6 +732,7 @@ class Planner {
     inner.d = &callee;
     inner.site = f.site + "." + (op.label.empty() ? op.callee_name : op.label);
     inner.count = f.count;
+    inner.entry_count = f.count;
     // Sizes and split axes seen through the bindings.
     inner.sizes = f.sizes;
     for (auto &[from, to] : bound) {
@@ -631,7 +788,11 @@ class Planner {
           gather(f, operand, axis, split, op.location, "the call runs over " + axis_name(axis) + " on one slice only");
     if (!lifted_split.empty())
       note(f, op.location, "call " + op.callee_name + " runs on each device's slice of " + state_text(lifted_split));
+    // A param handed to a call is held whole (its uses there are not followed back).
+    for (int operand : op.operands) need_param(f, operand, {});
     walk(inner);
+    f.transient = inner.peak;
+    f.transient_rank = inner.peak_rank;
     for (size_t j = 0; j < op.results.size() && j < callee.outputs.size(); ++j) {
       State out = lifted_split;
       for (auto &[axis, split] : inner.states[callee.outputs[j]])
@@ -649,8 +810,8 @@ class Planner {
 
 }  // namespace
 
-ShardingPlan plan_sharding(const ir::Program &program, const ir::Diagram &diagram) {
-  Planner planner(program, diagram);
+ShardingPlan plan_sharding(const ir::Program &program, const ir::Diagram &diagram, const std::vector<int64_t> *mesh) {
+  Planner planner(program, diagram, mesh);
   return planner.run();
 }
 
@@ -682,6 +843,10 @@ ShardedCost price_sharding(const ShardingPlan &plan, const HardwareProfile &hard
   out.overlap_time = std::max(out.compute_time, out.communication_time);
   out.speedup = out.overlap_time > 0 ? one_device_time / out.overlap_time : 1;
   out.efficiency = out.speedup / static_cast<double>(std::max<int64_t>(1, out.devices));
+  out.param_bytes = plan.param_bytes;
+  out.rank_param_bytes = plan.rank_param_bytes;
+  out.activation_peak = plan.activation_peak;
+  out.rank_activation_peak = plan.rank_activation_peak;
   return out;
 }
 
@@ -719,6 +884,9 @@ std::string format_sharded_cost(const ShardedCost &cost) {
   std::snprintf(speed, sizeof speed, "%.2fx, efficiency %.0f%%", cost.speedup, cost.efficiency * 100);
   out << "  time: " << seconds(cost.overlap_time) << " with communication overlapped, " << seconds(cost.serial_time)
       << " without; speedup " << speed << "\n";
+  out << "  memory per device: params " << bytes(cost.rank_param_bytes) << " (of " << bytes(cost.param_bytes)
+      << "), activations at peak " << bytes(cost.rank_activation_peak) << " (of " << bytes(cost.activation_peak)
+      << "), forward\n";
   return out.str();
 }
 
