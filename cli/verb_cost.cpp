@@ -98,41 +98,6 @@ std::string default_hardware(const ir::Diagram &diagram) {
   return "h100-sxm";
 }
 
-// --devices N: a one-dimensional mesh takes N devices (N must divide every
-// axis it shards); a larger mesh must already have N. A diagram without shards
-// cannot be spread: it says how to shard it.
-bool apply_devices(ir::Diagram &diagram, const ir::Program &program, int64_t devices) {
-  if (diagram.shards.empty()) {
-    if (devices <= 1) return true;
-    std::cerr << "ncd cost: error: --devices " << devices << ": diagram '" << diagram.name
-              << "' has no `shard` directive, so there is nothing to spread; add one to a schedule, e.g. "
-                 "`schedule "
-              << diagram.name << " { shard heads over " << devices << " }` (docs/SHARDING.md)\n";
-    return false;
-  }
-  if (devices == 0) return true;
-  if (devices < 1) {
-    std::cerr << "ncd cost: error: --devices " << devices << ": at least 1 device\n";
-    return false;
-  }
-  int64_t product = 1;
-  for (const auto &shard : diagram.shards) product *= shard.devices;
-  if (diagram.shards.size() > 1) {
-    if (product == devices) return true;
-    std::cerr << "ncd cost: error: --devices " << devices << ": the mesh of '" << diagram.name << "' has " << product
-              << " devices in " << diagram.shards.size() << " dimensions; change its `shard` lines instead\n";
-    return false;
-  }
-  for (int axis : diagram.shards[0].axes)
-    if (auto size = program.axis(axis).size; size && *size % devices != 0) {
-      std::cerr << "ncd cost: error: --devices " << devices << ": " << devices << " does not divide the size of '"
-                << program.axis(axis).name << "' (" << *size << "), which the mesh shards\n";
-      return false;
-    }
-  diagram.shards[0].devices = devices;
-  return true;
-}
-
 nlohmann::json sharded_json(const ShardedCost &cost, const SourceManager &sources) {
   nlohmann::json out{{"devices", cost.devices},
                      {"mesh", cost.mesh},
@@ -280,7 +245,7 @@ Handler setup_cost(CLI::App &command) {
       return kUsageError;
     }
     if (options->devices != 0 || (options->explain && !device_sweep)) {
-      if (!apply_devices(*const_cast<ir::Diagram *>(diagram), compilation->program, options->devices))
+      if (!apply_devices("cost", *const_cast<ir::Diagram *>(diagram), compilation->program, options->devices))
         return kUsageError;
     }
     std::string hardware_name = options->hardware.empty() ? default_hardware(*diagram) : options->hardware;

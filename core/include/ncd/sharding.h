@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -53,6 +54,27 @@ struct Collective {
 };
 std::string_view collective_name(Collective::Kind kind);  // "all-reduce", ...
 
+// How the plan runs, for whatever executes it (`ncd run --devices`, the CPU
+// reference): per operation, reached through a chain of call sites from the
+// root, what is communicated and how its results are split.
+struct AxisSplit {
+  int axis = -1;  // an axis of the value (in the diagram that holds it)
+  int mesh = 0;   // the mesh dimension
+  // Position i along the axis is held by the device at coordinate
+  // ((i / stride) % extent) / (extent / devices) of that dimension: a merged
+  // axis `(three, heads, d)` split by heads has stride d and extent heads.
+  int64_t stride = 1, extent = 1;
+};
+struct ShardStep {
+  std::vector<std::pair<int, AxisSplit>> gathers;        // before it: operands made whole along an axis
+  std::vector<AxisSplit> partial;                         // summed axes held split: each device sums its slice,
+                                                          // then all-reduce (or reduce-scatter: see results)
+  std::vector<std::pair<int, AxisSplit>> yield_gathers;  // a repeat: yields made whole after each iteration
+  std::map<int, std::vector<AxisSplit>> results;          // after it: each result's splits
+  bool all_to_all = false;                                // expert parallel dispatch or combine
+};
+using CallChain = std::vector<const ir::Op *>;
+
 struct ShardingPlan {
   std::vector<int64_t> mesh;  // devices per mesh dimension, outermost first
   int64_t devices = 1;        // their product
@@ -68,6 +90,10 @@ struct ShardingPlan {
   double activation_peak = 0, rank_activation_peak = 0;
   // One line per decision, in program order, for --explain.
   std::vector<std::string> explain;
+  // The plan by operation (ShardStep): keyed by the call chain of its frame and the op.
+  std::map<std::pair<CallChain, const ir::Op *>, ShardStep> steps;
+  std::map<std::pair<CallChain, int>, std::vector<AxisSplit>> params;  // params held in slices
+  std::map<int, std::vector<AxisSplit>> inputs, outputs;               // the root's, as they arrive and end
 };
 
 // `diagram` is a root diagram of `program` (sizes known); its `shards` give
@@ -110,6 +136,10 @@ struct ShardedCost {
 };
 ShardedCost price_sharding(const ShardingPlan &plan, const HardwareProfile &hardware, double one_device_time);
 std::string format_sharded_cost(const ShardedCost &cost);
+
+// Why `devices` cannot split a shard line's axes ("4 does not divide the size
+// of 'heads' (12)"), or "" when they can.
+std::string shard_refusal(const ir::Program &program, const ir::ShardDirective &shard, int64_t devices);
 
 // `ncd cost --sweep devices=FROM..TO`: at each device count, every mesh over
 // the diagram's shard lines (devices per line, their product the count, each

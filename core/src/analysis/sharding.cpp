@@ -51,6 +51,9 @@ namespace {
 struct Split {
   int mesh = -1;
   int factor = -1;  // the sharded axis whose slices these are
+  // Where the factor sits in this axis (AxisSplit's): a merged axis `(heads,
+  // d)` split by heads has stride d and extent heads.
+  int64_t stride = 1, extent = 1;
   bool operator==(const Split &other) const { return mesh == other.mesh && factor == other.factor; }
 };
 using State = std::map<int, Split>;  // axis id → split
@@ -85,6 +88,7 @@ struct Frame {
   double live = 0, live_rank = 0, peak = 0, peak_rank = 0;
   double transient = 0, transient_rank = 0;  // the peak inside the op just visited (a call, a repeat)
   std::vector<int> own;                      // values from outside the body this frame may free (the root's inputs)
+  CallChain chain;                           // the call sites from the root (ShardingPlan::steps)
 };
 
 class Planner {
@@ -103,7 +107,7 @@ class Planner {
     frame.d = &root_;
     frame.site = root_.name;
     for (size_t m = 0; m < root_.shards.size(); ++m)
-      for (int axis : root_.shards[m].axes) frame.ctx[axis] = {static_cast<int>(m), axis};
+      for (int axis : root_.shards[m].axes) frame.ctx[axis] = {static_cast<int>(m), axis, 1, extent(frame, axis)};
     // Inputs arrive split along the sharded axes they carry; params are whole
     // on every device (each slices what it needs locally).
     for (int input : root_.inputs) {
@@ -112,6 +116,7 @@ class Planner {
         if (auto it = frame.ctx.find(axis); it != frame.ctx.end() && !mesh_used(state, it->second.mesh))
           state[axis] = it->second;
       frame.states[input] = state;
+      plan_.inputs[input] = exported(state);
       hold(frame, input);
       frame.own.push_back(input);
       if (!state.empty())
@@ -123,6 +128,7 @@ class Planner {
     walk(frame);
     plan_.activation_peak = frame.peak;
     plan_.rank_activation_peak = frame.peak_rank;
+    for (int output : root_.outputs) plan_.outputs[output] = exported(frame.states[output]);
     for (int output : root_.outputs) {
       const State &state = frame.states[output];
       for (auto &[axis, split] : state)
@@ -146,6 +152,19 @@ class Planner {
     if (it != f.sizes.end()) return static_cast<double>(it->second);
     auto known = p_.axis(axis).size;
     return known ? static_cast<double>(*known) : 0;
+  }
+
+  int64_t extent(const Frame &f, int axis) const { return static_cast<int64_t>(size(f, axis)); }
+
+  std::vector<AxisSplit> exported(const State &state) const {
+    std::vector<AxisSplit> out;
+    for (auto &[axis, split] : state) out.push_back({axis, split.mesh, split.stride, split.extent});
+    return out;
+  }
+
+  ShardStep *step(const Frame &f) {
+    if (!current_) return nullptr;  // the outputs' final gathers: whoever runs the plan assembles the outputs
+    return &plan_.steps[{f.chain, current_}];
   }
 
   double devices(int mesh) const { return static_cast<double>(plan_.mesh.at(static_cast<size_t>(mesh))); }
@@ -199,6 +218,7 @@ class Planner {
     c.elements = elements(f, value, state, mesh) * scale;
     c.element_bytes = ir::dtype_bytes(f.d->value(value).dtype);
     c.count = f.count;
+    if (ShardStep *s = step(f); s && kind == Collective::Kind::AllToAll) s->all_to_all = true;
     std::ostringstream line;
     line << collective_name(kind) << " over mesh " << mesh << " (" << c.group << " devices) of " << c.value << ": "
          << reason << "; " << static_cast<int64_t>(c.elements) << " elements";
@@ -210,6 +230,7 @@ class Planner {
   // `value` is needed whole along `axis` (held split by `split`).
   void gather(Frame &f, int value, int axis, const Split &split, SourceLocation at, const std::string &why) {
     if (!f.gathered.insert({value, axis}).second) return;
+    if (ShardStep *s = step(f)) (in_yield_ ? s->yield_gathers : s->gathers).push_back({value, {axis, split.mesh, split.stride, split.extent}});
     add(f, Collective::Kind::AllGather, value, f.states[value], split.mesh, at,
         "split along " + split_text(axis, split) + ", needed whole: " + why);
   }
@@ -284,6 +305,8 @@ class Planner {
         for (auto &[axis, split] : it->second) rank /= devices(split.mesh);
       plan_.param_bytes += full;
       plan_.rank_param_bytes += rank;
+      if (auto it = f.param_need.find(param); it != f.param_need.end() && !it->second.empty())
+        plan_.params[{f.chain, param}] = exported(it->second);
     }
   }
 
@@ -344,7 +367,11 @@ class Planner {
         if (index.kind != ir::AccessIndex::Kind::Split) continue;
         for (int part : index.split)
           if (auto it = f.ctx.find(part); it != f.ctx.end()) {
-            f.demand[op.operands[0]][source.axes[position]] = {it->second.mesh, part};
+            int64_t stride = 1;
+            for (auto inner = std::find(index.split.begin(), index.split.end(), part) + 1; inner != index.split.end();
+                 ++inner)
+              stride *= extent(f, *inner);
+            f.demand[op.operands[0]][source.axes[position]] = {it->second.mesh, part, stride, extent(f, part)};
             break;
           }
       }
@@ -403,7 +430,17 @@ class Planner {
     for (int result : op.results) f.states[result] = restrict(state, f.d->value(result).axes);
   }
 
+  // Each op's decisions are also kept for whoever runs the plan (ShardStep).
   void visit(Frame &f, const ir::Op &op) {
+    const ir::Op *outer = current_;
+    current_ = &op;
+    visit_op(f, op);
+    if (ShardStep *s = step(f))
+      for (int result : op.results) s->results[result] = exported(f.states[result]);
+    current_ = outer;
+  }
+
+  void visit_op(Frame &f, const ir::Op &op) {
     if (op.operands.empty() &&
         (op.kind == ir::OpKind::Constant || op.kind == ir::OpKind::SizeOf || op.kind == ir::OpKind::AxisIndex)) {
       set_results(f, op, {});  // computed whole on every device: nothing to communicate
@@ -565,6 +602,8 @@ class Planner {
            what + " -> " + value_label(f, result) + " split along " + state_text(out) +
                (summed_split.empty() ? " (operands sliced locally)" : ""));
     set_results(f, op, out);
+    if (ShardStep *s = step(f))
+      for (auto &[axis, split] : summed_split) s->partial.push_back({axis, split.mesh, split.stride, split.extent});
     for (auto &[axis, split] : summed_split) {
       if (result < 0) break;
       std::string over = "the " + what + " sums over " + split_text(axis, split) + ": partial sums on every device";
@@ -611,9 +650,10 @@ class Planner {
           index.offset == 0 && contains(result_axes, index.terms[0].first)) {
         carried[index.terms[0].first] = *split;
       } else if (index.kind == ir::AccessIndex::Kind::Split && contains(index.split, split->factor)) {
-        carried[split->factor] = {split->mesh, split->factor};
+        carried[split->factor] = {split->mesh, split->factor, 1, split->extent};
       } else if (index.kind == ir::AccessIndex::Kind::Split && split->factor == axis && !index.split.empty()) {
-        carried[index.split.front()] = {split->mesh, index.split.front()};  // outermost part keeps the blocks
+        // The outermost part keeps the blocks.
+        carried[index.split.front()] = {split->mesh, index.split.front(), 1, extent(f, index.split.front())};
       } else {
         gather(f, source, axis, *split, op.location, "the read of " + axis_name(axis) + " is shifted or strided");
       }
@@ -666,7 +706,13 @@ class Planner {
     for (size_t i = 0; i < op.merges.size() && i < to.axes.size(); ++i)
       for (int part : op.merges[i])
         if (auto it = held.find(part); it != held.end()) {
-          if (!mesh_used(carried, it->second.mesh)) carried[to.axes[i]] = it->second;
+          if (!mesh_used(carried, it->second.mesh)) {
+            Split merged = it->second;  // the parts inside this one make its blocks longer
+            for (auto inner = std::find(op.merges[i].begin(), op.merges[i].end(), part) + 1;
+                 inner != op.merges[i].end(); ++inner)
+              merged.stride *= extent(f, *inner);
+            carried[to.axes[i]] = merged;
+          }
           break;
         }
     State out = result_splits(f, op, to.axes, carried);
@@ -709,8 +755,11 @@ class Planner {
       const State &argument = f.states[op.body_arguments[i]];
       for (auto &[axis, split] : yield) {
         auto it = argument.find(axis);
-        if (it == argument.end() || !(it->second == split))
+        if (it == argument.end() || !(it->second == split)) {
+          in_yield_ = true;
           gather(f, op.body_yields[i], axis, split, op.location, "the next iteration takes it as it came in");
+          in_yield_ = false;
+        }
       }
     }
     f.count = saved;
@@ -733,6 +782,8 @@ class Planner {
     inner.site = f.site + "." + (op.label.empty() ? op.callee_name : op.label);
     inner.count = f.count;
     inner.entry_count = f.count;
+    inner.chain = f.chain;
+    inner.chain.push_back(&op);
     // Sizes and split axes seen through the bindings.
     inner.sizes = f.sizes;
     for (auto &[from, to] : bound) {
@@ -804,6 +855,8 @@ class Planner {
   const ir::Program &p_;
   const ir::Diagram &root_;
   ShardingPlan plan_;
+  const ir::Op *current_ = nullptr;  // the op being visited (ShardStep's key)
+  bool in_yield_ = false;            // gathers now are of a repeat's yields
   std::set<std::pair<const Frame *, int>> fresh_routes_;  // values just gathered from an expert-split table
   std::map<std::pair<const Frame *, int>, std::vector<int>> route_index_;  // ... and the axes of their routing index
 };

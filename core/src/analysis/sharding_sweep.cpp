@@ -26,16 +26,15 @@ std::string mesh_text(const std::vector<int64_t> &mesh) {
   return out;
 }
 
-// Why `n` devices cannot split line `line`'s axes, or "" when they can.
-std::string refusal(const ir::Program &program, const ir::ShardDirective &shard, int64_t n) {
+}  // namespace
+
+std::string shard_refusal(const ir::Program &program, const ir::ShardDirective &shard, int64_t devices) {
   for (int axis : shard.axes)
-    if (auto size = program.axis(axis).size; size && *size % n != 0)
-      return std::to_string(n) + " does not divide the size of '" + program.axis(axis).name + "' (" +
+    if (auto size = program.axis(axis).size; size && *size % devices != 0)
+      return std::to_string(devices) + " does not divide the size of '" + program.axis(axis).name + "' (" +
              std::to_string(*size) + ")";
   return "";
 }
-
-}  // namespace
 
 std::vector<DeviceSweepPoint> sweep_devices(const ir::Program &program, const ir::Diagram &diagram,
                                             const HardwareProfile &hardware, double one_device_time,
@@ -60,7 +59,7 @@ std::vector<DeviceSweepPoint> sweep_devices(const ir::Program &program, const ir
         return;
       }
       for (size_t m = 0; m < lines; ++m)
-        if (std::string why = refusal(program, diagram.shards[m], mesh[m]); !why.empty()) {
+        if (std::string why = shard_refusal(program, diagram.shards[m], mesh[m]); !why.empty()) {
           if (first_refusal.empty()) first_refusal = why;
           return;
         }
