@@ -17,6 +17,10 @@ Sections:
               dispatch and combine.
   sweep       `--sweep devices=...`: the fastest mesh at each device count,
               counts that no mesh divides, the plot, and its errors.
+  simulate    `ncd run --devices N` equals the unsharded run and the NumPy
+              oracle (tests/cpu/oracle.py): the 12-layer GPT-2 and the LLaMA
+              decoder layer, 8-way tensor parallel and context parallel; a 2-d
+              mesh; a reduce-scatter; the same bits with 1 and 2 threads; errors.
 """
 
 import argparse
@@ -25,6 +29,11 @@ import os
 import subprocess
 import sys
 import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cpu"))
+import oracle  # noqa: E402  (the NumPy oracle of the CPU reference)
 
 FAILURES = []
 
@@ -331,8 +340,136 @@ schedule Batched {
     check("diagram 'Block' has no `shard` directive, so there is nothing to spread" in err, err)
 
 
+GPT2_SIM = """import "std/gpt2.ncd"
+
+axis seq = 16, n_embd = 64
+
+diagram Model(ids[seq]: i32) -> H[seq, n_embd] {
+  H[seq, n_embd] = GPT2Model(ids)
+}
+
+schedule Model {
+  SHARD
+}
+"""
+GPT2_SIZES = ["-D", "heads=8", "-D", "head_dim=8", "-D", "vocab=97", "-D", "positions=32", "-D", "dtype=f32"]
+
+LLAMA_SIM = """import "std/llama.ncd"
+
+axis seq = 16, hidden_size = 128
+
+diagram Layer(X[seq, hidden_size]) -> Y[seq, hidden_size] {
+  Y[seq, hidden_size] = LlamaDecoderLayer(X)
+}
+
+schedule Layer {
+  SHARD
+}
+"""
+LLAMA_SIZES = ["-D", "kv_heads=8", "-D", "group=2", "-D", "head_dim=8", "-D", "intermediate=64", "-D", "dtype=f32"]
+
+
+def load_folder(folder, strip=""):
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".npy"):
+            out[name[:-4][len(strip):] if name.startswith(strip) else name[:-4]] = np.load(os.path.join(folder, name))
+    return out
+
+
+def simulate(ncd, folder, name, text, diagram, sizes, devices, oracle_fn=None, strip=""):
+    """Runs `text` unsharded (random data), then with --devices: they must agree, and both the oracle."""
+    path = write(folder, name + ".ncd", text)
+    one, many = os.path.join(folder, name + ".one"), os.path.join(folder, name + ".many")
+    if run(ncd, ["run", path, "--diagram", diagram, "--random", "7", "--out-dir", one] + sizes, folder).returncode:
+        return
+    given = ["--params", os.path.join(one, "params")]
+    inputs = load_folder(os.path.join(one, "inputs"))
+    for input_name in inputs:
+        given += ["--in", f"{input_name}={os.path.join(one, 'inputs', input_name + '.npy')}"]
+    base = ["run", path, "--diagram", diagram, "--devices", str(devices)] + given + sizes
+    if run(ncd, base + ["--out-dir", many], folder).returncode:
+        return
+    expected, got = load_folder(one), load_folder(many)
+    check(sorted(expected) == sorted(got), f"{name}: outputs {sorted(got)}")
+    for output, reference in expected.items():
+        result = got.get(output)
+        if result is None:
+            continue
+        check(not np.isnan(result).any(), f"{name}: {output} has NaN: a device read what it does not hold")
+        scale = max(1.0, float(np.abs(reference).max()))
+        error = float(np.abs(result - reference).max())
+        # Partial sums add in another order than one device's sum: float32 rounding only.
+        check(error <= 1e-5 * scale, f"{name}: {output} differs from the unsharded run by {error} (scale {scale})")
+        if oracle_fn:
+            params = load_folder(os.path.join(one, "params"), strip)
+            want = oracle_fn(inputs, params)[output]
+            oracle_error = float(np.abs(result - want).max())
+            check(oracle_error <= 1e-4 * scale, f"{name}: {output} differs from NumPy by {oracle_error}")
+    # The same bits whatever the thread count.
+    threads = os.path.join(folder, name + ".threads")
+    if run(ncd, base + ["--out-dir", threads, "--threads", "1"], folder).returncode == 0:
+        for output in got:
+            with open(os.path.join(many, output + ".npy"), "rb") as a, open(os.path.join(threads, output + ".npy"), "rb") as b:
+                check(a.read() == b.read(), f"{name}: {output} differs between 1 thread and the default")
+    return got
+
+
+def section_simulate(ncd, folder):
+    r = oracle.rounder("f32")
+    gpt2 = lambda x, p: oracle.hf_GPT2Model({"input_ids": x["ids"]}, p, r, {"heads": 8, "layers": 12})  # noqa: E731
+    rename = lambda out: {"H": out["last_hidden_state"]}  # noqa: E731
+    for label, shard in [("tp", "shard heads, inner over 8"), ("cp", "shard seq over 8")]:
+        simulate(ncd, folder, "gpt2_" + label, GPT2_SIM.replace("SHARD", shard), "Model", GPT2_SIZES, 8,
+                 lambda x, p: rename(gpt2(x, p)), "GPT2Model.")
+    llama = lambda x, p: oracle.hf_LlamaDecoderLayer(x, p, r, {"kv_heads": 8, "group": 2})  # noqa: E731
+    for label, shard in [("tp", "shard kv_heads, intermediate over 8"), ("cp", "shard seq over 8")]:
+        simulate(ncd, folder, "llama_" + label, LLAMA_SIM.replace("SHARD", shard), "Layer", LLAMA_SIZES, 8, llama,
+                 "LlamaDecoderLayer.")
+    # A 2-d mesh (batch x heads) and a reduce-scatter.
+    block = lambda x, p: {"Y": np.einsum("bsm,mhd,hdn->bsn", x["X"], p["W"], p["O"])}  # noqa: E731
+    simulate(ncd, folder, "block", DIRECTIVE, "Block", [], 8, block)
+    down = write(folder, "down.ncd", """axis seq = 16, hidden = 32, model = 8
+
+diagram Down(H[hidden, seq]) -> Y[seq, model] {
+  param W[hidden, model]
+  Y[seq, model] = H[hidden, seq] * W[hidden, model]
+}
+
+schedule Down {
+  shard hidden, seq over 4
+}
+""")
+    with open(down) as f:
+        simulate(ncd, folder, "down", f.read(), "Down", [], 4, lambda x, p: {"Y": x["H"].T @ p["W"]})
+    # Errors: exact messages, exit 2 for a bad count, 1 for what the simulation declines.
+    path = write(folder, "block.ncd", DIRECTIVE)
+    err = run(ncd, ["run", path, "--random", "1", "--devices", "4", "--out-dir", "x"], folder, expect=2).stderr
+    check(err == "ncd run: error: --devices 4: the mesh of 'Block' has 8 devices in 2 dimensions; change its `shard` "
+          "lines instead\n", err)
+    plain = write(folder, "plain.ncd", DIRECTIVE.split("schedule")[0])
+    err = run(ncd, ["run", plain, "--random", "1", "--devices", "2", "--out-dir", "x"], folder, expect=2).stderr
+    check(err.startswith("ncd run: error: --devices 2: diagram 'Block' has no `shard` directive"), err)
+    moe = write(folder, "moe.ncd", """import "std/moe.ncd"
+
+axis seq = 8, hidden_size = 16
+
+diagram Moe(X[seq, hidden_size]) -> Y[seq, hidden_size] {
+  Y[seq, hidden_size] = MixtralSparseMoeBlock(X)
+}
+
+schedule Moe {
+  shard experts over 8
+}
+""")
+    err = run(ncd, ["run", moe, "--random", "1", "--devices", "8", "--out-dir", "x", "-D", "ffn=8"], folder,
+              expect=1).stderr
+    check("expert parallelism (an all-to-all) is not simulated; run it without --devices" in err, err)
+    check(not os.path.exists(os.path.join(folder, "x", "Y.npy")), "a declined simulation wrote an output")
+
+
 SECTIONS = {"directive": section_directive, "megatron": section_megatron, "context": section_context,
-            "experts": section_experts, "sweep": section_sweep}
+            "experts": section_experts, "sweep": section_sweep, "simulate": section_simulate}
 
 
 def main():
