@@ -85,6 +85,8 @@ class Executor {
   RtTensor sim_gather(const RtTensor &t, int axis, const AxisSplit &split) const;
   // The devices' partial results of `fn` combined in device order (all-reduce).
   RtTensor sim_combine(const RtTensor &t, int mesh, ops::Fn fn) const;
+  // Routed rows back from their experts' devices (the all-to-all combine).
+  RtTensor sim_route(const RtTensor &t, const RtTensor &index, const AxisSplit &experts) const;
 
   const ExecuteRequest &request_;
   const ir::Program &program_;
@@ -95,6 +97,7 @@ class Executor {
   std::map<std::string, double> profile_seconds_;
   std::map<std::string, int64_t> profile_counts_;
   std::vector<int> mesh_axes_;  // a sharded run's runtime axis per mesh dimension
+  std::map<std::pair<CallChain, int>, RtTensor> routing_;  // routing indices kept for their combines
 };
 
 }  // namespace ncd::cpu

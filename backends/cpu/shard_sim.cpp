@@ -16,7 +16,11 @@
 // folds the devices' results in device order (the same bits whatever the
 // thread count). A reduce-scatter is that all-reduce followed by the result's
 // split. Integers are never poisoned (an index must stay in range), only
-// masked for partial sums. Expert parallelism's all-to-all is declined.
+// masked for partial sums. Expert parallelism: every device holds its experts'
+// rows of a table (NaN for the others), so a routed row is right only on the
+// device of its expert; the dispatch moves tokens that every device already
+// holds whole, and the combine takes each routed row from the device its
+// routing index names.
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -144,6 +148,39 @@ RtTensor Executor::sim_combine(const RtTensor &t, int mesh, ops::Fn fn) const {
   return out;
 }
 
+RtTensor Executor::sim_route(const RtTensor &t, const RtTensor &index, const AxisSplit &experts) const {
+  const int mesh_axis = mesh_axes_.at(static_cast<size_t>(experts.mesh));
+  if (t.find(mesh_axis) < 0) return t;  // the same on every device already
+  for (int other : mesh_axes_)
+    if (int d = index.find(other); d >= 0 && index.strides[static_cast<size_t>(d)] != 0)
+      throw RunError("internal: a routing index differs between devices");
+  std::vector<int> axes{mesh_axis};
+  std::vector<int64_t> sizes{axis_sizes_[static_cast<size_t>(mesh_axis)]};
+  std::vector<int> index_axes;
+  std::vector<int64_t> index_sizes;
+  for (size_t d = 0; d < index.axes.size(); ++d) {
+    if (std::find(mesh_axes_.begin(), mesh_axes_.end(), index.axes[d]) != mesh_axes_.end()) continue;
+    if (t.find(index.axes[d]) < 0) throw RunError("internal: a routed value lacks an axis of its routing index");
+    index_axes.push_back(index.axes[d]);
+    index_sizes.push_back(index.sizes[d]);
+  }
+  axes.insert(axes.end(), index_axes.begin(), index_axes.end());
+  sizes.insert(sizes.end(), index_sizes.begin(), index_sizes.end());
+  RtTensor in = leading(t, axes, sizes);
+  RtTensor chosen = materialize(index, index_axes, index_sizes);
+  RtTensor out = dense(t.dtype, {in.axes.begin() + 1, in.axes.end()}, {in.sizes.begin() + 1, in.sizes.end()});
+  const int64_t devices = sizes[0], rows = chosen.numel(), rest = out.numel() / std::max<int64_t>(rows, 1);
+  const char *from = static_cast<const char *>(in.buffer->data);
+  char *to = static_cast<char *>(out.buffer->data);
+  for (int64_t j = 0; j < rows; ++j) {
+    const int64_t expert = chosen.is_int() ? chosen.idata()[j] : static_cast<int64_t>(chosen.fdata()[j]);
+    if (expert < 0 || expert >= experts.extent) throw RunError("a routing index names no expert");
+    const int64_t c = holder(expert, experts, devices);
+    std::memcpy(to + j * rest * 4, from + (c * rows + j) * rest * 4, static_cast<size_t>(rest) * 4);
+  }
+  return out;
+}
+
 void Executor::sim_op(Frame &frame, const ir::Op &op) {
   auto run = [&] {
     if (op.kind == ir::OpKind::Call)
@@ -156,11 +193,23 @@ void Executor::sim_op(Frame &frame, const ir::Op &op) {
   auto found = request_.sharding->steps.find({frame.chain, &op});
   if (found == request_.sharding->steps.end()) return run();
   const ShardStep &step = found->second;
-  if (step.all_to_all)
-    throw RunError("'" + frame.diagram->name + "': expert parallelism (an all-to-all) is not simulated; run it "
-                   "without --devices");
+  auto decline = [&](const std::string &what) {
+    throw RunError("'" + frame.diagram->name + "': " + what + " is not simulated; run it without --devices");
+  };
+  if (step.undecided_route) decline("an all-to-all combine of rows routed in another diagram");
+  for (int value : step.dispatch) {
+    const RtTensor t = get(frame, value);
+    for (int mesh_axis : mesh_axes_)
+      if (int d = t.find(mesh_axis); d >= 0 && t.strides[static_cast<size_t>(d)] != 0)
+        decline("an all-to-all dispatch of tokens that the devices hold in slices");
+  }
   for (const auto &[value, split] : step.gathers)
     set(frame, value, sim_gather(get(frame, value), rt_axis(frame, split.axis), split));
+  for (const ShardStep::Route &route : step.combines) {
+    auto index = routing_.find({frame.chain, route.index});
+    if (index == routing_.end()) decline("an all-to-all combine without its routing index");
+    set(frame, route.value, sim_route(get(frame, route.value), index->second, route.experts));
+  }
   // Partial sums: each device reduces over its slice of a summed split axis.
   std::vector<std::pair<int, RtTensor>> saved;
   float fill = 0;
@@ -177,6 +226,7 @@ void Executor::sim_op(Frame &frame, const ir::Op &op) {
     set(frame, operand, std::move(masked));
   }
   run();
+  for (int value : step.keep) routing_[{frame.chain, value}] = get(frame, value);
   for (auto &[operand, whole] : saved) set(frame, operand, std::move(whole));
   std::vector<int> combined;
   for (const AxisSplit &split : step.partial) {

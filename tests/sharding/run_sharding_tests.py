@@ -20,7 +20,8 @@ Sections:
   simulate    `ncd run --devices N` equals the unsharded run and the NumPy
               oracle (tests/cpu/oracle.py): the 12-layer GPT-2 and the LLaMA
               decoder layer, 8-way tensor parallel and context parallel; a 2-d
-              mesh; a reduce-scatter; the same bits with 1 and 2 threads; errors.
+              mesh; a reduce-scatter; Mixtral and DeepSeek expert parallel; the
+              same bits with 1 and 2 threads; errors.
 """
 
 import argparse
@@ -450,22 +451,33 @@ schedule Down {
     plain = write(folder, "plain.ncd", DIRECTIVE.split("schedule")[0])
     err = run(ncd, ["run", plain, "--random", "1", "--devices", "2", "--out-dir", "x"], folder, expect=2).stderr
     check(err.startswith("ncd run: error: --devices 2: diagram 'Block' has no `shard` directive"), err)
-    moe = write(folder, "moe.ncd", """import "std/moe.ncd"
+    # Expert parallel: each device holds its experts' rows; routed rows come back from their experts' devices.
+    moe = """import "std/moe.ncd"
 
 axis seq = 8, hidden_size = 16
 
 diagram Moe(X[seq, hidden_size]) -> Y[seq, hidden_size] {
-  Y[seq, hidden_size] = MixtralSparseMoeBlock(X)
+  Y[seq, hidden_size] = BLOCK(X)
 }
 
 schedule Moe {
-  shard experts over 8
+  shard EXPERTS over 8
 }
-""")
-    err = run(ncd, ["run", moe, "--random", "1", "--devices", "8", "--out-dir", "x", "-D", "ffn=8"], folder,
+"""
+    mixtral = lambda x, p: oracle.MixtralSparseMoeBlock(x, p, r, {"top": 2})  # noqa: E731
+    simulate(ncd, folder, "mixtral_ep", moe.replace("BLOCK", "MixtralSparseMoeBlock").replace("EXPERTS", "experts"),
+             "Moe", ["-D", "ffn=8", "-D", "dtype=f32"], 8, mixtral, "MixtralSparseMoeBlock.")
+    # Tokens split along the sequence on the experts' devices: the dispatch is declined, exit 1, no output.
+    both = write(folder, "moe_both.ncd", moe.replace("BLOCK", "MixtralSparseMoeBlock").replace("EXPERTS", "seq, experts"))
+    out = os.path.join(folder, "declined")
+    err = run(ncd, ["run", both, "--random", "1", "--devices", "8", "--out-dir", out, "-D", "ffn=8"], folder,
               expect=1).stderr
-    check("expert parallelism (an all-to-all) is not simulated; run it without --devices" in err, err)
-    check(not os.path.exists(os.path.join(folder, "x", "Y.npy")), "a declined simulation wrote an output")
+    check(err == "ncd: error: running 'Moe': 'MixtralSparseMoeBlock': an all-to-all dispatch of tokens that the "
+          "devices hold in slices is not simulated; run it without --devices\n", err)
+    check(not os.path.exists(os.path.join(out, "Y.npy")), "a declined simulation wrote an output")
+    deepseek = lambda x, p: oracle.DeepseekMoE(x, p, r, {"chosen": 6})  # noqa: E731
+    simulate(ncd, folder, "deepseek_ep", moe.replace("BLOCK", "DeepseekMoE").replace("EXPERTS", "routed"), "Moe",
+             ["-D", "expert_ffn=8", "-D", "shared_ffn=16", "-D", "dtype=f32"], 8, deepseek, "DeepseekMoE.")
 
 
 SECTIONS = {"directive": section_directive, "megatron": section_megatron, "context": section_context,

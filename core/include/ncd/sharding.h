@@ -71,7 +71,19 @@ struct ShardStep {
                                                           // then all-reduce (or reduce-scatter: see results)
   std::vector<std::pair<int, AxisSplit>> yield_gathers;  // a repeat: yields made whole after each iteration
   std::map<int, std::vector<AxisSplit>> results;          // after it: each result's splits
-  bool all_to_all = false;                                // expert parallel dispatch or combine
+  // Expert parallelism. A gather from an expert-split table keeps its routing
+  // index (`keep`: the runner needs it at the combine); a contraction with
+  // its rows sends its other operands to the experts' devices (`dispatch`);
+  // where routed rows meet tokens, each comes back from the device of its
+  // expert (`combines`: the index's value at the row gives the expert).
+  struct Route {
+    int value = -1;     // the routed value (at a combine)
+    int index = -1;     // the routing index it was gathered through
+    AxisSplit experts;  // the table's expert axis, as split
+  };
+  std::vector<int> keep, dispatch;
+  std::vector<Route> combines;
+  bool undecided_route = false;  // a combine of a value whose route was lost (through a call): not runnable
 };
 using CallChain = std::vector<const ir::Op *>;
 

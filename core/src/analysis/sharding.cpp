@@ -78,6 +78,8 @@ struct Frame {
   std::map<int, State> states;             // value id → split axes
   std::map<int, State> demand;             // value id → splits a later split access asks for
   std::map<int, int> routed;               // value id → mesh dimension of the experts it was routed to
+  std::map<int, ShardStep::Route> route;   // value id → its routing index and the experts' split (ShardStep)
+  std::set<int> dispatched;                // values sent to the experts' devices already
   std::set<std::pair<int, int>> gathered;  // (value, axis) already all-gathered in this frame
   // Memory (ShardingPlan's): runs per root run when the frame began (its
   // params exist that many times over), the splits every use of a param
@@ -218,7 +220,6 @@ class Planner {
     c.elements = elements(f, value, state, mesh) * scale;
     c.element_bytes = ir::dtype_bytes(f.d->value(value).dtype);
     c.count = f.count;
-    if (ShardStep *s = step(f); s && kind == Collective::Kind::AllToAll) s->all_to_all = true;
     std::ostringstream line;
     line << collective_name(kind) << " over mesh " << mesh << " (" << c.group << " devices) of " << c.value << ": "
          << reason << "; " << static_cast<int64_t>(c.elements) << " elements";
@@ -499,6 +500,7 @@ class Planner {
     if (mesh < 0) return;
     if (!plain && op.kind != ir::OpKind::Contract && op.kind != ir::OpKind::Reduce) {
       for (int result : op.results) f.routed[result] = mesh;
+      carry_route(f, op);
       return;
     }
     for (int operand : op.operands)
@@ -506,6 +508,24 @@ class Planner {
         add(f, Collective::Kind::AllToAll, operand, f.states[operand], mesh, op.location,
             "expert outputs return to their tokens' devices (combine) for " + what);
         f.routed.erase(operand);
+        if (ShardStep *s = step(f)) {
+          auto route = f.route.find(operand);
+          if (route == f.route.end()) {
+            s->undecided_route = true;
+          } else {
+            s->combines.push_back(route->second);
+            s->combines.back().value = operand;
+          }
+        }
+      }
+  }
+
+  // The results of an op on routed values are routed as its first routed operand was.
+  void carry_route(Frame &f, const ir::Op &op) {
+    for (int operand : op.operands)
+      if (auto it = f.route.find(operand); it != f.route.end()) {
+        for (int result : op.results) f.route[result] = it->second;
+        return;
       }
   }
 
@@ -521,9 +541,11 @@ class Planner {
     int routed_mesh = -1;
     for (int operand : op.operands)
       if (auto it = f.routed.find(operand); it != f.routed.end()) routed_mesh = it->second;
+    // A token already dispatched to the experts' devices is there for every later gather too.
     bool all_routed = true;
     for (int operand : op.operands)
-      if (!f.routed.count(operand) && !f.d->value(operand).axes.empty()) all_routed = false;
+      if (!f.routed.count(operand) && !f.dispatched.count(operand) && !f.d->value(operand).axes.empty())
+        all_routed = false;
     bool produced_by_gather = false;
     for (int operand : op.operands)
       if (fresh_routes_.count({&f, operand})) produced_by_gather = true;
@@ -534,17 +556,21 @@ class Planner {
         if (auto it = route_index_.find({&f, operand}); it != route_index_.end())
           index_axes.insert(it->second.begin(), it->second.end());
       for (int operand : op.operands)
-        if (!f.routed.count(operand)) {
+        if (!f.routed.count(operand) && !f.dispatched.count(operand)) {
           double copies = 1;
           for (int axis : index_axes)
             if (!contains(f.d->value(operand).axes, axis)) copies *= size(f, axis);
           add(f, Collective::Kind::AllToAll, operand, f.states[operand], routed_mesh, op.location,
               "tokens travel to their experts' devices (dispatch)", copies);
-          f.routed[operand] = routed_mesh;
+          // A copy travels; the tokens stay where they were for everything else.
+          f.dispatched.insert(operand);
+          if (ShardStep *s = step(f)) s->dispatch.push_back(operand);
         }
       for (int result : op.results) f.routed[result] = routed_mesh;
+      carry_route(f, op);
     } else if (routed_mesh >= 0 && all_routed) {
       for (int result : op.results) f.routed[result] = routed_mesh;
+      carry_route(f, op);
     } else {
       routed_meet(f, op, "the contraction");
     }
@@ -686,8 +712,18 @@ class Planner {
            "read of " + value_label(f, source) + " -> " + value_label(f, op.results[0]) + " split along " +
                state_text(out));
     if (expert_mesh >= 0) {
+      ShardStep::Route route;
+      for (size_t position = 0; position < op.access.size() && position < from.axes.size(); ++position)
+        if (op.access[position].kind == ir::AccessIndex::Kind::Gather && f.ctx.count(from.axes[position])) {
+          const ir::AccessIndex &index = op.access[position];
+          route.index = op.operands.at(static_cast<size_t>(index.gather_operand));
+          route.experts = {from.axes[position], expert_mesh, 1, extent(f, from.axes[position])};
+          break;
+        }
+      if (ShardStep *s = step(f)) s->keep.push_back(route.index);
       for (int result : op.results) {
         f.routed[result] = expert_mesh;
+        f.route[result] = route;
         fresh_routes_.insert({&f, result});
         route_index_[{&f, result}] = expert_index;
       }
