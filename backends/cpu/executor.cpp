@@ -186,8 +186,11 @@ void Executor::run_region(Frame &frame, const ir::Region &region, const ir::Op *
   };
   for (size_t i = 0; i < region.ops.size(); ++i) {
     const ir::Op &op = *region.ops[i];
-    if (request_.sharding) {  // each op as the plan runs it, none fused
-      sim_op(frame, op);
+    if (request_.sharding) {  // each op as the plan runs it; only routed contractions fused
+      if (p.skip[i])
+        sim_skipped(frame, op);
+      else
+        sim_op(frame, op, p.routed.count(i) ? &p.routed.at(i) : nullptr);
       release(i);
       continue;
     }

@@ -74,7 +74,9 @@ class Executor {
 
   // The simulation of a sharded run (shard_sim.cpp): every value carries one
   // runtime axis per mesh dimension where the devices' copies differ.
-  void sim_op(Frame &frame, const ir::Op &op);
+  // `routed`: op is a routed contraction whose gather was skipped (run_routed).
+  void sim_op(Frame &frame, const ir::Op &op, const ir::Routed *routed = nullptr);
+  void sim_skipped(Frame &frame, const ir::Op &gather);
   RtTensor sim_param(Frame &frame, int id, RtTensor t);
   void sim_yields(Frame &frame, const ir::Op &repeat);
   RtTensor sim_input(Frame &frame, int id, RtTensor t);
@@ -87,6 +89,9 @@ class Executor {
   RtTensor sim_combine(const RtTensor &t, int mesh, ops::Fn fn) const;
   // Routed rows back from their experts' devices (the all-to-all combine).
   RtTensor sim_route(const RtTensor &t, const RtTensor &index, const AxisSplit &experts) const;
+  // Routed rows computed on their experts' devices only: NaN on the others.
+  RtTensor sim_route_hold(const RtTensor &t, const RtTensor &index, const AxisSplit &experts) const;
+  RtTensor route_rows(const RtTensor &t, const RtTensor &index, const AxisSplit &experts, bool hold) const;
 
   const ExecuteRequest &request_;
   const ir::Program &program_;

@@ -16,11 +16,12 @@
 // folds the devices' results in device order (the same bits whatever the
 // thread count). A reduce-scatter is that all-reduce followed by the result's
 // split. Integers are never poisoned (an index must stay in range), only
-// masked for partial sums. Expert parallelism: every device holds its experts'
-// rows of a table (NaN for the others), so a routed row is right only on the
-// device of its expert; the dispatch moves tokens that every device already
-// holds whole, and the combine takes each routed row from the device its
-// routing index names.
+// masked for partial sums. Expert parallelism: a routed contraction runs once
+// (the grouped product of routed.cpp) and its rows are then cut to the
+// devices of their experts (NaN elsewhere), which is what each device
+// computes with its experts' rows of the table; the dispatch moves tokens
+// that every device already holds whole, and the combine takes each routed
+// row from the device its routing index names.
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -149,8 +150,18 @@ RtTensor Executor::sim_combine(const RtTensor &t, int mesh, ops::Fn fn) const {
 }
 
 RtTensor Executor::sim_route(const RtTensor &t, const RtTensor &index, const AxisSplit &experts) const {
+  return route_rows(t, index, experts, false);
+}
+
+RtTensor Executor::sim_route_hold(const RtTensor &t, const RtTensor &index, const AxisSplit &experts) const {
+  return route_rows(t, index, experts, true);
+}
+
+// The combine (`hold` false: each row from its expert's device) or the cut of
+// a routed result (`hold` true: each device keeps its experts' rows, NaN for the rest).
+RtTensor Executor::route_rows(const RtTensor &t, const RtTensor &index, const AxisSplit &experts, bool hold) const {
   const int mesh_axis = mesh_axes_.at(static_cast<size_t>(experts.mesh));
-  if (t.find(mesh_axis) < 0) return t;  // the same on every device already
+  if (!hold && t.find(mesh_axis) < 0) return t;  // the same on every device already
   for (int other : mesh_axes_)
     if (int d = index.find(other); d >= 0 && index.strides[static_cast<size_t>(d)] != 0)
       throw RunError("internal: a routing index differs between devices");
@@ -168,22 +179,43 @@ RtTensor Executor::sim_route(const RtTensor &t, const RtTensor &index, const Axi
   sizes.insert(sizes.end(), index_sizes.begin(), index_sizes.end());
   RtTensor in = leading(t, axes, sizes);
   RtTensor chosen = materialize(index, index_axes, index_sizes);
-  RtTensor out = dense(t.dtype, {in.axes.begin() + 1, in.axes.end()}, {in.sizes.begin() + 1, in.sizes.end()});
-  const int64_t devices = sizes[0], rows = chosen.numel(), rest = out.numel() / std::max<int64_t>(rows, 1);
-  const char *from = static_cast<const char *>(in.buffer->data);
-  char *to = static_cast<char *>(out.buffer->data);
-  for (int64_t j = 0; j < rows; ++j) {
+  const int64_t devices = sizes[0], rows = chosen.numel(), rest = in.numel() / std::max<int64_t>(devices * rows, 1);
+  auto expert_device = [&](int64_t j) {
     const int64_t expert = chosen.is_int() ? chosen.idata()[j] : static_cast<int64_t>(chosen.fdata()[j]);
     if (expert < 0 || expert >= experts.extent) throw RunError("a routing index names no expert");
-    const int64_t c = holder(expert, experts, devices);
-    std::memcpy(to + j * rest * 4, from + (c * rows + j) * rest * 4, static_cast<size_t>(rest) * 4);
+    return holder(expert, experts, devices);
+  };
+  if (hold) {
+    if (in.is_int()) return in;
+    for (int64_t j = 0; j < rows; ++j)
+      for (int64_t c = 0, mine = expert_device(j); c < devices; ++c)
+        if (c != mine)
+          std::fill(in.fdata() + (c * rows + j) * rest, in.fdata() + (c * rows + j + 1) * rest,
+                    std::numeric_limits<float>::quiet_NaN());
+    return in;
   }
+  RtTensor out = dense(t.dtype, {in.axes.begin() + 1, in.axes.end()}, {in.sizes.begin() + 1, in.sizes.end()});
+  const char *from = static_cast<const char *>(in.buffer->data);
+  char *to = static_cast<char *>(out.buffer->data);
+  for (int64_t j = 0; j < rows; ++j)
+    std::memcpy(to + j * rest * 4, from + (expert_device(j) * rows + j) * rest * 4, static_cast<size_t>(rest) * 4);
   return out;
 }
 
-void Executor::sim_op(Frame &frame, const ir::Op &op) {
+void Executor::sim_skipped(Frame &frame, const ir::Op &gather) {
+  auto found = request_.sharding->steps.find({frame.chain, &gather});
+  if (found == request_.sharding->steps.end()) return;
+  for (int value : found->second.keep) routing_[{frame.chain, value}] = get(frame, value);
+}
+
+void Executor::sim_op(Frame &frame, const ir::Op &op, const ir::Routed *routed) {
   auto run = [&] {
-    if (op.kind == ir::OpKind::Call)
+    if (routed) {
+      if (!run_routed(frame, op, *routed)) {
+        sim_op(frame, *routed->gather);  // the tensors do not fit: gather, then contract
+        run_op(frame, op);
+      }
+    } else if (op.kind == ir::OpKind::Call)
       run_call(frame, op);
     else if (op.kind == ir::OpKind::Repeat)
       run_repeat(frame, op);
@@ -227,6 +259,11 @@ void Executor::sim_op(Frame &frame, const ir::Op &op) {
   }
   run();
   for (int value : step.keep) routing_[{frame.chain, value}] = get(frame, value);
+  for (const ShardStep::Route &route : step.routed) {
+    auto index = routing_.find({frame.chain, route.index});
+    if (index == routing_.end()) decline("a routed contraction without its routing index");
+    set(frame, route.value, sim_route_hold(get(frame, route.value), index->second, route.experts));
+  }
   for (auto &[operand, whole] : saved) set(frame, operand, std::move(whole));
   std::vector<int> combined;
   for (const AxisSplit &split : step.partial) {

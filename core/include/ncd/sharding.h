@@ -83,6 +83,7 @@ struct ShardStep {
   };
   std::vector<int> keep, dispatch;
   std::vector<Route> combines;
+  std::vector<Route> routed;     // results right only on the devices of their rows' experts
   bool undecided_route = false;  // a combine of a value whose route was lost (through a call): not runnable
 };
 using CallChain = std::vector<const ir::Op *>;
@@ -104,7 +105,9 @@ struct ShardingPlan {
   std::vector<std::string> explain;
   // The plan by operation (ShardStep): keyed by the call chain of its frame and the op.
   std::map<std::pair<CallChain, const ir::Op *>, ShardStep> steps;
-  std::map<std::pair<CallChain, int>, std::vector<AxisSplit>> params;  // params held in slices
+  // Params held in slices (an expert table's expert axis left out: the rows
+  // routed through it are cut to their experts' devices instead, ShardStep::routed).
+  std::map<std::pair<CallChain, int>, std::vector<AxisSplit>> params;
   std::map<int, std::vector<AxisSplit>> inputs, outputs;               // the root's, as they arrive and end
 };
 

@@ -80,6 +80,7 @@ struct Frame {
   std::map<int, int> routed;               // value id → mesh dimension of the experts it was routed to
   std::map<int, ShardStep::Route> route;   // value id → its routing index and the experts' split (ShardStep)
   std::set<int> dispatched;                // values sent to the experts' devices already
+  std::map<int, int> expert_axis;          // param → its axis of experts, when a routing index reads it
   std::set<std::pair<int, int>> gathered;  // (value, axis) already all-gathered in this frame
   // Memory (ShardingPlan's): runs per root run when the frame began (its
   // params exist that many times over), the splits every use of a param
@@ -306,8 +307,11 @@ class Planner {
         for (auto &[axis, split] : it->second) rank /= devices(split.mesh);
       plan_.param_bytes += full;
       plan_.rank_param_bytes += rank;
-      if (auto it = f.param_need.find(param); it != f.param_need.end() && !it->second.empty())
-        plan_.params[{f.chain, param}] = exported(it->second);
+      if (auto it = f.param_need.find(param); it != f.param_need.end()) {
+        State slices = it->second;
+        if (auto expert = f.expert_axis.find(param); expert != f.expert_axis.end()) slices.erase(expert->second);
+        if (!slices.empty()) plan_.params[{f.chain, param}] = exported(slices);
+      }
     }
   }
 
@@ -520,11 +524,18 @@ class Planner {
       }
   }
 
-  // The results of an op on routed values are routed as its first routed operand was.
+  // The results of an op on routed values are routed as its first routed
+  // operand was; a contraction's are computed on the experts' devices only.
   void carry_route(Frame &f, const ir::Op &op) {
     for (int operand : op.operands)
       if (auto it = f.route.find(operand); it != f.route.end()) {
-        for (int result : op.results) f.route[result] = it->second;
+        for (int result : op.results) {
+          f.route[result] = it->second;
+          if (ShardStep *s = op.kind == ir::OpKind::Contract ? step(f) : nullptr) {
+            s->routed.push_back(it->second);
+            s->routed.back().value = result;
+          }
+        }
         return;
       }
   }
@@ -721,6 +732,7 @@ class Planner {
           break;
         }
       if (ShardStep *s = step(f)) s->keep.push_back(route.index);
+      f.expert_axis[source] = route.experts.axis;
       for (int result : op.results) {
         f.routed[result] = expert_mesh;
         f.route[result] = route;
