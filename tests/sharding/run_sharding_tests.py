@@ -22,6 +22,10 @@ Sections:
               decoder layer, 8-way tensor parallel and context parallel; a 2-d
               mesh; a reduce-scatter; Mixtral and DeepSeek expert parallel; the
               same bits with 1 and 2 threads; errors.
+  render      `ncd render` of a sharded diagram: collectives under their
+              operations' glyphs (counted on a folded call), split wires
+              marked with their device count, the legend line; both layouts,
+              deterministic, no label overlapping.
 """
 
 import argparse
@@ -34,7 +38,9 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cpu"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "render"))
 import oracle  # noqa: E402  (the NumPy oracle of the CPU reference)
+import svgcheck  # noqa: E402  (labels overlapping in an SVG drawing)
 
 FAILURES = []
 
@@ -480,8 +486,38 @@ schedule Moe {
              ["-D", "expert_ffn=8", "-D", "shared_ffn=16", "-D", "dtype=f32"], 8, deepseek, "DeepseekMoE.")
 
 
+def section_render(ncd, folder):
+    path = write(folder, "block.ncd", DIRECTIVE)
+    legend = "sharded over 8 devices (mesh 2 x 4): \u00f7N wires are split, outlined operations communicate"
+    for layout in ("dot", "ncd"):
+        svg = run(ncd, ["render", path, "--layout", layout, "-o", "-"], folder).stdout
+        text = svg.replace("&#45;", "-")
+        check("all-reduce Y over 4" in text, f"{layout}: no all-reduce under the contraction")
+        # X and Y are split along the batch (mesh 0); H along the batch and the heads (mesh 1);
+        # W and O are held as their heads' slices.
+        check(text.count("batch(4) \u00f72") == 3 and text.count("heads(4) \u00f74") == 3,
+              f"{layout}: split wires {text.count('batch(4) ÷2')}, {text.count('heads(4) ÷4')}")
+        check(legend in text or layout == "ncd", f"{layout}: no legend line")
+        check(svgcheck.check_svg(svg) == [], f"{layout}: {svgcheck.check_svg(svg)}")
+        again = run(ncd, ["render", path, "--layout", layout, "-o", "-"], folder).stdout
+        check(again == svg, f"{layout}: not deterministic")
+    with_legend = run(ncd, ["render", path, "--layout", "ncd", "--legend", "-o", "-"], folder).stdout
+    check(legend in with_legend, "ncd layout --legend: no sharding line")
+    # GPT-2 tensor parallel: each folded block shows its two all-reduces; its attention and MLP one each.
+    gpt2 = write(folder, "gpt2.ncd", GPT2_SIM.replace("SHARD", "shard heads, inner over 8"))
+    folded = run(ncd, ["render", gpt2, "--format", "dot", "--depth", "1", "-o", "-"] + GPT2_SIZES, folder).stdout
+    check(folded.count("2 all-reduce over 8") == 1, "GPT-2 at depth 1: " + str(folded.count("all-reduce")))
+    inner = run(ncd, ["render", gpt2, "--format", "dot", "--depth", "2", "-o", "-"] + GPT2_SIZES, folder).stdout
+    check(inner.count("1 all-reduce over 8") == 2, "GPT-2 at depth 2: " + str(inner.count("all-reduce")))
+    # Without shard lines nothing changes.
+    plain = write(folder, "plain.ncd", DIRECTIVE.split("schedule")[0])
+    text = run(ncd, ["render", plain, "--format", "dot", "-o", "-"], folder).stdout
+    check("\u00f7" not in text and "sharded over" not in text and "7c3aed" not in text, "an unsharded drawing is marked")
+
+
 SECTIONS = {"directive": section_directive, "megatron": section_megatron, "context": section_context,
-            "experts": section_experts, "sweep": section_sweep, "simulate": section_simulate}
+            "experts": section_experts, "sweep": section_sweep, "simulate": section_simulate,
+            "render": section_render}
 
 
 def main():

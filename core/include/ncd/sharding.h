@@ -36,6 +36,8 @@
 
 namespace ncd {
 
+using CallChain = std::vector<const ir::Op *>;  // call sites from the root diagram, outermost first
+
 struct Collective {
   enum class Kind { AllReduce, ReduceScatter, AllGather, AllToAll };
   Kind kind = Kind::AllReduce;
@@ -43,6 +45,8 @@ struct Collective {
   int64_t group = 1;   // devices taking part (that mesh dimension's size)
   std::string value;   // the tensor communicated, by name ("%5" for temporaries)
   std::string site;    // call path from the root: "h.attn.c_proj"
+  CallChain chain;     // ... as call sites
+  const ir::Op *op = nullptr;  // the op it belongs to in the diagram at the end of `chain` (none: an output's)
   std::string reason;  // why, for people
   SourceLocation location;
   // Elements of the whole tensor one group communicates (for an all-gather
@@ -86,8 +90,6 @@ struct ShardStep {
   std::vector<Route> routed;     // results right only on the devices of their rows' experts
   bool undecided_route = false;  // a combine of a value whose route was lost (through a call): not runnable
 };
-using CallChain = std::vector<const ir::Op *>;
-
 struct ShardingPlan {
   std::vector<int64_t> mesh;  // devices per mesh dimension, outermost first
   int64_t devices = 1;        // their product

@@ -21,31 +21,6 @@
 
 namespace ncd {
 
-std::string_view collective_name(Collective::Kind kind) {
-  switch (kind) {
-    case Collective::Kind::AllReduce: return "all-reduce";
-    case Collective::Kind::ReduceScatter: return "reduce-scatter";
-    case Collective::Kind::AllGather: return "all-gather";
-    case Collective::Kind::AllToAll: return "all-to-all";
-  }
-  return "collective";
-}
-
-double collective_wire_bytes(const Collective &c) {
-  double p = static_cast<double>(c.group);
-  if (p <= 1) return 0;
-  double n = c.bytes();
-  double once = (p - 1) / p * n;
-  return c.kind == Collective::Kind::AllReduce ? 2 * once : once;
-}
-
-double collective_time(const Collective &c, double bandwidth, double latency) {
-  double p = static_cast<double>(c.group);
-  if (p <= 1) return 0;
-  double steps = c.kind == Collective::Kind::AllReduce ? 2 * (p - 1) : p - 1;
-  return (bandwidth > 0 ? collective_wire_bytes(c) / bandwidth : 0) + steps * latency;
-}
-
 namespace {
 
 struct Split {
@@ -216,6 +191,8 @@ class Planner {
     c.group = plan_.mesh[static_cast<size_t>(mesh)];
     c.value = value_label(f, value);
     c.site = f.site;
+    c.chain = f.chain;
+    c.op = current_;
     c.reason = reason;
     c.location = at;
     c.elements = elements(f, value, state, mesh) * scale;
@@ -914,81 +891,6 @@ class Planner {
 ShardingPlan plan_sharding(const ir::Program &program, const ir::Diagram &diagram, const std::vector<int64_t> *mesh) {
   Planner planner(program, diagram, mesh);
   return planner.run();
-}
-
-ShardedCost price_sharding(const ShardingPlan &plan, const HardwareProfile &hardware, double one_device_time) {
-  ShardedCost out;
-  out.mesh = plan.mesh;
-  out.devices = plan.devices;
-  // A mesh dimension's groups are its devices with the inner dimensions' coordinates
-  // fixed, so the outer dimension's rings stride across nodes first: a group
-  // spans nodes when its size times the inner dimensions' exceeds a node.
-  for (const Collective &c : plan.collectives) {
-    ShardedCost::Row row;
-    row.collective = c;
-    int64_t span = c.group;
-    for (size_t m = static_cast<size_t>(c.mesh_dim) + 1; m < plan.mesh.size(); ++m) span *= plan.mesh[m];
-    const Link &link = hardware.interconnect.link_for(span);
-    row.link = link.name;
-    row.bandwidth = link.bandwidth;
-    row.latency = link.latency;
-    row.wire_bytes = collective_wire_bytes(c);
-    row.time = collective_time(c, link.bandwidth, link.latency);
-    out.communication_time += row.time * c.count;
-    out.rows.push_back(std::move(row));
-  }
-  out.one_device_time = one_device_time;
-  out.rank_share = plan.work > 0 ? plan.rank_work / plan.work : 1;
-  out.compute_time = one_device_time * out.rank_share;
-  out.serial_time = out.compute_time + out.communication_time;
-  out.overlap_time = std::max(out.compute_time, out.communication_time);
-  out.speedup = out.overlap_time > 0 ? one_device_time / out.overlap_time : 1;
-  out.efficiency = out.speedup / static_cast<double>(std::max<int64_t>(1, out.devices));
-  out.param_bytes = plan.param_bytes;
-  out.rank_param_bytes = plan.rank_param_bytes;
-  out.activation_peak = plan.activation_peak;
-  out.rank_activation_peak = plan.rank_activation_peak;
-  return out;
-}
-
-std::string format_sharded_cost(const ShardedCost &cost) {
-  using namespace costfmt;
-  std::ostringstream out;
-  std::string mesh;
-  for (int64_t n : cost.mesh) mesh += (mesh.empty() ? "" : " x ") + std::to_string(n);
-  out << "Sharded across " << cost.devices << " device" << (cost.devices == 1 ? "" : "s") << " (mesh " << mesh
-      << "):\n";
-  if (cost.rows.empty()) out << "  no collectives: every device computes its slice alone\n";
-  std::map<std::string, std::pair<double, double>> totals;  // kind → (count, bytes)
-  for (const auto &row : cost.rows) {
-    const Collective &c = row.collective;
-    char count[32];
-    std::snprintf(count, sizeof count, "%g", c.count);
-    out << "  " << collective_name(c.kind) << " over " << c.group << " of " << c.value << " at " << c.site << ": "
-        << static_cast<int64_t>(c.elements) << " elements, " << bytes(c.bytes()) << " (" << bytes(row.wire_bytes)
-        << " sent per device) on " << row.link << ", " << seconds(row.time) << " x" << count << "\n";
-    auto &total = totals[std::string(collective_name(c.kind))];
-    total.first += c.count;
-    total.second += c.bytes() * c.count;
-  }
-  for (auto &[kind, total] : totals) {
-    char count[32];
-    std::snprintf(count, sizeof count, "%g", total.first);
-    out << "  total " << kind << ": " << count << " per run, " << bytes(total.second) << "\n";
-  }
-  char share[32];
-  std::snprintf(share, sizeof share, "%.4g", cost.rank_share);
-  out << "  communication: " << seconds(cost.communication_time) << "\n";
-  out << "  compute per rank: " << seconds(cost.compute_time) << " (" << share << " of one device's "
-      << seconds(cost.one_device_time) << ")\n";
-  char speed[64];
-  std::snprintf(speed, sizeof speed, "%.2fx, efficiency %.0f%%", cost.speedup, cost.efficiency * 100);
-  out << "  time: " << seconds(cost.overlap_time) << " with communication overlapped, " << seconds(cost.serial_time)
-      << " without; speedup " << speed << "\n";
-  out << "  memory per device: params " << bytes(cost.rank_param_bytes) << " (of " << bytes(cost.param_bytes)
-      << "), activations at peak " << bytes(cost.rank_activation_peak) << " (of " << bytes(cost.activation_peak)
-      << "), forward\n";
-  return out.str();
 }
 
 }  // namespace ncd
