@@ -151,6 +151,21 @@ schedule Down {
     unknown = write(folder, "unknown.ncd", DIRECTIVE.replace("shard heads over 4", "shard head over 4"))
     err = run(ncd, ["check", unknown], folder, expect=1).stderr
     check("has no axis 'head'; did you mean 'heads'?" in err, "no did-you-mean:\n" + err)
+    # A call that fails leaves its callee's axes unreached: its error alone is reported, not a shard's after it.
+    broken = write(folder, "broken.ncd", """import "std/gpt2.ncd"
+
+axis seq = 16, n_embd = 64
+
+diagram Model(ids[seq]: i32) -> H[seq, n_embd] {
+  H[seq, n_embd] = GPT2Model(ids)
+}
+
+schedule Model {
+  shard heads over 2
+}
+""")
+    err = run(ncd, ["check", broken], folder, expect=1).stderr
+    check(err.count("error:") == 1 and "axis sizes disagree at this call" in err, "a cascade after a failed call:\n" + err)
     err = run(ncd, ["cost", path, "--devices", "3"], folder, expect=2).stderr
     check("the mesh of 'Block' has 8 devices in 2 dimensions" in err, "--devices on a 2-d mesh:\n" + err)
 

@@ -601,8 +601,12 @@ void Sema::lower_shard(ir::Diagram &diagram, const ast::ScheduleItem &entry, con
     for (int axis : reachable)
       if (axis != own && p_.axis(axis).name == name.text) named.push_back(axis);
     if (named.empty()) {
-      d_.error(name.location, "diagram '" + diagram.name + "' (and the diagrams it calls) has no axis '" + name.text +
-                                  "'" + did_you_mean_axis(name.text, {reachable.begin(), reachable.end()}));
+      // A body that failed may lack the calls that reach the axis: its errors say what is wrong.
+      bool failed =
+          std::any_of(seen.begin(), seen.end(), [&](const ir::Diagram *d) { return failed_bodies_.count(d); });
+      if (!failed)
+        d_.error(name.location, "diagram '" + diagram.name + "' (and the diagrams it calls) has no axis '" + name.text +
+                                    "'" + did_you_mean_axis(name.text, {reachable.begin(), reachable.end()}));
       ok = false;
       continue;
     }

@@ -162,6 +162,7 @@ class Sema {
 
   void lower_bodies(int module);
   void lower_body(const ast::Diagram &decl);
+  std::set<const ir::Diagram *> failed_bodies_;  // bodies with errors (their calls may be missing)
   void lower_block(const std::vector<std::unique_ptr<ast::Stmt>> &body);
   int lookup_value_quiet(const std::string &name) const;
   std::vector<std::string> visible_value_names() const;

@@ -56,6 +56,7 @@ void Sema::lower_body(const ast::Diagram &decl) {
     d_.warning(value.location, std::string(what) + " '" + value.name + "' is never used");
   }
   current_->max_op_id = next_op_id_;
+  if (d_.error_count() > errors_before) failed_bodies_.insert(current_);
 }
 
 void Sema::lower_block(const std::vector<std::unique_ptr<ast::Stmt>> &body) {
