@@ -35,8 +35,8 @@
 namespace ncd::render {
 namespace {
 
-constexpr double kGap = 14;         // between nodes stacked in a column
-constexpr double kClusterPad = 8;   // a cluster's sides
+constexpr double kGap = 14;        // between nodes stacked in a column
+constexpr double kClusterPad = 8;  // a cluster's sides
 constexpr double kPaperClusterPad = 5;
 constexpr double kClusterTop = 26;  // room for a cluster's title
 constexpr double kClusterBottom = 10;
@@ -47,7 +47,8 @@ constexpr double kWireClearance = 6;  // between a wire and a box it passes
 constexpr int kPasses = 6;            // ordering sweeps (layout step 3) a series
 // Sifting (layout step 3) recounts every crossing per try: only for drawings this small.
 constexpr size_t kSiftMaxWires = 300;
-constexpr size_t kSiftTries = 150;  // at most this many tries a series, whatever the drawing
+constexpr size_t kSiftTries = 150;     // at most this many tries a series, whatever the drawing
+constexpr size_t kRerouteTries = 200;  // rerouting (layout step 5): at most this many tries a series
 
 // One item placed inside a cluster: a node (index >= 0) or a cluster (~index).
 struct Child {
@@ -62,7 +63,7 @@ class Layouter {
   Layouter(const DrawingModel &model, const LayoutOptions &options) : model_(model), options_(options) {}
 
   Layout run() {
-    const size_t n = model_.nodes.size(), c = model_.clusters.size();
+    const size_t n = model_.nodes.size();
     measured_.reserve(n);
     for (const auto &node : model_.nodes) measured_.push_back(measure(node, options_.paper));
     in_edges_.assign(n, {});
@@ -73,7 +74,25 @@ class Layouter {
       in_edges_[static_cast<size_t>(edge.to)].push_back(static_cast<int>(e));
       out_edges_[static_cast<size_t>(edge.from)].push_back(static_cast<int>(e));
     }
-    assign_columns();
+    // Small drawings are laid out twice, the second time with the params of a fanning value's
+    // readers in a column of their own (assign_columns), and keep the layout with fewer
+    // crossings (ties: the first).
+    Layout best;
+    size_t best_crossings = std::numeric_limits<size_t>::max();
+    for (int variant = 0; variant < (model_.edges.size() <= kSiftMaxWires ? 2 : 1) && best_crossings > 0; ++variant) {
+      params_apart_ = variant == 1;
+      if (!assign_columns() && params_apart_) break;
+      size_t crossings = 0;
+      Layout layout = place(crossings);
+      if (crossings < best_crossings) best = std::move(layout), best_crossings = crossings;
+    }
+    return best;
+  }
+
+ private:
+  // Steps 3 to 5 on the columns assign_columns chose; `crossings` is set to the result's count.
+  Layout place(size_t &crossings_out) {
+    const size_t n = model_.nodes.size(), c = model_.clusters.size();
     // Cluster column spans and first nodes.
     lo_.assign(c, std::numeric_limits<int>::max());
     hi_.assign(c, -1);
@@ -99,6 +118,7 @@ class Layouter {
       double root_height = 0;
     };
     Candidate series[2];
+    step_column_.assign(model_.edges.size(), -1);
     for (int step = 0; step < 2 * kPasses - 1; ++step) {
       by_previous_ = step >= kPasses;
       pass_ = by_previous_ ? step - kPasses + 1 : step;
@@ -122,11 +142,14 @@ class Layouter {
         height_ = candidate.height;
         root_height_ = candidate.root_height;
         sift(candidate.layout, candidate.crossings);
+        reroute(candidate.layout, candidate.crossings);
+        step_column_.assign(model_.edges.size(), -1);
       }
-    return std::move(series[series[1].crossings < series[0].crossings ? 1 : 0].layout);
+    Candidate &winner = series[series[1].crossings < series[0].crossings ? 1 : 0];
+    crossings_out = winner.crossings;
+    return std::move(winner.layout);
   }
 
- private:
   // ---------------------------------------------------------------- columns
 
   int floor_of(int cluster) const {
@@ -137,15 +160,39 @@ class Layouter {
     return floor;
   }
 
-  void assign_columns() {
+  // Columns (layout step 2); with params_apart_, the readers of a value that fans out to several
+  // param readers go a column further right. Returns whether params_apart_ moved any node.
+  bool assign_columns() {
     const size_t n = model_.nodes.size();
     column_.assign(n, 0);
     floor_.assign(model_.clusters.size(), -1);
+    // A value read by several nodes that each also read a param fans out past those params: with
+    // params_apart_, its readers go a column further right, so that the params sit in a column of
+    // their own between (otherwise the fanning wires step across the params' wires in one gap).
+    std::vector<bool> reads_unfed(n, false), fans(n, false);
+    for (size_t i = 0; i < n && params_apart_; ++i)
+      for (int e : in_edges_[i]) {
+        size_t from = static_cast<size_t>(model_.edges[static_cast<size_t>(e)].from);
+        if (in_edges_[from].empty() && !model_.nodes[from].source && !model_.nodes[from].strip) reads_unfed[i] = true;
+      }
+    for (size_t i = 0; i < n && params_apart_; ++i) {
+      std::vector<int> readers;
+      for (int e : out_edges_[i])
+        if (reads_unfed[static_cast<size_t>(model_.edges[static_cast<size_t>(e)].to)])
+          readers.push_back(model_.edges[static_cast<size_t>(e)].to);
+      std::sort(readers.begin(), readers.end());
+      fans[i] = std::unique(readers.begin(), readers.end()) - readers.begin() >= 2;
+    }
+    bool moved = false;
     for (size_t i = 0; i < n; ++i) {
       const ModelNode &node = model_.nodes[i];
       int col = 0;
-      for (int e : in_edges_[i])
-        col = std::max(col, column_[static_cast<size_t>(model_.edges[static_cast<size_t>(e)].from)] + 1);
+      const bool past = reads_unfed[i];
+      for (int e : in_edges_[i]) {
+        size_t from = static_cast<size_t>(model_.edges[static_cast<size_t>(e)].from);
+        col = std::max(col, column_[from] + (past && fans[from] ? 2 : 1));
+        moved = moved || (past && fans[from]);
+      }
       col = std::max(col, floor_of(node.cluster));
       column_[i] = col;
       for (int k = node.cluster; k >= 0; k = model_.clusters[static_cast<size_t>(k)].parent)
@@ -157,7 +204,8 @@ class Layouter {
     std::vector<bool> reached(n, false);
     for (size_t i = 0; i < n; ++i) {
       reached[i] = model_.nodes[i].source || model_.nodes[i].strip;
-      for (int e : in_edges_[i]) reached[i] = reached[i] || reached[static_cast<size_t>(model_.edges[static_cast<size_t>(e)].from)];
+      for (int e : in_edges_[i])
+        reached[i] = reached[i] || reached[static_cast<size_t>(model_.edges[static_cast<size_t>(e)].from)];
     }
     for (size_t i = n; i-- > 0;) {
       if (reached[i] || out_edges_[i].empty()) continue;
@@ -171,6 +219,7 @@ class Layouter {
     for (size_t i = 0; i < n; ++i)
       if (model_.nodes[i].sink) column_[i] = last;
     columns_ = last + 1;
+    return moved;
   }
 
   // ---------------------------------------------------------------- heights
@@ -309,7 +358,8 @@ class Layouter {
         for (int col = item.lo; col <= item.hi; ++col) {
           auto it = wires.find(col);
           if (it == wires.end()) continue;
-          for (const auto &wire : it->second) consider(wire.first + kWireClearance), consider(wire.first - kWireClearance - item.h);
+          for (const auto &wire : it->second)
+            consider(wire.first + kWireClearance), consider(wire.first - kWireClearance - item.h);
         }
       }
       tops[index] = best;
@@ -362,7 +412,8 @@ class Layouter {
   // Whether node `target` is the item or inside it.
   bool holds(const Child &item, int target) const {
     if (item.item >= 0) return target == item.item;
-    for (int k = model_.nodes[static_cast<size_t>(target)].cluster; k >= 0; k = model_.clusters[static_cast<size_t>(k)].parent)
+    for (int k = model_.nodes[static_cast<size_t>(target)].cluster; k >= 0;
+         k = model_.clusters[static_cast<size_t>(k)].parent)
       if (k == ~item.item) return true;
     return false;
   }
@@ -374,8 +425,8 @@ class Layouter {
       for (int e : out_edges_[static_cast<size_t>(node)]) {
         const ModelEdge &edge = model_.edges[static_cast<size_t>(e)];
         if (holds(item, edge.to) || lifted(edge) || far_reader(edge)) continue;
-        double y = offset(node, cluster) +
-                   port_y(model_.nodes[static_cast<size_t>(node)], measured_[static_cast<size_t>(node)], edge.from_port);
+        double y = offset(node, cluster) + port_y(model_.nodes[static_cast<size_t>(node)],
+                                                  measured_[static_cast<size_t>(node)], edge.from_port);
         int from = column_[static_cast<size_t>(node)] + 1, to = column_[static_cast<size_t>(edge.to)] - 1;
         if (cluster >= 0) {
           from = std::max(from, lo_[static_cast<size_t>(cluster)]);
@@ -387,7 +438,8 @@ class Layouter {
         }
       }
     };
-    if (item.item >= 0) add(item.item);
+    if (item.item >= 0)
+      add(item.item);
     else
       for (int node : members_[static_cast<size_t>(~item.item)]) add(node);
   }
@@ -426,8 +478,10 @@ class Layouter {
         int holder = 0;
         if (!placed_[static_cast<size_t>(edge.to)] || !child_of(edge.to, cluster, holder)) continue;
         return offset(edge.to, cluster) +
-               port_y(model_.nodes[static_cast<size_t>(edge.to)], measured_[static_cast<size_t>(edge.to)], edge.to_port) -
-               port_y(model_.nodes[static_cast<size_t>(target)], measured_[static_cast<size_t>(target)], edge.from_port);
+               port_y(model_.nodes[static_cast<size_t>(edge.to)], measured_[static_cast<size_t>(edge.to)],
+                      edge.to_port) -
+               port_y(model_.nodes[static_cast<size_t>(target)], measured_[static_cast<size_t>(target)],
+                      edge.from_port);
       }
     }
     if (pass_ > 0) {
@@ -576,6 +630,80 @@ class Layouter {
     return false;
   }
 
+  // ---------------------------------------------------------------- rerouting
+
+  // The column before whose gap wire e steps to its target's height: its target's, unless
+  // rerouting moved the step.
+  size_t step_column(size_t e) const {
+    return static_cast<size_t>(step_column_[e] >= 0 ? step_column_[e]
+                                                    : column_[static_cast<size_t>(model_.edges[e].to)]);
+  }
+
+  // Rerouting: a wire spanning several columns may step to its target's height in the gap of any
+  // column between, not only in the last one (where a Sugiyama layout would route it through a
+  // virtual node a column). Each such wire, in turn, tries every earlier gap; a step is kept where
+  // the drawing crosses fewer wires, counted exactly, and the wire passes no box nor a call it
+  // neither leaves nor enters. Placement is untouched: only the bends move.
+  void reroute(Layout &best, size_t &best_crossings) {
+    size_t tries = 0;
+    for (size_t e = 0; e < model_.edges.size() && best_crossings > 0 && tries < kRerouteTries; ++e) {
+      const ModelEdge &edge = model_.edges[e];
+      if (edge.back || lifted(edge) || far_reader(edge) || best.edges[e].points.size() != 4) continue;
+      const int from = column_[static_cast<size_t>(edge.from)], to = column_[static_cast<size_t>(edge.to)];
+      for (int col = from + 1; col < to && best_crossings > 0 && tries < kRerouteTries; ++col) {
+        ++tries;
+        const int kept = step_column_[e];
+        step_column_[e] = col;
+        Layout candidate = finish();
+        size_t crossings = count_crossings(model_, candidate);
+        if (crossings < best_crossings && !route_hidden(candidate, e)) {
+          best_crossings = crossings;
+          best = std::move(candidate);
+        } else {
+          step_column_[e] = kept;
+        }
+      }
+    }
+  }
+
+  // Whether a horizontal stretch of wire e runs behind a node box other than its ends', through
+  // a call's box that holds neither end, or along another source's wire.
+  bool route_hidden(const Layout &layout, size_t e) const {
+    const ModelEdge &edge = model_.edges[e];
+    const auto &points = layout.edges[e].points;
+    auto through = [&](const Box &box, double margin) {
+      for (size_t k = 1; k < points.size(); ++k) {
+        if (std::fabs(points[k].y - points[k - 1].y) > 0.01) continue;
+        double y = points[k].y, x0 = std::min(points[k].x, points[k - 1].x),
+               x1 = std::max(points[k].x, points[k - 1].x);
+        if (y > box.y - margin && y < box.y + box.h + margin && x0 < box.x + box.w && x1 > box.x) return true;
+      }
+      return false;
+    };
+    for (size_t i = 0; i < model_.nodes.size(); ++i)
+      if (static_cast<int>(i) != edge.from && static_cast<int>(i) != edge.to &&
+          through(layout.nodes[i].box, kWireClearance / 2))
+        return true;
+    auto inside = [&](int node, size_t cluster) {
+      for (int k = model_.nodes[static_cast<size_t>(node)].cluster; k >= 0;
+           k = model_.clusters[static_cast<size_t>(k)].parent)
+        if (static_cast<size_t>(k) == cluster) return true;
+      return false;
+    };
+    for (size_t k = 0; k < model_.clusters.size(); ++k)
+      if (first_[k] >= 0 && !inside(edge.from, k) && !inside(edge.to, k) && through(layout.clusters[k], 0)) return true;
+    // Nor along another wire, where the two would read as one.
+    for (size_t f = 0; f < model_.edges.size(); ++f) {
+      if (f == e || model_.edges[f].from == edge.from) continue;
+      const auto &other = layout.edges[f].points;
+      for (size_t k = 1; k < other.size(); ++k)
+        if (std::fabs(other[k].y - other[k - 1].y) < 0.01 &&
+            through({std::min(other[k].x, other[k - 1].x), other[k].y, std::fabs(other[k].x - other[k - 1].x), 0}, 2))
+          return true;
+    }
+    return false;
+  }
+
   // ---------------------------------------------------------------- x, wires, boxes
 
   Layout finish();
@@ -593,6 +721,8 @@ class Layouter {
   bool by_previous_ = false;
   std::vector<double> first_node_, first_cluster_;  // the first pass's placement
   std::vector<bool> placed_;
+  bool params_apart_ = false;     // assign_columns: a fanning value's param readers a column further
+  std::vector<int> step_column_;  // per edge: the column before whose gap it steps (-1: its target's)
   double root_height_ = 0;
 };
 
@@ -677,7 +807,7 @@ Layout Layouter::finish() {
     if (edge.back) continue;
     double from_y = port_y_abs(edge.from, edge.from_port), to_y = port_y_abs(edge.to, edge.to_port);
     if (std::fabs(from_y - to_y) < 0.5) continue;
-    size_t col = static_cast<size_t>(column_[static_cast<size_t>(edge.to)]);
+    size_t col = step_column(e);
     double key = to_y > from_y ? 1e9 - to_y : 2e9 + to_y;
     stepping[col].push_back({key, static_cast<int>(e)});
   }
@@ -687,7 +817,8 @@ Layout Layouter::finish() {
     bends[col] = static_cast<int>(list.size());
     int slots = std::min(bends[col], kTracks);
     for (size_t k = 0; k < list.size(); ++k)
-      track[static_cast<size_t>(list[k].second)] = slots - 1 - static_cast<int>(k * static_cast<size_t>(slots) / list.size());
+      track[static_cast<size_t>(list[k].second)] =
+          slots - 1 - static_cast<int>(k * static_cast<size_t>(slots) / list.size());
   }
   std::vector<double> x(columns + 1, 0);
   double cursor = 12 + open_pad[0];
@@ -755,7 +886,7 @@ Layout Layouter::finish() {
         named_here->second.clear();
       }
     }
-    size_t col = static_cast<size_t>(column_[static_cast<size_t>(edge.to)]);
+    size_t col = step_column(e);
     double bend = x[col] - open_pad[col] - 6 - kTrack * std::max(track[e], 0);
     if (bend < a.x + 2) bend = a.x + 2;
     size_t from_col = static_cast<size_t>(column_[static_cast<size_t>(edge.from)]);
@@ -763,8 +894,8 @@ Layout Layouter::finish() {
       // A param read again far from where it sits (a tied embedding): nothing kept its height
       // free, so the wire goes over the top of its box rather than through everything between.
       int k = model_.nodes[static_cast<size_t>(edge.from)].cluster;
-      double channel = (k < 0 ? top_pad(-1) : out.clusters[static_cast<size_t>(k)].y + kClusterTop) - 6 -
-                       3 * (over_count[k]++ % 4);
+      double channel =
+          (k < 0 ? top_pad(-1) : out.clusters[static_cast<size_t>(k)].y + kClusterTop) - 6 - 3 * (over_count[k]++ % 4);
       double up = x[from_col + 1] - open_pad[from_col + 1] - 3;
       g.points = {a, {up, a.y}, {up, channel}, {bend, channel}, {bend, b.y}, b};
       continue;
