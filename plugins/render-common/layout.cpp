@@ -48,7 +48,8 @@ constexpr int kPasses = 6;            // ordering sweeps (layout step 3) a serie
 // Sifting (layout step 3) recounts every crossing per try: only for drawings this small.
 constexpr size_t kSiftMaxWires = 300;
 constexpr size_t kSiftTries = 150;     // at most this many tries a series, whatever the drawing
-constexpr size_t kRerouteTries = 200;  // rerouting (layout step 5): at most this many tries a series
+constexpr size_t kRerouteTries = 600;  // rerouting (layout step 5): at most this many tries a series
+constexpr size_t kChannels = 8;        // heights a rerouted wire tries a gap
 
 // One item placed inside a cluster: a node (index >= 0) or a cluster (~index).
 struct Child {
@@ -119,6 +120,7 @@ class Layouter {
     };
     Candidate series[2];
     step_column_.assign(model_.edges.size(), -1);
+    channel_.assign(model_.edges.size(), std::numeric_limits<double>::quiet_NaN());
     for (int step = 0; step < 2 * kPasses - 1; ++step) {
       by_previous_ = step >= kPasses;
       pass_ = by_previous_ ? step - kPasses + 1 : step;
@@ -144,6 +146,7 @@ class Layouter {
         sift(candidate.layout, candidate.crossings);
         reroute(candidate.layout, candidate.crossings);
         step_column_.assign(model_.edges.size(), -1);
+        channel_.assign(model_.edges.size(), std::numeric_limits<double>::quiet_NaN());
       }
     Candidate &winner = series[series[1].crossings < series[0].crossings ? 1 : 0];
     crossings_out = winner.crossings;
@@ -650,17 +653,38 @@ class Layouter {
       const ModelEdge &edge = model_.edges[e];
       if (edge.back || lifted(edge) || far_reader(edge) || best.edges[e].points.size() != 4) continue;
       const int from = column_[static_cast<size_t>(edge.from)], to = column_[static_cast<size_t>(edge.to)];
+      const double from_y = best.edges[e].points.front().y, to_y = best.edges[e].points.back().y;
       for (int col = from + 1; col < to && best_crossings > 0 && tries < kRerouteTries; ++col) {
-        ++tries;
-        const int kept = step_column_[e];
-        step_column_[e] = col;
-        Layout candidate = finish();
-        size_t crossings = count_crossings(model_, candidate);
-        if (crossings < best_crossings && !route_hidden(candidate, e)) {
-          best_crossings = crossings;
-          best = std::move(candidate);
-        } else {
-          step_column_[e] = kept;
+        // Heights to run at from this gap on: the target's, or a channel just above or below a
+        // box of the columns between (where a virtual node would sit), nearest first.
+        std::vector<std::pair<double, double>> heights{{0, std::numeric_limits<double>::quiet_NaN()}};
+        for (size_t i = 0; i < model_.nodes.size(); ++i) {
+          if (column_[i] < col || column_[i] >= to) continue;
+          const Box &box = best.nodes[i].box;
+          for (double h : {box.y - kWireClearance, box.y + box.h + kWireClearance}) {
+            double distance = std::max({0.0, std::min(from_y, to_y) - h, h - std::max(from_y, to_y)});
+            if (std::fabs(h - from_y) >= 0.5 && std::fabs(h - to_y) >= 0.5) heights.push_back({distance + 1, h});
+          }
+        }
+        std::sort(heights.begin(), heights.end());
+        heights.erase(std::unique(heights.begin(), heights.end()), heights.end());
+        if (heights.size() > kChannels) heights.resize(kChannels);
+        for (const auto &[distance, h] : heights) {
+          if (best_crossings == 0 || tries >= kRerouteTries) break;
+          ++tries;
+          const int kept = step_column_[e];
+          const double kept_channel = channel_[e];
+          step_column_[e] = col;
+          channel_[e] = h;
+          Layout candidate = finish();
+          size_t crossings = count_crossings(model_, candidate);
+          if (crossings < best_crossings && !route_hidden(candidate, e)) {
+            best_crossings = crossings;
+            best = std::move(candidate);
+          } else {
+            step_column_[e] = kept;
+            channel_[e] = kept_channel;
+          }
         }
       }
     }
@@ -694,7 +718,9 @@ class Layouter {
       if (first_[k] >= 0 && !inside(edge.from, k) && !inside(edge.to, k) && through(layout.clusters[k], 0)) return true;
     // Nor along another wire, where the two would read as one.
     for (size_t f = 0; f < model_.edges.size(); ++f) {
-      if (f == e || model_.edges[f].from == edge.from) continue;
+      const ModelEdge &near = model_.edges[f];
+      if (f == e || near.from == edge.from || near.to == edge.to || near.from == edge.to || near.to == edge.from)
+        continue;
       const auto &other = layout.edges[f].points;
       for (size_t k = 1; k < other.size(); ++k)
         if (std::fabs(other[k].y - other[k - 1].y) < 0.01 &&
@@ -721,8 +747,10 @@ class Layouter {
   bool by_previous_ = false;
   std::vector<double> first_node_, first_cluster_;  // the first pass's placement
   std::vector<bool> placed_;
-  bool params_apart_ = false;     // assign_columns: a fanning value's param readers a column further
-  std::vector<int> step_column_;  // per edge: the column before whose gap it steps (-1: its target's)
+  bool params_apart_ = false;  // assign_columns: a fanning value's param readers a column further
+  std::vector<int> step_column_;
+  std::vector<double> channel_;  // per edge: the height it runs at after its first step (NaN: none)  // per edge: the
+                                 // column before whose gap it steps (-1: its target's)
   double root_height_ = 0;
 };
 
@@ -800,16 +828,24 @@ Layout Layouter::finish() {
   // Tracks: in each gap, a wire that steps further steps further left, so that its vertical
   // segment does not cross the horizontal ones of the shorter steps beside it; downward steps
   // left of upward ones.
-  std::vector<int> track(model_.edges.size(), -1);
+  // A rerouted wire through a channel steps twice (entries 2e and 2e + 1), any other once (2e).
+  std::vector<int> track(2 * model_.edges.size(), -1);
   std::vector<std::vector<std::pair<double, int>>> stepping(columns + 1);
+  auto add_step = [&](size_t col, double from_y, double to_y, size_t entry) {
+    double key = to_y > from_y ? 1e9 - to_y : 2e9 + to_y;
+    stepping[col].push_back({key, static_cast<int>(entry)});
+  };
   for (size_t e = 0; e < model_.edges.size(); ++e) {
     const ModelEdge &edge = model_.edges[e];
     if (edge.back) continue;
     double from_y = port_y_abs(edge.from, edge.from_port), to_y = port_y_abs(edge.to, edge.to_port);
+    if (!std::isnan(channel_[e])) {
+      add_step(step_column(e), from_y, channel_[e], 2 * e);
+      add_step(static_cast<size_t>(column_[static_cast<size_t>(edge.to)]), channel_[e], to_y, 2 * e + 1);
+      continue;
+    }
     if (std::fabs(from_y - to_y) < 0.5) continue;
-    size_t col = step_column(e);
-    double key = to_y > from_y ? 1e9 - to_y : 2e9 + to_y;
-    stepping[col].push_back({key, static_cast<int>(e)});
+    add_step(step_column(e), from_y, to_y, 2 * e);
   }
   for (size_t col = 0; col <= columns; ++col) {
     auto &list = stepping[col];
@@ -886,9 +922,15 @@ Layout Layouter::finish() {
         named_here->second.clear();
       }
     }
-    size_t col = step_column(e);
-    double bend = x[col] - open_pad[col] - 6 - kTrack * std::max(track[e], 0);
-    if (bend < a.x + 2) bend = a.x + 2;
+    auto bend_at = [&](size_t col, int slot) {
+      return std::max(x[col] - open_pad[col] - 6 - kTrack * std::max(slot, 0), a.x + 2);
+    };
+    double bend = bend_at(step_column(e), track[2 * e]);
+    if (!std::isnan(channel_[e])) {
+      double last = bend_at(static_cast<size_t>(column_[static_cast<size_t>(edge.to)]), track[2 * e + 1]);
+      g.points = {a, {bend, a.y}, {bend, channel_[e]}, {last, channel_[e]}, {last, b.y}, b};
+      continue;
+    }
     size_t from_col = static_cast<size_t>(column_[static_cast<size_t>(edge.from)]);
     if (far_reader(edge) && from_col + 1 < columns) {
       // A param read again far from where it sits (a tied embedding): nothing kept its height
@@ -900,7 +942,7 @@ Layout Layouter::finish() {
       g.points = {a, {up, a.y}, {up, channel}, {bend, channel}, {bend, b.y}, b};
       continue;
     }
-    if (track[e] < 0) {
+    if (track[2 * e] < 0) {
       g.points = {a, b};
       continue;
     }
