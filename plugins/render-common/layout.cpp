@@ -47,9 +47,9 @@ constexpr double kWireClearance = 6;  // between a wire and a box it passes
 constexpr int kPasses = 6;            // ordering sweeps (layout step 3) a series
 // Sifting (layout step 3) recounts every crossing per try: only for drawings this small.
 constexpr size_t kSiftMaxWires = 300;
-constexpr size_t kSiftTries = 150;     // at most this many tries a series, whatever the drawing
-constexpr size_t kRerouteTries = 600;  // rerouting (layout step 5): at most this many tries a series
-constexpr size_t kChannels = 8;        // heights a rerouted wire tries a gap
+constexpr size_t kSiftTries = 150;      // at most this many tries a series, whatever the drawing
+constexpr size_t kRerouteTries = 3000;  // rerouting (layout step 5): at most this many tries a series
+constexpr size_t kChannels = 16;        // heights a rerouted wire tries a gap
 
 // One item placed inside a cluster: a node (index >= 0) or a cluster (~index).
 struct Child {
@@ -649,41 +649,45 @@ class Layouter {
   // neither leaves nor enters. Placement is untouched: only the bends move.
   void reroute(Layout &best, size_t &best_crossings) {
     size_t tries = 0;
-    for (size_t e = 0; e < model_.edges.size() && best_crossings > 0 && tries < kRerouteTries; ++e) {
-      const ModelEdge &edge = model_.edges[e];
-      if (edge.back || lifted(edge) || far_reader(edge) || best.edges[e].points.size() != 4) continue;
-      const int from = column_[static_cast<size_t>(edge.from)], to = column_[static_cast<size_t>(edge.to)];
-      const double from_y = best.edges[e].points.front().y, to_y = best.edges[e].points.back().y;
-      for (int col = from + 1; col < to && best_crossings > 0 && tries < kRerouteTries; ++col) {
-        // Heights to run at from this gap on: the target's, or a channel just above or below a
-        // box of the columns between (where a virtual node would sit), nearest first.
-        std::vector<std::pair<double, double>> heights{{0, std::numeric_limits<double>::quiet_NaN()}};
-        for (size_t i = 0; i < model_.nodes.size(); ++i) {
-          if (column_[i] < col || column_[i] >= to) continue;
-          const Box &box = best.nodes[i].box;
-          for (double h : {box.y - kWireClearance, box.y + box.h + kWireClearance}) {
-            double distance = std::max({0.0, std::min(from_y, to_y) - h, h - std::max(from_y, to_y)});
-            if (std::fabs(h - from_y) >= 0.5 && std::fabs(h - to_y) >= 0.5) heights.push_back({distance + 1, h});
+    for (bool improved = true; improved && best_crossings > 0 && tries < kRerouteTries;) {
+      improved = false;
+      for (size_t e = 0; e < model_.edges.size() && best_crossings > 0 && tries < kRerouteTries; ++e) {
+        const ModelEdge &edge = model_.edges[e];
+        if (edge.back || lifted(edge) || far_reader(edge)) continue;
+        const int from = column_[static_cast<size_t>(edge.from)], to = column_[static_cast<size_t>(edge.to)];
+        const double from_y = best.edges[e].points.front().y, to_y = best.edges[e].points.back().y;
+        for (int col = from + 1; col < to && best_crossings > 0 && tries < kRerouteTries; ++col) {
+          // Heights to run at from this gap on: the target's, or a channel just above or below a
+          // box of the columns between (where a virtual node would sit), nearest first.
+          std::vector<std::pair<double, double>> heights{{0, std::numeric_limits<double>::quiet_NaN()}};
+          for (size_t i = 0; i < model_.nodes.size(); ++i) {
+            if (column_[i] < col || column_[i] >= to) continue;
+            const Box &box = best.nodes[i].box;
+            for (double h : {box.y - kWireClearance, box.y + box.h + kWireClearance}) {
+              double distance = std::max({0.0, std::min(from_y, to_y) - h, h - std::max(from_y, to_y)});
+              if (std::fabs(h - from_y) >= 0.5 && std::fabs(h - to_y) >= 0.5) heights.push_back({distance + 1, h});
+            }
           }
-        }
-        std::sort(heights.begin(), heights.end());
-        heights.erase(std::unique(heights.begin(), heights.end()), heights.end());
-        if (heights.size() > kChannels) heights.resize(kChannels);
-        for (const auto &[distance, h] : heights) {
-          if (best_crossings == 0 || tries >= kRerouteTries) break;
-          ++tries;
-          const int kept = step_column_[e];
-          const double kept_channel = channel_[e];
-          step_column_[e] = col;
-          channel_[e] = h;
-          Layout candidate = finish();
-          size_t crossings = count_crossings(model_, candidate);
-          if (crossings < best_crossings && !route_hidden(candidate, e)) {
-            best_crossings = crossings;
-            best = std::move(candidate);
-          } else {
-            step_column_[e] = kept;
-            channel_[e] = kept_channel;
+          std::sort(heights.begin(), heights.end());
+          heights.erase(std::unique(heights.begin(), heights.end()), heights.end());
+          if (heights.size() > kChannels) heights.resize(kChannels);
+          for (const auto &[distance, h] : heights) {
+            if (best_crossings == 0 || tries >= kRerouteTries) break;
+            ++tries;
+            const int kept = step_column_[e];
+            const double kept_channel = channel_[e];
+            step_column_[e] = col;
+            channel_[e] = h;
+            Layout candidate = finish();
+            size_t crossings = count_crossings(model_, candidate);
+            if (crossings < best_crossings && !route_hidden(candidate, e)) {
+              best_crossings = crossings;
+              best = std::move(candidate);
+              improved = true;
+            } else {
+              step_column_[e] = kept;
+              channel_[e] = kept_channel;
+            }
           }
         }
       }
