@@ -6,6 +6,8 @@
 //      records a node after everything it reads, so one forward pass suffices);
 //      nodes nobody feeds (params, index expressions) move next to their first
 //      reader; a call's nodes never go left of its entry strip; outputs last;
+//      small drawings are laid out a second time with the params read beside
+//      a value that fans out in a column of their own, and keep the better;
 //   3. heights, inside out (deepest cluster first): the children of a cluster
 //      (nodes and inner clusters, each spanning a range of columns) in column
 //      order, params last, each at the free place nearest to the height it
@@ -17,7 +19,10 @@
 //   4. column x positions from the widest node, the labels that start in the
 //      gap and the bends the gap holds; cluster boxes from their columns;
 //   5. wires: straight when source and target ports are level, else one
-//      vertical step in a track of the gap before the target's column.
+//      vertical step in a track of the gap before the target's column; in
+//      small drawings a wire spanning columns may step in an earlier gap, or
+//      run through a channel beside the boxes between and step twice, where
+//      that crosses fewer wires (rerouting).
 // Preconditions: the model's edges (but a repeat's back edge) go from a node
 // recorded earlier to one recorded later; edges that do not are drawn but do
 // not constrain columns.
@@ -45,7 +50,8 @@ constexpr int kTracks = 10;
 constexpr double kLabelFont = 10;
 constexpr double kWireClearance = 6;  // between a wire and a box it passes
 constexpr int kPasses = 6;            // ordering sweeps (layout step 3) a series
-// Sifting (layout step 3) recounts every crossing per try: only for drawings this small.
+// Sifting (layout step 3), rerouting (step 5) and the second column assignment (step 2) recount
+// every crossing per try: only for drawings this small.
 constexpr size_t kSiftMaxWires = 300;
 constexpr size_t kSiftTries = 150;      // at most this many tries a series, whatever the drawing
 constexpr size_t kRerouteTries = 3000;  // rerouting (layout step 5): at most this many tries a series
