@@ -53,9 +53,11 @@ constexpr int kPasses = 6;            // ordering sweeps (layout step 3) a serie
 // Sifting (layout step 3), rerouting (step 5) and the second column assignment (step 2) recount
 // every crossing per try: only for drawings this small.
 constexpr size_t kSiftMaxWires = 300;
-constexpr size_t kSiftTries = 150;      // at most this many tries a series, whatever the drawing
-constexpr size_t kRerouteTries = 3000;  // rerouting (layout step 5): at most this many tries a series
-constexpr size_t kChannels = 16;        // heights a rerouted wire tries a gap
+constexpr size_t kSiftTries = 150;  // at most this many tries a series, whatever the drawing
+// Rerouting (layout step 5): at most this many wires drawn and counted a series, all tries
+// together (each try draws and counts every wire): 2,000 tries for 50 wires, 333 for 300.
+constexpr size_t kRerouteWork = 100000;
+constexpr size_t kChannels = 16;  // heights a rerouted wire tries a gap
 
 // One item placed inside a cluster: a node (index >= 0) or a cluster (~index).
 struct Child {
@@ -655,14 +657,15 @@ class Layouter {
   // neither leaves nor enters. Placement is untouched: only the bends move.
   void reroute(Layout &best, size_t &best_crossings) {
     size_t tries = 0;
-    for (bool improved = true; improved && best_crossings > 0 && tries < kRerouteTries;) {
+    const size_t limit = kRerouteWork / std::max<size_t>(model_.edges.size(), 1);
+    for (bool improved = true; improved && best_crossings > 0 && tries < limit;) {
       improved = false;
-      for (size_t e = 0; e < model_.edges.size() && best_crossings > 0 && tries < kRerouteTries; ++e) {
+      for (size_t e = 0; e < model_.edges.size() && best_crossings > 0 && tries < limit; ++e) {
         const ModelEdge &edge = model_.edges[e];
         if (edge.back || lifted(edge) || far_reader(edge)) continue;
         const int from = column_[static_cast<size_t>(edge.from)], to = column_[static_cast<size_t>(edge.to)];
         const double from_y = best.edges[e].points.front().y, to_y = best.edges[e].points.back().y;
-        for (int col = from + 1; col < to && best_crossings > 0 && tries < kRerouteTries; ++col) {
+        for (int col = from + 1; col < to && best_crossings > 0 && tries < limit; ++col) {
           // Heights to run at from this gap on: the target's, or a channel just above or below a
           // box of the columns between (where a virtual node would sit), nearest first.
           std::vector<std::pair<double, double>> heights{{0, std::numeric_limits<double>::quiet_NaN()}};
@@ -678,7 +681,7 @@ class Layouter {
           heights.erase(std::unique(heights.begin(), heights.end()), heights.end());
           if (heights.size() > kChannels) heights.resize(kChannels);
           for (const auto &[distance, h] : heights) {
-            if (best_crossings == 0 || tries >= kRerouteTries) break;
+            if (best_crossings == 0 || tries >= limit) break;
             ++tries;
             const int kept = step_column_[e];
             const double kept_channel = channel_[e];
