@@ -215,8 +215,7 @@ class Layouter {
     std::vector<bool> reached(n, false);
     for (size_t i = 0; i < n; ++i) {
       reached[i] = model_.nodes[i].source || model_.nodes[i].strip;
-      for (int e : in_edges_[i])
-        reached[i] = reached[i] || reached[static_cast<size_t>(model_.edges[static_cast<size_t>(e)].from)];
+      for (int e : in_edges_[i]) reached[i] = reached[i] || reached[static_cast<size_t>(model_.edges[static_cast<size_t>(e)].from)];
     }
     for (size_t i = n; i-- > 0;) {
       if (reached[i] || out_edges_[i].empty()) continue;
@@ -369,8 +368,7 @@ class Layouter {
         for (int col = item.lo; col <= item.hi; ++col) {
           auto it = wires.find(col);
           if (it == wires.end()) continue;
-          for (const auto &wire : it->second)
-            consider(wire.first + kWireClearance), consider(wire.first - kWireClearance - item.h);
+          for (const auto &wire : it->second) consider(wire.first + kWireClearance), consider(wire.first - kWireClearance - item.h);
         }
       }
       tops[index] = best;
@@ -423,8 +421,7 @@ class Layouter {
   // Whether node `target` is the item or inside it.
   bool holds(const Child &item, int target) const {
     if (item.item >= 0) return target == item.item;
-    for (int k = model_.nodes[static_cast<size_t>(target)].cluster; k >= 0;
-         k = model_.clusters[static_cast<size_t>(k)].parent)
+    for (int k = model_.nodes[static_cast<size_t>(target)].cluster; k >= 0; k = model_.clusters[static_cast<size_t>(k)].parent)
       if (k == ~item.item) return true;
     return false;
   }
@@ -436,8 +433,8 @@ class Layouter {
       for (int e : out_edges_[static_cast<size_t>(node)]) {
         const ModelEdge &edge = model_.edges[static_cast<size_t>(e)];
         if (holds(item, edge.to) || lifted(edge) || far_reader(edge)) continue;
-        double y = offset(node, cluster) + port_y(model_.nodes[static_cast<size_t>(node)],
-                                                  measured_[static_cast<size_t>(node)], edge.from_port);
+        double y = offset(node, cluster) +
+                   port_y(model_.nodes[static_cast<size_t>(node)], measured_[static_cast<size_t>(node)], edge.from_port);
         int from = column_[static_cast<size_t>(node)] + 1, to = column_[static_cast<size_t>(edge.to)] - 1;
         if (cluster >= 0) {
           from = std::max(from, lo_[static_cast<size_t>(cluster)]);
@@ -449,8 +446,7 @@ class Layouter {
         }
       }
     };
-    if (item.item >= 0)
-      add(item.item);
+    if (item.item >= 0) add(item.item);
     else
       for (int node : members_[static_cast<size_t>(~item.item)]) add(node);
   }
@@ -489,10 +485,8 @@ class Layouter {
         int holder = 0;
         if (!placed_[static_cast<size_t>(edge.to)] || !child_of(edge.to, cluster, holder)) continue;
         return offset(edge.to, cluster) +
-               port_y(model_.nodes[static_cast<size_t>(edge.to)], measured_[static_cast<size_t>(edge.to)],
-                      edge.to_port) -
-               port_y(model_.nodes[static_cast<size_t>(target)], measured_[static_cast<size_t>(target)],
-                      edge.from_port);
+               port_y(model_.nodes[static_cast<size_t>(edge.to)], measured_[static_cast<size_t>(edge.to)], edge.to_port) -
+               port_y(model_.nodes[static_cast<size_t>(target)], measured_[static_cast<size_t>(target)], edge.from_port);
       }
     }
     if (pass_ > 0) {
@@ -866,8 +860,7 @@ Layout Layouter::finish() {
     bends[col] = static_cast<int>(list.size());
     int slots = std::min(bends[col], kTracks);
     for (size_t k = 0; k < list.size(); ++k)
-      track[static_cast<size_t>(list[k].second)] =
-          slots - 1 - static_cast<int>(k * static_cast<size_t>(slots) / list.size());
+      track[static_cast<size_t>(list[k].second)] = slots - 1 - static_cast<int>(k * static_cast<size_t>(slots) / list.size());
   }
   std::vector<double> x(columns + 1, 0);
   double cursor = 12 + open_pad[0];
@@ -949,8 +942,8 @@ Layout Layouter::finish() {
       // A param read again far from where it sits (a tied embedding): nothing kept its height
       // free, so the wire goes over the top of its box rather than through everything between.
       int k = model_.nodes[static_cast<size_t>(edge.from)].cluster;
-      double channel =
-          (k < 0 ? top_pad(-1) : out.clusters[static_cast<size_t>(k)].y + kClusterTop) - 6 - 3 * (over_count[k]++ % 4);
+      double channel = (k < 0 ? top_pad(-1) : out.clusters[static_cast<size_t>(k)].y + kClusterTop) - 6 -
+                       3 * (over_count[k]++ % 4);
       double up = x[from_col + 1] - open_pad[from_col + 1] - 3;
       g.points = {a, {up, a.y}, {up, channel}, {bend, channel}, {bend, b.y}, b};
       continue;
