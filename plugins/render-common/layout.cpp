@@ -621,17 +621,10 @@ class Layouter {
 
   // Whether a horizontal stretch of a wire not touching node i runs behind its box.
   bool hides_wire(const Layout &layout, int i) const {
-    const Box &box = layout.nodes[static_cast<size_t>(i)].box;
-    for (size_t e = 0; e < model_.edges.size(); ++e) {
-      if (model_.edges[e].from == i || model_.edges[e].to == i) continue;
-      const auto &points = layout.edges[e].points;
-      for (size_t k = 1; k < points.size(); ++k) {
-        if (std::fabs(points[k].y - points[k - 1].y) > 0.01) continue;
-        double y = points[k].y, x0 = std::min(points[k].x, points[k - 1].x),
-               x1 = std::max(points[k].x, points[k - 1].x);
-        if (y > box.y && y < box.y + box.h && x0 < box.x + box.w && x1 > box.x) return true;
-      }
-    }
+    for (size_t e = 0; e < model_.edges.size(); ++e)
+      if (model_.edges[e].from != i && model_.edges[e].to != i &&
+          runs_through(layout.edges[e], layout.nodes[static_cast<size_t>(i)].box, 0))
+        return true;
     return false;
   }
 
@@ -683,7 +676,7 @@ class Layouter {
             channel_[e] = h;
             Layout candidate = finish();
             size_t crossings = count_crossings(model_, candidate);
-            if (crossings < best_crossings && !route_hidden(candidate, e)) {
+            if (crossings < best_crossings && !runs_behind(model_, candidate, e, kWireClearance / 2)) {
               best_crossings = crossings;
               best = std::move(candidate);
               improved = true;
@@ -695,46 +688,6 @@ class Layouter {
         }
       }
     }
-  }
-
-  // Whether a horizontal stretch of wire e runs behind a node box other than its ends', through
-  // a call's box that holds neither end, or along another source's wire.
-  bool route_hidden(const Layout &layout, size_t e) const {
-    const ModelEdge &edge = model_.edges[e];
-    const auto &points = layout.edges[e].points;
-    auto through = [&](const Box &box, double margin) {
-      for (size_t k = 1; k < points.size(); ++k) {
-        if (std::fabs(points[k].y - points[k - 1].y) > 0.01) continue;
-        double y = points[k].y, x0 = std::min(points[k].x, points[k - 1].x),
-               x1 = std::max(points[k].x, points[k - 1].x);
-        if (y > box.y - margin && y < box.y + box.h + margin && x0 < box.x + box.w && x1 > box.x) return true;
-      }
-      return false;
-    };
-    for (size_t i = 0; i < model_.nodes.size(); ++i)
-      if (static_cast<int>(i) != edge.from && static_cast<int>(i) != edge.to &&
-          through(layout.nodes[i].box, kWireClearance / 2))
-        return true;
-    auto inside = [&](int node, size_t cluster) {
-      for (int k = model_.nodes[static_cast<size_t>(node)].cluster; k >= 0;
-           k = model_.clusters[static_cast<size_t>(k)].parent)
-        if (static_cast<size_t>(k) == cluster) return true;
-      return false;
-    };
-    for (size_t k = 0; k < model_.clusters.size(); ++k)
-      if (first_[k] >= 0 && !inside(edge.from, k) && !inside(edge.to, k) && through(layout.clusters[k], 0)) return true;
-    // Nor along another wire, where the two would read as one.
-    for (size_t f = 0; f < model_.edges.size(); ++f) {
-      const ModelEdge &near = model_.edges[f];
-      if (f == e || near.from == edge.from || near.to == edge.to || near.from == edge.to || near.to == edge.from)
-        continue;
-      const auto &other = layout.edges[f].points;
-      for (size_t k = 1; k < other.size(); ++k)
-        if (std::fabs(other[k].y - other[k - 1].y) < 0.01 &&
-            through({std::min(other[k].x, other[k - 1].x), other[k].y, std::fabs(other[k].x - other[k - 1].x), 0}, 2))
-          return true;
-    }
-    return false;
   }
 
   // ---------------------------------------------------------------- x, wires, boxes
