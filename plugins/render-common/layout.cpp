@@ -637,11 +637,13 @@ class Layouter {
                                                     : column_[static_cast<size_t>(model_.edges[e].to)]);
   }
 
-  // Rerouting: a wire spanning several columns may step to its target's height in the gap of any
-  // column between, not only in the last one (where a Sugiyama layout would route it through a
-  // virtual node a column). Each such wire, in turn, tries every earlier gap; a step is kept where
-  // the drawing crosses fewer wires, counted exactly, and the wire passes no box nor a call it
-  // neither leaves nor enters. Placement is untouched: only the bends move.
+  // Rerouting: a wire spanning several columns may step in the gap of any column between, not
+  // only in the last one, to its target's height or to a channel beside a box it passes (where a
+  // Sugiyama layout would route it through a virtual node a column), then step again before its
+  // target. Each such wire, in turn, tries every earlier gap and channel; a try is kept where the
+  // drawing crosses fewer wires, counted exactly, and the wire runs behind nothing (runs_behind),
+  // in rounds while one is kept, within kRerouteWork. Placement is untouched: only bends move.
+  // Preconditions: the layout `best` was drawn by finish() from the current placement.
   void reroute(Layout &best, size_t &best_crossings) {
     size_t tries = 0;
     const size_t limit = kRerouteWork / std::max<size_t>(model_.edges.size(), 1);
