@@ -57,7 +57,7 @@ constexpr size_t kSiftTries = 150;  // at most this many tries a series, whateve
 // Rerouting (layout step 5): at most this many wires drawn and counted a series, all tries
 // together (each try draws and counts every wire): 2,000 tries for 50 wires, 333 for 300.
 constexpr size_t kRerouteWork = 100000;
-constexpr size_t kChannels = 16;  // heights a rerouted wire tries a gap
+constexpr size_t kChannels = 32;  // heights a rerouted wire tries a gap
 
 // One item placed inside a cluster: a node (index >= 0) or a cluster (~index).
 struct Child {
