@@ -8,6 +8,7 @@
 
 #include "ncd/output.h"
 #include "ncd/plugin_loader.h"
+#include "ncd/sharding.h"
 
 namespace ncd::cli {
 
@@ -112,6 +113,39 @@ bool write_or_report(const std::string &path, const std::string &content) {
   if (write_output(path, content, error)) return true;
   std::cerr << "ncd: error: " << error << "\n";
   return false;
+}
+
+// --devices N: a one-dimensional mesh takes N devices (N must divide every
+// axis it shards); a larger mesh must already have N. A diagram without shards
+// cannot be spread: it says how to shard it.
+bool apply_devices(const std::string &verb, ir::Diagram &diagram, const ir::Program &program, int64_t devices) {
+  if (diagram.shards.empty()) {
+    if (devices <= 1) return true;
+    std::cerr << "ncd " << verb << ": error: --devices " << devices << ": diagram '" << diagram.name
+              << "' has no `shard` directive, so there is nothing to spread; add one to a schedule, e.g. "
+                 "`schedule "
+              << diagram.name << " { shard heads over " << devices << " }` (docs/SHARDING.md)\n";
+    return false;
+  }
+  if (devices == 0) return true;
+  if (devices < 1) {
+    std::cerr << "ncd " << verb << ": error: --devices " << devices << ": at least 1 device\n";
+    return false;
+  }
+  int64_t product = 1;
+  for (const auto &shard : diagram.shards) product *= shard.devices;
+  if (diagram.shards.size() > 1) {
+    if (product == devices) return true;
+    std::cerr << "ncd " << verb << ": error: --devices " << devices << ": the mesh of '" << diagram.name << "' has " << product
+              << " devices in " << diagram.shards.size() << " dimensions; change its `shard` lines instead\n";
+    return false;
+  }
+  if (std::string why = shard_refusal(program, diagram.shards[0], devices); !why.empty()) {
+    std::cerr << "ncd " << verb << ": error: --devices " << devices << ": " << why << ", which the mesh shards\n";
+    return false;
+  }
+  diagram.shards[0].devices = devices;
+  return true;
 }
 
 }  // namespace ncd::cli

@@ -54,4 +54,9 @@ ir::Diagram *select_diagram(Compilation &compilation, const std::string &name, b
 // Writes `content` atomically to `path` ("-": stdout); prints an error on failure.
 bool write_or_report(const std::string &path, const std::string &content);
 
+// --devices N for `verb` (cost, run): a one-dimensional mesh takes N devices
+// (N must divide every axis it shards); a larger mesh must already have N; 0
+// keeps the diagram's own. Prints the error and returns false otherwise.
+bool apply_devices(const std::string &verb, ir::Diagram &diagram, const ir::Program &program, int64_t devices);
+
 }  // namespace ncd::cli

@@ -1,7 +1,11 @@
 // `ncd cost FILE [--diagram NAME] [--hw NAME|FILE] [-D ...] [--json]
-//            [--sweep AXIS=FROM..TO] [--plot FILE.svg] [--unfused] [--list-hw]`:
+//            [--sweep AXIS=FROM..TO] [--plot FILE.svg] [--unfused] [--list-hw]
+//            [--devices N] [--explain]`:
 // FLOPs, bytes per memory level, roofline time and energy of a diagram on a
-// hardware profile, as numbers and formulas (the model: docs/COST.md).
+// hardware profile, as numbers and formulas (the model: docs/COST.md); with
+// `shard` lines, across devices (docs/SHARDING.md), and `--sweep
+// devices=FROM..TO` over device counts.
+#include <algorithm>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -94,41 +98,6 @@ std::string default_hardware(const ir::Diagram &diagram) {
   return "h100-sxm";
 }
 
-// --devices N: a one-dimensional mesh takes N devices (N must divide every
-// axis it shards); a larger mesh must already have N. A diagram without shards
-// cannot be spread: it says how to shard it.
-bool apply_devices(ir::Diagram &diagram, const ir::Program &program, int64_t devices) {
-  if (diagram.shards.empty()) {
-    if (devices <= 1) return true;
-    std::cerr << "ncd cost: error: --devices " << devices << ": diagram '" << diagram.name
-              << "' has no `shard` directive, so there is nothing to spread; add one to a schedule, e.g. "
-                 "`schedule "
-              << diagram.name << " { shard heads over " << devices << " }` (docs/SHARDING.md)\n";
-    return false;
-  }
-  if (devices == 0) return true;
-  if (devices < 1) {
-    std::cerr << "ncd cost: error: --devices " << devices << ": at least 1 device\n";
-    return false;
-  }
-  int64_t product = 1;
-  for (const auto &shard : diagram.shards) product *= shard.devices;
-  if (diagram.shards.size() > 1) {
-    if (product == devices) return true;
-    std::cerr << "ncd cost: error: --devices " << devices << ": the mesh of '" << diagram.name << "' has " << product
-              << " devices in " << diagram.shards.size() << " dimensions; change its `shard` lines instead\n";
-    return false;
-  }
-  for (int axis : diagram.shards[0].axes)
-    if (auto size = program.axis(axis).size; size && *size % devices != 0) {
-      std::cerr << "ncd cost: error: --devices " << devices << ": " << devices << " does not divide the size of '"
-                << program.axis(axis).name << "' (" << *size << "), which the mesh shards\n";
-      return false;
-    }
-  diagram.shards[0].devices = devices;
-  return true;
-}
-
 nlohmann::json sharded_json(const ShardedCost &cost, const SourceManager &sources) {
   nlohmann::json out{{"devices", cost.devices},
                      {"mesh", cost.mesh},
@@ -140,6 +109,11 @@ nlohmann::json sharded_json(const ShardedCost &cost, const SourceManager &source
                      {"overlap_time", cost.overlap_time},
                      {"speedup", cost.speedup},
                      {"efficiency", cost.efficiency},
+                     {"memory",
+                      {{"param_bytes", cost.rank_param_bytes},
+                       {"param_bytes_one_device", cost.param_bytes},
+                       {"activation_peak", cost.rank_activation_peak},
+                       {"activation_peak_one_device", cost.activation_peak}}},
                      {"collectives", nlohmann::json::array()}};
   for (const auto &row : cost.rows) {
     const Collective &c = row.collective;
@@ -161,6 +135,24 @@ nlohmann::json sharded_json(const ShardedCost &cost, const SourceManager &source
       entry["location"] = {{"file", file.path}, {"line", c.location.line}, {"column", c.location.column}};
     }
     out["collectives"].push_back(entry);
+  }
+  return out;
+}
+
+nlohmann::json device_sweep_json(const std::vector<DeviceSweepPoint> &points, const CostReport &report,
+                                 const SourceManager &sources) {
+  nlohmann::json out{{"schema", "ncd-cost-devices"},
+                     {"version", 1},
+                     {"diagram", report.diagram},
+                     {"hardware", report.hardware},
+                     {"points", nlohmann::json::array()}};
+  for (const DeviceSweepPoint &point : points) {
+    nlohmann::json entry{{"devices", point.devices}};
+    if (point.best)
+      entry["sharding"] = sharded_json(*point.best, sources);
+    else
+      entry["error"] = point.why;
+    out["points"].push_back(entry);
   }
   return out;
 }
@@ -235,8 +227,25 @@ Handler setup_cost(CLI::App &command) {
     if (!compilation) return kUserError;
     const ir::Diagram *diagram = select_diagram(*compilation, options->diagram, true);
     if (!diagram) return kUserError;
-    if (options->devices != 0 || options->explain) {
-      if (!apply_devices(*const_cast<ir::Diagram *>(diagram), compilation->program, options->devices))
+    // `devices` in a sweep is the device count, never an axis (docs/SHARDING.md, "Device sweep").
+    bool device_sweep = sweep && sweep->axes == std::vector<std::string>{"devices"};
+    if (sweep && !device_sweep && std::count(sweep->axes.begin(), sweep->axes.end(), "devices")) {
+      std::cerr << "ncd cost: error: --sweep " << options->sweep
+                << ": the device count sweeps alone (--sweep devices=FROM..TO)\n";
+      return kUsageError;
+    }
+    if (device_sweep && options->devices != 0) {
+      std::cerr << "ncd cost: error: --devices and --sweep devices=... choose the device count twice; keep one\n";
+      return kUsageError;
+    }
+    if (device_sweep && diagram->shards.empty()) {
+      std::cerr << "ncd cost: error: --sweep " << options->sweep << ": diagram '" << diagram->name
+                << "' has no `shard` directive, so there is nothing to spread; add one to a schedule, e.g. `schedule "
+                << diagram->name << " { shard heads over 2 }` (docs/SHARDING.md)\n";
+      return kUsageError;
+    }
+    if (options->devices != 0 || (options->explain && !device_sweep)) {
+      if (!apply_devices("cost", *const_cast<ir::Diagram *>(diagram), compilation->program, options->devices))
         return kUsageError;
     }
     std::string hardware_name = options->hardware.empty() ? default_hardware(*diagram) : options->hardware;
@@ -254,6 +263,27 @@ Handler setup_cost(CLI::App &command) {
     print_diagnostics(*compilation);
     if (!report) return kUserError;
 
+    if (device_sweep) {
+      if (!hardware->interconnect.present) {
+        std::cerr << "ncd cost: error: hardware profile '" << hardware->name
+                  << "' has no 'interconnect' section, so collectives cannot be priced; choose one that has (--hw "
+                     "h100-sxm)\n";
+        return kUserError;
+      }
+      double one = report->kernel ? report->kernel->time : report->total.time;
+      auto points = sweep_devices(compilation->program, *diagram, *hardware, one, sweep->values);
+      if (options->explain)
+        for (const auto &point : points)
+          for (const std::string &line : point.tried) std::cerr << "sweep: " << line << "\n";
+      std::string text = options->json ? device_sweep_json(points, *report, compilation->sources).dump(2) + "\n"
+                                       : format_device_sweep(points, diagram->name, hardware->name);
+      if (!write_or_report(options->output, text)) return kUserError;
+      if (!options->plot.empty() &&
+          !write_or_report(options->plot, plot_devices_svg(points, diagram->name, hardware->name)))
+        return kUserError;
+      if (!write_dependency_file(options->frontend, *compilation, options->file, options->output)) return kUserError;
+      return kSuccess;
+    }
     std::vector<std::unique_ptr<Compilation>> kept;
     std::vector<SweepPoint> points;
     if (sweep) {

@@ -1,15 +1,18 @@
 // `ncd run FILE --diagram NAME [--in NAME=X.npy]... [--params DIR|FILE.safetensors]
-//  [--random SEED] [-D axis=N]... --out-dir DIR`: runs a diagram on a backend
-// (the CPU reference by default) and writes each output to DIR/NAME.npy. With
-// --random, what it generated is written to DIR/inputs/ and DIR/params/ so
-// that another tool can repeat the run (docs/RUN.md).
+//  [--random SEED] [-D axis=N]... [--devices N] --out-dir DIR`: runs a diagram
+// on a backend (the CPU reference by default) and writes each output to
+// DIR/NAME.npy. With --random, what it generated is written to DIR/inputs/
+// and DIR/params/ so that another tool can repeat the run (docs/RUN.md). With
+// --devices, the CPU reference simulates the diagram's sharding.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "common.h"
+#include "ncd/sharding.h"
 #include "run_support.h"
 #include "verbs.h"
 
@@ -22,6 +25,7 @@ Handler setup_run(CLI::App &command) {
     std::vector<std::string> in;
     uint64_t seed = 0;
     int threads = 0, bench = 0;
+    int64_t devices = 0;
     bool profile = false;
     CLI::Option *random = nullptr;
     FrontendOptions frontend;
@@ -44,6 +48,11 @@ Handler setup_run(CLI::App &command) {
   command.add_flag("--profile", options->profile, "Print the time spent per kind of op");
   command.add_option("--bench", options->bench, "Run N more times and print the median and minimum time")
       ->type_name("N");
+  command
+      .add_option("--devices", options->devices,
+                  "Simulate the diagram's sharding (its `shard` lines, docs/SHARDING.md) on N devices: each runs "
+                  "with the data it holds, collectives between them; the outputs assembled whole")
+      ->type_name("N");
   add_frontend_options(command, options->frontend);
   return [options]() -> int {
     auto compilation = load_program(options->file, options->frontend);
@@ -63,6 +72,16 @@ Handler setup_run(CLI::App &command) {
     }
     const Backend *backend = find_executor(options->backend, options->frontend.plugins);
     if (!backend) return kUserError;
+    std::optional<ShardingPlan> sharding;
+    if (options->devices != 0) {
+      if (!apply_devices("run", *const_cast<ir::Diagram *>(diagram), compilation->program, options->devices)) return kUsageError;
+      if (!backend->runs_sharded()) {
+        std::cerr << "ncd run: error: --devices: backend '" << backend->name()
+                  << "' does not simulate a sharded run; the CPU reference does ('--backend cpu')\n";
+        return kUsageError;
+      }
+      if (!diagram->shards.empty()) sharding = plan_sharding(compilation->program, *diagram);
+    }
     std::vector<Slot> inputs, params;
     if (!list_slots(compilation->program, *diagram, inputs, params)) return kUserError;
     RunData data;
@@ -78,6 +97,7 @@ Handler setup_run(CLI::App &command) {
     request.inputs = &data.inputs;
     request.params = &data.params;
     request.options.threads = options->threads;
+    request.sharding = sharding ? &*sharding : nullptr;
     // With --bench, the profile is of the last timed run: the first run pays
     // for page faults and cold caches that the others do not.
     request.options.profile = options->profile && options->bench <= 0;

@@ -17,6 +17,7 @@ class CpuBackend : public ncd::Backend {
     return "reference interpreter: float32 arithmetic (OpenBLAS sgemm, float64 sums), dtype rounding at value boundaries";
   }
   bool can_execute() const override { return true; }
+  bool runs_sharded() const override { return true; }
   bool execute(const ncd::ExecuteRequest &request, std::map<std::string, ncd::Tensor> &outputs,
                std::string &error) const override {
     if (!request.program || !request.diagram) {

@@ -26,7 +26,13 @@ std::string role_name(const ir::Value &value) {
 
 }  // namespace
 
-Executor::Executor(const ExecuteRequest &request) : request_(request), program_(*request.program) {}
+Executor::Executor(const ExecuteRequest &request) : request_(request), program_(*request.program) {
+  if (request.sharding)
+    for (int64_t devices : request.sharding->mesh) {
+      mesh_axes_.push_back(static_cast<int>(axis_sizes_.size()));
+      axis_sizes_.push_back(devices);
+    }
+}
 
 int Executor::rt_axis(Frame &frame, int axis) {
   auto it = frame.rt.find(axis);
@@ -78,6 +84,7 @@ RtTensor Executor::get(Frame &frame, int id) {
   const ir::Value &value = frame.diagram->value(id);
   if (value.role == ir::Value::Role::Param) {
     RtTensor t = load_param(frame, id);
+    if (request_.sharding) t = sim_param(frame, id, std::move(t));
     // A param shared by every iteration is looked up once; per-iteration params on every use.
     if (frame.instance->naming().param_repeats(id).empty()) set(frame, id, t);
     return t;
@@ -179,6 +186,14 @@ void Executor::run_region(Frame &frame, const ir::Region &region, const ir::Op *
   };
   for (size_t i = 0; i < region.ops.size(); ++i) {
     const ir::Op &op = *region.ops[i];
+    if (request_.sharding) {  // each op as the plan runs it; only routed contractions fused
+      if (p.skip[i])
+        sim_skipped(frame, op);
+      else
+        sim_op(frame, op, p.routed.count(i) ? &p.routed.at(i) : nullptr);
+      release(i);
+      continue;
+    }
     if (p.skip[i]) {  // read in place by a routed contraction
       release(i);
       continue;
@@ -517,6 +532,8 @@ void Executor::run_call(Frame &frame, const ir::Op &op) {
   Frame inner;
   inner.diagram = &callee;
   inner.instance = std::make_unique<Instance>(*frame.instance, op);
+  inner.chain = frame.chain;
+  inner.chain.push_back(&op);
   inner.values.resize(callee.values.size());
   inner.defined.assign(callee.values.size(), 0);
   const CallBinding &binding = *inner.instance->binding();
@@ -573,6 +590,7 @@ void Executor::run_repeat(Frame &frame, const ir::Op &op) {
     iterations_[&op] = i;
     for (size_t k = 0; k < op.body_arguments.size(); ++k) set(frame, op.body_arguments[k], carried[k]);
     run_region(frame, *op.body, &op);
+    if (request_.sharding) sim_yields(frame, op);
     for (size_t k = 0; k < op.body_yields.size(); ++k) carried[k] = get(frame, op.body_yields[k]);
     // Clear what the iteration left behind.
     ir::for_each_op(*op.body, [&](const ir::Op &inner) {
@@ -600,12 +618,13 @@ void Executor::run(std::map<std::string, Tensor> &outputs) {
     const ir::Value &value = diagram.value(id);
     auto it = request_.inputs ? request_.inputs->find(value.name) : decltype(request_.inputs->end()){};
     if (!request_.inputs || it == request_.inputs->end()) throw RunError("input '" + value.name + "' was not given");
-    set(root, id, wrap(root, value, it->second, "input '" + value.name + "'"));
+    RtTensor t = wrap(root, value, it->second, "input '" + value.name + "'");
+    set(root, id, request_.sharding ? sim_input(root, id, std::move(t)) : std::move(t));
   }
   run_region(root, diagram.body);
   for (int id : diagram.outputs) {
     const ir::Value &value = diagram.value(id);
-    RtTensor t = convert(get(root, id), value.dtype);
+    RtTensor t = convert(request_.sharding ? sim_output(root, id, get(root, id)) : get(root, id), value.dtype);
     std::vector<int> axes;
     std::vector<int64_t> sizes;
     for (int axis : value.axes) {

@@ -19,6 +19,7 @@
 #include "ncd/instantiate.h"
 #include "ncd/registry.h"
 #include "ncd/routing.h"
+#include "ncd/sharding.h"
 
 namespace ncd::cpu {
 
@@ -35,6 +36,7 @@ class Executor {
     std::unordered_map<int, int> rt;     // IR axis -> runtime axis
     std::vector<RtTensor> values;
     std::vector<char> defined;
+    CallChain chain;  // the call sites from the root (a ShardStep's key)
   };
   struct RegionPlan {
     std::vector<std::vector<int>> release;  // values to free after op i
@@ -70,6 +72,27 @@ class Executor {
   RtTensor finish(RtTensor tensor, ir::DType dtype);
   const RegionPlan &plan(const ir::Diagram &diagram, const ir::Region &region, const ir::Op *repeat);
 
+  // The simulation of a sharded run (shard_sim.cpp): every value carries one
+  // runtime axis per mesh dimension where the devices' copies differ.
+  // `routed`: op is a routed contraction whose gather was skipped (run_routed).
+  void sim_op(Frame &frame, const ir::Op &op, const ir::Routed *routed = nullptr);
+  void sim_skipped(Frame &frame, const ir::Op &gather);
+  RtTensor sim_param(Frame &frame, int id, RtTensor t);
+  void sim_yields(Frame &frame, const ir::Op &repeat);
+  RtTensor sim_input(Frame &frame, int id, RtTensor t);
+  RtTensor sim_output(Frame &frame, int id, RtTensor t);
+  // t with `fill` where the device at each coordinate of split's mesh dimension does not hold it.
+  RtTensor sim_hold(const RtTensor &t, int axis, const AxisSplit &split, float fill) const;
+  // t made whole along `axis`: each position from the device that holds it (all-gather).
+  RtTensor sim_gather(const RtTensor &t, int axis, const AxisSplit &split) const;
+  // The devices' partial results of `fn` combined in device order (all-reduce).
+  RtTensor sim_combine(const RtTensor &t, int mesh, ops::Fn fn) const;
+  // Routed rows back from their experts' devices (the all-to-all combine).
+  RtTensor sim_route(const RtTensor &t, const RtTensor &index, const AxisSplit &experts) const;
+  // Routed rows computed on their experts' devices only: NaN on the others.
+  RtTensor sim_route_hold(const RtTensor &t, const RtTensor &index, const AxisSplit &experts) const;
+  RtTensor route_rows(const RtTensor &t, const RtTensor &index, const AxisSplit &experts, bool hold) const;
+
   const ExecuteRequest &request_;
   const ir::Program &program_;
   std::vector<int64_t> axis_sizes_;  // by runtime axis
@@ -78,6 +101,8 @@ class Executor {
   std::map<const ir::Op *, int64_t> iterations_;  // the iteration each running repeat is at
   std::map<std::string, double> profile_seconds_;
   std::map<std::string, int64_t> profile_counts_;
+  std::vector<int> mesh_axes_;  // a sharded run's runtime axis per mesh dimension
+  std::map<std::pair<CallChain, int>, RtTensor> routing_;  // routing indices kept for their combines
 };
 
 }  // namespace ncd::cpu

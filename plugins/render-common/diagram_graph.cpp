@@ -9,16 +9,18 @@
 // the operation that uses them, as text.
 #include "diagram_graph.h"
 
-#include "drawing_parts.h"
-#include "drawing_scope.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <set>
 #include <string_view>
 #include <vector>
+
+#include "drawing_parts.h"
+#include "drawing_scope.h"
+#include "sharding_marks.h"
 
 namespace ncd::render {
 namespace {
@@ -38,6 +40,7 @@ class Drawer {
   static constexpr size_t kMaxEdgeLabels = 2000;
 
   std::string draw(const ir::Diagram &diagram) {
+    marks_ = std::make_unique<ShardingMarks>(program_, diagram);
     std::string out = draw_once(diagram);
     if (edges_.size() <= kMaxEdgeLabels || model_) return out;
     body_.clear();
@@ -59,6 +62,9 @@ class Drawer {
     draw_scope_values(top, true);
     draw_region(top, diagram.body, true);
     draw_outputs(top, true);
+    if (!marks_->empty())
+      legend_rows_.push_back(std::string("<TR><TD ALIGN=\"LEFT\"><FONT COLOR=\"") + kShardColor + "\">" +
+                             html_escape(marks_->legend()) + "</FONT></TD></TR>");
     std::string title = options_.title.empty() ? diagram.name : options_.title;
     if (model_) model_->title = title;
     if (model_)
@@ -255,8 +261,11 @@ class Drawer {
     if (it == value_it->second.end()) return;
     const Endpoint &from = it->second;
     std::string attributes;
+    // A wire of a value held split across devices: its device count, in the sharding colour.
+    std::string split = axis >= 0 && !lane_labels_ ? marks_->split_mark(scope.chain, value, axis) : "";
     if (axis >= 0) {
-      attributes = lane_labels_ ? "penwidth=1" : "label=" + dot_quote(wire_label(scope, axis));
+      attributes = lane_labels_ ? "penwidth=1"
+                                : "label=" + dot_quote(wire_label(scope, axis) + (split.empty() ? "" : " " + split));
       auto mark = scope.axis_mark.find(axis);
       if (mark != scope.axis_mark.end())
         attributes += mark->second.rfind("group", 0) == 0 ? ", penwidth=2.2" : ", penwidth=2.2, style=dashed";
@@ -270,9 +279,17 @@ class Drawer {
     } else if (scope.cotangents.count(value)) {
       attributes += std::string(", color=\"") + parts::kCotangentColor + "\", fontcolor=\"" + parts::kCotangentColor + "\"";
     }
+    if (!split.empty()) attributes += std::string(", color=\"") + kShardColor + "\", fontcolor=\"" + kShardColor + "\"";
     if (!extra.empty()) attributes += ", " + extra;
     edges_.push_back(endpoint(from, "e") + " -> " + endpoint({node, port}, "w") + " [" + attributes + "];");
-    if (model_) model_->add_edge(from, {node, port}, model_edge(program_, scope, value, axis));
+    if (model_) {
+      ModelEdge edge = model_edge(program_, scope, value, axis);
+      if (!split.empty()) {
+        edge.mark = edge.mark.empty() ? split : edge.mark + " " + split;
+        edge.color = kShardColor;
+      }
+      model_->add_edge(from, {node, port}, std::move(edge));
+    }
   }
 
   static std::string endpoint(const Endpoint &at, const char *side) {
@@ -452,6 +469,10 @@ class Drawer {
     std::string node = scope.prefix + "n" + std::to_string(op.id);
     std::vector<Lane> lanes;
     Glyph glyph = glyph_for(scope, op, lanes);
+    for (std::string &badge : marks_->badges(scope.chain, op, op.kind == OpKind::Call)) {
+      glyph.notes.push_back(std::move(badge));
+      (glyph.outline ? glyph.outline : glyph.stroke) = kShardColor;
+    }
     label_lanes(scope, lanes);
     int result = op.results.empty() ? -1 : op.results[0];
     emit_node(scope, node, lanes, glyph, result >= 0 ? level_fill(scope, result) : nullptr, result, top);
@@ -752,6 +773,8 @@ class Drawer {
     inner.diagram = &callee;
     inner.prefix = base + "_";
     inner.depth = scope.depth + 1;
+    inner.chain = scope.chain;
+    inner.chain.push_back(&op);
     for (const auto &[callee_axis, caller_axis] : bound) {
       AxisView view = axis_view(scope, caller_axis);
       inner.axes[callee_axis] = {program_.axis(callee_axis).name, view.size};
@@ -945,6 +968,7 @@ class Drawer {
   mutable std::map<const ir::Diagram *, std::set<const ir::Op *>> routed_gathers_;
   DrawOptions options_;
   DrawingModel *model_ = options_.model;
+  std::unique_ptr<ShardingMarks> marks_;  // of the drawn diagram (empty when it is not sharded)
   bool lane_labels_ = false;
   std::set<const ir::Diagram *> legend_done_;
   std::string body_;

@@ -17,6 +17,7 @@ inline constexpr size_t kWrapWidth = 28;  // columns of a glyph's text line
 inline constexpr const char *kFont = "Helvetica";
 inline constexpr const char *kWireColor = "#333333";
 inline constexpr const char *kCotangentColor = "#c2410c";  // the backward flow of a gradient
+inline constexpr const char *kShardColor = "#7c3aed";      // split wires and collectives (docs/SHARDING.md)
 // `ncd render --highlight KERNEL`: the calls of that kernel, unfolded (a cluster) or folded (a box).
 inline constexpr const char *kHighlightFill = "#fde68a";
 inline constexpr const char *kHighlightStroke = "#b45309";

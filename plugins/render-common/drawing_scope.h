@@ -37,6 +37,7 @@ struct Scope {
   std::set<int> needs_node;  // pure values some consumer cannot fold
   std::set<int> cotangents;  // the backward flow of a gradient (parts::cotangent_values)
   mutable std::map<int, const ir::Op *> first_reader;  // value -> the first op reading it (drawn as a node)
+  std::vector<const ir::Op *> chain;                   // the call sites from the top diagram (sharding marks)
 };
 
 std::string value_name(const ir::Diagram &d, int id);

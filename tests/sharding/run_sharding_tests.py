@@ -15,6 +15,17 @@ Sections:
               all-gathers keys and values, nothing is all-reduced.
   experts     a mixture of experts sharded along its experts: all-to-all
               dispatch and combine.
+  sweep       `--sweep devices=...`: the fastest mesh at each device count,
+              counts that no mesh divides, the plot, and its errors.
+  simulate    `ncd run --devices N` equals the unsharded run and the NumPy
+              oracle (tests/cpu/oracle.py): the 12-layer GPT-2 and the LLaMA
+              decoder layer, 8-way tensor parallel and context parallel; a 2-d
+              mesh; a reduce-scatter; Mixtral and DeepSeek expert parallel; the
+              same bits with 1 and 2 threads; errors.
+  render      `ncd render` of a sharded diagram: collectives under their
+              operations' glyphs (counted on a folded call), split wires
+              marked with their device count, the legend line; both layouts,
+              deterministic, no label overlapping.
 """
 
 import argparse
@@ -23,6 +34,13 @@ import os
 import subprocess
 import sys
 import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cpu"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "render"))
+import oracle  # noqa: E402  (the NumPy oracle of the CPU reference)
+import svgcheck  # noqa: E402  (labels overlapping in an SVG drawing)
 
 FAILURES = []
 
@@ -98,6 +116,13 @@ def section_directive(ncd, folder):
         kinds = [c["kind"] for c in report["sharding"]["collectives"]]
         check(kinds.count("all-reduce") == 1, f"Block: {kinds}")
         check("all-reduce over mesh 1 (4 devices)" in log, "--explain lacks the all-reduce:\n" + log)
+        # Memory by hand (f32): W and O hold 32 x 4 x 8 elements each, a rank the
+        # quarter of its heads. X, H and Y hold 4 x 16 x 32; a rank half the batch
+        # of each and, of H, a quarter of the heads. Live at most: X and H, then H and Y.
+        check(report["sharding"]["memory"] == {
+            "param_bytes": 2 * 1024 * 4 / 4, "param_bytes_one_device": 2 * 1024 * 4,
+            "activation_peak": (2048 / 2 + 2048 / 8) * 4, "activation_peak_one_device": 2 * 2048 * 4},
+            f"Block memory: {report['sharding']['memory']}")
     # Megatron's sequence parallelism: a sum over the split hidden axis whose
     # result stays split along the sequence on the same devices is a reduce-scatter.
     scatter = write(folder, "scatter.ncd", """axis seq = 16, hidden = 32, model = 8
@@ -173,7 +198,19 @@ schedule Batched {
 }
 """
     # GPT-2 small has 12 heads, which 8 does not divide: 16 heads of 64 (n_embd 1024), 12 layers.
-    megatron(ncd, folder, "gpt2_tp.ncd", gpt2, "Batched", 2 * 1024 * 1024, 12, ["-D", "heads=16"])
+    sharding = megatron(ncd, folder, "gpt2_tp.ncd", gpt2, "Batched", 2 * 1024 * 1024, 12, ["-D", "heads=16"])
+    if sharding:
+        # Megatron's partition of the params (bf16, 2 bytes): per layer the QKV and
+        # fc weights and biases and the two output weights are split 8 ways; the
+        # output biases, layer norms, embeddings and ln_f are whole.
+        m, vocab, positions = 1024, 50257, 1024
+        whole = m * (3 * m) + 3 * m + m * m + m + m * 4 * m + 4 * m + 4 * m * m + m + 4 * m
+        split = (3 * m * m + 3 * m + m * m + 4 * m * m + 4 * m + 4 * m * m) / 8 + m + m + 4 * m
+        shared = vocab * m + positions * m + 2 * m
+        memory = sharding["memory"]
+        check(memory["param_bytes_one_device"] == 2 * (12 * whole + shared), f"GPT-2 params: {memory}")
+        check(memory["param_bytes"] == 2 * (12 * split + shared), f"GPT-2 params per device: {memory}")
+        check(memory["activation_peak"] < memory["activation_peak_one_device"] / 4, f"GPT-2 activations: {memory}")
     # 4-way on GPT-2 small itself.
     path = write(folder, "gpt2_tp4.ncd", gpt2.replace("over 8", "over 4"))
     report, log = cost_json(ncd, folder, path, "Batched")
@@ -251,8 +288,236 @@ schedule Moe {
     check(kinds.count("all-to-all") == 2, f"expert parallel: {kinds}\n{log}")
 
 
+def section_sweep(ncd, folder):
+    path = write(folder, "block.ncd", DIRECTIVE)
+    result = run(ncd, ["cost", path, "--sweep", "devices=1..16", "--json", "--explain"], folder)
+    points = json.loads(result.stdout)["points"] if result.returncode == 0 else []
+    check([p["devices"] for p in points] == [1, 2, 4, 8, 16], f"device counts: {[p['devices'] for p in points]}")
+    for p in points:
+        sharding = p.get("sharding", {})
+        mesh = sharding.get("mesh", [])
+        check(len(mesh) == 2 and mesh[0] * mesh[1] == p["devices"] and mesh[0] <= 4 and mesh[1] <= 4,
+              f"{p['devices']} devices: mesh {mesh}")
+    # Every mesh of a count is priced (2 x 4 and 4 x 2 at 8), and the fastest kept.
+    tried = [line for line in result.stderr.splitlines() if line.startswith("sweep: 8 devices")]
+    check(len(tried) == 2, f"meshes tried at 8 devices: {tried}")
+    for p in points:
+        single = run(ncd, ["cost", path, "--json"], folder) if p["devices"] == 8 else None
+        if single and single.returncode == 0:
+            mine = json.loads(single.stdout)["sharding"]  # the file's own mesh is 2 x 4
+            best = p["sharding"]
+            check(best["overlap_time"] <= mine["overlap_time"], "the sweep kept a slower mesh than 2 x 4")
+    # One device: no communication, the one-device time.
+    if points:
+        one = points[0]["sharding"]
+        check(one["communication_time"] == 0 and one["speedup"] == 1, f"1 device: {one}")
+    # GPT-2 with 16 heads: 32 and 64 devices divide no mesh.
+    gpt2 = write(folder, "gpt2.ncd", """import "std/gpt2.ncd"
+
+axis batch = 2, seq = 1024, heads = 12, head_dim = 64, n_embd = heads * head_dim
+
+diagram Batched(ids[batch, seq]: i32) -> H[batch, seq, n_embd] {
+  H[batch, seq, n_embd] = GPT2Model(ids)
+}
+
+schedule Batched {
+  shard heads, inner over 8
+}
+""")
+    plot = os.path.join(folder, "devices.svg")
+    sixteen = ["-D", "heads=16"]  # every file's heads: GPT-2's own too
+    text = run(ncd, ["cost", gpt2, "--sweep", "devices=1..64", "--plot", plot] + sixteen, folder).stdout
+    check("       32  no mesh: 32 does not divide the size of 'heads' (16)" in text, "no refusal at 32:\n" + text)
+    check("fastest: " in text, "no fastest line:\n" + text)
+    import xml.dom.minidom
+    with open(plot) as f:
+        svg = f.read()
+    xml.dom.minidom.parseString(svg)
+    check(svg.count("<path") == 7, f"the plot has {svg.count('<path')} curves, expected 7")
+    run(ncd, ["cost", gpt2, "--sweep", "devices=1..64", "--plot", plot + "2"] + sixteen, folder)
+    with open(plot + "2") as f:
+        check(f.read() == svg, "the device plot is not deterministic")
+    # Errors.
+    err = run(ncd, ["cost", gpt2, "--sweep", "devices=1..8", "--devices", "8"] + sixteen, folder, expect=2).stderr
+    check(err == "ncd cost: error: --devices and --sweep devices=... choose the device count twice; keep one\n", err)
+    err = run(ncd, ["cost", gpt2, "--sweep", "devices,seq=1..8"] + sixteen, folder, expect=2).stderr
+    check(err == "ncd cost: error: --sweep devices,seq=1..8: the device count sweeps alone (--sweep devices=FROM..TO)\n", err)
+    plain = write(folder, "plain.ncd", DIRECTIVE.split("schedule")[0])
+    err = run(ncd, ["cost", plain, "--sweep", "devices=1..8"], folder, expect=2).stderr
+    check("diagram 'Block' has no `shard` directive, so there is nothing to spread" in err, err)
+
+
+GPT2_SIM = """import "std/gpt2.ncd"
+
+axis seq = 16, n_embd = 64
+
+diagram Model(ids[seq]: i32) -> H[seq, n_embd] {
+  H[seq, n_embd] = GPT2Model(ids)
+}
+
+schedule Model {
+  SHARD
+}
+"""
+GPT2_SIZES = ["-D", "heads=8", "-D", "head_dim=8", "-D", "vocab=97", "-D", "positions=32", "-D", "dtype=f32"]
+
+LLAMA_SIM = """import "std/llama.ncd"
+
+axis seq = 16, hidden_size = 128
+
+diagram Layer(X[seq, hidden_size]) -> Y[seq, hidden_size] {
+  Y[seq, hidden_size] = LlamaDecoderLayer(X)
+}
+
+schedule Layer {
+  SHARD
+}
+"""
+LLAMA_SIZES = ["-D", "kv_heads=8", "-D", "group=2", "-D", "head_dim=8", "-D", "intermediate=64", "-D", "dtype=f32"]
+
+
+def load_folder(folder, strip=""):
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".npy"):
+            out[name[:-4][len(strip):] if name.startswith(strip) else name[:-4]] = np.load(os.path.join(folder, name))
+    return out
+
+
+def simulate(ncd, folder, name, text, diagram, sizes, devices, oracle_fn=None, strip=""):
+    """Runs `text` unsharded (random data), then with --devices: they must agree, and both the oracle."""
+    path = write(folder, name + ".ncd", text)
+    one, many = os.path.join(folder, name + ".one"), os.path.join(folder, name + ".many")
+    if run(ncd, ["run", path, "--diagram", diagram, "--random", "7", "--out-dir", one] + sizes, folder).returncode:
+        return
+    given = ["--params", os.path.join(one, "params")]
+    inputs = load_folder(os.path.join(one, "inputs"))
+    for input_name in inputs:
+        given += ["--in", f"{input_name}={os.path.join(one, 'inputs', input_name + '.npy')}"]
+    base = ["run", path, "--diagram", diagram, "--devices", str(devices)] + given + sizes
+    if run(ncd, base + ["--out-dir", many], folder).returncode:
+        return
+    expected, got = load_folder(one), load_folder(many)
+    check(sorted(expected) == sorted(got), f"{name}: outputs {sorted(got)}")
+    for output, reference in expected.items():
+        result = got.get(output)
+        if result is None:
+            continue
+        check(not np.isnan(result).any(), f"{name}: {output} has NaN: a device read what it does not hold")
+        scale = max(1.0, float(np.abs(reference).max()))
+        error = float(np.abs(result - reference).max())
+        # Partial sums add in another order than one device's sum: float32 rounding only.
+        check(error <= 1e-5 * scale, f"{name}: {output} differs from the unsharded run by {error} (scale {scale})")
+        if oracle_fn:
+            params = load_folder(os.path.join(one, "params"), strip)
+            want = oracle_fn(inputs, params)[output]
+            oracle_error = float(np.abs(result - want).max())
+            check(oracle_error <= 1e-4 * scale, f"{name}: {output} differs from NumPy by {oracle_error}")
+    # The same bits whatever the thread count.
+    threads = os.path.join(folder, name + ".threads")
+    if run(ncd, base + ["--out-dir", threads, "--threads", "1"], folder).returncode == 0:
+        for output in got:
+            with open(os.path.join(many, output + ".npy"), "rb") as a, open(os.path.join(threads, output + ".npy"), "rb") as b:
+                check(a.read() == b.read(), f"{name}: {output} differs between 1 thread and the default")
+    return got
+
+
+def section_simulate(ncd, folder):
+    r = oracle.rounder("f32")
+    gpt2 = lambda x, p: oracle.hf_GPT2Model({"input_ids": x["ids"]}, p, r, {"heads": 8, "layers": 12})  # noqa: E731
+    rename = lambda out: {"H": out["last_hidden_state"]}  # noqa: E731
+    for label, shard in [("tp", "shard heads, inner over 8"), ("cp", "shard seq over 8")]:
+        simulate(ncd, folder, "gpt2_" + label, GPT2_SIM.replace("SHARD", shard), "Model", GPT2_SIZES, 8,
+                 lambda x, p: rename(gpt2(x, p)), "GPT2Model.")
+    llama = lambda x, p: oracle.hf_LlamaDecoderLayer(x, p, r, {"kv_heads": 8, "group": 2})  # noqa: E731
+    for label, shard in [("tp", "shard kv_heads, intermediate over 8"), ("cp", "shard seq over 8")]:
+        simulate(ncd, folder, "llama_" + label, LLAMA_SIM.replace("SHARD", shard), "Layer", LLAMA_SIZES, 8, llama,
+                 "LlamaDecoderLayer.")
+    # A 2-d mesh (batch x heads) and a reduce-scatter.
+    block = lambda x, p: {"Y": np.einsum("bsm,mhd,hdn->bsn", x["X"], p["W"], p["O"])}  # noqa: E731
+    simulate(ncd, folder, "block", DIRECTIVE, "Block", [], 8, block)
+    down = write(folder, "down.ncd", """axis seq = 16, hidden = 32, model = 8
+
+diagram Down(H[hidden, seq]) -> Y[seq, model] {
+  param W[hidden, model]
+  Y[seq, model] = H[hidden, seq] * W[hidden, model]
+}
+
+schedule Down {
+  shard hidden, seq over 4
+}
+""")
+    with open(down) as f:
+        simulate(ncd, folder, "down", f.read(), "Down", [], 4, lambda x, p: {"Y": x["H"].T @ p["W"]})
+    # Errors: exact messages, exit 2 for a bad count, 1 for what the simulation declines.
+    path = write(folder, "block.ncd", DIRECTIVE)
+    err = run(ncd, ["run", path, "--random", "1", "--devices", "4", "--out-dir", "x"], folder, expect=2).stderr
+    check(err == "ncd run: error: --devices 4: the mesh of 'Block' has 8 devices in 2 dimensions; change its `shard` "
+          "lines instead\n", err)
+    plain = write(folder, "plain.ncd", DIRECTIVE.split("schedule")[0])
+    err = run(ncd, ["run", plain, "--random", "1", "--devices", "2", "--out-dir", "x"], folder, expect=2).stderr
+    check(err.startswith("ncd run: error: --devices 2: diagram 'Block' has no `shard` directive"), err)
+    # Expert parallel: each device holds its experts' rows; routed rows come back from their experts' devices.
+    moe = """import "std/moe.ncd"
+
+axis seq = 8, hidden_size = 16
+
+diagram Moe(X[seq, hidden_size]) -> Y[seq, hidden_size] {
+  Y[seq, hidden_size] = BLOCK(X)
+}
+
+schedule Moe {
+  shard EXPERTS over 8
+}
+"""
+    mixtral = lambda x, p: oracle.MixtralSparseMoeBlock(x, p, r, {"top": 2})  # noqa: E731
+    simulate(ncd, folder, "mixtral_ep", moe.replace("BLOCK", "MixtralSparseMoeBlock").replace("EXPERTS", "experts"),
+             "Moe", ["-D", "ffn=8", "-D", "dtype=f32"], 8, mixtral, "MixtralSparseMoeBlock.")
+    # Tokens split along the sequence on the experts' devices: the dispatch is declined, exit 1, no output.
+    both = write(folder, "moe_both.ncd", moe.replace("BLOCK", "MixtralSparseMoeBlock").replace("EXPERTS", "seq, experts"))
+    out = os.path.join(folder, "declined")
+    err = run(ncd, ["run", both, "--random", "1", "--devices", "8", "--out-dir", out, "-D", "ffn=8"], folder,
+              expect=1).stderr
+    check(err == "ncd: error: running 'Moe': 'MixtralSparseMoeBlock': an all-to-all dispatch of tokens that the "
+          "devices hold in slices is not simulated; run it without --devices\n", err)
+    check(not os.path.exists(os.path.join(out, "Y.npy")), "a declined simulation wrote an output")
+    deepseek = lambda x, p: oracle.DeepseekMoE(x, p, r, {"chosen": 6})  # noqa: E731
+    simulate(ncd, folder, "deepseek_ep", moe.replace("BLOCK", "DeepseekMoE").replace("EXPERTS", "routed"), "Moe",
+             ["-D", "expert_ffn=8", "-D", "shared_ffn=16", "-D", "dtype=f32"], 8, deepseek, "DeepseekMoE.")
+
+
+def section_render(ncd, folder):
+    path = write(folder, "block.ncd", DIRECTIVE)
+    legend = "sharded over 8 devices (mesh 2 x 4): \u00f7N wires are split, outlined operations communicate"
+    for layout in ("dot", "ncd"):
+        svg = run(ncd, ["render", path, "--layout", layout, "-o", "-"], folder).stdout
+        text = svg.replace("&#45;", "-")
+        check("all-reduce Y over 4" in text, f"{layout}: no all-reduce under the contraction")
+        # X and Y are split along the batch (mesh 0); H along the batch and the heads (mesh 1);
+        # W and O are held as their heads' slices.
+        check(text.count("batch(4) \u00f72") == 3 and text.count("heads(4) \u00f74") == 3,
+              f"{layout}: split wires {text.count('batch(4) ÷2')}, {text.count('heads(4) ÷4')}")
+        check(legend in text or layout == "ncd", f"{layout}: no legend line")
+        check(svgcheck.check_svg(svg) == [], f"{layout}: {svgcheck.check_svg(svg)}")
+        again = run(ncd, ["render", path, "--layout", layout, "-o", "-"], folder).stdout
+        check(again == svg, f"{layout}: not deterministic")
+    with_legend = run(ncd, ["render", path, "--layout", "ncd", "--legend", "-o", "-"], folder).stdout
+    check(legend in with_legend, "ncd layout --legend: no sharding line")
+    # GPT-2 tensor parallel: each folded block shows its two all-reduces; its attention and MLP one each.
+    gpt2 = write(folder, "gpt2.ncd", GPT2_SIM.replace("SHARD", "shard heads, inner over 8"))
+    folded = run(ncd, ["render", gpt2, "--format", "dot", "--depth", "1", "-o", "-"] + GPT2_SIZES, folder).stdout
+    check(folded.count("2 all-reduce over 8") == 1, "GPT-2 at depth 1: " + str(folded.count("all-reduce")))
+    inner = run(ncd, ["render", gpt2, "--format", "dot", "--depth", "2", "-o", "-"] + GPT2_SIZES, folder).stdout
+    check(inner.count("1 all-reduce over 8") == 2, "GPT-2 at depth 2: " + str(inner.count("all-reduce")))
+    # Without shard lines nothing changes.
+    plain = write(folder, "plain.ncd", DIRECTIVE.split("schedule")[0])
+    text = run(ncd, ["render", plain, "--format", "dot", "-o", "-"], folder).stdout
+    check("\u00f7" not in text and "sharded over" not in text and "7c3aed" not in text, "an unsharded drawing is marked")
+
+
 SECTIONS = {"directive": section_directive, "megatron": section_megatron, "context": section_context,
-            "experts": section_experts}
+            "experts": section_experts, "sweep": section_sweep, "simulate": section_simulate,
+            "render": section_render}
 
 
 def main():

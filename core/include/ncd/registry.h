@@ -22,6 +22,7 @@ namespace ncd {
 // ---------------------------------------------------------------- passes
 
 struct HardwareProfile;
+struct ShardingPlan;
 
 class Backend;
 
@@ -117,6 +118,10 @@ struct ExecuteRequest {
   const std::map<std::string, Tensor> *inputs = nullptr;
   const std::map<std::string, Tensor> *params = nullptr;
   ExecuteOptions options;
+  // When set, run as the plan shards the diagram: each device with the data
+  // it holds, collectives between them (`ncd run --devices`, docs/SHARDING.md,
+  // "Simulation"); the outputs assembled whole. Only the CPU reference does.
+  const ShardingPlan *sharding = nullptr;
 };
 
 // A diagram (or several, into one file) to generate code for. `options` are
@@ -143,6 +148,8 @@ class Backend {
   virtual std::string description() const = 0;
   // Whether this backend runs diagrams (a code generator does not).
   virtual bool can_execute() const { return false; }
+  // Whether execute() honours ExecuteRequest::sharding (simulates a sharded run).
+  virtual bool runs_sharded() const { return false; }
   // Runs the request and fills `outputs` by output name (declared axis order
   // and dtype). Returns false, after setting `error`, on failure.
   virtual bool execute(const ExecuteRequest &request, std::map<std::string, Tensor> &outputs, std::string &error) const {

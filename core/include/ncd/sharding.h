@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,6 +36,8 @@
 
 namespace ncd {
 
+using CallChain = std::vector<const ir::Op *>;  // call sites from the root diagram, outermost first
+
 struct Collective {
   enum class Kind { AllReduce, ReduceScatter, AllGather, AllToAll };
   Kind kind = Kind::AllReduce;
@@ -42,6 +45,8 @@ struct Collective {
   int64_t group = 1;   // devices taking part (that mesh dimension's size)
   std::string value;   // the tensor communicated, by name ("%5" for temporaries)
   std::string site;    // call path from the root: "h.attn.c_proj"
+  CallChain chain;     // ... as call sites
+  const ir::Op *op = nullptr;  // the op it belongs to in the diagram at the end of `chain` (none: an output's)
   std::string reason;  // why, for people
   SourceLocation location;
   // Elements of the whole tensor one group communicates (for an all-gather
@@ -53,6 +58,38 @@ struct Collective {
 };
 std::string_view collective_name(Collective::Kind kind);  // "all-reduce", ...
 
+// How the plan runs, for whatever executes it (`ncd run --devices`, the CPU
+// reference): per operation, reached through a chain of call sites from the
+// root, what is communicated and how its results are split.
+struct AxisSplit {
+  int axis = -1;  // an axis of the value (in the diagram that holds it)
+  int mesh = 0;   // the mesh dimension
+  // Position i along the axis is held by the device at coordinate
+  // ((i / stride) % extent) / (extent / devices) of that dimension: a merged
+  // axis `(three, heads, d)` split by heads has stride d and extent heads.
+  int64_t stride = 1, extent = 1;
+};
+struct ShardStep {
+  std::vector<std::pair<int, AxisSplit>> gathers;        // before it: operands made whole along an axis
+  std::vector<AxisSplit> partial;                         // summed axes held split: each device sums its slice,
+                                                          // then all-reduce (or reduce-scatter: see results)
+  std::vector<std::pair<int, AxisSplit>> yield_gathers;  // a repeat: yields made whole after each iteration
+  std::map<int, std::vector<AxisSplit>> results;          // after it: each result's splits
+  // Expert parallelism. A gather from an expert-split table keeps its routing
+  // index (`keep`: the runner needs it at the combine); a contraction with
+  // its rows sends its other operands to the experts' devices (`dispatch`);
+  // where routed rows meet tokens, each comes back from the device of its
+  // expert (`combines`: the index's value at the row gives the expert).
+  struct Route {
+    int value = -1;     // the routed value (at a combine)
+    int index = -1;     // the routing index it was gathered through
+    AxisSplit experts;  // the table's expert axis, as split
+  };
+  std::vector<int> keep, dispatch;
+  std::vector<Route> combines;
+  std::vector<Route> routed;     // results right only on the devices of their rows' experts
+  bool undecided_route = false;  // a combine of a value whose route was lost (through a call): not runnable
+};
 struct ShardingPlan {
   std::vector<int64_t> mesh;  // devices per mesh dimension, outermost first
   int64_t devices = 1;        // their product
@@ -60,13 +97,27 @@ struct ShardingPlan {
   // Work (multiply-adds count 2, other ops 1 per result element), all ranks
   // together and on the busiest rank, for scaling a one-device time.
   double work = 0, rank_work = 0;
+  // Memory, forward only, in bytes: params (every instance; each device holds
+  // the slices its operations read, whole where one reads it whole) and the
+  // peak of live activations (values freed after their last use, a call's
+  // inside counted at its peak), on one device and on the busiest rank.
+  double param_bytes = 0, rank_param_bytes = 0;
+  double activation_peak = 0, rank_activation_peak = 0;
   // One line per decision, in program order, for --explain.
   std::vector<std::string> explain;
+  // The plan by operation (ShardStep): keyed by the call chain of its frame and the op.
+  std::map<std::pair<CallChain, const ir::Op *>, ShardStep> steps;
+  // Params held in slices (an expert table's expert axis left out: the rows
+  // routed through it are cut to their experts' devices instead, ShardStep::routed).
+  std::map<std::pair<CallChain, int>, std::vector<AxisSplit>> params;
+  std::map<int, std::vector<AxisSplit>> inputs, outputs;               // the root's, as they arrive and end
 };
 
 // `diagram` is a root diagram of `program` (sizes known); its `shards` give
-// the mesh (none: one device, no collectives).
-ShardingPlan plan_sharding(const ir::Program &program, const ir::Diagram &diagram);
+// the mesh (none: one device, no collectives). `mesh`, when given, replaces
+// the devices of its shard lines, one count per line.
+ShardingPlan plan_sharding(const ir::Program &program, const ir::Diagram &diagram,
+                           const std::vector<int64_t> *mesh = nullptr);
 
 // The standard ring-algorithm time of a collective over `group` devices on
 // links of `bandwidth` bytes/s each way and `latency` seconds per step
@@ -97,8 +148,34 @@ struct ShardedCost {
   double overlap_time = 0;        // max(compute, communication): communication hidden behind compute
   double speedup = 1;             // one_device_time / overlap_time
   double efficiency = 1;          // speedup / devices
+  // From the plan: bytes of params and of peak activations, one device and per rank.
+  double param_bytes = 0, rank_param_bytes = 0, activation_peak = 0, rank_activation_peak = 0;
 };
 ShardedCost price_sharding(const ShardingPlan &plan, const HardwareProfile &hardware, double one_device_time);
 std::string format_sharded_cost(const ShardedCost &cost);
+
+// Why `devices` cannot split a shard line's axes ("4 does not divide the size
+// of 'heads' (12)"), or "" when they can.
+std::string shard_refusal(const ir::Program &program, const ir::ShardDirective &shard, int64_t devices);
+
+// `ncd cost --sweep devices=FROM..TO`: at each device count, every mesh over
+// the diagram's shard lines (devices per line, their product the count, each
+// dividing the sizes of the line's axes) is priced, and the fastest kept
+// (ties: the first, outer lines taking devices first).
+struct DeviceSweepPoint {
+  int64_t devices = 1;
+  std::optional<ShardedCost> best;  // none when no mesh of this many devices divides the sharded axes
+  std::string why;                  // ... and why
+  std::vector<std::string> tried;   // each mesh priced, for --explain
+};
+std::vector<DeviceSweepPoint> sweep_devices(const ir::Program &program, const ir::Diagram &diagram,
+                                            const HardwareProfile &hardware, double one_device_time,
+                                            const std::vector<int64_t> &counts);
+std::string format_device_sweep(const std::vector<DeviceSweepPoint> &points, const std::string &diagram,
+                                const std::string &hardware);
+// Time (with and without overlap, compute, communication), efficiency and
+// memory per device against devices, as an SVG (deterministic, valid XML).
+std::string plot_devices_svg(const std::vector<DeviceSweepPoint> &points, const std::string &diagram,
+                             const std::string &hardware);
 
 }  // namespace ncd

@@ -10,6 +10,7 @@
 
 #include "cost_format.h"
 #include "ncd/cost.h"
+#include "ncd/sharding.h"
 
 namespace ncd {
 namespace {
@@ -304,6 +305,46 @@ std::string plot_svg(const CostReport &report, const HardwareProfile &hardware, 
     volume_panel.id = 2;
     series_panel(out, volume_panel, "FLOPs and bytes against " + axis_name, axis_name, "FLOPs, bytes", "", volumes);
   }
+  out << "</svg>\n";
+  return out.str();
+}
+
+std::string plot_devices_svg(const std::vector<DeviceSweepPoint> &points, const std::string &diagram,
+                             const std::string &hardware) {
+  Series overlapped{"time, overlapped", {}}, serial{"time, serial", {}}, compute{"compute per rank", {}},
+      communication{"communication", {}}, efficiency{"efficiency", {}}, params{"params", {}},
+      activations{"activations at peak", {}};
+  for (const DeviceSweepPoint &point : points) {
+    if (!point.best) continue;
+    const ShardedCost &c = *point.best;
+    double x = static_cast<double>(point.devices);
+    overlapped.points.push_back({x, c.overlap_time});
+    serial.points.push_back({x, c.serial_time});
+    compute.points.push_back({x, c.compute_time});
+    communication.points.push_back({x, c.communication_time});
+    efficiency.points.push_back({x, c.efficiency * 100});
+    params.points.push_back({x, c.rank_param_bytes});
+    activations.points.push_back({x, c.rank_activation_peak});
+  }
+  double panel_width = 580, height = 430, width = 3 * panel_width;
+  std::ostringstream out;
+  out << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+  out << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << fixed(width) << "\" height=\"" << fixed(height)
+      << "\" viewBox=\"0 0 " << fixed(width) << " " << fixed(height)
+      << "\" font-family=\"sans-serif\" font-size=\"11\">\n";
+  out << "  <title>" << escape("ncd cost: " + diagram + " on " + hardware + " against devices") << "</title>\n";
+  out << "  <rect width=\"100%\" height=\"100%\" fill=\"#fafafa\"/>\n";
+  Panel panel;
+  panel.x = 95;
+  panel.y = 40;
+  series_panel(out, panel, "Time against devices", "devices", "time", "s",
+               {overlapped, serial, compute, communication});
+  panel.x += panel_width;
+  panel.id = 1;
+  series_panel(out, panel, "Efficiency against devices", "devices", "efficiency (%)", nullptr, {efficiency});
+  panel.x += panel_width;
+  panel.id = 2;
+  series_panel(out, panel, "Memory per device", "devices", "bytes", "B", {params, activations});
   out << "</svg>\n";
   return out.str();
 }

@@ -21,36 +21,14 @@
 
 namespace ncd {
 
-std::string_view collective_name(Collective::Kind kind) {
-  switch (kind) {
-    case Collective::Kind::AllReduce: return "all-reduce";
-    case Collective::Kind::ReduceScatter: return "reduce-scatter";
-    case Collective::Kind::AllGather: return "all-gather";
-    case Collective::Kind::AllToAll: return "all-to-all";
-  }
-  return "collective";
-}
-
-double collective_wire_bytes(const Collective &c) {
-  double p = static_cast<double>(c.group);
-  if (p <= 1) return 0;
-  double n = c.bytes();
-  double once = (p - 1) / p * n;
-  return c.kind == Collective::Kind::AllReduce ? 2 * once : once;
-}
-
-double collective_time(const Collective &c, double bandwidth, double latency) {
-  double p = static_cast<double>(c.group);
-  if (p <= 1) return 0;
-  double steps = c.kind == Collective::Kind::AllReduce ? 2 * (p - 1) : p - 1;
-  return (bandwidth > 0 ? collective_wire_bytes(c) / bandwidth : 0) + steps * latency;
-}
-
 namespace {
 
 struct Split {
   int mesh = -1;
   int factor = -1;  // the sharded axis whose slices these are
+  // Where the factor sits in this axis (AxisSplit's): a merged axis `(heads,
+  // d)` split by heads has stride d and extent heads.
+  int64_t stride = 1, extent = 1;
   bool operator==(const Split &other) const { return mesh == other.mesh && factor == other.factor; }
 };
 using State = std::map<int, Split>;  // axis id → split
@@ -75,15 +53,30 @@ struct Frame {
   std::map<int, State> states;             // value id → split axes
   std::map<int, State> demand;             // value id → splits a later split access asks for
   std::map<int, int> routed;               // value id → mesh dimension of the experts it was routed to
+  std::map<int, ShardStep::Route> route;   // value id → its routing index and the experts' split (ShardStep)
+  std::set<int> dispatched;                // values sent to the experts' devices already
+  std::map<int, int> expert_axis;          // param → its axis of experts, when a routing index reads it
   std::set<std::pair<int, int>> gathered;  // (value, axis) already all-gathered in this frame
+  // Memory (ShardingPlan's): runs per root run when the frame began (its
+  // params exist that many times over), the splits every use of a param
+  // allows, and the activations held now and at most, one device and one rank.
+  double entry_count = 1;
+  std::map<int, State> param_need;
+  std::map<int, std::pair<double, double>> held;
+  double live = 0, live_rank = 0, peak = 0, peak_rank = 0;
+  double transient = 0, transient_rank = 0;  // the peak inside the op just visited (a call, a repeat)
+  std::vector<int> own;                      // values from outside the body this frame may free (the root's inputs)
+  CallChain chain;                           // the call sites from the root (ShardingPlan::steps)
 };
 
 class Planner {
  public:
-  Planner(const ir::Program &program, const ir::Diagram &root) : p_(program), root_(root) {
-    for (const ir::ShardDirective &shard : root.shards) {
-      plan_.mesh.push_back(shard.devices);
-      plan_.devices *= shard.devices;
+  Planner(const ir::Program &program, const ir::Diagram &root, const std::vector<int64_t> *mesh)
+      : p_(program), root_(root) {
+    for (size_t m = 0; m < root.shards.size(); ++m) {
+      int64_t n = mesh && m < mesh->size() ? (*mesh)[m] : root.shards[m].devices;
+      plan_.mesh.push_back(n);
+      plan_.devices *= n;
     }
   }
 
@@ -92,7 +85,7 @@ class Planner {
     frame.d = &root_;
     frame.site = root_.name;
     for (size_t m = 0; m < root_.shards.size(); ++m)
-      for (int axis : root_.shards[m].axes) frame.ctx[axis] = {static_cast<int>(m), axis};
+      for (int axis : root_.shards[m].axes) frame.ctx[axis] = {static_cast<int>(m), axis, 1, extent(frame, axis)};
     // Inputs arrive split along the sharded axes they carry; params are whole
     // on every device (each slices what it needs locally).
     for (int input : root_.inputs) {
@@ -101,11 +94,19 @@ class Planner {
         if (auto it = frame.ctx.find(axis); it != frame.ctx.end() && !mesh_used(state, it->second.mesh))
           state[axis] = it->second;
       frame.states[input] = state;
+      plan_.inputs[input] = exported(state);
+      hold(frame, input);
+      frame.own.push_back(input);
       if (!state.empty())
         note(frame, root_.value(input).location,
              "input " + value_label(frame, input) + " arrives split along " + state_text(state));
     }
+    frame.peak = frame.live;
+    frame.peak_rank = frame.live_rank;
     walk(frame);
+    plan_.activation_peak = frame.peak;
+    plan_.rank_activation_peak = frame.peak_rank;
+    for (int output : root_.outputs) plan_.outputs[output] = exported(frame.states[output]);
     for (int output : root_.outputs) {
       const State &state = frame.states[output];
       for (auto &[axis, split] : state)
@@ -129,6 +130,19 @@ class Planner {
     if (it != f.sizes.end()) return static_cast<double>(it->second);
     auto known = p_.axis(axis).size;
     return known ? static_cast<double>(*known) : 0;
+  }
+
+  int64_t extent(const Frame &f, int axis) const { return static_cast<int64_t>(size(f, axis)); }
+
+  std::vector<AxisSplit> exported(const State &state) const {
+    std::vector<AxisSplit> out;
+    for (auto &[axis, split] : state) out.push_back({axis, split.mesh, split.stride, split.extent});
+    return out;
+  }
+
+  ShardStep *step(const Frame &f) {
+    if (!current_) return nullptr;  // the outputs' final gathers: whoever runs the plan assembles the outputs
+    return &plan_.steps[{f.chain, current_}];
   }
 
   double devices(int mesh) const { return static_cast<double>(plan_.mesh.at(static_cast<size_t>(mesh))); }
@@ -177,6 +191,8 @@ class Planner {
     c.group = plan_.mesh[static_cast<size_t>(mesh)];
     c.value = value_label(f, value);
     c.site = f.site;
+    c.chain = f.chain;
+    c.op = current_;
     c.reason = reason;
     c.location = at;
     c.elements = elements(f, value, state, mesh) * scale;
@@ -193,6 +209,7 @@ class Planner {
   // `value` is needed whole along `axis` (held split by `split`).
   void gather(Frame &f, int value, int axis, const Split &split, SourceLocation at, const std::string &why) {
     if (!f.gathered.insert({value, axis}).second) return;
+    if (ShardStep *s = step(f)) (in_yield_ ? s->yield_gathers : s->gathers).push_back({value, {axis, split.mesh, split.stride, split.extent}});
     add(f, Collective::Kind::AllGather, value, f.states[value], split.mesh, at,
         "split along " + split_text(axis, split) + ", needed whole: " + why);
   }
@@ -200,11 +217,78 @@ class Planner {
   // Each operand of `op` is needed as `wanted` allows: a split it holds that
   // `wanted` does not keep (same axis, same mesh dimension) is gathered.
   void need(Frame &f, int value, const State &wanted, const ir::Op &op, const std::string &why) {
+    need_param(f, value, wanted);
     State held = f.states[value];
     for (auto &[axis, split] : held) {
       auto it = wanted.find(axis);
       if (it != wanted.end() && it->second.mesh == split.mesh) continue;
       gather(f, value, axis, split, op.location, why);
+    }
+  }
+
+  // A param is held by each device in the slices its uses read: split along
+  // an axis only where every use reads it split there.
+  void need_param(Frame &f, int value, const State &wanted) {
+    const ir::Value &v = f.d->value(value);
+    if (v.role != ir::Value::Role::Param) return;
+    State slice = restrict(wanted, v.axes);
+    auto [it, fresh] = f.param_need.try_emplace(value, slice);
+    if (fresh) return;
+    for (auto entry = it->second.begin(); entry != it->second.end();) {
+      auto other = slice.find(entry->first);
+      entry =
+          other != slice.end() && other->second.mesh == entry->second.mesh ? std::next(entry) : it->second.erase(entry);
+    }
+  }
+
+  // Bytes of `value` as its splits leave it: all positions, and one rank's.
+  std::pair<double, double> bytes_of(const Frame &f, int value) const {
+    const ir::Value &v = f.d->value(value);
+    double b = ir::dtype_bytes(v.dtype);
+    double full = b * f.lift_full, rank = b * f.lift_rank;
+    auto state = f.states.find(value);
+    for (int axis : v.axes) {
+      double s = size(f, axis);
+      full *= s;
+      rank *= s;
+      if (state == f.states.end()) continue;
+      if (auto it = state->second.find(axis); it != state->second.end()) rank /= devices(it->second.mesh);
+    }
+    return {full, rank};
+  }
+
+  void hold(Frame &f, int value) {
+    auto [full, rank] = bytes_of(f, value);
+    auto &held = f.held[value];
+    f.live += full - held.first;
+    f.live_rank += rank - held.second;
+    held = {full, rank};
+  }
+
+  void release(Frame &f, int value) {
+    auto it = f.held.find(value);
+    if (it == f.held.end()) return;
+    f.live -= it->second.first;
+    f.live_rank -= it->second.second;
+    f.held.erase(it);
+  }
+
+  // The frame's params, each instance once: whole on one device, its slices on a rank.
+  void account_params(const Frame &f) {
+    for (int param : f.d->params) {
+      const ir::Value &v = f.d->value(param);
+      double full = ir::dtype_bytes(v.dtype) * f.entry_count * static_cast<double>(v.instances);
+      for (int axis : v.axes) full *= size(f, axis);
+      double rank = full;
+      if (auto it = f.param_need.find(param); it != f.param_need.end())
+        for (auto &[axis, split] : it->second) rank /= devices(split.mesh);
+      plan_.param_bytes += full;
+      plan_.rank_param_bytes += rank;
+      if (auto it = f.param_need.find(param); it != f.param_need.end()) {
+        State slices = it->second;
+        if (auto expert = f.expert_axis.find(param); expert != f.expert_axis.end()) slices.erase(expert->second);
+        if (!slices.empty()) plan_.params[{f.chain, param}] = exported(slices);
+      }
     }
   }
 
@@ -247,7 +331,8 @@ class Planner {
   // ------------------------------------------------------------- the walk
   void walk(Frame &f) {
     find_demand(f, f.d->body);
-    region(f, f.d->body);
+    region(f, f.d->body, f.d->outputs);
+    account_params(f);
     // The frame's address may be another frame's later.
     for (auto it = fresh_routes_.begin(); it != fresh_routes_.end();)
       it = it->first == &f ? fresh_routes_.erase(it) : std::next(it);
@@ -264,15 +349,55 @@ class Planner {
         if (index.kind != ir::AccessIndex::Kind::Split) continue;
         for (int part : index.split)
           if (auto it = f.ctx.find(part); it != f.ctx.end()) {
-            f.demand[op.operands[0]][source.axes[position]] = {it->second.mesh, part};
+            int64_t stride = 1;
+            for (auto inner = std::find(index.split.begin(), index.split.end(), part) + 1; inner != index.split.end();
+                 ++inner)
+              stride *= extent(f, *inner);
+            f.demand[op.operands[0]][source.axes[position]] = {it->second.mesh, part, stride, extent(f, part)};
             break;
           }
       }
     });
   }
 
-  void region(Frame &f, const ir::Region &r) {
-    for (const auto &op : r.ops) visit(f, *op);
+  // Visits the ops of `r` in order, keeping the activations live: a value is
+  // held from its op to the last op of `r` that reads it (a repeat reads what
+  // its body reads), unless `r` hands it on (`keep`: the diagram's outputs, a
+  // body's yields). Values from outside `r` are not its to free, save the
+  // frame's `own`.
+  void region(Frame &f, const ir::Region &r, const std::vector<int> &keep) {
+    std::map<int, size_t> last;
+    for (size_t i = 0; i < r.ops.size(); ++i) {
+      auto use = [&](const ir::Op &op) {
+        for (int operand : op.operands) last[operand] = i;
+      };
+      use(*r.ops[i]);
+      if (r.ops[i]->body) {
+        ir::for_each_op(*r.ops[i]->body, use);
+        for (int yield : r.ops[i]->body_yields) last[yield] = i;
+      }
+    }
+    std::vector<std::vector<int>> dies(r.ops.size());
+    for (auto &[value, at] : last) dies[at].push_back(value);
+    std::set<int> mine(f.own.begin(), f.own.end());
+    auto drop = [&](int value) {
+      if (mine.count(value) && !contains(keep, value)) release(f, value);
+    };
+    for (size_t i = 0; i < r.ops.size(); ++i) {
+      const ir::Op &op = *r.ops[i];
+      double before = f.live, before_rank = f.live_rank;
+      f.transient = f.transient_rank = 0;
+      visit(f, op);
+      for (int result : op.results) {
+        hold(f, result);
+        mine.insert(result);
+      }
+      f.peak = std::max(f.peak, before + std::max(f.transient, f.live - before));
+      f.peak_rank = std::max(f.peak_rank, before_rank + std::max(f.transient_rank, f.live_rank - before_rank));
+      for (int result : op.results)
+        if (!last.count(result)) drop(result);
+      for (int value : dies[i]) drop(value);
+    }
   }
 
   State operand_state(Frame &f, const ir::Op &op) {
@@ -287,7 +412,17 @@ class Planner {
     for (int result : op.results) f.states[result] = restrict(state, f.d->value(result).axes);
   }
 
+  // Each op's decisions are also kept for whoever runs the plan (ShardStep).
   void visit(Frame &f, const ir::Op &op) {
+    const ir::Op *outer = current_;
+    current_ = &op;
+    visit_op(f, op);
+    if (ShardStep *s = step(f))
+      for (int result : op.results) s->results[result] = exported(f.states[result]);
+    current_ = outer;
+  }
+
+  void visit_op(Frame &f, const ir::Op &op) {
     if (op.operands.empty() &&
         (op.kind == ir::OpKind::Constant || op.kind == ir::OpKind::SizeOf || op.kind == ir::OpKind::AxisIndex)) {
       set_results(f, op, {});  // computed whole on every device: nothing to communicate
@@ -346,6 +481,7 @@ class Planner {
     if (mesh < 0) return;
     if (!plain && op.kind != ir::OpKind::Contract && op.kind != ir::OpKind::Reduce) {
       for (int result : op.results) f.routed[result] = mesh;
+      carry_route(f, op);
       return;
     }
     for (int operand : op.operands)
@@ -353,6 +489,31 @@ class Planner {
         add(f, Collective::Kind::AllToAll, operand, f.states[operand], mesh, op.location,
             "expert outputs return to their tokens' devices (combine) for " + what);
         f.routed.erase(operand);
+        if (ShardStep *s = step(f)) {
+          auto route = f.route.find(operand);
+          if (route == f.route.end()) {
+            s->undecided_route = true;
+          } else {
+            s->combines.push_back(route->second);
+            s->combines.back().value = operand;
+          }
+        }
+      }
+  }
+
+  // The results of an op on routed values are routed as its first routed
+  // operand was; a contraction's are computed on the experts' devices only.
+  void carry_route(Frame &f, const ir::Op &op) {
+    for (int operand : op.operands)
+      if (auto it = f.route.find(operand); it != f.route.end()) {
+        for (int result : op.results) {
+          f.route[result] = it->second;
+          if (ShardStep *s = op.kind == ir::OpKind::Contract ? step(f) : nullptr) {
+            s->routed.push_back(it->second);
+            s->routed.back().value = result;
+          }
+        }
+        return;
       }
   }
 
@@ -368,9 +529,11 @@ class Planner {
     int routed_mesh = -1;
     for (int operand : op.operands)
       if (auto it = f.routed.find(operand); it != f.routed.end()) routed_mesh = it->second;
+    // A token already dispatched to the experts' devices is there for every later gather too.
     bool all_routed = true;
     for (int operand : op.operands)
-      if (!f.routed.count(operand) && !f.d->value(operand).axes.empty()) all_routed = false;
+      if (!f.routed.count(operand) && !f.dispatched.count(operand) && !f.d->value(operand).axes.empty())
+        all_routed = false;
     bool produced_by_gather = false;
     for (int operand : op.operands)
       if (fresh_routes_.count({&f, operand})) produced_by_gather = true;
@@ -381,17 +544,21 @@ class Planner {
         if (auto it = route_index_.find({&f, operand}); it != route_index_.end())
           index_axes.insert(it->second.begin(), it->second.end());
       for (int operand : op.operands)
-        if (!f.routed.count(operand)) {
+        if (!f.routed.count(operand) && !f.dispatched.count(operand)) {
           double copies = 1;
           for (int axis : index_axes)
             if (!contains(f.d->value(operand).axes, axis)) copies *= size(f, axis);
           add(f, Collective::Kind::AllToAll, operand, f.states[operand], routed_mesh, op.location,
               "tokens travel to their experts' devices (dispatch)", copies);
-          f.routed[operand] = routed_mesh;
+          // A copy travels; the tokens stay where they were for everything else.
+          f.dispatched.insert(operand);
+          if (ShardStep *s = step(f)) s->dispatch.push_back(operand);
         }
       for (int result : op.results) f.routed[result] = routed_mesh;
+      carry_route(f, op);
     } else if (routed_mesh >= 0 && all_routed) {
       for (int result : op.results) f.routed[result] = routed_mesh;
+      carry_route(f, op);
     } else {
       routed_meet(f, op, "the contraction");
     }
@@ -449,6 +616,8 @@ class Planner {
            what + " -> " + value_label(f, result) + " split along " + state_text(out) +
                (summed_split.empty() ? " (operands sliced locally)" : ""));
     set_results(f, op, out);
+    if (ShardStep *s = step(f))
+      for (auto &[axis, split] : summed_split) s->partial.push_back({axis, split.mesh, split.stride, split.extent});
     for (auto &[axis, split] : summed_split) {
       if (result < 0) break;
       std::string over = "the " + what + " sums over " + split_text(axis, split) + ": partial sums on every device";
@@ -495,14 +664,35 @@ class Planner {
           index.offset == 0 && contains(result_axes, index.terms[0].first)) {
         carried[index.terms[0].first] = *split;
       } else if (index.kind == ir::AccessIndex::Kind::Split && contains(index.split, split->factor)) {
-        carried[split->factor] = {split->mesh, split->factor};
+        carried[split->factor] = {split->mesh, split->factor, 1, split->extent};
       } else if (index.kind == ir::AccessIndex::Kind::Split && split->factor == axis && !index.split.empty()) {
-        carried[index.split.front()] = {split->mesh, index.split.front()};  // outermost part keeps the blocks
+        // The outermost part keeps the blocks.
+        carried[index.split.front()] = {split->mesh, index.split.front(), 1, extent(f, index.split.front())};
       } else {
         gather(f, source, axis, *split, op.location, "the read of " + axis_name(axis) + " is shifted or strided");
       }
     }
     State out = result_splits(f, op, result_axes, carried);
+    if (from.role == ir::Value::Role::Param) {
+      // A param read is sliced as the read's result is split (an expert table by its experts).
+      State slice;
+      for (size_t position = 0; position < op.access.size() && position < from.axes.size(); ++position) {
+        const ir::AccessIndex &index = op.access[position];
+        int axis = from.axes[position];
+        if (index.kind == ir::AccessIndex::Kind::Gather) {
+          if (auto ctx = f.ctx.find(axis); expert_mesh >= 0 && ctx != f.ctx.end()) slice[axis] = ctx->second;
+          continue;
+        }
+        for (auto &[result_axis, split] : out)
+          if ((index.kind == ir::AccessIndex::Kind::Affine && index.terms.size() == 1 && index.offset == 0 &&
+               index.terms[0].first == result_axis && index.terms[0].second == 1) ||
+              (index.kind == ir::AccessIndex::Kind::Split && contains(index.split, result_axis))) {
+            slice[axis] = split;
+            break;
+          }
+      }
+      need_param(f, source, slice);
+    }
     for (size_t i = 1; i < op.operands.size(); ++i) need(f, op.operands[i], out, op, "the gather index");
     set_results(f, op, out);
     if (!out.empty() && !op.results.empty())
@@ -510,8 +700,19 @@ class Planner {
            "read of " + value_label(f, source) + " -> " + value_label(f, op.results[0]) + " split along " +
                state_text(out));
     if (expert_mesh >= 0) {
+      ShardStep::Route route;
+      for (size_t position = 0; position < op.access.size() && position < from.axes.size(); ++position)
+        if (op.access[position].kind == ir::AccessIndex::Kind::Gather && f.ctx.count(from.axes[position])) {
+          const ir::AccessIndex &index = op.access[position];
+          route.index = op.operands.at(static_cast<size_t>(index.gather_operand));
+          route.experts = {from.axes[position], expert_mesh, 1, extent(f, from.axes[position])};
+          break;
+        }
+      if (ShardStep *s = step(f)) s->keep.push_back(route.index);
+      f.expert_axis[source] = route.experts.axis;
       for (int result : op.results) {
         f.routed[result] = expert_mesh;
+        f.route[result] = route;
         fresh_routes_.insert({&f, result});
         route_index_[{&f, result}] = expert_index;
       }
@@ -530,10 +731,23 @@ class Planner {
     for (size_t i = 0; i < op.merges.size() && i < to.axes.size(); ++i)
       for (int part : op.merges[i])
         if (auto it = held.find(part); it != held.end()) {
-          if (!mesh_used(carried, it->second.mesh)) carried[to.axes[i]] = it->second;
+          if (!mesh_used(carried, it->second.mesh)) {
+            Split merged = it->second;  // the parts inside this one make its blocks longer
+            for (auto inner = std::find(op.merges[i].begin(), op.merges[i].end(), part) + 1;
+                 inner != op.merges[i].end(); ++inner)
+              merged.stride *= extent(f, *inner);
+            carried[to.axes[i]] = merged;
+          }
           break;
         }
     State out = result_splits(f, op, to.axes, carried);
+    if (f.d->value(source).role == ir::Value::Role::Param) {
+      State slice;  // a merged axis split by one of its parts slices the param along that part
+      for (size_t i = 0; i < op.merges.size() && i < to.axes.size(); ++i)
+        if (auto it = out.find(to.axes[i]); it != out.end() && contains(op.merges[i], it->second.factor))
+          slice[it->second.factor] = it->second;
+      need_param(f, source, slice);
+    }
     // A split the merge could not keep (two split parts in one merged axis) is gathered.
     for (auto &[axis, split] : held) {
       bool kept = false;
@@ -549,17 +763,33 @@ class Planner {
       f.states[op.body_arguments[i]] = f.states[op.operands[i]];
     double saved = f.count;
     f.count *= static_cast<double>(op.count);
-    region(f, *op.body);
+    // The body's activations on top of what is live around it (its arguments alias the operands).
+    double outer[4] = {f.live, f.live_rank, f.peak, f.peak_rank};
+    f.live = f.live_rank = f.peak = f.peak_rank = 0;
+    std::vector<int> own = std::move(f.own);
+    f.own.clear();
+    region(f, *op.body, op.body_yields);
+    f.own = std::move(own);
+    double body_peak = f.peak, body_peak_rank = f.peak_rank;
+    f.live = outer[0];
+    f.live_rank = outer[1];
+    f.peak = outer[2];
+    f.peak_rank = outer[3];
     for (size_t i = 0; i < op.body_yields.size() && i < op.body_arguments.size(); ++i) {
       const State &yield = f.states[op.body_yields[i]];
       const State &argument = f.states[op.body_arguments[i]];
       for (auto &[axis, split] : yield) {
         auto it = argument.find(axis);
-        if (it == argument.end() || !(it->second == split))
+        if (it == argument.end() || !(it->second == split)) {
+          in_yield_ = true;
           gather(f, op.body_yields[i], axis, split, op.location, "the next iteration takes it as it came in");
+          in_yield_ = false;
+        }
       }
     }
     f.count = saved;
+    f.transient = body_peak;
+    f.transient_rank = body_peak_rank;
     for (size_t i = 0; i < op.results.size() && i < op.operands.size(); ++i)
       f.states[op.results[i]] = f.states[op.body_arguments.size() > i ? op.body_arguments[i] : op.operands[i]];
   }
@@ -576,6 +806,9 @@ class Planner {
     inner.d = &callee;
     inner.site = f.site + "." + (op.label.empty() ? op.callee_name : op.label);
     inner.count = f.count;
+    inner.entry_count = f.count;
+    inner.chain = f.chain;
+    inner.chain.push_back(&op);
     // Sizes and split axes seen through the bindings.
     inner.sizes = f.sizes;
     for (auto &[from, to] : bound) {
@@ -631,7 +864,11 @@ class Planner {
           gather(f, operand, axis, split, op.location, "the call runs over " + axis_name(axis) + " on one slice only");
     if (!lifted_split.empty())
       note(f, op.location, "call " + op.callee_name + " runs on each device's slice of " + state_text(lifted_split));
+    // A param handed to a call is held whole (its uses there are not followed back).
+    for (int operand : op.operands) need_param(f, operand, {});
     walk(inner);
+    f.transient = inner.peak;
+    f.transient_rank = inner.peak_rank;
     for (size_t j = 0; j < op.results.size() && j < callee.outputs.size(); ++j) {
       State out = lifted_split;
       for (auto &[axis, split] : inner.states[callee.outputs[j]])
@@ -643,83 +880,17 @@ class Planner {
   const ir::Program &p_;
   const ir::Diagram &root_;
   ShardingPlan plan_;
+  const ir::Op *current_ = nullptr;  // the op being visited (ShardStep's key)
+  bool in_yield_ = false;            // gathers now are of a repeat's yields
   std::set<std::pair<const Frame *, int>> fresh_routes_;  // values just gathered from an expert-split table
   std::map<std::pair<const Frame *, int>, std::vector<int>> route_index_;  // ... and the axes of their routing index
 };
 
 }  // namespace
 
-ShardingPlan plan_sharding(const ir::Program &program, const ir::Diagram &diagram) {
-  Planner planner(program, diagram);
+ShardingPlan plan_sharding(const ir::Program &program, const ir::Diagram &diagram, const std::vector<int64_t> *mesh) {
+  Planner planner(program, diagram, mesh);
   return planner.run();
-}
-
-ShardedCost price_sharding(const ShardingPlan &plan, const HardwareProfile &hardware, double one_device_time) {
-  ShardedCost out;
-  out.mesh = plan.mesh;
-  out.devices = plan.devices;
-  // A mesh dimension's groups are its devices with the inner dimensions' coordinates
-  // fixed, so the outer dimension's rings stride across nodes first: a group
-  // spans nodes when its size times the inner dimensions' exceeds a node.
-  for (const Collective &c : plan.collectives) {
-    ShardedCost::Row row;
-    row.collective = c;
-    int64_t span = c.group;
-    for (size_t m = static_cast<size_t>(c.mesh_dim) + 1; m < plan.mesh.size(); ++m) span *= plan.mesh[m];
-    const Link &link = hardware.interconnect.link_for(span);
-    row.link = link.name;
-    row.bandwidth = link.bandwidth;
-    row.latency = link.latency;
-    row.wire_bytes = collective_wire_bytes(c);
-    row.time = collective_time(c, link.bandwidth, link.latency);
-    out.communication_time += row.time * c.count;
-    out.rows.push_back(std::move(row));
-  }
-  out.one_device_time = one_device_time;
-  out.rank_share = plan.work > 0 ? plan.rank_work / plan.work : 1;
-  out.compute_time = one_device_time * out.rank_share;
-  out.serial_time = out.compute_time + out.communication_time;
-  out.overlap_time = std::max(out.compute_time, out.communication_time);
-  out.speedup = out.overlap_time > 0 ? one_device_time / out.overlap_time : 1;
-  out.efficiency = out.speedup / static_cast<double>(std::max<int64_t>(1, out.devices));
-  return out;
-}
-
-std::string format_sharded_cost(const ShardedCost &cost) {
-  using namespace costfmt;
-  std::ostringstream out;
-  std::string mesh;
-  for (int64_t n : cost.mesh) mesh += (mesh.empty() ? "" : " x ") + std::to_string(n);
-  out << "Sharded across " << cost.devices << " device" << (cost.devices == 1 ? "" : "s") << " (mesh " << mesh
-      << "):\n";
-  if (cost.rows.empty()) out << "  no collectives: every device computes its slice alone\n";
-  std::map<std::string, std::pair<double, double>> totals;  // kind → (count, bytes)
-  for (const auto &row : cost.rows) {
-    const Collective &c = row.collective;
-    char count[32];
-    std::snprintf(count, sizeof count, "%g", c.count);
-    out << "  " << collective_name(c.kind) << " over " << c.group << " of " << c.value << " at " << c.site << ": "
-        << static_cast<int64_t>(c.elements) << " elements, " << bytes(c.bytes()) << " (" << bytes(row.wire_bytes)
-        << " sent per device) on " << row.link << ", " << seconds(row.time) << " x" << count << "\n";
-    auto &total = totals[std::string(collective_name(c.kind))];
-    total.first += c.count;
-    total.second += c.bytes() * c.count;
-  }
-  for (auto &[kind, total] : totals) {
-    char count[32];
-    std::snprintf(count, sizeof count, "%g", total.first);
-    out << "  total " << kind << ": " << count << " per run, " << bytes(total.second) << "\n";
-  }
-  char share[32];
-  std::snprintf(share, sizeof share, "%.4g", cost.rank_share);
-  out << "  communication: " << seconds(cost.communication_time) << "\n";
-  out << "  compute per rank: " << seconds(cost.compute_time) << " (" << share << " of one device's "
-      << seconds(cost.one_device_time) << ")\n";
-  char speed[64];
-  std::snprintf(speed, sizeof speed, "%.2fx, efficiency %.0f%%", cost.speedup, cost.efficiency * 100);
-  out << "  time: " << seconds(cost.overlap_time) << " with communication overlapped, " << seconds(cost.serial_time)
-      << " without; speedup " << speed << "\n";
-  return out.str();
 }
 
 }  // namespace ncd
