@@ -5,6 +5,7 @@
 // other. A sweep over x counts every such pair with a Fenwick tree over the
 // horizontal segments' heights; the pairs between wires sharing a node, which
 // the count must leave out, are then found by direct checks and subtracted.
+// runs_through and runs_behind test the same horizontal segments against boxes.
 // Preconditions: layout.edges[e] holds the polyline of model.edges[e].
 #include "crossings.h"
 
@@ -121,6 +122,47 @@ size_t count_crossings(const DrawingModel &model, const Layout &layout) {
       total -= static_cast<long long>(count_between(segments[e], segments[static_cast<size_t>(f)]));
   }
   return static_cast<size_t>(std::max(total, 0LL));
+}
+
+bool runs_through(const EdgeGeometry &wire, const Box &box, double margin) {
+  const auto &points = wire.points;
+  for (size_t k = 1; k < points.size(); ++k) {
+    if (std::fabs(points[k].y - points[k - 1].y) > 0.01) continue;
+    double y = points[k].y, x0 = std::min(points[k].x, points[k - 1].x), x1 = std::max(points[k].x, points[k - 1].x);
+    if (y > box.y - margin && y < box.y + box.h + margin && x0 < box.x + box.w && x1 > box.x) return true;
+  }
+  return false;
+}
+
+bool runs_behind(const DrawingModel &model, const Layout &layout, size_t e, double clearance) {
+  const ModelEdge &edge = model.edges[e];
+  const EdgeGeometry &wire = layout.edges[e];
+  for (size_t i = 0; i < model.nodes.size(); ++i)
+    if (static_cast<int>(i) != edge.from && static_cast<int>(i) != edge.to &&
+        runs_through(wire, layout.nodes[i].box, clearance))
+      return true;
+  auto inside = [&](int node, size_t cluster) {
+    for (int k = model.nodes[static_cast<size_t>(node)].cluster; k >= 0;
+         k = model.clusters[static_cast<size_t>(k)].parent)
+      if (static_cast<size_t>(k) == cluster) return true;
+    return false;
+  };
+  for (size_t k = 0; k < model.clusters.size(); ++k)
+    if (layout.clusters[k].w > 0 && !inside(edge.from, k) && !inside(edge.to, k) &&
+        runs_through(wire, layout.clusters[k], 0))
+      return true;
+  for (size_t f = 0; f < model.edges.size(); ++f) {
+    const ModelEdge &near = model.edges[f];
+    if (f == e || near.from == edge.from || near.to == edge.to || near.from == edge.to || near.to == edge.from)
+      continue;
+    const auto &other = layout.edges[f].points;
+    for (size_t k = 1; k < other.size(); ++k)
+      if (std::fabs(other[k].y - other[k - 1].y) < 0.01 &&
+          runs_through(
+              wire, {std::min(other[k].x, other[k - 1].x), other[k].y, std::fabs(other[k].x - other[k - 1].x), 0}, 2))
+        return true;
+  }
+  return false;
 }
 
 }  // namespace ncd::render

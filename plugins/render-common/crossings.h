@@ -1,6 +1,7 @@
 // Wire crossings of a laid-out drawing, counted exactly from its geometry, so
 // that ncd's layout can choose between orderings by the number the tests pin
-// (tests/render/crossings.py counts the same thing from the SVG).
+// (tests/render/crossings.py counts the same thing from the SVG); and where a
+// wire runs behind what it should pass by, so that it can refuse a move.
 #pragma once
 
 #include <cstddef>
@@ -15,5 +16,14 @@ namespace ncd::render {
 // rounded to hundredths first, as the SVG writes them. O(S log S) in the segments S, plus the
 // squares of the node degrees (pairs of wires sharing a node are checked directly).
 size_t count_crossings(const DrawingModel &model, const Layout &layout);
+
+// Whether a horizontal stretch of `wire` runs through `box` (strictly, the box grown by `margin`
+// above and below).
+bool runs_through(const EdgeGeometry &wire, const Box &box, double margin);
+
+// Whether a horizontal stretch of wire e runs behind a node box other than its ends' (grown by
+// `clearance`), through a call's box that holds neither end, or along a wire that shares no node
+// with it, where the two would read as one.
+bool runs_behind(const DrawingModel &model, const Layout &layout, size_t e, double clearance);
 
 }  // namespace ncd::render

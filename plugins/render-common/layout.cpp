@@ -6,6 +6,8 @@
 //      records a node after everything it reads, so one forward pass suffices);
 //      nodes nobody feeds (params, index expressions) move next to their first
 //      reader; a call's nodes never go left of its entry strip; outputs last;
+//      small drawings are laid out a second time with the params read beside
+//      a value that fans out in a column of their own, and keep the better;
 //   3. heights, inside out (deepest cluster first): the children of a cluster
 //      (nodes and inner clusters, each spanning a range of columns) in column
 //      order, params last, each at the free place nearest to the height it
@@ -17,7 +19,10 @@
 //   4. column x positions from the widest node, the labels that start in the
 //      gap and the bends the gap holds; cluster boxes from their columns;
 //   5. wires: straight when source and target ports are level, else one
-//      vertical step in a track of the gap before the target's column.
+//      vertical step in a track of the gap before the target's column; in
+//      small drawings a wire spanning columns may step in an earlier gap, or
+//      run through a channel beside the boxes between and step twice, where
+//      that crosses fewer wires (rerouting).
 // Preconditions: the model's edges (but a repeat's back edge) go from a node
 // recorded earlier to one recorded later; edges that do not are drawn but do
 // not constrain columns.
@@ -30,18 +35,13 @@
 #include <map>
 
 #include "crossings.h"
+#include "layout_measure.h"
 
 namespace ncd::render {
 namespace {
 
-constexpr double kLane = 18;        // vertical pitch of a wire's lane inside a node
-constexpr double kSide = 9;         // lane stubs either side of a glyph
-constexpr double kPaperSide = 4;    // in paper style, where the gaps' wires show the lanes enough
-constexpr double kPaperStrip = 4;   // a call's entry or exit in paper style
-constexpr size_t kPaperWrap = 12;   // columns of a glyph's text line in paper style
-constexpr double kRow = 16;         // a strip's row
-constexpr double kGap = 14;         // between nodes stacked in a column
-constexpr double kClusterPad = 8;   // a cluster's sides
+constexpr double kGap = 14;        // between nodes stacked in a column
+constexpr double kClusterPad = 8;  // a cluster's sides
 constexpr double kPaperClusterPad = 5;
 constexpr double kClusterTop = 26;  // room for a cluster's title
 constexpr double kClusterBottom = 10;
@@ -50,100 +50,14 @@ constexpr int kTracks = 10;
 constexpr double kLabelFont = 10;
 constexpr double kWireClearance = 6;  // between a wire and a box it passes
 constexpr int kPasses = 6;            // ordering sweeps (layout step 3) a series
-// Sifting (layout step 3) recounts every crossing per try: only for drawings this small.
+// Sifting (layout step 3), rerouting (step 5) and the second column assignment (step 2) recount
+// every crossing per try: only for drawings this small.
 constexpr size_t kSiftMaxWires = 300;
 constexpr size_t kSiftTries = 150;  // at most this many tries a series, whatever the drawing
-
-struct Measured {
-  double w = 0, h = 0;
-  std::vector<double> lane_y;  // local
-  Box glyph;                   // local
-};
-
-bool circled(const parts::Glyph &glyph) { return glyph.border == 0 && !glyph.outline && glyph.font_size >= 18; }
-
-Measured measure(const ModelNode &node, bool paper) {
-  Measured m;
-  if (node.strip) {
-    // Paper style: a call's entry and exit are thin bars; the wires leaving them name the axes
-    // the call renames.
-    double width = paper ? kPaperStrip : 24;
-    for (const auto &row : node.rows)
-      if (!paper) width = std::max(width, text_width(row.text, 11) + 12);
-    m.w = width;
-    for (size_t k = 0; k < node.rows.size(); ++k) m.lane_y.push_back((static_cast<double>(k) + 0.5) * kRow);
-    m.h = std::max(kRow, static_cast<double>(node.rows.size()) * kRow);
-    return m;
-  }
-  const parts::Glyph &glyph = node.glyph;
-  const double side = paper ? kPaperSide : kSide;
-  bool show_notes =
-      !paper || (std::any_of(node.lanes.begin(), node.lanes.end(), [](const parts::Lane &l) { return l.in; }) &&
-                 std::any_of(node.lanes.begin(), node.lanes.end(), [](const parts::Lane &l) { return l.out; }));
-  double text_w = 0, text_h = 0;
-  for (const auto &line : glyph_lines(node, paper)) {
-    text_w = std::max(text_w, text_width(line, glyph.font_size));
-    text_h += glyph.font_size * 1.25;
-  }
-  if (show_notes)
-    for (const auto &note : glyph.notes) {
-      text_w = std::max(text_w, text_width(note, 9));
-      text_h += 9 * 1.25;
-    }
-  double gw = std::max(text_w + 14, 22.0), gh = text_h + 8;
-  if (circled(glyph)) gw = gh = 22;
-  const bool spans = spans_lanes(node);
-  auto is_acted = [&](const parts::Lane &lane) { return spans || lane.role == parts::Lane::Acted; };
-  size_t acted = 0;
-  for (const auto &lane : node.lanes) acted += is_acted(lane);
-  double cursor = 0;
-  if (acted == 0 && !circled(glyph)) {
-    m.glyph = {side, 2, gw, gh};
-    cursor = gh + 6;
-  }
-  double block_h = std::max(static_cast<double>(acted) * kLane, gh + 4);
-  bool block_done = false;
-  size_t acted_index = 0;
-  double block_top = 0;
-  for (const auto &lane : node.lanes) {
-    if (is_acted(lane)) {
-      if (!block_done) {
-        block_top = cursor;
-        block_done = true;
-        m.glyph = {side, block_top + 2, gw, block_h - 4};
-        cursor += block_h;
-      }
-      m.lane_y.push_back(block_top + (static_cast<double>(acted_index++) + 0.5) * block_h / static_cast<double>(acted));
-      continue;
-    }
-    m.lane_y.push_back(cursor + kLane / 2);
-    cursor += kLane;
-  }
-  if (circled(glyph)) {
-    cursor = std::max(cursor, 26.0);
-    double middle = node.lanes.empty() ? cursor / 2 : (m.lane_y.front() + m.lane_y.back()) / 2;
-    m.glyph = {side, middle - gh / 2, gw, gh};
-  }
-  if (node.lanes.empty() && acted == 0) cursor = std::max(cursor, gh + 6);
-  m.w = gw + 2 * side;
-  m.h = std::max(cursor, 12.0);
-  return m;
-}
-
-// Where a port is inside a node: the lane or row it names, at the left (`in`) or right side.
-double port_y(const ModelNode &node, const Measured &m, const std::string &port) {
-  if (port.empty() || port == "g") return m.glyph.h > 0 ? m.glyph.y + m.glyph.h / 2 : m.h / 2;
-  if (node.strip) {
-    for (size_t k = 0; k < node.rows.size(); ++k)
-      if (node.rows[k].port == port) return m.lane_y[k];
-    return m.h / 2;
-  }
-  int axis = std::atoi(port.c_str() + 1);
-  bool in = port[0] == 'i';
-  for (size_t k = 0; k < node.lanes.size(); ++k)
-    if (node.lanes[k].axis == axis && (in ? node.lanes[k].in : node.lanes[k].out)) return m.lane_y[k];
-  return m.h / 2;
-}
+// Rerouting (layout step 5): at most this many wires drawn and counted a series, all tries
+// together (each try draws and counts every wire): 2,000 tries for 50 wires, 333 for 300.
+constexpr size_t kRerouteWork = 100000;
+constexpr size_t kChannels = 32;  // heights a rerouted wire tries a gap
 
 // One item placed inside a cluster: a node (index >= 0) or a cluster (~index).
 struct Child {
@@ -158,7 +72,7 @@ class Layouter {
   Layouter(const DrawingModel &model, const LayoutOptions &options) : model_(model), options_(options) {}
 
   Layout run() {
-    const size_t n = model_.nodes.size(), c = model_.clusters.size();
+    const size_t n = model_.nodes.size();
     measured_.reserve(n);
     for (const auto &node : model_.nodes) measured_.push_back(measure(node, options_.paper));
     in_edges_.assign(n, {});
@@ -169,7 +83,25 @@ class Layouter {
       in_edges_[static_cast<size_t>(edge.to)].push_back(static_cast<int>(e));
       out_edges_[static_cast<size_t>(edge.from)].push_back(static_cast<int>(e));
     }
-    assign_columns();
+    // Small drawings are laid out twice, the second time with the params of a fanning value's
+    // readers in a column of their own (assign_columns), and keep the layout with fewer
+    // crossings (ties: the first).
+    Layout best;
+    size_t best_crossings = std::numeric_limits<size_t>::max();
+    for (int variant = 0; variant < (model_.edges.size() <= kSiftMaxWires ? 2 : 1) && best_crossings > 0; ++variant) {
+      params_apart_ = variant == 1;
+      if (!assign_columns() && params_apart_) break;
+      size_t crossings = 0;
+      Layout layout = place(crossings);
+      if (crossings < best_crossings) best = std::move(layout), best_crossings = crossings;
+    }
+    return best;
+  }
+
+ private:
+  // Steps 3 to 5 on the columns assign_columns chose; `crossings` is set to the result's count.
+  Layout place(size_t &crossings_out) {
+    const size_t n = model_.nodes.size(), c = model_.clusters.size();
     // Cluster column spans and first nodes.
     lo_.assign(c, std::numeric_limits<int>::max());
     hi_.assign(c, -1);
@@ -195,6 +127,8 @@ class Layouter {
       double root_height = 0;
     };
     Candidate series[2];
+    step_column_.assign(model_.edges.size(), -1);
+    channel_.assign(model_.edges.size(), std::numeric_limits<double>::quiet_NaN());
     for (int step = 0; step < 2 * kPasses - 1; ++step) {
       by_previous_ = step >= kPasses;
       pass_ = by_previous_ ? step - kPasses + 1 : step;
@@ -218,11 +152,15 @@ class Layouter {
         height_ = candidate.height;
         root_height_ = candidate.root_height;
         sift(candidate.layout, candidate.crossings);
+        reroute(candidate.layout, candidate.crossings);
+        step_column_.assign(model_.edges.size(), -1);
+        channel_.assign(model_.edges.size(), std::numeric_limits<double>::quiet_NaN());
       }
-    return std::move(series[series[1].crossings < series[0].crossings ? 1 : 0].layout);
+    Candidate &winner = series[series[1].crossings < series[0].crossings ? 1 : 0];
+    crossings_out = winner.crossings;
+    return std::move(winner.layout);
   }
 
- private:
   // ---------------------------------------------------------------- columns
 
   int floor_of(int cluster) const {
@@ -233,15 +171,39 @@ class Layouter {
     return floor;
   }
 
-  void assign_columns() {
+  // Columns (layout step 2); with params_apart_, the readers of a value that fans out to several
+  // param readers go a column further right. Returns whether params_apart_ moved any node.
+  bool assign_columns() {
     const size_t n = model_.nodes.size();
     column_.assign(n, 0);
     floor_.assign(model_.clusters.size(), -1);
+    // A value read by several nodes that each also read a param fans out past those params: with
+    // params_apart_, its readers go a column further right, so that the params sit in a column of
+    // their own between (otherwise the fanning wires step across the params' wires in one gap).
+    std::vector<bool> reads_unfed(n, false), fans(n, false);
+    for (size_t i = 0; i < n && params_apart_; ++i)
+      for (int e : in_edges_[i]) {
+        size_t from = static_cast<size_t>(model_.edges[static_cast<size_t>(e)].from);
+        if (in_edges_[from].empty() && !model_.nodes[from].source && !model_.nodes[from].strip) reads_unfed[i] = true;
+      }
+    for (size_t i = 0; i < n && params_apart_; ++i) {
+      std::vector<int> readers;
+      for (int e : out_edges_[i])
+        if (reads_unfed[static_cast<size_t>(model_.edges[static_cast<size_t>(e)].to)])
+          readers.push_back(model_.edges[static_cast<size_t>(e)].to);
+      std::sort(readers.begin(), readers.end());
+      fans[i] = std::unique(readers.begin(), readers.end()) - readers.begin() >= 2;
+    }
+    bool moved = false;
     for (size_t i = 0; i < n; ++i) {
       const ModelNode &node = model_.nodes[i];
       int col = 0;
-      for (int e : in_edges_[i])
-        col = std::max(col, column_[static_cast<size_t>(model_.edges[static_cast<size_t>(e)].from)] + 1);
+      const bool past = reads_unfed[i];
+      for (int e : in_edges_[i]) {
+        size_t from = static_cast<size_t>(model_.edges[static_cast<size_t>(e)].from);
+        col = std::max(col, column_[from] + (past && fans[from] ? 2 : 1));
+        moved = moved || (past && fans[from]);
+      }
       col = std::max(col, floor_of(node.cluster));
       column_[i] = col;
       for (int k = node.cluster; k >= 0; k = model_.clusters[static_cast<size_t>(k)].parent)
@@ -267,6 +229,7 @@ class Layouter {
     for (size_t i = 0; i < n; ++i)
       if (model_.nodes[i].sink) column_[i] = last;
     columns_ = last + 1;
+    return moved;
   }
 
   // ---------------------------------------------------------------- heights
@@ -658,18 +621,75 @@ class Layouter {
 
   // Whether a horizontal stretch of a wire not touching node i runs behind its box.
   bool hides_wire(const Layout &layout, int i) const {
-    const Box &box = layout.nodes[static_cast<size_t>(i)].box;
-    for (size_t e = 0; e < model_.edges.size(); ++e) {
-      if (model_.edges[e].from == i || model_.edges[e].to == i) continue;
-      const auto &points = layout.edges[e].points;
-      for (size_t k = 1; k < points.size(); ++k) {
-        if (std::fabs(points[k].y - points[k - 1].y) > 0.01) continue;
-        double y = points[k].y, x0 = std::min(points[k].x, points[k - 1].x),
-               x1 = std::max(points[k].x, points[k - 1].x);
-        if (y > box.y && y < box.y + box.h && x0 < box.x + box.w && x1 > box.x) return true;
+    for (size_t e = 0; e < model_.edges.size(); ++e)
+      if (model_.edges[e].from != i && model_.edges[e].to != i &&
+          runs_through(layout.edges[e], layout.nodes[static_cast<size_t>(i)].box, 0))
+        return true;
+    return false;
+  }
+
+  // ---------------------------------------------------------------- rerouting
+
+  // The column before whose gap wire e steps to its target's height: its target's, unless
+  // rerouting moved the step.
+  size_t step_column(size_t e) const {
+    return static_cast<size_t>(step_column_[e] >= 0 ? step_column_[e]
+                                                    : column_[static_cast<size_t>(model_.edges[e].to)]);
+  }
+
+  // Rerouting: a wire spanning several columns may step in the gap of any column between, not
+  // only in the last one, to its target's height or to a channel beside a box it passes (where a
+  // Sugiyama layout would route it through a virtual node a column), then step again before its
+  // target. Each such wire, in turn, tries every earlier gap and channel; a try is kept where the
+  // drawing crosses fewer wires, counted exactly, and the wire runs behind nothing (runs_behind),
+  // in rounds while one is kept, within kRerouteWork. Placement is untouched: only bends move.
+  // Preconditions: the layout `best` was drawn by finish() from the current placement.
+  void reroute(Layout &best, size_t &best_crossings) {
+    size_t tries = 0;
+    const size_t limit = kRerouteWork / std::max<size_t>(model_.edges.size(), 1);
+    for (bool improved = true; improved && best_crossings > 0 && tries < limit;) {
+      improved = false;
+      for (size_t e = 0; e < model_.edges.size() && best_crossings > 0 && tries < limit; ++e) {
+        const ModelEdge &edge = model_.edges[e];
+        if (edge.back || lifted(edge) || far_reader(edge)) continue;
+        const int from = column_[static_cast<size_t>(edge.from)], to = column_[static_cast<size_t>(edge.to)];
+        const double from_y = best.edges[e].points.front().y, to_y = best.edges[e].points.back().y;
+        for (int col = from + 1; col < to && best_crossings > 0 && tries < limit; ++col) {
+          // Heights to run at from this gap on: the target's, or a channel just above or below a
+          // box of the columns between (where a virtual node would sit), nearest first.
+          std::vector<std::pair<double, double>> heights{{0, std::numeric_limits<double>::quiet_NaN()}};
+          for (size_t i = 0; i < model_.nodes.size(); ++i) {
+            if (column_[i] < col || column_[i] >= to) continue;
+            const Box &box = best.nodes[i].box;
+            for (double h : {box.y - kWireClearance, box.y + box.h + kWireClearance}) {
+              double distance = std::max({0.0, std::min(from_y, to_y) - h, h - std::max(from_y, to_y)});
+              if (std::fabs(h - from_y) >= 0.5 && std::fabs(h - to_y) >= 0.5) heights.push_back({distance + 1, h});
+            }
+          }
+          std::sort(heights.begin(), heights.end());
+          heights.erase(std::unique(heights.begin(), heights.end()), heights.end());
+          if (heights.size() > kChannels) heights.resize(kChannels);
+          for (const auto &[distance, h] : heights) {
+            if (best_crossings == 0 || tries >= limit) break;
+            ++tries;
+            const int kept = step_column_[e];
+            const double kept_channel = channel_[e];
+            step_column_[e] = col;
+            channel_[e] = h;
+            Layout candidate = finish();
+            size_t crossings = count_crossings(model_, candidate);
+            if (crossings < best_crossings && !runs_behind(model_, candidate, e, kWireClearance / 2)) {
+              best_crossings = crossings;
+              best = std::move(candidate);
+              improved = true;
+            } else {
+              step_column_[e] = kept;
+              channel_[e] = kept_channel;
+            }
+          }
+        }
       }
     }
-    return false;
   }
 
   // ---------------------------------------------------------------- x, wires, boxes
@@ -689,29 +709,12 @@ class Layouter {
   bool by_previous_ = false;
   std::vector<double> first_node_, first_cluster_;  // the first pass's placement
   std::vector<bool> placed_;
+  bool params_apart_ = false;  // assign_columns: a fanning value's param readers a column further
+  std::vector<int> step_column_;
+  std::vector<double> channel_;  // per edge: the height it runs at after its first step (NaN: none)  // per edge: the
+                                 // column before whose gap it steps (-1: its target's)
   double root_height_ = 0;
 };
-
-std::string label_text(const ModelEdge &edge, const ModelNode &from, const LayoutOptions &options) {
-  if (!edge.text.empty()) return edge.text;
-  if (edge.axis.empty()) return "";
-  bool with_size = !options.paper || options.sizes;
-  std::string text = with_size && !edge.size.empty() ? edge.axis + "(" + edge.size + ")" : edge.axis;
-  if (!edge.mark.empty()) text += " " + edge.mark;
-  if (!options.paper) return text;
-  // Paper style: only where the wire starts (a source, or an op that makes the axis).
-  if (from.strip) {
-    for (const auto &row : from.rows) {
-      size_t arrow = row.text.find(" \u2190 ");
-      if (row.port == edge.from_port && arrow != std::string::npos) return row.text.substr(0, arrow);
-    }
-    return "";
-  }
-  int axis = std::atoi(edge.from_port.c_str() + 1);
-  for (const auto &lane : from.lanes)
-    if (lane.axis == axis && lane.out) return lane.in ? "" : text;
-  return text;
-}
 
 Layout Layouter::finish() {
   const size_t n = model_.nodes.size(), c = model_.clusters.size();
@@ -787,16 +790,24 @@ Layout Layouter::finish() {
   // Tracks: in each gap, a wire that steps further steps further left, so that its vertical
   // segment does not cross the horizontal ones of the shorter steps beside it; downward steps
   // left of upward ones.
-  std::vector<int> track(model_.edges.size(), -1);
+  // A rerouted wire through a channel steps twice (entries 2e and 2e + 1), any other once (2e).
+  std::vector<int> track(2 * model_.edges.size(), -1);
   std::vector<std::vector<std::pair<double, int>>> stepping(columns + 1);
+  auto add_step = [&](size_t col, double from_y, double to_y, size_t entry) {
+    double key = to_y > from_y ? 1e9 - to_y : 2e9 + to_y;
+    stepping[col].push_back({key, static_cast<int>(entry)});
+  };
   for (size_t e = 0; e < model_.edges.size(); ++e) {
     const ModelEdge &edge = model_.edges[e];
     if (edge.back) continue;
     double from_y = port_y_abs(edge.from, edge.from_port), to_y = port_y_abs(edge.to, edge.to_port);
+    if (!std::isnan(channel_[e])) {
+      add_step(step_column(e), from_y, channel_[e], 2 * e);
+      add_step(static_cast<size_t>(column_[static_cast<size_t>(edge.to)]), channel_[e], to_y, 2 * e + 1);
+      continue;
+    }
     if (std::fabs(from_y - to_y) < 0.5) continue;
-    size_t col = static_cast<size_t>(column_[static_cast<size_t>(edge.to)]);
-    double key = to_y > from_y ? 1e9 - to_y : 2e9 + to_y;
-    stepping[col].push_back({key, static_cast<int>(e)});
+    add_step(step_column(e), from_y, to_y, 2 * e);
   }
   for (size_t col = 0; col <= columns; ++col) {
     auto &list = stepping[col];
@@ -872,9 +883,15 @@ Layout Layouter::finish() {
         named_here->second.clear();
       }
     }
-    size_t col = static_cast<size_t>(column_[static_cast<size_t>(edge.to)]);
-    double bend = x[col] - open_pad[col] - 6 - kTrack * std::max(track[e], 0);
-    if (bend < a.x + 2) bend = a.x + 2;
+    auto bend_at = [&](size_t col, int slot) {
+      return std::max(x[col] - open_pad[col] - 6 - kTrack * std::max(slot, 0), a.x + 2);
+    };
+    double bend = bend_at(step_column(e), track[2 * e]);
+    if (!std::isnan(channel_[e])) {
+      double last = bend_at(static_cast<size_t>(column_[static_cast<size_t>(edge.to)]), track[2 * e + 1]);
+      g.points = {a, {bend, a.y}, {bend, channel_[e]}, {last, channel_[e]}, {last, b.y}, b};
+      continue;
+    }
     size_t from_col = static_cast<size_t>(column_[static_cast<size_t>(edge.from)]);
     if (far_reader(edge) && from_col + 1 < columns) {
       // A param read again far from where it sits (a tied embedding): nothing kept its height
@@ -886,7 +903,7 @@ Layout Layouter::finish() {
       g.points = {a, {up, a.y}, {up, channel}, {bend, channel}, {bend, b.y}, b};
       continue;
     }
-    if (track[e] < 0) {
+    if (track[2 * e] < 0) {
       g.points = {a, b};
       continue;
     }
@@ -908,38 +925,6 @@ Layout Layouter::finish() {
 }
 
 }  // namespace
-
-std::vector<std::string> glyph_lines(const ModelNode &node, bool paper) {
-  if (!paper) return node.glyph.lines;
-  std::vector<std::string> out;
-  for (const auto &line : node.glyph.lines)
-    for (auto &piece : parts::wrap(line, kPaperWrap)) out.push_back(std::move(piece));
-  return out;
-}
-
-bool spans_lanes(const ModelNode &node) {
-  if (node.strip || node.lanes.empty() || node.glyph.border == 0) return false;
-  return std::none_of(node.lanes.begin(), node.lanes.end(), [](const parts::Lane &lane) { return lane.role != parts::Lane::Pass; });
-}
-
-double text_width(const std::string &text, double font_size) {
-  double em = 0;
-  for (size_t i = 0; i < text.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if ((c & 0xC0) == 0x80) continue;
-    if (c >= 0x80)
-      em += 0.8;
-    else if (std::string_view("iljtfrI.,:;'!|()[]{} ").find(static_cast<char>(c)) != std::string_view::npos)
-      em += 0.36;
-    else if (c == 'm' || c == 'w' || c == 'M' || c == 'W' || c == '@' || c == '%')
-      em += 0.86;
-    else if (std::isupper(c) || std::isdigit(c))
-      em += 0.68;
-    else
-      em += 0.57;
-  }
-  return em * font_size;
-}
 
 Layout layout_drawing(const DrawingModel &model, const LayoutOptions &options) {
   Layouter layouter(model, options);
