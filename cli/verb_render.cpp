@@ -75,9 +75,9 @@ Handler setup_render(CLI::App &command) {
       ->type_name("N")
       ->check(CLI::Range(0, 1 << 20));
   command.add_option("--title", options->title, "Title of the drawing (default: the diagram's name)")->type_name("TEXT");
-  command.add_option("--layout", options->layout,
-                     "ncd (ncd's own layout), dot (Graphviz's dot layout) or auto (default: dot for small drawings "
-                     "in full style, else ncd)")
+  command
+      .add_option("--layout", options->layout,
+                  "ncd (ncd's own layout), dot (Graphviz's dot layout) or auto (the default: ncd's layout)")
       ->type_name("auto|ncd|dot")
       ->check(CLI::IsMember({"auto", "ncd", "dot"}));
   command.add_option("--style", options->style,

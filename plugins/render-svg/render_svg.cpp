@@ -15,9 +15,6 @@ namespace {
 
 class SvgRenderer : public ncd::Renderer {
  public:
-  // Above this many wires, --layout auto uses ncd's layout: Graphviz's time grows quadratically
-  // with the wires (bench/results/render.md).
-  static constexpr size_t kAutoMaxWires = 2000;
   std::string name() const override { return "svg"; }
   std::string description() const override {
     return "neural circuit diagram laid out by ncd (or Graphviz's dot): SVG, or PNG and PDF through Graphviz's cairo plugin";
@@ -29,18 +26,10 @@ class SvgRenderer : public ncd::Renderer {
       error = "the svg renderer writes formats svg, png and pdf, not '" + options.format + "'";
       return false;
     }
-    // auto: Graphviz's dot where it does well (small drawings in full style), ncd's layout for
-    // paper style and for drawings too large for dot (docs/RENDER.md, "Choosing a layout").
+    // auto is ncd's layout: it crosses no more wires than dot on any stdlib drawing, draws paper
+    // style, and stays linear at any size (docs/RENDER.md, "Choosing a layout").
     ncd::render::DrawingModel model;
-    std::string layout_name = options.layout;
-    if (layout_name == "auto") {
-      if (options.paper || options.label_intermediates) {
-        layout_name = "ncd";
-      } else {
-        ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title, &model, options.highlight});
-        layout_name = model.edges.size() > kAutoMaxWires ? "ncd" : "dot";
-      }
-    }
+    std::string layout_name = options.layout == "auto" ? "ncd" : options.layout;
     if (layout_name == "dot") {
       std::string dot =
           ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title, nullptr, options.highlight});
@@ -50,8 +39,7 @@ class SvgRenderer : public ncd::Renderer {
       error = "unknown layout '" + options.layout + "' (known: auto, ncd, dot)";
       return false;
     }
-    if (model.nodes.empty())
-      ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title, &model, options.highlight});
+    ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title, &model, options.highlight});
     ncd::render::LayoutOptions layout_options;
     layout_options.paper = options.paper;
     layout_options.sizes = options.sizes;
