@@ -33,6 +33,9 @@ namespace {
 
 // The device coordinate that holds position i along a split axis.
 int64_t holder(int64_t i, const AxisSplit &split, int64_t devices) {
+  if (split.stride < 1 || split.extent < devices || split.extent % devices != 0)
+    throw RunError("internal: a split of " + std::to_string(split.extent) + " positions over " +
+                   std::to_string(devices) + " devices");
   return ((i / split.stride) % split.extent) / (split.extent / devices);
 }
 

@@ -9,6 +9,10 @@
 // backward look finds values that a split access of a sharded axis reads
 // (`P[s, (three, heads, d)]`): those are computed split already, which makes
 // the projection that produces them column-parallel instead of replicated.
+// The same walk keeps what each device holds (params in the slices their uses
+// read, activations live from their op to their last use: memory per device)
+// and records each op's decisions by call chain (ShardStep) for whoever runs
+// the plan. Pricing is sharding_cost.cpp's.
 #include "ncd/sharding.h"
 
 #include <algorithm>
@@ -665,7 +669,8 @@ class Planner {
         carried[index.terms[0].first] = *split;
       } else if (index.kind == ir::AccessIndex::Kind::Split && contains(index.split, split->factor)) {
         carried[split->factor] = {split->mesh, split->factor, 1, split->extent};
-      } else if (index.kind == ir::AccessIndex::Kind::Split && split->factor == axis && !index.split.empty()) {
+      } else if (index.kind == ir::AccessIndex::Kind::Split && split->factor == axis && !index.split.empty() &&
+                 extent(f, index.split.front()) % plan_.mesh[static_cast<size_t>(split->mesh)] == 0) {
         // The outermost part keeps the blocks.
         carried[index.split.front()] = {split->mesh, index.split.front(), 1, extent(f, index.split.front())};
       } else {
