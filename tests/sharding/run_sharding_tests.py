@@ -301,6 +301,14 @@ schedule Moe {
         return
     kinds = [c["kind"] for c in report["sharding"]["collectives"]]
     check(kinds.count("all-to-all") == 2, f"expert parallel: {kinds}\n{log}")
+    # Memory by hand: the root's X (f32) and, at the peak, three routed [seq, top, ffn] bf16 values (G, U and
+    # silu(G); then U, silu(G) and H) with Weight (bf16) and I (i32); the gathered weights are read in place,
+    # never held. A device holds its experts' share of the routed rows (1/8 for uniform routing).
+    routed = 64 * 2 * 14336 * 2
+    small = 64 * 2 * 2 + 64 * 2 * 4
+    memory = report["sharding"]["memory"]
+    check(memory["activation_peak_one_device"] == 64 * 4096 * 4 + 3 * routed + small, f"MoE activations: {memory}")
+    check(memory["activation_peak"] == 64 * 4096 * 4 + 3 * routed / 8 + small, f"MoE activations per device: {memory}")
 
 
 def section_sweep(ncd, folder):

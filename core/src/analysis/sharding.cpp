@@ -22,6 +22,7 @@
 #include <sstream>
 
 #include "cost_format.h"
+#include "ncd/routing.h"
 
 namespace ncd {
 
@@ -60,6 +61,7 @@ struct Frame {
   std::map<int, ShardStep::Route> route;   // value id → its routing index and the experts' split (ShardStep)
   std::set<int> dispatched;                // values sent to the experts' devices already
   std::map<int, int> expert_axis;          // param → its axis of experts, when a routing index reads it
+  std::set<int> in_place;                  // gathers a routed contraction reads in place (never held)
   std::set<std::pair<int, int>> gathered;  // (value, axis) already all-gathered in this frame
   // Memory (ShardingPlan's): runs per root run when the frame began (its
   // params exist that many times over), the splits every use of a param
@@ -246,7 +248,10 @@ class Planner {
   }
 
   // Bytes of `value` as its splits leave it: all positions, and one rank's.
+  // Routed rows are on their experts' devices: a rank holds 1/N of them
+  // (uniform routing); a gather read in place by a routed contraction, none.
   std::pair<double, double> bytes_of(const Frame &f, int value) const {
+    if (f.in_place.count(value)) return {0, 0};
     const ir::Value &v = f.d->value(value);
     double b = ir::dtype_bytes(v.dtype);
     double full = b * f.lift_full, rank = b * f.lift_rank;
@@ -258,6 +263,7 @@ class Planner {
       if (state == f.states.end()) continue;
       if (auto it = state->second.find(axis); it != state->second.end()) rank /= devices(it->second.mesh);
     }
+    if (auto it = f.routed.find(value); it != f.routed.end()) rank /= devices(it->second);
     return {full, rank};
   }
 
@@ -335,6 +341,13 @@ class Planner {
   // ------------------------------------------------------------- the walk
   void walk(Frame &f) {
     find_demand(f, f.d->body);
+    const ir::ProducerIndex producers(*f.d);
+    const std::vector<int> uses = ir::use_counts(*f.d);
+    ir::for_each_op(f.d->body, [&](const ir::Op &op) {
+      if (op.kind != ir::OpKind::Contract) return;
+      if (auto routed = ir::routed_operand(*f.d, p_, op, producers, uses))
+        f.in_place.insert(op.operands[routed->operand]);
+    });
     region(f, f.d->body, f.d->outputs);
     account_params(f);
     // The frame's address may be another frame's later.
