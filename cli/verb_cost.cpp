@@ -139,6 +139,18 @@ nlohmann::json sharded_json(const ShardedCost &cost, const SourceManager &source
   return out;
 }
 
+// Whether `hardware` can price collectives (it has an interconnect); says why not.
+bool prices_collectives(const HardwareProfile &hardware) {
+  if (hardware.interconnect.present) return true;
+  std::cerr << "ncd cost: error: hardware profile '" << hardware.name
+            << "' has no 'interconnect' section, so collectives cannot be priced; choose one that has (--hw "
+               "h100-sxm)\n";
+  return false;
+}
+
+// The one-device time a sharding scales: the scheduled kernel's where there is one.
+double one_device_time(const CostReport &report) { return report.kernel ? report.kernel->time : report.total.time; }
+
 nlohmann::json device_sweep_json(const std::vector<DeviceSweepPoint> &points, const CostReport &report,
                                  const SourceManager &sources) {
   nlohmann::json out{{"schema", "ncd-cost-devices"},
@@ -264,14 +276,8 @@ Handler setup_cost(CLI::App &command) {
     if (!report) return kUserError;
 
     if (device_sweep) {
-      if (!hardware->interconnect.present) {
-        std::cerr << "ncd cost: error: hardware profile '" << hardware->name
-                  << "' has no 'interconnect' section, so collectives cannot be priced; choose one that has (--hw "
-                     "h100-sxm)\n";
-        return kUserError;
-      }
-      double one = report->kernel ? report->kernel->time : report->total.time;
-      auto points = sweep_devices(compilation->program, *diagram, *hardware, one, sweep->values);
+      if (!prices_collectives(*hardware)) return kUserError;
+      auto points = sweep_devices(compilation->program, *diagram, *hardware, one_device_time(*report), sweep->values);
       if (options->explain)
         for (const auto &point : points)
           for (const std::string &line : point.tried) std::cerr << "sweep: " << line << "\n";
@@ -322,14 +328,8 @@ Handler setup_cost(CLI::App &command) {
       ShardingPlan plan = plan_sharding(compilation->program, *diagram);
       if (options->explain)
         for (const std::string &line : plan.explain) std::cerr << "sharding: " << line << "\n";
-      if (plan.devices > 1 && !hardware->interconnect.present) {
-        std::cerr << "ncd cost: error: hardware profile '" << hardware->name
-                  << "' has no 'interconnect' section, so collectives cannot be priced; choose one that has (--hw "
-                     "h100-sxm)\n";
-        return kUserError;
-      }
-      double one = report->kernel ? report->kernel->time : report->total.time;
-      ShardedCost sharded = price_sharding(plan, *hardware, one);
+      if (plan.devices > 1 && !prices_collectives(*hardware)) return kUserError;
+      ShardedCost sharded = price_sharding(plan, *hardware, one_device_time(*report));
       if (options->json) {
         auto object = nlohmann::json::parse(text);
         object["sharding"] = sharded_json(sharded, compilation->sources);

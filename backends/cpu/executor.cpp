@@ -532,8 +532,10 @@ void Executor::run_call(Frame &frame, const ir::Op &op) {
   Frame inner;
   inner.diagram = &callee;
   inner.instance = std::make_unique<Instance>(*frame.instance, op);
-  inner.chain = frame.chain;
-  inner.chain.push_back(&op);
+  if (request_.sharding) {  // a ShardStep's key; unsharded runs need no chain
+    inner.chain = frame.chain;
+    inner.chain.push_back(&op);
+  }
   inner.values.resize(callee.values.size());
   inner.defined.assign(callee.values.size(), 0);
   const CallBinding &binding = *inner.instance->binding();

@@ -77,6 +77,7 @@ class Executor {
   // `routed`: op is a routed contraction whose gather was skipped (run_routed).
   void sim_op(Frame &frame, const ir::Op &op, const ir::Routed *routed = nullptr);
   void sim_skipped(Frame &frame, const ir::Op &gather);
+  void sim_keep(Frame &frame, const ShardStep &step);  // the routing indices a later combine reads
   RtTensor sim_param(Frame &frame, int id, RtTensor t);
   void sim_yields(Frame &frame, const ir::Op &repeat);
   RtTensor sim_input(Frame &frame, int id, RtTensor t);
@@ -87,11 +88,10 @@ class Executor {
   RtTensor sim_gather(const RtTensor &t, int axis, const AxisSplit &split) const;
   // The devices' partial results of `fn` combined in device order (all-reduce).
   RtTensor sim_combine(const RtTensor &t, int mesh, ops::Fn fn) const;
-  // Routed rows back from their experts' devices (the all-to-all combine).
-  RtTensor sim_route(const RtTensor &t, const RtTensor &index, const AxisSplit &experts) const;
-  // Routed rows computed on their experts' devices only: NaN on the others.
-  RtTensor sim_route_hold(const RtTensor &t, const RtTensor &index, const AxisSplit &experts) const;
-  RtTensor route_rows(const RtTensor &t, const RtTensor &index, const AxisSplit &experts, bool hold) const;
+  // Routed rows back from their experts' devices (the all-to-all combine), or
+  // with `hold`, a routed result cut to them (each device keeps its experts'
+  // rows, NaN for the rest).
+  RtTensor sim_route(const RtTensor &t, const RtTensor &index, const AxisSplit &experts, bool hold) const;
 
   const ExecuteRequest &request_;
   const ir::Program &program_;

@@ -39,21 +39,6 @@ int64_t holder(int64_t i, const AxisSplit &split, int64_t devices) {
   return ((i / split.stride) % split.extent) / (split.extent / devices);
 }
 
-RtTensor dense(ir::DType dtype, std::vector<int> axes, std::vector<int64_t> sizes) {
-  RtTensor t;
-  t.dtype = dtype;
-  t.axes = std::move(axes);
-  t.sizes = std::move(sizes);
-  t.strides.assign(t.axes.size(), 0);
-  int64_t stride = 1;
-  for (size_t d = t.axes.size(); d-- > 0;) {
-    t.strides[d] = stride;
-    stride *= t.sizes[d];
-  }
-  t.buffer = Buffer::allocate(stride);
-  return t;
-}
-
 // A dense copy of t with `first` (sizes `first_sizes`) leading, then t's other axes in order.
 RtTensor leading(const RtTensor &t, const std::vector<int> &first, const std::vector<int64_t> &first_sizes) {
   std::vector<int> axes = first;
@@ -122,7 +107,7 @@ RtTensor Executor::sim_gather(const RtTensor &t, int axis, const AxisSplit &spli
   if (a < 0 || t.find(mesh_axis) < 0) return t;  // the same on every device already
   const int64_t devices = axis_sizes_[static_cast<size_t>(mesh_axis)], n = t.sizes[static_cast<size_t>(a)];
   RtTensor in = leading(t, {mesh_axis, axis}, {devices, n});
-  RtTensor out = dense(t.dtype, {in.axes.begin() + 1, in.axes.end()}, {in.sizes.begin() + 1, in.sizes.end()});
+  RtTensor out = make_tensor(t.dtype, {in.axes.begin() + 1, in.axes.end()}, {in.sizes.begin() + 1, in.sizes.end()});
   const int64_t rest = out.numel() / n;
   const char *from = static_cast<const char *>(in.buffer->data);
   char *to = static_cast<char *>(out.buffer->data);
@@ -136,7 +121,7 @@ RtTensor Executor::sim_combine(const RtTensor &t, int mesh, ops::Fn fn) const {
   if (t.find(mesh_axis) < 0) throw RunError("internal: a partial result is the same on every device");
   const int64_t devices = axis_sizes_[static_cast<size_t>(mesh_axis)];
   RtTensor in = leading(t, {mesh_axis}, {devices});
-  RtTensor out = dense(t.dtype, {in.axes.begin() + 1, in.axes.end()}, {in.sizes.begin() + 1, in.sizes.end()});
+  RtTensor out = make_tensor(t.dtype, {in.axes.begin() + 1, in.axes.end()}, {in.sizes.begin() + 1, in.sizes.end()});
   const int64_t rest = out.numel();
   for (int64_t j = 0; j < rest; ++j) {
     if (in.is_int()) {
@@ -152,17 +137,7 @@ RtTensor Executor::sim_combine(const RtTensor &t, int mesh, ops::Fn fn) const {
   return out;
 }
 
-RtTensor Executor::sim_route(const RtTensor &t, const RtTensor &index, const AxisSplit &experts) const {
-  return route_rows(t, index, experts, false);
-}
-
-RtTensor Executor::sim_route_hold(const RtTensor &t, const RtTensor &index, const AxisSplit &experts) const {
-  return route_rows(t, index, experts, true);
-}
-
-// The combine (`hold` false: each row from its expert's device) or the cut of
-// a routed result (`hold` true: each device keeps its experts' rows, NaN for the rest).
-RtTensor Executor::route_rows(const RtTensor &t, const RtTensor &index, const AxisSplit &experts, bool hold) const {
+RtTensor Executor::sim_route(const RtTensor &t, const RtTensor &index, const AxisSplit &experts, bool hold) const {
   const int mesh_axis = mesh_axes_.at(static_cast<size_t>(experts.mesh));
   if (!hold && t.find(mesh_axis) < 0) return t;  // the same on every device already
   for (int other : mesh_axes_)
@@ -197,7 +172,7 @@ RtTensor Executor::route_rows(const RtTensor &t, const RtTensor &index, const Ax
                     std::numeric_limits<float>::quiet_NaN());
     return in;
   }
-  RtTensor out = dense(t.dtype, {in.axes.begin() + 1, in.axes.end()}, {in.sizes.begin() + 1, in.sizes.end()});
+  RtTensor out = make_tensor(t.dtype, {in.axes.begin() + 1, in.axes.end()}, {in.sizes.begin() + 1, in.sizes.end()});
   const char *from = static_cast<const char *>(in.buffer->data);
   char *to = static_cast<char *>(out.buffer->data);
   for (int64_t j = 0; j < rows; ++j)
@@ -207,8 +182,11 @@ RtTensor Executor::route_rows(const RtTensor &t, const RtTensor &index, const Ax
 
 void Executor::sim_skipped(Frame &frame, const ir::Op &gather) {
   auto found = request_.sharding->steps.find({frame.chain, &gather});
-  if (found == request_.sharding->steps.end()) return;
-  for (int value : found->second.keep) routing_[{frame.chain, value}] = get(frame, value);
+  if (found != request_.sharding->steps.end()) sim_keep(frame, found->second);
+}
+
+void Executor::sim_keep(Frame &frame, const ShardStep &step) {
+  for (int value : step.keep) routing_[{frame.chain, value}] = get(frame, value);
 }
 
 void Executor::sim_op(Frame &frame, const ir::Op &op, const ir::Routed *routed) {
@@ -243,7 +221,7 @@ void Executor::sim_op(Frame &frame, const ir::Op &op, const ir::Routed *routed) 
   for (const ShardStep::Route &route : step.combines) {
     auto index = routing_.find({frame.chain, route.index});
     if (index == routing_.end()) decline("an all-to-all combine without its routing index");
-    set(frame, route.value, sim_route(get(frame, route.value), index->second, route.experts));
+    set(frame, route.value, sim_route(get(frame, route.value), index->second, route.experts, false));
   }
   // Partial sums: each device reduces over its slice of a summed split axis.
   std::vector<std::pair<int, RtTensor>> saved;
@@ -261,11 +239,11 @@ void Executor::sim_op(Frame &frame, const ir::Op &op, const ir::Routed *routed) 
     set(frame, operand, std::move(masked));
   }
   run();
-  for (int value : step.keep) routing_[{frame.chain, value}] = get(frame, value);
+  sim_keep(frame, step);
   for (const ShardStep::Route &route : step.routed) {
     auto index = routing_.find({frame.chain, route.index});
     if (index == routing_.end()) decline("a routed contraction without its routing index");
-    set(frame, route.value, sim_route_hold(get(frame, route.value), index->second, route.experts));
+    set(frame, route.value, sim_route(get(frame, route.value), index->second, route.experts, true));
   }
   for (auto &[operand, whole] : saved) set(frame, operand, std::move(whole));
   std::vector<int> combined;

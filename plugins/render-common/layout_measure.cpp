@@ -9,7 +9,7 @@ namespace ncd::render {
 namespace {
 
 constexpr double kLane = 18;       // vertical pitch of a wire's lane inside a node
-constexpr double kSide = 9;        // lane stubs either side of a glyph
+constexpr double kSide = 9;        // the short lane ends drawn either side of a glyph
 constexpr double kPaperSide = 4;   // in paper style, where the gaps' wires show the lanes enough
 constexpr double kPaperStrip = 4;  // a call's entry or exit in paper style
 constexpr size_t kPaperWrap = 12;  // columns of a glyph's text line in paper style

@@ -38,6 +38,14 @@ struct Split {
 };
 using State = std::map<int, Split>;  // axis id → split
 
+// Bytes on one device (every value whole) and on the busiest rank.
+struct Bytes {
+  double full = 0, rank = 0;
+  Bytes operator+(const Bytes &o) const { return {full + o.full, rank + o.rank}; }
+  Bytes operator-(const Bytes &o) const { return {full - o.full, rank - o.rank}; }
+  static Bytes max(const Bytes &a, const Bytes &b) { return {std::max(a.full, b.full), std::max(a.rank, b.rank)}; }
+};
+
 bool contains(const std::vector<int> &list, int item) {
   return std::find(list.begin(), list.end(), item) != list.end();
 }
@@ -68,11 +76,10 @@ struct Frame {
   // allows, and the activations held now and at most, one device and one rank.
   double entry_count = 1;
   std::map<int, State> param_need;
-  std::map<int, std::pair<double, double>> held;
-  double live = 0, live_rank = 0, peak = 0, peak_rank = 0;
-  double transient = 0, transient_rank = 0;  // the peak inside the op just visited (a call, a repeat)
-  std::vector<int> own;                      // values from outside the body this frame may free (the root's inputs)
-  CallChain chain;                           // the call sites from the root (ShardingPlan::steps)
+  std::map<int, Bytes> held;
+  Bytes live, peak;
+  Bytes transient;  // the peak inside the op just visited (a call, a repeat)
+  CallChain chain;  // the call sites from the root (ShardingPlan::steps)
 };
 
 class Planner {
@@ -102,16 +109,14 @@ class Planner {
       frame.states[input] = state;
       plan_.inputs[input] = exported(state);
       hold(frame, input);
-      frame.own.push_back(input);
       if (!state.empty())
         note(frame, root_.value(input).location,
              "input " + value_label(frame, input) + " arrives split along " + state_text(state));
     }
     frame.peak = frame.live;
-    frame.peak_rank = frame.live_rank;
-    walk(frame);
-    plan_.activation_peak = frame.peak;
-    plan_.rank_activation_peak = frame.peak_rank;
+    walk(frame, root_.inputs);  // the root's inputs are its to free
+    plan_.activation_peak = frame.peak.full;
+    plan_.rank_activation_peak = frame.peak.rank;
     for (int output : root_.outputs) plan_.outputs[output] = exported(frame.states[output]);
     for (int output : root_.outputs) {
       const State &state = frame.states[output];
@@ -250,8 +255,8 @@ class Planner {
   // Bytes of `value` as its splits leave it: all positions, and one rank's.
   // Routed rows are on their experts' devices: a rank holds 1/N of them
   // (uniform routing); a gather read in place by a routed contraction, none.
-  std::pair<double, double> bytes_of(const Frame &f, int value) const {
-    if (f.in_place.count(value)) return {0, 0};
+  Bytes bytes_of(const Frame &f, int value) const {
+    if (f.in_place.count(value)) return {};
     const ir::Value &v = f.d->value(value);
     double b = ir::dtype_bytes(v.dtype);
     double full = b * f.lift_full, rank = b * f.lift_rank;
@@ -268,18 +273,16 @@ class Planner {
   }
 
   void hold(Frame &f, int value) {
-    auto [full, rank] = bytes_of(f, value);
-    auto &held = f.held[value];
-    f.live += full - held.first;
-    f.live_rank += rank - held.second;
-    held = {full, rank};
+    Bytes bytes = bytes_of(f, value);
+    Bytes &held = f.held[value];
+    f.live = f.live + bytes - held;
+    held = bytes;
   }
 
   void release(Frame &f, int value) {
     auto it = f.held.find(value);
     if (it == f.held.end()) return;
-    f.live -= it->second.first;
-    f.live_rank -= it->second.second;
+    f.live = f.live - it->second;
     f.held.erase(it);
   }
 
@@ -290,12 +293,13 @@ class Planner {
       double full = ir::dtype_bytes(v.dtype) * f.entry_count * static_cast<double>(v.instances);
       for (int axis : v.axes) full *= size(f, axis);
       double rank = full;
-      if (auto it = f.param_need.find(param); it != f.param_need.end())
-        for (auto &[axis, split] : it->second) rank /= devices(split.mesh);
+      auto need = f.param_need.find(param);
+      if (need != f.param_need.end())
+        for (auto &[axis, split] : need->second) rank /= devices(split.mesh);
       plan_.param_bytes += full;
       plan_.rank_param_bytes += rank;
-      if (auto it = f.param_need.find(param); it != f.param_need.end()) {
-        State slices = it->second;
+      if (need != f.param_need.end()) {
+        State slices = need->second;
         if (auto expert = f.expert_axis.find(param); expert != f.expert_axis.end()) slices.erase(expert->second);
         if (!slices.empty()) plan_.params[{f.chain, param}] = exported(slices);
       }
@@ -339,7 +343,7 @@ class Planner {
   }
 
   // ------------------------------------------------------------- the walk
-  void walk(Frame &f) {
+  void walk(Frame &f, const std::vector<int> &own = {}) {
     find_demand(f, f.d->body);
     const ir::ProducerIndex producers(*f.d);
     const std::vector<int> uses = ir::use_counts(*f.d);
@@ -348,7 +352,7 @@ class Planner {
       if (auto routed = ir::routed_operand(*f.d, p_, op, producers, uses))
         f.in_place.insert(op.operands[routed->operand]);
     });
-    region(f, f.d->body, f.d->outputs);
+    region(f, f.d->body, f.d->outputs, own);
     account_params(f);
     // The frame's address may be another frame's later.
     for (auto it = fresh_routes_.begin(); it != fresh_routes_.end();)
@@ -380,9 +384,8 @@ class Planner {
   // Visits the ops of `r` in order, keeping the activations live: a value is
   // held from its op to the last op of `r` that reads it (a repeat reads what
   // its body reads), unless `r` hands it on (`keep`: the diagram's outputs, a
-  // body's yields). Values from outside `r` are not its to free, save the
-  // frame's `own`.
-  void region(Frame &f, const ir::Region &r, const std::vector<int> &keep) {
+  // body's yields). Values from outside `r` are not its to free, save `own`.
+  void region(Frame &f, const ir::Region &r, const std::vector<int> &keep, const std::vector<int> &own) {
     std::map<int, size_t> last;
     for (size_t i = 0; i < r.ops.size(); ++i) {
       auto use = [&](const ir::Op &op) {
@@ -396,21 +399,20 @@ class Planner {
     }
     std::vector<std::vector<int>> dies(r.ops.size());
     for (auto &[value, at] : last) dies[at].push_back(value);
-    std::set<int> mine(f.own.begin(), f.own.end());
+    std::set<int> mine(own.begin(), own.end());
     auto drop = [&](int value) {
       if (mine.count(value) && !contains(keep, value)) release(f, value);
     };
     for (size_t i = 0; i < r.ops.size(); ++i) {
       const ir::Op &op = *r.ops[i];
-      double before = f.live, before_rank = f.live_rank;
-      f.transient = f.transient_rank = 0;
+      const Bytes before = f.live;
+      f.transient = {};
       visit(f, op);
       for (int result : op.results) {
         hold(f, result);
         mine.insert(result);
       }
-      f.peak = std::max(f.peak, before + std::max(f.transient, f.live - before));
-      f.peak_rank = std::max(f.peak_rank, before_rank + std::max(f.transient_rank, f.live_rank - before_rank));
+      f.peak = Bytes::max(f.peak, before + Bytes::max(f.transient, f.live - before));
       for (int result : op.results)
         if (!last.count(result)) drop(result);
       for (int value : dies[i]) drop(value);
@@ -782,17 +784,12 @@ class Planner {
     double saved = f.count;
     f.count *= static_cast<double>(op.count);
     // The body's activations on top of what is live around it (its arguments alias the operands).
-    double outer[4] = {f.live, f.live_rank, f.peak, f.peak_rank};
-    f.live = f.live_rank = f.peak = f.peak_rank = 0;
-    std::vector<int> own = std::move(f.own);
-    f.own.clear();
-    region(f, *op.body, op.body_yields);
-    f.own = std::move(own);
-    double body_peak = f.peak, body_peak_rank = f.peak_rank;
-    f.live = outer[0];
-    f.live_rank = outer[1];
-    f.peak = outer[2];
-    f.peak_rank = outer[3];
+    const Bytes live = f.live, peak = f.peak;
+    f.live = f.peak = {};
+    region(f, *op.body, op.body_yields, {});
+    const Bytes body_peak = f.peak;
+    f.live = live;
+    f.peak = peak;
     for (size_t i = 0; i < op.body_yields.size() && i < op.body_arguments.size(); ++i) {
       const State &yield = f.states[op.body_yields[i]];
       const State &argument = f.states[op.body_arguments[i]];
@@ -807,7 +804,6 @@ class Planner {
     }
     f.count = saved;
     f.transient = body_peak;
-    f.transient_rank = body_peak_rank;
     for (size_t i = 0; i < op.results.size() && i < op.operands.size(); ++i)
       f.states[op.results[i]] = f.states[op.body_arguments.size() > i ? op.body_arguments[i] : op.operands[i]];
   }
@@ -886,7 +882,6 @@ class Planner {
     for (int operand : op.operands) need_param(f, operand, {});
     walk(inner);
     f.transient = inner.peak;
-    f.transient_rank = inner.peak_rank;
     for (size_t j = 0; j < op.results.size() && j < callee.outputs.size(); ++j) {
       State out = lifted_split;
       for (auto &[axis, split] : inner.states[callee.outputs[j]])
