@@ -1,5 +1,5 @@
 // `ncd render FILE [--diagram NAME] [-o OUT] [--format svg|dot|png|pdf] [--depth N] [--layout auto|ncd|dot]
-// [--style full|paper] [--sizes] [--label-intermediates] [--legend] [--highlight KERNEL]`:
+// [--style full|paper] [--sizes] [--label-intermediates] [--legend] [--highlight KERNEL] [--direction lr|tb]`:
 // draws a diagram as a neural circuit diagram through a renderer plugin.
 //
 // The format comes from --format, else from the extension of -o, else svg.
@@ -57,6 +57,7 @@ Handler setup_render(CLI::App &command) {
     std::string style = "full";
     bool sizes = false, label_intermediates = false, legend = false;
     std::string highlight;
+    std::string direction = "lr";
     FrontendOptions frontend;
   };
   auto options = std::make_shared<Options>();
@@ -93,10 +94,20 @@ Handler setup_render(CLI::App &command) {
                   "Colour the calls of this kernel (a diagram the drawn one calls, e.g. a fused kernel of "
                   "`ncd optimize`)")
       ->type_name("KERNEL");
+  command
+      .add_option("--direction", options->direction,
+                  "lr (data flows left to right, the default) or tb (top to bottom; ncd's layout)")
+      ->type_name("lr|tb")
+      ->check(CLI::IsMember({"lr", "tb"}));
   add_frontend_options(command, options->frontend);
   return [options]() -> int {
+    if (options->direction == "tb" && options->layout == "dot") {
+      std::cerr << "ncd: error: --direction tb needs ncd's layout; Graphviz's (--layout dot) draws left to right\n";
+      return kUsageError;
+    }
     std::string format = options->format;
-    if (format.empty() && !options->output.empty() && options->output != "-") format = extension_format(options->output);
+    if (format.empty() && !options->output.empty() && options->output != "-")
+      format = extension_format(options->output);
     if (format.empty()) format = "svg";
     Registry *registry = load_registry(options->frontend.plugins);
     if (!registry) return kUserError;
@@ -170,6 +181,7 @@ Handler setup_render(CLI::App &command) {
     render_options.label_intermediates = options->label_intermediates;
     render_options.legend = options->legend;
     render_options.highlight = options->highlight;
+    render_options.direction = options->direction;
     std::string text, error;
     if (!renderer->render(compilation->program, *diagram, compilation->sources, render_options, text, error)) {
       std::cerr << "ncd: error: cannot render " << diagram->name << " as " << format << ": " << error << "\n";

@@ -9,6 +9,7 @@ ncd=${1:-build/bin/ncd}
 "$ncd" render --layout ncd examples/multihead.ncd -o docs/multihead.png
 "$ncd" render --layout ncd stdlib/std/transformer.ncd --diagram GPT2Block -o docs/gpt2_block.png
 "$ncd" render --layout ncd stdlib/std/transformer.ncd --diagram GPT2Block --style paper -o docs/gpt2_block_paper.png
+"$ncd" render --layout ncd stdlib/std/gpt2.ncd --diagram GPT2Block --style paper --direction tb -o docs/gpt2_block_tb.png
 "$ncd" render --layout ncd stdlib/std/llama.ncd --diagram LlamaDecoderLayer --style paper -o docs/llama_block.png
 "$ncd" render --layout ncd stdlib/std/conv.ncd --diagram Conv2d -o docs/conv2d.png
 "$ncd" render --layout ncd stdlib/std/moe.ncd --diagram MixtralSparseMoeBlock -o docs/moe.png

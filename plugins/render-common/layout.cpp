@@ -35,6 +35,7 @@
 #include <map>
 
 #include "crossings.h"
+#include "layout_frame.h"
 #include "layout_measure.h"
 
 namespace ncd::render {
@@ -47,7 +48,6 @@ constexpr double kClusterTop = 26;  // room for a cluster's title
 constexpr double kClusterBottom = 10;
 constexpr double kTrack = 4;  // between vertical wire segments in a gap
 constexpr int kTracks = 10;
-constexpr double kLabelFont = 10;
 constexpr double kWireClearance = 6;  // between a wire and a box it passes
 constexpr int kPasses = 6;            // ordering sweeps (layout step 3) a series
 // Sifting (layout step 3), rerouting (step 5) and the second column assignment (step 2) recount
@@ -74,7 +74,7 @@ class Layouter {
   Layout run() {
     const size_t n = model_.nodes.size();
     measured_.reserve(n);
-    for (const auto &node : model_.nodes) measured_.push_back(measure(node, options_.paper));
+    for (const auto &node : model_.nodes) measured_.push_back(measure(node, options_));
     in_edges_.assign(n, {});
     out_edges_.assign(n, {});
     for (size_t e = 0; e < model_.edges.size(); ++e) {
@@ -772,7 +772,7 @@ Layout Layouter::finish() {
         named.emplace(std::make_pair(edge.from, edge.value), true).second)
       names[edge.from].push_back(edge.value);
     size_t col = static_cast<size_t>(column_[static_cast<size_t>(edge.from)]);
-    double w = geometry.label.empty() ? 0 : text_width(geometry.label, kLabelFont);
+    double w = geometry.label.empty() ? 0 : text_width(geometry.label, kWireLabelFont);
     // A node narrower than its column starts its labels in the room beside it.
     labels[col] = std::max(labels[col], w + (w > 0 ? 8 : 0) - slack(edge.from));
   }
@@ -780,7 +780,7 @@ Layout Layouter::finish() {
     std::string joined;
     for (const auto &name : list) joined += (joined.empty() ? "" : ", ") + name;
     size_t col = static_cast<size_t>(column_[static_cast<size_t>(node)]);
-    labels[col] = std::max(labels[col], text_width(joined, kLabelFont) + 8 - slack(node));
+    labels[col] = std::max(labels[col], text_width(joined, kWireLabelFont) + 8 - slack(node));
   }
   // Port positions need x; bends need only columns and heights.
   auto port_y_abs = [&](int i, const std::string &port) {
@@ -861,7 +861,7 @@ Layout Layouter::finish() {
                              : std::max(from.box.y + from.box.h, to.box.y + to.box.h) + 10;
       g.points = {a, {a.x + 5, a.y}, {a.x + 5, bottom}, {b.x - 5, bottom}, {b.x - 5, b.y}, b};
       g.label = edge.text;
-      g.label_at = {(a.x + b.x) / 2 - text_width(edge.text, kLabelFont) / 2, bottom - 4};
+      g.label_at = {(a.x + b.x) / 2 - text_width(edge.text, kWireLabelFont) / 2, bottom - 4};
       continue;
     }
     g.label_at = {a.x + 4, a.y - 4};
@@ -909,18 +909,9 @@ Layout Layouter::finish() {
     }
     g.points = {a, {bend, a.y}, {bend, b.y}, b};
   }
-  // Legend under the drawing.
-  double bottom = root_height_;
-  if (!model_.legend.empty() && options_.legend) {
-    double w = 0;
-    for (const auto &line : model_.legend) w = std::max(w, text_width(line, 11));
-    out.legend = {12, bottom + 4, w + 16, static_cast<double>(model_.legend.size()) * 15 + 10};
-    bottom = out.legend.y + out.legend.h + 12;
-    right = std::max(right, out.legend.x + out.legend.w + 12);
-  }
-  right = std::max(right, text_width(model_.title, 16) + 24);
-  out.width = std::ceil(right);
-  out.height = std::ceil(bottom);
+  // The drawing's own extent; the legend and the title's room are added by frame_drawing.
+  out.width = right;
+  out.height = root_height_;
   return out;
 }
 
@@ -928,7 +919,10 @@ Layout Layouter::finish() {
 
 Layout layout_drawing(const DrawingModel &model, const LayoutOptions &options) {
   Layouter layouter(model, options);
-  return layouter.run();
+  Layout layout = layouter.run();
+  if (options.vertical) turn_top_to_bottom(layout);
+  frame_drawing(layout, model, options);
+  return layout;
 }
 
 }  // namespace ncd::render

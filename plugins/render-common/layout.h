@@ -28,6 +28,9 @@ struct LayoutOptions {
   bool sizes = false;          // --sizes: sizes even in paper style
   bool intermediates = false;  // --label-intermediates: name each named value where its wires start
   bool legend = true;          // the schedule's legend (paper style: only with --legend)
+  // --direction tb: laid out left to right with the glyphs measured turned, then the drawing
+  // turned (x and y swapped); wires and their labels run down the page, glyph text stays level.
+  bool vertical = false;
 };
 
 struct Box {
@@ -61,8 +64,8 @@ struct Layout {
 };
 
 // The text lines of a node's glyph: as drawn, or in paper style wrapped narrower (a tall box
-// costs less than a wide one in a drawing read left to right).
-std::vector<std::string> glyph_lines(const ModelNode &node, bool paper);
+// costs less than a wide one in a drawing read left to right, and a wide one less top to bottom).
+std::vector<std::string> glyph_lines(const ModelNode &node, const LayoutOptions &options);
 
 // Whether a node's glyph is drawn over all its lanes: an operation lifted over every wire it
 // has (an elementwise function, a mask), a box the whole bundle passes through, as in the paper.

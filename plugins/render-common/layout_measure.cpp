@@ -12,14 +12,16 @@ constexpr double kLane = 18;       // vertical pitch of a wire's lane inside a n
 constexpr double kSide = 9;        // the short lane ends drawn either side of a glyph
 constexpr double kPaperSide = 4;   // in paper style, where the gaps' wires show the lanes enough
 constexpr double kPaperStrip = 4;  // a call's entry or exit in paper style
-constexpr size_t kPaperWrap = 12;  // columns of a glyph's text line in paper style
+constexpr size_t kPaperWrap = 12;  // columns of a glyph's text line in paper style, left to right
+constexpr size_t kPaperWrapTb = 24;  // top to bottom, where a wide glyph costs less than a tall one
 constexpr double kRow = 16;        // a strip's row
 
 bool circled(const parts::Glyph &glyph) { return glyph.border == 0 && !glyph.outline && glyph.font_size >= 18; }
 
 }  // namespace
 
-Measured measure(const ModelNode &node, bool paper) {
+Measured measure(const ModelNode &node, const LayoutOptions &options) {
+  const bool paper = options.paper;
   Measured m;
   if (node.strip) {
     // Paper style: a call's entry and exit are thin bars; the wires leaving them name the axes
@@ -38,7 +40,7 @@ Measured measure(const ModelNode &node, bool paper) {
       !paper || (std::any_of(node.lanes.begin(), node.lanes.end(), [](const parts::Lane &l) { return l.in; }) &&
                  std::any_of(node.lanes.begin(), node.lanes.end(), [](const parts::Lane &l) { return l.out; }));
   double text_w = 0, text_h = 0;
-  for (const auto &line : glyph_lines(node, paper)) {
+  for (const auto &line : glyph_lines(node, options)) {
     text_w = std::max(text_w, text_width(line, glyph.font_size));
     text_h += glyph.font_size * 1.25;
   }
@@ -47,7 +49,13 @@ Measured measure(const ModelNode &node, bool paper) {
       text_w = std::max(text_w, text_width(note, 9));
       text_h += 9 * 1.25;
     }
+  // Sizes along the flow (gw) and across it (gh): a glyph's text stays horizontal whatever the
+  // direction, so top to bottom its lines stack along the flow.
   double gw = std::max(text_w + 14, 22.0), gh = text_h + 8;
+  if (options.vertical) {
+    gw = std::max(text_h + 10, 22.0);
+    gh = text_w + 14;
+  }
   if (circled(glyph)) gw = gh = 22;
   const bool spans = spans_lanes(node);
   auto is_acted = [&](const parts::Lane &lane) { return spans || lane.role == parts::Lane::Acted; };
@@ -122,11 +130,11 @@ std::string label_text(const ModelEdge &edge, const ModelNode &from, const Layou
   return text;
 }
 
-std::vector<std::string> glyph_lines(const ModelNode &node, bool paper) {
-  if (!paper) return node.glyph.lines;
+std::vector<std::string> glyph_lines(const ModelNode &node, const LayoutOptions &options) {
+  if (!options.paper) return node.glyph.lines;
   std::vector<std::string> out;
   for (const auto &line : node.glyph.lines)
-    for (auto &piece : parts::wrap(line, kPaperWrap)) out.push_back(std::move(piece));
+    for (auto &piece : parts::wrap(line, options.vertical ? kPaperWrapTb : kPaperWrap)) out.push_back(std::move(piece));
   return out;
 }
 

@@ -16,8 +16,9 @@ struct Measured {
   Box glyph;                   // local
 };
 
-// A node's size, lanes and glyph box, in its own coordinates (top left at 0, 0).
-Measured measure(const ModelNode &node, bool paper);
+// A node's size, lanes and glyph box, in its own coordinates (top left at 0, 0), as if the
+// drawing ran left to right: w along the flow, h and lane_y across it (layout.h, `vertical`).
+Measured measure(const ModelNode &node, const LayoutOptions &options);
 
 // Where a port is inside a node: the lane or row it names, at the left (`in`) or right side.
 double port_y(const ModelNode &node, const Measured &m, const std::string &port);

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "layout_frame.h"
+
 namespace ncd::render {
 namespace {
 
@@ -45,6 +47,25 @@ std::string text(double x, double y, const std::string &content, double size, co
   return out + ">" + esc(content) + "</text>\n";
 }
 
+// Text that runs along a wire, written from its baseline's start as the drawing left to right
+// has it (`along` the flow, `across` it): level left to right; top to bottom, turned a quarter
+// anticlockwise to read up the page, as a plot's vertical axis label does. Turned so, its
+// baseline stays at `across` with the descent towards the wire, as left to right, and ending
+// the text at `along` keeps it over the same stretch of the turned drawing.
+std::string flow_text(bool vertical, double along, double across, const std::string &content, double size,
+                      const std::string &color = "#000000", const char *style = nullptr) {
+  if (!vertical) return text(along, across, content, size, "start", color, style);
+  std::string turn = "transform=\"rotate(-90 " + num(across) + " " + num(along) + ")\"";
+  if (style) turn += " " + std::string(style);
+  return text(across, along, content, size, "end", color, turn.c_str());
+}
+
+// A line across a node at `lane` (left to right: a height; top to bottom: an x), from `from` to
+// `to` along the flow.
+std::string lane_line(bool vertical, double lane, double from, double to) {
+  return vertical ? line(lane, from, lane, to, parts::kWireColor) : line(from, lane, to, lane, parts::kWireColor);
+}
+
 void write_node(std::string &out, const ModelNode &node, const NodeGeometry &g, const LayoutOptions &options) {
   out += "<g class=\"node\">\n<title>" + esc(node.name) + "</title>\n";
   const Box &b = g.box;
@@ -52,16 +73,21 @@ void write_node(std::string &out, const ModelNode &node, const NodeGeometry &g, 
     out += "<path fill=\"#64748b\" stroke=\"#64748b\" d=\"" + box_path(b, false) + "\"/>\n</g>\n";
     return;
   }
+  const bool vertical = options.vertical;
+  // Where the flow starts and ends through the node, and its extent along the flow.
+  const double start = vertical ? b.y : b.x, end = vertical ? b.y + b.h : b.x + b.w;
   if (node.strip) {
     out += "<path fill=\"#ffffff\" stroke=\"#64748b\" d=\"" + box_path(b, false) + "\"/>\n";
     for (size_t k = 0; k < node.rows.size() && k < g.lane_y.size(); ++k) {
       const StripRow &row = node.rows[k];
       double y = g.lane_y[k];
-      if (!row.fill.empty())
-        out += "<rect x=\"" + num(b.x + 1) + "\" y=\"" + num(y - 8) + "\" width=\"" + num(b.w - 2) +
-               "\" height=\"16.00\" fill=\"" + row.fill + "\"/>\n";
+      if (!row.fill.empty()) {
+        Box band = vertical ? Box{y - 8, start + 1, 16, end - start - 2} : Box{start + 1, y - 8, end - start - 2, 16};
+        out += "<rect x=\"" + num(band.x) + "\" y=\"" + num(band.y) + "\" width=\"" + num(band.w) + "\" height=\"" +
+               num(band.h) + "\" fill=\"" + row.fill + "\"/>\n";
+      }
       const char *style = row.bold ? "font-weight=\"bold\"" : row.italic ? "font-style=\"italic\"" : nullptr;
-      out += text(b.x + 6, y + 4, row.text, 11, "start", "#000000", style);
+      out += flow_text(vertical, start + 6, y + 4, row.text, 11, "#000000", style);
     }
     out += "</g>\n";
     return;
@@ -74,17 +100,19 @@ void write_node(std::string &out, const ModelNode &node, const NodeGeometry &g, 
   for (size_t k = 0; k < node.lanes.size() && k < g.lane_y.size(); ++k) {
     const parts::Lane &lane = node.lanes[k];
     double y = g.lane_y[k];
+    const double glyph_start = vertical ? gb.y : gb.x, glyph_end = vertical ? gb.y + gb.h : gb.x + gb.w;
     switch (spans_lanes(node) ? parts::Lane::Acted : lane.role) {
-      case parts::Lane::Pass: out += line(b.x, y, b.x + b.w, y, parts::kWireColor); break;
+      case parts::Lane::Pass: out += lane_line(vertical, y, start, end); break;
       case parts::Lane::Join: {
-        double middle = b.x + b.w / 2;
-        out += line(b.x, y, middle, y, parts::kWireColor);
-        out += "<circle cx=\"" + num(middle) + "\" cy=\"" + num(y) + "\" r=\"3.50\" fill=\"#000000\"/>\n";
+        double middle = (start + end) / 2;
+        out += lane_line(vertical, y, start, middle);
+        out += "<circle cx=\"" + num(vertical ? y : middle) + "\" cy=\"" + num(vertical ? middle : y) +
+               "\" r=\"3.50\" fill=\"#000000\"/>\n";
         break;
       }
       case parts::Lane::Acted:
-        if (lane.in) out += line(b.x, y, gb.x, y, parts::kWireColor);
-        if (lane.out) out += line(gb.x + gb.w, y, b.x + b.w, y, parts::kWireColor);
+        if (lane.in) out += lane_line(vertical, y, start, glyph_start);
+        if (lane.out) out += lane_line(vertical, y, glyph_end, end);
         break;
     }
   }
@@ -114,7 +142,7 @@ void write_node(std::string &out, const ModelNode &node, const NodeGeometry &g, 
       !options.paper || (std::any_of(node.lanes.begin(), node.lanes.end(), [](const parts::Lane &l) { return l.in; }) &&
                          std::any_of(node.lanes.begin(), node.lanes.end(), [](const parts::Lane &l) { return l.out; }));
   double height = 0;
-  const std::vector<std::string> lines = glyph_lines(node, options.paper);
+  const std::vector<std::string> lines = glyph_lines(node, options);
   for (size_t i = 0; i < lines.size(); ++i) height += glyph.font_size * 1.25;
   if (notes) height += 9 * 1.25 * static_cast<double>(glyph.notes.size());
   double y = gb.y + (gb.h - height) / 2, cx = gb.x + gb.w / 2;
@@ -155,14 +183,18 @@ std::string write_svg(const DrawingModel &model, const Layout &layout, const Lay
     // A title longer than its box is cut (the whole title is the group's <title>).
     std::string title = cluster.title;
     double size = cluster.kind == ModelCluster::Repeat ? 13 : 12;
-    if (text_width(title, size) > b.w - 12) {
-      while (!title.empty() && text_width(title + "\u2026", size) > b.w - 12) {
+    const double room = (options.vertical ? b.h : b.w) - 12;
+    if (text_width(title, size) > room) {
+      while (!title.empty() && text_width(title + "\u2026", size) > room) {
         while (!title.empty() && (static_cast<unsigned char>(title.back()) & 0xC0) == 0x80) title.pop_back();
         if (!title.empty()) title.pop_back();
       }
       title += "\u2026";
     }
-    out += text(b.x + 6, b.y + 16, title, size, "start", color);
+    if (options.vertical)
+      out += flow_text(true, b.y + 6, b.x + 16, title, size, color);
+    else
+      out += text(b.x + 6, b.y + 16, title, size, "start", color);
     out += "</g>\n";
   }
   for (size_t e = 0; e < model.edges.size(); ++e) {
@@ -180,9 +212,13 @@ std::string write_svg(const DrawingModel &model, const Layout &layout, const Lay
     for (size_t p = 0; p < g.points.size(); ++p)
       out += (p ? " L" : "M") + num(g.points[p].x) + "," + num(g.points[p].y);
     out += "\"/>\n";
-    if (!g.label.empty()) out += text(g.label_at.x, g.label_at.y, g.label, 10, "start", edge.color);
+    // label_at is the baseline's start left to right; top to bottom, x is across and y along.
+    const double along = options.vertical ? g.label_at.y : g.label_at.x,
+                 across = options.vertical ? g.label_at.x : g.label_at.y;
+    if (!g.label.empty()) out += flow_text(options.vertical, along, across, g.label, kWireLabelFont, edge.color);
     if (!g.value_label.empty())
-      out += text(g.label_at.x, g.label_at.y - 12, g.value_label, 10, "start", edge.color, "font-style=\"italic\"");
+      out += flow_text(options.vertical, along, across - kValueLabelRise, g.value_label, kWireLabelFont, edge.color,
+                       "font-style=\"italic\"");
     out += "</g>\n";
   }
   for (size_t i = 0; i < model.nodes.size(); ++i) write_node(out, model.nodes[i], layout.nodes[i], options);

@@ -19,6 +19,11 @@ class DotRenderer : public ncd::Renderer {
       error = "the dot renderer writes only format 'dot', not '" + options.format + "'";
       return false;
     }
+    if (options.direction != "lr") {
+      // DOT's records hold a tensor's lanes as rows of a table, read left to right.
+      error = "the dot renderer draws left to right only (--direction tb needs the svg renderer)";
+      return false;
+    }
     output = ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title, nullptr, options.highlight});
     return true;
   }

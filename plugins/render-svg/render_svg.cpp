@@ -30,7 +30,15 @@ class SvgRenderer : public ncd::Renderer {
     // style, and stays linear at any size (docs/RENDER.md, "Choosing a layout").
     ncd::render::DrawingModel model;
     std::string layout_name = options.layout == "auto" ? "ncd" : options.layout;
+    if (options.direction != "lr" && options.direction != "tb") {
+      error = "unknown direction '" + options.direction + "' (known: lr, tb)";
+      return false;
+    }
     if (layout_name == "dot") {
+      if (options.direction != "lr") {
+        error = "Graphviz's dot layout draws left to right only (--direction tb needs --layout ncd)";
+        return false;
+      }
       std::string dot =
           ncd::render::diagram_to_dot(program, diagram, {options.depth, options.title, nullptr, options.highlight});
       return ncd::render::graphviz_render(dot, options.format, output, error);
@@ -45,6 +53,7 @@ class SvgRenderer : public ncd::Renderer {
     layout_options.sizes = options.sizes;
     layout_options.intermediates = options.label_intermediates;
     layout_options.legend = !options.paper || options.legend;
+    layout_options.vertical = options.direction == "tb";
     ncd::render::Layout layout = ncd::render::layout_drawing(model, layout_options);
     std::string svg = ncd::render::write_svg(model, layout, layout_options);
     if (options.format == "svg") {

@@ -111,3 +111,55 @@ def count_crossings(data):
                 if proper(a, b, c, d):
                     crossings += 1
     return crossings
+
+
+def segment_enters(a, b, box):
+    """Whether segment a-b passes through the inside of box [x0, y0, x1, y1] (Liang-Barsky)."""
+    t0, t1 = 0.0, 1.0
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    for p, q in ((-dx, a[0] - box[0]), (dx, box[2] - a[0]), (-dy, a[1] - box[1]), (dy, box[3] - a[1])):
+        if p == 0:
+            if q <= 0:
+                return False
+            continue
+        t = q / p
+        if p < 0:
+            t0 = max(t0, t)
+        else:
+            t1 = min(t1, t)
+    return t1 - t0 > 1e-9
+
+
+def count_hidden(data):
+    """Wires running behind a box: (wire, node) pairs where a wire passes through the inside of a
+    node it neither starts nor ends at (the node's drawn extent, 2 px in from each side)."""
+    root = ET.fromstring(data)
+    nodes = []  # (name, box)
+    wires = []  # (ends, segments)
+    for group in root.iter(SVG + "g"):
+        kind = group.get("class")
+        title = group.find(SVG + "title")
+        text = title.text if title is not None and title.text else ""
+        if kind == "node":
+            xs, ys = [], []
+            for element in group.iter():
+                tag = element.tag.replace(SVG, "")
+                data_ = element.get("points") if tag in ("polygon", "polyline") else element.get("d") if tag == "path" else None
+                for x, y in re.findall(r"(-?\d+(?:\.\d+)?),(-?\d+(?:\.\d+)?)", data_ or ""):
+                    xs.append(float(x))
+                    ys.append(float(y))
+            if xs and max(xs) - min(xs) > 4 and max(ys) - min(ys) > 4:
+                nodes.append((text, [min(xs) + 2, min(ys) + 2, max(xs) - 2, max(ys) - 2]))
+        elif kind == "edge":
+            ends = endpoints(text)
+            if not ends:
+                continue
+            for path in group.findall(SVG + "path"):
+                points = path_points(path.get("d", ""))
+                wires.append((set(ends), [(points[k], points[k + 1]) for k in range(len(points) - 1)]))
+    hidden = 0
+    for ends, segments in wires:
+        for name, box in nodes:
+            if name not in ends and any(segment_enters(a, b, box) for a, b in segments):
+                hidden += 1
+    return hidden

@@ -3,7 +3,8 @@
 
 Text extents are estimated from the font size and the characters (Graphviz's
 SVG does not record them); an estimate errs on the small side and boxes are
-shrunk by a small tolerance, so a reported overlap is a real one. Checked:
+shrunk by a small tolerance, so a reported overlap is a real one. Text turned
+a quarter (a top-to-bottom drawing's wire labels) is turned with its box. Checked:
 text against text of other nodes, edges and clusters, and edge or cluster
 labels against the boxes of nodes.
 """
@@ -42,9 +43,25 @@ def text_box(element):
         x -= width / 2
     elif anchor == "end":
         x -= width
-    return [x + TOLERANCE, y - 0.7 * size + TOLERANCE, x + width - TOLERANCE, y + 0.15 * size - TOLERANCE], content
+    box = [x + TOLERANCE, y - 0.7 * size + TOLERANCE, x + width - TOLERANCE, y + 0.15 * size - TOLERANCE]
+    turn = ROTATE.fullmatch(element.get("transform", "").strip())
+    if element.get("transform") and not turn:
+        raise ValueError("text %r has a transform this check cannot read: %r" % (content, element.get("transform")))
+    if turn:
+        # A quarter turn about (cx, cy): (cx + u, cy + v) goes to (cx - v, cy + u) clockwise
+        # (90) and to (cx + v, cy - u) anticlockwise (-90).
+        angle, cx, cy = float(turn.group(1)), float(turn.group(2)), float(turn.group(3))
+        u0, v0, u1, v1 = box[0] - cx, box[1] - cy, box[2] - cx, box[3] - cy
+        if angle == 90:
+            box = [cx - v1, cy + u0, cx - v0, cy + u1]
+        elif angle == -90:
+            box = [cx + v0, cy - u1, cx + v1, cy - u0]
+        else:
+            raise ValueError("text %r is turned %g degrees; this check reads quarter turns only" % (content, angle))
+    return box, content
 
 
+ROTATE = re.compile(r"rotate\((-?\d+(?:\.\d+)?)[ ,]+(-?\d+(?:\.\d+)?)[ ,]+(-?\d+(?:\.\d+)?)\)")
 NUMBER_PAIR = re.compile(r"(-?\d+(?:\.\d+)?),(-?\d+(?:\.\d+)?)")
 
 

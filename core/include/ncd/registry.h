@@ -85,6 +85,7 @@ struct RenderOptions {
   bool label_intermediates = false;
   bool legend = false;             // the schedule's legend in paper style (full style always has it)
   std::string highlight;           // a kernel (callee) whose calls are drawn in the highlight colour; "": none
+  std::string direction = "lr";    // "lr": data flows left to right; "tb": top to bottom (ncd's layout)
 };
 
 class Renderer {
