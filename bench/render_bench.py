@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Rendering benchmark: how long `ncd render` takes on large drawings.
 
-Cases (each timed as DOT, the drawing alone, and as SVG laid out by ncd's own
-layout, and, up to --dot-limit operations, as SVG laid out by Graphviz's dot):
+Cases (each timed as DOT, the drawing alone, as SVG laid out by ncd's own
+layout left to right and top to bottom, and, up to --dot-limit operations, as
+SVG laid out by Graphviz's dot):
 
   gpt2         stdlib/std/transformer.ncd, diagram GPT2: the 12-layer GPT-2
                with every call unfolded (its `repeat 12` drawn once, marked x12)
@@ -261,15 +262,17 @@ def main():
             base = [ncd, "render", path, "--diagram", diagram, "-w"]
             results["dot"] = measure(base + ["--format", "dot"], args.runs)
             results["ncd"] = measure(base + ["--format", "svg", "--layout", "ncd"], args.runs)
+            results["ncd-tb"] = measure(base + ["--format", "svg", "--layout", "ncd", "--direction", "tb"], args.runs)
             if ops <= args.dot_limit:
                 results["graphviz"] = measure(base + ["--format", "svg", "--layout", "dot"], args.runs)
             nodes, edges, clusters = graph_size(results["dot"]["output"])
             rows.append((case, what, ops, nodes, edges, clusters, results))
             graphviz = results.get("graphviz")
-            print("%-9s ops %5d  nodes %5d  edges %5d  clusters %4d  drawing %.3f s  ncd layout %.3f s (CPU %.3f s)  "
-                  "dot layout %s" % (case, ops, nodes, edges, clusters, results["dot"]["median"], results["ncd"]["median"],
-                                     results["ncd"]["cpu_median"],
-                                     "%.3f s" % graphviz["median"] if graphviz else "not run"))
+            print("%-9s ops %5d  nodes %5d  edges %5d  clusters %4d  drawing %.3f s  ncd layout %.3f s (CPU %.3f s, "
+                  "top to bottom %.3f s)  dot layout %s" % (
+                      case, ops, nodes, edges, clusters, results["dot"]["median"], results["ncd"]["median"],
+                      results["ncd"]["cpu_median"], results["ncd-tb"]["median"],
+                      "%.3f s" % graphviz["median"] if graphviz else "not run"))
     load_after = load_average()
     exponent = growth_exponent(rows)
     if exponent is not None:
@@ -311,17 +314,18 @@ def write_markdown(args, info, load_before, load_after, rows):
               "Each case ran %d times per format after one warm-up run; wall time includes process start-up "
               "(parsing and checking the .ncd files); CPU is user + system time of the child. `drawing` is the "
               "drawing alone (`--format dot`); `ncd layout` is SVG through ncd's own layout (`--layout ncd`); "
+              "`top to bottom` is ncd's layout with `--direction tb`; "
               "`dot layout` is SVG through Graphviz's dot layout in process (`--layout dot`), run only up to "
               "%d operations." % (args.runs, args.dot_limit), "",
               "## Results", "",
-              "| case | input | ops in the diagram | nodes | edges | clusters | drawing median (s) | ncd layout min (s) | ncd layout median (s) | ncd layout max (s) | ncd layout median CPU (s) | dot layout median (s) | dot / ncd | SVG size (ncd) |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| case | input | ops in the diagram | nodes | edges | clusters | drawing median (s) | ncd layout min (s) | ncd layout median (s) | ncd layout max (s) | ncd layout median CPU (s) | top to bottom median (s) | dot layout median (s) | dot / ncd | SVG size (ncd) |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for case, what, ops, nodes, edges, clusters, results in rows:
         svg = results["ncd"]
         graphviz = results.get("graphviz")
-        lines.append("| %s | %s | %d | %d | %d | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %s | %s | %d KiB |" % (
+        lines.append("| %s | %s | %d | %d | %d | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %s | %s | %d KiB |" % (
             case, what, ops, nodes, edges, clusters, results["dot"]["median"], svg["min"], svg["median"], svg["max"],
-            svg["cpu_median"], "%.3f" % graphviz["median"] if graphviz else "not run",
+            svg["cpu_median"], results["ncd-tb"]["median"], "%.3f" % graphviz["median"] if graphviz else "not run",
             "%.1f" % (graphviz["median"] / svg["median"]) if graphviz else "", svg["bytes"] // 1024))
     exponent = growth_exponent(rows)
     if exponent is not None:
