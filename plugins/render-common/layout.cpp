@@ -49,6 +49,7 @@ constexpr double kClusterBottom = 10;
 constexpr double kTrack = 4;  // between vertical wire segments in a gap
 constexpr int kTracks = 10;
 constexpr double kWireClearance = 6;  // between a wire and a box it passes
+constexpr double kGraze = -2;         // a wire this far inside a box's top or bottom edge only grazes it
 constexpr int kPasses = 6;            // ordering sweeps (layout step 3) a series
 // Sifting (layout step 3), rerouting (step 5) and the second column assignment (step 2) recount
 // every crossing per try: only for drawings this small.
@@ -151,12 +152,35 @@ class Layouter {
         rel_cluster_ = candidate.cluster;
         height_ = candidate.height;
         root_height_ = candidate.root_height;
-        sift(candidate.layout, candidate.crossings);
+        // Sifting, then rerouting; where that leaves a wire behind a box, both again from the same
+        // start with the strict sift, and the result with fewer such wires (then fewer crossings)
+        // kept. Strict always would leave other drawings more crossed: a move that hides a wire
+        // for a while may lead to one that uncrosses more, or rerouting may free the wire again.
+        const Candidate start = candidate;
+        sift(candidate.layout, candidate.crossings, false);
         reroute(candidate.layout, candidate.crossings);
         step_column_.assign(model_.edges.size(), -1);
         channel_.assign(model_.edges.size(), std::numeric_limits<double>::quiet_NaN());
+        const size_t hidden = hidden_wires(candidate.layout);
+        if (hidden == 0) continue;
+        Candidate strict = start;
+        rel_node_ = strict.node;
+        sift(strict.layout, strict.crossings, true);
+        reroute(strict.layout, strict.crossings);
+        step_column_.assign(model_.edges.size(), -1);
+        channel_.assign(model_.edges.size(), std::numeric_limits<double>::quiet_NaN());
+        const size_t strict_hidden = hidden_wires(strict.layout);
+        if (strict_hidden < hidden || (strict_hidden == hidden && strict.crossings < candidate.crossings))
+          candidate = std::move(strict);
       }
-    Candidate &winner = series[series[1].crossings < series[0].crossings ? 1 : 0];
+    // The series with fewer crossings wins; in small drawings, the one with fewer wires behind
+    // boxes first.
+    bool second = series[1].crossings < series[0].crossings;
+    if (model_.edges.size() <= kSiftMaxWires && !series[0].node.empty() && !series[1].node.empty()) {
+      size_t hidden0 = hidden_wires(series[0].layout), hidden1 = hidden_wires(series[1].layout);
+      if (hidden0 != hidden1) second = hidden1 < hidden0;
+    }
+    Candidate &winner = series[second ? 1 : 0];
     crossings_out = winner.crossings;
     return std::move(winner.layout);
   }
@@ -551,7 +575,32 @@ class Layouter {
   // box between), is tried at every other place of that run, the run packed again from its top
   // with the same gaps so that nothing else moves; a move is kept where it crosses fewer wires,
   // counted exactly, and hides no wire behind a moved node. Rounds repeat while one finds a move.
-  void sift(Layout &best, size_t &best_crossings) {
+
+  // (wire, node) pairs where a wire runs behind what is drawn of a node it neither starts nor
+  // ends at.
+  size_t hidden_wires(const Layout &layout) const {
+    std::vector<Box> drawn(model_.nodes.size());
+    for (size_t j = 0; j < drawn.size(); ++j) drawn[j] = drawn_extent(layout.nodes[j]);
+    size_t hidden = 0;
+    for (size_t e = 0; e < model_.edges.size(); ++e)
+      for (size_t j = 0; j < model_.nodes.size(); ++j)
+        hidden += static_cast<int>(j) != model_.edges[e].from && static_cast<int>(j) != model_.edges[e].to &&
+                  runs_through(layout.edges[e], drawn[j], kGraze);
+    return hidden;
+  }
+
+  // What is drawn of a node: across the flow from its first lane or glyph to its last (the rest of
+  // its box is room around them), along it the whole box.
+  static Box drawn_extent(const NodeGeometry &node) {
+    double top = std::numeric_limits<double>::infinity(), bottom = -top;
+    for (double y : node.lane_y) top = std::min(top, y), bottom = std::max(bottom, y);
+    if (node.glyph.h > 0) top = std::min(top, node.glyph.y), bottom = std::max(bottom, node.glyph.y + node.glyph.h);
+    if (top > bottom) return node.box;
+    return {node.box.x, top, node.box.w, bottom - top};
+  }
+
+  // `strict` also refuses a move that runs a moved node's own wires behind another node.
+  void sift(Layout &best, size_t &best_crossings, bool strict) {
     const size_t n = model_.nodes.size();
     std::map<std::pair<int, int>, std::vector<std::pair<double, int>>> stacks;  // (cluster, column) -> (top, item)
     for (size_t i = 0; i < n; ++i)
@@ -604,7 +653,7 @@ class Layouter {
             Layout candidate = finish();
             size_t crossings = count_crossings(model_, candidate);
             bool hidden = crossings >= best_crossings;
-            for (int node : order) hidden = hidden || hides_wire(candidate, node);
+            for (int node : order) hidden = hidden || hides_wire(candidate, node, strict);
             if (!hidden) {
               best_crossings = crossings;
               best = std::move(candidate);
@@ -619,12 +668,21 @@ class Layouter {
     }
   }
 
-  // Whether a horizontal stretch of a wire not touching node i runs behind its box.
-  bool hides_wire(const Layout &layout, int i) const {
-    for (size_t e = 0; e < model_.edges.size(); ++e)
-      if (model_.edges[e].from != i && model_.edges[e].to != i &&
-          runs_through(layout.edges[e], layout.nodes[static_cast<size_t>(i)].box, 0))
-        return true;
+  // Whether a horizontal stretch of a wire not touching node i runs behind its box, or (`own`)
+  // one of i's own wires runs behind another node's box (a moved node takes its wires with it).
+  bool hides_wire(const Layout &layout, int i, bool own) const {
+    for (size_t e = 0; e < model_.edges.size(); ++e) {
+      const ModelEdge &edge = model_.edges[e];
+      if (edge.from != i && edge.to != i) {
+        if (runs_through(layout.edges[e], layout.nodes[static_cast<size_t>(i)].box, 0)) return true;
+        continue;
+      }
+      if (!own) continue;
+      for (size_t j = 0; j < model_.nodes.size(); ++j)
+        if (static_cast<int>(j) != edge.from && static_cast<int>(j) != edge.to &&
+            runs_through(layout.edges[e], drawn_extent(layout.nodes[j]), kGraze))
+          return true;
+    }
     return false;
   }
 
