@@ -5,12 +5,13 @@
 // other. A sweep over x counts every such pair with a Fenwick tree over the
 // horizontal segments' heights; the pairs between wires sharing a node, which
 // the count must leave out, are then found by direct checks and subtracted.
-// runs_through and runs_behind test the same horizontal segments against boxes.
+// runs_through, count_hidden and runs_behind test the same horizontal segments against boxes.
 // Preconditions: layout.edges[e] holds the polyline of model.edges[e].
 #include "crossings.h"
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 namespace ncd::render {
@@ -132,6 +133,25 @@ bool runs_through(const EdgeGeometry &wire, const Box &box, double margin) {
     if (y > box.y - margin && y < box.y + box.h + margin && x0 < box.x + box.w && x1 > box.x) return true;
   }
   return false;
+}
+
+Box drawn_extent(const NodeGeometry &node) {
+  double top = std::numeric_limits<double>::infinity(), bottom = -top;
+  for (double y : node.lane_y) top = std::min(top, y), bottom = std::max(bottom, y);
+  if (node.glyph.h > 0) top = std::min(top, node.glyph.y), bottom = std::max(bottom, node.glyph.y + node.glyph.h);
+  if (top > bottom) return node.box;
+  return {node.box.x, top, node.box.w, bottom - top};
+}
+
+size_t count_hidden(const DrawingModel &model, const Layout &layout) {
+  std::vector<Box> drawn(model.nodes.size());
+  for (size_t j = 0; j < drawn.size(); ++j) drawn[j] = drawn_extent(layout.nodes[j]);
+  size_t hidden = 0;
+  for (size_t e = 0; e < model.edges.size(); ++e)
+    for (size_t j = 0; j < model.nodes.size(); ++j)
+      hidden += static_cast<int>(j) != model.edges[e].from && static_cast<int>(j) != model.edges[e].to &&
+                runs_through(layout.edges[e], drawn[j], kGraze);
+  return hidden;
 }
 
 bool runs_behind(const DrawingModel &model, const Layout &layout, size_t e, double clearance) {

@@ -21,6 +21,18 @@ size_t count_crossings(const DrawingModel &model, const Layout &layout);
 // above and below).
 bool runs_through(const EdgeGeometry &wire, const Box &box, double margin);
 
+// A wire this far inside a box's top or bottom edge only grazes it (count_hidden).
+constexpr double kGraze = -2;
+
+// What is drawn of a node: across the flow from its first lane or glyph to its last (the rest of
+// its box is room around them), along the flow the whole box.
+Box drawn_extent(const NodeGeometry &node);
+
+// (wire, node) pairs where a horizontal stretch of a wire runs behind what is drawn of a node it
+// neither starts nor ends at (tests/render/crossings.py's count_hidden reads the same from the
+// SVG). O(wires x nodes).
+size_t count_hidden(const DrawingModel &model, const Layout &layout);
+
 // Whether a horizontal stretch of wire e runs behind a node box other than its ends' (grown by
 // `clearance`), through a call's box that holds neither end, or along a wire that shares no node
 // with it, where the two would read as one.

@@ -49,7 +49,6 @@ constexpr double kClusterBottom = 10;
 constexpr double kTrack = 4;  // between vertical wire segments in a gap
 constexpr int kTracks = 10;
 constexpr double kWireClearance = 6;  // between a wire and a box it passes
-constexpr double kGraze = -2;         // a wire this far inside a box's top or bottom edge only grazes it
 constexpr int kPasses = 6;            // ordering sweeps (layout step 3) a series
 // Sifting (layout step 3), rerouting (step 5) and the second column assignment (step 2) recount
 // every crossing per try: only for drawings this small.
@@ -161,7 +160,7 @@ class Layouter {
         reroute(candidate.layout, candidate.crossings);
         step_column_.assign(model_.edges.size(), -1);
         channel_.assign(model_.edges.size(), std::numeric_limits<double>::quiet_NaN());
-        const size_t hidden = hidden_wires(candidate.layout);
+        const size_t hidden = count_hidden(model_, candidate.layout);
         if (hidden == 0) continue;
         Candidate strict = start;
         rel_node_ = strict.node;
@@ -169,7 +168,7 @@ class Layouter {
         reroute(strict.layout, strict.crossings);
         step_column_.assign(model_.edges.size(), -1);
         channel_.assign(model_.edges.size(), std::numeric_limits<double>::quiet_NaN());
-        const size_t strict_hidden = hidden_wires(strict.layout);
+        const size_t strict_hidden = count_hidden(model_, strict.layout);
         if (strict_hidden < hidden || (strict_hidden == hidden && strict.crossings < candidate.crossings))
           candidate = std::move(strict);
       }
@@ -177,7 +176,7 @@ class Layouter {
     // boxes first.
     bool second = series[1].crossings < series[0].crossings;
     if (model_.edges.size() <= kSiftMaxWires && !series[0].node.empty() && !series[1].node.empty()) {
-      size_t hidden0 = hidden_wires(series[0].layout), hidden1 = hidden_wires(series[1].layout);
+      size_t hidden0 = count_hidden(model_, series[0].layout), hidden1 = count_hidden(model_, series[1].layout);
       if (hidden0 != hidden1) second = hidden1 < hidden0;
     }
     Candidate &winner = series[second ? 1 : 0];
@@ -575,29 +574,6 @@ class Layouter {
   // box between), is tried at every other place of that run, the run packed again from its top
   // with the same gaps so that nothing else moves; a move is kept where it crosses fewer wires,
   // counted exactly, and hides no wire behind a moved node. Rounds repeat while one finds a move.
-
-  // (wire, node) pairs where a wire runs behind what is drawn of a node it neither starts nor
-  // ends at.
-  size_t hidden_wires(const Layout &layout) const {
-    std::vector<Box> drawn(model_.nodes.size());
-    for (size_t j = 0; j < drawn.size(); ++j) drawn[j] = drawn_extent(layout.nodes[j]);
-    size_t hidden = 0;
-    for (size_t e = 0; e < model_.edges.size(); ++e)
-      for (size_t j = 0; j < model_.nodes.size(); ++j)
-        hidden += static_cast<int>(j) != model_.edges[e].from && static_cast<int>(j) != model_.edges[e].to &&
-                  runs_through(layout.edges[e], drawn[j], kGraze);
-    return hidden;
-  }
-
-  // What is drawn of a node: across the flow from its first lane or glyph to its last (the rest of
-  // its box is room around them), along it the whole box.
-  static Box drawn_extent(const NodeGeometry &node) {
-    double top = std::numeric_limits<double>::infinity(), bottom = -top;
-    for (double y : node.lane_y) top = std::min(top, y), bottom = std::max(bottom, y);
-    if (node.glyph.h > 0) top = std::min(top, node.glyph.y), bottom = std::max(bottom, node.glyph.y + node.glyph.h);
-    if (top > bottom) return node.box;
-    return {node.box.x, top, node.box.w, bottom - top};
-  }
 
   // `strict` also refuses a move that runs a moved node's own wires behind another node.
   void sift(Layout &best, size_t &best_crossings, bool strict) {
