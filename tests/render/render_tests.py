@@ -317,6 +317,11 @@ def cli(ncd, root):
             expect(crossings.count_crossings(down.stdout) == crossings.count_crossings(across.stdout),
                    "--direction tb %s: %d crossings, left to right %d" % (" ".join(extra), crossings.count_crossings(
                        down.stdout), crossings.count_crossings(across.stdout)))
+        # ... and as PNG through Graphviz's cairo plugin, turned labels and all.
+        result = run(ncd, ["render", gpt2, "--diagram", "GPT2Block", "--direction", "tb", "--format", "png", "-o", "-"])
+        expect(result.returncode == 0 and result.stdout[:8] == b"\x89PNG\r\n\x1a\n", "--direction tb PNG: " + result.stderr.decode())
+        png_width, png_height = int.from_bytes(result.stdout[16:20], "big"), int.from_bytes(result.stdout[20:24], "big")
+        expect(png_height > 2 * png_width, "--direction tb PNG: %d x %d px, not a tall picture" % (png_width, png_height))
         out = os.path.join(temp, "tb.svg")
         for extra, status, message in (
                 (["--layout", "dot"], 2,
