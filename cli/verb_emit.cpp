@@ -1,7 +1,8 @@
-// `ncd emit --cuda FILE [--diagram NAME]... [--all] -o OUT.cu [--harness] [--arch ARCH] [--runtime AXIS]... [-D ...]`:
-// generates code for diagrams through a code-generating backend plugin (docs/CUDA.md).
+// `ncd emit --cuda FILE [--diagram NAME]... [--all] -o OUT.cu [--harness] [--arch ARCH] [--runtime AXIS]... [--nccl]
+// [-D ...]`: generates code for diagrams through a code-generating backend plugin (docs/CUDA.md).
 // `--torch DIR` writes a Python package around the CUDA code instead (docs/TORCH.md).
 // --runtime makes an axis a runtime size even when it has one (its size is then the planning size).
+// --nccl adds each sharded diagram's rank function, which takes an NCCL communicator (docs/SHARDING.md).
 //
 // Several --diagram (or --all) put several diagrams into one file, so that a
 // test or a build compiles one translation unit per .ncd file. Notes about
@@ -27,6 +28,7 @@ Handler setup_emit(CLI::App &command) {
     bool harness = false;
     std::string arch;
     std::vector<std::string> runtime;
+    bool nccl = false;
     FrontendOptions frontend;
   };
   auto options = std::make_shared<Options>();
@@ -53,6 +55,9 @@ Handler setup_emit(CLI::App &command) {
                      "any, is only the planning size)")
       ->type_name("AXIS")
       ->allow_extra_args(false);
+  command.add_flag("--nccl", options->nccl,
+                   "Also generate each sharded diagram's rank function, which takes an NCCL communicator "
+                   "(docs/SHARDING.md, \"Emission\")");
   add_frontend_options(command, options->frontend);
   return [options]() -> int {
     std::string backend_name = options->backend;
@@ -63,6 +68,10 @@ Handler setup_emit(CLI::App &command) {
       }
       if (options->harness) {
         std::cerr << "ncd emit: error: --torch writes no harness: leave out --harness\n";
+        return kUsageError;
+      }
+      if (options->nccl) {
+        std::cerr << "ncd emit: error: --torch packages no rank functions: leave out --nccl\n";
         return kUsageError;
       }
       if (!backend_name.empty() && backend_name != "cuda") {
@@ -99,6 +108,7 @@ Handler setup_emit(CLI::App &command) {
     }
     std::map<std::string, std::string> backend_options;
     if (options->harness) backend_options["harness"] = "1";
+    if (options->nccl) backend_options["nccl"] = "1";
     if (!options->arch.empty()) backend_options["arch"] = options->arch;
     for (const std::string &axis : options->runtime)
       backend_options["runtime"] += (backend_options["runtime"].empty() ? "" : ",") + axis;

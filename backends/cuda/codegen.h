@@ -5,10 +5,12 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "ncd/registry.h"
+#include "ncd/sharding.h"
 #include "size_expr.h"
 
 namespace ncd::cuda {
@@ -45,10 +47,27 @@ struct HarnessDiagram {
   struct Size {
     std::string axis, member;
     int tensor = -1, dim = -1;
+    std::string parameter;  // the host function's parameter (n_seq)
   };
   std::vector<Size> sizes;
   double flops = 0;  // ncd's FLOP count (the unfused baseline of `ncd cost`)
+  // The host function's tensor parameters, declared (`const float *in_X`) and by name, in order:
+  // inputs, params, outputs.
+  std::vector<std::string> arguments, pointers;
 };
+
+// The rank function of a sharded diagram (rank_host.cpp; `ncd emit --nccl`): what each rank runs.
+struct RankPlan {
+  int64_t devices = 1;
+  std::map<std::string, int64_t> local;  // each sharded axis (by name) at its size on one rank
+  std::vector<bool> split_outputs;       // per output: assembled by an all-gather (else whole on every rank)
+};
+// The plan, or nullopt after setting `why` when the diagram's sharding needs what the rank
+// function does not do (communication before the outputs' assembly, sliced params, ...).
+std::optional<RankPlan> plan_rank(const ir::Program &program, const ir::Diagram &diagram, std::string &why);
+// The rank function and its workspace query, printed after the diagram's host function (`info`),
+// which was generated with the sharded axes as runtime sizes.
+std::string rank_code(const HarnessDiagram &info, const RankPlan &plan);
 
 // The main() of --harness (harness.cpp), appended after the host functions.
 std::string harness_code(const std::vector<HarnessDiagram> &diagrams);

@@ -1,0 +1,197 @@
+#!/usr/bin/python3
+"""The rank functions of `ncd emit --cuda --nccl` (docs/SHARDING.md, "Emission").
+
+  golden    tests/cuda/cases/sharded.ncd (the batch split over 4 devices): the
+            rank function is pinned (nccl_rank.golden, --update rewrites it),
+            the file includes nccl.h only with --nccl, and the refusals have
+            their exact messages (exit 1, no output file; --torch with --nccl
+            exit 2). No nvcc needed.
+  compile   the same file and a data-parallel 12-layer GPT-2 compile with nvcc
+            against NCCL's header; the MLP links against libnccl and runs on
+            the CPU: the rank function refuses a null communicator with
+            -ncclInvalidArgument before anything runs, and its workspace query
+            is the host function's at the local size. Exit 77 (skipped) when
+            nvcc, nccl.h or libnccl is missing.
+
+Standard library only.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+SKIP = 77
+CASE = "tests/cuda/cases/sharded.ncd"
+
+GPT2 = """import "std/gpt2.ncd"
+
+axis batch = 2, seq = 1024, heads = %(heads)d, head_dim = 64, n_embd = heads * head_dim
+
+diagram Batched(ids[batch, seq]: i32) -> H[batch, seq, n_embd] {
+  H[batch, seq, n_embd] = GPT2Model(ids)
+}
+
+schedule Batched {
+  %(shard)s
+}
+"""
+
+# Refusals: (file, its text (None: the case with `replace` done), arguments, exit status, message).
+REFUSALS = [
+    ("tp.ncd", GPT2 % {"heads": 12, "shard": "shard heads, inner over 8"}, None, ["-D", "heads=16"], 1,
+     "ncd emit: error: cannot generate 'Batched' with NCCL: its plan needs an all-reduce of %4[nf] at "
+     "Batched.GPT2Model.h.attn.c_proj (the contraction sums over nx/8 (by heads): partial sums on every device), "
+     "and the rank function is built only for plans whose devices communicate to assemble the outputs "
+     "(data parallelism)\n"),
+    ("mesh.ncd", None, ("shard batch over 4", "shard batch over 2\n  shard seq over 2"), [], 1,
+     "ncd emit: error: cannot generate 'MLP' with NCCL: its mesh has 2 dimensions, and the rank function is built "
+     "for one shard line\n"),
+    ("plain.ncd", None, ("schedule MLP {\n  shard batch over 4\n}\n", ""), [], 1,
+     "ncd emit: error: cannot generate 'MLP' with NCCL: it has no shard lines (docs/SHARDING.md)\n"),
+    ("inner.ncd", None, ("S[batch, model]", "S[model, batch]"), [], 1,
+     "ncd emit: error: cannot generate 'MLP' with NCCL: output S is split along 'batch', which is not its first "
+     "axis, and NCCL's all-gather assembles contiguous slices only\n"),
+]
+
+DRIVER = r"""
+#include <cstdio>
+int main() {
+  const int status = ncd_MLP_rank(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0,
+                                  nullptr);
+  if (status != -static_cast<int>(ncclInvalidArgument)) {
+    std::fprintf(stderr, "a null communicator gave %d, not -ncclInvalidArgument\n", status);
+    return 1;
+  }
+  if (ncd_MLP_rank_workspace() != ncd_MLP_workspace(2)) {
+    std::fprintf(stderr, "the rank's workspace %zu is not the host function's at batch 2 (%zu)\n",
+                 ncd_MLP_rank_workspace(), ncd_MLP_workspace(2));
+    return 1;
+  }
+  std::printf("ok: the rank function refuses a null communicator; its workspace is the local one\n");
+  return 0;
+}
+"""
+
+
+def run(cmd, cwd=None):
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+
+
+def fail(message):
+    print("FAIL: " + message)
+    sys.exit(1)
+
+
+def emit(args, path, out, extra=()):
+    return run([args.ncd, "emit", "--cuda", path, "-o", out] + list(extra), cwd=args.root)
+
+
+def rank_section(code):
+    start = code.find("// MLP on one rank of")
+    if start < 0:
+        fail("no rank function in the code")
+    return code[start:]
+
+
+def golden(args):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "mlp.cu")
+        r = emit(args, CASE, out, ["--nccl"])
+        if r.returncode != 0:
+            fail("emit --nccl: exit %d\n%s" % (r.returncode, r.stderr))
+        code = open(out).read()
+        if code.count("#include <nccl.h>") != 1 or code.count("ncclAllGather(") != 2:
+            fail("emit --nccl: expected nccl.h once and two all-gathers (Y, S; W is whole on every rank)")
+        section = rank_section(code)
+        expected_path = os.path.join(args.root, "tests", "cuda", "nccl_rank.golden")
+        if args.update:
+            with open(expected_path, "w") as f:
+                f.write(section)
+            print("updated " + expected_path)
+        elif section != open(expected_path).read():
+            import difflib
+            fail("the rank function changed (run with --update if intended):\n" + "".join(
+                difflib.unified_diff(open(expected_path).read().splitlines(True), section.splitlines(True),
+                                     "expected", "got")))
+        r = emit(args, CASE, out)
+        if r.returncode != 0 or "nccl" in open(out).read().lower():
+            fail("without --nccl the file must not mention NCCL")
+        source = open(os.path.join(args.root, CASE)).read()
+        for name, text, replace, extra, status, message in REFUSALS:
+            path = os.path.join(tmp, name)
+            if text is None:
+                text = source.replace(replace[0], replace[1])
+                if text == source:
+                    fail("%s: the case has no %r to replace" % (name, replace[0]))
+            with open(path, "w") as f:
+                f.write(text)
+            target = os.path.join(tmp, name + ".cu")
+            r = emit(args, path, target, ["--nccl"] + extra)
+            if r.returncode != status or r.stderr != message:
+                fail("%s: exit %d, expected %d\n%s\nexpected:\n%s" % (name, r.returncode, status, r.stderr, message))
+            if os.path.exists(target):
+                fail("%s: a refused emit left %s" % (name, target))
+        r = run([args.ncd, "emit", CASE, "--torch", os.path.join(tmp, "pkg"), "--nccl"], cwd=args.root)
+        if r.returncode != 2 or r.stderr != "ncd emit: error: --torch packages no rank functions: leave out --nccl\n":
+            fail("--torch with --nccl: exit %d\n%s" % (r.returncode, r.stderr))
+    print("ok: rank function pinned, nccl.h only with --nccl, %d refusals exact" % (len(REFUSALS) + 1))
+    return 0
+
+
+def compile_and_run(args):
+    nvcc = args.nvcc if os.path.isabs(args.nvcc) else shutil.which(args.nvcc)
+    if not nvcc or not os.access(nvcc, os.X_OK):
+        print("SKIP: nvcc not found (%s)" % args.nvcc)
+        return SKIP
+    cuda = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+    include, lib = os.path.join(cuda, "include"), os.path.join(cuda, "lib64")
+    if not os.path.exists(os.path.join(include, "nccl.h")) or not os.path.exists(os.path.join(lib, "libnccl.so")):
+        print("SKIP: no nccl.h or libnccl.so beside %s" % nvcc)
+        return SKIP
+    flags = ["-std=c++17", "-O1", "-Werror", "all-warnings", "-I" + include]
+    with tempfile.TemporaryDirectory() as tmp:
+        gpt2 = os.path.join(tmp, "gpt2_dp.ncd")
+        with open(gpt2, "w") as f:
+            f.write(GPT2 % {"heads": 12, "shard": "shard batch over 2"})
+        for path, what in ((os.path.join(args.root, CASE), "MLP"), (gpt2, "GPT-2, 12 layers, data parallel")):
+            cu = os.path.join(tmp, "rank.cu")
+            r = emit(args, path, cu, ["--nccl"])
+            if r.returncode != 0:
+                fail("emit --nccl %s: exit %d\n%s" % (path, r.returncode, r.stderr))
+            r = run([nvcc] + flags + ["-gencode", "arch=compute_90,code=sm_90", "-c", "-o", os.path.join(tmp, "r.o"), cu])
+            if r.returncode != 0:
+                fail("nvcc on %s:\n%s" % (what, (r.stdout + r.stderr)[-6000:]))
+            print("ok: %s compiles with nccl.h for sm_90" % what)
+        cu = os.path.join(tmp, "host.cu")
+        r = emit(args, CASE, cu, ["--nccl"])
+        with open(cu, "a") as f:
+            f.write(DRIVER)
+        exe = os.path.join(tmp, "host")
+        r = run([nvcc] + flags + ["-arch=sm_80", "-o", exe, cu, "-L" + lib, "-lnccl", "-Xlinker", "-rpath=" + lib])
+        if r.returncode != 0:
+            fail("nvcc (linking libnccl):\n" + (r.stdout + r.stderr)[-6000:])
+        r = run([exe])
+        sys.stdout.write(r.stdout)
+        if r.returncode != 0:
+            fail("the rank function's host checks failed:\n" + r.stderr)
+    return 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ncd", required=True)
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--nvcc", default="nvcc")
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("golden")
+    g.add_argument("--update", action="store_true")
+    sub.add_parser("compile")
+    args = parser.parse_args()
+    args.ncd = os.path.abspath(args.ncd)
+    return golden(args) if args.command == "golden" else compile_and_run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
