@@ -58,8 +58,8 @@ struct HarnessDiagram {
 
 // The rank function of a sharded diagram (rank_host.cpp; `ncd emit --nccl`): what each rank runs.
 struct RankPlan {
-  int64_t devices = 1;
-  std::map<std::string, int64_t> local;  // each sharded axis (by name) at its size on one rank
+  int64_t devices = 1;                   // the schedule's; the rank function takes any count dividing the axes
+  std::map<std::string, int64_t> whole;  // each sharded axis (by name) at its whole size
   std::vector<bool> split_outputs;       // per output: assembled by an all-gather (else whole on every rank)
 };
 // The plan, or nullopt after setting `why` when the diagram's sharding needs what the rank

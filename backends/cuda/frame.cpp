@@ -546,7 +546,7 @@ bool generate(const EmitRequest &request, std::string &output, std::string &erro
       error = "cannot generate '" + diagram->name + "' with NCCL: " + why;
       return false;
     }
-    for (const auto &[axis, size] : rank->local)
+    for (const auto &[axis, size] : rank->whole)
       sharded.options["runtime"] += (sharded.options["runtime"].empty() ? "" : ",") + axis;
     ranks.push_back(std::move(*rank));
   }

@@ -71,8 +71,8 @@ std::optional<RankPlan> plan_rank(const ir::Program &program, const ir::Diagram 
       why = "its sharded axis '" + a.name + "' " + (a.derived ? "is derived from others" : "has no size");
       return std::nullopt;
     }
-    auto [it, fresh] = rank.local.emplace(a.name, *whole / plan.devices);
-    if (!fresh && it->second != *whole / plan.devices) {
+    auto [it, fresh] = rank.whole.emplace(a.name, *whole);
+    if (!fresh && it->second != *whole) {
       why = "two axes named '" + a.name + "' have different sizes";
       return std::nullopt;
     }
@@ -109,18 +109,21 @@ std::optional<RankPlan> plan_rank(const ir::Program &program, const ir::Diagram 
 
 std::string rank_code(const HarnessDiagram &info, const RankPlan &plan) {
   const std::string rank_function = info.function + "_rank";
-  // The host function's sizes: a sharded axis at its local size, any other passed through.
-  std::vector<std::string> through, call_sizes, members;
-  for (const auto &size : info.sizes) {
-    auto local = plan.local.find(size.axis);
-    if (local != plan.local.end()) {
-      call_sizes.push_back("static_cast<int64_t>(" + std::to_string(local->second) + ")");
-    } else {
-      through.push_back("int64_t " + size.parameter);
-      call_sizes.push_back(size.parameter);
+  // The host function's sizes: a sharded axis at its size over the ranks (`ranks` names their
+  // count), any other passed through.
+  std::vector<std::string> through, members;
+  auto call_sizes = [&](const std::string &ranks) {
+    std::vector<std::string> sizes;
+    for (const auto &size : info.sizes) {
+      auto whole = plan.whole.find(size.axis);
+      sizes.push_back(whole == plan.whole.end()
+                          ? size.parameter
+                          : "static_cast<int64_t>(" + std::to_string(whole->second) + ") / " + ranks);
     }
-    members.push_back("  " + size.member + " = " + call_sizes.back() + ";\n");
-  }
+    return sizes;
+  };
+  for (const auto &size : info.sizes)
+    if (!plan.whole.count(size.axis)) through.push_back("int64_t " + size.parameter);
   // Items each followed by ", ", then `tail`; list(): the items joined by ", ".
   auto join = [](const std::vector<std::string> &items, const std::string &tail) {
     std::string text;
@@ -132,17 +135,23 @@ std::string rank_code(const HarnessDiagram &info, const RankPlan &plan) {
     for (const auto &item : items) text += (text.empty() ? "" : ", ") + item;
     return text;
   };
-  std::string locals;
-  for (const auto &[axis, size] : plan.local)
-    locals += (locals.empty() ? "" : ", ") + axis + " " + std::to_string(size);
-  std::string code =
-      "// " + info.name + " on one rank of " + std::to_string(plan.devices) +
-      " (docs/SHARDING.md, \"Emission\"): a communicator of " + std::to_string(plan.devices) +
-      " ranks, then the arguments\n// of " + info.function + ", each split input the rank's slice (local " + locals +
-      ") and each output whole.\n// Returns 0, a cudaError_t from " + info.function + ", or a negated ncclResult_t.\n";
-  const std::string sizes_list = list(call_sizes);
-  code += "extern \"C\" size_t " + rank_function + "_workspace(" + list(through) + ") {\n  return " + info.function +
-          "_workspace(" + sizes_list + ");\n}\n";
+  // Whether `ranks` fails to divide a sharded axis.
+  auto refused = [&](const std::string &ranks) {
+    std::string test = ranks + " < 1";
+    for (const auto &[axis, size] : plan.whole) test += " || " + std::to_string(size) + " % " + ranks + " != 0";
+    return test;
+  };
+  std::string axes;
+  for (const auto &[axis, size] : plan.whole)
+    axes += (axes.empty() ? "" : ", ") + axis + " (" + std::to_string(size) + ")";
+  std::string code = "// " + info.name +
+                     " on one rank (docs/SHARDING.md, \"Emission\"): a communicator whose size divides " + axes +
+                     "\n// (the schedule's " + std::to_string(plan.devices) + "), then the arguments of " +
+                     info.function + ", each split input the rank's slice and each output whole.\n" +
+                     "// Returns 0, a cudaError_t from " + info.function + ", or a negated ncclResult_t.\n";
+  code += "extern \"C\" size_t " + rank_function + "_workspace(" + join(through, "int ranks") + ") {\n  if (" +
+          refused("ranks") + ") return 0;\n  return " + info.function + "_workspace(" + list(call_sizes("ranks")) +
+          ");\n}\n";
   code += "extern \"C\" int " + rank_function + "(ncclComm_t comm, " + join(info.arguments, "") +
           join(through, "void *workspace, size_t workspace_bytes, cudaStream_t stream) {\n");
   code +=
@@ -150,8 +159,12 @@ std::string rank_code(const HarnessDiagram &info, const RankPlan &plan) {
       "  ncclResult_t ncd_status = ncclCommCount(comm, &ncd_ranks);\n"
       "  if (ncd_status == ncclSuccess) ncd_status = ncclCommUserRank(comm, &ncd_rank);\n"
       "  if (ncd_status != ncclSuccess) return -static_cast<int>(ncd_status);\n"
-      "  if (ncd_ranks != " +
-      std::to_string(plan.devices) + ") return -static_cast<int>(ncclInvalidUsage);\n";
+      "  if (" +
+      refused("ncd_ranks") + ") return -static_cast<int>(ncclInvalidUsage);\n";
+  const std::vector<std::string> local = call_sizes("ncd_ranks");
+  const std::string sizes_list = list(local);
+  for (size_t k = 0; k < info.sizes.size(); ++k)
+    members.push_back("  " + info.sizes[k].member + " = " + local[k] + ";\n");
   // The chunks read the local sizes as the generated code does, through the size struct.
   const bool gathers =
       std::find(plan.split_outputs.begin(), plan.split_outputs.end(), true) != plan.split_outputs.end();

@@ -6,11 +6,17 @@
             the file includes nccl.h only with --nccl, and the refusals have
             their exact messages (exit 1, no output file; --torch with --nccl
             exit 2). No nvcc needed.
+  device    --out DIR: writes DIR/rank.cu and DIR/run.sh, which on a GPU
+            machine run the MLP's rank function with a single-rank
+            communicator and compare its outputs, byte for byte, with the host
+            function on the whole batch.
   compile   the same file and a data-parallel 12-layer GPT-2 compile with nvcc
             against NCCL's header; the MLP links against libnccl and runs on
             the CPU: the rank function refuses a null communicator with
             -ncclInvalidArgument before anything runs, and its workspace query
-            is the host function's at the local size. Exit 77 (skipped) when
+            is the host function's at the local size for every count of
+            ranks that divides the batch (0 for the others); the device
+            check builds. Exit 77 (skipped) when
             nvcc, nccl.h or libnccl is missing.
 
 Standard library only.
@@ -64,15 +70,123 @@ int main() {
     std::fprintf(stderr, "a null communicator gave %d, not -ncclInvalidArgument\n", status);
     return 1;
   }
-  if (ncd_MLP_rank_workspace() != ncd_MLP_workspace(2)) {
-    std::fprintf(stderr, "the rank's workspace %zu is not the host function's at batch 2 (%zu)\n",
-                 ncd_MLP_rank_workspace(), ncd_MLP_workspace(2));
-    return 1;
-  }
-  std::printf("ok: the rank function refuses a null communicator; its workspace is the local one\n");
+  // Any number of ranks that divides the batch (8): the schedule's 4, or one GPU alone.
+  for (int ranks : {1, 2, 4, 8})
+    if (ncd_MLP_rank_workspace(ranks) != ncd_MLP_workspace(8 / ranks)) {
+      std::fprintf(stderr, "the workspace of %d ranks is %zu, not the host function's at batch %d (%zu)\n", ranks,
+                   ncd_MLP_rank_workspace(ranks), 8 / ranks, ncd_MLP_workspace(8 / ranks));
+      return 1;
+    }
+  for (int ranks : {0, 3, 16})
+    if (ncd_MLP_rank_workspace(ranks) != 0) {
+      std::fprintf(stderr, "%d ranks, which do not divide the batch, got a workspace\n", ranks);
+      return 1;
+    }
+  std::printf("ok: the rank function refuses a null communicator; its workspace is the local one for 1, 2, 4 and 8 "
+              "ranks, none for 0, 3 and 16\n");
   return 0;
 }
 """
+
+
+# On a GPU: the rank function with a single-rank communicator against the host function on the
+# whole batch, on the same pseudo-random inputs; one rank runs the same kernels at the same
+# sizes, so the outputs must be the same bytes.
+DEVICE_DRIVER = r"""
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#define NCD_CHECK(call)                                                                   \
+  do {                                                                                    \
+    const cudaError_t e = (call);                                                         \
+    if (e != cudaSuccess) {                                                               \
+      std::fprintf(stderr, "FAIL %s: %s\n", #call, cudaGetErrorString(e));                \
+      return 1;                                                                           \
+    }                                                                                     \
+  } while (0)
+
+static std::vector<uint16_t> random_bf16(size_t n, uint32_t seed) {
+  std::vector<uint16_t> v(n);
+  for (auto &x : v) {
+    seed = seed * 1664525u + 1013904223u;
+    const float f = static_cast<float>(seed >> 8) / 16777216.0f * 2.0f - 1.0f;
+    uint32_t bits;
+    std::memcpy(&bits, &f, 4);
+    x = static_cast<uint16_t>(bits >> 16);
+  }
+  return v;
+}
+
+int main() {
+  const size_t sizes[] = {8 * 128 * 256, 256 * 1024, 1024 * 256, 256};  // X, W1, W2, g
+  void *in[4];
+  for (int k = 0; k < 4; ++k) {
+    const std::vector<uint16_t> host = random_bf16(sizes[k], 17u + static_cast<uint32_t>(k));
+    NCD_CHECK(cudaMalloc(&in[k], sizes[k] * 2));
+    NCD_CHECK(cudaMemcpy(in[k], host.data(), sizes[k] * 2, cudaMemcpyHostToDevice));
+  }
+  const size_t out_bytes[] = {8 * 128 * 256 * 2, 8 * 256 * 4, 256 * 2};  // Y (bf16), S (f32), W (bf16)
+  void *whole[3], *ranked[3];
+  for (int k = 0; k < 3; ++k) {
+    NCD_CHECK(cudaMalloc(&whole[k], out_bytes[k]));
+    NCD_CHECK(cudaMalloc(&ranked[k], out_bytes[k]));
+  }
+  const size_t ws_bytes = ncd_MLP_workspace(8) > ncd_MLP_rank_workspace(1) ? ncd_MLP_workspace(8) : ncd_MLP_rank_workspace(1);
+  void *ws = nullptr;
+  if (ws_bytes) NCD_CHECK(cudaMalloc(&ws, ws_bytes));
+  cudaStream_t stream;
+  NCD_CHECK(cudaStreamCreate(&stream));
+  ncclComm_t comm;
+  int device = 0;
+  if (ncclCommInitAll(&comm, 1, &device) != ncclSuccess) {
+    std::fprintf(stderr, "FAIL ncclCommInitAll\n");
+    return 1;
+  }
+  typedef const __nv_bfloat16 *B;
+  NCD_CHECK(static_cast<cudaError_t>(ncd_MLP(B(in[0]), B(in[1]), B(in[2]), B(in[3]), (__nv_bfloat16 *)whole[0],
+                                             (float *)whole[1], (__nv_bfloat16 *)whole[2], 8, ws, ws_bytes, stream)));
+  NCD_CHECK(cudaStreamSynchronize(stream));
+  const int status = ncd_MLP_rank(comm, B(in[0]), B(in[1]), B(in[2]), B(in[3]), (__nv_bfloat16 *)ranked[0],
+                                  (float *)ranked[1], (__nv_bfloat16 *)ranked[2], ws, ws_bytes, stream);
+  if (status != 0) {
+    std::fprintf(stderr, "FAIL ncd_MLP_rank returned %d\n", status);
+    return 1;
+  }
+  NCD_CHECK(cudaStreamSynchronize(stream));
+  const char *names[] = {"Y", "S", "W"};
+  int failures = 0;
+  for (int k = 0; k < 3; ++k) {
+    std::vector<unsigned char> a(out_bytes[k]), b(out_bytes[k]);
+    NCD_CHECK(cudaMemcpy(a.data(), whole[k], out_bytes[k], cudaMemcpyDeviceToHost));
+    NCD_CHECK(cudaMemcpy(b.data(), ranked[k], out_bytes[k], cudaMemcpyDeviceToHost));
+    const bool same = a == b;
+    failures += !same;
+    std::printf("%s output %s: one rank %s the whole batch\n", same ? "PASS" : "FAIL", names[k],
+                same ? "gives the same bytes as" : "differs from");
+  }
+  ncclCommDestroy(comm);
+  return failures ? 1 : 0;
+}
+"""
+
+
+def write_device_check(args, folder):
+    """Writes FOLDER/rank.cu (the MLP with --nccl and DEVICE_DRIVER) and FOLDER/run.sh."""
+    os.makedirs(folder, exist_ok=True)
+    cu = os.path.join(folder, "rank.cu")
+    r = emit(args, CASE, cu, ["--nccl"])
+    if r.returncode != 0:
+        fail("emit --nccl: exit %d\n%s" % (r.returncode, r.stderr))
+    with open(cu, "a") as f:
+        f.write(DEVICE_DRIVER)
+    with open(os.path.join(folder, "run.sh"), "w") as f:
+        f.write("#!/bin/bash\n# On a machine with a GPU, nvcc and NCCL: builds rank.cu and runs it (exit 0: every output PASS).\n"
+                "set -euo pipefail\ncd \"$(dirname \"$0\")\"\ncuda=$(dirname \"$(dirname \"$(command -v nvcc)\")\")\n"
+                "nvcc -std=c++17 -O3 -arch=native -o rank rank.cu -L\"$cuda/lib64\" -lnccl -Xlinker -rpath=\"$cuda/lib64\"\n"
+                "./rank\n")
+    return cu
 
 
 def run(cmd, cwd=None):
@@ -89,7 +203,7 @@ def emit(args, path, out, extra=()):
 
 
 def rank_section(code):
-    start = code.find("// MLP on one rank of")
+    start = code.find("// MLP on one rank (")
     if start < 0:
         fail("no rank function in the code")
     return code[start:]
@@ -176,6 +290,12 @@ def compile_and_run(args):
         sys.stdout.write(r.stdout)
         if r.returncode != 0:
             fail("the rank function's host checks failed:\n" + r.stderr)
+        # The GPU check (`device`) builds; it runs only where there is a GPU.
+        cu = write_device_check(args, os.path.join(tmp, "device"))
+        r = run([nvcc] + flags + ["-arch=sm_90", "-o", os.path.join(tmp, "device", "rank"), cu, "-L" + lib, "-lnccl"])
+        if r.returncode != 0:
+            fail("nvcc on the single-rank GPU check:\n" + (r.stdout + r.stderr)[-6000:])
+        print("ok: the single-rank GPU check builds")
     return 0
 
 
@@ -188,8 +308,14 @@ def main():
     g = sub.add_parser("golden")
     g.add_argument("--update", action="store_true")
     sub.add_parser("compile")
+    d = sub.add_parser("device", help="write the single-rank check to run on a GPU machine")
+    d.add_argument("--out", required=True)
     args = parser.parse_args()
     args.ncd = os.path.abspath(args.ncd)
+    if args.command == "device":
+        write_device_check(args, args.out)
+        print("wrote %s: on a GPU machine, bash %s/run.sh" % (args.out, args.out))
+        return 0
     return golden(args) if args.command == "golden" else compile_and_run(args)
 
 
