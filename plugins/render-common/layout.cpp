@@ -155,19 +155,18 @@ class Layouter {
         // start with the strict sift, and the result with fewer such wires (then fewer crossings)
         // kept. Strict always would leave other drawings more crossed: a move that hides a wire
         // for a while may lead to one that uncrosses more, or rerouting may free the wire again.
-        const Candidate start = candidate;
-        sift(candidate.layout, candidate.crossings, false);
-        reroute(candidate.layout, candidate.crossings);
-        step_column_.assign(model_.edges.size(), -1);
-        channel_.assign(model_.edges.size(), std::numeric_limits<double>::quiet_NaN());
+        auto polish = [&](Candidate &c, bool strict) {
+          rel_node_ = c.node;
+          sift(c.layout, c.crossings, strict);
+          reroute(c.layout, c.crossings);
+          step_column_.assign(model_.edges.size(), -1);
+          channel_.assign(model_.edges.size(), std::numeric_limits<double>::quiet_NaN());
+        };
+        Candidate strict = candidate;
+        polish(candidate, false);
         const size_t hidden = count_hidden(model_, candidate.layout);
         if (hidden == 0) continue;
-        Candidate strict = start;
-        rel_node_ = strict.node;
-        sift(strict.layout, strict.crossings, true);
-        reroute(strict.layout, strict.crossings);
-        step_column_.assign(model_.edges.size(), -1);
-        channel_.assign(model_.edges.size(), std::numeric_limits<double>::quiet_NaN());
+        polish(strict, true);
         const size_t strict_hidden = count_hidden(model_, strict.layout);
         if (strict_hidden < hidden || (strict_hidden == hidden && strict.crossings < candidate.crossings))
           candidate = std::move(strict);
@@ -574,7 +573,6 @@ class Layouter {
   // box between), is tried at every other place of that run, the run packed again from its top
   // with the same gaps so that nothing else moves; a move is kept where it crosses fewer wires,
   // counted exactly, and hides no wire behind a moved node. Rounds repeat while one finds a move.
-
   // `strict` also refuses a move that runs a moved node's own wires behind another node.
   void sift(Layout &best, size_t &best_crossings, bool strict) {
     const size_t n = model_.nodes.size();
