@@ -56,6 +56,9 @@ REFUSALS = [
      "for one shard line\n"),
     ("plain.ncd", None, ("schedule MLP {\n  shard batch over 4\n}\n", ""), [], 1,
      "ncd emit: error: cannot generate 'MLP' with NCCL: it has no shard lines (docs/SHARDING.md)\n"),
+    ("size.ncd", None, ("W[model] = g[model] * g[model]", "W[model] = g[model] * #batch"), [], 1,
+     "ncd emit: error: cannot generate 'MLP' with NCCL: it reads the size of 'batch' (in MLP), which a rank would "
+     "read at its own share\n"),
     ("inner.ncd", None, ("S[batch, model]", "S[model, batch]"), [], 1,
      "ncd emit: error: cannot generate 'MLP' with NCCL: output S is split along 'batch', which is not its first "
      "axis, and NCCL's all-gather assembles contiguous slices only\n"),
