@@ -539,11 +539,11 @@ bool generate(const EmitRequest &request, std::string &output, std::string &erro
   // that one host function serves every rank at the local sizes.
   std::vector<RankPlan> ranks;
   EmitRequest sharded = request;
-  for (const ir::Diagram *diagram : nccl ? request.diagrams : std::vector<const ir::Diagram *>{}) {
+  for (size_t k = 0; nccl && k < request.diagrams.size(); ++k) {
     std::string why;
-    std::optional<RankPlan> rank = plan_rank(*request.program, *diagram, why);
+    std::optional<RankPlan> rank = plan_rank(*request.program, *request.diagrams[k], why);
     if (!rank) {
-      error = "cannot generate '" + diagram->name + "' with NCCL: " + why;
+      error = "cannot generate '" + request.diagrams[k]->name + "' with NCCL: " + why;
       return false;
     }
     for (const auto &[axis, size] : rank->whole)

@@ -16,6 +16,7 @@
 
 #include "codegen.h"
 #include "ncd/instantiate.h"
+#include "ncd/pass_manager.h"
 
 namespace ncd::cuda {
 namespace {
@@ -80,14 +81,8 @@ std::optional<RankPlan> plan_rank(const ir::Program &program, const ir::Diagram 
   // A rank runs the diagram at its local sizes, so whatever reads a sharded axis's size or its
   // positions would read the rank's (the plan communicates nothing for them): refused.
   std::string reads;
-  std::vector<const ir::Diagram *> todo = {&diagram}, seen;
-  while (!todo.empty() && reads.empty()) {
-    const ir::Diagram *d = todo.back();
-    todo.pop_back();
-    if (std::find(seen.begin(), seen.end(), d) != seen.end()) continue;
-    seen.push_back(d);
+  for (const ir::Diagram *d : reachable_diagrams(program, diagram))
     ir::for_each_op(d->body, [&](const ir::Op &op) {
-      if (op.kind == ir::OpKind::Call) todo.push_back(program.diagrams.at(static_cast<size_t>(op.callee)).get());
       if ((op.kind != ir::OpKind::SizeOf && op.kind != ir::OpKind::AxisIndex) || op.axes.empty() || !reads.empty())
         return;
       const std::string &name = program.axis(op.axes[0]).name;
@@ -95,7 +90,6 @@ std::optional<RankPlan> plan_rank(const ir::Program &program, const ir::Diagram 
         reads =
             (op.kind == ir::OpKind::SizeOf ? "the size of '" : "positions along '") + name + "' (in " + d->name + ")";
     });
-  }
   if (!reads.empty()) {
     why = "it reads " + reads + ", which a rank would read at its own share";
     return std::nullopt;
@@ -103,7 +97,8 @@ std::optional<RankPlan> plan_rank(const ir::Program &program, const ir::Diagram 
   // A split must be the plain one (rank r holds the r-th contiguous slice), and a split output's
   // slices must be contiguous in it (the axis outermost) for NCCL's all-gather to assemble it.
   auto plain = [&](const AxisSplit &split) {
-    return split.stride == 1 && sizes.size(split.axis) && split.extent == *sizes.size(split.axis);
+    const std::optional<int64_t> size = sizes.size(split.axis);
+    return split.stride == 1 && size && split.extent == *size;
   };
   for (const auto &[value, splits] : plan.inputs)
     for (const AxisSplit &split : splits)

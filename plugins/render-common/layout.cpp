@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <optional>
 
 #include "crossings.h"
 #include "layout_frame.h"
@@ -125,6 +126,11 @@ class Layouter {
       size_t crossings = std::numeric_limits<size_t>::max();
       std::vector<double> node, cluster, height;
       double root_height = 0;
+      std::optional<size_t> hidden;  // its wires behind boxes (count_hidden), once counted
+    };
+    auto hidden_of = [&](Candidate &c) {
+      if (!c.hidden) c.hidden = count_hidden(model_, c.layout);
+      return *c.hidden;
     };
     Candidate series[2];
     step_column_.assign(model_.edges.size(), -1);
@@ -139,7 +145,7 @@ class Layouter {
       size_t crossings = count_crossings(model_, layout);
       Candidate &best = series[by_previous_ ? 1 : 0];
       if (crossings < best.crossings)
-        best = {std::move(layout), crossings, rel_node_, rel_cluster_, height_, root_height_};
+        best = {std::move(layout), crossings, rel_node_, rel_cluster_, height_, root_height_, std::nullopt};
       if (crossings == 0) break;
       prev_node_ = rel_node_;
       prev_cluster_ = rel_cluster_;
@@ -158,26 +164,25 @@ class Layouter {
         auto polish = [&](Candidate &c, bool strict) {
           rel_node_ = c.node;
           sift(c.layout, c.crossings, strict);
+          c.hidden.reset();
           reroute(c.layout, c.crossings);
           step_column_.assign(model_.edges.size(), -1);
           channel_.assign(model_.edges.size(), std::numeric_limits<double>::quiet_NaN());
         };
         Candidate strict = candidate;
         polish(candidate, false);
-        const size_t hidden = count_hidden(model_, candidate.layout);
-        if (hidden == 0) continue;
+        if (hidden_of(candidate) == 0) continue;
         polish(strict, true);
-        const size_t strict_hidden = count_hidden(model_, strict.layout);
-        if (strict_hidden < hidden || (strict_hidden == hidden && strict.crossings < candidate.crossings))
+        if (hidden_of(strict) < hidden_of(candidate) ||
+            (hidden_of(strict) == hidden_of(candidate) && strict.crossings < candidate.crossings))
           candidate = std::move(strict);
       }
     // The series with fewer crossings wins; in small drawings, the one with fewer wires behind
     // boxes first.
     bool second = series[1].crossings < series[0].crossings;
-    if (model_.edges.size() <= kSiftMaxWires && !series[0].node.empty() && !series[1].node.empty()) {
-      size_t hidden0 = count_hidden(model_, series[0].layout), hidden1 = count_hidden(model_, series[1].layout);
-      if (hidden0 != hidden1) second = hidden1 < hidden0;
-    }
+    if (model_.edges.size() <= kSiftMaxWires && !series[0].node.empty() && !series[1].node.empty() &&
+        hidden_of(series[0]) != hidden_of(series[1]))
+      second = hidden_of(series[1]) < hidden_of(series[0]);
     Candidate &winner = series[second ? 1 : 0];
     crossings_out = winner.crossings;
     return std::move(winner.layout);

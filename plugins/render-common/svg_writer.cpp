@@ -191,10 +191,9 @@ std::string write_svg(const DrawingModel &model, const Layout &layout, const Lay
       }
       title += "\u2026";
     }
-    if (options.vertical)
-      out += flow_text(true, b.y + 6, b.x + 16, title, size, color);
-    else
-      out += text(b.x + 6, b.y + 16, title, size, "start", color);
+    // Along the flow 6 px in from the box's start, across it 16 px (the title's line).
+    out += flow_text(options.vertical, (options.vertical ? b.y : b.x) + 6, (options.vertical ? b.x : b.y) + 16, title,
+                     size, color);
     out += "</g>\n";
   }
   for (size_t e = 0; e < model.edges.size(); ++e) {

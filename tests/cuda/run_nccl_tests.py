@@ -23,12 +23,11 @@ Standard library only.
 """
 import argparse
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 
-SKIP = 77
+import run_cuda_tests as base
+from run_cuda_tests import SKIP, fail, run
 CASE = "tests/cuda/cases/sharded.ncd"
 
 GPT2 = """import "std/gpt2.ncd"
@@ -192,15 +191,6 @@ def write_device_check(args, folder):
     return cu
 
 
-def run(cmd, cwd=None):
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-
-
-def fail(message):
-    print("FAIL: " + message)
-    sys.exit(1)
-
-
 def emit(args, path, out, extra=()):
     return run([args.ncd, "emit", "--cuda", path, "-o", out] + list(extra), cwd=args.root)
 
@@ -223,15 +213,7 @@ def golden(args):
             fail("emit --nccl: expected nccl.h once and two all-gathers (Y, S; W is whole on every rank)")
         section = rank_section(code)
         expected_path = os.path.join(args.root, "tests", "cuda", "nccl_rank.golden")
-        if args.update:
-            with open(expected_path, "w") as f:
-                f.write(section)
-            print("updated " + expected_path)
-        elif section != open(expected_path).read():
-            import difflib
-            fail("the rank function changed (run with --update if intended):\n" + "".join(
-                difflib.unified_diff(open(expected_path).read().splitlines(True), section.splitlines(True),
-                                     "expected", "got")))
+        base.compare_structure(args, expected_path, section, "rank function", "rank function")
         r = emit(args, CASE, out)
         if r.returncode != 0 or "nccl" in open(out).read().lower():
             fail("without --nccl the file must not mention NCCL")
@@ -258,9 +240,8 @@ def golden(args):
 
 
 def compile_and_run(args):
-    nvcc = args.nvcc if os.path.isabs(args.nvcc) else shutil.which(args.nvcc)
-    if not nvcc or not os.access(nvcc, os.X_OK):
-        print("SKIP: nvcc not found (%s)" % args.nvcc)
+    nvcc = base.nvcc_or_say_skip(args)
+    if not nvcc:
         return SKIP
     cuda = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
     include, lib = os.path.join(cuda, "include"), os.path.join(cuda, "lib64")

@@ -13,6 +13,8 @@ Standard library only.
 import re
 import xml.etree.ElementTree as ET
 
+import svgcheck  # shape_box: a node's drawn extent
+
 SVG = "{http://www.w3.org/2000/svg}"
 TOKEN = re.compile(r"[MCLQZmclqz]|-?\d+(?:\.\d+)?(?:e-?\d+)?")
 CELL = 40.0
@@ -141,15 +143,10 @@ def count_hidden(data):
         title = group.find(SVG + "title")
         text = title.text if title is not None and title.text else ""
         if kind == "node":
-            xs, ys = [], []
-            for element in group.iter():
-                tag = element.tag.replace(SVG, "")
-                data_ = element.get("points") if tag in ("polygon", "polyline") else element.get("d") if tag == "path" else None
-                for x, y in re.findall(r"(-?\d+(?:\.\d+)?),(-?\d+(?:\.\d+)?)", data_ or ""):
-                    xs.append(float(x))
-                    ys.append(float(y))
-            if xs and max(xs) - min(xs) > 4 and max(ys) - min(ys) > 4:
-                nodes.append((text, [min(xs) + 2, min(ys) + 2, max(xs) - 2, max(ys) - 2]))
+            # A box narrower than 4 px (a paper-style call strip) has nothing inside.
+            box = svgcheck.shape_box(group)
+            if box and box[2] > box[0] and box[3] > box[1]:
+                nodes.append((text, box))
         elif kind == "edge":
             ends = endpoints(text)
             if not ends:

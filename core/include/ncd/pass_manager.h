@@ -40,6 +40,7 @@ struct PipelineOptions {
 // everything it calls (inlining flattens bottom-up; tiling can check a
 // caller with its kernels' tiles already chosen).
 std::vector<ir::Diagram *> reachable_diagrams(ir::Program &program, ir::Diagram &root);
+std::vector<const ir::Diagram *> reachable_diagrams(const ir::Program &program, const ir::Diagram &root);
 
 // Runs `names` on `root` and what it reaches. Returns 0, 1 (a pass reported an
 // error, or a name is unknown: `error` says which) or 3 (the IR verifier failed

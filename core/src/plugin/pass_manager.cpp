@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <functional>
 #include <set>
+#include <utility>
 
 #include "ncd/ir_print.h"
 #include "ncd/verifier.h"
@@ -62,10 +63,10 @@ bool pipeline_is_exact(const Registry &registry, const std::vector<std::string> 
   return true;
 }
 
-std::vector<ir::Diagram *> reachable_diagrams(ir::Program &program, ir::Diagram &root) {
-  std::vector<ir::Diagram *> out;
+std::vector<const ir::Diagram *> reachable_diagrams(const ir::Program &program, const ir::Diagram &root) {
+  std::vector<const ir::Diagram *> out;
   std::set<const ir::Diagram *> seen;
-  std::function<void(ir::Diagram &)> visit = [&](ir::Diagram &diagram) {
+  std::function<void(const ir::Diagram &)> visit = [&](const ir::Diagram &diagram) {
     if (!seen.insert(&diagram).second) return;
     ir::for_each_op(diagram.body, [&](const ir::Op &op) {
       if (op.kind == ir::OpKind::Call && op.callee >= 0 && static_cast<size_t>(op.callee) < program.diagrams.size())
@@ -74,6 +75,14 @@ std::vector<ir::Diagram *> reachable_diagrams(ir::Program &program, ir::Diagram 
     out.push_back(&diagram);
   };
   visit(root);
+  return out;
+}
+
+std::vector<ir::Diagram *> reachable_diagrams(ir::Program &program, ir::Diagram &root) {
+  // The program owns its diagrams, so a caller holding it mutable may change what it reaches.
+  std::vector<ir::Diagram *> out;
+  for (const ir::Diagram *diagram : reachable_diagrams(std::as_const(program), std::as_const(root)))
+    out.push_back(const_cast<ir::Diagram *>(diagram));
   return out;
 }
 
