@@ -1,9 +1,10 @@
 // `ncd run FILE --diagram NAME [--in NAME=X.npy]... [--params DIR|FILE.safetensors]
-//  [--random SEED] [-D axis=N]... [--devices N] --out-dir DIR`: runs a diagram
+//  [--random SEED] [-D axis=N]... [--devices N [--ranks]] --out-dir DIR`: runs a diagram
 // on a backend (the CPU reference by default) and writes each output to
 // DIR/NAME.npy. With --random, what it generated is written to DIR/inputs/
 // and DIR/params/ so that another tool can repeat the run (docs/RUN.md). With
-// --devices, the CPU reference simulates the diagram's sharding.
+// --devices, the CPU reference simulates the diagram's sharding; with --ranks
+// too, it runs each device's rank program (ncd/rank_program.h) instead.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -26,7 +27,7 @@ Handler setup_run(CLI::App &command) {
     uint64_t seed = 0;
     int threads = 0, bench = 0;
     int64_t devices = 0;
-    bool profile = false;
+    bool profile = false, ranks = false;
     CLI::Option *random = nullptr;
     FrontendOptions frontend;
   };
@@ -53,6 +54,9 @@ Handler setup_run(CLI::App &command) {
                   "Simulate the diagram's sharding (its `shard` lines, docs/SHARDING.md) on N devices: each runs "
                   "with the data it holds, collectives between them; the outputs assembled whole")
       ->type_name("N");
+  command.add_flag("--ranks", options->ranks,
+                   "With --devices: run each device's own program instead (the rank program `ncd emit --cuda "
+                   "--nccl` prints), one thread per rank, the reductions between them in memory");
   add_frontend_options(command, options->frontend);
   return [options]() -> int {
     auto compilation = load_program(options->file, options->frontend);
@@ -73,6 +77,10 @@ Handler setup_run(CLI::App &command) {
     const Backend *backend = find_executor(options->backend, options->frontend.plugins);
     if (!backend) return kUserError;
     std::optional<ShardingPlan> sharding;
+    if (options->ranks && options->devices == 0) {
+      std::cerr << "ncd run: error: --ranks runs a sharded diagram's ranks: give --devices N\n";
+      return kUsageError;
+    }
     if (options->devices != 0) {
       if (!apply_devices("run", *const_cast<ir::Diagram *>(diagram), compilation->program, options->devices)) return kUsageError;
       if (!backend->runs_sharded()) {
@@ -98,6 +106,7 @@ Handler setup_run(CLI::App &command) {
     request.params = &data.params;
     request.options.threads = options->threads;
     request.sharding = sharding ? &*sharding : nullptr;
+    request.ranks = options->ranks;
     // With --bench, the profile is of the last timed run: the first run pays
     // for page faults and cold caches that the others do not.
     request.options.profile = options->profile && options->bench <= 0;

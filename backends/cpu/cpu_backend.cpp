@@ -29,6 +29,10 @@ class CpuBackend : public ncd::Backend {
     // contract.cpp hands to its threads.
     openblas_set_num_threads(1);
     try {
+      if (request.sharding && request.ranks) {
+        ncd::cpu::run_ranks(request, outputs);
+        return true;
+      }
       ncd::cpu::Executor executor(request);
       executor.run(outputs);
       // Freed buffers stay cached for the next run (a benchmark, a repeat of

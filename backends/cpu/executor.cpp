@@ -161,8 +161,8 @@ const Executor::RegionPlan &Executor::plan(const ir::Diagram &diagram, const ir:
         next.operands.size() != 2)
       continue;
     const int product = op.results.at(0);
-    if ((next.operands[0] == product) == (next.operands[1] == product))
-      continue;  // the add of something else, or product + product
+    if ((next.operands[0] == product) == (next.operands[1] == product) || reduced(op))
+      continue;  // the add of something else, or product + product; or a partial sum the ranks combine first
     if (use_count[product] != 1 || keep.count(product) || diagram.value(product).dtype != ir::DType::F32 ||
         p.routed.count(i))
       continue;
@@ -203,6 +203,7 @@ void Executor::run_region(Frame &frame, const ir::Region &region, const ir::Op *
         run_op(frame, *routed->second.gather);  // the tensors do not fit: gather, then contract
         run_op(frame, op);
       }
+      if (reduced(op)) reduce_across_ranks(frame, op);
       release(i);
       continue;
     }
@@ -212,6 +213,7 @@ void Executor::run_region(Frame &frame, const ir::Region &region, const ir::Op *
       continue;
     }
     run_op(frame, op);
+    if (reduced(op)) reduce_across_ranks(frame, op);
     release(i);
   }
 }

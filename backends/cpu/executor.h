@@ -9,7 +9,9 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -23,11 +25,42 @@
 
 namespace ncd::cpu {
 
+// The in-memory collectives between the threads of a rank run (rank_run.cpp).
+class RankExchange {
+ public:
+  explicit RankExchange(int ranks) : parts_(static_cast<size_t>(ranks)) {}
+  // This rank's part of the next reduction; once every rank has given its part, their
+  // combination in rank order (the same bits on every rank, however the threads interleave).
+  // Throws RunError when another rank failed.
+  std::vector<float> all_reduce(int rank, std::vector<float> part, ops::Fn fn);
+  void fail();  // a rank stopped: the others stop waiting
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<std::vector<float>> parts_;
+  std::vector<float> result_;
+  int arrived_ = 0;
+  uint64_t generation_ = 0;
+  bool failed_ = false;
+};
+
+// Runs `request` (sharding set, ranks true) as its ranks would: one rank program each
+// (ncd/rank_program.h) on its own thread, the outputs assembled whole.
+void run_ranks(const ExecuteRequest &request, std::map<std::string, Tensor> &outputs);
+
 class Executor {
  public:
   explicit Executor(const ExecuteRequest &request);
   // Throws RunError on bad input (missing or mis-shaped tensors, sizes).
   void run(std::map<std::string, Tensor> &outputs);
+  // As rank `rank` of a rank run: after each op in `reductions`, its result is combined with the
+  // other ranks' (by the function given) through `exchange`.
+  void join_ranks(RankExchange &exchange, int rank, const std::map<const ir::Op *, ops::Fn> &reductions) {
+    exchange_ = &exchange;
+    rank_ = rank;
+    reductions_ = &reductions;
+  }
 
  private:
   struct Frame {
@@ -53,6 +86,8 @@ class Executor {
 
   void run_region(Frame &frame, const ir::Region &region, const ir::Op *repeat = nullptr);
   void run_op(Frame &frame, const ir::Op &op);
+  void reduce_across_ranks(Frame &frame, const ir::Op &op);  // (rank_run.cpp)
+  bool reduced(const ir::Op &op) const { return reductions_ && reductions_->count(&op); }
   // Runs `contraction` and the `add` after it as one sgemm with beta = 1; false
   // (nothing run) when the product cannot take the addend.
   bool run_contract_add(Frame &frame, const ir::Op &contraction, const ir::Op &add);
@@ -103,6 +138,9 @@ class Executor {
   std::map<std::string, int64_t> profile_counts_;
   std::vector<int> mesh_axes_;  // a sharded run's runtime axis per mesh dimension
   std::map<std::pair<CallChain, int>, RtTensor> routing_;  // routing indices kept for their combines
+  RankExchange *exchange_ = nullptr;  // a rank run's (join_ranks)
+  int rank_ = 0;
+  const std::map<const ir::Op *, ops::Fn> *reductions_ = nullptr;
 };
 
 }  // namespace ncd::cpu

@@ -5,10 +5,12 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "ncd/rank_program.h"
 #include "ncd/registry.h"
 #include "ncd/sharding.h"
 #include "size_expr.h"
@@ -58,15 +60,21 @@ struct HarnessDiagram {
 
 // The rank function of a sharded diagram (rank_host.cpp; `ncd emit --nccl`): what each rank runs.
 struct RankPlan {
-  int64_t devices = 1;                   // the schedule's; the rank function takes any count dividing the axes
-  std::map<std::string, int64_t> whole;  // each sharded axis (by name) at its whole size
+  std::string diagram;                   // its name (the rank function is ncd_<diagram>_rank)
+  int64_t devices = 1;                   // the schedule's
   std::vector<bool> split_outputs;       // per output: assembled by an all-gather (else whole on every rank)
+  // Data parallelism: the diagram's own host function at the local sizes, each sharded axis (by
+  // name, at its whole size) a runtime size; the rank function takes any count dividing them.
+  std::map<std::string, int64_t> whole;
+  // Otherwise the rank program (ncd/rank_program.h), printed with its reductions, for exactly
+  // `devices` ranks.
+  std::shared_ptr<RankProgram> program;
 };
-// The plan, or nullopt after setting `why` when the diagram's sharding needs what the rank
-// function does not do (communication before the outputs' assembly, sliced params, ...).
+// The plan, or nullopt after setting `why` when the diagram's sharding needs what neither way
+// states (a gather between operations, expert routing, a mesh of two dimensions, ...).
 std::optional<RankPlan> plan_rank(const ir::Program &program, const ir::Diagram &diagram, std::string &why);
-// The rank function and its workspace query, printed after the diagram's host function (`info`),
-// which was generated with the sharded axes as runtime sizes.
+// The rank function and its workspace query, printed after the host function it calls (`info`:
+// the diagram's, at runtime sharded sizes, or its rank program's, which takes the communicator).
 std::string rank_code(const HarnessDiagram &info, const RankPlan &plan);
 
 // The main() of --harness (harness.cpp), appended after the host functions.

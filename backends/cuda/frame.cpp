@@ -167,6 +167,7 @@ void Generator::region(Frame &frame, const ir::Region &region) {
       it = routed_ops.end();
     }
     if (it == routed_ops.end()) op(frame, *o);
+    if (reductions_.count(o.get())) all_reduce(frame, *o);
   }
 }
 
@@ -428,6 +429,7 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
   }
   info.arguments = signature;
   info.pointers = pointers;
+  if (communicates_) signature.insert(signature.begin(), "ncclComm_t ncd_comm");
   bool fused = !diagram.schedules.empty() && scheduled(root, diagram, nullptr);
   if (!fused) region(root, diagram.body);
   for (int id : diagram.outputs) {
@@ -436,7 +438,8 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
   }
 
   std::string host;
-  host += "// " + diagram.name + " (" + diagram.module + "): arguments in this order: inputs";
+  host += "// " + diagram.name + " (" + diagram.module + "): arguments in this order: " +
+          (communicates_ ? "the communicator; " : "") + "inputs";
   for (const auto &h : info.inputs) host += " " + h.name;
   host += info.params.empty() ? "" : "; params (docs/RUN.md paths)";
   for (const auto &h : info.params) host += " " + h.name;
@@ -459,7 +462,8 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
   }
   if (!sizes_doc.empty()) host += "; runtime sizes" + sizes_doc;
   host += "; the workspace and its bytes; the stream.\n// Every tensor is dense, row-major in its declared axis order, "
-          "16-byte aligned. Returns a cudaError_t (0: success).\n";
+          "16-byte aligned. Returns a cudaError_t (0: success)" +
+          (communicates_ ? std::string(", or a negated ncclResult_t") : std::string()) + ".\n";
   std::string sizes_list;
   for (const std::string &s : size_params) sizes_list += (sizes_list.empty() ? "" : ", ") + s;
   // The sizes into the struct (refusing one below 1 with `refusal`), then the workspace offsets over them:
@@ -494,8 +498,13 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
           "    return static_cast<int>(cudaErrorInvalidValue);\n";
   host += "  char *const ncd_ws = static_cast<char *>(workspace);\n  (void)ncd_ws;\n";
   for (const auto &pre : preamble_) host += "  " + pre + "\n";
+  if (communicates_) host += "  ncclResult_t ncd_nccl = ncclSuccess;  // NCD_NCCL's\n";
   host += "  auto body = [&]() -> cudaError_t {\n" + body_ + "    return cudaSuccess;\n  };\n";
-  host += "  return static_cast<int>(body());\n}\n\n";
+  if (communicates_)
+    host += "  const cudaError_t ncd_status = body();\n"
+            "  return ncd_nccl != ncclSuccess ? -static_cast<int>(ncd_nccl) : static_cast<int>(ncd_status);\n}\n\n";
+  else
+    host += "  return static_cast<int>(body());\n}\n\n";
   hosts_ += host;
 
   // ncd's FLOP count (the unfused baseline of `ncd cost`), for the harness's TFLOP/s.
@@ -535,8 +544,9 @@ bool generate(const EmitRequest &request, std::string &output, std::string &erro
     if (key == "harness") harness = value == "1";
     if (key == "nccl") nccl = value == "1";
   }
-  // --nccl: each diagram's rank function (rank_host.cpp), its sharded axes made runtime sizes so
-  // that one host function serves every rank at the local sizes.
+  // --nccl: each diagram's rank function (rank_host.cpp): under data parallelism its sharded axes
+  // made runtime sizes, so that one host function serves every rank at the local sizes; otherwise
+  // its rank program, generated after the diagrams.
   std::vector<RankPlan> ranks;
   EmitRequest sharded = request;
   for (size_t k = 0; nccl && k < request.diagrams.size(); ++k) {
@@ -586,7 +596,31 @@ bool generate(const EmitRequest &request, std::string &output, std::string &erro
   for (const char *text : {device::prelude, device::gemm, device::gemm_q8, device::routed, device::attention, device::grid, device::prelude_end}) output += text;
   output += "\nnamespace {\n\n" + generator.size_struct() + generator.kernels() + "}  // namespace\n\n" +
             generator.hosts();
-  for (size_t k = 0; k < ranks.size(); ++k) output += rank_code(infos[k], ranks[k]);
+  bool programs = false;
+  for (size_t k = 0; k < ranks.size(); ++k) {
+    if (!ranks[k].program) {
+      output += rank_code(infos[k], ranks[k]);
+      continue;
+    }
+    if (!programs)
+      output +=
+          "// A failed NCCL call in a rank program's host function: its result, returned negated.\n"
+          "#define NCD_NCCL(call)                                  \\\n"
+          "  do {                                                  \\\n"
+          "    const ncclResult_t ncd_result_ = (call);            \\\n"
+          "    if (ncd_result_ != ncclSuccess) {                   \\\n"
+          "      ncd_nccl = ncd_result_;                           \\\n"
+          "      return cudaErrorUnknown;                          \\\n"
+          "    }                                                   \\\n"
+          "  } while (0)\n\n";
+    programs = true;
+    try {
+      output += detail::rank_program_code(request, target_limits(arch), ranks[k]);
+    } catch (const GenError &e) {
+      error = "cannot generate the rank program of '" + request.diagrams[k]->name + "': " + e.what();
+      return false;
+    }
+  }
   if (harness) output += harness_code(infos);
   if (infos_out) *infos_out = std::move(infos);
   return true;

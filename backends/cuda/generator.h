@@ -279,6 +279,12 @@ class Generator {
   }
 
   HarnessDiagram generate_diagram(const ir::Diagram &diagram);
+  // For a rank program (rank_host.cpp): the host function takes the communicator `ncd_comm` first,
+  // and after each op listed its result is combined across the ranks by an in-place ncclAllReduce.
+  void reduce_across_ranks(std::map<const ir::Op *, ops::Fn> reductions) {
+    reductions_ = std::move(reductions);
+    communicates_ = true;
+  }
   std::string kernels() const {
     std::string s;
     for (const auto &k : kernel_order_) s += k + "\n";
@@ -555,6 +561,7 @@ class Generator {
   Ten access(Frame &frame, const ir::Op &op);
   Ten merge(Frame &frame, const ir::Op &op);
   void copy(const Ten &from, const Ten &to, const std::string &what);
+  void all_reduce(Frame &frame, const ir::Op &op);  // (rank_host.cpp)
   void split_copy(const Ten &from, const Ten &to, bool split, const std::string &what);
   bool plan_gemm(Frame &frame, const ir::Op &o, const Ten &first, const Ten &second, const Ten &final_out,
                  const GemmEpilogue *epilogue, GemmPlan &p, std::string &why);
@@ -648,7 +655,13 @@ class Generator {
   // Routings computed in this host function, by index layout and number of
   // experts (forgotten at a repeat's bounds: its values change per iteration).
   std::map<std::string, Routing> routings_;
+  std::map<const ir::Op *, ops::Fn> reductions_;  // reduce_across_ranks
+  bool communicates_ = false;
 };
+
+// A rank program's part of the file (rank_host.cpp): its kernels and host function in a namespace
+// of their own, the rank function around it and the param cutter. Throws GenError.
+std::string rank_program_code(const EmitRequest &request, const Limits &limits, const RankPlan &plan);
 
 }  // namespace detail
 }  // namespace ncd::cuda

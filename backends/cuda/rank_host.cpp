@@ -1,20 +1,24 @@
 // The rank function of a sharded diagram (`ncd emit --cuda --nccl`, docs/SHARDING.md,
 // "Emission"): one host function that runs the diagram's share on the calling rank of an
-// NCCL communicator, then assembles the outputs with NCCL on the caller's stream.
+// NCCL communicator, with NCCL collectives on the caller's stream.
 //
-// Built for plans whose devices need no communication before the outputs are assembled
-// (data parallelism: `shard batch over N`). Then each rank runs the diagram itself at its
-// local sizes: the sharded axes are generated as runtime sizes (runtime_sizes.cpp), the
-// rank function calls the diagram's host function with size / N, its outputs written in
-// place into the rank's chunk of the whole output, and an in-place ncclAllGather per split
-// output puts every rank's chunk everywhere. Any other plan is declined with the first
-// collective it would need (an all-reduce, a reduce-scatter, a gather before an operation,
-// an all-to-all), so nothing is emitted that the plan does not say.
-//
-// Decided first (plan_rank: what is split, the local sizes, why not), then printed (rank_code).
+// Two ways, decided first (plan_rank), then printed:
+//  - data parallelism, the plans whose devices communicate only to assemble the outputs
+//    (`shard batch over N`): each rank runs the diagram's own host function at its local sizes
+//    (the sharded axes are generated as runtime sizes, runtime_sizes.cpp), so one function serves
+//    any count of ranks dividing them;
+//  - any other plan a rank program states (ncd/rank_program.h: tensor parallelism's column- and
+//    row-parallel products, all-reduces between operations): the rank program is generated as a
+//    host function of its own, in a namespace of its own, that takes the communicator and calls
+//    an in-place ncclAllReduce after each partial sum; it serves exactly the schedule's count.
+// Either way the rank function writes each split output's slice in place into the rank's chunk
+// of the whole output, then one grouped in-place ncclAllGather assembles them. Plans that need
+// what neither states (an all-gather between operations, expert routing) are declined with the
+// rank program's reason, so nothing is emitted that the plan does not say.
 #include <algorithm>
 
 #include "codegen.h"
+#include "generator.h"
 #include "ncd/instantiate.h"
 #include "ncd/pass_manager.h"
 
@@ -35,35 +39,31 @@ const char *nccl_type(ir::DType dtype) {
   return "ncclUint8";
 }
 
-}  // namespace
+const char *nccl_op(ops::Fn fn) {
+  switch (fn) {
+    case ops::Fn::Mean: return "ncclAvg";
+    case ops::Fn::Max: return "ncclMax";
+    case ops::Fn::Min: return "ncclMin";
+    default: return "ncclSum";
+  }
+}
 
-std::optional<RankPlan> plan_rank(const ir::Program &program, const ir::Diagram &diagram, std::string &why) {
-  if (diagram.shards.empty()) {
-    why = "it has no shard lines (docs/SHARDING.md)";
-    return std::nullopt;
-  }
-  if (diagram.shards.size() > 1) {
-    why = "its mesh has " + std::to_string(diagram.shards.size()) +
-          " dimensions, and the rank function is built for one shard line";
-    return std::nullopt;
-  }
-  const ShardingPlan plan = plan_sharding(program, diagram);
-  // Communication before the outputs' assembly is not built: name the first the plan needs.
-  for (const Collective &c : plan.collectives) {
-    if (c.kind == Collective::Kind::AllGather && c.op == nullptr) continue;
-    const std::string kind(collective_name(c.kind));
-    why = "its plan needs " + std::string(kind[0] == 'a' ? "an " : "a ") + kind + " of " + c.value +
-          (c.site.empty() ? "" : " at " + c.site) + " (" + c.reason +
-          "), and the rank function is built only for plans whose devices communicate to assemble the outputs "
-          "(data parallelism)";
-    return std::nullopt;
-  }
+// Data parallelism (see above), or nullopt with `why`.
+std::optional<RankPlan> data_parallel(const ir::Program &program, const ir::Diagram &diagram,
+                                      const ShardingPlan &plan, std::string &why) {
+  // (Only the rank program's reasons reach the user: it states whatever this way does not.)
+  for (const Collective &c : plan.collectives)
+    if (c.kind != Collective::Kind::AllGather || c.op != nullptr) {
+      why = "its devices communicate between operations";
+      return std::nullopt;
+    }
   if (!plan.params.empty()) {
-    why = "its plan holds params in slices, and the rank function is built only for params whole on every rank";
+    why = "it holds params in slices";
     return std::nullopt;
   }
   RankPlan rank;
   rank.devices = plan.devices;
+  rank.diagram = diagram.name;
   const AxisSizes sizes(program);
   for (int axis : diagram.shards[0].axes) {
     const ir::Axis &a = program.axis(axis);
@@ -125,8 +125,34 @@ std::optional<RankPlan> plan_rank(const ir::Program &program, const ir::Diagram 
   return rank;
 }
 
+}  // namespace
+
+std::optional<RankPlan> plan_rank(const ir::Program &program, const ir::Diagram &diagram, std::string &why) {
+  if (diagram.shards.empty()) {
+    why = "it has no shard lines (docs/SHARDING.md)";
+    return std::nullopt;
+  }
+  if (diagram.shards.size() > 1) {
+    why = "its mesh has " + std::to_string(diagram.shards.size()) +
+          " dimensions, and the rank function is built for one shard line";
+    return std::nullopt;
+  }
+  const ShardingPlan plan = plan_sharding(program, diagram);
+  std::string not_data_parallel;
+  if (std::optional<RankPlan> rank = data_parallel(program, diagram, plan, not_data_parallel)) return rank;
+  std::optional<RankProgram> local = build_rank_program(program, diagram, plan, why);
+  if (!local) return std::nullopt;
+  RankPlan rank;
+  rank.devices = plan.devices;
+  rank.diagram = diagram.name;
+  const ir::Diagram &root = *local->program.diagrams.at(static_cast<size_t>(local->root));
+  for (int output : root.outputs) rank.split_outputs.push_back(local->slices.count({&root, output}) > 0);
+  rank.program = std::make_shared<RankProgram>(std::move(*local));
+  return rank;
+}
+
 std::string rank_code(const HarnessDiagram &info, const RankPlan &plan) {
-  const std::string rank_function = info.function + "_rank";
+  const std::string rank_function = "ncd_" + detail::ident(plan.diagram) + "_rank";
   // The host function's sizes: a sharded axis at its size over the ranks (`ranks` names their
   // count), any other passed through.
   std::vector<std::string> through, members;
@@ -153,8 +179,10 @@ std::string rank_code(const HarnessDiagram &info, const RankPlan &plan) {
     for (const auto &item : items) text += (text.empty() ? "" : ", ") + item;
     return text;
   };
-  // Whether `ranks` fails to divide a sharded axis.
+  // Whether `ranks` fails to divide a sharded axis (a rank program: is not the schedule's count).
+  const std::string count = std::to_string(plan.devices);
   auto refused = [&](const std::string &ranks) {
+    if (plan.program) return ranks + " != " + count;
     std::string test = ranks + " < 1";
     for (const auto &[axis, size] : plan.whole) test += " || " + std::to_string(size) + " % " + ranks + " != 0";
     return test;
@@ -162,11 +190,13 @@ std::string rank_code(const HarnessDiagram &info, const RankPlan &plan) {
   std::string axes;
   for (const auto &[axis, size] : plan.whole)
     axes += (axes.empty() ? "" : ", ") + axis + " (" + std::to_string(size) + ")";
-  std::string code = "// " + info.name +
-                     " on one rank (docs/SHARDING.md, \"Emission\"): a communicator whose size divides " + axes +
-                     "\n// (the schedule's " + std::to_string(plan.devices) + "), then the arguments of " +
-                     info.function + ", each split input the rank's slice and each output whole.\n" +
-                     "// Returns 0, a cudaError_t from " + info.function + ", or a negated ncclResult_t.\n";
+  std::string code =
+      "// " + plan.diagram + " on one rank (docs/SHARDING.md, \"Emission\"): a communicator " +
+      (plan.program ? "of exactly " + count + " ranks"
+                    : "whose size divides " + axes + "\n// (the schedule's " + count + ")") +
+      ", then the arguments of " + info.function + ", each split input the rank's slice" +
+      (plan.program ? ",\n// each param the rank's slice (" + rank_function + "_params cuts them)" : "") +
+      " and each output whole.\n" + "// Returns 0, a cudaError_t from " + info.function + ", or a negated ncclResult_t.\n";
   code += "extern \"C\" size_t " + rank_function + "_workspace(" + join(through, "int ranks") + ") {\n  if (" +
           refused("ranks") + ") return 0;\n  return " + info.function + "_workspace(" + list(call_sizes("ranks")) +
           ");\n}\n";
@@ -201,8 +231,8 @@ std::string rank_code(const HarnessDiagram &info, const RankPlan &plan) {
     code += "  const size_t " + chunk + " = static_cast<size_t>(" + str(elements) + ");\n";
     call[first_output + k] = info.pointers[first_output + k] + " + static_cast<size_t>(ncd_rank) * " + chunk;
   }
-  code += "  const int ncd_local = " + info.function + "(" + join(call, sizes_list) + (sizes_list.empty() ? "" : ", ") +
-          "workspace, workspace_bytes, stream);\n";
+  code += "  const int ncd_local = " + info.function + "(" + (plan.program ? "comm, " : "") + join(call, sizes_list) +
+          (sizes_list.empty() ? "" : ", ") + "workspace, workspace_bytes, stream);\n";
   code += "  if (ncd_local != 0) return ncd_local;\n";
   if (gathers) {
     // In place: rank r's chunk already sits at offset r * chunk, as NCCL's in-place all-gather asks.
@@ -221,5 +251,79 @@ std::string rank_code(const HarnessDiagram &info, const RankPlan &plan) {
   code += "  return ncd_status == ncclSuccess ? 0 : -static_cast<int>(ncd_status);\n}\n\n";
   return code;
 }
+
+namespace detail {
+
+void Generator::all_reduce(Frame &frame, const ir::Op &o) {
+  const int id = o.results.at(0);
+  Ten t = get(frame, id);
+  // NCCL reduces a contiguous buffer: the value in place when it is one, else a dense copy.
+  const Ten packed = dense(t.dtype, t.axes, t.ptr);
+  bool contiguous = t.kind == Ten::Kind::Buffer;
+  for (size_t d = 0; contiguous && d < t.axes.size(); ++d) contiguous = t.strides[d].code() == packed.strides[d].code();
+  const std::string name = frame.diagram->value(id).name;
+  if (!contiguous) {
+    Ten staged = alloc(t.dtype, t.axes);
+    copy(t, staged, name + " (for the all-reduce)");
+    t = staged;
+  }
+  line("// " + name + ": the ranks' partial results combined (all-reduce)");
+  line("NCD_NCCL(ncclAllReduce(" + t.ptr + ", " + t.ptr + ", static_cast<size_t>(" + str(numel(t.axes)) + "), " +
+       nccl_type(t.dtype) + ", " + nccl_op(reductions_.at(&o)) + ", ncd_comm, stream));");
+  frame.values[id] = t;
+}
+
+std::string rank_program_code(const EmitRequest &request, const Limits &limits, const RankPlan &plan) {
+  RankProgram &local = *plan.program;
+  ir::Diagram &root = *local.program.diagrams.at(static_cast<size_t>(local.root));
+  root.name = plan.diagram + "_rank_local";
+  EmitRequest own = request;
+  own.program = &local.program;
+  own.diagrams = {&root};
+  own.notes = nullptr;  // the diagram's own generation has noted its fallbacks
+  Generator generator(own, limits);
+  std::map<const ir::Op *, ops::Fn> reductions;
+  for (const RankProgram::Reduction &r : local.reductions) reductions[r.op] = r.fn;
+  generator.reduce_across_ranks(std::move(reductions));
+  const HarnessDiagram info = generator.generate_diagram(root);
+  const std::string space = "ncd_rank_" + ident(plan.diagram);
+  std::string code = "// " + plan.diagram + "'s rank program (docs/SHARDING.md, \"Rank programs\"): each rank's share, " +
+                     std::to_string(local.devices) + " ranks.\nnamespace " + space + " {\nnamespace {\n\n" +
+                     generator.size_struct() + generator.kernels() + "}  // namespace\n\n" + generator.hosts() +
+                     rank_code(info, plan);
+  // The param cutter: each sliced param's share, from the whole (host or device memory), as rows
+  // of contiguous runs (rank_cut), one cudaMemcpy2DAsync each.
+  const std::string function = "ncd_" + ident(plan.diagram) + "_rank_params";
+  std::vector<std::string> wholes, slices, copies;
+  for (const auto &[mine, whole] : local.params) {
+    auto split = local.slices.find({mine.diagram, mine.value});
+    if (split == local.slices.end()) continue;
+    const ir::Value &value = whole.diagram->value(whole.value);
+    const int dim = static_cast<int>(std::find(value.axes.begin(), value.axes.end(), split->second.axis) -
+                                     value.axes.begin());
+    const RankCut cut = rank_cut(whole.shape, dim, split->second, local.devices, 0);
+    const std::string type = element_type(whole.dtype), bytes = "sizeof(" + type + ")", name = ident(whole.path);
+    wholes.push_back("const " + type + " *whole_" + name);
+    slices.push_back(type + " *p_" + name);
+    copies.push_back("  NCD_TRY(cudaMemcpy2DAsync(p_" + name + ", " + str(cut.run) + " * " + bytes + ", whole_" + name +
+                     " + static_cast<size_t>(rank) * " + str(cut.run) + ", " + str(cut.row) + " * " + bytes + ", " +
+                     str(cut.run) + " * " + bytes + ", " + str(cut.rows) + ", cudaMemcpyDefault, stream));\n");
+  }
+  if (!copies.empty()) {
+    code += "// The rank's slice of each param " + plan.diagram +
+            " holds in slices, cut from the whole one (host or device memory), in the order of\n// the params of " +
+            info.function + ", on `stream`: the whole params, then their slices. Returns a cudaError_t.\n";
+    code += "extern \"C\" int " + function + "(int rank, ";
+    for (const auto &w : wholes) code += w + ", ";
+    for (const auto &p : slices) code += p + ", ";
+    code += "cudaStream_t stream) {\n  if (rank < 0 || rank >= " + std::to_string(local.devices) +
+            ") return static_cast<int>(cudaErrorInvalidValue);\n  auto body = [&]() -> cudaError_t {\n";
+    for (const auto &c : copies) code += "  " + c;
+    code += "    return cudaSuccess;\n  };\n  return static_cast<int>(body());\n}\n";
+  }
+  return code + "}  // namespace " + space + "\n\n";
+}
+
+}  // namespace detail
 
 }  // namespace ncd::cuda

@@ -1,23 +1,26 @@
 #!/usr/bin/python3
 """The rank functions of `ncd emit --cuda --nccl` (docs/SHARDING.md, "Emission").
 
-  golden    tests/cuda/cases/sharded.ncd (the batch split over 4 devices): the
-            rank function is pinned (nccl_rank.golden, --update rewrites it),
-            the file includes nccl.h only with --nccl, and the refusals have
-            their exact messages (exit 1, no output file; --torch with --nccl
-            exit 2). No nvcc needed.
+  golden    tests/cuda/cases/sharded.ncd (data parallel: the batch split over
+            4 devices) and tests/cuda/cases/tensor_parallel.ncd (a Megatron
+            MLP, hidden split over 2: its rank program) have their rank
+            functions pinned (nccl_rank.golden, nccl_tensor_parallel.golden;
+            --update rewrites them), the file includes nccl.h only with
+            --nccl, and the refusals have their exact messages (exit 1, no
+            output file; --torch with --nccl exit 2). No nvcc needed.
   device    --out DIR: writes DIR/rank.cu and DIR/run.sh, which on a GPU
             machine run the MLP's rank function with a single-rank
             communicator and compare its outputs, byte for byte, with the host
             function on the whole batch.
-  compile   the same file and a data-parallel 12-layer GPT-2 compile with nvcc
-            against NCCL's header; the MLP links against libnccl and runs on
-            the CPU: the rank function refuses a null communicator with
-            -ncclInvalidArgument before anything runs, and its workspace query
-            is the host function's at the local size for every count of
-            ranks that divides the batch (0 for the others); the device
-            check builds. Exit 77 (skipped) when
-            nvcc, nccl.h or libnccl is missing.
+  compile   both cases, a data-parallel and a tensor-parallel 12-layer GPT-2
+            and a tensor-parallel LLaMA layer compile with nvcc against
+            NCCL's header; both cases link against libnccl and run on the
+            CPU: a rank function refuses a null communicator with
+            -ncclInvalidArgument before anything runs, and its workspace
+            query is the local one for every count of ranks it takes (any
+            divisor of the batch; exactly 2 for the rank program) and 0 for
+            the others; the device check builds. Exit 77 (skipped) when nvcc,
+            nccl.h or libnccl is missing.
 
 Standard library only.
 """
@@ -29,6 +32,7 @@ import tempfile
 import run_cuda_tests as base
 from run_cuda_tests import SKIP, fail, run
 CASE = "tests/cuda/cases/sharded.ncd"
+TP_CASE = "tests/cuda/cases/tensor_parallel.ncd"
 
 GPT2 = """import "std/gpt2.ncd"
 
@@ -44,12 +48,40 @@ schedule Batched {
 """
 
 # Refusals: (file, its text (None: the case with `replace` done), arguments, exit status, message).
+LLAMA = """import "std/llama.ncd"
+
+axis seq = 512, hidden_size = 4096
+
+diagram Layer(X[seq, hidden_size]) -> Y[seq, hidden_size] {
+  Y[seq, hidden_size] = LlamaDecoderLayer(X)
+}
+
+schedule Layer {
+  shard kv_heads, intermediate over 8
+}
+"""
+
+MOE = """import "std/moe.ncd"
+
+axis seq = 8, hidden_size = 16
+
+diagram Moe(X[seq, hidden_size]) -> Y[seq, hidden_size] {
+  Y[seq, hidden_size] = MixtralSparseMoeBlock(X)
+}
+
+schedule Moe {
+  shard experts over 8
+}
+"""
+
+# Refusals: (file, its text (None: the case with `replace` done), arguments, exit status, message).
 REFUSALS = [
-    ("tp.ncd", GPT2 % {"heads": 12, "shard": "shard heads, inner over 8"}, None, ["-D", "heads=16"], 1,
-     "ncd emit: error: cannot generate 'Batched' with NCCL: its plan needs an all-reduce of %4[nf] at "
-     "Batched.GPT2Model.h.attn.c_proj (the contraction sums over nx/8 (by heads): partial sums on every device), "
-     "and the rank function is built only for plans whose devices communicate to assemble the outputs "
-     "(data parallelism)\n"),
+    ("cp.ncd", GPT2 % {"heads": 12, "shard": "shard seq over 8"}, None, [], 1,
+     "ncd emit: error: cannot generate 'Batched' with NCCL: at GPT2Model.h.attn.CausalAttention, %4 is read whole "
+     "along 'q' beside a rank's share of it, which the plan does not cut\n"),
+    ("ep.ncd", MOE, None, ["-D", "ffn=8"], 1,
+     "ncd emit: error: cannot generate 'Moe' with NCCL: its plan all-gathers before Top at MixtralSparseMoeBlock, "
+     "and a rank program states only reductions between operations\n"),
     ("mesh.ncd", None, ("shard batch over 4", "shard batch over 2\n  shard seq over 2"), [], 1,
      "ncd emit: error: cannot generate 'MLP' with NCCL: its mesh has 2 dimensions, and the rank function is built "
      "for one shard line\n"),
@@ -59,8 +91,8 @@ REFUSALS = [
      "ncd emit: error: cannot generate 'MLP' with NCCL: it reads the size of 'batch' (in MLP), which a rank would "
      "read at its own share\n"),
     ("inner.ncd", None, ("S[batch, model]", "S[model, batch]"), [], 1,
-     "ncd emit: error: cannot generate 'MLP' with NCCL: output S is split along 'batch', which is not its first "
-     "axis, and NCCL's all-gather assembles contiguous slices only\n"),
+     "ncd emit: error: cannot generate 'MLP' with NCCL: output S is split along 'batch', not as the first axis's "
+     "plain slices, and the ranks assemble an output from contiguous slices in rank order\n"),
 ]
 
 DRIVER = r"""
@@ -86,6 +118,37 @@ int main() {
     }
   std::printf("ok: the rank function refuses a null communicator; its workspace is the local one for 1, 2, 4 and 8 "
               "ranks, none for 0, 3 and 16\n");
+  return 0;
+}
+"""
+
+TP_DRIVER = r"""
+#include <cstdio>
+int main() {
+  using namespace ncd_rank_TP;
+  const int status = ncd_TP_rank(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, nullptr);
+  if (status != -static_cast<int>(ncclInvalidArgument)) {
+    std::fprintf(stderr, "a null communicator gave %d, not -ncclInvalidArgument\n", status);
+    return 1;
+  }
+  // The rank program is for exactly the schedule's 2 ranks.
+  if (ncd_TP_rank_workspace(2) != ncd_TP_rank_local_workspace() || ncd_TP_rank_workspace(2) == 0) {
+    std::fprintf(stderr, "the workspace of 2 ranks is %zu, not the rank program's (%zu)\n", ncd_TP_rank_workspace(2),
+                 ncd_TP_rank_local_workspace());
+    return 1;
+  }
+  for (int ranks : {0, 1, 4})
+    if (ncd_TP_rank_workspace(ranks) != 0) {
+      std::fprintf(stderr, "%d ranks, not the schedule's 2, got a workspace\n", ranks);
+      return 1;
+    }
+  if (ncd_TP_rank_params(2, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr) !=
+      static_cast<int>(cudaErrorInvalidValue)) {
+    std::fprintf(stderr, "the param cutter took rank 2 of 2\n");
+    return 1;
+  }
+  std::printf("ok: the rank program's rank function refuses a null communicator; its workspace is the rank "
+              "program's for 2 ranks, none for 0, 1 and 4; the cutter refuses rank 2\n");
   return 0;
 }
 """
@@ -214,6 +277,19 @@ def golden(args):
         section = rank_section(code)
         expected_path = os.path.join(args.root, "tests", "cuda", "nccl_rank.golden")
         base.compare_structure(args, expected_path, section, "rank function", "rank function")
+        # The rank program: one all-reduce (after the row-parallel product, before its bias), one cut per sliced
+        # param (W1, b1, W2; b2 is whole), its host code pinned.
+        r = emit(args, TP_CASE, out, ["--nccl"])
+        if r.returncode != 0:
+            fail("emit --nccl %s: exit %d\n%s" % (TP_CASE, r.returncode, r.stderr))
+        code = open(out).read()
+        if code.count("ncclAllReduce(") != 1 or code.count("cudaMemcpy2DAsync(") != 3:
+            fail("the tensor-parallel MLP: expected one all-reduce and three param cuts")
+        start = code.find("// TP_rank_local (")
+        if start < 0:
+            fail("no rank program host function in the tensor-parallel MLP")
+        expected_path = os.path.join(args.root, "tests", "cuda", "nccl_tensor_parallel.golden")
+        base.compare_structure(args, expected_path, code[start:], "rank program", "rank program")
         r = emit(args, CASE, out)
         if r.returncode != 0 or "nccl" in open(out).read().lower():
             fail("without --nccl the file must not mention NCCL")
@@ -235,7 +311,7 @@ def golden(args):
         r = run([args.ncd, "emit", CASE, "--torch", os.path.join(tmp, "pkg"), "--nccl"], cwd=args.root)
         if r.returncode != 2 or r.stderr != "ncd emit: error: --torch packages no rank functions: leave out --nccl\n":
             fail("--torch with --nccl: exit %d\n%s" % (r.returncode, r.stderr))
-    print("ok: rank function pinned, nccl.h only with --nccl, %d refusals exact" % (len(REFUSALS) + 1))
+    print("ok: rank function and rank program pinned, nccl.h only with --nccl, %d refusals exact" % (len(REFUSALS) + 1))
     return 0
 
 
@@ -250,30 +326,38 @@ def compile_and_run(args):
         return SKIP
     flags = ["-std=c++17", "-O1", "-Werror", "all-warnings", "-I" + include]
     with tempfile.TemporaryDirectory() as tmp:
-        gpt2 = os.path.join(tmp, "gpt2_dp.ncd")
-        with open(gpt2, "w") as f:
-            f.write(GPT2 % {"heads": 12, "shard": "shard batch over 2"})
-        for path, what in ((os.path.join(args.root, CASE), "MLP"), (gpt2, "GPT-2, 12 layers, data parallel")):
+        sources = {"gpt2_dp.ncd": GPT2 % {"heads": 12, "shard": "shard batch over 2"},
+                   "gpt2_tp.ncd": GPT2 % {"heads": 16, "shard": "shard heads, inner over 8"}, "llama_tp.ncd": LLAMA}
+        for name, text in sources.items():
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write(text)
+        for path, what, extra in ((os.path.join(args.root, CASE), "MLP, data parallel", []),
+                                  (os.path.join(args.root, TP_CASE), "MLP, tensor parallel", []),
+                                  (os.path.join(tmp, "gpt2_dp.ncd"), "GPT-2, 12 layers, data parallel", []),
+                                  (os.path.join(tmp, "gpt2_tp.ncd"), "GPT-2, 12 layers, tensor parallel",
+                                   ["-D", "heads=16"]),
+                                  (os.path.join(tmp, "llama_tp.ncd"), "a LLaMA layer, tensor parallel", [])):
             cu = os.path.join(tmp, "rank.cu")
-            r = emit(args, path, cu, ["--nccl"])
+            r = emit(args, path, cu, ["--nccl"] + extra)
             if r.returncode != 0:
                 fail("emit --nccl %s: exit %d\n%s" % (path, r.returncode, r.stderr))
             r = run([nvcc] + flags + ["-gencode", "arch=compute_90,code=sm_90", "-c", "-o", os.path.join(tmp, "r.o"), cu])
             if r.returncode != 0:
                 fail("nvcc on %s:\n%s" % (what, (r.stdout + r.stderr)[-6000:]))
             print("ok: %s compiles with nccl.h for sm_90" % what)
-        cu = os.path.join(tmp, "host.cu")
-        r = emit(args, CASE, cu, ["--nccl"])
-        with open(cu, "a") as f:
-            f.write(DRIVER)
-        exe = os.path.join(tmp, "host")
-        r = run([nvcc] + flags + ["-arch=sm_80", "-o", exe, cu, "-L" + lib, "-lnccl", "-Xlinker", "-rpath=" + lib])
-        if r.returncode != 0:
-            fail("nvcc (linking libnccl):\n" + (r.stdout + r.stderr)[-6000:])
-        r = run([exe])
-        sys.stdout.write(r.stdout)
-        if r.returncode != 0:
-            fail("the rank function's host checks failed:\n" + r.stderr)
+        for case, driver in ((CASE, DRIVER), (TP_CASE, TP_DRIVER)):
+            cu = os.path.join(tmp, "host.cu")
+            r = emit(args, case, cu, ["--nccl"])
+            with open(cu, "a") as f:
+                f.write(driver)
+            exe = os.path.join(tmp, "host")
+            r = run([nvcc] + flags + ["-arch=sm_80", "-o", exe, cu, "-L" + lib, "-lnccl", "-Xlinker", "-rpath=" + lib])
+            if r.returncode != 0:
+                fail("nvcc (linking libnccl):\n" + (r.stdout + r.stderr)[-6000:])
+            r = run([exe])
+            sys.stdout.write(r.stdout)
+            if r.returncode != 0:
+                fail("the rank function's host checks failed (%s):\n" % case + r.stderr)
         # The GPU check (`device`) builds; it runs only where there is a GPU.
         cu = write_device_check(args, os.path.join(tmp, "device"))
         r = run([nvcc] + flags + ["-arch=sm_90", "-o", os.path.join(tmp, "device", "rank"), cu, "-L" + lib, "-lnccl"])

@@ -12,7 +12,7 @@
 // (ncd/ops.h) changes layout or meaning (see docs/PLUGINS.md).
 #pragma once
 
-#define NCD_PLUGIN_API_VERSION 15
+#define NCD_PLUGIN_API_VERSION 16
 #define NCD_PLUGIN_ENTRY_SYMBOL "ncd_plugin_entry"
 
 namespace ncd {

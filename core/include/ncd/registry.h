@@ -123,6 +123,10 @@ struct ExecuteRequest {
   // it holds, collectives between them (`ncd run --devices`, docs/SHARDING.md,
   // "Simulation"); the outputs assembled whole. Only the CPU reference does.
   const ShardingPlan *sharding = nullptr;
+  // With `sharding`: run each device's own program instead (ncd/rank_program.h: the program
+  // `ncd emit --cuda --nccl` prints), one thread per rank, reductions between them in memory
+  // (`ncd run --devices N --ranks`). Only the CPU reference does.
+  bool ranks = false;
 };
 
 // A diagram (or several, into one file) to generate code for. `options` are
