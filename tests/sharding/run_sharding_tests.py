@@ -22,6 +22,12 @@ Sections:
               decoder layer, 8-way tensor parallel and context parallel; a 2-d
               mesh; a reduce-scatter; Mixtral and DeepSeek expert parallel; the
               same bits with 1 and 2 threads; errors.
+  ranks       `ncd run --devices N --ranks` (each rank's own program, the one
+              `ncd emit --nccl` prints) equals the unsharded run and NumPy:
+              the 12-layer GPT-2 and the LLaMA layer tensor parallel, an MLP
+              data parallel; the same bits with 1 and 2 threads; what a rank
+              program declines (context parallel, a 2-d mesh, a
+              reduce-scatter), exact.
   render      `ncd render` of a sharded diagram: collectives under their
               operations' glyphs (counted on a folded call), split wires
               marked with their device count, the legend line; both layouts,
@@ -407,8 +413,9 @@ def load_folder(folder, strip=""):
     return out
 
 
-def simulate(ncd, folder, name, text, diagram, sizes, devices, oracle_fn=None, strip=""):
-    """Runs `text` unsharded (random data), then with --devices: they must agree, and both the oracle."""
+def simulate(ncd, folder, name, text, diagram, sizes, devices, oracle_fn=None, strip="", extra=()):
+    """Runs `text` unsharded (random data), then with --devices (and `extra`): they must agree, and both
+    the oracle."""
     path = write(folder, name + ".ncd", text)
     one, many = os.path.join(folder, name + ".one"), os.path.join(folder, name + ".many")
     if run(ncd, ["run", path, "--diagram", diagram, "--random", "7", "--out-dir", one] + sizes, folder).returncode:
@@ -417,7 +424,7 @@ def simulate(ncd, folder, name, text, diagram, sizes, devices, oracle_fn=None, s
     inputs = load_folder(os.path.join(one, "inputs"))
     for input_name in inputs:
         given += ["--in", f"{input_name}={os.path.join(one, 'inputs', input_name + '.npy')}"]
-    base = ["run", path, "--diagram", diagram, "--devices", str(devices)] + given + sizes
+    base = ["run", path, "--diagram", diagram, "--devices", str(devices)] + given + sizes + list(extra)
     if run(ncd, base + ["--out-dir", many], folder).returncode:
         return
     expected, got = load_folder(one), load_folder(many)
@@ -509,6 +516,63 @@ schedule Moe {
              ["-D", "expert_ffn=8", "-D", "shared_ffn=16", "-D", "dtype=f32"], 8, deepseek, "DeepseekMoE.")
 
 
+def section_ranks(ncd, folder):
+    r = oracle.rounder("f32")
+    gpt2 = lambda x, p: {"H": oracle.hf_GPT2Model({"input_ids": x["ids"]}, p, r,  # noqa: E731
+                                                  {"heads": 8, "layers": 12})["last_hidden_state"]}
+    simulate(ncd, folder, "gpt2_tp_ranks", GPT2_SIM.replace("SHARD", "shard heads, inner over 8"), "Model", GPT2_SIZES,
+             8, gpt2, "GPT2Model.", ["--ranks"])
+    llama = lambda x, p: oracle.hf_LlamaDecoderLayer(x, p, r, {"kv_heads": 8, "group": 2})  # noqa: E731
+    simulate(ncd, folder, "llama_tp_ranks", LLAMA_SIM.replace("SHARD", "shard kv_heads, intermediate over 8"), "Layer",
+             LLAMA_SIZES, 8, llama, "LlamaDecoderLayer.", ["--ranks"])
+    # Data parallel: each rank's slice of the batch, the output put together from the ranks' slices.
+    dp = """axis batch = 8, model = 16, hidden = 32
+
+diagram M(X[batch, model]) -> Y[batch, model], Z[model] {
+  param W1[model, hidden], W2[hidden, model]
+  H[batch, hidden] = X[batch, model] * W1[model, hidden]
+  Y[batch, model] = relu(H[batch, hidden]) * W2[hidden, model]
+  Z[model] = W2[hidden, model]
+}
+
+schedule M {
+  shard batch over 4
+}
+"""
+    relu = lambda a: np.maximum(a, 0)  # noqa: E731
+    simulate(ncd, folder, "dp_ranks", dp, "M", [], 4,
+             lambda x, p: {"Y": relu(x["X"] @ p["W1"]) @ p["W2"], "Z": p["W2"].sum(0)}, "", ["--ranks"])
+    # What a rank program does not state: exit 1, the exact reason, no output file.
+    out = os.path.join(folder, "declined")
+    for name, text, sizes, message in [
+            ("gpt2_cp", GPT2_SIM.replace("SHARD", "shard seq over 8"), GPT2_SIZES,
+             "ncd: error: running 'Model': 'Model' has no rank program: at GPT2Model.h.attn.CausalAttention, %4 is read "
+             "whole along 'q' beside a rank's share of it, which the plan does not cut\n"),
+            ("mesh", DIRECTIVE, [],
+             "ncd: error: running 'Block': 'Block' has no rank program: its mesh has 2 dimensions, and a rank program "
+             "is built for one shard line\n"),
+            ("scatter", """axis seq = 16, hidden = 32, model = 8
+
+diagram Down(H[hidden, seq]) -> Y[seq, model] {
+  param W[hidden, model]
+  Y[seq, model] = H[hidden, seq] * W[hidden, model]
+}
+
+schedule Down {
+  shard hidden, seq over 4
+}
+""", [], "ncd: error: running 'Down': 'Down' has no rank program: its plan reduce-scatters Y at Down, and a rank "
+               "program states only all-reduces\n")]:
+        path = write(folder, name + "_ranks.ncd", text)
+        err = run(ncd, ["run", path, "--random", "1", "--devices", "8" if name != "scatter" else "4", "--ranks",
+                        "--out-dir", out] + sizes, folder, expect=1).stderr
+        check(err == message, f"{name}: {err}")
+        check(not os.path.exists(out) or not os.listdir(out), f"{name}: a declined rank run wrote outputs")
+    path = write(folder, "dp.ncd", dp)
+    err = run(ncd, ["run", path, "--random", "1", "--ranks", "--out-dir", out], folder, expect=2).stderr
+    check(err == "ncd run: error: --ranks runs a sharded diagram's ranks: give --devices N\n", err)
+
+
 def section_render(ncd, folder):
     path = write(folder, "block.ncd", DIRECTIVE)
     legend = "sharded over 8 devices (mesh 2 x 4): \u00f7N wires are split, outlined operations communicate"
@@ -540,7 +604,7 @@ def section_render(ncd, folder):
 
 SECTIONS = {"directive": section_directive, "megatron": section_megatron, "context": section_context,
             "experts": section_experts, "sweep": section_sweep, "simulate": section_simulate,
-            "render": section_render}
+            "ranks": section_ranks, "render": section_render}
 
 
 def main():

@@ -162,19 +162,6 @@ class Builder {
         for (const auto &[result, splits] : step->results)
           if (!splits.empty()) st[result] = one(d, result, splits, where);
       }
-      if (o.kind == ir::OpKind::Repeat) {
-        for (size_t j = 0; j < o.operands.size() && j < o.body_arguments.size(); ++j)
-          if (auto it = st.find(o.operands[j]); it != st.end()) st[o.body_arguments[j]] = it->second;
-        walk(d, c, chain, *o.body, *k.body, st, naming, reduces);
-      } else if (o.kind == ir::OpKind::Call) {
-        call(chain, o, k, st, naming);
-      } else {
-        if ((o.kind == ir::OpKind::SizeOf || o.kind == ir::OpKind::AxisIndex) && !o.axes.empty())
-          reads_.emplace_back((o.kind == ir::OpKind::SizeOf ? "the size of '" : "positions along '") +
-                                  p_.axis(o.axes[0]).name + "' (in " + d.name + ")",
-                              o.axes[0]);
-        rewrite(d, o, k, st, where);
-      }
       if (step && !step->partial.empty()) {
         const int result = o.results.at(0);
         if (st.count(result))
@@ -189,6 +176,19 @@ class Builder {
                          " in a way NCCL does not reduce"};
         out_.reductions.push_back({&k, &c, result, fn, where});
         reduces = true;
+      }
+      if (o.kind == ir::OpKind::Repeat) {
+        for (size_t j = 0; j < o.operands.size() && j < o.body_arguments.size(); ++j)
+          if (auto it = st.find(o.operands[j]); it != st.end()) st[o.body_arguments[j]] = it->second;
+        walk(d, c, chain, *o.body, *k.body, st, naming, reduces);
+      } else if (o.kind == ir::OpKind::Call) {
+        call(chain, o, k, st, naming);
+      } else {
+        if ((o.kind == ir::OpKind::SizeOf || o.kind == ir::OpKind::AxisIndex) && !o.axes.empty())
+          reads_.emplace_back((o.kind == ir::OpKind::SizeOf ? "the size of '" : "positions along '") +
+                                  p_.axis(o.axes[0]).name + "' (in " + d.name + ")",
+                              o.axes[0]);
+        rewrite(d, o, k, st, where);
       }
     }
   }
