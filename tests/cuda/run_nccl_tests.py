@@ -8,10 +8,11 @@
             --update rewrites them), the file includes nccl.h only with
             --nccl, and the refusals have their exact messages (exit 1, no
             output file; --torch with --nccl exit 2). No nvcc needed.
-  device    --out DIR: writes DIR/rank.cu and DIR/run.sh, which on a GPU
-            machine run the MLP's rank function with a single-rank
-            communicator and compare its outputs, byte for byte, with the host
-            function on the whole batch.
+  device    --out DIR: writes DIR/rank.cu, DIR/tp.cu and DIR/run.sh, which on
+            a GPU machine run the MLP's rank function and the tensor-parallel
+            MLP's rank program (emitted for one rank, its params cut by
+            ncd_TP_rank_params) with a single-rank communicator and compare
+            their outputs, byte for byte, with the host functions.
   compile   both cases, a data-parallel and a tensor-parallel 12-layer GPT-2
             and a tensor-parallel LLaMA layer compile with nvcc against
             NCCL's header; both cases link against libnccl and run on the
@@ -236,22 +237,113 @@ int main() {
 }
 """
 
+# On a GPU: the tensor-parallel MLP's rank program emitted for one rank (`shard hidden over 1`): its
+# params cut by ncd_TP_rank_params (rank 0 of 1: the whole), run through ncd_TP_rank with a
+# single-rank communicator (its all-reduce included), against ncd_TP on the same data; the same
+# kernels at the same sizes, so the same bytes.
+TP_DEVICE_DRIVER = r"""
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#define NCD_CHECK(call)                                                                   \
+  do {                                                                                    \
+    const cudaError_t e = (call);                                                         \
+    if (e != cudaSuccess) {                                                               \
+      std::fprintf(stderr, "FAIL %s: %s\n", #call, cudaGetErrorString(e));                \
+      return 1;                                                                           \
+    }                                                                                     \
+  } while (0)
+
+static std::vector<uint16_t> random_bf16(size_t n, uint32_t seed) {
+  std::vector<uint16_t> v(n);
+  for (auto &x : v) {
+    seed = seed * 1664525u + 1013904223u;
+    const float f = static_cast<float>(seed >> 8) / 16777216.0f * 2.0f - 1.0f;
+    uint32_t bits;
+    std::memcpy(&bits, &f, 4);
+    x = static_cast<uint16_t>(bits >> 16);
+  }
+  return v;
+}
+
+int main() {
+  const size_t sizes[] = {8 * 128 * 256, 256 * 1024, 1024, 1024 * 256, 256};  // X, W1, b1, W2, b2
+  void *in[5], *cut[3];
+  for (int k = 0; k < 5; ++k) {
+    const std::vector<uint16_t> host = random_bf16(sizes[k], 29u + static_cast<uint32_t>(k));
+    NCD_CHECK(cudaMalloc(&in[k], sizes[k] * 2));
+    NCD_CHECK(cudaMemcpy(in[k], host.data(), sizes[k] * 2, cudaMemcpyHostToDevice));
+  }
+  const int sliced[] = {1, 2, 3};  // W1, b1, W2
+  for (int k = 0; k < 3; ++k) NCD_CHECK(cudaMalloc(&cut[k], sizes[sliced[k]] * 2));
+  const size_t out_bytes = 8 * 128 * 256 * 2;
+  void *whole, *ranked;
+  NCD_CHECK(cudaMalloc(&whole, out_bytes));
+  NCD_CHECK(cudaMalloc(&ranked, out_bytes));
+  const size_t ws_bytes = ncd_TP_workspace() > ncd_rank_TP::ncd_TP_rank_workspace(1) ? ncd_TP_workspace()
+                                                                                      : ncd_rank_TP::ncd_TP_rank_workspace(1);
+  void *ws = nullptr;
+  if (ws_bytes) NCD_CHECK(cudaMalloc(&ws, ws_bytes));
+  cudaStream_t stream;
+  NCD_CHECK(cudaStreamCreate(&stream));
+  ncclComm_t comm;
+  int device = 0;
+  if (ncclCommInitAll(&comm, 1, &device) != ncclSuccess) {
+    std::fprintf(stderr, "FAIL ncclCommInitAll\n");
+    return 1;
+  }
+  typedef const __nv_bfloat16 *B;
+  typedef __nv_bfloat16 *M;
+  NCD_CHECK(static_cast<cudaError_t>(ncd_TP(B(in[0]), B(in[1]), B(in[2]), B(in[3]), B(in[4]), M(whole), ws, ws_bytes,
+                                            stream)));
+  NCD_CHECK(static_cast<cudaError_t>(ncd_rank_TP::ncd_TP_rank_params(0, B(in[1]), B(in[2]), B(in[3]), M(cut[0]),
+                                                                       M(cut[1]), M(cut[2]), stream)));
+  const int status = ncd_rank_TP::ncd_TP_rank(comm, B(in[0]), B(cut[0]), B(cut[1]), B(cut[2]), B(in[4]), M(ranked), ws,
+                                              ws_bytes, stream);
+  if (status != 0) {
+    std::fprintf(stderr, "FAIL ncd_TP_rank returned %d\n", status);
+    return 1;
+  }
+  NCD_CHECK(cudaStreamSynchronize(stream));
+  std::vector<unsigned char> a(out_bytes), b(out_bytes);
+  NCD_CHECK(cudaMemcpy(a.data(), whole, out_bytes, cudaMemcpyDeviceToHost));
+  NCD_CHECK(cudaMemcpy(b.data(), ranked, out_bytes, cudaMemcpyDeviceToHost));
+  const bool same = a == b;
+  std::printf("%s output Y: the rank program on one rank %s the host function\n", same ? "PASS" : "FAIL",
+              same ? "gives the same bytes as" : "differs from");
+  ncclCommDestroy(comm);
+  return same ? 0 : 1;
+}
+"""
+
 
 def write_device_check(args, folder):
-    """Writes FOLDER/rank.cu (the MLP with --nccl and DEVICE_DRIVER) and FOLDER/run.sh."""
+    """Writes FOLDER/rank.cu (the MLP with --nccl and DEVICE_DRIVER), FOLDER/tp.cu (the tensor-parallel
+    MLP for one rank, TP_DEVICE_DRIVER) and FOLDER/run.sh; returns the two .cu paths."""
     os.makedirs(folder, exist_ok=True)
-    cu = os.path.join(folder, "rank.cu")
-    r = emit(args, CASE, cu, ["--nccl"])
-    if r.returncode != 0:
-        fail("emit --nccl: exit %d\n%s" % (r.returncode, r.stderr))
-    with open(cu, "a") as f:
-        f.write(DEVICE_DRIVER)
+    cus = []
+    with open(os.path.join(args.root, TP_CASE)) as f:
+        one_rank = f.read().replace("shard hidden over 2", "shard hidden over 1")
+    with open(os.path.join(folder, "tp1.ncd"), "w") as f:
+        f.write(one_rank)
+    for name, case, driver in (("rank", os.path.join(args.root, CASE), DEVICE_DRIVER),
+                               ("tp", os.path.join(folder, "tp1.ncd"), TP_DEVICE_DRIVER)):
+        cu = os.path.join(folder, name + ".cu")
+        r = emit(args, case, cu, ["--nccl"])
+        if r.returncode != 0:
+            fail("emit --nccl %s: exit %d\n%s" % (case, r.returncode, r.stderr))
+        with open(cu, "a") as f:
+            f.write(driver)
+        cus.append(cu)
     with open(os.path.join(folder, "run.sh"), "w") as f:
-        f.write("#!/bin/bash\n# On a machine with a GPU, nvcc and NCCL: builds rank.cu and runs it (exit 0: every output PASS).\n"
-                "set -euo pipefail\ncd \"$(dirname \"$0\")\"\ncuda=$(dirname \"$(dirname \"$(command -v nvcc)\")\")\n"
-                "nvcc -std=c++17 -O3 -arch=native -o rank rank.cu -L\"$cuda/lib64\" -lnccl -Xlinker -rpath=\"$cuda/lib64\"\n"
-                "./rank\n")
-    return cu
+        f.write("#!/bin/bash\n# On a machine with a GPU, nvcc and NCCL: builds rank.cu and tp.cu and runs them (exit 0: every "
+                "output PASS).\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\ncuda=$(dirname \"$(dirname \"$(command -v nvcc)\")\")\n"
+                "for name in rank tp; do\n"
+                "  nvcc -std=c++17 -O3 -arch=native -o $name $name.cu -L\"$cuda/lib64\" -lnccl -Xlinker -rpath=\"$cuda/lib64\"\n"
+                "  ./$name\ndone\n")
+    return cus
 
 
 def emit(args, path, out, extra=()):
@@ -359,11 +451,11 @@ def compile_and_run(args):
             if r.returncode != 0:
                 fail("the rank function's host checks failed (%s):\n" % case + r.stderr)
         # The GPU check (`device`) builds; it runs only where there is a GPU.
-        cu = write_device_check(args, os.path.join(tmp, "device"))
-        r = run([nvcc] + flags + ["-arch=sm_90", "-o", os.path.join(tmp, "device", "rank"), cu, "-L" + lib, "-lnccl"])
-        if r.returncode != 0:
-            fail("nvcc on the single-rank GPU check:\n" + (r.stdout + r.stderr)[-6000:])
-        print("ok: the single-rank GPU check builds")
+        for cu in write_device_check(args, os.path.join(tmp, "device")):
+            r = run([nvcc] + flags + ["-arch=sm_90", "-o", cu[:-3], cu, "-L" + lib, "-lnccl"])
+            if r.returncode != 0:
+                fail("nvcc on the single-rank GPU check %s:\n" % os.path.basename(cu) + (r.stdout + r.stderr)[-6000:])
+        print("ok: the single-rank GPU checks (data parallel, the tensor-parallel rank program) build")
     return 0
 
 
