@@ -147,6 +147,9 @@ void run_ranks(const ExecuteRequest &request, std::map<std::string, Tensor> &out
       } catch (const RunError &e) {
         errors[r] = e.what();
         exchange.fail();
+      } catch (const std::exception &e) {  // a thread must not end by an exception
+        errors[r] = std::string("internal: ") + e.what();
+        exchange.fail();
       }
     });
   for (std::thread &t : threads) t.join();

@@ -596,26 +596,10 @@ bool generate(const EmitRequest &request, std::string &output, std::string &erro
   for (const char *text : {device::prelude, device::gemm, device::gemm_q8, device::routed, device::attention, device::grid, device::prelude_end}) output += text;
   output += "\nnamespace {\n\n" + generator.size_struct() + generator.kernels() + "}  // namespace\n\n" +
             generator.hosts();
-  bool programs = false;
   for (size_t k = 0; k < ranks.size(); ++k) {
-    if (!ranks[k].program) {
-      output += rank_code(infos[k], ranks[k]);
-      continue;
-    }
-    if (!programs)
-      output +=
-          "// A failed NCCL call in a rank program's host function: its result, returned negated.\n"
-          "#define NCD_NCCL(call)                                  \\\n"
-          "  do {                                                  \\\n"
-          "    const ncclResult_t ncd_result_ = (call);            \\\n"
-          "    if (ncd_result_ != ncclSuccess) {                   \\\n"
-          "      ncd_nccl = ncd_result_;                           \\\n"
-          "      return cudaErrorUnknown;                          \\\n"
-          "    }                                                   \\\n"
-          "  } while (0)\n\n";
-    programs = true;
     try {
-      output += detail::rank_program_code(request, target_limits(arch), ranks[k]);
+      output += ranks[k].program ? detail::rank_program_code(request, target_limits(arch), ranks[k])
+                                 : rank_code(infos[k], ranks[k]);
     } catch (const GenError &e) {
       error = "cannot generate the rank program of '" + request.diagrams[k]->name + "': " + e.what();
       return false;

@@ -287,8 +287,20 @@ std::string rank_program_code(const EmitRequest &request, const Limits &limits, 
   generator.reduce_across_ranks(std::move(reductions));
   const HarnessDiagram info = generator.generate_diagram(root);
   const std::string space = "ncd_rank_" + ident(plan.diagram);
-  std::string code = "// " + plan.diagram + "'s rank program (docs/SHARDING.md, \"Rank programs\"): each rank's share, " +
-                     std::to_string(local.devices) + " ranks.\nnamespace " + space + " {\nnamespace {\n\n" +
+  std::string code =
+      "#ifndef NCD_NCCL\n"
+      "// A failed NCCL call in a rank program's host function: its result, returned negated.\n"
+      "#define NCD_NCCL(call)                       \\\n"
+      "  do {                                       \\\n"
+      "    const ncclResult_t ncd_result_ = (call); \\\n"
+      "    if (ncd_result_ != ncclSuccess) {        \\\n"
+      "      ncd_nccl = ncd_result_;                \\\n"
+      "      return cudaErrorUnknown;               \\\n"
+      "    }                                        \\\n"
+      "  } while (0)\n"
+      "#endif\n\n";
+  code += "// " + plan.diagram + "'s rank program (docs/SHARDING.md, \"Rank programs\"): each rank's share, " +
+          std::to_string(local.devices) + " ranks.\nnamespace " + space + " {\nnamespace {\n\n" +
                      generator.size_struct() + generator.kernels() + "}  // namespace\n\n" + generator.hosts() +
                      rank_code(info, plan);
   // The param cutter: each sliced param's share, from the whole (host or device memory), as rows

@@ -155,10 +155,8 @@ int main() {
 """
 
 
-# On a GPU: the rank function with a single-rank communicator against the host function on the
-# whole batch, on the same pseudo-random inputs; one rank runs the same kernels at the same
-# sizes, so the outputs must be the same bytes.
-DEVICE_DRIVER = r"""
+# The GPU checks' error check and pseudo-random bf16 data.
+DEVICE_COMMON = r"""
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -185,6 +183,12 @@ static std::vector<uint16_t> random_bf16(size_t n, uint32_t seed) {
   return v;
 }
 
+"""
+
+# On a GPU: the rank function with a single-rank communicator against the host function on the
+# whole batch, on the same pseudo-random inputs; one rank runs the same kernels at the same
+# sizes, so the outputs must be the same bytes.
+DEVICE_DRIVER = DEVICE_COMMON + r"""
 int main() {
   const size_t sizes[] = {8 * 128 * 256, 256 * 1024, 1024 * 256, 256};  // X, W1, W2, g
   void *in[4];
@@ -241,33 +245,7 @@ int main() {
 # params cut by ncd_TP_rank_params (rank 0 of 1: the whole), run through ncd_TP_rank with a
 # single-rank communicator (its all-reduce included), against ncd_TP on the same data; the same
 # kernels at the same sizes, so the same bytes.
-TP_DEVICE_DRIVER = r"""
-#include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <vector>
-
-#define NCD_CHECK(call)                                                                   \
-  do {                                                                                    \
-    const cudaError_t e = (call);                                                         \
-    if (e != cudaSuccess) {                                                               \
-      std::fprintf(stderr, "FAIL %s: %s\n", #call, cudaGetErrorString(e));                \
-      return 1;                                                                           \
-    }                                                                                     \
-  } while (0)
-
-static std::vector<uint16_t> random_bf16(size_t n, uint32_t seed) {
-  std::vector<uint16_t> v(n);
-  for (auto &x : v) {
-    seed = seed * 1664525u + 1013904223u;
-    const float f = static_cast<float>(seed >> 8) / 16777216.0f * 2.0f - 1.0f;
-    uint32_t bits;
-    std::memcpy(&bits, &f, 4);
-    x = static_cast<uint16_t>(bits >> 16);
-  }
-  return v;
-}
-
+TP_DEVICE_DRIVER = DEVICE_COMMON + r"""
 int main() {
   const size_t sizes[] = {8 * 128 * 256, 256 * 1024, 1024, 1024 * 256, 256};  // X, W1, b1, W2, b2
   void *in[5], *cut[3];

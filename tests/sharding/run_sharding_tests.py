@@ -27,7 +27,7 @@ Sections:
               the 12-layer GPT-2 and the LLaMA layer tensor parallel, an MLP
               data parallel; the same bits with 1 and 2 threads; what a rank
               program declines (context parallel, a 2-d mesh, a
-              reduce-scatter), exact.
+              reduce-scatter), exact; `ncd show --ir --ranks`.
   render      `ncd render` of a sharded diagram: collectives under their
               operations' glyphs (counted on a folded call), split wires
               marked with their device count, the legend line; both layouts,
@@ -571,6 +571,34 @@ schedule Down {
     path = write(folder, "dp.ncd", dp)
     err = run(ncd, ["run", path, "--random", "1", "--ranks", "--out-dir", out], folder, expect=2).stderr
     check(err == "ncd run: error: --ranks runs a sharded diagram's ranks: give --devices N\n", err)
+    # `ncd show --ir --ranks`: the rank program itself, a Megatron MLP over 4 ranks.
+    tp = write(folder, "tp.ncd", """axis tokens = 8, model = 16, hidden = 64
+
+diagram TP(X[tokens, model]) -> Y[tokens, model] {
+  param W1[model, hidden], W2[hidden, model], b2[model]
+  H[tokens, hidden] = X[tokens, model] * W1[model, hidden]
+  Y[tokens, model] = relu(H[tokens, hidden]) * W2[hidden, model] + b2[model]
+}
+
+schedule TP {
+  shard hidden over 4
+}
+""")
+    text = run(ncd, ["show", "--ir", "--ranks", tp], folder).stdout
+    check(text.startswith("# the rank program of TP, one of 4 ranks"), text[:200])
+    check("param  %2:W1 : [model(16), hidden_local(16)] f32" in text, "W1 is not the rank's slice:\n" + text)
+    check("param  %4:b2 : [model(16)] f32" in text, "b2 is not whole:\n" + text)
+    check(text.count("all-reduce (sum) of ") == 1 and "all-reduce (sum) of %7 in TP  @" in text and
+          text.rstrip().endswith("tp.ncd:6:22"), "the reductions:\n" + text)
+    err = run(ncd, ["show", "--ir", "--ranks", write(folder, "cp.ncd", GPT2_SIM.replace("SHARD", "shard seq over 8"))]
+              + GPT2_SIZES, folder, expect=1).stderr
+    check(err == "ncd: error: diagram 'Model' has no rank program: at GPT2Model.h.attn.CausalAttention, %4 is read "
+          "whole along 'q' beside a rank's share of it, which the plan does not cut\n", err)
+    err = run(ncd, ["show", "--ir", "--ranks", write(folder, "plain.ncd", dp.split("schedule")[0])], folder,
+              expect=1).stderr
+    check(err == "ncd: error: diagram 'M' has no shard lines, so it has no rank program\n", err)
+    err = run(ncd, ["show", "--json", "--ranks", tp], folder, expect=2).stderr
+    check(err == "ncd: error: --ranks shows a rank program's IR: use it with --ir, without --passes\n", err)
 
 
 def section_render(ncd, folder):

@@ -288,8 +288,10 @@ std::optional<RankProgram> build_rank_program(const ir::Program &program, const 
     return Builder(program, plan).build(diagram);
   } catch (const Declined &declined) {
     why = declined.why;
-    return std::nullopt;
+  } catch (const std::exception &e) {  // a plan this walk does not expect: declined, not a crash
+    why = std::string("internal: ") + e.what();
   }
+  return std::nullopt;
 }
 
 RankCut rank_cut(const std::vector<int64_t> &shape, int dim, const AxisSplit &split, int64_t devices, int64_t rank) {
