@@ -65,9 +65,8 @@ std::string rank_program_text(const Compilation &compilation, const ir::Diagram 
   for (const ir::Diagram *copy : order) text += "\n" + print_ir(program, compilation.sources, copy);
   text += "\nreductions across the ranks, in place:\n";
   for (const RankProgram::Reduction &r : ranks->reductions)
-    text += "  all-reduce (" + std::string(ops::info(r.fn).name) + ") of " +
-            (r.diagram->value(r.value).name) + " in " + r.site +
-            (r.op->location.valid() ? "  @" + compilation.sources.describe(r.op->location) : "") + "\n";
+    text += "  all-reduce (" + std::string(ops::info(r.fn).name) + ") of " + (r.diagram->value(r.value).name) + " in " +
+            r.site + (r.op->location.valid() ? "  @" + compilation.sources.describe(r.op->location) : "") + "\n";
   if (ranks->reductions.empty()) text += "  none\n";
   return text;
 }

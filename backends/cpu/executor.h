@@ -11,8 +11,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <map>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -138,7 +138,7 @@ class Executor {
   std::map<std::string, int64_t> profile_counts_;
   std::vector<int> mesh_axes_;  // a sharded run's runtime axis per mesh dimension
   std::map<std::pair<CallChain, int>, RtTensor> routing_;  // routing indices kept for their combines
-  RankExchange *exchange_ = nullptr;  // a rank run's (join_ranks)
+  RankExchange *exchange_ = nullptr;                       // a rank run's (join_ranks)
   int rank_ = 0;
   const std::map<const ir::Op *, ops::Fn> *reductions_ = nullptr;
 };

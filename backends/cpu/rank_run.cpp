@@ -102,8 +102,8 @@ void run_ranks(const ExecuteRequest &request, std::map<std::string, Tensor> &out
       auto it = request.inputs ? request.inputs->find(value.name) : decltype(request.inputs->end()){};
       if (!request.inputs || it == request.inputs->end()) throw RunError("input '" + value.name + "' was not given");
       if (it->second.shape.size() != value.axes.size())
-        throw RunError("input '" + value.name + "' has " + std::to_string(it->second.shape.size()) + " axes, expected " +
-                       std::to_string(value.axes.size()));
+        throw RunError("input '" + value.name + "' has " + std::to_string(it->second.shape.size()) +
+                       " axes, expected " + std::to_string(value.axes.size()));
       inputs[static_cast<size_t>(rank)][value.name] = slice(root, id, value, it->second, rank);
     }
     for (const auto &[local, whole] : program->params) {

@@ -438,8 +438,8 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
   }
 
   std::string host;
-  host += "// " + diagram.name + " (" + diagram.module + "): arguments in this order: " +
-          (communicates_ ? "the communicator; " : "") + "inputs";
+  host += "// " + diagram.name + " (" + diagram.module +
+          "): arguments in this order: " + (communicates_ ? "the communicator; " : "") + "inputs";
   for (const auto &h : info.inputs) host += " " + h.name;
   host += info.params.empty() ? "" : "; params (docs/RUN.md paths)";
   for (const auto &h : info.params) host += " " + h.name;
@@ -461,9 +461,10 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
     info.sizes.push_back(size);
   }
   if (!sizes_doc.empty()) host += "; runtime sizes" + sizes_doc;
-  host += "; the workspace and its bytes; the stream.\n// Every tensor is dense, row-major in its declared axis order, "
-          "16-byte aligned. Returns a cudaError_t (0: success)" +
-          (communicates_ ? std::string(", or a negated ncclResult_t") : std::string()) + ".\n";
+  host +=
+      "; the workspace and its bytes; the stream.\n// Every tensor is dense, row-major in its declared axis order, "
+      "16-byte aligned. Returns a cudaError_t (0: success)" +
+      (communicates_ ? std::string(", or a negated ncclResult_t") : std::string()) + ".\n";
   std::string sizes_list;
   for (const std::string &s : size_params) sizes_list += (sizes_list.empty() ? "" : ", ") + s;
   // The sizes into the struct (refusing one below 1 with `refusal`), then the workspace offsets over them:
@@ -501,8 +502,9 @@ HarnessDiagram Generator::generate_diagram(const ir::Diagram &diagram) {
   if (communicates_) host += "  ncclResult_t ncd_nccl = ncclSuccess;  // NCD_NCCL's\n";
   host += "  auto body = [&]() -> cudaError_t {\n" + body_ + "    return cudaSuccess;\n  };\n";
   if (communicates_)
-    host += "  const cudaError_t ncd_status = body();\n"
-            "  return ncd_nccl != ncclSuccess ? -static_cast<int>(ncd_nccl) : static_cast<int>(ncd_status);\n}\n\n";
+    host +=
+        "  const cudaError_t ncd_status = body();\n"
+        "  return ncd_nccl != ncclSuccess ? -static_cast<int>(ncd_nccl) : static_cast<int>(ncd_status);\n}\n\n";
   else
     host += "  return static_cast<int>(body());\n}\n\n";
   hosts_ += host;

@@ -49,8 +49,8 @@ const char *nccl_op(ops::Fn fn) {
 }
 
 // Data parallelism (see above), or nullopt with `why`.
-std::optional<RankPlan> data_parallel(const ir::Program &program, const ir::Diagram &diagram,
-                                      const ShardingPlan &plan, std::string &why) {
+std::optional<RankPlan> data_parallel(const ir::Program &program, const ir::Diagram &diagram, const ShardingPlan &plan,
+                                      std::string &why) {
   // (Only the rank program's reasons reach the user: it states whatever this way does not.)
   for (const Collective &c : plan.collectives)
     if (c.kind != Collective::Kind::AllGather || c.op != nullptr) {
@@ -196,7 +196,8 @@ std::string rank_code(const HarnessDiagram &info, const RankPlan &plan) {
                     : "whose size divides " + axes + "\n// (the schedule's " + count + ")") +
       ", then the arguments of " + info.function + ", each split input the rank's slice" +
       (plan.program ? ",\n// each param the rank's slice (" + rank_function + "_params cuts them)" : "") +
-      " and each output whole.\n" + "// Returns 0, a cudaError_t from " + info.function + ", or a negated ncclResult_t.\n";
+      " and each output whole.\n" + "// Returns 0, a cudaError_t from " + info.function +
+      ", or a negated ncclResult_t.\n";
   code += "extern \"C\" size_t " + rank_function + "_workspace(" + join(through, "int ranks") + ") {\n  if (" +
           refused("ranks") + ") return 0;\n  return " + info.function + "_workspace(" + list(call_sizes("ranks")) +
           ");\n}\n";
@@ -301,8 +302,8 @@ std::string rank_program_code(const EmitRequest &request, const Limits &limits, 
       "#endif\n\n";
   code += "// " + plan.diagram + "'s rank program (docs/SHARDING.md, \"Rank programs\"): each rank's share, " +
           std::to_string(local.devices) + " ranks.\nnamespace " + space + " {\nnamespace {\n\n" +
-                     generator.size_struct() + generator.kernels() + "}  // namespace\n\n" + generator.hosts() +
-                     rank_code(info, plan);
+          generator.size_struct() + generator.kernels() + "}  // namespace\n\n" + generator.hosts() +
+          rank_code(info, plan);
   // The param cutter: each sliced param's share, from the whole (host or device memory), as rows
   // of contiguous runs (rank_cut), one cudaMemcpy2DAsync each.
   const std::string function = "ncd_" + ident(plan.diagram) + "_rank_params";
@@ -311,8 +312,8 @@ std::string rank_program_code(const EmitRequest &request, const Limits &limits, 
     auto split = local.slices.find({mine.diagram, mine.value});
     if (split == local.slices.end()) continue;
     const ir::Value &value = whole.diagram->value(whole.value);
-    const int dim = static_cast<int>(std::find(value.axes.begin(), value.axes.end(), split->second.axis) -
-                                     value.axes.begin());
+    const int dim =
+        static_cast<int>(std::find(value.axes.begin(), value.axes.end(), split->second.axis) - value.axes.begin());
     const RankCut cut = rank_cut(whole.shape, dim, split->second, local.devices, 0);
     const std::string type = element_type(whole.dtype), bytes = "sizeof(" + type + ")", name = ident(whole.path);
     wholes.push_back("const " + type + " *whole_" + name);

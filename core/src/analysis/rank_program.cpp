@@ -61,8 +61,7 @@ class Builder {
     }
     for (const auto &[where, axis] : reads_)
       for (const auto &[twin, whole] : out_.twin_of)
-        if (whole == axis)
-          throw Declined{"it reads " + where + ", which a rank would read at its own share"};
+        if (whole == axis) throw Declined{"it reads " + where + ", which a rank would read at its own share"};
     std::vector<std::string> errors = verify(out_.program);
     if (!errors.empty()) throw Declined{"internal: the rank program fails verification: " + errors.front()};
     std::vector<ParamInstance> local, whole;
@@ -77,7 +76,8 @@ class Builder {
  private:
   std::string site(const CallChain &chain) const {
     std::string text;
-    for (const ir::Op *call : chain) text += (text.empty() ? "" : ".") + (call->label.empty() ? call->callee_name : call->label);
+    for (const ir::Op *call : chain)
+      text += (text.empty() ? "" : ".") + (call->label.empty() ? call->callee_name : call->label);
     return text;
   }
 
@@ -226,8 +226,7 @@ class Builder {
       for (int &axis : group) map(axis);
   }
 
-  void call(const CallChain &chain, const ir::Op &o, ir::Op &k, const Splits &st,
-            const ParamNaming &naming) {
+  void call(const CallChain &chain, const ir::Op &o, ir::Op &k, const Splits &st, const ParamNaming &naming) {
     const ir::Diagram &callee = *p_.diagrams.at(static_cast<size_t>(o.callee));
     std::map<int, int> bound;
     for (auto [from, to] : o.bindings) bound[from] = to;
@@ -324,9 +323,11 @@ Tensor cut_for_rank(const Tensor &whole, int dim, const AxisSplit &split, int64_
   Tensor slice = Tensor::zeros(whole.dtype, shape);
   for_runs(rank_cut(whole.shape, dim, split, devices, rank), [&](size_t from, size_t to, size_t count) {
     if (whole.is_int())
-      std::copy_n(whole.ints.begin() + static_cast<std::ptrdiff_t>(from), count, slice.ints.begin() + static_cast<std::ptrdiff_t>(to));
+      std::copy_n(whole.ints.begin() + static_cast<std::ptrdiff_t>(from), count,
+                  slice.ints.begin() + static_cast<std::ptrdiff_t>(to));
     else
-      std::copy_n(whole.values.begin() + static_cast<std::ptrdiff_t>(from), count, slice.values.begin() + static_cast<std::ptrdiff_t>(to));
+      std::copy_n(whole.values.begin() + static_cast<std::ptrdiff_t>(from), count,
+                  slice.values.begin() + static_cast<std::ptrdiff_t>(to));
   });
   return slice;
 }
@@ -339,9 +340,11 @@ Tensor assemble_ranks(const std::vector<Tensor> &slices, const std::vector<int64
     const Tensor &slice = slices[static_cast<size_t>(rank)];
     for_runs(rank_cut(whole_shape, dim, split, devices, rank), [&](size_t to, size_t from, size_t count) {
       if (whole.is_int())
-        std::copy_n(slice.ints.begin() + static_cast<std::ptrdiff_t>(from), count, whole.ints.begin() + static_cast<std::ptrdiff_t>(to));
+        std::copy_n(slice.ints.begin() + static_cast<std::ptrdiff_t>(from), count,
+                    whole.ints.begin() + static_cast<std::ptrdiff_t>(to));
       else
-        std::copy_n(slice.values.begin() + static_cast<std::ptrdiff_t>(from), count, whole.values.begin() + static_cast<std::ptrdiff_t>(to));
+        std::copy_n(slice.values.begin() + static_cast<std::ptrdiff_t>(from), count,
+                    whole.values.begin() + static_cast<std::ptrdiff_t>(to));
     });
   }
   return whole;
