@@ -19,7 +19,9 @@
 
 #include "codegen.h"
 #include "generator.h"
+#include "targets.h"
 #include "ncd/instantiate.h"
+#include "ncd/ir_edit.h"
 #include "ncd/pass_manager.h"
 
 namespace ncd::cuda {
@@ -46,6 +48,37 @@ const char *nccl_op(ops::Fn fn) {
     case ops::Fn::Min: return "ncclMin";
     default: return "ncclSum";
   }
+}
+
+// The first param instance of `diagram` whose shape depends on one of `axes` (by name), or "": the
+// params listed at the program's sizes and again with those axes one larger (derived sizes follow).
+std::string param_on_axes(const ir::Program &program, const ir::Diagram &diagram,
+                          const std::map<std::string, int64_t> &axes) {
+  ir::Program other;
+  other.axes = program.axes;
+  other.modules = program.modules;
+  other.root_module = program.root_module;
+  for (const auto &d : program.diagrams) other.diagrams.push_back(ir::clone_diagram(*d, d->name));
+  for (ir::Axis &axis : other.axes)
+    if (axes.count(axis.name) && axis.size && !axis.derived) ++*axis.size;
+  for (ir::Axis &axis : other.axes)
+    if (axis.derived && axis.size)
+      if (auto size = other.size_poly(axis.id).evaluate([&](int base) -> std::optional<double> {
+            const auto &known = other.axes.at(static_cast<size_t>(base)).size;
+            return known ? std::optional<double>(static_cast<double>(*known)) : std::nullopt;
+          }))
+        axis.size = static_cast<int64_t>(*size);
+  const ir::Diagram *root = nullptr;
+  for (size_t k = 0; k < program.diagrams.size(); ++k)
+    if (program.diagrams[k].get() == &diagram) root = other.diagrams[k].get();
+  std::vector<ParamInstance> before, after;
+  std::string error;
+  if (!root || !list_param_instances(program, diagram, before, error) ||
+      !list_param_instances(other, *root, after, error) || before.size() != after.size())
+    return "(listing the params failed)";
+  for (size_t k = 0; k < before.size(); ++k)
+    if (before[k].shape != after[k].shape) return before[k].path;
+  return "";
 }
 
 // Data parallelism (see above), or nullopt with `why`.
@@ -121,6 +154,55 @@ std::optional<RankPlan> data_parallel(const ir::Program &program, const ir::Diag
       return std::nullopt;
     }
     rank.split_outputs.push_back(true);
+  }
+  // The diagram at its local sizes is a rank's share only if nothing held whole depends on a sharded
+  // axis: no param (GPT-2's position table under `shard positions`), no input or output but along the
+  // axis it is split by. Probed on the host function with the sharded axes as runtime sizes.
+  EmitRequest probe;
+  probe.program = &program;
+  probe.diagrams = {&diagram};
+  for (const auto &[axis, size] : rank.whole)
+    probe.options["runtime"] += (probe.options["runtime"].empty() ? "" : ",") + axis;
+  HarnessDiagram info;
+  try {
+    detail::Generator generator(probe, target_limits(default_arch()));
+    info = generator.generate_diagram(diagram);
+  } catch (const detail::GenError &) {
+    why = "it does not generate at runtime sizes";
+    return std::nullopt;
+  }
+  std::vector<std::string> members;
+  for (const auto &size : info.sizes)
+    if (rank.whole.count(size.axis)) members.push_back(size.member);
+  // The dimensions of `shape` that depend on a sharded size, and whether each is that size alone.
+  auto sharded_dims = [&](const std::vector<detail::Sz> &shape, bool &alone) {
+    int count = 0;
+    alone = true;
+    for (const detail::Sz &dim : shape)
+      for (const std::string &member : members)
+        if (dim.code().find(member) != std::string::npos) {
+          ++count;
+          alone = alone && dim.code() == member;
+          break;
+        }
+    return count;
+  };
+  bool alone = true;
+  if (std::string param = param_on_axes(program, diagram, rank.whole); !param.empty()) {
+    why = "param " + param + " depends on a sharded axis";
+    return std::nullopt;
+  }
+  for (const HarnessTensor &input : info.inputs)
+    if (sharded_dims(input.shape, alone) > 1 || !alone) {
+      why = "input " + input.name + " holds a sharded axis it is not split along";
+      return std::nullopt;
+    }
+  for (size_t k = 0; k < info.outputs.size(); ++k) {
+    const int count = sharded_dims(info.outputs[k].shape, alone);
+    if (count > 1 || !alone || (count == 1) != rank.split_outputs[k]) {
+      why = "output " + info.outputs[k].name + " holds a sharded axis it is not split along";
+      return std::nullopt;
+    }
   }
   return rank;
 }

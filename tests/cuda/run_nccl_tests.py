@@ -80,6 +80,9 @@ REFUSALS = [
     ("cp.ncd", GPT2 % {"heads": 12, "shard": "shard seq over 8"}, None, [], 1,
      "ncd emit: error: cannot generate 'Batched' with NCCL: at GPT2Model.h.attn.CausalAttention, %4 is read whole "
      "along 'q' beside a rank's share of it, which the plan does not cut\n"),
+    ("vocab.ncd", GPT2 % {"heads": 12, "shard": "shard vocab over 2"}, None, [], 1,
+     "ncd emit: error: cannot generate 'Batched' with NCCL: its plan routes tokens to experts' devices at E in "
+     "GPT2Model.wte (all-to-all), and a rank program states only reductions between operations\n"),
     ("ep.ncd", MOE, None, ["-D", "ffn=8"], 1,
      "ncd emit: error: cannot generate 'Moe' with NCCL: its plan all-gathers before Top at MixtralSparseMoeBlock, "
      "and a rank program states only reductions between operations\n"),
@@ -360,6 +363,16 @@ def golden(args):
             fail("no rank program host function in the tensor-parallel MLP")
         expected_path = os.path.join(args.root, "tests", "cuda", "nccl_tensor_parallel.golden")
         base.compare_structure(args, expected_path, code[start:], "rank program", "rank program")
+        # Nothing is split under `shard positions`, but the position table depends on the axis: the diagram
+        # at a local size would read a shorter table, so it is not data parallel; its rank program (each rank
+        # the whole diagram) is emitted instead.
+        positions = os.path.join(tmp, "positions.ncd")
+        with open(positions, "w") as f:
+            f.write(GPT2 % {"heads": 12, "shard": "shard positions over 2"})
+        r = emit(args, positions, out, ["--nccl"])
+        code = open(out).read() if r.returncode == 0 else ""
+        if "namespace ncd_rank_Batched" not in code or "n_positions" in code:
+            fail("shard positions: expected the rank program, not positions as a runtime size\n" + r.stderr)
         r = emit(args, CASE, out)
         if r.returncode != 0 or "nccl" in open(out).read().lower():
             fail("without --nccl the file must not mention NCCL")
