@@ -80,7 +80,7 @@ REFUSALS = [
     ("cp.ncd", GPT2 % {"heads": 12, "shard": "shard seq over 8"}, None, [], 1,
      "ncd emit: error: cannot generate 'Batched' with NCCL: at GPT2Model.h.attn.CausalAttention, %4 is read whole "
      "along 'q' beside a rank's share of it, which the plan does not cut\n"),
-    ("vocab.ncd", GPT2 % {"heads": 12, "shard": "shard vocab over 2"}, None, [], 1,
+    ("vocab.ncd", GPT2 % {"heads": 12, "shard": "shard vocab over 2"}, None, ["-D", "vocab=50258"], 1,
      "ncd emit: error: cannot generate 'Batched' with NCCL: its plan routes tokens to experts' devices at E in "
      "GPT2Model.wte (all-to-all), and a rank program states only reductions between operations\n"),
     ("ep.ncd", MOE, None, ["-D", "ffn=8"], 1,
