@@ -16,9 +16,13 @@ if [ "${1:-}" = "--sanitize" ]; then
   export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
   export LSAN_OPTIONS=suppressions=$PWD/tests/sanitize/lsan.supp:print_suppressions=0
   # Left out, as documented in tests/README.md: nvcc compiling emitted CUDA
-  # (no ncd code runs; cuda.golden* and cuda.errors cover the emitter) and an
-  # install plus an out-of-tree plugin build (plugins.out_of_tree).
-  ctest --test-dir build-sanitize --output-on-failure -j "$(nproc)" -E '^(cuda\.compile\.|plugins\.out_of_tree$)'
+  # (no ncd code runs; cuda.golden* and cuda.errors cover the emitter), an
+  # install plus an out-of-tree plugin build (plugins.out_of_tree), nvcc on
+  # optimized emitted code (cuda.optimized), and the per-file SVG sweeps
+  # (render.svg.*: render.crossings draws every stdlib and example diagram,
+  # in both styles and layouts, through the same layout and writer).
+  ctest --test-dir build-sanitize --output-on-failure -j "$(nproc)" \
+    -E '^(cuda\.compile\.|cuda\.optimized$|render\.svg\.|plugins\.out_of_tree$)'
   exit
 fi
 scripts/setup.sh build
