@@ -599,9 +599,12 @@ bool generate(const EmitRequest &request, std::string &output, std::string &erro
   output += "\nnamespace {\n\n" + generator.size_struct() + generator.kernels() + "}  // namespace\n\n" +
             generator.hosts();
   for (size_t k = 0; k < ranks.size(); ++k) {
+    if (!ranks[k].program) {
+      output += rank_code(infos[k], ranks[k]);
+      continue;
+    }
     try {
-      output += ranks[k].program ? detail::rank_program_code(request, target_limits(arch), ranks[k])
-                                 : rank_code(infos[k], ranks[k]);
+      output += detail::rank_program_code(request, target_limits(arch), ranks[k]);
     } catch (const GenError &e) {
       error = "cannot generate the rank program of '" + request.diagrams[k]->name + "': " + e.what();
       return false;

@@ -19,7 +19,6 @@
 
 #include "codegen.h"
 #include "generator.h"
-#include "targets.h"
 #include "ncd/instantiate.h"
 #include "ncd/ir_edit.h"
 #include "ncd/pass_manager.h"
@@ -157,53 +156,33 @@ std::optional<RankPlan> data_parallel(const ir::Program &program, const ir::Diag
   }
   // The diagram at its local sizes is a rank's share only if nothing held whole depends on a sharded
   // axis: no param (GPT-2's position table under `shard positions`), no input or output but along the
-  // axis it is split by. Probed on the host function with the sharded axes as runtime sizes.
-  EmitRequest probe;
-  probe.program = &program;
-  probe.diagrams = {&diagram};
-  for (const auto &[axis, size] : rank.whole)
-    probe.options["runtime"] += (probe.options["runtime"].empty() ? "" : ",") + axis;
-  HarnessDiagram info;
-  try {
-    detail::Generator generator(probe, target_limits(default_arch()));
-    info = generator.generate_diagram(diagram);
-  } catch (const detail::GenError &) {
-    why = "it does not generate at runtime sizes";
-    return std::nullopt;
-  }
-  std::vector<std::string> members;
-  for (const auto &size : info.sizes)
-    if (rank.whole.count(size.axis)) members.push_back(size.member);
-  // The dimensions of `shape` that depend on a sharded size, and whether each is that size alone.
-  auto sharded_dims = [&](const std::vector<detail::Sz> &shape, bool &alone) {
-    int count = 0;
-    alone = true;
-    for (const detail::Sz &dim : shape)
-      for (const std::string &member : members)
-        if (dim.code().find(member) != std::string::npos) {
-          ++count;
-          alone = alone && dim.code() == member;
-          break;
-        }
-    return count;
-  };
-  bool alone = true;
+  // axis it is split by.
   if (std::string param = param_on_axes(program, diagram, rank.whole); !param.empty()) {
     why = "param " + param + " depends on a sharded axis";
     return std::nullopt;
   }
-  for (const HarnessTensor &input : info.inputs)
-    if (sharded_dims(input.shape, alone) > 1 || !alone) {
-      why = "input " + input.name + " holds a sharded axis it is not split along";
+  const std::vector<int> &sharded = diagram.shards[0].axes;
+  auto depends = [&](int axis) {  // a root axis is, or is sized by, a sharded axis
+    for (int base : program.size_poly(axis).axes())
+      if (std::find(sharded.begin(), sharded.end(), base) != sharded.end()) return true;
+    return std::find(sharded.begin(), sharded.end(), axis) != sharded.end();
+  };
+  auto held_whole = [&](int value, const std::map<int, std::vector<AxisSplit>> &splits) {
+    auto it = splits.find(value);
+    for (int axis : diagram.value(value).axes)
+      if (depends(axis) && (it == splits.end() || it->second.empty() || it->second.front().axis != axis)) return true;
+    return false;
+  };
+  for (int input : diagram.inputs)
+    if (held_whole(input, plan.inputs)) {
+      why = "input " + diagram.value(input).name + " holds a sharded axis it is not split along";
       return std::nullopt;
     }
-  for (size_t k = 0; k < info.outputs.size(); ++k) {
-    const int count = sharded_dims(info.outputs[k].shape, alone);
-    if (count > 1 || !alone || (count == 1) != rank.split_outputs[k]) {
-      why = "output " + info.outputs[k].name + " holds a sharded axis it is not split along";
+  for (int output : diagram.outputs)
+    if (held_whole(output, plan.outputs)) {
+      why = "output " + diagram.value(output).name + " holds a sharded axis it is not split along";
       return std::nullopt;
     }
-  }
   return rank;
 }
 

@@ -186,6 +186,33 @@ static std::vector<uint16_t> random_bf16(size_t n, uint32_t seed) {
   return v;
 }
 
+// n pseudo-random bf16 values in device memory (nullptr on failure).
+static void *device_bf16(size_t n, uint32_t seed) {
+  const std::vector<uint16_t> host = random_bf16(n, seed);
+  void *p = nullptr;
+  if (cudaMalloc(&p, n * 2) != cudaSuccess || cudaMemcpy(p, host.data(), n * 2, cudaMemcpyHostToDevice) != cudaSuccess)
+    return nullptr;
+  return p;
+}
+
+// What both runs of a check share: the larger of two workspaces, a stream, a communicator of one rank.
+struct Shared {
+  void *ws = nullptr;
+  size_t ws_bytes = 0;
+  cudaStream_t stream = nullptr;
+  ncclComm_t comm = nullptr;
+};
+static bool share(size_t a, size_t b, Shared &s) {
+  s.ws_bytes = a > b ? a : b;
+  int device = 0;
+  if ((s.ws_bytes && cudaMalloc(&s.ws, s.ws_bytes) != cudaSuccess) || cudaStreamCreate(&s.stream) != cudaSuccess ||
+      ncclCommInitAll(&s.comm, 1, &device) != ncclSuccess) {
+    std::fprintf(stderr, "FAIL the workspace, stream or communicator\n");
+    return false;
+  }
+  return true;
+}
+
 """
 
 # On a GPU: the rank function with a single-rank communicator against the host function on the
@@ -195,39 +222,28 @@ DEVICE_DRIVER = DEVICE_COMMON + r"""
 int main() {
   const size_t sizes[] = {8 * 128 * 256, 256 * 1024, 1024 * 256, 256};  // X, W1, W2, g
   void *in[4];
-  for (int k = 0; k < 4; ++k) {
-    const std::vector<uint16_t> host = random_bf16(sizes[k], 17u + static_cast<uint32_t>(k));
-    NCD_CHECK(cudaMalloc(&in[k], sizes[k] * 2));
-    NCD_CHECK(cudaMemcpy(in[k], host.data(), sizes[k] * 2, cudaMemcpyHostToDevice));
-  }
+  for (int k = 0; k < 4; ++k)
+    if (!(in[k] = device_bf16(sizes[k], 17u + static_cast<uint32_t>(k)))) return 1;
   const size_t out_bytes[] = {8 * 128 * 256 * 2, 8 * 256 * 4, 256 * 2};  // Y (bf16), S (f32), W (bf16)
   void *whole[3], *ranked[3];
   for (int k = 0; k < 3; ++k) {
     NCD_CHECK(cudaMalloc(&whole[k], out_bytes[k]));
     NCD_CHECK(cudaMalloc(&ranked[k], out_bytes[k]));
   }
-  const size_t ws_bytes = ncd_MLP_workspace(8) > ncd_MLP_rank_workspace(1) ? ncd_MLP_workspace(8) : ncd_MLP_rank_workspace(1);
-  void *ws = nullptr;
-  if (ws_bytes) NCD_CHECK(cudaMalloc(&ws, ws_bytes));
-  cudaStream_t stream;
-  NCD_CHECK(cudaStreamCreate(&stream));
-  ncclComm_t comm;
-  int device = 0;
-  if (ncclCommInitAll(&comm, 1, &device) != ncclSuccess) {
-    std::fprintf(stderr, "FAIL ncclCommInitAll\n");
-    return 1;
-  }
+  Shared run;
+  if (!share(ncd_MLP_workspace(8), ncd_MLP_rank_workspace(1), run)) return 1;
   typedef const __nv_bfloat16 *B;
   NCD_CHECK(static_cast<cudaError_t>(ncd_MLP(B(in[0]), B(in[1]), B(in[2]), B(in[3]), (__nv_bfloat16 *)whole[0],
-                                             (float *)whole[1], (__nv_bfloat16 *)whole[2], 8, ws, ws_bytes, stream)));
-  NCD_CHECK(cudaStreamSynchronize(stream));
-  const int status = ncd_MLP_rank(comm, B(in[0]), B(in[1]), B(in[2]), B(in[3]), (__nv_bfloat16 *)ranked[0],
-                                  (float *)ranked[1], (__nv_bfloat16 *)ranked[2], ws, ws_bytes, stream);
+                                             (float *)whole[1], (__nv_bfloat16 *)whole[2], 8, run.ws, run.ws_bytes,
+                                             run.stream)));
+  NCD_CHECK(cudaStreamSynchronize(run.stream));
+  const int status = ncd_MLP_rank(run.comm, B(in[0]), B(in[1]), B(in[2]), B(in[3]), (__nv_bfloat16 *)ranked[0],
+                                  (float *)ranked[1], (__nv_bfloat16 *)ranked[2], run.ws, run.ws_bytes, run.stream);
   if (status != 0) {
     std::fprintf(stderr, "FAIL ncd_MLP_rank returned %d\n", status);
     return 1;
   }
-  NCD_CHECK(cudaStreamSynchronize(stream));
+  NCD_CHECK(cudaStreamSynchronize(run.stream));
   const char *names[] = {"Y", "S", "W"};
   int failures = 0;
   for (int k = 0; k < 3; ++k) {
@@ -239,7 +255,7 @@ int main() {
     std::printf("%s output %s: one rank %s the whole batch\n", same ? "PASS" : "FAIL", names[k],
                 same ? "gives the same bytes as" : "differs from");
   }
-  ncclCommDestroy(comm);
+  ncclCommDestroy(run.comm);
   return failures ? 1 : 0;
 }
 """
@@ -252,49 +268,36 @@ TP_DEVICE_DRIVER = DEVICE_COMMON + r"""
 int main() {
   const size_t sizes[] = {8 * 128 * 256, 256 * 1024, 1024, 1024 * 256, 256};  // X, W1, b1, W2, b2
   void *in[5], *cut[3];
-  for (int k = 0; k < 5; ++k) {
-    const std::vector<uint16_t> host = random_bf16(sizes[k], 29u + static_cast<uint32_t>(k));
-    NCD_CHECK(cudaMalloc(&in[k], sizes[k] * 2));
-    NCD_CHECK(cudaMemcpy(in[k], host.data(), sizes[k] * 2, cudaMemcpyHostToDevice));
-  }
+  for (int k = 0; k < 5; ++k)
+    if (!(in[k] = device_bf16(sizes[k], 29u + static_cast<uint32_t>(k)))) return 1;
   const int sliced[] = {1, 2, 3};  // W1, b1, W2
   for (int k = 0; k < 3; ++k) NCD_CHECK(cudaMalloc(&cut[k], sizes[sliced[k]] * 2));
   const size_t out_bytes = 8 * 128 * 256 * 2;
   void *whole, *ranked;
   NCD_CHECK(cudaMalloc(&whole, out_bytes));
   NCD_CHECK(cudaMalloc(&ranked, out_bytes));
-  const size_t ws_bytes = ncd_TP_workspace() > ncd_rank_TP::ncd_TP_rank_workspace(1) ? ncd_TP_workspace()
-                                                                                      : ncd_rank_TP::ncd_TP_rank_workspace(1);
-  void *ws = nullptr;
-  if (ws_bytes) NCD_CHECK(cudaMalloc(&ws, ws_bytes));
-  cudaStream_t stream;
-  NCD_CHECK(cudaStreamCreate(&stream));
-  ncclComm_t comm;
-  int device = 0;
-  if (ncclCommInitAll(&comm, 1, &device) != ncclSuccess) {
-    std::fprintf(stderr, "FAIL ncclCommInitAll\n");
-    return 1;
-  }
+  Shared run;
+  if (!share(ncd_TP_workspace(), ncd_rank_TP::ncd_TP_rank_workspace(1), run)) return 1;
   typedef const __nv_bfloat16 *B;
   typedef __nv_bfloat16 *M;
-  NCD_CHECK(static_cast<cudaError_t>(ncd_TP(B(in[0]), B(in[1]), B(in[2]), B(in[3]), B(in[4]), M(whole), ws, ws_bytes,
-                                            stream)));
+  NCD_CHECK(static_cast<cudaError_t>(ncd_TP(B(in[0]), B(in[1]), B(in[2]), B(in[3]), B(in[4]), M(whole), run.ws,
+                                            run.ws_bytes, run.stream)));
   NCD_CHECK(static_cast<cudaError_t>(ncd_rank_TP::ncd_TP_rank_params(0, B(in[1]), B(in[2]), B(in[3]), M(cut[0]),
-                                                                       M(cut[1]), M(cut[2]), stream)));
-  const int status = ncd_rank_TP::ncd_TP_rank(comm, B(in[0]), B(cut[0]), B(cut[1]), B(cut[2]), B(in[4]), M(ranked), ws,
-                                              ws_bytes, stream);
+                                                                       M(cut[1]), M(cut[2]), run.stream)));
+  const int status = ncd_rank_TP::ncd_TP_rank(run.comm, B(in[0]), B(cut[0]), B(cut[1]), B(cut[2]), B(in[4]), M(ranked),
+                                              run.ws, run.ws_bytes, run.stream);
   if (status != 0) {
     std::fprintf(stderr, "FAIL ncd_TP_rank returned %d\n", status);
     return 1;
   }
-  NCD_CHECK(cudaStreamSynchronize(stream));
+  NCD_CHECK(cudaStreamSynchronize(run.stream));
   std::vector<unsigned char> a(out_bytes), b(out_bytes);
   NCD_CHECK(cudaMemcpy(a.data(), whole, out_bytes, cudaMemcpyDeviceToHost));
   NCD_CHECK(cudaMemcpy(b.data(), ranked, out_bytes, cudaMemcpyDeviceToHost));
   const bool same = a == b;
   std::printf("%s output Y: the rank program on one rank %s the host function\n", same ? "PASS" : "FAIL",
               same ? "gives the same bytes as" : "differs from");
-  ncclCommDestroy(comm);
+  ncclCommDestroy(run.comm);
   return same ? 0 : 1;
 }
 """

@@ -308,11 +308,18 @@ RankCut rank_cut(const std::vector<int64_t> &shape, int dim, const AxisSplit &sp
 
 namespace {
 
-// f(first element in the whole, first in the slice, count) for each run of the cut.
-template <typename F>
-void for_runs(const RankCut &cut, F &&f) {
-  for (int64_t r = 0; r < cut.rows; ++r)
-    f(static_cast<size_t>(r * cut.row + cut.offset), static_cast<size_t>(r * cut.run), static_cast<size_t>(cut.run));
+// Copies, for each run of `cut`, its elements between the whole and the slice (`to_slice`: whole → slice).
+void copy_runs(const RankCut &cut, const Tensor &from, Tensor &to, bool to_slice) {
+  for (int64_t r = 0; r < cut.rows; ++r) {
+    const size_t whole = static_cast<size_t>(r * cut.row + cut.offset), slice = static_cast<size_t>(r * cut.run);
+    const size_t at = to_slice ? whole : slice, into = to_slice ? slice : whole, count = static_cast<size_t>(cut.run);
+    if (from.is_int())
+      std::copy_n(from.ints.begin() + static_cast<std::ptrdiff_t>(at), count,
+                  to.ints.begin() + static_cast<std::ptrdiff_t>(into));
+    else
+      std::copy_n(from.values.begin() + static_cast<std::ptrdiff_t>(at), count,
+                  to.values.begin() + static_cast<std::ptrdiff_t>(into));
+  }
 }
 
 }  // namespace
@@ -321,14 +328,7 @@ Tensor cut_for_rank(const Tensor &whole, int dim, const AxisSplit &split, int64_
   std::vector<int64_t> shape = whole.shape;
   shape.at(static_cast<size_t>(dim)) /= devices;
   Tensor slice = Tensor::zeros(whole.dtype, shape);
-  for_runs(rank_cut(whole.shape, dim, split, devices, rank), [&](size_t from, size_t to, size_t count) {
-    if (whole.is_int())
-      std::copy_n(whole.ints.begin() + static_cast<std::ptrdiff_t>(from), count,
-                  slice.ints.begin() + static_cast<std::ptrdiff_t>(to));
-    else
-      std::copy_n(whole.values.begin() + static_cast<std::ptrdiff_t>(from), count,
-                  slice.values.begin() + static_cast<std::ptrdiff_t>(to));
-  });
+  copy_runs(rank_cut(whole.shape, dim, split, devices, rank), whole, slice, true);
   return slice;
 }
 
@@ -336,17 +336,8 @@ Tensor assemble_ranks(const std::vector<Tensor> &slices, const std::vector<int64
                       const AxisSplit &split) {
   Tensor whole = Tensor::zeros(slices.at(0).dtype, whole_shape);
   const int64_t devices = static_cast<int64_t>(slices.size());
-  for (int64_t rank = 0; rank < devices; ++rank) {
-    const Tensor &slice = slices[static_cast<size_t>(rank)];
-    for_runs(rank_cut(whole_shape, dim, split, devices, rank), [&](size_t to, size_t from, size_t count) {
-      if (whole.is_int())
-        std::copy_n(slice.ints.begin() + static_cast<std::ptrdiff_t>(from), count,
-                    whole.ints.begin() + static_cast<std::ptrdiff_t>(to));
-      else
-        std::copy_n(slice.values.begin() + static_cast<std::ptrdiff_t>(from), count,
-                    whole.values.begin() + static_cast<std::ptrdiff_t>(to));
-    });
-  }
+  for (int64_t rank = 0; rank < devices; ++rank)
+    copy_runs(rank_cut(whole_shape, dim, split, devices, rank), slices[static_cast<size_t>(rank)], whole, false);
   return whole;
 }
 
